@@ -1,0 +1,160 @@
+package hlc
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+)
+
+// MaxCounter is the largest counter a Timestamp may carry. See the package documentation
+// for what happens when a burst of events reaches it.
+const MaxCounter = 1<<31 - 1
+
+// MaxWall is the largest walltime (milliseconds) a Timestamp may carry: 2^53-1, the largest
+// integer a JavaScript number holds exactly.
+const MaxWall = 1<<53 - 1
+
+// MaxPeerLen is the longest peer id a Timestamp accepts, in bytes.
+const MaxPeerLen = 128
+
+// ErrBadTimestamp is the sentinel of every malformed timestamp text.
+var ErrBadTimestamp = errors.New("hlc: bad timestamp")
+
+// Timestamp is one point of the hybrid logical clock. Its zero value is the zero clock, the
+// smallest timestamp, used for values that were never written by anyone (a base value loaded
+// from the server). Timestamps are small comparable values: == tells identity, Compare tells
+// order.
+type Timestamp struct {
+	// Wall is the physical part: milliseconds since the Unix epoch.
+	Wall int64
+	// Counter breaks ties between events in the same millisecond.
+	Counter uint32
+	// Peer is the id of the replica that made the timestamp; it breaks the remaining ties.
+	Peer string
+}
+
+// Compare returns -1 if t sorts before u, +1 if after, 0 if equal. Order: Wall as a number,
+// then Counter as a number, then Peer bytewise.
+func (t Timestamp) Compare(u Timestamp) int {
+	switch {
+	case t.Wall < u.Wall:
+		return -1
+	case t.Wall > u.Wall:
+		return 1
+	case t.Counter < u.Counter:
+		return -1
+	case t.Counter > u.Counter:
+		return 1
+	}
+	return strings.Compare(t.Peer, u.Peer)
+}
+
+// Less reports whether t sorts strictly before u.
+func (t Timestamp) Less(u Timestamp) bool { return t.Compare(u) < 0 }
+
+// IsZero reports whether t is the zero clock.
+func (t Timestamp) IsZero() bool { return t == Timestamp{} }
+
+// String returns uMap's text form "wall:counter:peer". The zero Timestamp gives "0:0:".
+func (t Timestamp) String() string {
+	return string(t.AppendText(make([]byte, 0, 24+len(t.Peer))))
+}
+
+// AppendText appends the text form of t to b.
+func (t Timestamp) AppendText(b []byte) []byte {
+	b = strconv.AppendInt(b, t.Wall, 10)
+	b = append(b, ':')
+	b = strconv.AppendUint(b, uint64(t.Counter), 10)
+	b = append(b, ':')
+	return append(b, t.Peer...)
+}
+
+// Parse reads uMap's "wall:counter:peer" text. Wall and counter are decimal integers without
+// sign or leading zeros (other than "0" itself); the peer id is everything after the second
+// colon, non-empty, printable ASCII without spaces, at most MaxPeerLen bytes. Errors wrap
+// ErrBadTimestamp and quote the input.
+func Parse(s string) (Timestamp, error) {
+	i := strings.IndexByte(s, ':')
+	if i < 0 {
+		return Timestamp{}, badTimestamp(s, "want wall:counter:peer")
+	}
+	j := strings.IndexByte(s[i+1:], ':')
+	if j < 0 {
+		return Timestamp{}, badTimestamp(s, "want wall:counter:peer")
+	}
+	j += i + 1
+	wall, ok := parseDecimal(s[:i], MaxWall)
+	if !ok {
+		return Timestamp{}, badTimestamp(s, "walltime is not an integer in [0, 2^53)")
+	}
+	counter, ok := parseDecimal(s[i+1:j], MaxCounter)
+	if !ok {
+		return Timestamp{}, badTimestamp(s, "counter is not an integer in [0, 2^31)")
+	}
+	peer := s[j+1:]
+	if err := ValidPeer(peer); err != nil {
+		return Timestamp{}, badTimestamp(s, err.Error())
+	}
+	return Timestamp{Wall: int64(wall), Counter: uint32(counter), Peer: peer}, nil
+}
+
+// ValidPeer reports whether id can be a peer id: non-empty, at most MaxPeerLen bytes,
+// printable ASCII without spaces.
+func ValidPeer(id string) error {
+	if id == "" {
+		return errors.New("empty peer id")
+	}
+	if len(id) > MaxPeerLen {
+		return errors.New("peer id longer than " + strconv.Itoa(MaxPeerLen) + " bytes")
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; c <= ' ' || c > '~' {
+			return errors.New("peer id has a character outside printable ASCII")
+		}
+	}
+	return nil
+}
+
+func parseDecimal(s string, max uint64) (uint64, bool) {
+	if s == "" || len(s) > 16 || (len(s) > 1 && s[0] == '0') {
+		return 0, false
+	}
+	var n uint64
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + uint64(c-'0')
+	}
+	return n, n <= max
+}
+
+// MustParse is Parse for tests and constants: it panics on malformed text.
+func MustParse(s string) Timestamp {
+	t, err := Parse(s)
+	if err != nil {
+		panic(err)
+	}
+	return t
+}
+
+// Error is the error type of this package: a sentinel (ErrBadTimestamp or ErrClockDrift)
+// with a message that quotes what was wrong.
+type Error struct {
+	Sentinel error
+	Msg      string
+}
+
+// Error returns the message.
+func (e *Error) Error() string { return e.Msg }
+
+// Unwrap returns the sentinel, so errors.Is(err, ErrClockDrift) works.
+func (e *Error) Unwrap() error { return e.Sentinel }
+
+func badTimestamp(s, why string) error {
+	if len(s) > 80 {
+		s = s[:80] + "…"
+	}
+	return &Error{Sentinel: ErrBadTimestamp, Msg: "hlc: bad timestamp " + strconv.Quote(s) + ": " + why}
+}
