@@ -1,0 +1,162 @@
+# mapcrdt — build and test entry points.
+#
+#   make test    every test the project has (what CI runs, through .ci/run)
+#   make build   jsglue/mapcrdt.wasm + jsglue/wasm_exec.js
+#   make size    raw / gzip -9 / brotli -q 11 size of the .wasm
+#   make demo    the demo page and relay on http://$(ADDR)
+#   make bench   Go benchmarks, then jsglue/bench/bench.js if present
+#   make fuzz    every Go fuzz target for $(FUZZTIME) each
+#
+# Each step is guarded, so the Makefile works while parts of the tree are
+# not written yet: a step whose inputs do not exist says so and is skipped.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+GO ?= go
+GOROOT := $(shell $(GO) env GOROOT)
+NODE ?= node
+GOTESTFLAGS ?=
+FUZZTIME ?= 10s
+ADDR ?= 127.0.0.1:8080
+
+WASM_OUT := jsglue/mapcrdt.wasm
+WASM_EXEC := jsglue/wasm_exec.js
+# Computed once at parse time; nothing below creates these files.
+WASM_GO := $(wildcard wasm/*.go)
+DEMO_GO := $(wildcard demo/*.go)
+JS_TESTS := $(wildcard jsglue/test/*.test.js)
+E2E_TESTS := $(wildcard demo/e2e/*.test.js)
+NPM_STAMP := jsglue/node_modules/.package-lock.json
+
+.PHONY: all build size vet test test-go test-wasm test-js typecheck test-e2e \
+	fuzz bench demo deps clean
+
+all: build
+
+# ---------------------------------------------------------------- install
+
+# npm ci only when node_modules is missing or older than the lockfile.
+deps:
+	@if [ ! -f jsglue/package.json ]; then echo "deps: no jsglue/package.json, skipped"; \
+	elif [ ! -f $(NPM_STAMP) ] || [ jsglue/package-lock.json -nt $(NPM_STAMP) ] \
+	     || [ jsglue/package.json -nt $(NPM_STAMP) ]; then \
+	  echo "== npm ci (jsglue)"; \
+	  cd jsglue && npm ci --no-audit --no-fund && touch node_modules/.package-lock.json; \
+	fi
+
+# ---------------------------------------------------------------- build
+
+build:
+	cp -f "$(GOROOT)/lib/wasm/wasm_exec.js" $(WASM_EXEC)
+ifneq ($(WASM_GO),)
+	GOOS=js GOARCH=wasm $(GO) build -trimpath -ldflags='-s -w' -o $(WASM_OUT) ./wasm
+	@echo "built $(WASM_OUT) ($$(wc -c < $(WASM_OUT)) bytes)"
+else
+	@echo "build: wasm/ has no Go files yet, $(WASM_OUT) not built"
+endif
+
+size: build
+	@if [ ! -f $(WASM_OUT) ]; then echo "size: no $(WASM_OUT)"; exit 0; fi; \
+	 printf '%-8s %10s bytes\n' raw "$$(wc -c < $(WASM_OUT))"; \
+	 printf '%-8s %10s bytes\n' gzip-9 "$$(gzip -9 -c $(WASM_OUT) | wc -c)"; \
+	 if command -v brotli >/dev/null 2>&1; then \
+	   printf '%-8s %10s bytes\n' brotli-11 "$$(brotli -q 11 -c $(WASM_OUT) | wc -c)"; \
+	 else \
+	   echo "brotli   (not installed: apt-get install -y --no-install-recommends brotli)"; \
+	 fi
+
+# ---------------------------------------------------------------- checks
+
+# gofmt over every Go file git knows (tracked, or untracked and not ignored).
+vet:
+	@echo "== gofmt -l"
+	@files=$$(git ls-files -co --exclude-standard -- '*.go' 2>/dev/null \
+	          || find . -name '*.go' -not -path '*/node_modules/*'); \
+	 files=$$(for f in $$files; do if [ -f "$$f" ]; then echo "$$f"; fi; done); \
+	 if [ -n "$$files" ]; then \
+	   bad=$$(gofmt -l $$files); \
+	   if [ -n "$$bad" ]; then echo "gofmt -l: these files need gofmt -w:"; echo "$$bad"; exit 1; fi; \
+	 fi
+	@echo "== go vet ./..."
+	$(GO) vet ./...
+ifneq ($(WASM_GO),)
+	@echo "== go vet ./wasm/... (GOOS=js GOARCH=wasm)"
+	GOOS=js GOARCH=wasm $(GO) vet ./wasm/...
+endif
+
+# ---------------------------------------------------------------- tests
+
+# One command, every test, in order; stops at the first failing step.
+test: deps
+	@$(MAKE) --no-print-directory vet
+	@$(MAKE) --no-print-directory test-go
+	@$(MAKE) --no-print-directory test-wasm
+	@$(MAKE) --no-print-directory build
+	@$(MAKE) --no-print-directory test-js
+	@$(MAKE) --no-print-directory typecheck
+	@$(MAKE) --no-print-directory test-e2e
+
+test-go:
+	@echo "== go test ./..."
+	$(GO) test $(GOTESTFLAGS) ./...
+
+# go_js_wasm_exec (in GOROOT/lib/wasm) runs the test binary in Node.
+test-wasm:
+ifneq ($(WASM_GO),)
+	@echo "== go test ./wasm/... (GOOS=js GOARCH=wasm, in Node)"
+	PATH="$(GOROOT)/lib/wasm:$$PATH" GOOS=js GOARCH=wasm $(GO) test $(GOTESTFLAGS) ./wasm/...
+else
+	@echo "== go test ./wasm/...: wasm/ has no Go files yet, skipped"
+endif
+
+test-js:
+ifneq ($(JS_TESTS),)
+	@echo "== node --test jsglue/test"
+	$(NODE) --test $(JS_TESTS)
+else
+	@echo "== node --test jsglue/test: no jsglue/test/*.test.js yet, skipped"
+endif
+
+typecheck:
+	@if [ ! -f jsglue/tsconfig.json ]; then echo "== tsc: no jsglue/tsconfig.json yet, skipped"; exit 0; fi; \
+	 if [ ! -x jsglue/node_modules/.bin/tsc ]; then echo "tsc missing: run make deps"; exit 1; fi; \
+	 echo "== tsc -p jsglue"; \
+	 jsglue/node_modules/.bin/tsc -p jsglue
+
+# Browser tests (Playwright + Debian's chromium; see demo/e2e/browser.js).
+test-e2e:
+ifneq ($(E2E_TESTS),)
+	@echo "== node --test demo/e2e (headless chromium)"
+	$(NODE) --test $(E2E_TESTS)
+else
+	@echo "== node --test demo/e2e: no demo/e2e/*.test.js yet, skipped"
+endif
+
+# Every FuzzXxx of every package, FUZZTIME each (go test -fuzz takes one target at a time).
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+	   list=$$($(GO) test -list '^Fuzz' $$pkg); \
+	   for f in $$(echo "$$list" | grep '^Fuzz' || true); do \
+	     echo "== fuzz $$pkg $$f ($(FUZZTIME))"; \
+	     $(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	   done; \
+	 done
+
+bench: deps build
+	@echo "== go test -bench"
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+	@if [ -f jsglue/bench/bench.js ]; then echo "== node jsglue/bench/bench.js"; $(NODE) jsglue/bench/bench.js; \
+	 else echo "== jsglue/bench/bench.js: not written yet, skipped"; fi
+
+# ---------------------------------------------------------------- demo
+
+demo: deps build
+ifneq ($(DEMO_GO),)
+	$(GO) run ./demo -addr $(ADDR)
+else
+	@echo "demo: demo/main.go not written yet"; exit 1
+endif
+
+clean:
+	rm -f $(WASM_OUT) $(WASM_EXEC)

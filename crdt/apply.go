@@ -1,0 +1,237 @@
+package crdt
+
+import (
+	"github.com/mapcrdt/mapcrdt/hlc"
+)
+
+// ingest applies validated remote operations. Duplicates (a clock already held) change
+// nothing. It reports whether a live operation revealed a gap in its origin's seqs.
+func (r *Replica) ingest(ops []*op) ([]Change, bool, error) {
+	for _, o := range ops {
+		if err := r.clock.CheckDrift(o.ts); err != nil {
+			r.dropPending()
+			return nil, false, hlcError(err)
+		}
+	}
+	r.commitPending()
+	fresh := ops[:0:0]
+	for _, o := range ops {
+		if !r.log.has(o.ts) {
+			fresh = append(fresh, o)
+		}
+	}
+	var t tracker
+	t.watch(fresh)
+	gap := false
+	for _, o := range ops {
+		if o.seq > 0 && r.vec.add(o.ts.Peer, o.seq) {
+			gap = true
+		}
+		if !r.log.insert(o) {
+			continue
+		}
+		r.applyOp(o)
+		_, _ = r.clock.Update(o.ts) // drift was checked above; a wall clock step can't make it fail
+		if o.ts.Peer == r.peer && o.seq > r.seq {
+			r.seq = o.seq // our own operations, from before a restore of an older snapshot
+		}
+	}
+	return t.changes(), gap, nil
+}
+
+func (r *Replica) applyOp(o *op) {
+	o.writes(func(w *op, sub int32) { w.obj.apply(write{op: o, sub: sub}) })
+}
+
+// Edit is one local edit.
+type Edit struct {
+	// Verb is VerbUpdate, VerbUpsert or VerbDelete.
+	Verb Verb
+	// Subject and Metadata (JSON object text) name the object.
+	Subject, Metadata string
+	// Key is the escaped key path of an update.
+	Key string
+	// Value is JSON text: the new value of an update ("" unsets the path) or the whole
+	// object of an upsert.
+	Value string
+	// OldValue is JSON text of the value before the edit, used by undo only when the engine
+	// itself has nothing at the path (a value it never saw). Optional.
+	OldValue string
+	// Group joins consecutive edits with the same non-empty group into one undo step.
+	Group string
+}
+
+// Apply makes one local edit: stamps it, applies it, queues its message in the outbox and
+// records its undo step. It returns the visible changes (for onChange listeners).
+func (r *Replica) Apply(e Edit) ([]Change, error) {
+	sub, old, err := r.prepare(e)
+	if err != nil {
+		return nil, err
+	}
+	r.undo.redo = r.undo.redo[:0]
+	changes, w := r.commitLocal(sub)
+	r.undo.record(undoEntry{obj: sub.obj, path: rootOrPath(sub), old: old.value, oldPresent: old.present, by: w},
+		e.Group, r.batch != nil, r.clock.Last().Wall, r.opts)
+	return changes, nil
+}
+
+// Update sets key of the object to value (JSON text).
+func (r *Replica) Update(subject, metadata, key, value string) ([]Change, error) {
+	if value == "" {
+		return nil, newError(ErrBadValue, "update needs a value; use Unset to remove a key")
+	}
+	return r.Apply(Edit{Verb: VerbUpdate, Subject: subject, Metadata: metadata, Key: key, Value: value})
+}
+
+// Unset removes key from the object.
+func (r *Replica) Unset(subject, metadata, key string) ([]Change, error) {
+	return r.Apply(Edit{Verb: VerbUpdate, Subject: subject, Metadata: metadata, Key: key})
+}
+
+// Upsert replaces the whole object with value (a JSON object) and makes it alive.
+func (r *Replica) Upsert(subject, metadata, value string) ([]Change, error) {
+	return r.Apply(Edit{Verb: VerbUpsert, Subject: subject, Metadata: metadata, Value: value})
+}
+
+// Delete makes the object absent.
+func (r *Replica) Delete(subject, metadata string) ([]Change, error) {
+	return r.Apply(Edit{Verb: VerbDelete, Subject: subject, Metadata: metadata})
+}
+
+type oldValue struct {
+	value   string
+	present bool
+}
+
+// prepare validates a local edit into a sub-operation (no clock yet) and reads the value it
+// will overwrite. Nothing changes on error.
+func (r *Replica) prepare(e Edit) (*op, oldValue, error) {
+	obj, err := r.identify(e.Subject, e.Metadata)
+	if err != nil {
+		r.dropPending()
+		return nil, oldValue{}, err
+	}
+	o := &op{verb: e.Verb, obj: obj}
+	switch e.Verb {
+	case VerbUpdate:
+		if o.path, err = parsePath(e.Key, r.opts.Limits); err != nil {
+			break
+		}
+		o.key = e.Key
+		if e.Value != "" {
+			o.value, err = r.canonicalValue(e.Value)
+		}
+	case VerbUpsert:
+		if o.value, err = r.canonicalValue(e.Value); err == nil && !isObject(o.value) {
+			err = newError(ErrBadValue, "upsert needs an object value, got "+quote(o.value))
+		}
+	case VerbDelete:
+	default:
+		err = newError(ErrUnknownVerb, "a local edit is update, upsert or delete, not "+quote(e.Verb.String()))
+	}
+	var old oldValue
+	if err == nil {
+		old.value, old.present = obj.valueAt(o.path)
+		if e.Verb != VerbUpdate {
+			old.present = old.present && obj.exists()
+		}
+		if !old.present && e.OldValue != "" {
+			if old.value, err = r.canonicalValue(e.OldValue); err == nil {
+				old.present = true
+			}
+		}
+	}
+	if err != nil {
+		r.dropPending()
+		return nil, oldValue{}, err
+	}
+	r.commitPending()
+	return o, old, nil
+}
+
+func rootOrPath(o *op) []string {
+	if o.verb == VerbUpdate {
+		return o.path
+	}
+	return nil
+}
+
+// commitLocal stamps sub (inside the open batch, or as an operation of its own), applies it
+// and queues it. It returns the changes and the write it made.
+func (r *Replica) commitLocal(sub *op) ([]Change, write) {
+	var top *op
+	var idx int32
+	if r.batch != nil {
+		top = r.batch
+		top.subs = append(top.subs, sub)
+		idx = int32(len(top.subs))
+		if idx == 1 {
+			r.log.insert(top)
+		}
+	} else {
+		top = sub
+		top.ts = r.clock.Now()
+		r.log.insert(top)
+		r.outbox = append(r.outbox, top)
+	}
+	var t tracker
+	path := rootOrPath(sub)
+	t.add(sub.obj, path, top.ts)
+	t.watch(nil)
+	w := write{op: top, sub: idx}
+	sub.obj.apply(w)
+	return t.changes(), w
+}
+
+// StartBatch opens a local batch: the edits until CommitBatch become one batch operation
+// with one clock, applied as they are made, sent as one message and undone as one step.
+func (r *Replica) StartBatch() error {
+	if r.batch != nil {
+		return newError(ErrBadState, "a batch is already open")
+	}
+	r.batch = &op{verb: VerbBatch, ts: r.clock.Now()}
+	r.undo.closeTop()
+	return nil
+}
+
+// CommitBatch closes the open batch and queues it. An empty batch sends nothing.
+func (r *Replica) CommitBatch() error {
+	b := r.batch
+	if b == nil {
+		return newError(ErrBadState, "no batch is open")
+	}
+	r.batch = nil
+	r.undo.closeTop()
+	if len(b.subs) > 0 {
+		r.outbox = append(r.outbox, b)
+	}
+	return nil
+}
+
+// InBatch reports whether a batch is open.
+func (r *Replica) InBatch() bool { return r.batch != nil }
+
+// Seed sets the base value of an object: what the page loaded from the server. It is a
+// write at the zero clock, never sent and never undone: every operation overrides it.
+func (r *Replica) Seed(subject, metadata, value string) ([]Change, error) {
+	obj, err := r.identify(subject, metadata)
+	if err != nil {
+		r.dropPending()
+		return nil, err
+	}
+	v, err := r.canonicalValue(value)
+	if err == nil && !isObject(v) {
+		err = newError(ErrBadValue, "a base value must be an object, got "+quote(v))
+	}
+	if err != nil {
+		r.dropPending()
+		return nil, err
+	}
+	r.commitPending()
+	base := &op{verb: VerbUpsert, obj: obj, value: v}
+	var t tracker
+	t.add(obj, nil, hlc.Timestamp{})
+	t.watch(nil)
+	obj.apply(write{op: base})
+	return t.changes(), nil
+}

@@ -1,0 +1,162 @@
+package crdt
+
+import (
+	"slices"
+
+	"github.com/mapcrdt/mapcrdt/hlc"
+)
+
+// ChangeKind says what became visible.
+type ChangeKind string
+
+// The kinds of change receive returns.
+const (
+	// Created: the object became alive; Value is the whole object.
+	Created ChangeKind = "created"
+	// Deleted: the object became absent.
+	Deleted ChangeKind = "deleted"
+	// Set: the value at Key changed to Value (Key "" means the whole object was replaced).
+	Set ChangeKind = "set"
+	// Unset: nothing is at Key any more.
+	Unset ChangeKind = "unset"
+)
+
+// Change is one visible change to render: per object and path, coalesced over every
+// operation of one call, listed in the clock order of the first operation behind each.
+type Change struct {
+	Kind     ChangeKind
+	Subject  string
+	Metadata string // canonical JSON
+	Key      string // escaped key path; "" for the whole object
+	Value    string // canonical JSON (Created, Set)
+	HLC      hlc.Timestamp
+}
+
+// AppendJSON appends c as a JSON object.
+func (c Change) AppendJSON(b []byte) []byte {
+	b = append(b, `{"kind":"`...)
+	b = append(b, c.Kind...)
+	b = append(b, `","subject":`...)
+	b = appendString(b, c.Subject)
+	b = append(b, `,"metadata":`...)
+	b = append(b, c.Metadata...)
+	if c.Key != "" {
+		b = append(b, `,"key":`...)
+		b = appendString(b, c.Key)
+	}
+	if c.Value != "" {
+		b = append(b, `,"value":`...)
+		b = append(b, c.Value...)
+	}
+	b = append(b, `,"hlc":"`...)
+	b = c.HLC.AppendText(b)
+	return append(b, `"}`...)
+}
+
+// AppendChangesJSON appends changes as a JSON array.
+func AppendChangesJSON(b []byte, changes []Change) []byte {
+	b = append(b, '[')
+	for i, c := range changes {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = c.AppendJSON(b)
+	}
+	return append(b, ']')
+}
+
+// tracker records what was visible at the places a set of operations touches, before they
+// apply, so that only real differences are reported afterwards.
+type tracker struct {
+	spots []spot
+}
+
+type spot struct {
+	obj     *object
+	path    []string // nil: the whole object
+	first   hlc.Timestamp
+	before  string
+	present bool
+}
+
+// watch registers every place ops touch, keeping per object the top-most places only.
+func (t *tracker) watch(ops []*op) {
+	for _, o := range ops {
+		o.writes(func(w *op, _ int32) {
+			var path []string
+			if w.verb == VerbUpdate {
+				path = w.path
+			}
+			t.add(w.obj, path, o.ts)
+		})
+	}
+	for i := range t.spots {
+		s := &t.spots[i]
+		if s.path == nil {
+			s.before, s.present = s.obj.value()
+			s.present = s.present && s.obj.exists()
+		} else {
+			s.before, s.present = s.obj.valueAt(s.path)
+		}
+	}
+}
+
+func (t *tracker) add(obj *object, path []string, ts hlc.Timestamp) {
+	for i := range t.spots {
+		s := &t.spots[i]
+		if s.obj != obj {
+			continue
+		}
+		if s.path == nil || (path != nil && hasPrefix(path, s.path)) { // already covered
+			if ts.Less(s.first) {
+				s.first = ts
+			}
+			return
+		}
+		if path == nil || hasPrefix(s.path, path) { // covers the spot: widen it
+			if s.first.Less(ts) {
+				ts = s.first
+			}
+			t.spots = slices.Delete(t.spots, i, i+1)
+			t.add(obj, path, ts)
+			return
+		}
+	}
+	t.spots = append(t.spots, spot{obj: obj, path: path, first: ts})
+}
+
+// changes compares every watched place with what is visible now.
+func (t *tracker) changes() []Change {
+	var out []Change
+	for _, s := range t.spots {
+		c := Change{Subject: s.obj.subject.Name, Metadata: s.obj.meta, HLC: s.first}
+		if s.path == nil {
+			after, present := s.obj.value()
+			present = present && s.obj.exists()
+			switch {
+			case !s.present && present:
+				c.Kind, c.Value = Created, after
+			case s.present && !present:
+				c.Kind = Deleted
+			case present && after != s.before:
+				c.Kind, c.Value = Set, after
+			default:
+				continue
+			}
+		} else {
+			after, present := s.obj.valueAt(s.path)
+			if present == s.present && after == s.before {
+				continue
+			}
+			c.Key = JoinPath(s.path...)
+			if present {
+				c.Kind, c.Value = Set, after
+			} else {
+				c.Kind = Unset
+			}
+		}
+		out = append(out, c)
+	}
+	slices.SortStableFunc(out, func(a, b Change) int { return a.HLC.Compare(b.HLC) })
+	return out
+}

@@ -1,0 +1,615 @@
+package crdt
+
+// A small JSON reader and writer, made for this engine: it validates, canonicalizes and edits
+// JSON text without decoding it into map[string]any, and without encoding/json, reflect or
+// fmt (each of which costs the wasm module hundreds of kilobytes; see README "Limits").
+//
+// Canonical form: no insignificant whitespace, object members sorted by their decoded name
+// (bytewise), a duplicate member name keeps its last value (as JavaScript's JSON.parse does),
+// strings and numbers kept as their original text. Two replicas that received the same
+// operations produce byte-identical canonical text.
+
+import (
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// canonicalJSON validates s (RFC 8259, valid UTF-8, nesting at most maxDepth) and returns
+// its canonical form.
+func canonicalJSON(s string, maxDepth int) (string, error) {
+	p := jparser{s: s, maxDepth: maxDepth}
+	p.ws()
+	out := p.value(make([]byte, 0, len(s)), 0)
+	p.ws()
+	if p.err == nil && p.i < len(s) {
+		p.fail("unexpected text after the value")
+	}
+	if p.err != nil {
+		return "", p.err
+	}
+	return string(out), nil
+}
+
+type jparser struct {
+	s        string
+	i        int
+	maxDepth int
+	err      error
+}
+
+func (p *jparser) fail(why string) {
+	if p.err != nil {
+		return
+	}
+	at := p.i
+	lo := at - 16
+	if lo < 0 {
+		lo = 0
+	}
+	hi := at + 16
+	if hi > len(p.s) {
+		hi = len(p.s)
+	}
+	p.err = newError(ErrInvalidJSON, why+" at byte "+strconv.Itoa(at)+" near "+quote(p.s[lo:hi]))
+}
+
+func (p *jparser) ws() {
+	for p.i < len(p.s) {
+		switch p.s[p.i] {
+		case ' ', '\t', '\n', '\r':
+			p.i++
+		default:
+			return
+		}
+	}
+}
+
+// members parses the object at p.i into its members, in input order, values canonical.
+func (p *jparser) members(depth int) []member {
+	if depth >= p.maxDepth {
+		p.err = newError(ErrTooDeep, "JSON nested deeper than "+strconv.Itoa(p.maxDepth)+" levels")
+		return nil
+	}
+	if p.i >= len(p.s) || p.s[p.i] != '{' {
+		p.fail("expected an object")
+		return nil
+	}
+	p.i++
+	p.ws()
+	if p.i < len(p.s) && p.s[p.i] == '}' {
+		p.i++
+		return nil
+	}
+	var members []member
+	for p.err == nil {
+		p.ws()
+		name := p.str()
+		if p.err != nil {
+			return nil
+		}
+		p.ws()
+		if p.i >= len(p.s) || p.s[p.i] != ':' {
+			p.fail("expected ':'")
+			return nil
+		}
+		p.i++
+		p.ws()
+		v := p.value(nil, depth+1)
+		members = append(members, member{name: name, val: v})
+		p.ws()
+		if p.i < len(p.s) && p.s[p.i] == ',' {
+			p.i++
+			continue
+		}
+		if p.i < len(p.s) && p.s[p.i] == '}' {
+			p.i++
+			return members
+		}
+		p.fail("expected ',' or '}'")
+	}
+	return nil
+}
+
+// appendMembers writes members as a canonical object: sorted by name, last duplicate wins.
+func appendMembers(out []byte, members []member) []byte {
+	// Stable sort keeps duplicates in input order; the last one wins.
+	slices.SortStableFunc(members, func(a, b member) int { return strings.Compare(a.name, b.name) })
+	out = append(out, '{')
+	n := 0
+	for k, m := range members {
+		if k+1 < len(members) && members[k+1].name == m.name {
+			continue
+		}
+		if n > 0 {
+			out = append(out, ',')
+		}
+		n++
+		out = appendString(out, m.name)
+		out = append(out, ':')
+		out = append(out, m.val...)
+	}
+	return append(out, '}')
+}
+
+// parseObject validates s as a JSON object and returns its top-level members in input order
+// (duplicates included), each value in canonical form.
+func parseObject(s string, maxDepth int) ([]member, error) {
+	p := jparser{s: s, maxDepth: maxDepth}
+	p.ws()
+	if p.i >= len(s) || s[p.i] != '{' {
+		p.fail("expected a JSON object")
+		return nil, p.err
+	}
+	m := p.members(0)
+	p.ws()
+	if p.err == nil && p.i < len(s) {
+		p.fail("unexpected text after the value")
+	}
+	return m, p.err
+}
+
+type member struct {
+	name string // decoded
+	val  []byte // canonical value
+}
+
+func (p *jparser) value(out []byte, depth int) []byte {
+	if p.err != nil {
+		return out
+	}
+	if p.i >= len(p.s) {
+		p.fail("unexpected end of input")
+		return out
+	}
+	switch c := p.s[p.i]; {
+	case c == '{':
+		members := p.members(depth)
+		if p.err != nil {
+			return out
+		}
+		return appendMembers(out, members)
+	case c == '[':
+		if depth >= p.maxDepth {
+			p.err = newError(ErrTooDeep, "JSON nested deeper than "+strconv.Itoa(p.maxDepth)+" levels")
+			return out
+		}
+		p.i++
+		p.ws()
+		out = append(out, '[')
+		if p.i < len(p.s) && p.s[p.i] == ']' {
+			p.i++
+			return append(out, ']')
+		}
+		for first := true; p.err == nil; first = false {
+			if !first {
+				out = append(out, ',')
+			}
+			p.ws()
+			out = p.value(out, depth+1)
+			p.ws()
+			if p.i < len(p.s) && p.s[p.i] == ',' {
+				p.i++
+				continue
+			}
+			if p.i < len(p.s) && p.s[p.i] == ']' {
+				p.i++
+				return append(out, ']')
+			}
+			p.fail("expected ',' or ']'")
+		}
+		return out
+	case c == '"':
+		start := p.i
+		p.str()
+		return append(out, p.s[start:p.i]...)
+	case c == '-' || (c >= '0' && c <= '9'):
+		start := p.i
+		p.number()
+		return append(out, p.s[start:p.i]...)
+	case strings.HasPrefix(p.s[p.i:], "true"):
+		p.i += 4
+		return append(out, "true"...)
+	case strings.HasPrefix(p.s[p.i:], "false"):
+		p.i += 5
+		return append(out, "false"...)
+	case strings.HasPrefix(p.s[p.i:], "null"):
+		p.i += 4
+		return append(out, "null"...)
+	}
+	p.fail("unexpected character")
+	return out
+}
+
+// str reads a string at p.i and returns its decoded value.
+func (p *jparser) str() string {
+	if p.i >= len(p.s) || p.s[p.i] != '"' {
+		p.fail("expected a string")
+		return ""
+	}
+	p.i++
+	start := p.i
+	plain := true
+	for p.i < len(p.s) {
+		c := p.s[p.i]
+		switch {
+		case c == '"':
+			raw := p.s[start:p.i]
+			p.i++
+			if plain {
+				return raw
+			}
+			return decodeString(raw)
+		case c == '\\':
+			plain = false
+			if p.i+1 >= len(p.s) {
+				p.fail("unterminated escape")
+				return ""
+			}
+			switch p.s[p.i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				p.i += 2
+			case 'u':
+				if p.i+6 > len(p.s) || !isHex4(p.s[p.i+2:p.i+6]) {
+					p.fail("bad \\u escape")
+					return ""
+				}
+				p.i += 6
+			default:
+				p.fail("bad escape")
+				return ""
+			}
+		case c < 0x20:
+			p.fail("control character in string")
+			return ""
+		case c < utf8.RuneSelf:
+			p.i++
+		default:
+			r, size := utf8.DecodeRuneInString(p.s[p.i:])
+			if r == utf8.RuneError && size <= 1 {
+				p.fail("invalid UTF-8")
+				return ""
+			}
+			p.i += size
+		}
+	}
+	p.fail("unterminated string")
+	return ""
+}
+
+func (p *jparser) number() {
+	s, i := p.s, p.i
+	if i < len(s) && s[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(s) && s[i] == '0':
+		i++
+	case i < len(s) && s[i] >= '1' && s[i] <= '9':
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+	default:
+		p.i = i
+		p.fail("bad number")
+		return
+	}
+	if i < len(s) && s[i] == '.' {
+		i++
+		d := i
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+		if i == d {
+			p.i = i
+			p.fail("bad number")
+			return
+		}
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		d := i
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+		if i == d {
+			p.i = i
+			p.fail("bad number")
+			return
+		}
+	}
+	p.i = i
+}
+
+func isHex4(s string) bool {
+	for i := 0; i < 4; i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
+
+// decodeString decodes the body of a validated JSON string. A lone surrogate becomes U+FFFD.
+func decodeString(raw string) string {
+	var b strings.Builder
+	b.Grow(len(raw))
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		if c != '\\' {
+			b.WriteByte(c)
+			continue
+		}
+		i++
+		switch raw[i] {
+		case 'b':
+			b.WriteByte('\b')
+		case 'f':
+			b.WriteByte('\f')
+		case 'n':
+			b.WriteByte('\n')
+		case 'r':
+			b.WriteByte('\r')
+		case 't':
+			b.WriteByte('\t')
+		case 'u':
+			r := rune(hexVal(raw[i+1 : i+5]))
+			i += 4
+			if r >= 0xD800 && r < 0xDC00 && i+6 < len(raw) && raw[i+1] == '\\' && raw[i+2] == 'u' {
+				r2 := rune(hexVal(raw[i+3 : i+7]))
+				if r2 >= 0xDC00 && r2 < 0xE000 {
+					r = 0x10000 + (r-0xD800)<<10 + (r2 - 0xDC00)
+					i += 6
+				}
+			}
+			if r >= 0xD800 && r < 0xE000 {
+				r = utf8.RuneError
+			}
+			b.WriteRune(r)
+		default: // " \ /
+			b.WriteByte(raw[i])
+		}
+	}
+	return b.String()
+}
+
+func hexVal(s string) int {
+	n := 0
+	for i := 0; i < 4; i++ {
+		c := s[i]
+		switch {
+		case c >= '0' && c <= '9':
+			n = n*16 + int(c-'0')
+		case c >= 'a' && c <= 'f':
+			n = n*16 + int(c-'a'+10)
+		default:
+			n = n*16 + int(c-'A'+10)
+		}
+	}
+	return n
+}
+
+// appendString appends s as a JSON string.
+func appendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		b = append(b, s[start:i]...)
+		switch c {
+		case '"':
+			b = append(b, '\\', '"')
+		case '\\':
+			b = append(b, '\\', '\\')
+		case '\n':
+			b = append(b, '\\', 'n')
+		case '\r':
+			b = append(b, '\\', 'r')
+		case '\t':
+			b = append(b, '\\', 't')
+		default:
+			const hex = "0123456789abcdef"
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&15])
+		}
+		start = i + 1
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+// eachMember calls fn for each member of a canonical (or at least valid) JSON object, with
+// the decoded name and the raw value, until fn returns false. It does nothing if raw is not
+// an object.
+func eachMember(raw string, fn func(name, val string) bool) {
+	if len(raw) < 2 || raw[0] != '{' {
+		return
+	}
+	p := jparser{s: raw, i: 1, maxDepth: 1 << 30}
+	p.ws()
+	if p.i < len(raw) && raw[p.i] == '}' {
+		return
+	}
+	for p.err == nil && p.i < len(raw) {
+		p.ws()
+		name := p.str()
+		p.ws()
+		p.i++ // ':'
+		p.ws()
+		start := p.i
+		p.skip()
+		if p.err != nil {
+			return
+		}
+		if !fn(name, raw[start:p.i]) {
+			return
+		}
+		p.ws()
+		if p.i >= len(raw) || raw[p.i] != ',' {
+			return
+		}
+		p.i++
+	}
+}
+
+// skip moves past one valid value without building anything.
+func (p *jparser) skip() {
+	if p.i >= len(p.s) {
+		p.fail("unexpected end of input")
+		return
+	}
+	switch c := p.s[p.i]; c {
+	case '"':
+		p.str()
+	case '{', '[':
+		depth := 0
+		for p.i < len(p.s) {
+			switch p.s[p.i] {
+			case '"':
+				p.str()
+				if p.err != nil {
+					return
+				}
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					p.i++
+					return
+				}
+			}
+			p.i++
+		}
+		p.fail("unterminated value")
+	default:
+		start := p.i
+		for p.i < len(p.s) && !strings.ContainsRune(",}] \t\r\n", rune(p.s[p.i])) {
+			p.i++
+		}
+		if p.i == start {
+			p.fail("expected a value")
+		}
+	}
+}
+
+// memberOf returns the raw value of member name in a canonical object, and whether it exists.
+func memberOf(raw, name string) (string, bool) {
+	var out string
+	found := false
+	eachMember(raw, func(n, v string) bool {
+		if n == name {
+			out, found = v, true
+			return false
+		}
+		return true
+	})
+	return out, found
+}
+
+// lookup follows path through nested objects of a canonical value.
+func lookup(raw string, path []string) (string, bool) {
+	for _, name := range path {
+		v, ok := memberOf(raw, name)
+		if !ok {
+			return "", false
+		}
+		raw = v
+	}
+	return raw, true
+}
+
+// isObject reports whether raw JSON text is an object.
+func isObject(raw string) bool { return len(raw) > 0 && raw[0] == '{' }
+
+// jtree is a JSON value being edited: either raw canonical text or, once expanded, an object
+// whose members are trees. Edits follow the engine's path rule: every path part names an
+// object member; setting below a value that is not an object first replaces it with {}.
+type jtree struct {
+	raw  string
+	kids map[string]*jtree // non-nil: an expanded object
+}
+
+func (t *jtree) expand() {
+	if t.kids != nil {
+		return
+	}
+	t.kids = map[string]*jtree{}
+	eachMember(t.raw, func(name, val string) bool {
+		t.kids[name] = &jtree{raw: val}
+		return true
+	})
+	t.raw = ""
+}
+
+// set writes raw at path (non-empty) below t.
+func (t *jtree) set(path []string, raw string) {
+	for _, name := range path[:len(path)-1] {
+		if t.kids == nil && !isObject(t.raw) {
+			t.raw = "{}"
+		}
+		t.expand()
+		k := t.kids[name]
+		if k == nil || (k.kids == nil && !isObject(k.raw)) {
+			k = &jtree{raw: "{}"}
+			t.kids[name] = k
+		}
+		t = k
+	}
+	if t.kids == nil && !isObject(t.raw) {
+		t.raw = "{}"
+	}
+	t.expand()
+	t.kids[path[len(path)-1]] = &jtree{raw: raw}
+}
+
+// unset removes the member at path (non-empty), if every object on the way exists.
+func (t *jtree) unset(path []string) {
+	for _, name := range path[:len(path)-1] {
+		if t.kids == nil && !isObject(t.raw) {
+			return
+		}
+		t.expand()
+		t = t.kids[name]
+		if t == nil {
+			return
+		}
+	}
+	if t.kids == nil && !isObject(t.raw) {
+		return
+	}
+	t.expand()
+	delete(t.kids, path[len(path)-1])
+}
+
+// appendTo writes the canonical text of t.
+func (t *jtree) appendTo(b []byte) []byte {
+	if t.kids == nil {
+		return append(b, t.raw...)
+	}
+	names := make([]string, 0, len(t.kids))
+	for n := range t.kids {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	b = append(b, '{')
+	for i, n := range names {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, n)
+		b = append(b, ':')
+		b = t.kids[n].appendTo(b)
+	}
+	return append(b, '}')
+}
+
+func (t *jtree) String() string { return string(t.appendTo(nil)) }

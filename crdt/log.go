@@ -1,0 +1,134 @@
+package crdt
+
+import (
+	"slices"
+
+	"github.com/mapcrdt/mapcrdt/hlc"
+)
+
+// opLog holds every operation the replica knows, once, sorted by clock, so that "what
+// changed since X" is a binary search and a slice. Operations mostly arrive in clock order
+// and are appended; a late one is inserted in place.
+type opLog struct {
+	ops []*op
+}
+
+// find returns the index where ts is or would be.
+func (l *opLog) find(ts hlc.Timestamp) (int, bool) {
+	n := len(l.ops)
+	if n == 0 || l.ops[n-1].ts.Less(ts) {
+		return n, false
+	}
+	return slices.BinarySearchFunc(l.ops, ts, func(o *op, t hlc.Timestamp) int { return o.ts.Compare(t) })
+}
+
+// has reports whether an operation with clock ts is in the log.
+func (l *opLog) has(ts hlc.Timestamp) bool {
+	_, ok := l.find(ts)
+	return ok
+}
+
+// insert adds o unless an operation with its clock is there; it reports whether it did.
+func (l *opLog) insert(o *op) bool {
+	i, ok := l.find(o.ts)
+	if ok {
+		return false
+	}
+	l.ops = slices.Insert(l.ops, i, o)
+	return true
+}
+
+// since returns the operations with a clock strictly after ts, in clock order. The slice
+// is the log's own: do not modify it.
+func (l *opLog) since(ts hlc.Timestamp) []*op {
+	i, ok := l.find(ts)
+	if ok {
+		i++
+	}
+	return l.ops[i:]
+}
+
+// remove drops the operations for which drop returns true, returning how many.
+func (l *opLog) remove(drop func(*op) bool) int {
+	n := len(l.ops)
+	l.ops = slices.DeleteFunc(l.ops, drop)
+	return n - len(l.ops)
+}
+
+// VersionVector summarises what a replica holds: for each origin peer, the highest seq such
+// that every operation 1…seq of that peer is held (or was superseded and compacted away).
+type VersionVector map[string]uint64
+
+// vectorState tracks the contiguous vector and the seqs received above it.
+type vectorState struct {
+	vv    VersionVector
+	above map[string][]uint64 // sorted seqs > vv[peer], held but not contiguous
+}
+
+func newVectorState() vectorState {
+	return vectorState{vv: VersionVector{}, above: map[string][]uint64{}}
+}
+
+// add records seq from peer; it reports whether seq leaves a gap (is not the next one).
+func (v *vectorState) add(peer string, seq uint64) (gap bool) {
+	have := v.vv[peer]
+	switch {
+	case seq <= have:
+		return false
+	case seq == have+1:
+		have = seq
+		rest := v.above[peer]
+		for len(rest) > 0 && rest[0] <= have+1 {
+			if rest[0] == have+1 {
+				have++
+			}
+			rest = rest[1:]
+		}
+		v.vv[peer] = have
+		if len(rest) == 0 {
+			delete(v.above, peer)
+		} else {
+			v.above[peer] = rest
+		}
+		return false
+	}
+	rest := v.above[peer]
+	i, found := slices.BinarySearch(rest, seq)
+	if !found {
+		v.above[peer] = slices.Insert(rest, i, seq)
+	}
+	return true
+}
+
+// adopt raises the vector to at least other (after a complete sync response from a replica
+// holding other).
+func (v *vectorState) adopt(other VersionVector) {
+	for peer, seq := range other {
+		if seq > v.vv[peer] {
+			v.vv[peer] = seq
+			rest := v.above[peer]
+			for len(rest) > 0 && rest[0] <= seq {
+				rest = rest[1:]
+			}
+			// Continue over seqs now contiguous.
+			for len(rest) > 0 && rest[0] == v.vv[peer]+1 {
+				v.vv[peer]++
+				rest = rest[1:]
+			}
+			if len(rest) == 0 {
+				delete(v.above, peer)
+			} else {
+				v.above[peer] = rest
+			}
+		}
+	}
+}
+
+// Clone returns a copy of the vector.
+func (vv VersionVector) Clone() VersionVector {
+	out := make(VersionVector, len(vv))
+	for k, v := range vv {
+		out[k] = v
+	}
+	return out
+}

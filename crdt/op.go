@@ -1,0 +1,383 @@
+package crdt
+
+import (
+	"strconv"
+
+	"github.com/mapcrdt/mapcrdt/hlc"
+)
+
+// Verb is what an operation does to its object.
+type Verb uint8
+
+// The four verbs of uMap's operations.
+const (
+	// VerbUpdate sets (or, without a value, unsets) one key path of the object.
+	VerbUpdate Verb = iota + 1
+	// VerbUpsert replaces the whole object with its value and makes it alive.
+	VerbUpsert
+	// VerbDelete makes the object absent.
+	VerbDelete
+	// VerbBatch applies its sub-operations atomically under the batch's clock.
+	VerbBatch
+)
+
+var verbNames = [...]string{VerbUpdate: "update", VerbUpsert: "upsert", VerbDelete: "delete", VerbBatch: "batch"}
+
+// String returns the wire name of the verb.
+func (v Verb) String() string {
+	if int(v) < len(verbNames) && v > 0 {
+		return verbNames[v]
+	}
+	return "verb(" + strconv.Itoa(int(v)) + ")"
+}
+
+func parseVerb(s string) (Verb, bool) {
+	for v, name := range verbNames {
+		if name != "" && name == s {
+			return Verb(v), true
+		}
+	}
+	return 0, false
+}
+
+// Limits bound what the engine accepts from the network. The defaults take a real import (a
+// datalayer of thousands of features in one upsert or batch).
+type Limits struct {
+	// MaxMessageBytes bounds one incoming message or snapshot. Default 32 MiB.
+	MaxMessageBytes int
+	// MaxDepth bounds JSON nesting. Default 64.
+	MaxDepth int
+	// MaxBatch bounds the sub-operations of a batch, and the operations of a sync
+	// response. Default 100,000.
+	MaxBatch int
+	// MaxKeyBytes bounds a key path's length. Default 1,024.
+	MaxKeyBytes int
+	// MaxKeyParts bounds a key path's parts. Default 32.
+	MaxKeyParts int
+}
+
+// DefaultLimits returns the default limits.
+func DefaultLimits() Limits {
+	return Limits{MaxMessageBytes: 32 << 20, MaxDepth: 64, MaxBatch: 100_000, MaxKeyBytes: 1024, MaxKeyParts: 32}
+}
+
+func (l Limits) verify() error {
+	if l.MaxMessageBytes <= 0 || l.MaxDepth <= 2 || l.MaxBatch <= 0 || l.MaxKeyBytes <= 0 || l.MaxKeyParts <= 0 {
+		return newError(ErrBadOption, "every limit must be positive (MaxDepth above 2)")
+	}
+	return nil
+}
+
+// op is one operation as the engine stores it. A batch holds its sub-operations in subs;
+// they carry no clock of their own. The object's metadata is kept on the object, so an
+// operation costs little more than its key and value.
+type op struct {
+	ts    hlc.Timestamp // zero for a sub-operation and for a seeded base value
+	seq   uint64        // the origin's counter; 0 when unknown (uMap's plain Journal) or not yet sent
+	obj   *object       // nil for a batch
+	key   string        // escaped key path (update)
+	value string        // canonical JSON; "" = no value (unset)
+	extra string        // unknown fields, canonical `"name":value,…`, kept and passed on
+	subs  []*op         // batch
+	path  []string      // parsed key
+	live  int32         // writes of this op still visible in the state
+	verb  Verb
+}
+
+// writes calls fn for each (sub-)operation that writes, with its index (0 for the op
+// itself, i for subs[i-1]).
+func (o *op) writes(fn func(w *op, sub int32)) {
+	if o.verb != VerbBatch {
+		fn(o, 0)
+		return
+	}
+	for i, s := range o.subs {
+		fn(s, int32(i+1))
+	}
+}
+
+// decoder turns wire JSON into ops for one replica (its subject table and limits).
+type decoder struct {
+	subjects map[string]*Subject
+	lim      Limits
+	objects  func(sub *Subject, key, meta string) *object
+}
+
+// envelope fields that are not part of the operation itself.
+func isEnvelopeField(name string) bool { return name == "kind" || name == "sender" }
+
+// decodeOp reads one operation from its members. top says whether it is a top-level
+// operation (which needs an hlc) or a batch's sub-operation (which must not have one).
+func (d *decoder) decodeOp(members []member, top bool) (*op, error) {
+	o := &op{}
+	var verb, subject, key, hlcText string
+	var meta, value string
+	var hasVerb, hasSubject, hasKey, hasHLC, hasValue, hasMeta, hasOps bool
+	var opsRaw string
+	var extra []byte
+	for _, m := range members {
+		switch m.name {
+		case "verb":
+			verb, hasVerb = stringValue(m.val)
+			if !hasVerb {
+				return nil, newError(ErrBadMessage, "verb must be a string, got "+quote(string(m.val)))
+			}
+		case "subject":
+			subject, hasSubject = stringValue(m.val)
+			if !hasSubject {
+				return nil, newError(ErrBadMessage, "subject must be a string, got "+quote(string(m.val)))
+			}
+		case "metadata":
+			meta, hasMeta = string(m.val), true
+		case "key":
+			key, hasKey = stringValue(m.val)
+			if !hasKey {
+				return nil, newError(ErrBadKey, "key must be a string, got "+quote(string(m.val)))
+			}
+		case "value":
+			value, hasValue = string(m.val), true
+		case "hlc":
+			s, ok := stringValue(m.val)
+			if !ok {
+				return nil, newError(ErrBadHLC, "hlc must be a string, got "+quote(string(m.val)))
+			}
+			hlcText, hasHLC = s, true
+		case "seq":
+			n, ok := parseSeq(string(m.val))
+			if !ok {
+				return nil, newError(ErrBadMessage, "seq must be an integer in [1, 2^53), got "+quote(string(m.val)))
+			}
+			o.seq = n
+		case "operations":
+			opsRaw, hasOps = string(m.val), true
+		default:
+			if top && isEnvelopeField(m.name) {
+				continue
+			}
+			if len(extra) > 0 {
+				extra = append(extra, ',')
+			}
+			extra = appendString(extra, m.name)
+			extra = append(extra, ':')
+			extra = append(extra, m.val...)
+		}
+	}
+	if !hasVerb {
+		return nil, newError(ErrBadMessage, "operation without a verb")
+	}
+	v, ok := parseVerb(verb)
+	if !ok {
+		return nil, newError(ErrUnknownVerb, "unknown verb "+quote(verb))
+	}
+	o.verb = v
+	if top {
+		if !hasHLC {
+			return nil, newError(ErrBadHLC, "operation without an hlc")
+		}
+		ts, err := hlc.Parse(hlcText)
+		if err != nil {
+			return nil, hlcError(err)
+		}
+		o.ts = ts
+	} else {
+		if hasHLC {
+			return nil, newError(ErrBadMessage, "a batch's sub-operation carries its own hlc")
+		}
+		if o.seq != 0 {
+			return nil, newError(ErrBadMessage, "a batch's sub-operation carries its own seq")
+		}
+	}
+	if v == VerbBatch {
+		if !top {
+			return nil, newError(ErrBadMessage, "a batch inside a batch")
+		}
+		if !hasOps || len(opsRaw) == 0 || opsRaw[0] != '[' {
+			return nil, newError(ErrBadMessage, "a batch needs an array of operations")
+		}
+		var err error
+		n := 0
+		eachElement(opsRaw, func(raw string) bool {
+			n++
+			if n > d.lim.MaxBatch {
+				err = newError(ErrTooLarge, "batch of more than "+strconv.Itoa(d.lim.MaxBatch)+" operations")
+				return false
+			}
+			var ms []member
+			ms, err = parseObject(raw, d.lim.MaxDepth)
+			if err != nil {
+				return false
+			}
+			var sub *op
+			sub, err = d.decodeOp(ms, false)
+			if err != nil {
+				return false
+			}
+			o.subs = append(o.subs, sub)
+			return true
+		})
+		if err != nil {
+			return nil, err
+		}
+		if len(o.subs) == 0 {
+			return nil, newError(ErrBadMessage, "an empty batch")
+		}
+		if hasSubject {
+			extra = appendExtra(extra, "subject", appendString(nil, subject))
+		}
+		o.extra = string(extra)
+		return o, nil
+	}
+	if hasOps {
+		extra = appendExtra(extra, "operations", []byte(opsRaw))
+	}
+	if !hasSubject {
+		return nil, newError(ErrBadMessage, "operation without a subject")
+	}
+	sub := d.subjects[subject]
+	if sub == nil {
+		return nil, newError(ErrUnknownSubject, "unknown subject "+quote(subject))
+	}
+	if !hasMeta {
+		meta = "{}"
+	} else if !isObject(meta) {
+		return nil, newError(ErrBadMetadata, "metadata must be an object, got "+quote(meta))
+	}
+	okey, err := objectKey(sub, meta)
+	if err != nil {
+		return nil, err
+	}
+	switch v {
+	case VerbUpdate:
+		if !hasKey {
+			return nil, newError(ErrBadKey, "update without a key")
+		}
+		if o.path, err = parsePath(key, d.lim); err != nil {
+			return nil, err
+		}
+		o.key = key
+		o.value = value
+	case VerbUpsert:
+		if !hasValue || !isObject(value) {
+			return nil, newError(ErrBadValue, "upsert needs an object value, got "+quote(value))
+		}
+		o.value = value
+		if hasKey {
+			extra = appendExtra(extra, "key", appendString(nil, key))
+		}
+	case VerbDelete:
+		if hasKey {
+			extra = appendExtra(extra, "key", appendString(nil, key))
+		}
+		if hasValue {
+			extra = appendExtra(extra, "value", []byte(value))
+		}
+	}
+	o.extra = string(extra)
+	o.obj = d.objects(sub, okey, meta)
+	return o, nil
+}
+
+func appendExtra(extra []byte, name string, val []byte) []byte {
+	if len(extra) > 0 {
+		extra = append(extra, ',')
+	}
+	extra = appendString(extra, name)
+	extra = append(extra, ':')
+	return append(extra, val...)
+}
+
+// stringValue decodes a canonical JSON string value.
+func stringValue(raw []byte) (string, bool) {
+	if len(raw) < 2 || raw[0] != '"' {
+		return "", false
+	}
+	return decodeString(string(raw[1 : len(raw)-1])), true
+}
+
+func parseSeq(raw string) (uint64, bool) {
+	if raw == "" || len(raw) > 16 || raw[0] == '0' {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(raw, 10, 64)
+	return n, err == nil && n > 0 && n < 1<<53
+}
+
+// eachElement calls fn with each element of a canonical JSON array until fn returns false.
+func eachElement(raw string, fn func(string) bool) {
+	if len(raw) < 2 || raw[0] != '[' {
+		return
+	}
+	p := jparser{s: raw, i: 1, maxDepth: 1 << 30}
+	if raw[1] == ']' {
+		return
+	}
+	for p.err == nil && p.i < len(raw) {
+		start := p.i
+		p.skip()
+		if p.err != nil || !fn(raw[start:p.i]) {
+			return
+		}
+		if p.i >= len(raw) || raw[p.i] != ',' {
+			return
+		}
+		p.i++
+	}
+}
+
+// appendOp writes o as wire JSON. With sender non-empty it is a full OperationMessage
+// ("kind" and "sender" first); otherwise the bare operation, as inside a sync response.
+func appendOp(b []byte, o *op, sender string) []byte {
+	b = append(b, '{')
+	if sender != "" {
+		b = append(b, `"kind":"OperationMessage","sender":`...)
+		b = appendString(b, sender)
+		b = append(b, ',')
+	}
+	b = appendOpFields(b, o)
+	if !o.ts.IsZero() {
+		b = append(b, `,"hlc":"`...)
+		b = o.ts.AppendText(b)
+		b = append(b, '"')
+	}
+	if o.seq != 0 {
+		b = append(b, `,"seq":`...)
+		b = strconv.AppendUint(b, o.seq, 10)
+	}
+	return append(b, '}')
+}
+
+func appendOpFields(b []byte, o *op) []byte {
+	b = append(b, `"verb":"`...)
+	b = append(b, o.verb.String()...)
+	b = append(b, '"')
+	if o.verb == VerbBatch {
+		b = append(b, `,"operations":[`...)
+		for i, s := range o.subs {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, '{')
+			b = appendOpFields(b, s)
+			b = append(b, '}')
+		}
+		b = append(b, ']')
+	} else {
+		b = append(b, `,"subject":`...)
+		b = appendString(b, o.obj.subject.Name)
+		b = append(b, `,"metadata":`...)
+		b = append(b, o.obj.meta...)
+		if o.verb == VerbUpdate {
+			b = append(b, `,"key":`...)
+			b = appendString(b, o.key)
+		}
+		if o.value != "" {
+			b = append(b, `,"value":`...)
+			b = append(b, o.value...)
+		}
+	}
+	if o.extra != "" {
+		b = append(b, ',')
+		b = append(b, o.extra...)
+	}
+	return b
+}

@@ -1,0 +1,248 @@
+package crdt
+
+import (
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/mapcrdt/mapcrdt/hlc"
+)
+
+// Options configure a Replica. Start from DefaultOptions.
+type Options struct {
+	// PeerID is this replica's id; empty means a fresh UUID.
+	PeerID string
+	// Wall is the wall clock; nil means the system clock.
+	Wall hlc.WallClock
+	// MaxDrift is how far ahead of the wall clock a remote clock may be (default 60 s).
+	MaxDrift time.Duration
+	// Subjects is the subject table; nil means DefaultSubjects().
+	Subjects []Subject
+	// Limits bound input; the zero value means DefaultLimits().
+	Limits Limits
+	// UndoDepth is how many undo steps are kept (default 100).
+	UndoDepth int
+	// CaptureInterval groups consecutive local edits made within it into one undo step
+	// (0, the default, makes every edit its own step).
+	CaptureInterval time.Duration
+}
+
+// DefaultOptions returns the options of a replica with a fresh peer id and default limits.
+func DefaultOptions() Options {
+	return Options{MaxDrift: hlc.DefaultMaxDrift, Limits: DefaultLimits(), UndoDepth: 100}
+}
+
+func (o *Options) verify() error {
+	if o.PeerID == "" {
+		o.PeerID = uuid.NewString()
+	}
+	if err := hlc.ValidPeer(o.PeerID); err != nil {
+		return newError(ErrBadOption, "peerId "+quote(o.PeerID)+": "+err.Error())
+	}
+	if o.MaxDrift == 0 {
+		o.MaxDrift = hlc.DefaultMaxDrift
+	}
+	if o.MaxDrift < 0 {
+		return newError(ErrBadOption, "maxDrift must not be negative")
+	}
+	if o.Limits == (Limits{}) {
+		o.Limits = DefaultLimits()
+	}
+	if err := o.Limits.verify(); err != nil {
+		return err
+	}
+	if o.UndoDepth == 0 {
+		o.UndoDepth = 100
+	}
+	if o.UndoDepth < 0 || o.CaptureInterval < 0 {
+		return newError(ErrBadOption, "undoDepth and captureInterval must not be negative")
+	}
+	if o.Subjects == nil {
+		o.Subjects = DefaultSubjects()
+	}
+	seen := map[string]bool{}
+	for _, s := range o.Subjects {
+		if s.Name == "" || seen[s.Name] {
+			return newError(ErrBadOption, "subject names must be unique and non-empty: "+quote(s.Name))
+		}
+		seen[s.Name] = true
+	}
+	return nil
+}
+
+// Replica is one copy of a map's state: the objects, the operation log, the version vector,
+// the outbox, the undo stacks and the save marks. It is not safe for concurrent use; the
+// wasm module and the relay each serialize calls to their replicas.
+type Replica struct {
+	opts     Options
+	peer     string
+	clock    *hlc.Clock
+	objects  map[string]*object
+	pending  map[string]*object // objects met while decoding, added on success
+	dec      decoder
+	log      opLog
+	vec      vectorState
+	seq      uint64 // last seq published
+	outbox   []*op  // local operations not yet published (flushed)
+	batch    *op    // open local batch
+	undo     undoStacks
+	saved    hlc.Timestamp // saved horizon
+	peers    []string
+	tracking *tracker
+}
+
+// NewReplica returns an empty replica.
+func NewReplica(opts Options) (*Replica, error) {
+	if err := opts.verify(); err != nil {
+		return nil, err
+	}
+	r := &Replica{
+		opts:    opts,
+		peer:    opts.PeerID,
+		clock:   hlc.New(opts.PeerID, opts.Wall),
+		objects: map[string]*object{},
+		vec:     newVectorState(),
+	}
+	r.clock.SetMaxDrift(opts.MaxDrift)
+	subs := map[string]*Subject{}
+	for i := range opts.Subjects {
+		s := opts.Subjects[i]
+		subs[s.Name] = &s
+	}
+	r.dec = decoder{subjects: subs, lim: opts.Limits, objects: r.objectFor}
+	return r, nil
+}
+
+// PeerID returns the replica's peer id.
+func (r *Replica) PeerID() string { return r.peer }
+
+// Clock returns the greatest clock the replica has issued or seen.
+func (r *Replica) Clock() hlc.Timestamp { return r.clock.Last() }
+
+// Vector returns a copy of the version vector.
+func (r *Replica) Vector() VersionVector { return r.vec.vv.Clone() }
+
+// objectFor returns the object with identity key, creating it (pending) if new.
+func (r *Replica) objectFor(sub *Subject, key, meta string) *object {
+	if o := r.objects[key]; o != nil {
+		return o
+	}
+	if o := r.pending[key]; o != nil {
+		return o
+	}
+	o := &object{key: key, subject: sub, meta: meta}
+	if r.pending == nil {
+		r.pending = map[string]*object{}
+	}
+	r.pending[key] = o
+	return o
+}
+
+// commitPending adds the objects met while decoding; dropPending forgets them.
+func (r *Replica) commitPending() {
+	for k, o := range r.pending {
+		r.objects[k] = o
+	}
+	clear(r.pending)
+}
+
+func (r *Replica) dropPending() { clear(r.pending) }
+
+// identify resolves subject + metadata (JSON text) to an object (pending until committed).
+func (r *Replica) identify(subject, metadata string) (*object, error) {
+	sub := r.dec.subjects[subject]
+	if sub == nil {
+		return nil, newError(ErrUnknownSubject, "unknown subject "+quote(subject))
+	}
+	if metadata == "" {
+		metadata = "{}"
+	}
+	if len(metadata) > r.opts.Limits.MaxMessageBytes {
+		return nil, newError(ErrTooLarge, "metadata too large")
+	}
+	meta, err := canonicalJSON(metadata, r.opts.Limits.MaxDepth)
+	if err != nil {
+		return nil, err
+	}
+	if !isObject(meta) {
+		return nil, newError(ErrBadMetadata, "metadata must be an object, got "+quote(meta))
+	}
+	key, err := objectKey(sub, meta)
+	if err != nil {
+		return nil, err
+	}
+	return r.objectFor(sub, key, meta), nil
+}
+
+// canonicalValue validates a JSON value given by a caller.
+func (r *Replica) canonicalValue(v string) (string, error) {
+	if len(v) > r.opts.Limits.MaxMessageBytes {
+		return "", newError(ErrTooLarge, "value of more than "+strconv.Itoa(r.opts.Limits.MaxMessageBytes)+" bytes")
+	}
+	return canonicalJSON(v, r.opts.Limits.MaxDepth)
+}
+
+// Get returns the visible value of an object (key "") or of one key path inside it, and
+// whether it is present. metadata is JSON text naming the object.
+func (r *Replica) Get(subject, metadata, key string) (string, bool, error) {
+	o, err := r.identify(subject, metadata)
+	defer r.dropPending()
+	if err != nil {
+		return "", false, err
+	}
+	if !o.exists() {
+		return "", false, nil
+	}
+	if key == "" {
+		v, ok := o.value()
+		return v, ok, nil
+	}
+	path, err := parsePath(key, r.opts.Limits)
+	if err != nil {
+		return "", false, err
+	}
+	v, ok := o.valueAt(path)
+	return v, ok, nil
+}
+
+// State returns every alive object as canonical JSON: an array of
+// {"subject","metadata","value"} sorted by subject and identity, metadata holding the
+// identity fields only. Two replicas holding the same operations return equal text.
+func (r *Replica) State() string {
+	keys := make([]string, 0, len(r.objects))
+	for k, o := range r.objects {
+		if o.exists() && o.alive() {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	b := []byte{'['}
+	for i, k := range keys {
+		o := r.objects[k]
+		if i > 0 {
+			b = append(b, ',')
+		}
+		v, _ := o.value()
+		b = append(b, `{"subject":`...)
+		b = appendString(b, o.subject.Name)
+		b = append(b, `,"metadata":`...)
+		b = appendIdentity(b, o)
+		b = append(b, `,"value":`...)
+		b = append(b, v...)
+		b = append(b, '}')
+	}
+	return string(append(b, ']'))
+}
+
+// appendIdentity writes the identity fields of o as a canonical object.
+func appendIdentity(b []byte, o *object) []byte {
+	ids := strings.Split(o.key, "\x00")[1:]
+	ms := make([]member, len(ids))
+	for i, id := range ids {
+		ms[i] = member{name: o.subject.IDFields[i], val: appendString(nil, id)}
+	}
+	return appendMembers(b, ms)
+}
+

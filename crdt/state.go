@@ -1,0 +1,204 @@
+package crdt
+
+import (
+	"slices"
+
+	"github.com/mapcrdt/mapcrdt/hlc"
+)
+
+// The state is the replay rule of DESIGN §4 kept incrementally. Each object holds:
+//
+//   - root: the newest whole-object write (an upsert, a delete, or the seeded base value);
+//   - paths: the path writes newer than root that nothing newer has covered.
+//
+// Invariant: along any chain of paths (a, a.b, a.b.c) the stamps of the writes kept strictly
+// increase downwards, and every kept path write is newer than root. A write arriving older
+// than a kept write at its own path or above it is superseded on arrival; a write that
+// arrives newer removes the kept writes at and below its path. The visible value is then the
+// root value with the kept path writes applied in stamp order — which is exactly what
+// replaying every operation in clock order gives, because every write dropped would have
+// been overwritten in that replay.
+
+// object is one map, datalayer, feature … known to the replica.
+type object struct {
+	key     string   // identity: subject and id fields, NUL-separated
+	subject *Subject //
+	meta    string   // canonical metadata, as last seen
+	root    write    // newest upsert/delete/base; op == nil means none: alive with {}
+	paths   []write  // path writes newer than root (see the invariant above)
+}
+
+// write is one write of an operation kept in the state.
+type write struct {
+	op  *op   // the top-level operation (its clock), or a synthetic base op
+	sub int32 // 0: op itself; i: op.subs[i-1]
+}
+
+func (w write) target() *op {
+	if w.sub == 0 {
+		return w.op
+	}
+	return w.op.subs[w.sub-1]
+}
+
+func (w write) ts() hlc.Timestamp { return w.op.ts }
+
+// compareWrites orders writes by clock, then by index inside a batch.
+func compareWrites(a, b write) int {
+	if c := a.op.ts.Compare(b.op.ts); c != 0 {
+		return c
+	}
+	switch {
+	case a.sub < b.sub:
+		return -1
+	case a.sub > b.sub:
+		return 1
+	}
+	return 0
+}
+
+// alive reports whether the object is visible (not deleted).
+func (o *object) alive() bool { return o.root.op == nil || o.root.target().verb != VerbDelete }
+
+// exists reports whether the object has anything written (it appears in dumps if alive).
+func (o *object) exists() bool { return o.root.op != nil || len(o.paths) > 0 }
+
+// apply adds one write, returning whether it was kept (false: superseded or duplicate).
+// Writes it covers are released (their op's live count drops).
+func (o *object) apply(w write) bool {
+	t := w.target()
+	if t.verb != VerbUpdate { // whole-object write
+		if o.root.op != nil {
+			c := compareWrites(w, o.root)
+			reseed := w.op.ts.IsZero() && o.root.op.ts.IsZero()
+			if c < 0 || (c == 0 && !reseed) {
+				return false
+			}
+		}
+		release(o.root)
+		o.root = w
+		kept := o.paths[:0]
+		for _, p := range o.paths {
+			if compareWrites(p, w) > 0 {
+				kept = append(kept, p)
+			} else {
+				release(p)
+			}
+		}
+		clear(o.paths[len(kept):])
+		o.paths = kept
+		w.op.live++
+		return true
+	}
+	if o.root.op != nil && compareWrites(o.root, w) >= 0 {
+		return false
+	}
+	path := t.path
+	for _, p := range o.paths {
+		if hasPrefix(path, p.target().path) && compareWrites(p, w) >= 0 {
+			return false
+		}
+	}
+	kept := o.paths[:0]
+	for _, p := range o.paths {
+		if hasPrefix(p.target().path, path) { // at or below: older, covered
+			release(p)
+			continue
+		}
+		kept = append(kept, p)
+	}
+	clear(o.paths[len(kept):])
+	o.paths = append(kept, w)
+	w.op.live++
+	return true
+}
+
+func release(w write) {
+	if w.op != nil {
+		w.op.live--
+	}
+}
+
+// rootValue returns the whole-object value before path writes: the root's value or {}.
+func (o *object) rootValue() string {
+	if o.root.op == nil {
+		return "{}"
+	}
+	return o.root.target().value
+}
+
+// value returns the visible canonical value of the object and whether it is alive.
+func (o *object) value() (string, bool) {
+	if !o.alive() {
+		return "", false
+	}
+	if len(o.paths) == 0 {
+		return o.rootValue(), true
+	}
+	t := &jtree{raw: o.rootValue()}
+	for _, w := range o.sortedPaths() {
+		applyTo(t, w.target(), w.target().path)
+	}
+	return t.String(), true
+}
+
+func (o *object) sortedPaths() []write {
+	ws := slices.Clone(o.paths)
+	slices.SortFunc(ws, compareWrites)
+	return ws
+}
+
+func applyTo(t *jtree, w *op, path []string) {
+	if w.value == "" {
+		t.unset(path)
+	} else {
+		t.set(path, w.value)
+	}
+}
+
+// valueAt returns the visible value at path (nil: the whole object) and whether it is
+// present. A deleted object has nothing present.
+func (o *object) valueAt(path []string) (string, bool) {
+	if len(path) == 0 {
+		return o.value()
+	}
+	if !o.alive() {
+		return "", false
+	}
+	// The deepest write at or above path decides the starting point; writes below it are
+	// then applied in order.
+	var anc write
+	var below []write
+	for _, w := range o.paths {
+		wp := w.target().path
+		if hasPrefix(path, wp) {
+			if anc.op == nil || len(wp) > len(anc.target().path) {
+				anc = w
+			}
+		} else if hasPrefix(wp, path) {
+			below = append(below, w)
+		}
+	}
+	var start string
+	var ok bool
+	if anc.op != nil {
+		t := anc.target()
+		if t.value != "" {
+			start, ok = lookup(t.value, path[len(t.path):])
+		}
+	} else {
+		start, ok = lookup(o.rootValue(), path)
+	}
+	if len(below) == 0 {
+		return start, ok
+	}
+	slices.SortFunc(below, compareWrites)
+	tree := &jtree{raw: start}
+	for _, w := range below {
+		applyTo(tree, w.target(), w.target().path[len(path):])
+	}
+	if tree.kids == nil && tree.raw == "" {
+		return "", false
+	}
+	return tree.String(), true
+}

@@ -1,0 +1,53 @@
+package crdt
+
+import "strconv"
+
+// Subject describes one kind of object operations can address, and which metadata fields
+// identify an object of that kind.
+type Subject struct {
+	// Name is the subject as it appears on the wire ("feature").
+	Name string
+	// IDFields are the metadata fields, in order, whose string values together identify one
+	// object. None means the subject has a single object (the map).
+	IDFields []string
+	// Parent names the subject whose object must be saved before this one (dirty() lists a
+	// datalayer before its features); ParentField is the metadata field holding the parent's id.
+	Parent, ParentField string
+}
+
+// DefaultSubjects is uMap's subject table: the map and its permissions (one object each),
+// datalayers and their permissions (by metadata.id), features (by metadata.layerId and
+// metadata.id). Other metadata fields (featureType …) travel along and are not identity.
+func DefaultSubjects() []Subject {
+	return []Subject{
+		{Name: "map"},
+		{Name: "mappermissions"},
+		{Name: "datalayer", IDFields: []string{"id"}},
+		{Name: "datalayerpermissions", IDFields: []string{"id"}},
+		{Name: "feature", IDFields: []string{"layerId", "id"}, Parent: "datalayer", ParentField: "layerId"},
+	}
+}
+
+// MaxIDBytes is the longest identity field (metadata.id, metadata.layerId) accepted.
+const MaxIDBytes = 256
+
+// objectKey returns the identity of the object that subject + metadata (canonical JSON)
+// address: the subject and its id fields joined by NUL bytes.
+func objectKey(sub *Subject, meta string) (string, error) {
+	key := sub.Name
+	for _, f := range sub.IDFields {
+		raw, ok := memberOf(meta, f)
+		if !ok {
+			return "", newError(ErrBadMetadata, "subject "+quote(sub.Name)+" needs metadata."+f)
+		}
+		if len(raw) < 2 || raw[0] != '"' {
+			return "", newError(ErrBadMetadata, "metadata."+f+" must be a string, got "+quote(raw))
+		}
+		id := decodeString(raw[1 : len(raw)-1])
+		if id == "" || len(id) > MaxIDBytes {
+			return "", newError(ErrBadMetadata, "metadata."+f+" must be a non-empty string of at most "+strconv.Itoa(MaxIDBytes)+" bytes, got "+quote(raw))
+		}
+		key += "\x00" + id
+	}
+	return key, nil
+}

@@ -1,0 +1,184 @@
+package crdt
+
+// Undo and redo of local edits (DESIGN §7). An undo step lists, for every place a local edit
+// wrote, the value it had before and the write that changed it. Undoing emits new
+// operations with fresh clocks, so on every other replica an undo is just more edits; a
+// place another peer has written since is left as that peer wrote it and reported skipped.
+
+// undoEntry is one place a step changed.
+type undoEntry struct {
+	obj        *object
+	path       []string // nil: the whole object
+	old        string   // the value to restore
+	oldPresent bool
+	by         write // the local write that changed the place
+}
+
+type undoStep struct {
+	entries []undoEntry
+	group   string
+	at      int64 // wall ms of the latest edit in the step
+	closed  bool  // no further edit joins it
+	inBatch bool
+}
+
+type undoStacks struct {
+	undo, redo []undoStep
+}
+
+// record adds an entry: to the open batch's step, to the newest step when the group or the
+// capture interval says so, or as a new step.
+func (s *undoStacks) record(e undoEntry, group string, inBatch bool, now int64, opts Options) {
+	if n := len(s.undo); n > 0 {
+		top := &s.undo[n-1]
+		join := !top.closed && (inBatch && top.inBatch ||
+			!inBatch && !top.inBatch && (group != "" && group == top.group ||
+				group == "" && top.group == "" && opts.CaptureInterval > 0 && now-top.at <= opts.CaptureInterval.Milliseconds()))
+		if join {
+			top.entries = append(top.entries, e)
+			top.at = now
+			return
+		}
+	}
+	s.undo = append(s.undo, undoStep{entries: []undoEntry{e}, group: group, at: now, inBatch: inBatch})
+	if len(s.undo) > opts.UndoDepth {
+		s.undo = append(s.undo[:0], s.undo[len(s.undo)-opts.UndoDepth:]...)
+	}
+}
+
+func (s *undoStacks) closeTop() {
+	if n := len(s.undo); n > 0 {
+		s.undo[n-1].closed = true
+	}
+}
+
+// Skipped names a place an undo or redo left alone because another peer wrote it since.
+type Skipped struct {
+	Subject, Metadata, Key string
+}
+
+// UndoResult is what Undo and Redo did.
+type UndoResult struct {
+	// Done is false when there was nothing to undo (redo).
+	Done bool
+	// Changes are the visible changes the step made.
+	Changes []Change
+	// Skipped lists the places left as another peer wrote them.
+	Skipped []Skipped
+}
+
+// CanUndo reports whether there is a step to undo.
+func (r *Replica) CanUndo() bool { return len(r.undo.undo) > 0 }
+
+// CanRedo reports whether there is a step to redo.
+func (r *Replica) CanRedo() bool { return len(r.undo.redo) > 0 }
+
+// Undo reverts the newest local undo step. It fails while a batch is open.
+func (r *Replica) Undo() (UndoResult, error) {
+	return r.revert(&r.undo.undo, &r.undo.redo)
+}
+
+// Redo re-applies what the newest undo reverted.
+func (r *Replica) Redo() (UndoResult, error) {
+	return r.revert(&r.undo.redo, &r.undo.undo)
+}
+
+func (r *Replica) revert(from, to *[]undoStep) (UndoResult, error) {
+	if r.batch != nil {
+		return UndoResult{}, newError(ErrBadState, "undo and redo are not allowed while a batch is open")
+	}
+	n := len(*from)
+	if n == 0 {
+		return UndoResult{}, nil
+	}
+	step := (*from)[n-1]
+	*from = (*from)[:n-1]
+	res := UndoResult{Done: true}
+	var todo []undoEntry
+	for i := len(step.entries) - 1; i >= 0; i-- {
+		e := step.entries[i]
+		if r.othersWroteSince(e) {
+			res.Skipped = append(res.Skipped, Skipped{Subject: e.obj.subject.Name, Metadata: e.obj.meta, Key: JoinPath(e.path...)})
+			continue
+		}
+		todo = append(todo, e)
+	}
+	if len(todo) == 0 {
+		return res, nil
+	}
+	// One operation, or one batch, with a fresh clock.
+	var top *op
+	if len(todo) > 1 {
+		top = &op{verb: VerbBatch, ts: r.clock.Now()}
+		r.log.insert(top)
+	}
+	var t tracker
+	back := undoStep{closed: true}
+	for _, e := range todo {
+		sub := &op{obj: e.obj, path: e.path}
+		switch {
+		case e.path != nil:
+			sub.verb, sub.key = VerbUpdate, JoinPath(e.path...)
+			if e.oldPresent {
+				sub.value = e.old
+			}
+		case e.oldPresent:
+			sub.verb, sub.value = VerbUpsert, e.old
+		default:
+			sub.verb = VerbDelete
+		}
+		cur, present := e.obj.valueAt(e.path)
+		if e.path == nil {
+			present = present && e.obj.exists()
+		}
+		var w write
+		if top == nil {
+			sub.ts = r.clock.Now()
+			r.log.insert(sub)
+			w = write{op: sub}
+		} else {
+			top.subs = append(top.subs, sub)
+			w = write{op: top, sub: int32(len(top.subs))}
+		}
+		t.add(e.obj, e.path, w.ts())
+		t.watch(nil)
+		e.obj.apply(w)
+		back.entries = append(back.entries, undoEntry{obj: e.obj, path: e.path, old: cur, oldPresent: present, by: w})
+	}
+	if top == nil {
+		top = back.entries[0].by.op
+	}
+	r.outbox = append(r.outbox, top)
+	// The step to go back is in reverse order of what we just wrote.
+	for i, j := 0, len(back.entries)-1; i < j; i, j = i+1, j-1 {
+		back.entries[i], back.entries[j] = back.entries[j], back.entries[i]
+	}
+	*to = append(*to, back)
+	res.Changes = t.changes()
+	return res, nil
+}
+
+// othersWroteSince reports whether a write by another peer, newer than the entry's own
+// write, is visible at, above or below the entry's place.
+func (r *Replica) othersWroteSince(e undoEntry) bool {
+	o := e.obj
+	newerOther := func(w write) bool {
+		return w.op != nil && w.op.ts.Peer != r.peer && !w.op.ts.IsZero() && compareWrites(w, e.by) > 0
+	}
+	if newerOther(o.root) {
+		return true
+	}
+	for _, w := range o.paths {
+		if !newerOther(w) {
+			continue
+		}
+		if e.path == nil {
+			return true
+		}
+		wp := w.target().path
+		if hasPrefix(e.path, wp) || hasPrefix(wp, e.path) {
+			return true
+		}
+	}
+	return false
+}

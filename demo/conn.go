@@ -1,0 +1,228 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/coder/websocket"
+)
+
+// maxReason is the longest close reason sent, in bytes (RFC 6455 allows 123).
+const maxReason = 123
+
+// closeError is why the relay closes a connection.
+type closeError struct {
+	code   websocket.StatusCode
+	reason string
+}
+
+func (e *closeError) Error() string { return fmt.Sprintf("%d %s", e.code, e.reason) }
+
+// policy is a policy-violation (1008) closeError.
+func policy(format string, args ...any) error {
+	return &closeError{websocket.StatusPolicyViolation, fmt.Sprintf(format, args...)}
+}
+
+// conn is one WebSocket connection: its reading goroutine handles incoming
+// messages, its writing goroutine drains the bounded send queue.
+type conn struct {
+	relay   *Relay
+	ws      *websocket.Conn
+	mapName string
+	send    chan []byte
+
+	// Set on join by the reading goroutine, under the room's lock.
+	room     *room
+	id, name string
+
+	once   sync.Once
+	done   chan struct{} // closed by kick
+	reason closeError    // written once, before done is closed
+}
+
+func newConn(r *Relay, ws *websocket.Conn, mapName string) *conn {
+	return &conn{relay: r, ws: ws, mapName: mapName,
+		send: make(chan []byte, r.opts.SendQueue), done: make(chan struct{})}
+}
+
+// serve runs the connection until it is closed, then leaves its room.
+func (c *conn) serve(ctx context.Context) {
+	written := make(chan struct{})
+	go func() { defer close(written); c.writeLoop(ctx) }()
+	err := c.readLoop(ctx)
+	var ce *closeError
+	if errors.As(err, &ce) {
+		c.kick(ce.code, ce.reason)
+	} else {
+		c.kick(websocket.StatusNormalClosure, "")
+	}
+	if c.room != nil {
+		c.relay.leave(c)
+	}
+	<-written
+	c.relay.opts.Log.Info("connection closed", "map", c.mapName, "peer", c.id,
+		"code", int(c.reason.code), "reason", c.reason.reason, "read", err)
+}
+
+// kick starts closing the connection with code and reason; later calls do nothing.
+func (c *conn) kick(code websocket.StatusCode, reason string) {
+	c.once.Do(func() {
+		c.reason = closeError{code, clip(reason, maxReason)}
+		close(c.done)
+	})
+}
+
+// enqueue queues msg for writing without blocking; a full queue kicks c.
+func (c *conn) enqueue(msg []byte) {
+	select {
+	case <-c.done:
+		return
+	default:
+	}
+	select {
+	case c.send <- msg:
+	default:
+		c.kick(websocket.StatusPolicyViolation, "too slow")
+	}
+}
+
+func (c *conn) enqueueAll(msgs [][]byte) {
+	for _, m := range msgs {
+		c.enqueue(m)
+	}
+}
+
+// writeLoop writes queued messages until c is kicked, then closes the
+// WebSocket with the kick's code and reason.
+func (c *conn) writeLoop(ctx context.Context) {
+	for {
+		select {
+		case <-c.done:
+			c.ws.Close(c.reason.code, c.reason.reason)
+			return
+		default:
+		}
+		select {
+		case <-c.done:
+		case msg := <-c.send:
+			wctx, cancel := context.WithTimeout(ctx, c.relay.opts.WriteTimeout)
+			err := c.ws.Write(wctx, websocket.MessageText, msg)
+			cancel()
+			if err != nil {
+				c.kick(websocket.StatusInternalError, "write failed")
+				c.ws.CloseNow()
+				return
+			}
+		}
+	}
+}
+
+// readLoop handles incoming messages until the connection fails or a
+// message breaks the protocol; it returns why.
+func (c *conn) readLoop(ctx context.Context) error {
+	for {
+		typ, data, err := c.ws.Read(ctx)
+		if err != nil {
+			if errors.Is(err, websocket.ErrMessageTooBig) {
+				// The library has already closed with 1009 and its reason.
+				return &closeError{websocket.StatusMessageTooBig,
+					fmt.Sprintf("message too big: limit is %d bytes", c.relay.opts.MaxMessageSize)}
+			}
+			return err
+		}
+		select {
+		case <-c.done:
+			return nil // being closed: ignore what still arrives
+		default:
+		}
+		if typ != websocket.MessageText {
+			return policy("binary frames are not accepted: send JSON text")
+		}
+		if err := c.handle(data); err != nil {
+			return err
+		}
+	}
+}
+
+// handle validates and dispatches one message.
+func (c *conn) handle(data []byte) error {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(data, &fields); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) {
+			return policy("message is not a JSON object but %s", typeErr.Value)
+		}
+		return policy("invalid JSON: %v", err)
+	}
+	if fields == nil {
+		return policy("message is not a JSON object but null")
+	}
+	var kind string
+	if err := json.Unmarshal(fields["kind"], &kind); err != nil {
+		return policy(`message without a string "kind"`)
+	}
+	switch kind {
+	case "ping":
+		c.enqueue([]byte(`{"kind":"pong"}`))
+		return nil
+	case "JoinRequest", "OperationMessage", "SavedMessage", "PeerMessage":
+	default:
+		return policy("unknown kind %.40q", kind)
+	}
+	if kind == "JoinRequest" {
+		if c.room != nil {
+			return policy("JoinRequest sent twice")
+		}
+		return c.join(data)
+	}
+	if c.room == nil {
+		return policy("%s before JoinRequest", kind)
+	}
+	if kind == "PeerMessage" {
+		return c.room.peerMessage(c, fields)
+	}
+	return c.room.operation(c, data)
+}
+
+// join reads a JoinRequest and joins the room of c's map.
+func (c *conn) join(data []byte) error {
+	var req struct {
+		Token string `json:"token"`
+		Peer  string `json:"peer"`
+		Name  string `json:"name"`
+	}
+	if err := json.Unmarshal(data, &req); err != nil {
+		return policy("bad JoinRequest: %v", err)
+	}
+	name := clip(printable(req.Name), 64)
+	return c.relay.join(c, req.Peer, name)
+}
+
+// printable drops control characters from a display name.
+func printable(s string) string {
+	out := make([]rune, 0, len(s))
+	for _, r := range s {
+		if !unicode.IsControl(r) {
+			out = append(out, r)
+		}
+	}
+	return string(out)
+}
+
+// clip shortens s to at most n bytes, cutting at a character boundary and
+// marking the cut with "…".
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}

@@ -1,0 +1,179 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// SyncPattern is the ServeMux pattern of the relay's WebSocket endpoint.
+const SyncPattern = "GET /ws/sync/{map}"
+
+// idPattern is what map names and peer ids must match.
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// Options configures a Relay. Zero fields take their defaults.
+type Options struct {
+	// MaxMessageSize is the largest frame accepted, in bytes (default 1 MiB).
+	// A larger one closes its connection with 1009 (message too big).
+	MaxMessageSize int64
+	// SendQueue is how many messages may wait to be written to one
+	// connection (default 256). A client that lets its queue overflow is
+	// closed with 1008 "too slow" rather than blocking its room.
+	SendQueue int
+	// WriteTimeout bounds the write of one message (default 10 s).
+	WriteTimeout time.Duration
+	// NewReplica opens each room's Replica. Nil gives every room a replica
+	// with id "relay" that accepts everything and stores nothing.
+	NewReplica ReplicaFactory
+	// Log receives connection events (default slog.Default()).
+	Log *slog.Logger
+}
+
+// Relay is the http.Handler of uMap's sync protocol over WebSocket at
+// SyncPattern: one room per map name, holding the joined connections and the
+// map's Replica. Messages are relayed, never rewritten, except the sender
+// field of a PeerMessage. The JoinRequest token is accepted as is: the demo
+// has no authentication.
+type Relay struct {
+	opts Options
+	mux  *http.ServeMux
+
+	mu     sync.Mutex
+	rooms  map[string]*room
+	conns  map[*conn]struct{}
+	closed bool
+	active sync.WaitGroup // one per connection being served
+}
+
+// NewRelay returns a Relay configured by opts.
+func NewRelay(opts Options) *Relay {
+	if opts.MaxMessageSize <= 0 {
+		opts.MaxMessageSize = 1 << 20
+	}
+	if opts.SendQueue <= 0 {
+		opts.SendQueue = 256
+	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = 10 * time.Second
+	}
+	if opts.NewReplica == nil {
+		opts.NewReplica = func(string) (Replica, error) { return nopReplica{}, nil }
+	}
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	r := &Relay{opts: opts, rooms: map[string]*room{}, conns: map[*conn]struct{}{}}
+	r.mux = http.NewServeMux()
+	r.mux.HandleFunc(SyncPattern, r.serveSync)
+	return r
+}
+
+// ServeHTTP serves SyncPattern and answers 404 to anything else.
+func (r *Relay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	r.mux.ServeHTTP(w, req)
+}
+
+func (r *Relay) serveSync(w http.ResponseWriter, req *http.Request) {
+	name := req.PathValue("map")
+	if !idPattern.MatchString(name) {
+		http.Error(w, "invalid map name: want [A-Za-z0-9_-]{1,64}", http.StatusBadRequest)
+		return
+	}
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		http.Error(w, "relay shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	r.active.Add(1)
+	r.mu.Unlock()
+	defer r.active.Done()
+
+	ws, err := websocket.Accept(w, req, nil)
+	if err != nil {
+		return // Accept has answered the request
+	}
+	ws.SetReadLimit(r.opts.MaxMessageSize)
+	c := newConn(r, ws, name)
+	if !r.track(c) {
+		ws.Close(websocket.StatusGoingAway, "relay shutting down")
+		return
+	}
+	defer r.untrack(c)
+	c.serve(req.Context())
+}
+
+func (r *Relay) track(c *conn) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return false
+	}
+	r.conns[c] = struct{}{}
+	return true
+}
+
+func (r *Relay) untrack(c *conn) {
+	r.mu.Lock()
+	delete(r.conns, c)
+	r.mu.Unlock()
+}
+
+// Shutdown refuses new connections, closes every open one with 1001
+// (going away) and waits until they are all gone and their rooms' replicas
+// are closed, or ctx is done.
+func (r *Relay) Shutdown(ctx context.Context) error {
+	r.mu.Lock()
+	r.closed = true
+	for c := range r.conns {
+		c.kick(websocket.StatusGoingAway, "relay shutting down")
+	}
+	r.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() { r.active.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// join adds c to the room of its map, opening the room (and its replica) if
+// needed, and tells the room. It is called from c's reading goroutine.
+func (r *Relay) join(c *conn, peer, name string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rm := r.rooms[c.mapName]
+	if rm == nil {
+		rep, err := r.opts.NewReplica(c.mapName)
+		if err != nil {
+			return &closeError{websocket.StatusInternalError, "cannot open map: " + err.Error()}
+		}
+		rm = &room{name: c.mapName, replica: rep, replicaID: rep.ID()}
+		r.rooms[c.mapName] = rm
+	}
+	rm.join(c, peer, name)
+	return nil
+}
+
+// leave removes c from its room, closing the room when it empties.
+func (r *Relay) leave(c *conn) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rm := c.room
+	if rm.leave(c) {
+		return
+	}
+	delete(r.rooms, rm.name)
+	if err := rm.replica.Close(); err != nil {
+		r.opts.Log.Error("closing replica", "map", rm.name, "err", err)
+	}
+}

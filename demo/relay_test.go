@@ -1,0 +1,498 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/google/uuid"
+)
+
+// startRelay serves a Relay on a test server; cleanup shuts it down and
+// checks that every connection and room is gone.
+func startRelay(t *testing.T, opts Options) (*Relay, *httptest.Server) {
+	t.Helper()
+	opts.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	relay := NewRelay(opts)
+	srv := httptest.NewServer(relay)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := relay.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		srv.Close()
+		relay.mu.Lock()
+		defer relay.mu.Unlock()
+		if len(relay.conns) != 0 || len(relay.rooms) != 0 {
+			t.Errorf("after shutdown: %d connections, %d rooms", len(relay.conns), len(relay.rooms))
+		}
+	})
+	return relay, srv
+}
+
+// client is a test WebSocket client.
+type client struct {
+	t  *testing.T
+	ws *websocket.Conn
+	id string
+}
+
+func dial(t *testing.T, srv *httptest.Server, mapName string) *client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+"/ws/sync/"+mapName, nil)
+	if err != nil {
+		t.Fatalf("dial %s: %v", mapName, err)
+	}
+	ws.SetReadLimit(64 << 20)
+	t.Cleanup(func() { ws.CloseNow() })
+	return &client{t: t, ws: ws}
+}
+
+// join dials mapName, joins with the JoinRequest fields extra, reads the
+// JoinResponse and its own ListPeersResponse.
+func join(t *testing.T, srv *httptest.Server, mapName string, extra string) (*client, map[string]any) {
+	t.Helper()
+	c := dial(t, srv, mapName)
+	c.send(`{"kind":"JoinRequest","token":"t"` + extra + `}`)
+	resp := c.expect("JoinResponse")
+	c.id = resp["peer"].(string)
+	c.expect("ListPeersResponse")
+	return c, resp
+}
+
+func (c *client) send(msg string) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.ws.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
+		c.t.Fatalf("write: %v", err)
+	}
+}
+
+// read returns the next message's text.
+func (c *client) read() string {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, data, err := c.ws.Read(ctx)
+	if err != nil {
+		c.t.Fatalf("%s: read: %v", c.id, err)
+	}
+	return string(data)
+}
+
+// expect reads the next message and checks its kind.
+func (c *client) expect(kind string) map[string]any {
+	c.t.Helper()
+	text := c.read()
+	var m map[string]any
+	if err := json.Unmarshal([]byte(text), &m); err != nil || m["kind"] != kind {
+		c.t.Fatalf("%s: got %s, want kind %s", c.id, text, kind)
+	}
+	return m
+}
+
+// barrier sends a ping and checks that the next message is the pong: the
+// relay queued nothing else for c before it.
+func (c *client) barrier() {
+	c.t.Helper()
+	c.send(`{"kind":"ping"}`)
+	if got := c.read(); got != `{"kind":"pong"}` {
+		c.t.Fatalf("%s: got %s, want pong", c.id, got)
+	}
+}
+
+// expectClosed reads until the connection closes and checks the close code
+// and that the reason contains want.
+func (c *client) expectClosed(code websocket.StatusCode, want string) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		_, _, err := c.ws.Read(ctx)
+		if err == nil {
+			continue
+		}
+		var ce websocket.CloseError
+		if !errors.As(err, &ce) {
+			c.t.Fatalf("%s: want close %d, got %v", c.id, code, err)
+		}
+		if ce.Code != code || !strings.Contains(ce.Reason, want) || len(ce.Reason) > maxReason {
+			c.t.Fatalf("%s: closed with %d %q, want %d containing %q", c.id, ce.Code, ce.Reason, code, want)
+		}
+		return
+	}
+}
+
+// peers returns the peer ids of a JoinResponse or ListPeersResponse.
+func peers(m map[string]any) []string {
+	var ids []string
+	for _, p := range m["peers"].([]any) {
+		ids = append(ids, p.(string))
+	}
+	return ids
+}
+
+func TestJoinAndListPeers(t *testing.T) {
+	_, srv := startRelay(t, Options{})
+	a, resp := join(t, srv, "m", `,"name":"Ann"`)
+	if _, err := uuid.Parse(a.id); err != nil {
+		t.Fatalf("fresh peer id %q is not a uuid", a.id)
+	}
+	if got := peers(resp); !slices.Equal(got, []string{"relay", a.id}) {
+		t.Fatalf("JoinResponse peers %v", got)
+	}
+	b, resp := join(t, srv, "m", `,"name":"Bob\u0007"`)
+	if got := peers(resp); !slices.Equal(got, []string{"relay", a.id, b.id}) {
+		t.Fatalf("JoinResponse peers %v", got)
+	}
+	names := resp["names"].(map[string]any)
+	if names[a.id] != "Ann" || names[b.id] != "Bob" || names["relay"] != "relay" {
+		t.Fatalf("names %v", names)
+	}
+	if got := peers(a.expect("ListPeersResponse")); !slices.Equal(got, []string{"relay", a.id, b.id}) {
+		t.Fatalf("A's ListPeersResponse after B joined: %v", got)
+	}
+	b.ws.Close(websocket.StatusNormalClosure, "bye")
+	if got := peers(a.expect("ListPeersResponse")); !slices.Equal(got, []string{"relay", a.id}) {
+		t.Fatalf("A's ListPeersResponse after B left: %v", got)
+	}
+}
+
+func TestRequestedPeerID(t *testing.T) {
+	_, srv := startRelay(t, Options{})
+	a, _ := join(t, srv, "m", `,"peer":"alice"`)
+	if a.id != "alice" {
+		t.Fatalf("requested id not honoured: %q", a.id)
+	}
+	for _, extra := range []string{`,"peer":"alice"`, `,"peer":"relay"`, `,"peer":"bad id!"`, `,"peer":""`} {
+		c, _ := join(t, srv, "m", extra)
+		if _, err := uuid.Parse(c.id); err != nil {
+			t.Errorf("JoinRequest%s: got id %q, want a fresh uuid", extra, c.id)
+		}
+	}
+	b, _ := join(t, srv, "other", `,"peer":"alice"`)
+	if b.id != "alice" {
+		t.Fatalf("id taken in another room only: got %q", b.id)
+	}
+}
+
+func TestOperationAndSavedBroadcast(t *testing.T) {
+	_, srv := startRelay(t, Options{})
+	a, _ := join(t, srv, "m", "")
+	b, _ := join(t, srv, "m", "")
+	a.expect("ListPeersResponse")
+	c, _ := join(t, srv, "m", "")
+	a.expect("ListPeersResponse")
+	b.expect("ListPeersResponse")
+	for _, msg := range []string{
+		`{"kind":"OperationMessage","sender":"x","verb":"update","subject":"map","key":"properties.name","value":"Café","extra":[1,{"a":null}]}`,
+		`{"kind":"SavedMessage","sender":"x","lastKnownHLC":"1727184449010:0:x"}`,
+	} {
+		a.send(msg)
+		if got := b.read(); got != msg {
+			t.Fatalf("B got %s, want %s as sent", got, msg)
+		}
+		if got := c.read(); got != msg {
+			t.Fatalf("C got %s, want %s as sent", got, msg)
+		}
+		a.barrier() // not echoed to the sender
+	}
+}
+
+func TestPeerMessageRouting(t *testing.T) {
+	_, srv := startRelay(t, Options{})
+	a, _ := join(t, srv, "m", "")
+	b, _ := join(t, srv, "m", "")
+	a.expect("ListPeersResponse")
+	c, _ := join(t, srv, "m", "")
+	a.expect("ListPeersResponse")
+	b.expect("ListPeersResponse")
+
+	a.send(fmt.Sprintf(`{"kind":"PeerMessage","sender":"spoofed","recipient":%q,"message":{"verb":"ListOperationsRequest"}}`, b.id))
+	m := b.expect("PeerMessage")
+	if m["sender"] != a.id || m["recipient"] != b.id || m["message"].(map[string]any)["verb"] != "ListOperationsRequest" {
+		t.Fatalf("B got %v", m)
+	}
+	c.barrier()
+	a.barrier()
+
+	a.send(`{"kind":"PeerMessage","recipient":"nobody","message":{}}`) // dropped
+	a.barrier()
+}
+
+func TestPing(t *testing.T) {
+	_, srv := startRelay(t, Options{})
+	c := dial(t, srv, "m")
+	c.barrier() // before joining
+	c.send(`{"kind":"JoinRequest","token":"t"}`)
+	c.expect("JoinResponse")
+	c.expect("ListPeersResponse")
+	c.barrier()
+}
+
+func TestBadMessagesCloseOnlyTheirConnection(t *testing.T) {
+	tests := []struct {
+		name, msg string
+		binary    bool
+		join      bool
+		code      websocket.StatusCode
+		reason    string
+	}{
+		{"malformed JSON", `{"kind":"OperationMessage",`, false, true, websocket.StatusPolicyViolation, "invalid JSON"},
+		{"array", `[1,2]`, false, true, websocket.StatusPolicyViolation, "not a JSON object"},
+		{"null", `null`, false, true, websocket.StatusPolicyViolation, "not a JSON object"},
+		{"no kind", `{"verb":"update"}`, false, true, websocket.StatusPolicyViolation, `without a string "kind"`},
+		{"unknown kind", `{"kind":"Nope"}`, false, true, websocket.StatusPolicyViolation, `unknown kind "Nope"`},
+		{"long unknown kind", `{"kind":"` + strings.Repeat("é", 300) + `"}`, false, true, websocket.StatusPolicyViolation, "unknown kind"},
+		{"before join", `{"kind":"OperationMessage"}`, false, false, websocket.StatusPolicyViolation, "OperationMessage before JoinRequest"},
+		{"join twice", `{"kind":"JoinRequest","token":"t"}`, false, true, websocket.StatusPolicyViolation, "JoinRequest sent twice"},
+		{"bad join", `{"kind":"JoinRequest","peer":7}`, false, false, websocket.StatusPolicyViolation, "bad JoinRequest"},
+		{"no recipient", `{"kind":"PeerMessage","message":{}}`, false, true, websocket.StatusPolicyViolation, `"recipient"`},
+		{"no message", `{"kind":"PeerMessage","recipient":"relay","message":3}`, false, true, websocket.StatusPolicyViolation, `"message"`},
+		{"binary", `{"kind":"ping"}`, true, true, websocket.StatusPolicyViolation, "binary"},
+		{"too big", `{"kind":"OperationMessage","value":"` + strings.Repeat("x", 2000) + `"}`, false, true, websocket.StatusMessageTooBig, "limit"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, srv := startRelay(t, Options{MaxMessageSize: 1024})
+			bystander, _ := join(t, srv, "m", "")
+			bad := dial(t, srv, "m")
+			if tt.join {
+				bad.send(`{"kind":"JoinRequest","token":"t"}`)
+				bad.id = bad.expect("JoinResponse")["peer"].(string)
+				bad.expect("ListPeersResponse")
+				bystander.expect("ListPeersResponse")
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			typ := websocket.MessageText
+			if tt.binary {
+				typ = websocket.MessageBinary
+			}
+			if err := bad.ws.Write(ctx, typ, []byte(tt.msg)); err != nil {
+				t.Fatal(err)
+			}
+			bad.expectClosed(tt.code, tt.reason)
+			if tt.join {
+				if got := peers(bystander.expect("ListPeersResponse")); slices.Contains(got, bad.id) {
+					t.Fatalf("closed peer still listed: %v", got)
+				}
+			}
+			bystander.barrier()
+			other, _ := join(t, srv, "m", "")
+			bystander.expect("ListPeersResponse")
+			other.send(`{"kind":"OperationMessage","verb":"delete","subject":"map"}`)
+			bystander.expect("OperationMessage")
+		})
+	}
+}
+
+func TestRoomsAreIsolated(t *testing.T) {
+	_, srv := startRelay(t, Options{})
+	a, _ := join(t, srv, "one", "")
+	b, resp := join(t, srv, "two", "")
+	if got := peers(resp); !slices.Equal(got, []string{"relay", b.id}) {
+		t.Fatalf("room two lists %v", got)
+	}
+	a.send(`{"kind":"OperationMessage","verb":"delete","subject":"map"}`)
+	a.send(fmt.Sprintf(`{"kind":"PeerMessage","recipient":%q,"message":{}}`, b.id))
+	a.barrier()
+	b.barrier()
+}
+
+func TestInvalidMapName(t *testing.T) {
+	_, srv := startRelay(t, Options{})
+	for _, name := range []string{"a.b", strings.Repeat("x", 65), "%20"} {
+		resp, err := http.Get(srv.URL + "/ws/sync/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("map %q: status %d, want 400", name, resp.StatusCode)
+		}
+	}
+}
+
+// fakeReplica rejects messages containing "bad", acknowledges those
+// containing "ack", and answers every PeerMessage.
+type fakeReplica struct {
+	mu     sync.Mutex
+	seen   []string
+	closed bool
+}
+
+func (f *fakeReplica) ID() string { return "fake-replica" }
+
+func (f *fakeReplica) Check(msg []byte) ([][]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if strings.Contains(string(msg), "bad") {
+		return nil, errors.New(`bad_value: "bad" is not accepted`)
+	}
+	f.seen = append(f.seen, string(msg))
+	if strings.Contains(string(msg), "ack") {
+		return [][]byte{[]byte(`{"kind":"PeerMessage","message":{"verb":"ack"}}`)}, nil
+	}
+	return nil, nil
+}
+
+func (f *fakeReplica) PeerMessage(msg []byte) ([][]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.seen = append(f.seen, string(msg))
+	var m struct{ Sender string }
+	json.Unmarshal(msg, &m)
+	return [][]byte{
+		fmt.Appendf(nil, `{"kind":"PeerMessage","sender":"fake-replica","recipient":%q,"message":{"verb":"ListOperationsResponse"}}`, m.Sender),
+		[]byte(`{"kind":"OperationMessage","verb":"delete","subject":"map"}`),
+	}, nil
+}
+
+func (f *fakeReplica) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.closed = true
+	return nil
+}
+
+func TestReplicaHook(t *testing.T) {
+	var mu sync.Mutex
+	replicas := map[string]*fakeReplica{}
+	factory := func(name string) (Replica, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if name == "broken" {
+			return nil, errors.New("disk on fire")
+		}
+		replicas[name] = &fakeReplica{}
+		return replicas[name], nil
+	}
+	_, srv := startRelay(t, Options{NewReplica: factory})
+	a, resp := join(t, srv, "m", "")
+	if got := peers(resp); !slices.Equal(got, []string{"fake-replica", a.id}) {
+		t.Fatalf("peers %v", got)
+	}
+	b, _ := join(t, srv, "m", "")
+	a.expect("ListPeersResponse")
+	fake := replicas["m"]
+
+	op := `{"kind":"OperationMessage","verb":"update","value":"ack me"}`
+	a.send(op)
+	if got := a.expect("PeerMessage"); got["message"].(map[string]any)["verb"] != "ack" {
+		t.Fatalf("Check reply: %v", got)
+	}
+	if got := b.read(); got != op {
+		t.Fatalf("B got %s", got)
+	}
+
+	a.send(`{"kind":"PeerMessage","recipient":"fake-replica","message":{"verb":"ListOperationsRequest"}}`)
+	if got := a.expect("PeerMessage"); got["recipient"] != a.id || got["sender"] != "fake-replica" {
+		t.Fatalf("PeerMessage reply: %v", got)
+	}
+	a.expect("OperationMessage")
+	b.barrier() // the replica's replies go to the sender only
+
+	b.send(`{"kind":"SavedMessage","note":"bad"}`)
+	b.expectClosed(websocket.StatusPolicyViolation, `bad_value: "bad" is not accepted`)
+	a.expect("ListPeersResponse")
+	a.barrier() // the rejected message was not broadcast
+
+	fake.mu.Lock()
+	seen := slices.Clone(fake.seen)
+	fake.mu.Unlock()
+	if len(seen) != 2 || seen[0] != op || !strings.Contains(seen[1], fmt.Sprintf(`"sender":%q`, a.id)) {
+		t.Fatalf("replica saw %q", seen)
+	}
+
+	a.ws.Close(websocket.StatusNormalClosure, "")
+	waitFor(t, "replica closed when its room empties", func() bool {
+		fake.mu.Lock()
+		defer fake.mu.Unlock()
+		return fake.closed
+	})
+
+	c := dial(t, srv, "broken")
+	c.send(`{"kind":"JoinRequest","token":"t"}`)
+	c.expectClosed(websocket.StatusInternalError, "cannot open map: disk on fire")
+}
+
+func TestSlowClientIsClosed(t *testing.T) {
+	_, srv := startRelay(t, Options{SendQueue: 4, MaxMessageSize: 1 << 20, WriteTimeout: 5 * time.Second})
+	slow, _ := join(t, srv, "m", "")
+	fast, _ := join(t, srv, "m", "")
+	slow.expect("ListPeersResponse") // then it stops reading
+	writer, _ := join(t, srv, "m", "")
+	fast.expect("ListPeersResponse")
+
+	big := `{"kind":"OperationMessage","value":"` + strings.Repeat("x", 512<<10) + `"}`
+	for i := 0; i < 64; i++ { // 32 MiB: more than the socket buffers hold
+		writer.send(big)
+		if got := fast.read(); len(got) != len(big) {
+			t.Fatalf("fast client got %d bytes", len(got))
+		}
+	}
+	slow.expectClosed(websocket.StatusPolicyViolation, "too slow")
+	fast.expect("ListPeersResponse")
+	fast.barrier()
+	writer.expect("ListPeersResponse")
+	writer.barrier()
+}
+
+func TestShutdownClosesConnections(t *testing.T) {
+	relay, srv := startRelay(t, Options{})
+	a, _ := join(t, srv, "m", "")
+	b := dial(t, srv, "n") // not joined yet
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := relay.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a.expectClosed(websocket.StatusGoingAway, "shutting down")
+	b.expectClosed(websocket.StatusGoingAway, "shutting down")
+	if _, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+"/ws/sync/m", nil); err == nil {
+		t.Fatal("dial after shutdown succeeded")
+	}
+}
+
+func TestConnectionsEndCleanly(t *testing.T) {
+	relay, srv := startRelay(t, Options{})
+	for i := 0; i < 5; i++ {
+		c, _ := join(t, srv, fmt.Sprint("m", i%2), "")
+		c.send(`{"kind":"OperationMessage"}`)
+		if i%2 == 0 {
+			c.ws.Close(websocket.StatusNormalClosure, "")
+		} else {
+			c.ws.CloseNow() // no close handshake
+		}
+	}
+	waitFor(t, "every connection handler returned", func() bool {
+		relay.mu.Lock()
+		defer relay.mu.Unlock()
+		return len(relay.conns) == 0 && len(relay.rooms) == 0
+	})
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting: %s", what)
+		}
+	}
+}

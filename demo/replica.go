@@ -1,0 +1,48 @@
+package main
+
+// Replica is the relay's own participant in one map room: the seam where a
+// native crdt replica plugs in. Its ID is listed among the room's peers, so
+// browsers can address sync requests to it like to any other peer.
+//
+// The relay serializes calls per room: at most one method of a room's
+// Replica runs at a time, so an implementation needs no locking of its own.
+// Every message is the frame's JSON text, which the implementation must not
+// keep a reference to past the call's return if it modifies it.
+// Replies are complete JSON text frames (usually PeerMessage envelopes
+// addressed to the sender); the relay sends them, in order, to the
+// connection whose message caused them.
+type Replica interface {
+	// ID returns the replica's peer id. It must be constant and match the
+	// peer id pattern [A-Za-z0-9_-]{1,64}.
+	ID() string
+
+	// Check is called with every OperationMessage and SavedMessage, exactly
+	// as received, before the relay broadcasts it to the room. It validates
+	// the message and may apply and store it. An error rejects the message:
+	// nothing is broadcast and the sender's connection is closed with
+	// policy violation (1008) and the error text as reason.
+	Check(msg []byte) (replies [][]byte, err error)
+
+	// PeerMessage is called with a PeerMessage envelope whose recipient is
+	// ID(); its sender field is the sending connection's peer id. An error
+	// closes the sender's connection like Check's.
+	PeerMessage(msg []byte) (replies [][]byte, err error)
+
+	// Close releases the replica: when its room's last peer leaves, or when
+	// the relay shuts down. A later join opens a new one via the factory.
+	Close() error
+}
+
+// ReplicaFactory opens the Replica of the map named mapName (already
+// validated against [A-Za-z0-9_-]{1,64}, so it is safe as a file name). It is
+// called when the first peer joins a room; an error refuses that join.
+type ReplicaFactory func(mapName string) (Replica, error)
+
+// nopReplica accepts every message and holds nothing; it is the replica of
+// every room when no ReplicaFactory is set.
+type nopReplica struct{}
+
+func (nopReplica) ID() string                           { return "relay" }
+func (nopReplica) Check([]byte) ([][]byte, error)       { return nil, nil }
+func (nopReplica) PeerMessage([]byte) ([][]byte, error) { return nil, nil }
+func (nopReplica) Close() error                         { return nil }

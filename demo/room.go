@@ -1,0 +1,151 @@
+package main
+
+import (
+	"encoding/json"
+	"sync"
+
+	"github.com/coder/websocket"
+	"github.com/google/uuid"
+)
+
+// room is one map's joined connections and replica. Its mutex serializes
+// membership changes, replica calls and the queueing of broadcasts, so every
+// peer sees the room's messages in one order.
+type room struct {
+	name      string
+	replica   Replica
+	replicaID string
+
+	mu    sync.Mutex
+	peers []*conn // in join order
+}
+
+// peersMessage is JoinResponse and ListPeersResponse.
+type peersMessage struct {
+	Kind  string            `json:"kind"`
+	Peer  string            `json:"peer,omitempty"`
+	Peers []string          `json:"peers"`
+	Names map[string]string `json:"names"`
+}
+
+// roster returns the room's peer ids (the replica first) and their names.
+// Called with the lock held.
+func (rm *room) roster(kind string) peersMessage {
+	m := peersMessage{Kind: kind, Peers: []string{rm.replicaID},
+		Names: map[string]string{rm.replicaID: "relay"}}
+	for _, p := range rm.peers {
+		m.Peers = append(m.Peers, p.id)
+		if p.name != "" {
+			m.Names[p.id] = p.name
+		}
+	}
+	return m
+}
+
+// join gives c a peer id (peer if valid and free, else a fresh uuid), sends
+// it the JoinResponse and everyone the new ListPeersResponse.
+func (rm *room) join(c *conn, peer, name string) {
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	if !idPattern.MatchString(peer) || rm.taken(peer) {
+		peer = uuid.NewString()
+	}
+	c.id, c.name, c.room = peer, name, rm
+	rm.peers = append(rm.peers, c)
+	resp := rm.roster("JoinResponse")
+	resp.Peer = peer
+	c.enqueue(mustJSON(resp))
+	rm.broadcast(nil, mustJSON(rm.roster("ListPeersResponse")))
+}
+
+func (rm *room) taken(id string) bool {
+	return id == rm.replicaID || rm.find(id) != nil
+}
+
+func (rm *room) find(id string) *conn {
+	for _, p := range rm.peers {
+		if p.id == id {
+			return p
+		}
+	}
+	return nil
+}
+
+// leave removes c and tells the others; it reports whether any peer is left.
+func (rm *room) leave(c *conn) bool {
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	for i, p := range rm.peers {
+		if p == c {
+			rm.peers = append(rm.peers[:i], rm.peers[i+1:]...)
+			break
+		}
+	}
+	if len(rm.peers) == 0 {
+		return false
+	}
+	rm.broadcast(nil, mustJSON(rm.roster("ListPeersResponse")))
+	return true
+}
+
+// broadcast queues msg to every peer but except.
+func (rm *room) broadcast(except *conn, msg []byte) {
+	for _, p := range rm.peers {
+		if p != except {
+			p.enqueue(msg)
+		}
+	}
+}
+
+// operation has the replica check an OperationMessage or SavedMessage from
+// c, sends c the replica's replies, and relays msg to the other peers.
+func (rm *room) operation(c *conn, msg []byte) error {
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	replies, err := rm.replica.Check(msg)
+	if err != nil {
+		return &closeError{websocket.StatusPolicyViolation, err.Error()}
+	}
+	c.enqueueAll(replies)
+	rm.broadcast(c, msg)
+	return nil
+}
+
+// peerMessage routes a PeerMessage from c (fields: its decoded top level)
+// to its recipient, with the sender set to c's peer id. A message for the
+// replica goes to Replica.PeerMessage; one for an absent peer is dropped.
+func (rm *room) peerMessage(c *conn, fields map[string]json.RawMessage) error {
+	var recipient string
+	if err := json.Unmarshal(fields["recipient"], &recipient); err != nil || recipient == "" {
+		return policy(`PeerMessage without a string "recipient"`)
+	}
+	if m := fields["message"]; len(m) == 0 || m[0] != '{' {
+		return policy(`PeerMessage without an object "message"`)
+	}
+	fields["sender"] = mustJSON(c.id)
+	msg := mustJSON(fields)
+
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	if recipient == rm.replicaID {
+		replies, err := rm.replica.PeerMessage(msg)
+		if err != nil {
+			return &closeError{websocket.StatusPolicyViolation, err.Error()}
+		}
+		c.enqueueAll(replies)
+		return nil
+	}
+	if p := rm.find(recipient); p != nil {
+		p.enqueue(msg)
+	}
+	return nil
+}
+
+// mustJSON marshals values that cannot fail to marshal.
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
