@@ -175,8 +175,7 @@ func (r *Replica) commitLocal(sub *op) ([]Change, write) {
 		r.outbox = append(r.outbox, top)
 	}
 	var t tracker
-	path := rootOrPath(sub)
-	t.add(sub.obj, path, top.ts)
+	t.add(sub.obj, spotOf(sub), top.ts)
 	t.watch(nil)
 	w := write{op: top, sub: idx}
 	sub.obj.apply(w)

@@ -79,15 +79,29 @@ type spot struct {
 	present bool
 }
 
+// spotOf returns the place whose visible value a write can change: the whole object for an
+// upsert or delete, the path for an update — or, for an unset below a member that is not an
+// object yet, that member (an unset makes the objects above its path, see jtree.unset).
+func spotOf(w *op) []string {
+	if w.verb != VerbUpdate {
+		return nil
+	}
+	if w.value != "" || len(w.path) == 1 {
+		return w.path
+	}
+	for i := 1; i < len(w.path); i++ {
+		if v, ok := w.obj.valueAt(w.path[:i]); !ok || !isObject(v) {
+			return w.path[:i]
+		}
+	}
+	return w.path
+}
+
 // watch registers every place ops touch, keeping per object the top-most places only.
 func (t *tracker) watch(ops []*op) {
 	for _, o := range ops {
 		o.writes(func(w *op, _ int32) {
-			var path []string
-			if w.verb == VerbUpdate {
-				path = w.path
-			}
-			t.add(w.obj, path, o.ts)
+			t.add(w.obj, spotOf(w), o.ts)
 		})
 	}
 	for i := range t.spots {

@@ -552,6 +552,19 @@ func (t *jtree) expand() {
 
 // set writes raw at path (non-empty) below t.
 func (t *jtree) set(path []string, raw string) {
+	t.parent(path).kids[path[len(path)-1]] = &jtree{raw: raw}
+}
+
+// unset removes the member at path (non-empty). Like set, it first makes every object on
+// the way exist: a write, set or unset, always leaves the objects above its path in place,
+// which is what makes a write covered by a newer one at an ancestor path leave no trace.
+func (t *jtree) unset(path []string) {
+	delete(t.parent(path).kids, path[len(path)-1])
+}
+
+// parent returns the expanded object that holds the last part of path, making every
+// object on the way (a value that is not an object is replaced by {}).
+func (t *jtree) parent(path []string) *jtree {
 	for _, name := range path[:len(path)-1] {
 		if t.kids == nil && !isObject(t.raw) {
 			t.raw = "{}"
@@ -568,26 +581,7 @@ func (t *jtree) set(path []string, raw string) {
 		t.raw = "{}"
 	}
 	t.expand()
-	t.kids[path[len(path)-1]] = &jtree{raw: raw}
-}
-
-// unset removes the member at path (non-empty), if every object on the way exists.
-func (t *jtree) unset(path []string) {
-	for _, name := range path[:len(path)-1] {
-		if t.kids == nil && !isObject(t.raw) {
-			return
-		}
-		t.expand()
-		t = t.kids[name]
-		if t == nil {
-			return
-		}
-	}
-	if t.kids == nil && !isObject(t.raw) {
-		return
-	}
-	t.expand()
-	delete(t.kids, path[len(path)-1])
+	return t
 }
 
 // appendTo writes the canonical text of t.

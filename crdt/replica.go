@@ -209,7 +209,9 @@ func (r *Replica) Get(subject, metadata, key string) (string, bool, error) {
 
 // State returns every alive object as canonical JSON: an array of
 // {"subject","metadata","value"} sorted by subject and identity, metadata holding the
-// identity fields only. Two replicas holding the same operations return equal text.
+// identity fields only. Two replicas holding the same operations return equal text. An
+// object whose value is {} is left out: under the replay rule it cannot be told apart from
+// an object never seen (alive, with an empty base).
 func (r *Replica) State() string {
 	keys := make([]string, 0, len(r.objects))
 	for k, o := range r.objects {
@@ -219,12 +221,15 @@ func (r *Replica) State() string {
 	}
 	slices.Sort(keys)
 	b := []byte{'['}
-	for i, k := range keys {
+	for _, k := range keys {
 		o := r.objects[k]
-		if i > 0 {
+		v, _ := o.value()
+		if v == "{}" {
+			continue
+		}
+		if len(b) > 1 {
 			b = append(b, ',')
 		}
-		v, _ := o.value()
 		b = append(b, `{"subject":`...)
 		b = appendString(b, o.subject.Name)
 		b = append(b, `,"metadata":`...)
@@ -245,4 +250,3 @@ func appendIdentity(b []byte, o *object) []byte {
 	}
 	return appendMembers(b, ms)
 }
-

@@ -101,7 +101,7 @@ func (o *object) apply(w write) bool {
 	}
 	kept := o.paths[:0]
 	for _, p := range o.paths {
-		if hasPrefix(p.target().path, path) { // at or below: older, covered
+		if hasPrefix(p.target().path, path) && compareWrites(p, w) < 0 { // at or below and older: covered
 			release(p)
 			continue
 		}

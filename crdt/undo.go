@@ -140,7 +140,7 @@ func (r *Replica) revert(from, to *[]undoStep) (UndoResult, error) {
 			top.subs = append(top.subs, sub)
 			w = write{op: top, sub: int32(len(top.subs))}
 		}
-		t.add(e.obj, e.path, w.ts())
+		t.add(e.obj, spotOf(sub), w.ts())
 		t.watch(nil)
 		e.obj.apply(w)
 		back.entries = append(back.entries, undoEntry{obj: e.obj, path: e.path, old: cur, oldPresent: present, by: w})

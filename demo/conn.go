@@ -36,9 +36,11 @@ type conn struct {
 	mapName string
 	send    chan []byte
 
-	// Set on join by the reading goroutine, under the room's lock.
+	// Set on join by the reading goroutine, under the relay's and the
+	// room's lock; left is set once the connection has left its room.
 	room     *room
 	id, name string
+	left     bool
 
 	once   sync.Once
 	done   chan struct{} // closed by kick
@@ -50,21 +52,30 @@ func newConn(r *Relay, ws *websocket.Conn, mapName string) *conn {
 		send: make(chan []byte, r.opts.SendQueue), done: make(chan struct{})}
 }
 
-// serve runs the connection until it is closed, then leaves its room.
+// serve runs the connection until it is closed. A kicked connection leaves
+// its room at once, even while its last write is still pending.
 func (c *conn) serve(ctx context.Context) {
 	written := make(chan struct{})
 	go func() { defer close(written); c.writeLoop(ctx) }()
-	err := c.readLoop(ctx)
-	var ce *closeError
-	if errors.As(err, &ce) {
-		c.kick(ce.code, ce.reason)
-	} else {
-		c.kick(websocket.StatusNormalClosure, "")
+	read := make(chan error, 1)
+	go func() { read <- c.readLoop(ctx) }()
+
+	var err error
+	select {
+	case err = <-read:
+		var ce *closeError
+		if errors.As(err, &ce) {
+			c.kick(ce.code, ce.reason)
+		} else {
+			c.kick(websocket.StatusNormalClosure, "")
+		}
+	case <-c.done:
 	}
-	if c.room != nil {
-		c.relay.leave(c)
+	c.relay.leave(c)
+	<-written // the writer has closed the WebSocket, so the reader ends too
+	if err == nil {
+		err = <-read
 	}
-	<-written
 	c.relay.opts.Log.Info("connection closed", "map", c.mapName, "peer", c.id,
 		"code", int(c.reason.code), "reason", c.reason.reason, "read", err)
 }

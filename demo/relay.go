@@ -151,6 +151,9 @@ func (r *Relay) Shutdown(ctx context.Context) error {
 func (r *Relay) join(c *conn, peer, name string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if c.left {
+		return nil // kicked meanwhile: it must not enter a room now
+	}
 	rm := r.rooms[c.mapName]
 	if rm == nil {
 		rep, err := r.opts.NewReplica(c.mapName)
@@ -164,12 +167,14 @@ func (r *Relay) join(c *conn, peer, name string) error {
 	return nil
 }
 
-// leave removes c from its room, closing the room when it empties.
+// leave removes c from its room, if it joined one, closing the room when
+// it empties. Later joins of c are ignored.
 func (r *Relay) leave(c *conn) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	c.left = true
 	rm := c.room
-	if rm.leave(c) {
+	if rm == nil || rm.leave(c) {
 		return
 	}
 	delete(r.rooms, rm.name)

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -133,6 +134,9 @@ func (c *client) expectClosed(code websocket.StatusCode, want string) {
 		}
 		if ce.Code != code || !strings.Contains(ce.Reason, want) || len(ce.Reason) > maxReason {
 			c.t.Fatalf("%s: closed with %d %q, want %d containing %q", c.id, ce.Code, ce.Reason, code, want)
+		}
+		if testing.Verbose() {
+			c.t.Logf("closed: %d %q", ce.Code, ce.Reason)
 		}
 		return
 	}
@@ -433,23 +437,48 @@ func TestReplicaHook(t *testing.T) {
 }
 
 func TestSlowClientIsClosed(t *testing.T) {
-	_, srv := startRelay(t, Options{SendQueue: 4, MaxMessageSize: 1 << 20, WriteTimeout: 5 * time.Second})
+	_, srv := startRelay(t, Options{SendQueue: 4, WriteTimeout: time.Minute})
 	slow, _ := join(t, srv, "m", "")
 	fast, _ := join(t, srv, "m", "")
 	slow.expect("ListPeersResponse") // then it stops reading
 	writer, _ := join(t, srv, "m", "")
 	fast.expect("ListPeersResponse")
 
-	big := `{"kind":"OperationMessage","value":"` + strings.Repeat("x", 512<<10) + `"}`
-	for i := 0; i < 64; i++ { // 32 MiB: more than the socket buffers hold
-		writer.send(big)
-		if got := fast.read(); len(got) != len(big) {
-			t.Fatalf("fast client got %d bytes", len(got))
+	big := `{"kind":"OperationMessage","value":"` + strings.Repeat("x", 256<<10) + `"}`
+	// The fast client reads while the writer floods: 12 MiB, more than the
+	// slow client's socket buffers hold.
+	fastDone := make(chan error, 1)
+	go func() {
+		slowLeft := false
+		for ops := 0; ops < 48 || !slowLeft; {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			_, got, err := fast.ws.Read(ctx)
+			cancel()
+			switch {
+			case err != nil:
+				fastDone <- err
+				return
+			case len(got) == len(big):
+				ops++
+			case strings.Contains(string(got), "ListPeersResponse") && !strings.Contains(string(got), slow.id):
+				slowLeft = true
+			default:
+				fastDone <- fmt.Errorf("fast client got %.100s", got)
+				return
+			}
 		}
+		fastDone <- nil
+	}()
+	start := time.Now()
+	for i := 0; i < 48; i++ {
+		writer.send(big)
 	}
-	slow.expectClosed(websocket.StatusPolicyViolation, "too slow")
-	fast.expect("ListPeersResponse")
+	if err := <-fastDone; err != nil {
+		t.Fatal(err)
+	}
 	fast.barrier()
+	slow.expectClosed(websocket.StatusPolicyViolation, "too slow")
+	t.Logf("slow client closed %v after the flood", time.Since(start))
 	writer.expect("ListPeersResponse")
 	writer.barrier()
 }
@@ -460,11 +489,13 @@ func TestShutdownClosesConnections(t *testing.T) {
 	b := dial(t, srv, "n") // not joined yet
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := relay.Shutdown(ctx); err != nil {
+	shut := make(chan error, 1)
+	go func() { shut <- relay.Shutdown(ctx) }()
+	a.expectClosed(websocket.StatusGoingAway, "relay shutting down")
+	b.expectClosed(websocket.StatusGoingAway, "relay shutting down")
+	if err := <-shut; err != nil {
 		t.Fatal(err)
 	}
-	a.expectClosed(websocket.StatusGoingAway, "shutting down")
-	b.expectClosed(websocket.StatusGoingAway, "shutting down")
 	if _, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+"/ws/sync/m", nil); err == nil {
 		t.Fatal("dial after shutdown succeeded")
 	}
@@ -472,6 +503,7 @@ func TestShutdownClosesConnections(t *testing.T) {
 
 func TestConnectionsEndCleanly(t *testing.T) {
 	relay, srv := startRelay(t, Options{})
+	baseline := runtime.NumGoroutine()
 	for i := 0; i < 5; i++ {
 		c, _ := join(t, srv, fmt.Sprint("m", i%2), "")
 		c.send(`{"kind":"OperationMessage"}`)
@@ -486,6 +518,7 @@ func TestConnectionsEndCleanly(t *testing.T) {
 		defer relay.mu.Unlock()
 		return len(relay.conns) == 0 && len(relay.rooms) == 0
 	})
+	waitFor(t, "no goroutine left behind", func() bool { return runtime.NumGoroutine() <= baseline })
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {

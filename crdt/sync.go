@@ -1,0 +1,441 @@
+package crdt
+
+import (
+	"math/rand/v2"
+	"slices"
+	"strconv"
+
+	"github.com/mapcrdt/mapcrdt/hlc"
+)
+
+// Result is what receiving a message produced.
+type Result struct {
+	// Changes are the visible changes to render.
+	Changes []Change
+	// Replies are messages to send now (sync requests and responses), whole envelopes.
+	Replies [][]byte
+}
+
+// Receive takes one message from the transport: an OperationMessage, a PeerMessage
+// (ListOperationsRequest / ListOperationsResponse), a SavedMessage, a JoinResponse, a
+// ListPeersResponse or a pong. A bare operation (no kind, a verb) is taken as an
+// OperationMessage. Bad input gets an *Error and changes nothing.
+func (r *Replica) Receive(msg []byte) (Result, error) {
+	if len(msg) > r.opts.Limits.MaxMessageBytes {
+		return Result{}, newError(ErrTooLarge, "message of "+strconv.Itoa(len(msg))+" bytes, more than "+strconv.Itoa(r.opts.Limits.MaxMessageBytes))
+	}
+	members, err := parseObject(string(msg), r.opts.Limits.MaxDepth)
+	if err != nil {
+		return Result{}, err
+	}
+	kind, hasKind := "", false
+	for _, m := range members {
+		if m.name == "kind" {
+			if kind, hasKind = stringValue(m.val); !hasKind {
+				return Result{}, newError(ErrBadMessage, "kind must be a string")
+			}
+		}
+	}
+	if !hasKind && field(members, "verb") != nil {
+		kind = "OperationMessage"
+	}
+	switch kind {
+	case "OperationMessage":
+		o, err := r.dec.decodeOp(members, true)
+		if err != nil {
+			r.dropPending()
+			return Result{}, err
+		}
+		changes, gap, err := r.ingest([]*op{o})
+		if err != nil {
+			return Result{}, err
+		}
+		res := Result{Changes: changes}
+		if gap {
+			to, _ := stringValue(field(members, "sender"))
+			if to == "" || to == r.peer {
+				to = o.ts.Peer
+			}
+			res.Replies = append(res.Replies, r.SyncRequest(to))
+		}
+		return res, nil
+	case "PeerMessage":
+		return r.receivePeerMessage(members)
+	case "SavedMessage":
+		raw := field(members, "lastKnownHLC")
+		s, ok := stringValue(raw)
+		if !ok {
+			return Result{}, newError(ErrBadHLC, "SavedMessage needs lastKnownHLC")
+		}
+		ts, err := hlc.Parse(s)
+		if err != nil {
+			return Result{}, hlcError(err)
+		}
+		r.MarkSaved(ts)
+		return Result{}, nil
+	case "JoinResponse", "ListPeersResponse":
+		peers, err := stringList(field(members, "peers"))
+		if err != nil {
+			return Result{}, err
+		}
+		r.peers = peers
+		if kind == "JoinResponse" {
+			if to := r.pickPeer(); to != "" {
+				return Result{Replies: [][]byte{r.SyncRequest(to)}}, nil
+			}
+		}
+		return Result{}, nil
+	case "pong", "ping":
+		return Result{}, nil
+	}
+	return Result{}, newError(ErrUnknownKind, "unknown message kind "+quote(kind))
+}
+
+func field(members []member, name string) []byte {
+	var v []byte
+	for _, m := range members {
+		if m.name == name {
+			v = m.val // the last one wins, as in JSON.parse
+		}
+	}
+	return v
+}
+
+func stringList(raw []byte) ([]string, error) {
+	if len(raw) == 0 || raw[0] != '[' {
+		return nil, newError(ErrBadMessage, "peers must be an array of strings")
+	}
+	var out []string
+	var err error
+	eachElement(string(raw), func(el string) bool {
+		s, ok := stringValue([]byte(el))
+		if !ok {
+			err = newError(ErrBadMessage, "peers must be an array of strings, got "+quote(el))
+			return false
+		}
+		out = append(out, s)
+		return true
+	})
+	return out, err
+}
+
+// Peers returns the peers last announced by the relay (JoinResponse, ListPeersResponse).
+func (r *Replica) Peers() []string { return slices.Clone(r.peers) }
+
+// SetPeers replaces the known peers (for transports that learn them otherwise).
+func (r *Replica) SetPeers(peers []string) { r.peers = slices.Clone(peers) }
+
+func (r *Replica) pickPeer() string {
+	var others []string
+	for _, p := range r.peers {
+		if p != r.peer {
+			others = append(others, p)
+		}
+	}
+	if len(others) == 0 {
+		return ""
+	}
+	return others[rand.IntN(len(others))]
+}
+
+// Flush publishes the outbox: every local operation not yet sent gets its seq and becomes
+// an OperationMessage. Operations whose every write was superseded while they waited (a
+// marker drag's intermediate positions) are dropped instead: one message leaves per path.
+func (r *Replica) Flush() [][]byte {
+	var out [][]byte
+	for _, o := range r.outbox {
+		if o.live == 0 {
+			r.log.remove(func(x *op) bool { return x == o })
+			continue
+		}
+		r.seq++
+		o.seq = r.seq
+		r.vec.vv[r.peer] = r.seq
+		out = append(out, appendOp(nil, o, r.peer))
+	}
+	clear(r.outbox)
+	r.outbox = r.outbox[:0]
+	return out
+}
+
+// Pending returns how many local operations wait in the outbox.
+func (r *Replica) Pending() int { return len(r.outbox) }
+
+// SyncRequest returns a PeerMessage asking recipient (a random known peer if empty) for
+// every operation this replica lacks. The request carries the version vector and
+// lastKnownHLC, so a peer running uMap's plain Journal can answer it too.
+func (r *Replica) SyncRequest(recipient string) []byte {
+	if recipient == "" {
+		recipient = r.pickPeer()
+	}
+	b := r.peerEnvelope(recipient)
+	b = append(b, `{"verb":"ListOperationsRequest","vector":`...)
+	b = appendVector(b, r.vec.vv)
+	if n := len(r.log.ops); n > 0 {
+		b = append(b, `,"lastKnownHLC":"`...)
+		b = r.log.ops[n-1].ts.AppendText(b)
+		b = append(b, '"')
+	}
+	return append(b, "}}"...)
+}
+
+func (r *Replica) peerEnvelope(recipient string) []byte {
+	b := append([]byte(nil), `{"kind":"PeerMessage","sender":`...)
+	b = appendString(b, r.peer)
+	b = append(b, `,"recipient":`...)
+	b = appendString(b, recipient)
+	return append(b, `,"message":`...)
+}
+
+func appendVector(b []byte, vv VersionVector) []byte {
+	peers := make([]string, 0, len(vv))
+	for p := range vv {
+		peers = append(peers, p)
+	}
+	slices.Sort(peers)
+	b = append(b, '{')
+	for i, p := range peers {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, p)
+		b = append(b, ':')
+		b = strconv.AppendUint(b, vv[p], 10)
+	}
+	return append(b, '}')
+}
+
+func parseVector(raw []byte) (VersionVector, error) {
+	if len(raw) == 0 || raw[0] != '{' {
+		return nil, newError(ErrBadMessage, "vector must be an object of peer: seq")
+	}
+	vv := VersionVector{}
+	var err error
+	eachMember(string(raw), func(name, val string) bool {
+		n, ok := parseSeq(val)
+		if !ok && val != "0" {
+			err = newError(ErrBadMessage, "vector entry "+quote(name)+" must be a seq, got "+quote(val))
+			return false
+		}
+		if e := hlc.ValidPeer(name); e != nil {
+			err = newError(ErrBadMessage, "vector entry "+quote(name)+": "+e.Error())
+			return false
+		}
+		vv[name] = n
+		return true
+	})
+	return vv, err
+}
+
+// missing returns the operations a replica holding vv (and, for seq-less operations or a
+// plain uMap Journal, everything up to lastKnown) lacks, in clock order. Operations whose
+// every write is superseded are left out: what supersedes them is sent or already held.
+func (r *Replica) missing(vv VersionVector, lastKnown *hlc.Timestamp) []*op {
+	var out []*op
+	for _, o := range r.log.ops {
+		if o.live == 0 || (o.seq == 0 && o.ts.Peer == r.peer) {
+			continue // superseded, or ours and not yet published
+		}
+		switch {
+		case o.seq > 0 && vv != nil:
+			if o.seq > vv[o.ts.Peer] {
+				out = append(out, o)
+			}
+		case lastKnown != nil:
+			if lastKnown.Less(o.ts) {
+				out = append(out, o)
+			}
+		default:
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// response builds a ListOperationsResponse to recipient.
+func (r *Replica) response(recipient string, ops []*op, pushBack bool) []byte {
+	b := r.peerEnvelope(recipient)
+	b = append(b, `{"verb":"ListOperationsResponse","operations":[`...)
+	for i, o := range ops {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendOp(b, o, "")
+	}
+	b = append(b, `],"vector":`...)
+	b = appendVector(b, r.vec.vv)
+	if pushBack {
+		b = append(b, `,"pushBack":true`...)
+	}
+	return append(b, "}}"...)
+}
+
+func (r *Replica) receivePeerMessage(members []member) (Result, error) {
+	sender, _ := stringValue(field(members, "sender"))
+	recipient, _ := stringValue(field(members, "recipient"))
+	if recipient != "" && recipient != r.peer {
+		return Result{}, nil // not ours: a relay routed it wrongly
+	}
+	inner := field(members, "message")
+	if !isObject(string(inner)) {
+		return Result{}, newError(ErrBadMessage, "PeerMessage needs a message object")
+	}
+	msg, err := parseObject(string(inner), r.opts.Limits.MaxDepth)
+	if err != nil {
+		return Result{}, err
+	}
+	verb, _ := stringValue(field(msg, "verb"))
+	switch verb {
+	case "ListOperationsRequest":
+		var vv VersionVector
+		if raw := field(msg, "vector"); raw != nil {
+			if vv, err = parseVector(raw); err != nil {
+				return Result{}, err
+			}
+		}
+		var lastKnown *hlc.Timestamp
+		if raw := field(msg, "lastKnownHLC"); raw != nil && string(raw) != "null" {
+			s, ok := stringValue(raw)
+			if !ok {
+				return Result{}, newError(ErrBadHLC, "lastKnownHLC must be a string")
+			}
+			ts, err := hlc.Parse(s)
+			if err != nil {
+				return Result{}, hlcError(err)
+			}
+			lastKnown = &ts
+		}
+		if sender == "" {
+			return Result{}, newError(ErrBadMessage, "ListOperationsRequest without a sender")
+		}
+		res := Result{Replies: [][]byte{r.response(sender, r.missing(vv, lastKnown), false)}}
+		if r.lacksFrom(vv) {
+			res.Replies = append(res.Replies, r.SyncRequest(sender))
+		}
+		return res, nil
+	case "ListOperationsResponse":
+		raw := field(msg, "operations")
+		if len(raw) == 0 || raw[0] != '[' {
+			return Result{}, newError(ErrBadMessage, "ListOperationsResponse needs an operations array")
+		}
+		var ops []*op
+		n := 0
+		eachElement(string(raw), func(el string) bool {
+			if n++; n > r.opts.Limits.MaxBatch {
+				err = newError(ErrTooLarge, "response of more than "+strconv.Itoa(r.opts.Limits.MaxBatch)+" operations")
+				return false
+			}
+			var ms []member
+			if ms, err = parseObject(el, r.opts.Limits.MaxDepth); err != nil {
+				return false
+			}
+			var o *op
+			if o, err = r.dec.decodeOp(ms, true); err != nil {
+				return false
+			}
+			ops = append(ops, o)
+			return true
+		})
+		var vv VersionVector
+		if err == nil {
+			if rawVV := field(msg, "vector"); rawVV != nil {
+				vv, err = parseVector(rawVV)
+			}
+		}
+		if err != nil {
+			r.dropPending()
+			return Result{}, err
+		}
+		changes, _, err := r.ingest(ops)
+		if err != nil {
+			return Result{}, err
+		}
+		res := Result{Changes: changes}
+		if vv != nil {
+			r.vec.adopt(vv)
+			if s := vv[r.peer]; s > r.seq {
+				r.seq = s
+			}
+			if string(field(msg, "pushBack")) != "true" && sender != "" {
+				if theirs := r.missing(vv, nil); len(theirs) > 0 {
+					res.Replies = append(res.Replies, r.response(sender, theirs, true))
+				}
+			}
+		}
+		return res, nil
+	}
+	return Result{}, newError(ErrUnknownVerb, "unknown peer message verb "+quote(verb))
+}
+
+// lacksFrom reports whether vv claims operations this replica does not hold.
+func (r *Replica) lacksFrom(vv VersionVector) bool {
+	for p, s := range vv {
+		if s > r.vec.vv[p] {
+			return true
+		}
+	}
+	return false
+}
+
+// MarkSaved records that everything up to ts is saved on the server: local operations up
+// to it are no longer dirty.
+func (r *Replica) MarkSaved(ts hlc.Timestamp) {
+	if r.saved.Less(ts) {
+		r.saved = ts
+	}
+}
+
+// SavedMessage returns the SavedMessage announcing that everything this replica holds is
+// saved (and marks it saved locally).
+func (r *Replica) SavedMessage() []byte {
+	ts := r.clock.Last()
+	if n := len(r.log.ops); n > 0 && ts.Less(r.log.ops[n-1].ts) {
+		ts = r.log.ops[n-1].ts
+	}
+	r.MarkSaved(ts)
+	b := append([]byte(nil), `{"kind":"SavedMessage","sender":`...)
+	b = appendString(b, r.peer)
+	b = append(b, `,"lastKnownHLC":"`...)
+	b = ts.AppendText(b)
+	return append(b, `"}`...)
+}
+
+// DirtyObject names an object with unsaved local operations.
+type DirtyObject struct {
+	Subject, Metadata string
+}
+
+// Dirty lists the objects with local operations newer than the saved horizon: what uMap's
+// save() must send. Parents come before their children (a datalayer before its features).
+func (r *Replica) Dirty() []DirtyObject {
+	seen := map[*object]bool{}
+	var objs []*object
+	for _, o := range r.log.since(r.saved) {
+		if o.ts.Peer != r.peer {
+			continue
+		}
+		o.writes(func(w *op, _ int32) {
+			if !seen[w.obj] {
+				seen[w.obj] = true
+				objs = append(objs, w.obj)
+			}
+		})
+	}
+	rank := func(o *object) int {
+		if o.subject.Parent == "" {
+			return 0
+		}
+		return 1
+	}
+	slices.SortStableFunc(objs, func(a, b *object) int {
+		if c := rank(a) - rank(b); c != 0 {
+			return c
+		}
+		return 0
+	})
+	out := make([]DirtyObject, len(objs))
+	for i, o := range objs {
+		out[i] = DirtyObject{Subject: o.subject.Name, Metadata: o.meta}
+	}
+	return out
+}
