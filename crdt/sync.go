@@ -252,17 +252,30 @@ func (r *Replica) missing(vv VersionVector, lastKnown *hlc.Timestamp) []*op {
 	return out
 }
 
-// response builds a ListOperationsResponse to recipient.
-func (r *Replica) response(recipient string, ops []*op, pushBack bool) []byte {
+// response builds a ListOperationsResponse to recipient: the operations as uMap writes them,
+// or, for a mapcrdt peer (compact), in the compact encoding of compact.go — about a third
+// of the bytes before compression, and half after.
+func (r *Replica) response(recipient string, ops []*op, pushBack, compact bool) []byte {
 	b := r.peerEnvelope(recipient)
-	b = append(b, `{"verb":"ListOperationsResponse","operations":[`...)
-	for i, o := range ops {
-		if i > 0 {
-			b = append(b, ',')
+	b = append(b, `{"verb":"ListOperationsResponse",`...)
+	if compact {
+		enc := newOpsEncoder()
+		for _, o := range ops {
+			enc.add(o)
 		}
-		b = appendOp(b, o, "")
+		b = append(b, `"state":`...)
+		b = enc.appendTo(b)
+	} else {
+		b = append(b, `"operations":[`...)
+		for i, o := range ops {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendOp(b, o, "")
+		}
+		b = append(b, ']')
 	}
-	b = append(b, `],"vector":`...)
+	b = append(b, `,"vector":`...)
 	b = appendVector(b, r.vec.vv)
 	if pushBack {
 		b = append(b, `,"pushBack":true`...)
@@ -308,34 +321,38 @@ func (r *Replica) receivePeerMessage(members []member) (Result, error) {
 		if sender == "" {
 			return Result{}, newError(ErrBadMessage, "ListOperationsRequest without a sender")
 		}
-		res := Result{Replies: [][]byte{r.response(sender, r.missing(vv, lastKnown), false)}}
+		res := Result{Replies: [][]byte{r.response(sender, r.missing(vv, lastKnown), false, vv != nil)}}
 		if r.lacksFrom(vv) {
 			res.Replies = append(res.Replies, r.SyncRequest(sender))
 		}
 		return res, nil
 	case "ListOperationsResponse":
-		raw := field(msg, "operations")
-		if len(raw) == 0 || raw[0] != '[' {
-			return Result{}, newError(ErrBadMessage, "ListOperationsResponse needs an operations array")
-		}
 		var ops []*op
-		n := 0
-		eachElement(string(raw), func(el string) bool {
-			if n++; n > r.opts.Limits.MaxBatch {
-				err = newError(ErrTooLarge, "response of more than "+strconv.Itoa(r.opts.Limits.MaxBatch)+" operations")
-				return false
+		if st := field(msg, "state"); st != nil {
+			ops, err = r.decodeOps(string(st))
+		} else {
+			raw := field(msg, "operations")
+			if len(raw) == 0 || raw[0] != '[' {
+				return Result{}, newError(ErrBadMessage, "ListOperationsResponse needs operations or state")
 			}
-			var ms []member
-			if ms, err = parseObject(el, r.opts.Limits.MaxDepth); err != nil {
-				return false
-			}
-			var o *op
-			if o, err = r.dec.decodeOp(ms, true); err != nil {
-				return false
-			}
-			ops = append(ops, o)
-			return true
-		})
+			n := 0
+			eachElement(string(raw), func(el string) bool {
+				if n++; n > r.opts.Limits.MaxBatch {
+					err = newError(ErrTooLarge, "response of more than "+strconv.Itoa(r.opts.Limits.MaxBatch)+" operations")
+					return false
+				}
+				var ms []member
+				if ms, err = parseObject(el, r.opts.Limits.MaxDepth); err != nil {
+					return false
+				}
+				var o *op
+				if o, err = r.dec.decodeOp(ms, true); err != nil {
+					return false
+				}
+				ops = append(ops, o)
+				return true
+			})
+		}
 		var vv VersionVector
 		if err == nil {
 			if rawVV := field(msg, "vector"); rawVV != nil {
@@ -358,7 +375,7 @@ func (r *Replica) receivePeerMessage(members []member) (Result, error) {
 			}
 			if string(field(msg, "pushBack")) != "true" && sender != "" {
 				if theirs := r.missing(vv, nil); len(theirs) > 0 {
-					res.Replies = append(res.Replies, r.response(sender, theirs, true))
+					res.Replies = append(res.Replies, r.response(sender, theirs, true, true))
 				}
 			}
 		}

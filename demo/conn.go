@@ -61,8 +61,10 @@ func (c *conn) serve(ctx context.Context) {
 	go func() { read <- c.readLoop(ctx) }()
 
 	var err error
+	readDone := false
 	select {
 	case err = <-read:
+		readDone = true
 		var ce *closeError
 		if errors.As(err, &ce) {
 			c.kick(ce.code, ce.reason)
@@ -73,7 +75,7 @@ func (c *conn) serve(ctx context.Context) {
 	}
 	c.relay.leave(c)
 	<-written // the writer has closed the WebSocket, so the reader ends too
-	if err == nil {
+	if !readDone {
 		err = <-read
 	}
 	c.relay.opts.Log.Info("connection closed", "map", c.mapName, "peer", c.id,
@@ -167,6 +169,11 @@ func (c *conn) handle(data []byte) error {
 		var typeErr *json.UnmarshalTypeError
 		if errors.As(err, &typeErr) {
 			return policy("message is not a JSON object but %s", typeErr.Value)
+		}
+		var syntaxErr *json.SyntaxError
+		if errors.As(err, &syntaxErr) {
+			at := int(syntaxErr.Offset)
+			return policy("invalid JSON at byte %d, after %q: %v", at, data[max(0, at-24):at], err)
 		}
 		return policy("invalid JSON: %v", err)
 	}

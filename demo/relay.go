@@ -99,6 +99,8 @@ func (r *Relay) serveSync(w http.ResponseWriter, req *http.Request) {
 	if err != nil {
 		return // Accept has answered the request
 	}
+	// Past the limit, the library itself closes with 1009 and the reason
+	// "read limited at MaxMessageSize+1 bytes".
 	ws.SetReadLimit(r.opts.MaxMessageSize)
 	c := newConn(r, ws, name)
 	if !r.track(c) {

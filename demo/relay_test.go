@@ -257,7 +257,8 @@ func TestBadMessagesCloseOnlyTheirConnection(t *testing.T) {
 		code      websocket.StatusCode
 		reason    string
 	}{
-		{"malformed JSON", `{"kind":"OperationMessage",`, false, true, websocket.StatusPolicyViolation, "invalid JSON"},
+		{"malformed JSON", `{"kind":"OperationMessage",`, false, true, websocket.StatusPolicyViolation, `invalid JSON at byte 27, after "ind\":\"OperationMessage\",": unexpected end of JSON input`},
+		{"bad JSON", `{"kind":"ping",x}`, false, true, websocket.StatusPolicyViolation, `invalid JSON at byte 16, after "{\"kind\":\"ping\",x": invalid character 'x'`},
 		{"array", `[1,2]`, false, true, websocket.StatusPolicyViolation, "not a JSON object"},
 		{"null", `null`, false, true, websocket.StatusPolicyViolation, "not a JSON object"},
 		{"no kind", `{"verb":"update"}`, false, true, websocket.StatusPolicyViolation, `without a string "kind"`},
@@ -269,7 +270,8 @@ func TestBadMessagesCloseOnlyTheirConnection(t *testing.T) {
 		{"no recipient", `{"kind":"PeerMessage","message":{}}`, false, true, websocket.StatusPolicyViolation, `"recipient"`},
 		{"no message", `{"kind":"PeerMessage","recipient":"relay","message":3}`, false, true, websocket.StatusPolicyViolation, `"message"`},
 		{"binary", `{"kind":"ping"}`, true, true, websocket.StatusPolicyViolation, "binary"},
-		{"too big", `{"kind":"OperationMessage","value":"` + strings.Repeat("x", 2000) + `"}`, false, true, websocket.StatusMessageTooBig, "limit"},
+		{"too big", `{"kind":"OperationMessage","value":"` + strings.Repeat("x", 2000) + `"}`, false, true, websocket.StatusMessageTooBig, "read limited at"},
+		{"one byte too big", sized(1025), false, true, websocket.StatusMessageTooBig, "read limited at"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -303,6 +305,23 @@ func TestBadMessagesCloseOnlyTheirConnection(t *testing.T) {
 			other.send(`{"kind":"OperationMessage","verb":"delete","subject":"map"}`)
 			bystander.expect("OperationMessage")
 		})
+	}
+}
+
+// sized returns an OperationMessage of n bytes.
+func sized(n int) string {
+	const empty = `{"kind":"OperationMessage","value":""}`
+	return `{"kind":"OperationMessage","value":"` + strings.Repeat("x", n-len(empty)) + `"}`
+}
+
+func TestMaxSizedMessagePasses(t *testing.T) {
+	_, srv := startRelay(t, Options{MaxMessageSize: 1024})
+	a, _ := join(t, srv, "m", "")
+	b, _ := join(t, srv, "m", "")
+	a.expect("ListPeersResponse")
+	a.send(sized(1024))
+	if got := b.read(); len(got) != 1024 {
+		t.Fatalf("got %d bytes: %.200s", len(got), got)
 	}
 }
 

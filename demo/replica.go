@@ -6,8 +6,8 @@ package main
 //
 // The relay serializes calls per room: at most one method of a room's
 // Replica runs at a time, so an implementation needs no locking of its own.
-// Every message is the frame's JSON text, which the implementation must not
-// keep a reference to past the call's return if it modifies it.
+// Every message is the frame's JSON text; the implementation must not
+// modify it (the relay broadcasts the same bytes).
 // Replies are complete JSON text frames (usually PeerMessage envelopes
 // addressed to the sender); the relay sends them, in order, to the
 // connection whose message caused them.

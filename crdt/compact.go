@@ -1,0 +1,382 @@
+package crdt
+
+import (
+	"strconv"
+
+	"github.com/mapcrdt/mapcrdt/hlc"
+)
+
+// CompactStats says what Compact dropped.
+type CompactStats struct {
+	// Ops is how many operations left the log.
+	Ops int
+	// Bytes is their size as wire JSON.
+	Bytes int
+	// Remaining is how many operations the log still holds.
+	Remaining int
+}
+
+// Compact drops from the log every operation whose every write is superseded — by a newer
+// write to the same path or to an ancestor path, or by a newer upsert or delete of the
+// object. The state does not change, and sync stays exact: what supersedes a dropped
+// operation is held and sent, and a version vector still covers the dropped seqs (see
+// doc.go, "Compaction").
+//
+// Operations that are still visible stay, even below the saved horizon: a replica that
+// lacks one cannot be told apart from one that never needs it, and dropping it would let
+// an older write from an offline peer win where it must not.
+func (r *Replica) Compact() CompactStats {
+	var st CompactStats
+	queued := map[*op]bool{}
+	for _, o := range r.outbox {
+		queued[o] = true
+	}
+	st.Ops = r.log.remove(func(o *op) bool {
+		if o.live > 0 || o == r.batch || queued[o] {
+			return false
+		}
+		st.Bytes += len(appendOp(nil, o, ""))
+		return true
+	})
+	st.Remaining = len(r.log.ops)
+	return st
+}
+
+// LogLen returns how many operations the log holds.
+func (r *Replica) LogLen() int { return len(r.log.ops) }
+
+// The compact encoding of a set of operations, used by snapshots and by sync responses to
+// mapcrdt peers (DESIGN §6 "catch-up by snapshot"). Operations are listed in clock order as
+// arrays; peers, subjects and metadata are written once and referred to by index, and
+// walltimes are deltas from the previous operation:
+//
+//	{"peers":["p0",…], "objects":[["feature",{"id":…,"layerId":…}],…],
+//	 "ops":[[dWall,counter,peer,seq, 1,obj,"key",value?],   update (no value: unset)
+//	        [dWall,counter,peer,seq, 2,obj,value],          upsert
+//	        [dWall,counter,peer,seq, 3,obj],                delete
+//	        [dWall,counter,peer,seq, 4,[[verb,obj,…],…]],   batch, sub-operations as above
+//	        {…}]}                                           an operation with extra fields, as on the wire
+//
+// A batch lists only its sub-operations still visible; their order is kept.
+
+type opsEncoder struct {
+	peers   map[string]int
+	objs    map[*object]int
+	peerArr []byte
+	objArr  []byte
+	opsArr  []byte
+	np, no  int
+	wall    int64
+	all     bool // keep every sub-operation of a batch (snapshots), not only the visible ones
+}
+
+func newOpsEncoder() *opsEncoder {
+	return &opsEncoder{peers: map[string]int{}, objs: map[*object]int{}}
+}
+
+func (e *opsEncoder) peer(p string) int {
+	if i, ok := e.peers[p]; ok {
+		return i
+	}
+	if e.np > 0 {
+		e.peerArr = append(e.peerArr, ',')
+	}
+	e.peerArr = appendString(e.peerArr, p)
+	e.peers[p] = e.np
+	e.np++
+	return e.np - 1
+}
+
+func (e *opsEncoder) object(o *object) int {
+	if i, ok := e.objs[o]; ok {
+		return i
+	}
+	if e.no > 0 {
+		e.objArr = append(e.objArr, ',')
+	}
+	e.objArr = append(e.objArr, '[')
+	e.objArr = appendString(e.objArr, o.subject.Name)
+	e.objArr = append(e.objArr, ',')
+	e.objArr = append(e.objArr, o.meta...)
+	e.objArr = append(e.objArr, ']')
+	e.objs[o] = e.no
+	e.no++
+	return e.no - 1
+}
+
+// add appends one operation (ops must come in clock order).
+func (e *opsEncoder) add(o *op) {
+	if len(e.opsArr) > 0 {
+		e.opsArr = append(e.opsArr, ',')
+	}
+	if o.extra != "" || (o.verb == VerbBatch && hasExtra(o)) {
+		e.opsArr = appendOp(e.opsArr, o, "")
+		return
+	}
+	b := append(e.opsArr, '[')
+	b = strconv.AppendInt(b, o.ts.Wall-e.wall, 10)
+	e.wall = o.ts.Wall
+	b = append(b, ',')
+	b = strconv.AppendUint(b, uint64(o.ts.Counter), 10)
+	b = append(b, ',')
+	b = strconv.AppendInt(b, int64(e.peer(o.ts.Peer)), 10)
+	b = append(b, ',')
+	b = strconv.AppendUint(b, o.seq, 10)
+	b = append(b, ',')
+	if o.verb == VerbBatch {
+		b = append(b, "4,["...)
+		n := 0
+		for i, s := range o.subs {
+			if !e.all && !subLive(o, int32(i+1)) {
+				continue
+			}
+			if n > 0 {
+				b = append(b, ',')
+			}
+			n++
+			b = append(b, '[')
+			b = e.appendSub(b, s)
+			b = append(b, ']')
+		}
+		b = append(b, ']')
+	} else {
+		b = e.appendSub(b, o)
+	}
+	e.opsArr = append(b, ']')
+}
+
+func hasExtra(o *op) bool {
+	if o.extra != "" {
+		return true
+	}
+	for _, s := range o.subs {
+		if s.extra != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// subLive reports whether sub-operation i of batch o is still visible.
+func subLive(o *op, i int32) bool {
+	s := o.subs[i-1]
+	w := write{op: o, sub: i}
+	if s.verb != VerbUpdate {
+		return s.obj.root == w
+	}
+	for _, p := range s.obj.paths {
+		if p == w {
+			return true
+		}
+	}
+	return false
+}
+
+func (e *opsEncoder) appendSub(b []byte, s *op) []byte {
+	b = strconv.AppendInt(b, int64(s.verb), 10)
+	b = append(b, ',')
+	b = strconv.AppendInt(b, int64(e.object(s.obj)), 10)
+	switch s.verb {
+	case VerbUpdate:
+		b = append(b, ',')
+		b = appendString(b, s.key)
+		if s.value != "" {
+			b = append(b, ',')
+			b = append(b, s.value...)
+		}
+	case VerbUpsert:
+		b = append(b, ',')
+		b = append(b, s.value...)
+	}
+	return b
+}
+
+// appendTo writes the encoded set as a JSON object.
+func (e *opsEncoder) appendTo(b []byte) []byte {
+	b = append(b, `{"peers":[`...)
+	b = append(b, e.peerArr...)
+	b = append(b, `],"objects":[`...)
+	b = append(b, e.objArr...)
+	b = append(b, `],"ops":[`...)
+	b = append(b, e.opsArr...)
+	return append(b, "]}"...)
+}
+
+// decodeOps reads the compact encoding back into operations (objects pending).
+func (r *Replica) decodeOps(raw string) ([]*op, error) {
+	ms, err := parseObject(raw, r.opts.Limits.MaxDepth)
+	if err != nil {
+		return nil, err
+	}
+	bad := func(why string) error { return newError(ErrBadMessage, "compact operations: "+why) }
+	peers, err := stringList(field(ms, "peers"))
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range peers {
+		if e := hlc.ValidPeer(p); e != nil {
+			return nil, bad("peer " + quote(p) + ": " + e.Error())
+		}
+	}
+	var objs []*object
+	rawObjs := string(field(ms, "objects"))
+	if len(rawObjs) == 0 || rawObjs[0] != '[' {
+		return nil, bad("objects must be an array")
+	}
+	eachElement(rawObjs, func(el string) bool {
+		parts := elements(el)
+		if len(parts) != 2 {
+			err = bad("an object is [subject, metadata], got " + quote(el))
+			return false
+		}
+		sub, ok := stringValue([]byte(parts[0]))
+		if !ok {
+			err = bad("subject must be a string, got " + quote(parts[0]))
+			return false
+		}
+		var o *object
+		if o, err = r.identify(sub, parts[1]); err != nil {
+			return false
+		}
+		objs = append(objs, o)
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	rawOps := string(field(ms, "ops"))
+	if len(rawOps) == 0 || rawOps[0] != '[' {
+		return nil, bad("ops must be an array")
+	}
+	var ops []*op
+	var wall int64
+	n := 0
+	eachElement(rawOps, func(el string) bool {
+		if n++; n > r.opts.Limits.MaxBatch {
+			err = newError(ErrTooLarge, "more than "+strconv.Itoa(r.opts.Limits.MaxBatch)+" operations")
+			return false
+		}
+		if isObject(el) {
+			var m []member
+			if m, err = parseObject(el, r.opts.Limits.MaxDepth); err != nil {
+				return false
+			}
+			var o *op
+			if o, err = r.dec.decodeOp(m, true); err != nil {
+				return false
+			}
+			ops = append(ops, o)
+			return true
+		}
+		p := elements(el)
+		if len(p) < 6 {
+			err = bad("an operation array is too short: " + quote(el))
+			return false
+		}
+		dw, e1 := strconv.ParseInt(p[0], 10, 64)
+		cnt, e2 := strconv.ParseUint(p[1], 10, 32)
+		pi, e3 := strconv.Atoi(p[2])
+		seq, e4 := strconv.ParseUint(p[3], 10, 64)
+		if e1 != nil || e2 != nil || e3 != nil || e4 != nil || pi < 0 || pi >= len(peers) || cnt > hlc.MaxCounter || seq >= 1<<53 {
+			err = bad("bad clock or seq in " + quote(el))
+			return false
+		}
+		wall += dw
+		if wall < 0 || wall > hlc.MaxWall {
+			err = newError(ErrBadHLC, "walltime out of range in "+quote(el))
+			return false
+		}
+		o := &op{ts: hlc.Timestamp{Wall: wall, Counter: uint32(cnt), Peer: peers[pi]}, seq: seq}
+		if p[4] == "4" {
+			o.verb = VerbBatch
+			eachElement(p[5], func(s string) bool {
+				var sub *op
+				if sub, err = r.decodeSub(elements(s), objs); err != nil {
+					return false
+				}
+				o.subs = append(o.subs, sub)
+				return true
+			})
+			if err == nil && len(o.subs) == 0 {
+				err = bad("an empty batch")
+			}
+		} else {
+			var sub *op
+			if sub, err = r.decodeSub(p[4:], objs); err == nil {
+				sub.ts, sub.seq = o.ts, o.seq
+				o = sub
+			}
+		}
+		if err != nil {
+			return false
+		}
+		ops = append(ops, o)
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ops, nil
+}
+
+func (r *Replica) decodeSub(p []string, objs []*object) (*op, error) {
+	bad := func() error { return newError(ErrBadMessage, "compact operations: bad sub-operation "+quote(joinRaw(p))) }
+	if len(p) < 2 {
+		return nil, bad()
+	}
+	v, e1 := strconv.Atoi(p[0])
+	oi, e2 := strconv.Atoi(p[1])
+	if e1 != nil || e2 != nil || oi < 0 || oi >= len(objs) || v < int(VerbUpdate) || v > int(VerbDelete) {
+		return nil, bad()
+	}
+	o := &op{verb: Verb(v), obj: objs[oi]}
+	switch o.verb {
+	case VerbUpdate:
+		if len(p) < 3 || len(p) > 4 {
+			return nil, bad()
+		}
+		key, ok := stringValue([]byte(p[2]))
+		if !ok {
+			return nil, bad()
+		}
+		var err error
+		if o.path, err = parsePath(key, r.opts.Limits); err != nil {
+			return nil, err
+		}
+		o.key = key
+		if len(p) == 4 {
+			o.value = p[3]
+		}
+	case VerbUpsert:
+		if len(p) != 3 || !isObject(p[2]) {
+			return nil, bad()
+		}
+		o.value = p[2]
+	case VerbDelete:
+		if len(p) != 2 {
+			return nil, bad()
+		}
+	}
+	return o, nil
+}
+
+// elements returns the raw elements of a JSON array.
+func elements(raw string) []string {
+	var out []string
+	eachElement(raw, func(el string) bool {
+		out = append(out, el)
+		return true
+	})
+	return out
+}
+
+func joinRaw(p []string) string {
+	s := "["
+	for i, x := range p {
+		if i > 0 {
+			s += ","
+		}
+		s += x
+	}
+	return s + "]"
+}

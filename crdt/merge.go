@@ -1,0 +1,527 @@
+package crdt
+
+// Three-way merge of divergent saves of a uMap datalayer (DESIGN §8).
+//
+// When two people edit the same datalayer without live sync and both save, uMap's server
+// sees the second save arrive stale (its If-Unmodified-Since is older than the last save),
+// finds the version that client started from (the reference), and rebases the incoming
+// changes onto the latest version. uMap's own merge_features does this at whole-feature
+// granularity and fails on any overlap; Merge does it key by key and names each conflict.
+// The rules are in the doc comment of Merge.
+
+import (
+	"math"
+	"slices"
+	"strconv"
+)
+
+// MergePolicy says what Merge does when it finds conflicts.
+type MergePolicy int
+
+const (
+	// MergeFail (the zero value) refuses to merge when there are conflicts: Merge returns
+	// the conflicts and an error with code "conflict" (ErrConflict), and no document. This
+	// is the 412 Precondition Failed path of a stale save.
+	MergeFail MergePolicy = iota
+	// MergeLatestWins resolves every conflict with the latest side's value (what is saved
+	// already stays; the stale incoming edit of that key is dropped).
+	MergeLatestWins
+	// MergeIncomingWins resolves every conflict with the incoming side's value (the save
+	// being made overwrites the conflicting keys of the latest one, deletions included).
+	MergeIncomingWins
+)
+
+// Limits of Merge. Larger or deeper input is refused with an error of code "too_large" or
+// "too_deep".
+const (
+	// MergeMaxBytes bounds the three documents together (64 MiB).
+	MergeMaxBytes = 64 << 20
+	// MergeMaxDepth bounds the JSON nesting of each document (64 levels; a
+	// FeatureCollection of MultiPolygons needs 8).
+	MergeMaxDepth = 64
+)
+
+// Conflict is one place both sides changed differently, or one side edited and the other
+// deleted.
+type Conflict struct {
+	// FeatureID is the id of the feature (a string id as its decoded text, a number id as
+	// written), or "" for a layer-level conflict. Features without an id never conflict.
+	FeatureID string
+	// Key is the escaped key path of the place (see JoinPath): "" for the whole feature (one
+	// side deleted it, the other edited it), "geometry", "properties.name",
+	// "properties._umap_options.color"; for a layer-level conflict, a path from the top of the
+	// document, such as "_umap_options.color".
+	Key string
+	// Reference, Latest and Incoming are the canonical JSON of the value at Key in each
+	// document, "" where it is absent (deleted, or never there).
+	Reference, Latest, Incoming string
+}
+
+// AppendJSON appends c as a JSON object:
+// {"featureId":…,"key":…,"reference":…,"latest":…,"incoming":…}, the three values as JSON
+// and each left out where absent.
+func (c Conflict) AppendJSON(b []byte) []byte {
+	b = append(b, `{"featureId":`...)
+	b = appendString(b, c.FeatureID)
+	b = append(b, `,"key":`...)
+	b = appendString(b, c.Key)
+	for _, v := range [...]struct{ name, val string }{
+		{`,"reference":`, c.Reference}, {`,"latest":`, c.Latest}, {`,"incoming":`, c.Incoming},
+	} {
+		if v.val != "" {
+			b = append(b, v.name...)
+			b = append(b, v.val...)
+		}
+	}
+	return append(b, '}')
+}
+
+// AppendConflictsJSON appends conflicts as a JSON array (of Conflict.AppendJSON objects).
+func AppendConflictsJSON(b []byte, conflicts []Conflict) []byte {
+	b = append(b, '[')
+	for i, c := range conflicts {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = c.AppendJSON(b)
+	}
+	return append(b, ']')
+}
+
+// MergeResult is what Merge returns.
+type MergeResult struct {
+	// Document is the merged FeatureCollection as canonical JSON (members sorted, features
+	// in the merge order). It is nil when Merge returns an error, conflicts under MergeFail
+	// included.
+	Document []byte
+	// Conflicts lists every conflict found, layer-level ones first, then by feature in the
+	// merge order, keys sorted within a feature. Under MergeLatestWins and
+	// MergeIncomingWins they are resolved in Document; under MergeFail nothing is merged.
+	Conflicts []Conflict
+}
+
+// Merge merges two saves of a uMap datalayer made from a common reference: latest (saved
+// first) and incoming (the stale save). Each is a GeoJSON FeatureCollection as uMap stores
+// it: a top-level "_umap_options", and features carrying "properties._umap_options".
+// Additions from both sides are kept, deletions from both applied, each feature's geometry
+// and each property path merged three-way, and the same change on both sides is no
+// conflict. Layer-level members (_umap_options and any other top-level member but
+// "features") merge the same way.
+//
+// The rule, for one place (a feature, a member, a key path) holding a value in the
+// reference r, in latest l and in incoming i, "absent" counting as a value:
+//
+//   - l = i: l (both sides made the same change, or neither changed anything);
+//   - l = r: i (only incoming changed it);
+//   - i = r: l (only latest changed it);
+//   - otherwise, if l and i are both objects and r is an object or absent: their members
+//     merge one by one by the same rule (so two sides that add the same feature or member
+//     with different content merge it member by member);
+//   - otherwise it is a conflict: both sides changed the place differently, or one edited
+//     what the other deleted. It is reported, and policy picks l or i.
+//
+// Values are compared as JavaScript reads them, whatever wrote them (uMap's JavaScript, or
+// Python's json.dumps after an earlier merge): strings by their decoded text ("Caf\u00e9"
+// equals "Café"), numbers by their double value (1.0 equals 1, 1E3 equals 1000). Document
+// and Conflict values are written in that form: canonical JSON (members sorted, no
+// whitespace), strings minimally escaped, numbers as JavaScript's JSON.stringify writes
+// them. A number too large for a double (1e400) is kept as written. Arrays and scalars are atomic. A feature's geometry
+// is one value ("geometry", never "geometry.coordinates"): two different edits of one shape
+// conflict, since mixing the coordinates of two drags makes a shape nobody drew. Properties
+// merge key by key, through nested objects ("properties._umap_options.color"). A key one
+// side deleted and the other left as it was is deleted: leaving a value unchanged is not
+// setting it.
+//
+// Features are matched by their top-level "id" (where uMap writes it; "properties.id" is an
+// ordinary property): a non-empty string, compared decoded, or a number, compared as
+// written. A feature without a usable id (none, "", null, an object …) is matched by
+// content, identical canonical JSON; edited on one side it is, to Merge, one feature deleted
+// and another added, so it never conflicts and every edit of it is kept. When a document
+// holds several features of the same identity, the k-th is matched with the k-th of the
+// other documents.
+//
+// Feature order: latest's order, then the features of incoming that latest does not hold
+// (new ones, or ones latest deleted and incoming edited, kept by MergeIncomingWins), in
+// incoming's order. When one side left the document as the reference was (equal canonical
+// JSON), or both sides are equal, the result is the other side as it is, order included.
+//
+// Errors, each an *Error with a stable Code:
+//   - "conflict" (ErrConflict): policy is MergeFail and there are conflicts; the result
+//     holds them (Document nil), and the message names the first (feature id and key);
+//   - "invalid_json" (ErrInvalidJSON): a document is not well-formed JSON or not UTF-8;
+//   - "bad_value" (ErrBadValue): a document is not a FeatureCollection (not an object, its
+//     "type" not "FeatureCollection", "features" missing or not an array, a feature not an
+//     object or its "type" not "Feature");
+//   - "too_large" (ErrTooLarge), "too_deep" (ErrTooDeep): over MergeMaxBytes or
+//     MergeMaxDepth;
+//   - "bad_option" (ErrBadOption): policy is not one of the MergePolicy constants.
+//
+// Messages name the document at fault ("reference", "latest" or "incoming"). Merge never
+// panics and never modifies its inputs.
+func Merge(reference, latest, incoming []byte, policy MergePolicy) (MergeResult, error) {
+	if policy < MergeFail || policy > MergeIncomingWins {
+		return MergeResult{}, newError(ErrBadOption, "unknown merge policy "+strconv.Itoa(int(policy)))
+	}
+	if n := len(reference) + len(latest) + len(incoming); n > MergeMaxBytes {
+		return MergeResult{}, newError(ErrTooLarge, "documents of "+strconv.Itoa(n)+" bytes together, more than "+strconv.Itoa(MergeMaxBytes))
+	}
+	r, err := parseLayer("reference", reference)
+	if err != nil {
+		return MergeResult{}, err
+	}
+	l, err := parseLayer("latest", latest)
+	if err != nil {
+		return MergeResult{}, err
+	}
+	i, err := parseLayer("incoming", incoming)
+	if err != nil {
+		return MergeResult{}, err
+	}
+	// Nothing changed on one side (or both sides made the same save): the other side is
+	// the merge, in its own order.
+	switch {
+	case l.canon == i.canon, i.canon == r.canon:
+		return MergeResult{Document: []byte(l.canon)}, nil
+	case l.canon == r.canon:
+		return MergeResult{Document: []byte(i.canon)}, nil
+	}
+	return mergeLayers(r, l, i, policy)
+}
+
+// mergeLayers merges three parsed documents by the rules, without the shortcuts of Merge.
+func mergeLayers(r, l, i *layerDoc, policy MergePolicy) (MergeResult, error) {
+	m := merger{policy: policy}
+	top := m.object(nil, r.canon, l.canon, i.canon, "features")
+
+	feats := []byte{'['}
+	n := 0
+	add := func(k featureKey, id string) {
+		v := m.feature(id, r.lookup(k), l.lookup(k), i.lookup(k))
+		if !v.ok {
+			return
+		}
+		if n > 0 {
+			feats = append(feats, ',')
+		}
+		n++
+		feats = append(feats, v.raw...)
+	}
+	for _, f := range l.feats {
+		add(f.key, f.id)
+	}
+	for _, f := range i.feats {
+		if _, ok := l.index[f.key]; !ok {
+			add(f.key, f.id)
+		}
+	}
+	feats = append(feats, ']')
+
+	var members []member
+	eachMember(top, func(name, val string) bool {
+		members = append(members, member{name: name, val: []byte(val)})
+		return true
+	})
+	members = append(members, member{name: "features", val: feats})
+	res := MergeResult{Conflicts: m.conflicts}
+	if len(m.conflicts) > 0 && policy == MergeFail {
+		return res, conflictError(m.conflicts)
+	}
+	res.Document = appendMembers(nil, members)
+	return res, nil
+}
+
+// conflictError is the error of a merge refused for conflicts; it names the first.
+func conflictError(cs []Conflict) *Error {
+	c := cs[0]
+	var msg string
+	switch {
+	case c.FeatureID == "":
+		msg = "layer option " + quote(c.Key)
+	case c.Key != "":
+		msg = "feature " + quote(c.FeatureID) + ", key " + quote(c.Key)
+	case c.Latest == "":
+		msg = "feature " + quote(c.FeatureID) + " deleted in latest, edited in incoming"
+	default:
+		msg = "feature " + quote(c.FeatureID) + " edited in latest, deleted in incoming"
+	}
+	if len(cs) == 1 {
+		return newError(ErrConflict, "1 conflict: "+msg)
+	}
+	return newError(ErrConflict, strconv.Itoa(len(cs))+" conflicts, the first: "+msg)
+}
+
+// layerDoc is one validated datalayer document.
+type layerDoc struct {
+	canon string // canonical JSON of the whole document
+	feats []docFeature
+	index map[featureKey]int // into feats
+}
+
+// docFeature is one feature of a document.
+type docFeature struct {
+	key featureKey
+	id  string // the id as Conflict.FeatureID gives it; "" when matched by content
+	raw string // canonical JSON
+}
+
+// featureKey is the identity features are matched by: "s" + a string id, "n" + a number
+// id, or "c" + the canonical feature; n counts earlier features of the same identity.
+type featureKey struct {
+	ident string
+	n     int
+}
+
+func (d *layerDoc) lookup(k featureKey) slot {
+	if j, ok := d.index[k]; ok {
+		return slot{raw: d.feats[j].raw, ok: true}
+	}
+	return slot{}
+}
+
+// parseLayer validates data as a datalayer document; which names it in errors.
+func parseLayer(which string, data []byte) (*layerDoc, error) {
+	canon, err := canonicalJSON(string(data), MergeMaxDepth)
+	if err != nil {
+		if e, ok := err.(*Error); ok {
+			return nil, newError(e.sentinel, which+" document: "+e.msg)
+		}
+		return nil, newError(ErrInvalidJSON, which+" document: "+err.Error())
+	}
+	canon = string(appendValueForm(make([]byte, 0, len(canon)), canon))
+	if !isObject(canon) {
+		return nil, newError(ErrBadValue, which+" document is not a JSON object: "+quote(canon))
+	}
+	typ, ok := memberOf(canon, "type")
+	if !ok {
+		return nil, newError(ErrBadValue, which+` document has no "type"; expected "FeatureCollection"`)
+	}
+	if s, _ := jsonStringValue(typ); s != "FeatureCollection" {
+		return nil, newError(ErrBadValue, which+" document has type "+quote(typ)+`, expected "FeatureCollection"`)
+	}
+	arr, ok := memberOf(canon, "features")
+	if !ok {
+		return nil, newError(ErrBadValue, which+` document has no "features" array`)
+	}
+	if len(arr) == 0 || arr[0] != '[' {
+		return nil, newError(ErrBadValue, which+` document: "features" is not an array: `+quote(arr))
+	}
+	d := &layerDoc{canon: canon, index: map[featureKey]int{}}
+	seen := map[string]int{}
+	eachElement(arr, func(raw string) bool {
+		at := which + " document: features[" + strconv.Itoa(len(d.feats)) + "]"
+		if !isObject(raw) {
+			err = newError(ErrBadValue, at+" is not an object: "+quote(raw))
+			return false
+		}
+		t, ok := memberOf(raw, "type")
+		if s, _ := jsonStringValue(t); !ok || s != "Feature" {
+			err = newError(ErrBadValue, at+` has no "type":"Feature"`)
+			return false
+		}
+		ident, id := featureIdentity(raw)
+		k := featureKey{ident: ident, n: seen[ident]}
+		seen[ident]++
+		d.index[k] = len(d.feats)
+		d.feats = append(d.feats, docFeature{key: k, id: id, raw: raw})
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// featureIdentity returns the identity of a canonical feature, and its id for Conflict.
+func featureIdentity(raw string) (ident, id string) {
+	if v, ok := memberOf(raw, "id"); ok && v != "" {
+		if s, isStr := jsonStringValue(v); isStr && s != "" {
+			return "s" + s, s
+		}
+		if c := v[0]; c == '-' || c >= '0' && c <= '9' {
+			return "n" + v, v
+		}
+	}
+	return "c" + raw, ""
+}
+
+// jsonStringValue decodes raw as a JSON string; ok is false if raw is not one.
+// (A private helper that belongs with the reader of json.go.)
+func jsonStringValue(raw string) (s string, ok bool) {
+	if len(raw) < 2 || raw[0] != '"' {
+		return "", false
+	}
+	p := jparser{s: raw, maxDepth: 1}
+	s = p.str()
+	return s, p.err == nil && p.i == len(raw)
+}
+
+// slot is a value at one place of one document; ok false means absent.
+type slot struct {
+	raw string // canonical JSON
+	ok  bool
+}
+
+// merger applies the three-way rules and collects conflicts.
+type merger struct {
+	policy    MergePolicy
+	conflicts []Conflict
+	featureID string // the feature being merged; "" at layer level
+	inFeature bool
+}
+
+// feature merges one feature, found absent or present in each document.
+func (m *merger) feature(id string, r, l, i slot) slot {
+	m.featureID, m.inFeature = id, true
+	defer func() { m.featureID, m.inFeature = "", false }()
+	return m.value(nil, r, l, i)
+}
+
+// value merges the values at path.
+func (m *merger) value(path []string, r, l, i slot) slot {
+	switch {
+	case l == i:
+		return l
+	case l == r:
+		return i
+	case i == r:
+		return l
+	}
+	atomic := m.inFeature && len(path) == 1 && path[0] == "geometry"
+	if !atomic && l.ok && i.ok && isObject(l.raw) && isObject(i.raw) && (!r.ok || isObject(r.raw)) {
+		return slot{raw: m.object(path, r.raw, l.raw, i.raw, ""), ok: true}
+	}
+	m.conflicts = append(m.conflicts, Conflict{
+		FeatureID: m.featureID,
+		Key:       JoinPath(path...),
+		Reference: r.raw,
+		Latest:    l.raw,
+		Incoming:  i.raw,
+	})
+	if m.policy == MergeIncomingWins {
+		return i
+	}
+	return l
+}
+
+// object merges three objects (r may be "": absent) member by member, leaving out the
+// member named skip, and returns the canonical result.
+func (m *merger) object(path []string, r, l, i string, skip string) string {
+	rm, lm, im := membersOf(r), membersOf(l), membersOf(i)
+	names := make([]string, 0, len(lm)+len(im))
+	for _, mm := range [...]map[string]string{rm, lm, im} {
+		for n := range mm {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	names = slices.Compact(names)
+	out := []byte{'{'}
+	first := true
+	for _, n := range names {
+		if skip != "" && n == skip {
+			continue
+		}
+		rv, rok := rm[n]
+		lv, lok := lm[n]
+		iv, iok := im[n]
+		v := m.value(append(path[:len(path):len(path)], n), slot{rv, rok}, slot{lv, lok}, slot{iv, iok})
+		if !v.ok {
+			continue
+		}
+		if !first {
+			out = append(out, ',')
+		}
+		first = false
+		out = appendString(out, n)
+		out = append(out, ':')
+		out = append(out, v.raw...)
+	}
+	return string(append(out, '}'))
+}
+
+// membersOf maps the member names of a canonical object to their values (nil if raw is not
+// an object).
+func membersOf(raw string) map[string]string {
+	if !isObject(raw) {
+		return nil
+	}
+	mm := map[string]string{}
+	eachMember(raw, func(name, val string) bool {
+		mm[name] = val
+		return true
+	})
+	return mm
+}
+
+// appendValueForm appends the canonical JSON raw (valid, canonical) in the form values are
+// compared in: strings re-escaped minimally from their decoded text, numbers written as
+// JavaScript writes their double value. Member order does not change: canonical order is
+// by decoded name already. (A private helper that belongs with the writer of json.go.)
+func appendValueForm(b []byte, raw string) []byte {
+	if raw == "" {
+		return b
+	}
+	switch c := raw[0]; {
+	case c == '{':
+		b = append(b, '{')
+		first := true
+		eachMember(raw, func(name, val string) bool {
+			if !first {
+				b = append(b, ',')
+			}
+			first = false
+			b = appendString(b, name)
+			b = append(b, ':')
+			b = appendValueForm(b, val)
+			return true
+		})
+		return append(b, '}')
+	case c == '[':
+		b = append(b, '[')
+		first := true
+		eachElement(raw, func(el string) bool {
+			if !first {
+				b = append(b, ',')
+			}
+			first = false
+			b = appendValueForm(b, el)
+			return true
+		})
+		return append(b, ']')
+	case c == '"':
+		s, _ := jsonStringValue(raw)
+		return appendString(b, s)
+	case c == '-' || c >= '0' && c <= '9':
+		return appendJSNumber(b, raw)
+	}
+	return append(b, raw...)
+}
+
+// appendJSNumber appends the JSON number text raw as JavaScript's JSON.stringify writes the
+// double it parses to (shortest round-trip digits; fixed notation from 1e-6 to 1e21, else
+// "1.5e-7", "1e+21"; -0 as 0). A number out of the double range is appended as written.
+func appendJSNumber(b []byte, raw string) []byte {
+	f, err := strconv.ParseFloat(raw, 64)
+	if err != nil {
+		return append(b, raw...)
+	}
+	if f == 0 {
+		return append(b, '0')
+	}
+	if a := math.Abs(f); a >= 1e-6 && a < 1e21 {
+		return strconv.AppendFloat(b, f, 'f', -1, 64)
+	}
+	start := len(b)
+	b = strconv.AppendFloat(b, f, 'e', -1, 64)
+	// Go pads the exponent to two digits ("1e-07"); JavaScript does not.
+	for j := start; j < len(b); j++ {
+		if b[j] == 'e' {
+			k := j + 2 // past the sign
+			for k < len(b)-1 && b[k] == '0' {
+				b = append(b[:k], b[k+1:]...)
+			}
+			break
+		}
+	}
+	return b
+}

@@ -1,0 +1,363 @@
+package crdt
+
+import (
+	"strconv"
+
+	"github.com/mapcrdt/mapcrdt/hlc"
+)
+
+// SnapshotVersion is the snapshot format version this engine writes and reads.
+const SnapshotVersion = 1
+
+// Snapshot exports the whole replica — every operation of the log (which rebuilds the state
+// and its per-path clocks), the seeded base values, the version vector, the clock, the seq
+// counter, the outbox, the undo and redo stacks, the saved horizon and the known peers — as
+// one JSON value (format in doc.go, "Snapshots"). A replica restored from it with
+// NewReplicaFromSnapshot continues exactly where this one stopped. It fails while a batch
+// is open.
+func (r *Replica) Snapshot() ([]byte, error) {
+	if r.batch != nil {
+		return nil, newError(ErrBadState, "cannot snapshot while a batch is open")
+	}
+	b := []byte(`{"format":"mapcrdt-snapshot","version":`)
+	b = strconv.AppendInt(b, SnapshotVersion, 10)
+	b = append(b, `,"peer":`...)
+	b = appendString(b, r.peer)
+	b = append(b, `,"clock":"`...)
+	b = r.clock.Last().AppendText(b)
+	b = append(b, `","seq":`...)
+	b = strconv.AppendUint(b, r.seq, 10)
+	if !r.saved.IsZero() {
+		b = append(b, `,"saved":"`...)
+		b = r.saved.AppendText(b)
+		b = append(b, '"')
+	}
+	b = append(b, `,"vector":`...)
+	b = appendVector(b, r.vec.vv)
+	b = append(b, `,"above":{`...)
+	n := 0
+	for _, p := range sortedKeys(r.vec.above) {
+		if n > 0 {
+			b = append(b, ',')
+		}
+		n++
+		b = appendString(b, p)
+		b = append(b, ":["...)
+		for i, s := range r.vec.above[p] {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = strconv.AppendUint(b, s, 10)
+		}
+		b = append(b, ']')
+	}
+	b = append(b, `},"peers":[`...)
+	for i, p := range r.peers {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, p)
+	}
+	b = append(b, `],"log":`...)
+	enc := newOpsEncoder()
+	enc.all = true
+	index := map[*op]int{}
+	for i, o := range r.log.ops {
+		enc.add(o)
+		index[o] = i
+	}
+	b = enc.appendTo(b)
+	b = append(b, `,"outbox":[`...)
+	for i, o := range r.outbox {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendInt(b, int64(index[o]), 10)
+	}
+	b = append(b, `],"bases":[`...)
+	n = 0
+	for _, k := range sortedKeys(r.objects) {
+		o := r.objects[k]
+		if o.root.op == nil || !o.root.op.ts.IsZero() {
+			continue
+		}
+		if n > 0 {
+			b = append(b, ',')
+		}
+		n++
+		b = append(b, '[')
+		b = appendString(b, o.subject.Name)
+		b = append(b, ',')
+		b = append(b, o.meta...)
+		b = append(b, ',')
+		b = append(b, o.root.op.value...)
+		b = append(b, ']')
+	}
+	b = append(b, `],"undo":`...)
+	b = appendSteps(b, r.undo.undo)
+	b = append(b, `,"redo":`...)
+	b = appendSteps(b, r.undo.redo)
+	return append(b, '}'), nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	for i := 1; i < len(keys); i++ { // insertion sort: no sort package needed, maps are small
+		for j := i; j > 0 && keys[j] < keys[j-1]; j-- {
+			keys[j], keys[j-1] = keys[j-1], keys[j]
+		}
+	}
+	return keys
+}
+
+// A step is {"group","at","closed","inBatch","entries":[[subject, metadata, key|null,
+// present, old|null, hlc, sub], …]}.
+func appendSteps(b []byte, steps []undoStep) []byte {
+	b = append(b, '[')
+	for i, s := range steps {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"group":`...)
+		b = appendString(b, s.group)
+		b = append(b, `,"at":`...)
+		b = strconv.AppendInt(b, s.at, 10)
+		b = append(b, `,"closed":`...)
+		b = strconv.AppendBool(b, s.closed)
+		b = append(b, `,"inBatch":`...)
+		b = strconv.AppendBool(b, s.inBatch)
+		b = append(b, `,"entries":[`...)
+		for j, e := range s.entries {
+			if j > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, '[')
+			b = appendString(b, e.obj.subject.Name)
+			b = append(b, ',')
+			b = append(b, e.obj.meta...)
+			b = append(b, ',')
+			if e.path == nil {
+				b = append(b, "null"...)
+			} else {
+				b = appendString(b, JoinPath(e.path...))
+			}
+			b = append(b, ',')
+			b = strconv.AppendBool(b, e.oldPresent)
+			b = append(b, ',')
+			if e.oldPresent {
+				b = append(b, e.old...)
+			} else {
+				b = append(b, "null"...)
+			}
+			b = append(b, `,"`...)
+			b = e.by.op.ts.AppendText(b)
+			b = append(b, `",`...)
+			b = strconv.AppendInt(b, int64(e.by.sub), 10)
+			b = append(b, ']')
+		}
+		b = append(b, "]}"...)
+	}
+	return append(b, ']')
+}
+
+// NewReplicaFromSnapshot restores a replica from Snapshot output. opts.PeerID may be empty
+// (the snapshot's peer is used) or must equal it. A snapshot of another format version is
+// refused with ErrSnapshotVersion, a damaged one with ErrBadSnapshot.
+func NewReplicaFromSnapshot(opts Options, snap []byte) (*Replica, error) {
+	bad := func(why string) error { return newError(ErrBadSnapshot, why) }
+	wrap := func(err error) error {
+		if e, ok := err.(*Error); ok && (e.sentinel == ErrBadSnapshot || e.sentinel == ErrSnapshotVersion || e.sentinel == ErrBadOption) {
+			return err
+		}
+		return bad(err.Error())
+	}
+	lim := opts.Limits
+	if lim == (Limits{}) {
+		lim = DefaultLimits()
+	}
+	if len(snap) > lim.MaxMessageBytes*4 {
+		return nil, newError(ErrTooLarge, "snapshot of "+strconv.Itoa(len(snap))+" bytes")
+	}
+	ms, err := parseObject(string(snap), lim.MaxDepth)
+	if err != nil {
+		return nil, wrap(err)
+	}
+	if f, _ := stringValue(field(ms, "format")); f != "mapcrdt-snapshot" {
+		return nil, bad("not a mapcrdt snapshot (format " + quote(string(field(ms, "format"))) + ")")
+	}
+	if v := string(field(ms, "version")); v != strconv.Itoa(SnapshotVersion) {
+		return nil, newError(ErrSnapshotVersion, "snapshot version "+quote(v)+", this engine reads version "+strconv.Itoa(SnapshotVersion))
+	}
+	peer, ok := stringValue(field(ms, "peer"))
+	if !ok {
+		return nil, bad("snapshot without a peer")
+	}
+	if opts.PeerID != "" && opts.PeerID != peer {
+		return nil, newError(ErrBadOption, "peerId "+quote(opts.PeerID)+" differs from the snapshot's "+quote(peer))
+	}
+	opts.PeerID = peer
+	r, err := NewReplica(opts)
+	if err != nil {
+		return nil, err
+	}
+	ts := func(name string) (hlc.Timestamp, error) {
+		s, ok := stringValue(field(ms, name))
+		if !ok {
+			return hlc.Timestamp{}, bad(name + " must be a clock")
+		}
+		t, err := hlc.Parse(s)
+		if err != nil {
+			return t, bad(name + ": " + err.Error())
+		}
+		return t, nil
+	}
+	clock, err := ts("clock")
+	if err != nil {
+		return nil, err
+	}
+	if field(ms, "saved") != nil {
+		if r.saved, err = ts("saved"); err != nil {
+			return nil, err
+		}
+	}
+	seq, ok := parseSeq(string(field(ms, "seq")))
+	if !ok && string(field(ms, "seq")) != "0" {
+		return nil, bad("seq must be an integer")
+	}
+	r.seq = seq
+	if r.vec.vv, err = parseVector(field(ms, "vector")); err != nil {
+		return nil, wrap(err)
+	}
+	eachMember(string(field(ms, "above")), func(p, list string) bool {
+		for _, s := range elements(list) {
+			n, ok := parseSeq(s)
+			if !ok {
+				err = bad("above: bad seq " + quote(s))
+				return false
+			}
+			r.vec.above[p] = append(r.vec.above[p], n)
+		}
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	if r.peers, err = stringList(field(ms, "peers")); err != nil {
+		return nil, wrap(err)
+	}
+	ops, err := r.decodeOps(string(field(ms, "log")))
+	if err != nil {
+		r.dropPending()
+		return nil, wrap(err)
+	}
+	r.commitPending()
+	for _, o := range ops {
+		if r.log.insert(o) {
+			r.applyOp(o)
+		}
+	}
+	r.clock.Observe(clock)
+	if n := len(r.log.ops); n > 0 {
+		r.clock.Observe(r.log.ops[n-1].ts)
+	}
+	for _, s := range elements(string(field(ms, "outbox"))) {
+		i, e := strconv.Atoi(s)
+		if e != nil || i < 0 || i >= len(r.log.ops) {
+			return nil, bad("outbox: bad index " + quote(s))
+		}
+		r.outbox = append(r.outbox, r.log.ops[i])
+	}
+	for _, el := range elements(string(field(ms, "bases"))) {
+		p := elements(el)
+		if len(p) != 3 {
+			return nil, bad("a base is [subject, metadata, value]")
+		}
+		sub, _ := stringValue([]byte(p[0]))
+		if _, err := r.Seed(sub, p[1], p[2]); err != nil {
+			return nil, wrap(err)
+		}
+	}
+	if r.undo.undo, err = r.decodeSteps(field(ms, "undo")); err != nil {
+		return nil, err
+	}
+	if r.undo.redo, err = r.decodeSteps(field(ms, "redo")); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func (r *Replica) decodeSteps(raw []byte) ([]undoStep, error) {
+	bad := func(why string) error { return newError(ErrBadSnapshot, "undo: "+why) }
+	if len(raw) == 0 || raw[0] != '[' {
+		return nil, bad("must be an array")
+	}
+	var steps []undoStep
+	var err error
+	eachElement(string(raw), func(el string) bool {
+		ms, e := parseObject(el, r.opts.Limits.MaxDepth)
+		if e != nil {
+			err = bad(e.Error())
+			return false
+		}
+		var s undoStep
+		s.group, _ = stringValue(field(ms, "group"))
+		s.at, _ = strconv.ParseInt(string(field(ms, "at")), 10, 64)
+		s.closed = string(field(ms, "closed")) == "true"
+		s.inBatch = string(field(ms, "inBatch")) == "true"
+		for _, en := range elements(string(field(ms, "entries"))) {
+			p := elements(en)
+			if len(p) != 7 {
+				err = bad("an entry has 7 fields, got " + quote(en))
+				return false
+			}
+			sub, _ := stringValue([]byte(p[0]))
+			obj, e := r.identify(sub, p[1])
+			if e != nil {
+				r.dropPending()
+				err = bad(e.Error())
+				return false
+			}
+			r.commitPending()
+			var ent undoEntry
+			ent.obj = obj
+			if p[2] != "null" {
+				key, _ := stringValue([]byte(p[2]))
+				if ent.path, e = parsePath(key, r.opts.Limits); e != nil {
+					err = bad(e.Error())
+					return false
+				}
+			}
+			ent.oldPresent = p[3] == "true"
+			if ent.oldPresent {
+				ent.old = p[4]
+			}
+			hs, _ := stringValue([]byte(p[5]))
+			t, e := hlc.Parse(hs)
+			if e != nil {
+				err = bad(e.Error())
+				return false
+			}
+			idx, e := strconv.Atoi(p[6])
+			if e != nil || idx < 0 {
+				err = bad("bad sub index " + quote(p[6]))
+				return false
+			}
+			by := &op{ts: t} // compacted away: the clock is all undo needs
+			if i, ok := r.log.find(t); ok {
+				by = r.log.ops[i]
+			}
+			if idx > 0 && (by.verb != VerbBatch || idx > len(by.subs)) {
+				by = &op{ts: t, verb: VerbBatch, subs: make([]*op, idx)}
+				by.subs[idx-1] = &op{verb: VerbUpdate, obj: obj, path: ent.path}
+			}
+			ent.by = write{op: by, sub: int32(idx)}
+			s.entries = append(s.entries, ent)
+		}
+		steps = append(steps, s)
+		return true
+	})
+	return steps, err
+}

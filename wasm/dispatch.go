@@ -1,0 +1,561 @@
+package main
+
+import (
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mapcrdt/mapcrdt/crdt"
+	"github.com/mapcrdt/mapcrdt/hlc"
+)
+
+// Method is the index of a call in the call table. The glue reads the table by name from
+// __mapcrdt.methods, so the numbering may change between builds, never the names.
+type Method uint32
+
+// The call table. Arguments are listed as [name, …]; "?" marks an optional trailing one.
+const (
+	// MethodCreate [peerId?, maxDriftMs?, undoDepth?, captureIntervalMs?, maxMessageBytes?,
+	// maxDepth?, maxBatch?, maxKeyBytes?, maxKeyParts?, snapshot?] → the new handle, decimal.
+	// Empty text means the default.
+	MethodCreate Method = iota
+	// MethodClose [] → "" (closing twice is not an error).
+	MethodClose
+	// MethodPeerID [] → the peer id as plain text.
+	MethodPeerID
+	// MethodEdit [verb, subject, metadata, key?, value?, oldValue?, group?] → the changes
+	// (JSON array) if flags has FlagChanges, else "". verb is update, upsert or delete; an
+	// update without a value unsets the key.
+	MethodEdit
+	// MethodStartBatch, MethodCommitBatch [] → "".
+	MethodStartBatch
+	MethodCommitBatch
+	// MethodInBatch [] → "true" | "false".
+	MethodInBatch
+	// MethodSeed [subject, metadata, value] → changes as MethodEdit.
+	MethodSeed
+	// MethodFlush [] → messages separated by 0x1E ("" when none).
+	MethodFlush
+	// MethodPending [] → the outbox length, decimal.
+	MethodPending
+	// MethodReceive [message] → the changes (JSON array), then each reply preceded by 0x1E.
+	MethodReceive
+	// MethodSyncRequest [recipient?] → the message.
+	MethodSyncRequest
+	// MethodUndo, MethodRedo [] → {"done":bool,"changes":[…],"skipped":[{subject,metadata,key}]}.
+	MethodUndo
+	MethodRedo
+	// MethodCanUndo, MethodCanRedo [] → "true" | "false".
+	MethodCanUndo
+	MethodCanRedo
+	// MethodGet [subject, metadata, key?] → the value as JSON, "" when absent.
+	MethodGet
+	// MethodState [] → the canonical state (crdt.Replica.State).
+	MethodState
+	// MethodClock [] → the greatest clock issued or seen, "wall:counter:peer".
+	MethodClock
+	// MethodVector [] → the version vector, {"peer":seq,…} sorted by peer.
+	MethodVector
+	// MethodPeers [] → the known peers, a JSON array of strings.
+	MethodPeers
+	// MethodSetPeers [peer…] → "".
+	MethodSetPeers
+	// MethodMarkSaved [hlc] → "".
+	MethodMarkSaved
+	// MethodSavedMessage [] → the SavedMessage.
+	MethodSavedMessage
+	// MethodDirty [] → [{"subject","metadata"},…].
+	MethodDirty
+	// MethodCompact [] → {"ops","bytes","remaining"}.
+	MethodCompact
+	// MethodSnapshot [] → the snapshot bytes.
+	MethodSnapshot
+	// MethodMerge [reference, latest, incoming, policy?] → {"document":…,"conflicts":[…]};
+	// handle is ignored. policy is "fail" (default), "latest" or "incoming". A conflict
+	// under "fail" is an error whose JSON carries "conflicts".
+	MethodMerge
+	// MethodMemory [] → {"heapAlloc","heapInuse","heapSys","sys","numGC"} of the Go heap;
+	// with FlagGC, after a garbage collection. Handle is ignored.
+	MethodMemory
+
+	numMethods
+)
+
+var methodNames = [numMethods]string{
+	MethodCreate: "create", MethodClose: "close", MethodPeerID: "peerId", MethodEdit: "edit",
+	MethodStartBatch: "startBatch", MethodCommitBatch: "commitBatch", MethodInBatch: "inBatch",
+	MethodSeed: "seed", MethodFlush: "flush", MethodPending: "pending", MethodReceive: "receive",
+	MethodSyncRequest: "syncRequest", MethodUndo: "undo", MethodRedo: "redo",
+	MethodCanUndo: "canUndo", MethodCanRedo: "canRedo", MethodGet: "get", MethodState: "state",
+	MethodClock: "clock", MethodVector: "vector", MethodPeers: "peers", MethodSetPeers: "setPeers",
+	MethodMarkSaved: "markSaved", MethodSavedMessage: "savedMessage", MethodDirty: "dirty",
+	MethodCompact: "compact", MethodSnapshot: "snapshot", MethodMerge: "merge", MethodMemory: "memory",
+}
+
+// Methods returns the names of the call table, by index.
+func Methods() []string { return methodNames[:] }
+
+// MethodByName returns the index of a method name.
+func MethodByName(name string) (Method, bool) {
+	for i, n := range methodNames {
+		if n == name {
+			return Method(i), true
+		}
+	}
+	return 0, false
+}
+
+// Flags modify a call.
+const (
+	// FlagChanges asks local edits (edit, seed) to return their changes; without it they
+	// return "" and skip the work of writing them.
+	FlagChanges uint32 = 1 << iota
+	// FlagGC asks memory to collect garbage first.
+	FlagGC
+)
+
+// RecordSeparator separates the messages of a list result. Valid JSON text never holds the
+// byte 0x1E unescaped.
+const RecordSeparator = 0x1E
+
+// Call is one call into the module.
+type Call struct {
+	Method Method
+	Handle uint32
+	Flags  uint32
+	// Now is the caller's wall clock in milliseconds since the epoch (Date.now()); 0 or
+	// less means the system clock.
+	Now int64
+	// Args are the arguments, UTF-8 text or bytes. Call copies what it keeps.
+	Args [][]byte
+}
+
+// Host is the handle table of engines and the dispatcher. It is not safe for concurrent
+// use (there is one thread in a wasm module).
+type Host struct {
+	engines map[uint32]*crdt.Replica
+	last    uint32 // the last handle given; handles are never reused
+	now     int64  // the wall clock of the current call (see Call.Now)
+}
+
+// NewHost returns an empty handle table.
+func NewHost() *Host { return &Host{engines: map[uint32]*crdt.Replica{}} }
+
+// wall is the wall clock every replica of the host reads: the value the current call
+// brought, or the system clock.
+func (h *Host) wall() int64 {
+	if h.now > 0 {
+		return h.now
+	}
+	return time.Now().UnixMilli()
+}
+
+// callError is an error the bridge itself reports, with its stable code.
+type callError struct {
+	code, msg string
+}
+
+func (e *callError) Error() string { return e.code + ": " + e.msg }
+
+// errorCode returns the stable code of err.
+func errorCode(err error) string {
+	if e, ok := err.(*callError); ok {
+		return e.code
+	}
+	return crdt.Code(err)
+}
+
+// Len returns the number of engines open.
+func (h *Host) Len() int { return len(h.engines) }
+
+// Call runs one call, appending its result to dst. ok false means dst holds an error:
+// {"code":…,"message":…} (plus "conflicts" for a merge conflict). Call never panics: a panic
+// inside is returned as code "internal".
+func (h *Host) Call(dst []byte, c Call) (out []byte, ok bool) {
+	start := len(dst)
+	defer func() {
+		if p := recover(); p != nil {
+			out, ok = appendError(dst[:start], &callError{code: "internal", msg: panicText(p)}), false
+		}
+		h.now = 0
+	}()
+	h.now = c.Now
+	if c.Method >= numMethods {
+		return appendError(dst, &callError{code: "internal", msg: "no method " + strconv.FormatUint(uint64(c.Method), 10)}), false
+	}
+	out, err := h.run(dst, &c)
+	if err != nil {
+		return appendErrorResult(dst[:start], err), false
+	}
+	return out, true
+}
+
+// panicText renders a recovered panic value with the stack of the panic.
+func panicText(p any) string {
+	var s string
+	switch v := p.(type) {
+	case error:
+		s = v.Error()
+	case string:
+		s = v
+	default:
+		s = "panic of a non-error value"
+	}
+	buf := make([]byte, 4096)
+	buf = buf[:runtime.Stack(buf, false)]
+	return "panic: " + s + "\n" + string(buf)
+}
+
+// arg returns argument i as text; a missing required argument panics (index out of range),
+// which Call reports as "internal": it is a bug of the caller, not bad input.
+func (c *Call) arg(i int) string { return string(c.Args[i]) }
+
+// opt returns optional argument i as text, "" if absent.
+func (c *Call) opt(i int) string {
+	if i < len(c.Args) {
+		return string(c.Args[i])
+	}
+	return ""
+}
+
+func (h *Host) replica(handle uint32) (*crdt.Replica, error) {
+	r := h.engines[handle]
+	if r == nil {
+		return nil, &callError{code: "bad_state", msg: "no engine " + strconv.FormatUint(uint64(handle), 10) + " (closed, or never created)"}
+	}
+	return r, nil
+}
+
+func (h *Host) run(dst []byte, c *Call) ([]byte, error) {
+	switch c.Method {
+	case MethodCreate:
+		return h.create(dst, c)
+	case MethodMerge:
+		return merge(dst, c)
+	case MethodMemory:
+		return memory(dst, c.Flags&FlagGC != 0), nil
+	case MethodClose:
+		delete(h.engines, c.Handle)
+		return dst, nil
+	}
+	r, err := h.replica(c.Handle)
+	if err != nil {
+		return nil, err
+	}
+	switch c.Method {
+	case MethodPeerID:
+		return append(dst, r.PeerID()...), nil
+	case MethodEdit:
+		e := crdt.Edit{Subject: c.arg(1), Metadata: c.arg(2), Key: c.opt(3), Value: c.opt(4), OldValue: c.opt(5), Group: c.opt(6)}
+		switch verb := c.arg(0); verb {
+		case "update":
+			e.Verb = crdt.VerbUpdate
+		case "upsert":
+			e.Verb = crdt.VerbUpsert
+		case "delete":
+			e.Verb = crdt.VerbDelete
+		default:
+			return nil, &callError{code: "unknown_verb", msg: "a local edit is update, upsert or delete, not " + strconv.Quote(verb)}
+		}
+		changes, err := r.Apply(e)
+		return appendChanges(dst, changes, c.Flags), err
+	case MethodSeed:
+		changes, err := r.Seed(c.arg(0), c.arg(1), c.arg(2))
+		return appendChanges(dst, changes, c.Flags), err
+	case MethodStartBatch:
+		return dst, r.StartBatch()
+	case MethodCommitBatch:
+		return dst, r.CommitBatch()
+	case MethodInBatch:
+		return strconv.AppendBool(dst, r.InBatch()), nil
+	case MethodFlush:
+		for i, m := range r.Flush() {
+			if i > 0 {
+				dst = append(dst, RecordSeparator)
+			}
+			dst = append(dst, m...)
+		}
+		return dst, nil
+	case MethodPending:
+		return strconv.AppendInt(dst, int64(r.Pending()), 10), nil
+	case MethodReceive:
+		msg := append([]byte(nil), c.Args[0]...)
+		res, err := r.Receive(msg)
+		if err != nil {
+			return nil, err
+		}
+		dst = crdt.AppendChangesJSON(dst, res.Changes)
+		for _, m := range res.Replies {
+			dst = append(dst, RecordSeparator)
+			dst = append(dst, m...)
+		}
+		return dst, nil
+	case MethodSyncRequest:
+		return append(dst, r.SyncRequest(c.opt(0))...), nil
+	case MethodUndo, MethodRedo:
+		var res crdt.UndoResult
+		if c.Method == MethodUndo {
+			res, err = r.Undo()
+		} else {
+			res, err = r.Redo()
+		}
+		if err != nil {
+			return nil, err
+		}
+		return appendUndoResult(dst, res), nil
+	case MethodCanUndo:
+		return strconv.AppendBool(dst, r.CanUndo()), nil
+	case MethodCanRedo:
+		return strconv.AppendBool(dst, r.CanRedo()), nil
+	case MethodGet:
+		v, ok, err := r.Get(c.arg(0), c.arg(1), c.opt(2))
+		if err != nil || !ok {
+			return dst, err
+		}
+		return append(dst, v...), nil
+	case MethodState:
+		return append(dst, r.State()...), nil
+	case MethodClock:
+		return r.Clock().AppendText(dst), nil
+	case MethodVector:
+		return appendVector(dst, r.Vector()), nil
+	case MethodPeers:
+		return appendStrings(dst, r.Peers()), nil
+	case MethodSetPeers:
+		peers := make([]string, len(c.Args))
+		for i := range c.Args {
+			peers[i] = c.arg(i)
+			if err := hlc.ValidPeer(peers[i]); err != nil {
+				return nil, &callError{code: "bad_option", msg: "peer " + strconv.Quote(peers[i]) + ": " + err.Error()}
+			}
+		}
+		r.SetPeers(peers)
+		return dst, nil
+	case MethodMarkSaved:
+		ts, err := hlc.Parse(c.arg(0))
+		if err != nil {
+			return nil, &callError{code: "bad_hlc", msg: err.Error()}
+		}
+		r.MarkSaved(ts)
+		return dst, nil
+	case MethodSavedMessage:
+		return append(dst, r.SavedMessage()...), nil
+	case MethodDirty:
+		dst = append(dst, '[')
+		for i, d := range r.Dirty() {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, `{"subject":`...)
+			dst = appendString(dst, d.Subject)
+			dst = append(dst, `,"metadata":`...)
+			dst = append(dst, d.Metadata...)
+			dst = append(dst, '}')
+		}
+		return append(dst, ']'), nil
+	case MethodCompact:
+		st := r.Compact()
+		dst = append(dst, `{"ops":`...)
+		dst = strconv.AppendInt(dst, int64(st.Ops), 10)
+		dst = append(dst, `,"bytes":`...)
+		dst = strconv.AppendInt(dst, int64(st.Bytes), 10)
+		dst = append(dst, `,"remaining":`...)
+		dst = strconv.AppendInt(dst, int64(st.Remaining), 10)
+		return append(dst, '}'), nil
+	case MethodSnapshot:
+		snap, err := snapshot(r)
+		return append(dst, snap...), err
+	}
+	return nil, &callError{code: "internal", msg: "method " + methodNames[c.Method] + " has no handler"}
+}
+
+// create makes a replica from the options of MethodCreate.
+func (h *Host) create(dst []byte, c *Call) ([]byte, error) {
+	opts := crdt.DefaultOptions()
+	opts.PeerID = c.opt(0)
+	opts.Wall = hlc.WallFunc(h.wall)
+	num := func(i int, name string) (int64, bool, error) {
+		s := c.opt(i)
+		if s == "" {
+			return 0, false, nil
+		}
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n < 0 {
+			return 0, false, &callError{code: "bad_option", msg: name + " must be a non-negative integer, got " + strconv.Quote(s)}
+		}
+		return n, true, nil
+	}
+	var err error
+	set := func(i int, name string, apply func(int64)) {
+		if err != nil {
+			return
+		}
+		var n int64
+		var ok bool
+		if n, ok, err = num(i, name); ok {
+			apply(n)
+		}
+	}
+	set(1, "maxDrift", func(n int64) { opts.MaxDrift = time.Duration(n) * time.Millisecond })
+	set(2, "undoDepth", func(n int64) { opts.UndoDepth = int(n) })
+	set(3, "captureInterval", func(n int64) { opts.CaptureInterval = time.Duration(n) * time.Millisecond })
+	set(4, "limits.maxMessageBytes", func(n int64) { opts.Limits.MaxMessageBytes = int(n) })
+	set(5, "limits.maxDepth", func(n int64) { opts.Limits.MaxDepth = int(n) })
+	set(6, "limits.maxBatch", func(n int64) { opts.Limits.MaxBatch = int(n) })
+	set(7, "limits.maxKeyBytes", func(n int64) { opts.Limits.MaxKeyBytes = int(n) })
+	set(8, "limits.maxKeyParts", func(n int64) { opts.Limits.MaxKeyParts = int(n) })
+	if err != nil {
+		return nil, err
+	}
+	var r *crdt.Replica
+	if len(c.Args) > 9 && len(c.Args[9]) > 0 {
+		r, err = fromSnapshot(opts, append([]byte(nil), c.Args[9]...))
+	} else {
+		r, err = crdt.NewReplica(opts)
+	}
+	if err != nil {
+		return nil, err
+	}
+	h.last++
+	h.engines[h.last] = r
+	return strconv.AppendUint(dst, uint64(h.last), 10), nil
+}
+
+func appendChanges(dst []byte, changes []crdt.Change, flags uint32) []byte {
+	if flags&FlagChanges == 0 {
+		return dst
+	}
+	return crdt.AppendChangesJSON(dst, changes)
+}
+
+func appendUndoResult(dst []byte, res crdt.UndoResult) []byte {
+	dst = append(dst, `{"done":`...)
+	dst = strconv.AppendBool(dst, res.Done)
+	dst = append(dst, `,"changes":`...)
+	dst = crdt.AppendChangesJSON(dst, res.Changes)
+	dst = append(dst, `,"skipped":[`...)
+	for i, s := range res.Skipped {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `{"subject":`...)
+		dst = appendString(dst, s.Subject)
+		dst = append(dst, `,"metadata":`...)
+		dst = append(dst, s.Metadata...)
+		dst = append(dst, `,"key":`...)
+		dst = appendString(dst, s.Key)
+		dst = append(dst, '}')
+	}
+	return append(dst, "]}"...)
+}
+
+// merge runs crdt.Merge.
+func merge(dst []byte, c *Call) ([]byte, error) {
+	var policy crdt.MergePolicy
+	switch p := c.opt(3); p {
+	case "", "fail":
+		policy = crdt.MergeFail
+	case "latest":
+		policy = crdt.MergeLatestWins
+	case "incoming":
+		policy = crdt.MergeIncomingWins
+	default:
+		return nil, &callError{code: "bad_option", msg: "policy must be \"fail\", \"latest\" or \"incoming\", not " + strconv.Quote(p)}
+	}
+	res, err := crdt.Merge(c.Args[0], c.Args[1], c.Args[2], policy)
+	if err != nil {
+		if len(res.Conflicts) > 0 {
+			return nil, &mergeError{err: err, conflicts: res.Conflicts}
+		}
+		return nil, err
+	}
+	dst = append(dst, `{"document":`...)
+	dst = append(dst, res.Document...)
+	dst = append(dst, `,"conflicts":`...)
+	dst = crdt.AppendConflictsJSON(dst, res.Conflicts)
+	return append(dst, '}'), nil
+}
+
+// mergeError is a merge refused for its conflicts: the error JSON carries them.
+type mergeError struct {
+	err       error
+	conflicts []crdt.Conflict
+}
+
+func (e *mergeError) Error() string { return e.err.Error() }
+func (e *mergeError) Unwrap() error { return e.err }
+
+// memory reports the Go heap.
+func memory(dst []byte, gc bool) []byte {
+	if gc {
+		runtime.GC()
+	}
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	dst = append(dst, `{"heapAlloc":`...)
+	dst = strconv.AppendUint(dst, m.HeapAlloc, 10)
+	dst = append(dst, `,"heapInuse":`...)
+	dst = strconv.AppendUint(dst, m.HeapInuse, 10)
+	dst = append(dst, `,"heapSys":`...)
+	dst = strconv.AppendUint(dst, m.HeapSys, 10)
+	dst = append(dst, `,"sys":`...)
+	dst = strconv.AppendUint(dst, m.Sys, 10)
+	dst = append(dst, `,"numGC":`...)
+	dst = strconv.AppendUint(dst, uint64(m.NumGC), 10)
+	return append(dst, '}')
+}
+
+// appendErrorResult writes err as the error JSON of a failed call.
+func appendErrorResult(dst []byte, err error) []byte {
+	if me, ok := err.(*mergeError); ok {
+		dst = appendError(dst, me.err)
+		dst = dst[:len(dst)-1]
+		dst = append(dst, `,"conflicts":`...)
+		dst = crdt.AppendConflictsJSON(dst, me.conflicts)
+		return append(dst, '}')
+	}
+	return appendError(dst, err)
+}
+
+// appendError writes {"code":…,"message":…}. The message is the error text without its
+// "code: " prefix.
+func appendError(dst []byte, err error) []byte {
+	code := errorCode(err)
+	msg := strings.TrimPrefix(err.Error(), code+": ")
+	dst = append(dst, `{"code":`...)
+	dst = appendString(dst, code)
+	dst = append(dst, `,"message":`...)
+	dst = appendString(dst, msg)
+	return append(dst, '}')
+}
+
+func appendVector(dst []byte, vv crdt.VersionVector) []byte {
+	peers := make([]string, 0, len(vv))
+	for p := range vv {
+		peers = append(peers, p)
+	}
+	slices.Sort(peers)
+	dst = append(dst, '{')
+	for i, p := range peers {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendString(dst, p)
+		dst = append(dst, ':')
+		dst = strconv.AppendUint(dst, vv[p], 10)
+	}
+	return append(dst, '}')
+}
+
+func appendStrings(dst []byte, list []string) []byte {
+	dst = append(dst, '[')
+	for i, s := range list {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendString(dst, s)
+	}
+	return append(dst, ']')
+}

@@ -1,0 +1,60 @@
+// Command wasm is mapcrdt's WebAssembly module: the crdt engine behind a small call table,
+// built with GOOS=js GOARCH=wasm and driven by the JavaScript glue in jsglue/index.js.
+//
+// # What main installs
+//
+// main installs one global, globalThis.__mapcrdt, and then blocks forever (select {}):
+//
+//	globalThis.__mapcrdt = {
+//	  version: "1",                 // the call protocol below; the glue checks it
+//	  methods: ["create", …],       // the call table, by index (see Methods)
+//	  call(method, handle, flags, now, ...args) → [ok, result]   // the js.FuncOf bridge
+//	}
+//
+// Engines live in a handle table inside the module: "create" returns a handle (a small
+// integer, never reused), every other method takes it, "close" frees it. Several engines can
+// live in one page; they share nothing but the module.
+//
+// # Two bridges, one dispatcher
+//
+// Every call goes through Host.Call (dispatch.go, no build tags, tested natively): a method
+// index, a handle, flags, the caller's wall clock in milliseconds and a list of arguments
+// (UTF-8 text or bytes), giving a result (text or bytes) or an error {"code","message"}.
+// Two bridges reach it:
+//
+//   - __mapcrdt.call, a js.FuncOf function: arguments are JavaScript strings or Uint8Arrays,
+//     the result comes back as [true, text|Uint8Array] or [false, errorJSON]. About 7 µs per
+//     call on Node 20 — kept for diagnostics, for measuring, and as a fallback.
+//   - //go:wasmexport functions over shared buffers, what the glue uses: the glue asks
+//     mapcrdt_in(n) for an input buffer of n bytes (its address is returned; it is owned by
+//     Go and reused), writes the arguments one after another (TextEncoder.encodeInto) and their
+//     byte lengths into the uint32 array at mapcrdt_lens(), then calls
+//     mapcrdt_call(method, handle, flags, nargs, now). The result is a length: n ≥ 0 means
+//     success, -n-1 an error; the bytes are at mapcrdt_out(). The glue must re-read
+//     memory.buffer after every call, since the memory may grow. About 6 ns per call plus
+//     the copying.
+//
+// A wasmexport function must never block and must never call into JavaScript (that
+// corrupts the Go runtime, see ../shared/PLATFORM.md): which is why the wall clock comes in
+// as an argument (the replica's hlc.WallClock reads the value of the current call), and why
+// no method waits on anything. Every call is synchronous and bounded by the size of its
+// input (the engine's Limits); nothing is left running between calls.
+//
+// # Errors and panics
+//
+// Bad input gets the engine's typed error: code ("invalid_json", "clock_drift", …) and
+// message. Using a closed or unknown handle is "bad_state". A panic anywhere in a call is
+// recovered and returned as code "internal" with the panic text and the stack: the module
+// never exits, and the other engines, and the same engine, keep serving.
+//
+// # Result formats
+//
+// Results are JSON text except where noted: lists of messages (flush, and the replies of
+// receive) are message texts separated by the byte 0x1E, which valid JSON text never
+// contains outside of a string escape; a snapshot is bytes; get gives empty text for an
+// absent value. The glue (jsglue/index.js) turns each into the JavaScript value its .d.ts
+// promises.
+//
+// The module avoids fmt, encoding/json and reflect (each costs hundreds of kilobytes of
+// .wasm): JSON is written with strconv and a small string escaper (json.go).
+package main

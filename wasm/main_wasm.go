@@ -1,0 +1,123 @@
+//go:build js && wasm
+
+package main
+
+import (
+	"syscall/js"
+	"unsafe"
+)
+
+// maxArgs bounds the arguments of one wasmexport call (create takes the most: 10).
+const maxArgs = 16
+
+var (
+	host = NewHost()
+
+	// The shared buffers of the wasmexport bridge. Go owns them; JavaScript writes the
+	// arguments into inBuf and their lengths into lens, and reads a result from outBuf. The
+	// Go heap does not move, and these globals keep the buffers alive between calls.
+	inBuf  = make([]byte, 64<<10)
+	outBuf = make([]byte, 0, 64<<10)
+	lens   [maxArgs]uint32
+	argv   [maxArgs][]byte
+)
+
+func main() {
+	install()
+	select {}
+}
+
+// install sets globalThis.__mapcrdt (see the package doc).
+func install() {
+	names := make([]any, len(methodNames))
+	for i, n := range methodNames {
+		names[i] = n
+	}
+	f := js.Global().Get("Object").New()
+	f.Set("version", "1")
+	f.Set("methods", js.ValueOf(names))
+	f.Set("call", js.FuncOf(jsCall))
+	js.Global().Set("__mapcrdt", f)
+}
+
+// jsCall is __mapcrdt.call(method, handle, flags, now, ...args): args are strings or
+// Uint8Arrays; it returns [true, result] (a string, or a Uint8Array for a snapshot) or
+// [false, errorJSON]. It never throws and never lets a panic through.
+func jsCall(_ js.Value, a []js.Value) (ret any) {
+	defer func() {
+		if p := recover(); p != nil {
+			ret = []any{false, string(appendError(nil, &callError{code: "internal", msg: panicText(p)}))}
+		}
+	}()
+	c := Call{Method: Method(a[0].Int()), Handle: uint32(a[1].Int()), Flags: uint32(a[2].Int()), Now: int64(a[3].Float())}
+	for _, v := range a[4:] {
+		if v.Type() == js.TypeString {
+			c.Args = append(c.Args, []byte(v.String()))
+			continue
+		}
+		b := make([]byte, v.Get("byteLength").Int())
+		js.CopyBytesToGo(b, v)
+		c.Args = append(c.Args, b)
+	}
+	out, ok := host.Call(nil, c)
+	if ok && c.Method == MethodSnapshot {
+		u := js.Global().Get("Uint8Array").New(len(out))
+		js.CopyBytesToJS(u, out)
+		return []any{true, u}
+	}
+	return []any{ok, string(out)}
+}
+
+func addr(p *byte) uint32 { return uint32(uintptr(unsafe.Pointer(p))) }
+
+// exportIn makes the input buffer hold at least n bytes and returns its address. The
+// address changes when the buffer grows (and memory.buffer may change with it).
+//
+//go:wasmexport mapcrdt_in
+func exportIn(n uint32) uint32 {
+	if uint32(len(inBuf)) < n || (len(inBuf) > 1<<20 && n <= 64<<10) {
+		inBuf = make([]byte, max(n, 64<<10))
+	}
+	return addr(unsafe.SliceData(inBuf))
+}
+
+// exportLens returns the address of the argument lengths (uint32 × maxArgs). It never
+// changes.
+//
+//go:wasmexport mapcrdt_lens
+func exportLens() uint32 { return addr((*byte)(unsafe.Pointer(&lens[0]))) }
+
+// exportOut returns the address of the last result.
+//
+//go:wasmexport mapcrdt_out
+func exportOut() uint32 { return addr(unsafe.SliceData(outBuf[:cap(outBuf)])) }
+
+// exportCall runs one call whose nargs arguments are in the input buffer, one after
+// another, their lengths in lens. It returns the length n of the result at exportOut():
+// n ≥ 0 for a result, -n-1 for an error (JSON).
+//
+//go:wasmexport mapcrdt_call
+func exportCall(method, handle, flags, nargs uint32, now float64) (n int32) {
+	defer func() {
+		if p := recover(); p != nil {
+			outBuf = appendError(outBuf[:0], &callError{code: "internal", msg: panicText(p)})
+			n = -int32(len(outBuf)) - 1
+		}
+	}()
+	if cap(outBuf) > 1<<20 {
+		outBuf = make([]byte, 0, 64<<10) // don't keep a large result's buffer
+	}
+	c := Call{Method: Method(method), Handle: handle, Flags: flags, Now: int64(now), Args: argv[:nargs]}
+	off := uint32(0)
+	for i := range nargs {
+		c.Args[i] = inBuf[off : off+lens[i]]
+		off += lens[i]
+	}
+	out, ok := host.Call(outBuf[:0], c)
+	clear(argv[:nargs])
+	outBuf = out
+	if !ok {
+		return -int32(len(out)) - 1
+	}
+	return int32(len(out))
+}
