@@ -320,7 +320,9 @@ func (r *Replica) decodeOps(raw string) ([]*op, error) {
 }
 
 func (r *Replica) decodeSub(p []string, objs []*object) (*op, error) {
-	bad := func() error { return newError(ErrBadMessage, "compact operations: bad sub-operation "+quote(joinRaw(p))) }
+	bad := func() error {
+		return newError(ErrBadMessage, "compact operations: bad sub-operation "+quote(joinRaw(p)))
+	}
 	if len(p) < 2 {
 		return nil, bad()
 	}
