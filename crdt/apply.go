@@ -106,12 +106,15 @@ type oldValue struct {
 // prepare validates a local edit into a sub-operation (no clock yet) and reads the value it
 // will overwrite. Nothing changes on error.
 func (r *Replica) prepare(e Edit) (*op, oldValue, error) {
-	obj, err := r.identify(e.Subject, e.Metadata)
+	obj, meta, err := r.identifyWithMeta(e.Subject, e.Metadata)
 	if err != nil {
 		r.dropPending()
 		return nil, oldValue{}, err
 	}
 	o := &op{verb: e.Verb, obj: obj}
+	if meta != obj.meta {
+		o.meta = meta // featureType and the like travel with the edit
+	}
 	switch e.Verb {
 	case VerbUpdate:
 		if o.path, err = parsePath(e.Key, r.opts.Limits); err != nil {

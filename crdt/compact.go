@@ -2,6 +2,7 @@ package crdt
 
 import (
 	"strconv"
+	"strings"
 
 	"github.com/mapcrdt/mapcrdt/hlc"
 )
@@ -109,7 +110,7 @@ func (e *opsEncoder) add(o *op) {
 	if len(e.opsArr) > 0 {
 		e.opsArr = append(e.opsArr, ',')
 	}
-	if o.extra != "" || (o.verb == VerbBatch && hasExtra(o)) {
+	if hasExtra(o) {
 		e.opsArr = appendOp(e.opsArr, o, "")
 		return
 	}
@@ -145,12 +146,14 @@ func (e *opsEncoder) add(o *op) {
 	e.opsArr = append(b, ']')
 }
 
+// hasExtra reports whether o carries what the compact form has no place for: unknown
+// fields, or metadata of its own.
 func hasExtra(o *op) bool {
-	if o.extra != "" {
+	if o.extra != "" || o.meta != "" {
 		return true
 	}
 	for _, s := range o.subs {
-		if s.extra != "" {
+		if s.extra != "" || s.meta != "" {
 			return true
 		}
 	}
@@ -219,7 +222,7 @@ func (r *Replica) decodeOps(raw string) ([]*op, error) {
 		}
 	}
 	var objs []*object
-	rawObjs := string(field(ms, "objects"))
+	rawObjs := field(ms, "objects")
 	if len(rawObjs) == 0 || rawObjs[0] != '[' {
 		return nil, bad("objects must be an array")
 	}
@@ -229,7 +232,7 @@ func (r *Replica) decodeOps(raw string) ([]*op, error) {
 			err = bad("an object is [subject, metadata], got " + quote(el))
 			return false
 		}
-		sub, ok := stringValue([]byte(parts[0]))
+		sub, ok := stringValue((parts[0]))
 		if !ok {
 			err = bad("subject must be a string, got " + quote(parts[0]))
 			return false
@@ -244,7 +247,7 @@ func (r *Replica) decodeOps(raw string) ([]*op, error) {
 	if err != nil {
 		return nil, err
 	}
-	rawOps := string(field(ms, "ops"))
+	rawOps := field(ms, "ops")
 	if len(rawOps) == 0 || rawOps[0] != '[' {
 		return nil, bad("ops must be an array")
 	}
@@ -286,7 +289,7 @@ func (r *Replica) decodeOps(raw string) ([]*op, error) {
 			err = newError(ErrBadHLC, "walltime out of range in "+quote(el))
 			return false
 		}
-		o := &op{ts: hlc.Timestamp{Wall: wall, Counter: uint32(cnt), Peer: peers[pi]}, seq: seq}
+		o := &op{ts: hlc.Timestamp{Wall: wall, Counter: uint32(cnt), Peer: r.dec.peer(peers[pi])}, seq: seq}
 		if p[4] == "4" {
 			o.verb = VerbBatch
 			eachElement(p[5], func(s string) bool {
@@ -337,7 +340,7 @@ func (r *Replica) decodeSub(p []string, objs []*object) (*op, error) {
 		if len(p) < 3 || len(p) > 4 {
 			return nil, bad()
 		}
-		key, ok := stringValue([]byte(p[2]))
+		key, ok := stringValue((p[2]))
 		if !ok {
 			return nil, bad()
 		}
@@ -345,15 +348,16 @@ func (r *Replica) decodeSub(p []string, objs []*object) (*op, error) {
 		if o.path, err = parsePath(key, r.opts.Limits); err != nil {
 			return nil, err
 		}
-		o.key = key
+		o.key = strings.Clone(key)
+		o.path, _ = parsePath(o.key, r.opts.Limits)
 		if len(p) == 4 {
-			o.value = p[3]
+			o.value = strings.Clone(p[3])
 		}
 	case VerbUpsert:
 		if len(p) != 3 || !isObject(p[2]) {
 			return nil, bad()
 		}
-		o.value = p[2]
+		o.value = strings.Clone(p[2])
 	case VerbDelete:
 		if len(p) != 2 {
 			return nil, bad()

@@ -39,20 +39,26 @@ type jparser struct {
 	err      error
 }
 
-func (p *jparser) fail(why string) {
+func (p *jparser) fail(why string) { p.failWith(ErrInvalidJSON, why) }
+
+func (p *jparser) tooDeep() {
+	p.failWith(ErrTooDeep, "JSON nested deeper than "+strconv.Itoa(p.maxDepth)+" levels")
+}
+
+func (p *jparser) failWith(sentinel error, why string) {
 	if p.err != nil {
 		return
 	}
 	at := p.i
 	lo := at - 16
-	if lo < 0 {
-		lo = 0
+	if lo < 0 || sentinel == ErrTooDeep {
+		lo = at
 	}
 	hi := at + 16
 	if hi > len(p.s) {
 		hi = len(p.s)
 	}
-	p.err = newError(ErrInvalidJSON, why+" at byte "+strconv.Itoa(at)+" near "+quote(p.s[lo:hi]))
+	p.err = newError(sentinel, why+" at byte "+strconv.Itoa(at)+" near "+quote(p.s[lo:hi]))
 }
 
 func (p *jparser) ws() {
@@ -69,7 +75,7 @@ func (p *jparser) ws() {
 // members parses the object at p.i into its members, in input order, values canonical.
 func (p *jparser) members(depth int) []member {
 	if depth >= p.maxDepth {
-		p.err = newError(ErrTooDeep, "JSON nested deeper than "+strconv.Itoa(p.maxDepth)+" levels")
+		p.tooDeep()
 		return nil
 	}
 	if p.i >= len(p.s) || p.s[p.i] != '{' {
@@ -82,7 +88,7 @@ func (p *jparser) members(depth int) []member {
 		p.i++
 		return nil
 	}
-	var members []member
+	members := make([]member, 0, 8)
 	for p.err == nil {
 		p.ws()
 		name := p.str()
@@ -96,8 +102,7 @@ func (p *jparser) members(depth int) []member {
 		}
 		p.i++
 		p.ws()
-		v := p.value(nil, depth+1)
-		members = append(members, member{name: name, val: v})
+		members = append(members, member{name: name, val: p.valueString(depth + 1)})
 		p.ws()
 		if p.i < len(p.s) && p.s[p.i] == ',' {
 			p.i++
@@ -139,8 +144,10 @@ func parseObject(s string, maxDepth int) ([]member, error) {
 	p := jparser{s: s, maxDepth: maxDepth}
 	p.ws()
 	if p.i >= len(s) || s[p.i] != '{' {
-		p.fail("expected a JSON object")
-		return nil, p.err
+		if _, err := canonicalJSON(s, maxDepth); err != nil {
+			return nil, err
+		}
+		return nil, newError(ErrBadMessage, "expected a JSON object, got "+quote(s))
 	}
 	m := p.members(0)
 	p.ws()
@@ -152,7 +159,92 @@ func parseObject(s string, maxDepth int) ([]member, error) {
 
 type member struct {
 	name string // decoded
-	val  []byte // canonical value
+	val  string // canonical value
+}
+
+// valueString returns the canonical text of the value at p.i: a slice of the input for a
+// string, number or literal (no copy), new text for an object or array.
+func (p *jparser) valueString(depth int) string {
+	start := p.i
+	if p.scan(depth) {
+		return p.s[start:p.i] // already canonical: the engine's own output usually is
+	}
+	if p.err != nil {
+		return ""
+	}
+	p.i = start
+	return string(p.value(nil, depth))
+}
+
+// scan validates the value at p.i without building anything and reports whether it is
+// already canonical (no whitespace, object members strictly sorted, no escaped names).
+func (p *jparser) scan(depth int) bool {
+	if p.i >= len(p.s) {
+		p.fail("unexpected end of input")
+		return false
+	}
+	switch c := p.s[p.i]; {
+	case c == '{' || c == '[':
+		if depth >= p.maxDepth {
+			p.tooDeep()
+			return false
+		}
+		close := byte('}')
+		if c == '[' {
+			close = ']'
+		}
+		p.i++
+		if p.i < len(p.s) && p.s[p.i] == close {
+			p.i++
+			return true
+		}
+		prev, first := "", true
+		for {
+			if c == '{' {
+				if p.i >= len(p.s) || p.s[p.i] != '"' {
+					return false
+				}
+				start := p.i
+				name := p.str()
+				if p.err != nil || strings.IndexByte(p.s[start:p.i], '\\') >= 0 || (!first && name <= prev) {
+					return false
+				}
+				prev, first = name, false
+				if p.i >= len(p.s) || p.s[p.i] != ':' {
+					return false
+				}
+				p.i++
+			}
+			if !p.scan(depth + 1) {
+				return false
+			}
+			if p.i < len(p.s) && p.s[p.i] == ',' {
+				p.i++
+				continue
+			}
+			if p.i < len(p.s) && p.s[p.i] == close {
+				p.i++
+				return true
+			}
+			return false
+		}
+	case c == '"':
+		p.str()
+		return p.err == nil
+	}
+	switch c := p.s[p.i]; {
+	case c == '-' || (c >= '0' && c <= '9'):
+		p.number()
+	case strings.HasPrefix(p.s[p.i:], "true"):
+		p.i += 4
+	case strings.HasPrefix(p.s[p.i:], "false"):
+		p.i += 5
+	case strings.HasPrefix(p.s[p.i:], "null"):
+		p.i += 4
+	default:
+		return false // whitespace or an error: the full parse decides
+	}
+	return p.err == nil
 }
 
 func (p *jparser) value(out []byte, depth int) []byte {
@@ -172,7 +264,7 @@ func (p *jparser) value(out []byte, depth int) []byte {
 		return appendMembers(out, members)
 	case c == '[':
 		if depth >= p.maxDepth {
-			p.err = newError(ErrTooDeep, "JSON nested deeper than "+strconv.Itoa(p.maxDepth)+" levels")
+			p.tooDeep()
 			return out
 		}
 		p.i++
@@ -222,6 +314,14 @@ func (p *jparser) value(out []byte, depth int) []byte {
 	return out
 }
 
+// plainByte marks the bytes a string can hold as they are: printable ASCII but '"' and '\\'.
+var plainByte = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
 // str reads a string at p.i and returns its decoded value.
 func (p *jparser) str() string {
 	if p.i >= len(p.s) || p.s[p.i] != '"' {
@@ -232,6 +332,12 @@ func (p *jparser) str() string {
 	start := p.i
 	plain := true
 	for p.i < len(p.s) {
+		for p.i < len(p.s) && plainByte[p.s[p.i]] {
+			p.i++
+		}
+		if p.i >= len(p.s) {
+			break
+		}
 		c := p.s[p.i]
 		switch {
 		case c == '"':
@@ -337,6 +443,9 @@ func isHex4(s string) bool {
 
 // decodeString decodes the body of a validated JSON string. A lone surrogate becomes U+FFFD.
 func decodeString(raw string) string {
+	if strings.IndexByte(raw, '\\') < 0 {
+		return raw
+	}
 	var b strings.Builder
 	b.Grow(len(raw))
 	for i := 0; i < len(raw); i++ {

@@ -218,10 +218,10 @@ func mergeLayers(r, l, i *layerDoc, policy MergePolicy) (MergeResult, error) {
 
 	var members []member
 	eachMember(top, func(name, val string) bool {
-		members = append(members, member{name: name, val: []byte(val)})
+		members = append(members, member{name: name, val: val})
 		return true
 	})
-	members = append(members, member{name: "features", val: feats})
+	members = append(members, member{name: "features", val: string(feats)})
 	res := MergeResult{Conflicts: m.conflicts}
 	if len(m.conflicts) > 0 && policy == MergeFail {
 		return res, conflictError(m.conflicts)

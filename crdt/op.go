@@ -2,6 +2,7 @@ package crdt
 
 import (
 	"strconv"
+	"strings"
 
 	"github.com/mapcrdt/mapcrdt/hlc"
 )
@@ -79,6 +80,7 @@ type op struct {
 	value string        // canonical JSON; "" = no value (unset)
 	extra string        // unknown fields, canonical `"name":value,…`, kept and passed on
 	subs  []*op         // batch
+	meta  string        // its own metadata when it differs from the object's ("" = the same)
 	path  []string      // parsed key
 	live  int32         // writes of this op still visible in the state
 	verb  Verb
@@ -101,6 +103,29 @@ type decoder struct {
 	subjects map[string]*Subject
 	lim      Limits
 	objects  func(sub *Subject, key, meta string) *object
+	peers    map[string]string // interned peer ids: a clock must not hold its message alive
+}
+
+// peer returns the interned copy of id.
+func (d *decoder) peer(id string) string {
+	if p, ok := d.peers[id]; ok {
+		return p
+	}
+	if d.peers == nil {
+		d.peers = map[string]string{}
+	}
+	id = strings.Clone(id)
+	d.peers[id] = id
+	return id
+}
+
+// own returns s as a string that does not share memory with a larger message: objects and
+// arrays were built fresh by the parser, scalars are slices of the input and get copied.
+func own(s string) string {
+	if s == "" || s[0] == '{' || s[0] == '[' {
+		return s
+	}
+	return strings.Clone(s)
 }
 
 // envelope fields that are not part of the operation itself.
@@ -120,36 +145,36 @@ func (d *decoder) decodeOp(members []member, top bool) (*op, error) {
 		case "verb":
 			verb, hasVerb = stringValue(m.val)
 			if !hasVerb {
-				return nil, newError(ErrBadMessage, "verb must be a string, got "+quote(string(m.val)))
+				return nil, newError(ErrBadMessage, "verb must be a string, got "+quote(m.val))
 			}
 		case "subject":
 			subject, hasSubject = stringValue(m.val)
 			if !hasSubject {
-				return nil, newError(ErrBadMessage, "subject must be a string, got "+quote(string(m.val)))
+				return nil, newError(ErrBadMessage, "subject must be a string, got "+quote(m.val))
 			}
 		case "metadata":
-			meta, hasMeta = string(m.val), true
+			meta, hasMeta = m.val, true
 		case "key":
 			key, hasKey = stringValue(m.val)
 			if !hasKey {
-				return nil, newError(ErrBadKey, "key must be a string, got "+quote(string(m.val)))
+				return nil, newError(ErrBadKey, "key must be a string, got "+quote(m.val))
 			}
 		case "value":
-			value, hasValue = string(m.val), true
+			value, hasValue = m.val, true
 		case "hlc":
 			s, ok := stringValue(m.val)
 			if !ok {
-				return nil, newError(ErrBadHLC, "hlc must be a string, got "+quote(string(m.val)))
+				return nil, newError(ErrBadHLC, "hlc must be a string, got "+quote(m.val))
 			}
 			hlcText, hasHLC = s, true
 		case "seq":
-			n, ok := parseSeq(string(m.val))
+			n, ok := parseSeq(m.val)
 			if !ok {
-				return nil, newError(ErrBadMessage, "seq must be an integer in [1, 2^53), got "+quote(string(m.val)))
+				return nil, newError(ErrBadMessage, "seq must be an integer in [1, 2^53), got "+quote(m.val))
 			}
 			o.seq = n
 		case "operations":
-			opsRaw, hasOps = string(m.val), true
+			opsRaw, hasOps = m.val, true
 		default:
 			if top && isEnvelopeField(m.name) {
 				continue
@@ -178,6 +203,7 @@ func (d *decoder) decodeOp(members []member, top bool) (*op, error) {
 		if err != nil {
 			return nil, hlcError(err)
 		}
+		ts.Peer = d.peer(ts.Peer)
 		o.ts = ts
 	} else {
 		if hasHLC {
@@ -222,13 +248,13 @@ func (d *decoder) decodeOp(members []member, top bool) (*op, error) {
 			return nil, newError(ErrBadMessage, "an empty batch")
 		}
 		if hasSubject {
-			extra = appendExtra(extra, "subject", appendString(nil, subject))
+			extra = appendExtra(extra, "subject", string(appendString(nil, subject)))
 		}
 		o.extra = string(extra)
 		return o, nil
 	}
 	if hasOps {
-		extra = appendExtra(extra, "operations", []byte(opsRaw))
+		extra = appendExtra(extra, "operations", opsRaw)
 	}
 	if !hasSubject {
 		return nil, newError(ErrBadMessage, "operation without a subject")
@@ -251,33 +277,36 @@ func (d *decoder) decodeOp(members []member, top bool) (*op, error) {
 		if !hasKey {
 			return nil, newError(ErrBadKey, "update without a key")
 		}
-		if o.path, err = parsePath(key, d.lim); err != nil {
+		o.key = strings.Clone(key)
+		if o.path, err = parsePath(o.key, d.lim); err != nil {
 			return nil, err
 		}
-		o.key = key
-		o.value = value
+		o.value = own(value)
 	case VerbUpsert:
 		if !hasValue || !isObject(value) {
 			return nil, newError(ErrBadValue, "upsert needs an object value, got "+quote(value))
 		}
 		o.value = value
 		if hasKey {
-			extra = appendExtra(extra, "key", appendString(nil, key))
+			extra = appendExtra(extra, "key", string(appendString(nil, key)))
 		}
 	case VerbDelete:
 		if hasKey {
-			extra = appendExtra(extra, "key", appendString(nil, key))
+			extra = appendExtra(extra, "key", string(appendString(nil, key)))
 		}
 		if hasValue {
-			extra = appendExtra(extra, "value", []byte(value))
+			extra = appendExtra(extra, "value", value)
 		}
 	}
 	o.extra = string(extra)
 	o.obj = d.objects(sub, okey, meta)
+	if meta != o.obj.meta {
+		o.meta = own(meta)
+	}
 	return o, nil
 }
 
-func appendExtra(extra []byte, name string, val []byte) []byte {
+func appendExtra(extra []byte, name string, val string) []byte {
 	if len(extra) > 0 {
 		extra = append(extra, ',')
 	}
@@ -287,11 +316,11 @@ func appendExtra(extra []byte, name string, val []byte) []byte {
 }
 
 // stringValue decodes a canonical JSON string value.
-func stringValue(raw []byte) (string, bool) {
+func stringValue(raw string) (string, bool) {
 	if len(raw) < 2 || raw[0] != '"' {
 		return "", false
 	}
-	return decodeString(string(raw[1 : len(raw)-1])), true
+	return decodeString(raw[1 : len(raw)-1]), true
 }
 
 func parseSeq(raw string) (uint64, bool) {
@@ -365,7 +394,11 @@ func appendOpFields(b []byte, o *op) []byte {
 		b = append(b, `,"subject":`...)
 		b = appendString(b, o.obj.subject.Name)
 		b = append(b, `,"metadata":`...)
-		b = append(b, o.obj.meta...)
+		if o.meta != "" {
+			b = append(b, o.meta...)
+		} else {
+			b = append(b, o.obj.meta...)
+		}
 		if o.verb == VerbUpdate {
 			b = append(b, `,"key":`...)
 			b = appendString(b, o.key)

@@ -145,35 +145,46 @@ func (r *Replica) commitPending() {
 	for k, o := range r.pending {
 		r.objects[k] = o
 	}
-	clear(r.pending)
+	r.pending = nil // not clear(): clearing a map costs its capacity, every call
 }
 
-func (r *Replica) dropPending() { clear(r.pending) }
+func (r *Replica) dropPending() { r.pending = nil }
 
 // identify resolves subject + metadata (JSON text) to an object (pending until committed).
 func (r *Replica) identify(subject, metadata string) (*object, error) {
+	o, _, err := r.identifyWithMeta(subject, metadata)
+	return o, err
+}
+
+// identifyWithMeta is identify that also returns the canonical metadata given.
+func (r *Replica) identifyWithMeta(subject, metadata string) (*object, string, error) {
 	sub := r.dec.subjects[subject]
 	if sub == nil {
-		return nil, newError(ErrUnknownSubject, "unknown subject "+quote(subject))
+		return nil, "", newError(ErrUnknownSubject, "unknown subject "+quote(subject))
 	}
-	if metadata == "" {
-		metadata = "{}"
-	}
+	metadata = orEmpty(metadata)
 	if len(metadata) > r.opts.Limits.MaxMessageBytes {
-		return nil, newError(ErrTooLarge, "metadata too large")
+		return nil, "", newError(ErrTooLarge, "metadata too large")
 	}
 	meta, err := canonicalJSON(metadata, r.opts.Limits.MaxDepth)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if !isObject(meta) {
-		return nil, newError(ErrBadMetadata, "metadata must be an object, got "+quote(meta))
+		return nil, "", newError(ErrBadMetadata, "metadata must be an object, got "+quote(meta))
 	}
 	key, err := objectKey(sub, meta)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	return r.objectFor(sub, key, meta), nil
+	return r.objectFor(sub, key, meta), meta, nil
+}
+
+func orEmpty(s string) string {
+	if s == "" {
+		return "{}"
+	}
+	return s
 }
 
 // canonicalValue validates a JSON value given by a caller.
@@ -246,7 +257,7 @@ func appendIdentity(b []byte, o *object) []byte {
 	ids := strings.Split(o.key, "\x00")[1:]
 	ms := make([]member, len(ids))
 	for i, id := range ids {
-		ms[i] = member{name: o.subject.IDFields[i], val: appendString(nil, id)}
+		ms[i] = member{name: o.subject.IDFields[i], val: string(appendString(nil, id))}
 	}
 	return appendMembers(b, ms)
 }

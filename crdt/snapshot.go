@@ -186,9 +186,9 @@ func NewReplicaFromSnapshot(opts Options, snap []byte) (*Replica, error) {
 		return nil, wrap(err)
 	}
 	if f, _ := stringValue(field(ms, "format")); f != "mapcrdt-snapshot" {
-		return nil, bad("not a mapcrdt snapshot (format " + quote(string(field(ms, "format"))) + ")")
+		return nil, bad("not a mapcrdt snapshot (format " + quote(field(ms, "format")) + ")")
 	}
-	if v := string(field(ms, "version")); v != strconv.Itoa(SnapshotVersion) {
+	if v := field(ms, "version"); v != strconv.Itoa(SnapshotVersion) {
 		return nil, newError(ErrSnapshotVersion, "snapshot version "+quote(v)+", this engine reads version "+strconv.Itoa(SnapshotVersion))
 	}
 	peer, ok := stringValue(field(ms, "peer"))
@@ -218,20 +218,20 @@ func NewReplicaFromSnapshot(opts Options, snap []byte) (*Replica, error) {
 	if err != nil {
 		return nil, err
 	}
-	if field(ms, "saved") != nil {
+	if field(ms, "saved") != "" {
 		if r.saved, err = ts("saved"); err != nil {
 			return nil, err
 		}
 	}
-	seq, ok := parseSeq(string(field(ms, "seq")))
-	if !ok && string(field(ms, "seq")) != "0" {
+	seq, ok := parseSeq(field(ms, "seq"))
+	if !ok && field(ms, "seq") != "0" {
 		return nil, bad("seq must be an integer")
 	}
 	r.seq = seq
 	if r.vec.vv, err = parseVector(field(ms, "vector")); err != nil {
 		return nil, wrap(err)
 	}
-	eachMember(string(field(ms, "above")), func(p, list string) bool {
+	eachMember(field(ms, "above"), func(p, list string) bool {
 		for _, s := range elements(list) {
 			n, ok := parseSeq(s)
 			if !ok {
@@ -248,7 +248,7 @@ func NewReplicaFromSnapshot(opts Options, snap []byte) (*Replica, error) {
 	if r.peers, err = stringList(field(ms, "peers")); err != nil {
 		return nil, wrap(err)
 	}
-	ops, err := r.decodeOps(string(field(ms, "log")))
+	ops, err := r.decodeOps(field(ms, "log"))
 	if err != nil {
 		r.dropPending()
 		return nil, wrap(err)
@@ -263,19 +263,19 @@ func NewReplicaFromSnapshot(opts Options, snap []byte) (*Replica, error) {
 	if n := len(r.log.ops); n > 0 {
 		r.clock.Observe(r.log.ops[n-1].ts)
 	}
-	for _, s := range elements(string(field(ms, "outbox"))) {
+	for _, s := range elements(field(ms, "outbox")) {
 		i, e := strconv.Atoi(s)
 		if e != nil || i < 0 || i >= len(r.log.ops) {
 			return nil, bad("outbox: bad index " + quote(s))
 		}
 		r.outbox = append(r.outbox, r.log.ops[i])
 	}
-	for _, el := range elements(string(field(ms, "bases"))) {
+	for _, el := range elements(field(ms, "bases")) {
 		p := elements(el)
 		if len(p) != 3 {
 			return nil, bad("a base is [subject, metadata, value]")
 		}
-		sub, _ := stringValue([]byte(p[0]))
+		sub, _ := stringValue((p[0]))
 		if _, err := r.Seed(sub, p[1], p[2]); err != nil {
 			return nil, wrap(err)
 		}
@@ -289,7 +289,7 @@ func NewReplicaFromSnapshot(opts Options, snap []byte) (*Replica, error) {
 	return r, nil
 }
 
-func (r *Replica) decodeSteps(raw []byte) ([]undoStep, error) {
+func (r *Replica) decodeSteps(raw string) ([]undoStep, error) {
 	bad := func(why string) error { return newError(ErrBadSnapshot, "undo: "+why) }
 	if len(raw) == 0 || raw[0] != '[' {
 		return nil, bad("must be an array")
@@ -304,16 +304,16 @@ func (r *Replica) decodeSteps(raw []byte) ([]undoStep, error) {
 		}
 		var s undoStep
 		s.group, _ = stringValue(field(ms, "group"))
-		s.at, _ = strconv.ParseInt(string(field(ms, "at")), 10, 64)
-		s.closed = string(field(ms, "closed")) == "true"
-		s.inBatch = string(field(ms, "inBatch")) == "true"
-		for _, en := range elements(string(field(ms, "entries"))) {
+		s.at, _ = strconv.ParseInt(field(ms, "at"), 10, 64)
+		s.closed = field(ms, "closed") == "true"
+		s.inBatch = field(ms, "inBatch") == "true"
+		for _, en := range elements(field(ms, "entries")) {
 			p := elements(en)
 			if len(p) != 7 {
 				err = bad("an entry has 7 fields, got " + quote(en))
 				return false
 			}
-			sub, _ := stringValue([]byte(p[0]))
+			sub, _ := stringValue((p[0]))
 			obj, e := r.identify(sub, p[1])
 			if e != nil {
 				r.dropPending()
@@ -324,7 +324,7 @@ func (r *Replica) decodeSteps(raw []byte) ([]undoStep, error) {
 			var ent undoEntry
 			ent.obj = obj
 			if p[2] != "null" {
-				key, _ := stringValue([]byte(p[2]))
+				key, _ := stringValue((p[2]))
 				if ent.path, e = parsePath(key, r.opts.Limits); e != nil {
 					err = bad(e.Error())
 					return false
@@ -334,7 +334,7 @@ func (r *Replica) decodeSteps(raw []byte) ([]undoStep, error) {
 			if ent.oldPresent {
 				ent.old = p[4]
 			}
-			hs, _ := stringValue([]byte(p[5]))
+			hs, _ := stringValue((p[5]))
 			t, e := hlc.Parse(hs)
 			if e != nil {
 				err = bad(e.Error())

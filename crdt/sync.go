@@ -32,11 +32,11 @@ func (r *Replica) Receive(msg []byte) (Result, error) {
 	for _, m := range members {
 		if m.name == "kind" {
 			if kind, hasKind = stringValue(m.val); !hasKind {
-				return Result{}, newError(ErrBadMessage, "kind must be a string")
+				return Result{}, newError(ErrBadMessage, "kind must be a string, got "+quote(m.val))
 			}
 		}
 	}
-	if !hasKind && field(members, "verb") != nil {
+	if !hasKind && field(members, "verb") != "" {
 		kind = "OperationMessage"
 	}
 	switch kind {
@@ -91,8 +91,9 @@ func (r *Replica) Receive(msg []byte) (Result, error) {
 	return Result{}, newError(ErrUnknownKind, "unknown message kind "+quote(kind))
 }
 
-func field(members []member, name string) []byte {
-	var v []byte
+// field returns the raw value of the last member called name, "" if there is none.
+func field(members []member, name string) string {
+	var v string
 	for _, m := range members {
 		if m.name == name {
 			v = m.val // the last one wins, as in JSON.parse
@@ -101,14 +102,14 @@ func field(members []member, name string) []byte {
 	return v
 }
 
-func stringList(raw []byte) ([]string, error) {
+func stringList(raw string) ([]string, error) {
 	if len(raw) == 0 || raw[0] != '[' {
 		return nil, newError(ErrBadMessage, "peers must be an array of strings")
 	}
 	var out []string
 	var err error
-	eachElement(string(raw), func(el string) bool {
-		s, ok := stringValue([]byte(el))
+	eachElement(raw, func(el string) bool {
+		s, ok := stringValue((el))
 		if !ok {
 			err = newError(ErrBadMessage, "peers must be an array of strings, got "+quote(el))
 			return false
@@ -205,13 +206,13 @@ func appendVector(b []byte, vv VersionVector) []byte {
 	return append(b, '}')
 }
 
-func parseVector(raw []byte) (VersionVector, error) {
+func parseVector(raw string) (VersionVector, error) {
 	if len(raw) == 0 || raw[0] != '{' {
 		return nil, newError(ErrBadMessage, "vector must be an object of peer: seq")
 	}
 	vv := VersionVector{}
 	var err error
-	eachMember(string(raw), func(name, val string) bool {
+	eachMember(raw, func(name, val string) bool {
 		n, ok := parseSeq(val)
 		if !ok && val != "0" {
 			err = newError(ErrBadMessage, "vector entry "+quote(name)+" must be a seq, got "+quote(val))
@@ -241,6 +242,11 @@ func (r *Replica) missing(vv VersionVector, lastKnown *hlc.Timestamp) []*op {
 			if o.seq > vv[o.ts.Peer] {
 				out = append(out, o)
 			}
+		case o.seq == 0 && vv != nil:
+			// A seq-less operation (uMap's plain Journal) is not summarised by a vector, nor
+			// reliably by lastKnownHLC: a mapcrdt peer gets all of them (they are rare, and
+			// receiving one twice changes nothing).
+			out = append(out, o)
 		case lastKnown != nil:
 			if lastKnown.Less(o.ts) {
 				out = append(out, o)
@@ -290,10 +296,10 @@ func (r *Replica) receivePeerMessage(members []member) (Result, error) {
 		return Result{}, nil // not ours: a relay routed it wrongly
 	}
 	inner := field(members, "message")
-	if !isObject(string(inner)) {
+	if !isObject(inner) {
 		return Result{}, newError(ErrBadMessage, "PeerMessage needs a message object")
 	}
-	msg, err := parseObject(string(inner), r.opts.Limits.MaxDepth)
+	msg, err := parseObject(inner, r.opts.Limits.MaxDepth)
 	if err != nil {
 		return Result{}, err
 	}
@@ -301,13 +307,13 @@ func (r *Replica) receivePeerMessage(members []member) (Result, error) {
 	switch verb {
 	case "ListOperationsRequest":
 		var vv VersionVector
-		if raw := field(msg, "vector"); raw != nil {
+		if raw := field(msg, "vector"); raw != "" {
 			if vv, err = parseVector(raw); err != nil {
 				return Result{}, err
 			}
 		}
 		var lastKnown *hlc.Timestamp
-		if raw := field(msg, "lastKnownHLC"); raw != nil && string(raw) != "null" {
+		if raw := field(msg, "lastKnownHLC"); raw != "" && raw != "null" {
 			s, ok := stringValue(raw)
 			if !ok {
 				return Result{}, newError(ErrBadHLC, "lastKnownHLC must be a string")
@@ -328,15 +334,15 @@ func (r *Replica) receivePeerMessage(members []member) (Result, error) {
 		return res, nil
 	case "ListOperationsResponse":
 		var ops []*op
-		if st := field(msg, "state"); st != nil {
-			ops, err = r.decodeOps(string(st))
+		if st := field(msg, "state"); st != "" {
+			ops, err = r.decodeOps(st)
 		} else {
 			raw := field(msg, "operations")
 			if len(raw) == 0 || raw[0] != '[' {
 				return Result{}, newError(ErrBadMessage, "ListOperationsResponse needs operations or state")
 			}
 			n := 0
-			eachElement(string(raw), func(el string) bool {
+			eachElement(raw, func(el string) bool {
 				if n++; n > r.opts.Limits.MaxBatch {
 					err = newError(ErrTooLarge, "response of more than "+strconv.Itoa(r.opts.Limits.MaxBatch)+" operations")
 					return false
@@ -355,7 +361,7 @@ func (r *Replica) receivePeerMessage(members []member) (Result, error) {
 		}
 		var vv VersionVector
 		if err == nil {
-			if rawVV := field(msg, "vector"); rawVV != nil {
+			if rawVV := field(msg, "vector"); rawVV != "" {
 				vv, err = parseVector(rawVV)
 			}
 		}
@@ -373,7 +379,7 @@ func (r *Replica) receivePeerMessage(members []member) (Result, error) {
 			if s := vv[r.peer]; s > r.seq {
 				r.seq = s
 			}
-			if string(field(msg, "pushBack")) != "true" && sender != "" {
+			if field(msg, "pushBack") != "true" && sender != "" {
 				if theirs := r.missing(vv, nil); len(theirs) > 0 {
 					res.Replies = append(res.Replies, r.response(sender, theirs, true, true))
 				}

@@ -1,0 +1,118 @@
+// Package crdt is the engine of mapcrdt: an operation-based CRDT for collaborative web maps
+// that speaks uMap's sync protocol. It knows nothing of transports or of JavaScript:
+// operations go in and out as JSON bytes, and the same code runs in the browser (compiled to
+// WebAssembly, see package wasm) and in a Go server (the demo relay holds a full replica).
+//
+// # The model
+//
+// A map is a set of objects — the map itself, its permissions, datalayers and their
+// permissions, features — each named by a subject and identity fields of its metadata
+// ([DefaultSubjects]: a feature is metadata.layerId + metadata.id; other fields such as
+// featureType travel along). Every edit is an operation: update (one key path), upsert (the
+// whole object), delete, or batch (several, atomically). Every operation carries a Hybrid
+// Logical Clock (package hlc) — walltime:counter:peer — and, from a mapcrdt peer, a seq, the
+// origin's own operation counter.
+//
+// # What converges: the replay rule
+//
+// The visible value of an object is what you get by taking its base value and applying, in
+// clock order, every operation known for it: upsert replaces the whole object and makes it
+// alive, delete makes it absent, update sets or unsets one path of an alive object (an update
+// to an absent object changes nothing visible). The base value is what the page loaded from
+// the server ([Replica.Seed], a write at the zero clock, never sent); an object never seen is
+// alive with an empty base, so updates on features loaded from the server apply.
+//
+// The engine never replays: it keeps, per object, the newest whole-object write and the path
+// writes newer than it that nothing newer covers (state.go). A write supersedes every older
+// write to its path and to the paths below it; a newer write below a path survives an older
+// write to the path (properties.name at t=7 stays after properties at t=5 arrives late).
+// Because the kept writes are exactly the ones a replay would not overwrite, any delivery
+// order, with any duplication, gives the same state; the tests check this against a naive
+// replay (oracle_test.go) over thousands of random histories.
+//
+// Tie-break: clocks are totally ordered (walltime, counter, peer id bytewise), so two writes
+// never tie — except the writes of one batch, which share its clock: there the later one in
+// the batch's array wins. Two different operations carrying the same clock (a faulty peer)
+// are not told apart: the first one a replica receives is kept.
+//
+// # Paths
+//
+// A key is a dotted path (`properties._umap_options.color`); a literal dot or one of gjson's
+// special characters is escaped with a backslash (`properties.a\.b`), as in uMap. Every part
+// names an object member, numbers included: `geometry.coordinates.0` is the member "0" of an
+// object, never an array element — arrays are values, written whole. A write below a value
+// that is not an object first replaces that value with {}, and a write — set or unset —
+// always leaves the objects above its path in place; this is what makes a write covered by a
+// newer write at an ancestor path leave no trace, so the state needs no tombstones.
+//
+// Canonical JSON: values are stored compact with object members sorted by name (a
+// duplicate name keeps its last value, as JSON.parse does); strings and numbers keep the
+// text they arrived with. [Replica.State] is therefore byte-identical on two replicas that
+// hold the same operations. An object whose value is {} is not listed: under the replay rule
+// it is indistinguishable from one never seen.
+//
+// # What receive returns
+//
+// [Replica.Receive] returns the visible changes only — created, deleted, set (key "" = the
+// whole object replaced) and unset — per object and top-most path touched, coalesced over
+// every operation of the message, in the clock order of the first operation behind each (a
+// datalayer appears before its features). Applying them in order to a rendered copy gives
+// the state (property_test.go checks it).
+//
+// # Sync
+//
+// Every operation is stored once in a log sorted by clock. A version vector (origin peer →
+// highest contiguous seq held) summarises a replica; the origin is the peer inside the hlc,
+// not the envelope's sender. ListOperationsRequest carries the vector (and lastKnownHLC for
+// uMap's plain Journal); the response carries what the requester lacks and the responder's
+// vector; a replica that sees it holds something the other lacks pushes it back, once, so
+// one two-way exchange leaves both with the same state. A live operation whose seq is not the
+// next one from its origin is applied and answered with a sync request (gap healing). Local
+// edits wait in an outbox until [Replica.Flush]; seqs are given at flush, so writes coalesced
+// there (a marker drag: many geometry updates, one leaves) leave no gap.
+//
+// # Compaction
+//
+// [Replica.Compact] drops operations whose every write is superseded; sync responses never
+// carry them. A vector still covers their seqs: whatever superseded them is held and sent,
+// and a requester adopts the responder's vector after a complete response. Operations still
+// visible are kept even below the saved horizon: dropping one would let an older write from
+// an offline peer win where it must not. Responses to mapcrdt peers use a compact encoding
+// (compact.go): peers and objects written once, walltimes as deltas.
+//
+// # Snapshots
+//
+// [Replica.Snapshot] writes the whole replica (format "mapcrdt-snapshot", [SnapshotVersion]):
+// every logged operation in the compact encoding (replaying them rebuilds the state and the
+// per-path clocks), the seeded bases, the vector, the clock, the seq counter, the outbox,
+// the undo and redo stacks, the saved horizon and the known peers. [NewReplicaFromSnapshot]
+// continues exactly where it stopped; the clock never goes backwards. Other versions are
+// refused with ErrSnapshotVersion, damage with ErrBadSnapshot.
+//
+// # Undo
+//
+// Each local edit records the value each written path had before it. [Replica.Undo] reverts
+// the newest step (an edit, a batch, a group, or edits within the capture interval) by
+// emitting new operations with fresh clocks, so elsewhere an undo is just more edits. A place
+// another peer has written since is left as that peer wrote it and reported as skipped.
+// Remote operations never enter the stacks.
+//
+// # Errors and limits
+//
+// Every input is validated; bad input gets an *[Error] with a stable code (invalid_json,
+// unknown_verb, unknown_subject, bad_key, bad_hlc, clock_drift, too_large, too_deep, …) and
+// a message quoting what was wrong, and changes nothing. [Limits] bound message size, depth,
+// batch length and key length, with defaults that take a datalayer of thousands of features.
+// A remote clock more than MaxDrift (60 s) ahead is refused (hlc package documentation).
+//
+// # Not promised
+//
+// Last writer wins by clock, not by intention: of two concurrent edits the one with the
+// later clock stays, and a peer whose wall clock runs ahead (within MaxDrift) wins its ties.
+// Arrays are replaced whole. A sync response is not paged: more than Limits.MaxBatch missing
+// operations are refused. The engine is not safe for concurrent use; its callers (the wasm
+// bridge, the relay) serialize calls.
+//
+// The engine avoids fmt, encoding/json, reflect, gjson and sjson in non-test code: the wasm
+// module must stay under 1 MB gzip, and gjson alone costs ~400 KB of it (README, "Limits").
+package crdt
