@@ -77,6 +77,7 @@ type spot struct {
 	first   hlc.Timestamp
 	before  string
 	present bool
+	watched bool // before and present are recorded
 }
 
 // spotOf returns the place whose visible value a write can change: the whole object for an
@@ -106,6 +107,10 @@ func (t *tracker) watch(ops []*op) {
 	}
 	for i := range t.spots {
 		s := &t.spots[i]
+		if s.watched {
+			continue
+		}
+		s.watched = true
 		if s.path == nil {
 			s.before, s.present = s.obj.value()
 			s.present = s.present && s.obj.exists()

@@ -51,7 +51,10 @@ func (p *jparser) failWith(sentinel error, why string) {
 	}
 	at := p.i
 	lo := at - 16
-	if lo < 0 || sentinel == ErrTooDeep {
+	if lo < 0 {
+		lo = 0
+	}
+	if sentinel == ErrTooDeep {
 		lo = at
 	}
 	hi := at + 16

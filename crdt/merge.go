@@ -13,6 +13,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 )
 
 // MergePolicy says what Merge does when it finds conflicts.
@@ -45,7 +46,8 @@ const (
 // deleted.
 type Conflict struct {
 	// FeatureID is the id of the feature (a string id as its decoded text, a number id as
-	// written), or "" for a layer-level conflict. Features without an id never conflict.
+	// JavaScript writes it), or "" for a layer-level conflict. Features without an id never
+	// conflict, so "" always means the layer.
 	FeatureID string
 	// Key is the escaped key path of the place (see JoinPath): "" for the whole feature (one
 	// side deleted it, the other edited it), "geometry", "properties.name",
@@ -122,21 +124,24 @@ type MergeResult struct {
 //
 // Values are compared as JavaScript reads them, whatever wrote them (uMap's JavaScript, or
 // Python's json.dumps after an earlier merge): strings by their decoded text ("Caf\u00e9"
-// equals "Café"), numbers by their double value (1.0 equals 1, 1E3 equals 1000). Document
-// and Conflict values are written in that form: canonical JSON (members sorted, no
-// whitespace), strings minimally escaped, numbers as JavaScript's JSON.stringify writes
-// them. A number too large for a double (1e400) is kept as written. Arrays and scalars are atomic. A feature's geometry
-// is one value ("geometry", never "geometry.coordinates"): two different edits of one shape
-// conflict, since mixing the coordinates of two drags makes a shape nobody drew. Properties
-// merge key by key, through nested objects ("properties._umap_options.color"). A key one
-// side deleted and the other left as it was is deleted: leaving a value unchanged is not
-// setting it.
+// equals "Café"), numbers by their double value (1.0 equals 1, 1E3 equals 1000; a number
+// too large for a double, 1e400, by its text). Document and Conflict values are written in
+// that form: canonical JSON (members sorted, no whitespace), strings minimally escaped,
+// numbers as JavaScript's JSON.stringify writes them.
+//
+// Arrays and scalars are atomic. A feature's geometry is one value ("geometry", never
+// "geometry.coordinates"): two different edits of one shape conflict, since mixing the
+// coordinates of two drags makes a shape nobody drew. Properties merge key by key, through
+// nested objects ("properties._umap_options.color"). A key one side deleted and the other
+// left as it was is deleted: leaving a value unchanged is not setting it. A JSON null is a
+// value like any other, not a deletion.
 //
 // Features are matched by their top-level "id" (where uMap writes it; "properties.id" is an
-// ordinary property): a non-empty string, compared decoded, or a number, compared as
-// written. A feature without a usable id (none, "", null, an object …) is matched by
-// content, identical canonical JSON; edited on one side it is, to Merge, one feature deleted
-// and another added, so it never conflicts and every edit of it is kept. When a document
+// ordinary property): a non-empty string or a number, compared as values (so "7" and 7
+// are two ids, 7 and 7.0 one). A feature without a usable id (none, "", null, an object …)
+// is matched by content, identical canonical JSON; edited on one side it is, to Merge, one
+// feature deleted and another added, so it never conflicts and every edit of it is kept. A
+// feature whose id changed is likewise one deleted and one added. When a document
 // holds several features of the same identity, the k-th is matched with the k-th of the
 // other documents.
 //
@@ -191,7 +196,7 @@ func Merge(reference, latest, incoming []byte, policy MergePolicy) (MergeResult,
 // mergeLayers merges three parsed documents by the rules, without the shortcuts of Merge.
 func mergeLayers(r, l, i *layerDoc, policy MergePolicy) (MergeResult, error) {
 	m := merger{policy: policy}
-	top := m.object(nil, r.canon, l.canon, i.canon, "features")
+	top := m.object(nil, r.top, l.top, i.top)
 
 	feats := []byte{'['}
 	n := 0
@@ -216,17 +221,34 @@ func mergeLayers(r, l, i *layerDoc, policy MergePolicy) (MergeResult, error) {
 	}
 	feats = append(feats, ']')
 
-	var members []member
-	eachMember(top, func(name, val string) bool {
-		members = append(members, member{name: name, val: val})
-		return true
-	})
-	members = append(members, member{name: "features", val: string(feats)})
 	res := MergeResult{Conflicts: m.conflicts}
 	if len(m.conflicts) > 0 && policy == MergeFail {
 		return res, conflictError(m.conflicts)
 	}
-	res.Document = appendMembers(nil, members)
+	// The layer members, with "features" in its sorted place.
+	doc := make([]byte, 0, len(top)+len(feats)+16)
+	doc = append(doc, '{')
+	placed := false
+	put := func(name, val string) {
+		if len(doc) > 1 {
+			doc = append(doc, ',')
+		}
+		doc = appendString(doc, name)
+		doc = append(doc, ':')
+		doc = append(doc, val...)
+	}
+	eachMember(top, func(name, val string) bool {
+		if !placed && name > "features" {
+			put("features", string(feats))
+			placed = true
+		}
+		put(name, val)
+		return true
+	})
+	if !placed {
+		put("features", string(feats))
+	}
+	res.Document = append(doc, '}')
 	return res, nil
 }
 
@@ -253,6 +275,7 @@ func conflictError(cs []Conflict) *Error {
 // layerDoc is one validated datalayer document.
 type layerDoc struct {
 	canon string // canonical JSON of the whole document
+	top   string // canonical JSON of the document without "features"
 	feats []docFeature
 	index map[featureKey]int // into feats
 }
@@ -291,34 +314,73 @@ func parseLayer(which string, data []byte) (*layerDoc, error) {
 	if !isObject(canon) {
 		return nil, newError(ErrBadValue, which+" document is not a JSON object: "+quote(canon))
 	}
-	typ, ok := memberOf(canon, "type")
-	if !ok {
+	// One pass over the members: the layer-level ones (all but "features") make top.
+	var typ, arr string
+	var hasType, hasFeatures bool
+	top := []byte{'{'}
+	eachMember(canon, func(name, val string) bool {
+		if name == "features" {
+			arr, hasFeatures = val, true
+			return true
+		}
+		if name == "type" {
+			typ, hasType = val, true
+		}
+		if len(top) > 1 {
+			top = append(top, ',')
+		}
+		top = appendString(top, name)
+		top = append(top, ':')
+		top = append(top, val...)
+		return true
+	})
+	top = append(top, '}')
+	if !hasType {
 		return nil, newError(ErrBadValue, which+` document has no "type"; expected "FeatureCollection"`)
 	}
-	if s, _ := jsonStringValue(typ); s != "FeatureCollection" {
+	if s, ok := jsonStringValue(typ); s != "FeatureCollection" {
+		if ok {
+			typ = s
+		}
 		return nil, newError(ErrBadValue, which+" document has type "+quote(typ)+`, expected "FeatureCollection"`)
 	}
-	arr, ok := memberOf(canon, "features")
-	if !ok {
+	if !hasFeatures {
 		return nil, newError(ErrBadValue, which+` document has no "features" array`)
 	}
 	if len(arr) == 0 || arr[0] != '[' {
 		return nil, newError(ErrBadValue, which+` document: "features" is not an array: `+quote(arr))
 	}
-	d := &layerDoc{canon: canon, index: map[featureKey]int{}}
+	d := &layerDoc{canon: canon, top: string(top), index: map[featureKey]int{}}
 	seen := map[string]int{}
 	eachElement(arr, func(raw string) bool {
-		at := which + " document: features[" + strconv.Itoa(len(d.feats)) + "]"
 		if !isObject(raw) {
-			err = newError(ErrBadValue, at+" is not an object: "+quote(raw))
+			err = newError(ErrBadValue, which+" document: features["+strconv.Itoa(len(d.feats))+"] is not an object: "+quote(raw))
 			return false
 		}
-		t, ok := memberOf(raw, "type")
-		if s, _ := jsonStringValue(t); !ok || s != "Feature" {
-			err = newError(ErrBadValue, at+` has no "type":"Feature"`)
+		var typ, id string
+		var hasType, hasID bool
+		eachMember(raw, func(name, val string) bool {
+			switch name {
+			case "id":
+				id, hasID = val, true
+			case "type":
+				typ, hasType = val, true
+			}
+			return true
+		})
+		if s, ok := jsonStringValue(typ); s != "Feature" {
+			at := which + " document: features[" + strconv.Itoa(len(d.feats)) + "]"
+			if !hasType {
+				err = newError(ErrBadValue, at+` has no "type"; expected "Feature"`)
+			} else {
+				if ok {
+					typ = s
+				}
+				err = newError(ErrBadValue, at+" has type "+quote(typ)+`, expected "Feature"`)
+			}
 			return false
 		}
-		ident, id := featureIdentity(raw)
+		ident, id := featureIdentity(raw, id, hasID)
 		k := featureKey{ident: ident, n: seen[ident]}
 		seen[ident]++
 		d.index[k] = len(d.feats)
@@ -331,9 +393,10 @@ func parseLayer(which string, data []byte) (*layerDoc, error) {
 	return d, nil
 }
 
-// featureIdentity returns the identity of a canonical feature, and its id for Conflict.
-func featureIdentity(raw string) (ident, id string) {
-	if v, ok := memberOf(raw, "id"); ok && v != "" {
+// featureIdentity returns the identity of a canonical feature, whose "id" member (if
+// hasID) is v, and the id Conflict.FeatureID gives it.
+func featureIdentity(raw, v string, hasID bool) (ident, id string) {
+	if hasID && v != "" {
 		if s, isStr := jsonStringValue(v); isStr && s != "" {
 			return "s" + s, s
 		}
@@ -388,7 +451,7 @@ func (m *merger) value(path []string, r, l, i slot) slot {
 	}
 	atomic := m.inFeature && len(path) == 1 && path[0] == "geometry"
 	if !atomic && l.ok && i.ok && isObject(l.raw) && isObject(i.raw) && (!r.ok || isObject(r.raw)) {
-		return slot{raw: m.object(path, r.raw, l.raw, i.raw, ""), ok: true}
+		return slot{raw: m.object(path, r.raw, l.raw, i.raw), ok: true}
 	}
 	m.conflicts = append(m.conflicts, Conflict{
 		FeatureID: m.featureID,
@@ -403,9 +466,9 @@ func (m *merger) value(path []string, r, l, i slot) slot {
 	return l
 }
 
-// object merges three objects (r may be "": absent) member by member, leaving out the
-// member named skip, and returns the canonical result.
-func (m *merger) object(path []string, r, l, i string, skip string) string {
+// object merges three objects (r may be "": absent) member by member, and returns the
+// canonical result.
+func (m *merger) object(path []string, r, l, i string) string {
 	rm, lm, im := membersOf(r), membersOf(l), membersOf(i)
 	names := make([]string, 0, len(lm)+len(im))
 	for _, mm := range [...]map[string]string{rm, lm, im} {
@@ -418,9 +481,6 @@ func (m *merger) object(path []string, r, l, i string, skip string) string {
 	out := []byte{'{'}
 	first := true
 	for _, n := range names {
-		if skip != "" && n == skip {
-			continue
-		}
 		rv, rok := rm[n]
 		lv, lok := lm[n]
 		iv, iok := im[n]
@@ -454,53 +514,47 @@ func membersOf(raw string) map[string]string {
 }
 
 // appendValueForm appends the canonical JSON raw (valid, canonical) in the form values are
-// compared in: strings re-escaped minimally from their decoded text, numbers written as
-// JavaScript writes their double value. Member order does not change: canonical order is
-// by decoded name already. (A private helper that belongs with the writer of json.go.)
+// compared in: strings (member names too) re-escaped minimally from their decoded text,
+// numbers written as JavaScript writes their double value. Member order does not change:
+// canonical order is by decoded name already. One pass over the text, which holds no
+// whitespace. (A private helper that belongs with the writer of json.go.)
 func appendValueForm(b []byte, raw string) []byte {
-	if raw == "" {
-		return b
-	}
-	switch c := raw[0]; {
-	case c == '{':
-		b = append(b, '{')
-		first := true
-		eachMember(raw, func(name, val string) bool {
-			if !first {
-				b = append(b, ',')
+	for j := 0; j < len(raw); {
+		switch c := raw[j]; {
+		case c == '"':
+			p := jparser{s: raw, i: j, maxDepth: 1}
+			s := p.str()
+			if p.err != nil { // not valid after all: keep the rest as it is
+				return append(b, raw[j:]...)
 			}
-			first = false
-			b = appendString(b, name)
-			b = append(b, ':')
-			b = appendValueForm(b, val)
-			return true
-		})
-		return append(b, '}')
-	case c == '[':
-		b = append(b, '[')
-		first := true
-		eachElement(raw, func(el string) bool {
-			if !first {
-				b = append(b, ',')
+			if strings.IndexByte(raw[j:p.i], '\\') < 0 {
+				b = append(b, raw[j:p.i]...) // no escapes: minimal already
+			} else {
+				b = appendString(b, s)
 			}
-			first = false
-			b = appendValueForm(b, el)
-			return true
-		})
-		return append(b, ']')
-	case c == '"':
-		s, _ := jsonStringValue(raw)
-		return appendString(b, s)
-	case c == '-' || c >= '0' && c <= '9':
-		return appendJSNumber(b, raw)
+			j = p.i
+		case c == '-' || c >= '0' && c <= '9':
+			k := j + 1
+			for k < len(raw) && strings.IndexByte("0123456789.eE+-", raw[k]) >= 0 {
+				k++
+			}
+			b = appendJSNumber(b, raw[j:k])
+			j = k
+		default:
+			b = append(b, c)
+			j++
+		}
 	}
-	return append(b, raw...)
+	return b
 }
 
 // appendJSNumber appends the JSON number text raw as JavaScript's JSON.stringify writes the
 // double it parses to (shortest round-trip digits; fixed notation from 1e-6 to 1e21, else
 // "1.5e-7", "1e+21"; -0 as 0). A number out of the double range is appended as written.
 func appendJSNumber(b []byte, raw string) []byte {
+	if len(raw) <= 15 && raw[0] >= '1' && raw[0] <= '9' && strings.Trim(raw, "0123456789") == "" {
+		return append(b, raw...) // an integer held exactly: written as it is
+	}
 	f, err := strconv.ParseFloat(raw, 64)
 	if err != nil {
 		return append(b, raw...)

@@ -191,9 +191,19 @@ func NewReplicaFromSnapshot(opts Options, snap []byte) (*Replica, error) {
 	if v := field(ms, "version"); v != strconv.Itoa(SnapshotVersion) {
 		return nil, newError(ErrSnapshotVersion, "snapshot version "+quote(v)+", this engine reads version "+strconv.Itoa(SnapshotVersion))
 	}
+	for _, f := range []string{"log", "vector", "above"} {
+		if !isObject(field(ms, f)) {
+			return nil, bad(f + " must be an object")
+		}
+	}
+	for _, f := range []string{"peers", "outbox", "bases", "undo", "redo"} {
+		if v := field(ms, f); len(v) == 0 || v[0] != '[' {
+			return nil, bad(f + " must be an array")
+		}
+	}
 	peer, ok := stringValue(field(ms, "peer"))
-	if !ok {
-		return nil, bad("snapshot without a peer")
+	if !ok || hlc.ValidPeer(peer) != nil {
+		return nil, bad("snapshot without a valid peer: " + quote(field(ms, "peer")))
 	}
 	if opts.PeerID != "" && opts.PeerID != peer {
 		return nil, newError(ErrBadOption, "peerId "+quote(opts.PeerID)+" differs from the snapshot's "+quote(peer))
@@ -232,6 +242,10 @@ func NewReplicaFromSnapshot(opts Options, snap []byte) (*Replica, error) {
 		return nil, wrap(err)
 	}
 	eachMember(field(ms, "above"), func(p, list string) bool {
+		if len(list) == 0 || list[0] != '[' {
+			err = bad("above: " + quote(p) + " must list seqs")
+			return false
+		}
 		for _, s := range elements(list) {
 			n, ok := parseSeq(s)
 			if !ok {
@@ -307,6 +321,10 @@ func (r *Replica) decodeSteps(raw string) ([]undoStep, error) {
 		s.at, _ = strconv.ParseInt(field(ms, "at"), 10, 64)
 		s.closed = field(ms, "closed") == "true"
 		s.inBatch = field(ms, "inBatch") == "true"
+		if ents := field(ms, "entries"); len(ents) == 0 || ents[0] != '[' {
+			err = bad("entries must be an array")
+			return false
+		}
 		for _, en := range elements(field(ms, "entries")) {
 			p := elements(en)
 			if len(p) != 7 {

@@ -159,8 +159,17 @@ func (r *Replica) Flush() [][]byte {
 	return out
 }
 
-// Pending returns how many local operations wait in the outbox.
-func (r *Replica) Pending() int { return len(r.outbox) }
+// Pending returns how many messages Flush would send now: the local operations waiting in
+// the outbox that are not superseded by a later one.
+func (r *Replica) Pending() int {
+	n := 0
+	for _, o := range r.outbox {
+		if o.live > 0 {
+			n++
+		}
+	}
+	return n
+}
 
 // SyncRequest returns a PeerMessage asking recipient (a random known peer if empty) for
 // every operation this replica lacks. The request carries the version vector and

@@ -107,15 +107,9 @@ func (r *Replica) revert(from, to *[]undoStep) (UndoResult, error) {
 		return res, nil
 	}
 	// One operation, or one batch, with a fresh clock.
-	var top *op
-	if len(todo) > 1 {
-		top = &op{verb: VerbBatch, ts: r.clock.Now()}
-		r.log.insert(top)
-	}
-	var t tracker
-	back := undoStep{closed: true}
-	for _, e := range todo {
-		sub := &op{obj: e.obj, path: e.path}
+	subs := make([]*op, len(todo))
+	for i, e := range todo {
+		sub := &op{obj: e.obj, path: e.path, meta: e.by.target().meta}
 		switch {
 		case e.path != nil:
 			sub.verb, sub.key = VerbUpdate, JoinPath(e.path...)
@@ -127,32 +121,30 @@ func (r *Replica) revert(from, to *[]undoStep) (UndoResult, error) {
 		default:
 			sub.verb = VerbDelete
 		}
-		cur, present := e.obj.valueAt(e.path)
-		if e.path == nil {
-			present = present && e.obj.exists()
-		}
-		var w write
-		if top == nil {
-			sub.ts = r.clock.Now()
-			r.log.insert(sub)
-			w = write{op: sub}
-		} else {
-			top.subs = append(top.subs, sub)
-			w = write{op: top, sub: int32(len(top.subs))}
-		}
-		t.add(e.obj, spotOf(sub), w.ts())
-		t.watch(nil)
-		e.obj.apply(w)
-		back.entries = append(back.entries, undoEntry{obj: e.obj, path: e.path, old: cur, oldPresent: present, by: w})
+		subs[i] = sub
 	}
-	if top == nil {
-		top = back.entries[0].by.op
+	var top *op
+	if len(subs) > 1 {
+		top = &op{verb: VerbBatch, ts: r.clock.Now(), subs: subs}
+	} else {
+		top = subs[0]
+		top.ts = r.clock.Now()
 	}
+	var t tracker
+	t.watch([]*op{top})
+	r.log.insert(top)
+	// The step that goes back lists what each write overwrote, in the order written.
+	back := undoStep{closed: true}
+	top.writes(func(sub *op, idx int32) {
+		cur, present := sub.obj.valueAt(sub.path)
+		if sub.path == nil {
+			present = present && sub.obj.exists()
+		}
+		w := write{op: top, sub: idx}
+		sub.obj.apply(w)
+		back.entries = append(back.entries, undoEntry{obj: sub.obj, path: sub.path, old: cur, oldPresent: present, by: w})
+	})
 	r.outbox = append(r.outbox, top)
-	// The step to go back is in reverse order of what we just wrote.
-	for i, j := 0, len(back.entries)-1; i < j; i, j = i+1, j-1 {
-		back.entries[i], back.entries[j] = back.entries[j], back.entries[i]
-	}
 	*to = append(*to, back)
 	res.Changes = t.changes()
 	return res, nil

@@ -86,12 +86,11 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 	return err
 }
 
-// replicaFactory gives the relay its per-map replicas, stored under dataDir.
-// Nil for now: every room gets a replica that accepts everything.
-// TODO(lead): return a factory opening a crdt replica persisted in dataDir.
+// replicaFactory gives the relay its per-map replicas: crdt replicas with
+// peer id "relay", each persisted in dataDir as <map>.snapshot plus
+// <map>.log (see store.go).
 func replicaFactory(dataDir string) ReplicaFactory {
-	_ = dataDir
-	return nil
+	return newStoreFactory(storeOptions{Dir: dataDir})
 }
 
 // newMux routes the relay, the glue at /jsglue/ and the page at /.

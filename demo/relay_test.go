@@ -465,8 +465,11 @@ func TestSlowClientIsClosed(t *testing.T) {
 
 	big := `{"kind":"OperationMessage","value":"` + strings.Repeat("x", 256<<10) + `"}`
 	// The fast client reads while the writer floods: 12 MiB, more than the
-	// slow client's socket buffers hold.
+	// slow client's socket buffers hold. The writer waits until the fast
+	// client got each message before sending the next, so the fast client's
+	// queue never holds more than one, however loaded the machine is.
 	fastDone := make(chan error, 1)
+	received := make(chan struct{}, 48)
 	go func() {
 		slowLeft := false
 		for ops := 0; ops < 48 || !slowLeft; {
@@ -479,6 +482,7 @@ func TestSlowClientIsClosed(t *testing.T) {
 				return
 			case len(got) == len(big):
 				ops++
+				received <- struct{}{}
 			case strings.Contains(string(got), "ListPeersResponse") && !strings.Contains(string(got), slow.id):
 				slowLeft = true
 			default:
@@ -491,6 +495,14 @@ func TestSlowClientIsClosed(t *testing.T) {
 	start := time.Now()
 	for i := 0; i < 48; i++ {
 		writer.send(big)
+		select {
+		case <-received:
+		case err := <-fastDone:
+			fastDone <- err // read again below
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 	if err := <-fastDone; err != nil {
 		t.Fatal(err)

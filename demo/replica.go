@@ -33,6 +33,16 @@ type Replica interface {
 	Close() error
 }
 
+// JoinHook is optionally implemented by a Replica that wants to greet the
+// peers joining its room. Joined is called with the new peer's id, after the
+// peer got its JoinResponse and the room the new ListPeersResponse; the
+// messages it returns are sent to the new peer (a sync request, so that
+// edits the peer made offline reach the replica even if it asks no one).
+// Like every other method, it runs under the room's serialization.
+type JoinHook interface {
+	Joined(peer string) [][]byte
+}
+
 // ReplicaFactory opens the Replica of the map named mapName (already
 // validated against [A-Za-z0-9_-]{1,64}, so it is safe as a file name). It is
 // called when the first peer joins a room; an error refuses that join.

@@ -43,7 +43,8 @@ func (rm *room) roster(kind string) peersMessage {
 }
 
 // join gives c a peer id (peer if valid and free, else a fresh uuid), sends
-// it the JoinResponse and everyone the new ListPeersResponse.
+// it the JoinResponse, everyone the new ListPeersResponse, and c what the
+// replica's JoinHook returns, if it has one.
 func (rm *room) join(c *conn, peer, name string) {
 	rm.mu.Lock()
 	defer rm.mu.Unlock()
@@ -56,6 +57,9 @@ func (rm *room) join(c *conn, peer, name string) {
 	resp.Peer = peer
 	c.enqueue(mustJSON(resp))
 	rm.broadcast(nil, mustJSON(rm.roster("ListPeersResponse")))
+	if h, ok := rm.replica.(JoinHook); ok {
+		c.enqueueAll(h.Joined(peer))
+	}
 }
 
 func (rm *room) taken(id string) bool {

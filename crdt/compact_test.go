@@ -1,0 +1,219 @@
+package crdt
+
+// Compaction (DESIGN §6, issue 5).
+
+import (
+	"math/rand/v2"
+	"strconv"
+	"testing"
+
+	"github.com/mapcrdt/mapcrdt/hlc"
+	"github.com/tidwall/gjson"
+)
+
+// kitBare is the size of an OperationMessage without its envelope: the operation as the
+// log holds it (what CompactStats.Bytes counts).
+func kitBare(t testing.TB, msg []byte) int {
+	t.Helper()
+	prefix := `"kind":"OperationMessage","sender":` + strconv.Quote(gjson.GetBytes(msg, "sender").String()) + `,`
+	return len(msg) - len(prefix)
+}
+
+func TestCompactDropsSupersededOps(t *testing.T) {
+	wall := hlc.NewManualClock(kitT0)
+	alice := kitReplica(t, "alice", wall)
+	bob := kitReplica(t, "bob", wall)
+	var msgs [][]byte
+	edit := func(r *Replica, meta, key, value string) {
+		wall.Advance(5)
+		kitSet(t, r, meta, key, value)
+		m := r.Flush()
+		msgs = append(msgs, m...)
+		if r == bob {
+			kitDeliver(t, m, alice)
+		}
+	}
+	for i := 0; i < 10; i++ {
+		edit(alice, kitF1, "geometry", `{"type":"Point","coordinates":[`+strconv.Itoa(i)+`,1]}`)
+	}
+	edit(alice, kitF1, "properties.name", `"a"`)
+	edit(bob, kitF1, "properties.name", `"bob"`)  // supersedes alice's name
+	edit(alice, kitF2, "properties.name", `"x"`)  // superseded by the properties write below
+	edit(alice, kitF2, "properties.color", `"y"`) // idem
+	edit(bob, kitF2, "properties", `{"z":1}`)
+	edit(alice, kitF2, "properties.w", `2`) // below, newer: stays
+	edit(alice, kitF3, "properties.name", `"gone"`)
+	wall.Advance(5)
+	kitOK(t)(alice.Delete("feature", kitF3)) // supersedes the update of f3
+	msgs = append(msgs, alice.Flush()...)
+
+	dropped := map[int]bool{0: true, 1: true, 2: true, 3: true, 4: true, 5: true, 6: true, 7: true, 8: true, 10: true, 12: true, 13: true, 16: true}
+	wantBytes := 0
+	for i := range dropped {
+		wantBytes += kitBare(t, msgs[i])
+	}
+	before := alice.State()
+	n := alice.LogLen()
+	if n != len(msgs) {
+		t.Fatalf("LogLen %d before compaction, want %d", n, len(msgs))
+	}
+	st := alice.Compact()
+	if st.Ops != len(dropped) || st.Remaining != n-len(dropped) || alice.LogLen() != st.Remaining {
+		t.Errorf("Compact = %+v, LogLen %d; want %d dropped, %d remaining", st, alice.LogLen(), len(dropped), n-len(dropped))
+	}
+	if st.Bytes != wantBytes {
+		t.Errorf("Compact reports %d bytes, want %d (the dropped operations as wire JSON)", st.Bytes, wantBytes)
+	}
+	if alice.State() != before {
+		t.Errorf("Compact changed the state\nbefore %s\nafter  %s", before, alice.State())
+	}
+	if st := alice.Compact(); st.Ops != 0 || st.Bytes != 0 {
+		t.Errorf("a second Compact dropped %+v", st)
+	}
+	// A replica that syncs from the compacted one converges, with the full vector, and the
+	// next live operation is no gap.
+	carol := kitReplica(t, "carol", wall)
+	kitSync(t, carol, alice)
+	kitSameState(t, alice, carol)
+	or := newOracle(t)
+	for _, m := range msgs {
+		or.add(m)
+	}
+	if got := norm(t, carol.State()); got != or.state() {
+		t.Errorf("carol after sync\n got %s\nwant %s", got, or.state())
+	}
+	if vv := carol.Vector(); vv["alice"] != 16 || vv["bob"] != 2 {
+		t.Errorf("carol's vector %v, want alice:16 bob:2", vv)
+	}
+	wall.Advance(5)
+	kitSet(t, alice, kitF1, "properties.color", `"c"`)
+	for _, m := range alice.Flush() {
+		if res := kitRecv(t, carol, m); len(res.Replies) != 0 {
+			t.Errorf("the next live operation looks like a gap: %q", res.Replies)
+		}
+	}
+}
+
+// TestCompactBothSidesThenSync: alice and bob edit the same objects apart, both compact,
+// then sync: both equal the replay of every operation ever flushed.
+func TestCompactBothSidesThenSync(t *testing.T) {
+	for seed := 0; seed < *seeds/10; seed++ {
+		rng := rand.New(rand.NewPCG(uint64(seed), 55))
+		wa, wb := hlc.NewManualClock(kitT0), hlc.NewManualClock(kitT0+int64(rng.IntN(20)))
+		alice := kitReplica(t, "alice", wa)
+		bob := kitReplica(t, "bob", wb)
+		or := newOracle(t)
+		for i := 0; i < 40; i++ {
+			wa.Advance(int64(rng.IntN(3)))
+			wb.Advance(int64(rng.IntN(3)))
+			r := alice
+			if rng.IntN(2) == 0 {
+				r = bob
+			}
+			randomEdit(t, rng, r)
+			if rng.IntN(4) == 0 {
+				for _, m := range r.Flush() {
+					or.add(m)
+				}
+			}
+			if rng.IntN(10) == 0 {
+				r.Compact()
+			}
+			if rng.IntN(15) == 0 { // an occasional sync in the middle
+				kitSync(t, alice, bob)
+			}
+		}
+		for _, r := range []*Replica{alice, bob} {
+			for _, m := range r.Flush() {
+				or.add(m)
+			}
+			r.Compact()
+		}
+		kitSync(t, alice, bob)
+		want := or.state()
+		for _, r := range []*Replica{alice, bob} {
+			if got := norm(t, r.State()); got != want {
+				t.Fatalf("seed %d: %s after sync\n got %s\nwant %s", seed, r.PeerID(), got, want)
+			}
+		}
+		// And a newcomer syncing with either.
+		carol := kitReplica(t, "carol", wa)
+		kitSync(t, carol, bob)
+		if got := norm(t, carol.State()); got != want {
+			t.Fatalf("seed %d: carol\n got %s\nwant %s", seed, got, want)
+		}
+	}
+}
+
+// TestCompactKeepsTheOutbox: Compact never drops an operation waiting in the outbox (nor
+// the open batch); what leaves afterwards is what would have left without it.
+func TestCompactKeepsTheOutbox(t *testing.T) {
+	build := func(compact bool) ([][]byte, *Replica) {
+		wall := hlc.NewManualClock(kitT0)
+		alice := kitReplica(t, "alice", wall)
+		bob := kitReplica(t, "bob", hlc.NewManualClock(kitT0+50))
+		kitSet(t, alice, kitF1, "properties.name", `"queued 1"`)
+		wall.Advance(1)
+		kitSet(t, alice, kitF1, "properties.name", `"queued 2"`) // supersedes queued 1
+		kitSet(t, alice, kitF1, "properties.color", `"red"`)
+		kitSet(t, alice, kitF2, "properties.name", `"overwritten by bob"`)
+		kitSet(t, bob, kitF2, "properties.name", `"bob"`)
+		kitDeliver(t, bob.Flush(), alice)
+		kitNoErr(t, alice.StartBatch())
+		kitSet(t, alice, kitF3, "properties.a", `1`)
+		if compact {
+			alice.Compact()
+			if st := alice.Compact(); st.Ops != 0 {
+				t.Errorf("second Compact dropped %d", st.Ops)
+			}
+		}
+		kitSet(t, alice, kitF3, "properties.b", `2`)
+		kitNoErr(t, alice.CommitBatch())
+		if compact {
+			alice.Compact()
+		}
+		return alice.Flush(), alice
+	}
+	plain, a1 := build(false)
+	compacted, a2 := build(true)
+	if len(plain) != len(compacted) {
+		t.Fatalf("without Compact %d messages leave, with it %d", len(plain), len(compacted))
+	}
+	for i := range plain {
+		if string(plain[i]) != string(compacted[i]) {
+			t.Errorf("message %d\nwithout Compact %s\nwith Compact    %s", i, plain[i], compacted[i])
+		}
+	}
+	if len(compacted) != 3 {
+		t.Errorf("%d messages leave, want 3 (name, color, the batch)", len(compacted))
+	}
+	kitSameState(t, a1, a2)
+	fresh := kitReplica(t, "carol", hlc.NewManualClock(kitT0+100))
+	kitRecv(t, fresh, []byte(`{"kind":"OperationMessage","sender":"bob","verb":"update","subject":"feature","metadata":`+kitF2+`,"key":"properties.name","value":"bob","hlc":"`+hlc.Timestamp{Wall: kitT0 + 50, Peer: "bob"}.String()+`","seq":1}`))
+	kitDeliver(t, compacted, fresh)
+	kitSameState(t, a2, fresh)
+	// The open batch is kept too: compacting in the middle of it loses nothing.
+	kitWant(t, a2, "feature", kitF3, "properties", `{"a":1,"b":2}`)
+}
+
+// TestCompactThenUndo: undo still works once the operations it refers to are compacted.
+func TestCompactThenUndo(t *testing.T) {
+	wall := hlc.NewManualClock(kitT0)
+	alice := kitReplica(t, "alice", wall)
+	for i := 1; i <= 3; i++ {
+		wall.Advance(10)
+		kitSet(t, alice, kitF1, "properties.name", strconv.Quote("v"+strconv.Itoa(i)))
+		alice.Flush()
+	}
+	if st := alice.Compact(); st.Ops != 2 {
+		t.Fatalf("Compact dropped %d, want 2", st.Ops)
+	}
+	kitUndo(t, alice)
+	kitWant(t, alice, "feature", kitF1, "properties.name", `"v2"`)
+	kitUndo(t, alice)
+	kitWant(t, alice, "feature", kitF1, "properties.name", `"v1"`)
+	alice.Compact()
+	kitRedo(t, alice)
+	kitRedo(t, alice)
+	kitWant(t, alice, "feature", kitF1, "properties.name", `"v3"`)
+}

@@ -1,0 +1,633 @@
+package crdt
+
+// Operations on the wire: validation of every input (DESIGN §9) with its stable code, a
+// message quoting the bad input and nothing changed; decoding and encoding that lose
+// nothing; key paths; options.
+
+import (
+	"errors"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/mapcrdt/mapcrdt/hlc"
+	"github.com/tidwall/gjson"
+)
+
+// good is a valid operation message; the validation cases break one thing in it.
+var good = `{"kind":"OperationMessage","sender":"bob","verb":"update","subject":"feature",` +
+	`"metadata":{"id":"f9","layerId":"L1","featureType":"marker"},"key":"properties.name","value":"x",` +
+	`"hlc":"` + stamp(50, 0, "bob") + `","seq":3}`
+
+// with returns good with old replaced by new (old must occur once).
+func with(t testing.TB, old, new string) string {
+	t.Helper()
+	if strings.Count(good, old) != 1 {
+		t.Fatalf("with: %q occurs %d times", old, strings.Count(good, old))
+	}
+	return strings.Replace(good, old, new, 1)
+}
+
+// opWith returns an operation message of bob's at t=50 made of members.
+func opWith(members string) string {
+	return `{"kind":"OperationMessage","sender":"bob",` + members + `,"hlc":"` + stamp(50, 0, "bob") + `","seq":3}`
+}
+
+func peerMessage(inner string) string {
+	return `{"kind":"PeerMessage","sender":"bob","recipient":"val","message":` + inner + `}`
+}
+
+// validationReplica returns a replica holding a little of everything, so that "nothing
+// changed" means something.
+func validationReplica(t testing.TB, opts Options) *Replica {
+	t.Helper()
+	opts.PeerID = "val"
+	opts.Wall = hlc.NewManualClock(t0 + 1000)
+	r, err := NewReplica(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []string{
+		`{"kind":"OperationMessage","sender":"bob","verb":"upsert","subject":"datalayer","metadata":{"id":"L1"},"value":{"name":"Trees"},"hlc":"` + stamp(1, 0, "bob") + `","seq":1}`,
+		`{"kind":"OperationMessage","sender":"bob","verb":"update","subject":"feature","metadata":{"id":"f1","layerId":"L1"},"key":"properties.name","value":"oak","hlc":"` + stamp(2, 0, "bob") + `","seq":2}`,
+	} {
+		if _, err := r.Receive([]byte(m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := r.Update("map", `{}`, "properties.name", `"My map"`); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+type replicaView struct {
+	state   string
+	vector  VersionVector
+	clock   hlc.Timestamp
+	logLen  int
+	pending int
+	objects int
+}
+
+func viewOf(r *Replica) replicaView {
+	return replicaView{r.State(), r.Vector(), r.Clock(), r.LogLen(), r.Pending(), len(r.objects)}
+}
+
+func (v replicaView) equal(w replicaView) bool {
+	return v.state == w.state && vectorsEqual(v.vector, w.vector) && v.clock == w.clock &&
+		v.logLen == w.logLen && v.pending == w.pending && v.objects == w.objects
+}
+
+// checkError checks err against the §9 contract: an *Error with the sentinel's code,
+// errors.Is with the sentinel, a message containing quoted.
+func checkError(t testing.TB, err, sentinel error, quoted string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("accepted, want %v", sentinel)
+	}
+	var e *Error
+	if !errors.As(err, &e) {
+		t.Fatalf("error %T %v is not an *Error", err, err)
+	}
+	if !errors.Is(err, sentinel) || e.Code() != sentinel.Error() || Code(err) != sentinel.Error() {
+		t.Fatalf("error %q: code %q, want %q", err, e.Code(), sentinel)
+	}
+	if !strings.HasPrefix(err.Error(), sentinel.Error()+": ") {
+		t.Errorf("error %q does not start with its code", err)
+	}
+	if quoted != "" && !strings.Contains(err.Error(), quoted) {
+		t.Errorf("error %q\n does not quote %s", err, quoted)
+	}
+}
+
+func TestReceiveValidation(t *testing.T) {
+	deep := func(n int) string { return strings.Repeat("[", n) + strings.Repeat("]", n) }
+	longKey := strings.Repeat("k", 1025)
+	tooManyParts := strings.TrimSuffix(strings.Repeat("p.", 33), ".")
+	small := func(o *Options) { o.Limits = DefaultLimits(); o.Limits.MaxMessageBytes = 256 }
+	batch3 := func(o *Options) { o.Limits = DefaultLimits(); o.Limits.MaxBatch = 3 }
+	sub := `{"verb":"update","subject":"feature","metadata":{"id":"f1","layerId":"L1"},"key":"k","value":1}`
+	tests := []struct {
+		name   string
+		msg    string
+		opts   func(*Options)
+		code   error
+		quoted string // text the message must contain
+	}{
+		// invalid_json
+		{"empty input", ``, nil, ErrInvalidJSON, `near ""`},
+		{"only whitespace", " \n", nil, ErrInvalidJSON, `at byte 2`},
+		{"truncated in a string", good[:60], nil, ErrInvalidJSON, strconv.Quote(good[44:60])},
+		{"truncated after a comma", good[:strings.Index(good, `"verb"`)], nil, ErrInvalidJSON, `near "`},
+		{"truncated before the last brace", good[:len(good)-1], nil, ErrInvalidJSON, `"seq\":3"`},
+		{"trailing garbage", good + ` x`, nil, ErrInvalidJSON, `3} x"`},
+		{"two messages", good + good, nil, ErrInvalidJSON, `unexpected text after the value`},
+		{"invalid UTF-8 in a value", with(t, `"value":"x"`, "\"value\":\"\xff\""), nil, ErrInvalidJSON, `\xff`},
+		{"invalid UTF-8 in a name", with(t, `"value":"x"`, "\"value\":\"x\",\"\xc3(\":1"), nil, ErrInvalidJSON, `\xc3(`},
+		{"overlong UTF-8", with(t, `"value":"x"`, "\"value\":\"\xc0\xaf\""), nil, ErrInvalidJSON, `invalid UTF-8`},
+		{"UTF-8 surrogate half", with(t, `"value":"x"`, "\"value\":\"\xed\xa0\x80\""), nil, ErrInvalidJSON, `invalid UTF-8`},
+		{"bad escape", with(t, `"value":"x"`, `"value":"a\x41"`), nil, ErrInvalidJSON, `bad escape`},
+		{"short unicode escape", with(t, `"value":"x"`, `"value":"\u12"`), nil, ErrInvalidJSON, `\\u12`},
+		{"non-hex unicode escape", with(t, `"value":"x"`, `"value":"\uzzzz"`), nil, ErrInvalidJSON, `\\uzzzz`},
+		{"escape at the end", `{"a":"\`, nil, ErrInvalidJSON, `unterminated escape`},
+		{"raw control character", with(t, `"value":"x"`, "\"value\":\"a\tb\""), nil, ErrInvalidJSON, `control character`},
+		{"bare word", with(t, `"value":"x"`, `"value":x`), nil, ErrInvalidJSON, `"value\":x,`},
+		{"single quotes", with(t, `"value":"x"`, `"value":'x'`), nil, ErrInvalidJSON, `'x'`},
+		{"leading zero", with(t, `"seq":3`, `"seq":03`), nil, ErrInvalidJSON, `"seq\":03}"`},
+		{"NaN", with(t, `"value":"x"`, `"value":NaN`), nil, ErrInvalidJSON, `NaN`},
+		{"trailing comma", with(t, `"seq":3`, `"seq":3,`), nil, ErrInvalidJSON, `3,}`},
+		{"missing colon", with(t, `"seq":3`, `"seq" 3`), nil, ErrInvalidJSON, `expected ':'`},
+		{"unclosed array", with(t, `"value":"x"`, `"value":[1,2`), nil, ErrInvalidJSON, `[1,2`},
+		{"truncated literal", with(t, `"value":"x"`, `"value":tru`), nil, ErrInvalidJSON, `tru,`},
+		{"bad number", with(t, `"value":"x"`, `"value":1.e5`), nil, ErrInvalidJSON, `1.e5`},
+
+		// bad_message: well-formed JSON of the wrong shape
+		{"not an object", `[1,2]`, nil, ErrBadMessage, `[1,2]`},
+		{"a string", `"update"`, nil, ErrBadMessage, `"\"update\""`},
+		{"no verb", with(t, `"verb":"update",`, ``), nil, ErrBadMessage, `without a verb`},
+		{"verb not a string", with(t, `"verb":"update"`, `"verb":1`), nil, ErrBadMessage, `"1"`},
+		{"kind not a string", with(t, `"kind":"OperationMessage"`, `"kind":7`), nil, ErrBadMessage, `"7"`},
+		{"subject missing", with(t, `"subject":"feature",`, ``), nil, ErrBadMessage, `without a subject`},
+		{"subject not a string", with(t, `"subject":"feature"`, `"subject":["feature"]`), nil, ErrBadMessage, `"[\"feature\"]"`},
+		{"seq zero", with(t, `"seq":3`, `"seq":0`), nil, ErrBadMessage, `"0"`},
+		{"seq negative", with(t, `"seq":3`, `"seq":-3`), nil, ErrBadMessage, `"-3"`},
+		{"seq a string", with(t, `"seq":3`, `"seq":"3"`), nil, ErrBadMessage, `"\"3\""`},
+		{"seq fractional", with(t, `"seq":3`, `"seq":1.5`), nil, ErrBadMessage, `"1.5"`},
+		{"seq with exponent", with(t, `"seq":3`, `"seq":3e0`), nil, ErrBadMessage, `"3e0"`},
+		{"seq 2^53", with(t, `"seq":3`, `"seq":9007199254740992`), nil, ErrBadMessage, `"9007199254740992"`},
+		{"batch without operations", opWith(`"verb":"batch"`), nil, ErrBadMessage, `array of operations`},
+		{"batch operations not an array", opWith(`"verb":"batch","operations":{"0":` + sub + `}`), nil, ErrBadMessage, `array of operations`},
+		{"empty batch", opWith(`"verb":"batch","operations":[]`), nil, ErrBadMessage, `empty batch`},
+		{"batch element not an object", opWith(`"verb":"batch","operations":[` + sub + `,7]`), nil, ErrBadMessage, `7`},
+		{"batch inside a batch", opWith(`"verb":"batch","operations":[{"verb":"batch","operations":[` + sub + `]}]`), nil, ErrBadMessage, `batch inside a batch`},
+		{"sub-operation with its own hlc", opWith(`"verb":"batch","operations":[` + strings.TrimSuffix(sub, `}`) + `,"hlc":"` + stamp(50, 0, "bob") + `"}` + `]`), nil, ErrBadMessage, `own hlc`},
+		{"sub-operation with its own seq", opWith(`"verb":"batch","operations":[` + strings.Replace(sub, `"key"`, `"seq":4,"key"`, 1) + `]`), nil, ErrBadMessage, `own seq`},
+		{"sub-operation without a verb", opWith(`"verb":"batch","operations":[{"subject":"map","key":"a","value":1}]`), nil, ErrBadMessage, `without a verb`},
+		{"PeerMessage without a message", `{"kind":"PeerMessage","sender":"bob","recipient":"val"}`, nil, ErrBadMessage, `message object`},
+		{"PeerMessage with a string message", `{"kind":"PeerMessage","sender":"bob","recipient":"val","message":"hi"}`, nil, ErrBadMessage, `message object`},
+		{"response without operations", peerMessage(`{"verb":"ListOperationsResponse"}`), nil, ErrBadMessage, `operations`},
+		{"response operations not an array", peerMessage(`{"verb":"ListOperationsResponse","operations":{}}`), nil, ErrBadMessage, `operations`},
+		{"response element not an object", peerMessage(`{"verb":"ListOperationsResponse","operations":[null]}`), nil, ErrBadMessage, `null`},
+		{"response with a bad vector", peerMessage(`{"verb":"ListOperationsResponse","operations":[],"vector":{"bob":"x"}}`), nil, ErrBadMessage, `"\"x\""`},
+		{"response with a vector of a bad peer", peerMessage(`{"verb":"ListOperationsResponse","operations":[],"vector":{"b o b":1}}`), nil, ErrBadMessage, `"b o b"`},
+		{"request without a sender", `{"kind":"PeerMessage","recipient":"val","message":{"verb":"ListOperationsRequest","vector":{}}}`, nil, ErrBadMessage, `without a sender`},
+		{"request with a vector array", peerMessage(`{"verb":"ListOperationsRequest","vector":[1]}`), nil, ErrBadMessage, `vector`},
+		{"JoinResponse peers not strings", `{"kind":"JoinResponse","peers":["a",1]}`, nil, ErrBadMessage, `"1"`},
+		{"compact response of a bad shape", peerMessage(`{"verb":"ListOperationsResponse","state":{"peers":["bob"],"objects":[["feature"]],"ops":[]}}`), nil, ErrBadMessage, `"[\"feature\"]"`},
+
+		// unknown_verb, unknown_subject, unknown_kind
+		{"unknown verb", with(t, `"verb":"update"`, `"verb":"patch"`), nil, ErrUnknownVerb, `"patch"`},
+		{"verb in capitals", with(t, `"verb":"update"`, `"verb":"Update"`), nil, ErrUnknownVerb, `"Update"`},
+		{"unknown verb in a batch", opWith(`"verb":"batch","operations":[{"verb":"move","subject":"map","key":"a"}]`), nil, ErrUnknownVerb, `"move"`},
+		{"unknown peer message verb", peerMessage(`{"verb":"ListPeers"}`), nil, ErrUnknownVerb, `"ListPeers"`},
+		{"unknown subject", with(t, `"subject":"feature"`, `"subject":"layer"`), nil, ErrUnknownSubject, `"layer"`},
+		{"unknown subject in a batch", opWith(`"verb":"batch","operations":[` + strings.Replace(sub, `"feature"`, `"marker"`, 1) + `]`), nil, ErrUnknownSubject, `"marker"`},
+		{"unknown kind", with(t, `"kind":"OperationMessage"`, `"kind":"Hello"`), nil, ErrUnknownKind, `"Hello"`},
+		{"no kind and no verb", `{"subject":"map"}`, nil, ErrUnknownKind, `""`},
+
+		// bad_metadata
+		{"feature without layerId", with(t, `"layerId":"L1",`, ``), nil, ErrBadMetadata, `metadata.layerId`},
+		{"feature without id", with(t, `"id":"f9",`, ``), nil, ErrBadMetadata, `metadata.id`},
+		{"non-string id", with(t, `"id":"f9"`, `"id":7`), nil, ErrBadMetadata, `"7"`},
+		{"null layerId", with(t, `"layerId":"L1"`, `"layerId":null`), nil, ErrBadMetadata, `"null"`},
+		{"empty id", with(t, `"id":"f9"`, `"id":""`), nil, ErrBadMetadata, `"\"\""`},
+		{"id too long", with(t, `"id":"f9"`, `"id":"`+strings.Repeat("i", MaxIDBytes+1)+`"`), nil, ErrBadMetadata, `"\"iiiiii`},
+		{"metadata not an object", with(t, `"metadata":{"id":"f9","layerId":"L1","featureType":"marker"}`, `"metadata":"f9"`), nil, ErrBadMetadata, `"\"f9\""`},
+		{"metadata an array", with(t, `"metadata":{"id":"f9","layerId":"L1","featureType":"marker"}`, `"metadata":["f9","L1"]`), nil, ErrBadMetadata, `"[\"f9\",\"L1\"]"`},
+		{"datalayer without id", opWith(`"verb":"delete","subject":"datalayer","metadata":{"name":"L1"}`), nil, ErrBadMetadata, `metadata.id`},
+		{"datalayer without metadata", opWith(`"verb":"delete","subject":"datalayer"`), nil, ErrBadMetadata, `metadata.id`},
+
+		// bad_key
+		{"empty key", with(t, `"key":"properties.name"`, `"key":""`), nil, ErrBadKey, `empty key`},
+		{"empty part", with(t, `"key":"properties.name"`, `"key":"properties..name"`), nil, ErrBadKey, `"properties..name"`},
+		{"leading dot", with(t, `"key":"properties.name"`, `"key":".name"`), nil, ErrBadKey, `".name"`},
+		{"trailing dot", with(t, `"key":"properties.name"`, `"key":"name."`), nil, ErrBadKey, `"name."`},
+		{"trailing backslash", with(t, `"key":"properties.name"`, `"key":"name\\"`), nil, ErrBadKey, `"name\\"`},
+		{"escaped then empty part", with(t, `"key":"properties.name"`, `"key":"a\\.."`), nil, ErrBadKey, `"a\\.."`},
+		{"key not a string", with(t, `"key":"properties.name"`, `"key":5`), nil, ErrBadKey, `"5"`},
+		{"update without a key", with(t, `"key":"properties.name",`, ``), nil, ErrBadKey, `without a key`},
+		{"bad key in a batch", opWith(`"verb":"batch","operations":[` + strings.Replace(sub, `"k"`, `"a..b"`, 1) + `]`), nil, ErrBadKey, `"a..b"`},
+
+		// bad_value
+		{"upsert of an array", opWith(`"verb":"upsert","subject":"datalayer","metadata":{"id":"L2"},"value":[1]`), nil, ErrBadValue, `"[1]"`},
+		{"upsert of a string", opWith(`"verb":"upsert","subject":"datalayer","metadata":{"id":"L2"},"value":"L2"`), nil, ErrBadValue, `"\"L2\""`},
+		{"upsert of null", opWith(`"verb":"upsert","subject":"map","value":null`), nil, ErrBadValue, `"null"`},
+		{"upsert without a value", opWith(`"verb":"upsert","subject":"map"`), nil, ErrBadValue, `upsert needs an object value`},
+
+		// bad_hlc
+		{"hlc not clock text", with(t, `"hlc":"`+stamp(50, 0, "bob")+`"`, `"hlc":"yesterday"`), nil, ErrBadHLC, `"yesterday"`},
+		{"hlc missing", with(t, `,"hlc":"`+stamp(50, 0, "bob")+`"`, ``), nil, ErrBadHLC, `without an hlc`},
+		{"hlc a number", with(t, `"hlc":"`+stamp(50, 0, "bob")+`"`, `"hlc":1727184449050`), nil, ErrBadHLC, `"1727184449050"`},
+		{"hlc with two parts", with(t, `"hlc":"`+stamp(50, 0, "bob")+`"`, `"hlc":"1727184449050:0"`), nil, ErrBadHLC, `"1727184449050:0"`},
+		{"hlc counter with a leading zero", with(t, `"hlc":"`+stamp(50, 0, "bob")+`"`, `"hlc":"1727184449050:01:bob"`), nil, ErrBadHLC, `"1727184449050:01:bob"`},
+		{"hlc negative wall", with(t, `"hlc":"`+stamp(50, 0, "bob")+`"`, `"hlc":"-1:0:bob"`), nil, ErrBadHLC, `"-1:0:bob"`},
+		{"hlc wall 2^53", with(t, `"hlc":"`+stamp(50, 0, "bob")+`"`, `"hlc":"9007199254740992:0:bob"`), nil, ErrBadHLC, `"9007199254740992:0:bob"`},
+		{"hlc counter 2^31", with(t, `"hlc":"`+stamp(50, 0, "bob")+`"`, `"hlc":"1727184449050:2147483648:bob"`), nil, ErrBadHLC, `2147483648`},
+		{"hlc empty peer", with(t, `"hlc":"`+stamp(50, 0, "bob")+`"`, `"hlc":"1727184449050:0:"`), nil, ErrBadHLC, `"1727184449050:0:"`},
+		{"hlc peer with a space", with(t, `"hlc":"`+stamp(50, 0, "bob")+`"`, `"hlc":"1727184449050:0:b ob"`), nil, ErrBadHLC, `"1727184449050:0:b ob"`},
+		{"SavedMessage without lastKnownHLC", `{"kind":"SavedMessage","sender":"bob"}`, nil, ErrBadHLC, `lastKnownHLC`},
+		{"SavedMessage with a bad lastKnownHLC", `{"kind":"SavedMessage","sender":"bob","lastKnownHLC":"soon"}`, nil, ErrBadHLC, `"soon"`},
+		{"request with a bad lastKnownHLC", peerMessage(`{"verb":"ListOperationsRequest","lastKnownHLC":"x:y:z"}`), nil, ErrBadHLC, `"x:y:z"`},
+		{"response with a bad hlc", peerMessage(`{"verb":"ListOperationsResponse","operations":[{"verb":"delete","subject":"map","hlc":"1:2"}]}`), nil, ErrBadHLC, `"1:2"`},
+
+		// clock_drift
+		{"61 s ahead", with(t, stamp(50, 0, "bob"), stamp(1000+61_000, 0, "bob")), nil, ErrClockDrift, strconv.Quote(stamp(1000+61_000, 0, "bob"))},
+		{"61 s ahead in a response", peerMessage(`{"verb":"ListOperationsResponse","operations":[{"verb":"delete","subject":"map","hlc":"` + stamp(3, 0, "bob") + `"},{"verb":"delete","subject":"datalayer","metadata":{"id":"L1"},"hlc":"` + stamp(62_000, 0, "eve") + `"}]}`), nil, ErrClockDrift, strconv.Quote(stamp(62_000, 0, "eve"))},
+
+		// too_large
+		{"message over MaxMessageBytes", good + strings.Repeat(" ", 256-len(good)+1), small, ErrTooLarge, `message of 257 bytes, more than 256`},
+		{"key too long", with(t, `"key":"properties.name"`, `"key":"`+longKey+`"`), nil, ErrTooLarge, `"kkkkkkkk`},
+		{"key with too many parts", with(t, `"key":"properties.name"`, `"key":"`+tooManyParts+`"`), nil, ErrTooLarge, `"p.p.p.p`},
+		{"batch too long", opWith(`"verb":"batch","operations":[` + strings.TrimSuffix(strings.Repeat(sub+",", 4), ",") + `]`), batch3, ErrTooLarge, `more than 3`},
+		{"response too long", peerMessage(`{"verb":"ListOperationsResponse","operations":[` + strings.TrimSuffix(strings.Repeat(`{"verb":"delete","subject":"map","hlc":"`+stamp(3, 0, "bob")+`"},`, 4), ",") + `]}`), batch3, ErrTooLarge, `more than 3`},
+
+		// too_deep: the message says where, quoting the input there
+		{"value nested 100 deep", with(t, `"value":"x"`, `"value":`+deep(100)), nil, ErrTooDeep, `levels at byte`},
+		{"metadata nested 100 deep", with(t, `"featureType":"marker"`, `"featureType":`+deep(100)), nil, ErrTooDeep, `levels at byte`},
+		{"objects nested 100 deep", with(t, `"value":"x"`, `"value":`+strings.Repeat(`{"a":`, 100)+`1`+strings.Repeat(`}`, 100)), nil, ErrTooDeep, `levels at byte`},
+		{"nested deep in a batch", opWith(`"verb":"batch","operations":[` + strings.Replace(sub, `"value":1`, `"value":`+deep(80), 1) + `]`), nil, ErrTooDeep, `levels at byte`},
+	}
+	names := map[string]bool{}
+	for _, tc := range tests {
+		if names[tc.name] {
+			t.Fatalf("two cases named %q", tc.name)
+		}
+		names[tc.name] = true
+		t.Run(tc.name, func(t *testing.T) {
+			opts := Options{}
+			if tc.opts != nil {
+				tc.opts(&opts)
+			}
+			r := validationReplica(t, opts)
+			before := viewOf(r)
+			res, err := r.Receive([]byte(tc.msg))
+			checkError(t, err, tc.code, tc.quoted)
+			if len(res.Changes) != 0 || len(res.Replies) != 0 {
+				t.Errorf("an error with a result: %+v", res)
+			}
+			if after := viewOf(r); !after.equal(before) {
+				t.Errorf("the replica changed\nbefore %+v\nafter  %+v", before, after)
+			}
+			// And it keeps working.
+			if _, err := r.Receive([]byte(good)); err != nil {
+				t.Errorf("the valid message after the error: %v", err)
+			}
+		})
+	}
+	// Every sentinel a message can provoke has a case.
+	for _, s := range []error{ErrInvalidJSON, ErrUnknownVerb, ErrUnknownSubject, ErrUnknownKind, ErrBadMessage,
+		ErrBadMetadata, ErrBadKey, ErrBadValue, ErrBadHLC, ErrClockDrift, ErrTooLarge, ErrTooDeep} {
+		if !slices.ContainsFunc(tests, func(c struct {
+			name   string
+			msg    string
+			opts   func(*Options)
+			code   error
+			quoted string
+		}) bool {
+			return c.code == s
+		}) {
+			t.Errorf("no case for %v", s)
+		}
+	}
+}
+
+func TestLocalEditValidation(t *testing.T) {
+	tests := []struct {
+		name   string
+		edit   func(r *Replica) error
+		code   error
+		quoted string
+	}{
+		{"unknown subject", func(r *Replica) error {
+			_, err := r.Update("layer", metaL1, "name", `1`)
+			return err
+		}, ErrUnknownSubject, `"layer"`},
+		{"metadata not JSON", func(r *Replica) error {
+			_, err := r.Update("feature", `{"id":"f1",`, "name", `1`)
+			return err
+		}, ErrInvalidJSON, `{\"id\":\"f1\",`},
+		{"metadata without layerId", func(r *Replica) error {
+			_, err := r.Update("feature", `{"id":"f1"}`, "name", `1`)
+			return err
+		}, ErrBadMetadata, `metadata.layerId`},
+		{"metadata an array", func(r *Replica) error {
+			_, err := r.Delete("datalayer", `["L1"]`)
+			return err
+		}, ErrBadMetadata, `"[\"L1\"]"`},
+		{"empty key", func(r *Replica) error {
+			_, err := r.Update("feature", metaF1, "", `1`)
+			return err
+		}, ErrBadKey, `empty key`},
+		{"empty part", func(r *Replica) error {
+			_, err := r.Unset("feature", metaF1, "properties.")
+			return err
+		}, ErrBadKey, `"properties."`},
+		{"trailing backslash", func(r *Replica) error {
+			_, err := r.Update("feature", metaF1, `properties.x\`, `1`)
+			return err
+		}, ErrBadKey, `"properties.x\\"`},
+		{"value not JSON", func(r *Replica) error {
+			_, err := r.Update("feature", metaF1, "properties.name", `oak`)
+			return err
+		}, ErrInvalidJSON, `"oak"`},
+		{"value with trailing text", func(r *Replica) error {
+			_, err := r.Update("feature", metaF1, "properties.name", `"oak" "elm"`)
+			return err
+		}, ErrInvalidJSON, `"\"oak\" \"elm\""`},
+		{"update with an empty value", func(r *Replica) error {
+			_, err := r.Update("feature", metaF1, "properties.name", ``)
+			return err
+		}, ErrBadValue, `Unset`},
+		{"upsert of a non-object", func(r *Replica) error {
+			_, err := r.Upsert("feature", metaF1, `[1,2]`)
+			return err
+		}, ErrBadValue, `"[1,2]"`},
+		{"seed of a non-object", func(r *Replica) error {
+			_, err := r.Seed("feature", metaF1, `"saved"`)
+			return err
+		}, ErrBadValue, `"\"saved\""`},
+		{"value too deep", func(r *Replica) error {
+			_, err := r.Update("feature", metaF1, "properties.name", strings.Repeat("[", 65)+strings.Repeat("]", 65))
+			return err
+		}, ErrTooDeep, `levels at byte`},
+		{"key too long", func(r *Replica) error {
+			_, err := r.Update("feature", metaF1, strings.Repeat("k", 1025), `1`)
+			return err
+		}, ErrTooLarge, `"kkkk`},
+		{"edit verb batch", func(r *Replica) error {
+			_, err := r.Apply(Edit{Verb: VerbBatch, Subject: "map", Metadata: `{}`})
+			return err
+		}, ErrUnknownVerb, `"batch"`},
+		{"commit without a batch", func(r *Replica) error { return r.CommitBatch() }, ErrBadState, `no batch`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := validationReplica(t, Options{})
+			before := viewOf(r)
+			canUndo := r.CanUndo()
+			checkError(t, tc.edit(r), tc.code, tc.quoted)
+			if after := viewOf(r); !after.equal(before) {
+				t.Errorf("the replica changed\nbefore %+v\nafter  %+v", before, after)
+			}
+			if r.CanUndo() != canUndo {
+				t.Error("a failed edit made an undo step")
+			}
+		})
+	}
+	t.Run("start twice", func(t *testing.T) {
+		r := validationReplica(t, Options{})
+		if err := r.StartBatch(); err != nil {
+			t.Fatal(err)
+		}
+		checkError(t, r.StartBatch(), ErrBadState, `already open`)
+	})
+}
+
+func TestOptionsValidation(t *testing.T) {
+	tests := []struct {
+		name string
+		opts Options
+	}{
+		{"peer id with a space", Options{PeerID: "a b"}},
+		{"peer id too long", Options{PeerID: strings.Repeat("p", hlc.MaxPeerLen+1)}},
+		{"negative drift", Options{MaxDrift: -1}},
+		{"negative limit", Options{Limits: Limits{MaxMessageBytes: -1, MaxDepth: 64, MaxBatch: 1, MaxKeyBytes: 1, MaxKeyParts: 1}}},
+		{"depth 2", Options{Limits: Limits{MaxMessageBytes: 1, MaxDepth: 2, MaxBatch: 1, MaxKeyBytes: 1, MaxKeyParts: 1}}},
+		{"a limit left zero", Options{Limits: Limits{MaxMessageBytes: 100}}},
+		{"negative undo depth", Options{UndoDepth: -1}},
+		{"duplicate subject", Options{Subjects: []Subject{{Name: "map"}, {Name: "map"}}}},
+		{"empty subject name", Options{Subjects: []Subject{{Name: ""}}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := NewReplica(tc.opts)
+			checkError(t, err, ErrBadOption, "")
+		})
+	}
+	r, err := NewReplica(DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.PeerID()) != 36 {
+		t.Errorf("default peer id %q is not a UUID", r.PeerID())
+	}
+}
+
+func TestCode(t *testing.T) {
+	if Code(nil) != "" {
+		t.Error("Code(nil)")
+	}
+	if Code(errors.New("x")) != "internal" {
+		t.Error("Code of a foreign error")
+	}
+	e := newError(ErrBadKey, `empty part in key "a..b"`)
+	if Code(e) != "bad_key" || e.Error() != `bad_key: empty part in key "a..b"` || !errors.Is(e, ErrBadKey) {
+		t.Errorf("%v", e)
+	}
+	wrapped := errors.Join(errors.New("context"), e)
+	if Code(wrapped) != "bad_key" {
+		t.Errorf("Code through a wrapper = %q", Code(wrapped))
+	}
+	if got := quote(strings.Repeat("x", 100)); !strings.HasSuffix(got, `…"`) || len(got) > 70 {
+		t.Errorf("quote cuts long input: %s", got)
+	}
+}
+
+func TestVerb(t *testing.T) {
+	for _, v := range []Verb{VerbUpdate, VerbUpsert, VerbDelete, VerbBatch} {
+		got, ok := parseVerb(v.String())
+		if !ok || got != v {
+			t.Errorf("parseVerb(%q) = %v, %v", v.String(), got, ok)
+		}
+	}
+	if s := Verb(0).String(); s != "verb(0)" {
+		t.Errorf("Verb(0) = %q", s)
+	}
+	if s := Verb(9).String(); s != "verb(9)" {
+		t.Errorf("Verb(9) = %q", s)
+	}
+	for _, s := range []string{"", "Update", "ListOperationsRequest", "verb(1)"} {
+		if _, ok := parseVerb(s); ok {
+			t.Errorf("parseVerb(%q) accepted", s)
+		}
+	}
+}
+
+func TestParseSeq(t *testing.T) {
+	tests := []struct {
+		raw  string
+		want uint64
+		ok   bool
+	}{
+		{"1", 1, true}, {"12", 12, true}, {"9007199254740991", 1<<53 - 1, true},
+		{"0", 0, false}, {"", 0, false}, {"01", 0, false}, {"-1", 0, false}, {"1.0", 0, false},
+		{"1e3", 0, false}, {"9007199254740992", 0, false}, {"99999999999999999999", 0, false},
+		{`"1"`, 0, false}, {"null", 0, false}, {"+1", 0, false},
+	}
+	for _, tc := range tests {
+		got, ok := parseSeq(tc.raw)
+		if ok != tc.ok || (ok && got != tc.want) {
+			t.Errorf("parseSeq(%q) = %d, %v; want %d, %v", tc.raw, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+func TestParsePath(t *testing.T) {
+	lim := DefaultLimits()
+	tests := []struct {
+		key  string
+		want []string // nil: an error
+		code error
+	}{
+		{"geometry", []string{"geometry"}, nil},
+		{"properties.name", []string{"properties", "name"}, nil},
+		{"properties._umap_options.color", []string{"properties", "_umap_options", "color"}, nil},
+		{`properties.a\.b`, []string{"properties", "a.b"}, nil},
+		{`a\\b`, []string{`a\b`}, nil},
+		{`a\\.b`, []string{`a\`, "b"}, nil},
+		{`\*\?\|\#\@\!`, []string{`*?|#@!`}, nil},
+		{`a\b`, []string{"ab"}, nil}, // a backslash before any other byte keeps the byte
+		{"geometry.coordinates.0", []string{"geometry", "coordinates", "0"}, nil},
+		{"Café.名前", []string{"Café", "名前"}, nil},
+		{" . ", []string{" ", " "}, nil},
+		{"", nil, ErrBadKey},
+		{".", nil, ErrBadKey},
+		{"a.", nil, ErrBadKey},
+		{".a", nil, ErrBadKey},
+		{"a..b", nil, ErrBadKey},
+		{`a\`, nil, ErrBadKey},
+		{`a.\`, nil, ErrBadKey},
+		{`a\..`, nil, ErrBadKey},
+		{strings.Repeat("k", 1024), []string{strings.Repeat("k", 1024)}, nil},
+		{strings.Repeat("k", 1025), nil, ErrTooLarge},
+		{strings.TrimSuffix(strings.Repeat("p.", 32), "."), slices.Repeat([]string{"p"}, 32), nil},
+		{strings.TrimSuffix(strings.Repeat("p.", 33), "."), nil, ErrTooLarge},
+		{strings.TrimSuffix(strings.Repeat(`p\..`, 33), "."), nil, ErrTooLarge},
+	}
+	for _, tc := range tests {
+		got, err := parsePath(tc.key, lim)
+		if tc.want == nil {
+			if !errors.Is(err, tc.code) {
+				t.Errorf("parsePath(%q) = %q, %v; want %v", tc.key, got, err, tc.code)
+			}
+			continue
+		}
+		if err != nil || !slices.Equal(got, tc.want) {
+			t.Errorf("parsePath(%q) = %q, %v; want %q", tc.key, got, err, tc.want)
+		}
+		// JoinPath gives a key that parses back to the same parts.
+		back, err := parsePath(JoinPath(got...), lim)
+		if err != nil || !slices.Equal(back, got) {
+			t.Errorf("parsePath(JoinPath(%q)) = %q, %v", got, back, err)
+		}
+	}
+}
+
+func TestJoinPath(t *testing.T) {
+	tests := []struct {
+		parts []string
+		want  string
+	}{
+		{[]string{"properties", "name"}, "properties.name"},
+		{[]string{"properties", "a.b"}, `properties.a\.b`},
+		{[]string{`a\b`}, `a\\b`},
+		{[]string{"*?|#@!"}, `\*\?\|\#\@\!`},
+		{[]string{"Café"}, "Café"},
+		{nil, ""},
+	}
+	for _, tc := range tests {
+		if got := JoinPath(tc.parts...); got != tc.want {
+			t.Errorf("JoinPath(%q) = %q, want %q", tc.parts, got, tc.want)
+		}
+	}
+}
+
+// TestOperationRoundTrip: an operation received and sent on (a sync response to a plain
+// uMap peer) is the operation that came in, in canonical form, without kind and sender.
+func TestOperationRoundTrip(t *testing.T) {
+	h := func(ms int64) string { return `"hlc":"` + stamp(ms, 0, "bob") + `"` }
+	tests := []struct{ name, op string }{
+		{"update", `{"verb":"update","subject":"feature","metadata":{"id":"f1","layerId":"L1","featureType":"marker"},"key":"properties.name","value":"Café",` + h(1) + `,"seq":1}`},
+		{"update to null", `{"verb":"update","subject":"feature","metadata":{"id":"f1","layerId":"L1"},"key":"properties.color","value":null,` + h(2) + `,"seq":2}`},
+		{"unset", `{"verb":"update","subject":"map","metadata":{},"key":"properties.zoom",` + h(3) + `,"seq":3}`},
+		{"upsert", `{"verb":"upsert","subject":"datalayer","metadata":{"id":"L2"},"value":{"type":"FeatureCollection","features":[],"_umap_options":{"name":"Trees"}},` + h(4) + `,"seq":4}`},
+		{"delete", `{"verb":"delete","subject":"datalayerpermissions","metadata":{"id":"L3"},` + h(5) + `,"seq":5}`},
+		{"batch", `{"verb":"batch","operations":[{"verb":"upsert","subject":"feature","metadata":{"id":"f2","layerId":"L1"},"value":{"type":"Feature"}},{"verb":"update","subject":"feature","metadata":{"id":"f2","layerId":"L1"},"key":"properties.name","value":"x"}],` + h(6) + `,"seq":6}`},
+		{"seq-less", `{"verb":"update","subject":"mappermissions","metadata":{},"key":"edit_status","value":3,` + h(7) + `}`},
+		{"escaped key and unknown fields", `{"verb":"update","subject":"map","metadata":{"x":[1,{"b":2,"a":1}]},"key":"a\\.b","value":{"z":1,"y":"\u00e9\n"},"x-extra":[true],` + h(8) + `,"seq":7}`},
+		{"numbers kept as written", `{"verb":"update","subject":"map","metadata":{},"key":"n","value":[1.0,1e3,-0,0.10,12345678901234567890],` + h(9) + `,"seq":8}`},
+		{"delete with a stray key and value", `{"verb":"delete","subject":"datalayer","metadata":{"id":"L4"},"key":"name","value":1,` + h(10) + `,"seq":9}`},
+		{"upsert with a stray key", `{"verb":"upsert","subject":"datalayer","metadata":{"id":"L5"},"key":"name","value":{"a":1},` + h(11) + `,"seq":10}`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newTestReplica(t, "relay", hlc.NewManualClock(t0+1000))
+			msg := `{"kind":"OperationMessage","sender":"bob",` + tc.op[1:]
+			if _, err := r.Receive([]byte(msg)); err != nil {
+				t.Fatal(err)
+			}
+			resp := recv(t, r, umapRequest("umapjs", "relay", "")).Replies[0]
+			got := gjson.GetBytes(resp, "message.operations.0").Raw
+			want, err := canonicalJSON(tc.op, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			gotC, err := canonicalJSON(got, 64)
+			if err != nil {
+				t.Fatalf("%s: %v", got, err)
+			}
+			if gotC != want {
+				t.Errorf("round trip\n got %s\nwant %s", gotC, want)
+			}
+		})
+	}
+}
+
+func TestDefaultSubjects(t *testing.T) {
+	tests := []struct {
+		subject, meta, want string
+		err                 error
+	}{
+		{"map", `{}`, "map", nil},
+		{"map", `{"id":"ignored"}`, "map", nil},
+		{"mappermissions", `{}`, "mappermissions", nil},
+		{"datalayer", `{"id":"L1"}`, "datalayer\x00L1", nil},
+		{"datalayerpermissions", `{"id":"L1"}`, "datalayerpermissions\x00L1", nil},
+		{"feature", `{"id":"f1","layerId":"L1","featureType":"marker"}`, "feature\x00L1\x00f1", nil},
+		{"feature", `{"id":"f\u00e9","layerId":"L1"}`, "feature\x00L1\x00fé", nil},
+		{"feature", `{"id":"f1"}`, "", ErrBadMetadata},
+		{"datalayer", `{"id":1}`, "", ErrBadMetadata},
+	}
+	subs := map[string]*Subject{}
+	for _, s := range DefaultSubjects() {
+		subs[s.Name] = &s
+	}
+	for _, tc := range tests {
+		meta, err := canonicalJSON(tc.meta, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := objectKey(subs[tc.subject], meta)
+		if !errors.Is(err, tc.err) || got != tc.want {
+			t.Errorf("objectKey(%s, %s) = %q, %v; want %q, %v", tc.subject, tc.meta, got, err, tc.want, tc.err)
+		}
+	}
+}
+
+func TestCustomSubjects(t *testing.T) {
+	r, err := NewReplica(Options{PeerID: "p", Wall: hlc.NewManualClock(t0), Subjects: []Subject{{Name: "note", IDFields: []string{"slug"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Update("note", `{"slug":"a"}`, "text", `"hi"`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Update("feature", metaF1, "text", `"hi"`); !errors.Is(err, ErrUnknownSubject) {
+		t.Errorf("a subject outside the table: %v", err)
+	}
+	if got := r.State(); got != `[{"subject":"note","metadata":{"slug":"a"},"value":{"text":"hi"}}]` {
+		t.Errorf("state %s", got)
+	}
+}

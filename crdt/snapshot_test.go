@@ -1,0 +1,388 @@
+package crdt
+
+// Snapshots (DESIGN §6, issue 5): round trips, continuing where the replica stopped, and
+// refusing future or damaged snapshots.
+
+import (
+	"bytes"
+	"errors"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/mapcrdt/mapcrdt/hlc"
+	"github.com/tidwall/gjson"
+)
+
+func kitSnapshot(t testing.TB, r *Replica) []byte {
+	t.Helper()
+	snap, err := r.Snapshot()
+	if err != nil {
+		t.Fatalf("%s: Snapshot: %v", r.PeerID(), err)
+	}
+	return snap
+}
+
+func kitRestore(t testing.TB, snap []byte, wall hlc.WallClock) *Replica {
+	t.Helper()
+	opts := DefaultOptions()
+	opts.Wall = wall
+	r, err := NewReplicaFromSnapshot(opts, snap)
+	if err != nil {
+		t.Fatalf("NewReplicaFromSnapshot: %v\n%s", err, snap)
+	}
+	return r
+}
+
+// kitRichReplica returns a replica that holds a bit of everything a snapshot must carry:
+// a seeded base, remote operations (one after a gap), flushed and queued local operations,
+// a batch, undo and redo steps, a compacted log, a saved horizon and known peers. The
+// wall clocks of alice and bob are returned.
+func kitRichReplica(t testing.TB) (*Replica, *hlc.ManualClock) {
+	t.Helper()
+	wall := hlc.NewManualClock(kitT0)
+	bobWall := hlc.NewManualClock(kitT0 + 30_000) // bob's clock runs 30 s ahead
+	alice := kitReplica(t, "alice", wall)
+	bob := kitReplica(t, "bob", bobWall)
+	kitOK(t)(alice.Seed("feature", kitF2, `{"type":"Feature","properties":{"name":"from the server","n":1}}`))
+	kitRecv(t, alice, []byte(`{"kind":"JoinResponse","peers":["alice","bob","carol"]}`))
+	var fromBob [][]byte
+	for _, kv := range [][2]string{{"properties.name", `"b1"`}, {"properties.color", `"b2"`}, {"properties.x", `"b3"`}} {
+		bobWall.Advance(10)
+		kitSet(t, bob, kitF3, kv[0], kv[1])
+		fromBob = append(fromBob, bob.Flush()...)
+	}
+	kitRecv(t, alice, fromBob[0])
+	kitRecv(t, alice, fromBob[2]) // a gap: bob's seq 2 is missing
+	kitRecv(t, alice, []byte(`{"kind":"OperationMessage","sender":"umap","verb":"update","subject":"feature","metadata":{"id":"f1","layerId":"L1"},"key":"properties.extra","value":1,"x-client":"umap 3","hlc":"`+hlc.Timestamp{Wall: kitT0 + 5, Peer: "umap"}.String()+`"}`))
+	for i := 0; i < 3; i++ {
+		wall.Advance(10)
+		kitSet(t, alice, kitF1, "properties.name", `"a`+string(rune('1'+i))+`"`)
+		alice.Flush()
+	}
+	kitNoErr(t, alice.StartBatch())
+	kitOK(t)(alice.Upsert("datalayer", kitL1, `{"name":"Layer \"1\"","x":[1,{"y":null}]}`))
+	kitSet(t, alice, kitF2, "properties.n", `2`)
+	kitNoErr(t, alice.CommitBatch())
+	alice.Flush()
+	alice.MarkSaved(alice.Clock())
+	wall.Advance(10)
+	kitSet(t, alice, kitF1, "geometry", `{"type":"Point","coordinates":[2.35,48.85]}`) // waits in the outbox
+	kitSet(t, alice, kitF2, "properties.name", `"queued"`)
+	kitSet(t, alice, kitF2, "properties.name", `"queued, last"`)
+	wall.Advance(10)
+	kitSet(t, alice, kitF1, "properties.color", `"red"`)
+	kitUndo(t, alice) // color: a redo step
+	alice.Compact()
+	return alice, wall
+}
+
+func TestSnapshotRoundTripIsIdentical(t *testing.T) {
+	alice, wall := kitRichReplica(t)
+	snap := kitSnapshot(t, alice)
+	r2 := kitRestore(t, snap, wall)
+	snap2 := kitSnapshot(t, r2)
+	if !bytes.Equal(snap, snap2) {
+		t.Fatalf("snapshot → restore → snapshot differs\nfirst  %s\nsecond %s", snap, snap2)
+	}
+	if r2.State() != alice.State() || r2.PeerID() != "alice" || r2.Clock() != alice.Clock() ||
+		r2.Pending() != alice.Pending() || r2.LogLen() != alice.LogLen() || r2.CanUndo() != alice.CanUndo() || r2.CanRedo() != alice.CanRedo() {
+		t.Errorf("the restored replica differs: state %v clock %s/%s pending %d/%d log %d/%d",
+			r2.State() == alice.State(), r2.Clock(), alice.Clock(), r2.Pending(), alice.Pending(), r2.LogLen(), alice.LogLen())
+	}
+	if !kitEqualVV(r2.Vector(), alice.Vector()) {
+		t.Errorf("vector %v, want %v", r2.Vector(), alice.Vector())
+	}
+	if got, want := kitDirty(r2), kitDirty(alice); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("Dirty %q, want %q", got, want)
+	}
+	if got := r2.Peers(); strings.Join(got, ",") != "alice,bob,carol" {
+		t.Errorf("Peers %q", got)
+	}
+	// Restoring under an explicit, equal peer id works; another one is refused.
+	opts := DefaultOptions()
+	opts.PeerID = "alice"
+	if _, err := NewReplicaFromSnapshot(opts, snap); err != nil {
+		t.Errorf("restore with the same peer id: %v", err)
+	}
+	opts.PeerID = "mallory"
+	if _, err := NewReplicaFromSnapshot(opts, snap); Code(err) != "bad_option" {
+		t.Errorf("restore under another peer id: %v, want bad_option", err)
+	}
+	// Random replicas round-trip too.
+	for seed := 0; seed < *seeds/10; seed++ {
+		rng := rand.New(rand.NewPCG(uint64(seed), 66))
+		w := hlc.NewManualClock(kitT0)
+		a, b := kitReplica(t, "a", w), kitReplica(t, "b", w)
+		for i := 0; i < 25; i++ {
+			w.Advance(int64(rng.IntN(3)) - 1)
+			r := a
+			if rng.IntN(3) == 0 {
+				r = b
+			}
+			randomEdit(t, rng, r)
+			switch rng.IntN(6) {
+			case 0:
+				kitDeliver(t, r.Flush(), a, b)
+			case 1:
+				r.Compact()
+			case 2:
+				if r.CanUndo() {
+					kitUndo(t, r)
+				}
+			}
+		}
+		for _, r := range []*Replica{a, b} {
+			s1 := kitSnapshot(t, r)
+			r2 := kitRestore(t, s1, w)
+			if s2 := kitSnapshot(t, r2); !bytes.Equal(s1, s2) {
+				t.Fatalf("seed %d: %s: the round trip differs\nfirst  %s\nsecond %s", seed, r.PeerID(), s1, s2)
+			}
+			if r2.State() != r.State() {
+				t.Fatalf("seed %d: %s: the restored state differs", seed, r.PeerID())
+			}
+		}
+	}
+}
+
+func kitEqualVV(a, b VersionVector) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// TestSnapshotContinuesWhereItStopped: the original and its restored copy, driven the
+// same way from the same wall clock, send byte-identical messages: same clocks, seqs
+// continuing, the outbox intact, undo and redo working.
+func TestSnapshotContinuesWhereItStopped(t *testing.T) {
+	alice, wall := kitRichReplica(t)
+	held := alice.Clock()
+	queued := map[hlc.Timestamp]bool{} // stamped before the snapshot, sent after it
+	for _, o := range alice.outbox {
+		queued[o.ts] = true
+	}
+	snap := kitSnapshot(t, alice)
+	twinWall := hlc.NewManualClock(wall.NowMillis())
+	twin := kitRestore(t, snap, twinWall)
+	if twin.Pending() != alice.Pending() || !twin.CanRedo() || !twin.CanUndo() {
+		t.Errorf("restored: Pending %d (want %d), CanUndo %v, CanRedo %v", twin.Pending(), alice.Pending(), twin.CanUndo(), twin.CanRedo())
+	}
+	steps := []func(r *Replica){
+		func(r *Replica) { kitRedo(t, r) },
+		func(r *Replica) { kitSet(t, r, kitF3, "properties.name", `"alice"`) },
+		func(r *Replica) { kitUndo(t, r) },
+		func(r *Replica) { kitUndo(t, r) },
+		func(r *Replica) { kitUndo(t, r) },
+		func(r *Replica) { kitUndo(t, r) },
+		func(r *Replica) { kitRedo(t, r) },
+		func(r *Replica) { kitOK(t)(r.Delete("feature", kitF2)) },
+		func(r *Replica) { kitUndo(t, r) },
+	}
+	var sent [][]byte
+	for i, step := range steps {
+		wall.Advance(3)
+		twinWall.Advance(3)
+		step(alice)
+		step(twin)
+		a, b := alice.Flush(), twin.Flush()
+		if len(a) != len(b) {
+			t.Fatalf("step %d: the original sends %d messages, the restored one %d", i, len(a), len(b))
+		}
+		for j := range a {
+			if !bytes.Equal(a[j], b[j]) {
+				t.Errorf("step %d message %d\noriginal %s\nrestored %s", i, j, a[j], b[j])
+			}
+		}
+		if alice.State() != twin.State() {
+			t.Fatalf("step %d: states differ\noriginal %s\nrestored %s", i, alice.State(), twin.State())
+		}
+		sent = append(sent, b...)
+	}
+	// Seqs continue without a gap or a repeat, and every clock is above what was held.
+	seqs := map[int64]bool{}
+	for _, m := range sent {
+		seq := gjson.GetBytes(m, "seq").Int()
+		if seqs[seq] || seq <= 4 {
+			t.Errorf("seq %d repeated or not after the 4 sent before the snapshot: %s", seq, m)
+		}
+		seqs[seq] = true
+		if ts := kitMsgHLC(t, m); !queued[ts] && !held.Less(ts) {
+			t.Errorf("clock %s not above %s, held before the snapshot", ts, held)
+		}
+	}
+	for s := int64(5); s < 5+int64(len(sent)); s++ {
+		if !seqs[s] {
+			t.Errorf("seq %d never sent (sent %v)", s, seqs)
+		}
+	}
+}
+
+// TestSnapshotClockNeverGoesBackwards: restored on a machine whose wall clock is behind
+// (or reloaded after the clock stepped back), the next local edit still has a clock above
+// every clock the replica held — including remote clocks ahead of its wall.
+func TestSnapshotClockNeverGoesBackwards(t *testing.T) {
+	alice, wall := kitRichReplica(t)
+	var maxHeld hlc.Timestamp
+	for _, o := range alice.log.ops {
+		if maxHeld.Less(o.ts) {
+			maxHeld = o.ts
+		}
+	}
+	if maxHeld.Wall <= wall.NowMillis() {
+		t.Fatalf("precondition: the newest clock held (%s) should be ahead of the wall clock (bob's)", maxHeld)
+	}
+	snap := kitSnapshot(t, alice)
+	for _, back := range []int64{0, -10, -60_000, -3_600_000} {
+		w := hlc.NewManualClock(wall.NowMillis() + back)
+		r := kitRestore(t, snap, w)
+		kitSet(t, r, kitF3, "properties.after", `true`)
+		msgs := r.Flush()
+		last := kitMsgHLC(t, msgs[len(msgs)-1])
+		if !maxHeld.Less(last) || !alice.Clock().Less(last) {
+			t.Errorf("wall %+d ms: the next edit's clock %s is not above %s (held) and %s (clock)", back, last, maxHeld, alice.Clock())
+		}
+		for _, m := range msgs {
+			if ts := kitMsgHLC(t, m); !ts.Less(last) && ts != last {
+				t.Errorf("wall %+d ms: messages out of clock order", back)
+			}
+		}
+	}
+}
+
+// TestSnapshotGapHealsAfterRestore: a restored replica still knows it lacks bob's seq 2.
+func TestSnapshotGapHealsAfterRestore(t *testing.T) {
+	alice, wall := kitRichReplica(t)
+	r := kitRestore(t, kitSnapshot(t, alice), wall)
+	if got := r.Vector()["bob"]; got != 1 {
+		t.Fatalf("restored vector bob:%d, want 1", got)
+	}
+	req := r.SyncRequest("bob")
+	if gjson.GetBytes(req, "message.vector.bob").Uint() != 1 {
+		t.Errorf("sync request %s does not ask for bob's seq 2", req)
+	}
+}
+
+func TestSnapshotRefusesFutureVersion(t *testing.T) {
+	alice, _ := kitRichReplica(t)
+	snap := kitSnapshot(t, alice)
+	if !bytes.Contains(snap, []byte(`"version":1`)) {
+		t.Fatalf("snapshot without \"version\":1: %.200s", snap)
+	}
+	for _, v := range []string{"2", "99"} {
+		future := bytes.Replace(snap, []byte(`"version":1`), []byte(`"version":`+v), 1)
+		_, err := NewReplicaFromSnapshot(DefaultOptions(), future)
+		if Code(err) != "snapshot_version" || !errors.Is(err, ErrSnapshotVersion) {
+			t.Errorf("version %s: %v, want snapshot_version", v, err)
+		}
+		if err != nil && !strings.Contains(err.Error(), v) {
+			t.Errorf("version %s: the error %q does not say which version", v, err)
+		}
+	}
+}
+
+func TestSnapshotRefusesDamage(t *testing.T) {
+	alice, _ := kitRichReplica(t)
+	snap := kitSnapshot(t, alice)
+	refused := func(what string, s []byte) {
+		t.Helper()
+		defer func() {
+			if p := recover(); p != nil {
+				t.Errorf("%s: panic %v", what, p)
+			}
+		}()
+		r, err := NewReplicaFromSnapshot(DefaultOptions(), s)
+		if Code(err) != "bad_snapshot" || !errors.Is(err, ErrBadSnapshot) || r != nil {
+			t.Errorf("%s: %v, want bad_snapshot\n%.300s", what, err, s)
+		}
+	}
+	// Truncated anywhere.
+	for n := 0; n < len(snap); n++ {
+		refused("truncated to "+strconv.Itoa(n)+" bytes", snap[:n])
+	}
+	// Garbage.
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 50; i++ {
+		g := make([]byte, 1+rng.IntN(200))
+		for j := range g {
+			g[j] = byte(rng.IntN(256))
+		}
+		refused("garbage", g)
+	}
+	for _, g := range []string{``, `null`, `[]`, `{}`, `"snapshot"`, `{"format":"other","version":1}`, `{"version":1}`} {
+		refused(g, []byte(g))
+	}
+	// Wrong field types (and wrong values) in an otherwise good snapshot.
+	fields := map[string][]string{
+		"peer":    {`5`, `null`, `""`},
+		"clock":   {`5`, `"yesterday"`, `null`},
+		"seq":     {`"3"`, `-1`, `1.5`, `null`},
+		"saved":   {`5`, `"x"`},
+		"vector":  {`[]`, `{"bob":"1"}`, `{"bob":-1}`, `5`},
+		"above":   {`[]`, `{"bob":["x"]}`, `{"bob":5}`, `5`},
+		"peers":   {`{}`, `[1]`, `"bob"`},
+		"log":     {`[]`, `5`, `{"peers":[],"objects":[],"ops":[[0,0,7,1,1,0,"k",1]]}`, `{"peers":5,"objects":[],"ops":[]}`},
+		"outbox":  {`{}`, `[999]`, `["x"]`, `5`},
+		"bases":   {`{}`, `[1]`, `[["feature",{"id":"f9","layerId":"L1"},5]]`, `5`},
+		"undo":    {`{}`, `[5]`, `[{"entries":[[1,2,3]]}]`, `5`},
+		"redo":    {`{}`, `[{"entries":5}]`, `5`},
+		"format":  {`5`, `null`},
+		"version": {`"1"`},
+	}
+	for name, vals := range fields {
+		for _, v := range vals {
+			damaged, ok := kitReplaceField(snap, name, v)
+			if !ok {
+				t.Fatalf("the snapshot has no field %q", name)
+			}
+			if name == "version" {
+				if _, err := NewReplicaFromSnapshot(DefaultOptions(), damaged); err == nil {
+					t.Errorf("version %s accepted", v)
+				}
+				continue
+			}
+			refused(name+" = "+v, damaged)
+		}
+	}
+	// A snapshot over the size limit is refused before it is read.
+	opts := DefaultOptions()
+	opts.Limits.MaxMessageBytes = 16
+	if _, err := NewReplicaFromSnapshot(opts, snap); err == nil {
+		t.Error("a snapshot far over the size limit was accepted")
+	}
+}
+
+// kitReplaceField replaces the raw value of a top-level member of a JSON object.
+func kitReplaceField(doc []byte, name, raw string) ([]byte, bool) {
+	r := gjson.GetBytes(doc, name)
+	if !r.Exists() || r.Index == 0 {
+		return nil, false
+	}
+	out := append([]byte(nil), doc[:r.Index]...)
+	out = append(out, raw...)
+	return append(out, doc[r.Index+len(r.Raw):]...), true
+}
+
+func TestSnapshotRefusedWhileBatchOpen(t *testing.T) {
+	wall := hlc.NewManualClock(kitT0)
+	r := kitReplica(t, "alice", wall)
+	kitNoErr(t, r.StartBatch())
+	kitSet(t, r, kitF1, "properties.name", `"x"`)
+	snap, err := r.Snapshot()
+	if Code(err) != "bad_state" || !errors.Is(err, ErrBadState) || snap != nil {
+		t.Errorf("Snapshot in a batch: %v, want bad_state", err)
+	}
+	kitNoErr(t, r.CommitBatch())
+	kitRestore(t, kitSnapshot(t, r), wall)
+	// An empty batch open is still a batch open.
+	kitNoErr(t, r.StartBatch())
+	if _, err := r.Snapshot(); Code(err) != "bad_state" {
+		t.Errorf("Snapshot in an empty batch: %v, want bad_state", err)
+	}
+}

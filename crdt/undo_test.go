@@ -1,0 +1,818 @@
+package crdt
+
+// Undo and redo (DESIGN §7, issue 4): named scenarios, then a seeded property test.
+
+import (
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/mapcrdt/mapcrdt/hlc"
+	"github.com/tidwall/gjson"
+)
+
+func kitUndo(t testing.TB, r *Replica) UndoResult {
+	t.Helper()
+	res, err := r.Undo()
+	if err != nil {
+		t.Fatalf("%s: Undo: %v", r.PeerID(), err)
+	}
+	return res
+}
+
+func kitRedo(t testing.TB, r *Replica) UndoResult {
+	t.Helper()
+	res, err := r.Redo()
+	if err != nil {
+		t.Fatalf("%s: Redo: %v", r.PeerID(), err)
+	}
+	return res
+}
+
+// kitTrio returns alice, bob and carol with wall clocks a few ms apart.
+func kitTrio(t testing.TB, mod ...func(*Options)) (a, b, c *Replica, walls []*hlc.ManualClock) {
+	walls = []*hlc.ManualClock{hlc.NewManualClock(kitT0), hlc.NewManualClock(kitT0 + 1), hlc.NewManualClock(kitT0 + 2)}
+	return kitReplica(t, "alice", walls[0], mod...), kitReplica(t, "bob", walls[1], mod...),
+		kitReplica(t, "carol", walls[2], mod...), walls
+}
+
+func kitTick(walls []*hlc.ManualClock, ms int64) {
+	for _, w := range walls {
+		w.Advance(ms)
+	}
+}
+
+func TestUndoRestoresPreviousValueEverywhere(t *testing.T) {
+	alice, bob, carol, walls := kitTrio(t)
+	kitSet(t, alice, kitF1, "properties.name", `"first"`)
+	kitDeliver(t, alice.Flush(), bob, carol)
+	kitTick(walls, 10)
+	kitSet(t, alice, kitF1, "properties.name", `"second"`)
+	kitDeliver(t, alice.Flush(), bob, carol)
+	kitTick(walls, 10)
+	res := kitUndo(t, alice)
+	if !res.Done || len(res.Skipped) != 0 {
+		t.Fatalf("Undo = %+v, want done, nothing skipped", res)
+	}
+	if len(res.Changes) != 1 || res.Changes[0].Kind != Set || res.Changes[0].Value != `"first"` {
+		t.Errorf("Undo changes %+v, want name set to \"first\"", res.Changes)
+	}
+	msgs := alice.Flush()
+	if len(msgs) != 1 || gjson.GetBytes(msgs[0], "value").String() != "first" {
+		t.Fatalf("the undo sends %q, want one update back to \"first\"", msgs)
+	}
+	if ts := kitMsgHLC(t, msgs[0]); !bob.Clock().Less(ts) {
+		t.Errorf("the undo's clock %s is not fresh (bob holds %s)", ts, bob.Clock())
+	}
+	kitDeliver(t, msgs, bob, carol)
+	for _, r := range []*Replica{alice, bob, carol} {
+		kitWant(t, r, "feature", kitF1, "properties.name", `"first"`)
+	}
+	// Undo again: the feature had no name before.
+	kitUndo(t, alice)
+	kitDeliver(t, alice.Flush(), bob, carol)
+	for _, r := range []*Replica{alice, bob, carol} {
+		kitWant(t, r, "feature", kitF1, "properties.name", "")
+	}
+	if alice.CanUndo() {
+		t.Error("CanUndo after undoing both edits")
+	}
+	// Redo twice: "second" again everywhere.
+	kitRedo(t, alice)
+	kitRedo(t, alice)
+	kitDeliver(t, alice.Flush(), bob, carol)
+	for _, r := range []*Replica{alice, bob, carol} {
+		kitWant(t, r, "feature", kitF1, "properties.name", `"second"`)
+	}
+	kitSameState(t, alice, bob, carol)
+}
+
+func TestUndoSkipsWhatAPeerOverwrote(t *testing.T) {
+	alice, bob, _, walls := kitTrio(t)
+	kitSet(t, alice, kitF1, "properties.name", `"alice 1"`)
+	kitSet(t, alice, kitF1, "properties.color", `"red"`)
+	kitDeliver(t, alice.Flush(), bob)
+	kitTick(walls, 10)
+	kitNoErr(t, alice.StartBatch())
+	kitSet(t, alice, kitF1, "properties.name", `"alice 2"`)
+	kitSet(t, alice, kitF1, "properties.color", `"blue"`)
+	kitNoErr(t, alice.CommitBatch())
+	kitDeliver(t, alice.Flush(), bob)
+	kitTick(walls, 10)
+	kitSet(t, bob, kitF1, "properties.name", `"bob"`) // bob overwrites one of the two keys
+	kitDeliver(t, bob.Flush(), alice)
+	kitTick(walls, 10)
+
+	res := kitUndo(t, alice)
+	if !res.Done {
+		t.Fatal("Undo not done")
+	}
+	want := []Skipped{{Subject: "feature", Metadata: `{"featureType":"marker","id":"f1","layerId":"L1"}`, Key: "properties.name"}}
+	if !slices.Equal(res.Skipped, want) {
+		t.Errorf("Skipped = %+v, want %+v", res.Skipped, want)
+	}
+	kitDeliver(t, alice.Flush(), bob)
+	for _, r := range []*Replica{alice, bob} {
+		kitWant(t, r, "feature", kitF1, "properties.name", `"bob"`)
+		kitWant(t, r, "feature", kitF1, "properties.color", `"red"`)
+	}
+	kitSameState(t, alice, bob)
+
+	// Everything overwritten: nothing is sent, the skip is reported.
+	kitTick(walls, 10)
+	kitSet(t, bob, kitF1, "properties.color", `"green"`)
+	kitDeliver(t, bob.Flush(), alice)
+	res = kitUndo(t, alice)
+	if len(res.Skipped) != 1 || res.Skipped[0].Key != "properties.color" {
+		t.Errorf("Skipped = %+v, want properties.color", res.Skipped)
+	}
+	if n := len(alice.Flush()); n != 0 {
+		t.Errorf("an undo that skipped everything sent %d messages", n)
+	}
+	kitWant(t, alice, "feature", kitF1, "properties.color", `"green"`)
+
+	// A peer's write below the path undone (properties.name under properties) and a peer's
+	// delete of the object count as writes since.
+	kitTick(walls, 10)
+	kitSet(t, alice, kitF2, "properties", `{"name":"p","color":"c"}`)
+	kitDeliver(t, alice.Flush(), bob)
+	kitTick(walls, 10)
+	kitSet(t, bob, kitF2, "properties.name", `"bob below"`)
+	kitDeliver(t, bob.Flush(), alice)
+	if res := kitUndo(t, alice); len(res.Skipped) != 1 || res.Skipped[0].Key != "properties" {
+		t.Errorf("undo of properties after bob wrote properties.name: Skipped %+v", res.Skipped)
+	}
+	kitWant(t, alice, "feature", kitF2, "properties", `{"color":"c","name":"bob below"}`)
+	kitTick(walls, 10)
+	kitSet(t, alice, kitF3, "properties.name", `"mine"`)
+	kitDeliver(t, alice.Flush(), bob)
+	kitTick(walls, 10)
+	kitOK(t)(bob.Delete("feature", kitF3))
+	kitDeliver(t, bob.Flush(), alice)
+	if res := kitUndo(t, alice); len(res.Skipped) != 1 || res.Skipped[0].Key != "properties.name" {
+		t.Errorf("undo after bob deleted the feature: Skipped %+v", res.Skipped)
+	}
+	kitWant(t, alice, "feature", kitF3, "", "")
+	kitSameState(t, alice, bob)
+}
+
+func TestUndoBatchRevertsAllInOneMessage(t *testing.T) {
+	alice, bob, _, walls := kitTrio(t)
+	kitOK(t)(alice.Upsert("datalayer", kitL1, `{"name":"Layer 1"}`))
+	kitSet(t, alice, kitF2, "properties.name", `"two"`)
+	kitDeliver(t, alice.Flush(), bob)
+	before := alice.State()
+	kitTick(walls, 10)
+	kitNoErr(t, alice.StartBatch())
+	kitSet(t, alice, kitL1, "name", `"Renamed"`)
+	kitOK(t)(alice.Upsert("feature", kitF1, `{"type":"Feature","properties":{"name":"one"}}`))
+	kitSet(t, alice, kitF1, "properties.name", `"one, renamed"`)
+	kitOK(t)(alice.Delete("feature", kitF2))
+	kitNoErr(t, alice.CommitBatch())
+	kitDeliver(t, alice.Flush(), bob)
+	after := alice.State()
+	kitTick(walls, 10)
+
+	res := kitUndo(t, alice)
+	if !res.Done || len(res.Skipped) != 0 {
+		t.Fatalf("Undo = %+v", res)
+	}
+	msgs := alice.Flush()
+	if len(msgs) != 1 || gjson.GetBytes(msgs[0], "verb").String() != "batch" {
+		t.Fatalf("the undo of a batch sends %q, want one batch", msgs)
+	}
+	if alice.State() != before {
+		t.Errorf("after undo\n got %s\nwant %s", alice.State(), before)
+	}
+	kitDeliver(t, msgs, bob)
+	kitSameState(t, alice, bob)
+	kitTick(walls, 10)
+	kitRedo(t, alice)
+	msgs = alice.Flush()
+	if len(msgs) != 1 || gjson.GetBytes(msgs[0], "verb").String() != "batch" {
+		t.Fatalf("the redo of a batch sends %q, want one batch", msgs)
+	}
+	if alice.State() != after {
+		t.Errorf("after redo\n got %s\nwant %s", alice.State(), after)
+	}
+	kitDeliver(t, msgs, bob)
+	kitSameState(t, alice, bob)
+}
+
+// TestUndoRedoOfOneStepWritingAPathTwice: a step that wrote one path several times (a
+// grouped drag, or a batch) is undone to the value before the step, and redone to the
+// value after it — not to an intermediate one.
+func TestUndoRedoOfOneStepWritingAPathTwice(t *testing.T) {
+	pos := func(i int) string { return `{"coordinates":[` + strconv.Itoa(i) + `,0],"type":"Point"}` }
+	for _, how := range []string{"group", "batch", "captureInterval"} {
+		t.Run(how, func(t *testing.T) {
+			alice, bob, _, walls := kitTrio(t, func(o *Options) {
+				if how == "captureInterval" {
+					o.CaptureInterval = time.Second
+				}
+			})
+			kitSet(t, alice, kitF1, "geometry", pos(0))
+			kitTick(walls, 5000)
+			if how == "batch" {
+				kitNoErr(t, alice.StartBatch())
+			}
+			for i := 1; i <= 3; i++ {
+				kitTick(walls, 20)
+				e := Edit{Verb: VerbUpdate, Subject: "feature", Metadata: kitF1, Key: "geometry", Value: pos(i)}
+				if how == "group" {
+					e.Group = "drag"
+				}
+				kitOK(t)(alice.Apply(e))
+			}
+			if how == "batch" {
+				kitNoErr(t, alice.CommitBatch())
+			}
+			kitDeliver(t, alice.Flush(), bob)
+			kitTick(walls, 5000)
+			kitUndo(t, alice)
+			kitWant(t, alice, "feature", kitF1, "geometry", pos(0))
+			kitTick(walls, 5000)
+			kitRedo(t, alice)
+			kitWant(t, alice, "feature", kitF1, "geometry", pos(3))
+			kitTick(walls, 5000)
+			kitUndo(t, alice)
+			kitWant(t, alice, "feature", kitF1, "geometry", pos(0))
+			kitDeliver(t, alice.Flush(), bob)
+			kitSameState(t, alice, bob)
+		})
+	}
+	// The same with overlapping paths: properties, then properties.name, in one batch.
+	alice, _, _, walls := kitTrio(t)
+	kitSet(t, alice, kitF1, "properties", `{"name":"a","color":"red"}`)
+	kitTick(walls, 10)
+	kitNoErr(t, alice.StartBatch())
+	kitSet(t, alice, kitF1, "properties", `{"name":"b"}`)
+	kitSet(t, alice, kitF1, "properties.name", `"c"`)
+	kitNoErr(t, alice.CommitBatch())
+	kitTick(walls, 10)
+	kitUndo(t, alice)
+	kitWant(t, alice, "feature", kitF1, "properties", `{"color":"red","name":"a"}`)
+	kitTick(walls, 10)
+	kitRedo(t, alice)
+	kitWant(t, alice, "feature", kitF1, "properties", `{"name":"c"}`)
+}
+
+func TestUndoOfFeatureCreationDeletesItEverywhere(t *testing.T) {
+	alice, bob, carol, walls := kitTrio(t)
+	feature := `{"geometry":{"coordinates":[2.35,48.85],"type":"Point"},"properties":{"name":"new"},"type":"Feature"}`
+	kitOK(t)(alice.Upsert("feature", kitF1, feature))
+	kitDeliver(t, alice.Flush(), bob, carol)
+	kitWant(t, bob, "feature", kitF1, "", feature)
+	kitTick(walls, 10)
+	res := kitUndo(t, alice)
+	if len(res.Changes) != 1 || res.Changes[0].Kind != Deleted {
+		t.Errorf("undo of a creation: changes %+v, want deleted", res.Changes)
+	}
+	msgs := alice.Flush()
+	if len(msgs) != 1 || gjson.GetBytes(msgs[0], "verb").String() != "delete" {
+		t.Fatalf("undo of a creation sends %q, want one delete", msgs)
+	}
+	kitDeliver(t, msgs, bob, carol)
+	for _, r := range []*Replica{alice, bob, carol} {
+		kitWant(t, r, "feature", kitF1, "", "")
+		if r.State() != "[]" {
+			t.Errorf("%s: state %s, want []", r.PeerID(), r.State())
+		}
+	}
+	kitTick(walls, 10)
+	res = kitRedo(t, alice)
+	if len(res.Changes) != 1 || res.Changes[0].Kind != Created || res.Changes[0].Value != feature {
+		t.Errorf("redo of a creation: changes %+v, want created", res.Changes)
+	}
+	kitDeliver(t, alice.Flush(), bob, carol)
+	for _, r := range []*Replica{alice, bob, carol} {
+		kitWant(t, r, "feature", kitF1, "", feature)
+	}
+}
+
+func TestUndoOfDatalayerDeleteRestoresIt(t *testing.T) {
+	alice, bob, _, walls := kitTrio(t)
+	kitOK(t)(alice.Upsert("datalayer", kitL1, `{"name":"Trees","displayOnLoad":true}`))
+	kitDeliver(t, alice.Flush(), bob)
+	kitTick(walls, 10)
+	kitSet(t, bob, kitL1, "name", `"Old trees"`) // the last value comes from bob
+	kitDeliver(t, bob.Flush(), alice)
+	kitTick(walls, 10)
+	kitOK(t)(alice.Delete("datalayer", kitL1))
+	kitDeliver(t, alice.Flush(), bob)
+	kitWant(t, bob, "datalayer", kitL1, "", "")
+	kitTick(walls, 10)
+	res := kitUndo(t, alice)
+	if len(res.Skipped) != 0 || len(res.Changes) != 1 || res.Changes[0].Kind != Created {
+		t.Errorf("undo of a delete: %+v, want the datalayer created", res)
+	}
+	kitDeliver(t, alice.Flush(), bob)
+	for _, r := range []*Replica{alice, bob} {
+		kitWant(t, r, "datalayer", kitL1, "", `{"displayOnLoad":true,"name":"Old trees"}`)
+	}
+	kitSameState(t, alice, bob)
+	// Redo deletes it again.
+	kitTick(walls, 10)
+	kitRedo(t, alice)
+	kitDeliver(t, alice.Flush(), bob)
+	kitWant(t, bob, "datalayer", kitL1, "", "")
+}
+
+func TestUndoNeverUndoesRemoteEdits(t *testing.T) {
+	alice, bob, _, walls := kitTrio(t)
+	kitSet(t, alice, kitF1, "properties.name", `"alice"`)
+	kitOK(t)(alice.Upsert("feature", kitF2, `{"type":"Feature","properties":{}}`))
+	kitDeliver(t, alice.Flush(), bob)
+	if bob.CanUndo() || bob.CanRedo() {
+		t.Fatal("bob, who only received, can undo or redo")
+	}
+	if res := kitUndo(t, bob); res.Done || len(res.Changes) != 0 {
+		t.Errorf("bob's Undo = %+v, want nothing done", res)
+	}
+	if n := len(bob.Flush()); n != 0 {
+		t.Errorf("bob's empty undo sent %d messages", n)
+	}
+	kitTick(walls, 10)
+	kitSet(t, bob, kitF1, "properties.color", `"bob"`)
+	kitDeliver(t, bob.Flush(), alice)
+	kitTick(walls, 10)
+	// Alice's undo steps are hers only: the remote edit in between is not one of them.
+	kitUndo(t, alice)
+	kitUndo(t, alice)
+	if alice.CanUndo() {
+		t.Error("alice can undo a third step: a remote edit entered her stack")
+	}
+	kitWant(t, alice, "feature", kitF1, "properties.color", `"bob"`)
+	kitWant(t, alice, "feature", kitF1, "properties.name", "")
+	// Bob's one step is his edit; alice's undo operations received never enter it.
+	kitDeliver(t, alice.Flush(), bob)
+	kitUndo(t, bob)
+	if bob.CanUndo() {
+		t.Error("bob can undo more than his one edit")
+	}
+	kitDeliver(t, bob.Flush(), alice)
+	kitSameState(t, alice, bob)
+	kitWant(t, alice, "feature", kitF1, "properties.color", "")
+}
+
+func TestUndoNewLocalEditClearsRedo(t *testing.T) {
+	alice, bob, _, walls := kitTrio(t)
+	kitSet(t, alice, kitF1, "properties.name", `"a"`)
+	kitSet(t, alice, kitF1, "properties.name", `"b"`)
+	kitUndo(t, alice)
+	if !alice.CanRedo() {
+		t.Fatal("no redo after an undo")
+	}
+	// A remote edit does not clear redo.
+	kitSet(t, bob, kitF2, "properties.name", `"bob"`)
+	kitDeliver(t, bob.Flush(), alice)
+	if !alice.CanRedo() {
+		t.Error("a remote edit cleared the redo stack")
+	}
+	kitTick(walls, 10)
+	kitSet(t, alice, kitF1, "properties.color", `"c"`)
+	if alice.CanRedo() {
+		t.Error("a new local edit left the redo stack")
+	}
+	if res := kitRedo(t, alice); res.Done {
+		t.Error("Redo did something after a new edit")
+	}
+	kitWant(t, alice, "feature", kitF1, "properties.name", `"a"`)
+	// A failed edit does not clear it.
+	kitUndo(t, alice)
+	if _, err := alice.Update("feature", `{"id":"x"}`, "properties.name", `"bad"`); err == nil {
+		t.Fatal("an edit with bad metadata succeeded")
+	}
+	if !alice.CanRedo() {
+		t.Error("a refused edit cleared the redo stack")
+	}
+	// Undo and redo are refused while a batch is open.
+	kitNoErr(t, alice.StartBatch())
+	if _, err := alice.Undo(); Code(err) != "bad_state" {
+		t.Errorf("Undo in a batch: %v, want bad_state", err)
+	}
+	if _, err := alice.Redo(); Code(err) != "bad_state" {
+		t.Errorf("Redo in a batch: %v, want bad_state", err)
+	}
+	kitNoErr(t, alice.CommitBatch())
+}
+
+func TestUndoDepthBoundsTheStack(t *testing.T) {
+	wall := hlc.NewManualClock(kitT0)
+	alice := kitReplica(t, "alice", wall, func(o *Options) { o.UndoDepth = 3 })
+	for i := 1; i <= 5; i++ {
+		wall.Advance(10)
+		kitSet(t, alice, kitF1, "properties.name", strconv.Quote("v"+strconv.Itoa(i)))
+	}
+	for i := 0; i < 3; i++ {
+		if !alice.CanUndo() {
+			t.Fatalf("only %d undo steps, want 3", i)
+		}
+		kitUndo(t, alice)
+	}
+	if alice.CanUndo() {
+		t.Error("more than UndoDepth=3 steps kept")
+	}
+	kitWant(t, alice, "feature", kitF1, "properties.name", `"v2"`)
+	for i := 0; i < 3; i++ {
+		kitRedo(t, alice)
+	}
+	kitWant(t, alice, "feature", kitF1, "properties.name", `"v5"`)
+	if _, err := NewReplica(Options{PeerID: "x", UndoDepth: -1}); Code(err) != "bad_option" {
+		t.Errorf("UndoDepth -1: %v, want bad_option", err)
+	}
+}
+
+func TestUndoCaptureIntervalAndGroups(t *testing.T) {
+	t.Run("captureInterval", func(t *testing.T) {
+		wall := hlc.NewManualClock(kitT0)
+		alice := kitReplica(t, "alice", wall, func(o *Options) { o.CaptureInterval = 500 * time.Millisecond })
+		kitSet(t, alice, kitF1, "properties.name", `"a"`)
+		wall.Advance(2000)
+		kitSet(t, alice, kitF1, "properties.name", `"b"`) // a step of its own (2 s later)
+		wall.Advance(100)
+		kitSet(t, alice, kitF1, "properties.color", `"red"`) // joins it
+		wall.Advance(400)
+		kitSet(t, alice, kitF1, "properties.weight", `2`) // joins it
+		wall.Advance(501)
+		kitSet(t, alice, kitF2, "properties.name", `"x"`) // too late: a new step
+		kitUndo(t, alice)
+		kitWant(t, alice, "feature", kitF2, "properties.name", "")
+		kitWant(t, alice, "feature", kitF1, "properties.weight", `2`)
+		kitUndo(t, alice)
+		kitWant(t, alice, "feature", kitF1, "", `{"properties":{"name":"a"}}`)
+		kitUndo(t, alice)
+		if alice.CanUndo() {
+			t.Error("more steps than the interval makes")
+		}
+	})
+	t.Run("off by default", func(t *testing.T) {
+		wall := hlc.NewManualClock(kitT0)
+		alice := kitReplica(t, "alice", wall)
+		kitSet(t, alice, kitF1, "properties.name", `"a"`)
+		kitSet(t, alice, kitF1, "properties.color", `"b"`) // same millisecond
+		kitUndo(t, alice)
+		kitWant(t, alice, "feature", kitF1, "properties.name", `"a"`)
+	})
+	t.Run("group", func(t *testing.T) {
+		wall := hlc.NewManualClock(kitT0)
+		alice := kitReplica(t, "alice", wall)
+		edit := func(key, value, group string) {
+			wall.Advance(1000)
+			kitOK(t)(alice.Apply(Edit{Verb: VerbUpdate, Subject: "feature", Metadata: kitF1, Key: key, Value: value, Group: group}))
+		}
+		edit("properties.a", `1`, "")
+		edit("properties.b", `2`, "drag")
+		edit("properties.c", `3`, "drag")
+		edit("properties.d", `4`, "drag")
+		edit("properties.e", `5`, "other")
+		edit("properties.f", `6`, "")
+		kitUndo(t, alice) // f
+		kitWant(t, alice, "feature", kitF1, "properties.e", `5`)
+		kitUndo(t, alice) // e
+		kitWant(t, alice, "feature", kitF1, "properties.d", `4`)
+		res := kitUndo(t, alice) // b, c, d together
+		kitWant(t, alice, "feature", kitF1, "properties", `{"a":1}`)
+		if len(res.Changes) != 3 {
+			t.Errorf("undo of the drag group: %d changes, want 3", len(res.Changes))
+		}
+		if msgs := alice.Flush(); len(msgs) != 4 || gjson.GetBytes(msgs[3], "verb").String() != "batch" {
+			t.Errorf("the group's undo should leave as one batch, got %d messages", len(msgs))
+		}
+		kitUndo(t, alice) // a
+		if alice.CanUndo() {
+			t.Error("more steps than the groups make")
+		}
+	})
+}
+
+func TestUndoUsesOldValueForAPathNeverSeen(t *testing.T) {
+	alice, bob, _, walls := kitTrio(t)
+	// The page loaded f1 from the server without seeding the engine.
+	kitOK(t)(alice.Apply(Edit{Verb: VerbUpdate, Subject: "feature", Metadata: kitF1, Key: "properties.name", Value: `"new"`, OldValue: `"from the server"`}))
+	kitDeliver(t, alice.Flush(), bob)
+	kitTick(walls, 10)
+	kitUndo(t, alice)
+	kitDeliver(t, alice.Flush(), bob)
+	for _, r := range []*Replica{alice, bob} {
+		kitWant(t, r, "feature", kitF1, "properties.name", `"from the server"`)
+	}
+	// A deleted feature the engine never saw comes back with the old value given.
+	feature := `{"geometry":{"coordinates":[1,2],"type":"Point"},"properties":{"name":"server"},"type":"Feature"}`
+	kitTick(walls, 10)
+	kitOK(t)(alice.Apply(Edit{Verb: VerbDelete, Subject: "feature", Metadata: kitF2, OldValue: feature}))
+	kitTick(walls, 10)
+	kitUndo(t, alice)
+	kitWant(t, alice, "feature", kitF2, "", feature)
+	// When the engine knows the value, OldValue is not used.
+	kitOK(t)(alice.Seed("feature", kitF3, `{"type":"Feature","properties":{"name":"seeded"}}`))
+	kitTick(walls, 10)
+	kitOK(t)(alice.Apply(Edit{Verb: VerbUpdate, Subject: "feature", Metadata: kitF3, Key: "properties.name", Value: `"x"`, OldValue: `"bogus"`}))
+	kitUndo(t, alice)
+	kitWant(t, alice, "feature", kitF3, "properties.name", `"seeded"`)
+	// A malformed OldValue is refused and changes nothing.
+	before := alice.State()
+	if _, err := alice.Apply(Edit{Verb: VerbUpdate, Subject: "feature", Metadata: kitF1, Key: "properties.other", Value: `1`, OldValue: `{bad`}); Code(err) != "invalid_json" {
+		t.Errorf("bad OldValue: %v, want invalid_json", err)
+	}
+	if alice.State() != before {
+		t.Error("a refused edit changed the state")
+	}
+}
+
+// TestUndoProperty: three replicas make random local edits, undos and redos, with random
+// delivery (and the sync requests gaps trigger). Before each undo or redo, every place of
+// the step whose newest write belongs to another peer is recorded; after it, those places
+// must be unchanged. At the end all replicas equal each other and the replay of every
+// flushed message.
+func TestUndoProperty(t *testing.T) {
+	for seed := 0; seed < *seeds/4; seed++ {
+		undoPropertyRun(t, seed)
+	}
+}
+
+type kitGuard struct {
+	sub, meta, key string
+	value          string
+	present        bool
+}
+
+// kitOthersNewest returns, for the step about to be undone or redone, the places whose
+// newest write (by clock, over every write the replica holds at, above or below the place)
+// belongs to another peer, with their current values.
+func kitOthersNewest(t testing.TB, r *Replica, step undoStep) []kitGuard {
+	var out []kitGuard
+	for _, e := range step.entries {
+		var best *op
+		var bestSub int32
+		for _, o := range r.log.ops {
+			o.writes(func(w *op, sub int32) {
+				if w.obj != e.obj {
+					return
+				}
+				touches := w.verb != VerbUpdate || e.path == nil || kitPrefix(e.path, w.path) || kitPrefix(w.path, e.path)
+				if !touches {
+					return
+				}
+				if best == nil || best.ts.Less(o.ts) || (best.ts == o.ts && bestSub < sub) {
+					best, bestSub = o, sub
+				}
+			})
+		}
+		if best == nil || best.ts.Peer == r.PeerID() {
+			continue
+		}
+		// The place to watch is where the other peer wrote, when that is below the step's
+		// place (a sibling entry of the step may legitimately change the rest).
+		place := e.path
+		if w := best; w.verb == VerbBatch {
+			w = best.subs[bestSub-1]
+			if w.verb == VerbUpdate && len(w.path) > len(place) {
+				place = w.path
+			}
+		} else if w.verb == VerbUpdate && len(w.path) > len(place) {
+			place = w.path
+		}
+		g := kitGuard{sub: e.obj.subject.Name, meta: e.obj.meta, key: JoinPath(place...)}
+		g.value, g.present = kitGet(t, r, g.sub, g.meta, g.key)
+		out = append(out, g)
+	}
+	return out
+}
+
+func kitPrefix(path, prefix []string) bool {
+	return len(prefix) <= len(path) && slices.Equal(path[:len(prefix)], prefix)
+}
+
+func undoPropertyRun(t *testing.T, seed int) {
+	rng := rand.New(rand.NewPCG(uint64(seed), 44))
+	wall := hlc.NewManualClock(kitT0)
+	const n = 3
+	reps := make([]*Replica, n)
+	inbox := make([][][]byte, n)
+	for i := range reps {
+		reps[i] = kitReplica(t, "u"+strconv.Itoa(i), wall)
+	}
+	or := newOracle(t)
+	index := func(peer string) int { return int(peer[1] - '0') }
+	flush := func(i int) {
+		for _, m := range reps[i].Flush() {
+			or.add(m)
+			for j := range reps {
+				if j != i {
+					inbox[j] = append(inbox[j], m)
+				}
+			}
+		}
+	}
+	deliver := func(i int) {
+		if len(inbox[i]) == 0 {
+			return
+		}
+		x := rng.IntN(len(inbox[i]))
+		m := inbox[i][x]
+		if rng.IntN(5) > 0 {
+			inbox[i] = append(inbox[i][:x], inbox[i][x+1:]...)
+		}
+		res, err := reps[i].Receive(m)
+		if err != nil {
+			t.Fatalf("seed %d: u%d receives %s: %v", seed, i, m, err)
+		}
+		for _, reply := range res.Replies {
+			to := gjson.GetBytes(reply, "recipient").String()
+			inbox[index(to)] = append(inbox[index(to)], reply)
+		}
+	}
+	revert := func(i int, redo bool) {
+		r := reps[i]
+		stack := r.undo.undo
+		if redo {
+			stack = r.undo.redo
+		}
+		if len(stack) == 0 {
+			return
+		}
+		guards := kitOthersNewest(t, r, stack[len(stack)-1])
+		var err error
+		var res UndoResult
+		if redo {
+			res, err = r.Redo()
+		} else {
+			res, err = r.Undo()
+		}
+		if err != nil || !res.Done {
+			t.Fatalf("seed %d: u%d undo/redo: %+v %v", seed, i, res, err)
+		}
+		for _, g := range guards {
+			v, ok := kitGet(t, r, g.sub, g.meta, g.key)
+			if v != g.value || ok != g.present {
+				t.Fatalf("seed %d: u%d's %s (redo %v) changed %s %s %q, whose newest write is another peer's: %s (%v) -> %s (%v)",
+					seed, i, "undo", redo, g.sub, g.meta, g.key, g.value, g.present, v, ok)
+			}
+		}
+	}
+	for step := 0; step < 80; step++ {
+		wall.Advance(int64(rng.IntN(4)) - 1)
+		i := rng.IntN(n)
+		switch k := rng.IntN(12); {
+		case k < 4:
+			randomEdit(t, rng, reps[i])
+		case k < 6:
+			revert(i, false)
+		case k < 7:
+			revert(i, true)
+		case k < 9:
+			flush(i)
+		default:
+			for d := rng.IntN(4); d >= 0; d-- {
+				deliver(i)
+			}
+		}
+		for _, r := range reps {
+			for _, st := range [][]undoStep{r.undo.undo, r.undo.redo} {
+				for _, s := range st {
+					for _, e := range s.entries {
+						if e.by.op.ts.Peer != r.PeerID() {
+							t.Fatalf("seed %d: %s's undo stacks hold a write of %s", seed, r.PeerID(), e.by.op.ts.Peer)
+						}
+					}
+				}
+			}
+		}
+	}
+	for i := range reps {
+		flush(i)
+	}
+	for busy := true; busy; {
+		busy = false
+		for i := range reps {
+			for len(inbox[i]) > 0 {
+				busy = true
+				m := inbox[i][0]
+				inbox[i] = inbox[i][1:]
+				res, err := reps[i].Receive(m)
+				if err != nil {
+					t.Fatalf("seed %d: receive: %v", seed, err)
+				}
+				for _, reply := range res.Replies {
+					to := index(gjson.GetBytes(reply, "recipient").String())
+					inbox[to] = append(inbox[to], reply)
+				}
+			}
+		}
+	}
+	want := or.state()
+	for i, r := range reps {
+		if got := norm(t, r.State()); got != want {
+			t.Fatalf("seed %d: u%d diverges from the replay\n got %s\nwant %s", seed, i, got, want)
+		}
+	}
+}
+
+// TestUndoRedoSkipsWhatAPeerWroteSinceTheUndo: redo follows the same rule as undo.
+func TestUndoRedoSkipsWhatAPeerWroteSinceTheUndo(t *testing.T) {
+	alice, bob, _, walls := kitTrio(t)
+	kitSet(t, alice, kitF1, "properties.name", `"alice"`)
+	kitTick(walls, 10)
+	kitUndo(t, alice)
+	kitDeliver(t, alice.Flush(), bob)
+	kitTick(walls, 10)
+	kitSet(t, bob, kitF1, "properties.name", `"bob"`)
+	kitDeliver(t, bob.Flush(), alice)
+	kitTick(walls, 10)
+	res := kitRedo(t, alice)
+	if !res.Done || len(res.Skipped) != 1 || res.Skipped[0].Key != "properties.name" {
+		t.Errorf("Redo = %+v, want properties.name skipped", res)
+	}
+	if n := len(alice.Flush()); n != 0 {
+		t.Errorf("a redo that skipped everything sent %d messages", n)
+	}
+	kitWant(t, alice, "feature", kitF1, "properties.name", `"bob"`)
+}
+
+// TestUndoChangesRenderTheStep: the changes Undo and Redo return are what a renderer needs:
+// applied to a view holding the replica's previous state, they give its new state — for
+// steps of one place and of many (batches, groups).
+func TestUndoChangesRenderTheStep(t *testing.T) {
+	wall := hlc.NewManualClock(kitT0)
+	alice := kitReplica(t, "alice", wall)
+	v := newView(t)
+	check := func(what string) {
+		t.Helper()
+		if got, want := v.state(), norm(t, alice.State()); got != want {
+			t.Fatalf("%s: the changes returned do not render the state\nview  %s\nstate %s", what, got, want)
+		}
+	}
+	v.apply(kitEditChanges(t)(alice.Upsert("feature", kitF1, `{"type":"Feature","properties":{"name":"a","color":"red"}}`)))
+	kitNoErr(t, alice.StartBatch())
+	for _, kv := range [][2]string{{"properties.name", `"b"`}, {"properties.color", `"blue"`}, {"properties.weight", `3`}} {
+		v.apply(kitEditChanges(t)(alice.Update("feature", kitF1, kv[0], kv[1])))
+	}
+	v.apply(kitEditChanges(t)(alice.Upsert("datalayer", kitL1, `{"name":"L"}`)))
+	kitNoErr(t, alice.CommitBatch())
+	check("after the batch")
+	res := kitUndo(t, alice)
+	v.apply(res.Changes)
+	check("after undo of a batch of four places")
+	res = kitRedo(t, alice)
+	v.apply(res.Changes)
+	check("after redo of a batch of four places")
+
+	// Random steps on one replica.
+	for seed := 0; seed < *seeds/10; seed++ {
+		rng := rand.New(rand.NewPCG(uint64(seed), 5))
+		w := hlc.NewManualClock(kitT0)
+		r := kitReplica(t, "r", w)
+		v := newView(t)
+		for i := 0; i < 30; i++ {
+			w.Advance(int64(rng.IntN(3)))
+			switch rng.IntN(4) {
+			case 0, 1:
+				v.apply(randomEdit(t, rng, r))
+			case 2:
+				v.apply(kitUndo(t, r).Changes)
+			case 3:
+				v.apply(kitRedo(t, r).Changes)
+			}
+			if got, want := v.state(), norm(t, r.State()); got != want {
+				t.Fatalf("seed %d step %d: the changes returned do not render the state\nview  %s\nstate %s", seed, i, got, want)
+			}
+		}
+	}
+}
+
+func kitEditChanges(t testing.TB) func([]Change, error) []Change {
+	return func(ch []Change, err error) []Change {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ch
+	}
+}
+
+// TestUndoCarriesTheEditsMetadata: an undo operation names its object with the metadata of
+// the edit it reverts (featureType travels along, DESIGN §2), even when the replica first
+// met the object through an operation without it.
+func TestUndoCarriesTheEditsMetadata(t *testing.T) {
+	alice, _, _, walls := kitTrio(t)
+	bare := `{"id":"f1","layerId":"L1"}`
+	kitRecv(t, alice, []byte(`{"kind":"OperationMessage","sender":"umap","verb":"update","subject":"feature","metadata":`+bare+
+		`,"key":"properties.name","value":"from umap","hlc":"`+hlc.Timestamp{Wall: kitT0 - 10, Peer: "umap"}.String()+`"}`))
+	kitTick(walls, 10)
+	kitOK(t)(alice.Delete("feature", kitF1)) // kitF1 has featureType "marker"
+	if m := alice.Flush(); len(m) != 1 || gjson.GetBytes(m[0], "metadata.featureType").String() != "marker" {
+		t.Fatalf("the delete leaves as %q, want featureType marker", m)
+	}
+	kitTick(walls, 10)
+	kitUndo(t, alice)
+	m := alice.Flush()
+	if len(m) != 1 || gjson.GetBytes(m[0], "verb").String() != "upsert" {
+		t.Fatalf("the undo leaves as %q, want one upsert", m)
+	}
+	if ft := gjson.GetBytes(m[0], "metadata.featureType").String(); ft != "marker" {
+		t.Errorf("the undo's upsert has featureType %q, want marker (the deleted feature's): %s", ft, m[0])
+	}
+}

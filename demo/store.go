@@ -1,0 +1,360 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/mapcrdt/mapcrdt/crdt"
+)
+
+// The relay's replica of a map is a crdt.Replica with peer id "relay",
+// persisted in the data directory as two files per map:
+//
+//	<map>.snapshot  the replica's crdt snapshot (crdt.Replica.Snapshot), JSON
+//	<map>.log       every message the replica accepted since that snapshot,
+//	                one JSON text per line, in the order received
+//
+// Durability: a message is appended to the log and fsync'd before Check or
+// PeerMessage returns, that is before the relay broadcasts it or answers it.
+// Whatever any peer has seen from the relay survives a crash or power loss.
+// A message is written only after the replica accepted it, so a rejected one
+// (malformed, far-future clock, …) never reaches the disk.
+//
+// What is logged: every accepted OperationMessage and SavedMessage, and every
+// PeerMessage addressed to the relay except ListOperationsRequest (which
+// changes nothing): a ListOperationsResponse brings operations and a version
+// vector.
+//
+// Opening replays the log over the snapshot. Receiving is idempotent, so a
+// log that overlaps its snapshot (a crash between the two steps of a
+// compaction) replays to the same state. The replay runs with the clock
+// drift guard off, because the messages were already accepted: a wall clock
+// that stepped back between two runs must not reject them now. A last line
+// that does not parse — a crash in the middle of a write — is ignored with a
+// warning (the message was never fsync'd, so never broadcast); a damaged
+// line before the last refuses the map, as it means the disk lost data.
+//
+// Compaction: crdt.Replica.Compact (superseded operations leave the
+// replica's log), then the snapshot is written to <map>.snapshot.tmp,
+// fsync'd, renamed over <map>.snapshot (atomic), the directory fsync'd, and
+// only then the log truncated. It runs when the map is opened with a
+// non-empty log, every CompactEvery logged messages or CompactBytes log
+// bytes, and on Close (when the room empties or the relay shuts down).
+//
+// One relay process per data directory: nothing locks the files.
+
+// relayPeerID is the peer id of every relay replica.
+const relayPeerID = "relay"
+
+// storeOptions configure the crdt-backed replicas of a data directory.
+type storeOptions struct {
+	// Dir is the data directory (created if missing).
+	Dir string
+	// CompactEvery is how many logged messages trigger a compaction (default 1000).
+	CompactEvery int
+	// CompactBytes is how many log bytes trigger a compaction (default 8 MiB).
+	CompactBytes int64
+	// Replica configures the crdt replicas (limits, drift guard, wall clock);
+	// its PeerID is ignored: it is always "relay".
+	Replica crdt.Options
+	// Log receives storage events (default slog.Default()).
+	Log *slog.Logger
+}
+
+// newStoreFactory returns a ReplicaFactory opening crdt replicas persisted
+// under o.Dir.
+func newStoreFactory(o storeOptions) ReplicaFactory {
+	if o.CompactEvery <= 0 {
+		o.CompactEvery = 1000
+	}
+	if o.CompactBytes <= 0 {
+		o.CompactBytes = 8 << 20
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.Replica.Limits == (crdt.Limits{}) {
+		o.Replica.Limits = crdt.DefaultLimits()
+	}
+	o.Replica.PeerID = relayPeerID
+	return func(mapName string) (Replica, error) { return openStore(o, mapName) }
+}
+
+// storeReplica is the Replica of one map: a crdt replica and its files.
+type storeReplica struct {
+	opts      storeOptions
+	name      string
+	snapPath  string
+	logPath   string
+	r         *crdt.Replica
+	logFile   *os.File // opened O_APPEND
+	lines     int      // messages in the log
+	logBytes  int64
+	compactAt int // lines at which to compact next
+}
+
+func openStore(o storeOptions, name string) (*storeReplica, error) {
+	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	s := &storeReplica{opts: o, name: name,
+		snapPath: filepath.Join(o.Dir, name+".snapshot"),
+		logPath:  filepath.Join(o.Dir, name+".log")}
+	r, replayed, err := s.load()
+	if err != nil {
+		return nil, err
+	}
+	s.r, s.lines = r, replayed
+	_, statErr := os.Stat(s.logPath)
+	created := errors.Is(statErr, fs.ErrNotExist)
+	if s.logFile, err = os.OpenFile(s.logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644); err != nil {
+		return nil, err
+	}
+	if created {
+		if err := syncDir(o.Dir); err != nil {
+			s.logFile.Close()
+			return nil, err
+		}
+	}
+	// Fold a replayed log (and any damaged tail) into the snapshot now:
+	// nothing is ever appended after a partial line.
+	st, err := s.logFile.Stat()
+	if err == nil && st.Size() > 0 {
+		err = s.compact()
+	}
+	if err != nil {
+		s.logFile.Close()
+		return nil, err
+	}
+	s.compactAt = o.CompactEvery
+	o.Log.Info("map opened", "map", name, "replayed", replayed, "operations", r.LogLen())
+	return s, nil
+}
+
+// load reads the snapshot (if any) and replays the log (if any) over it.
+func (s *storeReplica) load() (*crdt.Replica, int, error) {
+	opts := s.opts.Replica
+	snap, err := os.ReadFile(s.snapPath)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, 0, err
+	}
+	logText, err := os.ReadFile(s.logPath)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, 0, err
+	}
+	lines := bytes.Split(logText, []byte("\n"))
+	for len(lines) > 0 && len(bytes.TrimSpace(lines[len(lines)-1])) == 0 {
+		lines = lines[:len(lines)-1]
+	}
+	if len(lines) > 0 {
+		opts.MaxDrift = time.Duration(math.MaxInt64) // accepted before: no drift guard on replay
+	}
+	r, err := s.fromSnapshot(opts, snap)
+	if err != nil {
+		return nil, 0, err
+	}
+	if len(lines) == 0 {
+		return r, 0, nil
+	}
+	for i, line := range lines {
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		if _, err := r.Receive(line); err != nil {
+			if i < len(lines)-1 {
+				return nil, 0, fmt.Errorf("%s line %d is damaged: %w", filepath.Base(s.logPath), i+1, err)
+			}
+			s.opts.Log.Warn("ignoring the damaged last line of the log (an interrupted write)",
+				"map", s.name, "file", s.logPath, "line", i+1, "bytes", len(line), "err", err)
+		}
+	}
+	// Back to the live options (drift guard on) through a snapshot.
+	if snap, err = r.Snapshot(); err != nil {
+		return nil, 0, err
+	}
+	r, err = s.fromSnapshot(s.opts.Replica, snap)
+	return r, len(lines), err
+}
+
+func (s *storeReplica) fromSnapshot(opts crdt.Options, snap []byte) (*crdt.Replica, error) {
+	if snap == nil {
+		return crdt.NewReplica(opts)
+	}
+	r, err := crdt.NewReplicaFromSnapshot(opts, snap)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Base(s.snapPath), err)
+	}
+	return r, nil
+}
+
+// ID returns "relay".
+func (s *storeReplica) ID() string { return relayPeerID }
+
+// Check has the crdt replica receive an OperationMessage or SavedMessage,
+// then logs it. The replica's replies (a sync request when msg reveals a
+// gap) go back to the sender.
+func (s *storeReplica) Check(msg []byte) ([][]byte, error) {
+	res, err := s.r.Receive(msg)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.append(msg); err != nil {
+		return nil, err
+	}
+	return res.Replies, nil
+}
+
+// PeerMessage has the crdt replica receive a PeerMessage addressed to the
+// relay: it answers a ListOperationsRequest with what the sender lacks (and
+// asks back if the sender has more), and takes in a ListOperationsResponse.
+func (s *storeReplica) PeerMessage(msg []byte) ([][]byte, error) {
+	res, err := s.r.Receive(msg)
+	if err != nil {
+		return nil, err
+	}
+	if peerVerb(msg) != "ListOperationsRequest" {
+		if err := s.append(msg); err != nil {
+			return nil, err
+		}
+	}
+	return res.Replies, nil
+}
+
+// Joined asks a peer that just joined for what the relay lacks: the peer
+// may come back with edits made offline. Its answer (a
+// ListOperationsResponse) reaches PeerMessage, whose reply pushes back what
+// the peer lacks.
+func (s *storeReplica) Joined(peer string) [][]byte {
+	return [][]byte{s.r.SyncRequest(peer)}
+}
+
+// Close compacts the files if the log holds anything, and closes them.
+func (s *storeReplica) Close() error {
+	var err error
+	if s.lines > 0 {
+		err = s.compact()
+	}
+	if cerr := s.logFile.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// peerVerb returns the verb of a PeerMessage's message.
+func peerVerb(msg []byte) string {
+	var m struct {
+		Message struct {
+			Verb string `json:"verb"`
+		} `json:"message"`
+	}
+	_ = json.Unmarshal(msg, &m) // the replica has accepted msg: it parses
+	return m.Message.Verb
+}
+
+// errStore wraps a storage failure reported to a peer (its text is the close reason).
+var errStore = errors.New("internal: the relay could not store the message")
+
+// append writes msg as one log line and fsyncs it, then compacts if due.
+func (s *storeReplica) append(msg []byte) error {
+	line := make([]byte, 0, len(msg)+1)
+	line = append(line, msg...)
+	// The replica accepted msg, so a line break in it can only be
+	// whitespace between JSON tokens: a space is the same JSON.
+	for i, c := range line {
+		if c == '\n' || c == '\r' {
+			line[i] = ' '
+		}
+	}
+	line = append(line, '\n')
+	if _, err := s.logFile.Write(line); err != nil {
+		s.opts.Log.Error("writing the log", "map", s.name, "err", err)
+		return errStore
+	}
+	if err := s.logFile.Sync(); err != nil {
+		s.opts.Log.Error("syncing the log", "map", s.name, "err", err)
+		return errStore
+	}
+	s.lines++
+	s.logBytes += int64(len(line))
+	if s.lines >= s.compactAt || s.logBytes >= s.opts.CompactBytes {
+		if err := s.compact(); err != nil {
+			// The log still holds everything: retry later.
+			s.opts.Log.Error("compacting", "map", s.name, "err", err)
+			s.compactAt = s.lines + s.opts.CompactEvery
+		}
+	}
+	return nil
+}
+
+// compact writes a new snapshot atomically, then empties the log.
+func (s *storeReplica) compact() error {
+	st := s.r.Compact()
+	snap, err := s.r.Snapshot()
+	if err != nil {
+		return err
+	}
+	// NewReplicaFromSnapshot refuses snapshots over 4 MaxMessageBytes: never
+	// replace a readable snapshot and log with an unreadable snapshot.
+	if limit := 4 * s.opts.Replica.Limits.MaxMessageBytes; len(snap) > limit {
+		return fmt.Errorf("snapshot of %d bytes is over the readable %d: raise Limits.MaxMessageBytes", len(snap), limit)
+	}
+	if err := writeFileAtomic(s.snapPath, snap); err != nil {
+		return err
+	}
+	if err := s.logFile.Truncate(0); err != nil {
+		return err
+	}
+	if err := s.logFile.Sync(); err != nil {
+		return err
+	}
+	s.opts.Log.Info("map compacted", "map", s.name, "logged", s.lines, "dropped", st.Ops,
+		"operations", st.Remaining, "snapshot_bytes", len(snap))
+	s.lines, s.logBytes, s.compactAt = 0, 0, s.opts.CompactEvery
+	return nil
+}
+
+// writeFileAtomic replaces path with data: a temporary file in the same
+// directory, fsync'd, renamed over path, and the directory fsync'd.
+func writeFileAtomic(path string, data []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// syncDir makes a directory's entries (a created or renamed file) durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
