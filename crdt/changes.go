@@ -69,6 +69,7 @@ func AppendChangesJSON(b []byte, changes []Change) []byte {
 // apply, so that only real differences are reported afterwards.
 type tracker struct {
 	spots []spot
+	byObj map[*object][]int // live spots of each object
 }
 
 type spot struct {
@@ -78,6 +79,7 @@ type spot struct {
 	before  string
 	present bool
 	watched bool // before and present are recorded
+	dead    bool // widened into another spot
 }
 
 // spotOf returns the place whose visible value a write can change: the whole object for an
@@ -107,7 +109,7 @@ func (t *tracker) watch(ops []*op) {
 	}
 	for i := range t.spots {
 		s := &t.spots[i]
-		if s.watched {
+		if s.watched || s.dead {
 			continue
 		}
 		s.watched = true
@@ -121,11 +123,12 @@ func (t *tracker) watch(ops []*op) {
 }
 
 func (t *tracker) add(obj *object, path []string, ts hlc.Timestamp) {
-	for i := range t.spots {
+	if t.byObj == nil {
+		t.byObj = map[*object][]int{}
+	}
+	idx := t.byObj[obj]
+	for k, i := range idx {
 		s := &t.spots[i]
-		if s.obj != obj {
-			continue
-		}
 		if s.path == nil || (path != nil && hasPrefix(path, s.path)) { // already covered
 			if ts.Less(s.first) {
 				s.first = ts
@@ -136,11 +139,13 @@ func (t *tracker) add(obj *object, path []string, ts hlc.Timestamp) {
 			if s.first.Less(ts) {
 				ts = s.first
 			}
-			t.spots = slices.Delete(t.spots, i, i+1)
+			s.dead = true
+			t.byObj[obj] = append(idx[:k:k], idx[k+1:]...)
 			t.add(obj, path, ts)
 			return
 		}
 	}
+	t.byObj[obj] = append(idx, len(t.spots))
 	t.spots = append(t.spots, spot{obj: obj, path: path, first: ts})
 }
 
@@ -148,6 +153,9 @@ func (t *tracker) add(obj *object, path []string, ts hlc.Timestamp) {
 func (t *tracker) changes() []Change {
 	var out []Change
 	for _, s := range t.spots {
+		if s.dead {
+			continue
+		}
 		c := Change{Subject: s.obj.subject.Name, Metadata: s.obj.meta, HLC: s.first}
 		if s.path == nil {
 			after, present := s.obj.value()

@@ -120,6 +120,9 @@ func mergeEdit(t testing.TB, d mdoc, fn func(mdoc)) mdoc {
 	return c
 }
 
+// TestMergeTable: two saves made from testdata/merge/paris.json, each case under the three
+// policies: a clean merge is the same under all three; a conflicted one fails under
+// MergeFail (naming the first conflict) and resolves each way under the others.
 func TestMergeTable(t *testing.T) {
 	type edits = func(mdoc)
 	tests := []struct {

@@ -5,7 +5,12 @@ package crdt
 // nothing; key paths; options.
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
+	"flag"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -629,5 +634,133 @@ func TestCustomSubjects(t *testing.T) {
 	}
 	if got := r.State(); got != `[{"subject":"note","metadata":{"slug":"a"},"value":{"text":"hi"}}]` {
 		t.Errorf("state %s", got)
+	}
+}
+
+var updateGolden = flag.Bool("update", false, "rewrite the golden files of testdata/golden")
+
+type goldenMsg struct {
+	name string
+	msg  []byte
+}
+
+// goldenWire returns the messages a scripted session produces, named by golden file.
+func goldenWire(t *testing.T) []goldenMsg {
+	var out []goldenMsg
+	const alicePeer = "1b9f6a3e-6c2d-4e57-9a0b-2f4c8d7e1a01"
+	const bobPeer = "5e0d2c71-93a4-4b8f-8e16-7d3a9c0b4f02"
+	wall := hlc.NewManualClock(t0)
+	alice := newTestReplica(t, alicePeer, wall)
+	bob := newTestReplica(t, bobPeer, wall)
+	layer := `{"id":"606d26bd-230f-4d3e-a2a7-0c3caed71548"}`
+	marker := `{"id":"UxNjQ","layerId":"606d26bd-230f-4d3e-a2a7-0c3caed71548","featureType":"marker"}`
+	polygon := `{"id":"Mzg5N","layerId":"606d26bd-230f-4d3e-a2a7-0c3caed71548","featureType":"polygon"}`
+	one := func(name string, edit func() error) {
+		t.Helper()
+		wall.Advance(1000)
+		if err := edit(); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		msgs := alice.Flush()
+		if len(msgs) != 1 {
+			t.Fatalf("%s: %d messages", name, len(msgs))
+		}
+		out = append(out, goldenMsg{name, msgs[0]})
+	}
+	ch := func(_ []Change, err error) error { return err }
+	one("upsert_datalayer", func() error {
+		return ch(alice.Upsert("datalayer", layer, `{"type":"FeatureCollection","features":[],"_umap_options":{"name":"Arbres","displayOnLoad":true}}`))
+	})
+	one("upsert_feature", func() error {
+		return ch(alice.Upsert("feature", marker, `{"type":"Feature","geometry":{"type":"Point","coordinates":[2.3522,48.8566]},"properties":{"name":"Chêne","_umap_options":{"color":"DarkGreen"}},"id":"UxNjQ"}`))
+	})
+	one("update", func() error { return ch(alice.Update("feature", marker, "properties.name", `"Café"`)) })
+	one("update_nested", func() error {
+		return ch(alice.Update("feature", marker, "properties._umap_options.color", `"Crimson"`))
+	})
+	one("update_null", func() error { return ch(alice.Update("feature", marker, "properties.description", `null`)) })
+	one("update_escaped_key", func() error { return ch(alice.Update("map", `{}`, `properties.a\.b`, `{"x":1}`)) })
+	one("unset", func() error { return ch(alice.Unset("feature", marker, "properties.description")) })
+	one("batch", func() error {
+		if err := alice.StartBatch(); err != nil {
+			return err
+		}
+		if err := ch(alice.Upsert("feature", polygon, `{"type":"Feature","geometry":{"type":"Polygon","coordinates":[[[2,48],[3,48],[3,49],[2,48]]]},"properties":{}}`)); err != nil {
+			return err
+		}
+		if err := ch(alice.Update("feature", polygon, "properties.name", `"Parc"`)); err != nil {
+			return err
+		}
+		if err := ch(alice.Update("feature", marker, "geometry", `{"type":"Point","coordinates":[2.35,48.85]}`)); err != nil {
+			return err
+		}
+		return alice.CommitBatch()
+	})
+	one("delete", func() error { return ch(alice.Delete("feature", polygon)) })
+
+	// bob joins knowing nothing; then, knowing the first two operations, asks for the rest —
+	// as a mapcrdt peer (vector: the compact response) and as uMap's plain Journal
+	// (lastKnownHLC only: the response in uMap's format).
+	out = append(out, goldenMsg{"list_operations_request_empty", bob.SyncRequest(alicePeer)})
+	for _, m := range out[:2] {
+		recv(t, bob, m.msg)
+	}
+	req := bob.SyncRequest(alicePeer)
+	out = append(out, goldenMsg{"list_operations_request", req})
+	out = append(out, goldenMsg{"list_operations_response_compact", recv(t, alice, req).Replies[0]})
+	lastKnown := gjson.GetBytes(out[1].msg, "hlc").String()
+	out = append(out, goldenMsg{"list_operations_response", recv(t, alice, umapRequest(bobPeer, alicePeer, lastKnown)).Replies[0]})
+	out = append(out, goldenMsg{"saved_message", alice.SavedMessage()})
+	return out
+}
+
+// TestGoldenWireFormat compares the messages of a scripted session with
+// testdata/golden/*.json. After an intended change of the wire format, rewrite them with
+//
+//	go test ./crdt -run Golden -update
+//
+// and review the diff: every peer running uMap's Journal reads these messages.
+func TestGoldenWireFormat(t *testing.T) {
+	msgs := goldenWire(t)
+	dir := filepath.Join("testdata", "golden")
+	if *updateGolden {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, m := range msgs {
+		t.Run(m.name, func(t *testing.T) {
+			path := filepath.Join(dir, m.name+".json")
+			got := append(append([]byte(nil), m.msg...), '\n')
+			if *updateGolden {
+				if err := os.WriteFile(path, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run go test ./crdt -run Golden -update)", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("%s changed\n got %s\nwant %s", path, got, want)
+			}
+			if !json.Valid(want) {
+				t.Errorf("%s is not JSON", path)
+			}
+			// Every golden message is accepted by a fresh replica.
+			r := newTestReplica(t, "golden-reader", hlc.NewManualClock(t0+60_000))
+			if _, err := r.Receive(bytes.TrimSpace(want)); err != nil {
+				t.Errorf("a fresh replica rejects %s: %v", path, err)
+			}
+		})
+	}
+	// No stale golden file is left behind.
+	files, _ := filepath.Glob(filepath.Join(dir, "*.json"))
+	for _, f := range files {
+		name := strings.TrimSuffix(filepath.Base(f), ".json")
+		if !slices.ContainsFunc(msgs, func(m goldenMsg) bool { return m.name == name }) {
+			t.Errorf("%s is no longer produced", f)
+		}
 	}
 }

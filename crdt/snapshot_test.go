@@ -386,3 +386,76 @@ func TestSnapshotRefusedWhileBatchOpen(t *testing.T) {
 		t.Errorf("Snapshot in an empty batch: %v, want bad_state", err)
 	}
 }
+
+// TestSnapshotOlderRestoreLearnsItsSeqBeforeFlushing: a replica restored from a snapshot
+// older than what it already sent (IndexedDB saved a while ago) learns its own last seq
+// from the first sync, or from its own operations coming back, and never reuses a seq.
+func TestSnapshotOlderRestoreLearnsItsSeqBeforeFlushing(t *testing.T) {
+	for _, how := range []string{"sync response", "own operations received"} {
+		t.Run(how, func(t *testing.T) {
+			wall := hlc.NewManualClock(kitT0)
+			alice := kitReplica(t, "alice", wall)
+			bob := kitReplica(t, "bob", wall)
+			kitSet(t, alice, kitF1, "properties.a", `1`)
+			kitDeliver(t, alice.Flush(), bob)
+			old := kitSnapshot(t, alice) // seq 1
+			var later [][]byte
+			for _, k := range []string{"properties.b", "properties.c"} {
+				wall.Advance(10)
+				kitSet(t, alice, kitF1, k, `2`)
+				later = append(later, alice.Flush()...)
+			}
+			kitDeliver(t, later, bob) // bob holds alice:3
+			wall.Advance(10)
+			restored := kitRestore(t, old, wall)
+			if how == "sync response" {
+				kitSync(t, restored, bob)
+			} else {
+				kitDeliver(t, later, restored)
+			}
+			kitSet(t, restored, kitF2, "properties.name", `"after restore"`)
+			msgs := restored.Flush()
+			if len(msgs) != 1 || gjson.GetBytes(msgs[0], "seq").Int() != 4 {
+				t.Fatalf("the first operation after the restore leaves as %q, want seq 4", msgs)
+			}
+			if res := kitRecv(t, bob, msgs[0]); len(res.Replies) != 0 {
+				t.Errorf("bob sees a gap: %q", res.Replies)
+			}
+			carol := kitReplica(t, "carol", wall)
+			kitSync(t, carol, bob)
+			kitWant(t, carol, "feature", kitF2, "properties.name", `"after restore"`)
+			kitSameState(t, bob, carol, restored)
+		})
+	}
+}
+
+// TestSnapshotOlderRestoreFlushedBeforeSyncHidesNoEdit: the same older restore, but the
+// page flushes its first edit before any sync answer arrives (DESIGN §5: the outbox goes
+// out on reconnect). The edit may not take a seq peers already hold for another operation:
+// a replica that missed the live message and syncs by vector would never be sent it.
+func TestSnapshotOlderRestoreFlushedBeforeSyncHidesNoEdit(t *testing.T) {
+	wall := hlc.NewManualClock(kitT0)
+	alice := kitReplica(t, "alice", wall)
+	bob := kitReplica(t, "bob", wall)
+	carol := kitReplica(t, "carol", wall)
+	kitSet(t, alice, kitF1, "properties.a", `1`)
+	kitDeliver(t, alice.Flush(), bob, carol)
+	old := kitSnapshot(t, alice) // alice has sent seq 1
+	wall.Advance(10)
+	kitSet(t, alice, kitF1, "properties.b", `2`)
+	kitDeliver(t, alice.Flush(), bob, carol) // seq 2, not in the snapshot
+	wall.Advance(10)
+	restored := kitRestore(t, old, wall)
+	kitSet(t, restored, kitF2, "properties.name", `"after restore"`)
+	msgs := restored.Flush()
+	kitDeliver(t, msgs, bob) // carol misses the live message
+	for _, m := range msgs {
+		if seq := gjson.GetBytes(m, "seq").Int(); seq == 2 {
+			t.Errorf("the restored replica reuses seq 2, already taken by another operation: %s", m)
+		}
+	}
+	kitSync(t, carol, bob)
+	kitSync(t, carol, restored)
+	kitWant(t, carol, "feature", kitF2, "properties.name", `"after restore"`)
+	kitSameState(t, bob, carol)
+}

@@ -1,0 +1,62 @@
+package crdt_test
+
+import (
+	"fmt"
+
+	"github.com/mapcrdt/mapcrdt/crdt"
+	"github.com/mapcrdt/mapcrdt/hlc"
+)
+
+// Two replicas exchange an edit: alice places a marker, bob receives it and renames it, and
+// alice receives the rename. Messages are uMap's OperationMessages; any transport carries
+// them. The changes Receive returns are what a map view must render.
+func Example() {
+	wall := hlc.NewManualClock(1727184449000) // both pages read the same wall clock here
+	alice, err := crdt.NewReplica(crdt.Options{PeerID: "alice", Wall: wall})
+	if err != nil {
+		panic(err)
+	}
+	bob, err := crdt.NewReplica(crdt.Options{PeerID: "bob", Wall: wall})
+	if err != nil {
+		panic(err)
+	}
+	marker := `{"id":"UxNjQ","layerId":"L1","featureType":"marker"}`
+
+	// alice places a marker; Flush hands the message to the transport.
+	if _, err := alice.Upsert("feature", marker, `{"type":"Feature","geometry":{"type":"Point","coordinates":[2.2945,48.8584]},"properties":{"name":"Tour"}}`); err != nil {
+		panic(err)
+	}
+	for _, msg := range alice.Flush() {
+		fmt.Println("alice sends", string(msg))
+		res, err := bob.Receive(msg)
+		if err != nil {
+			panic(err)
+		}
+		fmt.Println("bob renders", string(crdt.AppendChangesJSON(nil, res.Changes)))
+	}
+
+	// bob renames it, 5 ms later.
+	wall.Advance(5)
+	if _, err := bob.Update("feature", marker, "properties.name", `"Tour Eiffel"`); err != nil {
+		panic(err)
+	}
+	for _, msg := range bob.Flush() {
+		fmt.Println("bob sends", string(msg))
+		res, err := alice.Receive(msg)
+		if err != nil {
+			panic(err)
+		}
+		fmt.Println("alice renders", string(crdt.AppendChangesJSON(nil, res.Changes)))
+	}
+
+	name, _, _ := alice.Get("feature", marker, "properties.name")
+	fmt.Println("alice reads", name)
+	fmt.Println("same state:", alice.State() == bob.State())
+	// Output:
+	// alice sends {"kind":"OperationMessage","sender":"alice","verb":"upsert","subject":"feature","metadata":{"featureType":"marker","id":"UxNjQ","layerId":"L1"},"value":{"geometry":{"coordinates":[2.2945,48.8584],"type":"Point"},"properties":{"name":"Tour"},"type":"Feature"},"hlc":"1727184449000:0:alice","seq":1}
+	// bob renders [{"kind":"created","subject":"feature","metadata":{"featureType":"marker","id":"UxNjQ","layerId":"L1"},"value":{"geometry":{"coordinates":[2.2945,48.8584],"type":"Point"},"properties":{"name":"Tour"},"type":"Feature"},"hlc":"1727184449000:0:alice"}]
+	// bob sends {"kind":"OperationMessage","sender":"bob","verb":"update","subject":"feature","metadata":{"featureType":"marker","id":"UxNjQ","layerId":"L1"},"key":"properties.name","value":"Tour Eiffel","hlc":"1727184449005:0:bob","seq":1}
+	// alice renders [{"kind":"set","subject":"feature","metadata":{"featureType":"marker","id":"UxNjQ","layerId":"L1"},"key":"properties.name","value":"Tour Eiffel","hlc":"1727184449005:0:bob"}]
+	// alice reads "Tour Eiffel"
+	// same state: true
+}
