@@ -32,8 +32,8 @@ func (r *Replica) ingest(ops []*op) ([]Change, bool, error) {
 		}
 		r.applyOp(o)
 		_, _ = r.clock.Update(o.ts) // drift was checked above; a wall clock step can't make it fail
-		if o.ts.Peer == r.peer && o.seq > r.seq {
-			r.seq = o.seq // our own operations, from before a restore of an older snapshot
+		if r.isOwn(o.ts.Peer) && o.seq > r.seqs[o.ts.Peer] {
+			r.seqs[o.ts.Peer] = o.seq // ours, sent before the snapshot we were restored from
 		}
 	}
 	return t.changes(), gap, nil
@@ -173,7 +173,7 @@ func (r *Replica) commitLocal(sub *op) ([]Change, write) {
 		}
 	} else {
 		top = sub
-		top.ts = r.clock.Now()
+		top.ts = r.now()
 		r.log.insert(top)
 		r.outbox = append(r.outbox, top)
 	}
@@ -191,7 +191,7 @@ func (r *Replica) StartBatch() error {
 	if r.batch != nil {
 		return newError(ErrBadState, "a batch is already open")
 	}
-	r.batch = &op{verb: VerbBatch, ts: r.clock.Now()}
+	r.batch = &op{verb: VerbBatch, ts: r.now()}
 	r.undo.closeTop()
 	return nil
 }

@@ -1,6 +1,7 @@
 package crdt
 
 import (
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -84,7 +85,10 @@ type Replica struct {
 	dec      decoder
 	log      opLog
 	vec      vectorState
-	seq      uint64 // last seq published
+	origin   string            // the peer id inside this replica's clocks (see reincarnate)
+	origins  map[string]bool   // every origin this replica has stamped with
+	seqs     map[string]uint64 // last seq published, per own origin
+	restored bool              // restored from a snapshot, no local edit since
 	outbox   []*op  // local operations not yet published (flushed)
 	batch    *op    // open local batch
 	undo     undoStacks
@@ -104,6 +108,9 @@ func NewReplica(opts Options) (*Replica, error) {
 		clock:   hlc.New(opts.PeerID, opts.Wall),
 		objects: map[string]*object{},
 		vec:     newVectorState(),
+		origin:  opts.PeerID,
+		origins: map[string]bool{opts.PeerID: true},
+		seqs:    map[string]uint64{},
 	}
 	r.clock.SetMaxDrift(opts.MaxDrift)
 	subs := map[string]*Subject{}
@@ -114,6 +121,43 @@ func NewReplica(opts Options) (*Replica, error) {
 	r.dec = decoder{subjects: subs, lim: opts.Limits, objects: r.objectFor}
 	return r, nil
 }
+
+// now stamps a local operation.
+func (r *Replica) now() hlc.Timestamp {
+	if r.restored {
+		r.reincarnate()
+	}
+	return r.clock.Now()
+}
+
+// reincarnate gives a replica restored from a snapshot a new origin for its new operations.
+// The snapshot may be older than what the replica had already sent (a reload from an
+// IndexedDB copy saved before the last flush): continuing the old origin's seqs would give
+// a new operation a seq another one already has, and peers that hold that seq would never
+// ask for it. Operations waiting in the restored outbox keep their origin: they are flushed
+// in the same order as before, so they get the same seqs again. The new origin is the peer
+// id with a random suffix ("alice~k3f9q2"); every origin stays "ours" for undo and Dirty.
+func (r *Replica) reincarnate() {
+	r.restored = false
+	base := r.peer
+	if len(base) > hlc.MaxPeerLen-8 {
+		base = base[:hlc.MaxPeerLen-8]
+	}
+	const digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+	suffix := []byte("~")
+	for i := 0; i < 7; i++ {
+		suffix = append(suffix, digits[rand.IntN(len(digits))])
+	}
+	last := r.clock.Last()
+	r.origin = base + string(suffix)
+	r.origins[r.origin] = true
+	r.clock = hlc.New(r.origin, r.opts.Wall)
+	r.clock.SetMaxDrift(r.opts.MaxDrift)
+	r.clock.Observe(last)
+}
+
+// isOwn reports whether origin is one of this replica's.
+func (r *Replica) isOwn(origin string) bool { return r.origins[origin] }
 
 // PeerID returns the replica's peer id.
 func (r *Replica) PeerID() string { return r.peer }

@@ -25,8 +25,16 @@ func (r *Replica) Snapshot() ([]byte, error) {
 	b = appendString(b, r.peer)
 	b = append(b, `,"clock":"`...)
 	b = r.clock.Last().AppendText(b)
-	b = append(b, `","seq":`...)
-	b = strconv.AppendUint(b, r.seq, 10)
+	b = append(b, `","seqs":`...)
+	b = appendVector(b, r.seqs)
+	b = append(b, `,"origins":[`...)
+	for i, o := range sortedKeys(r.origins) {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, o)
+	}
+	b = append(b, ']')
 	if !r.saved.IsZero() {
 		b = append(b, `,"saved":"`...)
 		b = r.saved.AppendText(b)
@@ -233,11 +241,32 @@ func NewReplicaFromSnapshot(opts Options, snap []byte) (*Replica, error) {
 			return nil, err
 		}
 	}
-	seq, ok := parseSeq(field(ms, "seq"))
-	if !ok && field(ms, "seq") != "0" {
-		return nil, bad("seq must be an integer")
+	if !isObject(field(ms, "seqs")) {
+		return nil, bad("seqs must be an object")
 	}
-	r.seq = seq
+	seqs, err := parseVector(field(ms, "seqs"))
+	if err != nil {
+		return nil, wrap(err)
+	}
+	r.seqs = seqs
+	origins, err := stringList(field(ms, "origins"))
+	if err != nil {
+		return nil, wrap(err)
+	}
+	for _, o := range origins {
+		if hlc.ValidPeer(o) != nil {
+			return nil, bad("bad origin " + quote(o))
+		}
+		r.origins[o] = true
+	}
+	if !r.origins[clock.Peer] {
+		return nil, bad("the clock's origin " + quote(clock.Peer) + " is not one of the snapshot's origins")
+	}
+	// Continue with the clock's origin until the first local edit (see reincarnate).
+	r.origin = clock.Peer
+	r.clock = hlc.New(r.origin, r.opts.Wall)
+	r.clock.SetMaxDrift(r.opts.MaxDrift)
+	r.restored = true
 	if r.vec.vv, err = parseVector(field(ms, "vector")); err != nil {
 		return nil, wrap(err)
 	}

@@ -149,9 +149,9 @@ func (r *Replica) Flush() [][]byte {
 			r.log.remove(func(x *op) bool { return x == o })
 			continue
 		}
-		r.seq++
-		o.seq = r.seq
-		r.vec.vv[r.peer] = r.seq
+		r.seqs[o.ts.Peer]++
+		o.seq = r.seqs[o.ts.Peer]
+		r.vec.add(o.ts.Peer, o.seq)
 		out = append(out, appendOp(nil, o, r.peer))
 	}
 	clear(r.outbox)
@@ -243,7 +243,7 @@ func parseVector(raw string) (VersionVector, error) {
 func (r *Replica) missing(vv VersionVector, lastKnown *hlc.Timestamp) []*op {
 	var out []*op
 	for _, o := range r.log.ops {
-		if o.live == 0 || (o.seq == 0 && o.ts.Peer == r.peer) {
+		if o.live == 0 || (o.seq == 0 && r.isOwn(o.ts.Peer)) {
 			continue // superseded, or ours and not yet published
 		}
 		switch {
@@ -385,8 +385,10 @@ func (r *Replica) receivePeerMessage(members []member) (Result, error) {
 		res := Result{Changes: changes}
 		if vv != nil {
 			r.vec.adopt(vv)
-			if s := vv[r.peer]; s > r.seq {
-				r.seq = s
+			for origin := range r.origins {
+				if s := vv[origin]; s > r.seqs[origin] {
+					r.seqs[origin] = s
+				}
 			}
 			if field(msg, "pushBack") != "true" && sender != "" {
 				if theirs := r.missing(vv, nil); len(theirs) > 0 {
@@ -443,7 +445,7 @@ func (r *Replica) Dirty() []DirtyObject {
 	seen := map[*object]bool{}
 	var objs []*object
 	for _, o := range r.log.since(r.saved) {
-		if o.ts.Peer != r.peer {
+		if !r.isOwn(o.ts.Peer) {
 			continue
 		}
 		o.writes(func(w *op, _ int32) {

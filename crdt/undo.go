@@ -125,10 +125,10 @@ func (r *Replica) revert(from, to *[]undoStep) (UndoResult, error) {
 	}
 	var top *op
 	if len(subs) > 1 {
-		top = &op{verb: VerbBatch, ts: r.clock.Now(), subs: subs}
+		top = &op{verb: VerbBatch, ts: r.now(), subs: subs}
 	} else {
 		top = subs[0]
-		top.ts = r.clock.Now()
+		top.ts = r.now()
 	}
 	var t tracker
 	t.watch([]*op{top})
@@ -155,7 +155,7 @@ func (r *Replica) revert(from, to *[]undoStep) (UndoResult, error) {
 func (r *Replica) othersWroteSince(e undoEntry) bool {
 	o := e.obj
 	newerOther := func(w write) bool {
-		return w.op != nil && w.op.ts.Peer != r.peer && !w.op.ts.IsZero() && compareWrites(w, e.by) > 0
+		return w.op != nil && !r.isOwn(w.op.ts.Peer) && !w.op.ts.IsZero() && compareWrites(w, e.by) > 0
 	}
 	if newerOther(o.root) {
 		return true
