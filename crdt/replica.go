@@ -89,8 +89,8 @@ type Replica struct {
 	origins  map[string]bool   // every origin this replica has stamped with
 	seqs     map[string]uint64 // last seq published, per own origin
 	restored bool              // restored from a snapshot, no local edit since
-	outbox   []*op  // local operations not yet published (flushed)
-	batch    *op    // open local batch
+	outbox   []*op             // local operations not yet published (flushed)
+	batch    *op               // open local batch
 	undo     undoStacks
 	saved    hlc.Timestamp // saved horizon
 	peers    []string
