@@ -34,7 +34,7 @@ type config struct {
 func main() {
 	var cfg config
 	flag.StringVar(&cfg.addr, "addr", "127.0.0.1:8080", "listen address, host:port (port 0 picks a free one)")
-	flag.StringVar(&cfg.data, "data", "./demo/data", "data directory: the relay's replicas")
+	flag.StringVar(&cfg.data, "data", "./demo/data", "data directory: the relay's replicas and saved datalayers")
 	flag.StringVar(&cfg.static, "static", "demo/web", "directory served at /: the page")
 	flag.StringVar(&cfg.glue, "glue", "jsglue", "directory served at /jsglue/: glue, wasm and node_modules")
 	flag.Parse()
@@ -63,7 +63,9 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: newMux(relay, cfg.static, cfg.glue), ReadHeaderTimeout: 10 * time.Second}
+	mux := newMux(relay, cfg.static, cfg.glue)
+	newDatalayers(datalayerOptions{Dir: cfg.data}).register(mux) // the save endpoint (save.go)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	fmt.Fprintf(stdout, "listening on http://%s\n", displayAddr(ln.Addr()))
 
 	served := make(chan error, 1)
