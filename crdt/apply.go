@@ -132,6 +132,9 @@ func (r *Replica) prepare(e Edit) (*op, oldValue, error) {
 	default:
 		err = newError(ErrUnknownVerb, "a local edit is update, upsert or delete, not "+quote(e.Verb.String()))
 	}
+	if err == nil {
+		err = r.opts.Limits.checkDepth(o.value, o.path)
+	}
 	var old oldValue
 	if err == nil {
 		old.value, old.present = obj.valueAt(o.path)

@@ -10,6 +10,7 @@ package crdt
 // each, 100,000 live paths, with uMap's real metadata shapes (a UUID layerId).
 
 import (
+	"encoding/json"
 	"os"
 	"runtime"
 	"strconv"
@@ -311,4 +312,20 @@ func BenchmarkMemoryPerPath(b *testing.B) {
 		b.ReportMetric(overhead, "B/path")
 		b.ReportMetric(float64(valueBytes)/paths, "value-B/path")
 	})
+}
+
+// BenchmarkReferenceEncodingJSON decodes the message BenchmarkReceive receives with
+// encoding/json into a map[string]any: not the engine, a yardstick to compare the numbers
+// of machines of different speed (or a shared machine under load) with each other.
+func BenchmarkReferenceEncodingJSON(b *testing.B) {
+	msg := remoteUpdate(nil, 1)
+	b.ReportAllocs()
+	cpu := startCPU()
+	for b.Loop() {
+		var m map[string]any
+		if err := json.Unmarshal(msg, &m); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cpu.report(b)
 }

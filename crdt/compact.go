@@ -207,7 +207,7 @@ func (e *opsEncoder) appendTo(b []byte) []byte {
 
 // decodeOps reads the compact encoding back into operations (objects pending).
 func (r *Replica) decodeOps(raw string) ([]*op, error) {
-	ms, err := parseObject(raw, r.opts.Limits.MaxDepth)
+	ms, err := parseObject(raw, r.opts.Limits.wireDepth())
 	if err != nil {
 		return nil, err
 	}
@@ -261,7 +261,7 @@ func (r *Replica) decodeOps(raw string) ([]*op, error) {
 		}
 		if isObject(el) {
 			var m []member
-			if m, err = parseObject(el, r.opts.Limits.MaxDepth); err != nil {
+			if m, err = parseObject(el, r.opts.Limits.wireDepth()); err != nil {
 				return false
 			}
 			var o *op
@@ -352,12 +352,18 @@ func (r *Replica) decodeSub(p []string, objs []*object) (*op, error) {
 		o.path, _ = parsePath(o.key, r.opts.Limits)
 		if len(p) == 4 {
 			o.value = strings.Clone(p[3])
+			if err := r.opts.Limits.checkDepth(o.value, o.path); err != nil {
+				return nil, err
+			}
 		}
 	case VerbUpsert:
 		if len(p) != 3 || !isObject(p[2]) {
 			return nil, bad()
 		}
 		o.value = strings.Clone(p[2])
+		if err := r.opts.Limits.checkDepth(o.value, nil); err != nil {
+			return nil, err
+		}
 	case VerbDelete:
 		if len(p) != 2 {
 			return nil, bad()

@@ -62,6 +62,44 @@ func DefaultLimits() Limits {
 	return Limits{MaxMessageBytes: 32 << 20, MaxDepth: 64, MaxBatch: 100_000, MaxKeyBytes: 1024, MaxKeyParts: 32}
 }
 
+// wrapDepth is the nesting a message adds around the values it carries (the operation,
+// a batch, a sync response, a snapshot): message parsing allows it on top of MaxDepth.
+const wrapDepth = 8
+
+func (l Limits) wireDepth() int { return l.MaxDepth + wrapDepth }
+
+// checkDepth applies MaxDepth to what a write makes of its object: a value written at a
+// path of n parts sits n levels down, so update values get MaxDepth-n levels. Every object
+// then fits in MaxDepth, and so does anything an undo or a snapshot sends of it.
+func (l Limits) checkDepth(value string, path []string) error {
+	if value == "" || (value[0] != '{' && value[0] != '[') {
+		return nil
+	}
+	max := l.MaxDepth - len(path)
+	depth, deepest := 0, 0
+	for i := 0; i < len(value); i++ {
+		switch value[i] {
+		case '"':
+			for i++; i < len(value) && value[i] != '"'; i++ {
+				if value[i] == '\\' {
+					i++
+				}
+			}
+		case '{', '[':
+			if depth++; depth > deepest {
+				deepest = depth
+			}
+		case '}', ']':
+			depth--
+		}
+	}
+	if deepest > max {
+		return newError(ErrTooDeep, "value nested "+strconv.Itoa(deepest)+" levels at a key of "+strconv.Itoa(len(path))+
+			" parts: an object may be at most "+strconv.Itoa(l.MaxDepth)+" levels deep")
+	}
+	return nil
+}
+
 func (l Limits) verify() error {
 	if l.MaxMessageBytes <= 0 || l.MaxDepth <= 2 || l.MaxBatch <= 0 || l.MaxKeyBytes <= 0 || l.MaxKeyParts <= 0 {
 		return newError(ErrBadOption, "every limit must be positive (MaxDepth above 2)")
@@ -119,14 +157,9 @@ func (d *decoder) peer(id string) string {
 	return id
 }
 
-// own returns s as a string that does not share memory with a larger message: objects and
-// arrays were built fresh by the parser, scalars are slices of the input and get copied.
-func own(s string) string {
-	if s == "" || s[0] == '{' || s[0] == '[' {
-		return s
-	}
-	return strings.Clone(s)
-}
+// own returns s as a string that does not share memory with a larger message (the parser
+// returns slices of its input where the input is already canonical).
+func own(s string) string { return strings.Clone(s) }
 
 // envelope fields that are not part of the operation itself.
 func isEnvelopeField(name string) bool { return name == "kind" || name == "sender" }
@@ -229,7 +262,7 @@ func (d *decoder) decodeOp(members []member, top bool) (*op, error) {
 				return false
 			}
 			var ms []member
-			ms, err = parseObject(raw, d.lim.MaxDepth)
+			ms, err = parseObject(raw, d.lim.wireDepth())
 			if err != nil {
 				return false
 			}
@@ -282,11 +315,17 @@ func (d *decoder) decodeOp(members []member, top bool) (*op, error) {
 			return nil, err
 		}
 		o.value = own(value)
+		if err := d.lim.checkDepth(o.value, o.path); err != nil {
+			return nil, err
+		}
 	case VerbUpsert:
 		if !hasValue || !isObject(value) {
 			return nil, newError(ErrBadValue, "upsert needs an object value, got "+quote(value))
 		}
-		o.value = value
+		if err := d.lim.checkDepth(value, nil); err != nil {
+			return nil, err
+		}
+		o.value = own(value)
 		if hasKey {
 			extra = appendExtra(extra, "key", string(appendString(nil, key)))
 		}

@@ -130,13 +130,14 @@ func (r *Replica) now() hlc.Timestamp {
 	return r.clock.Now()
 }
 
-// reincarnate gives a replica restored from a snapshot a new origin for its new operations.
-// The snapshot may be older than what the replica had already sent (a reload from an
-// IndexedDB copy saved before the last flush): continuing the old origin's seqs would give
-// a new operation a seq another one already has, and peers that hold that seq would never
-// ask for it. Operations waiting in the restored outbox keep their origin: they are flushed
-// in the same order as before, so they get the same seqs again. The new origin is the peer
-// id with a random suffix ("alice~k3f9q2"); every origin stays "ours" for undo and Dirty.
+// reincarnate gives a replica restored from a snapshot a new origin, at its first local edit
+// or flush. The snapshot may be older than what the replica had already sent (a reload from
+// an IndexedDB copy saved before the last flush): continuing the old origin's seqs would
+// give an operation a seq another one already has, and peers holding that seq would never
+// ask for it. So new operations, and the operations waiting in the restored outbox, take the
+// new origin — the peer id with a random suffix ("alice~k3f9q2"); every origin stays "ours"
+// for undo and Dirty. Queued operations keep their walltime and counter; as the peer id is
+// the last tie-break of the clock order, the state is rebuilt from the log to stay exact.
 func (r *Replica) reincarnate() {
 	r.restored = false
 	base := r.peer
@@ -154,6 +155,31 @@ func (r *Replica) reincarnate() {
 	r.clock = hlc.New(r.origin, r.opts.Wall)
 	r.clock.SetMaxDrift(r.opts.MaxDrift)
 	r.clock.Observe(last)
+	if len(r.outbox) == 0 {
+		return
+	}
+	for _, o := range r.outbox {
+		o.ts.Peer = r.origin
+	}
+	slices.SortFunc(r.log.ops, func(a, b *op) int { return a.ts.Compare(b.ts) })
+	r.rebuild()
+}
+
+// rebuild recomputes the state from the log and the seeded bases.
+func (r *Replica) rebuild() {
+	for _, o := range r.objects {
+		base := o.root
+		if base.op != nil && !base.op.ts.IsZero() {
+			base = write{}
+		}
+		o.root, o.paths = base, nil
+	}
+	for _, o := range r.log.ops {
+		o.live = 0
+	}
+	for _, o := range r.log.ops {
+		r.applyOp(o)
+	}
 }
 
 // isOwn reports whether origin is one of this replica's.
@@ -176,7 +202,7 @@ func (r *Replica) objectFor(sub *Subject, key, meta string) *object {
 	if o := r.pending[key]; o != nil {
 		return o
 	}
-	o := &object{key: key, subject: sub, meta: meta}
+	o := &object{key: strings.Clone(key), subject: sub, meta: strings.Clone(meta)}
 	if r.pending == nil {
 		r.pending = map[string]*object{}
 	}

@@ -911,3 +911,110 @@ func TestScenarioThreePeersConverge(t *testing.T) {
 		}
 	}
 }
+
+func TestScenarioDeepValueSyncsAndSnapshots(t *testing.T) {
+	// A value as deep as an OperationMessage may carry (the message itself at the depth
+	// limit) is accepted live. The same operation must then travel in every sync response
+	// and in a snapshot, where the envelope puts it a few levels deeper: otherwise one deep
+	// value makes every catch-up from this replica fail, and its own snapshot unreadable.
+	deep := strings.Repeat("[", 63) + strings.Repeat("]", 63)
+	op := wop{verb: "update", subject: "map", meta: metaMap, key: "k", value: deep, hlc: stamp(1, 0, "bob"), seq: 1}
+	alice, wall := newScenarioReplica(t, "alice", 100)
+	recv(t, alice, op.msg())
+	wantGet(t, alice, "map", metaMap, "k", deep)
+
+	t.Run("compact sync", func(t *testing.T) {
+		carol, _ := newScenarioReplica(t, "carol", 100)
+		resp := recv(t, alice, carol.SyncRequest("alice")).Replies[0]
+		if _, err := carol.Receive(resp); err != nil {
+			t.Fatalf("the catch-up response is refused: %v", err)
+		}
+		wantSameState(t, alice, carol)
+	})
+	t.Run("uMap sync", func(t *testing.T) {
+		carol, _ := newScenarioReplica(t, "carol", 100)
+		resp := recv(t, alice, umapRequest("carol", "alice", "")).Replies[0]
+		if _, err := carol.Receive(resp); err != nil {
+			t.Fatalf("the catch-up response is refused: %v", err)
+		}
+		wantSameState(t, alice, carol)
+	})
+	t.Run("snapshot", func(t *testing.T) {
+		snap, err := alice.Snapshot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := NewReplicaFromSnapshot(Options{PeerID: "alice", Wall: wall}, snap)
+		if err != nil {
+			t.Fatalf("the replica's own snapshot is refused: %v", err)
+		}
+		wantSameState(t, alice, back)
+	})
+}
+
+func TestScenarioDeepLocalEditReachesPeers(t *testing.T) {
+	// A local edit the replica accepts must be accepted by its peers (same limits): if not,
+	// the two diverge for good. The edit's value is checked against MaxDepth on its own,
+	// but on the wire it sits one level down in the OperationMessage.
+	alice, _ := newScenarioReplica(t, "alice", 100)
+	bob, _ := newScenarioReplica(t, "bob", 100)
+	for _, n := range []int{62, 63, 64} {
+		deep := strings.Repeat("[", n) + strings.Repeat("]", n)
+		if _, err := alice.Update("map", metaMap, "k"+strconv.Itoa(n), deep); err != nil {
+			if errors.Is(err, ErrTooDeep) {
+				continue // refused at the source: fine
+			}
+			t.Fatal(err)
+		}
+		for _, m := range alice.Flush() {
+			if _, err := bob.Receive(m); err != nil {
+				t.Errorf("%d levels: alice accepted the edit, bob refuses her message: %v", n, err)
+			}
+		}
+	}
+	wantSameState(t, alice, bob)
+}
+
+func TestScenarioUndoOfDeleteOfDeepObjectReachesPeers(t *testing.T) {
+	// A key of 30 parts and a value 40 levels deep would build an object 70 levels deep,
+	// which undoing its delete would send whole, as an upsert: such a write is refused at
+	// the source (MaxDepth bounds the object). One just within the bound reaches peers.
+	alice, _ := newScenarioReplica(t, "alice", 100)
+	bob, _ := newScenarioReplica(t, "bob", 100)
+	key := strings.TrimSuffix(strings.Repeat("p.", 30), ".")
+	deep := strings.Repeat("[", 40) + strings.Repeat("]", 40)
+	if _, err := alice.Update("datalayer", metaL1, key, deep); !errors.Is(err, ErrTooDeep) {
+		t.Fatalf("a write building a 70-level object: got %v, want too_deep", err)
+	}
+	deep = strings.Repeat("[", 34) + strings.Repeat("]", 34)
+	must[[]Change](t)(alice.Update("datalayer", metaL1, key, deep))
+	must[[]Change](t)(alice.Delete("datalayer", metaL1))
+	if _, err := alice.Undo(); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range alice.Flush() {
+		if _, err := bob.Receive(m); err != nil {
+			t.Errorf("bob refuses alice's message: %v", err)
+		}
+	}
+	wantSameState(t, alice, bob)
+}
+
+func TestScenarioSavedMessageFromTheFuture(t *testing.T) {
+	// A peer whose clock runs a year ahead saves the map and broadcasts SavedMessage. The
+	// drift guard refuses its operations (DESIGN §3); its SavedMessage must not mark a year
+	// of this replica's future edits as saved either: they would never reach the server.
+	alice, wall := newScenarioReplica(t, "alice", 100)
+	future := stamp(100+365*24*3600*1000, 0, "mallory")
+	_, err := alice.Receive([]byte(`{"kind":"SavedMessage","sender":"mallory","lastKnownHLC":"` + future + `"}`))
+	if err != nil && !errors.Is(err, ErrClockDrift) {
+		t.Fatalf("err %v, want nil or clock_drift", err)
+	}
+	wall.Advance(1000)
+	must[[]Change](t)(alice.Update("feature", metaF1, "properties.name", `"after the save"`))
+	alice.Flush()
+	dirty := alice.Dirty()
+	if len(dirty) != 1 || dirty[0].Subject != "feature" {
+		t.Errorf("an edit made after the save is not dirty: Dirty() = %+v", dirty)
+	}
+}

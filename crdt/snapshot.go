@@ -2,6 +2,7 @@ package crdt
 
 import (
 	"strconv"
+	"strings"
 
 	"github.com/mapcrdt/mapcrdt/hlc"
 )
@@ -189,7 +190,7 @@ func NewReplicaFromSnapshot(opts Options, snap []byte) (*Replica, error) {
 	if len(snap) > lim.MaxMessageBytes*4 {
 		return nil, newError(ErrTooLarge, "snapshot of "+strconv.Itoa(len(snap))+" bytes")
 	}
-	ms, err := parseObject(string(snap), lim.MaxDepth)
+	ms, err := parseObject(string(snap), lim.wireDepth())
 	if err != nil {
 		return nil, wrap(err)
 	}
@@ -254,8 +255,8 @@ func NewReplicaFromSnapshot(opts Options, snap []byte) (*Replica, error) {
 		return nil, wrap(err)
 	}
 	for _, o := range origins {
-		if hlc.ValidPeer(o) != nil {
-			return nil, bad("bad origin " + quote(o))
+		if hlc.ValidPeer(o) != nil || (o != peer && !strings.HasPrefix(o, peer[:min(len(peer), hlc.MaxPeerLen-8)]+"~")) {
+			return nil, bad("origin " + quote(o) + " is not the peer " + quote(peer) + " or one of its incarnations")
 		}
 		r.origins[o] = true
 	}
@@ -297,21 +298,25 @@ func NewReplicaFromSnapshot(opts Options, snap []byte) (*Replica, error) {
 		return nil, wrap(err)
 	}
 	r.commitPending()
+	// The outbox: operations stamped but not yet sent when the snapshot was taken. They
+	// move to a new origin before they leave (see reincarnate).
+	var queued []*op
+	for _, s := range elements(field(ms, "outbox")) {
+		i, e := strconv.Atoi(s)
+		if e != nil || i < 0 || i >= len(ops) || ops[i].seq != 0 || !r.isOwn(ops[i].ts.Peer) {
+			return nil, bad("outbox: bad index " + quote(s))
+		}
+		queued = append(queued, ops[i])
+	}
 	for _, o := range ops {
 		if r.log.insert(o) {
 			r.applyOp(o)
 		}
 	}
+	r.outbox = queued
 	r.clock.Observe(clock)
 	if n := len(r.log.ops); n > 0 {
 		r.clock.Observe(r.log.ops[n-1].ts)
-	}
-	for _, s := range elements(field(ms, "outbox")) {
-		i, e := strconv.Atoi(s)
-		if e != nil || i < 0 || i >= len(r.log.ops) {
-			return nil, bad("outbox: bad index " + quote(s))
-		}
-		r.outbox = append(r.outbox, r.log.ops[i])
 	}
 	for _, el := range elements(field(ms, "bases")) {
 		p := elements(el)
@@ -340,7 +345,7 @@ func (r *Replica) decodeSteps(raw string) ([]undoStep, error) {
 	var steps []undoStep
 	var err error
 	eachElement(string(raw), func(el string) bool {
-		ms, e := parseObject(el, r.opts.Limits.MaxDepth)
+		ms, e := parseObject(el, r.opts.Limits.wireDepth())
 		if e != nil {
 			err = bad(e.Error())
 			return false

@@ -159,15 +159,22 @@ func kitEqualVV(a, b VersionVector) bool {
 }
 
 // TestSnapshotContinuesWhereItStopped: the original and its restored copy, driven the
-// same way from the same wall clock, send byte-identical messages: same clocks, seqs
-// continuing, the outbox intact, undo and redo working.
+// same way from the same wall clock, send the same edits with the same clocks (walltime and
+// counter), the outbox intact, undo and redo working. A new edit may be stamped under a new origin
+// (bdc789d: a restored replica reincarnates, so a stale snapshot never reuses a seq), whose
+// seqs start at 1 and never repeat, and whose clocks are above every clock held.
 func TestSnapshotContinuesWhereItStopped(t *testing.T) {
 	alice, wall := kitRichReplica(t)
 	held := alice.Clock()
-	queued := map[hlc.Timestamp]bool{} // stamped before the snapshot, sent after it
-	for _, o := range alice.outbox {
-		queued[o.ts] = true
+	type wc struct {
+		wall    int64
+		counter uint32
 	}
+	queued := map[wc]bool{} // stamped before the snapshot, sent after it
+	for _, o := range alice.outbox {
+		queued[wc{o.ts.Wall, o.ts.Counter}] = true
+	}
+	isQueued := func(ts hlc.Timestamp) bool { return queued[wc{ts.Wall, ts.Counter}] }
 	snap := kitSnapshot(t, alice)
 	twinWall := hlc.NewManualClock(wall.NowMillis())
 	twin := kitRestore(t, snap, twinWall)
@@ -185,6 +192,19 @@ func TestSnapshotContinuesWhereItStopped(t *testing.T) {
 		func(r *Replica) { kitOK(t)(r.Delete("feature", kitF2)) },
 		func(r *Replica) { kitUndo(t, r) },
 	}
+	// same reports whether two messages are the same edit: everything equal but the
+	// origin inside the hlc and the seq.
+	same := func(a, b []byte) bool {
+		strip := func(m []byte) string {
+			g := gjson.ParseBytes(m)
+			ts := hlc.MustParse(g.Get("hlc").String())
+			out, _ := kitReplaceField(m, "hlc", strconv.Quote(strconv.FormatInt(ts.Wall, 10)+":"+strconv.FormatUint(uint64(ts.Counter), 10)))
+			out, _ = kitReplaceField(out, "seq", "0")
+			return string(out)
+		}
+		return strip(a) == strip(b)
+	}
+	bob := kitReplica(t, "bob", twinWall) // receives what the restored replica sends
 	var sent [][]byte
 	for i, step := range steps {
 		wall.Advance(3)
@@ -196,8 +216,15 @@ func TestSnapshotContinuesWhereItStopped(t *testing.T) {
 			t.Fatalf("step %d: the original sends %d messages, the restored one %d", i, len(a), len(b))
 		}
 		for j := range a {
-			if !bytes.Equal(a[j], b[j]) {
+			ts := kitMsgHLC(t, b[j])
+			if !same(a[j], b[j]) {
 				t.Errorf("step %d message %d\noriginal %s\nrestored %s", i, j, a[j], b[j])
+			}
+			if gjson.GetBytes(b[j], "sender").String() != "alice" {
+				t.Errorf("the restored replica sends as %q", gjson.GetBytes(b[j], "sender").String())
+			}
+			if res := kitRecv(t, bob, b[j]); len(res.Replies) != 0 && !isQueued(ts) {
+				t.Errorf("step %d: bob sees a gap in %s", i, b[j])
 			}
 		}
 		if alice.State() != twin.State() {
@@ -205,22 +232,35 @@ func TestSnapshotContinuesWhereItStopped(t *testing.T) {
 		}
 		sent = append(sent, b...)
 	}
-	// Seqs continue without a gap or a repeat, and every clock is above what was held.
-	seqs := map[int64]bool{}
+	// Per origin, seqs never repeat and follow on; new clocks are above what was held.
+	seqs := map[string][]int64{}
 	for _, m := range sent {
-		seq := gjson.GetBytes(m, "seq").Int()
-		if seqs[seq] || seq <= 4 {
-			t.Errorf("seq %d repeated or not after the 4 sent before the snapshot: %s", seq, m)
-		}
-		seqs[seq] = true
-		if ts := kitMsgHLC(t, m); !queued[ts] && !held.Less(ts) {
+		ts := kitMsgHLC(t, m)
+		seqs[ts.Peer] = append(seqs[ts.Peer], gjson.GetBytes(m, "seq").Int())
+		if !isQueued(ts) && !held.Less(ts) {
 			t.Errorf("clock %s not above %s, held before the snapshot", ts, held)
 		}
-	}
-	for s := int64(5); s < 5+int64(len(sent)); s++ {
-		if !seqs[s] {
-			t.Errorf("seq %d never sent (sent %v)", s, seqs)
+		if ts.Peer != "alice" && !strings.HasPrefix(ts.Peer, "alice~") {
+			t.Errorf("a new origin %q that does not name alice", ts.Peer)
 		}
+	}
+	if len(seqs) > 2 {
+		t.Errorf("more than one new origin: %v", seqs)
+	}
+	for origin, list := range seqs {
+		first := int64(1)
+		if origin == "alice" {
+			first = 5 // 4 sent before the snapshot
+		}
+		for i, s := range list {
+			if s != first+int64(i) {
+				t.Errorf("origin %s sends seqs %v, want %d, %d, …", origin, list, first, first+1)
+				break
+			}
+		}
+	}
+	if !alice.CanUndo() || !twin.CanUndo() {
+		t.Error("the undo stack ran dry")
 	}
 }
 
@@ -322,7 +362,8 @@ func TestSnapshotRefusesDamage(t *testing.T) {
 	fields := map[string][]string{
 		"peer":    {`5`, `null`, `""`},
 		"clock":   {`5`, `"yesterday"`, `null`},
-		"seq":     {`"3"`, `-1`, `1.5`, `null`},
+		"seqs":    {`"3"`, `[]`, `{"alice":-1}`, `{"alice":1.5}`, `null`},
+		"origins": {`{}`, `[1]`, `"alice"`, `["bob"]`, `[""]`},
 		"saved":   {`5`, `"x"`},
 		"vector":  {`[]`, `{"bob":"1"}`, `{"bob":-1}`, `5`},
 		"above":   {`[]`, `{"bob":["x"]}`, `{"bob":5}`, `5`},
@@ -387,10 +428,10 @@ func TestSnapshotRefusedWhileBatchOpen(t *testing.T) {
 	}
 }
 
-// TestSnapshotOlderRestoreLearnsItsSeqBeforeFlushing: a replica restored from a snapshot
-// older than what it already sent (IndexedDB saved a while ago) learns its own last seq
-// from the first sync, or from its own operations coming back, and never reuses a seq.
-func TestSnapshotOlderRestoreLearnsItsSeqBeforeFlushing(t *testing.T) {
+// TestSnapshotOlderRestoreNeverReusesASeq: a replica restored from a snapshot older than
+// what it already sent (IndexedDB saved a while ago) syncs, or gets its own operations back,
+// then edits: the edit's (origin, seq) is one no peer holds yet — no gap, nothing hidden.
+func TestSnapshotOlderRestoreNeverReusesASeq(t *testing.T) {
 	for _, how := range []string{"sync response", "own operations received"} {
 		t.Run(how, func(t *testing.T) {
 			wall := hlc.NewManualClock(kitT0)
@@ -415,8 +456,12 @@ func TestSnapshotOlderRestoreLearnsItsSeqBeforeFlushing(t *testing.T) {
 			}
 			kitSet(t, restored, kitF2, "properties.name", `"after restore"`)
 			msgs := restored.Flush()
-			if len(msgs) != 1 || gjson.GetBytes(msgs[0], "seq").Int() != 4 {
-				t.Fatalf("the first operation after the restore leaves as %q, want seq 4", msgs)
+			if len(msgs) != 1 {
+				t.Fatalf("%d messages", len(msgs))
+			}
+			ts, seq := kitMsgHLC(t, msgs[0]), gjson.GetBytes(msgs[0], "seq").Uint()
+			if seq <= bob.Vector()[ts.Peer] {
+				t.Fatalf("the first operation after the restore takes %s seq %d, which bob already holds: %s", ts.Peer, seq, msgs[0])
 			}
 			if res := kitRecv(t, bob, msgs[0]); len(res.Replies) != 0 {
 				t.Errorf("bob sees a gap: %q", res.Replies)
@@ -458,4 +503,34 @@ func TestSnapshotOlderRestoreFlushedBeforeSyncHidesNoEdit(t *testing.T) {
 	kitSync(t, carol, restored)
 	kitWant(t, carol, "feature", kitF2, "properties.name", `"after restore"`)
 	kitSameState(t, bob, carol)
+}
+
+// TestSnapshotStaleOutboxNeverHidesALaterEdit: the stale snapshot held two queued edits;
+// after it, a third edit superseded the first and the outbox left as seqs 1 and 2 (the
+// first coalesced away). Restored from the stale snapshot, the replica flushes its queued
+// edits again: they must not take seqs that now name other operations, or dave — who got
+// only the restored replica's messages — would believe he holds the later edit and never
+// be sent it.
+func TestSnapshotStaleOutboxNeverHidesALaterEdit(t *testing.T) {
+	wall := hlc.NewManualClock(kitT0)
+	alice := kitReplica(t, "alice", wall)
+	bob := kitReplica(t, "bob", wall)
+	dave := kitReplica(t, "dave", wall)
+	kitSet(t, alice, kitF1, "properties.name", `"one"`)  // X1, queued
+	kitSet(t, alice, kitF1, "properties.color", `"red"`) // X2, queued
+	stale := kitSnapshot(t, alice)
+	wall.Advance(10)
+	kitSet(t, alice, kitF1, "properties.name", `"two"`) // Z supersedes X1
+	kitDeliver(t, alice.Flush(), bob)                   // X2 and Z; dave is offline
+	wall.Advance(10)
+	restored := kitRestore(t, stale, wall)
+	again := restored.Flush()
+	kitDeliver(t, again, dave, bob)
+	for _, pair := range [][2]*Replica{{dave, bob}, {restored, bob}, {dave, restored}} {
+		kitSync(t, pair[0], pair[1])
+	}
+	for _, r := range []*Replica{alice, bob, dave, restored} {
+		kitWant(t, r, "feature", kitF1, "properties.name", `"two"`)
+	}
+	kitSameState(t, alice, bob, dave, restored)
 }

@@ -24,7 +24,7 @@ func (r *Replica) Receive(msg []byte) (Result, error) {
 	if len(msg) > r.opts.Limits.MaxMessageBytes {
 		return Result{}, newError(ErrTooLarge, "message of "+strconv.Itoa(len(msg))+" bytes, more than "+strconv.Itoa(r.opts.Limits.MaxMessageBytes))
 	}
-	members, err := parseObject(string(msg), r.opts.Limits.MaxDepth)
+	members, err := parseObject(string(msg), r.opts.Limits.wireDepth())
 	if err != nil {
 		return Result{}, err
 	}
@@ -70,6 +70,9 @@ func (r *Replica) Receive(msg []byte) (Result, error) {
 		ts, err := hlc.Parse(s)
 		if err != nil {
 			return Result{}, hlcError(err)
+		}
+		if err := r.clock.CheckDrift(ts); err != nil {
+			return Result{}, hlcError(err) // a save "in the future" would hide later edits
 		}
 		r.MarkSaved(ts)
 		return Result{}, nil
@@ -143,6 +146,9 @@ func (r *Replica) pickPeer() string {
 // an OperationMessage. Operations whose every write was superseded while they waited (a
 // marker drag's intermediate positions) are dropped instead: one message leaves per path.
 func (r *Replica) Flush() [][]byte {
+	if r.restored && len(r.outbox) > 0 {
+		r.reincarnate()
+	}
 	var out [][]byte
 	for _, o := range r.outbox {
 		if o.live == 0 {
@@ -308,7 +314,7 @@ func (r *Replica) receivePeerMessage(members []member) (Result, error) {
 	if !isObject(inner) {
 		return Result{}, newError(ErrBadMessage, "PeerMessage needs a message object")
 	}
-	msg, err := parseObject(inner, r.opts.Limits.MaxDepth)
+	msg, err := parseObject(inner, r.opts.Limits.wireDepth())
 	if err != nil {
 		return Result{}, err
 	}
@@ -357,7 +363,7 @@ func (r *Replica) receivePeerMessage(members []member) (Result, error) {
 					return false
 				}
 				var ms []member
-				if ms, err = parseObject(el, r.opts.Limits.MaxDepth); err != nil {
+				if ms, err = parseObject(el, r.opts.Limits.wireDepth()); err != nil {
 					return false
 				}
 				var o *op
