@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/mapcrdt/mapcrdt/hlc"
 )
 
@@ -37,7 +36,7 @@ func DefaultOptions() Options {
 
 func (o *Options) verify() error {
 	if o.PeerID == "" {
-		o.PeerID = uuid.NewString()
+		o.PeerID = newPeerID()
 	}
 	if err := hlc.ValidPeer(o.PeerID); err != nil {
 		return newError(ErrBadOption, "peerId "+quote(o.PeerID)+": "+err.Error())

@@ -19,7 +19,8 @@ type Result struct {
 // Receive takes one message from the transport: an OperationMessage, a PeerMessage
 // (ListOperationsRequest / ListOperationsResponse), a SavedMessage, a JoinResponse, a
 // ListPeersResponse or a pong. A bare operation (no kind, a verb) is taken as an
-// OperationMessage. Bad input gets an *Error and changes nothing.
+// OperationMessage. Bad input gets an *Error and changes nothing. msg is not retained: the
+// caller may reuse its buffer once Receive returns.
 func (r *Replica) Receive(msg []byte) (Result, error) {
 	if len(msg) > r.opts.Limits.MaxMessageBytes {
 		return Result{}, newError(ErrTooLarge, "message of "+strconv.Itoa(len(msg))+" bytes, more than "+strconv.Itoa(r.opts.Limits.MaxMessageBytes))
@@ -150,15 +151,19 @@ func (r *Replica) Flush() [][]byte {
 		r.reincarnate()
 	}
 	var out [][]byte
+	dropped := map[*op]bool{}
 	for _, o := range r.outbox {
 		if o.live == 0 {
-			r.log.remove(func(x *op) bool { return x == o })
+			dropped[o] = true
 			continue
 		}
 		r.seqs[o.ts.Peer]++
 		o.seq = r.seqs[o.ts.Peer]
 		r.vec.add(o.ts.Peer, o.seq)
 		out = append(out, appendOp(nil, o, r.peer))
+	}
+	if len(dropped) > 0 {
+		r.log.remove(func(x *op) bool { return dropped[x] })
 	}
 	clear(r.outbox)
 	r.outbox = r.outbox[:0]

@@ -168,3 +168,156 @@ export async function startRelay({
     stop,
   };
 }
+
+// ------------------------------------------------------------------ demo page helpers
+//
+// For demo/e2e/*.test.js: open the demo page in a fresh browser context, wait for
+// conditions on window.mapcrdtDemo (the page's test hook), drive the UI.
+
+import { mkdirSync } from 'node:fs';
+
+export const screenshotDir = join(repoRoot, 'demo/e2e/screenshots');
+
+/**
+ * Opens the demo page for map `map` as `name` in a new browser context (its own storage,
+ * like another browser), with no tiles. Resolves once the page is online (unless
+ * `online: false`). Page errors and console errors are collected in `errors`.
+ */
+export async function openDemo(browser, relay, { map, name, query = '', online = true, timeout = 30_000 } = {}) {
+  const context = await browser.newContext({ viewport: { width: 1200, height: 760 } });
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error') errors.push(`console: ${m.text()}`);
+  });
+  const q = new URLSearchParams({ map, name, tiles: 'none' });
+  const url = `${relay.url}/?${q}${query ? '&' + query : ''}`;
+  await page.goto(url);
+  await waitReady(page, { online, timeout });
+  return { context, page, errors, name, close: () => context.close() };
+}
+
+/** Waits until the page's hook is ready (and online, unless online is false). */
+export async function waitReady(page, { online = true, timeout = 30_000 } = {}) {
+  await page.waitForFunction(
+    (online) => window.mapcrdtDemo?.ready && (!online || window.mapcrdtDemo.status() === 'online'),
+    online,
+    { timeout, polling: 50 },
+  );
+}
+
+/** page.waitForFunction with the suite's defaults; a failure names what was awaited. */
+export async function until(page, fn, arg, { timeout = 15_000, what = String(fn) } = {}) {
+  try {
+    return await page.waitForFunction(fn, arg, { timeout, polling: 50 });
+  } catch (err) {
+    throw new Error(`timed out after ${timeout} ms waiting for: ${what}\n${err.message}`);
+  }
+}
+
+/** Saves a screenshot as demo/e2e/screenshots/<name>.png. */
+export async function screenshot(page, name) {
+  mkdirSync(screenshotDir, { recursive: true });
+  const path = join(screenshotDir, `${name}.png`);
+  await page.screenshot({ path });
+  return path;
+}
+
+/** The page position of (fx, fy), fractions of the map's width and height. */
+export async function mapPoint(page, fx, fy) {
+  const box = await page.locator('#map').boundingBox();
+  return { x: Math.round(box.x + box.width * fx), y: Math.round(box.y + box.height * fy) };
+}
+
+/** Features as the page renders them (window.mapcrdtDemo.features()). */
+export function features(page) {
+  return page.evaluate(() => window.mapcrdtDemo.features());
+}
+
+export function feature(page, id) {
+  return page.evaluate((id) => window.mapcrdtDemo.feature(id) ?? null, id);
+}
+
+/** The engine's canonical state text. */
+export function engineState(page) {
+  return page.evaluate(() => window.mapcrdtDemo.engine.state());
+}
+
+/** Clicks the marker tool, then the map at (fx, fy); resolves with the new marker's id. */
+export async function drawMarker(page, fx, fy) {
+  const before = new Set((await features(page)).map((f) => f.id));
+  await page.click('#tool-marker');
+  const p = await mapPoint(page, fx, fy);
+  await page.mouse.click(p.x, p.y);
+  const handle = await until(
+    page,
+    (before) => window.mapcrdtDemo.features().find((f) => !before.includes(f.id) && f.type === 'marker')?.id,
+    [...before],
+    { what: 'the new marker' },
+  );
+  return handle.jsonValue();
+}
+
+/** Selects a feature by clicking it, then renames it through the form. */
+export async function renameViaForm(page, id, name) {
+  await clickFeature(page, id);
+  await until(page, (id) => window.mapcrdtDemo.selected() === id, id, { what: `selection of ${id}` });
+  await page.fill('#feature-name', name);
+  await page.click('#feature-apply');
+  await until(page, ([id, name]) => window.mapcrdtDemo.feature(id)?.name === name, [id, name], { what: `name ${name}` });
+}
+
+/** Clicks on a feature's element (a marker's pin, a path's stroke near its first vertex). */
+export async function clickFeature(page, id) {
+  const el = page.locator(`.leaflet-marker-icon[data-feature-id="${id}"]`);
+  if ((await el.count()) > 0) {
+    await el.click();
+    return;
+  }
+  const p = await page.evaluate((id) => {
+    const f = window.mapcrdtDemo.feature(id);
+    const first = f.type === 'polygon' ? f.latlngs[0][0] : f.latlngs[0];
+    return window.mapcrdtDemo.screenPoint(id, first);
+  }, id);
+  await page.mouse.click(p.x, p.y);
+}
+
+/** Drags a marker's pin by (dx, dy) pixels with the mouse. */
+export async function dragMarker(page, id, dx, dy) {
+  const box = await page.locator(`.leaflet-marker-icon[data-feature-id="${id}"]`).boundingBox();
+  const x = box.x + box.width / 2;
+  const y = box.y + box.height / 3;
+  await page.mouse.move(x, y);
+  await page.mouse.down();
+  await page.mouse.move(x + dx / 2, y + dy / 2, { steps: 5 });
+  await page.mouse.move(x + dx, y + dy, { steps: 5 });
+  await page.mouse.up();
+}
+
+/** Checks or unchecks the offline switch and waits for the status it gives. */
+export async function setOffline(page, offline) {
+  if (offline) await page.check('#offline');
+  else await page.uncheck('#offline');
+  const want = offline ? 'offline' : 'online';
+  await until(page, (want) => window.mapcrdtDemo.status() === want && document.querySelector('#status').textContent === want, want, {
+    what: `status ${want}`,
+  });
+}
+
+/** Waits until every page's engine holds the same state; returns it. */
+export async function converged(pages, { timeout = 15_000 } = {}) {
+  const deadline = Date.now() + timeout;
+  let states;
+  for (;;) {
+    states = await Promise.all(pages.map(engineState));
+    if (states.every((s) => s === states[0])) return states[0];
+    if (Date.now() > deadline) throw new Error(`states did not converge within ${timeout} ms:\n${states.join('\n---\n')}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** A fresh map name for one test. */
+export function mapName(prefix) {
+  return `${prefix}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e6).toString(36)}`;
+}

@@ -1,0 +1,449 @@
+// Browser tests of the demo: the page (demo/web), the Leaflet helper (jsglue/leaflet.js), the
+// engine (jsglue/index.js + mapcrdt.wasm) and the relay (go run ./demo), end to end.
+//
+// One relay (temp data dir) and one headless Chromium for the suite; each test opens its
+// own browser contexts (separate storage: separate browsers, as far as the page can tell)
+// on a map of its own. Assertions read the layers and the DOM through window.mapcrdtDemo;
+// each test also saves a screenshot to demo/e2e/screenshots/ for people to look at.
+//
+// Run: make build && node --test demo/e2e/
+
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  clickFeature,
+  converged,
+  dragMarker,
+  drawMarker,
+  feature,
+  features,
+  launchBrowser,
+  mapName,
+  mapPoint,
+  openDemo,
+  renameViaForm,
+  screenshot,
+  setOffline,
+  startRelay,
+  until,
+  waitReady,
+} from './browser.js';
+
+const close = (...ps) => Promise.all(ps.map((p) => p.close().catch(() => {})));
+
+/** Resolves when `page` renders feature `id` (optionally satisfying a condition on it). */
+function seen(page, id, { name, gone = false, timeout } = {}) {
+  return until(
+    page,
+    ([id, name, gone]) => {
+      const f = window.mapcrdtDemo.feature(id);
+      if (gone) return !f;
+      return !!f && (name === null || f.name === name);
+    },
+    [id, name ?? null, gone],
+    { what: `${gone ? 'removal of' : 'feature'} ${id}${name ? ` named ${name}` : ''}`, timeout },
+  );
+}
+
+function assertNoErrors(...views) {
+  for (const v of views) assert.deepEqual(v.errors, [], `errors in ${v.name}'s page`);
+}
+
+describe('demo: two and three browsers on one map', { timeout: 180_000 }, () => {
+  let relay;
+  let browser;
+
+  before(async () => {
+    [relay, browser] = await Promise.all([startRelay(), launchBrowser()]);
+  });
+
+  after(async () => {
+    await browser?.close();
+    await relay?.stop();
+  });
+
+  test('a marker created in A appears in B', async () => {
+    const map = mapName('create');
+    const A = await openDemo(browser, relay, { map, name: 'Alice' });
+    const B = await openDemo(browser, relay, { map, name: 'Bob' });
+    try {
+      // Each page lists the other by name.
+      await until(B.page, () => document.querySelector('#peers').textContent.includes('Alice'), null, { what: 'Alice in B’s peers' });
+      await until(A.page, () => document.querySelector('#peers').textContent.includes('Bob'), null, { what: 'Bob in A’s peers' });
+
+      const id = await drawMarker(A.page, 0.3, 0.35);
+      const inA = await feature(A.page, id);
+      assert.equal(inA.type, 'marker');
+      assert.equal(inA.layerId, 'default');
+      await seen(B.page, id);
+      const inB = await feature(B.page, id);
+      assert.equal(inB.type, 'marker');
+      assert.ok(Math.abs(inB.latlngs[0] - inA.latlngs[0]) < 1e-5 && Math.abs(inB.latlngs[1] - inA.latlngs[1]) < 1e-5, `${inA.latlngs} vs ${inB.latlngs}`);
+      assert.equal(await B.page.locator(`.leaflet-marker-icon[data-feature-id="${id}"]`).count(), 1);
+      await converged([A.page, B.page]);
+      await screenshot(B.page, 'create-B');
+      assertNoErrors(A, B);
+    } finally {
+      await close(A, B);
+    }
+  });
+
+  test('a marker dragged in B moves in A', async () => {
+    const map = mapName('move');
+    const A = await openDemo(browser, relay, { map, name: 'Alice' });
+    const B = await openDemo(browser, relay, { map, name: 'Bob' });
+    try {
+      const id = await drawMarker(A.page, 0.4, 0.4);
+      await seen(B.page, id);
+      const start = (await feature(B.page, id)).latlngs;
+
+      await dragMarker(B.page, id, 140, 90);
+      await until(
+        B.page,
+        ([id, start]) => {
+          const ll = window.mapcrdtDemo.feature(id).latlngs;
+          return Math.abs(ll[0] - start[0]) > 1e-4 && Math.abs(ll[1] - start[1]) > 1e-4;
+        },
+        [id, start],
+        { what: 'the drag in B' },
+      );
+      const moved = (await feature(B.page, id)).latlngs;
+      assert.ok(moved[0] < start[0] && moved[1] > start[1], 'dragged down and right');
+      await until(
+        A.page,
+        ([id, ll]) => {
+          const got = window.mapcrdtDemo.feature(id)?.latlngs;
+          return !!got && Math.abs(got[0] - ll[0]) < 1e-5 && Math.abs(got[1] - ll[1]) < 1e-5;
+        },
+        [id, moved],
+        { what: 'the move in A' },
+      );
+      // One geometry edit for the whole drag: the creation, then one update.
+      const sentByB = await B.page.evaluate(() => window.mapcrdtDemo.engine.vector()[window.mapcrdtDemo.engine.peerId] ?? 0);
+      assert.equal(sentByB, 1, 'B sent one operation for the drag');
+
+      // The helper's API emulating a completed drag in A moves it in B too.
+      await A.page.evaluate(([id, lat, lng]) => window.mapcrdtDemo.dragMarkerTo(id, lat, lng), [id, moved[0] + 0.001, moved[1] - 0.001]);
+      await until(
+        B.page,
+        ([id, lat]) => Math.abs(window.mapcrdtDemo.feature(id).latlngs[0] - lat) < 1e-5,
+        [id, moved[0] + 0.001],
+        { what: 'the programmatic move in B' },
+      );
+
+      // A selects the seeded polygon and drags its first vertex: one editable:edited, one
+      // geometry update, and B's polygon changes shape.
+      await clickFeature(A.page, 'seedArea');
+      await until(A.page, () => window.mapcrdtDemo.selected() === 'seedArea', null, { what: 'selection of the polygon' });
+      const before = (await feature(A.page, 'seedArea')).latlngs[0];
+      const vertex = await A.page.evaluate(() => window.mapcrdtDemo.screenPoint('seedArea', window.mapcrdtDemo.feature('seedArea').latlngs[0][0]));
+      await A.page.mouse.move(vertex.x, vertex.y);
+      await A.page.mouse.down();
+      await A.page.mouse.move(vertex.x - 40, vertex.y - 30, { steps: 8 });
+      await A.page.mouse.up();
+      await until(
+        B.page,
+        (before) => {
+          const ring = window.mapcrdtDemo.feature('seedArea').latlngs[0];
+          return ring.length === before.length && ring[0][0] > before[0][0] + 1e-4 && ring[0][1] < before[0][1] - 1e-4;
+        },
+        before,
+        { what: 'the reshaped polygon in B' },
+      );
+      const ringA = (await feature(A.page, 'seedArea')).latlngs[0];
+      assert.deepEqual(ringA.slice(1), before.slice(1), 'only the dragged vertex moved');
+      await converged([A.page, B.page]);
+      await screenshot(A.page, 'move-A');
+      assertNoErrors(A, B);
+    } finally {
+      await close(A, B);
+    }
+  });
+
+  test('a concurrent rename in three browsers ends with the same name everywhere', async () => {
+    const map = mapName('rename');
+    const A = await openDemo(browser, relay, { map, name: 'Alice' });
+    const B = await openDemo(browser, relay, { map, name: 'Bob' });
+    const C = await openDemo(browser, relay, { map, name: 'Carol' });
+    const views = [A, B, C];
+    try {
+      const id = await drawMarker(A.page, 0.5, 0.3);
+      await Promise.all([seen(B.page, id), seen(C.page, id)]);
+      // Each selects the marker and types a name; then all three apply at once.
+      for (const v of views) {
+        await clickFeature(v.page, id);
+        await until(v.page, (id) => window.mapcrdtDemo.selected() === id, id, { what: `selection in ${v.name}` });
+        await v.page.fill('#feature-name', `name by ${v.name}`);
+      }
+      await Promise.all(views.map((v) => v.page.evaluate(() => document.querySelector('#feature-form').requestSubmit())));
+
+      const state = await converged(views.map((v) => v.page));
+      const names = await Promise.all(views.map(async (v) => (await feature(v.page, id)).name));
+      assert.ok(names.every((n) => n === names[0]), `names differ: ${names}`);
+      assert.ok(['name by Alice', 'name by Bob', 'name by Carol'].includes(names[0]), names[0]);
+      assert.ok(state.includes(names[0]));
+      // The form of each shows the winning name too.
+      for (const v of views) {
+        await until(v.page, (n) => document.querySelector('#feature-name').value === n, names[0], { what: `form of ${v.name}` });
+      }
+      await screenshot(C.page, 'rename-C');
+      assertNoErrors(...views);
+    } finally {
+      await close(...views);
+    }
+  });
+
+  test('a delete propagates', async () => {
+    const map = mapName('delete');
+    const A = await openDemo(browser, relay, { map, name: 'Alice' });
+    const B = await openDemo(browser, relay, { map, name: 'Bob' });
+    try {
+      const id = await drawMarker(A.page, 0.6, 0.5);
+      await seen(B.page, id);
+      // Delete mode, then a click on the marker (in A), and the seeded polygon through the
+      // selected-feature form (in B).
+      await A.page.click('#tool-delete');
+      await A.page.locator(`.leaflet-marker-icon[data-feature-id="${id}"]`).click();
+      await seen(A.page, id, { gone: true });
+      await seen(B.page, id, { gone: true });
+      assert.equal(await B.page.locator(`[data-feature-id="${id}"]`).count(), 0);
+
+      await clickFeature(B.page, 'seedArea');
+      await until(B.page, () => window.mapcrdtDemo.selected() === 'seedArea', null, { what: 'selection of the polygon' });
+      await B.page.click('#feature-delete');
+      await seen(B.page, 'seedArea', { gone: true });
+      await seen(A.page, 'seedArea', { gone: true });
+      await converged([A.page, B.page]);
+      await screenshot(A.page, 'delete-A');
+      assertNoErrors(A, B);
+    } finally {
+      await close(A, B);
+    }
+  });
+
+  test('A offline edits, B edits, A reconnects: both show both edits', async () => {
+    const map = mapName('offline');
+    const A = await openDemo(browser, relay, { map, name: 'Alice' });
+    const B = await openDemo(browser, relay, { map, name: 'Bob' });
+    try {
+      await setOffline(A.page, true);
+      await until(B.page, () => !document.querySelector('#peers').textContent.includes('Alice'), null, { what: 'Alice gone from B’s peers' });
+
+      const a = await drawMarker(A.page, 0.25, 0.6);
+      await renameViaForm(A.page, a, 'made offline');
+      const b = await drawMarker(B.page, 0.75, 0.6);
+      await renameViaForm(B.page, b, 'made online');
+      // B moves the seeded marker meanwhile: an update to an object loaded from the "server".
+      await B.page.evaluate(() => window.mapcrdtDemo.dragMarkerTo('seedPin1', 48.851, 2.351));
+
+      assert.equal(await feature(B.page, a), null, 'B cannot see A’s offline edit yet');
+      assert.equal(await feature(A.page, b), null, 'A cannot see B’s edit yet');
+      assert.ok((await A.page.evaluate(() => window.mapcrdtDemo.engine.pending())) > 0, 'A’s outbox holds its edits');
+
+      await setOffline(A.page, false);
+      await Promise.all([seen(A.page, b, { name: 'made online' }), seen(B.page, a, { name: 'made offline' })]);
+      await until(A.page, () => Math.abs(window.mapcrdtDemo.feature('seedPin1').latlngs[0] - 48.851) < 1e-6, null, { what: 'seedPin1 moved in A' });
+      await converged([A.page, B.page]);
+      assert.equal(await A.page.evaluate(() => window.mapcrdtDemo.engine.pending()), 0);
+      await screenshot(A.page, 'offline-A');
+      assertNoErrors(A, B);
+    } finally {
+      await close(A, B);
+    }
+  });
+
+  test('a third window opened after the others closed gets everything from the relay', async () => {
+    const map = mapName('late');
+    const A = await openDemo(browser, relay, { map, name: 'Alice' });
+    const B = await openDemo(browser, relay, { map, name: 'Bob' });
+    let C;
+    try {
+      const m = await drawMarker(A.page, 0.3, 0.3);
+      await renameViaForm(A.page, m, 'from Alice');
+
+      // B draws a line: three clicks, then a click on the last vertex ends it.
+      const before = (await features(B.page)).map((f) => f.id);
+      await B.page.click('#tool-line');
+      const pts = [await mapPoint(B.page, 0.55, 0.2), await mapPoint(B.page, 0.7, 0.3), await mapPoint(B.page, 0.65, 0.45)];
+      for (const p of pts) await B.page.mouse.click(p.x, p.y);
+      await B.page.mouse.click(pts[2].x, pts[2].y);
+      const line = await (
+        await until(B.page, (before) => window.mapcrdtDemo.features().find((f) => f.type === 'polyline' && !before.includes(f.id))?.id, before, {
+          what: 'the new line',
+        })
+      ).jsonValue();
+      assert.equal((await feature(B.page, line)).latlngs.length, 3);
+
+      // B draws a polygon in a new datalayer, finished with the Finish button.
+      await B.page.click('#layer-add');
+      await until(B.page, () => window.mapcrdtDemo.datalayers().length === 2, null, { what: 'the new datalayer' });
+      const layerName = B.page.locator('#layers li:has(.layer-active:checked) .layer-name');
+      await layerName.fill('Bob’s layer');
+      await layerName.press('Enter');
+      await layerName.blur();
+      await B.page.click('#tool-polygon');
+      for (const [fx, fy] of [[0.2, 0.7], [0.35, 0.75], [0.3, 0.9]]) {
+        const p = await mapPoint(B.page, fx, fy);
+        await B.page.mouse.click(p.x, p.y);
+      }
+      await B.page.click('#tool-finish');
+      await until(B.page, () => window.mapcrdtDemo.features().some((f) => f.type === 'polygon' && f.layerId !== 'default'), null, {
+        what: 'the polygon in the new layer',
+      });
+      await seen(A.page, line);
+      const expected = await converged([A.page, B.page]);
+      const expectedFeatures = await features(A.page);
+      const expectedLayers = await A.page.evaluate(() => window.mapcrdtDemo.datalayers().map((d) => d.name));
+      assert.ok(expectedLayers.includes('Bob’s layer'), String(expectedLayers));
+      await screenshot(A.page, 'late-A-before-closing');
+
+      await close(A, B);
+      C = await openDemo(browser, relay, { map, name: 'Carol' });
+      await until(C.page, (n) => window.mapcrdtDemo.features().length === n, expectedFeatures.length, { what: 'every feature in C' });
+      await until(C.page, (s) => window.mapcrdtDemo.engine.state() === s, expected, { what: 'C’s state equal to A’s and B’s' });
+      const got = await features(C.page);
+      // A drawing page keeps its own layers at full precision; what travels has 6 decimals.
+      const round = (x) => (Array.isArray(x) ? x.map(round) : Math.round(x * 1e6) / 1e6);
+      const byId = (fs) =>
+        Object.fromEntries(fs.map((f) => [f.id, { type: f.type, name: f.name, color: f.color, layerId: f.layerId, latlngs: round(f.latlngs) }]));
+      assert.deepEqual(byId(got), byId(expectedFeatures));
+      assert.deepEqual(await C.page.evaluate(() => window.mapcrdtDemo.datalayers().map((d) => d.name)), expectedLayers);
+      // Only the relay and Carol are online.
+      const peers = await C.page.evaluate(() => window.mapcrdtDemo.peers().map((p) => p.id));
+      assert.equal(peers.length, 2, String(peers));
+      assert.ok(peers.includes('relay'));
+      await screenshot(C.page, 'late-C');
+      assertNoErrors(C);
+    } finally {
+      await close(A, B, ...(C ? [C] : []));
+    }
+  });
+
+  test('undo in A after B changed the same property keeps B’s value and says so', async () => {
+    const map = mapName('undo');
+    const A = await openDemo(browser, relay, { map, name: 'Alice' });
+    const B = await openDemo(browser, relay, { map, name: 'Bob' });
+    try {
+      const id = await drawMarker(A.page, 0.45, 0.45);
+      await renameViaForm(A.page, id, 'from Alice');
+      await seen(B.page, id, { name: 'from Alice' });
+      await renameViaForm(B.page, id, 'from Bob');
+      await seen(A.page, id, { name: 'from Bob' });
+
+      assert.equal(await A.page.isDisabled('#undo'), false);
+      await A.page.click('#undo');
+      await until(A.page, () => {
+        const note = document.querySelector('#undo-note');
+        return !note.hidden && note.getBoundingClientRect().height > 0;
+      }, null, { what: 'the undo note' });
+      assert.match(await A.page.textContent('#undo-note'), /Kept 1 change\(s\) by another peer/);
+      assert.equal((await feature(A.page, id)).name, 'from Bob');
+      await converged([A.page, B.page]);
+      assert.equal((await feature(B.page, id)).name, 'from Bob');
+      await screenshot(A.page, 'undo-A');
+
+      // A's next undo step is the creation, and B has changed the marker since: kept too.
+      await A.page.click('#undo');
+      await until(A.page, () => /Kept 1 change/.test(document.querySelector('#undo-note').textContent), null, { what: 'the second note' });
+      assert.ok(await feature(A.page, id), 'the marker B renamed stays');
+
+      // A moves the marker; Ctrl+Z moves it back in both, Ctrl+Shift+Z moves it again.
+      const start = (await feature(A.page, id)).latlngs;
+      const to = [start[0] + 0.002, start[1] + 0.003];
+      await A.page.evaluate(([id, to]) => window.mapcrdtDemo.dragMarkerTo(id, to[0], to[1]), [id, to]);
+      const at = (page, ll, what) =>
+        until(
+          page,
+          ([id, ll]) => {
+            const got = window.mapcrdtDemo.feature(id)?.latlngs;
+            return !!got && Math.abs(got[0] - ll[0]) < 1e-6 && Math.abs(got[1] - ll[1]) < 1e-6;
+          },
+          [id, ll],
+          { what },
+        );
+      await at(B.page, to, 'the move in B');
+      await A.page.locator('#map').focus();
+      await A.page.keyboard.press('Control+z');
+      await at(A.page, start, 'Ctrl+Z in A');
+      await at(B.page, start, 'Ctrl+Z seen in B');
+      await until(A.page, () => document.querySelector('#undo-note').hidden, null, { what: 'no note for a clean undo' });
+      await A.page.keyboard.press('Control+Shift+z');
+      await at(A.page, to, 'Ctrl+Shift+Z in A');
+      await at(B.page, to, 'Ctrl+Shift+Z seen in B');
+      await converged([A.page, B.page]);
+      assertNoErrors(A, B);
+    } finally {
+      await close(A, B);
+    }
+  });
+
+  test('datalayers: add, rename, show/hide (locally), delete with its features, undo', async () => {
+    const map = mapName('layers');
+    const A = await openDemo(browser, relay, { map, name: 'Alice' });
+    const B = await openDemo(browser, relay, { map, name: 'Bob' });
+    try {
+      await A.page.click('#layer-add');
+      await until(A.page, () => window.mapcrdtDemo.datalayers().length === 2, null, { what: 'the new datalayer' });
+      const row = A.page.locator('#layers li:has(.layer-active:checked)');
+      const layerId = await row.getAttribute('data-layer-id');
+      await row.locator('.layer-name').fill('Trees');
+      await row.locator('.layer-name').press('Enter');
+      const id = await drawMarker(A.page, 0.7, 0.7);
+      assert.equal((await feature(A.page, id)).layerId, layerId);
+      await until(B.page, (lid) => window.mapcrdtDemo.datalayers().some((d) => d.id === lid && d.name === 'Trees'), layerId, { what: 'Trees in B' });
+      await seen(B.page, id);
+      assert.equal((await feature(B.page, id)).layerId, layerId);
+
+      // Hiding is a view setting of A only.
+      await A.page.locator(`#layers li[data-layer-id="${layerId}"] .layer-visible`).uncheck();
+      await until(A.page, (id) => window.mapcrdtDemo.feature(id)?.visible === false, id, { what: 'hidden in A' });
+      assert.equal(await A.page.locator(`[data-feature-id="${id}"]`).count(), 0);
+      assert.equal((await feature(B.page, id)).visible, true);
+      await A.page.locator(`#layers li[data-layer-id="${layerId}"] .layer-visible`).check();
+      await until(A.page, (id) => window.mapcrdtDemo.feature(id)?.visible === true, id, { what: 'shown again in A' });
+
+      // B deletes the datalayer: its features go with it, everywhere; B's undo brings both back.
+      await B.page.locator(`#layers li[data-layer-id="${layerId}"] .layer-delete`).click();
+      await until(A.page, (lid) => !window.mapcrdtDemo.datalayers().some((d) => d.id === lid), layerId, { what: 'Trees gone in A' });
+      await seen(A.page, id, { gone: true });
+      await seen(B.page, id, { gone: true });
+      await B.page.click('#undo');
+      await until(A.page, (lid) => window.mapcrdtDemo.datalayers().some((d) => d.id === lid && d.name === 'Trees'), layerId, { what: 'Trees back in A' });
+      await seen(A.page, id);
+      await seen(B.page, id);
+      await converged([A.page, B.page]);
+      await screenshot(B.page, 'layers-B');
+      assertNoErrors(A, B);
+    } finally {
+      await close(A, B);
+    }
+  });
+
+  test('a reload of A keeps its unsent offline edits', async () => {
+    const map = mapName('reload');
+    const A = await openDemo(browser, relay, { map, name: 'Alice' });
+    const B = await openDemo(browser, relay, { map, name: 'Bob' });
+    try {
+      const peerId = await A.page.evaluate(() => window.mapcrdtDemo.engine.peerId);
+      await setOffline(A.page, true);
+      const id = await drawMarker(A.page, 0.35, 0.55);
+      await renameViaForm(A.page, id, 'kept across reload');
+      await until(A.page, () => window.mapcrdtDemo.persisted(), null, { what: 'the snapshot in IndexedDB' });
+      assert.equal(await feature(B.page, id), null, 'the edit never left A');
+
+      await A.page.reload();
+      await waitReady(A.page, { online: false });
+      assert.equal(await A.page.evaluate(() => window.mapcrdtDemo.restored), true);
+      assert.equal(await A.page.evaluate(() => window.mapcrdtDemo.engine.peerId), peerId, 'same peer id after reload');
+      await seen(A.page, id, { name: 'kept across reload' });
+      // The reloaded page is online again, sends what waited, and B gets it.
+      await waitReady(A.page, { online: true });
+      await seen(B.page, id, { name: 'kept across reload' });
+      await converged([A.page, B.page]);
+      await screenshot(A.page, 'reload-A');
+      assertNoErrors(A, B);
+    } finally {
+      await close(A, B);
+    }
+  });
+});

@@ -1,0 +1,640 @@
+// mapcrdt/leaflet — wires a Leaflet map edited with Leaflet.Editable to a mapcrdt engine
+// (DESIGN §10). leaflet.d.ts has the types.
+//
+//   import { bindLeaflet } from "mapcrdt/leaflet";
+//   const featuresLayer = L.featureGroup().addTo(map);   // editOptions.featuresLayer
+//   const ctl = bindLeaflet({ map, featuresLayer, engine, layerId: "my-datalayer", L });
+//
+// Local edits → engine edits, one per completed change:
+// - creation: `editable:created` gives the new layer its id and datalayer, and
+//   `editable:drawing:commit` upserts the whole GeoJSON feature (subject "feature",
+//   metadata {id, layerId, featureType});
+// - geometry: `editable:edited` (fired once per completed change: drawing commit, vertex
+//   drag, vertex deletion, marker drag …) and a marker's own `dragend` each give one
+//   update of "geometry" — only when the geometry really changed, so the two events of one
+//   marker drag make one edit. `editable:editing` (many per drag) is never synced;
+// - properties and deletion go through the controller: setProperty / setProperties /
+//   deleteFeature (Leaflet.Editable has no deletion event).
+//
+// Changes → layers: the controller subscribes to engine.onChange and renders every feature
+// a change touches from the engine's state (engine.get): created → a layer of the right type
+// (marker for Point, polyline for (Multi)LineString, polygon for (Multi)Polygon) styled from
+// properties._umap_options.color and labelled with properties.name; set/unset → move,
+// reshape, restyle, rename; deleted → removed. Rendering is idempotent and never calls
+// the engine's edit methods; a flag set while rendering keeps the Leaflet events it causes
+// from being echoed back to the engine.
+//
+// The controller listens on the map (where Leaflet.Editable forwards its events), keeping
+// only layers of its featuresLayer. Layers the controller knows carry their identity in a
+// WeakMap; `idOf(layer)` reads it.
+
+const DEFAULT_COLOR = "#3388ff";
+const ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+/** A random id of n characters [A-Za-z0-9] (uMap's feature ids look like "UxNjQ"). */
+export function randomId(n = 8) {
+  const bytes = new Uint8Array(n);
+  globalThis.crypto.getRandomValues(bytes);
+  let s = "";
+  for (const b of bytes) s += ID_ALPHABET[b % ID_ALPHABET.length];
+  return s;
+}
+
+/** JSON text with object members sorted, for comparing values whatever their key order. */
+export function canonicalJSON(v) {
+  if (v === null || typeof v !== "object") return JSON.stringify(v) ?? "null";
+  if (Array.isArray(v)) return "[" + v.map(canonicalJSON).join(",") + "]";
+  const keys = Object.keys(v)
+    .filter((k) => v[k] !== undefined)
+    .sort();
+  return "{" + keys.map((k) => JSON.stringify(k) + ":" + canonicalJSON(v[k])).join(",") + "}";
+}
+
+/** "marker", "polyline" or "polygon" for a GeoJSON geometry type; "" if unsupported. */
+export function featureTypeOfGeometry(geometry) {
+  switch (geometry && geometry.type) {
+    case "Point":
+      return "marker";
+    case "LineString":
+    case "MultiLineString":
+      return "polyline";
+    case "Polygon":
+    case "MultiPolygon":
+      return "polygon";
+    default:
+      return "";
+  }
+}
+
+/** A line of fewer than 2 points or a polygon ring of fewer than 3 (Leaflet.Editable drops them). */
+function degenerate(g) {
+  if (g.type === "LineString") return g.coordinates.length < 2;
+  if (g.type === "Polygon") return g.coordinates.length === 0 || g.coordinates[0].length < 4;
+  return false;
+}
+
+function validGeometry(g) {
+  return g !== null && typeof g === "object" && Array.isArray(g.coordinates) && featureTypeOfGeometry(g) !== "";
+}
+
+/** The marker icon: a pin in color. */
+function defaultMarkerIcon(L, color) {
+  const safe = /^#[0-9a-fA-F]{3,8}$|^[a-zA-Z]{1,30}$/.test(color) ? color : DEFAULT_COLOR;
+  const html =
+    `<svg xmlns="http://www.w3.org/2000/svg" width="26" height="36" viewBox="0 0 26 36" aria-hidden="true">` +
+    `<path d="M13 1C6.4 1 1 6.3 1 12.8 1 21.6 13 35 13 35s12-13.4 12-22.2C25 6.3 19.6 1 13 1z" ` +
+    `fill="${safe}" stroke="#fff" stroke-width="2"/><circle cx="13" cy="13" r="4.5" fill="#fff"/></svg>`;
+  return L.divIcon({
+    className: "mapcrdt-marker",
+    html,
+    iconSize: [26, 36],
+    iconAnchor: [13, 35],
+    tooltipAnchor: [0, -30],
+  });
+}
+
+/**
+ * Binds a Leaflet map (with Leaflet.Editable) to an engine. See leaflet.d.ts.
+ * @param {import("./leaflet.d.ts").BindOptions} options
+ */
+export function bindLeaflet(options) {
+  const { map, featuresLayer, engine } = options;
+  const L = options.L ?? globalThis.L;
+  if (!map || !featuresLayer || !engine) throw new TypeError("bindLeaflet needs map, featuresLayer and engine");
+  if (!L) throw new TypeError("bindLeaflet needs L (the Leaflet namespace)");
+  if (options.layerId === undefined) throw new TypeError("bindLeaflet needs layerId: a datalayer id or a function of the layer");
+  const precision = options.precision ?? 6;
+  const newId = options.newId ?? (() => randomId(8));
+  const defaultColor = options.defaultColor ?? DEFAULT_COLOR;
+  const markerIcon = options.markerIcon ?? ((color) => defaultMarkerIcon(L, color));
+  const isLayerVisible = options.isLayerVisible ?? (() => true);
+  const editable = options.editable ?? ((layer) => layer instanceof L.Marker);
+  const onEdit = options.onEdit ?? (() => {});
+  const onRender = options.onRender ?? (() => {});
+  const group = options.group;
+
+  /**
+   * Per layer: identity and what is rendered.
+   * @type {WeakMap<any, {id: string, layerId: string, featureType: string, committed: boolean,
+   *   engineGeometry: string, renderedGeometry: string, color: string, name: string, properties: any}>}
+   */
+  const infos = new WeakMap();
+  /** @type {Map<string, any>} feature id → layer */
+  const layers = new Map();
+  let applying = 0;
+  let unbound = false;
+
+  const resolveLayerId = (layer) => {
+    const v = typeof options.layerId === "function" ? options.layerId(layer) : options.layerId;
+    if (typeof v !== "string" || v === "") throw new Error("layerId must give a non-empty datalayer id");
+    return v;
+  };
+
+  const typeOfLayer = (layer) => {
+    if (layer instanceof L.Polygon) return "polygon";
+    if (layer instanceof L.Polyline) return "polyline";
+    if (layer instanceof L.Marker) return "marker";
+    return "";
+  };
+
+  const metadata = (info) => ({ id: info.id, layerId: info.layerId, featureType: info.featureType });
+  const identity = (info) => ({ id: info.id, layerId: info.layerId });
+
+  const geometryOf = (layer) => layer.toGeoJSON(precision).geometry;
+
+  const editOptions = (info) => (group ? { group: group(info.id, info.layerId) } : undefined);
+
+  // ---------------------------------------------------------------- rendering
+
+  const colorOf = (properties) => {
+    const c = properties && properties._umap_options && properties._umap_options.color;
+    return typeof c === "string" && c !== "" ? c : defaultColor;
+  };
+  const nameOf = (properties) => {
+    const n = properties && properties.name;
+    return typeof n === "string" ? n : n == null ? "" : String(n);
+  };
+
+  function tagElement(layer) {
+    const info = infos.get(layer);
+    const el = layer.getElement && layer.getElement();
+    if (info && el) {
+      el.setAttribute("data-feature-id", info.id);
+      el.setAttribute("data-layer-id", info.layerId);
+    }
+  }
+
+  function style(layer, info, color) {
+    info.color = color;
+    if (layer instanceof L.Marker) {
+      layer.setIcon(markerIcon(color));
+    } else if (layer.setStyle) {
+      layer.setStyle({ color, fillColor: color });
+    }
+    tagElement(layer);
+  }
+
+  function label(layer, info, name) {
+    info.name = name;
+    if (name === "") {
+      if (layer.getTooltip()) layer.unbindTooltip();
+    } else if (layer.getTooltip()) {
+      layer.setTooltipContent(escapeText(name));
+    } else {
+      layer.bindTooltip(escapeText(name), {
+        permanent: true,
+        direction: layer instanceof L.Marker ? "top" : "center",
+        className: "mapcrdt-label",
+      });
+    }
+  }
+
+  function setGeometry(layer, geometry) {
+    if (layer instanceof L.Marker) {
+      layer.setLatLng(L.GeoJSON.coordsToLatLng(geometry.coordinates));
+    } else {
+      const depth = { LineString: 0, MultiLineString: 1, Polygon: 1, MultiPolygon: 2 }[geometry.type];
+      layer.setLatLngs(L.GeoJSON.coordsToLatLngs(geometry.coordinates, depth));
+    }
+    if (layer.editEnabled && layer.editEnabled() && layer.editor && !(layer instanceof L.Marker)) {
+      layer.editor.reset();
+    }
+  }
+
+  function createLayer(featureType, geometry, color) {
+    const latlngsDepth = { LineString: 0, MultiLineString: 1, Polygon: 1, MultiPolygon: 2 }[geometry.type];
+    const editOpts = map.editTools ? { editOptions: { editTools: map.editTools } } : {};
+    if (featureType === "marker") {
+      return L.marker(L.GeoJSON.coordsToLatLng(geometry.coordinates), { icon: markerIcon(color), ...editOpts });
+    }
+    const latlngs = L.GeoJSON.coordsToLatLngs(geometry.coordinates, latlngsDepth);
+    const opts = { color, fillColor: color, ...editOpts };
+    return featureType === "polygon" ? L.polygon(latlngs, opts) : L.polyline(latlngs, opts);
+  }
+
+  function adopt(layer, info) {
+    infos.set(layer, info);
+    layers.set(info.id, layer);
+    layer.on("add", onLayerAdd);
+    layer.on("dragend", onMarkerDragEnd);
+  }
+
+  function show(layer, info) {
+    const visible = isLayerVisible(info.layerId);
+    if (visible && !featuresLayer.hasLayer(layer)) {
+      featuresLayer.addLayer(layer);
+    } else if (!visible && featuresLayer.hasLayer(layer)) {
+      if (layer.editEnabled && layer.editEnabled()) layer.disableEdit();
+      featuresLayer.removeLayer(layer);
+    }
+  }
+
+  function drop(id) {
+    const layer = layers.get(id);
+    if (!layer) return;
+    layers.delete(id);
+    layer.off("add", onLayerAdd);
+    layer.off("dragend", onMarkerDragEnd);
+    if (layer.editEnabled && layer.editEnabled()) layer.disableEdit();
+    featuresLayer.removeLayer(layer);
+    if (map.hasLayer(layer)) map.removeLayer(layer);
+    infos.delete(layer);
+  }
+
+  /** Renders one feature from the engine's state. Returns what happened. */
+  function render(ident) {
+    const id = ident.id;
+    let layer = layers.get(id);
+    let info = layer && infos.get(layer);
+    if (info && info.layerId !== ident.layerId) {
+      // The same id in another datalayer is another object; ids are random, so this is
+      // rare: the layer keeps showing the first one.
+      return "ignored";
+    }
+    const value = engine.get("feature", { id, layerId: ident.layerId });
+    const geometry = value && value.geometry;
+    if (value === undefined || value === null || !validGeometry(geometry)) {
+      if (layer && (!info || info.committed)) {
+        drop(id);
+        onRender({ id, layerId: ident.layerId, kind: "removed", layer });
+        return "removed";
+      }
+      return "absent";
+    }
+    const properties = value.properties && typeof value.properties === "object" ? value.properties : {};
+    const featureType = featureTypeOfGeometry(geometry);
+    const color = colorOf(properties);
+    const name = nameOf(properties);
+    const geomText = canonicalJSON(geometry);
+    applying++;
+    try {
+      if (layer && info && info.featureType !== featureType) {
+        drop(id); // the geometry changed kind: a new layer
+        layer = undefined;
+      }
+      if (!layer) {
+        layer = createLayer(featureType, geometry, color);
+        info = {
+          id,
+          layerId: ident.layerId,
+          featureType,
+          committed: true,
+          engineGeometry: geomText,
+          renderedGeometry: canonicalJSON(geometryOf(layer)),
+          color,
+          name: "",
+          properties,
+        };
+        adopt(layer, info);
+        label(layer, info, name);
+        show(layer, info);
+        if (featuresLayer.hasLayer(layer) && editable(layer) && layer.enableEdit && !layer.editEnabled()) layer.enableEdit(map);
+        onRender({ id, layerId: info.layerId, kind: "created", layer });
+        return "created";
+      }
+      info = /** @type {any} */ (infos.get(layer));
+      info.committed = true;
+      info.properties = properties;
+      if (geomText !== info.engineGeometry) {
+        info.engineGeometry = geomText;
+        const current = canonicalJSON(geometryOf(layer));
+        if (current !== geomText) setGeometry(layer, geometry);
+        info.renderedGeometry = canonicalJSON(geometryOf(layer));
+      }
+      if (color !== info.color) style(layer, info, color);
+      if (name !== info.name) label(layer, info, name);
+      show(layer, info);
+      onRender({ id, layerId: info.layerId, kind: "updated", layer });
+      return "updated";
+    } finally {
+      applying--;
+    }
+  }
+
+  function applyChanges(changes) {
+    if (unbound || !Array.isArray(changes)) return;
+    const seen = new Set();
+    for (const c of changes) {
+      if (!c || c.subject !== "feature" || !c.metadata) continue;
+      const id = c.metadata.id;
+      const layerId = c.metadata.layerId;
+      if (typeof id !== "string" || typeof layerId !== "string") continue;
+      const k = layerId + "\u0000" + id;
+      if (seen.has(k)) continue;
+      seen.add(k);
+      render({ id, layerId });
+    }
+  }
+
+  /** Renders every feature alive in the engine (after restoring a snapshot). */
+  function renderAll() {
+    const alive = new Set();
+    for (const o of JSON.parse(engine.state())) {
+      if (o.subject !== "feature") continue;
+      alive.add(o.metadata.id);
+      render({ id: o.metadata.id, layerId: o.metadata.layerId });
+    }
+    for (const [id, layer] of [...layers]) {
+      const info = infos.get(layer);
+      if (info && info.committed && !alive.has(id)) drop(id);
+    }
+  }
+
+  // ---------------------------------------------------------------- local edits
+
+  function edited(what) {
+    try {
+      onEdit(what);
+    } catch (e) {
+      queueMicrotask(() => {
+        throw e;
+      });
+    }
+  }
+
+  function ours(layer) {
+    return !!layer && infos.has(layer);
+  }
+
+  function syncGeometry(layer) {
+    if (applying || unbound) return false;
+    const info = infos.get(layer);
+    if (!info || !info.committed) return false;
+    const geometry = geometryOf(layer);
+    const text = canonicalJSON(geometry);
+    if (text === info.renderedGeometry) return false;
+    info.renderedGeometry = text;
+    info.engineGeometry = text;
+    engine.update("feature", metadata(info), "geometry", geometry, editOptions(info));
+    edited({ kind: "geometry", id: info.id, layerId: info.layerId });
+    return true;
+  }
+
+  function commit(layer) {
+    const info = infos.get(layer);
+    if (!info) return;
+    if (info.committed) {
+      syncGeometry(layer);
+      return;
+    }
+    const geometry = geometryOf(layer);
+    if (degenerate(geometry)) return; // a line of one point: drawing:end removes it
+    const text = canonicalJSON(geometry);
+    info.committed = true;
+    info.renderedGeometry = text;
+    info.engineGeometry = text;
+    layers.set(info.id, layer);
+    const feature = { type: "Feature", id: info.id, geometry, properties: info.properties };
+    engine.upsert("feature", metadata(info), feature, editOptions(info));
+    tagElement(layer);
+    edited({ kind: "created", id: info.id, layerId: info.layerId });
+  }
+
+  function onCreated(e) {
+    if (applying || unbound) return;
+    const layer = e.layer;
+    if (!layer || infos.has(layer)) return;
+    if (e.editTools && e.editTools.featuresLayer && e.editTools.featuresLayer !== featuresLayer) return;
+    const featureType = typeOfLayer(layer);
+    if (!featureType) return;
+    const layerId = resolveLayerId(layer);
+    const id = newId();
+    const extra = options.newProperties ? options.newProperties({ id, layerId, featureType, layer }) : {};
+    const properties = { ...extra };
+    const color = colorOf(properties);
+    properties._umap_options = { ...(properties._umap_options || {}), color };
+    const info = {
+      id,
+      layerId,
+      featureType,
+      committed: false,
+      engineGeometry: "",
+      renderedGeometry: "",
+      color,
+      name: "",
+      properties,
+    };
+    adopt(layer, info);
+    style(layer, info, color);
+    label(layer, info, nameOf(properties));
+  }
+
+  function onDrawingCommit(e) {
+    if (applying || unbound || !ours(e.layer)) return;
+    commit(e.layer);
+  }
+
+  function onEdited(e) {
+    if (applying || unbound || !ours(e.layer)) return;
+    const info = infos.get(e.layer);
+    if (!info.committed) return; // still being drawn: the commit creates it
+    syncGeometry(e.layer);
+  }
+
+  function onDrawingEnd(e) {
+    if (unbound || !ours(e.layer)) return;
+    const layer = e.layer;
+    const info = infos.get(layer);
+    if (info.committed) return;
+    // Cancelled, or committed with too few points: it was never in the engine. Remove it
+    // once Leaflet.Editable is done with it.
+    setTimeout(() => {
+      if (info.committed || (layer.editor && layer.editor.drawing())) return;
+      if (layers.get(info.id) === layer) layers.delete(info.id);
+      layer.off("add", onLayerAdd);
+      layer.off("dragend", onMarkerDragEnd);
+      if (layer.editEnabled && layer.editEnabled()) layer.disableEdit();
+      featuresLayer.removeLayer(layer);
+      infos.delete(layer);
+    }, 0);
+  }
+
+  function onMarkerDragEnd(e) {
+    const layer = e.target;
+    if (applying || unbound || !(layer instanceof L.Marker)) return;
+    syncGeometry(layer);
+  }
+
+  function onLayerAdd(e) {
+    tagElement(e.target);
+  }
+
+  const mapEvents = {
+    "editable:created": onCreated,
+    "editable:drawing:commit": onDrawingCommit,
+    "editable:edited": onEdited,
+    "editable:drawing:end": onDrawingEnd,
+  };
+  map.on(mapEvents);
+  const offChange = engine.onChange((event) => applyChanges(event.changes));
+
+  // ---------------------------------------------------------------- the controller
+
+  function need(id) {
+    const layer = layers.get(id);
+    const info = layer && infos.get(layer);
+    if (!info || !info.committed) throw new Error(`mapcrdt/leaflet: no feature ${JSON.stringify(id)}`);
+    return { layer, info };
+  }
+
+  const controller = {
+    engine,
+
+    seed(collection, layerId) {
+      if (!collection || !Array.isArray(collection.features)) throw new TypeError("seed takes a GeoJSON FeatureCollection");
+      const ids = [];
+      collection.features.forEach((f, i) => {
+        if (!f || !validGeometry(f.geometry)) return;
+        const id = f.id != null ? String(f.id) : f.properties && f.properties.id != null ? String(f.properties.id) : `${layerId}-${i}`;
+        const meta = { id, layerId, featureType: featureTypeOfGeometry(f.geometry) };
+        const value = { type: "Feature", id, geometry: f.geometry, properties: f.properties ?? {} };
+        engine.seed("feature", meta, value);
+        render({ id, layerId });
+        ids.push(id);
+      });
+      return ids;
+    },
+
+    applyChanges,
+    renderAll,
+
+    layerFor(id) {
+      return layers.get(id);
+    },
+
+    idOf(layer) {
+      const info = infos.get(layer);
+      return info ? info.id : undefined;
+    },
+
+    metadataOf(id) {
+      const layer = layers.get(id);
+      const info = layer && infos.get(layer);
+      return info ? metadata(info) : undefined;
+    },
+
+    features() {
+      const out = [];
+      for (const [id, layer] of layers) {
+        const info = infos.get(layer);
+        if (!info || !info.committed) continue;
+        out.push({
+          id,
+          layerId: info.layerId,
+          featureType: info.featureType,
+          layer,
+          name: info.name,
+          color: info.color,
+          visible: featuresLayer.hasLayer(layer),
+        });
+      }
+      return out;
+    },
+
+    addFeature(feature, layerId) {
+      if (!feature || !validGeometry(feature.geometry)) throw new TypeError("addFeature takes a GeoJSON Feature with a Point, LineString or Polygon geometry");
+      const lid = layerId ?? resolveLayerId(null);
+      const id = feature.id != null ? String(feature.id) : newId();
+      const featureType = featureTypeOfGeometry(feature.geometry);
+      const properties = { ...(feature.properties ?? {}) };
+      const value = { type: "Feature", id, geometry: feature.geometry, properties };
+      engine.upsert("feature", { id, layerId: lid, featureType }, value, group ? { group: group(id, lid) } : undefined);
+      render({ id, layerId: lid });
+      edited({ kind: "created", id, layerId: lid });
+      return id;
+    },
+
+    setProperty(id, key, value) {
+      const { info } = need(id);
+      const path = "properties." + key;
+      if (value === undefined) engine.unset("feature", metadata(info), path, editOptions(info));
+      else engine.update("feature", metadata(info), path, value, editOptions(info));
+      render(identity(info));
+      edited({ kind: "property", id, layerId: info.layerId, key });
+    },
+
+    setProperties(id, values) {
+      const { info } = need(id);
+      const entries = Object.entries(values);
+      if (entries.length === 0) return;
+      engine.batch(() => {
+        for (const [key, value] of entries) {
+          const path = "properties." + key;
+          if (value === undefined) engine.unset("feature", metadata(info), path);
+          else engine.update("feature", metadata(info), path, value);
+        }
+      });
+      render(identity(info));
+      edited({ kind: "property", id, layerId: info.layerId, key: entries.map(([k]) => k).join(",") });
+    },
+
+    syncGeometry(id) {
+      const { layer } = need(id);
+      return syncGeometry(layer);
+    },
+
+    deleteFeature(id) {
+      const layer = layers.get(id);
+      const info = layer && infos.get(layer);
+      if (!info) return false;
+      if (!info.committed) {
+        drop(id);
+        return false;
+      }
+      engine.delete("feature", metadata(info), editOptions(info));
+      drop(id); // in case the delete changed nothing visible
+      edited({ kind: "deleted", id, layerId: info.layerId });
+      return true;
+    },
+
+    deleteFeatures(ids) {
+      const targets = ids
+        .map((id) => layers.get(id))
+        .map((layer) => layer && infos.get(layer))
+        .filter((info) => info && info.committed);
+      if (targets.length === 0) return 0;
+      engine.batch(() => {
+        for (const info of targets) engine.delete("feature", metadata(info));
+      });
+      for (const info of targets) drop(info.id);
+      edited({ kind: "deleted", id: targets.map((i) => i.id).join(","), layerId: "" });
+      return targets.length;
+    },
+
+    refreshVisibility() {
+      applying++;
+      try {
+        for (const layer of layers.values()) {
+          const info = infos.get(layer);
+          if (!info || !info.committed) continue;
+          show(layer, info);
+          if (featuresLayer.hasLayer(layer) && editable(layer) && layer.enableEdit && !layer.editEnabled()) layer.enableEdit(map);
+        }
+      } finally {
+        applying--;
+      }
+    },
+
+    get applying() {
+      return applying > 0;
+    },
+
+    unbind() {
+      if (unbound) return;
+      unbound = true;
+      map.off(mapEvents);
+      offChange();
+      for (const layer of layers.values()) {
+        layer.off("add", onLayerAdd);
+        layer.off("dragend", onMarkerDragEnd);
+      }
+    },
+  };
+
+  renderAll();
+  return controller;
+}
+
+function escapeText(s) {
+  return String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+}
