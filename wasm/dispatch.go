@@ -60,7 +60,7 @@ const (
 	MethodVector
 	// MethodPeers [] → the known peers, a JSON array of strings.
 	MethodPeers
-	// MethodSetPeers [peer…] → "".
+	// MethodSetPeers [peers separated by 0x1E] → "".
 	MethodSetPeers
 	// MethodMarkSaved [hlc] → "".
 	MethodMarkSaved
@@ -72,8 +72,8 @@ const (
 	MethodCompact
 	// MethodSnapshot [] → the snapshot bytes.
 	MethodSnapshot
-	// MethodMerge [reference, latest, incoming, policy?] → {"document":…,"conflicts":[…]};
-	// handle is ignored. policy is "fail" (default), "latest" or "incoming". A conflict
+	// MethodMerge [reference, latest, incoming, policy?] → the merged document, 0x1E, the
+	// conflicts (JSON array); handle is ignored. policy is "fail" (default), "latest" or "incoming". A conflict
 	// under "fail" is an error whose JSON carries "conflicts".
 	MethodMerge
 	// MethodMemory [] → {"heapAlloc","heapInuse","heapSys","sys","numGC"} of the Go heap;
@@ -173,7 +173,9 @@ func (h *Host) Len() int { return len(h.engines) }
 // Call runs one call, appending its result to dst. ok false means dst holds an error:
 // {"code":…,"message":…} (plus "conflicts" for a merge conflict). Call never panics: a panic
 // inside is returned as code "internal".
-func (h *Host) Call(dst []byte, c Call) (out []byte, ok bool) {
+//
+// c is not kept, nor are its Args: the caller may reuse both.
+func (h *Host) Call(dst []byte, c *Call) (out []byte, ok bool) {
 	start := len(dst)
 	defer func() {
 		if p := recover(); p != nil {
@@ -185,7 +187,7 @@ func (h *Host) Call(dst []byte, c Call) (out []byte, ok bool) {
 	if c.Method >= numMethods {
 		return appendError(dst, &callError{code: "internal", msg: "no method " + strconv.FormatUint(uint64(c.Method), 10)}), false
 	}
-	out, err := h.run(dst, &c)
+	out, err := h.run(dst, c)
 	if err != nil {
 		return appendErrorResult(dst[:start], err), false
 	}
@@ -220,155 +222,199 @@ func (c *Call) opt(i int) string {
 	return ""
 }
 
-func (h *Host) replica(handle uint32) (*crdt.Replica, error) {
-	r := h.engines[handle]
-	if r == nil {
-		return nil, &callError{code: "bad_state", msg: "no engine " + strconv.FormatUint(uint64(handle), 10) + " (closed, or never created)"}
+// handler runs one method on replica r (nil for the methods of the module itself).
+type handler func(r *crdt.Replica, dst []byte, c *Call) ([]byte, error)
+
+// handlers is the call table: small functions, one per method, so that a call's stack
+// frame holds only what its method needs (a frame is zeroed on every call, and wasm pays
+// for it).
+var handlers [numMethods]handler
+
+func init() {
+	handlers = [numMethods]handler{
+		MethodPeerID: func(r *crdt.Replica, dst []byte, _ *Call) ([]byte, error) {
+			return append(dst, r.PeerID()...), nil
+		},
+		MethodEdit:        edit,
+		MethodSeed:        seed,
+		MethodStartBatch:  func(r *crdt.Replica, dst []byte, _ *Call) ([]byte, error) { return dst, r.StartBatch() },
+		MethodCommitBatch: func(r *crdt.Replica, dst []byte, _ *Call) ([]byte, error) { return dst, r.CommitBatch() },
+		MethodInBatch: func(r *crdt.Replica, dst []byte, _ *Call) ([]byte, error) {
+			return strconv.AppendBool(dst, r.InBatch()), nil
+		},
+		MethodFlush: flush,
+		MethodPending: func(r *crdt.Replica, dst []byte, _ *Call) ([]byte, error) {
+			return strconv.AppendInt(dst, int64(r.Pending()), 10), nil
+		},
+		MethodReceive: receive,
+		MethodSyncRequest: func(r *crdt.Replica, dst []byte, c *Call) ([]byte, error) {
+			return append(dst, r.SyncRequest(c.opt(0))...), nil
+		},
+		MethodUndo: func(r *crdt.Replica, dst []byte, _ *Call) ([]byte, error) { return revert(dst, r.Undo) },
+		MethodRedo: func(r *crdt.Replica, dst []byte, _ *Call) ([]byte, error) { return revert(dst, r.Redo) },
+		MethodCanUndo: func(r *crdt.Replica, dst []byte, _ *Call) ([]byte, error) {
+			return strconv.AppendBool(dst, r.CanUndo()), nil
+		},
+		MethodCanRedo: func(r *crdt.Replica, dst []byte, _ *Call) ([]byte, error) {
+			return strconv.AppendBool(dst, r.CanRedo()), nil
+		},
+		MethodGet: get,
+		MethodState: func(r *crdt.Replica, dst []byte, _ *Call) ([]byte, error) {
+			return append(dst, r.State()...), nil
+		},
+		MethodClock: func(r *crdt.Replica, dst []byte, _ *Call) ([]byte, error) {
+			return r.Clock().AppendText(dst), nil
+		},
+		MethodVector: func(r *crdt.Replica, dst []byte, _ *Call) ([]byte, error) {
+			return appendVector(dst, r.Vector()), nil
+		},
+		MethodPeers: func(r *crdt.Replica, dst []byte, _ *Call) ([]byte, error) {
+			return appendStrings(dst, r.Peers()), nil
+		},
+		MethodSetPeers:  setPeers,
+		MethodMarkSaved: markSaved,
+		MethodSavedMessage: func(r *crdt.Replica, dst []byte, _ *Call) ([]byte, error) {
+			return append(dst, r.SavedMessage()...), nil
+		},
+		MethodDirty:   dirty,
+		MethodCompact: compact,
+		MethodSnapshot: func(r *crdt.Replica, dst []byte, _ *Call) ([]byte, error) {
+			snap, err := snapshot(r)
+			return append(dst, snap...), err
+		},
+		MethodMerge: func(_ *crdt.Replica, dst []byte, c *Call) ([]byte, error) { return merge(dst, c) },
+		MethodMemory: func(_ *crdt.Replica, dst []byte, c *Call) ([]byte, error) {
+			return memory(dst, c.Flags&FlagGC != 0), nil
+		},
 	}
-	return r, nil
 }
 
 func (h *Host) run(dst []byte, c *Call) ([]byte, error) {
 	switch c.Method {
 	case MethodCreate:
 		return h.create(dst, c)
-	case MethodMerge:
-		return merge(dst, c)
-	case MethodMemory:
-		return memory(dst, c.Flags&FlagGC != 0), nil
 	case MethodClose:
 		delete(h.engines, c.Handle)
 		return dst, nil
+	case MethodMerge, MethodMemory:
+		return handlers[c.Method](nil, dst, c)
 	}
-	r, err := h.replica(c.Handle)
+	r := h.engines[c.Handle]
+	if r == nil {
+		return nil, &callError{code: "bad_state", msg: "no engine " + strconv.FormatUint(uint64(c.Handle), 10) + " (closed, or never created)"}
+	}
+	return handlers[c.Method](r, dst, c)
+}
+
+func edit(r *crdt.Replica, dst []byte, c *Call) ([]byte, error) {
+	e := crdt.Edit{Subject: c.arg(1), Metadata: c.arg(2), Key: c.opt(3), Value: c.opt(4), OldValue: c.opt(5), Group: c.opt(6)}
+	switch verb := string(c.Args[0]); verb {
+	case "update":
+		e.Verb = crdt.VerbUpdate
+	case "upsert":
+		e.Verb = crdt.VerbUpsert
+	case "delete":
+		e.Verb = crdt.VerbDelete
+	default:
+		return nil, &callError{code: "unknown_verb", msg: "a local edit is update, upsert or delete, not " + strconv.Quote(verb)}
+	}
+	changes, err := r.Apply(e)
+	return appendChanges(dst, changes, c.Flags), err
+}
+
+func seed(r *crdt.Replica, dst []byte, c *Call) ([]byte, error) {
+	changes, err := r.Seed(c.arg(0), c.arg(1), c.arg(2))
+	return appendChanges(dst, changes, c.Flags), err
+}
+
+func flush(r *crdt.Replica, dst []byte, _ *Call) ([]byte, error) {
+	for i, m := range r.Flush() {
+		if i > 0 {
+			dst = append(dst, RecordSeparator)
+		}
+		dst = append(dst, m...)
+	}
+	return dst, nil
+}
+
+func receive(r *crdt.Replica, dst []byte, c *Call) ([]byte, error) {
+	// Receive copies what it keeps (it reads the message as a string), so the argument,
+	// which points into the bridge's reused input buffer, is passed as it is.
+	res, err := r.Receive(c.Args[0])
 	if err != nil {
 		return nil, err
 	}
-	switch c.Method {
-	case MethodPeerID:
-		return append(dst, r.PeerID()...), nil
-	case MethodEdit:
-		e := crdt.Edit{Subject: c.arg(1), Metadata: c.arg(2), Key: c.opt(3), Value: c.opt(4), OldValue: c.opt(5), Group: c.opt(6)}
-		switch verb := c.arg(0); verb {
-		case "update":
-			e.Verb = crdt.VerbUpdate
-		case "upsert":
-			e.Verb = crdt.VerbUpsert
-		case "delete":
-			e.Verb = crdt.VerbDelete
-		default:
-			return nil, &callError{code: "unknown_verb", msg: "a local edit is update, upsert or delete, not " + strconv.Quote(verb)}
-		}
-		changes, err := r.Apply(e)
-		return appendChanges(dst, changes, c.Flags), err
-	case MethodSeed:
-		changes, err := r.Seed(c.arg(0), c.arg(1), c.arg(2))
-		return appendChanges(dst, changes, c.Flags), err
-	case MethodStartBatch:
-		return dst, r.StartBatch()
-	case MethodCommitBatch:
-		return dst, r.CommitBatch()
-	case MethodInBatch:
-		return strconv.AppendBool(dst, r.InBatch()), nil
-	case MethodFlush:
-		for i, m := range r.Flush() {
-			if i > 0 {
-				dst = append(dst, RecordSeparator)
-			}
-			dst = append(dst, m...)
-		}
-		return dst, nil
-	case MethodPending:
-		return strconv.AppendInt(dst, int64(r.Pending()), 10), nil
-	case MethodReceive:
-		msg := append([]byte(nil), c.Args[0]...)
-		res, err := r.Receive(msg)
-		if err != nil {
-			return nil, err
-		}
-		dst = crdt.AppendChangesJSON(dst, res.Changes)
-		for _, m := range res.Replies {
-			dst = append(dst, RecordSeparator)
-			dst = append(dst, m...)
-		}
-		return dst, nil
-	case MethodSyncRequest:
-		return append(dst, r.SyncRequest(c.opt(0))...), nil
-	case MethodUndo, MethodRedo:
-		var res crdt.UndoResult
-		if c.Method == MethodUndo {
-			res, err = r.Undo()
-		} else {
-			res, err = r.Redo()
-		}
-		if err != nil {
-			return nil, err
-		}
-		return appendUndoResult(dst, res), nil
-	case MethodCanUndo:
-		return strconv.AppendBool(dst, r.CanUndo()), nil
-	case MethodCanRedo:
-		return strconv.AppendBool(dst, r.CanRedo()), nil
-	case MethodGet:
-		v, ok, err := r.Get(c.arg(0), c.arg(1), c.opt(2))
-		if err != nil || !ok {
-			return dst, err
-		}
-		return append(dst, v...), nil
-	case MethodState:
-		return append(dst, r.State()...), nil
-	case MethodClock:
-		return r.Clock().AppendText(dst), nil
-	case MethodVector:
-		return appendVector(dst, r.Vector()), nil
-	case MethodPeers:
-		return appendStrings(dst, r.Peers()), nil
-	case MethodSetPeers:
-		peers := make([]string, len(c.Args))
-		for i := range c.Args {
-			peers[i] = c.arg(i)
-			if err := hlc.ValidPeer(peers[i]); err != nil {
-				return nil, &callError{code: "bad_option", msg: "peer " + strconv.Quote(peers[i]) + ": " + err.Error()}
-			}
-		}
-		r.SetPeers(peers)
-		return dst, nil
-	case MethodMarkSaved:
-		ts, err := hlc.Parse(c.arg(0))
-		if err != nil {
-			return nil, &callError{code: "bad_hlc", msg: err.Error()}
-		}
-		r.MarkSaved(ts)
-		return dst, nil
-	case MethodSavedMessage:
-		return append(dst, r.SavedMessage()...), nil
-	case MethodDirty:
-		dst = append(dst, '[')
-		for i, d := range r.Dirty() {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = append(dst, `{"subject":`...)
-			dst = appendString(dst, d.Subject)
-			dst = append(dst, `,"metadata":`...)
-			dst = append(dst, d.Metadata...)
-			dst = append(dst, '}')
-		}
-		return append(dst, ']'), nil
-	case MethodCompact:
-		st := r.Compact()
-		dst = append(dst, `{"ops":`...)
-		dst = strconv.AppendInt(dst, int64(st.Ops), 10)
-		dst = append(dst, `,"bytes":`...)
-		dst = strconv.AppendInt(dst, int64(st.Bytes), 10)
-		dst = append(dst, `,"remaining":`...)
-		dst = strconv.AppendInt(dst, int64(st.Remaining), 10)
-		return append(dst, '}'), nil
-	case MethodSnapshot:
-		snap, err := snapshot(r)
-		return append(dst, snap...), err
+	dst = crdt.AppendChangesJSON(dst, res.Changes)
+	for _, m := range res.Replies {
+		dst = append(dst, RecordSeparator)
+		dst = append(dst, m...)
 	}
-	return nil, &callError{code: "internal", msg: "method " + methodNames[c.Method] + " has no handler"}
+	return dst, nil
+}
+
+func revert(dst []byte, do func() (crdt.UndoResult, error)) ([]byte, error) {
+	res, err := do()
+	if err != nil {
+		return nil, err
+	}
+	return appendUndoResult(dst, res), nil
+}
+
+func get(r *crdt.Replica, dst []byte, c *Call) ([]byte, error) {
+	v, ok, err := r.Get(c.arg(0), c.arg(1), c.opt(2))
+	if err != nil || !ok {
+		return dst, err
+	}
+	return append(dst, v...), nil
+}
+
+func setPeers(r *crdt.Replica, dst []byte, c *Call) ([]byte, error) {
+	var peers []string
+	if list := c.opt(0); list != "" {
+		peers = strings.Split(list, string(rune(RecordSeparator)))
+	}
+	for _, p := range peers {
+		if err := hlc.ValidPeer(p); err != nil {
+			return nil, &callError{code: "bad_option", msg: "peer " + strconv.Quote(p) + ": " + err.Error()}
+		}
+	}
+	r.SetPeers(peers)
+	return dst, nil
+}
+
+func markSaved(r *crdt.Replica, dst []byte, c *Call) ([]byte, error) {
+	ts, err := hlc.Parse(c.arg(0))
+	if err != nil {
+		return nil, &callError{code: "bad_hlc", msg: err.Error()}
+	}
+	r.MarkSaved(ts)
+	return dst, nil
+}
+
+func dirty(r *crdt.Replica, dst []byte, _ *Call) ([]byte, error) {
+	dst = append(dst, '[')
+	for i, d := range r.Dirty() {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `{"subject":`...)
+		dst = appendString(dst, d.Subject)
+		dst = append(dst, `,"metadata":`...)
+		dst = append(dst, d.Metadata...)
+		dst = append(dst, '}')
+	}
+	return append(dst, ']'), nil
+}
+
+func compact(r *crdt.Replica, dst []byte, _ *Call) ([]byte, error) {
+	st := r.Compact()
+	dst = append(dst, `{"ops":`...)
+	dst = strconv.AppendInt(dst, int64(st.Ops), 10)
+	dst = append(dst, `,"bytes":`...)
+	dst = strconv.AppendInt(dst, int64(st.Bytes), 10)
+	dst = append(dst, `,"remaining":`...)
+	dst = strconv.AppendInt(dst, int64(st.Remaining), 10)
+	return append(dst, '}'), nil
 }
 
 // create makes a replica from the options of MethodCreate.
@@ -471,11 +517,9 @@ func merge(dst []byte, c *Call) ([]byte, error) {
 		}
 		return nil, err
 	}
-	dst = append(dst, `{"document":`...)
 	dst = append(dst, res.Document...)
-	dst = append(dst, `,"conflicts":`...)
-	dst = crdt.AppendConflictsJSON(dst, res.Conflicts)
-	return append(dst, '}'), nil
+	dst = append(dst, RecordSeparator)
+	return crdt.AppendConflictsJSON(dst, res.Conflicts), nil
 }
 
 // mergeError is a merge refused for its conflicts: the error JSON carries them.

@@ -20,6 +20,7 @@ var (
 	outBuf = make([]byte, 0, 64<<10)
 	lens   [maxArgs]uint32
 	argv   [maxArgs][]byte
+	call   Call // the call being run (a global: a local would escape to the heap)
 )
 
 func main() {
@@ -49,7 +50,7 @@ func jsCall(_ js.Value, a []js.Value) (ret any) {
 			ret = []any{false, string(appendError(nil, &callError{code: "internal", msg: panicText(p)}))}
 		}
 	}()
-	c := Call{Method: Method(a[0].Int()), Handle: uint32(a[1].Int()), Flags: uint32(a[2].Int()), Now: int64(a[3].Float())}
+	c := Call{Method: Method(a[0].Int()), Handle: uint32(a[1].Int()), Flags: uint32(a[2].Int()), Now: millis(a[3].Float())}
 	for _, v := range a[4:] {
 		if v.Type() == js.TypeString {
 			c.Args = append(c.Args, []byte(v.String()))
@@ -59,13 +60,22 @@ func jsCall(_ js.Value, a []js.Value) (ret any) {
 		js.CopyBytesToGo(b, v)
 		c.Args = append(c.Args, b)
 	}
-	out, ok := host.Call(nil, c)
+	out, ok := host.Call(nil, &c)
 	if ok && c.Method == MethodSnapshot {
 		u := js.Global().Get("Uint8Array").New(len(out))
 		js.CopyBytesToJS(u, out)
 		return []any{true, u}
 	}
 	return []any{ok, string(out)}
+}
+
+// millis converts a wall clock from JavaScript; NaN, infinities and values out of range
+// (which would trap in a float-to-int conversion) mean "use the system clock".
+func millis(now float64) int64 {
+	if now >= 1 && now <= 1<<53 {
+		return int64(now)
+	}
+	return 0
 }
 
 func addr(p *byte) uint32 { return uint32(uintptr(unsafe.Pointer(p))) }
@@ -107,7 +117,8 @@ func exportCall(method, handle, flags, nargs uint32, now float64) (n int32) {
 	if cap(outBuf) > 1<<20 {
 		outBuf = make([]byte, 0, 64<<10) // don't keep a large result's buffer
 	}
-	c := Call{Method: Method(method), Handle: handle, Flags: flags, Now: int64(now), Args: argv[:nargs]}
+	c := &call
+	*c = Call{Method: Method(method), Handle: handle, Flags: flags, Now: millis(now), Args: argv[:nargs]}
 	off := uint32(0)
 	for i := range nargs {
 		c.Args[i] = inBuf[off : off+lens[i]]

@@ -2,18 +2,11 @@ package main
 
 import "github.com/mapcrdt/mapcrdt/crdt"
 
-// snapshot and fromSnapshot wrap the engine's snapshot export and import.
-//
-// TODO(wasm): crdt.Replica.Snapshot and crdt.NewReplicaFromSnapshot are not in the engine
-// yet (see NEEDS.md); until they land both report "unsupported".
+// snapshot and fromSnapshot wrap the engine's snapshot export and import (the bytes are the
+// engine's JSON snapshot format, crdt/snapshot.go; the glue hands them out as a Uint8Array).
 
-func snapshot(r *crdt.Replica) ([]byte, error) {
-	if s, ok := any(r).(interface{ Snapshot() []byte }); ok {
-		return s.Snapshot(), nil
-	}
-	return nil, &callError{code: "unsupported", msg: "this engine build has no snapshot"}
-}
+func snapshot(r *crdt.Replica) ([]byte, error) { return r.Snapshot() }
 
 func fromSnapshot(opts crdt.Options, snap []byte) (*crdt.Replica, error) {
-	return nil, &callError{code: "unsupported", msg: "this engine build cannot import a snapshot"}
+	return crdt.NewReplicaFromSnapshot(opts, snap)
 }

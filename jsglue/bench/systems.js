@@ -1,0 +1,162 @@
+// The three systems under test, behind one small interface:
+//
+//   name
+//   replica(i)          a fresh replica (async), i its index (peer ids differ)
+//   edit(rep, op)       one local edit; returns the message it produces (W1)
+//   catchUp(src, dst)   dst, fresh, catches up on everything src holds; returns the bytes sent
+//   apply(rep, msg)     applies one remote message (W3)
+//   sync(a, b)          a and b exchange everything each lacks (W4)
+//   digest(rep)         a canonical text of the visible state (convergence)
+//   close(rep)
+//
+// Modelling: in mapcrdt a feature is an object addressed by metadata, a key a dotted path
+// (the uMap wire format). In Yjs and Loro a feature is a map (Y.Map / LoroMap) in a root map,
+// keyed by feature id, holding the five keys as flat entries ("properties.name" → value),
+// geometry as a plain JSON value.
+
+import { createRequire } from "node:module";
+import * as Y from "yjs";
+import { LoroDoc, LoroMap } from "loro-crdt";
+import { createEngine } from "../index.js";
+import { featureIds, metadata, canonical } from "./workload.js";
+
+export const mapcrdt = {
+  name: "mapcrdt",
+  async replica(i, options = {}) {
+    return createEngine({ peerId: `peer-${i}`, ...options });
+  },
+  edit(e, { f, key, value }) {
+    e.update("feature", metadata[f], key, value);
+    return e.flush()[0];
+  },
+  catchUp(src, dst) {
+    // dst asks src for what it lacks; src answers with one ListOperationsResponse.
+    const { replies } = src.onPeerMessage(dst.syncRequest(src.peerId));
+    let bytes = 0;
+    for (const r of replies) {
+      bytes += Buffer.byteLength(r);
+      const back = dst.onPeerMessage(r).replies;
+      for (const b of back) src.onPeerMessage(b);
+    }
+    return { bytes, payload: replies.join("\n") };
+  },
+  apply(e, msg) {
+    e.receive(msg);
+  },
+  sync(a, b) {
+    // a asks b; every reply goes to the other side, until neither has anything to say.
+    let toB = [a.syncRequest(b.peerId)];
+    let toA = [];
+    while (toA.length > 0 || toB.length > 0) {
+      const nextA = [];
+      const nextB = [];
+      for (const m of toB) nextA.push(...b.onPeerMessage(m).replies);
+      for (const m of toA) nextB.push(...a.onPeerMessage(m).replies);
+      toA = nextA;
+      toB = nextB;
+    }
+  },
+  digest(e) {
+    return e.state();
+  },
+  close(e) {
+    e.close();
+  },
+};
+
+export const yjs = {
+  name: "Yjs",
+  async replica() {
+    const doc = new Y.Doc();
+    const root = doc.getMap("features");
+    const rep = { doc, root, last: null };
+    doc.on("update", (u) => {
+      rep.last = u;
+    });
+    return rep;
+  },
+  edit(rep, { f, key, value }) {
+    const id = featureIds[f];
+    const m = rep.root.get(id);
+    if (m === undefined) {
+      rep.doc.transact(() => {
+        const fm = new Y.Map();
+        rep.root.set(id, fm);
+        fm.set(key, value);
+      });
+    } else {
+      m.set(key, value);
+    }
+    return rep.last;
+  },
+  catchUp(src, dst) {
+    const u = Y.encodeStateAsUpdate(src.doc);
+    Y.applyUpdate(dst.doc, u);
+    return { bytes: u.byteLength, payload: u };
+  },
+  apply(rep, u) {
+    Y.applyUpdate(rep.doc, u);
+  },
+  sync(a, b) {
+    const toB = Y.encodeStateAsUpdate(a.doc, Y.encodeStateVector(b.doc));
+    const toA = Y.encodeStateAsUpdate(b.doc, Y.encodeStateVector(a.doc));
+    Y.applyUpdate(b.doc, toB);
+    Y.applyUpdate(a.doc, toA);
+  },
+  digest(rep) {
+    return canonical(rep.root.toJSON());
+  },
+  close(rep) {
+    rep.doc.destroy();
+  },
+};
+
+export const loro = {
+  name: "Loro",
+  async replica(i) {
+    const doc = new LoroDoc();
+    doc.setPeerId(i + 1);
+    const root = doc.getMap("features");
+    const rep = { doc, root, last: null, unsubscribe: null };
+    rep.unsubscribe = doc.subscribeLocalUpdates((u) => {
+      rep.last = u;
+    });
+    return rep;
+  },
+  edit(rep, { f, key, value }) {
+    const fm = rep.root.getOrCreateContainer(featureIds[f], new LoroMap());
+    fm.set(key, value);
+    rep.doc.commit();
+    return rep.last;
+  },
+  catchUp(src, dst) {
+    const u = src.doc.export({ mode: "update" });
+    dst.doc.import(u);
+    return { bytes: u.byteLength, payload: u };
+  },
+  apply(rep, u) {
+    rep.doc.import(u);
+  },
+  sync(a, b) {
+    const toB = a.doc.export({ mode: "update", from: b.doc.oplogVersion() });
+    const toA = b.doc.export({ mode: "update", from: a.doc.oplogVersion() });
+    b.doc.import(toB);
+    a.doc.import(toA);
+  },
+  digest(rep) {
+    return canonical(rep.doc.toJSON());
+  },
+  close(rep) {
+    rep.unsubscribe();
+    rep.doc.free();
+  },
+};
+
+/** The linear memory of Loro's wasm module (for the memory measurement). */
+export function loroMemory() {
+  const require = createRequire(import.meta.url);
+  const path = require.resolve("loro-crdt").replace(/index\.js$/, "loro_wasm.js");
+  return require(path).__wasm.memory;
+}
+
+export const systems = [mapcrdt, yjs, loro];

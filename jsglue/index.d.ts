@@ -1,0 +1,336 @@
+// Types of mapcrdt's JavaScript API (index.js). Hand-written: each type names the Go file
+// it mirrors. The engine is the Go package github.com/mapcrdt/mapcrdt/crdt compiled to
+// WebAssembly (wasm/); DESIGN §9 and §10 are the contract.
+
+/** A JSON value, as JSON.parse returns it. */
+export type JSONValue = null | boolean | number | string | JSONValue[] | { [key: string]: JSONValue };
+
+/**
+ * The stable error codes (crdt/errors.go, plus the bridge's own in wasm/dispatch.go:
+ * "bad_state" for a closed engine, "internal" for a recovered panic or a broken module).
+ */
+export type ErrorCode =
+  | "invalid_json"
+  | "unknown_verb"
+  | "unknown_subject"
+  | "unknown_kind"
+  | "bad_message"
+  | "bad_metadata"
+  | "bad_key"
+  | "bad_value"
+  | "bad_hlc"
+  | "clock_drift"
+  | "too_large"
+  | "too_deep"
+  | "bad_snapshot"
+  | "snapshot_version"
+  | "bad_state"
+  | "bad_option"
+  | "conflict"
+  | "internal";
+
+/** The error every function of the API throws (crdt.Error in crdt/errors.go). */
+export class MapcrdtError extends Error {
+  constructor(code: string, message: string);
+  readonly name: "MapcrdtError";
+  /** The stable code (ErrorCode; typed string so that future codes stay assignable). */
+  readonly code: ErrorCode | (string & {});
+  /** On a merge refused for its conflicts (code "conflict"). */
+  conflicts?: MergeConflict[];
+}
+
+/** JSON text passed as it is where a value or metadata is expected (no JSON.stringify). */
+export class JSONText {
+  constructor(text: string);
+  readonly text: string;
+}
+
+/** Marks text as JSON: `engine.update(s, m, k, jsonText('"Café"'))`. */
+export function jsonText(text: string): JSONText;
+
+/** A value argument: any JSON-serializable value, or JSON text wrapped by jsonText(). */
+export type Value = JSONValue | JSONText | { toJSON(): unknown };
+
+/**
+ * Metadata naming an object: an object holding its identity fields (crdt/subjects.go:
+ * "feature" needs layerId and id, "datalayer" and "datalayerpermissions" need id, "map" and
+ * "mappermissions" none), plus any other fields (featureType …) that travel along.
+ */
+export type Metadata = { [key: string]: JSONValue } | JSONText;
+
+/** The subjects of uMap (crdt.DefaultSubjects in crdt/subjects.go). */
+export type Subject = "map" | "mappermissions" | "datalayer" | "datalayerpermissions" | "feature" | (string & {});
+
+/** A message as it travels: JSON text (what flush() gives), a parsed object, or UTF-8 bytes. */
+export type MessageInput = string | object | Uint8Array | ArrayBuffer | JSONText;
+
+/** The engine's limits on input (crdt.Limits in crdt/op.go). Each defaults as documented there. */
+export interface Limits {
+  /** Largest incoming message or snapshot, in bytes (default 32 MiB). */
+  maxMessageBytes?: number;
+  /** Deepest JSON nesting (default 64). */
+  maxDepth?: number;
+  /** Most sub-operations in a batch, or operations in a sync response (default 100,000). */
+  maxBatch?: number;
+  /** Longest key path in bytes (default 1,024). */
+  maxKeyBytes?: number;
+  /** Most parts in a key path (default 32). */
+  maxKeyParts?: number;
+}
+
+/** Options of createEngine (crdt.Options in crdt/replica.go). An unknown key is a "bad_option" error. */
+export interface EngineOptions {
+  /** This replica's peer id: printable ASCII without spaces, ≤ 128 bytes. Default: a fresh UUID. */
+  peerId?: string;
+  /** Where mapcrdt.wasm is (default: next to index.js). Only the first load uses it. */
+  wasmURL?: string | URL;
+  /** How far ahead of the local clock a remote clock may be, in ms (default 60,000). */
+  maxDrift?: number;
+  /** A snapshot() of an engine to start from. */
+  snapshot?: Uint8Array | ArrayBuffer | string;
+  /** Undo steps kept (default 100). */
+  undoDepth?: number;
+  /** Local edits within this many ms join one undo step (default 0: each edit is a step). */
+  captureInterval?: number;
+  /** The wall clock, ms since the epoch (default Date.now). Called once per engine call. */
+  now?: () => number;
+  /** Limits on input. */
+  limits?: Limits;
+  /** "wasmexport" (default) or "funcof": the js.FuncOf bridge, ~7 µs slower per call; for measurements. */
+  bridge?: "wasmexport" | "funcof";
+}
+
+/** Options of one local edit (crdt.Edit in crdt/apply.go). */
+export interface EditOptions {
+  /** Consecutive edits with the same group form one undo step (a drag, a form). */
+  group?: string;
+  /** The value before the edit, used by undo only where the engine never saw one. */
+  oldValue?: Value;
+}
+
+/** A general local edit (crdt.Edit in crdt/apply.go). */
+export interface Edit extends EditOptions {
+  verb: "update" | "upsert" | "delete";
+  subject: Subject;
+  metadata: Metadata;
+  /** The key path of an update ("properties.name"; a literal dot is written "\."). */
+  key?: string;
+  /** The new value (update: absent unsets the key; upsert: the whole object). */
+  value?: Value;
+}
+
+/** What became visible (crdt.ChangeKind in crdt/changes.go). */
+export type ChangeKind = "created" | "deleted" | "set" | "unset";
+
+/** One visible change to render (crdt.Change in crdt/changes.go, written by Change.AppendJSON). */
+export interface Change {
+  kind: ChangeKind;
+  subject: Subject;
+  /** The object's metadata (canonical: members sorted). */
+  metadata: { [key: string]: JSONValue };
+  /** The key path for "set" and "unset" of one path; absent for the whole object. */
+  key?: string;
+  /** The new value ("created": the whole object; "set": the value at key, or the whole object). */
+  value?: JSONValue;
+  /** The clock of the first operation behind the change, "wall:counter:peer". */
+  hlc: string;
+}
+
+/** A place an undo or redo left as another peer wrote it (crdt.Skipped in crdt/undo.go). */
+export interface Skipped {
+  subject: Subject;
+  metadata: { [key: string]: JSONValue };
+  /** The key path; "" for the whole object. */
+  key: string;
+}
+
+/** What undo() and redo() did (crdt.UndoResult in crdt/undo.go). */
+export interface UndoResult {
+  /** False when there was nothing to undo (redo). */
+  done: boolean;
+  changes: Change[];
+  skipped: Skipped[];
+}
+
+/** Where a change came from. Seeded base values count as "local". */
+export type ChangeOrigin = "local" | "remote" | "undo" | "redo";
+
+/** What onChange listeners get: the changes of one call. */
+export interface ChangeEvent {
+  origin: ChangeOrigin;
+  changes: Change[];
+  /** For undo and redo: the places left as another peer wrote them. */
+  skipped?: Skipped[];
+}
+
+/** What onPeerMessage() returns (crdt.Result in crdt/sync.go). */
+export interface PeerMessageResult {
+  /** Messages to send now (sync requests and responses), JSON text. */
+  replies: string[];
+  /** The visible changes. */
+  changes: Change[];
+}
+
+/** What compact() dropped (crdt.CompactStats in crdt/compact.go). */
+export interface CompactStats {
+  /** Operations that left the log. */
+  ops: number;
+  /** Their size as wire JSON. */
+  bytes: number;
+  /** Operations the log still holds. */
+  remaining: number;
+}
+
+/** An object with unsaved local edits (crdt.DirtyObject in crdt/sync.go). */
+export interface DirtyObject {
+  subject: Subject;
+  metadata: { [key: string]: JSONValue };
+}
+
+/** The Go heap of the module (runtime.MemStats, wasm/dispatch.go), plus the wasm memory size. */
+export interface MemoryStats {
+  heapAlloc: number;
+  heapInuse: number;
+  heapSys: number;
+  sys: number;
+  numGC: number;
+  /** Bytes of the module's linear memory (it never shrinks). */
+  wasmMemory: number;
+}
+
+/** One replica of a map (crdt.Replica in crdt/replica.go). Every method is synchronous. */
+export interface Engine {
+  /** This replica's peer id. */
+  readonly peerId: string;
+  /** True after close(). */
+  readonly closed: boolean;
+
+  /** Sets key of an object to value (an "update" operation; undefined is an error: use unset). */
+  update(subject: Subject, metadata: Metadata, key: string, value: Value, options?: EditOptions): void;
+  /** Removes key from an object (an "update" operation without a value). */
+  unset(subject: Subject, metadata: Metadata, key: string, options?: EditOptions): void;
+  /** Replaces the whole object with value (an object) and makes it alive. */
+  upsert(subject: Subject, metadata: Metadata, value: Value, options?: EditOptions): void;
+  /** Makes the object absent. */
+  delete(subject: Subject, metadata: Metadata, options?: EditOptions): void;
+  /** Any local edit. */
+  edit(edit: Edit): void;
+  /** Opens a batch: the edits until commitBatch are one operation, one message, one undo step. */
+  startBatch(): void;
+  /** Closes the batch and queues its message ("bad_state" if none is open). */
+  commitBatch(): void;
+  /** Whether a batch is open. */
+  inBatch(): boolean;
+  /** Runs fn inside startBatch / commitBatch (committed even if fn throws) and returns its result. */
+  batch<T>(fn: (engine: Engine) => T): T;
+  /** Sets the base value of an object: what the page loaded from the server (never sent, never undone). */
+  seed(subject: Subject, metadata: Metadata, value: Value): void;
+
+  /** The messages to send now, JSON text: replies queued by receive(), then the outbox. */
+  flush(): string[];
+  /** How many messages flush() would return at most. */
+  pending(): number;
+  /**
+   * Takes one incoming message of any kind (OperationMessage, PeerMessage, SavedMessage,
+   * JoinResponse, ListPeersResponse, pong) and returns the visible changes. Replies it
+   * produces (a sync request on a gap …) wait for the next flush().
+   */
+  receive(message: MessageInput): Change[];
+  /** Like receive(), but returns the replies instead of queuing them. */
+  onPeerMessage(message: MessageInput): PeerMessageResult;
+  /** A ListOperationsRequest to recipient (default: a random known peer). */
+  syncRequest(recipient?: string): string;
+
+  /** Reverts the latest local undo step with new operations (queued in the outbox). */
+  undo(): UndoResult;
+  /** Re-applies what the latest undo reverted. */
+  redo(): UndoResult;
+  canUndo(): boolean;
+  canRedo(): boolean;
+
+  /** The visible value of an object (no key) or of one key path; undefined when absent. */
+  get(subject: Subject, metadata: Metadata, key?: string): JSONValue | undefined;
+  /**
+   * Every alive object as canonical JSON text: an array of {subject, metadata, value}
+   * sorted by subject and identity. Converged replicas give equal text.
+   */
+  state(): string;
+  /** The greatest clock issued or seen, "wall:counter:peer". */
+  clock(): string;
+  /** The version vector: peer → highest contiguous seq held. */
+  vector(): Record<string, number>;
+  /** The peers last announced by the relay (JoinResponse, ListPeersResponse) or setPeers. */
+  peers(): string[];
+  /** Replaces the known peers (for transports that learn them otherwise). */
+  setPeers(peers: string[]): void;
+
+  /** Drops superseded operations from the log; the state does not change. */
+  compact(): CompactStats;
+  /** The whole replica as bytes, for createEngine({snapshot}). */
+  snapshot(): Uint8Array;
+  /** Everything up to hlc is saved on the server. */
+  markSaved(hlc: string): void;
+  /** A SavedMessage announcing that everything this replica holds is saved (marks it saved too). */
+  savedMessage(): string;
+  /** Objects with local edits newer than the saved horizon, parents first. */
+  dirty(): DirtyObject[];
+
+  /** Calls callback after every call that changed what is visible; returns the unsubscribe function. */
+  onChange(callback: (event: ChangeEvent) => void): () => void;
+  /** The module's Go heap (shared by every engine), after a garbage collection if gc. */
+  memory(gc?: boolean): MemoryStats;
+  /** Frees the engine; later calls throw "bad_state". Closing twice does nothing. */
+  close(): void;
+}
+
+/** Creates an engine; the first call loads the module. */
+export function createEngine(options?: EngineOptions): Promise<Engine>;
+
+/** Loads the module ahead of the first createEngine. */
+export function initialize(options?: { wasmURL?: string | URL }): Promise<void>;
+
+/** Merge policies (crdt.MergePolicy in crdt/merge.go). */
+export type MergePolicy = "fail" | "latest" | "incoming";
+
+/** One conflict of a merge (crdt.Conflict in crdt/merge.go). */
+export interface MergeConflict {
+  /** The feature id; "" for a layer-level conflict. */
+  featureId: string;
+  /** The key path ("" for the whole feature). */
+  key: string;
+  /** The value in each document; absent where the place is absent. */
+  reference?: JSONValue;
+  latest?: JSONValue;
+  incoming?: JSONValue;
+}
+
+/** The result of merge (crdt.MergeResult in crdt/merge.go). */
+export interface MergeResult {
+  /** The merged FeatureCollection, canonical JSON text. */
+  document: string;
+  /** Every conflict found (resolved in document under "latest" and "incoming"). */
+  conflicts: MergeConflict[];
+}
+
+/** A GeoJSON document argument: JSON text, bytes, or an object. */
+export type DocumentInput = string | Uint8Array | object;
+
+/**
+ * Three-way merge of two saves of a datalayer against their common reference (DESIGN §8).
+ * Under policy "fail" (the default) a conflict throws a MapcrdtError of code "conflict"
+ * whose `conflicts` lists them.
+ */
+export function merge(
+  reference: DocumentInput,
+  latest: DocumentInput,
+  incoming: DocumentInput,
+  options?: { policy?: MergePolicy; wasmURL?: string | URL },
+): Promise<MergeResult>;
+
+/** @internal Raw access to the module's call table, for tests and measurements. Unstable. */
+export function _rawBridge(options?: { wasmURL?: string | URL }): Promise<{
+  methods: Record<string, number>;
+  call(method: number, handle: number, flags: number, args: (string | Uint8Array)[], bytes?: boolean): string | Uint8Array;
+  callFuncOf(method: number, handle: number, flags: number, args: (string | Uint8Array)[]): string | Uint8Array;
+  exports: WebAssembly.Exports;
+}>;

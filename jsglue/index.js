@@ -1,0 +1,711 @@
+// mapcrdt — the JavaScript API of the engine (DESIGN §10).
+//
+// An ES module for browsers and Node ≥ 20, no bundler needed. It loads Go's own
+// wasm_exec.js and mapcrdt.wasm (both next to this file after `make build`) once per page,
+// and gives engines: `const engine = await createEngine({peerId})`.
+//
+// Conventions (index.d.ts has the types):
+// - Values and metadata are JavaScript values, written with JSON.stringify (one call per
+//   argument). Already-serialized JSON text can be passed as `jsonText(text)`.
+// - Messages are JSON text: flush(), syncRequest(), savedMessage() and the replies of
+//   onPeerMessage() are strings, ready for WebSocket.send; receive() and onPeerMessage()
+//   take a string (or a parsed object, or UTF-8 bytes).
+// - Every call is synchronous; errors are thrown as MapcrdtError (an Error) whose `code` is
+//   the stable code of DESIGN §9 ("invalid_json", "clock_drift", "bad_option", …).
+//
+// The bridge: the module exports //go:wasmexport functions over buffers owned by Go (see
+// wasm/doc.go). Arguments are written as UTF-8 into the input buffer, their lengths into a
+// uint32 array, and the result is read from the output buffer; memory.buffer is re-read
+// after every call, since Go may grow the memory. The slower js.FuncOf bridge of the same
+// module (`bridge: "funcof"`) is kept for measurements.
+
+const RS = "\x1e"; // separates the messages of a list result (never in valid JSON text)
+const FLAG_CHANGES = 1;
+const FLAG_GC = 2;
+const PROTOCOL = "1";
+
+/** An error from the engine or the glue; `code` is the stable code of DESIGN §9. */
+export class MapcrdtError extends Error {
+  /**
+   * @param {string} code
+   * @param {string} message
+   */
+  constructor(code, message) {
+    super(message);
+    this.name = "MapcrdtError";
+    this.code = code;
+  }
+}
+
+function fail(code, message) {
+  return new MapcrdtError(code, message);
+}
+
+/** JSON text passed as it is, where the API otherwise takes a JavaScript value. */
+export class JSONText {
+  /** @param {string} text */
+  constructor(text) {
+    if (typeof text !== "string") throw fail("invalid_json", "jsonText() takes a string");
+    this.text = text;
+  }
+  toString() {
+    return this.text;
+  }
+}
+
+/** Marks text as JSON, to pass where a value or metadata is expected. */
+export function jsonText(text) {
+  return new JSONText(text);
+}
+
+// ------------------------------------------------------------------ loading the module
+
+const isNode =
+  typeof process !== "undefined" && process.versions != null && typeof process.versions.node === "string";
+
+/** @type {Promise<Bridge> | null} */
+let loading = null;
+let loadedFrom = "";
+
+function defaultWasmURL() {
+  return new URL("./mapcrdt.wasm", import.meta.url);
+}
+
+function toURL(u) {
+  if (u instanceof URL) return u;
+  if (typeof u !== "string" || u === "") throw fail("bad_option", "wasmURL must be a URL or a non-empty string");
+  if (isNode && !/^[a-z][a-z0-9+.-]*:/i.test(u)) {
+    // A file path in Node.
+    return new URL(u, "file://" + process.cwd().replace(/\\/g, "/") + "/");
+  }
+  return new URL(u, globalThis.location ? globalThis.location.href : import.meta.url);
+}
+
+async function loadGoRuntime() {
+  if (typeof globalThis.Go !== "function") {
+    await import(new URL("./wasm_exec.js", import.meta.url).href);
+  }
+  if (typeof globalThis.Go !== "function") {
+    throw fail("internal", "wasm_exec.js did not define globalThis.Go (run `make build`, which copies it next to index.js)");
+  }
+}
+
+async function instantiate(url, importObject) {
+  if (isNode && url.protocol === "file:") {
+    const { readFile } = await import("node:fs/promises");
+    return WebAssembly.instantiate(await readFile(url), importObject);
+  }
+  const response = await fetch(url);
+  if (!response.ok) throw fail("internal", `fetching ${url.href}: HTTP ${response.status}`);
+  if (WebAssembly.instantiateStreaming && /application\/wasm/.test(response.headers.get("content-type") || "")) {
+    return WebAssembly.instantiateStreaming(response, importObject);
+  }
+  return WebAssembly.instantiate(await response.arrayBuffer(), importObject);
+}
+
+async function load(wasmURL) {
+  const url = wasmURL === undefined ? defaultWasmURL() : toURL(wasmURL);
+  if (loading) {
+    if (wasmURL !== undefined && url.href !== loadedFrom) {
+      throw fail("bad_option", `the module is already loaded from ${loadedFrom}; wasmURL ${url.href} differs`);
+    }
+    return loading;
+  }
+  loadedFrom = url.href;
+  loading = (async () => {
+    await loadGoRuntime();
+    const go = new globalThis.Go();
+    const { instance } = await instantiate(url, go.importObject);
+    const previous = globalThis.__mapcrdt;
+    delete globalThis.__mapcrdt;
+    go.run(instance); // runs main until it blocks: installs globalThis.__mapcrdt; never resolves
+    const factory = globalThis.__mapcrdt;
+    if (previous !== undefined) globalThis.__mapcrdt = previous;
+    if (!factory || factory.version !== PROTOCOL) {
+      throw fail("internal", `${url.href} is not a mapcrdt module of protocol ${PROTOCOL}`);
+    }
+    const bridge = new Bridge(go, instance, factory);
+    bridge.onCrash = () => {
+      // The next createEngine loads a fresh instance; the engines of this one stay dead.
+      if (loading === pending) {
+        loading = null;
+        loadedFrom = "";
+      }
+    };
+    return bridge;
+  })();
+  const pending = loading;
+  try {
+    return await loading;
+  } catch (e) {
+    loading = null; // a failed load may be retried
+    loadedFrom = "";
+    throw e;
+  }
+}
+
+// ------------------------------------------------------------------ the bridge
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+class Bridge {
+  constructor(go, instance, factory) {
+    this.go = go;
+    this.ex = instance.exports;
+    this.memory = this.ex.mem;
+    this.factory = factory;
+    this.crashed = "";
+    this.onCrash = () => {};
+    /** @type {Record<string, number>} */
+    this.m = Object.create(null);
+    factory.methods.forEach((name, i) => {
+      this.m[name] = i;
+    });
+    this.lens = this.ex.mapcrdt_lens() >>> 2;
+    this.inPtr = this.ex.mapcrdt_in(0);
+    this.inCap = 64 << 10;
+    this.refresh();
+  }
+
+  refresh() {
+    this.buf = this.memory.buffer;
+    this.u8 = new Uint8Array(this.buf);
+    this.u32 = new Uint32Array(this.buf);
+  }
+
+  alive() {
+    if (this.go.exited || this.crashed) {
+      throw fail("internal", `the mapcrdt module has ${this.crashed ? "crashed (" + this.crashed + ")" : "exited"}; reload the page (a bug: please report it)`);
+    }
+  }
+
+  /**
+   * Calls method through the wasmexport bridge. args are strings or Uint8Arrays. Returns
+   * the result as a string, or as bytes (a copy) when bytes is true.
+   */
+  call(method, handle, flags, now, args, bytes) {
+    this.alive();
+    const n = args.length;
+    if (n > 16) throw fail("internal", `${n} arguments, more than the bridge takes (16)`);
+    let need = 0;
+    for (let i = 0; i < n; i++) {
+      const a = args[i];
+      need += typeof a === "string" ? a.length * 3 : a.byteLength;
+    }
+    if (need > this.inCap) {
+      this.inPtr = this.ex.mapcrdt_in(need);
+      this.inCap = need;
+    }
+    if (this.memory.buffer !== this.buf) this.refresh();
+    const u8 = this.u8;
+    let off = this.inPtr;
+    for (let i = 0; i < n; i++) {
+      const a = args[i];
+      let w = 0;
+      if (typeof a === "string") {
+        const len = a.length;
+        if (len < 48) {
+          // Short text: copy ASCII directly, which is cheaper than a subarray + encodeInto.
+          for (; w < len; w++) {
+            const c = a.charCodeAt(w);
+            if (c > 0x7f) break;
+            u8[off + w] = c;
+          }
+          if (w < len) {
+            w += encoder.encodeInto(w === 0 ? a : a.slice(w), u8.subarray(off + w, this.inPtr + this.inCap)).written;
+          }
+        } else {
+          w = encoder.encodeInto(a, u8.subarray(off, this.inPtr + this.inCap)).written;
+        }
+      } else {
+        u8.set(a, off);
+        w = a.byteLength;
+      }
+      this.u32[this.lens + i] = w;
+      off += w;
+    }
+    let r;
+    try {
+      r = this.ex.mapcrdt_call(method, handle, flags, n, now);
+    } catch (e) {
+      // A trap (the Go runtime aborting: out of memory, a fatal error) leaves the module in
+      // no state to continue; every later call reports it.
+      this.crashed = String(e && e.message);
+      this.onCrash();
+      throw fail("internal", "the mapcrdt module crashed: " + this.crashed);
+    }
+    if (this.inCap > 1 << 20) {
+      // Give a large input buffer back (Go replaces it by a small one).
+      this.inPtr = this.ex.mapcrdt_in(0);
+      this.inCap = 64 << 10;
+    }
+    if (this.memory.buffer !== this.buf) this.refresh();
+    const ok = r >= 0;
+    if (!ok) r = -r - 1;
+    const p = this.ex.mapcrdt_out();
+    if (ok && bytes) return this.u8.slice(p, p + r);
+    const text = decode(this.u8, p, r);
+    if (!ok) throw errorFrom(text);
+    return text;
+  }
+
+  /** The same call through the js.FuncOf bridge (about 7 µs more per call). */
+  callFuncOf(method, handle, flags, now, args, bytes) {
+    this.alive();
+    const [ok, result] = this.factory.call(method, handle, flags, now, ...args);
+    if (!ok) throw errorFrom(result);
+    return result;
+  }
+}
+
+function decode(u8, p, n) {
+  if (n === 0) return "";
+  if (n < 64) {
+    let s = "";
+    for (let i = p; i < p + n; i++) {
+      const c = u8[i];
+      if (c > 0x7f) return decoder.decode(u8.subarray(p, p + n));
+      s += String.fromCharCode(c);
+    }
+    return s;
+  }
+  return decoder.decode(u8.subarray(p, p + n));
+}
+
+function errorFrom(text) {
+  let e;
+  try {
+    e = JSON.parse(text);
+  } catch {
+    return fail("internal", "unreadable error from the module: " + text);
+  }
+  const err = fail(e.code, e.message);
+  if (e.conflicts) err.conflicts = e.conflicts;
+  return err;
+}
+
+// ------------------------------------------------------------------ arguments
+
+function json(v, code, what) {
+  if (v instanceof JSONText) return v.text;
+  let s;
+  try {
+    s = JSON.stringify(v);
+  } catch (e) {
+    throw fail(code, `${what} cannot be written as JSON: ${e && e.message}`);
+  }
+  if (s === undefined) throw fail(code, `${what} cannot be written as JSON (${typeof v})`);
+  return s;
+}
+
+function str(v, code, what) {
+  if (typeof v !== "string") throw fail(code, `${what} must be a string, got ${typeof v}`);
+  return v;
+}
+
+function messageArg(m) {
+  if (typeof m === "string" || m instanceof Uint8Array) return m;
+  if (m instanceof ArrayBuffer) return new Uint8Array(m);
+  if (m instanceof JSONText) return m.text;
+  if (m !== null && typeof m === "object") return json(m, "bad_message", "the message");
+  throw fail("bad_message", `a message is JSON text, an object or UTF-8 bytes, not ${m === null ? "null" : typeof m}`);
+}
+
+function parseChanges(text) {
+  return text === "" ? [] : JSON.parse(text);
+}
+
+function splitMessages(text) {
+  return text === "" ? [] : text.split(RS);
+}
+
+const editOptionKeys = new Set(["group", "oldValue"]);
+
+function checkKeys(obj, allowed, what) {
+  if (obj === null || typeof obj !== "object") throw fail("bad_option", `${what} must be an object`);
+  for (const k of Object.keys(obj)) {
+    if (!allowed.has(k)) throw fail("bad_option", `unknown ${what} key ${JSON.stringify(k)} (known: ${[...allowed].join(", ")})`);
+  }
+}
+
+// ------------------------------------------------------------------ engines
+
+const optionKeys = new Set([
+  "peerId",
+  "wasmURL",
+  "maxDrift",
+  "snapshot",
+  "undoDepth",
+  "captureInterval",
+  "now",
+  "limits",
+  "bridge",
+]);
+const limitKeys = ["maxMessageBytes", "maxDepth", "maxBatch", "maxKeyBytes", "maxKeyParts"];
+
+function count(v, name, positive) {
+  if (v === undefined) return "";
+  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < (positive ? 1 : 0)) {
+    throw fail("bad_option", `${name} must be a ${positive ? "positive" : "non-negative"} integer, got ${String(v)}`);
+  }
+  return String(v);
+}
+
+const registry =
+  typeof FinalizationRegistry === "function"
+    ? new FinalizationRegistry(({ bridge, handle }) => {
+        try {
+          bridge.call(bridge.m.close, handle, 0, 0, [], false);
+        } catch {
+          // the module is gone; nothing to free
+        }
+      })
+    : null;
+
+/**
+ * Creates an engine (a replica of one map). The first call loads the module (from
+ * options.wasmURL, default mapcrdt.wasm next to this file); later calls reuse it.
+ */
+export async function createEngine(options = {}) {
+  checkKeys(options, optionKeys, "option");
+  const o = options;
+  if (o.peerId !== undefined && (typeof o.peerId !== "string" || o.peerId === "")) {
+    throw fail("bad_option", "peerId must be a non-empty string");
+  }
+  if (o.now !== undefined && typeof o.now !== "function") throw fail("bad_option", "now must be a function returning milliseconds");
+  if (o.bridge !== undefined && o.bridge !== "wasmexport" && o.bridge !== "funcof") {
+    throw fail("bad_option", `bridge must be "wasmexport" or "funcof", not ${JSON.stringify(o.bridge)}`);
+  }
+  let snapshot = "";
+  if (o.snapshot !== undefined) {
+    if (typeof o.snapshot === "string") snapshot = o.snapshot;
+    else if (o.snapshot instanceof Uint8Array) snapshot = o.snapshot;
+    else if (o.snapshot instanceof ArrayBuffer) snapshot = new Uint8Array(o.snapshot);
+    else throw fail("bad_option", "snapshot must be a Uint8Array, an ArrayBuffer or a string");
+  }
+  const limits = o.limits === undefined ? {} : o.limits;
+  checkKeys(limits, new Set(limitKeys), "limits");
+  const args = [
+    o.peerId ?? "",
+    count(o.maxDrift, "maxDrift", false),
+    count(o.undoDepth, "undoDepth", false),
+    count(o.captureInterval, "captureInterval", false),
+    ...limitKeys.map((k) => count(limits[k], "limits." + k, true)),
+    snapshot,
+  ];
+  const bridge = await load(o.wasmURL);
+  const now = o.now ?? Date.now;
+  const handle = Number(bridge.call(bridge.m.create, 0, 0, now(), args, false));
+  return new Engine(bridge, handle, now, o.bridge === "funcof");
+}
+
+/**
+ * Loads the module without creating an engine (createEngine does it on first use).
+ * @param {{wasmURL?: string | URL}} [options]
+ */
+export async function initialize(options = {}) {
+  checkKeys(options, new Set(["wasmURL"]), "option");
+  await load(options.wasmURL);
+}
+
+const policies = new Set(["fail", "latest", "incoming"]);
+
+/**
+ * Three-way merge of two saves of a datalayer (crdt.Merge, DESIGN §8). Documents are
+ * GeoJSON FeatureCollections as JSON text, objects or bytes.
+ */
+export async function merge(reference, latest, incoming, options = {}) {
+  checkKeys(options, new Set(["policy", "wasmURL"]), "option");
+  const policy = options.policy ?? "fail";
+  if (!policies.has(policy)) throw fail("bad_option", `policy must be "fail", "latest" or "incoming", not ${JSON.stringify(policy)}`);
+  const bridge = await load(options.wasmURL);
+  const doc = (d, name) => {
+    if (typeof d === "string" || d instanceof Uint8Array) return d;
+    return json(d, "bad_value", name);
+  };
+  const text = bridge.call(
+    bridge.m.merge,
+    0,
+    0,
+    0,
+    [doc(reference, "reference"), doc(latest, "latest"), doc(incoming, "incoming"), policy],
+    false,
+  );
+  const i = text.indexOf(RS);
+  return { document: text.slice(0, i), conflicts: JSON.parse(text.slice(i + 1)) };
+}
+
+class Engine {
+  #bridge;
+  #call;
+  #m;
+  #handle;
+  #now;
+  #peerId;
+  /** @type {Set<(event: any) => void>} */
+  #listeners = new Set();
+  /** @type {string[]} replies produced by receive(), sent by the next flush() */
+  #replies = [];
+  #closed = false;
+
+  constructor(bridge, handle, now, funcof) {
+    this.#bridge = bridge;
+    this.#call = funcof ? bridge.callFuncOf : bridge.call;
+    this.#m = bridge.m;
+    this.#handle = handle;
+    this.#now = now;
+    this.#peerId = this.#run(this.#m.peerId, 0, []);
+    if (registry) registry.register(this, { bridge, handle }, this);
+  }
+
+  #run(method, flags, args, bytes = false) {
+    if (this.#closed) throw fail("bad_state", "the engine is closed");
+    return this.#call.call(this.#bridge, method, this.#handle, flags, this.#now(), args, bytes);
+  }
+
+  #emit(origin, changes, skipped) {
+    if (changes.length === 0 || this.#listeners.size === 0) return;
+    const event = skipped ? { origin, changes, skipped } : { origin, changes };
+    for (const cb of [...this.#listeners]) {
+      try {
+        cb(event);
+      } catch (e) {
+        // A listener's error must not undo what the engine did: report it asynchronously.
+        queueMicrotask(() => {
+          throw e;
+        });
+      }
+    }
+  }
+
+  #edit(verb, subject, metadata, key, value, opts) {
+    const args = [
+      verb,
+      str(subject, "unknown_subject", "subject"),
+      json(metadata, "bad_metadata", "metadata"),
+      key,
+      value,
+    ];
+    if (opts !== undefined) {
+      checkKeys(opts, editOptionKeys, "edit option");
+      args.push(
+        opts.oldValue === undefined ? "" : json(opts.oldValue, "bad_value", "oldValue"),
+        opts.group === undefined ? "" : str(opts.group, "bad_option", "group"),
+      );
+    }
+    const want = this.#listeners.size > 0;
+    const text = this.#run(this.#m.edit, want ? FLAG_CHANGES : 0, args);
+    if (want) this.#emit("local", parseChanges(text));
+  }
+
+  /** This replica's peer id (the one given, or a fresh UUID). */
+  get peerId() {
+    return this.#peerId;
+  }
+
+  update(subject, metadata, key, value, opts) {
+    this.#edit("update", subject, metadata, str(key, "bad_key", "key"), json(value, "bad_value", "value"), opts);
+  }
+
+  unset(subject, metadata, key, opts) {
+    this.#edit("update", subject, metadata, str(key, "bad_key", "key"), "", opts);
+  }
+
+  upsert(subject, metadata, value, opts) {
+    this.#edit("upsert", subject, metadata, "", json(value, "bad_value", "value"), opts);
+  }
+
+  delete(subject, metadata, opts) {
+    this.#edit("delete", subject, metadata, "", "", opts);
+  }
+
+  edit(e) {
+    checkKeys(e, new Set(["verb", "subject", "metadata", "key", "value", "oldValue", "group"]), "edit");
+    const verb = str(e.verb, "unknown_verb", "verb");
+    const key = e.key === undefined ? "" : str(e.key, "bad_key", "key");
+    const value = e.value === undefined ? "" : json(e.value, "bad_value", "value");
+    const opts = {};
+    if (e.oldValue !== undefined) opts.oldValue = e.oldValue;
+    if (e.group !== undefined) opts.group = e.group;
+    this.#edit(verb, e.subject, e.metadata, key, value, opts);
+  }
+
+  startBatch() {
+    this.#run(this.#m.startBatch, 0, []);
+  }
+
+  commitBatch() {
+    this.#run(this.#m.commitBatch, 0, []);
+  }
+
+  inBatch() {
+    return this.#run(this.#m.inBatch, 0, []) === "true";
+  }
+
+  batch(fn) {
+    if (typeof fn !== "function") throw fail("bad_option", "batch takes a function");
+    this.startBatch();
+    try {
+      return fn(this);
+    } finally {
+      this.commitBatch();
+    }
+  }
+
+  seed(subject, metadata, value) {
+    const want = this.#listeners.size > 0;
+    const text = this.#run(this.#m.seed, want ? FLAG_CHANGES : 0, [
+      str(subject, "unknown_subject", "subject"),
+      json(metadata, "bad_metadata", "metadata"),
+      json(value, "bad_value", "value"),
+    ]);
+    if (want) this.#emit("local", parseChanges(text));
+  }
+
+  flush() {
+    const out = splitMessages(this.#run(this.#m.flush, 0, []));
+    if (this.#replies.length === 0) return out;
+    const replies = this.#replies;
+    this.#replies = [];
+    return replies.concat(out);
+  }
+
+  pending() {
+    return Number(this.#run(this.#m.pending, 0, [])) + this.#replies.length;
+  }
+
+  #receive(message) {
+    const text = this.#run(this.#m.receive, 0, [messageArg(message)]);
+    const i = text.indexOf(RS);
+    const changes = JSON.parse(i < 0 ? text : text.slice(0, i));
+    const replies = i < 0 ? [] : text.slice(i + 1).split(RS);
+    this.#emit("remote", changes);
+    return { changes, replies };
+  }
+
+  receive(message) {
+    const { changes, replies } = this.#receive(message);
+    if (replies.length > 0) this.#replies.push(...replies);
+    return changes;
+  }
+
+  onPeerMessage(message) {
+    return this.#receive(message);
+  }
+
+  syncRequest(recipient) {
+    return this.#run(this.#m.syncRequest, 0, recipient === undefined ? [] : [str(recipient, "bad_option", "recipient")]);
+  }
+
+  #revert(method, origin) {
+    const res = JSON.parse(this.#run(method, 0, []));
+    this.#emit(origin, res.changes, res.skipped);
+    return res;
+  }
+
+  undo() {
+    return this.#revert(this.#m.undo, "undo");
+  }
+
+  redo() {
+    return this.#revert(this.#m.redo, "redo");
+  }
+
+  canUndo() {
+    return this.#run(this.#m.canUndo, 0, []) === "true";
+  }
+
+  canRedo() {
+    return this.#run(this.#m.canRedo, 0, []) === "true";
+  }
+
+  get(subject, metadata, key) {
+    const args = [str(subject, "unknown_subject", "subject"), json(metadata, "bad_metadata", "metadata")];
+    if (key !== undefined) args.push(str(key, "bad_key", "key"));
+    const text = this.#run(this.#m.get, 0, args);
+    return text === "" ? undefined : JSON.parse(text);
+  }
+
+  state() {
+    return this.#run(this.#m.state, 0, []);
+  }
+
+  clock() {
+    return this.#run(this.#m.clock, 0, []);
+  }
+
+  vector() {
+    return JSON.parse(this.#run(this.#m.vector, 0, []));
+  }
+
+  peers() {
+    return JSON.parse(this.#run(this.#m.peers, 0, []));
+  }
+
+  setPeers(peers) {
+    if (!Array.isArray(peers)) throw fail("bad_option", "setPeers takes an array of peer ids");
+    this.#run(this.#m.setPeers, 0, [peers.map((p) => str(p, "bad_option", "a peer id")).join(RS)]);
+  }
+
+  compact() {
+    return JSON.parse(this.#run(this.#m.compact, 0, []));
+  }
+
+  snapshot() {
+    return this.#run(this.#m.snapshot, 0, [], true);
+  }
+
+  markSaved(hlc) {
+    this.#run(this.#m.markSaved, 0, [str(hlc, "bad_hlc", "hlc")]);
+  }
+
+  savedMessage() {
+    return this.#run(this.#m.savedMessage, 0, []);
+  }
+
+  dirty() {
+    return JSON.parse(this.#run(this.#m.dirty, 0, []));
+  }
+
+  onChange(callback) {
+    if (typeof callback !== "function") throw fail("bad_option", "onChange takes a function");
+    const cb = (e) => callback(e);
+    this.#listeners.add(cb);
+    return () => {
+      this.#listeners.delete(cb);
+    };
+  }
+
+  /** The Go heap of the module (shared by every engine), for measurements. */
+  memory(gc = false) {
+    const text = this.#bridge.call(this.#m.memory, 0, gc ? FLAG_GC : 0, 0, [], false);
+    return { ...JSON.parse(text), wasmMemory: this.#bridge.memory.buffer.byteLength };
+  }
+
+  get closed() {
+    return this.#closed;
+  }
+
+  close() {
+    if (this.#closed) return;
+    this.#run(this.#m.close, 0, []);
+    this.#closed = true;
+    this.#listeners.clear();
+    if (registry) registry.unregister(this);
+  }
+}
+
+/**
+ * Unstable access to the module's raw call table, for tests and measurements. Not part of
+ * the API: it may change in any release.
+ */
+export async function _rawBridge(options = {}) {
+  const bridge = await load(options.wasmURL);
+  return {
+    methods: { ...bridge.m },
+    call: (method, handle, flags, args, bytes = false) => bridge.call(method, handle, flags, Date.now(), args, bytes),
+    callFuncOf: (method, handle, flags, args) => bridge.callFuncOf(method, handle, flags, Date.now(), args, false),
+    exports: bridge.ex,
+  };
+}

@@ -1,0 +1,601 @@
+// The JavaScript surface of mapcrdt (DESIGN §10), end to end through the real .wasm:
+// `make build && node --test jsglue/test/`.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { createEngine, initialize, jsonText, merge, MapcrdtError, _rawBridge } from "../index.js";
+import { Net, manualClock } from "./net.js";
+
+const layer = "606d26bd-230f-4d3e-a2a7-0c3caed71548";
+const meta = (id) => ({ id, layerId: layer, featureType: "marker" });
+const point = (x, y) => ({ type: "Point", coordinates: [x, y] });
+const feature = (name, x = 1, y = 2) => ({ type: "Feature", geometry: point(x, y), properties: { name } });
+
+/** Asserts that fn throws a MapcrdtError of code (and a message matching re, if given). */
+function throwsCode(fn, code, re) {
+  assert.throws(fn, (e) => {
+    assert.ok(e instanceof MapcrdtError, `not a MapcrdtError: ${e}`);
+    assert.ok(e instanceof Error);
+    assert.equal(e.code, code, `code of "${e.message}"`);
+    if (re) assert.match(e.message, re);
+    return true;
+  });
+}
+
+async function rejectsCode(promise, code, re) {
+  await assert.rejects(promise, (e) => {
+    assert.ok(e instanceof MapcrdtError, `not a MapcrdtError: ${e}`);
+    assert.equal(e.code, code, `code of "${e.message}"`);
+    if (re) assert.match(e.message, re);
+    return true;
+  });
+}
+
+test("three engines: live edits reach every engine", async () => {
+  const net = new Net();
+  const a = await net.add("alice");
+  const b = await net.add("bob");
+  const c = await net.add("carol");
+  const seen = [];
+  const off = b.onChange((e) => seen.push(e));
+
+  a.upsert("datalayer", { id: layer }, { name: "Cafés" });
+  a.upsert("feature", meta("f1"), feature("Café"));
+  a.upsert("feature", meta("f2"), feature("Bar", 3, 4));
+  net.settle();
+  b.update("feature", meta("f1"), "properties.name", "Café de Flore");
+  c.update("feature", meta("f2"), "geometry", point(5, 6));
+  c.update("feature", meta("f2"), "properties._umap_options.color", "DarkViolet");
+  net.settle();
+  a.delete("feature", meta("f2"));
+  net.settle();
+
+  const [sa, sb, sc] = net.states();
+  assert.equal(sa, sb);
+  assert.equal(sb, sc);
+  const state = JSON.parse(sa);
+  assert.equal(state.length, 2, sa);
+  assert.deepEqual(a.get("feature", meta("f1"), "properties.name"), "Café de Flore");
+  assert.equal(c.get("feature", meta("f2")), undefined, "deleted");
+  assert.deepEqual(c.get("datalayer", { id: layer }), { name: "Cafés" });
+
+  // b saw a's and c's edits as remote changes, its own as local ones.
+  const origins = new Set(seen.map((e) => e.origin));
+  assert.deepEqual([...origins].sort(), ["local", "remote"]);
+  const remote = seen.filter((e) => e.origin === "remote").flatMap((e) => e.changes);
+  assert.ok(remote.some((ch) => ch.kind === "created" && ch.subject === "datalayer"));
+  assert.ok(remote.some((ch) => ch.kind === "set" && ch.key === "geometry" && ch.value.coordinates[0] === 5));
+  assert.ok(remote.some((ch) => ch.kind === "deleted" && ch.metadata.id === "f2"));
+  for (const ch of remote) {
+    assert.equal(typeof ch.hlc, "string");
+    assert.equal(typeof ch.metadata, "object");
+  }
+  off();
+  a.update("feature", meta("f1"), "properties.name", "after unsubscribe");
+  const n = seen.length;
+  net.settle();
+  assert.equal(seen.length, n, "no event after unsubscribe");
+  net.close();
+});
+
+test("concurrent edits converge to the same state text", async () => {
+  const net = new Net();
+  const clocks = [manualClock(), manualClock(), manualClock()];
+  clocks[1].advance(5);
+  clocks[2].advance(10); // carol's edits are the latest
+  const ids = ["alice", "bob", "carol"];
+  const es = [];
+  for (let i = 0; i < 3; i++) es.push(await net.add(ids[i], { clock: clocks[i] }));
+  es[0].upsert("feature", meta("f1"), feature("base"));
+  net.settle();
+  // Everybody edits the same keys without hearing the others.
+  for (let i = 0; i < 3; i++) {
+    es[i].update("feature", meta("f1"), "properties.name", `name by ${ids[i]}`);
+    es[i].update("feature", meta("f1"), `properties.by_${ids[i]}`, i);
+    es[i].update("feature", meta("f1"), "geometry", point(i, i));
+    clocks[i].advance(1);
+  }
+  // Deliver in a scrambled order: each engine's messages reversed, carol's first.
+  const outboxes = es.map((e) => e.flush());
+  for (const i of [2, 0, 1]) {
+    for (const m of [...outboxes[i]].reverse()) {
+      for (let j = 0; j < 3; j++) if (j !== i) es[j].receive(m);
+    }
+  }
+  net.settle();
+  const [s0, s1, s2] = net.states();
+  assert.equal(s0, s1);
+  assert.equal(s1, s2);
+  assert.equal(es[0].get("feature", meta("f1"), "properties.name"), "name by carol");
+  assert.deepEqual(es[1].get("feature", meta("f1"), "geometry"), point(2, 2));
+  for (let i = 0; i < 3; i++) assert.equal(es[2].get("feature", meta("f1"), `properties.by_${ids[i]}`), i);
+  // Duplicates change nothing.
+  for (const m of outboxes[0]) assert.deepEqual(es[1].receive(m), []);
+  assert.equal(es[1].state(), s0);
+  net.close();
+});
+
+test("an offline engine catches up through syncRequest / onPeerMessage", async () => {
+  const net = new Net();
+  const a = await net.add("alice");
+  const b = await net.add("bob");
+  const c = await net.add("carol");
+  a.upsert("feature", meta("f1"), feature("one"));
+  net.settle();
+  net.setOnline("carol", false);
+  for (let i = 0; i < 30; i++) {
+    (i % 2 ? a : b).update("feature", meta(`g${i}`), "properties.name", `g${i}`);
+  }
+  a.delete("feature", meta("f1"));
+  net.settle();
+  // Carol edits offline: her edits wait in her outbox.
+  c.update("feature", meta("offline"), "properties.name", "made offline");
+  assert.equal(c.pending(), 1);
+  assert.notEqual(c.state(), a.state());
+
+  // Back online: she asks alice directly, and applies the answer.
+  net.setOnline("carol", true);
+  const req = c.syncRequest("alice");
+  assert.equal(JSON.parse(req).kind, "PeerMessage");
+  assert.equal(JSON.parse(req).recipient, "alice");
+  const { replies, changes } = a.onPeerMessage(req);
+  assert.equal(changes.length, 0);
+  assert.ok(replies.length >= 1);
+  let caught = [];
+  for (const r of replies) {
+    const res = c.onPeerMessage(r);
+    caught = caught.concat(res.changes);
+    for (const back of res.replies) a.onPeerMessage(back);
+  }
+  assert.ok(caught.some((ch) => ch.kind === "deleted" && ch.metadata.id === "f1"));
+  assert.equal(caught.filter((ch) => ch.key === "properties.name").length, 30);
+  net.settle(); // carol's offline edit goes out
+  const [sa, sb, sc] = net.states();
+  assert.equal(sa, sc);
+  assert.equal(sb, sc);
+  assert.equal(b.get("feature", meta("offline"), "properties.name"), "made offline");
+  assert.deepEqual(Object.keys(c.vector()).sort(), ["alice", "bob", "carol"]);
+  net.close();
+});
+
+test("a gap in seqs is healed by the sync request receive() queues", async () => {
+  const net = new Net();
+  const a = await net.add("alice");
+  const b = await net.add("bob");
+  a.update("map", {}, "properties.n1", 1);
+  a.update("map", {}, "properties.n2", 2);
+  a.update("map", {}, "properties.n3", 3);
+  const [m1, , m3] = a.flush();
+  b.receive(m1);
+  b.receive(m3); // m2 lost: b notices the gap and queues a sync request
+  assert.ok(b.pending() >= 1);
+  net.settle();
+  assert.equal(b.get("map", {}, "properties.n2"), 2);
+  assert.equal(a.state(), b.state());
+  net.close();
+});
+
+test("undo and redo: local steps, sent as new operations, others' work left alone", async () => {
+  const net = new Net();
+  const a = await net.add("alice");
+  const b = await net.add("bob");
+  const events = [];
+  a.onChange((e) => events.push(e));
+  assert.equal(a.canUndo(), false);
+  assert.deepEqual(a.undo(), { done: false, changes: [], skipped: [] });
+
+  a.upsert("feature", meta("f1"), feature("first"));
+  a.update("feature", meta("f1"), "properties.name", "second");
+  a.update("feature", meta("f1"), "properties.color", "red");
+  net.settle();
+  assert.equal(a.canUndo(), true);
+
+  let r = a.undo(); // color
+  assert.equal(r.done, true);
+  assert.deepEqual(
+    r.changes.map((ch) => [ch.kind, ch.key]),
+    [["unset", "properties.color"]],
+  );
+  assert.equal(events.at(-1).origin, "undo");
+  net.settle();
+  assert.equal(b.get("feature", meta("f1"), "properties.color"), undefined);
+
+  // Bob renames the feature: alice's undo of her rename leaves his name.
+  b.update("feature", meta("f1"), "properties.name", "bob's name");
+  net.settle();
+  r = a.undo();
+  assert.equal(r.done, true);
+  assert.deepEqual(r.skipped, [{ subject: "feature", metadata: { featureType: "marker", id: "f1", layerId: layer }, key: "properties.name" }]);
+  assert.equal(a.get("feature", meta("f1"), "properties.name"), "bob's name");
+
+  // The create: bob has written inside the feature since, so it stays.
+  r = a.undo();
+  assert.equal(r.done, true);
+  assert.deepEqual(r.changes, []);
+  assert.deepEqual(
+    r.skipped.map((s) => s.key),
+    [""],
+  );
+  assert.equal(a.canUndo(), false);
+  // Redo re-applies what the undo of the color reverted.
+  assert.equal(a.canRedo(), true);
+  r = a.redo();
+  assert.equal(events.at(-1).origin, "redo");
+  net.settle();
+  assert.equal(b.get("feature", meta("f1"), "properties.color"), "red");
+  assert.equal(b.get("feature", meta("f1"), "properties.name"), "bob's name");
+  assert.equal(a.state(), b.state());
+
+  // Undo of a create is a delete; undo of the delete restores the object.
+  a.upsert("feature", meta("f3"), feature("three"));
+  net.settle();
+  r = a.undo();
+  assert.deepEqual(
+    r.changes.map((ch) => ch.kind),
+    ["deleted"],
+  );
+  net.settle();
+  assert.equal(b.get("feature", meta("f3")), undefined);
+  a.redo();
+  net.settle();
+  assert.equal(b.get("feature", meta("f3"), "properties.name"), "three");
+
+  // Edits in one group are one step; a new edit clears redo.
+  a.update("feature", meta("f1"), "geometry", point(1, 1), { group: "drag" });
+  a.update("feature", meta("f1"), "geometry", point(2, 2), { group: "drag" });
+  a.update("feature", meta("f1"), "geometry", point(3, 3), { group: "drag" });
+  a.undo();
+  assert.deepEqual(a.get("feature", meta("f1"), "geometry"), point(1, 2));
+  assert.equal(a.canRedo(), true);
+  a.update("map", {}, "properties.name", "x");
+  assert.equal(a.canRedo(), false);
+  net.close();
+});
+
+test("snapshot round trip: state, peer, clock and undo survive", async () => {
+  const clock = manualClock();
+  const a = await createEngine({ peerId: "alice", now: clock.now });
+  a.upsert("feature", meta("f1"), feature("one"));
+  a.update("feature", meta("f1"), "properties.name", "two");
+  a.flush();
+  a.update("feature", meta("f1"), "properties.color", "blue"); // still in the outbox
+  const snap = a.snapshot();
+  assert.ok(snap instanceof Uint8Array && snap.byteLength > 0);
+
+  const b = await createEngine({ snapshot: snap, now: clock.now });
+  assert.equal(b.peerId, "alice");
+  assert.equal(b.state(), a.state());
+  assert.equal(b.clock(), a.clock());
+  assert.deepEqual(b.vector(), a.vector());
+  assert.equal(b.pending(), 1, "the outbox is part of the snapshot");
+  assert.equal(b.canUndo(), true);
+  b.undo();
+  assert.equal(b.get("feature", meta("f1"), "properties.color"), undefined);
+
+  // A string and an ArrayBuffer work too.
+  const text = new TextDecoder().decode(snap);
+  const c = await createEngine({ snapshot: text, peerId: "alice" });
+  assert.equal(c.state(), a.state());
+  const d = await createEngine({ snapshot: snap.slice().buffer });
+  assert.equal(d.state(), a.state());
+
+  await rejectsCode(createEngine({ snapshot: '{"format":"mapcrdt-snapshot","version":999}' }), "snapshot_version");
+  await rejectsCode(createEngine({ snapshot: "{}" }), "bad_snapshot");
+  await rejectsCode(createEngine({ snapshot: snap, peerId: "someone-else" }), "bad_option");
+  for (const e of [a, b, c, d]) e.close();
+});
+
+test("bad input is rejected with its code, changes nothing, and the engine keeps working", async () => {
+  const net = new Net();
+  const a = await net.add("alice");
+  const b = await net.add("bob");
+  a.upsert("feature", meta("f1"), feature("one"));
+  net.settle();
+  const before = b.state();
+  const deep = '{"a":'.repeat(100_000) + "1" + "}".repeat(100_000);
+  const op = (fields) => JSON.stringify({ kind: "OperationMessage", sender: "x", subject: "map", metadata: {}, hlc: "1:0:x", ...fields });
+  const cases = [
+    ["invalid_json", () => b.receive("{not json")],
+    ["invalid_json", () => b.receive("")],
+    ["invalid_json", () => b.receive(new Uint8Array([0xff, 0xfe, 0x7b]))],
+    ["too_deep", () => b.receive(deep)],
+    ["too_deep", () => b.receive("[".repeat(2_000_000))],
+    ["unknown_kind", () => b.receive({ kind: "Nope" })],
+    ["unknown_verb", () => b.receive(op({ verb: "explode" }))],
+    ["unknown_subject", () => b.receive(op({ verb: "delete", subject: "planet" }))],
+    ["bad_hlc", () => b.receive(op({ verb: "delete", hlc: "tomorrow" }))],
+    ["clock_drift", () => b.receive(op({ verb: "delete", hlc: "32503680000000:0:x" }))],
+    ["bad_key", () => b.receive(op({ verb: "update", key: "", value: 1 }))],
+    ["bad_message", () => b.receive(42)],
+    ["bad_message", () => b.receive(null)],
+    ["bad_message", () => b.onPeerMessage({ kind: "PeerMessage", sender: "x", recipient: "bob", message: 3 })],
+    ["unknown_subject", () => b.update("planet", {}, "name", 1)],
+    ["unknown_subject", () => b.update(7, {}, "name", 1)],
+    ["bad_metadata", () => b.update("feature", { id: "f1" }, "properties.name", 1)],
+    ["bad_metadata", () => b.update("feature", "f1", "properties.name", 1)],
+    ["bad_key", () => b.update("feature", meta("f1"), 12, 1)],
+    ["bad_key", () => b.update("feature", meta("f1"), "", 1)],
+    ["bad_value", () => b.update("feature", meta("f1"), "properties.name", undefined)],
+    ["bad_value", () => b.update("feature", meta("f1"), "properties.name", () => 1)],
+    ["bad_value", () => b.update("feature", meta("f1"), "properties.name", 10n)],
+    [
+      "bad_value",
+      () => {
+        const cyclic = {};
+        cyclic.self = cyclic;
+        b.update("feature", meta("f1"), "properties.name", cyclic);
+      },
+    ],
+    ["bad_value", () => b.upsert("feature", meta("f1"), [1, 2])],
+    ["invalid_json", () => b.update("feature", meta("f1"), "properties.name", jsonText("{nope"))],
+    ["too_deep", () => b.update("feature", meta("f1"), "properties.x", JSON.parse("[".repeat(100) + "]".repeat(100)))],
+    ["unknown_verb", () => b.edit({ verb: "explode", subject: "map", metadata: {} })],
+    ["bad_option", () => b.edit({ verb: "delete", subject: "map", metadata: {}, colour: "red" })],
+    ["bad_option", () => b.update("map", {}, "properties.a", 1, { grup: "x" })],
+    ["bad_state", () => b.commitBatch()],
+    ["bad_hlc", () => b.markSaved("last tuesday")],
+    ["bad_hlc", () => b.markSaved(12)],
+    ["bad_option", () => b.onChange("not a function")],
+    ["bad_option", () => b.setPeers("bob")],
+  ];
+  for (const [code, fn] of cases) {
+    throwsCode(fn, code);
+    assert.equal(b.state(), before, `${code}: the state changed`);
+  }
+  assert.equal(b.pending(), 0, "nothing queued by bad input");
+  // Still working, both ways.
+  b.update("feature", meta("f1"), "properties.name", "after");
+  a.update("feature", meta("f1"), "properties.color", "green");
+  net.settle();
+  assert.equal(a.state(), b.state());
+  assert.equal(a.get("feature", meta("f1"), "properties.name"), "after");
+  net.close();
+});
+
+test("a panic inside the module is recovered: code internal, the module keeps serving", async () => {
+  const a = await createEngine({ peerId: "alice" });
+  const b = await createEngine({ peerId: "bob" });
+  const raw = await _rawBridge();
+  const h = Number(raw.call(raw.methods.create, 0, 0, ["raw-peer"]));
+  // Calls no glue makes: missing arguments, a method past the table, too many arguments,
+  // lengths pointing past the buffer, non-numbers through the js.FuncOf bridge.
+  throwsCode(() => raw.call(raw.methods.edit, h, 0, []), "internal", /panic: runtime error: index out of range/);
+  throwsCode(() => raw.call(raw.methods.seed, h, 0, ["feature"]), "internal", /panic/);
+  throwsCode(() => raw.call(9999, h, 0, []), "internal", /no method/);
+  throwsCode(() => raw.call(raw.methods.receive, h, 0, new Array(40).fill("{}")), "internal", /more than the bridge takes/);
+  throwsCode(() => raw.callFuncOf("edit", {}, null, [Symbol.iterator.toString()]), "internal", /panic/);
+  throwsCode(() => raw.callFuncOf(raw.methods.edit, h, 0, []), "internal", /panic/);
+  const ex = raw.exports;
+  const n = ex.mapcrdt_call(raw.methods.receive, h, 0, 1e6, Date.now());
+  assert.ok(n < 0, "a call with a million arguments fails");
+  // The module is alive: every engine still works.
+  a.update("map", {}, "properties.name", "still here");
+  b.receive(a.flush()[0]);
+  assert.equal(b.get("map", {}, "properties.name"), "still here");
+  assert.equal(raw.call(raw.methods.peerId, h, 0, []), "raw-peer");
+  a.close();
+  b.close();
+});
+
+test("several engines in one process share the module and nothing else", async () => {
+  await initialize();
+  const engines = await Promise.all(Array.from({ length: 20 }, (_, i) => createEngine({ peerId: `p${i}` })));
+  assert.equal(new Set(engines.map((e) => e.peerId)).size, 20);
+  engines.forEach((e, i) => e.update("map", {}, "properties.owner", i));
+  engines.forEach((e, i) => assert.equal(e.get("map", {}, "properties.owner"), i));
+  for (const e of engines.slice(0, 10)) e.close();
+  engines[0].close(); // twice is fine
+  assert.equal(engines[0].closed, true);
+  throwsCode(() => engines[0].state(), "bad_state", /closed/);
+  throwsCode(() => engines[3].update("map", {}, "properties.x", 1), "bad_state");
+  assert.equal(engines[15].get("map", {}, "properties.owner"), 15);
+  // A fresh UUID when no peerId is given.
+  const anon = await createEngine();
+  assert.match(anon.peerId, /^[0-9a-f-]{36}$/);
+  for (const e of engines.slice(10)) e.close();
+  anon.close();
+  // A different wasmURL after the module is loaded is an error.
+  await rejectsCode(createEngine({ wasmURL: "/elsewhere/mapcrdt.wasm" }), "bad_option", /already loaded/);
+});
+
+test("createEngine validates its options and names an unknown key", async () => {
+  await rejectsCode(createEngine({ peerID: "x" }), "bad_option", /"peerID"/);
+  await rejectsCode(createEngine({ limits: { maxDepht: 3 } }), "bad_option", /"maxDepht"/);
+  await rejectsCode(createEngine({ peerId: "" }), "bad_option");
+  await rejectsCode(createEngine({ peerId: "has space" }), "bad_option", /peerId/);
+  await rejectsCode(createEngine({ maxDrift: -1 }), "bad_option", /maxDrift/);
+  await rejectsCode(createEngine({ undoDepth: 1.5 }), "bad_option", /undoDepth/);
+  await rejectsCode(createEngine({ captureInterval: "1s" }), "bad_option", /captureInterval/);
+  await rejectsCode(createEngine({ now: 5 }), "bad_option", /now/);
+  await rejectsCode(createEngine({ snapshot: 5 }), "bad_option", /snapshot/);
+  await rejectsCode(createEngine({ bridge: "carrier pigeon" }), "bad_option", /bridge/);
+  await rejectsCode(createEngine({ limits: { maxDepth: 0 } }), "bad_option", /maxDepth/);
+  await rejectsCode(createEngine(null), "bad_option");
+
+  // now: the engine's clock follows it; maxDrift bounds remote clocks against it.
+  const clock = manualClock(1_000_000);
+  const e = await createEngine({ peerId: "timed", now: clock.now, maxDrift: 1000 });
+  e.update("map", {}, "properties.a", 1);
+  assert.match(e.clock(), /^1000000:0:timed$/);
+  const ahead = (ms) =>
+    JSON.stringify({ kind: "OperationMessage", sender: "z", verb: "update", subject: "map", metadata: {}, key: "properties.b", value: 2, hlc: `${ms}:0:z`, seq: 1 });
+  throwsCode(() => e.receive(ahead(1_005_000)), "clock_drift");
+  clock.advance(4500);
+  e.receive(ahead(1_005_000));
+  assert.equal(e.get("map", {}, "properties.b"), 2);
+  // A clock that gives no number falls back to the system clock (never a crash).
+  const odd = await createEngine({ now: () => NaN });
+  odd.update("map", {}, "properties.a", 1);
+  assert.ok(Number(odd.clock().split(":")[0]) > 1_600_000_000_000);
+  odd.close();
+  // limits reach the engine.
+  const small = await createEngine({ limits: { maxMessageBytes: 100 } });
+  throwsCode(() => small.receive(ahead(1).padEnd(200, " ")), "too_large");
+  e.close();
+  small.close();
+});
+
+test("batch, seed, get, compact, dirty and the save horizon", async () => {
+  const net = new Net();
+  const a = await net.add("alice");
+  const b = await net.add("bob");
+  const events = [];
+  a.onChange((e) => events.push(e));
+  a.seed("datalayer", { id: layer }, { name: "From the server" });
+  assert.equal(a.pending(), 0, "a seed is never sent");
+  assert.equal(events.at(-1).origin, "local");
+  assert.equal(a.get("datalayer", { id: layer }, "name"), "From the server");
+
+  const result = a.batch((e) => {
+    assert.equal(e.inBatch(), true);
+    e.upsert("feature", meta("f1"), feature("one"));
+    e.upsert("feature", meta("f2"), feature("two"));
+    return "done";
+  });
+  assert.equal(result, "done");
+  assert.equal(a.inBatch(), false);
+  const msgs = a.flush();
+  assert.equal(msgs.length, 1);
+  assert.equal(JSON.parse(msgs[0]).verb, "batch");
+  b.receive(msgs[0]);
+  assert.equal(b.get("feature", meta("f2"), "properties.name"), "two");
+
+  // A batch whose function throws is still committed, and the error goes through.
+  assert.throws(() =>
+    a.batch((e) => {
+      e.update("feature", meta("f1"), "properties.x", 1);
+      throw new Error("boom");
+    }),
+  /boom/);
+  assert.equal(a.inBatch(), false);
+  net.settle();
+  assert.equal(b.get("feature", meta("f1"), "properties.x"), 1);
+
+  // Compaction: superseded drags leave the log; the state stays.
+  for (let i = 0; i < 10; i++) {
+    a.update("feature", meta("f1"), "geometry", point(i, i));
+    net.settle();
+  }
+  const stateBefore = a.state();
+  const st = a.compact();
+  assert.ok(st.ops >= 9, JSON.stringify(st));
+  assert.ok(st.bytes > 0 && st.remaining > 0);
+  assert.equal(a.state(), stateBefore);
+
+  // Dirty: datalayer before its features; saved clears it.
+  const dirty = a.dirty();
+  assert.ok(dirty.length >= 2);
+  assert.ok(dirty.every((d) => typeof d.metadata === "object"));
+  const saved = a.savedMessage();
+  assert.equal(JSON.parse(saved).kind, "SavedMessage");
+  assert.deepEqual(a.dirty(), []);
+  b.update("feature", meta("f9"), "properties.name", "nine");
+  assert.equal(b.dirty().length, 1);
+  b.receive(saved);
+  b.markSaved(b.clock());
+  assert.deepEqual(b.dirty(), []);
+
+  // JoinResponse: the peers, and a sync request to one of them.
+  b.receive({ kind: "JoinResponse", peers: ["alice", "bob"] });
+  assert.deepEqual(b.peers(), ["alice", "bob"]);
+  b.setPeers(["alice"]);
+  assert.equal(JSON.parse(b.syncRequest()).recipient, "alice");
+  net.close();
+});
+
+test("messages may be text, objects or UTF-8 bytes; values may be JSON text", async () => {
+  const a = await createEngine({ peerId: "alice" });
+  const b = await createEngine({ peerId: "bob" });
+  a.update("feature", jsonText(JSON.stringify(meta("f1"))), "properties.name", jsonText('"Caf\\u00e9 東京"'));
+  a.update("feature", meta("f1"), "properties.n", 1);
+  a.update("feature", meta("f1"), "properties.o", { nested: [1, { x: null }] });
+  const [m1, m2, m3] = a.flush();
+  b.receive(m1);
+  b.receive(JSON.parse(m2));
+  b.receive(new TextEncoder().encode(m3));
+  assert.equal(b.get("feature", meta("f1"), "properties.name"), "Café 東京");
+  assert.deepEqual(b.get("feature", meta("f1"), "properties.o"), { nested: [1, { x: null }] });
+  a.unset("feature", meta("f1"), "properties.n");
+  b.receive(a.flush()[0]);
+  assert.equal(b.get("feature", meta("f1"), "properties.n"), undefined);
+  assert.equal(a.state(), b.state());
+  // Unicode keys and long values cross the buffers intact.
+  const long = "é".repeat(100_000) + "𝄞";
+  a.update("feature", meta("f1"), "properties.ключ", long);
+  b.receive(a.flush()[0]);
+  assert.equal(b.get("feature", meta("f1"), "properties.ключ"), long);
+  a.close();
+  b.close();
+});
+
+test("a throwing onChange listener does not break the engine", async () => {
+  const a = await createEngine({ peerId: "alice" });
+  const seen = [];
+  a.onChange(() => {
+    throw new Error("listener bug");
+  });
+  a.onChange((e) => seen.push(e.origin));
+  // The glue rethrows a listener's error in a microtask (an uncaught error, reported as
+  // such); catch it here by standing in for queueMicrotask.
+  const queued = [];
+  const original = globalThis.queueMicrotask;
+  globalThis.queueMicrotask = (fn) => queued.push(fn);
+  try {
+    a.update("map", {}, "properties.name", "x");
+  } finally {
+    globalThis.queueMicrotask = original;
+  }
+  assert.deepEqual(seen, ["local"]);
+  assert.equal(queued.length, 1);
+  assert.throws(queued[0], /listener bug/);
+  assert.equal(a.get("map", {}, "properties.name"), "x");
+  a.close();
+});
+
+test("the js.FuncOf bridge gives the same results as the wasmexport bridge", async () => {
+  const clock = manualClock();
+  const x = await createEngine({ peerId: "same", now: clock.now });
+  const y = await createEngine({ peerId: "same", now: clock.now, bridge: "funcof" });
+  for (const e of [x, y]) {
+    e.upsert("feature", meta("f1"), feature("Straße"));
+    e.update("feature", meta("f1"), "properties.color", "red");
+    e.undo();
+  }
+  assert.deepEqual(y.flush(), x.flush());
+  assert.equal(y.state(), x.state());
+  assert.deepEqual(y.snapshot(), x.snapshot());
+  throwsCode(() => y.receive("{"), "invalid_json");
+  x.close();
+  y.close();
+});
+
+test("merge: three-way merge of datalayer saves", async () => {
+  const fc = (features) => ({ type: "FeatureCollection", features });
+  const f = (id, name) => ({ type: "Feature", id, geometry: null, properties: { name } });
+  const ref = fc([f("a", "r"), f("b", "r")]);
+  const latest = fc([f("a", "latest"), f("b", "r")]);
+  const incoming = fc([f("a", "r"), f("b", "incoming")]);
+  const res = await merge(ref, JSON.stringify(latest), new TextEncoder().encode(JSON.stringify(incoming)));
+  const doc = JSON.parse(res.document);
+  assert.deepEqual(
+    doc.features.map((x) => x.properties.name),
+    ["latest", "incoming"],
+  );
+  assert.deepEqual(res.conflicts, []);
+
+  const clash = fc([f("a", "mine"), f("b", "r")]);
+  await assert.rejects(merge(ref, latest, clash), (e) => {
+    assert.equal(e.code, "conflict");
+    assert.equal(e.conflicts.length, 1);
+    assert.equal(e.conflicts[0].featureId, "a");
+    assert.equal(e.conflicts[0].key, "properties.name");
+    assert.equal(e.conflicts[0].incoming, "mine");
+    return true;
+  });
+  const forced = await merge(ref, latest, clash, { policy: "incoming" });
+  assert.equal(JSON.parse(forced.document).features[0].properties.name, "mine");
+  assert.equal(forced.conflicts.length, 1);
+  await rejectsCode(merge(ref, latest, clash, { policy: "mine" }), "bad_option");
+  await rejectsCode(merge(ref, latest, clash, { polcy: "latest" }), "bad_option", /"polcy"/);
+  await rejectsCode(merge("{", latest, clash), "invalid_json");
+});

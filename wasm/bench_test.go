@@ -1,0 +1,93 @@
+package main
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// Benchmarks of the dispatcher: natively with go test -bench, in wasm with
+// GOOS=js GOARCH=wasm go test -bench (PATH as in the Makefile). The JavaScript side,
+// bridge included, is measured by jsglue/bench/bench.js.
+
+var benchKeys = []string{"properties.name", "properties.color", "properties.description", "properties._umap_options.weight", "geometry"}
+
+// benchEdit returns the arguments of edit i of the workload of jsglue/bench (1,000 features
+// × 5 keys).
+func benchEdit(i int) []string {
+	f := i % 1000
+	k := (i / 1000) % 5
+	var v string
+	switch k {
+	case 3:
+		v = strconv.Itoa(1 + i%9)
+	case 4:
+		v = `{"type":"Point","coordinates":[` + strconv.Itoa(f) + `.5,48.85]}`
+	default:
+		v = `"value ` + strconv.Itoa(i) + ` of feature ` + strconv.Itoa(f) + `"`
+	}
+	m := `{"featureType":"marker","id":"f` + strconv.Itoa(f) + `","layerId":"606d26bd-230f-4d3e-a2a7-0c3caed71548"}`
+	return []string{"update", "feature", m, benchKeys[k], v}
+}
+
+func benchCreate(b *testing.B, h *Host, peer string) uint32 {
+	out, ok := h.Call(nil, &Call{Method: MethodCreate, Now: t0, Args: args(peer)})
+	if !ok {
+		b.Fatal(string(out))
+	}
+	n, _ := strconv.Atoi(string(out))
+	return uint32(n)
+}
+
+func BenchmarkCallCanUndo(b *testing.B) {
+	h := NewHost()
+	c := &Call{Method: MethodCanUndo, Handle: benchCreate(b, h, "a"), Now: t0}
+	buf := make([]byte, 0, 1024)
+	for b.Loop() {
+		buf, _ = h.Call(buf[:0], c)
+	}
+}
+
+// BenchmarkEditFlush is W1's unit: one local edit and the flush that produces its message.
+func BenchmarkEditFlush(b *testing.B) {
+	h := NewHost()
+	a := benchCreate(b, h, "a")
+	buf := make([]byte, 0, 1024)
+	edit := &Call{Method: MethodEdit, Handle: a, Now: t0}
+	flush := &Call{Method: MethodFlush, Handle: a, Now: t0}
+	i := 0
+	for b.Loop() {
+		edit.Args = args(benchEdit(i)...)
+		i++
+		buf, _ = h.Call(buf[:0], edit)
+		buf, _ = h.Call(buf[:0], flush)
+	}
+}
+
+// BenchmarkReceive is W3's unit: one remote operation, applied by one call.
+func BenchmarkReceive(b *testing.B) {
+	h := NewHost()
+	a := benchCreate(b, h, "a")
+	var msgs [][]byte
+	for i := range 10_000 {
+		h.Call(nil, &Call{Method: MethodEdit, Handle: a, Now: t0, Args: args(benchEdit(i)...)})
+		out, _ := h.Call(nil, &Call{Method: MethodFlush, Handle: a, Now: t0})
+		msgs = append(msgs, []byte(strings.Clone(string(out))))
+	}
+	buf := make([]byte, 0, 4096)
+	c := &Call{Method: MethodReceive, Now: t0, Args: make([][]byte, 1)}
+	i := 0
+	for b.Loop() {
+		if i%len(msgs) == 0 {
+			b.StopTimer()
+			c.Handle = benchCreate(b, h, "c"+strconv.Itoa(i))
+			b.StartTimer()
+		}
+		c.Args[0] = msgs[i%len(msgs)]
+		i++
+		var ok bool
+		if buf, ok = h.Call(buf[:0], c); !ok {
+			b.Fatal(string(buf))
+		}
+	}
+}
