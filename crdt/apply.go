@@ -14,10 +14,16 @@ func (r *Replica) ingest(ops []*op) ([]Change, bool, error) {
 		}
 	}
 	r.commitPending()
-	fresh := ops[:0:0]
-	for _, o := range ops {
-		if !r.log.has(o.ts) {
-			fresh = append(fresh, o)
+	fresh := ops
+	for i, o := range ops {
+		if r.log.has(o.ts) { // copy only when there is a duplicate to leave out
+			fresh = append(ops[:i:i], nil)[:i]
+			for _, o := range ops[i+1:] {
+				if !r.log.has(o.ts) {
+					fresh = append(fresh, o)
+				}
+			}
+			break
 		}
 	}
 	var t tracker
@@ -120,6 +126,7 @@ func (r *Replica) prepare(e Edit) (*op, oldValue, error) {
 		if o.path, err = parsePath(e.Key, r.opts.Limits); err != nil {
 			break
 		}
+		o.path = r.dec.path(o.path)
 		o.key = e.Key
 		if e.Value != "" {
 			o.value, err = r.canonicalValue(e.Value)

@@ -68,8 +68,9 @@ func AppendChangesJSON(b []byte, changes []Change) []byte {
 // tracker records what was visible at the places a set of operations touches, before they
 // apply, so that only real differences are reported afterwards.
 type tracker struct {
-	spots []spot
-	byObj map[*object][]int // live spots of each object
+	inline [2]spot // room for the usual one or two places, without an allocation
+	spots  []spot
+	byObj  map[*object][]int // live spots of each object
 }
 
 type spot struct {
@@ -123,8 +124,40 @@ func (t *tracker) watch(ops []*op) {
 }
 
 func (t *tracker) add(obj *object, path []string, ts hlc.Timestamp) {
+	if len(t.spots) < 8 && t.byObj == nil { // few places: a scan beats a map
+		for i := range t.spots {
+			s := &t.spots[i]
+			if s.obj != obj || s.dead {
+				continue
+			}
+			if s.path == nil || (path != nil && hasPrefix(path, s.path)) {
+				if ts.Less(s.first) {
+					s.first = ts
+				}
+				return
+			}
+			if path == nil || hasPrefix(s.path, path) {
+				if s.first.Less(ts) {
+					ts = s.first
+				}
+				s.dead = true
+				t.add(obj, path, ts)
+				return
+			}
+		}
+		if t.spots == nil {
+			t.spots = t.inline[:0]
+		}
+		t.spots = append(t.spots, spot{obj: obj, path: path, first: ts})
+		return
+	}
 	if t.byObj == nil {
 		t.byObj = map[*object][]int{}
+		for i, s := range t.spots {
+			if !s.dead {
+				t.byObj[s.obj] = append(t.byObj[s.obj], i)
+			}
+		}
 	}
 	idx := t.byObj[obj]
 	for k, i := range idx {

@@ -350,6 +350,7 @@ func (r *Replica) decodeSub(p []string, objs []*object) (*op, error) {
 		}
 		o.key = strings.Clone(key)
 		o.path, _ = parsePath(o.key, r.opts.Limits)
+		o.path = r.dec.path(o.path)
 		if len(p) == 4 {
 			o.value = strings.Clone(p[3])
 			if err := r.opts.Limits.checkDepth(o.value, o.path); err != nil {

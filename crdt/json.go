@@ -91,7 +91,7 @@ func (p *jparser) members(depth int) []member {
 		p.i++
 		return nil
 	}
-	members := make([]member, 0, 8)
+	members := make([]member, 0, 12)
 	for p.err == nil {
 		p.ws()
 		name := p.str()

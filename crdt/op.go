@@ -140,8 +140,10 @@ func (o *op) writes(fn func(w *op, sub int32)) {
 type decoder struct {
 	subjects map[string]*Subject
 	lim      Limits
-	objects  func(sub *Subject, key, meta string) *object
+	objects  func(sub *Subject, key []byte, meta string) *object
+	keyBuf   []byte
 	peers    map[string]string // interned peer ids: a clock must not hold its message alive
+	parts    map[string]string // interned key parts (see path)
 }
 
 // peer returns the interned copy of id.
@@ -155,6 +157,27 @@ func (d *decoder) peer(id string) string {
 	id = strings.Clone(id)
 	d.peers[id] = id
 	return id
+}
+
+// path interns the parts of a parsed key: the state compares paths part by part, and parts
+// that share their bytes compare by pointer without reading memory, besides being stored
+// once ("properties" is the first part of most keys).
+func (d *decoder) path(parts []string) []string {
+	if d.parts == nil {
+		d.parts = map[string]string{}
+	}
+	for i, p := range parts {
+		q, ok := d.parts[p]
+		if !ok {
+			if len(d.parts) >= 1<<16 {
+				continue // bounded: a flood of distinct keys only loses the sharing
+			}
+			q = strings.Clone(p)
+			d.parts[q] = q
+		}
+		parts[i] = q
+	}
+	return parts
 }
 
 // own returns s as a string that does not share memory with a larger message (the parser
@@ -301,7 +324,8 @@ func (d *decoder) decodeOp(members []member, top bool) (*op, error) {
 	} else if !isObject(meta) {
 		return nil, newError(ErrBadMetadata, "metadata must be an object, got "+quote(meta))
 	}
-	okey, err := objectKey(sub, meta)
+	var err error
+	d.keyBuf, err = appendObjectKey(d.keyBuf[:0], sub, meta)
 	if err != nil {
 		return nil, err
 	}
@@ -314,6 +338,7 @@ func (d *decoder) decodeOp(members []member, top bool) (*op, error) {
 		if o.path, err = parsePath(o.key, d.lim); err != nil {
 			return nil, err
 		}
+		o.path = d.path(o.path)
 		o.value = own(value)
 		if err := d.lim.checkDepth(o.value, o.path); err != nil {
 			return nil, err
@@ -338,7 +363,7 @@ func (d *decoder) decodeOp(members []member, top bool) (*op, error) {
 		}
 	}
 	o.extra = string(extra)
-	o.obj = d.objects(sub, okey, meta)
+	o.obj = d.objects(sub, d.keyBuf, meta)
 	if meta != o.obj.meta {
 		o.meta = own(meta)
 	}

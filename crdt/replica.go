@@ -194,18 +194,18 @@ func (r *Replica) Clock() hlc.Timestamp { return r.clock.Last() }
 func (r *Replica) Vector() VersionVector { return r.vec.vv.Clone() }
 
 // objectFor returns the object with identity key, creating it (pending) if new.
-func (r *Replica) objectFor(sub *Subject, key, meta string) *object {
-	if o := r.objects[key]; o != nil {
+func (r *Replica) objectFor(sub *Subject, key []byte, meta string) *object {
+	if o := r.objects[string(key)]; o != nil { // no allocation: Go looks up []byte keys in place
 		return o
 	}
-	if o := r.pending[key]; o != nil {
+	if o := r.pending[string(key)]; o != nil {
 		return o
 	}
-	o := &object{key: strings.Clone(key), subject: sub, meta: strings.Clone(meta)}
+	o := &object{key: string(key), subject: sub, meta: strings.Clone(meta)}
 	if r.pending == nil {
 		r.pending = map[string]*object{}
 	}
-	r.pending[key] = o
+	r.pending[o.key] = o
 	return o
 }
 
@@ -242,11 +242,11 @@ func (r *Replica) identifyWithMeta(subject, metadata string) (*object, string, e
 	if !isObject(meta) {
 		return nil, "", newError(ErrBadMetadata, "metadata must be an object, got "+quote(meta))
 	}
-	key, err := objectKey(sub, meta)
+	r.dec.keyBuf, err = appendObjectKey(r.dec.keyBuf[:0], sub, meta)
 	if err != nil {
 		return nil, "", err
 	}
-	return r.objectFor(sub, key, meta), meta, nil
+	return r.objectFor(sub, r.dec.keyBuf, meta), meta, nil
 }
 
 func orEmpty(s string) string {

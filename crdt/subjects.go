@@ -34,20 +34,30 @@ const MaxIDBytes = 256
 // objectKey returns the identity of the object that subject + metadata (canonical JSON)
 // address: the subject and its id fields joined by NUL bytes.
 func objectKey(sub *Subject, meta string) (string, error) {
-	key := sub.Name
+	b, err := appendObjectKey(make([]byte, 0, 64), sub, meta)
+	if err != nil {
+		return "", err
+	}
+	return string(b), nil
+}
+
+// appendObjectKey appends the identity of the object to b (see objectKey).
+func appendObjectKey(b []byte, sub *Subject, meta string) ([]byte, error) {
+	b = append(b, sub.Name...)
 	for _, f := range sub.IDFields {
 		raw, ok := memberOf(meta, f)
 		if !ok {
-			return "", newError(ErrBadMetadata, "subject "+quote(sub.Name)+" needs metadata."+f)
+			return b, newError(ErrBadMetadata, "subject "+quote(sub.Name)+" needs metadata."+f)
 		}
 		if len(raw) < 2 || raw[0] != '"' {
-			return "", newError(ErrBadMetadata, "metadata."+f+" must be a string, got "+quote(raw))
+			return b, newError(ErrBadMetadata, "metadata."+f+" must be a string, got "+quote(raw))
 		}
 		id := decodeString(raw[1 : len(raw)-1])
 		if id == "" || len(id) > MaxIDBytes {
-			return "", newError(ErrBadMetadata, "metadata."+f+" must be a non-empty string of at most "+strconv.Itoa(MaxIDBytes)+" bytes, got "+quote(raw))
+			return b, newError(ErrBadMetadata, "metadata."+f+" must be a non-empty string of at most "+strconv.Itoa(MaxIDBytes)+" bytes, got "+quote(raw))
 		}
-		key += "\x00" + id
+		b = append(b, 0)
+		b = append(b, id...)
 	}
-	return key, nil
+	return b, nil
 }

@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"unsafe"
 
 	"github.com/mapcrdt/mapcrdt/hlc"
 )
@@ -25,7 +26,8 @@ func (r *Replica) Receive(msg []byte) (Result, error) {
 	if len(msg) > r.opts.Limits.MaxMessageBytes {
 		return Result{}, newError(ErrTooLarge, "message of "+strconv.Itoa(len(msg))+" bytes, more than "+strconv.Itoa(r.opts.Limits.MaxMessageBytes))
 	}
-	members, err := parseObject(string(msg), r.opts.Limits.wireDepth())
+	// msg is read in place, without a copy: everything kept is copied out of it (own).
+	members, err := parseObject(unsafe.String(unsafe.SliceData(msg), len(msg)), r.opts.Limits.wireDepth())
 	if err != nil {
 		return Result{}, err
 	}
