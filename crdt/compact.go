@@ -51,7 +51,7 @@ func (r *Replica) LogLen() int { return len(r.log.ops) }
 // arrays; peers, subjects and metadata are written once and referred to by index, and
 // walltimes are deltas from the previous operation:
 //
-//	{"peers":["p0",…], "objects":[["feature",{"id":…,"layerId":…}],…],
+//	{"objects":[["feature",{"id":…,"layerId":…}],…], "peers":["p0",…],
 //	 "ops":[[dWall,counter,peer,seq, 1,obj,"key",value?],   update (no value: unset)
 //	        [dWall,counter,peer,seq, 2,obj,value],          upsert
 //	        [dWall,counter,peer,seq, 3,obj],                delete
@@ -196,12 +196,12 @@ func (e *opsEncoder) appendSub(b []byte, s *op) []byte {
 
 // appendTo writes the encoded set as a JSON object.
 func (e *opsEncoder) appendTo(b []byte) []byte {
-	b = append(b, `{"peers":[`...)
-	b = append(b, e.peerArr...)
-	b = append(b, `],"objects":[`...)
+	b = append(b, `{"objects":[`...)
 	b = append(b, e.objArr...)
 	b = append(b, `],"ops":[`...)
 	b = append(b, e.opsArr...)
+	b = append(b, `],"peers":[`...)
+	b = append(b, e.peerArr...)
 	return append(b, "]}"...)
 }
 

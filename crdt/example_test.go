@@ -53,9 +53,9 @@ func Example() {
 	fmt.Println("alice reads", name)
 	fmt.Println("same state:", alice.State() == bob.State())
 	// Output:
-	// alice sends {"kind":"OperationMessage","sender":"alice","verb":"upsert","subject":"feature","metadata":{"featureType":"marker","id":"UxNjQ","layerId":"L1"},"value":{"geometry":{"coordinates":[2.2945,48.8584],"type":"Point"},"properties":{"name":"Tour"},"type":"Feature"},"hlc":"1727184449000:0:alice","seq":1}
+	// alice sends {"hlc":"1727184449000:0:alice","kind":"OperationMessage","metadata":{"featureType":"marker","id":"UxNjQ","layerId":"L1"},"sender":"alice","seq":1,"subject":"feature","value":{"geometry":{"coordinates":[2.2945,48.8584],"type":"Point"},"properties":{"name":"Tour"},"type":"Feature"},"verb":"upsert"}
 	// bob renders [{"kind":"created","subject":"feature","metadata":{"featureType":"marker","id":"UxNjQ","layerId":"L1"},"value":{"geometry":{"coordinates":[2.2945,48.8584],"type":"Point"},"properties":{"name":"Tour"},"type":"Feature"},"hlc":"1727184449000:0:alice"}]
-	// bob sends {"kind":"OperationMessage","sender":"bob","verb":"update","subject":"feature","metadata":{"featureType":"marker","id":"UxNjQ","layerId":"L1"},"key":"properties.name","value":"Tour Eiffel","hlc":"1727184449005:0:bob","seq":1}
+	// bob sends {"hlc":"1727184449005:0:bob","key":"properties.name","kind":"OperationMessage","metadata":{"featureType":"marker","id":"UxNjQ","layerId":"L1"},"sender":"bob","seq":1,"subject":"feature","value":"Tour Eiffel","verb":"update"}
 	// alice renders [{"kind":"set","subject":"feature","metadata":{"featureType":"marker","id":"UxNjQ","layerId":"L1"},"key":"properties.name","value":"Tour Eiffel","hlc":"1727184449005:0:bob"}]
 	// alice reads "Tour Eiffel"
 	// same state: true

@@ -417,64 +417,69 @@ func eachElement(raw string, fn func(string) bool) {
 	}
 }
 
-// appendOp writes o as wire JSON. With sender non-empty it is a full OperationMessage
-// ("kind" and "sender" first); otherwise the bare operation, as inside a sync response.
+// appendOp writes o as wire JSON. With sender non-empty it is a full OperationMessage (with
+// "kind" and "sender"); otherwise the bare operation, as inside a sync response. Members
+// are written in canonical (sorted) order, so that a receiving engine validates the text
+// without rewriting it (json.go's fast path); unknown fields the operation carried follow.
 func appendOp(b []byte, o *op, sender string) []byte {
 	b = append(b, '{')
-	if sender != "" {
-		b = append(b, `"kind":"OperationMessage","sender":`...)
-		b = appendString(b, sender)
+	if !o.ts.IsZero() {
+		b = append(b, `"hlc":"`...)
+		b = o.ts.AppendText(b)
+		b = append(b, `",`...)
+	}
+	if o.verb == VerbUpdate {
+		b = append(b, `"key":`...)
+		b = appendString(b, o.key)
 		b = append(b, ',')
 	}
-	b = appendOpFields(b, o)
-	if !o.ts.IsZero() {
-		b = append(b, `,"hlc":"`...)
-		b = o.ts.AppendText(b)
-		b = append(b, '"')
+	if sender != "" {
+		b = append(b, `"kind":"OperationMessage",`...)
 	}
-	if o.seq != 0 {
-		b = append(b, `,"seq":`...)
-		b = strconv.AppendUint(b, o.seq, 10)
-	}
-	return append(b, '}')
-}
-
-func appendOpFields(b []byte, o *op) []byte {
-	b = append(b, `"verb":"`...)
-	b = append(b, o.verb.String()...)
-	b = append(b, '"')
 	if o.verb == VerbBatch {
-		b = append(b, `,"operations":[`...)
+		b = append(b, `"operations":[`...)
 		for i, s := range o.subs {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = append(b, '{')
-			b = appendOpFields(b, s)
-			b = append(b, '}')
+			b = appendOp(b, s, "")
 		}
-		b = append(b, ']')
+		b = append(b, "],"...)
 	} else {
-		b = append(b, `,"subject":`...)
-		b = appendString(b, o.obj.subject.Name)
-		b = append(b, `,"metadata":`...)
+		b = append(b, `"metadata":`...)
 		if o.meta != "" {
 			b = append(b, o.meta...)
 		} else {
 			b = append(b, o.obj.meta...)
 		}
-		if o.verb == VerbUpdate {
-			b = append(b, `,"key":`...)
-			b = appendString(b, o.key)
-		}
+		b = append(b, ',')
+	}
+	if sender != "" {
+		b = append(b, `"sender":`...)
+		b = appendString(b, sender)
+		b = append(b, ',')
+	}
+	if o.seq != 0 {
+		b = append(b, `"seq":`...)
+		b = strconv.AppendUint(b, o.seq, 10)
+		b = append(b, ',')
+	}
+	if o.verb != VerbBatch {
+		b = append(b, `"subject":`...)
+		b = appendString(b, o.obj.subject.Name)
+		b = append(b, ',')
 		if o.value != "" {
-			b = append(b, `,"value":`...)
+			b = append(b, `"value":`...)
 			b = append(b, o.value...)
+			b = append(b, ',')
 		}
 	}
+	b = append(b, `"verb":"`...)
+	b = append(b, o.verb.String()...)
+	b = append(b, '"')
 	if o.extra != "" {
 		b = append(b, ',')
 		b = append(b, o.extra...)
 	}
-	return b
+	return append(b, '}')
 }

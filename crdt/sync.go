@@ -192,14 +192,15 @@ func (r *Replica) SyncRequest(recipient string) []byte {
 		recipient = r.pickPeer()
 	}
 	b := r.peerEnvelope(recipient)
-	b = append(b, `{"verb":"ListOperationsRequest","vector":`...)
-	b = appendVector(b, r.vec.vv)
+	b = append(b, '{') // members in canonical order (see appendOp)
 	if n := len(r.log.ops); n > 0 {
-		b = append(b, `,"lastKnownHLC":"`...)
+		b = append(b, `"lastKnownHLC":"`...)
 		b = r.log.ops[n-1].ts.AppendText(b)
-		b = append(b, '"')
+		b = append(b, `",`...)
 	}
-	return append(b, "}}"...)
+	b = append(b, `"vector":`...)
+	b = appendVector(b, r.vec.vv)
+	return append(b, `,"verb":"ListOperationsRequest"}}`...)
 }
 
 func (r *Replica) peerEnvelope(recipient string) []byte {
@@ -285,15 +286,8 @@ func (r *Replica) missing(vv VersionVector, lastKnown *hlc.Timestamp) []*op {
 // of the bytes before compression, and half after.
 func (r *Replica) response(recipient string, ops []*op, pushBack, compact bool) []byte {
 	b := r.peerEnvelope(recipient)
-	b = append(b, `{"verb":"ListOperationsResponse",`...)
-	if compact {
-		enc := newOpsEncoder()
-		for _, o := range ops {
-			enc.add(o)
-		}
-		b = append(b, `"state":`...)
-		b = enc.appendTo(b)
-	} else {
+	b = append(b, '{') // members in canonical order (see appendOp)
+	if !compact {
 		b = append(b, `"operations":[`...)
 		for i, o := range ops {
 			if i > 0 {
@@ -301,13 +295,23 @@ func (r *Replica) response(recipient string, ops []*op, pushBack, compact bool) 
 			}
 			b = appendOp(b, o, "")
 		}
-		b = append(b, ']')
+		b = append(b, "],"...)
 	}
-	b = append(b, `,"vector":`...)
-	b = appendVector(b, r.vec.vv)
 	if pushBack {
-		b = append(b, `,"pushBack":true`...)
+		b = append(b, `"pushBack":true,`...)
 	}
+	if compact {
+		enc := newOpsEncoder()
+		for _, o := range ops {
+			enc.add(o)
+		}
+		b = append(b, `"state":`...)
+		b = enc.appendTo(b)
+		b = append(b, ',')
+	}
+	b = append(b, `"vector":`...)
+	b = appendVector(b, r.vec.vv)
+	b = append(b, `,"verb":"ListOperationsResponse"`...)
 	return append(b, "}}"...)
 }
 
