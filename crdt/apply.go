@@ -119,7 +119,7 @@ func (r *Replica) prepare(e Edit) (*op, oldValue, error) {
 	}
 	o := &op{verb: e.Verb, obj: obj}
 	if meta != obj.meta {
-		o.meta = meta // featureType and the like travel with the edit
+		o.setMeta(meta) // featureType and the like travel with the edit
 	}
 	switch e.Verb {
 	case VerbUpdate:
@@ -127,7 +127,7 @@ func (r *Replica) prepare(e Edit) (*op, oldValue, error) {
 			break
 		}
 		o.path = r.dec.path(o.path)
-		o.key = e.Key
+		o.setKey(e.Key)
 		if e.Value != "" {
 			o.value, err = r.canonicalValue(e.Value)
 		}
@@ -176,8 +176,8 @@ func (r *Replica) commitLocal(sub *op) ([]Change, write) {
 	var idx int32
 	if r.batch != nil {
 		top = r.batch
-		top.subs = append(top.subs, sub)
-		idx = int32(len(top.subs))
+		top.addSub(sub)
+		idx = int32(len(top.subOps()))
 		if idx == 1 {
 			r.log.insert(top)
 		}
@@ -214,7 +214,7 @@ func (r *Replica) CommitBatch() error {
 	}
 	r.batch = nil
 	r.undo.closeTop()
-	if len(b.subs) > 0 {
+	if len(b.subOps()) > 0 {
 		r.outbox = append(r.outbox, b)
 	}
 	return nil

@@ -127,7 +127,7 @@ func (e *opsEncoder) add(o *op) {
 	if o.verb == VerbBatch {
 		b = append(b, "4,["...)
 		n := 0
-		for i, s := range o.subs {
+		for i, s := range o.subOps() {
 			if !e.all && !subLive(o, int32(i+1)) {
 				continue
 			}
@@ -149,11 +149,11 @@ func (e *opsEncoder) add(o *op) {
 // hasExtra reports whether o carries what the compact form has no place for: unknown
 // fields, or metadata of its own.
 func hasExtra(o *op) bool {
-	if o.extra != "" || o.meta != "" {
+	if o.extra() != "" || o.meta() != "" {
 		return true
 	}
-	for _, s := range o.subs {
-		if s.extra != "" || s.meta != "" {
+	for _, s := range o.subOps() {
+		if s.extra() != "" || s.meta() != "" {
 			return true
 		}
 	}
@@ -162,7 +162,7 @@ func hasExtra(o *op) bool {
 
 // subLive reports whether sub-operation i of batch o is still visible.
 func subLive(o *op, i int32) bool {
-	s := o.subs[i-1]
+	s := o.subOps()[i-1]
 	w := write{op: o, sub: i}
 	if s.verb != VerbUpdate {
 		return s.obj.root == w
@@ -182,7 +182,7 @@ func (e *opsEncoder) appendSub(b []byte, s *op) []byte {
 	switch s.verb {
 	case VerbUpdate:
 		b = append(b, ',')
-		b = appendString(b, s.key)
+		b = appendString(b, s.key())
 		if s.value != "" {
 			b = append(b, ',')
 			b = append(b, s.value...)
@@ -297,10 +297,10 @@ func (r *Replica) decodeOps(raw string) ([]*op, error) {
 				if sub, err = r.decodeSub(elements(s), objs); err != nil {
 					return false
 				}
-				o.subs = append(o.subs, sub)
+				o.addSub(sub)
 				return true
 			})
-			if err == nil && len(o.subs) == 0 {
+			if err == nil && len(o.subOps()) == 0 {
 				err = bad("an empty batch")
 			}
 		} else {
@@ -348,9 +348,8 @@ func (r *Replica) decodeSub(p []string, objs []*object) (*op, error) {
 		if o.path, err = parsePath(key, r.opts.Limits); err != nil {
 			return nil, err
 		}
-		o.key = strings.Clone(key)
-		o.path, _ = parsePath(o.key, r.opts.Limits)
 		o.path = r.dec.path(o.path)
+		o.setKey(key)
 		if len(p) == 4 {
 			o.value = strings.Clone(p[3])
 			if err := r.opts.Limits.checkDepth(o.value, o.path); err != nil {

@@ -114,14 +114,80 @@ type op struct {
 	ts    hlc.Timestamp // zero for a sub-operation and for a seeded base value
 	seq   uint64        // the origin's counter; 0 when unknown (uMap's plain Journal) or not yet sent
 	obj   *object       // nil for a batch
-	key   string        // escaped key path (update)
 	value string        // canonical JSON; "" = no value (unset)
-	extra string        // unknown fields, canonical `"name":value,…`, kept and passed on
-	subs  []*op         // batch
-	meta  string        // its own metadata when it differs from the object's ("" = the same)
-	path  []string      // parsed key
+	path  []string      // parsed key (update), parts interned
+	x     *opExtra      // what few operations carry; nil for most
 	live  int32         // writes of this op still visible in the state
 	verb  Verb
+}
+
+// opExtra holds the rarely used parts of an operation, out of line: the engine keeps one op
+// per live path, and these three strings would cost 48 bytes on each.
+type opExtra struct {
+	key   string // the key as received, when JoinPath(path) would escape it differently
+	extra string // unknown fields, canonical `"name":value,…`, kept and passed on
+	meta  string // its own metadata when it differs from the object's
+	subs  []*op  // a batch's sub-operations
+}
+
+// subOps returns a batch's sub-operations.
+func (o *op) subOps() []*op {
+	if o.x == nil {
+		return nil
+	}
+	return o.x.subs
+}
+
+// addSub appends a sub-operation to a batch.
+func (o *op) addSub(s *op) { o.more().subs = append(o.more().subs, s) }
+
+func (o *op) more() *opExtra {
+	if o.x == nil {
+		o.x = &opExtra{}
+	}
+	return o.x
+}
+
+// key returns the escaped key path of an update.
+func (o *op) key() string {
+	if o.x != nil && o.x.key != "" {
+		return o.x.key
+	}
+	return JoinPath(o.path...)
+}
+
+// setKey records key as the key text to send, if JoinPath would not give it back.
+func (o *op) setKey(key string) {
+	if strings.ContainsAny(key, "\\*?|#@!") {
+		o.more().key = strings.Clone(key)
+	}
+}
+
+func (o *op) extra() string {
+	if o.x == nil {
+		return ""
+	}
+	return o.x.extra
+}
+
+func (o *op) setExtra(extra string) {
+	if extra != "" {
+		o.more().extra = extra
+	}
+}
+
+// meta returns the operation's own metadata, "" when it is the object's.
+func (o *op) meta() string {
+	if o.x == nil {
+		return ""
+	}
+	return o.x.meta
+}
+
+func (o *op) setMeta(meta string) {
+	if meta != "" {
+		o.more().meta = meta
+	}
 }
 
 // writes calls fn for each (sub-)operation that writes, with its index (0 for the op
@@ -131,7 +197,7 @@ func (o *op) writes(fn func(w *op, sub int32)) {
 		fn(o, 0)
 		return
 	}
-	for i, s := range o.subs {
+	for i, s := range o.subOps() {
 		fn(s, int32(i+1))
 	}
 }
@@ -294,19 +360,19 @@ func (d *decoder) decodeOp(members []member, top bool) (*op, error) {
 			if err != nil {
 				return false
 			}
-			o.subs = append(o.subs, sub)
+			o.addSub(sub)
 			return true
 		})
 		if err != nil {
 			return nil, err
 		}
-		if len(o.subs) == 0 {
+		if len(o.subOps()) == 0 {
 			return nil, newError(ErrBadMessage, "an empty batch")
 		}
 		if hasSubject {
 			extra = appendExtra(extra, "subject", string(appendString(nil, subject)))
 		}
-		o.extra = string(extra)
+		o.setExtra(string(extra))
 		return o, nil
 	}
 	if hasOps {
@@ -334,11 +400,11 @@ func (d *decoder) decodeOp(members []member, top bool) (*op, error) {
 		if !hasKey {
 			return nil, newError(ErrBadKey, "update without a key")
 		}
-		o.key = strings.Clone(key)
-		if o.path, err = parsePath(o.key, d.lim); err != nil {
+		if o.path, err = parsePath(key, d.lim); err != nil {
 			return nil, err
 		}
 		o.path = d.path(o.path)
+		o.setKey(key)
 		o.value = own(value)
 		if err := d.lim.checkDepth(o.value, o.path); err != nil {
 			return nil, err
@@ -362,10 +428,10 @@ func (d *decoder) decodeOp(members []member, top bool) (*op, error) {
 			extra = appendExtra(extra, "value", value)
 		}
 	}
-	o.extra = string(extra)
+	o.setExtra(string(extra))
 	o.obj = d.objects(sub, d.keyBuf, meta)
 	if meta != o.obj.meta {
-		o.meta = own(meta)
+		o.setMeta(own(meta))
 	}
 	return o, nil
 }
@@ -430,7 +496,7 @@ func appendOp(b []byte, o *op, sender string) []byte {
 	}
 	if o.verb == VerbUpdate {
 		b = append(b, `"key":`...)
-		b = appendString(b, o.key)
+		b = appendString(b, o.key())
 		b = append(b, ',')
 	}
 	if sender != "" {
@@ -438,7 +504,7 @@ func appendOp(b []byte, o *op, sender string) []byte {
 	}
 	if o.verb == VerbBatch {
 		b = append(b, `"operations":[`...)
-		for i, s := range o.subs {
+		for i, s := range o.subOps() {
 			if i > 0 {
 				b = append(b, ',')
 			}
@@ -447,8 +513,8 @@ func appendOp(b []byte, o *op, sender string) []byte {
 		b = append(b, "],"...)
 	} else {
 		b = append(b, `"metadata":`...)
-		if o.meta != "" {
-			b = append(b, o.meta...)
+		if m := o.meta(); m != "" {
+			b = append(b, m...)
 		} else {
 			b = append(b, o.obj.meta...)
 		}
@@ -477,9 +543,9 @@ func appendOp(b []byte, o *op, sender string) []byte {
 	b = append(b, `"verb":"`...)
 	b = append(b, o.verb.String()...)
 	b = append(b, '"')
-	if o.extra != "" {
+	if x := o.extra(); x != "" {
 		b = append(b, ',')
-		b = append(b, o.extra...)
+		b = append(b, x...)
 	}
 	return append(b, '}')
 }

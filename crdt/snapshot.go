@@ -401,9 +401,10 @@ func (r *Replica) decodeSteps(raw string) ([]undoStep, error) {
 			if i, ok := r.log.find(t); ok {
 				by = r.log.ops[i]
 			}
-			if idx > 0 && (by.verb != VerbBatch || idx > len(by.subs)) {
-				by = &op{ts: t, verb: VerbBatch, subs: make([]*op, idx)}
-				by.subs[idx-1] = &op{verb: VerbUpdate, obj: obj, path: ent.path}
+			if idx > 0 && (by.verb != VerbBatch || idx > len(by.subOps())) {
+				by = &op{ts: t, verb: VerbBatch}
+				by.more().subs = make([]*op, idx)
+				by.x.subs[idx-1] = &op{verb: VerbUpdate, obj: obj, path: ent.path}
 			}
 			ent.by = write{op: by, sub: int32(idx)}
 			s.entries = append(s.entries, ent)

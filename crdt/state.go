@@ -31,14 +31,14 @@ type object struct {
 // write is one write of an operation kept in the state.
 type write struct {
 	op  *op   // the top-level operation (its clock), or a synthetic base op
-	sub int32 // 0: op itself; i: op.subs[i-1]
+	sub int32 // 0: op itself; i: op.subOps()[i-1]
 }
 
 func (w write) target() *op {
 	if w.sub == 0 {
 		return w.op
 	}
-	return w.op.subs[w.sub-1]
+	return w.op.subOps()[w.sub-1]
 }
 
 func (w write) ts() hlc.Timestamp { return w.op.ts }

@@ -109,10 +109,11 @@ func (r *Replica) revert(from, to *[]undoStep) (UndoResult, error) {
 	// One operation, or one batch, with a fresh clock.
 	subs := make([]*op, len(todo))
 	for i, e := range todo {
-		sub := &op{obj: e.obj, path: e.path, meta: e.by.target().meta}
+		sub := &op{obj: e.obj, path: e.path}
+		sub.setMeta(e.by.target().meta())
 		switch {
 		case e.path != nil:
-			sub.verb, sub.key = VerbUpdate, JoinPath(e.path...)
+			sub.verb = VerbUpdate
 			if e.oldPresent {
 				sub.value = e.old
 			}
@@ -125,7 +126,8 @@ func (r *Replica) revert(from, to *[]undoStep) (UndoResult, error) {
 	}
 	var top *op
 	if len(subs) > 1 {
-		top = &op{verb: VerbBatch, ts: r.now(), subs: subs}
+		top = &op{verb: VerbBatch, ts: r.now()}
+		top.more().subs = subs
 	} else {
 		top = subs[0]
 		top.ts = r.now()

@@ -568,7 +568,7 @@ func kitOthersNewest(t testing.TB, r *Replica, step undoStep) []kitGuard {
 		// place (a sibling entry of the step may legitimately change the rest).
 		place := e.path
 		if w := best; w.verb == VerbBatch {
-			w = best.subs[bestSub-1]
+			w = best.subOps()[bestSub-1]
 			if w.verb == VerbUpdate && len(w.path) > len(place) {
 				place = w.path
 			}
