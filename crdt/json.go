@@ -65,14 +65,11 @@ func (p *jparser) failWith(sentinel error, why string) {
 }
 
 func (p *jparser) ws() {
-	for p.i < len(p.s) {
-		switch p.s[p.i] {
-		case ' ', '\t', '\n', '\r':
-			p.i++
-		default:
-			return
-		}
+	s, i := p.s, p.i
+	for i < len(s) && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r') {
+		i++
 	}
+	p.i = i
 }
 
 // members parses the object at p.i into its members, in input order, values canonical.
@@ -335,9 +332,11 @@ func (p *jparser) str() string {
 	start := p.i
 	plain := true
 	for p.i < len(p.s) {
-		for p.i < len(p.s) && plainByte[p.s[p.i]] {
-			p.i++
+		s, i := p.s, p.i // locals: the loop then runs in registers
+		for i < len(s) && plainByte[s[i]] {
+			i++
 		}
+		p.i = i
 		if p.i >= len(p.s) {
 			break
 		}

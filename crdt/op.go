@@ -208,8 +208,9 @@ type decoder struct {
 	lim      Limits
 	objects  func(sub *Subject, key []byte, meta string) *object
 	keyBuf   []byte
-	peers    map[string]string // interned peer ids: a clock must not hold its message alive
-	parts    map[string]string // interned key parts (see path)
+	peers    map[string]string   // interned peer ids: a clock must not hold its message alive
+	parts    map[string]string   // interned key parts (see path)
+	paths    map[string][]string // interned paths, by parts joined with NUL (see path)
 }
 
 // peer returns the interned copy of id.
@@ -225,25 +226,41 @@ func (d *decoder) peer(id string) string {
 	return id
 }
 
-// path interns the parts of a parsed key: the state compares paths part by part, and parts
-// that share their bytes compare by pointer without reading memory, besides being stored
-// once ("properties" is the first part of most keys).
+// path interns a parsed key: every operation on "properties.name" shares one []string, and
+// its parts are shared with every other path. The state compares paths part by part on every
+// write; shared paths stay in the CPU cache, and equal parts compare by pointer without
+// reading memory. It also stores each distinct path once. Bounded: past 65,536 distinct
+// paths, new ones are kept as they are (only the sharing is lost).
 func (d *decoder) path(parts []string) []string {
-	if d.parts == nil {
+	if d.paths == nil {
+		d.paths = map[string][]string{}
 		d.parts = map[string]string{}
 	}
+	var buf [128]byte
+	k := buf[:0]
+	for i, p := range parts {
+		if i > 0 {
+			k = append(k, 0)
+		}
+		k = append(k, p...)
+	}
+	if shared, ok := d.paths[string(k)]; ok {
+		return shared
+	}
+	if len(d.paths) >= 1<<16 {
+		return parts
+	}
+	shared := make([]string, len(parts))
 	for i, p := range parts {
 		q, ok := d.parts[p]
 		if !ok {
-			if len(d.parts) >= 1<<16 {
-				continue // bounded: a flood of distinct keys only loses the sharing
-			}
 			q = strings.Clone(p)
 			d.parts[q] = q
 		}
-		parts[i] = q
+		shared[i] = q
 	}
-	return parts
+	d.paths[string(k)] = shared
+	return shared
 }
 
 // own returns s as a string that does not share memory with a larger message (the parser
