@@ -75,7 +75,7 @@ func (r *Replica) Apply(e Edit) ([]Change, error) {
 		return nil, err
 	}
 	r.undo.redo = r.undo.redo[:0]
-	changes, w := r.commitLocal(sub)
+	changes, w := r.commitLocal(sub, old)
 	r.undo.record(undoEntry{obj: sub.obj, path: rootOrPath(sub), old: old.value, oldPresent: old.present, by: w},
 		e.Group, r.batch != nil, r.clock.Last().Wall, r.opts)
 	return changes, nil
@@ -105,8 +105,9 @@ func (r *Replica) Delete(subject, metadata string) ([]Change, error) {
 }
 
 type oldValue struct {
-	value   string
-	present bool
+	value      string
+	present    bool
+	fromCaller bool // Edit.OldValue, not what the state holds
 }
 
 // prepare validates a local edit into a sub-operation (no clock yet) and reads the value it
@@ -150,7 +151,7 @@ func (r *Replica) prepare(e Edit) (*op, oldValue, error) {
 		}
 		if !old.present && e.OldValue != "" {
 			if old.value, err = r.canonicalValue(e.OldValue); err == nil {
-				old.present = true
+				old.present, old.fromCaller = true, true
 			}
 		}
 	}
@@ -171,7 +172,7 @@ func rootOrPath(o *op) []string {
 
 // commitLocal stamps sub (inside the open batch, or as an operation of its own), applies it
 // and queues it. It returns the changes and the write it made.
-func (r *Replica) commitLocal(sub *op) ([]Change, write) {
+func (r *Replica) commitLocal(sub *op, old oldValue) ([]Change, write) {
 	var top *op
 	var idx int32
 	if r.batch != nil {
@@ -188,7 +189,12 @@ func (r *Replica) commitLocal(sub *op) ([]Change, write) {
 		r.outbox = append(r.outbox, top)
 	}
 	var t tracker
-	t.add(sub.obj, spotOf(sub), top.ts)
+	spot := spotOf(sub)
+	t.add(sub.obj, spot, top.ts)
+	if len(spot) == len(rootOrPath(sub)) && !old.fromCaller {
+		// The place is the written path: what prepare read there is the "before".
+		t.spots[0].before, t.spots[0].present, t.spots[0].watched = old.value, old.present, true
+	}
 	t.watch(nil)
 	w := write{op: top, sub: idx}
 	sub.obj.apply(w)

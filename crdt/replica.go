@@ -76,24 +76,26 @@ func (o *Options) verify() error {
 // the outbox, the undo stacks and the save marks. It is not safe for concurrent use; the
 // wasm module and the relay each serialize calls to their replicas.
 type Replica struct {
-	opts     Options
-	peer     string
-	clock    *hlc.Clock
-	objects  map[string]*object
-	pending  map[string]*object // objects met while decoding, added on success
-	dec      decoder
-	log      opLog
-	vec      vectorState
-	origin   string            // the peer id inside this replica's clocks (see reincarnate)
-	origins  map[string]bool   // every origin this replica has stamped with
-	seqs     map[string]uint64 // last seq published, per own origin
-	restored bool              // restored from a snapshot, no local edit since
-	outbox   []*op             // local operations not yet published (flushed)
-	batch    *op               // open local batch
-	undo     undoStacks
-	saved    hlc.Timestamp // saved horizon
-	peers    []string
-	tracking *tracker
+	opts      Options
+	peer      string
+	clock     *hlc.Clock
+	objects   map[string]*object
+	pending   map[string]*object // objects met while decoding, added on success
+	dec       decoder
+	log       opLog
+	vec       vectorState
+	origin    string             // the peer id inside this replica's clocks (see reincarnate)
+	origins   map[string]bool    // every origin this replica has stamped with
+	seqs      map[string]uint64  // last seq published, per own origin
+	restored  bool               // restored from a snapshot, no local edit since
+	metaCache map[string]metaHit // subject NUL metadata text → object (see identifyWithMeta)
+	metaKey   []byte
+	outbox    []*op // local operations not yet published (flushed)
+	batch     *op   // open local batch
+	undo      undoStacks
+	saved     hlc.Timestamp // saved horizon
+	peers     []string
+	tracking  *tracker
 }
 
 // NewReplica returns an empty replica.
@@ -227,6 +229,12 @@ func (r *Replica) identify(subject, metadata string) (*object, error) {
 
 // identifyWithMeta is identify that also returns the canonical metadata given.
 func (r *Replica) identifyWithMeta(subject, metadata string) (*object, string, error) {
+	// A page edits the same features again and again, with the same metadata text: the
+	// canonical form and the object are remembered for known objects.
+	r.metaKey = append(append(append(r.metaKey[:0], subject...), 0), metadata...)
+	if hit, ok := r.metaCache[string(r.metaKey)]; ok {
+		return hit.obj, hit.meta, nil
+	}
 	sub := r.dec.subjects[subject]
 	if sub == nil {
 		return nil, "", newError(ErrUnknownSubject, "unknown subject "+quote(subject))
@@ -246,7 +254,20 @@ func (r *Replica) identifyWithMeta(subject, metadata string) (*object, string, e
 	if err != nil {
 		return nil, "", err
 	}
-	return r.objectFor(sub, r.dec.keyBuf, meta), meta, nil
+	obj := r.objectFor(sub, r.dec.keyBuf, meta)
+	if r.objects[obj.key] == obj { // known, not pending
+		if r.metaCache == nil || len(r.metaCache) >= 4096 {
+			r.metaCache = make(map[string]metaHit, 64)
+		}
+		r.metaCache[string(r.metaKey)] = metaHit{obj: obj, meta: meta}
+	}
+	return obj, meta, nil
+}
+
+// metaHit is a remembered identifyWithMeta result.
+type metaHit struct {
+	obj  *object
+	meta string
 }
 
 func orEmpty(s string) string {
