@@ -87,7 +87,17 @@
 // per-path clocks), the seeded bases, the vector, the clock, the seq counter, the outbox,
 // the undo and redo stacks, the saved horizon and the known peers. [NewReplicaFromSnapshot]
 // continues exactly where it stopped; the clock never goes backwards. Other versions are
-// refused with ErrSnapshotVersion, damage with ErrBadSnapshot.
+// refused with ErrSnapshotVersion, damage with ErrBadSnapshot. A snapshot may be older than
+// what its replica had sent since (a reload from a copy saved before the last flush), so a
+// restored replica stamps its next edits, and the operations still in its outbox, under a
+// new origin ("peer~suffix"): no seq is ever given to two operations.
+//
+// # Three-way merge
+//
+// [Merge] is for saves made without live sync (uMap's optimistic merge): two divergent
+// versions of a datalayer against their common ancestor, features matched by id, geometry and
+// each property path merged three-way, genuine conflicts returned as [Conflict] values (or
+// resolved by a [MergePolicy]). Its doc comment lists the rules.
 //
 // # Undo
 //

@@ -505,6 +505,11 @@ func hexVal(s string) int {
 	return n
 }
 
+// AppendJSONString appends s as a JSON string (quotes, backslashes and control characters
+// escaped, everything else copied as it is): for callers building messages around the
+// engine's, such as the wasm bridge.
+func AppendJSONString(b []byte, s string) []byte { return appendString(b, s) }
+
 // appendString appends s as a JSON string.
 func appendString(b []byte, s string) []byte {
 	b = append(b, '"')

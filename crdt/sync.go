@@ -211,6 +211,9 @@ func (r *Replica) peerEnvelope(recipient string) []byte {
 	return append(b, `,"message":`...)
 }
 
+// AppendJSON appends the vector as a JSON object, peers sorted.
+func (vv VersionVector) AppendJSON(b []byte) []byte { return appendVector(b, vv) }
+
 func appendVector(b []byte, vv VersionVector) []byte {
 	peers := make([]string, 0, len(vv))
 	for p := range vv {

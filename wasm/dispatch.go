@@ -2,7 +2,6 @@ package main
 
 import (
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -266,7 +265,7 @@ func init() {
 			return r.Clock().AppendText(dst), nil
 		},
 		MethodVector: func(r *crdt.Replica, dst []byte, _ *Call) ([]byte, error) {
-			return appendVector(dst, r.Vector()), nil
+			return r.Vector().AppendJSON(dst), nil
 		},
 		MethodPeers: func(r *crdt.Replica, dst []byte, _ *Call) ([]byte, error) {
 			return appendStrings(dst, r.Peers()), nil
@@ -398,7 +397,7 @@ func dirty(r *crdt.Replica, dst []byte, _ *Call) ([]byte, error) {
 			dst = append(dst, ',')
 		}
 		dst = append(dst, `{"subject":`...)
-		dst = appendString(dst, d.Subject)
+		dst = crdt.AppendJSONString(dst, d.Subject)
 		dst = append(dst, `,"metadata":`...)
 		dst = append(dst, d.Metadata...)
 		dst = append(dst, '}')
@@ -487,11 +486,11 @@ func appendUndoResult(dst []byte, res crdt.UndoResult) []byte {
 			dst = append(dst, ',')
 		}
 		dst = append(dst, `{"subject":`...)
-		dst = appendString(dst, s.Subject)
+		dst = crdt.AppendJSONString(dst, s.Subject)
 		dst = append(dst, `,"metadata":`...)
 		dst = append(dst, s.Metadata...)
 		dst = append(dst, `,"key":`...)
-		dst = appendString(dst, s.Key)
+		dst = crdt.AppendJSONString(dst, s.Key)
 		dst = append(dst, '}')
 	}
 	return append(dst, "]}"...)
@@ -569,27 +568,9 @@ func appendError(dst []byte, err error) []byte {
 	code := errorCode(err)
 	msg := strings.TrimPrefix(err.Error(), code+": ")
 	dst = append(dst, `{"code":`...)
-	dst = appendString(dst, code)
+	dst = crdt.AppendJSONString(dst, code)
 	dst = append(dst, `,"message":`...)
-	dst = appendString(dst, msg)
-	return append(dst, '}')
-}
-
-func appendVector(dst []byte, vv crdt.VersionVector) []byte {
-	peers := make([]string, 0, len(vv))
-	for p := range vv {
-		peers = append(peers, p)
-	}
-	slices.Sort(peers)
-	dst = append(dst, '{')
-	for i, p := range peers {
-		if i > 0 {
-			dst = append(dst, ',')
-		}
-		dst = appendString(dst, p)
-		dst = append(dst, ':')
-		dst = strconv.AppendUint(dst, vv[p], 10)
-	}
+	dst = crdt.AppendJSONString(dst, msg)
 	return append(dst, '}')
 }
 
@@ -599,7 +580,7 @@ func appendStrings(dst []byte, list []string) []byte {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = appendString(dst, s)
+		dst = crdt.AppendJSONString(dst, s)
 	}
 	return append(dst, ']')
 }

@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/mapcrdt/mapcrdt/crdt"
 )
 
 // The dispatcher is plain Go: these tests run natively (go test ./wasm/...) and under Node
@@ -507,10 +509,10 @@ func TestMemory(t *testing.T) {
 
 func TestAppendString(t *testing.T) {
 	for _, s := range []string{"", "plain", `q"uote`, `back\slash`, "nl\n\r\t", "\x00\x1f\x7f", "Café 東京"} {
-		b := appendString(nil, s)
+		b := crdt.AppendJSONString(nil, s)
 		var back string
 		if err := json.Unmarshal(b, &back); err != nil || back != s {
-			t.Fatalf("appendString(%q) = %s (%v)", s, b, err)
+			t.Fatalf("AppendJSONString(%q) = %s (%v)", s, b, err)
 		}
 	}
 }
