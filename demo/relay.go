@@ -19,7 +19,8 @@ var idPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 // Options configures a Relay. Zero fields take their defaults.
 type Options struct {
-	// MaxMessageSize is the largest frame accepted, in bytes (default 1 MiB).
+	// MaxMessageSize is the largest frame accepted, in bytes (default 16 MiB: an import of a
+	// datalayer with thousands of features is one upsert or batch).
 	// A larger one closes its connection with 1009 (message too big).
 	MaxMessageSize int64
 	// SendQueue is how many messages may wait to be written to one
@@ -54,7 +55,7 @@ type Relay struct {
 // NewRelay returns a Relay configured by opts.
 func NewRelay(opts Options) *Relay {
 	if opts.MaxMessageSize <= 0 {
-		opts.MaxMessageSize = 1 << 20
+		opts.MaxMessageSize = 16 << 20
 	}
 	if opts.SendQueue <= 0 {
 		opts.SendQueue = 256
