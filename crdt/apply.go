@@ -49,7 +49,8 @@ func (r *Replica) applyOp(o *op) {
 	o.writes(func(w *op, sub int32) { w.obj.apply(write{op: o, sub: sub}) })
 }
 
-// Edit is one local edit.
+// Edit is one local edit. Apply keeps no part of its strings: it copies what it keeps, so a
+// caller may pass views of a buffer it reuses.
 type Edit struct {
 	// Verb is VerbUpdate, VerbUpsert or VerbDelete.
 	Verb Verb
@@ -124,10 +125,9 @@ func (r *Replica) prepare(e Edit) (*op, oldValue, error) {
 	}
 	switch e.Verb {
 	case VerbUpdate:
-		if o.path, err = parsePath(e.Key, r.opts.Limits); err != nil {
+		if o.path, err = r.dec.parseKey(e.Key); err != nil {
 			break
 		}
-		o.path = r.dec.path(o.path)
 		o.setKey(e.Key)
 		if e.Value != "" {
 			o.value, err = r.canonicalValue(e.Value)

@@ -182,7 +182,11 @@ func (e *opsEncoder) appendSub(b []byte, s *op) []byte {
 	switch s.verb {
 	case VerbUpdate:
 		b = append(b, ',')
-		b = appendString(b, s.key())
+		if s.x != nil && s.x.key != "" {
+			b = appendString(b, s.x.key)
+		} else {
+			b = appendKeyJSON(b, s.path)
+		}
 		if s.value != "" {
 			b = append(b, ',')
 			b = append(b, s.value...)

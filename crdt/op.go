@@ -211,6 +211,7 @@ type decoder struct {
 	peers    map[string]string   // interned peer ids: a clock must not hold its message alive
 	parts    map[string]string   // interned key parts (see path)
 	paths    map[string][]string // interned paths, by parts joined with NUL (see path)
+	byKey    map[string][]string // interned paths by key text (see parseKey)
 }
 
 // peer returns the interned copy of id.
@@ -248,6 +249,9 @@ func (d *decoder) path(parts []string) []string {
 		return shared
 	}
 	if len(d.paths) >= 1<<16 {
+		for i, p := range parts {
+			parts[i] = strings.Clone(p) // not shared, but owned
+		}
 		return parts
 	}
 	shared := make([]string, len(parts))
@@ -261,6 +265,26 @@ func (d *decoder) path(parts []string) []string {
 	}
 	d.paths[string(k)] = shared
 	return shared
+}
+
+// parseKey parses and interns key, looking the key text up first: a page writes the same few
+// keys again and again.
+func (d *decoder) parseKey(key string) ([]string, error) {
+	if p, ok := d.byKey[key]; ok {
+		return p, nil
+	}
+	parts, err := parsePath(key, d.lim)
+	if err != nil {
+		return nil, err
+	}
+	parts = d.path(parts)
+	if len(d.byKey) < 1<<16 {
+		if d.byKey == nil {
+			d.byKey = map[string][]string{}
+		}
+		d.byKey[strings.Clone(key)] = parts
+	}
+	return parts, nil
 }
 
 // own returns s as a string that does not share memory with a larger message (the parser
@@ -417,10 +441,9 @@ func (d *decoder) decodeOp(members []member, top bool) (*op, error) {
 		if !hasKey {
 			return nil, newError(ErrBadKey, "update without a key")
 		}
-		if o.path, err = parsePath(key, d.lim); err != nil {
+		if o.path, err = d.parseKey(key); err != nil {
 			return nil, err
 		}
-		o.path = d.path(o.path)
 		o.setKey(key)
 		o.value = own(value)
 		if err := d.lim.checkDepth(o.value, o.path); err != nil {
@@ -513,7 +536,11 @@ func appendOp(b []byte, o *op, sender string) []byte {
 	}
 	if o.verb == VerbUpdate {
 		b = append(b, `"key":`...)
-		b = appendString(b, o.key())
+		if o.x != nil && o.x.key != "" {
+			b = appendString(b, o.x.key)
+		} else {
+			b = appendKeyJSON(b, o.path)
+		}
 		b = append(b, ',')
 	}
 	if sender != "" {

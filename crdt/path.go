@@ -96,3 +96,32 @@ func hasPrefix(path, prefix []string) bool {
 }
 
 func equalPath(a, b []string) bool { return len(a) == len(b) && hasPrefix(a, b) }
+
+// appendKeyJSON appends the escaped key of path (JoinPath) as a JSON string, without
+// building the key first.
+func appendKeyJSON(b []byte, path []string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i, p := range path {
+		if i > 0 {
+			b = append(b, '.')
+		}
+		for j := 0; j < len(p); j++ {
+			switch c := p[j]; c {
+			case '\\':
+				b = append(b, `\\\\`...) // the key's escape, then the escaped backslash, as JSON
+			case '.', '*', '?', '|', '#', '@', '!':
+				b = append(b, '\\', '\\', c)
+			case '"':
+				b = append(b, '\\', '"')
+			default:
+				if c < 0x20 {
+					b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&15])
+				} else {
+					b = append(b, c)
+				}
+			}
+		}
+	}
+	return append(b, '"')
+}

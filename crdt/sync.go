@@ -153,16 +153,19 @@ func (r *Replica) Flush() [][]byte {
 		r.reincarnate()
 	}
 	var out [][]byte
-	dropped := map[*op]bool{}
+	var dropped map[*op]bool
 	for _, o := range r.outbox {
 		if o.live == 0 {
+			if dropped == nil {
+				dropped = map[*op]bool{}
+			}
 			dropped[o] = true
 			continue
 		}
 		r.seqs[o.ts.Peer]++
 		o.seq = r.seqs[o.ts.Peer]
 		r.vec.add(o.ts.Peer, o.seq)
-		out = append(out, appendOp(nil, o, r.peer))
+		out = append(out, appendOp(make([]byte, 0, 320+len(o.value)), o, r.peer))
 	}
 	if len(dropped) > 0 {
 		r.log.remove(func(x *op) bool { return dropped[x] })

@@ -1,5 +1,7 @@
 package crdt
 
+import "strings"
+
 // Undo and redo of local edits (DESIGN §7). An undo step lists, for every place a local edit
 // wrote, the value it had before and the write that changed it. Undoing emits new
 // operations with fresh clocks, so on every other replica an undo is just more edits; a
@@ -40,7 +42,7 @@ func (s *undoStacks) record(e undoEntry, group string, inBatch bool, now int64, 
 			return
 		}
 	}
-	s.undo = append(s.undo, undoStep{entries: []undoEntry{e}, group: group, at: now, inBatch: inBatch})
+	s.undo = append(s.undo, undoStep{entries: []undoEntry{e}, group: strings.Clone(group), at: now, inBatch: inBatch})
 	if len(s.undo) > opts.UndoDepth {
 		s.undo = append(s.undo[:0], s.undo[len(s.undo)-opts.UndoDepth:]...)
 	}

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/mapcrdt/mapcrdt/crdt"
 	"github.com/mapcrdt/mapcrdt/hlc"
@@ -213,6 +214,18 @@ func panicText(p any) string {
 // which Call reports as "internal": it is a bug of the caller, not bad input.
 func (c *Call) arg(i int) string { return string(c.Args[i]) }
 
+// view returns argument i as text without a copy: valid only while the call runs, for
+// engine methods documented to keep nothing of their arguments.
+func (c *Call) view(i int) string { return unsafe.String(unsafe.SliceData(c.Args[i]), len(c.Args[i])) }
+
+// viewOpt is view for an optional argument, "" if absent.
+func (c *Call) viewOpt(i int) string {
+	if i < len(c.Args) {
+		return c.view(i)
+	}
+	return ""
+}
+
 // opt returns optional argument i as text, "" if absent.
 func (c *Call) opt(i int) string {
 	if i < len(c.Args) {
@@ -306,7 +319,9 @@ func (h *Host) run(dst []byte, c *Call) ([]byte, error) {
 }
 
 func edit(r *crdt.Replica, dst []byte, c *Call) ([]byte, error) {
-	e := crdt.Edit{Subject: c.arg(1), Metadata: c.arg(2), Key: c.opt(3), Value: c.opt(4), OldValue: c.opt(5), Group: c.opt(6)}
+	// Apply keeps no part of an Edit's strings (it copies what it keeps; see crdt.Edit), so
+	// the hot path reads the arguments in place.
+	e := crdt.Edit{Subject: c.view(1), Metadata: c.view(2), Key: c.viewOpt(3), Value: c.viewOpt(4), OldValue: c.viewOpt(5), Group: c.viewOpt(6)}
 	switch verb := string(c.Args[0]); verb {
 	case "update":
 		e.Verb = crdt.VerbUpdate

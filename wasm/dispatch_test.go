@@ -542,3 +542,40 @@ func FuzzCall(f *testing.F) {
 		}
 	})
 }
+
+// TestEditKeepsNoArgument: edits read their arguments in place (Call.view); scribbling over
+// the arguments after each call must change nothing the engine holds — state, messages to
+// send, undo groups, snapshot.
+func TestEditKeepsNoArgument(t *testing.T) {
+	x := newTester(t)
+	a := x.create("a")
+	edits := [][]string{
+		{"upsert", "feature", meta, "", feat},
+		{"update", "feature", meta, "properties.name", `"kept"`, "", "grp"},
+		{"update", "feature", meta, `properties.a\.b`, `{"deep":[1,2]}`, `"old"`, "grp"},
+		{"update", "map", `{}`, "properties.name", `"map"`},
+		{"delete", "datalayer", `{"id":"L9"}`},
+	}
+	for _, e := range edits {
+		argv := args(e...)
+		if out, ok := x.h.Call(nil, &Call{Method: MethodEdit, Handle: a, Now: t0, Args: argv}); !ok {
+			t.Fatal(string(out))
+		}
+		for _, arg := range argv {
+			for i := range arg {
+				arg[i] = 'X'
+			}
+		}
+	}
+	state := x.must(MethodState, a)
+	msgs := x.must(MethodFlush, a)
+	snap := x.must(MethodSnapshot, a)
+	for name, got := range map[string]string{"state": state, "messages": msgs, "snapshot": snap} {
+		if strings.Contains(got, "XXX") {
+			t.Errorf("the %s holds a scribbled argument: %s", name, got)
+		}
+	}
+	if !strings.Contains(state, `"kept"`) || !strings.Contains(msgs, `properties.a\\.b`) || !strings.Contains(snap, `"grp"`) {
+		t.Errorf("edits lost:\nstate %s\nmessages %s\nsnapshot %s", state, msgs, snap)
+	}
+}
