@@ -26,7 +26,7 @@ func (r *Replica) ingest(ops []*op) ([]Change, bool, error) {
 			break
 		}
 	}
-	var t tracker
+	t := tracker{dec: &r.dec}
 	t.watch(fresh)
 	gap := false
 	for _, o := range ops {
@@ -188,7 +188,7 @@ func (r *Replica) commitLocal(sub *op, old oldValue) ([]Change, write) {
 		r.log.insert(top)
 		r.outbox = append(r.outbox, top)
 	}
-	var t tracker
+	t := tracker{dec: &r.dec}
 	spot := spotOf(sub)
 	t.add(sub.obj, spot, top.ts)
 	if len(spot) == len(rootOrPath(sub)) && !old.fromCaller {
@@ -247,7 +247,7 @@ func (r *Replica) Seed(subject, metadata, value string) ([]Change, error) {
 	}
 	r.commitPending()
 	base := &op{verb: VerbUpsert, obj: obj, value: v}
-	var t tracker
+	t := tracker{dec: &r.dec}
 	t.add(obj, nil, hlc.Timestamp{})
 	t.watch(nil)
 	obj.apply(write{op: base})

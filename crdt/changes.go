@@ -68,7 +68,8 @@ func AppendChangesJSON(b []byte, changes []Change) []byte {
 // tracker records what was visible at the places a set of operations touches, before they
 // apply, so that only real differences are reported afterwards.
 type tracker struct {
-	inline [2]spot // room for the usual one or two places, without an allocation
+	dec    *decoder // for key texts of interned paths; may be nil
+	inline [2]spot  // room for the usual one or two places, without an allocation
 	spots  []spot
 	byObj  map[*object][]int // live spots of each object
 }
@@ -208,7 +209,7 @@ func (t *tracker) changes() []Change {
 			if present == s.present && after == s.before {
 				continue
 			}
-			c.Key = JoinPath(s.path...)
+			c.Key = t.dec.keyOf(s.path)
 			if present {
 				c.Kind, c.Value = Set, after
 			} else {

@@ -212,6 +212,7 @@ type decoder struct {
 	parts    map[string]string   // interned key parts (see path)
 	paths    map[string][]string // interned paths, by parts joined with NUL (see path)
 	byKey    map[string][]string // interned paths by key text (see parseKey)
+	keyText  map[*string]keyText // key text of each interned path, by its first element
 }
 
 // peer returns the interned copy of id.
@@ -264,7 +265,28 @@ func (d *decoder) path(parts []string) []string {
 		shared[i] = q
 	}
 	d.paths[string(k)] = shared
+	if d.keyText == nil {
+		d.keyText = map[*string]keyText{}
+	}
+	d.keyText[&shared[0]] = keyText{text: JoinPath(shared...), n: len(shared)}
 	return shared
+}
+
+// keyText is the key text of an interned path of n parts.
+type keyText struct {
+	text string
+	n    int
+}
+
+// keyOf returns the key text of path: remembered for an interned path (not for a prefix of
+// one, which starts at the same element), built otherwise.
+func (d *decoder) keyOf(path []string) string {
+	if d != nil && len(path) > 0 {
+		if k, ok := d.keyText[&path[0]]; ok && k.n == len(path) {
+			return k.text
+		}
+	}
+	return JoinPath(path...)
 }
 
 // parseKey parses and interns key, looking the key text up first: a page writes the same few
