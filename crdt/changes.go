@@ -125,34 +125,8 @@ func (t *tracker) watch(ops []*op) {
 }
 
 func (t *tracker) add(obj *object, path []string, ts hlc.Timestamp) {
-	if len(t.spots) < 8 && t.byObj == nil { // few places: a scan beats a map
-		for i := range t.spots {
-			s := &t.spots[i]
-			if s.obj != obj || s.dead {
-				continue
-			}
-			if s.path == nil || (path != nil && hasPrefix(path, s.path)) {
-				if ts.Less(s.first) {
-					s.first = ts
-				}
-				return
-			}
-			if path == nil || hasPrefix(s.path, path) {
-				if s.first.Less(ts) {
-					ts = s.first
-				}
-				s.dead = true
-				t.add(obj, path, ts)
-				return
-			}
-		}
-		if t.spots == nil {
-			t.spots = t.inline[:0]
-		}
-		t.spots = append(t.spots, spot{obj: obj, path: path, first: ts})
-		return
-	}
-	if t.byObj == nil {
+	// Few places (a live edit): scan them all. Many (a catch-up): index them by object.
+	if t.byObj == nil && len(t.spots) >= 8 {
 		t.byObj = map[*object][]int{}
 		for i, s := range t.spots {
 			if !s.dead {
@@ -160,9 +134,20 @@ func (t *tracker) add(obj *object, path []string, ts hlc.Timestamp) {
 			}
 		}
 	}
-	idx := t.byObj[obj]
-	for k, i := range idx {
+	idx, n := []int(nil), len(t.spots)
+	if t.byObj != nil {
+		idx = t.byObj[obj]
+		n = len(idx)
+	}
+	for k := 0; k < n; k++ {
+		i := k
+		if idx != nil {
+			i = idx[k]
+		}
 		s := &t.spots[i]
+		if s.obj != obj || s.dead {
+			continue
+		}
 		if s.path == nil || (path != nil && hasPrefix(path, s.path)) { // already covered
 			if ts.Less(s.first) {
 				s.first = ts
@@ -174,12 +159,19 @@ func (t *tracker) add(obj *object, path []string, ts hlc.Timestamp) {
 				ts = s.first
 			}
 			s.dead = true
-			t.byObj[obj] = append(idx[:k:k], idx[k+1:]...)
+			if idx != nil {
+				t.byObj[obj] = append(idx[:k:k], idx[k+1:]...)
+			}
 			t.add(obj, path, ts)
 			return
 		}
 	}
-	t.byObj[obj] = append(idx, len(t.spots))
+	if t.spots == nil {
+		t.spots = t.inline[:0]
+	}
+	if t.byObj != nil {
+		t.byObj[obj] = append(idx, len(t.spots))
+	}
 	t.spots = append(t.spots, spot{obj: obj, path: path, first: ts})
 }
 
