@@ -104,6 +104,9 @@ func spotOf(w *op) []string {
 
 // watch registers every place ops touch, keeping per object the top-most places only.
 func (t *tracker) watch(ops []*op) {
+	if len(ops) > len(t.inline) && t.spots == nil {
+		t.spots = make([]spot, 0, len(ops)) // a catch-up: one place per operation, about
+	}
 	for _, o := range ops {
 		o.writes(func(w *op, _ int32) {
 			t.add(w.obj, spotOf(w), o.ts)
@@ -178,6 +181,9 @@ func (t *tracker) add(obj *object, path []string, ts hlc.Timestamp) {
 // changes compares every watched place with what is visible now.
 func (t *tracker) changes() []Change {
 	var out []Change
+	if len(t.spots) > 1 {
+		out = make([]Change, 0, len(t.spots))
+	}
 	for _, s := range t.spots {
 		if s.dead {
 			continue

@@ -258,6 +258,7 @@ func (r *Replica) decodeOps(raw string) ([]*op, error) {
 	var ops []*op
 	var wall int64
 	n := 0
+	var buf, subBuf [8]string
 	eachElement(rawOps, func(el string) bool {
 		if n++; n > r.opts.Limits.MaxBatch {
 			err = newError(ErrTooLarge, "more than "+strconv.Itoa(r.opts.Limits.MaxBatch)+" operations")
@@ -275,7 +276,7 @@ func (r *Replica) decodeOps(raw string) ([]*op, error) {
 			ops = append(ops, o)
 			return true
 		}
-		p := elements(el)
+		p := appendElements(buf[:0], el)
 		if len(p) < 6 {
 			err = bad("an operation array is too short: " + quote(el))
 			return false
@@ -298,7 +299,7 @@ func (r *Replica) decodeOps(raw string) ([]*op, error) {
 			o.verb = VerbBatch
 			eachElement(p[5], func(s string) bool {
 				var sub *op
-				if sub, err = r.decodeSub(elements(s), objs); err != nil {
+				if sub, err = r.decodeSub(appendElements(subBuf[:0], s), objs); err != nil {
 					return false
 				}
 				o.addSub(sub)
@@ -377,13 +378,16 @@ func (r *Replica) decodeSub(p []string, objs []*object) (*op, error) {
 }
 
 // elements returns the raw elements of a JSON array.
-func elements(raw string) []string {
-	var out []string
+func elements(raw string) []string { return appendElements(nil, raw) }
+
+// appendElements appends the raw elements of a JSON array to dst (a caller's buffer: no
+// allocation for the short arrays of the compact encoding).
+func appendElements(dst []string, raw string) []string {
 	eachElement(raw, func(el string) bool {
-		out = append(out, el)
+		dst = append(dst, el)
 		return true
 	})
-	return out
+	return dst
 }
 
 func joinRaw(p []string) string {
