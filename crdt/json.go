@@ -722,4 +722,5 @@ func (t *jtree) appendTo(b []byte) []byte {
 	return append(b, '}')
 }
 
+// String returns the canonical text of t.
 func (t *jtree) String() string { return string(t.appendTo(nil)) }

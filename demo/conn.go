@@ -21,6 +21,7 @@ type closeError struct {
 	reason string
 }
 
+// Error returns the close code and reason.
 func (e *closeError) Error() string { return fmt.Sprintf("%d %s", e.code, e.reason) }
 
 // policy is a policy-violation (1008) closeError.

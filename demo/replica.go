@@ -52,7 +52,14 @@ type ReplicaFactory func(mapName string) (Replica, error)
 // every room when no ReplicaFactory is set.
 type nopReplica struct{}
 
-func (nopReplica) ID() string                           { return "relay" }
-func (nopReplica) Check([]byte) ([][]byte, error)       { return nil, nil }
+// ID returns "relay".
+func (nopReplica) ID() string { return "relay" }
+
+// Check accepts every message.
+func (nopReplica) Check([]byte) ([][]byte, error) { return nil, nil }
+
+// PeerMessage answers nothing.
 func (nopReplica) PeerMessage([]byte) ([][]byte, error) { return nil, nil }
-func (nopReplica) Close() error                         { return nil }
+
+// Close does nothing.
+func (nopReplica) Close() error { return nil }

@@ -157,6 +157,7 @@ type callError struct {
 	code, msg string
 }
 
+// Error returns "code: message".
 func (e *callError) Error() string { return e.code + ": " + e.msg }
 
 // errorCode returns the stable code of err.
@@ -542,7 +543,9 @@ type mergeError struct {
 	conflicts []crdt.Conflict
 }
 
+// Error returns the merge error's text.
 func (e *mergeError) Error() string { return e.err.Error() }
+// Unwrap returns the engine's error.
 func (e *mergeError) Unwrap() error { return e.err }
 
 // memory reports the Go heap.
