@@ -545,6 +545,7 @@ type mergeError struct {
 
 // Error returns the merge error's text.
 func (e *mergeError) Error() string { return e.err.Error() }
+
 // Unwrap returns the engine's error.
 func (e *mergeError) Unwrap() error { return e.err }
 
