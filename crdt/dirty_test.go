@@ -159,3 +159,53 @@ func TestDirtyMarkSaved(t *testing.T) {
 	r.MarkSaved(hlc.Timestamp{Wall: ts.Wall, Counter: ts.Counter, Peer: "zzz"}) // after ts: peer ids break ties
 	kitWantDirty(t, r)
 }
+
+// TestDirtySaveRacingAnEditInFlight: bob's edit is sent but has not reached alice when she
+// saves; her SavedMessage (clock after bob's edit) must not mark it saved — she never had it.
+// A SavedMessage without a vector (uMap's plain Journal) still marks everything up to its
+// clock, as uMap does.
+func TestDirtySaveRacingAnEditInFlight(t *testing.T) {
+	wall := hlc.NewManualClock(kitT0)
+	alice := kitReplica(t, "alice", wall)
+	bob := kitReplica(t, "bob", wall)
+	kitSet(t, bob, kitF1, "properties.name", `"seen"`)
+	kitDeliver(t, bob.Flush(), alice)
+	wall.Advance(5)
+	kitSet(t, bob, kitF2, "properties.name", `"in flight"`)
+	inFlight := bob.Flush() // not delivered yet
+	wall.Advance(5)
+	kitSet(t, alice, kitF1, "properties.color", `"blue"`) // her clock passes bob's edit
+	saved := alice.SavedMessage()
+	if lk := kitMsgField(t, saved, "lastKnownHLC"); !kitMsgHLC(t, inFlight[0]).Less(hlc.MustParse(lk)) {
+		t.Fatalf("the save's clock %s should come after the edit in flight", lk)
+	}
+	kitRecv(t, bob, saved)
+	kitWantDirty(t, bob, "feature f2")
+	kitDeliver(t, inFlight, alice)
+	wall.Advance(5)
+	kitRecv(t, bob, alice.SavedMessage())
+	kitWantDirty(t, bob)
+
+	// The same race with uMap's plain SavedMessage: its clock decides.
+	carol := kitReplica(t, "carol", wall)
+	kitSet(t, carol, kitF1, "properties.color", `"red"`)
+	carol.Flush()
+	wall.Advance(5)
+	plain := []byte(`{"kind":"SavedMessage","sender":"umap","lastKnownHLC":"` + hlc.Timestamp{Wall: wall.NowMillis(), Peer: "umap"}.String() + `"}`)
+	kitRecv(t, carol, plain)
+	kitWantDirty(t, carol)
+
+	// The saved vector survives a snapshot.
+	kitSet(t, bob, kitF2, "properties.name", `"later"`)
+	restored := kitRestore(t, kitSnapshot(t, bob), wall)
+	kitWantDirty(t, restored, "feature f2")
+}
+
+func kitMsgField(t testing.TB, msg []byte, name string) string {
+	t.Helper()
+	v := gjson.GetBytes(msg, name)
+	if !v.Exists() {
+		t.Fatalf("no %s in %s", name, msg)
+	}
+	return v.String()
+}

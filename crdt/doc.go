@@ -82,6 +82,12 @@
 //
 // # Snapshots
 //
+// Saving: every local operation is dirty until saved. [Replica.SavedMessage] carries uMap's
+// lastKnownHLC and the saver's version vector; a receiving replica counts as saved exactly
+// its operations the saver held (an edit still on its way to the saver stays dirty, whatever
+// its clock). A SavedMessage without a vector (uMap's plain Journal) saves everything up to
+// its clock.
+//
 // [Replica.Snapshot] writes the whole replica (format "mapcrdt-snapshot", [SnapshotVersion]):
 // every logged operation in the compact encoding (replaying them rebuilds the state and the
 // per-path clocks), the seeded bases, the vector, the clock, the seq counter, the outbox,

@@ -94,6 +94,7 @@ type Replica struct {
 	batch     *op   // open local batch
 	undo      undoStacks
 	saved     hlc.Timestamp // saved horizon
+	savedBy   VersionVector // per own origin, the highest seq a peer held when it saved
 	peers     []string
 	tracking  *tracker
 }

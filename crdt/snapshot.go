@@ -41,6 +41,10 @@ func (r *Replica) Snapshot() ([]byte, error) {
 		b = r.saved.AppendText(b)
 		b = append(b, '"')
 	}
+	if len(r.savedBy) > 0 {
+		b = append(b, `,"savedBy":`...)
+		b = appendVector(b, r.savedBy)
+	}
 	b = append(b, `,"vector":`...)
 	b = appendVector(b, r.vec.vv)
 	b = append(b, `,"above":{`...)
@@ -240,6 +244,11 @@ func NewReplicaFromSnapshot(opts Options, snap []byte) (*Replica, error) {
 	if field(ms, "saved") != "" {
 		if r.saved, err = ts("saved"); err != nil {
 			return nil, err
+		}
+	}
+	if raw := field(ms, "savedBy"); raw != "" {
+		if r.savedBy, err = parseVector(raw); err != nil {
+			return nil, wrap(err)
 		}
 	}
 	if !isObject(field(ms, "seqs")) {

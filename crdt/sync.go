@@ -77,7 +77,24 @@ func (r *Replica) Receive(msg []byte) (Result, error) {
 		if err := r.clock.CheckDrift(ts); err != nil {
 			return Result{}, hlcError(err) // a save "in the future" would hide later edits
 		}
-		r.MarkSaved(ts)
+		if raw := field(members, "vector"); raw != "" {
+			// A mapcrdt saver says exactly what it held: our operations it had are saved, an
+			// operation still on its way to it is not, whatever its clock.
+			vv, err := parseVector(raw)
+			if err != nil {
+				return Result{}, err
+			}
+			for origin := range r.origins {
+				if s := vv[origin]; s > r.savedBy[origin] {
+					if r.savedBy == nil {
+						r.savedBy = VersionVector{}
+					}
+					r.savedBy[origin] = s
+				}
+			}
+			return Result{}, nil
+		}
+		r.MarkSaved(ts) // uMap's plain Journal: everything up to its clock
 		return Result{}, nil
 	case "JoinResponse", "ListPeersResponse":
 		peers, err := stringList(field(members, "peers"))
@@ -443,7 +460,8 @@ func (r *Replica) MarkSaved(ts hlc.Timestamp) {
 }
 
 // SavedMessage returns the SavedMessage announcing that everything this replica holds is
-// saved (and marks it saved locally).
+// saved (and marks it saved locally). Besides uMap's lastKnownHLC it carries the version
+// vector, so that a peer whose edit had not reached this replica yet keeps it dirty.
 func (r *Replica) SavedMessage() []byte {
 	ts := r.clock.Last()
 	if n := len(r.log.ops); n > 0 && ts.Less(r.log.ops[n-1].ts) {
@@ -454,7 +472,9 @@ func (r *Replica) SavedMessage() []byte {
 	b = appendString(b, r.peer)
 	b = append(b, `,"lastKnownHLC":"`...)
 	b = ts.AppendText(b)
-	return append(b, `"}`...)
+	b = append(b, `","vector":`...)
+	b = appendVector(b, r.vec.vv)
+	return append(b, '}')
 }
 
 // DirtyObject names an object with unsaved local operations.
@@ -462,13 +482,14 @@ type DirtyObject struct {
 	Subject, Metadata string
 }
 
-// Dirty lists the objects with local operations newer than the saved horizon: what uMap's
-// save() must send. Parents come before their children (a datalayer before its features).
+// Dirty lists the objects with local operations not yet saved — newer than the saved horizon
+// and not held by a peer that announced a save: what uMap's save() must send. Parents come
+// before their children (a datalayer before its features).
 func (r *Replica) Dirty() []DirtyObject {
 	seen := map[*object]bool{}
 	var objs []*object
 	for _, o := range r.log.since(r.saved) {
-		if !r.isOwn(o.ts.Peer) {
+		if !r.isOwn(o.ts.Peer) || (o.seq > 0 && o.seq <= r.savedBy[o.ts.Peer]) {
 			continue
 		}
 		o.writes(func(w *op, _ int32) {
