@@ -46,7 +46,13 @@ func (r *Replica) ingest(ops []*op) ([]Change, bool, error) {
 }
 
 func (r *Replica) applyOp(o *op) {
-	o.writes(func(w *op, sub int32) { w.obj.apply(write{op: o, sub: sub}) })
+	if o.verb != VerbBatch { // the usual case, without a closure call
+		o.obj.apply(write{op: o})
+		return
+	}
+	for i, s := range o.subOps() {
+		s.obj.apply(write{op: o, sub: int32(i + 1)})
+	}
 }
 
 // Edit is one local edit. Apply keeps no part of its strings: it copies what it keeps, so a

@@ -108,9 +108,13 @@ func (t *tracker) watch(ops []*op) {
 		t.spots = make([]spot, 0, len(ops)) // a catch-up: one place per operation, about
 	}
 	for _, o := range ops {
-		o.writes(func(w *op, _ int32) {
+		if o.verb != VerbBatch {
+			t.add(o.obj, spotOf(o), o.ts)
+			continue
+		}
+		for _, w := range o.subOps() {
 			t.add(w.obj, spotOf(w), o.ts)
-		})
+		}
 	}
 	for i := range t.spots {
 		s := &t.spots[i]

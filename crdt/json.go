@@ -545,34 +545,60 @@ func appendString(b []byte, s string) []byte {
 // the decoded name and the raw value, until fn returns false. It does nothing if raw is not
 // an object.
 func eachMember(raw string, fn func(name, val string) bool) {
+	it := members(raw)
+	for name, val, ok := it.next(); ok; name, val, ok = it.next() {
+		if !fn(name, val) {
+			return
+		}
+	}
+}
+
+// memberIter walks the members of a valid JSON object without a callback (calls through
+// closures are dear in a Go wasm module).
+type memberIter struct {
+	p    jparser
+	done bool
+}
+
+// members returns an iterator over the members of raw; none if raw is not an object.
+func members(raw string) memberIter {
+	it := memberIter{p: jparser{s: raw, i: 1, maxDepth: 1 << 30}}
 	if len(raw) < 2 || raw[0] != '{' {
-		return
+		it.done = true
+		return it
 	}
-	p := jparser{s: raw, i: 1, maxDepth: 1 << 30}
+	it.p.ws()
+	if it.p.i < len(raw) && raw[it.p.i] == '}' {
+		it.done = true
+	}
+	return it
+}
+
+// next returns the next member's decoded name and raw value.
+func (it *memberIter) next() (name, val string, ok bool) {
+	p := &it.p
+	if it.done || p.err != nil || p.i >= len(p.s) {
+		return "", "", false
+	}
 	p.ws()
-	if p.i < len(raw) && raw[p.i] == '}' {
-		return
+	name = p.str()
+	p.ws()
+	p.i++ // ':'
+	p.ws()
+	start := p.i
+	p.skip()
+	if p.err != nil {
+		it.done = true
+		return "", "", false
 	}
-	for p.err == nil && p.i < len(raw) {
-		p.ws()
-		name := p.str()
-		p.ws()
-		p.i++ // ':'
-		p.ws()
-		start := p.i
-		p.skip()
-		if p.err != nil {
-			return
-		}
-		if !fn(name, raw[start:p.i]) {
-			return
-		}
-		p.ws()
-		if p.i >= len(raw) || raw[p.i] != ',' {
-			return
-		}
+	val = p.s[start:p.i]
+	p.ws()
+	if p.i >= len(p.s) || p.s[p.i] != ',' {
+		it.done = true
+	} else {
 		p.i++
 	}
+	return name, val, true
 }
 
 // skip moves past one valid value without building anything.
@@ -619,16 +645,13 @@ func (p *jparser) skip() {
 
 // memberOf returns the raw value of member name in a canonical object, and whether it exists.
 func memberOf(raw, name string) (string, bool) {
-	var out string
-	found := false
-	eachMember(raw, func(n, v string) bool {
+	it := members(raw)
+	for n, v, ok := it.next(); ok; n, v, ok = it.next() {
 		if n == name {
-			out, found = v, true
-			return false
+			return v, true
 		}
-		return true
-	})
-	return out, found
+	}
+	return "", false
 }
 
 // lookup follows path through nested objects of a canonical value.

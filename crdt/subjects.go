@@ -44,9 +44,28 @@ func objectKey(sub *Subject, meta string) (string, error) {
 // appendObjectKey appends the identity of the object to b (see objectKey).
 func appendObjectKey(b []byte, sub *Subject, meta string) ([]byte, error) {
 	b = append(b, sub.Name...)
-	for _, f := range sub.IDFields {
-		raw, ok := memberOf(meta, f)
-		if !ok {
+	if len(sub.IDFields) == 0 {
+		return b, nil
+	}
+	// One walk over the metadata picks every identity field.
+	var found [4]string
+	var vals []string
+	if len(sub.IDFields) <= len(found) {
+		vals = found[:len(sub.IDFields)]
+	} else {
+		vals = make([]string, len(sub.IDFields))
+	}
+	it := members(meta)
+	for name, val, ok := it.next(); ok; name, val, ok = it.next() {
+		for i, f := range sub.IDFields {
+			if name == f {
+				vals[i] = val // the last duplicate wins, as in JSON.parse
+			}
+		}
+	}
+	for i, f := range sub.IDFields {
+		raw := vals[i]
+		if raw == "" {
 			return b, newError(ErrBadMetadata, "subject "+quote(sub.Name)+" needs metadata."+f)
 		}
 		if len(raw) < 2 || raw[0] != '"' {
