@@ -26,7 +26,11 @@ func (r *Replica) ingest(ops []*op) ([]Change, bool, error) {
 			break
 		}
 	}
-	t := tracker{dec: &r.dec}
+	if len(ops) == 1 && len(fresh) == 1 && fresh[0].verb != VerbBatch {
+		changes, gap := r.ingestOne(fresh[0])
+		return changes, gap, nil
+	}
+	t := r.track(r.changeBuf)
 	t.watch(fresh)
 	gap := false
 	for _, o := range ops {
@@ -43,6 +47,45 @@ func (r *Replica) ingest(ops []*op) ([]Change, bool, error) {
 		}
 	}
 	return t.changes(), gap, nil
+}
+
+// ingestOne is ingest for one new operation that is not a batch (a live edit of a peer,
+// the usual message), without the tracker: the one place it can change is read before
+// and after — or not at all when the operation is superseded on arrival.
+func (r *Replica) ingestOne(o *op) ([]Change, bool) {
+	gap := o.seq > 0 && r.vec.add(o.ts.Peer, o.seq)
+	if !r.log.insert(o) {
+		return nil, gap
+	}
+	_, _ = r.clock.Update(o.ts) // drift was checked by ingest
+	if r.isOwn(o.ts.Peer) && o.seq > r.seqs[o.ts.Peer] {
+		r.seqs[o.ts.Peer] = o.seq
+	}
+	obj, w := o.obj, write{op: o}
+	if !obj.keeps(w) {
+		return nil, gap
+	}
+	s := spot{obj: obj, path: spotOf(o), first: o.ts}
+	if s.path == nil {
+		s.before, s.present = obj.value()
+		s.present = s.present && obj.exists()
+	} else {
+		s.before, s.present = obj.valueAt(s.path)
+	}
+	obj.apply(w)
+	// A set at its own place of an alive object, with nothing newer kept below it: the
+	// place holds its value.
+	known := o.value != "" && len(s.path) == len(o.path) && len(s.path) > 0 && obj.alive()
+	for _, p := range obj.paths {
+		if known && len(p.target().path) > len(o.path) && hasPrefix(p.target().path, o.path) {
+			known = false
+		}
+	}
+	c, ok := r.dec.change(s, o.value, known)
+	if !ok {
+		return nil, gap
+	}
+	return append(r.changeBuf[:0], c), gap
 }
 
 func (r *Replica) applyOp(o *op) {
@@ -194,7 +237,7 @@ func (r *Replica) commitLocal(sub *op, old oldValue) ([]Change, write) {
 		r.log.insert(top)
 		r.outbox = append(r.outbox, top)
 	}
-	t := tracker{dec: &r.dec}
+	t := r.track(nil)
 	spot := spotOf(sub)
 	t.add(sub.obj, spot, top.ts)
 	if len(spot) == len(rootOrPath(sub)) && !old.fromCaller {
@@ -253,7 +296,7 @@ func (r *Replica) Seed(subject, metadata, value string) ([]Change, error) {
 	}
 	r.commitPending()
 	base := &op{verb: VerbUpsert, obj: obj, value: v}
-	t := tracker{dec: &r.dec}
+	t := r.track(nil)
 	t.add(obj, nil, hlc.Timestamp{})
 	t.watch(nil)
 	obj.apply(write{op: base})

@@ -72,6 +72,7 @@ type tracker struct {
 	inline [2]spot  // room for the usual one or two places, without an allocation
 	spots  []spot
 	byObj  map[*object][]int // live spots of each object
+	out    []Change          // changes() appends to out[:0]: a buffer to reuse, or nil
 }
 
 type spot struct {
@@ -182,44 +183,70 @@ func (t *tracker) add(obj *object, path []string, ts hlc.Timestamp) {
 	t.spots = append(t.spots, spot{obj: obj, path: path, first: ts})
 }
 
+// change compares what a watched place holds now with what it held (s.before, s.present),
+// and returns the change to report, if any. For a path, known says that after is the value
+// it holds now (the caller knows it without reading the state).
+func (d *decoder) change(s spot, after string, known bool) (Change, bool) {
+	c := Change{Subject: s.obj.subject.Name, Metadata: s.obj.meta, HLC: s.first}
+	if s.path == nil {
+		after, present := s.obj.value()
+		present = present && s.obj.exists()
+		switch {
+		case !s.present && present:
+			c.Kind, c.Value = Created, after
+		case s.present && !present:
+			c.Kind = Deleted
+		case present && after != s.before:
+			c.Kind, c.Value = Set, after
+		default:
+			return c, false
+		}
+		return c, true
+	}
+	present := known
+	if !known {
+		after, present = s.obj.valueAt(s.path)
+	}
+	if present == s.present && after == s.before {
+		return c, false
+	}
+	c.Key = d.keyOf(s.path)
+	if present {
+		c.Kind, c.Value = Set, after
+	} else {
+		c.Kind = Unset
+	}
+	return c, true
+}
+
+// track returns the replica's tracker, reset for one call that reports changes (ingest,
+// commitLocal, Seed, an undo step: they never nest). Reusing it saves an allocation per
+// edit and per message; changes() appends to out[:0].
+func (r *Replica) track(out []Change) *tracker {
+	r.trk = tracker{dec: &r.dec, out: out}
+	return &r.trk
+}
+
 // changes compares every watched place with what is visible now.
 func (t *tracker) changes() []Change {
-	var out []Change
-	if len(t.spots) > 1 {
+	out := t.out[:0]
+	if len(t.spots) > 1 && cap(out) < len(t.spots) {
 		out = make([]Change, 0, len(t.spots))
 	}
 	for _, s := range t.spots {
 		if s.dead {
 			continue
 		}
-		c := Change{Subject: s.obj.subject.Name, Metadata: s.obj.meta, HLC: s.first}
-		if s.path == nil {
-			after, present := s.obj.value()
-			present = present && s.obj.exists()
-			switch {
-			case !s.present && present:
-				c.Kind, c.Value = Created, after
-			case s.present && !present:
-				c.Kind = Deleted
-			case present && after != s.before:
-				c.Kind, c.Value = Set, after
-			default:
-				continue
-			}
-		} else {
-			after, present := s.obj.valueAt(s.path)
-			if present == s.present && after == s.before {
-				continue
-			}
-			c.Key = t.dec.keyOf(s.path)
-			if present {
-				c.Kind, c.Value = Set, after
-			} else {
-				c.Kind = Unset
-			}
+		if c, ok := t.dec.change(s, "", false); ok {
+			out = append(out, c)
 		}
-		out = append(out, c)
 	}
-	slices.SortStableFunc(out, func(a, b Change) int { return a.HLC.Compare(b.HLC) })
+	if len(out) > 1 {
+		slices.SortStableFunc(out, func(a, b Change) int { return a.HLC.Compare(b.HLC) })
+	}
+	t.inline, t.spots, t.byObj, t.out = [2]spot{}, nil, nil, nil // hold no values between calls
+	if len(out) == 0 {
+		return nil
+	}
 	return out
 }

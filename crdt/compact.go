@@ -266,7 +266,7 @@ func (r *Replica) decodeOps(raw string) ([]*op, error) {
 		}
 		if isObject(el) {
 			var m []member
-			if m, err = parseObject(el, r.opts.Limits.wireDepth()); err != nil {
+			if m, err = r.dec.parseElem(el); err != nil {
 				return false
 			}
 			var o *op

@@ -10,10 +10,12 @@ package crdt
 // operations produce byte-identical canonical text.
 
 import (
+	"math/bits"
 	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // canonicalJSON validates s (RFC 8259, valid UTF-8, nesting at most maxDepth) and returns
@@ -73,7 +75,10 @@ func (p *jparser) ws() {
 }
 
 // members parses the object at p.i into its members, in input order, values canonical.
-func (p *jparser) members(depth int) []member {
+func (p *jparser) members(depth int) []member { return p.membersInto(nil, depth) }
+
+// membersInto is members appending to dst (a buffer the caller reuses).
+func (p *jparser) membersInto(dst []member, depth int) []member {
 	if depth >= p.maxDepth {
 		p.tooDeep()
 		return nil
@@ -88,7 +93,10 @@ func (p *jparser) members(depth int) []member {
 		p.i++
 		return nil
 	}
-	members := make([]member, 0, 12)
+	members := dst[:0]
+	if members == nil {
+		members = make([]member, 0, 12)
+	}
 	for p.err == nil {
 		p.ws()
 		name := p.str()
@@ -141,6 +149,11 @@ func appendMembers(out []byte, members []member) []byte {
 // parseObject validates s as a JSON object and returns its top-level members in input order
 // (duplicates included), each value in canonical form.
 func parseObject(s string, maxDepth int) ([]member, error) {
+	return parseObjectInto(nil, s, maxDepth)
+}
+
+// parseObjectInto is parseObject appending to dst[:0] (a buffer the caller reuses).
+func parseObjectInto(dst []member, s string, maxDepth int) ([]member, error) {
 	p := jparser{s: s, maxDepth: maxDepth}
 	p.ws()
 	if p.i >= len(s) || s[p.i] != '{' {
@@ -149,7 +162,7 @@ func parseObject(s string, maxDepth int) ([]member, error) {
 		}
 		return nil, newError(ErrBadMessage, "expected a JSON object, got "+quote(s))
 	}
-	m := p.members(0)
+	m := p.membersInto(dst, 0)
 	p.ws()
 	if p.err == nil && p.i < len(s) {
 		p.fail("unexpected text after the value")
@@ -322,6 +335,37 @@ var plainByte = func() (t [256]bool) {
 	return t
 }()
 
+// littleEndian is true where the SWAR loop of plainRun applies (the lowest address is the
+// lowest byte of a word): amd64, arm64, wasm, 386 … Elsewhere the byte loop does it all.
+var littleEndian = func() bool {
+	x := uint16(1)
+	return *(*byte)(unsafe.Pointer(&x)) == 1
+}()
+
+// plainRun returns the index of the first byte at or after i that a string cannot hold as
+// it is (see plainByte), or len(s). It looks at eight bytes at a time (SWAR): strings are
+// most of what the engine reads, and a byte-at-a-time loop costs nine instructions a byte.
+func plainRun(s string, i int) int {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	for littleEndian && i+8 <= len(s) {
+		x := *(*uint64)(unsafe.Pointer(unsafe.StringData(s[i:]))) // unaligned loads are fine on amd64, arm64 and wasm
+		q := x ^ ('"' * ones)
+		b := x ^ ('\\' * ones)
+		// A high bit set in m marks a byte below 0x20, a '"', a '\\' or a non-ASCII byte;
+		// the lowest one is always a real one (a borrow only runs upwards, from a real one).
+		m := ((x-0x20*ones)&^x | (q-ones)&^q | (b-ones)&^b | x) & highs
+		if m != 0 {
+			i += bits.TrailingZeros64(m) >> 3
+			break
+		}
+		i += 8
+	}
+	for i < len(s) && plainByte[s[i]] {
+		i++
+	}
+	return i
+}
+
 // str reads a string at p.i and returns its decoded value.
 func (p *jparser) str() string {
 	if p.i >= len(p.s) || p.s[p.i] != '"' {
@@ -332,11 +376,7 @@ func (p *jparser) str() string {
 	start := p.i
 	plain := true
 	for p.i < len(p.s) {
-		s, i := p.s, p.i // locals: the loop then runs in registers
-		for i < len(s) && plainByte[s[i]] {
-			i++
-		}
-		p.i = i
+		p.i = plainRun(p.s, p.i)
 		if p.i >= len(p.s) {
 			break
 		}

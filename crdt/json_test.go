@@ -485,3 +485,41 @@ func TestEachMemberAndElement(t *testing.T) {
 		t.Errorf("eachMember did not stop: %d", n)
 	}
 }
+
+// TestPlainRun checks the word-at-a-time scan against the byte loop on every byte value at
+// every position of a word, and on random strings.
+func TestPlainRun(t *testing.T) {
+	slow := func(s string, i int) int {
+		for i < len(s) && plainByte[s[i]] {
+			i++
+		}
+		return i
+	}
+	base := []byte("abcdefghijklmnopqrstuvwxyz012345")
+	for c := 0; c < 256; c++ {
+		for pos := 0; pos < len(base); pos++ {
+			b := append([]byte(nil), base...)
+			b[pos] = byte(c)
+			for start := 0; start < 9; start++ {
+				if got, want := plainRun(string(b), start), slow(string(b), start); got != want {
+					t.Fatalf("byte %#x at %d, start %d: %d, want %d", c, pos, start, got, want)
+				}
+			}
+		}
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for n := 0; n < 20000; n++ {
+		b := make([]byte, rng.IntN(40))
+		for i := range b {
+			b[i] = byte(0x20 + rng.IntN(0x60))
+			if rng.IntN(10) == 0 {
+				b[i] = byte(rng.IntN(256))
+			}
+		}
+		for start := 0; start <= len(b); start++ {
+			if got, want := plainRun(string(b), start), slow(string(b), start); got != want {
+				t.Fatalf("%q from %d: %d, want %d", b, start, got, want)
+			}
+		}
+	}
+}

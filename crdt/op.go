@@ -158,10 +158,21 @@ func (o *op) key() string {
 
 // setKey records key as the key text to send, if JoinPath would not give it back.
 func (o *op) setKey(key string) {
-	if strings.ContainsAny(key, "\\*?|#@!") {
-		o.more().key = strings.Clone(key)
+	for i := 0; i < len(key); i++ {
+		if keyMark[key[i]] {
+			o.more().key = strings.Clone(key)
+			return
+		}
 	}
 }
+
+// keyMark marks the bytes of a key text that JoinPath may not give back as they are.
+var keyMark = func() (t [256]bool) {
+	for _, c := range []byte("\\*?|#@!") {
+		t[c] = true
+	}
+	return t
+}()
 
 func (o *op) extra() string {
 	if o.x == nil {
@@ -213,6 +224,34 @@ type decoder struct {
 	paths    map[string][]string // interned paths, by parts joined with NUL (see path)
 	byKey    map[string][]string // interned paths by key text (see parseKey)
 	keyText  map[*string]keyText // key text of each interned path, by its first element
+
+	// byMeta finds a known object by the canonical metadata text it was first seen with
+	// (object.meta, which never changes): the usual message names a feature exactly so.
+	// Objects are added when committed, and never leave the replica.
+	byMeta map[string]*object
+
+	// Member buffers reused from message to message: top for a message's envelope, elem for
+	// one element of a list of operations. What they hold is valid until the next parse;
+	// nothing kept points into them (decodeOp copies what it keeps).
+	top, elem []member
+}
+
+// parseTop parses a message's envelope into the reused top buffer.
+func (d *decoder) parseTop(s string) ([]member, error) {
+	ms, err := parseObjectInto(d.top, s, d.lim.wireDepth())
+	if cap(ms) > cap(d.top) {
+		d.top = ms[:0]
+	}
+	return ms, err
+}
+
+// parseElem parses one operation of a list into the reused elem buffer.
+func (d *decoder) parseElem(s string) ([]member, error) {
+	ms, err := parseObjectInto(d.elem, s, d.lim.wireDepth())
+	if cap(ms) > cap(d.elem) {
+		d.elem = ms[:0]
+	}
+	return ms, err
 }
 
 // peer returns the interned copy of id.
@@ -453,11 +492,15 @@ func (d *decoder) decodeOp(members []member, top bool) (*op, error) {
 	} else if !isObject(meta) {
 		return nil, newError(ErrBadMetadata, "metadata must be an object, got "+quote(meta))
 	}
-	var err error
-	d.keyBuf, err = appendObjectKey(d.keyBuf[:0], sub, meta)
-	if err != nil {
-		return nil, err
+	obj := d.byMeta[meta] // known metadata text: no walk over it for the identity
+	if obj == nil || obj.subject != sub {
+		var err error
+		if d.keyBuf, err = appendObjectKey(d.keyBuf[:0], sub, meta); err != nil {
+			return nil, err
+		}
+		obj = nil
 	}
+	var err error
 	switch v {
 	case VerbUpdate:
 		if !hasKey {
@@ -491,7 +534,10 @@ func (d *decoder) decodeOp(members []member, top bool) (*op, error) {
 		}
 	}
 	o.setExtra(string(extra))
-	o.obj = d.objects(sub, d.keyBuf, meta)
+	if obj == nil {
+		obj = d.objects(sub, d.keyBuf, meta)
+	}
+	o.obj = obj
 	if meta != o.obj.meta {
 		o.setMeta(own(meta))
 	}

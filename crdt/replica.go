@@ -96,7 +96,9 @@ type Replica struct {
 	saved     hlc.Timestamp // saved horizon
 	savedBy   VersionVector // per own origin, the highest seq a peer held when it saved
 	peers     []string
-	tracking  *tracker
+	trk       tracker  // reused by every call that reports changes (see track)
+	changeBuf []Change // set by ReceiveAppend for the call: where the changes go
+	one       [1]*op   // the operation of an OperationMessage, without an allocation
 }
 
 // NewReplica returns an empty replica.
@@ -216,6 +218,10 @@ func (r *Replica) objectFor(sub *Subject, key []byte, meta string) *object {
 func (r *Replica) commitPending() {
 	for k, o := range r.pending {
 		r.objects[k] = o
+		if r.dec.byMeta == nil {
+			r.dec.byMeta = map[string]*object{}
+		}
+		r.dec.byMeta[o.meta] = o
 	}
 	r.pending = nil // not clear(): clearing a map costs its capacity, every call
 }
@@ -251,11 +257,13 @@ func (r *Replica) identifyWithMeta(subject, metadata string) (*object, string, e
 	if !isObject(meta) {
 		return nil, "", newError(ErrBadMetadata, "metadata must be an object, got "+quote(meta))
 	}
-	r.dec.keyBuf, err = appendObjectKey(r.dec.keyBuf[:0], sub, meta)
-	if err != nil {
-		return nil, "", err
+	obj := r.dec.byMeta[meta]
+	if obj == nil || obj.subject != sub {
+		if r.dec.keyBuf, err = appendObjectKey(r.dec.keyBuf[:0], sub, meta); err != nil {
+			return nil, "", err
+		}
+		obj = r.objectFor(sub, r.dec.keyBuf, meta)
 	}
-	obj := r.objectFor(sub, r.dec.keyBuf, meta)
 	if r.objects[obj.key] == obj { // known, not pending
 		if r.metaCache == nil || len(r.metaCache) >= 4096 {
 			r.metaCache = make(map[string]metaHit, 64)

@@ -90,15 +90,10 @@ func (o *object) apply(w write) bool {
 		w.op.live++
 		return true
 	}
-	if o.root.op != nil && compareWrites(o.root, w) >= 0 {
+	if o.covered(w, t.path) {
 		return false
 	}
 	path := t.path
-	for _, p := range o.paths {
-		if hasPrefix(path, p.target().path) && compareWrites(p, w) >= 0 {
-			return false
-		}
-	}
 	kept := o.paths[:0]
 	for _, p := range o.paths {
 		if hasPrefix(p.target().path, path) && compareWrites(p, w) < 0 { // at or below and older: covered
@@ -111,6 +106,34 @@ func (o *object) apply(w write) bool {
 	o.paths = append(kept, w)
 	w.op.live++
 	return true
+}
+
+// covered reports whether the path write w (at path) would be superseded on arrival: the
+// root or a kept write at or above path is newer (or is w itself).
+func (o *object) covered(w write, path []string) bool {
+	if o.root.op != nil && compareWrites(o.root, w) >= 0 {
+		return true
+	}
+	for _, p := range o.paths {
+		if hasPrefix(path, p.target().path) && compareWrites(p, w) >= 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// keeps reports whether applying w would keep it (apply would return true), without
+// changing anything.
+func (o *object) keeps(w write) bool {
+	t := w.target()
+	if t.verb != VerbUpdate {
+		if o.root.op == nil {
+			return true
+		}
+		c := compareWrites(w, o.root)
+		return c > 0 || (c == 0 && w.op.ts.IsZero() && o.root.op.ts.IsZero())
+	}
+	return !o.covered(w, t.path)
 }
 
 func release(w write) {

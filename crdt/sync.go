@@ -23,11 +23,25 @@ type Result struct {
 // OperationMessage. Bad input gets an *Error and changes nothing. msg is not retained: the
 // caller may reuse its buffer once Receive returns.
 func (r *Replica) Receive(msg []byte) (Result, error) {
+	return r.receive(msg)
+}
+
+// ReceiveAppend is Receive appending the changes to changes[:0] (Result.Changes): a caller
+// receiving many messages reuses one buffer. Result.Changes is valid until the buffer is
+// used again.
+func (r *Replica) ReceiveAppend(changes []Change, msg []byte) (Result, error) {
+	r.changeBuf = changes[:0]
+	res, err := r.receive(msg)
+	r.changeBuf = nil
+	return res, err
+}
+
+func (r *Replica) receive(msg []byte) (Result, error) {
 	if len(msg) > r.opts.Limits.MaxMessageBytes {
 		return Result{}, newError(ErrTooLarge, "message of "+strconv.Itoa(len(msg))+" bytes, more than "+strconv.Itoa(r.opts.Limits.MaxMessageBytes))
 	}
 	// msg is read in place, without a copy: everything kept is copied out of it (own).
-	members, err := parseObject(unsafe.String(unsafe.SliceData(msg), len(msg)), r.opts.Limits.wireDepth())
+	members, err := r.dec.parseTop(unsafe.String(unsafe.SliceData(msg), len(msg)))
 	if err != nil {
 		return Result{}, err
 	}
@@ -49,7 +63,9 @@ func (r *Replica) Receive(msg []byte) (Result, error) {
 			r.dropPending()
 			return Result{}, err
 		}
-		changes, gap, err := r.ingest([]*op{o})
+		r.one[0] = o
+		changes, gap, err := r.ingest(r.one[:])
+		r.one[0] = nil
 		if err != nil {
 			return Result{}, err
 		}
@@ -397,7 +413,7 @@ func (r *Replica) receivePeerMessage(members []member) (Result, error) {
 					return false
 				}
 				var ms []member
-				if ms, err = parseObject(el, r.opts.Limits.wireDepth()); err != nil {
+				if ms, err = r.dec.parseElem(el); err != nil {
 					return false
 				}
 				var o *op

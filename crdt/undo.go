@@ -134,7 +134,7 @@ func (r *Replica) revert(from, to *[]undoStep) (UndoResult, error) {
 		top = subs[0]
 		top.ts = r.now()
 	}
-	t := tracker{dec: &r.dec}
+	t := r.track(nil)
 	t.watch([]*op{top})
 	r.log.insert(top)
 	// The step that goes back lists what each write overwrote, in the order written.

@@ -80,6 +80,9 @@ func BenchmarkReceive(b *testing.B) {
 	for b.Loop() {
 		if i%len(msgs) == 0 {
 			b.StopTimer()
+			if c.Handle != 0 {
+				h.Call(nil, &Call{Method: MethodClose, Handle: c.Handle})
+			}
 			c.Handle = benchCreate(b, h, "c"+strconv.Itoa(i))
 			b.StartTimer()
 		}

@@ -136,8 +136,9 @@ type Call struct {
 // use (there is one thread in a wasm module).
 type Host struct {
 	engines map[uint32]*crdt.Replica
-	last    uint32 // the last handle given; handles are never reused
-	now     int64  // the wall clock of the current call (see Call.Now)
+	last    uint32        // the last handle given; handles are never reused
+	now     int64         // the wall clock of the current call (see Call.Now)
+	changes []crdt.Change // the buffer receive reuses for the changes of one call
 }
 
 // NewHost returns an empty handle table.
@@ -316,6 +317,9 @@ func (h *Host) run(dst []byte, c *Call) ([]byte, error) {
 	if r == nil {
 		return nil, &callError{code: "bad_state", msg: "no engine " + strconv.FormatUint(uint64(c.Handle), 10) + " (closed, or never created)"}
 	}
+	if c.Method == MethodReceive {
+		return receiveInto(&h.changes, r, dst, c)
+	}
 	return handlers[c.Method](r, dst, c)
 }
 
@@ -352,14 +356,25 @@ func flush(r *crdt.Replica, dst []byte, _ *Call) ([]byte, error) {
 	return dst, nil
 }
 
+// receive is the handler of MethodReceive; run calls receiveInto with the host's buffer.
 func receive(r *crdt.Replica, dst []byte, c *Call) ([]byte, error) {
+	var buf []crdt.Change
+	return receiveInto(&buf, r, dst, c)
+}
+
+// receiveInto receives with *buf as the reused buffer of changes.
+func receiveInto(buf *[]crdt.Change, r *crdt.Replica, dst []byte, c *Call) ([]byte, error) {
 	// Receive copies what it keeps (it reads the message as a string), so the argument,
 	// which points into the bridge's reused input buffer, is passed as it is.
-	res, err := r.Receive(c.Args[0])
+	res, err := r.ReceiveAppend(*buf, c.Args[0])
 	if err != nil {
 		return nil, err
 	}
 	dst = crdt.AppendChangesJSON(dst, res.Changes)
+	if cap(res.Changes) <= 1024 {
+		*buf = res.Changes[:0]
+	}
+	clear(res.Changes) // the buffer must not keep a replica's values alive
 	for _, m := range res.Replies {
 		dst = append(dst, RecordSeparator)
 		dst = append(dst, m...)
