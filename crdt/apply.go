@@ -65,27 +65,39 @@ func (r *Replica) ingestOne(o *op) ([]Change, bool) {
 	if !obj.keeps(w) {
 		return nil, gap
 	}
-	s := spot{obj: obj, path: spotOf(o), first: o.ts}
+	return r.applyAt(r.watchOne(o, o.ts), o, w, r.changeBuf), gap
+}
+
+// watchOne returns the place write sub can change, with what it holds now.
+func (r *Replica) watchOne(sub *op, ts hlc.Timestamp) spot {
+	s := spot{obj: sub.obj, path: spotOf(sub), first: ts, watched: true}
 	if s.path == nil {
-		s.before, s.present = obj.value()
-		s.present = s.present && obj.exists()
+		s.before, s.present = s.obj.value()
+		s.present = s.present && s.obj.exists()
 	} else {
-		s.before, s.present = obj.valueAt(s.path)
+		s.before, s.present = s.obj.valueAt(s.path)
 	}
+	return s
+}
+
+// applyAt applies w, the write of sub, whose place s is watched, and appends the change
+// it made, if any, to out[:0] (nil when there is none).
+func (r *Replica) applyAt(s spot, sub *op, w write, out []Change) []Change {
+	obj := sub.obj
 	obj.apply(w)
 	// A set at its own place of an alive object, with nothing newer kept below it: the
-	// place holds its value.
-	known := o.value != "" && len(s.path) == len(o.path) && len(s.path) > 0 && obj.alive()
+	// place holds its value, without reading the state.
+	known := sub.value != "" && len(s.path) == len(sub.path) && len(s.path) > 0 && obj.alive()
 	for _, p := range obj.paths {
-		if known && len(p.target().path) > len(o.path) && hasPrefix(p.target().path, o.path) {
+		if known && len(p.target().path) > len(sub.path) && hasPrefix(p.target().path, sub.path) {
 			known = false
 		}
 	}
-	c, ok := r.dec.change(s, o.value, known)
+	c, ok := r.dec.change(s, sub.value, known)
 	if !ok {
-		return nil, gap
+		return nil
 	}
-	return append(r.changeBuf[:0], c), gap
+	return append(out[:0], c)
 }
 
 func (r *Replica) applyOp(o *op) {
@@ -120,6 +132,14 @@ type Edit struct {
 // Apply makes one local edit: stamps it, applies it, queues its message in the outbox and
 // records its undo step. It returns the visible changes (for onChange listeners).
 func (r *Replica) Apply(e Edit) ([]Change, error) {
+	return r.ApplyAppend(nil, e)
+}
+
+// ApplyAppend is Apply appending the changes to changes[:0]: a caller making many edits
+// reuses one buffer.
+func (r *Replica) ApplyAppend(changes []Change, e Edit) ([]Change, error) {
+	r.changeBuf = changes[:0]
+	defer func() { r.changeBuf = nil }()
 	sub, old, err := r.prepare(e)
 	if err != nil {
 		return nil, err
@@ -237,17 +257,15 @@ func (r *Replica) commitLocal(sub *op, old oldValue) ([]Change, write) {
 		r.log.insert(top)
 		r.outbox = append(r.outbox, top)
 	}
-	t := r.track(nil)
-	spot := spotOf(sub)
-	t.add(sub.obj, spot, top.ts)
-	if len(spot) == len(rootOrPath(sub)) && !old.fromCaller {
+	var s spot
+	if path := spotOf(sub); len(path) == len(rootOrPath(sub)) && !old.fromCaller {
 		// The place is the written path: what prepare read there is the "before".
-		t.spots[0].before, t.spots[0].present, t.spots[0].watched = old.value, old.present, true
+		s = spot{obj: sub.obj, path: path, first: top.ts, before: old.value, present: old.present, watched: true}
+	} else {
+		s = r.watchOne(sub, top.ts)
 	}
-	t.watch(nil)
 	w := write{op: top, sub: idx}
-	sub.obj.apply(w)
-	return t.changes(), w
+	return r.applyAt(s, sub, w, r.changeBuf), w
 }
 
 // StartBatch opens a local batch: the edits until CommitBatch become one batch operation

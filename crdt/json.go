@@ -21,6 +21,11 @@ import (
 // canonicalJSON validates s (RFC 8259, valid UTF-8, nesting at most maxDepth) and returns
 // its canonical form.
 func canonicalJSON(s string, maxDepth int) (string, error) {
+	// Text that is canonical already (what a mapcrdt peer or JSON.stringify of a flat
+	// value gives) is validated by scan and copied as it is.
+	if p := (jparser{s: s, maxDepth: maxDepth}); p.scan(0) && p.i == len(s) {
+		return strings.Clone(s), nil
+	}
 	p := jparser{s: s, maxDepth: maxDepth}
 	p.ws()
 	out := p.value(make([]byte, 0, len(s)), 0)

@@ -182,10 +182,32 @@ func (r *Replica) pickPeer() string {
 // an OperationMessage. Operations whose every write was superseded while they waited (a
 // marker drag's intermediate positions) are dropped instead: one message leaves per path.
 func (r *Replica) Flush() [][]byte {
+	var out [][]byte
+	r.flush(func(o *op) {
+		out = append(out, appendOp(make([]byte, 0, 320+len(o.value)), o, r.peer))
+	})
+	return out
+}
+
+// FlushAppend is Flush writing the messages into dst, separated by sep (a byte that JSON
+// text never holds raw, such as the record separator 0x1E), without a buffer per message.
+// It returns the extended buffer and the number of messages.
+func (r *Replica) FlushAppend(dst []byte, sep byte) ([]byte, int) {
+	n := 0
+	r.flush(func(o *op) {
+		if n > 0 {
+			dst = append(dst, sep)
+		}
+		n++
+		dst = appendOp(dst, o, r.peer)
+	})
+	return dst, n
+}
+
+func (r *Replica) flush(send func(o *op)) {
 	if r.restored && len(r.outbox) > 0 {
 		r.reincarnate()
 	}
-	var out [][]byte
 	var dropped map[*op]bool
 	for _, o := range r.outbox {
 		if o.live == 0 {
@@ -198,14 +220,13 @@ func (r *Replica) Flush() [][]byte {
 		r.seqs[o.ts.Peer]++
 		o.seq = r.seqs[o.ts.Peer]
 		r.vec.add(o.ts.Peer, o.seq)
-		out = append(out, appendOp(make([]byte, 0, 320+len(o.value)), o, r.peer))
+		send(o)
 	}
 	if len(dropped) > 0 {
 		r.log.remove(func(x *op) bool { return dropped[x] })
 	}
 	clear(r.outbox)
 	r.outbox = r.outbox[:0]
-	return out
 }
 
 // Pending returns how many messages Flush would send now: the local operations waiting in

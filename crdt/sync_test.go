@@ -6,6 +6,7 @@ package crdt
 // compact and snapshot tests.
 
 import (
+	"bytes"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -871,5 +872,26 @@ func TestOutboxBatchIsOneMessage(t *testing.T) {
 	kitNoErr(t, alice.CommitBatch())
 	if n := len(alice.Flush()); n != 0 {
 		t.Errorf("an empty batch sent %d messages", n)
+	}
+}
+
+// TestFlushAppendMatchesFlush: FlushAppend writes what Flush returns, separated by sep.
+func TestFlushAppendMatchesFlush(t *testing.T) {
+	wall := hlc.NewManualClock(t0)
+	a, b := newTestReplica(t, "alice", wall), newTestReplica(t, "alice", wall)
+	for _, r := range []*Replica{a, b} {
+		for i := 0; i < 3; i++ {
+			if _, err := r.Update("feature", `{"id":"f1","layerId":"L1"}`, "properties.n"+strconv.Itoa(i), strconv.Itoa(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	want := bytes.Join(a.Flush(), []byte{0x1E})
+	got, n := b.FlushAppend([]byte("x"), 0x1E)
+	if n != 3 || string(got) != "x"+string(want) {
+		t.Fatalf("FlushAppend gave %d messages %q, want 3 %q", n, got, want)
+	}
+	if got, n := b.FlushAppend(nil, 0x1E); n != 0 || len(got) != 0 {
+		t.Fatalf("a second FlushAppend sent %d messages", n)
 	}
 }

@@ -26,6 +26,18 @@ type undoStep struct {
 
 type undoStacks struct {
 	undo, redo []undoStep
+	chunk      []undoEntry // room for the first entry of the next steps (one allocation for many)
+}
+
+// one returns a slice holding just e, cut from a shared chunk (appending to it copies).
+func (s *undoStacks) one(e undoEntry) []undoEntry {
+	if len(s.chunk) == 0 {
+		s.chunk = make([]undoEntry, 32)
+	}
+	s.chunk[0] = e
+	out := s.chunk[:1:1]
+	s.chunk = s.chunk[1:]
+	return out
 }
 
 // record adds an entry: to the open batch's step, to the newest step when the group or the
@@ -42,9 +54,12 @@ func (s *undoStacks) record(e undoEntry, group string, inBatch bool, now int64, 
 			return
 		}
 	}
-	s.undo = append(s.undo, undoStep{entries: []undoEntry{e}, group: strings.Clone(group), at: now, inBatch: inBatch})
-	if len(s.undo) > opts.UndoDepth {
-		s.undo = append(s.undo[:0], s.undo[len(s.undo)-opts.UndoDepth:]...)
+	s.undo = append(s.undo, undoStep{entries: s.one(e), group: strings.Clone(group), at: now, inBatch: inBatch})
+	for len(s.undo) > opts.UndoDepth {
+		// Drop the oldest step by reslicing (a copy of the whole stack per edit would cost
+		// more than the edit); append moves the steps when the array is full.
+		s.undo[0] = undoStep{}
+		s.undo = s.undo[1:]
 	}
 }
 

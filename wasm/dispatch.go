@@ -130,6 +130,24 @@ type Call struct {
 	Now int64
 	// Args are the arguments, UTF-8 text or bytes. Call copies what it keeps.
 	Args [][]byte
+
+	changes *[]crdt.Change // the host's reused buffer of changes, set by Host.run
+}
+
+// changeBuf returns the buffer of changes to reuse (empty), and keeps what a handler used.
+func (c *Call) changeBuf() []crdt.Change {
+	if c.changes == nil {
+		return nil
+	}
+	return (*c.changes)[:0]
+}
+
+// keep gives the buffer back after the changes were written out.
+func (c *Call) keep(used []crdt.Change) {
+	clear(used) // the buffer must not keep a replica's values alive
+	if c.changes != nil && cap(used) <= 1024 && cap(used) > cap(*c.changes) {
+		*c.changes = used[:0]
+	}
 }
 
 // Host is the handle table of engines and the dispatcher. It is not safe for concurrent
@@ -317,9 +335,8 @@ func (h *Host) run(dst []byte, c *Call) ([]byte, error) {
 	if r == nil {
 		return nil, &callError{code: "bad_state", msg: "no engine " + strconv.FormatUint(uint64(c.Handle), 10) + " (closed, or never created)"}
 	}
-	if c.Method == MethodReceive {
-		return receiveInto(&h.changes, r, dst, c)
-	}
+	c.changes = &h.changes
+	defer func() { c.changes = nil }()
 	return handlers[c.Method](r, dst, c)
 }
 
@@ -337,8 +354,10 @@ func edit(r *crdt.Replica, dst []byte, c *Call) ([]byte, error) {
 	default:
 		return nil, &callError{code: "unknown_verb", msg: "a local edit is update, upsert or delete, not " + strconv.Quote(verb)}
 	}
-	changes, err := r.Apply(e)
-	return appendChanges(dst, changes, c.Flags), err
+	changes, err := r.ApplyAppend(c.changeBuf(), e)
+	dst = appendChanges(dst, changes, c.Flags)
+	c.keep(changes)
+	return dst, err
 }
 
 func seed(r *crdt.Replica, dst []byte, c *Call) ([]byte, error) {
@@ -347,34 +366,19 @@ func seed(r *crdt.Replica, dst []byte, c *Call) ([]byte, error) {
 }
 
 func flush(r *crdt.Replica, dst []byte, _ *Call) ([]byte, error) {
-	for i, m := range r.Flush() {
-		if i > 0 {
-			dst = append(dst, RecordSeparator)
-		}
-		dst = append(dst, m...)
-	}
+	dst, _ = r.FlushAppend(dst, RecordSeparator)
 	return dst, nil
 }
 
-// receive is the handler of MethodReceive; run calls receiveInto with the host's buffer.
 func receive(r *crdt.Replica, dst []byte, c *Call) ([]byte, error) {
-	var buf []crdt.Change
-	return receiveInto(&buf, r, dst, c)
-}
-
-// receiveInto receives with *buf as the reused buffer of changes.
-func receiveInto(buf *[]crdt.Change, r *crdt.Replica, dst []byte, c *Call) ([]byte, error) {
 	// Receive copies what it keeps (it reads the message as a string), so the argument,
 	// which points into the bridge's reused input buffer, is passed as it is.
-	res, err := r.ReceiveAppend(*buf, c.Args[0])
+	res, err := r.ReceiveAppend(c.changeBuf(), c.Args[0])
 	if err != nil {
 		return nil, err
 	}
 	dst = crdt.AppendChangesJSON(dst, res.Changes)
-	if cap(res.Changes) <= 1024 {
-		*buf = res.Changes[:0]
-	}
-	clear(res.Changes) // the buffer must not keep a replica's values alive
+	c.keep(res.Changes)
 	for _, m := range res.Replies {
 		dst = append(dst, RecordSeparator)
 		dst = append(dst, m...)
