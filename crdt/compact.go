@@ -211,10 +211,11 @@ func (e *opsEncoder) appendTo(b []byte) []byte {
 
 // decodeOps reads the compact encoding back into operations (objects pending).
 func (r *Replica) decodeOps(raw string) ([]*op, error) {
-	ms, err := parseObject(raw, r.opts.Limits.wireDepth())
-	if err != nil {
-		return nil, err
+	if !isObject(raw) {
+		return nil, newError(ErrBadMessage, "compact operations must be an object")
 	}
+	ms := validMembers(nil, raw) // raw is a value of a parsed message or snapshot
+	var err error
 	bad := func(why string) error { return newError(ErrBadMessage, "compact operations: "+why) }
 	peers, err := stringList(field(ms, "peers"))
 	if err != nil {
@@ -259,27 +260,27 @@ func (r *Replica) decodeOps(raw string) ([]*op, error) {
 	var wall int64
 	n := 0
 	var buf, subBuf [8]string
-	eachElement(rawOps, func(el string) bool {
+	for it := elementsOf(rawOps); ; {
+		p, el, more := it.nextParts(buf[:0])
+		if !more {
+			break
+		}
 		if n++; n > r.opts.Limits.MaxBatch {
 			err = newError(ErrTooLarge, "more than "+strconv.Itoa(r.opts.Limits.MaxBatch)+" operations")
-			return false
+			break
 		}
 		if isObject(el) {
-			var m []member
-			if m, err = r.dec.parseElem(el); err != nil {
-				return false
-			}
+			m := r.dec.elemMembers(el)
 			var o *op
 			if o, err = r.dec.decodeOp(m, true); err != nil {
-				return false
+				break
 			}
 			ops = append(ops, o)
-			return true
+			continue
 		}
-		p := appendElements(buf[:0], el)
 		if len(p) < 6 {
 			err = bad("an operation array is too short: " + quote(el))
-			return false
+			break
 		}
 		dw, e1 := strconv.ParseInt(p[0], 10, 64)
 		cnt, e2 := strconv.ParseUint(p[1], 10, 32)
@@ -287,12 +288,12 @@ func (r *Replica) decodeOps(raw string) ([]*op, error) {
 		seq, e4 := strconv.ParseUint(p[3], 10, 64)
 		if e1 != nil || e2 != nil || e3 != nil || e4 != nil || pi < 0 || pi >= len(peers) || cnt > hlc.MaxCounter || seq >= 1<<53 {
 			err = bad("bad clock or seq in " + quote(el))
-			return false
+			break
 		}
 		wall += dw
 		if wall < 0 || wall > hlc.MaxWall {
 			err = newError(ErrBadHLC, "walltime out of range in "+quote(el))
-			return false
+			break
 		}
 		o := &op{ts: hlc.Timestamp{Wall: wall, Counter: uint32(cnt), Peer: r.dec.peer(peers[pi])}, seq: seq}
 		if p[4] == "4" {
@@ -316,11 +317,10 @@ func (r *Replica) decodeOps(raw string) ([]*op, error) {
 			}
 		}
 		if err != nil {
-			return false
+			break
 		}
 		ops = append(ops, o)
-		return true
-	})
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -350,10 +350,9 @@ func (r *Replica) decodeSub(p []string, objs []*object) (*op, error) {
 			return nil, bad()
 		}
 		var err error
-		if o.path, err = parsePath(key, r.opts.Limits); err != nil {
+		if o.path, err = r.dec.parseKey(key); err != nil { // interned, and remembered by key text
 			return nil, err
 		}
-		o.path = r.dec.path(o.path)
 		o.setKey(key)
 		if len(p) == 4 {
 			o.value = strings.Clone(p[3])

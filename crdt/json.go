@@ -175,6 +175,18 @@ func parseObjectInto(dst []member, s string, maxDepth int) ([]member, error) {
 	return m, p.err
 }
 
+// validMembers lists the members of raw into dst[:0] without checking raw again: raw must
+// be an object value of text this parser validated and canonicalized (a value of a
+// parsed message).
+func validMembers(dst []member, raw string) []member {
+	dst = dst[:0]
+	it := members(raw)
+	for name, val, ok := it.next(); ok; name, val, ok = it.next() {
+		dst = append(dst, member{name: name, val: val})
+	}
+	return dst
+}
+
 type member struct {
 	name string // decoded
 	val  string // canonical value
@@ -792,3 +804,68 @@ func (t *jtree) appendTo(b []byte) []byte {
 
 // String returns the canonical text of t.
 func (t *jtree) String() string { return string(t.appendTo(nil)) }
+
+// elemIter walks the elements of a valid JSON array without a callback.
+type elemIter struct {
+	p    jparser
+	done bool
+}
+
+// elementsOf returns an iterator over the elements of raw, a valid JSON array (none if raw
+// is not an array).
+func elementsOf(raw string) elemIter {
+	it := elemIter{p: jparser{s: raw, i: 1, maxDepth: 1 << 30}}
+	if len(raw) < 2 || raw[0] != '[' || raw[1] == ']' {
+		it.done = true
+	}
+	return it
+}
+
+// nextParts reads the next element. When it is an array (the compact encoding's arrays of
+// arrays), its elements are appended to dst and returned as parts, in the same pass over
+// the text; otherwise parts is nil. more is false at the end.
+func (it *elemIter) nextParts(dst []string) (parts []string, el string, more bool) {
+	p := &it.p
+	if it.done || p.err != nil || p.i >= len(p.s) {
+		return nil, "", false
+	}
+	start := p.i
+	if p.s[p.i] != '[' {
+		p.skip()
+	} else {
+		p.i++
+		parts = dst
+		if p.i < len(p.s) && p.s[p.i] == ']' {
+			p.i++
+		} else {
+			for p.err == nil {
+				s := p.i
+				p.skip()
+				if p.err != nil {
+					break
+				}
+				parts = append(parts, p.s[s:p.i])
+				if p.i < len(p.s) && p.s[p.i] == ',' {
+					p.i++
+					continue
+				}
+				if p.i < len(p.s) && p.s[p.i] == ']' {
+					p.i++
+					break
+				}
+				p.fail("expected ',' or ']'")
+			}
+		}
+	}
+	if p.err != nil {
+		it.done = true
+		return nil, "", false
+	}
+	el = p.s[start:p.i]
+	if p.i >= len(p.s) || p.s[p.i] != ',' {
+		it.done = true
+	} else {
+		p.i++
+	}
+	return parts, el, true
+}

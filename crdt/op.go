@@ -233,7 +233,7 @@ type decoder struct {
 	// Member buffers reused from message to message: top for a message's envelope, elem for
 	// one element of a list of operations. What they hold is valid until the next parse;
 	// nothing kept points into them (decodeOp copies what it keeps).
-	top, elem []member
+	top, elem, sub []member
 }
 
 // parseTop parses a message's envelope into the reused top buffer.
@@ -245,13 +245,11 @@ func (d *decoder) parseTop(s string) ([]member, error) {
 	return ms, err
 }
 
-// parseElem parses one operation of a list into the reused elem buffer.
-func (d *decoder) parseElem(s string) ([]member, error) {
-	ms, err := parseObjectInto(d.elem, s, d.lim.wireDepth())
-	if cap(ms) > cap(d.elem) {
-		d.elem = ms[:0]
-	}
-	return ms, err
+// elemMembers lists the members of one operation of a list, into the reused elem buffer.
+// The list is part of a message already parsed (validated and canonical).
+func (d *decoder) elemMembers(s string) []member {
+	d.elem = validMembers(d.elem, s)
+	return d.elem
 }
 
 // peer returns the interned copy of id.
@@ -453,10 +451,12 @@ func (d *decoder) decodeOp(members []member, top bool) (*op, error) {
 				return false
 			}
 			var ms []member
-			ms, err = parseObject(raw, d.lim.wireDepth())
-			if err != nil {
+			if !isObject(raw) {
+				err = newError(ErrBadMessage, "a batch's operation must be an object, got "+quote(raw))
 				return false
 			}
+			d.sub = validMembers(d.sub, raw) // raw is part of a parsed message
+			ms = d.sub
 			var sub *op
 			sub, err = d.decodeOp(ms, false)
 			if err != nil {

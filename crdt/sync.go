@@ -385,10 +385,8 @@ func (r *Replica) receivePeerMessage(members []member) (Result, error) {
 	if !isObject(inner) {
 		return Result{}, newError(ErrBadMessage, "PeerMessage needs a message object")
 	}
-	msg, err := parseObject(inner, r.opts.Limits.wireDepth())
-	if err != nil {
-		return Result{}, err
-	}
+	msg := validMembers(nil, inner) // inner is a value of the parsed message
+	var err error
 	verb, _ := stringValue(field(msg, "verb"))
 	switch verb {
 	case "ListOperationsRequest":
@@ -433,10 +431,11 @@ func (r *Replica) receivePeerMessage(members []member) (Result, error) {
 					err = newError(ErrTooLarge, "response of more than "+strconv.Itoa(r.opts.Limits.MaxBatch)+" operations")
 					return false
 				}
-				var ms []member
-				if ms, err = r.dec.parseElem(el); err != nil {
+				if !isObject(el) {
+					err = newError(ErrBadMessage, "an operation must be an object, got "+quote(el))
 					return false
 				}
+				ms := r.dec.elemMembers(el)
 				var o *op
 				if o, err = r.dec.decodeOp(ms, true); err != nil {
 					return false
