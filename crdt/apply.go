@@ -37,9 +37,8 @@ func (r *Replica) ingest(ops []*op) ([]Change, bool, error) {
 		if o.seq > 0 && r.vec.add(o.ts.Peer, o.seq) {
 			gap = true
 		}
-		if !r.log.insert(o) {
-			continue
-		}
+	}
+	for _, o := range r.log.insertMany(ops) {
 		r.applyOp(o)
 		_, _ = r.clock.Update(o.ts) // drift was checked above; a wall clock step can't make it fail
 		if r.isOwn(o.ts.Peer) && o.seq > r.seqs[o.ts.Peer] {

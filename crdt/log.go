@@ -38,6 +38,52 @@ func (l *opLog) insert(o *op) bool {
 	return true
 }
 
+// insertMany adds the operations whose clock the log does not hold yet (the first of equal
+// clocks) and returns them (in no set order). A catch-up's operations interleave with the
+// log's: one merge costs O(n + m log m) where an insertion each would move the log m times.
+func (l *opLog) insertMany(ops []*op) []*op {
+	if len(ops) < 8 {
+		var added []*op
+		for _, o := range ops {
+			if l.insert(o) {
+				added = append(added, o)
+			}
+		}
+		return added
+	}
+	sorted := slices.Clone(ops)
+	slices.SortStableFunc(sorted, func(a, b *op) int { return a.ts.Compare(b.ts) })
+	added := sorted[:0]
+	for i, o := range sorted {
+		if (i > 0 && o.ts == sorted[i-1].ts) || l.has(o.ts) {
+			continue
+		}
+		added = append(added, o)
+	}
+	if len(added) == 0 {
+		return nil
+	}
+	n := len(l.ops)
+	if n == 0 || l.ops[n-1].ts.Less(added[0].ts) {
+		l.ops = append(l.ops, added...)
+		return added
+	}
+	merged := make([]*op, 0, n+len(added))
+	i, j := 0, 0
+	for i < n && j < len(added) {
+		if l.ops[i].ts.Less(added[j].ts) {
+			merged = append(merged, l.ops[i])
+			i++
+		} else {
+			merged = append(merged, added[j])
+			j++
+		}
+	}
+	merged = append(merged, l.ops[i:]...)
+	l.ops = append(merged, added[j:]...)
+	return added
+}
+
 // since returns the operations with a clock strictly after ts, in clock order. The slice
 // is the log's own: do not modify it.
 func (l *opLog) since(ts hlc.Timestamp) []*op {

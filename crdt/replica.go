@@ -223,10 +223,18 @@ func (r *Replica) commitPending() {
 		}
 		r.dec.byMeta[o.meta] = o
 	}
-	r.pending = nil // not clear(): clearing a map costs its capacity, every call
+	r.dropPending()
 }
 
-func (r *Replica) dropPending() { r.pending = nil }
+// dropPending empties pending: a small map is kept for the next call (a live edit meets one
+// object), a large one dropped (clearing a map costs its capacity, every call).
+func (r *Replica) dropPending() {
+	if len(r.pending) <= 8 {
+		clear(r.pending)
+	} else {
+		r.pending = nil
+	}
+}
 
 // identify resolves subject + metadata (JSON text) to an object (pending until committed).
 func (r *Replica) identify(subject, metadata string) (*object, error) {
