@@ -39,11 +39,17 @@ func canonicalJSON(s string, maxDepth int) (string, error) {
 	return string(out), nil
 }
 
+// jparser reads one JSON text. stack holds the members of the objects (and elements of
+// the arrays) being canonicalized, innermost last; arena holds the canonical text written
+// for nested values that were not canonical. Strings pointing into arena stay valid until
+// the arena is reused (parseWith: the next parse with the same scratch).
 type jparser struct {
 	s        string
 	i        int
 	maxDepth int
 	err      error
+	stack    []member
+	arena    []byte
 }
 
 func (p *jparser) fail(why string) { p.failWith(ErrInvalidJSON, why) }
@@ -82,40 +88,51 @@ func (p *jparser) ws() {
 // members parses the object at p.i into its members, in input order, values canonical.
 func (p *jparser) members(depth int) []member { return p.membersInto(nil, depth) }
 
-// membersInto is members appending to dst (a buffer the caller reuses).
+// membersInto is members appending to dst[:0] (a buffer the caller reuses).
 func (p *jparser) membersInto(dst []member, depth int) []member {
+	saved := p.stack
+	p.stack = dst[:0]
+	ok := p.pushMembers(depth)
+	ms := p.stack
+	p.stack = saved
+	if !ok {
+		return nil
+	}
+	return ms
+}
+
+// pushMembers parses the object at p.i and appends its members to p.stack, in input order,
+// values canonical. A nested object or array uses the stack above them and gives it back.
+func (p *jparser) pushMembers(depth int) bool {
 	if depth >= p.maxDepth {
 		p.tooDeep()
-		return nil
+		return false
 	}
 	if p.i >= len(p.s) || p.s[p.i] != '{' {
 		p.fail("expected an object")
-		return nil
+		return false
 	}
 	p.i++
 	p.ws()
 	if p.i < len(p.s) && p.s[p.i] == '}' {
 		p.i++
-		return nil
-	}
-	members := dst[:0]
-	if members == nil {
-		members = make([]member, 0, 12)
+		return true
 	}
 	for p.err == nil {
 		p.ws()
 		name := p.str()
 		if p.err != nil {
-			return nil
+			return false
 		}
 		p.ws()
 		if p.i >= len(p.s) || p.s[p.i] != ':' {
 			p.fail("expected ':'")
-			return nil
+			return false
 		}
 		p.i++
 		p.ws()
-		members = append(members, member{name: name, val: p.valueString(depth + 1)})
+		val := p.valueString(depth + 1) // may use the stack above, and gives it back
+		p.stack = append(p.stack, member{name: name, val: val})
 		p.ws()
 		if p.i < len(p.s) && p.s[p.i] == ',' {
 			p.i++
@@ -123,11 +140,11 @@ func (p *jparser) membersInto(dst []member, depth int) []member {
 		}
 		if p.i < len(p.s) && p.s[p.i] == '}' {
 			p.i++
-			return members
+			return p.err == nil
 		}
 		p.fail("expected ',' or '}'")
 	}
-	return nil
+	return false
 }
 
 // appendMembers writes members as a canonical object: sorted by name, last duplicate wins.
@@ -154,12 +171,17 @@ func appendMembers(out []byte, members []member) []byte {
 // parseObject validates s as a JSON object and returns its top-level members in input order
 // (duplicates included), each value in canonical form.
 func parseObject(s string, maxDepth int) ([]member, error) {
-	return parseObjectInto(nil, s, maxDepth)
+	return parseObjectInto(nil, nil, s, maxDepth)
 }
 
-// parseObjectInto is parseObject appending to dst[:0] (a buffer the caller reuses).
-func parseObjectInto(dst []member, s string, maxDepth int) ([]member, error) {
+// parseObjectInto is parseObject appending to dst[:0] (a buffer the caller reuses). With
+// arena non-nil, the canonical text of values that were not canonical is written into
+// *arena, reused from its start: it is valid until the next call with the same arena.
+func parseObjectInto(dst []member, arena *[]byte, s string, maxDepth int) ([]member, error) {
 	p := jparser{s: s, maxDepth: maxDepth}
+	if arena != nil {
+		p.arena = (*arena)[:0]
+	}
 	p.ws()
 	if p.i >= len(s) || s[p.i] != '{' {
 		if _, err := canonicalJSON(s, maxDepth); err != nil {
@@ -171,6 +193,9 @@ func parseObjectInto(dst []member, s string, maxDepth int) ([]member, error) {
 	p.ws()
 	if p.err == nil && p.i < len(s) {
 		p.fail("unexpected text after the value")
+	}
+	if arena != nil && cap(p.arena) <= 1<<20 { // a huge one is not kept
+		*arena = p.arena[:0]
 	}
 	return m, p.err
 }
@@ -192,8 +217,9 @@ type member struct {
 	val  string // canonical value
 }
 
-// valueString returns the canonical text of the value at p.i: a slice of the input for a
-// string, number or literal (no copy), new text for an object or array.
+// valueString returns the canonical text of the value at p.i: a slice of the input when it
+// is canonical already (a string, number or literal always is), otherwise text written into
+// p.arena (valid while the arena is: see jparser).
 func (p *jparser) valueString(depth int) string {
 	start := p.i
 	if p.scan(depth) {
@@ -203,7 +229,68 @@ func (p *jparser) valueString(depth int) string {
 		return ""
 	}
 	p.i = start
-	return string(p.value(nil, depth))
+	base := len(p.stack)
+	switch p.s[p.i] {
+	case '{':
+		ok := p.pushMembers(depth)
+		mark := len(p.arena) // after the nested values pushMembers wrote
+		if ok {
+			p.arena = appendMembers(p.arena, p.stack[base:])
+		}
+		p.stack = p.stack[:base]
+		return arenaString(p.arena[mark:])
+	case '[':
+		ok := p.pushElements(depth)
+		mark := len(p.arena)
+		if !ok {
+			p.stack = p.stack[:base]
+			return ""
+		}
+		p.arena = append(p.arena, '[')
+		for k, m := range p.stack[base:] {
+			if k > 0 {
+				p.arena = append(p.arena, ',')
+			}
+			p.arena = append(p.arena, m.val...)
+		}
+		p.arena = append(p.arena, ']')
+		p.stack = p.stack[:base]
+		return arenaString(p.arena[mark:])
+	}
+	return string(p.value(nil, depth)) // scan refused a scalar: value reports the error
+}
+
+func arenaString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
+// pushElements parses the array at p.i and appends its elements (canonical, no names) to
+// p.stack.
+func (p *jparser) pushElements(depth int) bool {
+	if depth >= p.maxDepth {
+		p.tooDeep()
+		return false
+	}
+	p.i++
+	p.ws()
+	if p.i < len(p.s) && p.s[p.i] == ']' {
+		p.i++
+		return true
+	}
+	for p.err == nil {
+		p.ws()
+		val := p.valueString(depth + 1)
+		p.stack = append(p.stack, member{val: val})
+		p.ws()
+		if p.i < len(p.s) && p.s[p.i] == ',' {
+			p.i++
+			continue
+		}
+		if p.i < len(p.s) && p.s[p.i] == ']' {
+			p.i++
+			return p.err == nil
+		}
+		p.fail("expected ',' or ']'")
+	}
+	return false
 }
 
 // scan validates the value at p.i without building anything and reports whether it is
@@ -287,11 +374,12 @@ func (p *jparser) value(out []byte, depth int) []byte {
 	}
 	switch c := p.s[p.i]; {
 	case c == '{':
-		members := p.members(depth)
-		if p.err != nil {
-			return out
+		base := len(p.stack)
+		if p.pushMembers(depth) {
+			out = appendMembers(out, p.stack[base:])
 		}
-		return appendMembers(out, members)
+		p.stack = p.stack[:base]
+		return out
 	case c == '[':
 		if depth >= p.maxDepth {
 			p.tooDeep()

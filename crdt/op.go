@@ -234,11 +234,14 @@ type decoder struct {
 	// one element of a list of operations. What they hold is valid until the next parse;
 	// nothing kept points into them (decodeOp copies what it keeps).
 	top, elem, sub []member
+	// arena holds the canonical text of a message's values that were not canonical (uMap's
+	// metadata is not: its members are not sorted), reused likewise.
+	arena []byte
 }
 
 // parseTop parses a message's envelope into the reused top buffer.
 func (d *decoder) parseTop(s string) ([]member, error) {
-	ms, err := parseObjectInto(d.top, s, d.lim.wireDepth())
+	ms, err := parseObjectInto(d.top, &d.arena, s, d.lim.wireDepth())
 	if cap(ms) > cap(d.top) {
 		d.top = ms[:0]
 	}

@@ -7,6 +7,8 @@ package crdt
 
 import (
 	"bytes"
+	"encoding/json"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -893,5 +895,110 @@ func TestFlushAppendMatchesFlush(t *testing.T) {
 	}
 	if got, n := b.FlushAppend(nil, 0x1E); n != 0 || len(got) != 0 {
 		t.Fatalf("a second FlushAppend sent %d messages", n)
+	}
+}
+
+// scramble rewrites a JSON message as a page might send it: members in reverse order and
+// whitespace everywhere, so that every object value is canonicalized on receive.
+func scramble(t testing.TB, msg []byte) []byte {
+	dec := json.NewDecoder(bytes.NewReader(msg))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		t.Fatal(err)
+	}
+	var out []byte
+	var write func(v any)
+	write = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			names := slices.Sorted(maps.Keys(v))
+			slices.Reverse(names)
+			out = append(out, "{ "...)
+			for k, n := range names {
+				if k > 0 {
+					out = append(out, " , "...)
+				}
+				out = strconv.AppendQuote(out, n)
+				out = append(out, " : "...)
+				write(v[n])
+			}
+			out = append(out, " }"...)
+		case []any:
+			out = append(out, "[ "...)
+			for k, e := range v {
+				if k > 0 {
+					out = append(out, " , "...)
+				}
+				write(e)
+			}
+			out = append(out, " ]"...)
+		default:
+			b, err := json.Marshal(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, b...)
+		}
+	}
+	write(v)
+	return out
+}
+
+// TestReceiveKeepsNothingOfItsInput: a replica that receives every message through one
+// reused buffer, overwritten after each receive together with its parser's scratch text,
+// ends exactly like one that received fresh copies — nothing kept points into either.
+func TestReceiveKeepsNothingOfItsInput(t *testing.T) {
+	for seed := 0; seed < 200; seed++ {
+		rng := rand.New(rand.NewPCG(uint64(seed), 11))
+		wall := hlc.NewManualClock(kitT0)
+		var msgs [][]byte
+		srcs := []*Replica{newTestReplica(t, "a", wall), newTestReplica(t, "b", wall)}
+		for step := 0; step < 30; step++ {
+			wall.Advance(int64(rng.IntN(3)))
+			s := srcs[rng.IntN(len(srcs))]
+			randomEdit(t, rng, s)
+			if rng.IntN(3) == 0 {
+				msgs = append(msgs, s.Flush()...)
+			}
+		}
+		for _, s := range srcs {
+			msgs = append(msgs, s.Flush()...)
+		}
+		// A sync response (a list of operations) too.
+		joiner := newTestReplica(t, "j", wall)
+		msgs = append(msgs, recv(t, srcs[0], joiner.SyncRequest("a")).Replies...)
+		fresh, reused := newTestReplica(t, "sink", wall), newTestReplica(t, "sink", wall)
+		var buf []byte
+		for _, m := range msgs {
+			m = scramble(t, m)
+			if _, err := fresh.Receive(slices.Clone(m)); err != nil {
+				t.Fatalf("seed %d: %v\n%s", seed, err, m)
+			}
+			buf = append(buf[:0], m...)
+			if _, err := reused.Receive(buf); err != nil {
+				t.Fatalf("seed %d: %v", seed, err)
+			}
+			for i := range buf {
+				buf[i] = 'x'
+			}
+			arena := reused.dec.arena[:cap(reused.dec.arena)]
+			for i := range arena {
+				arena[i] = 'x'
+			}
+		}
+		if fresh.State() != reused.State() {
+			t.Fatalf("seed %d: states differ\nfresh  %s\nreused %s", seed, fresh.State(), reused.State())
+		}
+		a, b := newTestReplica(t, "j1", wall), newTestReplica(t, "j1", wall)
+		ra, rb := recv(t, fresh, a.SyncRequest("sink")).Replies, recv(t, reused, b.SyncRequest("sink")).Replies
+		if len(ra) != len(rb) || (len(ra) > 0 && !bytes.Equal(ra[0], rb[0])) {
+			t.Fatalf("seed %d: logs differ\nfresh  %s\nreused %s", seed, ra, rb)
+		}
+		sa, err1 := fresh.Snapshot()
+		sb, err2 := reused.Snapshot()
+		if err1 != nil || err2 != nil || !bytes.Equal(sa, sb) {
+			t.Fatalf("seed %d: snapshots differ (%v %v)", seed, err1, err2)
+		}
 	}
 }
