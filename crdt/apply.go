@@ -88,7 +88,7 @@ func (r *Replica) applyAt(s spot, sub *op, w write, out []Change) []Change {
 	// place holds its value, without reading the state.
 	known := sub.value != "" && len(s.path) == len(sub.path) && len(s.path) > 0 && obj.alive()
 	for _, p := range obj.paths {
-		if known && len(p.target().path) > len(sub.path) && hasPrefix(p.target().path, sub.path) {
+		if known && int(p.n) > len(sub.path) && hasPrefix(p.path(), sub.path) {
 			known = false
 		}
 	}

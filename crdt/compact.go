@@ -168,7 +168,7 @@ func subLive(o *op, i int32) bool {
 		return s.obj.root == w
 	}
 	for _, p := range s.obj.paths {
-		if p == w {
+		if p.w() == w {
 			return true
 		}
 	}

@@ -179,14 +179,14 @@ func (r *Replica) othersWroteSince(e undoEntry) bool {
 	if newerOther(o.root) {
 		return true
 	}
-	for _, w := range o.paths {
-		if !newerOther(w) {
+	for _, p := range o.paths {
+		if !newerOther(p.w()) {
 			continue
 		}
 		if e.path == nil {
 			return true
 		}
-		wp := w.target().path
+		wp := p.path()
 		if hasPrefix(e.path, wp) || hasPrefix(wp, e.path) {
 			return true
 		}
