@@ -71,7 +71,7 @@ type tracker struct {
 	dec    *decoder // for key texts of interned paths; may be nil
 	inline [2]spot  // room for the usual one or two places, without an allocation
 	spots  []spot
-	byObj  map[*object][]int // live spots of each object
+	byObj  map[*object]int32 // each object's last spot, +1 (see spot.prev)
 	out    []Change          // changes() appends to out[:0]: a buffer to reuse, or nil
 }
 
@@ -81,8 +81,9 @@ type spot struct {
 	first   hlc.Timestamp
 	before  string
 	present bool
-	watched bool // before and present are recorded
-	dead    bool // widened into another spot
+	watched bool  // before and present are recorded
+	dead    bool  // widened into another spot
+	prev    int32 // the object's spot before this one, +1 (0: none), when byObj is used
 }
 
 // spotOf returns the place whose visible value a write can change: the whole object for an
@@ -133,26 +134,27 @@ func (t *tracker) watch(ops []*op) {
 }
 
 func (t *tracker) add(obj *object, path []string, ts hlc.Timestamp) {
-	// Few places (a live edit): scan them all. Many (a catch-up): index them by object.
+	// Few places (a live edit): scan them all. Many (a catch-up): chain each object's
+	// spots (spot.prev) from its last one (byObj).
 	if t.byObj == nil && len(t.spots) >= 8 {
-		t.byObj = map[*object][]int{}
-		for i, s := range t.spots {
-			if !s.dead {
-				t.byObj[s.obj] = append(t.byObj[s.obj], i)
-			}
+		t.byObj = make(map[*object]int32, cap(t.spots))
+		for i := range t.spots {
+			s := &t.spots[i]
+			s.prev = t.byObj[s.obj]
+			t.byObj[s.obj] = int32(i + 1)
 		}
 	}
-	idx, n := []int(nil), len(t.spots)
+	i := 0 // all spots in order …
 	if t.byObj != nil {
-		idx = t.byObj[obj]
-		n = len(idx)
+		i = int(t.byObj[obj]) - 1 // … or the object's, last first
 	}
-	for k := 0; k < n; k++ {
-		i := k
-		if idx != nil {
-			i = idx[k]
-		}
+	for i >= 0 && i < len(t.spots) {
 		s := &t.spots[i]
+		if t.byObj != nil {
+			i = int(s.prev) - 1
+		} else {
+			i++
+		}
 		if s.obj != obj || s.dead {
 			continue
 		}
@@ -167,9 +169,6 @@ func (t *tracker) add(obj *object, path []string, ts hlc.Timestamp) {
 				ts = s.first
 			}
 			s.dead = true
-			if idx != nil {
-				t.byObj[obj] = append(idx[:k:k], idx[k+1:]...)
-			}
 			t.add(obj, path, ts)
 			return
 		}
@@ -177,10 +176,12 @@ func (t *tracker) add(obj *object, path []string, ts hlc.Timestamp) {
 	if t.spots == nil {
 		t.spots = t.inline[:0]
 	}
+	sp := spot{obj: obj, path: path, first: ts}
 	if t.byObj != nil {
-		t.byObj[obj] = append(idx, len(t.spots))
+		sp.prev = t.byObj[obj]
+		t.byObj[obj] = int32(len(t.spots) + 1)
 	}
-	t.spots = append(t.spots, spot{obj: obj, path: path, first: ts})
+	t.spots = append(t.spots, sp)
 }
 
 // change compares what a watched place holds now with what it held (s.before, s.present),

@@ -295,9 +295,10 @@ func (r *Replica) decodeOps(raw string) ([]*op, error) {
 			err = newError(ErrBadHLC, "walltime out of range in "+quote(el))
 			break
 		}
-		o := &op{ts: hlc.Timestamp{Wall: wall, Counter: uint32(cnt), Peer: r.dec.peer(peers[pi])}, seq: seq}
+		ts := hlc.Timestamp{Wall: wall, Counter: uint32(cnt), Peer: r.dec.peer(peers[pi])}
+		var o *op
 		if p[4] == "4" {
-			o.verb = VerbBatch
+			o = &op{ts: ts, seq: seq, verb: VerbBatch}
 			eachElement(p[5], func(s string) bool {
 				var sub *op
 				if sub, err = r.decodeSub(appendElements(subBuf[:0], s), objs); err != nil {
@@ -309,12 +310,8 @@ func (r *Replica) decodeOps(raw string) ([]*op, error) {
 			if err == nil && len(o.subOps()) == 0 {
 				err = bad("an empty batch")
 			}
-		} else {
-			var sub *op
-			if sub, err = r.decodeSub(p[4:], objs); err == nil {
-				sub.ts, sub.seq = o.ts, o.seq
-				o = sub
-			}
+		} else if o, err = r.decodeSub(p[4:], objs); err == nil {
+			o.ts, o.seq = ts, seq
 		}
 		if err != nil {
 			break
