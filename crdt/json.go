@@ -752,41 +752,61 @@ func (p *jparser) skip() {
 		p.fail("unexpected end of input")
 		return
 	}
-	switch c := p.s[p.i]; c {
+	s, i := p.s, p.i
+	switch c := s[i]; c {
 	case '"':
 		p.str()
 	case '{', '[':
 		depth := 0
-		for p.i < len(p.s) {
-			switch p.s[p.i] {
+		for i < len(s) {
+			switch s[i] {
 			case '"':
+				p.i = i
 				p.str()
 				if p.err != nil {
 					return
 				}
+				i = p.i
 				continue
 			case '{', '[':
 				depth++
 			case '}', ']':
 				depth--
 				if depth == 0 {
-					p.i++
+					p.i = i + 1
 					return
 				}
 			}
-			p.i++
+			i++
+			for i < len(s) && !skipStop[s[i]] { // numbers, literals, ',' and ':'
+				i++
+			}
 		}
+		p.i = i
 		p.fail("unterminated value")
 	default:
-		start := p.i
-		for p.i < len(p.s) && !strings.ContainsRune(",}] \t\r\n", rune(p.s[p.i])) {
-			p.i++
+		for i < len(s) && !scalarEnd[s[i]] {
+			i++
 		}
-		if p.i == start {
+		if i == p.i {
 			p.fail("expected a value")
+			return
 		}
+		p.i = i
 	}
 }
+
+// skipStop marks the bytes skip stops at inside an object or array; scalarEnd those that
+// end a number or literal.
+var skipStop, scalarEnd = func() (stop, end [256]bool) {
+	for _, c := range []byte(`"{}[]`) {
+		stop[c] = true
+	}
+	for _, c := range []byte(",}] \t\r\n") {
+		end[c] = true
+	}
+	return
+}()
 
 // memberOf returns the raw value of member name in a canonical object, and whether it exists.
 func memberOf(raw, name string) (string, bool) {
