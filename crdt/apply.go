@@ -1,6 +1,8 @@
 package crdt
 
 import (
+	"strings"
+
 	"github.com/mapcrdt/mapcrdt/hlc"
 )
 
@@ -189,7 +191,7 @@ func (r *Replica) prepare(e Edit) (*op, oldValue, error) {
 	}
 	o := &op{verb: e.Verb, obj: obj}
 	if meta != obj.meta {
-		o.setMeta(meta) // featureType and the like travel with the edit
+		o.setMeta(strings.Clone(meta)) // featureType and the like travel with the edit
 	}
 	switch e.Verb {
 	case VerbUpdate:

@@ -21,22 +21,44 @@ import (
 // canonicalJSON validates s (RFC 8259, valid UTF-8, nesting at most maxDepth) and returns
 // its canonical form.
 func canonicalJSON(s string, maxDepth int) (string, error) {
-	// Text that is canonical already (what a mapcrdt peer or JSON.stringify of a flat
-	// value gives) is validated by scan and copied as it is.
+	c, err := canonicalWith(nil, s, maxDepth)
+	if err != nil || c != s {
+		return strings.Clone(c), err // c is in a scratch arena of this call: kept only by the copy
+	}
+	return strings.Clone(s), nil
+}
+
+// jscratch is the reused memory of a parser: the member stack and the arena (see jparser).
+type jscratch struct {
+	stack []member
+	arena []byte
+}
+
+// canonicalWith is canonicalJSON without a copy: the result is s itself when s is canonical
+// already (what a mapcrdt peer or JSON.stringify of a flat value gives: validated by scan),
+// otherwise text in sc's arena, valid until the next use of sc. A nil sc uses memory of
+// this call.
+func canonicalWith(sc *jscratch, s string, maxDepth int) (string, error) {
 	if p := (jparser{s: s, maxDepth: maxDepth}); p.scan(0) && p.i == len(s) {
-		return strings.Clone(s), nil
+		return s, nil
 	}
 	p := jparser{s: s, maxDepth: maxDepth}
+	if sc != nil {
+		p.stack, p.arena = sc.stack[:0], sc.arena[:0]
+	}
 	p.ws()
-	out := p.value(make([]byte, 0, len(s)), 0)
+	v := p.valueString(0)
 	p.ws()
 	if p.err == nil && p.i < len(s) {
 		p.fail("unexpected text after the value")
 	}
+	if sc != nil && cap(p.arena) <= 1<<20 {
+		sc.stack, sc.arena = p.stack[:0], p.arena[:0]
+	}
 	if p.err != nil {
 		return "", p.err
 	}
-	return string(out), nil
+	return v, nil
 }
 
 // jparser reads one JSON text. stack holds the members of the objects (and elements of
@@ -660,9 +682,13 @@ func appendString(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); i++ {
+		i = plainRun(s, i) // eight bytes at a time
+		if i >= len(s) {
+			break
+		}
 		c := s[i]
 		if c >= 0x20 && c != '"' && c != '\\' {
-			continue
+			continue // non-ASCII: kept as it is
 		}
 		b = append(b, s[start:i]...)
 		switch c {

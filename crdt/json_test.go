@@ -6,11 +6,13 @@ package crdt
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/tidwall/gjson"
 )
@@ -519,6 +521,60 @@ func TestPlainRun(t *testing.T) {
 		for start := 0; start <= len(b); start++ {
 			if got, want := plainRun(string(b), start), slow(string(b), start); got != want {
 				t.Fatalf("%q from %d: %d, want %d", b, start, got, want)
+			}
+		}
+	}
+}
+
+// TestAppendStringEveryByte: appendString (eight bytes at a time) against a byte loop
+// writing the same escapes, on every byte value at every position and on random strings;
+// valid text comes back through the parser.
+func TestAppendStringEveryByte(t *testing.T) {
+	ref := func(s string) string { // the escapes of RFC 8259 this engine writes
+		out := []byte{'"'}
+		for i := 0; i < len(s); i++ {
+			switch c := s[i]; {
+			case c == '"':
+				out = append(out, '\\', '"')
+			case c == '\\':
+				out = append(out, '\\', '\\')
+			case c == '\n':
+				out = append(out, '\\', 'n')
+			case c == '\r':
+				out = append(out, '\\', 'r')
+			case c == '\t':
+				out = append(out, '\\', 't')
+			case c < 0x20:
+				out = append(out, fmt.Sprintf("\\u%04x", c)...)
+			default:
+				out = append(out, c)
+			}
+		}
+		return string(append(out, '"'))
+	}
+	base := []byte("abcdefghijklmnopqrstuvwxyz0123")
+	for c := 0; c < 256; c++ {
+		for pos := 0; pos < len(base); pos++ {
+			b := append([]byte(nil), base...)
+			b[pos] = byte(c)
+			if got, want := string(appendString(nil, string(b))), ref(string(b)); got != want {
+				t.Fatalf("byte %#x at %d: %s, want %s", c, pos, got, want)
+			}
+		}
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for n := 0; n < 20000; n++ {
+		b := make([]byte, rng.IntN(40))
+		for i := range b {
+			b[i] = byte(rng.IntN(256))
+		}
+		if got, want := string(appendString(nil, string(b))), ref(string(b)); got != want {
+			t.Fatalf("%q: %s, want %s", b, got, want)
+		}
+		// A valid string comes back through the parser.
+		if utf8.Valid(b) {
+			if got, ok := stringValue(string(appendString(nil, string(b)))); !ok || got != string(b) {
+				t.Fatalf("%q does not come back: %q", b, got)
 			}
 		}
 	}

@@ -237,6 +237,9 @@ type decoder struct {
 	// arena holds the canonical text of a message's values that were not canonical (uMap's
 	// metadata is not: its members are not sorted), reused likewise.
 	arena []byte
+	// canon is the scratch of canonicalWith for metadata given by a caller or inside a
+	// compact list (identify), apart from the message's arena, whose texts are in use then.
+	canon jscratch
 }
 
 // parseTop parses a message's envelope into the reused top buffer.

@@ -69,7 +69,12 @@ func JoinPath(parts ...string) string {
 		if i > 0 {
 			b.WriteByte('.')
 		}
-		for j := 0; j < len(p); j++ {
+		j := 0
+		for j < len(p) && !keyJSONMark[p[j]] {
+			j++
+		}
+		b.WriteString(p[:j]) // the usual part, as it is
+		for ; j < len(p); j++ {
 			switch c := p[j]; c {
 			case '\\', '.', '*', '?', '|', '#', '@', '!':
 				b.WriteByte('\\')
@@ -106,7 +111,12 @@ func appendKeyJSON(b []byte, path []string) []byte {
 		if i > 0 {
 			b = append(b, '.')
 		}
-		for j := 0; j < len(p); j++ {
+		j := 0
+		for j < len(p) && !keyJSONMark[p[j]] {
+			j++
+		}
+		b = append(b, p[:j]...) // the usual part, as it is
+		for ; j < len(p); j++ {
 			switch c := p[j]; c {
 			case '\\':
 				b = append(b, `\\\\`...) // the key's escape, then the escaped backslash, as JSON
@@ -125,3 +135,14 @@ func appendKeyJSON(b []byte, path []string) []byte {
 	}
 	return append(b, '"')
 }
+
+// keyJSONMark marks the bytes appendKeyJSON writes otherwise than as they are.
+var keyJSONMark = func() (t [256]bool) {
+	for c := 0; c < 0x20; c++ {
+		t[c] = true
+	}
+	for _, c := range []byte("\\.*?|#@!\"") {
+		t[c] = true
+	}
+	return t
+}()

@@ -242,7 +242,8 @@ func (r *Replica) identify(subject, metadata string) (*object, error) {
 	return o, err
 }
 
-// identifyWithMeta is identify that also returns the canonical metadata given.
+// identifyWithMeta is identify that also returns the canonical metadata given: a scratch
+// text, valid until the next call (a caller that keeps it copies it).
 func (r *Replica) identifyWithMeta(subject, metadata string) (*object, string, error) {
 	// A page edits the same features again and again, with the same metadata text: the
 	// canonical form and the object are remembered for known objects.
@@ -258,7 +259,7 @@ func (r *Replica) identifyWithMeta(subject, metadata string) (*object, string, e
 	if len(metadata) > r.opts.Limits.MaxMessageBytes {
 		return nil, "", newError(ErrTooLarge, "metadata too large")
 	}
-	meta, err := canonicalJSON(metadata, r.opts.Limits.MaxDepth)
+	meta, err := canonicalWith(&r.dec.canon, metadata, r.opts.Limits.MaxDepth) // a scratch text
 	if err != nil {
 		return nil, "", err
 	}
@@ -272,11 +273,13 @@ func (r *Replica) identifyWithMeta(subject, metadata string) (*object, string, e
 		}
 		obj = r.objectFor(sub, r.dec.keyBuf, meta)
 	}
-	if r.objects[obj.key] == obj { // known, not pending
-		if r.metaCache == nil || len(r.metaCache) >= 4096 {
+	// Known objects (not pending) are remembered up to 4,096 of them; once full, the cache
+	// stays as it is: refilling it on a larger working set cost more than it saved.
+	if r.objects[obj.key] == obj && len(r.metaCache) < 4096 {
+		if r.metaCache == nil {
 			r.metaCache = make(map[string]metaHit, 64)
 		}
-		r.metaCache[string(r.metaKey)] = metaHit{obj: obj, meta: meta}
+		r.metaCache[string(r.metaKey)] = metaHit{obj: obj, meta: strings.Clone(meta)}
 	}
 	return obj, meta, nil
 }
