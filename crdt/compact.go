@@ -232,7 +232,8 @@ func (r *Replica) decodeOps(raw string) ([]*op, error) {
 		return nil, bad("objects must be an array")
 	}
 	eachElement(rawObjs, func(el string) bool {
-		parts := elements(el)
+		var two [3]string
+		parts := appendElements(two[:0], el)
 		if len(parts) != 2 {
 			err = bad("an object is [subject, metadata], got " + quote(el))
 			return false
@@ -379,10 +380,22 @@ func elements(raw string) []string { return appendElements(nil, raw) }
 // appendElements appends the raw elements of a JSON array to dst (a caller's buffer: no
 // allocation for the short arrays of the compact encoding).
 func appendElements(dst []string, raw string) []string {
-	eachElement(raw, func(el string) bool {
-		dst = append(dst, el)
-		return true
-	})
+	if len(raw) < 2 || raw[0] != '[' || raw[1] == ']' {
+		return dst
+	}
+	p := jparser{s: raw, i: 1, maxDepth: 1 << 30}
+	for p.err == nil && p.i < len(raw) {
+		start := p.i
+		p.skip()
+		if p.err != nil {
+			return dst
+		}
+		dst = append(dst, raw[start:p.i])
+		if p.i >= len(raw) || raw[p.i] != ',' {
+			return dst
+		}
+		p.i++
+	}
 	return dst
 }
 

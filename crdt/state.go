@@ -22,33 +22,33 @@ import (
 
 // object is one map, datalayer, feature … known to the replica.
 type object struct {
-	key     string   // identity: subject and id fields, NUL-separated
-	subject *Subject //
-	meta    string   // canonical metadata, as last seen
-	root    write    // newest upsert/delete/base; op == nil means none: alive with {}
-	paths   []kept   // path writes newer than root (see the invariant above)
+	key     string      // identity: subject and id fields, NUL-separated
+	subject *Subject    //
+	meta    string      // canonical metadata, as last seen
+	root    write       // newest upsert/delete/base; op == nil means none: alive with {}
+	paths   []pathWrite // path writes newer than root (see the invariant above)
 }
 
-// kept is a path write kept in the state, with its path at hand: the operation lies
+// pathWrite is a path write kept in the state, with its path at hand: the operation lies
 // elsewhere in memory, and reading it for each kept write of an object on every write
 // cost a cache miss each. 24 bytes, as a write with a []string would cost 40.
-type kept struct {
+type pathWrite struct {
 	op    *op
 	sub   int32
 	n     int32   // len(path)
 	first *string // &path[0] (paths of updates have at least one part)
 }
 
-func keep(w write) kept {
+func keep(w write) pathWrite {
 	p := w.target().path
-	return kept{op: w.op, sub: w.sub, n: int32(len(p)), first: unsafe.SliceData(p)}
+	return pathWrite{op: w.op, sub: w.sub, n: int32(len(p)), first: unsafe.SliceData(p)}
 }
 
 // w returns the write.
-func (k kept) w() write { return write{op: k.op, sub: k.sub} }
+func (k pathWrite) w() write { return write{op: k.op, sub: k.sub} }
 
 // path returns the write's key path (the target's).
-func (k kept) path() []string { return unsafe.Slice(k.first, k.n) }
+func (k pathWrite) path() []string { return unsafe.Slice(k.first, k.n) }
 
 // write is one write of an operation kept in the state.
 type write struct {
@@ -125,6 +125,9 @@ func (o *object) apply(w write) bool {
 		kept = append(kept, p)
 	}
 	clear(o.paths[len(kept):])
+	if kept == nil {
+		kept = make([]pathWrite, 0, 4) // a feature's few keys: one allocation, not three
+	}
 	o.paths = append(kept, keep(w))
 	w.op.live++
 	return true
