@@ -772,7 +772,10 @@ func (it *memberIter) next() (name, val string, ok bool) {
 	return name, val, true
 }
 
-// skip moves past one valid value without building anything.
+// skip moves past one value of text this parser validated already (a value of a parsed
+// message: every caller reads such text). It finds where the value ends without checking it
+// again — strings end at the first quote not escaped. On other text it stops somewhere or
+// fails, and never reads out of bounds.
 func (p *jparser) skip() {
 	if p.i >= len(p.s) {
 		p.fail("unexpected end of input")
@@ -781,18 +784,13 @@ func (p *jparser) skip() {
 	s, i := p.s, p.i
 	switch c := s[i]; c {
 	case '"':
-		p.str()
+		i = stringEnd(s, i)
 	case '{', '[':
 		depth := 0
-		for i < len(s) {
+		for i >= 0 && i < len(s) {
 			switch s[i] {
 			case '"':
-				p.i = i
-				p.str()
-				if p.err != nil {
-					return
-				}
-				i = p.i
+				i = stringEnd(s, i)
 				continue
 			case '{', '[':
 				depth++
@@ -808,8 +806,9 @@ func (p *jparser) skip() {
 				i++
 			}
 		}
-		p.i = i
+		p.i = len(s)
 		p.fail("unterminated value")
+		return
 	default:
 		for i < len(s) && !scalarEnd[s[i]] {
 			i++
@@ -818,8 +817,33 @@ func (p *jparser) skip() {
 			p.fail("expected a value")
 			return
 		}
-		p.i = i
 	}
+	if i < 0 {
+		p.i = len(s)
+		p.fail("unterminated string")
+		return
+	}
+	p.i = i
+}
+
+// stringEnd returns the index after the closing quote of the string that starts at s[i]
+// (a '"'), or -1 if it has none: the first quote after an even run of backslashes.
+func stringEnd(s string, i int) int {
+	for j := i + 1; j < len(s); j++ {
+		k := strings.IndexByte(s[j:], '"')
+		if k < 0 {
+			return -1
+		}
+		j += k
+		b := j - 1
+		for b > i && s[b] == '\\' {
+			b--
+		}
+		if (j-1-b)%2 == 0 {
+			return j + 1
+		}
+	}
+	return -1
 }
 
 // skipStop marks the bytes skip stops at inside an object or array; scalarEnd those that

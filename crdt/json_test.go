@@ -579,3 +579,64 @@ func TestAppendStringEveryByte(t *testing.T) {
 		}
 	}
 }
+
+// TestSkipFindsTheEnd: skip, which trusts text validated before, ends every valid value
+// exactly where it ends (strings with escaped quotes and backslashes, nesting, numbers,
+// literals); on any bytes at all it stays in bounds.
+func TestSkipFindsTheEnd(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	str := func() string {
+		parts := []string{`a`, `\"`, `\\`, `\\\"`, `}`, `]`, `[`, `{`, `,`, `\u00e9`, `é`, `\n`}
+		var b strings.Builder
+		b.WriteByte('"')
+		for n := rng.IntN(6); n > 0; n-- {
+			b.WriteString(parts[rng.IntN(len(parts))])
+		}
+		return b.String() + `"`
+	}
+	var gen func(depth int) string
+	gen = func(depth int) string {
+		switch k := rng.IntN(7); {
+		case k <= 1 && depth < 4:
+			var b strings.Builder
+			b.WriteByte("[{"[k])
+			for n := rng.IntN(4); n > 0; n-- {
+				if k == 1 {
+					b.WriteString(str() + ":")
+				}
+				b.WriteString(gen(depth + 1))
+				if n > 1 {
+					b.WriteByte(',')
+				}
+			}
+			b.WriteByte("]}"[k])
+			return b.String()
+		case k == 2:
+			return []string{"true", "false", "null", "-1.5e3", "0", "42"}[rng.IntN(6)]
+		}
+		return str()
+	}
+	for n := 0; n < 20000; n++ {
+		v := gen(0)
+		if _, err := canonicalJSON(v, 64); err != nil {
+			t.Fatalf("generator gave invalid JSON %s: %v", v, err)
+		}
+		p := jparser{s: v + `,"rest"]`, maxDepth: 1 << 30}
+		p.skip()
+		if p.err != nil || p.i != len(v) {
+			t.Fatalf("skip of %s ended at %d (%v), want %d", v, p.i, p.err, len(v))
+		}
+	}
+	for n := 0; n < 20000; n++ {
+		b := make([]byte, rng.IntN(24))
+		for i := range b {
+			const alphabet = `"\[]{},:a1`
+			b[i] = alphabet[rng.IntN(len(alphabet))]
+		}
+		p := jparser{s: string(b), maxDepth: 1 << 30}
+		p.skip() // must not panic
+		if p.i < 0 || p.i > len(b) {
+			t.Fatalf("skip of %q left the text: %d", b, p.i)
+		}
+	}
+}
