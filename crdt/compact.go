@@ -214,7 +214,7 @@ func (r *Replica) decodeOps(raw string) ([]*op, error) {
 	if !isObject(raw) {
 		return nil, newError(ErrBadMessage, "compact operations must be an object")
 	}
-	ms := validMembers(nil, raw) // raw is a value of a parsed message or snapshot
+	ms := validMembersEnds(nil, raw, r.dec.ends) // raw is a value of a parsed message or snapshot
 	var err error
 	bad := func(why string) error { return newError(ErrBadMessage, "compact operations: "+why) }
 	peers, err := stringList(field(ms, "peers"))

@@ -72,6 +72,35 @@ type jparser struct {
 	err      error
 	stack    []member
 	arena    []byte
+	ends     endMemo // nil, or where the big values of the text end (see endMemo)
+}
+
+// bigValue is the size from which scan notes where an object or array ends (endMemo).
+const bigValue = 16 << 10
+
+// endMemo remembers where the big objects and arrays of a message end, by the address of
+// their first byte, as the validating scan found them: the values of a sync response are
+// walked again (its members listed, then the list of operations's), and skip jumps over a
+// noted value instead of reading it. The text must not change while the memo is used (a
+// message being received does not): the decoder empties it before each message.
+type endMemo map[uintptr]uintptr
+
+func (m endMemo) note(s string, start, end int) {
+	base := uintptr(unsafe.Pointer(unsafe.StringData(s)))
+	m[base+uintptr(start)] = base + uintptr(end)
+}
+
+// end returns where the value at s[i] ends, if noted and inside s.
+func (m endMemo) end(s string, i int) (int, bool) {
+	if len(m) == 0 {
+		return 0, false
+	}
+	base := uintptr(unsafe.Pointer(unsafe.StringData(s)))
+	e, ok := m[base+uintptr(i)]
+	if !ok || e <= base+uintptr(i) || e > base+uintptr(len(s)) {
+		return 0, false
+	}
+	return int(e - base), true
 }
 
 func (p *jparser) fail(why string) { p.failWith(ErrInvalidJSON, why) }
@@ -200,7 +229,12 @@ func parseObject(s string, maxDepth int) ([]member, error) {
 // arena non-nil, the canonical text of values that were not canonical is written into
 // *arena, reused from its start: it is valid until the next call with the same arena.
 func parseObjectInto(dst []member, arena *[]byte, s string, maxDepth int) ([]member, error) {
-	p := jparser{s: s, maxDepth: maxDepth}
+	return parseObjectEnds(dst, arena, nil, s, maxDepth)
+}
+
+// parseObjectEnds is parseObjectInto noting in ends where the big values end (endMemo).
+func parseObjectEnds(dst []member, arena *[]byte, ends endMemo, s string, maxDepth int) ([]member, error) {
+	p := jparser{s: s, maxDepth: maxDepth, ends: ends}
 	if arena != nil {
 		p.arena = (*arena)[:0]
 	}
@@ -225,9 +259,13 @@ func parseObjectInto(dst []member, arena *[]byte, s string, maxDepth int) ([]mem
 // validMembers lists the members of raw into dst[:0] without checking raw again: raw must
 // be an object value of text this parser validated and canonicalized (a value of a
 // parsed message).
-func validMembers(dst []member, raw string) []member {
+func validMembers(dst []member, raw string) []member { return validMembersEnds(dst, raw, nil) }
+
+// validMembersEnds is validMembers skipping the values the memo knows (see endMemo).
+func validMembersEnds(dst []member, raw string, ends endMemo) []member {
 	dst = dst[:0]
 	it := members(raw)
+	it.p.ends = ends
 	for name, val, ok := it.next(); ok; name, val, ok = it.next() {
 		dst = append(dst, member{name: name, val: val})
 	}
@@ -332,6 +370,7 @@ func (p *jparser) scan(depth int) bool {
 		if c == '[' {
 			close = ']'
 		}
+		open := p.i
 		p.i++
 		if p.i < len(p.s) && p.s[p.i] == close {
 			p.i++
@@ -363,6 +402,9 @@ func (p *jparser) scan(depth int) bool {
 			}
 			if p.i < len(p.s) && p.s[p.i] == close {
 				p.i++
+				if p.ends != nil && p.i-open >= bigValue {
+					p.ends.note(p.s, open, p.i)
+				}
 				return true
 			}
 			return false
@@ -786,6 +828,10 @@ func (p *jparser) skip() {
 	case '"':
 		i = stringEnd(s, i)
 	case '{', '[':
+		if e, ok := p.ends.end(s, i); ok {
+			p.i = e
+			return
+		}
 		depth := 0
 		for i >= 0 && i < len(s) {
 			switch s[i] {

@@ -240,11 +240,16 @@ type decoder struct {
 	// canon is the scratch of canonicalWith for metadata given by a caller or inside a
 	// compact list (identify), apart from the message's arena, whose texts are in use then.
 	canon jscratch
+	// ends notes where the big values of the message being received end (endMemo).
+	ends endMemo
 }
 
 // parseTop parses a message's envelope into the reused top buffer.
 func (d *decoder) parseTop(s string) ([]member, error) {
-	ms, err := parseObjectInto(d.top, &d.arena, s, d.lim.wireDepth())
+	if d.ends == nil {
+		d.ends = endMemo{}
+	}
+	ms, err := parseObjectEnds(d.top, &d.arena, d.ends, s, d.lim.wireDepth())
 	if cap(ms) > cap(d.top) {
 		d.top = ms[:0]
 	}

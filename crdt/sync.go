@@ -42,6 +42,9 @@ func (r *Replica) receive(msg []byte) (Result, error) {
 	}
 	// msg is read in place, without a copy: everything kept is copied out of it (own).
 	members, err := r.dec.parseTop(unsafe.String(unsafe.SliceData(msg), len(msg)))
+	if len(r.dec.ends) > 0 {
+		defer clear(r.dec.ends) // they name addresses of msg: not valid past this call
+	}
 	if err != nil {
 		return Result{}, err
 	}
@@ -385,7 +388,7 @@ func (r *Replica) receivePeerMessage(members []member) (Result, error) {
 	if !isObject(inner) {
 		return Result{}, newError(ErrBadMessage, "PeerMessage needs a message object")
 	}
-	msg := validMembers(nil, inner) // inner is a value of the parsed message
+	msg := validMembersEnds(nil, inner, r.dec.ends) // inner is a value of the parsed message
 	var err error
 	verb, _ := stringValue(field(msg, "verb"))
 	switch verb {

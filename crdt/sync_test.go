@@ -1002,3 +1002,45 @@ func TestReceiveKeepsNothingOfItsInput(t *testing.T) {
 		}
 	}
 }
+
+// TestBigResponseSkipsNotedValues: a sync response far above bigValue, in both formats,
+// with big values inside (long strings, nested arrays), gives the holder's state; the
+// memo of where its values end is used, then emptied, and a snapshot restored after it
+// (its values walked by the same code) comes out whole.
+func TestBigResponseSkipsNotedValues(t *testing.T) {
+	wall := hlc.NewManualClock(kitT0)
+	holder := newTestReplica(t, "holder", wall)
+	long := `"` + strings.Repeat(`x\"]}[{`, 5000) + `"`
+	for f := 0; f < 400; f++ {
+		meta := `{"id":"f` + strconv.Itoa(f) + `","layerId":"L1"}`
+		must[[]Change](t)(holder.Update("feature", meta, "properties.name", `"n`+strconv.Itoa(f)+`"`))
+		must[[]Change](t)(holder.Update("feature", meta, "geometry", `{"type":"LineString","coordinates":[[1,2],[3,4],[5,[6,[7]]]]}`))
+		if f%100 == 0 {
+			must[[]Change](t)(holder.Update("feature", meta, "properties.description", long))
+		}
+	}
+	holder.Flush()
+	for _, compact := range []bool{true, false} {
+		joiner := newTestReplica(t, "joiner", wall)
+		req := joiner.SyncRequest("holder")
+		if !compact {
+			req = umapRequest("joiner", "holder", "")
+		}
+		resp := recv(t, holder, req).Replies[0]
+		if len(resp) < 4*bigValue {
+			t.Fatalf("response of %d bytes: not big enough for the test", len(resp))
+		}
+		recv(t, joiner, resp)
+		if joiner.State() != holder.State() {
+			t.Fatalf("compact %v: the joiner's state differs", compact)
+		}
+		if len(joiner.dec.ends) != 0 {
+			t.Fatalf("compact %v: %d ends left noted after the receive", compact, len(joiner.dec.ends))
+		}
+		snap := must[[]byte](t)(joiner.Snapshot())
+		back, err := NewReplicaFromSnapshot(Options{PeerID: "joiner", Wall: wall}, snap)
+		if err != nil || back.State() != holder.State() {
+			t.Fatalf("compact %v: snapshot after a big receive: %v", compact, err)
+		}
+	}
+}
