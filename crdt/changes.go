@@ -124,6 +124,9 @@ func (t *tracker) watch(ops []*op) {
 			continue
 		}
 		s.watched = true
+		if !s.obj.exists() { // nothing written yet (a catch-up's new objects): nothing there
+			continue
+		}
 		if s.path == nil {
 			s.before, s.present = s.obj.value()
 			s.present = s.present && s.obj.exists()

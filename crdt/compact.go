@@ -283,11 +283,11 @@ func (r *Replica) decodeOps(raw string) ([]*op, error) {
 			err = bad("an operation array is too short: " + quote(el))
 			break
 		}
-		dw, e1 := strconv.ParseInt(p[0], 10, 64)
-		cnt, e2 := strconv.ParseUint(p[1], 10, 32)
-		pi, e3 := strconv.Atoi(p[2])
-		seq, e4 := strconv.ParseUint(p[3], 10, 64)
-		if e1 != nil || e2 != nil || e3 != nil || e4 != nil || pi < 0 || pi >= len(peers) || cnt > hlc.MaxCounter || seq >= 1<<53 {
+		dw, ok1 := decimal(p[0], true)
+		cnt, ok2 := decimal(p[1], false)
+		pi, ok3 := decimal(p[2], false)
+		sq, ok4 := decimal(p[3], false)
+		if !ok1 || !ok2 || !ok3 || !ok4 || pi >= int64(len(peers)) || cnt > hlc.MaxCounter || sq >= 1<<53 {
 			err = bad("bad clock or seq in " + quote(el))
 			break
 		}
@@ -297,6 +297,7 @@ func (r *Replica) decodeOps(raw string) ([]*op, error) {
 			break
 		}
 		ts := hlc.Timestamp{Wall: wall, Counter: uint32(cnt), Peer: r.dec.peer(peers[pi])}
+		seq := uint64(sq)
 		var o *op
 		if p[4] == "4" {
 			o = &op{ts: ts, seq: seq, verb: VerbBatch}
@@ -332,9 +333,9 @@ func (r *Replica) decodeSub(p []string, objs []*object) (*op, error) {
 	if len(p) < 2 {
 		return nil, bad()
 	}
-	v, e1 := strconv.Atoi(p[0])
-	oi, e2 := strconv.Atoi(p[1])
-	if e1 != nil || e2 != nil || oi < 0 || oi >= len(objs) || v < int(VerbUpdate) || v > int(VerbDelete) {
+	v, ok1 := decimal(p[0], false)
+	oi, ok2 := decimal(p[1], false)
+	if !ok1 || !ok2 || oi >= int64(len(objs)) || v < int64(VerbUpdate) || v > int64(VerbDelete) {
 		return nil, bad()
 	}
 	o := &op{verb: Verb(v), obj: objs[oi]}
@@ -397,6 +398,30 @@ func appendElements(dst []string, raw string) []string {
 		p.i++
 	}
 	return dst
+}
+
+// decimal parses a JSON integer of at most 18 digits (a negative one if signed allows it):
+// the numbers of the compact encoding, without strconv's generality.
+func decimal(s string, signed bool) (int64, bool) {
+	neg := false
+	if signed && len(s) > 1 && s[0] == '-' {
+		neg, s = true, s[1:]
+	}
+	if len(s) == 0 || len(s) > 18 || (s[0] == '0' && len(s) > 1) {
+		return 0, false
+	}
+	var n int64
+	for i := 0; i < len(s); i++ {
+		c := s[i] - '0'
+		if c > 9 {
+			return 0, false
+		}
+		n = n*10 + int64(c)
+	}
+	if neg {
+		n = -n
+	}
+	return n, true
 }
 
 func joinRaw(p []string) string {

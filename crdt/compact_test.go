@@ -5,6 +5,7 @@ package crdt
 import (
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/mapcrdt/mapcrdt/hlc"
@@ -216,4 +217,30 @@ func TestCompactThenUndo(t *testing.T) {
 	kitRedo(t, alice)
 	kitRedo(t, alice)
 	kitWant(t, alice, "feature", kitF1, "properties.name", `"v3"`)
+}
+
+// TestDecimalMatchesStrconv: the compact encoding's integer reader accepts exactly the JSON
+// integers of up to 18 digits, with strconv's values.
+func TestDecimalMatchesStrconv(t *testing.T) {
+	cases := []string{"0", "7", "-0", "-7", "42", "-42", "123456789012345678", "1234567890123456789",
+		"01", "", "-", "+1", "1.5", "1e3", " 1", "1 ", "a", "9x", "--1"}
+	rng := rand.New(rand.NewPCG(7, 8))
+	for n := 0; n < 5000; n++ {
+		b := make([]byte, rng.IntN(20))
+		for i := range b {
+			b[i] = "-0123456789.e"[rng.IntN(13)]
+		}
+		cases = append(cases, string(b))
+	}
+	for _, s := range cases {
+		for _, signed := range []bool{false, true} {
+			got, ok := decimal(s, signed)
+			want, err := strconv.ParseInt(s, 10, 64)
+			valid := err == nil && len(strings.TrimPrefix(s, "-")) <= 18 && s[0] != '+' &&
+				(signed || s[0] != '-') && !(len(strings.TrimPrefix(s, "-")) > 1 && strings.TrimPrefix(s, "-")[0] == '0')
+			if ok != valid || (ok && got != want) {
+				t.Fatalf("decimal(%q, %v) = %d, %v; want %d, %v", s, signed, got, ok, want, valid)
+			}
+		}
+	}
 }
