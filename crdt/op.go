@@ -220,6 +220,7 @@ type decoder struct {
 	objects  func(sub *Subject, key []byte, meta string) *object
 	keyBuf   []byte
 	peers    map[string]string   // interned peer ids: a clock must not hold its message alive
+	lastPeer string              // the peer id interned last (an entry of peers)
 	parts    map[string]string   // interned key parts (see path)
 	paths    map[string][]string // interned paths, by parts joined with NUL (see path)
 	byKey    map[string][]string // interned paths by key text (see parseKey)
@@ -265,7 +266,11 @@ func (d *decoder) elemMembers(s string) []member {
 
 // peer returns the interned copy of id.
 func (d *decoder) peer(id string) string {
+	if id == d.lastPeer { // messages come in runs from one peer: no hashing of the id
+		return d.lastPeer
+	}
 	if p, ok := d.peers[id]; ok {
+		d.lastPeer = p
 		return p
 	}
 	if d.peers == nil {

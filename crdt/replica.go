@@ -187,7 +187,12 @@ func (r *Replica) rebuild() {
 }
 
 // isOwn reports whether origin is one of this replica's.
-func (r *Replica) isOwn(origin string) bool { return r.origins[origin] }
+func (r *Replica) isOwn(origin string) bool {
+	if origin == r.origin {
+		return true
+	}
+	return len(r.origins) > 1 && r.origins[origin] // most replicas have one origin, r.origin
+}
 
 // PeerID returns the replica's peer id.
 func (r *Replica) PeerID() string { return r.peer }
