@@ -245,8 +245,9 @@ func (t *tracker) changes() []Change {
 			out = append(out, c)
 		}
 	}
-	if len(out) > 1 {
-		slices.SortStableFunc(out, func(a, b Change) int { return a.HLC.Compare(b.HLC) })
+	byClock := func(a, b Change) int { return a.HLC.Compare(b.HLC) }
+	if len(out) > 1 && !slices.IsSortedFunc(out, byClock) { // a catch-up's usually are
+		slices.SortStableFunc(out, byClock)
 	}
 	t.inline, t.spots, t.byObj, t.out = [2]spot{}, nil, nil, nil // hold no values between calls
 	if len(out) == 0 {
