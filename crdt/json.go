@@ -154,34 +154,43 @@ func (p *jparser) membersInto(dst []member, depth int) []member {
 
 // pushMembers parses the object at p.i and appends its members to p.stack, in input order,
 // values canonical. A nested object or array uses the stack above them and gives it back.
-func (p *jparser) pushMembers(depth int) bool {
+func (p *jparser) pushMembers(depth int) bool { return p.pushList(depth, '{', '}') }
+
+// pushElements parses the array at p.i and appends its elements (canonical, no names) to
+// p.stack.
+func (p *jparser) pushElements(depth int) bool { return p.pushList(depth, '[', ']') }
+
+// pushList is pushMembers ('{' … '}') or pushElements ('[' … ']').
+func (p *jparser) pushList(depth int, open, close byte) bool {
 	if depth >= p.maxDepth {
 		p.tooDeep()
 		return false
 	}
-	if p.i >= len(p.s) || p.s[p.i] != '{' {
+	if p.i >= len(p.s) || p.s[p.i] != open {
 		p.fail("expected an object")
 		return false
 	}
 	p.i++
 	p.ws()
-	if p.i < len(p.s) && p.s[p.i] == '}' {
+	if p.i < len(p.s) && p.s[p.i] == close {
 		p.i++
 		return true
 	}
 	for p.err == nil {
 		p.ws()
-		name := p.str()
-		if p.err != nil {
-			return false
+		var name string
+		if open == '{' {
+			if name = p.str(); p.err != nil {
+				return false
+			}
+			p.ws()
+			if p.i >= len(p.s) || p.s[p.i] != ':' {
+				p.fail("expected ':'")
+				return false
+			}
+			p.i++
+			p.ws()
 		}
-		p.ws()
-		if p.i >= len(p.s) || p.s[p.i] != ':' {
-			p.fail("expected ':'")
-			return false
-		}
-		p.i++
-		p.ws()
 		val := p.valueString(depth + 1) // may use the stack above, and gives it back
 		p.stack = append(p.stack, member{name: name, val: val})
 		p.ws()
@@ -189,11 +198,15 @@ func (p *jparser) pushMembers(depth int) bool {
 			p.i++
 			continue
 		}
-		if p.i < len(p.s) && p.s[p.i] == '}' {
+		if p.i < len(p.s) && p.s[p.i] == close {
 			p.i++
 			return p.err == nil
 		}
-		p.fail("expected ',' or '}'")
+		if open == '{' {
+			p.fail("expected ',' or '}'")
+		} else {
+			p.fail("expected ',' or ']'")
+		}
 	}
 	return false
 }
@@ -321,37 +334,6 @@ func (p *jparser) valueString(depth int) string {
 }
 
 func arenaString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
-
-// pushElements parses the array at p.i and appends its elements (canonical, no names) to
-// p.stack.
-func (p *jparser) pushElements(depth int) bool {
-	if depth >= p.maxDepth {
-		p.tooDeep()
-		return false
-	}
-	p.i++
-	p.ws()
-	if p.i < len(p.s) && p.s[p.i] == ']' {
-		p.i++
-		return true
-	}
-	for p.err == nil {
-		p.ws()
-		val := p.valueString(depth + 1)
-		p.stack = append(p.stack, member{val: val})
-		p.ws()
-		if p.i < len(p.s) && p.s[p.i] == ',' {
-			p.i++
-			continue
-		}
-		if p.i < len(p.s) && p.s[p.i] == ']' {
-			p.i++
-			return p.err == nil
-		}
-		p.fail("expected ',' or ']'")
-	}
-	return false
-}
 
 // scan validates the value at p.i without building anything and reports whether it is
 // already canonical (no whitespace, object members strictly sorted, no escaped names).
