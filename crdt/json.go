@@ -180,7 +180,7 @@ func (p *jparser) pushList(depth int, open, close byte) bool {
 		p.ws()
 		var name string
 		if open == '{' {
-			if name = p.str(); p.err != nil {
+			if name = p.name(); p.err != nil {
 				return false
 			}
 			p.ws()
@@ -365,8 +365,10 @@ func (p *jparser) scan(depth int) bool {
 					return false
 				}
 				start := p.i
-				name := p.str()
-				if p.err != nil || strings.IndexByte(p.s[start:p.i], '\\') >= 0 || (!first && name <= prev) {
+				name := p.name()
+				// An escape always decodes shorter than it is written: a name with one
+				// is not canonical.
+				if p.err != nil || len(name) != p.i-start-2 || (!first && name <= prev) {
 					return false
 				}
 				prev, first = name, false
@@ -525,6 +527,26 @@ func plainRun(s string, i int) int {
 		i++
 	}
 	return i
+}
+
+// name is str for a member name: names are short, and a byte loop finds the end of a
+// plain one in fewer instructions than str's eight-byte loop.
+func (p *jparser) name() string {
+	s, start := p.s, p.i+1
+	if p.i < len(s) && s[p.i] == '"' {
+		for i := start; i < len(s) && i-start < 16; i++ {
+			c := s[i]
+			if plainByte[c] {
+				continue
+			}
+			if c == '"' {
+				p.i = i + 1
+				return s[start:i]
+			}
+			break
+		}
+	}
+	return p.str()
 }
 
 // str reads a string at p.i and returns its decoded value.
@@ -782,7 +804,7 @@ func (it *memberIter) next() (name, val string, ok bool) {
 		return "", "", false
 	}
 	p.ws()
-	name = p.str()
+	name = p.name()
 	p.ws()
 	p.i++ // ':'
 	p.ws()

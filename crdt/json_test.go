@@ -640,3 +640,26 @@ func TestSkipFindsTheEnd(t *testing.T) {
 		}
 	}
 }
+
+// TestNameIsStr: the member-name reader gives what str gives (value, end, error) on short
+// and long names, escapes, bad bytes and unterminated text.
+func TestNameIsStr(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	parts := []string{"a", "id", "layerId", `\"`, `\\`, `\u00e9`, "é", "\x01", `"`, "featureTypeLonger", `\x`}
+	for n := 0; n < 20000; n++ {
+		var b strings.Builder
+		b.WriteByte('"')
+		for k := rng.IntN(5); k > 0; k-- {
+			b.WriteString(parts[rng.IntN(len(parts))])
+		}
+		if rng.IntN(5) > 0 {
+			b.WriteString(`":1`)
+		}
+		text := b.String()
+		p, q := jparser{s: text, maxDepth: 8}, jparser{s: text, maxDepth: 8}
+		got, want := p.name(), q.str()
+		if got != want || p.i != q.i || (p.err == nil) != (q.err == nil) {
+			t.Fatalf("%q: name %q at %d (%v), str %q at %d (%v)", text, got, p.i, p.err, want, q.i, q.err)
+		}
+	}
+}
