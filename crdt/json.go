@@ -39,15 +39,19 @@ type jscratch struct {
 // otherwise text in sc's arena, valid until the next use of sc. A nil sc uses memory of
 // this call.
 func canonicalWith(sc *jscratch, s string, maxDepth int) (string, error) {
-	if p := (jparser{s: s, maxDepth: maxDepth}); p.scan(0) && p.i == len(s) {
-		return s, nil
-	}
 	p := jparser{s: s, maxDepth: maxDepth}
 	if sc != nil {
 		p.stack, p.arena = sc.stack[:0], sc.arena[:0]
 	}
 	p.ws()
-	v := p.valueString(0)
+	start := p.i
+	var v string
+	if p.scan(0) {
+		v = s[start:p.i] // canonical already: s itself, or s without surrounding whitespace
+	} else if p.err == nil {
+		p.i = start
+		v = p.rewrite(0) // one more pass, not two (valueString would scan again)
+	}
 	p.ws()
 	if p.err == nil && p.i < len(s) {
 		p.fail("unexpected text after the value")
@@ -64,7 +68,7 @@ func canonicalWith(sc *jscratch, s string, maxDepth int) (string, error) {
 // jparser reads one JSON text. stack holds the members of the objects (and elements of
 // the arrays) being canonicalized, innermost last; arena holds the canonical text written
 // for nested values that were not canonical. Strings pointing into arena stay valid until
-// the arena is reused (parseWith: the next parse with the same scratch).
+// the arena is reused (the next parse with the same scratch: parseObjectInto, canonicalWith).
 type jparser struct {
 	s        string
 	i        int
@@ -302,6 +306,12 @@ func (p *jparser) valueString(depth int) string {
 		return ""
 	}
 	p.i = start
+	return p.rewrite(depth)
+}
+
+// rewrite returns the canonical text of the value at p.i, which scan found valid so far but
+// not canonical, written into p.arena.
+func (p *jparser) rewrite(depth int) string {
 	base := len(p.stack)
 	switch p.s[p.i] {
 	case '{':
