@@ -235,6 +235,11 @@ class Bridge {
       this.onCrash();
       throw fail("internal", "the mapcrdt module crashed: " + this.crashed);
     }
+    if (this.u32[this.lens + 16] !== 0) {
+      // The call left a garbage collection marking: let Go's scheduler finish it now (see
+      // writeBarrier in wasm/main_wasm.go).
+      this.factory.idle();
+    }
     if (this.inCap > 1 << 20) {
       // Give a large input buffer back (Go replaces it by a small one).
       this.inPtr = this.ex.mapcrdt_in(0);

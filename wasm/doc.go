@@ -40,6 +40,14 @@
 // no method waits on anything. Every call is synchronous and bounded by the size of its
 // input (the engine's Limits); nothing is left running between calls.
 //
+// One thing needs the scheduler: a garbage collection that starts inside a wasmexport call
+// stays in its mark phase (every pointer write paying the write barrier) until the scheduler
+// runs the mark worker, which only a js.FuncOf call lets it do. So the word after the
+// argument lengths (lens[16]) is 1 when a call leaves a collection marking, and the glue
+// then calls __mapcrdt.idle(), a callback that does nothing: returning from it, the
+// scheduler finishes the collection. Measured: W1 (10k edits) 250–280 → 153 ms, W3 17 →
+// 14–16 µs/op.
+//
 // # Errors and panics
 //
 // Bad input gets the engine's typed error: code ("invalid_json", "clock_drift", …) and

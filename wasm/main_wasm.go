@@ -8,8 +8,28 @@ import (
 	"unsafe"
 )
 
+// writeBarrier is the runtime's flag that a garbage collection is marking (the runtime
+// exports it by name: go.dev/issue/67401). The js/wasm runtime has one thread and runs its
+// background mark worker only when the scheduler gets control, which a wasmexport call never
+// gives it: a collection started inside one stays in its mark phase, with every pointer write
+// paying the write barrier, for as many calls as its assists take to finish it. Measured on
+// the W3 workload: a third of the time. So a call that leaves the collector marking says so
+// (gcFlag), and the glue then calls __mapcrdt.idle, a js.FuncOf callback: returning from it
+// passes through the scheduler, which runs the idle mark worker to the end of the mark phase.
+//
+//go:linkname writeBarrier runtime.writeBarrier
+var writeBarrier struct {
+	enabled bool
+	pad     [3]byte
+	alignme uint64
+}
+
 // maxArgs bounds the arguments of one wasmexport call (create takes the most: 10).
 const maxArgs = 16
+
+// gcFlag is the index in lens of the word a call sets to 1 when it leaves a collection
+// marking (see writeBarrier).
+const gcFlag = maxArgs
 
 var (
 	host = NewHost()
@@ -19,7 +39,7 @@ var (
 	// Go heap does not move, and these globals keep the buffers alive between calls.
 	inBuf  = make([]byte, 64<<10)
 	outBuf = make([]byte, 0, 64<<10)
-	lens   [maxArgs]uint32
+	lens   [maxArgs + 1]uint32 // argument lengths, then gcFlag
 	argv   [maxArgs][]byte
 	call   Call // the call being run (a global: a local would escape to the heap)
 )
@@ -44,6 +64,7 @@ func install() {
 	f.Set("version", "1")
 	f.Set("methods", js.ValueOf(names))
 	f.Set("call", js.FuncOf(jsCall))
+	f.Set("idle", js.FuncOf(func(js.Value, []js.Value) any { return nil }))
 	js.Global().Set("__mapcrdt", f)
 }
 
@@ -97,8 +118,8 @@ func exportIn(n uint32) uint32 {
 	return addr(unsafe.SliceData(inBuf))
 }
 
-// exportLens returns the address of the argument lengths (uint32 × maxArgs). It never
-// changes.
+// exportLens returns the address of the argument lengths (uint32 × maxArgs), followed by
+// the collector flag (uint32, see writeBarrier). It never changes.
 //
 //go:wasmexport mapcrdt_lens
 func exportLens() uint32 { return addr((*byte)(unsafe.Pointer(&lens[0]))) }
@@ -133,6 +154,10 @@ func exportCall(method, handle, flags, nargs uint32, now float64) (n int32) {
 	out, ok := host.Call(outBuf[:0], c)
 	clear(argv[:nargs])
 	outBuf = out
+	lens[gcFlag] = 0
+	if writeBarrier.enabled {
+		lens[gcFlag] = 1
+	}
 	if !ok {
 		return -int32(len(out)) - 1
 	}

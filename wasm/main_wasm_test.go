@@ -5,6 +5,7 @@ package main
 import (
 	"encoding/json"
 	"math"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall/js"
@@ -168,5 +169,30 @@ func TestFuncOfBridge(t *testing.T) {
 	}
 	if ok, _ := call(MethodState, handle); !ok {
 		t.Fatal("the bridge stopped serving")
+	}
+}
+
+// A wasmexport call that leaves a garbage collection marking says so in lens[gcFlag], and
+// __mapcrdt.idle (what the glue then calls) lets the scheduler finish the collection.
+func TestIdleFinishesMarking(t *testing.T) {
+	install()
+	defer debug.SetGCPercent(debug.SetGCPercent(1))
+	a, _ := strconv.Atoi(exportMust(t, MethodCreate, 0, "gc"))
+	for i := 0; lens[gcFlag] == 0; i++ {
+		if i == 1_000_000 {
+			t.Fatal("no call left a collection marking")
+		}
+		exportMust(t, MethodEdit, uint32(a), "update", "feature", meta, "properties.n"+strconv.Itoa(i%500), strconv.Itoa(i))
+	}
+	if !writeBarrier.enabled {
+		t.Fatal("the flag is set and no collection is marking")
+	}
+	js.Global().Get("__mapcrdt").Call("idle")
+	if writeBarrier.enabled {
+		t.Fatal("idle returned with the collection still marking")
+	}
+	exportMust(t, MethodCanUndo, uint32(a))
+	if lens[gcFlag] != 0 {
+		t.Fatal("a call that left no collection marking set the flag")
 	}
 }
