@@ -111,8 +111,11 @@ async function memoryChild(name) {
   const b = await sys.replica(1);
   sys.catchUp(a, b);
   const after = measure();
-  const js = after.js - before.js;
   const wasmGrowth = after.wasmBytes - before.wasmBytes;
+  // process.memoryUsage().external counts a WebAssembly.Memory's buffer: take its growth out,
+  // or a wasm system's memory growth would be counted twice (once here, once as wasmGrowth
+  // or inside the Go heap).
+  const js = after.js - before.js - wasmGrowth;
   const go = after.goHeap - before.goHeap;
   // mapcrdt: the Go heap the replica holds (exact, after a collection); the wasm memory
   // only grows by whole pages and keeps what the runtime reserved, so it is reported aside.
@@ -243,7 +246,8 @@ async function main() {
   table(results, mem);
   if (mem) {
     console.log(
-      `\nmemory: mapcrdt = Go heap retained (after GC) + JS heap delta; Yjs = JS heap delta; Loro = wasm memory growth + JS heap delta.` +
+      `\nmemory: mapcrdt = Go heap retained (after GC) + JS heap delta; Yjs = JS heap delta; Loro = wasm memory growth + JS heap delta` +
+        `\n        (JS heap delta: heapUsed + external, without the growth of the wasm memories that external counts).` +
         `\n        mapcrdt wasm memory growth: ${(mem.mapcrdt.wasmGrowth / 1048576).toFixed(2)} MB (pages the Go runtime reserved; never returned)`,
     );
   }
