@@ -37,9 +37,21 @@ try {
   for (const m of a.flush()) b.receive(m);
   let code = "";
   try { b.receive("{broken"); } catch (e) { code = e instanceof MapcrdtError ? e.code : String(e); }
+  // Enough edits for the Go collector to run (several times): the glue finishes each
+  // collection through __mapcrdt.idle, a js.FuncOf call, which must work here too.
+  const d = await createEngine({ peerId: "dora" });
+  const e = await createEngine({ peerId: "emil" });
+  const gcBefore = d.memory().numGC;
+  const pad = " ".repeat(1000); // 20,000 kept values of 1 KB: past the first collection's 12 MB
+  for (let i = 0; i < 20000; i++) {
+    d.update("feature", { id: "g" + (i % 500), layerId: "L1", featureType: "marker" }, "properties.n", "value " + i + pad);
+    for (const m of d.flush()) e.receive(m);
+  }
+  const collections = d.memory().numGC - gcBefore;
+  const converged = d.state() === e.state();
   const c = await createEngine({ snapshot: b.snapshot() });
   window.result = { same: a.state() === b.state(), name: b.get("feature", meta, "properties.name"), seen, code,
-                    snapshot: c.state() === b.state(), peer: c.peerId };
+                    snapshot: c.state() === b.state(), peer: c.peerId, collections, converged };
 } catch (e) {
   window.result = { error: String(e && e.stack || e) };
 }
@@ -90,6 +102,8 @@ test("the module works in a browser (chromium, ES module, streaming instantiatio
     assert.equal(result.code, "invalid_json");
     assert.equal(result.snapshot, true);
     assert.equal(result.peer, "bob");
+    assert.ok(result.collections > 0, "no collection ran during 20,000 edits");
+    assert.equal(result.converged, true);
   } finally {
     await browser.close();
     server.close();
