@@ -228,17 +228,18 @@ class Bridge {
     let r;
     try {
       r = this.ex.mapcrdt_call(method, handle, flags, n, now);
+      if (this.memory.buffer !== this.buf) this.refresh();
+      if (this.u32[this.lens + 16] !== 0) {
+        // The call left a garbage collection marking: let Go's scheduler finish it now (see
+        // writeBarrier in wasm/main_wasm.go).
+        this.factory.idle();
+      }
     } catch (e) {
       // A trap (the Go runtime aborting: out of memory, a fatal error) leaves the module in
       // no state to continue; every later call reports it.
       this.crashed = String(e && e.message);
       this.onCrash();
       throw fail("internal", "the mapcrdt module crashed: " + this.crashed);
-    }
-    if (this.u32[this.lens + 16] !== 0) {
-      // The call left a garbage collection marking: let Go's scheduler finish it now (see
-      // writeBarrier in wasm/main_wasm.go).
-      this.factory.idle();
     }
     if (this.inCap > 1 << 20) {
       // Give a large input buffer back (Go replaces it by a small one).
