@@ -168,6 +168,57 @@ func BenchmarkReceive(b *testing.B) {
 	cpu.report(b)
 }
 
+// BenchmarkReceiveCanonical is BenchmarkReceive with each message as a mapcrdt peer writes
+// it (members sorted, the canonical form that the parser validates without rewriting),
+// where BenchmarkReceive's are in uMap's member order.
+func BenchmarkReceiveCanonical(b *testing.B) {
+	wall := hlc.NewManualClock(t0)
+	msgs, _ := benchMessages(b, wall)
+	r := benchReplica(b, wall, msgs)
+	msgs = nil
+	var buf []byte
+	i := 0
+	b.ReportAllocs()
+	cpu := startCPU()
+	for b.Loop() {
+		buf = remoteUpdateCanonical(buf, i)
+		res, err := r.Receive(buf)
+		if err != nil || len(res.Replies) != 0 {
+			b.Fatalf("%v %q", err, res.Replies)
+		}
+		i++
+	}
+	cpu.report(b)
+}
+
+// remoteUpdateCanonical is remoteUpdate written as a mapcrdt peer writes it: members sorted.
+func remoteUpdateCanonical(buf []byte, i int) []byte {
+	f, k := (i*7919)%benchFeatures, i%len(benchKeys)
+	buf = append(buf[:0], `{"hlc":"`...)
+	buf = hlc.Timestamp{Wall: t0 + 1, Counter: uint32(i), Peer: benchSource}.AppendText(buf)
+	buf = append(buf, `","key":"`...)
+	buf = append(buf, benchKeys[k]...)
+	buf = append(buf, `","kind":"OperationMessage","metadata":{"featureType":"marker","id":"f`...)
+	buf = strconv.AppendInt(buf, int64(f), 10)
+	buf = append(buf, `","layerId":"`+benchLayer+`"},"sender":"`+benchSource+`","seq":`...)
+	buf = strconv.AppendInt(buf, int64(benchFeatures*len(benchKeys)+i+1), 10)
+	buf = append(buf, `,"subject":"feature","value":`...)
+	if k == 4 {
+		buf = append(buf, `{"coordinates":[`...)
+		buf = strconv.AppendInt(buf, int64(f%180), 10)
+		buf = append(buf, ".25,"...)
+		buf = strconv.AppendInt(buf, int64((i+1)%90), 10)
+		buf = append(buf, `.5],"type":"Point"}`...)
+	} else {
+		buf = append(buf, `"v`...)
+		buf = strconv.AppendInt(buf, int64(f), 10)
+		buf = append(buf, '-')
+		buf = strconv.AppendInt(buf, int64(i+1), 10)
+		buf = append(buf, '"')
+	}
+	return append(buf, `,"verb":"update"}`...)
+}
+
 // BenchmarkLocalEdit: one local update (stamped, applied, queued, undo recorded) on a
 // replica holding 100,000 live paths. "Update" flushes the outbox every 1,024 edits (the
 // flush amortized in); "UpdateAndFlush" sends each edit at once.
@@ -353,6 +404,16 @@ func TestRemoteUpdateMessage(t *testing.T) {
 			strconv.Itoa(benchFeatures*len(benchKeys)+i+1) + `}`
 		if got := string(remoteUpdate(nil, i)); got != want {
 			t.Fatalf("%d:\n got %s\nwant %s", i, got, want)
+		}
+	}
+}
+
+func TestRemoteUpdateCanonicalIsCanonical(t *testing.T) {
+	for i := range 10 {
+		msg := string(remoteUpdateCanonical(nil, i))
+		c, err := canonicalJSON(string(remoteUpdate(nil, i)), 64)
+		if err != nil || c != msg {
+			t.Fatalf("%d: %v\n%s\n%s", i, err, c, msg)
 		}
 	}
 }

@@ -185,10 +185,29 @@ func (r *Replica) pickPeer() string {
 // an OperationMessage. Operations whose every write was superseded while they waited (a
 // marker drag's intermediate positions) are dropped instead: one message leaves per path.
 func (r *Replica) Flush() [][]byte {
-	var out [][]byte
+	if len(r.outbox) == 0 {
+		return nil
+	}
+	// All messages are written into one buffer (not one allocation per message). A message
+	// is a full slice expression of the buffer: when append moves the buffer, the messages
+	// already out keep the old array, which nothing writes to again.
+	size := 0
+	for _, o := range r.outbox { // an estimate: a batch grows the buffer
+		size += 256 + len(r.peer) + len(o.value)
+		if o.obj != nil {
+			size += len(o.obj.meta)
+		}
+	}
+	buf := make([]byte, 0, size)
+	out := make([][]byte, 0, len(r.outbox))
 	r.flush(func(o *op) {
-		out = append(out, appendOp(make([]byte, 0, 320+len(o.value)), o, r.peer))
+		start := len(buf)
+		buf = appendOp(buf, o, r.peer)
+		out = append(out, buf[start:len(buf):len(buf)])
 	})
+	if len(out) == 0 {
+		return nil
+	}
 	return out
 }
 
