@@ -249,6 +249,8 @@ type decoder struct {
 func (d *decoder) parseTop(s string) ([]member, error) {
 	if d.ends == nil {
 		d.ends = endMemo{}
+	} else if len(d.ends) > 0 {
+		clear(d.ends) // left by a message whose receive did not return (a panic)
 	}
 	ms, err := parseObjectEnds(d.top, &d.arena, d.ends, s, d.lim.wireDepth())
 	if cap(ms) > cap(d.top) {

@@ -37,14 +37,22 @@ func (r *Replica) ReceiveAppend(changes []Change, msg []byte) (Result, error) {
 }
 
 func (r *Replica) receive(msg []byte) (Result, error) {
+	res, err := r.receiveMessage(msg)
+	// The memo of where msg's values end names addresses of msg: not valid past this call.
+	// (Cleared here rather than deferred in receiveMessage, whose many returns would make
+	// the defer a slow, not open-coded one. parseTop clears it too.)
+	if len(r.dec.ends) > 0 {
+		clear(r.dec.ends)
+	}
+	return res, err
+}
+
+func (r *Replica) receiveMessage(msg []byte) (Result, error) {
 	if len(msg) > r.opts.Limits.MaxMessageBytes {
 		return Result{}, newError(ErrTooLarge, "message of "+strconv.Itoa(len(msg))+" bytes, more than "+strconv.Itoa(r.opts.Limits.MaxMessageBytes))
 	}
 	// msg is read in place, without a copy: everything kept is copied out of it (own).
 	members, err := r.dec.parseTop(unsafe.String(unsafe.SliceData(msg), len(msg)))
-	if len(r.dec.ends) > 0 {
-		defer clear(r.dec.ends) // they name addresses of msg: not valid past this call
-	}
 	if err != nil {
 		return Result{}, err
 	}
