@@ -892,6 +892,27 @@ func (p *jparser) skip() {
 	p.i = i
 }
 
+// skipPart is skip for an element of a compact operation (see nextParts), whose usual
+// parts are integers and short strings: those without a call to skip.
+func (p *jparser) skipPart() {
+	s, i := p.s, p.i
+	if i < len(s) {
+		switch c := s[i]; {
+		case c >= '0' && c <= '9':
+			for i++; i < len(s) && !scalarEnd[s[i]]; i++ {
+			}
+			p.i = i
+			return
+		case c == '"':
+			if e := stringEnd(s, i); e > 0 {
+				p.i = e
+				return
+			}
+		}
+	}
+	p.skip() // anything else, and the errors
+}
+
 // stringEnd returns the index after the closing quote of the string that starts at s[i]
 // (a '"'), or -1 if it has none: the first quote after an even run of backslashes.
 func stringEnd(s string, i int) int {
@@ -1064,7 +1085,7 @@ func (it *elemIter) nextParts(dst []string) (parts []string, el string, more boo
 		} else {
 			for p.err == nil {
 				s := p.i
-				p.skip()
+				p.skipPart()
 				if p.err != nil {
 					break
 				}
