@@ -217,8 +217,18 @@ func (p *jparser) pushList(depth int, open, close byte) bool {
 
 // appendMembers writes members as a canonical object: sorted by name, last duplicate wins.
 func appendMembers(out []byte, members []member) []byte {
-	// Stable sort keeps duplicates in input order; the last one wins.
-	slices.SortStableFunc(members, func(a, b member) int { return strings.Compare(a.name, b.name) })
+	// Stable sort keeps duplicates in input order; the last one wins. The usual object
+	// (metadata, a geometry) has a few members: an insertion sort, stable as it only moves
+	// a member past a greater one, takes a fraction of SortStableFunc's instructions.
+	if len(members) <= 12 {
+		for i := 1; i < len(members); i++ {
+			for j := i; j > 0 && members[j].name < members[j-1].name; j-- {
+				members[j], members[j-1] = members[j-1], members[j]
+			}
+		}
+	} else {
+		slices.SortStableFunc(members, func(a, b member) int { return strings.Compare(a.name, b.name) })
+	}
 	out = append(out, '{')
 	n := 0
 	for k, m := range members {
@@ -543,6 +553,12 @@ func plainRun(s string, i int) int {
 // plain one in fewer instructions than str's eight-byte loop.
 func (p *jparser) name() string {
 	s, start := p.s, p.i+1
+	if littleEndian && p.i+16 <= len(s) {
+		if n := knownName(s[p.i:]); n != "" {
+			p.i += len(n) + 2
+			return n
+		}
+	}
 	if p.i < len(s) && s[p.i] == '"' {
 		for i := start; i < len(s) && i-start < 16; i++ {
 			c := s[i]
@@ -557,6 +573,68 @@ func (p *jparser) name() string {
 		}
 	}
 	return p.str()
+}
+
+// wireNames are the member names of uMap's messages, their metadata and geometries, and of
+// mapcrdt's sync messages: the names the parser reads most.
+var wireNames = []string{
+	"kind", "sender", "verb", "subject", "metadata", "key", "value", "hlc", "seq", "operations",
+	"id", "layerId", "featureType", "type", "coordinates", "properties", "geometry",
+	"message", "recipient", "lastKnownHLC", "vector", "state", "objects", "ops", "peers",
+}
+
+// quotedName is a wire name with its quotes, as two little-endian words and their masks,
+// for knownName to compare with two loads (Go merges no loads of a constant string
+// comparison on wasm: it compares byte by byte there).
+type quotedName struct {
+	name     string
+	w0, w1   uint64
+	m0, m1   uint64
+	twoWords bool
+}
+
+// namesByFirst lists the wire names by their first letter.
+var namesByFirst = func() (t [256][]quotedName) {
+	for _, n := range wireNames {
+		q := `"` + n + `"`
+		if len(q) > 16 {
+			panic("wire name too long: " + n)
+		}
+		var b [16]byte
+		copy(b[:], q)
+		qn := quotedName{name: n, twoWords: len(q) > 8}
+		for k := range min(len(q), 8) {
+			qn.w0 |= uint64(b[k]) << (8 * k)
+			qn.m0 |= 0xff << (8 * k)
+		}
+		for k := 8; k < len(q); k++ {
+			qn.w1 |= uint64(b[k]) << (8 * (k - 8))
+			qn.m1 |= 0xff << (8 * (k - 8))
+		}
+		t[n[0]] = append(t[n[0]], qn)
+	}
+	return
+}()
+
+// knownName returns the wire name that s (at least 16 bytes, little-endian memory) starts
+// with, quotes included, or "" for any other text. It reads no byte past s[15].
+func knownName(s string) string {
+	cands := namesByFirst[s[1]]
+	if len(cands) == 0 {
+		return ""
+	}
+	x0 := *(*uint64)(unsafe.Pointer(unsafe.StringData(s)))
+	for k := range cands {
+		c := &cands[k]
+		if x0&c.m0 != c.w0 {
+			continue
+		}
+		if c.twoWords && *(*uint64)(unsafe.Pointer(unsafe.StringData(s[8:])))&c.m1 != c.w1 {
+			continue
+		}
+		return c.name
+	}
+	return ""
 }
 
 // str reads a string at p.i and returns its decoded value.
