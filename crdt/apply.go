@@ -9,11 +9,17 @@ import (
 // ingest applies validated remote operations. Duplicates (a clock already held) change
 // nothing. It reports whether a live operation revealed a gap in its origin's seqs.
 func (r *Replica) ingest(ops []*op) ([]Change, bool, error) {
+	// The clock takes the newest of the operations, once: the drift guard passes them all
+	// if it passes that one, and the receive rule gives a clock past all of them.
+	var newest hlc.Timestamp
 	for _, o := range ops {
-		if err := r.clock.CheckDrift(o.ts); err != nil {
-			r.dropPending()
-			return nil, false, hlcError(err)
+		if newest.Less(o.ts) {
+			newest = o.ts
 		}
+	}
+	if err := r.clock.CheckDrift(newest); err != nil {
+		r.dropPending()
+		return nil, false, hlcError(err)
 	}
 	r.commitPending()
 	fresh := ops
@@ -40,12 +46,16 @@ func (r *Replica) ingest(ops []*op) ([]Change, bool, error) {
 			gap = true
 		}
 	}
+	inserted := false
 	for _, o := range r.log.insertMany(ops) {
 		r.applyOp(o)
-		_, _ = r.clock.Update(o.ts) // drift was checked above; a wall clock step can't make it fail
+		inserted = true
 		if r.isOwn(o.ts.Peer) && o.seq > r.seqs[o.ts.Peer] {
 			r.seqs[o.ts.Peer] = o.seq // ours, sent before the snapshot we were restored from
 		}
+	}
+	if inserted {
+		_, _ = r.clock.Update(newest) // drift was checked above; a wall clock step can't make it fail
 	}
 	return t.changes(), gap, nil
 }

@@ -1018,3 +1018,32 @@ func TestScenarioSavedMessageFromTheFuture(t *testing.T) {
 		t.Errorf("an edit made after the save is not dirty: Dirty() = %+v", dirty)
 	}
 }
+
+// A catch-up moves the clock once, past the newest operation it brings, whatever their
+// order in the response: carol's next edit is stamped after every one of them.
+func TestScenarioClockPassesACatchUp(t *testing.T) {
+	carol, _ := newScenarioReplica(t, "carol", 0) // her wall clock is behind all of them
+	ops := []wop{
+		{verb: "update", subject: "feature", meta: metaF1, key: "properties.a", value: `1`, hlc: stamp(5_000, 7, "bob"), seq: 1},
+		{verb: "update", subject: "feature", meta: metaF1, key: "properties.b", value: `2`, hlc: stamp(9_000, 3, "alice"), seq: 1},
+		{verb: "update", subject: "feature", meta: metaF1, key: "properties.c", value: `3`, hlc: stamp(9_000, 3, "bob"), seq: 2},
+		{verb: "update", subject: "feature", meta: metaF1, key: "properties.d", value: `4`, hlc: stamp(2_000, 0, "alice"), seq: 2},
+	}
+	recv(t, carol, listResponse("bob", "carol", ops...))
+	if _, err := carol.Update("feature", metaF1, "properties.e", `5`); err != nil {
+		t.Fatal(err)
+	}
+	own := carol.Clock()
+	for _, o := range ops {
+		ts, err := hlc.Parse(o.hlc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ts.Less(own) {
+			t.Errorf("carol's edit %s is not after %s", own, ts)
+		}
+	}
+	if want := stamp(9_000, 5, "carol"); own.String() != want { // past bob's 9000:3, then her edit
+		t.Errorf("clock %s, want %s", own, want)
+	}
+}
