@@ -107,12 +107,35 @@ func ValidPeer(id string) error {
 	if len(id) > MaxPeerLen {
 		return errors.New("peer id longer than " + strconv.Itoa(MaxPeerLen) + " bytes")
 	}
-	for i := 0; i < len(id); i++ {
-		if c := id[i]; c <= ' ' || c > '~' {
-			return errors.New("peer id has a character outside printable ASCII")
-		}
+	if !printable(id) {
+		return errors.New("peer id has a character outside printable ASCII")
 	}
 	return nil
+}
+
+// printable reports whether every byte of s is in '!' … '~'. It tests eight bytes at a
+// time: a peer id is often a 36-byte UUID, and in wasm each turn of a byte loop is a jump
+// through the function's dispatch table.
+func printable(s string) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		b := s[i : i+8]
+		x := uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
+			uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
+		// A high bit set marks a byte below '!' (x-0x21 wraps; a borrow comes only out of
+		// such a byte), above '~' (x+1 reaches 0x80; a carry comes only out of a byte ≥ 0x80),
+		// or non-ASCII (x). A borrow or carry into the next byte follows a bad byte: no harm.
+		if ((x-0x21*ones)|(x+ones)|x)&highs != 0 {
+			return false
+		}
+	}
+	for ; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c > '~' {
+			return false
+		}
+	}
+	return true
 }
 
 func parseDecimal(s string, max uint64) (uint64, bool) {
