@@ -134,7 +134,9 @@ func (p *jparser) failWith(sentinel error, why string) {
 
 func (p *jparser) ws() {
 	s, i := p.s, p.i
-	for i < len(s) && wsByte[s[i]] { // a table: one branch a byte, where four compares cost four (in wasm, each a jump through the function's dispatch table)
+	// A table: one branch a byte where four compares cost four (in wasm, each branch is a
+	// jump through the function's dispatch table).
+	for i < len(s) && wsByte[s[i]] {
 		i++
 	}
 	p.i = i
