@@ -226,11 +226,11 @@ func (r *Replica) decodeOps(raw string) ([]*op, error) {
 			return nil, bad("peer " + quote(p) + ": " + e.Error())
 		}
 	}
-	var objs []*object
 	rawObjs := field(ms, "objects")
 	if len(rawObjs) == 0 || rawObjs[0] != '[' {
 		return nil, bad("objects must be an array")
 	}
+	var idents [][2]string // subject, metadata
 	eachElement(rawObjs, func(el string) bool {
 		var two [3]string
 		parts := appendElements(two[:0], el)
@@ -243,15 +243,20 @@ func (r *Replica) decodeOps(raw string) ([]*op, error) {
 			err = bad("subject must be a string, got " + quote(parts[0]))
 			return false
 		}
-		var o *object
-		if o, err = r.identify(sub, parts[1]); err != nil {
-			return false
-		}
-		objs = append(objs, o)
+		idents = append(idents, [2]string{sub, parts[1]})
 		return true
 	})
 	if err != nil {
 		return nil, err
+	}
+	if len(idents) > 8 && len(r.pending) == 0 { // room for the new ones, without growing
+		r.pending = make(map[string]*object, len(idents))
+	}
+	objs := make([]*object, len(idents))
+	for i, id := range idents {
+		if objs[i], err = r.identify(id[0], id[1]); err != nil {
+			return nil, err
+		}
 	}
 	rawOps := field(ms, "ops")
 	if len(rawOps) == 0 || rawOps[0] != '[' {

@@ -999,7 +999,23 @@ func (p *jparser) skipPart() {
 // stringEnd returns the index after the closing quote of the string that starts at s[i]
 // (a '"'), or -1 if it has none: the first quote after an even run of backslashes.
 func stringEnd(s string, i int) int {
-	for j := i + 1; j < len(s); j++ {
+	// Most strings are short and hold no backslash: eight bytes at a time to the first '"'
+	// or '\\' (see plainRun), without IndexByte's call; the loop below does the rest.
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	j := i + 1
+	for littleEndian && j+8 <= len(s) {
+		x := *(*uint64)(unsafe.Pointer(unsafe.StringData(s[j:])))
+		q := x ^ ('"' * ones)
+		b := x ^ ('\\' * ones)
+		if m := ((q-ones)&^q | (b-ones)&^b) & highs; m != 0 {
+			if k := j + bits.TrailingZeros64(m)>>3; s[k] == '"' {
+				return k + 1
+			}
+			break // a backslash: the loop below counts them
+		}
+		j += 8
+	}
+	for ; j < len(s); j++ {
 		k := strings.IndexByte(s[j:], '"')
 		if k < 0 {
 			return -1

@@ -668,3 +668,52 @@ func TestNameIsStr(t *testing.T) {
 		}
 	}
 }
+
+// TestStringEndIsTheRule: stringEnd (eight bytes at a time, then a backslash-counting loop)
+// against the rule read byte by byte — the first quote not escaped by an odd run of
+// backslashes — with '"', '\\' and other bytes at every position of strings of 0 to 40
+// bytes, and on random strings of those bytes.
+func TestStringEndIsTheRule(t *testing.T) {
+	slow := func(s string, i int) int {
+		for j := i + 1; j < len(s); j++ {
+			switch s[j] {
+			case '\\':
+				j++
+			case '"':
+				return j + 1
+			}
+		}
+		return -1
+	}
+	check := func(s string) {
+		t.Helper()
+		if got, want := stringEnd(s, 0), slow(s, 0); got != want {
+			t.Fatalf("stringEnd(%q) = %d, want %d", s, got, want)
+		}
+	}
+	for n := 1; n <= 40; n++ {
+		b := []byte(`"` + strings.Repeat("a", n-1))
+		check(string(b))
+		for pos := 1; pos < n; pos++ {
+			for _, c := range []byte{'"', '\\', 0, 0x80, 0xff, '!', '#', '[', 'b'} {
+				b[pos] = c
+				check(string(b))
+				for end := pos + 1; end < n; end++ { // and a quote after it
+					b[end] = '"'
+					check(string(b))
+					b[end] = 'a'
+				}
+			}
+			b[pos] = 'a'
+		}
+	}
+	rng := rand.New(rand.NewPCG(7, 8))
+	for range 200_000 {
+		b := make([]byte, 1+rng.IntN(40))
+		b[0] = '"'
+		for i := 1; i < len(b); i++ {
+			b[i] = `"\\\\ab\x00é`[rng.IntN(8)]
+		}
+		check(string(b))
+	}
+}

@@ -224,14 +224,30 @@ func (r *Replica) commitPending() {
 	if len(r.pending) == 0 { // the usual edit: no map iteration (it costs a random seed)
 		return
 	}
+	// A catch-up brings many new objects at once: the maps are rebuilt at their new size
+	// when they would at least double (a copy the growth would make anyway, in steps),
+	// instead of growing through every size on the way.
+	if n := len(r.objects) + len(r.pending); len(r.pending) >= 64 && len(r.pending) >= len(r.objects) {
+		r.objects = regrow(r.objects, n)
+		r.dec.byMeta = regrow(r.dec.byMeta, n)
+	}
+	if r.dec.byMeta == nil {
+		r.dec.byMeta = map[string]*object{}
+	}
 	for k, o := range r.pending {
 		r.objects[k] = o
-		if r.dec.byMeta == nil {
-			r.dec.byMeta = map[string]*object{}
-		}
 		r.dec.byMeta[o.meta] = o
 	}
 	r.dropPending()
+}
+
+// regrow returns a copy of m with room for n entries.
+func regrow(m map[string]*object, n int) map[string]*object {
+	c := make(map[string]*object, n)
+	for k, v := range m {
+		c[k] = v
+	}
+	return c
 }
 
 // dropPending empties pending: a small map is kept for the next call (a live edit meets one
