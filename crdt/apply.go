@@ -41,10 +41,15 @@ func (r *Replica) ingest(ops []*op) ([]Change, bool, error) {
 	t := r.track(r.changeBuf)
 	t.watch(fresh)
 	gap := false
-	for _, o := range ops {
-		if o.seq > 0 && r.vec.add(o.ts.Peer, o.seq) {
+	for i := 0; i < len(ops); {
+		o, j := ops[i], i+1
+		for j < len(ops) && ops[j].seq == ops[j-1].seq+1 && ops[j].ts.Peer == o.ts.Peer {
+			j++ // a run of one peer's consecutive seqs, as a catch-up lists them
+		}
+		if o.seq > 0 && r.vec.addRun(o.ts.Peer, o.seq, ops[j-1].seq) {
 			gap = true
 		}
+		i = j
 	}
 	inserted := false
 	for _, o := range r.log.insertMany(ops) {

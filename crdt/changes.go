@@ -68,11 +68,12 @@ func AppendChangesJSON(b []byte, changes []Change) []byte {
 // tracker records what was visible at the places a set of operations touches, before they
 // apply, so that only real differences are reported afterwards.
 type tracker struct {
-	dec    *decoder // for key texts of interned paths; may be nil
-	inline [2]spot  // room for the usual one or two places, without an allocation
-	spots  []spot
-	byObj  map[*object]int32 // each object's last spot, +1 (see spot.prev)
-	out    []Change          // changes() appends to out[:0]: a buffer to reuse, or nil
+	dec     *decoder // for key texts of interned paths; may be nil
+	inline  [2]spot  // room for the usual one or two places, without an allocation
+	spots   []spot
+	gen     uint32   // this call's number: object.lastSpt holds its last spot when trkGen is gen
+	chained bool     // spots are chained per object (spot.prev, object.lastSpt)
+	out     []Change // changes() appends to out[:0]: a buffer to reuse, or nil
 }
 
 type spot struct {
@@ -83,7 +84,7 @@ type spot struct {
 	present bool
 	watched bool  // before and present are recorded
 	dead    bool  // widened into another spot
-	prev    int32 // the object's spot before this one, +1 (0: none), when byObj is used
+	prev    int32 // the object's spot before this one, +1 (0: none), when chained
 }
 
 // spotOf returns the place whose visible value a write can change: the whole object for an
@@ -138,23 +139,31 @@ func (t *tracker) watch(ops []*op) {
 
 func (t *tracker) add(obj *object, path []string, ts hlc.Timestamp) {
 	// Few places (a live edit): scan them all. Many (a catch-up): chain each object's
-	// spots (spot.prev) from its last one (byObj).
-	if t.byObj == nil && len(t.spots) >= 8 {
-		t.byObj = make(map[*object]int32, cap(t.spots))
+	// spots (spot.prev) from its last one, kept on the object for this call (lastSpt: a
+	// field, where a map from object to spot cost two lookups a place). An object may hold
+	// the number of an earlier call that wrapped around to this one's: its first spot's
+	// prev is then any index, which costs a few steps through other objects' spots (they
+	// are skipped) or ends the chain (a chain only goes back) — never a spot missed.
+	if !t.chained && len(t.spots) >= 8 {
+		t.chained = true
 		for i := range t.spots {
 			s := &t.spots[i]
-			s.prev = t.byObj[s.obj]
-			t.byObj[s.obj] = int32(i + 1)
+			s.prev = t.last(s.obj)
+			s.obj.trkGen, s.obj.lastSpt = t.gen, int32(i+1)
 		}
 	}
 	i := 0 // all spots in order …
-	if t.byObj != nil {
-		i = int(t.byObj[obj]) - 1 // … or the object's, last first
+	if t.chained {
+		i = int(t.last(obj)) - 1 // … or the object's, last first
 	}
 	for i >= 0 && i < len(t.spots) {
 		s := &t.spots[i]
-		if t.byObj != nil {
-			i = int(s.prev) - 1
+		if t.chained {
+			next := int(s.prev) - 1
+			if next >= i {
+				next = -1 // a chain only goes back (anything else would be a loop)
+			}
+			i = next
 		} else {
 			i++
 		}
@@ -180,11 +189,19 @@ func (t *tracker) add(obj *object, path []string, ts hlc.Timestamp) {
 		t.spots = t.inline[:0]
 	}
 	sp := spot{obj: obj, path: path, first: ts}
-	if t.byObj != nil {
-		sp.prev = t.byObj[obj]
-		t.byObj[obj] = int32(len(t.spots) + 1)
+	if t.chained {
+		sp.prev = t.last(obj)
+		obj.trkGen, obj.lastSpt = t.gen, int32(len(t.spots)+1)
 	}
 	t.spots = append(t.spots, sp)
+}
+
+// last returns the object's last spot of this call, +1 (0: none).
+func (t *tracker) last(obj *object) int32 {
+	if obj.trkGen != t.gen {
+		return 0
+	}
+	return obj.lastSpt
 }
 
 // change compares what a watched place holds now with what it held (s.before, s.present),
@@ -227,7 +244,8 @@ func (d *decoder) change(s spot, after string, known bool) (Change, bool) {
 // commitLocal, Seed, an undo step: they never nest). Reusing it saves an allocation per
 // edit and per message; changes() appends to out[:0].
 func (r *Replica) track(out []Change) *tracker {
-	r.trk = tracker{dec: &r.dec, out: out}
+	r.trkGen++ // wraps after 2³² calls: see tracker.add on numbers left by earlier calls
+	r.trk = tracker{dec: &r.dec, out: out, gen: r.trkGen}
 	return &r.trk
 }
 
@@ -249,7 +267,7 @@ func (t *tracker) changes() []Change {
 	if len(out) > 1 && !slices.IsSortedFunc(out, byClock) { // a catch-up's usually are
 		slices.SortStableFunc(out, byClock)
 	}
-	t.inline, t.spots, t.byObj, t.out = [2]spot{}, nil, nil, nil // hold no values between calls
+	t.inline, t.spots, t.out = [2]spot{}, nil, nil // hold no values between calls
 	if len(out) == 0 {
 		return nil
 	}

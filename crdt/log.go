@@ -146,6 +146,26 @@ func (v *vectorState) add(peer string, seq uint64) (gap bool) {
 	return true
 }
 
+// addRun records the seqs first…last of peer, a run of consecutive ones (what a catch-up
+// brings): what add of each would record, with one update of the vector when the run
+// starts at or below the next seq expected. It reports whether the run leaves a gap.
+func (v *vectorState) addRun(peer string, first, last uint64) (gap bool) {
+	have := v.vv[peer]
+	switch {
+	case last <= have:
+		return false
+	case first <= have+1:
+		v.vv[peer] = last - 1 // first…last-1 are contiguous with have: add(last) takes the rest
+		return v.add(peer, last)
+	}
+	for s := first; s <= last; s++ {
+		if v.add(peer, s) {
+			gap = true
+		}
+	}
+	return gap
+}
+
 // adopt raises the vector to at least other (after a complete sync response from a replica
 // holding other).
 func (v *vectorState) adopt(other VersionVector) {

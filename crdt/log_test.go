@@ -49,3 +49,31 @@ func TestInsertManyMatchesInsert(t *testing.T) {
 		}
 	}
 }
+
+// TestVectorAddRunIsAddOfEach: recording a run of consecutive seqs at once leaves the
+// vector, the seqs above it and the gap report that adding them one by one leaves, from
+// random states (runs below, across, at and beyond the next seq expected).
+func TestVectorAddRunIsAddOfEach(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	for round := 0; round < 20000; round++ {
+		one, run := newVectorState(), newVectorState()
+		for i, n := 0, rng.IntN(12); i < n; i++ { // the same random past for both
+			p, s := []string{"a", "b"}[rng.IntN(2)], uint64(1+rng.IntN(20))
+			one.add(p, s)
+			run.add(p, s)
+		}
+		first := uint64(1 + rng.IntN(24))
+		last := first + uint64(rng.IntN(8))
+		gapOne := false
+		for s := first; s <= last; s++ {
+			if one.add("a", s) {
+				gapOne = true
+			}
+		}
+		gapRun := run.addRun("a", first, last)
+		if gapOne != gapRun || one.vv["a"] != run.vv["a"] || !slices.Equal(one.above["a"], run.above["a"]) || len(one.above) != len(run.above) {
+			t.Fatalf("round %d, run %d…%d: one by one gap %v vv %d above %v; at once gap %v vv %d above %v",
+				round, first, last, gapOne, one.vv["a"], one.above["a"], gapRun, run.vv["a"], run.above["a"])
+		}
+	}
+}

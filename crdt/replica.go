@@ -97,6 +97,7 @@ type Replica struct {
 	savedBy   VersionVector // per own origin, the highest seq a peer held when it saved
 	peers     []string
 	trk       tracker  // reused by every call that reports changes (see track)
+	trkGen    uint32   // the number of the last call that tracked changes (see tracker.gen)
 	changeBuf []Change // set by ReceiveAppend for the call: where the changes go
 	one       [1]*op   // the operation of an OperationMessage, without an allocation
 }

@@ -27,6 +27,8 @@ type object struct {
 	meta    string      // canonical metadata, as last seen
 	root    write       // newest upsert/delete/base; op == nil means none: alive with {}
 	paths   []pathWrite // path writes newer than root (see the invariant above)
+	trkGen  uint32      // the tracker call lastSpot belongs to (see tracker.add)
+	lastSpt int32       // that call's last spot on the object, +1
 }
 
 // pathWrite is a path write kept in the state, with its path at hand: the operation lies
