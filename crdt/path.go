@@ -3,6 +3,7 @@ package crdt
 import (
 	"strconv"
 	"strings"
+	"unsafe"
 )
 
 // A key path names a place inside an object: dotted member names, a literal dot (or one of
@@ -92,8 +93,13 @@ func hasPrefix(path, prefix []string) bool {
 	if len(prefix) > len(path) {
 		return false
 	}
+	if len(prefix) == 0 || &path[0] == &prefix[0] { // one interned path: the same parts
+		return true
+	}
 	for i, p := range prefix {
-		if path[i] != p {
+		// Parts are interned: equal ones share their bytes, and most compare by address,
+		// without the call a string comparison makes once the lengths agree.
+		if q := path[i]; len(q) != len(p) || (unsafe.StringData(q) != unsafe.StringData(p) && q != p) {
 			return false
 		}
 	}
