@@ -402,7 +402,16 @@ func (p *jparser) scan(depth int) bool {
 				}
 				p.i++
 			}
-			if !p.scan(depth + 1) {
+			// Strings and numbers, most of the values, without a call of scan for each.
+			if p.i < len(p.s) && p.s[p.i] == '"' {
+				if p.str(); p.err != nil {
+					return false
+				}
+			} else if p.i < len(p.s) && (p.s[p.i]-'0' <= 9 || p.s[p.i] == '-') {
+				if p.number(); p.err != nil {
+					return false
+				}
+			} else if !p.scan(depth + 1) {
 				return false
 			}
 			if p.i < len(p.s) && p.s[p.i] == ',' {
