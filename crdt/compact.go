@@ -254,7 +254,7 @@ func (r *Replica) decodeOps(raw string) ([]*op, error) {
 	}
 	objs := make([]*object, len(idents))
 	for i, id := range idents {
-		if objs[i], err = r.identify(id[0], id[1]); err != nil {
+		if objs[i], _, err = r.identifyMeta(id[0], id[1]); err != nil {
 			return nil, err
 		}
 	}

@@ -228,7 +228,8 @@ type decoder struct {
 
 	// byMeta finds a known object by the canonical metadata text it was first seen with
 	// (object.meta, which never changes): the usual message names a feature exactly so.
-	// Objects are added when committed, and never leave the replica.
+	// A committed object is added when named by that text again (objectFor), and never
+	// leaves the replica.
 	byMeta map[string]*object
 
 	// Member buffers reused from message to message: top for a message's envelope, elem for

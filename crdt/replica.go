@@ -123,7 +123,7 @@ func NewReplica(opts Options) (*Replica, error) {
 		s := opts.Subjects[i]
 		subs[s.Name] = &s
 	}
-	r.dec = decoder{subjects: subs, lim: opts.Limits, objects: r.objectFor}
+	r.dec = decoder{subjects: subs, lim: opts.Limits, objects: r.objectFor, byMeta: map[string]*object{}}
 	return r, nil
 }
 
@@ -207,6 +207,9 @@ func (r *Replica) Vector() VersionVector { return r.vec.vv.Clone() }
 // objectFor returns the object with identity key, creating it (pending) if new.
 func (r *Replica) objectFor(sub *Subject, key []byte, meta string) *object {
 	if o := r.objects[string(key)]; o != nil { // no allocation: Go looks up []byte keys in place
+		if meta == o.meta { // named by its first metadata text: found by it from now on
+			r.dec.byMeta[o.meta] = o
+		}
 		return o
 	}
 	if o := r.pending[string(key)]; o != nil {
@@ -225,20 +228,19 @@ func (r *Replica) commitPending() {
 	if len(r.pending) == 0 { // the usual edit: no map iteration (it costs a random seed)
 		return
 	}
-	// A catch-up brings many new objects at once: the maps are rebuilt at their new size
-	// when they would at least double (a copy the growth would make anyway, in steps),
-	// instead of growing through every size on the way.
+	// A catch-up brings many new objects at once: the map is rebuilt at its new size when
+	// it would at least double (a copy the growth would make anyway, in steps), instead of
+	// growing through every size on the way.
 	if n := len(r.objects) + len(r.pending); len(r.pending) >= 64 && len(r.pending) >= len(r.objects) {
 		r.objects = regrow(r.objects, n)
-		r.dec.byMeta = regrow(r.dec.byMeta, n)
-	}
-	if r.dec.byMeta == nil {
-		r.dec.byMeta = map[string]*object{}
 	}
 	for k, o := range r.pending {
 		r.objects[k] = o
-		r.dec.byMeta[o.meta] = o
+		o.known = true
 	}
+	// An object enters dec.byMeta when named again by the same metadata text (objectFor):
+	// most of a catch-up's objects are not named again soon, and the map would cost them
+	// an insertion each now.
 	r.dropPending()
 }
 
@@ -276,6 +278,24 @@ func (r *Replica) identifyWithMeta(subject, metadata string) (*object, string, e
 	if hit, ok := r.metaCache[string(r.metaKey)]; ok {
 		return hit.obj, hit.meta, nil
 	}
+	obj, meta, err := r.identifyMeta(subject, metadata)
+	if err != nil {
+		return nil, "", err
+	}
+	// Known objects (not pending) are remembered up to 4,096 of them; once full, the cache
+	// stays as it is: refilling it on a larger working set cost more than it saved.
+	if obj.known && len(r.metaCache) < 4096 {
+		if r.metaCache == nil {
+			r.metaCache = make(map[string]metaHit, 64)
+		}
+		r.metaCache[string(r.metaKey)] = metaHit{obj: obj, meta: strings.Clone(meta)}
+	}
+	return obj, meta, nil
+}
+
+// identifyMeta is identifyWithMeta without the cache of metadata texts: for the objects of
+// a compact list, each named once.
+func (r *Replica) identifyMeta(subject, metadata string) (*object, string, error) {
 	sub := r.dec.subjects[subject]
 	if sub == nil {
 		return nil, "", newError(ErrUnknownSubject, "unknown subject "+quote(subject))
@@ -297,14 +317,6 @@ func (r *Replica) identifyWithMeta(subject, metadata string) (*object, string, e
 			return nil, "", err
 		}
 		obj = r.objectFor(sub, r.dec.keyBuf, meta)
-	}
-	// Known objects (not pending) are remembered up to 4,096 of them; once full, the cache
-	// stays as it is: refilling it on a larger working set cost more than it saved.
-	if r.objects[obj.key] == obj && len(r.metaCache) < 4096 {
-		if r.metaCache == nil {
-			r.metaCache = make(map[string]metaHit, 64)
-		}
-		r.metaCache[string(r.metaKey)] = metaHit{obj: obj, meta: strings.Clone(meta)}
 	}
 	return obj, meta, nil
 }

@@ -29,6 +29,7 @@ type object struct {
 	paths   []pathWrite // path writes newer than root (see the invariant above)
 	trkGen  uint32      // the tracker call lastSpot belongs to (see tracker.add)
 	lastSpt int32       // that call's last spot on the object, +1
+	known   bool        // committed: in Replica.objects (not pending)
 }
 
 // pathWrite is a path write kept in the state, with its path at hand: the operation lies
