@@ -249,9 +249,7 @@ func (r *Replica) decodeOps(raw string) ([]*op, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(idents) > 8 && len(r.pending) == 0 { // room for the new ones, without growing
-		r.pending = make(map[string]*object, len(idents))
-	}
+	r.reserve(len(idents)) // room for the new ones, without growing
 	objs := make([]*object, len(idents))
 	for i, id := range idents {
 		if objs[i], _, err = r.identifyMeta(id[0], id[1]); err != nil {

@@ -80,7 +80,7 @@ type Replica struct {
 	peer      string
 	clock     *hlc.Clock
 	objects   map[string]*object
-	pending   map[string]*object // objects met while decoding, added on success
+	pending   []*object          // objects met while decoding: kept on success (see objectFor)
 	dec       decoder
 	log       opLog
 	vec       vectorState
@@ -204,60 +204,59 @@ func (r *Replica) Clock() hlc.Timestamp { return r.clock.Last() }
 // Vector returns a copy of the version vector.
 func (r *Replica) Vector() VersionVector { return r.vec.vv.Clone() }
 
-// objectFor returns the object with identity key, creating it (pending) if new.
+// objectFor returns the object with identity key, creating it (pending) if new. A new
+// object enters the objects map at once — a catch-up's tens of thousands cost one insertion
+// each, not two — and leaves it again if the call fails (dropPending); pending lists them.
 func (r *Replica) objectFor(sub *Subject, key []byte, meta string) *object {
 	if o := r.objects[string(key)]; o != nil { // no allocation: Go looks up []byte keys in place
-		if meta == o.meta { // named by its first metadata text: found by it from now on
+		if o.known && meta == o.meta { // named by its first metadata text: found by it from now on
 			r.dec.byMeta[o.meta] = o
 		}
 		return o
 	}
-	if o := r.pending[string(key)]; o != nil {
-		return o
-	}
 	o := &object{key: string(key), subject: sub, meta: strings.Clone(meta)}
-	if r.pending == nil {
-		r.pending = map[string]*object{}
-	}
-	r.pending[o.key] = o
+	r.objects[o.key] = o
+	r.pending = append(r.pending, o)
 	return o
 }
 
-// commitPending adds the objects met while decoding; dropPending forgets them.
+// reserve makes room in the objects map for n new objects (a catch-up's list of them): a
+// map rebuilt at its new size when it would at least double (a copy its growth would make
+// anyway, in steps), instead of growing through every size on the way.
+func (r *Replica) reserve(n int) {
+	if n >= 64 && n >= len(r.objects) {
+		c := make(map[string]*object, len(r.objects)+n)
+		for k, v := range r.objects {
+			c[k] = v
+		}
+		r.objects = c
+	}
+}
+
+// commitPending keeps the objects met while decoding; dropPending forgets them.
 func (r *Replica) commitPending() {
-	if len(r.pending) == 0 { // the usual edit: no map iteration (it costs a random seed)
-		return
-	}
-	// A catch-up brings many new objects at once: the map is rebuilt at its new size when
-	// it would at least double (a copy the growth would make anyway, in steps), instead of
-	// growing through every size on the way.
-	if n := len(r.objects) + len(r.pending); len(r.pending) >= 64 && len(r.pending) >= len(r.objects) {
-		r.objects = regrow(r.objects, n)
-	}
-	for k, o := range r.pending {
-		r.objects[k] = o
+	for _, o := range r.pending {
 		o.known = true
 	}
 	// An object enters dec.byMeta when named again by the same metadata text (objectFor):
 	// most of a catch-up's objects are not named again soon, and the map would cost them
 	// an insertion each now.
-	r.dropPending()
+	r.clearPending()
 }
 
-// regrow returns a copy of m with room for n entries.
-func regrow(m map[string]*object, n int) map[string]*object {
-	c := make(map[string]*object, n)
-	for k, v := range m {
-		c[k] = v
-	}
-	return c
-}
-
-// dropPending empties pending: a small map is kept for the next call (a live edit meets one
-// object), a large one dropped (clearing a map costs its capacity, every call).
+// dropPending removes the objects met while decoding from the objects map.
 func (r *Replica) dropPending() {
-	if len(r.pending) <= 8 {
+	for _, o := range r.pending {
+		delete(r.objects, o.key)
+	}
+	r.clearPending()
+}
+
+// clearPending empties pending: a small list is kept for the next call, a large one dropped.
+func (r *Replica) clearPending() {
+	if cap(r.pending) <= 64 {
 		clear(r.pending)
+		r.pending = r.pending[:0]
 	} else {
 		r.pending = nil
 	}
