@@ -80,7 +80,7 @@ type Replica struct {
 	peer      string
 	clock     *hlc.Clock
 	objects   map[string]*object
-	pending   []*object          // objects met while decoding: kept on success (see objectFor)
+	pending   []*object // objects met while decoding: kept on success (see objectFor)
 	dec       decoder
 	log       opLog
 	vec       vectorState
