@@ -1174,6 +1174,47 @@ func elementsOf(raw string) elemIter {
 	return it
 }
 
+// nextMembers reads the next element. When it is an object (a list of operations in uMap's
+// form), its members are appended to dst and returned, in the same pass over the text
+// (walking the element to its end and then its members would read it twice); otherwise
+// members is nil. more is false at the end.
+func (it *elemIter) nextMembers(dst []member) (members []member, el string, more bool) {
+	p := &it.p
+	if it.done || p.err != nil || p.i >= len(p.s) {
+		return nil, "", false
+	}
+	start := p.i
+	if p.s[p.i] != '{' {
+		p.skip()
+	} else {
+		m := memberIter{p: jparser{s: p.s, i: p.i + 1, maxDepth: p.maxDepth}}
+		if m.p.ws(); m.p.i < len(p.s) && p.s[m.p.i] == '}' {
+			m.done = true
+		}
+		members = dst[:0]
+		for name, val, ok := m.next(); ok; name, val, ok = m.next() {
+			members = append(members, member{name: name, val: val})
+		}
+		if m.p.ws(); m.p.err != nil || m.p.i >= len(p.s) || p.s[m.p.i] != '}' {
+			p.i = m.p.i
+			p.fail("expected '}'")
+		} else {
+			p.i = m.p.i + 1
+		}
+	}
+	if p.err != nil {
+		it.done = true
+		return nil, "", false
+	}
+	el = p.s[start:p.i]
+	if p.i >= len(p.s) || p.s[p.i] != ',' {
+		it.done = true
+	} else {
+		p.i++
+	}
+	return members, el, true
+}
+
 // nextParts reads the next element. When it is an array (the compact encoding's arrays of
 // arrays), its elements are appended to dst and returned as parts, in the same pass over
 // the text; otherwise parts is nil. more is false at the end.

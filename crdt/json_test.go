@@ -717,3 +717,54 @@ func TestStringEndIsTheRule(t *testing.T) {
 		check(string(b))
 	}
 }
+
+// TestNextMembersIsElementsThenMembers: reading a list's objects member by member in one
+// pass gives the elements eachElement gives and, for each object, the members validMembers
+// lists — on canonical lists of random values (objects, empty ones, strings holding '}' and
+// escaped quotes, nested lists, scalars between them).
+func TestNextMembersIsElementsThenMembers(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	vals := []string{`1`, `"a}\"b"`, `[{"x":"]"},[]]`, `{}`, `{"k":{"l":[1,"}"]}}`, `null`, `"é\\"`}
+	for round := 0; round < 5000; round++ {
+		var els []string
+		for n := rng.IntN(6); n > 0; n-- {
+			if rng.IntN(4) == 0 {
+				els = append(els, vals[rng.IntN(len(vals))])
+				continue
+			}
+			var b strings.Builder
+			b.WriteByte('{')
+			for m := 0; m < rng.IntN(4); m++ {
+				if m > 0 {
+					b.WriteByte(',')
+				}
+				b.WriteString(`"n` + strconv.Itoa(m) + `\"":` + vals[rng.IntN(len(vals))])
+			}
+			b.WriteByte('}')
+			els = append(els, b.String())
+		}
+		list := "[" + strings.Join(els, ",") + "]"
+		if _, err := canonicalJSON(list, 64); err != nil {
+			t.Fatalf("generator gave invalid JSON %s: %v", list, err)
+		}
+		var want []string
+		eachElement(list, func(el string) bool { want = append(want, el); return true })
+		var buf []member
+		i := 0
+		for it := elementsOf(list); ; i++ {
+			ms, el, more := it.nextMembers(buf)
+			if !more {
+				if it.p.err != nil || i != len(want) {
+					t.Fatalf("%s: %d elements (%v), want %d", list, i, it.p.err, len(want))
+				}
+				break
+			}
+			if i >= len(want) || el != want[i] {
+				t.Fatalf("%s: element %d is %q, want %q", list, i, el, want)
+			}
+			if wantMs := validMembers(nil, el); !slices.Equal(ms, wantMs) || (ms == nil) != (el[0] != '{' || el == "{}") {
+				t.Fatalf("%s: members of %s: %q, want %q", list, el, ms, wantMs)
+			}
+		}
+	}
+}

@@ -456,23 +456,29 @@ func (r *Replica) receivePeerMessage(members []member) (Result, error) {
 				return Result{}, newError(ErrBadMessage, "ListOperationsResponse needs operations or state")
 			}
 			n := 0
-			eachElement(raw, func(el string) bool {
+			for it := elementsOf(raw); ; {
+				ms, el, more := it.nextMembers(r.dec.elem)
+				if !more {
+					err = it.p.err // nil at the end of the list
+					break
+				}
+				if ms != nil {
+					r.dec.elem = ms[:0] // the buffer, grown, for the next one
+				}
 				if n++; n > r.opts.Limits.MaxBatch {
 					err = newError(ErrTooLarge, "response of more than "+strconv.Itoa(r.opts.Limits.MaxBatch)+" operations")
-					return false
+					break
 				}
 				if !isObject(el) {
 					err = newError(ErrBadMessage, "an operation must be an object, got "+quote(el))
-					return false
+					break
 				}
-				ms := r.dec.elemMembers(el)
 				var o *op
 				if o, err = r.dec.decodeOp(ms, true); err != nil {
-					return false
+					break
 				}
 				ops = append(ops, o)
-				return true
-			})
+			}
 		}
 		var vv VersionVector
 		if err == nil {
