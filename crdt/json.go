@@ -1202,17 +1202,27 @@ func (it *elemIter) nextMembers(dst []member) (members []member, el string, more
 			p.i = m.p.i + 1
 		}
 	}
-	if p.err != nil {
-		it.done = true
+	if el, more = it.end(start); !more {
 		return nil, "", false
 	}
-	el = p.s[start:p.i]
+	return members, el, true
+}
+
+// end finishes the element that began at start: its text, and false after an error. It
+// steps over the ',' that follows, or marks the list done.
+func (it *elemIter) end(start int) (string, bool) {
+	p := &it.p
+	if p.err != nil {
+		it.done = true
+		return "", false
+	}
+	el := p.s[start:p.i]
 	if p.i >= len(p.s) || p.s[p.i] != ',' {
 		it.done = true
 	} else {
 		p.i++
 	}
-	return members, el, true
+	return el, true
 }
 
 // nextParts reads the next element. When it is an array (the compact encoding's arrays of
@@ -1251,15 +1261,8 @@ func (it *elemIter) nextParts(dst []string) (parts []string, el string, more boo
 			}
 		}
 	}
-	if p.err != nil {
-		it.done = true
+	if el, more = it.end(start); !more {
 		return nil, "", false
-	}
-	el = p.s[start:p.i]
-	if p.i >= len(p.s) || p.s[p.i] != ',' {
-		it.done = true
-	} else {
-		p.i++
 	}
 	return parts, el, true
 }
