@@ -44,14 +44,8 @@ func canonicalWith(sc *jscratch, s string, maxDepth int) (string, error) {
 		p.stack, p.arena = sc.stack[:0], sc.arena[:0]
 	}
 	p.ws()
-	start := p.i
-	var v string
-	if p.scan(0) {
-		v = s[start:p.i] // canonical already: s itself, or s without surrounding whitespace
-	} else if p.err == nil {
-		p.i = start
-		v = p.rewrite(0) // one more pass, not two (valueString would scan again)
-	}
+	// s itself when canonical already, or s without its surrounding whitespace
+	v := p.valueString(0)
 	p.ws()
 	if p.err == nil && p.i < len(s) {
 		p.fail("unexpected text after the value")
@@ -169,7 +163,9 @@ func (p *jparser) pushMembers(depth int) bool { return p.pushList(depth, '{', '}
 // p.stack.
 func (p *jparser) pushElements(depth int) bool { return p.pushList(depth, '[', ']') }
 
-// pushList is pushMembers ('{' … '}') or pushElements ('[' … ']').
+// pushList is pushMembers ('{' … '}') or pushElements ('[' … ']'). Whitespace is looked
+// for only where the byte expected is not there: compact text (what peers send) pays no
+// check for it.
 func (p *jparser) pushList(depth int, open, close byte) bool {
 	if depth >= p.maxDepth {
 		p.tooDeep()
@@ -180,35 +176,36 @@ func (p *jparser) pushList(depth int, open, close byte) bool {
 		return false
 	}
 	p.i++
-	p.ws()
+	if p.i < len(p.s) && p.s[p.i] <= ' ' {
+		p.ws()
+	}
 	if p.i < len(p.s) && p.s[p.i] == close {
 		p.i++
 		return true
 	}
 	for p.err == nil {
-		p.ws()
 		var name string
 		if open == '{' {
+			if p.i < len(p.s) && p.s[p.i] <= ' ' {
+				p.ws()
+			}
 			if name = p.name(); p.err != nil {
 				return false
 			}
-			p.ws()
-			if p.i >= len(p.s) || p.s[p.i] != ':' {
+			if !(p.at(':') || p.wsTo(':')) {
 				p.fail("expected ':'")
 				return false
 			}
-			p.i++
+		}
+		if p.i < len(p.s) && p.s[p.i] <= ' ' {
 			p.ws()
 		}
 		val := p.valueString(depth + 1) // may use the stack above, and gives it back
 		p.stack = append(p.stack, member{name: name, val: val})
-		p.ws()
-		if p.i < len(p.s) && p.s[p.i] == ',' {
-			p.i++
+		if p.at(',') || p.wsTo(',') {
 			continue
 		}
-		if p.i < len(p.s) && p.s[p.i] == close {
-			p.i++
+		if p.at(close) || p.wsTo(close) {
 			return p.err == nil
 		}
 		if open == '{' {
@@ -220,8 +217,35 @@ func (p *jparser) pushList(depth int, open, close byte) bool {
 	return false
 }
 
+// at moves past c if it is the next byte, and reports whether it was.
+func (p *jparser) at(c byte) bool {
+	if p.i < len(p.s) && p.s[p.i] == c {
+		p.i++
+		return true
+	}
+	return false
+}
+
+// wsTo is at after whitespace, for where at found none of c (pushList: p.at(c) || p.wsTo(c)).
+//
+//go:noinline
+func (p *jparser) wsTo(c byte) bool {
+	if p.i < len(p.s) && p.s[p.i] <= ' ' {
+		p.ws()
+		if p.i < len(p.s) && p.s[p.i] == c {
+			p.i++
+			return true
+		}
+	}
+	return false
+}
+
 // appendMembers writes members as a canonical object: sorted by name, last duplicate wins.
-func appendMembers(out []byte, members []member) []byte {
+func appendMembers(out []byte, members []member) []byte { return appendSorted(out, members, false) }
+
+// appendSorted is appendMembers; with plainNames, every name is known to need no escape
+// (it was read from text without one) and is written as it is.
+func appendSorted(out []byte, members []member, plainNames bool) []byte {
 	// Stable sort keeps duplicates in input order; the last one wins. The usual object
 	// (metadata, a geometry) has a few members: an insertion sort, stable as it only moves
 	// a member past a greater one, takes a fraction of SortStableFunc's instructions.
@@ -244,7 +268,13 @@ func appendMembers(out []byte, members []member) []byte {
 			out = append(out, ',')
 		}
 		n++
-		out = appendString(out, m.name)
+		if plainNames {
+			out = append(out, '"')
+			out = append(out, m.name...)
+			out = append(out, '"')
+		} else {
+			out = appendString(out, m.name)
+		}
 		out = append(out, ':')
 		out = append(out, m.val...)
 	}
@@ -314,7 +344,16 @@ type member struct {
 // p.arena (valid while the arena is: see jparser).
 func (p *jparser) valueString(depth int) string {
 	start := p.i
-	if p.scan(depth) {
+	if p.i < len(p.s) && p.s[p.i] == '{' {
+		base := len(p.stack)
+		canonical, sortOnly := p.scanObject(depth)
+		if canonical {
+			return p.s[start:p.i]
+		}
+		if sortOnly {
+			return p.writeSorted(base)
+		}
+	} else if p.scan(depth) {
 		return p.s[start:p.i] // already canonical: the engine's own output usually is
 	}
 	if p.err != nil {
@@ -368,57 +407,31 @@ func (p *jparser) scan(depth int) bool {
 		return false
 	}
 	switch c := p.s[p.i]; {
-	case c == '{' || c == '[':
+	case c == '{':
+		base := len(p.stack)
+		ok, _ := p.scanObject(depth)
+		p.stack = p.stack[:base] // an object in the wrong order is rewritten from the top
+		return ok
+	case c == '[':
 		if depth >= p.maxDepth {
 			p.tooDeep()
 			return false
 		}
-		close := byte('}')
-		if c == '[' {
-			close = ']'
-		}
 		open := p.i
 		p.i++
-		if p.i < len(p.s) && p.s[p.i] == close {
+		if p.i < len(p.s) && p.s[p.i] == ']' {
 			p.i++
 			return true
 		}
-		prev, first := "", true
 		for {
-			if c == '{' {
-				if p.i >= len(p.s) || p.s[p.i] != '"' {
-					return false
-				}
-				start := p.i
-				name := p.name()
-				// An escape always decodes shorter than it is written: a name with one
-				// is not canonical.
-				if p.err != nil || len(name) != p.i-start-2 || (!first && name <= prev) {
-					return false
-				}
-				prev, first = name, false
-				if p.i >= len(p.s) || p.s[p.i] != ':' {
-					return false
-				}
-				p.i++
-			}
-			// Strings and numbers, most of the values, without a call of scan for each.
-			if p.i < len(p.s) && p.s[p.i] == '"' {
-				if p.str(); p.err != nil {
-					return false
-				}
-			} else if p.i < len(p.s) && (p.s[p.i]-'0' <= 9 || p.s[p.i] == '-') {
-				if p.number(); p.err != nil {
-					return false
-				}
-			} else if !p.scan(depth + 1) {
+			if !p.scanElement(depth) {
 				return false
 			}
 			if p.i < len(p.s) && p.s[p.i] == ',' {
 				p.i++
 				continue
 			}
-			if p.i < len(p.s) && p.s[p.i] == close {
+			if p.i < len(p.s) && p.s[p.i] == ']' {
 				p.i++
 				if p.ends != nil && p.i-open >= bigValue {
 					p.ends.note(p.s, open, p.i)
@@ -444,6 +457,97 @@ func (p *jparser) scan(depth int) bool {
 		return false // whitespace or an error: the full parse decides
 	}
 	return p.err == nil
+}
+
+// scanElement is scan for a member's value or an array's element (depth is its container's):
+// strings and numbers, most of the values, without a call of scan for each.
+func (p *jparser) scanElement(depth int) bool {
+	if p.i < len(p.s) && p.s[p.i] == '"' {
+		p.str()
+		return p.err == nil
+	}
+	if p.i < len(p.s) && (p.s[p.i]-'0' <= 9 || p.s[p.i] == '-') {
+		p.number()
+		return p.err == nil
+	}
+	return p.scan(depth + 1)
+}
+
+// scanObject is scan for the object at p.i. When the object is valid and compact, its
+// names unescaped and its values canonical, but its members are out of order (or a name
+// repeats) — uMap's metadata and geometries, written by JavaScript in insertion order —
+// sortOnly is true, p.i is past the object and its members are left on p.stack, above its
+// length at the call: writeSorted makes the canonical text of them, without a second
+// parse. Otherwise p.stack is as it was.
+func (p *jparser) scanObject(depth int) (canonical, sortOnly bool) {
+	if depth >= p.maxDepth {
+		p.tooDeep()
+		return false, false
+	}
+	open := p.i
+	p.i++
+	if p.i < len(p.s) && p.s[p.i] == '}' {
+		p.i++
+		return true, false
+	}
+	prev, first, sorted := "", true, true
+	base := len(p.stack)
+	for {
+		if p.i >= len(p.s) || p.s[p.i] != '"' {
+			return p.unlist(base)
+		}
+		start := p.i
+		name := p.name()
+		// An escape always decodes shorter than it is written: a name with one is not
+		// canonical.
+		if p.err != nil || len(name) != p.i-start-2 {
+			return p.unlist(base)
+		}
+		if !first && name <= prev {
+			sorted = false
+		}
+		prev, first = name, false
+		if p.i >= len(p.s) || p.s[p.i] != ':' {
+			return p.unlist(base)
+		}
+		p.i++
+		val := p.i
+		if !p.scanElement(depth) {
+			return p.unlist(base)
+		}
+		p.stack = append(p.stack, member{name: name, val: p.s[val:p.i]})
+		if p.i < len(p.s) && p.s[p.i] == ',' {
+			p.i++
+			continue
+		}
+		if p.i < len(p.s) && p.s[p.i] == '}' {
+			p.i++
+			if p.ends != nil && p.i-open >= bigValue {
+				p.ends.note(p.s, open, p.i)
+			}
+			if sorted {
+				p.stack = p.stack[:base]
+			}
+			return sorted, !sorted
+		}
+		return p.unlist(base)
+	}
+}
+
+// unlist drops the members scanObject listed from base (if it did) and reports the object
+// neither canonical nor only out of order.
+func (p *jparser) unlist(base int) (canonical, sortOnly bool) {
+	p.stack = p.stack[:base]
+	return false, false
+}
+
+// writeSorted writes the object whose members scanObject left on p.stack[base:] in
+// canonical form into p.arena, takes the members off the stack and returns the text.
+func (p *jparser) writeSorted(base int) string {
+	mark := len(p.arena)
+	p.arena = appendSorted(p.arena, p.stack[base:], true)
+	p.stack = p.stack[:base]
+	return arenaString(p.arena[mark:])
 }
 
 func (p *jparser) value(out []byte, depth int) []byte {

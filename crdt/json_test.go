@@ -768,3 +768,76 @@ func TestNextMembersIsElementsThenMembers(t *testing.T) {
 		}
 	}
 }
+
+// TestSortOnlyIsTheRewrite: an object valid and compact but out of order, written from the
+// members scanObject listed (writeSorted), is what the full parse writes (value), on random
+// objects of plain, escaped and repeated names, nested objects in and out of order, arrays
+// and whitespace; the stack is left as it was; and the short way is taken where it applies.
+func TestSortOnlyIsTheRewrite(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	names := []string{`"a"`, `"b"`, `"id"`, `"layerId"`, `"featureType"`, `"é"`, `"\u0061"`, `"\n"`, `"type"`, `"coordinates"`, `""`}
+	var object func(depth int) string
+	leaf := func(depth int) string {
+		switch rng.IntN(6) {
+		case 0:
+			return `"v` + strconv.Itoa(rng.IntN(100)) + `"`
+		case 1:
+			return strconv.Itoa(rng.IntN(1000) - 500)
+		case 2:
+			return `[1.5,"x",null,true]`
+		case 3:
+			if depth < 3 {
+				return object(depth + 1)
+			}
+			return `{}`
+		case 4:
+			return `"\u00e9\"x"`
+		}
+		return "false"
+	}
+	object = func(depth int) string {
+		var b strings.Builder
+		b.WriteByte('{')
+		for k := rng.IntN(6); k >= 0; k-- {
+			if b.Len() > 1 {
+				b.WriteByte(',')
+			}
+			if rng.IntN(40) == 0 {
+				b.WriteByte(' ')
+			}
+			b.WriteString(names[rng.IntN(len(names))])
+			b.WriteByte(':')
+			b.WriteString(leaf(depth))
+		}
+		b.WriteByte('}')
+		return b.String()
+	}
+	short := 0
+	for n := 0; n < 20000; n++ {
+		text := object(0)
+		pre := []member{{name: "below", val: "1"}} // a caller's members under the object's
+		p := jparser{s: text, maxDepth: 16, stack: pre}
+		got := p.valueString(0)
+		q := jparser{s: text, maxDepth: 16}
+		want := string(q.value(nil, 0))
+		if p.err != nil || q.err != nil || got != want || p.i != len(text) {
+			t.Fatalf("%s: valueString %s (%v, at %d), value %s (%v)", text, got, p.err, p.i, want, q.err)
+		}
+		if len(p.stack) != 1 || p.stack[0] != pre[0] {
+			t.Fatalf("%s: stack left %v", text, p.stack)
+		}
+		s := jparser{s: text, maxDepth: 16}
+		if _, sortOnly := s.scanObject(0); sortOnly {
+			short++
+			if s.i != len(text) {
+				t.Fatalf("%s: scanObject stopped at %d", text, s.i)
+			}
+		} else if len(s.stack) != 0 {
+			t.Fatalf("%s: scanObject left %v", text, s.stack)
+		}
+	}
+	if short < 2000 {
+		t.Fatalf("the short way taken %d times of 20,000", short)
+	}
+	t.Logf("the short way taken %d times of 20,000", short)
+}

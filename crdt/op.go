@@ -242,6 +242,8 @@ type decoder struct {
 	// canon is the scratch of canonicalWith for metadata given by a caller or inside a
 	// compact list (identify), apart from the message's arena, whose texts are in use then.
 	canon jscratch
+	// value is the scratch of canonicalValue: a value given by a caller, copied out at once.
+	value jscratch
 	// ends notes where the big values of the message being received end (endMemo).
 	ends endMemo
 }

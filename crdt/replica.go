@@ -338,7 +338,11 @@ func (r *Replica) canonicalValue(v string) (string, error) {
 	if len(v) > r.opts.Limits.MaxMessageBytes {
 		return "", newError(ErrTooLarge, "value of more than "+strconv.Itoa(r.opts.Limits.MaxMessageBytes)+" bytes")
 	}
-	return canonicalJSON(v, r.opts.Limits.MaxDepth)
+	c, err := canonicalWith(&r.dec.value, v, r.opts.Limits.MaxDepth)
+	if err != nil {
+		return "", err
+	}
+	return strings.Clone(c), nil
 }
 
 // Get returns the visible value of an object (key "") or of one key path inside it, and
