@@ -424,7 +424,16 @@ func (p *jparser) scan(depth int) bool {
 			return true
 		}
 		for {
-			if !p.scanElement(depth) {
+			// Strings and numbers, most of the elements, without a call of scan for each.
+			if p.i < len(p.s) && p.s[p.i] == '"' {
+				if p.str(); p.err != nil {
+					return false
+				}
+			} else if p.i < len(p.s) && (p.s[p.i]-'0' <= 9 || p.s[p.i] == '-') {
+				if p.number(); p.err != nil {
+					return false
+				}
+			} else if !p.scan(depth + 1) {
 				return false
 			}
 			if p.i < len(p.s) && p.s[p.i] == ',' {
@@ -459,26 +468,12 @@ func (p *jparser) scan(depth int) bool {
 	return p.err == nil
 }
 
-// scanElement is scan for a member's value or an array's element (depth is its container's):
-// strings and numbers, most of the values, without a call of scan for each.
-func (p *jparser) scanElement(depth int) bool {
-	if p.i < len(p.s) && p.s[p.i] == '"' {
-		p.str()
-		return p.err == nil
-	}
-	if p.i < len(p.s) && (p.s[p.i]-'0' <= 9 || p.s[p.i] == '-') {
-		p.number()
-		return p.err == nil
-	}
-	return p.scan(depth + 1)
-}
-
 // scanObject is scan for the object at p.i. When the object is valid and compact, its
 // names unescaped and its values canonical, but its members are out of order (or a name
 // repeats) — uMap's metadata and geometries, written by JavaScript in insertion order —
 // sortOnly is true, p.i is past the object and its members are left on p.stack, above its
 // length at the call: writeSorted makes the canonical text of them, without a second
-// parse. Otherwise p.stack is as it was.
+// parse (see listFirst). Otherwise p.stack is as it was.
 func (p *jparser) scanObject(depth int) (canonical, sortOnly bool) {
 	if depth >= p.maxDepth {
 		p.tooDeep()
@@ -490,7 +485,7 @@ func (p *jparser) scanObject(depth int) (canonical, sortOnly bool) {
 		p.i++
 		return true, false
 	}
-	prev, first, sorted := "", true, true
+	prev, first, sorted, listing := "", true, true, true
 	base := len(p.stack)
 	for {
 		if p.i >= len(p.s) || p.s[p.i] != '"' {
@@ -503,8 +498,15 @@ func (p *jparser) scanObject(depth int) (canonical, sortOnly bool) {
 		if p.err != nil || len(name) != p.i-start-2 {
 			return p.unlist(base)
 		}
-		if !first && name <= prev {
+		if sorted && !first && name <= prev {
 			sorted = false
+			if !listing { // the members before this one: valid already
+				it := members(p.s[open:start])
+				for n, v, ok := it.next(); ok; n, v, ok = it.next() {
+					p.stack = append(p.stack, member{name: n, val: v})
+				}
+				listing = true
+			}
 		}
 		prev, first = name, false
 		if p.i >= len(p.s) || p.s[p.i] != ':' {
@@ -512,10 +514,23 @@ func (p *jparser) scanObject(depth int) (canonical, sortOnly bool) {
 		}
 		p.i++
 		val := p.i
-		if !p.scanElement(depth) {
+		if p.i < len(p.s) && p.s[p.i] == '"' { // as in scan's loop over elements
+			if p.str(); p.err != nil {
+				return p.unlist(base)
+			}
+		} else if p.i < len(p.s) && (p.s[p.i]-'0' <= 9 || p.s[p.i] == '-') {
+			if p.number(); p.err != nil {
+				return p.unlist(base)
+			}
+		} else if !p.scan(depth + 1) {
 			return p.unlist(base)
 		}
-		p.stack = append(p.stack, member{name: name, val: p.s[val:p.i]})
+		if listing {
+			p.stack = append(p.stack, member{name: name, val: p.s[val:p.i]})
+			if sorted && len(p.stack)-base >= listFirst {
+				p.stack, listing = p.stack[:base], false // a big object, in order so far
+			}
+		}
 		if p.i < len(p.s) && p.s[p.i] == ',' {
 			p.i++
 			continue
@@ -533,6 +548,11 @@ func (p *jparser) scanObject(depth int) (canonical, sortOnly bool) {
 		return p.unlist(base)
 	}
 }
+
+// listFirst is how many members scanObject lists as it reads them: an object out of order
+// is usually a small one (metadata, a geometry), read once; a bigger one, in order so far,
+// is listed again from its start when a member out of order turns up.
+const listFirst = 8
 
 // unlist drops the members scanObject listed from base (if it did) and reports the object
 // neither canonical nor only out of order.

@@ -798,6 +798,27 @@ func TestSortOnlyIsTheRewrite(t *testing.T) {
 	object = func(depth int) string {
 		var b strings.Builder
 		b.WriteByte('{')
+		if rng.IntN(3) == 0 { // a bigger object, in order but for a member near its end
+			n := listFirst + rng.IntN(8)
+			swap := rng.IntN(n + 4) // past n: in order, or a name repeated at the end
+			for k := 0; k < n; k++ {
+				j := k
+				if k == swap {
+					j = k + 1
+				} else if k == swap+1 {
+					j = k - 1
+				}
+				if k > 0 {
+					b.WriteByte(',')
+				}
+				b.WriteString(`"k` + strconv.Itoa(10+j) + `":` + leaf(depth))
+			}
+			if swap >= n+2 {
+				b.WriteString(`,"k1` + strconv.Itoa(rng.IntN(n)%10) + `":0`)
+			}
+			b.WriteByte('}')
+			return b.String()
+		}
 		for k := rng.IntN(6); k >= 0; k-- {
 			if b.Len() > 1 {
 				b.WriteByte(',')

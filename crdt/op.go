@@ -586,8 +586,15 @@ func parseSeq(raw string) (uint64, bool) {
 	if raw == "" || len(raw) > 16 || raw[0] == '0' {
 		return 0, false
 	}
-	n, err := strconv.ParseUint(raw, 10, 64)
-	return n, err == nil && n > 0 && n < 1<<53
+	var n uint64
+	for i := 0; i < len(raw); i++ {
+		c := raw[i] - '0'
+		if c > 9 {
+			return 0, false
+		}
+		n = n*10 + uint64(c)
+	}
+	return n, n > 0 && n < 1<<53 // 16 digits do not overflow
 }
 
 // eachElement calls fn with each element of a canonical JSON array until fn returns false.

@@ -74,6 +74,36 @@ func (t Timestamp) AppendText(b []byte) []byte {
 // colon, non-empty, printable ASCII without spaces, at most MaxPeerLen bytes. Errors wrap
 // ErrBadTimestamp and quote the input.
 func Parse(s string) (Timestamp, error) {
+	// One pass over the digits (each field read up to its colon), where most texts are
+	// valid; anything else is read again by parseSlow, which says what is wrong.
+	wall, i, ok := decimalField(s, 0, MaxWall)
+	if ok {
+		var counter uint64
+		if counter, i, ok = decimalField(s, i+1, MaxCounter); ok {
+			if peer := s[i+1:]; peer != "" && len(peer) <= MaxPeerLen && printable(peer) {
+				return Timestamp{Wall: int64(wall), Counter: uint32(counter), Peer: peer}, nil
+			}
+		}
+	}
+	return parseSlow(s)
+}
+
+// decimalField reads the decimal integer that starts at s[i] and ends at the next ':', by
+// parseDecimal's rules, and returns it with the index of that colon.
+func decimalField(s string, i int, max uint64) (n uint64, colon int, ok bool) {
+	start := i
+	for ; i < len(s) && s[i]-'0' <= 9; i++ {
+		n = n*10 + uint64(s[i]-'0')
+	}
+	d := i - start
+	if i >= len(s) || s[i] != ':' || d == 0 || d > 16 || (d > 1 && s[start] == '0') || n > max {
+		return 0, 0, false
+	}
+	return n, i, true
+}
+
+// parseSlow is Parse field by field, with the error that names the field at fault.
+func parseSlow(s string) (Timestamp, error) {
 	i := strings.IndexByte(s, ':')
 	if i < 0 {
 		return Timestamp{}, badTimestamp(s, "want wall:counter:peer")

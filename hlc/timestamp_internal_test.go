@@ -2,6 +2,7 @@ package hlc
 
 import (
 	"math/rand/v2"
+	"strings"
 	"testing"
 )
 
@@ -46,6 +47,28 @@ func TestPrintableIsTheByteRule(t *testing.T) {
 		}
 		if got, want := printable(string(b)), slow(string(b)); got != want {
 			t.Fatalf("%q: %v, want %v", b, got, want)
+		}
+	}
+}
+
+// TestParseIsParseSlow: Parse's one pass over the digits gives what parseSlow, field by
+// field, gives — the same timestamp or the same error — on texts built of digits, colons,
+// zeros, peers and bad bytes, and on fields of 15 to 17 digits around the limits.
+func TestParseIsParseSlow(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	parts := []string{"0", "1", "9", "00", "01", "10", "1727193549000", "9007199254740991", "9007199254740992",
+		"2147483647", "2147483648", "12345678901234567", "18446744073709551616", ":", ":", ":", "-", "a", "p", " ", "\xff", "é",
+		"606d26bd-230f-4d3e-a2a7-0c3caed71548", strings.Repeat("x", MaxPeerLen)}
+	for n := 0; n < 200000; n++ {
+		var b strings.Builder
+		for k := rng.IntN(7); k >= 0; k-- {
+			b.WriteString(parts[rng.IntN(len(parts))])
+		}
+		s := b.String()
+		got, err := Parse(s)
+		want, werr := parseSlow(s)
+		if got != want || (err == nil) != (werr == nil) || (err != nil && err.Error() != werr.Error()) {
+			t.Fatalf("Parse(%q) = %#v, %v; parseSlow: %#v, %v", s, got, err, want, werr)
 		}
 	}
 }
