@@ -168,6 +168,30 @@ func BenchmarkReceive(b *testing.B) {
 	cpu.report(b)
 }
 
+// BenchmarkReceiveAppend is BenchmarkReceive through ReceiveAppend, one changes buffer
+// reused for every message, as the wasm module calls it: no allocation for the result.
+func BenchmarkReceiveAppend(b *testing.B) {
+	wall := hlc.NewManualClock(t0)
+	msgs, _ := benchMessages(b, wall)
+	r := benchReplica(b, wall, msgs)
+	msgs = nil
+	var buf []byte
+	var changes []Change
+	i := 0
+	b.ReportAllocs()
+	cpu := startCPU()
+	for b.Loop() {
+		buf = remoteUpdate(buf, i)
+		res, err := r.ReceiveAppend(changes, buf)
+		if err != nil || len(res.Replies) != 0 {
+			b.Fatalf("%v %q", err, res.Replies)
+		}
+		changes = res.Changes
+		i++
+	}
+	cpu.report(b)
+}
+
 // BenchmarkReceiveCanonical is BenchmarkReceive with each message as a mapcrdt peer writes
 // it (members sorted, the canonical form that the parser validates without rewriting),
 // where BenchmarkReceive's are in uMap's member order.

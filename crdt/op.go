@@ -216,6 +216,7 @@ func (o *op) writes(fn func(w *op, sub int32)) {
 // decoder turns wire JSON into ops for one replica (its subject table and limits).
 type decoder struct {
 	subjects map[string]*Subject
+	lastSub  *Subject // the subject last named: most messages name the one before's
 	lim      Limits
 	objects  func(sub *Subject, key []byte, meta string) *object
 	keyBuf   []byte
@@ -367,6 +368,18 @@ func (d *decoder) parseKey(key string) ([]string, error) {
 	return parts, nil
 }
 
+// subject returns the subject named name, or nil.
+func (d *decoder) subject(name string) *Subject {
+	if s := d.lastSub; s != nil && s.Name == name {
+		return s
+	}
+	s := d.subjects[name]
+	if s != nil {
+		d.lastSub = s
+	}
+	return s
+}
+
 // own returns s as a string that does not share memory with a larger message (the parser
 // returns slices of its input where the input is already canonical).
 func own(s string) string { return strings.Clone(s) }
@@ -504,7 +517,7 @@ func (d *decoder) decodeOp(members []member, top bool) (*op, error) {
 	if !hasSubject {
 		return nil, newError(ErrBadMessage, "operation without a subject")
 	}
-	sub := d.subjects[subject]
+	sub := d.subject(subject)
 	if sub == nil {
 		return nil, newError(ErrUnknownSubject, "unknown subject "+quote(subject))
 	}

@@ -295,7 +295,7 @@ func (r *Replica) identifyWithMeta(subject, metadata string) (*object, string, e
 // identifyMeta is identifyWithMeta without the cache of metadata texts: for the objects of
 // a compact list, each named once.
 func (r *Replica) identifyMeta(subject, metadata string) (*object, string, error) {
-	sub := r.dec.subjects[subject]
+	sub := r.dec.subject(subject)
 	if sub == nil {
 		return nil, "", newError(ErrUnknownSubject, "unknown subject "+quote(subject))
 	}
