@@ -77,11 +77,13 @@ func (r *Replica) ingestOne(o *op) ([]Change, bool) {
 	if r.isOwn(o.ts.Peer) && o.seq > r.seqs[o.ts.Peer] {
 		r.seqs[o.ts.Peer] = o.seq
 	}
-	obj, w := o.obj, write{op: o}
-	if !obj.keeps(w) {
+	// What the place holds is read first, then the write applied: apply says whether it is
+	// kept (one reading of the kept writes, where keeps and then apply made two).
+	s := r.watchOne(o, o.ts)
+	if !o.obj.apply(write{op: o}) {
 		return nil, gap
 	}
-	return r.applyAt(r.watchOne(o, o.ts), o, w, r.changeBuf), gap
+	return r.changeAt(s, o, r.changeBuf), gap
 }
 
 // watchOne returns the place write sub can change, with what it holds now.
@@ -99,8 +101,13 @@ func (r *Replica) watchOne(sub *op, ts hlc.Timestamp) spot {
 // applyAt applies w, the write of sub, whose place s is watched, and appends the change
 // it made, if any, to out[:0] (nil when there is none).
 func (r *Replica) applyAt(s spot, sub *op, w write, out []Change) []Change {
+	sub.obj.apply(w)
+	return r.changeAt(s, sub, out)
+}
+
+// changeAt is applyAt once the write is applied.
+func (r *Replica) changeAt(s spot, sub *op, out []Change) []Change {
 	obj := sub.obj
-	obj.apply(w)
 	// A set at its own place of an alive object, with nothing newer kept below it: the
 	// place holds its value, without reading the state.
 	known := sub.value != "" && len(s.path) == len(sub.path) && len(s.path) > 0 && obj.alive()

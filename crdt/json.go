@@ -777,60 +777,66 @@ func knownName(s string) string {
 
 // str reads a string at p.i and returns its decoded value.
 func (p *jparser) str() string {
-	if p.i >= len(p.s) || p.s[p.i] != '"' {
+	s, i := p.s, p.i
+	if i >= len(s) || s[i] != '"' {
 		p.fail("expected a string")
 		return ""
 	}
-	p.i++
-	start := p.i
+	i++
+	start := i
 	plain := true
-	for p.i < len(p.s) {
-		p.i = plainRun(p.s, p.i)
-		if p.i >= len(p.s) {
+	for i < len(s) {
+		i = plainRun(s, i)
+		if i >= len(s) {
 			break
 		}
-		c := p.s[p.i]
+		c := s[i]
 		switch {
 		case c == '"':
-			raw := p.s[start:p.i]
-			p.i++
+			p.i = i + 1
 			if plain {
-				return raw
+				return s[start:i]
 			}
-			return decodeString(raw)
+			return decodeString(s[start:i])
 		case c == '\\':
 			plain = false
-			if p.i+1 >= len(p.s) {
+			if i+1 >= len(s) {
+				p.i = i
 				p.fail("unterminated escape")
 				return ""
 			}
-			switch p.s[p.i+1] {
+			switch s[i+1] {
 			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-				p.i += 2
+				i += 2
 			case 'u':
-				if p.i+6 > len(p.s) || !isHex4(p.s[p.i+2:p.i+6]) {
+				if i+6 > len(s) || !isHex4(s[i+2:i+6]) {
+					p.i = i
 					p.fail("bad \\u escape")
 					return ""
 				}
-				p.i += 6
+				i += 6
 			default:
+				p.i = i
 				p.fail("bad escape")
 				return ""
 			}
 		case c < 0x20:
+			p.i = i
 			p.fail("control character in string")
 			return ""
 		case c < utf8.RuneSelf:
-			p.i++
+			i++
 		default:
-			r, size := utf8.DecodeRuneInString(p.s[p.i:])
+			r, size := utf8.DecodeRuneInString(s[i:])
 			if r == utf8.RuneError && size <= 1 {
+				p.i = i
 				p.fail("invalid UTF-8")
 				return ""
 			}
-			p.i += size
+			i += size
 		}
 	}
+	p.i = i
 	p.fail("unterminated string")
 	return ""
 }

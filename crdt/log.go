@@ -122,6 +122,10 @@ func (v *vectorState) add(peer string, seq uint64) (gap bool) {
 	case seq <= have:
 		return false
 	case seq == have+1:
+		if len(v.above) == 0 { // nothing held above any peer's contiguous seqs
+			v.vv[peer] = seq
+			return false
+		}
 		have = seq
 		rest := v.above[peer]
 		for len(rest) > 0 && rest[0] <= have+1 {
