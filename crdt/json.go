@@ -346,7 +346,7 @@ func (p *jparser) valueString(depth int) string {
 	start := p.i
 	if p.i < len(p.s) && p.s[p.i] == '{' {
 		base := len(p.stack)
-		canonical, sortOnly := p.scanObject(depth)
+		canonical, sortOnly := p.scanObject(depth, true)
 		if canonical {
 			return p.s[start:p.i]
 		}
@@ -408,9 +408,7 @@ func (p *jparser) scan(depth int) bool {
 	}
 	switch c := p.s[p.i]; {
 	case c == '{':
-		base := len(p.stack)
-		ok, _ := p.scanObject(depth)
-		p.stack = p.stack[:base] // an object in the wrong order is rewritten from the top
+		ok, _ := p.scanObject(depth, false) // one in the wrong order is rewritten from the top
 		return ok
 	case c == '[':
 		if depth >= p.maxDepth {
@@ -468,13 +466,14 @@ func (p *jparser) scan(depth int) bool {
 	return p.err == nil
 }
 
-// scanObject is scan for the object at p.i. When the object is valid and compact, its
-// names unescaped and its values canonical, but its members are out of order (or a name
-// repeats) — uMap's metadata and geometries, written by JavaScript in insertion order —
-// sortOnly is true, p.i is past the object and its members are left on p.stack, above its
-// length at the call: writeSorted makes the canonical text of them, without a second
-// parse (see listFirst). Otherwise p.stack is as it was.
-func (p *jparser) scanObject(depth int) (canonical, sortOnly bool) {
+// scanObject is scan for the object at p.i. With list, when the object is valid and
+// compact, its names unescaped and its values canonical, but its members are out of order
+// (or a name repeats) — uMap's metadata and geometries, written by JavaScript in insertion
+// order — sortOnly is true, p.i is past the object and its members are left on p.stack,
+// above its length at the call: writeSorted makes the canonical text of them, without a
+// second parse (see listFirst). Otherwise p.stack is as it was. (scan, inside a value,
+// does not list: a nested object out of order has its container rewritten from the top.)
+func (p *jparser) scanObject(depth int, list bool) (canonical, sortOnly bool) {
 	if depth >= p.maxDepth {
 		p.tooDeep()
 		return false, false
@@ -485,7 +484,7 @@ func (p *jparser) scanObject(depth int) (canonical, sortOnly bool) {
 		p.i++
 		return true, false
 	}
-	prev, first, sorted, listing := "", true, true, true
+	prev, first, sorted, listing := "", true, true, list
 	base := len(p.stack)
 	for {
 		if p.i >= len(p.s) || p.s[p.i] != '"' {
@@ -500,6 +499,9 @@ func (p *jparser) scanObject(depth int) (canonical, sortOnly bool) {
 		}
 		if sorted && !first && name <= prev {
 			sorted = false
+			if !list {
+				return false, false // not canonical, and not to be written from a list
+			}
 			if !listing { // the members before this one: valid already
 				it := members(p.s[open:start])
 				for n, v, ok := it.next(); ok; n, v, ok = it.next() {

@@ -848,7 +848,7 @@ func TestSortOnlyIsTheRewrite(t *testing.T) {
 			t.Fatalf("%s: stack left %v", text, p.stack)
 		}
 		s := jparser{s: text, maxDepth: 16}
-		if _, sortOnly := s.scanObject(0); sortOnly {
+		if _, sortOnly := s.scanObject(0, true); sortOnly {
 			short++
 			if s.i != len(text) {
 				t.Fatalf("%s: scanObject stopped at %d", text, s.i)
