@@ -327,13 +327,14 @@ func (d *decoder) path(parts []string) []string {
 	if d.keyText == nil {
 		d.keyText = map[*string]keyText{}
 	}
-	d.keyText[&shared[0]] = keyText{text: JoinPath(shared...), n: len(shared)}
+	d.keyText[&shared[0]] = keyText{text: JoinPath(shared...), json: string(appendKeyJSON(nil, shared)), n: len(shared)}
 	return shared
 }
 
 // keyText is the key text of an interned path of n parts.
 type keyText struct {
 	text string
+	json string // text as a JSON string (appendKeyJSON)
 	n    int
 }
 
@@ -346,6 +347,17 @@ func (d *decoder) keyOf(path []string) string {
 		}
 	}
 	return JoinPath(path...)
+}
+
+// appendKey appends the key text of path as a JSON string: remembered for an interned path,
+// written otherwise (d may be nil).
+func (d *decoder) appendKey(b []byte, path []string) []byte {
+	if d != nil && len(path) > 0 {
+		if k, ok := d.keyText[&path[0]]; ok && k.n == len(path) {
+			return append(b, k.json...)
+		}
+	}
+	return appendKeyJSON(b, path)
 }
 
 // parseKey parses and interns key, looking the key text up first: a page writes the same few
@@ -637,6 +649,15 @@ func eachElement(raw string, fn func(string) bool) {
 // are written in canonical (sorted) order, so that a receiving engine validates the text
 // without rewriting it (json.go's fast path); unknown fields the operation carried follow.
 func appendOp(b []byte, o *op, sender string) []byte {
+	if sender != "" {
+		sender = string(appendString(nil, sender))
+	}
+	return appendOpWith(nil, b, o, sender)
+}
+
+// appendOpWith is appendOp with the sender written as JSON already (or ""), and the key
+// texts d remembers (d may be nil).
+func appendOpWith(d *decoder, b []byte, o *op, senderJSON string) []byte {
 	b = append(b, '{')
 	if !o.ts.IsZero() {
 		b = append(b, `"hlc":"`...)
@@ -648,11 +669,11 @@ func appendOp(b []byte, o *op, sender string) []byte {
 		if o.x != nil && o.x.key != "" {
 			b = appendString(b, o.x.key)
 		} else {
-			b = appendKeyJSON(b, o.path)
+			b = d.appendKey(b, o.path)
 		}
 		b = append(b, ',')
 	}
-	if sender != "" {
+	if senderJSON != "" {
 		b = append(b, `"kind":"OperationMessage",`...)
 	}
 	if o.verb == VerbBatch {
@@ -661,7 +682,7 @@ func appendOp(b []byte, o *op, sender string) []byte {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendOp(b, s, "")
+			b = appendOpWith(d, b, s, "")
 		}
 		b = append(b, "],"...)
 	} else {
@@ -673,9 +694,9 @@ func appendOp(b []byte, o *op, sender string) []byte {
 		}
 		b = append(b, ',')
 	}
-	if sender != "" {
+	if senderJSON != "" {
 		b = append(b, `"sender":`...)
-		b = appendString(b, sender)
+		b = append(b, senderJSON...)
 		b = append(b, ',')
 	}
 	if o.seq != 0 {

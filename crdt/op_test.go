@@ -764,3 +764,26 @@ func TestGoldenWireFormat(t *testing.T) {
 		}
 	}
 }
+
+// TestAppendKeyIsAppendKeyJSON: the key text remembered for an interned path, as JSON, is
+// what appendKeyJSON writes for the path — escaped dots, backslashes, quotes, controls and
+// other bytes — and a prefix of an interned path (same first element) is written, not read.
+func TestAppendKeyIsAppendKeyJSON(t *testing.T) {
+	d := &decoder{lim: DefaultLimits()}
+	for _, key := range []string{"properties.name", `properties.a\.b`, `x\\y.z`, "a.\"q\".b", "c.\x01", "é.名前", `a\*b.\?`, "geometry"} {
+		path, err := d.parseKey(key)
+		if err != nil {
+			t.Fatalf("%q: %v", key, err)
+		}
+		for _, p := range [][]string{path, path[:1]} {
+			got, want := string(d.appendKey(nil, p)), string(appendKeyJSON(nil, p))
+			if got != want {
+				t.Errorf("%q %q: appendKey %s, appendKeyJSON %s", key, p, got, want)
+			}
+		}
+	}
+	var none *decoder
+	if got := string(none.appendKey(nil, []string{"a.b", "c"})); got != `"a\\.b.c"` {
+		t.Errorf("nil decoder: %s", got)
+	}
+}

@@ -78,6 +78,7 @@ func (o *Options) verify() error {
 type Replica struct {
 	opts      Options
 	peer      string
+	peerJSON  string // peer as a JSON string: the sender of every message sent
 	clock     *hlc.Clock
 	objects   map[string]*object
 	pending   []*object // objects met while decoding: kept on success (see objectFor)
@@ -108,14 +109,15 @@ func NewReplica(opts Options) (*Replica, error) {
 		return nil, err
 	}
 	r := &Replica{
-		opts:    opts,
-		peer:    opts.PeerID,
-		clock:   hlc.New(opts.PeerID, opts.Wall),
-		objects: map[string]*object{},
-		vec:     newVectorState(),
-		origin:  opts.PeerID,
-		origins: map[string]bool{opts.PeerID: true},
-		seqs:    map[string]uint64{},
+		opts:     opts,
+		peer:     opts.PeerID,
+		peerJSON: string(appendString(nil, opts.PeerID)),
+		clock:    hlc.New(opts.PeerID, opts.Wall),
+		objects:  map[string]*object{},
+		vec:      newVectorState(),
+		origin:   opts.PeerID,
+		origins:  map[string]bool{opts.PeerID: true},
+		seqs:     map[string]uint64{},
 	}
 	r.clock.SetMaxDrift(opts.MaxDrift)
 	subs := map[string]*Subject{}

@@ -210,7 +210,7 @@ func (r *Replica) Flush() [][]byte {
 	out := make([][]byte, 0, len(r.outbox))
 	r.flush(func(o *op) {
 		start := len(buf)
-		buf = appendOp(buf, o, r.peer)
+		buf = appendOpWith(&r.dec, buf, o, r.peerJSON)
 		out = append(out, buf[start:len(buf):len(buf)])
 	})
 	if len(out) == 0 {
@@ -229,7 +229,7 @@ func (r *Replica) FlushAppend(dst []byte, sep byte) ([]byte, int) {
 			dst = append(dst, sep)
 		}
 		n++
-		dst = appendOp(dst, o, r.peer)
+		dst = appendOpWith(&r.dec, dst, o, r.peerJSON)
 	})
 	return dst, n
 }
