@@ -240,6 +240,15 @@ func (p *jparser) wsTo(c byte) bool {
 	return false
 }
 
+// nameLess is a < b for member names, which mostly differ in their first byte: decided
+// there without a call of the runtime's string comparison.
+func nameLess(a, b string) bool {
+	if len(a) > 0 && len(b) > 0 && a[0] != b[0] {
+		return a[0] < b[0]
+	}
+	return a < b
+}
+
 // appendMembers writes members as a canonical object: sorted by name, last duplicate wins.
 func appendMembers(out []byte, members []member) []byte { return appendSorted(out, members, false) }
 
@@ -251,7 +260,7 @@ func appendSorted(out []byte, members []member, plainNames bool) []byte {
 	// a member past a greater one, takes a fraction of SortStableFunc's instructions.
 	if len(members) <= 12 {
 		for i := 1; i < len(members); i++ {
-			for j := i; j > 0 && members[j].name < members[j-1].name; j-- {
+			for j := i; j > 0 && nameLess(members[j].name, members[j-1].name); j-- {
 				members[j], members[j-1] = members[j-1], members[j]
 			}
 		}
@@ -497,7 +506,7 @@ func (p *jparser) scanObject(depth int, list bool) (canonical, sortOnly bool) {
 		if p.err != nil || len(name) != p.i-start-2 {
 			return p.unlist(base)
 		}
-		if sorted && !first && name <= prev {
+		if sorted && !first && !nameLess(prev, name) {
 			sorted = false
 			if !list {
 				return false, false // not canonical, and not to be written from a list
@@ -670,18 +679,20 @@ var littleEndian = func() bool {
 // most of what the engine reads, and a byte-at-a-time loop costs nine instructions a byte.
 func plainRun(s string, i int) int {
 	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	for littleEndian && i+8 <= len(s) {
-		x := *(*uint64)(unsafe.Pointer(unsafe.StringData(s[i:]))) // unaligned loads are fine on amd64, arm64 and wasm
-		q := x ^ ('"' * ones)
-		b := x ^ ('\\' * ones)
-		// A high bit set in m marks a byte below 0x20, a '"', a '\\' or a non-ASCII byte;
-		// the lowest one is always a real one (a borrow only runs upwards, from a real one).
-		m := ((x-0x20*ones)&^x | (q-ones)&^q | (b-ones)&^b | x) & highs
-		if m != 0 {
-			i += bits.TrailingZeros64(m) >> 3
-			break
+	if littleEndian {
+		for n := len(s) - 8; i <= n; i += 8 {
+			x := *(*uint64)(unsafe.Pointer(unsafe.StringData(s[i:]))) // unaligned loads are fine on amd64, arm64 and wasm
+			q := x ^ ('"' * ones)
+			b := x ^ ('\\' * ones)
+			// A high bit set in m marks a byte below 0x20 (x-0x20 wraps), a '"' or a '\\'
+			// (q-1 or b-1 wraps) or a non-ASCII byte (x). Only the lowest one counts, and it
+			// is always a real one: below it no byte wraps, so no borrow runs into it, and a
+			// good byte (0x20…0x7f) minus 0x20, or a nonzero q or b byte below 0x80 minus 1,
+			// keeps its high bit clear.
+			if m := ((x - 0x20*ones) | (q - ones) | (b - ones) | x) & highs; m != 0 {
+				return i + bits.TrailingZeros64(m)>>3
+			}
 		}
-		i += 8
 	}
 	for i < len(s) && plainByte[s[i]] {
 		i++
