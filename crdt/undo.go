@@ -1,6 +1,9 @@
 package crdt
 
-import "strings"
+import (
+	"strings"
+	"unsafe"
+)
 
 // Undo and redo of local edits (DESIGN §7). An undo step lists, for every place a local edit
 // wrote, the value it had before and the write that changed it. Undoing emits new
@@ -26,6 +29,7 @@ type undoStep struct {
 
 type undoStacks struct {
 	undo, redo []undoStep
+	base       []undoStep  // the array the undo stack is a window of (see push)
 	chunk      []undoEntry // room for the first entry of the next steps (one allocation for many)
 }
 
@@ -54,10 +58,32 @@ func (s *undoStacks) record(e undoEntry, group string, inBatch bool, now int64, 
 			return
 		}
 	}
-	s.undo = append(s.undo, undoStep{entries: s.one(e), group: strings.Clone(group), at: now, inBatch: inBatch})
-	for len(s.undo) > opts.UndoDepth {
-		// Drop the oldest step by reslicing (a copy of the whole stack per edit would cost
-		// more than the edit); append moves the steps when the array is full.
+	s.push(undoStep{entries: s.one(e), group: strings.Clone(group), at: now, inBatch: inBatch}, opts.UndoDepth)
+}
+
+// push adds a step on top of the undo stack and drops the oldest past depth. The stack is a
+// window sliding along one array, base: the oldest step is dropped by reslicing (a copy of
+// the whole stack per edit would cost more than the edit), and when the window reaches the
+// array's end its steps move back to the start — where append would allocate a new array
+// every depth or so steps.
+func (s *undoStacks) push(st undoStep, depth int) {
+	if n := len(s.undo); n > 0 && n == cap(s.undo) && cap(s.base) > 0 {
+		const size = unsafe.Sizeof(undoStep{})
+		start := uintptr(unsafe.Pointer(unsafe.SliceData(s.base)))
+		at := uintptr(unsafe.Pointer(unsafe.SliceData(s.undo)))
+		if at > start && at < start+uintptr(cap(s.base))*size { // a window of base, not at its start
+			base := s.base[:cap(s.base)]
+			copy(base, s.undo)
+			clear(base[n:]) // what the dropped steps held
+			s.undo = base[:n]
+		}
+	}
+	old := unsafe.SliceData(s.undo)
+	s.undo = append(s.undo, st)
+	if unsafe.SliceData(s.undo) != old { // a new array, the window at its start
+		s.base = s.undo[:cap(s.undo)]
+	}
+	for len(s.undo) > depth {
 		s.undo[0] = undoStep{}
 		s.undo = s.undo[1:]
 	}

@@ -816,3 +816,45 @@ func TestUndoCarriesTheEditsMetadata(t *testing.T) {
 		t.Errorf("the undo's upsert has featureType %q, want marker (the deleted feature's): %s", ft, m[0])
 	}
 }
+
+// TestUndoPushSlidesWithoutAllocating: the undo stack keeps the newest depth steps, in
+// order, through many pushes; once its array exists, pushing allocates nothing (the window
+// moves back to the array's start); a stack replaced from elsewhere (a snapshot, a redo)
+// is pushed onto correctly.
+func TestUndoPushSlidesWithoutAllocating(t *testing.T) {
+	const depth = 7
+	var s undoStacks
+	check := func(last int) {
+		t.Helper()
+		want := min(last, depth)
+		if len(s.undo) != want {
+			t.Fatalf("after %d pushes: %d steps, want %d", last, len(s.undo), want)
+		}
+		for i, st := range s.undo {
+			if st.at != int64(last-want+i+1) {
+				t.Fatalf("after %d pushes: step %d is %d, want %d", last, i, st.at, last-want+i+1)
+			}
+		}
+	}
+	n := 0
+	for ; n < 100; n++ {
+		s.push(undoStep{at: int64(n + 1)}, depth)
+		check(n + 1)
+	}
+	pushes := func() {
+		for k := 0; k < 100; k++ {
+			n++
+			s.push(undoStep{at: int64(n)}, depth)
+		}
+	}
+	if a := testing.AllocsPerRun(20, pushes); a != 0 {
+		t.Errorf("%v allocations per 100 pushes", a)
+	}
+	check(n)
+	s.undo = append([]undoStep(nil), s.undo...) // replaced: another array
+	for k := 0; k < 50; k++ {
+		n++
+		s.push(undoStep{at: int64(n)}, depth)
+		check(n)
+	}
+}
