@@ -245,12 +245,15 @@ func remoteUpdateCanonical(buf []byte, i int) []byte {
 
 // BenchmarkLocalEdit: one local update (stamped, applied, queued, undo recorded) on a
 // replica holding 100,000 live paths. "Update" flushes the outbox every 1,024 edits (the
-// flush amortized in); "UpdateAndFlush" sends each edit at once.
+// flush amortized in); "UpdateAndFlush" sends each edit at once; "ApplyAppendAndFlush" is
+// UpdateAndFlush as the wasm module makes an edit: through ApplyAppend and FlushAppend,
+// their buffers reused.
 func BenchmarkLocalEdit(b *testing.B) {
 	for _, each := range []struct {
-		name  string
-		flush int
-	}{{"Update", 1024}, {"UpdateAndFlush", 1}} {
+		name   string
+		flush  int
+		append bool
+	}{{"Update", 1024, false}, {"UpdateAndFlush", 1, false}, {"ApplyAppendAndFlush", 1, true}} {
 		b.Run(each.name, func(b *testing.B) {
 			wall := hlc.NewManualClock(t0)
 			msgs, _ := benchMessages(b, wall)
@@ -265,15 +268,30 @@ func BenchmarkLocalEdit(b *testing.B) {
 				values[j] = `"edit ` + strconv.Itoa(j) + `"`
 			}
 			i := 0
+			var changes []Change
+			var sent []byte
 			b.ReportAllocs()
 			cpu := startCPU()
 			for b.Loop() {
 				f := (i * 7919) % benchFeatures
-				if _, err := r.Update("feature", metas[f], benchKeys[i%4], values[i%1024]); err != nil {
+				var err error
+				if each.append {
+					changes, err = r.ApplyAppend(changes, Edit{Verb: VerbUpdate, Subject: "feature", Metadata: metas[f], Key: benchKeys[i%4], Value: values[i%1024]})
+				} else {
+					_, err = r.Update("feature", metas[f], benchKeys[i%4], values[i%1024])
+				}
+				if err != nil {
 					b.Fatal(err)
 				}
 				i++
-				if i%each.flush == 0 {
+				if i%each.flush != 0 {
+					continue
+				}
+				if each.append {
+					if sent, _ = r.FlushAppend(sent[:0], 0x1e); len(sent) == 0 {
+						b.Fatal("nothing to send")
+					}
+				} else {
 					r.Flush()
 				}
 			}
