@@ -68,11 +68,14 @@ type opsEncoder struct {
 	opsArr  []byte
 	np, no  int
 	wall    int64
-	all     bool // keep every sub-operation of a batch (snapshots), not only the visible ones
+	all     bool     // keep every sub-operation of a batch (snapshots), not only the visible ones
+	dec     *decoder // the key texts it remembers (appendKey)
 }
 
-func newOpsEncoder() *opsEncoder {
-	return &opsEncoder{peers: map[string]int{}, objs: map[*object]int{}}
+// newOpsEncoder returns an encoder writing the keys d remembers from their JSON text (d may
+// be nil).
+func newOpsEncoder(d *decoder) *opsEncoder {
+	return &opsEncoder{peers: map[string]int{}, objs: map[*object]int{}, dec: d}
 }
 
 func (e *opsEncoder) peer(p string) int {
@@ -185,7 +188,7 @@ func (e *opsEncoder) appendSub(b []byte, s *op) []byte {
 		if s.x != nil && s.x.key != "" {
 			b = appendString(b, s.x.key)
 		} else {
-			b = appendKeyJSON(b, s.path)
+			b = e.dec.appendKey(b, s.path)
 		}
 		if s.value != "" {
 			b = append(b, ',')

@@ -72,7 +72,7 @@ func (r *Replica) Snapshot() ([]byte, error) {
 		b = appendString(b, p)
 	}
 	b = append(b, `],"log":`...)
-	enc := newOpsEncoder()
+	enc := newOpsEncoder(&r.dec)
 	enc.all = true
 	index := map[*op]int{}
 	for i, o := range r.log.ops {

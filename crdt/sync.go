@@ -391,7 +391,7 @@ func (r *Replica) response(recipient string, ops []*op, pushBack, compact bool) 
 		b = append(b, `"pushBack":true,`...)
 	}
 	if compact {
-		enc := newOpsEncoder()
+		enc := newOpsEncoder(&r.dec)
 		for _, o := range ops {
 			enc.add(o)
 		}
