@@ -224,7 +224,8 @@ type decoder struct {
 	lastPeer string              // the peer id interned last (an entry of peers)
 	parts    map[string]string   // interned key parts (see path)
 	paths    map[string][]string // interned paths, by parts joined with NUL (see path)
-	byKey    map[string][]string // interned paths by key text (see parseKey)
+	byKey    map[string]keySlot  // interned paths by key text (see parseKey)
+	keySlots [16]keySlot         // the keys met last, by keySlotOf: compared, not hashed
 	keyText  map[*string]keyText // key text of each interned path, by its first element
 
 	// byMeta finds a known object by the canonical metadata text it was first seen with
@@ -361,10 +362,22 @@ func (d *decoder) appendKey(b []byte, path []string) []byte {
 }
 
 // parseKey parses and interns key, looking the key text up first: a page writes the same few
-// keys again and again.
+// keys again and again. The keys met last are in keySlots, where the key text is compared
+// with one slot's (most keys differ in length or their last bytes) instead of hashed for the
+// map.
 func (d *decoder) parseKey(key string) ([]string, error) {
-	if p, ok := d.byKey[key]; ok {
-		return p, nil
+	var slot *keySlot
+	if len(key) >= 2 {
+		slot = &d.keySlots[keySlotOf(key)]
+		if slot.path != nil && slot.key == key {
+			return slot.path, nil
+		}
+	}
+	if e, ok := d.byKey[key]; ok {
+		if slot != nil {
+			*slot = e
+		}
+		return e.path, nil
 	}
 	parts, err := parsePath(key, d.lim)
 	if err != nil {
@@ -373,11 +386,27 @@ func (d *decoder) parseKey(key string) ([]string, error) {
 	parts = d.path(parts)
 	if len(d.byKey) < 1<<16 {
 		if d.byKey == nil {
-			d.byKey = map[string][]string{}
+			d.byKey = map[string]keySlot{}
 		}
-		d.byKey[strings.Clone(key)] = parts
+		e := keySlot{key: strings.Clone(key), path: parts}
+		d.byKey[e.key] = e
+		if slot != nil {
+			*slot = e
+		}
 	}
 	return parts, nil
+}
+
+// keySlot is a key text (owned) and its interned path.
+type keySlot struct {
+	key  string
+	path []string
+}
+
+// keySlotOf returns the slot of keySlots for a key of at least two bytes.
+func keySlotOf(key string) int {
+	n := len(key)
+	return (n + 3*int(key[n-1]) + int(key[n-2])) & 15
 }
 
 // subject returns the subject named name, or nil.

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -785,5 +786,48 @@ func TestAppendKeyIsAppendKeyJSON(t *testing.T) {
 	var none *decoder
 	if got := string(none.appendKey(nil, []string{"a.b", "c"})); got != `"a\\.b.c"` {
 		t.Errorf("nil decoder: %s", got)
+	}
+}
+
+// TestParseKeySlots: keys met again (from the slots, from the map, or parsed anew when
+// their slot holds another key) give the interned path of their first parse, equal to a
+// fresh parse; a bad key is refused every time and never remembered.
+func TestParseKeySlots(t *testing.T) {
+	d := &decoder{lim: DefaultLimits()}
+	keys := []string{"properties.name", "properties.description", "properties._umap_options.color",
+		"properties.size", "geometry", `a\.b`, "ab", "ba", "x.y.z", "properties.names", "p"}
+	for i := 0; i < 200; i++ {
+		keys = append(keys, "properties.k"+strconv.Itoa(i))
+	}
+	first := map[string][]string{}
+	rng := rand.New(rand.NewPCG(5, 6))
+	for n := 0; n < 20000; n++ {
+		key := keys[rng.IntN(len(keys))]
+		if n%7 == 0 {
+			key = keys[rng.IntN(5)] // the usual few, again and again
+		}
+		got, err := d.parseKey(key)
+		if err != nil {
+			t.Fatalf("%q: %v", key, err)
+		}
+		if p, ok := first[key]; ok {
+			if &p[0] != &got[0] || len(p) != len(got) {
+				t.Fatalf("%q: another path the second time: %q, first %q", key, got, p)
+			}
+		} else {
+			first[key] = got
+			want, _ := parsePath(key, d.lim)
+			if !slices.Equal(got, want) {
+				t.Fatalf("%q: %q, want %q", key, got, want)
+			}
+		}
+		if _, err := d.parseKey("a..b"); err == nil {
+			t.Fatal(`"a..b" accepted`)
+		}
+	}
+	for _, s := range d.keySlots {
+		if s.path != nil && !slices.Equal(s.path, first[s.key]) {
+			t.Fatalf("slot %q holds %q", s.key, s.path)
+		}
 	}
 }
