@@ -383,7 +383,7 @@ func (r *Replica) response(recipient string, ops []*op, pushBack, compact bool) 
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendOp(b, o, "")
+			b = appendOpWith(&r.dec, b, o, "")
 		}
 		b = append(b, "],"...)
 	}
