@@ -862,19 +862,28 @@ func (p *jparser) number() {
 	switch {
 	case i < len(s) && s[i] == '0':
 		i++
-	case i < len(s) && s[i] >= '1' && s[i] <= '9':
-		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-			i++
+	case i < len(s) && s[i]-'1' <= 8:
+		for i++; i < len(s) && s[i]-'0' <= 9; i++ {
 		}
 	default:
 		p.i = i
 		p.fail("bad number")
 		return
 	}
-	if i < len(s) && s[i] == '.' {
+	if i < len(s) && (s[i] == '.' || s[i]|0x20 == 'e') {
+		p.fraction(i) // the integers of the engine's own texts end here
+		return
+	}
+	p.i = i
+}
+
+// fraction reads the fraction and exponent of a number from s[i], its '.', 'e' or 'E'.
+func (p *jparser) fraction(i int) {
+	s := p.s
+	if s[i] == '.' {
 		i++
 		d := i
-		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		for i < len(s) && s[i]-'0' <= 9 {
 			i++
 		}
 		if i == d {
@@ -883,13 +892,13 @@ func (p *jparser) number() {
 			return
 		}
 	}
-	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+	if i < len(s) && s[i]|0x20 == 'e' {
 		i++
 		if i < len(s) && (s[i] == '+' || s[i] == '-') {
 			i++
 		}
 		d := i
-		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		for i < len(s) && s[i]-'0' <= 9 {
 			i++
 		}
 		if i == d {
