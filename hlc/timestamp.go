@@ -1,7 +1,9 @@
 package hlc
 
 import (
+	"encoding/binary"
 	"errors"
+	"math/bits"
 	"strconv"
 	"strings"
 )
@@ -62,11 +64,60 @@ func (t Timestamp) String() string {
 
 // AppendText appends the text form of t to b.
 func (t Timestamp) AppendText(b []byte) []byte {
-	b = strconv.AppendInt(b, t.Wall, 10)
+	if t.Wall >= 0 && t.Wall < 1e16 {
+		b = appendDecimal(b, uint64(t.Wall))
+	} else {
+		b = strconv.AppendInt(b, t.Wall, 10) // not a walltime Parse accepts
+	}
 	b = append(b, ':')
-	b = strconv.AppendUint(b, uint64(t.Counter), 10)
+	if t.Counter < 10 {
+		b = append(b, byte('0'+t.Counter)) // the usual counter
+	} else {
+		b = appendDecimal(b, uint64(t.Counter))
+	}
 	b = append(b, ':')
 	return append(b, t.Peer...)
+}
+
+// appendDecimal appends u < 10^16 in decimal: two eight-digit halves, each turned into its
+// eight ASCII digits at once in one 64-bit word (eightDigits). A walltime has 13 digits;
+// strconv divides the whole 64-bit number by 100 seven times, and a 64-bit division by a
+// constant is a long multiply, which WebAssembly has no instruction for.
+func appendDecimal(b []byte, u uint64) []byte {
+	var buf [16]byte
+	hi, lo := uint32(u/1e8), uint32(u%1e8)
+	if hi == 0 {
+		w := eightDigits(lo)
+		binary.LittleEndian.PutUint64(buf[8:], w+ascii8)
+		return append(b, buf[8+leadingZeroDigits(w, lo):]...)
+	}
+	w := eightDigits(hi)
+	binary.LittleEndian.PutUint64(buf[:8], w+ascii8)
+	binary.LittleEndian.PutUint64(buf[8:], eightDigits(lo)+ascii8)
+	return append(b, buf[leadingZeroDigits(w, hi):]...)
+}
+
+const ascii8 = 0x3030303030303030 // '0' in each byte
+
+// eightDigits returns the eight decimal digits of x < 10^8, one a byte, the first (most
+// significant) in the lowest byte: the number is split into two four-digit lanes of 32 bits,
+// each lane into two of 16, each of those into two of 8, dividing every lane at once by a
+// multiplication and a shift (exact for the lane widths: TestEightDigits).
+func eightDigits(x uint32) uint64 {
+	v := uint64(x/10000) | uint64(x%10000)<<32
+	h := (v * 10486 >> 20) & 0x0000007f0000007f // lane / 100, lanes < 10^4
+	v = h | (v-h*100)<<16
+	h = (v * 103 >> 10) & 0x000f000f000f000f // lane / 10, lanes < 10^2
+	return h | (v-h*10)<<8
+}
+
+// leadingZeroDigits is how many of w = eightDigits(x)'s digits are leading zeros, at most 7
+// (x = 0 is written "0").
+func leadingZeroDigits(w uint64, x uint32) int {
+	if x == 0 {
+		return 7
+	}
+	return bits.TrailingZeros64(w) / 8
 }
 
 // Parse reads uMap's "wall:counter:peer" text. Wall and counter are decimal integers without

@@ -1,7 +1,9 @@
 package hlc
 
 import (
+	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -71,4 +73,53 @@ func TestParseIsParseSlow(t *testing.T) {
 			t.Fatalf("Parse(%q) = %#v, %v; parseSlow: %#v, %v", s, got, err, want, werr)
 		}
 	}
+}
+
+// AppendText against strconv, on every power of ten and its neighbours, the limits, and
+// random walltimes and counters.
+func TestAppendTextIsStrconv(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	walls := []int64{0, 1, 9, 10, 99, 100, MaxWall, MaxWall + 1, 1e16 - 1, 1e16, 1<<63 - 1, -1, -1 << 63}
+	for p := int64(1); p <= 1e18; p *= 10 {
+		walls = append(walls, p-1, p, p+1)
+	}
+	counters := []uint32{0, 1, 9, 10, 11, 99, 100, 101, MaxCounter, 1<<32 - 1}
+	for n := 0; n < 100000; n++ {
+		walls = append(walls, rng.Int64N(1<<uint(1+rng.IntN(62))))
+		counters = append(counters, uint32(rng.Uint64N(1<<uint(1+rng.IntN(32)))))
+	}
+	for k, w := range walls {
+		ts := Timestamp{Wall: w, Counter: counters[k%len(counters)], Peer: "p"}
+		want := strconv.FormatInt(w, 10) + ":" + strconv.FormatUint(uint64(ts.Counter), 10) + ":p"
+		if got := string(ts.AppendText([]byte("x"))); got != "x"+want {
+			t.Fatalf("AppendText(%#v) = %q, want %q", ts, got, "x"+want)
+		}
+	}
+}
+
+// eightDigits on every x < 10^8 in steps, and around every power of ten.
+func TestEightDigits(t *testing.T) {
+	check := func(x uint32) {
+		w := eightDigits(x)
+		var b [8]byte
+		for k := range b {
+			b[k] = byte(w>>(8*k)) + '0'
+		}
+		if want := fmt.Sprintf("%08d", x); string(b[:]) != want {
+			t.Fatalf("eightDigits(%d) = %q, want %q", x, b[:], want)
+		}
+		if z := leadingZeroDigits(w, x); z != 8-len(strconv.Itoa(int(x))) {
+			t.Fatalf("leadingZeroDigits(%d) = %d", x, z)
+		}
+	}
+	for x := uint32(0); x < 1e8; x += 997 {
+		check(x)
+	}
+	for p := uint32(1); p <= 1e7; p *= 10 {
+		for d := uint32(0); d < 200; d++ {
+			check(p + d)
+			check(min(p*10-1, p*10-d))
+		}
+	}
+	check(1e8 - 1)
 }
