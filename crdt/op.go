@@ -568,7 +568,8 @@ func (d *decoder) decodeOp(members []member, top bool) (*op, error) {
 		return nil, newError(ErrBadMetadata, "metadata must be an object, got "+quote(meta))
 	}
 	obj := d.byMeta[meta] // known metadata text: no walk over it for the identity
-	if obj == nil || obj.subject != sub {
+	sameMeta := obj != nil && obj.subject == sub // meta is obj.meta, the map's key
+	if !sameMeta {
 		var err error
 		if d.keyBuf, err = appendObjectKey(d.keyBuf[:0], sub, meta); err != nil {
 			return nil, err
@@ -613,7 +614,7 @@ func (d *decoder) decodeOp(members []member, top bool) (*op, error) {
 		obj = d.objects(sub, d.keyBuf, meta)
 	}
 	o.obj = obj
-	if meta != o.obj.meta {
+	if !sameMeta && meta != o.obj.meta {
 		o.setMeta(own(meta))
 	}
 	return o, nil

@@ -289,7 +289,11 @@ func (r *Replica) identifyWithMeta(subject, metadata string) (*object, string, e
 		if r.metaCache == nil {
 			r.metaCache = make(map[string]metaHit, 64)
 		}
-		r.metaCache[string(r.metaKey)] = metaHit{obj: obj, meta: strings.Clone(meta)}
+		kept := obj.meta // the same string when equal (see identifyMeta)
+		if meta != kept {
+			kept = strings.Clone(meta)
+		}
+		r.metaCache[string(r.metaKey)] = metaHit{obj: obj, meta: kept}
 	}
 	return obj, meta, nil
 }
@@ -313,13 +317,15 @@ func (r *Replica) identifyMeta(subject, metadata string) (*object, string, error
 		return nil, "", newError(ErrBadMetadata, "metadata must be an object, got "+quote(meta))
 	}
 	obj := r.dec.byMeta[meta]
-	if obj == nil || obj.subject != sub {
-		if r.dec.keyBuf, err = appendObjectKey(r.dec.keyBuf[:0], sub, meta); err != nil {
-			return nil, "", err
-		}
-		obj = r.objectFor(sub, r.dec.keyBuf, meta)
+	if obj != nil && obj.subject == sub {
+		// The text the object was first seen with: callers comparing it with obj.meta find
+		// the same string, without reading it (WebAssembly compares strings byte by byte).
+		return obj, obj.meta, nil
 	}
-	return obj, meta, nil
+	if r.dec.keyBuf, err = appendObjectKey(r.dec.keyBuf[:0], sub, meta); err != nil {
+		return nil, "", err
+	}
+	return r.objectFor(sub, r.dec.keyBuf, meta), meta, nil
 }
 
 // metaHit is a remembered identifyWithMeta result.
