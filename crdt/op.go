@@ -567,8 +567,10 @@ func (d *decoder) decodeOp(members []member, top bool) (*op, error) {
 	} else if !isObject(meta) {
 		return nil, newError(ErrBadMetadata, "metadata must be an object, got "+quote(meta))
 	}
-	obj := d.byMeta[meta] // known metadata text: no walk over it for the identity
-	sameMeta := obj != nil && obj.subject == sub // meta is obj.meta, the map's key
+	// A known metadata text: no walk over it for the identity, and no comparison with
+	// obj.meta below (it is the map's key).
+	obj := d.byMeta[meta]
+	sameMeta := obj != nil && obj.subject == sub
 	if !sameMeta {
 		var err error
 		if d.keyBuf, err = appendObjectKey(d.keyBuf[:0], sub, meta); err != nil {
