@@ -736,6 +736,25 @@ func TestScenarioMetadataTravelsAlong(t *testing.T) {
 	wantGet(t, carol, "feature", `{"layerId":"L1","id":"f1","featureType":"polygon"}`, "geometry.type", `"Point"`)
 }
 
+func TestScenarioOneMetadataTextTwoSubjects(t *testing.T) {
+	// A datalayer and a feature named by the same metadata text are two objects: received or
+	// edited locally, in either order, a write to one never lands on the other.
+	const same = `{"id":"L1","layerId":"L1"}`
+	alice, _ := newScenarioReplica(t, "alice", 10)
+	bob, _ := newScenarioReplica(t, "bob", 20)
+	must[[]Change](t)(alice.Upsert("datalayer", same, `{"name":"layer"}`))
+	must[[]Change](t)(alice.Upsert("feature", same, `{"type":"Feature","properties":{"name":"tree"}}`))
+	must[[]Change](t)(alice.Update("datalayer", same, "name", `"layer 2"`))
+	must[[]Change](t)(alice.Update("feature", same, "properties.name", `"oak"`))
+	flushTo(t, alice, bob)
+	for _, r := range []*Replica{alice, bob} {
+		wantGet(t, r, "datalayer", same, "name", `"layer 2"`)
+		wantGet(t, r, "feature", same, "properties.name", `"oak"`)
+		wantGet(t, r, "datalayer", same, "properties", "")
+		wantGet(t, r, "feature", same, "name", "")
+	}
+}
+
 func TestScenarioLocalEditSendsItsOwnMetadata(t *testing.T) {
 	// The page first touches a feature through a call that names it by identity only (no
 	// featureType), then upserts it with its full metadata. The upsert that leaves must carry
