@@ -428,82 +428,89 @@ func own(s string) string { return strings.Clone(s) }
 // envelope fields that are not part of the operation itself.
 func isEnvelopeField(name string) bool { return name == "kind" || name == "sender" }
 
+// opFields are the members of one operation as read from the wire, before they are checked
+// together and turned into an op (decoder.build). Strings point into the message.
+type opFields struct {
+	verb, subject, key, hlcText, meta, value, opsRaw string
+	seq                                              uint64
+	extra                                            []byte // unknown members, `"name":value,…`
+	hasVerb, hasSubject, hasKey, hasHLC              bool
+	hasValue, hasMeta, hasOps                        bool
+	// obj is the object that meta names, when the caller knew it from the metadata's text
+	// (decoder.rawMeta); meta is then obj.meta. nil otherwise.
+	obj *object
+}
+
 // decodeOp reads one operation from its members. top says whether it is a top-level
 // operation (which needs an hlc) or a batch's sub-operation (which must not have one).
 func (d *decoder) decodeOp(members []member, top bool) (*op, error) {
-	o := &op{}
-	var verb, subject, key, hlcText string
-	var meta, value string
-	var hasVerb, hasSubject, hasKey, hasHLC, hasValue, hasMeta, hasOps bool
-	var opsRaw string
-	var extra []byte
+	var f opFields
 	for _, m := range members {
 		switch m.name {
 		case "verb":
-			verb, hasVerb = stringValue(m.val)
-			if !hasVerb {
+			if f.verb, f.hasVerb = stringValue(m.val); !f.hasVerb {
 				return nil, newError(ErrBadMessage, "verb must be a string, got "+quote(m.val))
 			}
 		case "subject":
-			subject, hasSubject = stringValue(m.val)
-			if !hasSubject {
+			if f.subject, f.hasSubject = stringValue(m.val); !f.hasSubject {
 				return nil, newError(ErrBadMessage, "subject must be a string, got "+quote(m.val))
 			}
 		case "metadata":
-			meta, hasMeta = m.val, true
+			f.meta, f.hasMeta = m.val, true
 		case "key":
-			key, hasKey = stringValue(m.val)
-			if !hasKey {
+			if f.key, f.hasKey = stringValue(m.val); !f.hasKey {
 				return nil, newError(ErrBadKey, "key must be a string, got "+quote(m.val))
 			}
 		case "value":
-			value, hasValue = m.val, true
+			f.value, f.hasValue = m.val, true
 		case "hlc":
 			s, ok := stringValue(m.val)
 			if !ok {
 				return nil, newError(ErrBadHLC, "hlc must be a string, got "+quote(m.val))
 			}
-			hlcText, hasHLC = s, true
+			f.hlcText, f.hasHLC = s, true
 		case "seq":
 			n, ok := parseSeq(m.val)
 			if !ok {
 				return nil, newError(ErrBadMessage, "seq must be an integer in [1, 2^53), got "+quote(m.val))
 			}
-			o.seq = n
+			f.seq = n
 		case "operations":
-			opsRaw, hasOps = m.val, true
+			f.opsRaw, f.hasOps = m.val, true
 		default:
 			if top && isEnvelopeField(m.name) {
 				continue
 			}
-			if len(extra) > 0 {
-				extra = append(extra, ',')
-			}
-			extra = appendString(extra, m.name)
-			extra = append(extra, ':')
-			extra = append(extra, m.val...)
+			f.extra = appendExtra(f.extra, m.name, m.val)
 		}
 	}
-	if !hasVerb {
+	return d.build(&f, top)
+}
+
+// build checks the members of one operation together and makes the op (see decodeOp).
+func (d *decoder) build(f *opFields, top bool) (*op, error) {
+	o := &op{seq: f.seq}
+	extra := f.extra
+	if !f.hasVerb {
 		return nil, newError(ErrBadMessage, "operation without a verb")
 	}
-	v, ok := parseVerb(verb)
+	v, ok := parseVerb(f.verb)
 	if !ok {
-		return nil, newError(ErrUnknownVerb, "unknown verb "+quote(verb))
+		return nil, newError(ErrUnknownVerb, "unknown verb "+quote(f.verb))
 	}
 	o.verb = v
 	if top {
-		if !hasHLC {
+		if !f.hasHLC {
 			return nil, newError(ErrBadHLC, "operation without an hlc")
 		}
-		ts, err := hlc.Parse(hlcText)
+		ts, err := hlc.Parse(f.hlcText)
 		if err != nil {
 			return nil, hlcError(err)
 		}
 		ts.Peer = d.peer(ts.Peer)
 		o.ts = ts
 	} else {
-		if hasHLC {
+		if f.hasHLC {
 			return nil, newError(ErrBadMessage, "a batch's sub-operation carries its own hlc")
 		}
 		if o.seq != 0 {
@@ -514,12 +521,12 @@ func (d *decoder) decodeOp(members []member, top bool) (*op, error) {
 		if !top {
 			return nil, newError(ErrBadMessage, "a batch inside a batch")
 		}
-		if !hasOps || len(opsRaw) == 0 || opsRaw[0] != '[' {
+		if !f.hasOps || len(f.opsRaw) == 0 || f.opsRaw[0] != '[' {
 			return nil, newError(ErrBadMessage, "a batch needs an array of operations")
 		}
 		var err error
 		n := 0
-		eachElement(opsRaw, func(raw string) bool {
+		eachElement(f.opsRaw, func(raw string) bool {
 			n++
 			if n > d.lim.MaxBatch {
 				err = newError(ErrTooLarge, "batch of more than "+strconv.Itoa(d.lim.MaxBatch)+" operations")
@@ -546,30 +553,34 @@ func (d *decoder) decodeOp(members []member, top bool) (*op, error) {
 		if len(o.subOps()) == 0 {
 			return nil, newError(ErrBadMessage, "an empty batch")
 		}
-		if hasSubject {
-			extra = appendExtra(extra, "subject", string(appendString(nil, subject)))
+		if f.hasSubject {
+			extra = appendExtra(extra, "subject", string(appendString(nil, f.subject)))
 		}
 		o.setExtra(string(extra))
 		return o, nil
 	}
-	if hasOps {
-		extra = appendExtra(extra, "operations", opsRaw)
+	if f.hasOps {
+		extra = appendExtra(extra, "operations", f.opsRaw)
 	}
-	if !hasSubject {
+	if !f.hasSubject {
 		return nil, newError(ErrBadMessage, "operation without a subject")
 	}
-	sub := d.subject(subject)
+	sub := d.subject(f.subject)
 	if sub == nil {
-		return nil, newError(ErrUnknownSubject, "unknown subject "+quote(subject))
+		return nil, newError(ErrUnknownSubject, "unknown subject "+quote(f.subject))
 	}
-	if !hasMeta {
+	meta := f.meta
+	if !f.hasMeta {
 		meta = "{}"
 	} else if !isObject(meta) {
 		return nil, newError(ErrBadMetadata, "metadata must be an object, got "+quote(meta))
 	}
 	// A known metadata text: no walk over it for the identity, and no comparison with
 	// obj.meta below (it is the map's key).
-	obj := d.byMeta[meta]
+	obj := f.obj
+	if obj == nil {
+		obj = d.byMeta[meta]
+	}
 	sameMeta := obj != nil && obj.subject == sub
 	if !sameMeta {
 		var err error
@@ -581,34 +592,34 @@ func (d *decoder) decodeOp(members []member, top bool) (*op, error) {
 	var err error
 	switch v {
 	case VerbUpdate:
-		if !hasKey {
+		if !f.hasKey {
 			return nil, newError(ErrBadKey, "update without a key")
 		}
-		if o.path, err = d.parseKey(key); err != nil {
+		if o.path, err = d.parseKey(f.key); err != nil {
 			return nil, err
 		}
-		o.setKey(key)
-		o.value = own(value)
+		o.setKey(f.key)
+		o.value = own(f.value)
 		if err := d.lim.checkDepth(o.value, o.path); err != nil {
 			return nil, err
 		}
 	case VerbUpsert:
-		if !hasValue || !isObject(value) {
-			return nil, newError(ErrBadValue, "upsert needs an object value, got "+quote(value))
+		if !f.hasValue || !isObject(f.value) {
+			return nil, newError(ErrBadValue, "upsert needs an object value, got "+quote(f.value))
 		}
-		if err := d.lim.checkDepth(value, nil); err != nil {
+		if err := d.lim.checkDepth(f.value, nil); err != nil {
 			return nil, err
 		}
-		o.value = own(value)
-		if hasKey {
-			extra = appendExtra(extra, "key", string(appendString(nil, key)))
+		o.value = own(f.value)
+		if f.hasKey {
+			extra = appendExtra(extra, "key", string(appendString(nil, f.key)))
 		}
 	case VerbDelete:
-		if hasKey {
-			extra = appendExtra(extra, "key", string(appendString(nil, key)))
+		if f.hasKey {
+			extra = appendExtra(extra, "key", string(appendString(nil, f.key)))
 		}
-		if hasValue {
-			extra = appendExtra(extra, "value", value)
+		if f.hasValue {
+			extra = appendExtra(extra, "value", f.value)
 		}
 	}
 	o.setExtra(string(extra))

@@ -52,7 +52,11 @@ func (r *Replica) receiveMessage(msg []byte) (Result, error) {
 		return Result{}, newError(ErrTooLarge, "message of "+strconv.Itoa(len(msg))+" bytes, more than "+strconv.Itoa(r.opts.Limits.MaxMessageBytes))
 	}
 	// msg is read in place, without a copy: everything kept is copied out of it (own).
-	members, err := r.dec.parseTop(unsafe.String(unsafe.SliceData(msg), len(msg)))
+	s := unsafe.String(unsafe.SliceData(msg), len(msg))
+	if o, sender, ok, err := r.dec.fastOp(s); ok {
+		return r.receiveOp(o, sender, err)
+	}
+	members, err := r.dec.parseTop(s)
 	if err != nil {
 		return Result{}, err
 	}
@@ -70,25 +74,7 @@ func (r *Replica) receiveMessage(msg []byte) (Result, error) {
 	switch kind {
 	case "OperationMessage":
 		o, err := r.dec.decodeOp(members, true)
-		if err != nil {
-			r.dropPending()
-			return Result{}, err
-		}
-		r.one[0] = o
-		changes, gap, err := r.ingest(r.one[:])
-		r.one[0] = nil
-		if err != nil {
-			return Result{}, err
-		}
-		res := Result{Changes: changes}
-		if gap {
-			to, _ := stringValue(field(members, "sender"))
-			if to == "" || to == r.peer {
-				to = o.ts.Peer
-			}
-			res.Replies = append(res.Replies, r.SyncRequest(to))
-		}
-		return res, nil
+		return r.receiveOp(o, field(members, "sender"), err)
 	case "PeerMessage":
 		return r.receivePeerMessage(members)
 	case "SavedMessage":
@@ -139,6 +125,30 @@ func (r *Replica) receiveMessage(msg []byte) (Result, error) {
 		return Result{}, nil
 	}
 	return Result{}, newError(ErrUnknownKind, "unknown message kind "+quote(kind))
+}
+
+// receiveOp ingests o, the operation of an OperationMessage whose sender member is the raw
+// text sender ("" if none), or fails with err, the error of its decoding.
+func (r *Replica) receiveOp(o *op, sender string, err error) (Result, error) {
+	if err != nil {
+		r.dropPending()
+		return Result{}, err
+	}
+	r.one[0] = o
+	changes, gap, err := r.ingest(r.one[:])
+	r.one[0] = nil
+	if err != nil {
+		return Result{}, err
+	}
+	res := Result{Changes: changes}
+	if gap {
+		to, _ := stringValue(sender)
+		if to == "" || to == r.peer {
+			to = o.ts.Peer
+		}
+		res.Replies = append(res.Replies, r.SyncRequest(to))
+	}
+	return res, nil
 }
 
 // field returns the raw value of the last member called name, "" if there is none.

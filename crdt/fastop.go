@@ -1,0 +1,199 @@
+package crdt
+
+import "unsafe"
+
+// The fast path of receive: one walk over a message that is one operation written the way
+// uMap and mapcrdt peers write it — compact, each member once, names and short strings
+// without escapes, the metadata a flat object of strings. It fills the opFields that
+// decodeOp would have read from the parsed members, with no member list in between and
+// no second reading of the strings, and hands them to the same build. Any other message —
+// whitespace, an escape, a non-ASCII key, an unknown member, a value the
+// parser refuses — is left to the general parser (parseTop, decodeOp), which reads it
+// again from the start: the fast path changes nothing before it answers. A repeated member
+// needs no care: the last one wins here as it does in decodeOp.
+
+// fastOp decodes s, a whole message, if it is an OperationMessage the fast path takes. ok
+// false means it did not take it (nothing done); otherwise o and err are what decodeOp of
+// the parsed message would give, and sender is the raw text of the sender member ("" if
+// none).
+func (d *decoder) fastOp(s string) (o *op, sender string, ok bool, err error) {
+	if len(s) < 2 || s[0] != '{' {
+		return nil, "", false, nil
+	}
+	p := jparser{s: s, i: 1, maxDepth: d.lim.wireDepth(), stack: d.top[:0], arena: d.arena[:0]}
+	var f opFields
+	hasKind := false
+	for {
+		i := p.i
+		if i >= len(s) || s[i] != '"' {
+			return nil, "", false, nil
+		}
+		var name string
+		if i+16 <= len(s) {
+			name = knownName(s[i:])
+		} else { // knownName reads 16 bytes: the last member's name is read from a copy
+			var tail [16]byte
+			copy(tail[:], s[i:])
+			name = knownName(unsafe.String(&tail[0], len(tail)))
+		}
+		i += len(name) + 2 // "" (not a wire name) leaves i on the name's closing quote or in it
+		if name == "" || i >= len(s) || s[i] != ':' {
+			return nil, "", false, nil
+		}
+		i++
+		var str string
+		switch name {
+		case "kind":
+			if str, i = plainString(s, i); str != "OperationMessage" {
+				return nil, "", false, nil
+			}
+			hasKind = true
+		case "sender":
+			start := i
+			if _, i = plainString(s, i); i < 0 {
+				return nil, "", false, nil
+			}
+			sender = s[start:i]
+		case "verb":
+			f.verb, i = plainString(s, i)
+			f.hasVerb = true
+		case "subject":
+			f.subject, i = plainString(s, i)
+			f.hasSubject = true
+		case "key":
+			f.key, i = plainString(s, i)
+			f.hasKey = true
+		case "hlc":
+			f.hlcText, i = plainString(s, i)
+			f.hasHLC = true
+		case "seq":
+			start := i
+			for i < len(s) && s[i]-'0' <= 9 {
+				i++
+			}
+			n, good := parseSeq(s[start:i])
+			if !good {
+				return nil, "", false, nil
+			}
+			f.seq = n
+		case "metadata":
+			f.meta, i = flatObject(s, i, &p.arena)
+			f.hasMeta = true
+		case "value":
+			p.i = i
+			if f.value = p.valueString(1); p.err != nil {
+				return nil, "", false, nil
+			}
+			i = p.i
+			f.hasValue = true
+		default:
+			return nil, "", false, nil
+		}
+		if i < 0 || i >= len(s) {
+			return nil, "", false, nil
+		}
+		if s[i] == ',' {
+			p.i = i + 1
+			continue
+		}
+		if s[i] != '}' || i+1 != len(s) || !hasKind {
+			return nil, "", false, nil
+		}
+		break
+	}
+	if cap(p.stack) > cap(d.top) {
+		d.top = p.stack[:0]
+	}
+	if cap(p.arena) <= 1<<20 {
+		d.arena = p.arena[:0]
+	}
+	o, err = d.build(&f, true)
+	return o, sender, true, err
+}
+
+// plainString reads the JSON string at s[i] if it holds only printable ASCII without an
+// escape, and returns its text and the index after its closing quote; i < 0 if it does not.
+func plainString(s string, i int) (string, int) {
+	if i >= len(s) || s[i] != '"' {
+		return "", -1
+	}
+	j := plainRun(s, i+1)
+	if j >= len(s) || s[j] != '"' {
+		return "", -1
+	}
+	return s[i+1 : j], j + 1
+}
+
+// flatMember is one member of a flat object: its name, and its text `"name":"value"` at
+// [start, end) of the object's text.
+type flatMember struct {
+	name       string
+	start, end int
+}
+
+// flatObject reads the object at s[i] if it is flat — up to eight members, each a plain
+// string (plainString) named by a plain string — and returns the index after it. Its
+// canonical text is then s[i:end] itself (the names strictly increase) or the text
+// flatObject writes into *arena (the members sorted). The index is negative for any other
+// text: a value that is not a plain string, a repeated name, whitespace.
+func flatObject(s string, i int, arena *[]byte) (canon string, end int) {
+	if i >= len(s) || s[i] != '{' {
+		return "", -1
+	}
+	start := i
+	i++
+	if i < len(s) && s[i] == '}' {
+		return s[start : i+1], i + 1
+	}
+	var ms [8]flatMember
+	n := 0
+	sorted := true
+	for {
+		name, j := plainString(s, i)
+		if j < 0 || j >= len(s) || s[j] != ':' || n == len(ms) {
+			return "", -1
+		}
+		if _, j = plainString(s, j+1); j < 0 || j >= len(s) {
+			return "", -1
+		}
+		for k := range n {
+			if ms[k].name == name {
+				return "", -1 // a repeated name: the last one wins, as the parser decides
+			}
+		}
+		if n > 0 && !nameLess(ms[n-1].name, name) {
+			sorted = false
+		}
+		ms[n] = flatMember{name, i, j}
+		n++
+		switch s[j] {
+		case ',':
+			i = j + 1
+			continue
+		case '}':
+		default:
+			return "", -1
+		}
+		if sorted {
+			return s[start : j+1], j + 1
+		}
+		end = j + 1
+		break
+	}
+	for a := 1; a < n; a++ { // insertion sort: a few members
+		for b := a; b > 0 && nameLess(ms[b].name, ms[b-1].name); b-- {
+			ms[b], ms[b-1] = ms[b-1], ms[b]
+		}
+	}
+	mark := len(*arena)
+	out := append(*arena, '{')
+	for k := range n {
+		if k > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, s[ms[k].start:ms[k].end]...)
+	}
+	out = append(out, '}')
+	*arena = out
+	return arenaString(out[mark:]), end
+}

@@ -1,0 +1,201 @@
+package crdt
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// opSummary writes every part of a decoded operation that build sets, the object by its
+// identity, so that two decodings compare as text.
+func opSummary(o *op) string {
+	if o == nil {
+		return "<nil>"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%v %s seq=%d value=%q path=%q key=%q extra=%q meta=%q", o.verb, o.ts, o.seq, o.value, o.path, o.key(), o.extra(), o.meta())
+	if o.obj != nil {
+		fmt.Fprintf(&b, " obj=%s/%q/%q", o.obj.subject.Name, o.obj.key, o.obj.meta)
+	}
+	for _, s := range o.subOps() {
+		b.WriteString(" [" + opSummary(s) + "]")
+	}
+	return b.String()
+}
+
+// decodeBoth receives each message of msgs on two replicas, a through the fast path when
+// it takes the message and b always through the general parser (parseTop, decodeOp), and
+// fails when the two decode a message differently, answer it differently or end in
+// different states. It returns how many messages the fast path took.
+func decodeBoth(t *testing.T, msgs [][]byte) (taken int) {
+	t.Helper()
+	wall := fuzzWall()
+	a, b := newTestReplica(t, fuzzPeerA, wall), newTestReplica(t, fuzzPeerA, wall) // one peer id: the same answers
+	for _, m := range msgs {
+		s := string(m)
+		oa, sender, ok, errA := a.dec.fastOp(s)
+		if !ok {
+			_, errA := a.Receive(m)
+			_, errB := b.Receive(m)
+			if fmt.Sprint(errA) != fmt.Sprint(errB) {
+				t.Fatalf("%s\nthe same parser answered differently: %v / %v", m, errA, errB)
+			}
+			continue
+		}
+		taken++
+		ms, err := b.dec.parseTop(s)
+		if err != nil {
+			t.Fatalf("%s\nthe fast path took a message the parser refuses: %v", m, err)
+		}
+		if k := field(ms, "kind"); k != `"OperationMessage"` {
+			t.Fatalf("%s\nthe fast path took a message of kind %s", m, k)
+		}
+		if want := field(ms, "sender"); sender != want {
+			t.Fatalf("%s\nsender %q, the parser's %q", m, sender, want)
+		}
+		ob, errB := b.dec.decodeOp(ms, true)
+		if got, want := opSummary(oa), opSummary(ob); got != want || fmt.Sprint(errA) != fmt.Sprint(errB) {
+			t.Fatalf("%s\nfast:   %s (%v)\nparser: %s (%v)", m, got, errA, want, errB)
+		}
+		ra, errA := a.receiveOp(oa, sender, errA)
+		rb, errB := b.receiveOp(ob, sender, errB)
+		if fmt.Sprint(ra.Changes) != fmt.Sprint(rb.Changes) || fmt.Sprint(errA) != fmt.Sprint(errB) {
+			t.Fatalf("%s\nchanges %v (%v), the parser's %v (%v)", m, ra.Changes, errA, rb.Changes, errB)
+		}
+	}
+	if a.State() != b.State() || !vectorsEqual(a.Vector(), b.Vector()) {
+		t.Fatalf("states differ\nfast:   %s\nparser: %s", a.State(), b.State())
+	}
+	return taken
+}
+
+// fastSeeds are messages on the edge of what the fast path takes.
+func fastSeeds() []string {
+	h := func(ms int64, peer string) string { return stamp(ms, 0, peer) }
+	upd := func(meta, rest string) string {
+		return `{"kind":"OperationMessage","sender":"bob","verb":"update","subject":"feature","metadata":` + meta + `,"key":"properties.name","value":"x"` + rest + `,"hlc":"` + h(1, "bob") + `","seq":1}`
+	}
+	return []string{
+		upd(`{"id":"f1","layerId":"L1","featureType":"marker"}`, ``),
+		upd(`{"featureType":"marker","id":"f1","layerId":"L1"}`, ``),                           // canonical already
+		upd(`{"id":"f1","layerId":"L1","id":"f2"}`, ``),                                        // a repeated name: the last wins
+		upd(`{"id":"f1","layerId":"L1","featureType":1}`, ``),                                  // not flat
+		upd(`{"id":"f\u0031","layerId":"L1"}`, ``),                                             // an escape
+		upd(`{"b":"1","c":"2","d":"3","e":"4","f":"5","g":"6","h":"7","i":"8","id":"f1"}`, ``), // nine members
+		upd(`{}`, ``),
+		upd(`[]`, ``),
+		upd(`{"id":"f1","layerId":"L1"}`, `,"value":{"type":"Point","coordinates":[1,2]}`), // repeated member
+		upd(`{"id":"f1","layerId":"L1"}`, `,"x-extra":1`),                                  // unknown member
+		upd(`{"id":"f1","layerId":"L1"}`, `,"kind":"PeerMessage"`),
+		upd(`{"id":"f1","layerId":"L1"}`, `,"value":{"b":[1,{"d":1,"c":2}],"a":null}`),
+		upd(`{"id":"f1","layerId":"L1"}`, `,"value":{"b":1,"b":2}`),
+		upd(`{"id":"f1","layerId":"L1"}`, `,"value":tru`),
+		upd(`{"id":"f1" ,"layerId":"L1"}`, ``),
+		`{"kind":"OperationMessage","verb":"update","subject":"map","key":"a\\.b","value":1,"hlc":"` + h(2, "bob") + `"}`,
+		`{"kind":"OperationMessage","verb":"update","subject":"map","key":"é","value":1,"hlc":"` + h(2, "bob") + `"}`,
+		`{"kind":"OperationMessage","verb":"update","subject":"map","key":"a","value":1,"hlc":"` + h(2, "bob") + `","seq":01}`,
+		`{"kind":"OperationMessage","verb":"update","subject":"map","key":"a","value":1,"hlc":"` + h(2, "bob") + `","seq":1.5}`,
+		`{"kind":"OperationMessage","verb":"update","subject":"map","key":"a","value":1,"hlc":"` + h(2, "bob") + `","seq":9007199254740992}`,
+		`{"kind":"OperationMessage","verb":"update","subject":"map","key":"a","value":1,"hlc":"` + h(3, "bob") + `","seq":7} `,
+		`{"kind":"OperationMessage","verb":"update","subject":"nope","key":"a","value":1,"hlc":"` + h(3, "bob") + `"}`,
+		`{"kind":"OperationMessage","verb":"merge","subject":"map","key":"a","value":1,"hlc":"` + h(3, "bob") + `"}`,
+		`{"kind":"OperationMessage","verb":"update","subject":"map","key":"a..b","value":1,"hlc":"` + h(3, "bob") + `"}`,
+		`{"kind":"OperationMessage","verb":"update","subject":"map","key":"a","value":1,"hlc":"1:2"}`,
+		`{"kind":"OperationMessage","verb":"update","subject":"map","key":"a","value":1}`,
+		`{"kind":"OperationMessage","verb":"upsert","subject":"map","value":[1],"hlc":"` + h(4, "bob") + `"}`,
+		`{"kind":"OperationMessage","verb":"upsert","subject":"datalayer","metadata":{"id":"L1"},"key":"k","value":{"name":"a"},"hlc":"` + h(4, "bob") + `"}`,
+		`{"kind":"OperationMessage","verb":"delete","subject":"datalayer","metadata":{"id":"L1"},"key":"k","value":{"name":"a"},"hlc":"` + h(5, "bob") + `"}`,
+		`{"kind":"OperationMessage","verb":"batch","operations":[{"verb":"update","subject":"map","key":"a","value":1}],"hlc":"` + h(6, "bob") + `"}`,
+		`{"kind":"OperationMessage","sender":7,"verb":"update","subject":"map","key":"a","value":1,"hlc":"` + h(7, "bob") + `"}`,
+		`{"kind":"OperationMessage","verb":"update","subject":"map","key":"a","value":1,"hlc":"` + h(8, "bob") + `","kind":"OperationMessage"}`,
+		`{"verb":"update","subject":"map","key":"a","value":1,"hlc":"` + h(9, "bob") + `"}`,
+		`{"kind"`, `{"kind":`, `{"kind":"OperationMessage"`, `{"kind":"OperationMessage",`, `{"seq"`, `{"seq":1`, `{"lastKnownHLC"`, `{"kind":"OperationMessage"}`, `{}`, `{`, `x`,
+	}
+}
+
+func TestFastOpDecodesAsTheParser(t *testing.T) {
+	var msgs [][]byte
+	for _, s := range fastSeeds() {
+		msgs = append(msgs, []byte(s))
+	}
+	taken := decodeBoth(t, msgs)
+	if taken != 16 { // the seeds that are compact, flat and of known members, good or bad
+		t.Fatalf("the fast path took %d of the %d messages, want 16", taken, len(msgs))
+	}
+	// What peers send: uMap's member order (the benchmark's messages) and mapcrdt's own.
+	wall := fuzzWall()
+	src := newTestReplica(t, "src", wall)
+	msgs = msgs[:0]
+	for i := range 50 {
+		msgs = append(msgs, bytes.Replace(remoteUpdate(nil, i), []byte(benchSource), []byte("umap"), -1))
+		meta := benchMeta(i % 7)
+		var err error
+		switch i % 5 {
+		case 0:
+			_, err = src.Upsert("feature", meta, `{"type":"Feature","properties":{"name":"a"}}`)
+		case 1:
+			_, err = src.Delete("feature", meta)
+		case 2:
+			_, err = src.Update("map", "{}", "properties.zoom", "7")
+		default:
+			_, err = src.Update("feature", meta, "geometry", `{"type":"Point","coordinates":[1.5,2]}`)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs = append(msgs, src.Flush()...)
+	}
+	if taken := decodeBoth(t, msgs); taken != len(msgs) {
+		t.Fatalf("the fast path took %d of %d messages as peers write them", taken, len(msgs))
+	}
+}
+
+// FuzzFastOp: any message (or several, one a line) decodes through the fast path exactly as
+// through the general parser, or is left to it.
+func FuzzFastOp(f *testing.F) {
+	for _, s := range fastSeeds() {
+		f.Add([]byte(s))
+	}
+	addOpSeeds(f)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		decodeBoth(t, splitMessages(data))
+	})
+}
+
+func TestFlatObject(t *testing.T) {
+	for _, c := range []struct{ in, canon string }{
+		{`{}`, `{}`},
+		{`{"a":"1"}`, `{"a":"1"}`},
+		{`{"id":"f1","layerId":"L1","featureType":"marker"}`, `{"featureType":"marker","id":"f1","layerId":"L1"}`},
+		{`{"b":"","a":"","c":""}`, `{"a":"","b":"","c":""}`},
+		{`{"a":"1","b":"2","c":"3","d":"4","e":"5","f":"6","g":"7","h":"8"}`, `{"a":"1","b":"2","c":"3","d":"4","e":"5","f":"6","g":"7","h":"8"}`},
+		{`{"a":"1","b":"2","c":"3","d":"4","e":"5","f":"6","g":"7","h":"8","i":"9"}`, ""}, // nine
+		{`{"a":"1","a":"2"}`, ""},
+		{`{"b":"1","a":"2","b":"3"}`, ""},
+		{`{"a":1}`, ""},
+		{`{"a":"\n"}`, ""},
+		{`{"a":"1",}`, ""},
+		{`{"a":"1"`, ""},
+		{`{"a" :"1"}`, ""},
+		{`{"a":"1"]`, ""},
+		{`{`, ""},
+		{`[]`, ""},
+	} {
+		s := c.in + `,"rest"`
+		arena := []byte("kept")
+		canon, end := flatObject(s, 0, &arena)
+		if c.canon == "" {
+			if end >= 0 {
+				t.Errorf("%s: taken as %s", c.in, canon)
+			}
+			continue
+		}
+		if canon != c.canon || end != len(c.in) {
+			t.Errorf("%s: %s ending at %d, want %s at %d", c.in, canon, end, c.canon, len(c.in))
+		}
+		if !strings.HasPrefix(string(arena), "kept") {
+			t.Errorf("%s: the arena's text before was overwritten: %q", c.in, arena)
+		}
+	}
+}
