@@ -163,25 +163,28 @@ func FuzzFastOp(f *testing.F) {
 	})
 }
 
+// flatCases are objects flatObject takes (with their canonical text) or refuses ("").
+var flatCases = []struct{ in, canon string }{
+	{`{}`, `{}`},
+	{`{"a":"1"}`, `{"a":"1"}`},
+	{`{"id":"f1","layerId":"L1","featureType":"marker"}`, `{"featureType":"marker","id":"f1","layerId":"L1"}`},
+	{`{"b":"","a":"","c":""}`, `{"a":"","b":"","c":""}`},
+	{`{"a":"1","b":"2","c":"3","d":"4","e":"5","f":"6","g":"7","h":"8"}`, `{"a":"1","b":"2","c":"3","d":"4","e":"5","f":"6","g":"7","h":"8"}`},
+	{`{"a":"1","b":"2","c":"3","d":"4","e":"5","f":"6","g":"7","h":"8","i":"9"}`, ""}, // nine
+	{`{"a":"1","a":"2"}`, ""},
+	{`{"b":"1","a":"2","b":"3"}`, ""},
+	{`{"a":1}`, ""},
+	{`{"a":"\n"}`, ""},
+	{`{"a":"1",}`, ""},
+	{`{"a":"1"`, ""},
+	{`{"a" :"1"}`, ""},
+	{`{"a":"1"]`, ""},
+	{`{`, ""},
+	{`[]`, ""},
+}
+
 func TestFlatObject(t *testing.T) {
-	for _, c := range []struct{ in, canon string }{
-		{`{}`, `{}`},
-		{`{"a":"1"}`, `{"a":"1"}`},
-		{`{"id":"f1","layerId":"L1","featureType":"marker"}`, `{"featureType":"marker","id":"f1","layerId":"L1"}`},
-		{`{"b":"","a":"","c":""}`, `{"a":"","b":"","c":""}`},
-		{`{"a":"1","b":"2","c":"3","d":"4","e":"5","f":"6","g":"7","h":"8"}`, `{"a":"1","b":"2","c":"3","d":"4","e":"5","f":"6","g":"7","h":"8"}`},
-		{`{"a":"1","b":"2","c":"3","d":"4","e":"5","f":"6","g":"7","h":"8","i":"9"}`, ""}, // nine
-		{`{"a":"1","a":"2"}`, ""},
-		{`{"b":"1","a":"2","b":"3"}`, ""},
-		{`{"a":1}`, ""},
-		{`{"a":"\n"}`, ""},
-		{`{"a":"1",}`, ""},
-		{`{"a":"1"`, ""},
-		{`{"a" :"1"}`, ""},
-		{`{"a":"1"]`, ""},
-		{`{`, ""},
-		{`[]`, ""},
-	} {
+	for _, c := range flatCases {
 		s := c.in + `,"rest"`
 		arena := []byte("kept")
 		canon, end := flatObject(s, 0, &arena)
@@ -198,4 +201,22 @@ func TestFlatObject(t *testing.T) {
 			t.Errorf("%s: the arena's text before was overwritten: %q", c.in, arena)
 		}
 	}
+}
+
+// FuzzFlatObject: what flatObject takes, it writes as canonicalJSON does.
+func FuzzFlatObject(f *testing.F) {
+	for _, c := range flatCases {
+		f.Add(c.in)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		var arena []byte
+		canon, end := flatObject(in, 0, &arena)
+		if end != len(in) {
+			return
+		}
+		want, err := canonicalJSON(in, 64)
+		if err != nil || canon != want {
+			t.Fatalf("%s: flatObject %s, canonicalJSON %s (%v)", in, canon, want, err)
+		}
+	})
 }

@@ -309,9 +309,17 @@ func (r *Replica) identifyMeta(subject, metadata string) (*object, string, error
 	if len(metadata) > r.opts.Limits.MaxMessageBytes {
 		return nil, "", newError(ErrTooLarge, "metadata too large")
 	}
-	meta, err := canonicalWith(&r.dec.canon, metadata, r.opts.Limits.MaxDepth) // a scratch text
-	if err != nil {
-		return nil, "", err
+	// A scratch text: the usual metadata (flat, strings) is sorted without the general parser.
+	r.dec.canon.arena = r.dec.canon.arena[:0]
+	meta, end := flatObject(metadata, 0, &r.dec.canon.arena)
+	if cap(r.dec.canon.arena) > 1<<20 {
+		r.dec.canon.arena = nil // meta keeps it while in use; a huge one is not kept after
+	}
+	var err error
+	if end != len(metadata) {
+		if meta, err = canonicalWith(&r.dec.canon, metadata, r.opts.Limits.MaxDepth); err != nil {
+			return nil, "", err
+		}
 	}
 	if !isObject(meta) {
 		return nil, "", newError(ErrBadMetadata, "metadata must be an object, got "+quote(meta))
