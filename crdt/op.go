@@ -1,8 +1,10 @@
 package crdt
 
 import (
+	"math/bits"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"github.com/mapcrdt/mapcrdt/hlc"
 )
@@ -230,9 +232,12 @@ type decoder struct {
 
 	// byMeta finds a known object by the canonical metadata text it was first seen with
 	// (object.meta, which never changes): the usual message names a feature exactly so.
-	// A committed object is added when named by that text again (objectFor), and never
-	// leaves the replica.
-	byMeta map[string]*object
+	// It is keyed by textHash of the text, and a hit is checked by comparing the object's
+	// text (see known): Go's wasm runtime hashes and compares a string key byte by byte, a
+	// ~100-byte metadata text twice per lookup. A committed object is added when named by
+	// that text again (objectFor), unless another one holds its hash, and never leaves the
+	// replica.
+	byMeta map[uint64]*object
 
 	// Member buffers reused from message to message: top for a message's envelope, elem for
 	// one element of a list of operations. What they hold is valid until the next parse;
@@ -248,6 +253,73 @@ type decoder struct {
 	value jscratch
 	// ends notes where the big values of the message being received end (endMemo).
 	ends endMemo
+}
+
+// known returns the committed object first seen with the metadata text meta, nil if none
+// is remembered by it (see byMeta).
+func (d *decoder) known(meta string) *object {
+	if o := d.byMeta[textHash(meta)]; o != nil && textEqual(o.meta, meta) {
+		return o
+	}
+	return nil
+}
+
+// remember adds o to byMeta, under its own metadata text, unless its hash is taken (by o,
+// or by another object whose text has the same hash: that one stays).
+func (d *decoder) remember(o *object) {
+	h := textHash(o.meta)
+	if _, taken := d.byMeta[h]; !taken {
+		d.byMeta[h] = o
+	}
+}
+
+// textHash hashes s eight bytes at a time (a multiply and a rotation a word, where Go's
+// wasm runtime hashes a string key byte by byte). Its collisions cost a lookup, not
+// correctness: known compares the text.
+func textHash(s string) uint64 {
+	const m1, m2 = 0x9e3779b97f4a7c15, 0xbf58476d1ce4e5b9
+	h := uint64(len(s)) * m1
+	n := len(s)
+	if !littleEndian || n < 8 {
+		for i := 0; i < n; i++ {
+			h = bits.RotateLeft64((h^uint64(s[i]))*m2, 29)
+		}
+	} else {
+		p := unsafe.Pointer(unsafe.StringData(s))
+		for ; n > 8; n -= 8 {
+			h = bits.RotateLeft64((h^*(*uint64)(p))*m2, 29)
+			p = unsafe.Add(p, 8)
+		}
+		// The last word ends at the text's end (it may overlap the one before).
+		h = bits.RotateLeft64((h^*(*uint64)(unsafe.Add(p, n-8)))*m2, 29)
+	}
+	h ^= h >> 32
+	h *= m1
+	return h ^ h>>29
+}
+
+// textEqual is a == b, eight bytes at a time: Go's wasm runtime compares strings byte by
+// byte (memeqbody). Equal pointers end it at once.
+func textEqual(a, b string) bool {
+	n := len(a)
+	if n != len(b) {
+		return false
+	}
+	p, q := unsafe.Pointer(unsafe.StringData(a)), unsafe.Pointer(unsafe.StringData(b))
+	if n == 0 || p == q {
+		return true
+	}
+	if !littleEndian || n < 8 {
+		return a == b
+	}
+	for ; n > 8; n -= 8 {
+		if *(*uint64)(p) != *(*uint64)(q) {
+			return false
+		}
+		p, q = unsafe.Add(p, 8), unsafe.Add(q, 8)
+	}
+	// The last word ends at the texts' end (it may overlap the one before).
+	return *(*uint64)(unsafe.Add(p, n-8)) == *(*uint64)(unsafe.Add(q, n-8))
 }
 
 // parseTop parses a message's envelope into the reused top buffer.
@@ -436,9 +508,6 @@ type opFields struct {
 	extra                                            []byte // unknown members, `"name":value,…`
 	hasVerb, hasSubject, hasKey, hasHLC              bool
 	hasValue, hasMeta, hasOps                        bool
-	// obj is the object that meta names, when the caller knew it from the metadata's text
-	// (decoder.rawMeta); meta is then obj.meta. nil otherwise.
-	obj *object
 }
 
 // decodeOp reads one operation from its members. top says whether it is a top-level
@@ -576,11 +645,8 @@ func (d *decoder) build(f *opFields, top bool) (*op, error) {
 		return nil, newError(ErrBadMetadata, "metadata must be an object, got "+quote(meta))
 	}
 	// A known metadata text: no walk over it for the identity, and no comparison with
-	// obj.meta below (it is the map's key).
-	obj := f.obj
-	if obj == nil {
-		obj = d.byMeta[meta]
-	}
+	// obj.meta below (it is obj.meta, or equal to it).
+	obj := d.known(meta)
 	sameMeta := obj != nil && obj.subject == sub
 	if !sameMeta {
 		var err error

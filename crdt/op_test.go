@@ -831,3 +831,65 @@ func TestParseKeySlots(t *testing.T) {
 		}
 	}
 }
+
+func TestTextEqual(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 11))
+	for n := 0; n <= 40; n++ {
+		a := make([]byte, n)
+		for i := range a {
+			a[i] = byte(rng.IntN(256))
+		}
+		if !textEqual(string(a), string(slices.Clone(a))) {
+			t.Fatalf("len %d: equal texts compare unequal", n)
+		}
+		for i := range a { // one byte changed, anywhere: unequal, and (almost surely) another hash
+			b := slices.Clone(a)
+			b[i] ^= 1 << rng.IntN(8)
+			if textEqual(string(a), string(b)) {
+				t.Fatalf("len %d: a change at %d compares equal", n, i)
+			}
+			if textHash(string(a)) == textHash(string(b)) {
+				t.Fatalf("len %d: a change at %d keeps the hash", n, i)
+			}
+		}
+		if n > 0 && textEqual(string(a), string(a[:n-1])) {
+			t.Fatalf("len %d: a prefix compares equal", n)
+		}
+	}
+}
+
+// TestKnownMetaCollision: an object that holds the hash of another metadata text (a hash
+// collision, made by hand) is not taken for that text's object, received or edited.
+func TestKnownMetaCollision(t *testing.T) {
+	wall := fuzzWall()
+	r := newTestReplica(t, fuzzPeerA, wall)
+	metaA, metaB := `{"id":"a","layerId":"L"}`, `{"id":"b","layerId":"L"}`
+	for _, m := range []string{metaA, metaA, metaB} { // named twice: A is remembered
+		if _, err := r.Update("feature", m, "properties.name", `"x"`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := r.dec.known(metaA)
+	if a == nil {
+		t.Fatal("an object named twice by one text is not remembered")
+	}
+	r.dec.byMeta[textHash(metaB)] = a // B's hash now leads to A
+	r.metaCache = nil
+	if got := r.dec.known(metaB); got != nil {
+		t.Fatalf("known(B) = the object of %s", got.meta)
+	}
+	if _, err := r.Update("feature", metaB, "properties.name", `"edited"`); err != nil {
+		t.Fatal(err)
+	}
+	msg := `{"kind":"OperationMessage","verb":"update","subject":"feature","metadata":` + metaB + `,"key":"properties.color","value":"red","hlc":"` + stamp(20_000, 0, "bob") + `","seq":1}`
+	if _, err := r.Receive([]byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	got, _, _ := r.Get("feature", metaA, "properties")
+	if got != `{"name":"x"}` {
+		t.Fatalf("A's properties %s: written through B's name", got)
+	}
+	if got, _, _ = r.Get("feature", metaB, "properties"); got != `{"color":"red","name":"edited"}` {
+		t.Fatalf("B's properties %s", got)
+	}
+}

@@ -125,7 +125,7 @@ func NewReplica(opts Options) (*Replica, error) {
 		s := opts.Subjects[i]
 		subs[s.Name] = &s
 	}
-	r.dec = decoder{subjects: subs, lim: opts.Limits, objects: r.objectFor, byMeta: map[string]*object{}}
+	r.dec = decoder{subjects: subs, lim: opts.Limits, objects: r.objectFor, byMeta: map[uint64]*object{}}
 	return r, nil
 }
 
@@ -212,7 +212,7 @@ func (r *Replica) Vector() VersionVector { return r.vec.vv.Clone() }
 func (r *Replica) objectFor(sub *Subject, key []byte, meta string) *object {
 	if o := r.objects[string(key)]; o != nil { // no allocation: Go looks up []byte keys in place
 		if o.known && meta == o.meta { // named by its first metadata text: found by it from now on
-			r.dec.byMeta[o.meta] = o
+			r.dec.remember(o)
 		}
 		return o
 	}
@@ -324,7 +324,7 @@ func (r *Replica) identifyMeta(subject, metadata string) (*object, string, error
 	if !isObject(meta) {
 		return nil, "", newError(ErrBadMetadata, "metadata must be an object, got "+quote(meta))
 	}
-	obj := r.dec.byMeta[meta]
+	obj := r.dec.known(meta)
 	if obj != nil && obj.subject == sub {
 		// The text the object was first seen with: callers comparing it with obj.meta find
 		// the same string, without reading it (WebAssembly compares strings byte by byte).
