@@ -122,7 +122,11 @@ export interface Edit extends EditOptions {
 /** What became visible (crdt.ChangeKind in crdt/changes.go). */
 export type ChangeKind = "created" | "deleted" | "set" | "unset";
 
-/** One visible change to render (crdt.Change in crdt/changes.go, written by Change.AppendJSON). */
+/**
+ * One visible change to render (crdt.Change in crdt/changes.go; it crosses from the module
+ * in the compact form of wasm/changes.go). Treat it as read-only: the changes of one object
+ * in one call share one metadata object.
+ */
 export interface Change {
   kind: ChangeKind;
   subject: Subject;

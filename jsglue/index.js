@@ -241,7 +241,7 @@ class Bridge {
       this.onCrash();
       throw fail("internal", "the mapcrdt module crashed: " + this.crashed);
     }
-    if (this.inCap > 1 << 20) {
+    if (this.inCap > 256 << 10) {
       // Give a large input buffer back (Go replaces it by a small one).
       this.inPtr = this.ex.mapcrdt_in(0);
       this.inCap = 64 << 10;
@@ -318,8 +318,31 @@ function messageArg(m) {
   throw fail("bad_message", `a message is JSON text, an object or UTF-8 bytes, not ${m === null ? "null" : typeof m}`);
 }
 
+// The kinds of change by their code in the module's compact form (wasm/changes.go).
+const KINDS = ["set", "unset", "created", "deleted"];
+
+// expandChanges turns the module's compact changes — [code, obj, key?, value?, hlc, …,
+// [subject0, metadata0, …]], each object written once (wasm/changes.go) — into the Change
+// objects of index.d.ts. The changes of one object share its metadata object.
+function expandChanges(a) {
+  const objs = a[a.length - 1];
+  const n = a.length - 1;
+  const out = [];
+  for (let i = 0; i < n; ) {
+    const code = a[i];
+    const o = 2 * a[i + 1];
+    const c = { kind: KINDS[code >> 2], subject: objs[o], metadata: objs[o + 1] };
+    i += 2;
+    if (code & 2) c.key = a[i++];
+    if (code & 1) c.value = a[i++];
+    c.hlc = a[i++];
+    out.push(c);
+  }
+  return out;
+}
+
 function parseChanges(text) {
-  return text === "" ? [] : JSON.parse(text);
+  return text === "" ? [] : expandChanges(JSON.parse(text));
 }
 
 function splitMessages(text) {
@@ -585,7 +608,7 @@ class Engine {
   #receive(message) {
     const text = this.#run(this.#m.receive, 0, [messageArg(message)]);
     const i = text.indexOf(RS);
-    const changes = JSON.parse(i < 0 ? text : text.slice(0, i));
+    const changes = parseChanges(i < 0 ? text : text.slice(0, i));
     const replies = i < 0 ? [] : text.slice(i + 1).split(RS);
     this.#emit("remote", changes);
     return { changes, replies };
@@ -607,6 +630,7 @@ class Engine {
 
   #revert(method, origin) {
     const res = JSON.parse(this.#run(method, 0, []));
+    res.changes = expandChanges(res.changes);
     this.#emit(origin, res.changes, res.skipped);
     return res;
   }

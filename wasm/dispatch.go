@@ -26,7 +26,7 @@ const (
 	// MethodPeerID [] → the peer id as plain text.
 	MethodPeerID
 	// MethodEdit [verb, subject, metadata, key?, value?, oldValue?, group?] → the changes
-	// (JSON array) if flags has FlagChanges, else "". verb is update, upsert or delete; an
+	// (the compact JSON array of changes.go) if flags has FlagChanges, else "". verb is update, upsert or delete; an
 	// update without a value unsets the key.
 	MethodEdit
 	// MethodStartBatch, MethodCommitBatch [] → "".
@@ -40,11 +40,12 @@ const (
 	MethodFlush
 	// MethodPending [] → the outbox length, decimal.
 	MethodPending
-	// MethodReceive [message] → the changes (JSON array), then each reply preceded by 0x1E.
+	// MethodReceive [message] → the changes (compact, see changes.go), then each reply
+	// preceded by 0x1E.
 	MethodReceive
 	// MethodSyncRequest [recipient?] → the message.
 	MethodSyncRequest
-	// MethodUndo, MethodRedo [] → {"done":bool,"changes":[…],"skipped":[{subject,metadata,key}]}.
+	// MethodUndo, MethodRedo [] → {"done":bool,"changes":compact,"skipped":[{subject,metadata,key}]}.
 	MethodUndo
 	MethodRedo
 	// MethodCanUndo, MethodCanRedo [] → "true" | "false".
@@ -132,6 +133,15 @@ type Call struct {
 	Args [][]byte
 
 	changes *[]crdt.Change // the host's reused buffer of changes, set by Host.run
+	rows    *changeRows    // the host's writer of changes, set by Host.run
+}
+
+// appendChanges appends changes in the compact form of changes.go.
+func (c *Call) appendChanges(dst []byte, changes []crdt.Change) []byte {
+	if c.rows == nil {
+		return new(changeRows).appendTo(dst, changes)
+	}
+	return c.rows.appendTo(dst, changes)
 }
 
 // changeBuf returns the buffer of changes to reuse (empty), and keeps what a handler used.
@@ -157,6 +167,7 @@ type Host struct {
 	last    uint32        // the last handle given; handles are never reused
 	now     int64         // the wall clock of the current call (see Call.Now)
 	changes []crdt.Change // the buffer receive reuses for the changes of one call
+	rows    changeRows    // the writer of the changes a call returns
 }
 
 // NewHost returns an empty handle table.
@@ -282,8 +293,8 @@ func init() {
 		MethodSyncRequest: func(r *crdt.Replica, dst []byte, c *Call) ([]byte, error) {
 			return append(dst, r.SyncRequest(c.opt(0))...), nil
 		},
-		MethodUndo: func(r *crdt.Replica, dst []byte, _ *Call) ([]byte, error) { return revert(dst, r.Undo) },
-		MethodRedo: func(r *crdt.Replica, dst []byte, _ *Call) ([]byte, error) { return revert(dst, r.Redo) },
+		MethodUndo: func(r *crdt.Replica, dst []byte, c *Call) ([]byte, error) { return revert(dst, c, r.Undo) },
+		MethodRedo: func(r *crdt.Replica, dst []byte, c *Call) ([]byte, error) { return revert(dst, c, r.Redo) },
 		MethodCanUndo: func(r *crdt.Replica, dst []byte, _ *Call) ([]byte, error) {
 			return strconv.AppendBool(dst, r.CanUndo()), nil
 		},
@@ -335,8 +346,8 @@ func (h *Host) run(dst []byte, c *Call) ([]byte, error) {
 	if r == nil {
 		return nil, &callError{code: "bad_state", msg: "no engine " + strconv.FormatUint(uint64(c.Handle), 10) + " (closed, or never created)"}
 	}
-	c.changes = &h.changes
-	defer func() { c.changes = nil }()
+	c.changes, c.rows = &h.changes, &h.rows
+	defer func() { c.changes, c.rows = nil, nil }()
 	return handlers[c.Method](r, dst, c)
 }
 
@@ -355,14 +366,19 @@ func edit(r *crdt.Replica, dst []byte, c *Call) ([]byte, error) {
 		return nil, &callError{code: "unknown_verb", msg: "a local edit is update, upsert or delete, not " + strconv.Quote(verb)}
 	}
 	changes, err := r.ApplyAppend(c.changeBuf(), e)
-	dst = appendChanges(dst, changes, c.Flags)
+	if c.Flags&FlagChanges != 0 {
+		dst = c.appendChanges(dst, changes)
+	}
 	c.keep(changes)
 	return dst, err
 }
 
 func seed(r *crdt.Replica, dst []byte, c *Call) ([]byte, error) {
 	changes, err := r.Seed(c.arg(0), c.arg(1), c.arg(2))
-	return appendChanges(dst, changes, c.Flags), err
+	if c.Flags&FlagChanges != 0 {
+		dst = c.appendChanges(dst, changes)
+	}
+	return dst, err
 }
 
 func flush(r *crdt.Replica, dst []byte, _ *Call) ([]byte, error) {
@@ -377,7 +393,7 @@ func receive(r *crdt.Replica, dst []byte, c *Call) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	dst = crdt.AppendChangesJSON(dst, res.Changes)
+	dst = c.appendChanges(dst, res.Changes)
 	c.keep(res.Changes)
 	for _, m := range res.Replies {
 		dst = append(dst, RecordSeparator)
@@ -386,12 +402,12 @@ func receive(r *crdt.Replica, dst []byte, c *Call) ([]byte, error) {
 	return dst, nil
 }
 
-func revert(dst []byte, do func() (crdt.UndoResult, error)) ([]byte, error) {
+func revert(dst []byte, c *Call, do func() (crdt.UndoResult, error)) ([]byte, error) {
 	res, err := do()
 	if err != nil {
 		return nil, err
 	}
-	return appendUndoResult(dst, res), nil
+	return appendUndoResult(dst, c, res), nil
 }
 
 func get(r *crdt.Replica, dst []byte, c *Call) ([]byte, error) {
@@ -503,18 +519,11 @@ func (h *Host) create(dst []byte, c *Call) ([]byte, error) {
 	return strconv.AppendUint(dst, uint64(h.last), 10), nil
 }
 
-func appendChanges(dst []byte, changes []crdt.Change, flags uint32) []byte {
-	if flags&FlagChanges == 0 {
-		return dst
-	}
-	return crdt.AppendChangesJSON(dst, changes)
-}
-
-func appendUndoResult(dst []byte, res crdt.UndoResult) []byte {
+func appendUndoResult(dst []byte, c *Call, res crdt.UndoResult) []byte {
 	dst = append(dst, `{"done":`...)
 	dst = strconv.AppendBool(dst, res.Done)
 	dst = append(dst, `,"changes":`...)
-	dst = crdt.AppendChangesJSON(dst, res.Changes)
+	dst = c.appendChanges(dst, res.Changes)
 	dst = append(dst, `,"skipped":[`...)
 	for i, s := range res.Skipped {
 		if i > 0 {

@@ -44,6 +44,11 @@ var (
 	call   Call // the call being run (a global: a local would escape to the heap)
 )
 
+// keptBuffer is the largest buffer kept between calls: a larger one (a catch-up's message
+// or result) is replaced by a small one at the next call (the glue gives a large input
+// buffer back at once, at the same size).
+const keptBuffer = 256 << 10
+
 func main() {
 	// In js/wasm the garbage collector runs on the one thread the engine runs on, so every
 	// collection is paid inside some call. The engine's live heap is small and grows slowly
@@ -112,7 +117,7 @@ func addr(p *byte) uint32 { return uint32(uintptr(unsafe.Pointer(p))) }
 //
 //go:wasmexport mapcrdt_in
 func exportIn(n uint32) uint32 {
-	if uint32(len(inBuf)) < n || (len(inBuf) > 1<<20 && n <= 64<<10) {
+	if uint32(len(inBuf)) < n || (len(inBuf) > keptBuffer && n <= 64<<10) {
 		inBuf = make([]byte, max(n, 64<<10))
 	}
 	return addr(unsafe.SliceData(inBuf))
@@ -141,7 +146,7 @@ func exportCall(method, handle, flags, nargs uint32, now float64) (n int32) {
 			n = -int32(len(outBuf)) - 1
 		}
 	}()
-	if cap(outBuf) > 1<<20 {
+	if cap(outBuf) > keptBuffer {
 		outBuf = make([]byte, 0, 64<<10) // don't keep a large result's buffer
 	}
 	c := &call

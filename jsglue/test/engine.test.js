@@ -147,8 +147,17 @@ test("an offline engine catches up through syncRequest / onPeerMessage", async (
     caught = caught.concat(res.changes);
     for (const back of res.replies) a.onPeerMessage(back);
   }
-  assert.ok(caught.some((ch) => ch.kind === "deleted" && ch.metadata.id === "f1"));
-  assert.equal(caught.filter((ch) => ch.key === "properties.name").length, 30);
+  // Every change whole, as index.d.ts promises (31 objects: past the module's scan of 8).
+  const { hlc: delHLC, ...deleted } = caught.find((ch) => ch.kind === "deleted");
+  assert.deepEqual(deleted, { kind: "deleted", subject: "feature", metadata: meta("f1") });
+  assert.match(delHLC, /^\d+:\d+:alice$/);
+  const names = caught.filter((ch) => ch.key === "properties.name");
+  assert.equal(names.length, 30);
+  for (const { hlc, ...ch } of names) {
+    const id = ch.metadata.id;
+    assert.deepEqual(ch, { kind: "set", subject: "feature", metadata: meta(id), key: "properties.name", value: id });
+    assert.match(hlc, Number(id.slice(1)) % 2 ? /:alice$/ : /:bob$/);
+  }
   net.settle(); // carol's offline edit goes out
   const [sa, sb, sc] = net.states();
   assert.equal(sa, sc);
