@@ -56,6 +56,9 @@ func (r *Replica) receiveMessage(msg []byte) (Result, error) {
 	if o, sender, ok, err := r.dec.fastOp(s); ok {
 		return r.receiveOp(o, sender, err)
 	}
+	if res, ok, err := r.fastResponse(s); ok {
+		return res, err
+	}
 	members, err := r.dec.parseTop(s)
 	if err != nil {
 		return Result{}, err
@@ -500,27 +503,33 @@ func (r *Replica) receivePeerMessage(members []member) (Result, error) {
 			r.dropPending()
 			return Result{}, err
 		}
-		changes, _, err := r.ingest(ops)
-		if err != nil {
-			return Result{}, err
-		}
-		res := Result{Changes: changes}
-		if vv != nil {
-			r.vec.adopt(vv)
-			for origin := range r.origins {
-				if s := vv[origin]; s > r.seqs[origin] {
-					r.seqs[origin] = s
-				}
-			}
-			if field(msg, "pushBack") != "true" && sender != "" {
-				if theirs := r.missing(vv, nil); len(theirs) > 0 {
-					res.Replies = append(res.Replies, r.response(sender, theirs, true, true))
-				}
-			}
-		}
-		return res, nil
+		return r.takeResponse(ops, vv, field(msg, "pushBack") == "true", sender)
 	}
 	return Result{}, newError(ErrUnknownVerb, "unknown peer message verb "+quote(verb))
+}
+
+// takeResponse applies the decoded operations of a ListOperationsResponse from sender, with
+// its vector (nil if none) and pushBack flag, and answers with what the sender lacks.
+func (r *Replica) takeResponse(ops []*op, vv VersionVector, pushBack bool, sender string) (Result, error) {
+	changes, _, err := r.ingest(ops)
+	if err != nil {
+		return Result{}, err
+	}
+	res := Result{Changes: changes}
+	if vv != nil {
+		r.vec.adopt(vv)
+		for origin := range r.origins {
+			if s := vv[origin]; s > r.seqs[origin] {
+				r.seqs[origin] = s
+			}
+		}
+		if !pushBack && sender != "" {
+			if theirs := r.missing(vv, nil); len(theirs) > 0 {
+				res.Replies = append(res.Replies, r.response(sender, theirs, true, true))
+			}
+		}
+	}
+	return res, nil
 }
 
 // lacksFrom reports whether vv claims operations this replica does not hold.

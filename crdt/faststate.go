@@ -1,0 +1,279 @@
+package crdt
+
+import "github.com/mapcrdt/mapcrdt/hlc"
+
+// The fast path of a catch-up: one walk over a ListOperationsResponse in the compact form
+// (compact.go) written the way a mapcrdt peer writes it (Replica.response) — its members in
+// that order, no whitespace, names, subjects, peers and keys without escapes, metadata flat
+// objects of strings (flatObject), no operation with extra fields. The general path parses
+// the whole message first (validating it and noting where values end), then walks the state
+// again element by element; this walk validates what it reads as it reads it, and hands
+// each operation's parts to the same decodeSub. Any other message, and any message the
+// engine would refuse, is left to the general path, which reads it again from the start:
+// the attempt changes nothing (the objects it met are dropped, as the general path drops
+// them on an error).
+
+// The fixed texts of a compact response, in the order Replica.response writes them.
+const (
+	respHead      = `{"kind":"PeerMessage","sender":`
+	respRecipient = `,"recipient":`
+	respMessage   = `,"message":{`
+	respPushBack  = `"pushBack":true,`
+	respObjects   = `"state":{"objects":[`
+	respOps       = `],"ops":[`
+	respPeers     = `],"peers":[`
+	respVector    = `]},"vector":`
+	respTail      = `,"verb":"ListOperationsResponse"}}`
+)
+
+// The nesting around the values of a compact response: the message, its inner message,
+// the state, the list of operations and the operation — and, in a batch, its list and the
+// sub-operation. The vector is in the inner message.
+const (
+	opValueDepth     = 5
+	subValueDepth    = 7
+	vectorValueDepth = 2
+)
+
+// hasAt reports whether s holds lit at i.
+func hasAt(s string, i int, lit string) bool {
+	return i >= 0 && len(s)-i >= len(lit) && s[i:i+len(lit)] == lit
+}
+
+// intText returns the text of the integer at s[i] (a sign, then digits; not checked
+// further: decimal does) and the index after it.
+func intText(s string, i int) (string, int) {
+	start := i
+	if i < len(s) && s[i] == '-' {
+		i++
+	}
+	for i < len(s) && s[i]-'0' <= 9 {
+		i++
+	}
+	return s[start:i], i
+}
+
+// fastResponse receives s if it is a compact ListOperationsResponse the fast path takes, to
+// this replica. ok false means it did not take it and nothing changed; otherwise res and err
+// are what receive of the parsed message gives.
+func (r *Replica) fastResponse(s string) (res Result, ok bool, err error) {
+	if !hasAt(s, 0, respHead) {
+		return Result{}, false, nil
+	}
+	d := &r.dec
+	sender, i := plainString(s, len(respHead))
+	if !hasAt(s, i, respRecipient) {
+		return Result{}, false, nil
+	}
+	recipient, i := plainString(s, i+len(respRecipient))
+	if (recipient != "" && recipient != r.peer) || !hasAt(s, i, respMessage) {
+		return Result{}, false, nil // another's: the general path checks it all the same
+	}
+	i += len(respMessage)
+	pushBack := hasAt(s, i, respPushBack)
+	if pushBack {
+		i += len(respPushBack)
+	}
+	if !hasAt(s, i, respObjects) {
+		return Result{}, false, nil
+	}
+	i += len(respObjects)
+	p := jparser{s: s, maxDepth: d.lim.wireDepth(), stack: d.top[:0], arena: d.arena[:0]}
+
+	// The objects: [subject, metadata], ….
+	var idents [][2]string
+	for i < len(s) && s[i] == '[' {
+		sub, j := plainString(s, i+1)
+		if j < 0 || j >= len(s) || s[j] != ',' {
+			return Result{}, false, nil
+		}
+		meta, k := flatObject(s, j+1, &p.arena)
+		if k < 0 || k+1 >= len(s) || s[k] != ']' {
+			return Result{}, false, nil
+		}
+		idents = append(idents, [2]string{sub, meta})
+		if i = k + 1; s[i] != ',' {
+			break
+		}
+		i++
+	}
+	if !hasAt(s, i, respOps) {
+		return Result{}, false, nil
+	}
+	i += len(respOps)
+	r.reserve(len(idents))
+	objs := make([]*object, len(idents))
+	for k, id := range idents {
+		if objs[k], _, err = r.identifyMeta(id[0], id[1]); err != nil {
+			r.dropPending()
+			return Result{}, false, nil
+		}
+	}
+
+	// The operations, their peers known only at the end: each one's peer index waits in
+	// peerOf until then.
+	ops, peerOf, i := r.fastOps(&p, s, i, objs)
+	if i < 0 || !hasAt(s, i, respPeers) {
+		r.dropPending()
+		return Result{}, false, nil
+	}
+	i += len(respPeers)
+	var peers []string
+	for i < len(s) && s[i] == '"' {
+		var peer string
+		if peer, i = plainString(s, i); i < 0 || i >= len(s) || hlc.ValidPeer(peer) != nil {
+			r.dropPending()
+			return Result{}, false, nil
+		}
+		peers = append(peers, peer)
+		if s[i] != ',' {
+			break
+		}
+		i++
+	}
+	if !hasAt(s, i, respVector) {
+		r.dropPending()
+		return Result{}, false, nil
+	}
+	p.i = i + len(respVector)
+	raw := p.valueString(vectorValueDepth)
+	if p.err != nil || !hasAt(s, p.i, respTail) || p.i+len(respTail) != len(s) {
+		r.dropPending()
+		return Result{}, false, nil
+	}
+	vv, err := parseVector(raw)
+	if err != nil {
+		r.dropPending()
+		return Result{}, false, nil
+	}
+	for k, o := range ops {
+		if int(peerOf[k]) >= len(peers) {
+			r.dropPending()
+			return Result{}, false, nil
+		}
+		o.ts.Peer = d.peer(peers[peerOf[k]])
+	}
+	if cap(p.stack) > cap(d.top) {
+		d.top = p.stack[:0]
+	}
+	if cap(p.arena) <= 1<<20 {
+		d.arena = p.arena[:0]
+	}
+	res, err = r.takeResponse(ops, vv, pushBack, sender)
+	return res, true, err
+}
+
+// fastOps reads the list of compact operations at s[i] up to its closing bracket (left at
+// the index it returns, negative if the fast path does not take the list). The operations
+// have no peer yet: peerOf holds each one's index in the list of peers.
+func (r *Replica) fastOps(p *jparser, s string, i int, objs []*object) (ops []*op, peerOf []uint32, end int) {
+	var parts [8]string
+	var wall int64
+	for i < len(s) && s[i] == '[' {
+		if len(ops) == r.opts.Limits.MaxBatch {
+			return nil, nil, -1
+		}
+		i++
+		var nums [4]string
+		for k := range nums {
+			if nums[k], i = intText(s, i); i >= len(s) || s[i] != ',' {
+				return nil, nil, -1
+			}
+			i++
+		}
+		dw, ok1 := decimal(nums[0], true)
+		cnt, ok2 := decimal(nums[1], false)
+		pi, ok3 := decimal(nums[2], false)
+		sq, ok4 := decimal(nums[3], false)
+		if !ok1 || !ok2 || !ok3 || !ok4 || pi >= 1<<32 || cnt > hlc.MaxCounter || sq >= 1<<53 {
+			return nil, nil, -1
+		}
+		if wall += dw; wall < 0 || wall > hlc.MaxWall {
+			return nil, nil, -1
+		}
+		ts := hlc.Timestamp{Wall: wall, Counter: uint32(cnt)}
+		var o *op
+		if hasAt(s, i, "4,[") { // a batch: [verb, obj, …], …
+			o = &op{ts: ts, seq: uint64(sq), verb: VerbBatch}
+			for i += 3; i < len(s) && s[i] == '['; i++ {
+				var q []string
+				if q, i = fastParts(p, s, i+1, parts[:0], subValueDepth); i < 0 {
+					return nil, nil, -1
+				}
+				sub, err := r.decodeSub(q, objs)
+				if err != nil {
+					return nil, nil, -1
+				}
+				o.addSub(sub)
+				if i >= len(s) || s[i] != ',' {
+					break
+				}
+			}
+			if len(o.subOps()) == 0 || !hasAt(s, i, "]]") {
+				return nil, nil, -1
+			}
+			i += 2
+		} else {
+			var q []string
+			if q, i = fastParts(p, s, i, parts[:0], opValueDepth); i < 0 {
+				return nil, nil, -1
+			}
+			var err error
+			if o, err = r.decodeSub(q, objs); err != nil {
+				return nil, nil, -1
+			}
+			o.ts, o.seq = ts, uint64(sq)
+		}
+		ops = append(ops, o)
+		peerOf = append(peerOf, uint32(pi))
+		if i >= len(s) || s[i] != ',' {
+			break
+		}
+		i++
+	}
+	return ops, peerOf, i
+}
+
+// fastParts appends to dst the raw texts of the elements of a (sub-)operation at s[i],
+// [verb, obj, key?, value?] after the clock, up to and past its closing bracket: the index
+// after it, negative if the fast path does not take it. The verb and object are integers;
+// a key or value is read by the parser at depth (validated, canonical).
+func fastParts(p *jparser, s string, i int, dst []string, depth int) ([]string, int) {
+	for {
+		if len(dst) == cap(dst) {
+			return nil, -1
+		}
+		var el string
+		if len(dst) < 2 {
+			el, i = intText(s, i)
+		} else if start := i; i < len(s) && s[i] == '"' {
+			if _, i = plainString(s, i); i >= 0 {
+				el = s[start:i]
+			} else {
+				p.i = start
+				if el = p.valueString(depth); p.err != nil {
+					return nil, -1
+				}
+				i = p.i
+			}
+		} else {
+			p.i = i
+			if el = p.valueString(depth); p.err != nil {
+				return nil, -1
+			}
+			i = p.i
+		}
+		if el == "" || i >= len(s) {
+			return nil, -1
+		}
+		dst = append(dst, el)
+		switch s[i] {
+		case ',':
+			i++
+		case ']':
+			return dst, i + 1
+		default:
+			return nil, -1
+		}
+	}
+}
