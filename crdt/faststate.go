@@ -40,6 +40,29 @@ func hasAt(s string, i int, lit string) bool {
 	return i >= 0 && len(s)-i >= len(lit) && s[i:i+len(lit)] == lit
 }
 
+// fastInt reads the integer at s[i] as decimal takes it (at most 18 digits, no leading
+// zero, a minus sign if signed): its value and the index after it, negative if decimal
+// would refuse it.
+func fastInt(s string, i int, signed bool) (int64, int) {
+	neg := signed && i < len(s) && s[i] == '-'
+	if neg {
+		i++
+	}
+	start := i
+	var n int64
+	for i < len(s) && s[i]-'0' <= 9 {
+		n = n*10 + int64(s[i]-'0')
+		i++
+	}
+	if d := i - start; d == 0 || d > 18 || (s[start] == '0' && d > 1) {
+		return 0, -1
+	}
+	if neg {
+		n = -n
+	}
+	return n, i
+}
+
 // intText returns the text of the integer at s[i] (a sign, then digits; not checked
 // further: decimal does) and the index after it.
 func intText(s string, i int) (string, int) {
@@ -174,18 +197,15 @@ func (r *Replica) fastOps(p *jparser, s string, i int, objs []*object) (ops []*o
 			return nil, nil, -1
 		}
 		i++
-		var nums [4]string
+		var nums [4]int64 // the walltime's delta, the counter, the peer's index, the seq
 		for k := range nums {
-			if nums[k], i = intText(s, i); i >= len(s) || s[i] != ',' {
+			if nums[k], i = fastInt(s, i, k == 0); i < 0 || i >= len(s) || s[i] != ',' {
 				return nil, nil, -1
 			}
 			i++
 		}
-		dw, ok1 := decimal(nums[0], true)
-		cnt, ok2 := decimal(nums[1], false)
-		pi, ok3 := decimal(nums[2], false)
-		sq, ok4 := decimal(nums[3], false)
-		if !ok1 || !ok2 || !ok3 || !ok4 || pi >= 1<<32 || cnt > hlc.MaxCounter || sq >= 1<<53 {
+		dw, cnt, pi, sq := nums[0], nums[1], nums[2], nums[3]
+		if pi >= 1<<32 || cnt > hlc.MaxCounter || sq >= 1<<53 {
 			return nil, nil, -1
 		}
 		if wall += dw; wall < 0 || wall > hlc.MaxWall {

@@ -243,3 +243,26 @@ func FuzzFastResponse(f *testing.F) {
 		respondBoth(t, Options{}, splitMessages(data))
 	})
 }
+
+// TestFastIntAsDecimal: fastInt takes the integers decimal takes, with the same value, and
+// stops where the integer does.
+func TestFastIntAsDecimal(t *testing.T) {
+	texts := []string{"0", "-0", "7", "-7", "01", "-01", "00", "-", "", "+1", "1e3", "1.5",
+		"123456789012345678", "-123456789012345678", "1234567890123456789", "9223372036854775807",
+		"99999999999999999999999", "٣", "1a"}
+	for _, text := range texts {
+		for _, signed := range []bool{false, true} {
+			want, ok := decimal(text, signed)
+			got, end := fastInt(text+",", 0, signed)
+			if (end >= 0) != ok || (ok && (got != want || end != len(text))) {
+				// A text decimal refuses as a whole may still start with an integer
+				// fastInt reads (it stops at the first byte not a digit): then the byte
+				// after must not be the separator.
+				if !ok && end >= 0 && end < len(text) {
+					continue
+				}
+				t.Errorf("fastInt(%q, %v) = %d, %d; decimal %d, %v", text, signed, got, end, want, ok)
+			}
+		}
+	}
+}
