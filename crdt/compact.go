@@ -3,6 +3,7 @@ package crdt
 import (
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"github.com/mapcrdt/mapcrdt/hlc"
 )
@@ -61,15 +62,17 @@ func (r *Replica) LogLen() int { return len(r.log.ops) }
 // A batch lists only its sub-operations still visible; their order is kept.
 
 type opsEncoder struct {
-	peers   map[string]int
-	objs    map[*object]int
-	peerArr []byte
-	objArr  []byte
-	opsArr  []byte
-	np, no  int
-	wall    int64
-	all     bool     // keep every sub-operation of a batch (snapshots), not only the visible ones
-	dec     *decoder // the key texts it remembers (appendKey)
+	peers    map[string]int
+	objs     map[*object]int
+	peerArr  []byte
+	objArr   []byte
+	opsArr   []byte
+	np, no   int
+	lastPeer string // the peer last looked up, and its index
+	lastIdx  int
+	wall     int64
+	all      bool     // keep every sub-operation of a batch (snapshots), not only the visible ones
+	dec      *decoder // the key texts it remembers (appendKey)
 }
 
 // newOpsEncoder returns an encoder writing the keys d remembers from their JSON text (d may
@@ -79,7 +82,13 @@ func newOpsEncoder(d *decoder) *opsEncoder {
 }
 
 func (e *opsEncoder) peer(p string) int {
+	// Operations come in runs from one peer, and peer ids are interned: the last one is
+	// known by its address, without hashing the id.
+	if unsafe.StringData(p) == unsafe.StringData(e.lastPeer) && len(p) == len(e.lastPeer) {
+		return e.lastIdx
+	}
 	if i, ok := e.peers[p]; ok {
+		e.lastPeer, e.lastIdx = p, i
 		return i
 	}
 	if e.np > 0 {
@@ -87,6 +96,7 @@ func (e *opsEncoder) peer(p string) int {
 	}
 	e.peerArr = appendString(e.peerArr, p)
 	e.peers[p] = e.np
+	e.lastPeer, e.lastIdx = p, e.np
 	e.np++
 	return e.np - 1
 }
@@ -200,6 +210,9 @@ func (e *opsEncoder) appendSub(b []byte, s *op) []byte {
 	}
 	return b
 }
+
+// size is the length appendTo writes.
+func (e *opsEncoder) size() int { return len(e.objArr) + len(e.opsArr) + len(e.peerArr) + 32 }
 
 // appendTo writes the encoded set as a JSON object.
 func (e *opsEncoder) appendTo(b []byte) []byte {

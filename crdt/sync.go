@@ -405,10 +405,12 @@ func (r *Replica) response(recipient string, ops []*op, pushBack, compact bool) 
 	}
 	if compact {
 		enc := newOpsEncoder(&r.dec)
+		enc.opsArr = make([]byte, 0, 48*len(ops)) // about what an operation takes
 		for _, o := range ops {
 			enc.add(o)
 		}
 		b = append(b, `"state":`...)
+		b = slices.Grow(b, enc.size()+len(r.vec.vv)*48+64) // one copy of the state, not a doubling series
 		b = enc.appendTo(b)
 		b = append(b, ',')
 	}
