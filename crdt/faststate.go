@@ -133,7 +133,9 @@ func (r *Replica) readResponse(s string) (ops []*op, vv VersionVector, pushBack 
 		if i = k + 1; s[i] != ',' {
 			break
 		}
-		i++
+		if i++; i >= len(s) || s[i] != '[' { // a comma, then another: no trailing comma
+			return nil, nil, false, "", false
+		}
 	}
 	if !hasAt(s, i, respOps) {
 		return nil, nil, false, "", false
@@ -165,7 +167,9 @@ func (r *Replica) readResponse(s string) (ops []*op, vv VersionVector, pushBack 
 		if s[i] != ',' {
 			break
 		}
-		i++
+		if i++; i >= len(s) || s[i] != '"' {
+			return nil, nil, false, "", false
+		}
 	}
 	if !hasAt(s, i, respVector) {
 		return nil, nil, false, "", false
@@ -236,6 +240,9 @@ func (r *Replica) fastOps(p *jparser, s string, i int, objs []*object) (ops []*o
 				if i >= len(s) || s[i] != ',' {
 					break
 				}
+				if i+1 >= len(s) || s[i+1] != '[' {
+					return nil, nil, -1
+				}
 			}
 			if len(o.subOps()) == 0 || !hasAt(s, i, "]]") {
 				return nil, nil, -1
@@ -257,7 +264,9 @@ func (r *Replica) fastOps(p *jparser, s string, i int, objs []*object) (ops []*o
 		if i >= len(s) || s[i] != ',' {
 			break
 		}
-		i++
+		if i++; i >= len(s) || s[i] != '[' { // an object-form operation, or a trailing comma
+			return nil, nil, -1
+		}
 	}
 	return ops, peerOf, i
 }

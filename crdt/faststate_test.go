@@ -194,6 +194,13 @@ func stateSeeds() []struct {
 		{strings.Replace(one(`[`+w+`,0,0,1,3,0]`), `"recipient":"`+fuzzPeerA, `"recipient":"someone`, 1), false},
 		{strings.Replace(one(`[`+w+`,0,0,1,3,0]`), `"recipient":"`+fuzzPeerA, `"recipient":"`, 1), true},
 		{strings.Replace(one(`[`+w+`,0,0,1,3,0]`), `ListOperationsResponse`, `ListOperationsRequest`, 1), false},
+		// Trailing commas, in every list the walk reads.
+		{msg(f1+`,`, ``, pb, ""), false},
+		{msg(f1, ``, pb+`,`, ""), false},
+		{one(`[` + w + `,0,0,1,3,0],`), false},
+		{one(`[` + w + `,0,0,1,4,[[3,0],]]`), false},
+		{one(`[` + w + `,0,0,1,1,0,"properties.name",]`), false},
+		{one(`[` + w + `,0,0,1,3,0,]`), false},
 		{one(`[`+w+`,0,0,1,3,0]`) + " ", false},
 		{one(`[` + w + `,0,0,1,3,0]`)[:200], false},
 		{respHead, false},
