@@ -164,10 +164,13 @@ func (c *Call) keep(used []crdt.Change) {
 // use (there is one thread in a wasm module).
 type Host struct {
 	engines map[uint32]*crdt.Replica
-	last    uint32        // the last handle given; handles are never reused
-	now     int64         // the wall clock of the current call (see Call.Now)
-	changes []crdt.Change // the buffer receive reuses for the changes of one call
-	rows    changeRows    // the writer of the changes a call returns
+	// The engine of the last call and its handle: a page's calls mostly go to one engine.
+	lastHandle uint32
+	lastEngine *crdt.Replica
+	last       uint32        // the last handle given; handles are never reused
+	now        int64         // the wall clock of the current call (see Call.Now)
+	changes    []crdt.Change // the buffer receive reuses for the changes of one call
+	rows       changeRows    // the writer of the changes a call returns
 }
 
 // NewHost returns an empty handle table.
@@ -214,11 +217,20 @@ func (h *Host) Call(dst []byte, c *Call) (out []byte, ok bool) {
 		}
 		h.now = 0
 	}()
+	return h.call(dst, c)
+}
+
+// call is Call without its recover: the caller recovers a panic, and then resets h.now
+// (the wasmexport bridge, whose own recover makes a second one a cost on every call).
+func (h *Host) call(dst []byte, c *Call) ([]byte, bool) {
+	start := len(dst)
 	h.now = c.Now
 	if c.Method >= numMethods {
+		h.now = 0
 		return appendError(dst, &callError{code: "internal", msg: "no method " + strconv.FormatUint(uint64(c.Method), 10)}), false
 	}
 	out, err := h.run(dst, c)
+	h.now = 0
 	if err != nil {
 		return appendErrorResult(dst[:start], err), false
 	}
@@ -338,17 +350,23 @@ func (h *Host) run(dst []byte, c *Call) ([]byte, error) {
 		return h.create(dst, c)
 	case MethodClose:
 		delete(h.engines, c.Handle)
+		h.lastHandle, h.lastEngine = 0, nil
 		return dst, nil
 	case MethodMerge, MethodMemory:
 		return handlers[c.Method](nil, dst, c)
 	}
-	r := h.engines[c.Handle]
+	r := h.lastEngine
+	if c.Handle != h.lastHandle || r == nil {
+		r = h.engines[c.Handle]
+		h.lastHandle, h.lastEngine = c.Handle, r
+	}
 	if r == nil {
 		return nil, &callError{code: "bad_state", msg: "no engine " + strconv.FormatUint(uint64(c.Handle), 10) + " (closed, or never created)"}
 	}
 	c.changes, c.rows = &h.changes, &h.rows
-	defer func() { c.changes, c.rows = nil, nil }()
-	return handlers[c.Method](r, dst, c)
+	out, err := handlers[c.Method](r, dst, c)
+	c.changes, c.rows = nil, nil // (after a panic, the caller's next Call overwrites them)
+	return out, err
 }
 
 func edit(r *crdt.Replica, dst []byte, c *Call) ([]byte, error) {

@@ -465,6 +465,7 @@ func TestCloseAndHandles(t *testing.T) {
 		t.Fatalf("Len = %d", x.h.Len())
 	}
 	for _, h := range hs[:25] {
+		x.must(MethodState, h) // the last engine called, which close must forget
 		x.must(MethodClose, h)
 		x.must(MethodClose, h) // twice is fine
 		x.fails("bad_state", MethodState, h)

@@ -144,6 +144,7 @@ func exportCall(method, handle, flags, nargs uint32, now float64) (n int32) {
 		if p := recover(); p != nil {
 			outBuf = appendError(outBuf[:0], &callError{code: "internal", msg: panicText(p)})
 			n = -int32(len(outBuf)) - 1
+			host.now = 0
 		}
 	}()
 	if cap(outBuf) > keptBuffer {
@@ -156,7 +157,7 @@ func exportCall(method, handle, flags, nargs uint32, now float64) (n int32) {
 		c.Args[i] = inBuf[off : off+lens[i]]
 		off += lens[i]
 	}
-	out, ok := host.Call(outBuf[:0], c)
+	out, ok := host.call(outBuf[:0], c) // recovered above
 	clear(argv[:nargs])
 	outBuf = out
 	lens[gcFlag] = 0
