@@ -124,8 +124,9 @@ export type ChangeKind = "created" | "deleted" | "set" | "unset";
 
 /**
  * One visible change to render (crdt.Change in crdt/changes.go; it crosses from the module
- * in the compact form of wasm/changes.go). Treat it as read-only: the changes of one object
- * in one call share one metadata object.
+ * in the compact form of wasm/changes.go). Treat it as read-only: changes with equal
+ * metadata share one metadata object, within a call and across calls and engines (the glue
+ * keeps the last few thousand metadata objects it built); copy one before changing it.
  */
 export interface Change {
   kind: ChangeKind;

@@ -20,6 +20,7 @@
 // module (`bridge: "funcof"`) is kept for measurements.
 
 const RS = "\x1e"; // separates the messages of a list result (never in valid JSON text)
+const US = "\x1f"; // separates the objects of compact changes (never in valid JSON text)
 const FLAG_CHANGES = 1;
 const FLAG_GC = 2;
 const PROTOCOL = "1";
@@ -321,14 +322,36 @@ function messageArg(m) {
 // The kinds of change by their code in the module's compact form (wasm/changes.go).
 const KINDS = ["set", "unset", "created", "deleted"];
 
-// expandChanges turns the module's compact changes — [code, obj, key?, value?, hlc, …,
-// [subject0, metadata0, …]], each object written once (wasm/changes.go) — into the Change
-// objects of index.d.ts. The changes of one object share its metadata object.
-function expandChanges(a) {
-  const objs = a[a.length - 1];
-  const n = a.length - 1;
+// Metadata objects by their text, shared by every engine: a remote change's metadata is
+// the costliest part of parsing it (a new object and its strings, twice the rest of the
+// change), and a map's changes name the same few thousand objects again and again.
+// Cleared when full. The objects are shared: index.d.ts says changes are read-only.
+const metadataCache = new Map();
+const METADATA_CACHE_SIZE = 4096;
+
+function metadataOf(text) {
+  let m = metadataCache.get(text);
+  if (m === undefined) {
+    m = JSON.parse(text);
+    if (metadataCache.size >= METADATA_CACHE_SIZE) metadataCache.clear();
+    // The key as a string of its own: text is a slice of the whole result, which a
+    // slice would keep alive (V8 flattens the concatenation before taking the substring).
+    metadataCache.set((" " + text).substring(1), m);
+  }
+  return m;
+}
+
+// parseChanges turns the module's compact changes — [code, obj, key?, value?, hlc, …]
+// followed by US subject0 US metadata0 …, each object written once (wasm/changes.go) —
+// into the Change objects of index.d.ts.
+function parseChanges(text) {
+  if (text === "") return [];
+  const u = text.indexOf(US);
+  const a = JSON.parse(u < 0 ? text : text.slice(0, u));
+  const objs = u < 0 ? [] : text.slice(u + 1).split(US); // [subject0, metadata0, …]
+  for (let k = 1; k < objs.length; k += 2) objs[k] = metadataOf(objs[k]);
   const out = [];
-  for (let i = 0; i < n; ) {
+  for (let i = 0; i < a.length; ) {
     const code = a[i];
     const o = 2 * a[i + 1];
     const c = { kind: KINDS[code >> 2], subject: objs[o], metadata: objs[o + 1] };
@@ -339,10 +362,6 @@ function expandChanges(a) {
     out.push(c);
   }
   return out;
-}
-
-function parseChanges(text) {
-  return text === "" ? [] : expandChanges(JSON.parse(text));
 }
 
 function splitMessages(text) {
@@ -629,8 +648,10 @@ class Engine {
   }
 
   #revert(method, origin) {
-    const res = JSON.parse(this.#run(method, 0, []));
-    res.changes = expandChanges(res.changes);
+    const text = this.#run(method, 0, []);
+    const i = text.indexOf(RS);
+    const res = JSON.parse(text.slice(0, i));
+    res.changes = parseChanges(text.slice(i + 1));
     this.#emit(origin, res.changes, res.skipped);
     return res;
   }

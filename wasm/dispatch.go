@@ -537,11 +537,11 @@ func (h *Host) create(dst []byte, c *Call) ([]byte, error) {
 	return strconv.AppendUint(dst, uint64(h.last), 10), nil
 }
 
+// appendUndoResult writes {"done":…,"skipped":[…]}, then RecordSeparator and the changes
+// in the compact form of changes.go.
 func appendUndoResult(dst []byte, c *Call, res crdt.UndoResult) []byte {
 	dst = append(dst, `{"done":`...)
 	dst = strconv.AppendBool(dst, res.Done)
-	dst = append(dst, `,"changes":`...)
-	dst = c.appendChanges(dst, res.Changes)
 	dst = append(dst, `,"skipped":[`...)
 	for i, s := range res.Skipped {
 		if i > 0 {
@@ -555,7 +555,9 @@ func appendUndoResult(dst []byte, c *Call, res crdt.UndoResult) []byte {
 		dst = crdt.AppendJSONString(dst, s.Key)
 		dst = append(dst, '}')
 	}
-	return append(dst, "]}"...)
+	dst = append(dst, "]}"...)
+	dst = append(dst, RecordSeparator)
+	return c.appendChanges(dst, res.Changes)
 }
 
 // merge runs crdt.Merge.

@@ -60,8 +60,9 @@
 // Results are JSON text except where noted: lists of messages (flush, and the replies of
 // receive) are message texts separated by the byte 0x1E, which valid JSON text never
 // contains outside of a string escape; a snapshot is bytes; get gives empty text for an
-// absent value; changes come in a compact form that writes each object's metadata once
-// (changes.go), which the glue expands into the objects of its .d.ts. The glue (jsglue/index.js) turns each into the JavaScript value its .d.ts
+// absent value; changes come in a compact form that writes each object's metadata once,
+// as text after the changes (changes.go); undo and redo give {"done","skipped"}, 0x1E and
+// the changes. The glue (jsglue/index.js) turns each into the JavaScript value its .d.ts
 // promises.
 //
 // The module avoids fmt, encoding/json and reflect (each costs hundreds of kilobytes of

@@ -167,6 +167,47 @@ test("an offline engine catches up through syncRequest / onPeerMessage", async (
   net.close();
 });
 
+test("changes name their metadata right, shared between calls, past the glue's cache of them", async () => {
+  const a = await createEngine({ peerId: "a" });
+  const b = await createEngine({ peerId: "b" });
+  const n = 5000; // more objects than the glue keeps metadata of (4096): the cache is cleared once
+  const msgs = [];
+  for (let i = 0; i < n; i++) {
+    a.update("feature", meta(`m${i}`), "properties.name", `n${i}`);
+    msgs.push(...a.flush());
+  }
+  a.update("datalayer", meta("m7"), "name", "a layer named by a feature's metadata text");
+  msgs.push(...a.flush());
+  const seen = [];
+  for (const m of msgs) {
+    const [ch, ...more] = b.receive(m);
+    assert.equal(more.length, 0);
+    seen.push(ch);
+  }
+  for (let i = 0; i < n; i++) {
+    const { hlc, ...ch } = seen[i];
+    assert.deepEqual(ch, { kind: "set", subject: "feature", metadata: meta(`m${i}`), key: "properties.name", value: `n${i}` });
+  }
+  const layerChange = seen[n];
+  assert.equal(layerChange.subject, "datalayer");
+  assert.deepEqual(layerChange.metadata, meta("m7"));
+  // Equal metadata text, one object: across calls, engines and subjects.
+  a.update("feature", meta(`m${n - 1}`), "properties.color", "red");
+  const [again] = b.receive(a.flush()[0]);
+  assert.equal(again.metadata, seen[n - 1].metadata);
+  // A catch-up of them all in one call: every object's metadata, in and out of the cache.
+  const c = await createEngine({ peerId: "c" });
+  let caught = [];
+  for (const r of a.onPeerMessage(c.syncRequest("a")).replies) caught = caught.concat(c.onPeerMessage(r).changes);
+  assert.equal(caught.length, n + 2);
+  for (const ch of caught) {
+    const id = ch.subject === "datalayer" ? "m7" : ch.metadata.id;
+    assert.deepEqual(ch.metadata, meta(id));
+    if (ch.subject === "feature") assert.equal(ch.value, ch.key === "properties.name" ? `n${id.slice(1)}` : "red");
+  }
+  for (const e of [a, b, c]) e.close();
+});
+
 test("a gap in seqs is healed by the sync request receive() queues", async () => {
   const net = new Net();
   const a = await net.add("alice");
