@@ -578,6 +578,34 @@ test("messages may be text, objects or UTF-8 bytes; values may be JSON text", as
   b.close();
 });
 
+test("texts of any size and script cross the bridge whole", async () => {
+  const a = await createEngine({ peerId: "a" });
+  const b = await createEngine({ peerId: "b" });
+  // Sizes around the bridge's guess (the texts' lengths and an eighth) and its buffer (64 KB),
+  // in 1-, 2-, 3- and 4-byte characters, with short texts after the long one.
+  const texts = [
+    "x".repeat(70000),
+    "é".repeat(30000),
+    "東".repeat(50000),
+    "😀".repeat(20000),
+    "a".repeat(60000) + "東".repeat(3000),
+    "東" + "a".repeat(100),
+  ];
+  texts.forEach((t, i) => {
+    a.update("feature", meta(`ü${i}`), "properties.name", t, { group: "g東" });
+    const [msg] = a.flush();
+    assert.equal(a.get("feature", meta(`ü${i}`), "properties.name"), t);
+    const [ch] = b.receive(msg);
+    assert.equal(ch.value, t);
+    assert.deepEqual(ch.metadata, meta(`ü${i}`));
+    assert.equal(b.get("feature", meta(`ü${i}`), "properties.name"), t);
+    assert.equal(b.receive(new TextEncoder().encode(msg)).length, 0); // as bytes: known already
+  });
+  assert.equal(a.state(), b.state());
+  a.close();
+  b.close();
+});
+
 test("a throwing onChange listener does not break the engine", async () => {
   const a = await createEngine({ peerId: "alice" });
   const seen = [];
