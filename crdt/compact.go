@@ -118,6 +118,19 @@ func (e *opsEncoder) object(o *object) int {
 	return e.no - 1
 }
 
+// appendNum appends u in decimal. The encoder's numbers are small (indexes, counters, clock
+// deltas, seqs): one digit is one byte, and the rest goes to hlc.AppendDecimal, where
+// strconv would cost three calls and a 64-bit division by 100 a pair of digits in wasm.
+func appendNum(b []byte, u uint64) []byte {
+	if u < 10 {
+		return append(b, byte('0'+u))
+	}
+	if u < 1e16 {
+		return hlc.AppendDecimal(b, u)
+	}
+	return strconv.AppendUint(b, u, 10)
+}
+
 // add appends one operation (ops must come in clock order).
 func (e *opsEncoder) add(o *op) {
 	if len(e.opsArr) > 0 {
@@ -128,14 +141,18 @@ func (e *opsEncoder) add(o *op) {
 		return
 	}
 	b := append(e.opsArr, '[')
-	b = strconv.AppendInt(b, o.ts.Wall-e.wall, 10)
+	if d := o.ts.Wall - e.wall; d >= 0 {
+		b = appendNum(b, uint64(d))
+	} else {
+		b = strconv.AppendInt(b, d, 10)
+	}
 	e.wall = o.ts.Wall
 	b = append(b, ',')
-	b = strconv.AppendUint(b, uint64(o.ts.Counter), 10)
+	b = appendNum(b, uint64(o.ts.Counter))
 	b = append(b, ',')
-	b = strconv.AppendInt(b, int64(e.peer(o.ts.Peer)), 10)
+	b = appendNum(b, uint64(e.peer(o.ts.Peer)))
 	b = append(b, ',')
-	b = strconv.AppendUint(b, o.seq, 10)
+	b = appendNum(b, o.seq)
 	b = append(b, ',')
 	if o.verb == VerbBatch {
 		b = append(b, "4,["...)
@@ -189,9 +206,9 @@ func subLive(o *op, i int32) bool {
 }
 
 func (e *opsEncoder) appendSub(b []byte, s *op) []byte {
-	b = strconv.AppendInt(b, int64(s.verb), 10)
+	b = appendNum(b, uint64(s.verb))
 	b = append(b, ',')
-	b = strconv.AppendInt(b, int64(e.object(s.obj)), 10)
+	b = appendNum(b, uint64(e.object(s.obj)))
 	switch s.verb {
 	case VerbUpdate:
 		b = append(b, ',')

@@ -3,6 +3,7 @@ package crdt
 // Compaction (DESIGN §6, issue 5).
 
 import (
+	"math"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -241,6 +242,26 @@ func TestDecimalMatchesStrconv(t *testing.T) {
 			if ok != valid || (ok && got != want) {
 				t.Fatalf("decimal(%q, %v) = %d, %v; want %d, %v", s, signed, got, ok, want, valid)
 			}
+		}
+	}
+}
+
+// TestAppendNumAsStrconv: the encoder's numbers are written as strconv writes them, on each
+// side of its one-digit case and of hlc.AppendDecimal's range and halves.
+func TestAppendNumAsStrconv(t *testing.T) {
+	var cases []uint64
+	for _, base := range []uint64{0, 10, 100, 1e8, 1e15, 1e16, 1727193549000} {
+		for d := uint64(0); d < 3; d++ {
+			cases = append(cases, base+d, base-d)
+		}
+	}
+	cases = append(cases, math.MaxUint64, math.MaxUint64-1, 1<<53)
+	for i := range uint64(100_000) {
+		cases = append(cases, i*i*7919)
+	}
+	for _, u := range cases {
+		if got, want := string(appendNum([]byte("x"), u)), "x"+strconv.FormatUint(u, 10); got != want {
+			t.Fatalf("appendNum(%d) = %q, want %q", u, got, want)
 		}
 	}
 }

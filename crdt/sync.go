@@ -327,7 +327,7 @@ func appendVector(b []byte, vv VersionVector) []byte {
 		}
 		b = appendString(b, p)
 		b = append(b, ':')
-		b = strconv.AppendUint(b, vv[p], 10)
+		b = appendNum(b, vv[p])
 	}
 	return append(b, '}')
 }

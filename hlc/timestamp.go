@@ -65,7 +65,7 @@ func (t Timestamp) String() string {
 // AppendText appends the text form of t to b.
 func (t Timestamp) AppendText(b []byte) []byte {
 	if t.Wall >= 0 && t.Wall < 1e16 {
-		b = appendDecimal(b, uint64(t.Wall))
+		b = AppendDecimal(b, uint64(t.Wall))
 	} else {
 		b = strconv.AppendInt(b, t.Wall, 10) // not a walltime Parse accepts
 	}
@@ -73,17 +73,18 @@ func (t Timestamp) AppendText(b []byte) []byte {
 	if t.Counter < 10 {
 		b = append(b, byte('0'+t.Counter)) // the usual counter
 	} else {
-		b = appendDecimal(b, uint64(t.Counter))
+		b = AppendDecimal(b, uint64(t.Counter))
 	}
 	b = append(b, ':')
 	return append(b, t.Peer...)
 }
 
-// appendDecimal appends u < 10^16 in decimal: two eight-digit halves, each turned into its
-// eight ASCII digits at once in one 64-bit word (eightDigits). A walltime has 13 digits;
-// strconv divides the whole 64-bit number by 100 seven times, and a 64-bit division by a
-// constant is a long multiply, which WebAssembly has no instruction for.
-func appendDecimal(b []byte, u uint64) []byte {
+// AppendDecimal appends u < 10^16 in decimal (a larger u is written wrong): two eight-digit
+// halves, each turned into its eight ASCII digits at once in one 64-bit word
+// (eightDigits). A walltime has 13 digits; strconv divides the whole 64-bit number by 100
+// seven times, and a 64-bit division by a constant is a long multiply, which WebAssembly
+// has no instruction for. The crdt package writes its other numbers with it too.
+func AppendDecimal(b []byte, u uint64) []byte {
 	var buf [16]byte
 	hi, lo := uint32(u/1e8), uint32(u%1e8)
 	if hi == 0 {
