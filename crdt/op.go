@@ -810,7 +810,7 @@ func appendOpWith(d *decoder, b []byte, o *op, senderJSON string) []byte {
 	}
 	if o.seq != 0 {
 		b = append(b, `"seq":`...)
-		b = strconv.AppendUint(b, o.seq, 10)
+		b = appendNum(b, o.seq)
 		b = append(b, ',')
 	}
 	if o.verb != VerbBatch {

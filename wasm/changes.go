@@ -1,10 +1,10 @@
 package main
 
 import (
-	"strconv"
 	"unsafe"
 
 	"github.com/mapcrdt/mapcrdt/crdt"
+	"github.com/mapcrdt/mapcrdt/hlc"
 )
 
 // The changes a call returns cross to JavaScript in a compact form the glue expands
@@ -96,9 +96,12 @@ func (w *changeRows) appendTo(dst []byte, changes []crdt.Change) []byte {
 		if c.Value != "" {
 			code |= 1
 		}
-		dst = strconv.AppendInt(dst, int64(code), 10)
-		dst = append(dst, ',')
-		dst = strconv.AppendInt(dst, int64(w.object(c)), 10)
+		if code >= 10 { // code < 16
+			dst = append(dst, '1')
+			code -= 10
+		}
+		dst = append(dst, byte('0'+code), ',')
+		dst = hlc.AppendDecimal(dst, uint64(w.object(c))) // < 2³¹
 		dst = append(dst, ',')
 		if c.Key != "" {
 			dst = crdt.AppendJSONString(dst, c.Key)
