@@ -8,7 +8,7 @@ import (
 )
 
 // The changes a call returns cross to JavaScript in a compact form the glue expands
-// (expandChanges in jsglue/index.js) into the crdt.Change objects of its .d.ts. A catch-up
+// (parseChanges in jsglue/index.js) into the crdt.Change objects of its .d.ts. A catch-up
 // returns thousands of changes to a few hundred objects; written out in full, each repeats
 // its object's metadata, and the text is twice the size, costing twice to write, to decode
 // from memory and to JSON.parse (W2: 1.17 MB for 5,000 changes, against 0.54 MB). So each

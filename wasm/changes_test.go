@@ -12,7 +12,7 @@ import (
 )
 
 // expandChanges turns the compact form of changes.go into the full JSON array
-// crdt.AppendChangesJSON writes, as the glue's expandChanges does into objects.
+// crdt.AppendChangesJSON writes, as the glue's parseChanges does into objects.
 func expandChanges(t testing.TB, text string) string {
 	t.Helper()
 	parts := strings.Split(text, string(rune(UnitSeparator)))
