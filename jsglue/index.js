@@ -306,6 +306,53 @@ function json(v, code, what) {
   return s;
 }
 
+// The JSON texts of the last 4,096 metadata objects written for the module, by their id:
+// a feature's metadata is written on every edit of it, and JSON.stringify of a small
+// object costs ~10× what checking it against the text written last time does. A hit
+// needs the same own keys, in the same order, each with the same (===) value, and no
+// toJSON — every one of which JSON.stringify would write as it did; only objects whose
+// values are all strings, finite numbers, booleans or null are kept. The check is by
+// content, so a new object with the same fields (how uMap builds metadata) hits, and a
+// changed one misses. Cleared when full.
+const metadataTexts = new Map();
+const METADATA_TEXTS_SIZE = 4096;
+let lastKeys = [];
+
+function metadataJSON(m) {
+  if (m === null || typeof m !== "object" || m instanceof JSONText) return json(m, "bad_metadata", "metadata");
+  const id = m.id;
+  if (typeof id !== "string" || typeof m.toJSON === "function") return json(m, "bad_metadata", "metadata");
+  let keys = Object.keys(m);
+  const e = metadataTexts.get(id);
+  if (e !== undefined && e.keys.length === keys.length) {
+    const ks = e.keys;
+    const vs = e.values;
+    let i = 0;
+    while (i < keys.length && keys[i] === ks[i] && m[keys[i]] === vs[i]) i++;
+    if (i === keys.length) return e.text;
+  }
+  const text = json(m, "bad_metadata", "metadata");
+  const values = new Array(keys.length);
+  for (let i = 0; i < keys.length; i++) {
+    const v = m[keys[i]];
+    const t = typeof v;
+    if (!(t === "string" || t === "boolean" || v === null || (t === "number" && Number.isFinite(v)))) return text;
+    values[i] = v;
+  }
+  if (metadataTexts.size >= METADATA_TEXTS_SIZE) metadataTexts.clear();
+  // Metadata objects mostly share one list of keys: keep one array for all of them.
+  if (sameKeys(lastKeys, keys)) keys = lastKeys;
+  else lastKeys = keys;
+  metadataTexts.set(id, { keys, values, text });
+  return text;
+}
+
+function sameKeys(a, b) {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 function str(v, code, what) {
   if (typeof v !== "string") throw fail(code, `${what} must be a string, got ${typeof v}`);
   return v;
@@ -532,7 +579,7 @@ class Engine {
     const args = [
       verb,
       str(subject, "unknown_subject", "subject"),
-      json(metadata, "bad_metadata", "metadata"),
+      metadataJSON(metadata),
       key,
       value,
     ];
@@ -606,7 +653,7 @@ class Engine {
     const want = this.#listeners.size > 0;
     const text = this.#run(this.#m.seed, want ? FLAG_CHANGES : 0, [
       str(subject, "unknown_subject", "subject"),
-      json(metadata, "bad_metadata", "metadata"),
+      metadataJSON(metadata),
       json(value, "bad_value", "value"),
     ]);
     if (want) this.#emit("local", parseChanges(text));
@@ -673,7 +720,7 @@ class Engine {
   }
 
   get(subject, metadata, key) {
-    const args = [str(subject, "unknown_subject", "subject"), json(metadata, "bad_metadata", "metadata")];
+    const args = [str(subject, "unknown_subject", "subject"), metadataJSON(metadata)];
     if (key !== undefined) args.push(str(key, "bad_key", "key"));
     const text = this.#run(this.#m.get, 0, args);
     return text === "" ? undefined : JSON.parse(text);

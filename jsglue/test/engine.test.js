@@ -208,6 +208,71 @@ test("changes name their metadata right, shared between calls, past the glue's c
   for (const e of [a, b, c]) e.close();
 });
 
+test("edits' metadata: written as JSON once per content, checked again on every edit", async () => {
+  const a = await createEngine({ peerId: "a" });
+  const stringify = JSON.stringify;
+  let calls = 0;
+  JSON.stringify = function (...args) {
+    calls++;
+    return stringify.apply(this, args);
+  };
+  const sent = (m) => {
+    calls = 0;
+    a.unset("feature", m, "properties.x"); // no value to write: every stringify is the metadata's
+    const [msg] = a.flush();
+    return { metadata: JSON.parse(msg).metadata, calls };
+  };
+  try {
+    // A new object with the same content (how uMap builds metadata) is not written again.
+    assert.deepEqual(sent(meta("k1")), { metadata: meta("k1"), calls: 1 });
+    assert.deepEqual(sent(meta("k1")), { metadata: meta("k1"), calls: 0 });
+    // Any change to the object is seen: a value, a key more or less, a value's type, the
+    // order of the keys, a nested value (never kept), a toJSON.
+    const m = meta("k1");
+    m.layerId = "other";
+    assert.deepEqual(sent(m), { metadata: { ...meta("k1"), layerId: "other" }, calls: 1 });
+    m.extra = 1;
+    assert.deepEqual(sent(m).metadata, { ...meta("k1"), layerId: "other", extra: 1 });
+    m.extra = "1";
+    assert.deepEqual(sent(m), { metadata: { ...meta("k1"), layerId: "other", extra: "1" }, calls: 1 });
+    delete m.extra;
+    assert.deepEqual(sent(m).metadata, { ...meta("k1"), layerId: "other" });
+    assert.deepEqual(sent({ featureType: "marker", layerId: "other", id: "k1" }).calls, 1);
+    m.nested = { a: 1 };
+    assert.deepEqual(sent(m), { metadata: { ...meta("k1"), layerId: "other", nested: { a: 1 } }, calls: 1 });
+    m.nested.a = 2;
+    assert.deepEqual(sent(m), { metadata: { ...meta("k1"), layerId: "other", nested: { a: 2 } }, calls: 1 });
+    class Named {
+      constructor(id) {
+        this.id = id;
+      }
+      toJSON() {
+        return { id: this.id, layerId: layer };
+      }
+    }
+    assert.deepEqual(sent(new Named("k1")).metadata, { id: "k1", layerId: layer });
+    assert.deepEqual(sent(new Named("k1")).metadata, { id: "k1", layerId: layer });
+    class Moved {
+      constructor() {
+        Object.assign(this, meta("k1"));
+      }
+      toJSON() {
+        return { ...this, layerId: "moved" };
+      }
+    }
+    assert.deepEqual(sent(meta("k1")).metadata, meta("k1"));
+    assert.deepEqual(sent(new Moved()).metadata, { ...meta("k1"), layerId: "moved" });
+    assert.deepEqual(sent({ id: "k1", layerId: "x" }), { metadata: { id: "k1", layerId: "x" }, calls: 1 });
+    // More ids than the glue keeps (4,096): still right after it is cleared.
+    for (let i = 0; i < 5000; i++) assert.deepEqual(sent(meta(`k${i}`)).metadata, meta(`k${i}`));
+    assert.deepEqual(sent(meta("k1")), { metadata: meta("k1"), calls: 1 });
+    assert.deepEqual(sent(meta("k4999")), { metadata: meta("k4999"), calls: 0 });
+  } finally {
+    JSON.stringify = stringify;
+  }
+  a.close();
+});
+
 test("a gap in seqs is healed by the sync request receive() queues", async () => {
   const net = new Net();
   const a = await net.add("alice");
