@@ -338,4 +338,6 @@ export function _rawBridge(options?: { wasmURL?: string | URL }): Promise<{
   call(method: number, handle: number, flags: number, args: (string | Uint8Array)[], bytes?: boolean): string | Uint8Array;
   callFuncOf(method: number, handle: number, flags: number, args: (string | Uint8Array)[]): string | Uint8Array;
   exports: WebAssembly.Exports;
+  /** The module's table of changes' objects the glue keeps: [subject0, metadata0, …]. */
+  objects: unknown[];
 }>;

@@ -164,6 +164,8 @@ class Bridge {
       this.m[name] = i;
     });
     this.lens = this.ex.mapcrdt_lens() >>> 2;
+    /** The objects of changes the module sent, [subject0, metadata0, …] (parseChanges). */
+    this.objs = [];
     this.inPtr = this.ex.mapcrdt_in(0);
     this.inCap = 64 << 10;
     this.refresh();
@@ -226,6 +228,7 @@ class Bridge {
       this.u32[this.lens + i] = w;
       off += w;
     }
+    this.u32[this.lens + 17] = this.objs.length >>> 1; // the objects word (wasm/main_wasm.go)
     let r;
     try {
       r = this.ex.mapcrdt_call(method, handle, flags, n, now);
@@ -260,6 +263,8 @@ class Bridge {
   /** The same call through the js.FuncOf bridge (about 7 µs more per call). */
   callFuncOf(method, handle, flags, now, args, bytes) {
     this.alive();
+    if (this.memory.buffer !== this.buf) this.refresh();
+    this.u32[this.lens + 17] = this.objs.length >>> 1;
     const [ok, result] = this.factory.call(method, handle, flags, now, ...args);
     if (!ok) throw errorFrom(result);
     return result;
@@ -369,10 +374,10 @@ function messageArg(m) {
 // The kinds of change by their code in the module's compact form (wasm/changes.go).
 const KINDS = ["set", "unset", "created", "deleted"];
 
-// Metadata objects by their text, shared by every engine: a remote change's metadata is
-// the costliest part of parsing it (a new object and its strings, twice the rest of the
-// change), and a map's changes name the same few thousand objects again and again.
-// Cleared when full. The objects are shared: index.d.ts says changes are read-only.
+// Metadata objects by their text, shared by every engine: building a metadata object is
+// half of what JSON.parse spends on one received change, and a map's changes name the same
+// few thousand objects again and again (a new engine's catch-up too). Cleared when full.
+// The objects are shared: index.d.ts says changes are read-only.
 const metadataCache = new Map();
 const METADATA_CACHE_SIZE = 4096;
 
@@ -388,15 +393,19 @@ function metadataOf(text) {
   return m;
 }
 
-// parseChanges turns the module's compact changes — [code, obj, key?, value?, hlc, …]
-// followed by US subject0 US metadata0 …, each object written once (wasm/changes.go) —
-// into the Change objects of index.d.ts.
-function parseChanges(text) {
+// parseChanges turns the module's compact changes — [code, obj, key?, value?, hlc, …],
+// then, if the call met objects new to the table objs ([subject0, metadata0, …], the
+// bridge's), US base US subject US metadata … (wasm/changes.go) — into the Change objects
+// of index.d.ts. objs is cut to base objects before the new ones are added.
+function parseChanges(text, objs) {
   if (text === "") return [];
   const u = text.indexOf(US);
   const a = JSON.parse(u < 0 ? text : text.slice(0, u));
-  const objs = u < 0 ? [] : text.slice(u + 1).split(US); // [subject0, metadata0, …]
-  for (let k = 1; k < objs.length; k += 2) objs[k] = metadataOf(objs[k]);
+  if (u >= 0) {
+    const defs = text.slice(u + 1).split(US); // [base, subject, metadata, …]
+    objs.length = 2 * Number(defs[0]);
+    for (let k = 1; k < defs.length; k += 2) objs.push(defs[k], metadataOf(defs[k + 1]));
+  }
   const out = [];
   for (let i = 0; i < a.length; ) {
     const code = a[i];
@@ -592,7 +601,7 @@ class Engine {
     }
     const want = this.#listeners.size > 0;
     const text = this.#run(this.#m.edit, want ? FLAG_CHANGES : 0, args);
-    if (want) this.#emit("local", parseChanges(text));
+    if (want) this.#emit("local", parseChanges(text, this.#bridge.objs));
   }
 
   /** This replica's peer id (the one given, or a fresh UUID). */
@@ -656,7 +665,7 @@ class Engine {
       metadataJSON(metadata),
       json(value, "bad_value", "value"),
     ]);
-    if (want) this.#emit("local", parseChanges(text));
+    if (want) this.#emit("local", parseChanges(text, this.#bridge.objs));
   }
 
   flush() {
@@ -674,7 +683,7 @@ class Engine {
   #receive(message) {
     const text = this.#run(this.#m.receive, 0, [messageArg(message)]);
     const i = text.indexOf(RS);
-    const changes = parseChanges(i < 0 ? text : text.slice(0, i));
+    const changes = parseChanges(i < 0 ? text : text.slice(0, i), this.#bridge.objs);
     const replies = i < 0 ? [] : text.slice(i + 1).split(RS);
     this.#emit("remote", changes);
     return { changes, replies };
@@ -698,7 +707,7 @@ class Engine {
     const text = this.#run(method, 0, []);
     const i = text.indexOf(RS);
     const res = JSON.parse(text.slice(0, i));
-    res.changes = parseChanges(text.slice(i + 1));
+    res.changes = parseChanges(text.slice(i + 1), this.#bridge.objs);
     this.#emit(origin, res.changes, res.skipped);
     return res;
   }
@@ -806,5 +815,8 @@ export async function _rawBridge(options = {}) {
     call: (method, handle, flags, args, bytes = false) => bridge.call(method, handle, flags, Date.now(), args, bytes),
     callFuncOf: (method, handle, flags, args) => bridge.callFuncOf(method, handle, flags, Date.now(), args, false),
     exports: bridge.ex,
+    get objects() {
+      return bridge.objs;
+    },
   };
 }

@@ -11,46 +11,62 @@ import (
 	"github.com/mapcrdt/mapcrdt/hlc"
 )
 
-// expandChanges turns the compact form of changes.go into the full JSON array
-// crdt.AppendChangesJSON writes, as the glue's parseChanges does into objects.
-func expandChanges(t testing.TB, text string) string {
+// objectTable is a caller's table of changes' objects, as the glue keeps it: subjects and
+// metadata texts by number.
+type objectTable struct {
+	objs []json.RawMessage // subject (quoted), metadata, …
+}
+
+// held is Call.Objects for the table.
+func (o *objectTable) held() uint32 { return uint32(len(o.objs) / 2) }
+
+// expand turns the compact form of changes.go into the full JSON array
+// crdt.AppendChangesJSON writes, as the glue's parseChanges does into objects, updating
+// the table with the objects the text defines.
+func (o *objectTable) expand(t testing.TB, text string) string {
 	t.Helper()
 	parts := strings.Split(text, string(rune(UnitSeparator)))
 	var a []json.RawMessage
-	if err := json.Unmarshal([]byte(parts[0]), &a); err != nil || len(parts)%2 != 1 {
+	if err := json.Unmarshal([]byte(parts[0]), &a); err != nil || (len(parts) != 1 && len(parts)%2 != 0) {
 		t.Fatalf("compact changes %q: %v", text, err)
 	}
-	var objs []json.RawMessage
-	for i, p := range parts[1:] {
-		if i%2 == 0 {
-			p = strconv.Quote(p) // a subject, as text
-		} else if !json.Valid([]byte(p)) {
-			t.Fatalf("compact changes %q: metadata %q is not JSON", text, p)
-		}
-		objs = append(objs, json.RawMessage(p))
-	}
-	num := func(raw json.RawMessage) int {
-		n, err := strconv.Atoi(string(raw))
+	num := func(raw string) int {
+		n, err := strconv.Atoi(raw)
 		if err != nil {
 			t.Fatalf("compact changes %q: %s is not a number", text, raw)
 		}
 		return n
 	}
+	if len(parts) > 1 {
+		base := num(parts[1])
+		if 2*base > len(o.objs) {
+			t.Fatalf("compact changes %q: base %d past the table's %d objects", text, base, len(o.objs)/2)
+		}
+		o.objs = o.objs[:2*base]
+		for i, p := range parts[2:] {
+			if i%2 == 0 {
+				p = strconv.Quote(p) // a subject, as text
+			} else if !json.Valid([]byte(p)) {
+				t.Fatalf("compact changes %q: metadata %q is not JSON", text, p)
+			}
+			o.objs = append(o.objs, json.RawMessage(p))
+		}
+	}
 	var b strings.Builder
 	b.WriteByte('[')
 	for i := 0; i < len(a); {
-		code, obj := num(a[i]), num(a[i+1])
+		code, obj := num(string(a[i])), num(string(a[i+1]))
 		i += 2
-		if 2*obj+1 >= len(objs) || code>>2 >= len(changeKinds) {
-			t.Fatalf("compact changes %q: code %d, object %d", text, code, obj)
+		if 2*obj+1 >= len(o.objs) || code>>2 >= len(changeKinds) {
+			t.Fatalf("compact changes %q: code %d, object %d of %d", text, code, obj, len(o.objs)/2)
 		}
 		if b.Len() > 1 {
 			b.WriteByte(',')
 		}
 		b.WriteString(`{"kind":"` + string(changeKinds[code>>2]) + `","subject":`)
-		b.Write(objs[2*obj])
+		b.Write(o.objs[2*obj])
 		b.WriteString(`,"metadata":`)
-		b.Write(objs[2*obj+1])
+		b.Write(o.objs[2*obj+1])
 		if code&2 != 0 {
 			b.WriteString(`,"key":`)
 			b.Write(a[i])
@@ -70,11 +86,21 @@ func expandChanges(t testing.TB, text string) string {
 	return b.String()
 }
 
-// TestChangeRowsExpandAsTheFullForm: whatever the changes, the compact form expands into
-// exactly the text crdt.AppendChangesJSON writes — over every kind, with and without key
-// and value, fewer and more objects than the scan handles, a writer reused across calls,
-// and the traps of identifying objects by address.
-func TestChangeRowsExpandAsTheFullForm(t *testing.T) {
+// expandChanges expands the changes of a call made with Objects 0 (an empty table).
+func expandChanges(t testing.TB, text string) string {
+	t.Helper()
+	return new(objectTable).expand(t, text)
+}
+
+// defined is the number of objects text defines.
+func defined(text string) int {
+	return strings.Count(text, string(rune(UnitSeparator))) / 2
+}
+
+// changeCalls are calls' changes that hold the traps of the compact form: every kind,
+// with and without key and value, fewer and more objects than the scan handles, and the
+// traps of identifying objects by address.
+func changeCalls() map[string][]crdt.Change {
 	ts := func(i int) hlc.Timestamp {
 		return hlc.Timestamp{Wall: 1727184449010 + int64(i), Counter: uint32(i % 3), Peer: "p" + strconv.Itoa(i%2)}
 	}
@@ -94,12 +120,15 @@ func TestChangeRowsExpandAsTheFullForm(t *testing.T) {
 			{Kind: crdt.Deleted, Subject: "feature", Metadata: metas[1], HLC: ts(4)},
 			{Kind: crdt.Set, Subject: "map", Metadata: `{}`, Key: "properties.zoom", Value: `7`, HLC: ts(5)},
 		},
-		// One text in memory for two subjects, and equal text at another address.
+		// One text in memory for two subjects, equal text at another address, and a
+		// shorter text at the same address.
 		"same address": {
 			{Kind: crdt.Set, Subject: "datalayer", Metadata: shared, Key: "k", Value: "1", HLC: ts(0)},
 			{Kind: crdt.Set, Subject: "feature", Metadata: shared, Key: "k", Value: "2", HLC: ts(1)},
 			{Kind: crdt.Set, Subject: "datalayer", Metadata: other[:len(shared)], Key: "k", Value: "3", HLC: ts(2)},
 			{Kind: crdt.Set, Subject: "feature", Metadata: shared, Key: "j", Value: "5", HLC: ts(4)},
+			{Kind: crdt.Set, Subject: "feature", Metadata: shared[:0] + `{}`, Key: "j", Value: "6", HLC: ts(5)},
+			{Kind: crdt.Set, Subject: "datalayer", Metadata: shared, Key: "k", Value: "7", HLC: ts(6)},
 		},
 	}
 	for _, n := range []int{linearObjects, linearObjects + 1, 300, 5000} {
@@ -116,29 +145,126 @@ func TestChangeRowsExpandAsTheFullForm(t *testing.T) {
 		}
 		calls["objects "+strconv.Itoa(n)] = cs
 	}
-	var w changeRows // one writer for every call, as the host has
-	for round := range 2 {
-		for name, cs := range calls {
-			want := string(crdt.AppendChangesJSON(nil, cs))
-			text := string(w.appendTo(nil, cs))
-			if got := expandChanges(t, text); got != want {
-				t.Fatalf("round %d, %s: expands to\n%.600s\nwant\n%.600s", round, name, got, want)
+	return calls
+}
+
+// TestChangeRowsExpandAsTheFullForm: whatever the changes and whatever the caller's table
+// holds, the compact form expands into exactly the text crdt.AppendChangesJSON writes.
+func TestChangeRowsExpandAsTheFullForm(t *testing.T) {
+	calls := changeCalls()
+	names := []string{"none", "every kind", "same address", "objects 8", "objects 9", "objects 300", "objects 5000"}
+	check := func(w *changeRows, tab *objectTable, name string, held uint32) string {
+		t.Helper()
+		cs := calls[name]
+		text := string(w.appendTo(nil, cs, held))
+		if got, want := tab.expand(t, text), string(crdt.AppendChangesJSON(nil, cs)); got != want {
+			t.Fatalf("%s (held %d): expands to\n%.600s\nwant\n%.600s", name, held, got, want)
+		}
+		return text
+	}
+	t.Run("a caller that keeps its table", func(t *testing.T) {
+		var w changeRows // one writer for every call, as the host has
+		var tab objectTable
+		for round := range 3 {
+			for _, name := range names {
+				check(&w, &tab, name, tab.held())
 			}
-			if len(w.objs) != 0 || cap(w.objs) > keptObjects || len(w.index) > keptObjects {
-				t.Fatalf("%s: the writer keeps %d objects, %d indexed", name, len(w.objs), len(w.index))
+			if len(w.objs) > 2*maxObjects+5000 || len(w.index) > len(w.objs) {
+				t.Fatalf("round %d: the writer keeps %d objects, %d indexed", round, len(w.objs), len(w.index))
 			}
 		}
-	}
-	// Each object is written once: as many as distinct (subject, text address) pairs.
+	})
+	t.Run("a caller that keeps none", func(t *testing.T) {
+		var w changeRows
+		for range 2 {
+			for _, name := range names {
+				check(&w, new(objectTable), name, 0)
+			}
+		}
+	})
+	t.Run("a caller that lost results", func(t *testing.T) {
+		var w changeRows
+		var tab objectTable
+		for i, name := range append(names, names...) {
+			if i%3 == 1 { // the result never reaches the caller: its table stays as it was
+				w.appendTo(nil, calls[name], tab.held())
+				continue
+			}
+			check(&w, &tab, name, tab.held())
+		}
+	})
+}
+
+// TestChangeRowsWriteEachObjectOnce: an object is written the first time a call names it,
+// then only by number, in the same call and the next ones; the table starts again past
+// maxObjects; a caller whose table is shorter is sent again what it lacks.
+func TestChangeRowsWriteEachObjectOnce(t *testing.T) {
+	calls := changeCalls()
 	for _, n := range []int{linearObjects + 1, 300} {
 		cs := calls["objects "+strconv.Itoa(n)]
 		distinct := map[[2]any]bool{}
 		for _, c := range cs {
 			distinct[[2]any{c.Subject, unsafe.StringData(c.Metadata)}] = true
 		}
-		text := string(w.appendTo(nil, cs))
-		if parts := strings.Split(text, string(rune(UnitSeparator))); len(parts)-1 != 2*len(distinct) {
-			t.Fatalf("%d objects: %d written, want %d", n, (len(parts)-1)/2, len(distinct))
+		var w changeRows
+		var tab objectTable
+		text := string(w.appendTo(nil, cs, 0))
+		tab.expand(t, text)
+		if got := defined(text); got != len(distinct) {
+			t.Fatalf("%d objects: %d written, want %d", n, got, len(distinct))
 		}
+		// Named again, by a caller that kept them: none written.
+		if text := string(w.appendTo(nil, cs, tab.held())); defined(text) != 0 {
+			t.Fatalf("%d objects, again: %d written, want 0", n, defined(text))
+		}
+		// By a caller that holds 3 of them: the others again, numbered from 3.
+		text = string(w.appendTo(nil, cs, 3))
+		if got := defined(text); got != len(distinct)-3 || !strings.HasPrefix(text[strings.IndexByte(text, UnitSeparator):], "\x1f3\x1f") {
+			t.Fatalf("%d objects, to a caller that holds 3: %d written from %.12q", n, got, text[strings.IndexByte(text, UnitSeparator):])
+		}
+	}
+	// Two subjects at one address: the one the caller kept is still found after it lost
+	// the result that added the other.
+	{
+		var w changeRows
+		var tab objectTable
+		meta := `{"id":"x"}`
+		dl := []crdt.Change{{Kind: crdt.Set, Subject: "datalayer", Metadata: meta, Key: "k", Value: "1", HLC: hlc.Timestamp{Wall: 1, Peer: "p"}}}
+		ft := []crdt.Change{{Kind: crdt.Set, Subject: "feature", Metadata: meta, Key: "k", Value: "2", HLC: hlc.Timestamp{Wall: 2, Peer: "p"}}}
+		tab.expand(t, string(w.appendTo(nil, dl, tab.held())))
+		w.appendTo(nil, ft, tab.held()) // lost
+		if text := string(w.appendTo(nil, dl, tab.held())); defined(text) != 0 {
+			t.Fatalf("the kept object, after a lost one at its address: %q", text)
+		}
+		if text := string(w.appendTo(nil, ft, tab.held())); tab.expand(t, text) != string(crdt.AppendChangesJSON(nil, ft)) || defined(text) != 1 {
+			t.Fatalf("the lost object again: %q", text)
+		}
+	}
+	// One new object a call: the table grows to maxObjects, then starts again at 0 and
+	// writes the known ones anew.
+	metas := make([]string, maxObjects+10)
+	for i := range metas {
+		metas[i] = `{"id":"` + strconv.Itoa(i) + `"}`
+	}
+	var w changeRows
+	var tab objectTable
+	one := func(i int) string {
+		c := []crdt.Change{{Kind: crdt.Set, Subject: "feature", Metadata: metas[i], Key: "k", Value: "1", HLC: hlc.Timestamp{Wall: 1, Peer: "p"}}}
+		text := string(w.appendTo(nil, c, tab.held()))
+		if got, want := tab.expand(t, text), string(crdt.AppendChangesJSON(nil, c)); got != want {
+			t.Fatalf("object %d: %s, want %s", i, got, want)
+		}
+		return text
+	}
+	for i := range maxObjects {
+		if text := one(i); defined(text) != 1 || !strings.Contains(text, "\x1f"+strconv.Itoa(i)+"\x1f") {
+			t.Fatalf("object %d: %q", i, text)
+		}
+	}
+	if text := one(0); defined(text) != 1 || !strings.Contains(text, "]\x1f0\x1f") || tab.held() != 1 {
+		t.Fatalf("past the bound: %q, table %d", text, tab.held())
+	}
+	if text := one(0); defined(text) != 0 {
+		t.Fatalf("the first object again after the bound: %q", text)
 	}
 }

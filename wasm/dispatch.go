@@ -131,6 +131,9 @@ type Call struct {
 	Now int64
 	// Args are the arguments, UTF-8 text or bytes. Call copies what it keeps.
 	Args [][]byte
+	// Objects is how many objects the caller's table of changes' objects holds (see
+	// changes.go): 0 for a caller that keeps none, which is then sent every object.
+	Objects uint32
 
 	changes *[]crdt.Change // the host's reused buffer of changes, set by Host.run
 	rows    *changeRows    // the host's writer of changes, set by Host.run
@@ -139,9 +142,9 @@ type Call struct {
 // appendChanges appends changes in the compact form of changes.go.
 func (c *Call) appendChanges(dst []byte, changes []crdt.Change) []byte {
 	if c.rows == nil {
-		return new(changeRows).appendTo(dst, changes)
+		return new(changeRows).appendTo(dst, changes, 0)
 	}
-	return c.rows.appendTo(dst, changes)
+	return c.rows.appendTo(dst, changes, c.Objects)
 }
 
 // changeBuf returns the buffer of changes to reuse (empty), and keeps what a handler used.

@@ -60,8 +60,10 @@
 // Results are JSON text except where noted: lists of messages (flush, and the replies of
 // receive) are message texts separated by the byte 0x1E, which valid JSON text never
 // contains outside of a string escape; a snapshot is bytes; get gives empty text for an
-// absent value; changes come in a compact form that writes each object's metadata once,
-// as text after the changes (changes.go); undo and redo give {"done","skipped"}, 0x1E and
+// absent value; changes come in a compact form that names each change's object by its
+// number in a table the glue keeps, and writes an object's subject and metadata only when
+// the glue's table lacks it (changes.go; the glue says how many objects it holds with each
+// call); undo and redo give {"done","skipped"}, 0x1E and
 // the changes. The glue (jsglue/index.js) turns each into the JavaScript value its .d.ts
 // promises.
 //

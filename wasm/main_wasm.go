@@ -31,6 +31,10 @@ const maxArgs = 16
 // marking (see writeBarrier).
 const gcFlag = maxArgs
 
+// objectsWord is the index in lens of the word JavaScript sets before a call to the
+// number of objects its table of changes' objects holds (Call.Objects), for either bridge.
+const objectsWord = maxArgs + 1
+
 var (
 	host = NewHost()
 
@@ -39,7 +43,7 @@ var (
 	// Go heap does not move, and these globals keep the buffers alive between calls.
 	inBuf  = make([]byte, 64<<10)
 	outBuf = make([]byte, 0, 64<<10)
-	lens   [maxArgs + 1]uint32 // argument lengths, then gcFlag
+	lens   [maxArgs + 2]uint32 // argument lengths, then gcFlag and objectsWord
 	argv   [maxArgs][]byte
 	call   Call // the call being run (a global: a local would escape to the heap)
 )
@@ -82,7 +86,7 @@ func jsCall(_ js.Value, a []js.Value) (ret any) {
 			ret = []any{false, string(appendError(nil, &callError{code: "internal", msg: panicText(p)}))}
 		}
 	}()
-	c := Call{Method: Method(a[0].Int()), Handle: uint32(a[1].Int()), Flags: uint32(a[2].Int()), Now: millis(a[3].Float())}
+	c := Call{Method: Method(a[0].Int()), Handle: uint32(a[1].Int()), Flags: uint32(a[2].Int()), Now: millis(a[3].Float()), Objects: lens[objectsWord]}
 	for _, v := range a[4:] {
 		if v.Type() == js.TypeString {
 			c.Args = append(c.Args, []byte(v.String()))
@@ -124,7 +128,8 @@ func exportIn(n uint32) uint32 {
 }
 
 // exportLens returns the address of the argument lengths (uint32 × maxArgs), followed by
-// the collector flag (uint32, see writeBarrier). It never changes.
+// the collector flag (uint32, see writeBarrier) and the objects word (uint32, see
+// objectsWord). It never changes.
 //
 //go:wasmexport mapcrdt_lens
 func exportLens() uint32 { return addr((*byte)(unsafe.Pointer(&lens[0]))) }
@@ -151,7 +156,7 @@ func exportCall(method, handle, flags, nargs uint32, now float64) (n int32) {
 		outBuf = make([]byte, 0, 64<<10) // don't keep a large result's buffer
 	}
 	c := &call
-	*c = Call{Method: Method(method), Handle: handle, Flags: flags, Now: millis(now), Args: argv[:nargs]}
+	*c = Call{Method: Method(method), Handle: handle, Flags: flags, Now: millis(now), Args: argv[:nargs], Objects: lens[objectsWord]}
 	off := uint32(0)
 	for i := range nargs {
 		c.Args[i] = inBuf[off : off+lens[i]]

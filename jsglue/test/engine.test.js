@@ -208,6 +208,46 @@ test("changes name their metadata right, shared between calls, past the glue's c
   for (const e of [a, b, c]) e.close();
 });
 
+test("changes name their objects by number: each sent once, again to a glue that lost it", async () => {
+  const raw = await _rawBridge(); // the same module the engines use: its table of objects
+  const a = await createEngine({ peerId: "a" });
+  const b = await createEngine({ peerId: "b" });
+  const c = await createEngine({ peerId: "c" });
+  const check = (e, from, ids, key, value) => {
+    for (const id of ids) from.update("feature", meta(id), key, value);
+    const got = from.flush().flatMap((m) => e.receive(m));
+    assert.deepEqual(
+      got.map(({ hlc, ...ch }) => ch),
+      ids.map((id) => ({ kind: "set", subject: "feature", metadata: meta(id), key, value })),
+    );
+  };
+  const ids = Array.from({ length: 20 }, (_, i) => `o${i}`);
+  check(b, a, ids, "properties.name", "one");
+  const held = raw.objects.length;
+  assert.ok(held >= 2 * ids.length, `the table holds ${held / 2} objects`);
+  // The same objects again: named by number, nothing added to the table.
+  check(b, a, ids, "properties.name", "two");
+  assert.equal(raw.objects.length, held);
+  // Another engine's replicas of them are other objects (other texts in the module).
+  check(c, a, ids.slice(0, 5), "properties.name", "three");
+  assert.equal(raw.objects.length, held + 2 * 5);
+  // A glue that lost the end of its table (a result it never read) is sent it again.
+  raw.objects.length = held - 2 * 7;
+  check(b, a, ids, "properties.name", "four");
+  check(c, a, ids.slice(0, 5), "properties.name", "five");
+  assert.equal(raw.objects.length, held + 2 * 5);
+  // And one that lost all of it.
+  raw.objects.length = 0;
+  check(c, a, ids, "properties.color", "red");
+  check(b, a, ids, "properties.color", "blue");
+  // A feature's new metadata (moved to another layer) is a new object.
+  a.update("feature", { ...meta("o1"), layerId: "L2" }, "properties.name", "moved");
+  const [moved] = b.receive(a.flush()[0]);
+  assert.deepEqual(moved.metadata, { ...meta("o1"), layerId: "L2" });
+  check(b, a, ids.slice(0, 3), "properties.name", "six");
+  for (const e of [a, b, c]) e.close();
+});
+
 test("edits' metadata: written as JSON once per content, checked again on every edit", async () => {
   const a = await createEngine({ peerId: "a" });
   const stringify = JSON.stringify;
@@ -708,8 +748,22 @@ test("the js.FuncOf bridge gives the same results as the wasmexport bridge", asy
   assert.equal(y.state(), x.state());
   assert.deepEqual(y.snapshot(), x.snapshot());
   throwsCode(() => y.receive("{"), "invalid_json");
+  // Changes through either bridge name their objects in the one table of the module, also
+  // after the glue lost part of it.
+  const raw = await _rawBridge();
+  const z = await createEngine({ peerId: "z", now: clock.now });
+  for (let round = 0; round < 3; round++) {
+    for (let i = 0; i < 30; i++) z.update("feature", meta(`fz${i % 12}`), "properties.name", `n${round}.${i}`);
+    z.flush().forEach((m, k) => {
+      if (k % 4 === 3) raw.objects.length = 2 * round; // as if results were lost
+      const got = y.receive(m);
+      assert.deepEqual(x.receive(m), got);
+      assert.equal(got[0].metadata.id, JSON.parse(m).metadata.id);
+    });
+  }
   x.close();
   y.close();
+  z.close();
 });
 
 test("merge: three-way merge of datalayer saves", async () => {
