@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"strconv"
 	"strings"
 	"testing"
@@ -92,5 +93,25 @@ func BenchmarkReceive(b *testing.B) {
 		if buf, ok = h.Call(buf[:0], c); !ok {
 			b.Fatal(string(buf))
 		}
+		c.Objects = heldAfter(buf, c.Objects)
 	}
+}
+
+// heldAfter is the size of the caller's table of changes' objects after it read the
+// changes out (as the glue does).
+func heldAfter(out []byte, held uint32) uint32 {
+	i := bytes.IndexByte(out, UnitSeparator)
+	if i < 0 {
+		return held
+	}
+	j := i + 1
+	base := uint32(0)
+	for ; j < len(out) && out[j] != UnitSeparator && out[j] != RecordSeparator; j++ {
+		base = 10*base + uint32(out[j]-'0')
+	}
+	end := bytes.IndexByte(out, RecordSeparator)
+	if end < 0 {
+		end = len(out)
+	}
+	return base + uint32(bytes.Count(out[j:end], []byte{UnitSeparator})/2)
 }
