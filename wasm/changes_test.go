@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"testing"
@@ -266,5 +267,57 @@ func TestChangeRowsWriteEachObjectOnce(t *testing.T) {
 	}
 	if text := one(0); defined(text) != 0 {
 		t.Fatalf("the first object again after the bound: %q", text)
+	}
+}
+
+// TestChangeRowsRandomCalls: thousands of calls over a pool of objects — texts shared by
+// two subjects, equal texts at other addresses, shorter texts at the same address — with
+// results randomly lost (never read by the caller) and a pool larger than maxObjects: every
+// result read expands into the full form. A failure prints its seed.
+func TestChangeRowsRandomCalls(t *testing.T) {
+	for seed := range int64(20) {
+		rng := rand.New(rand.NewPCG(uint64(seed), 7))
+		type obj struct{ subject, meta string }
+		var pool []obj
+		digits := strings.Repeat("1234567890", 2) // its prefixes: JSON texts at one address
+		for i := range maxObjects + 500 {
+			m := `{"id":"f` + strconv.Itoa(i) + `"}`
+			switch i % 7 {
+			case 1:
+				m = strings.Clone(pool[i-1].meta) // equal text, another address
+			case 2:
+				pool = append(pool, obj{"datalayer", pool[i-2].meta}) // one address, two subjects
+				continue
+			case 3:
+				m = digits[:1+i%19] // texts of other lengths at one address
+			}
+			pool = append(pool, obj{"feature", m})
+		}
+		var w changeRows
+		var tab objectTable
+		for call := range 3000 {
+			n := rng.IntN(12)
+			if call%500 == 499 {
+				n = 300
+			}
+			cs := make([]crdt.Change, n)
+			for i := range cs {
+				o := pool[rng.IntN(len(pool))]
+				if rng.IntN(4) > 0 { // mostly a few hot objects
+					o = pool[rng.IntN(40)]
+				}
+				cs[i] = crdt.Change{Kind: crdt.Set, Subject: o.subject, Metadata: o.meta, Key: "k", Value: strconv.Itoa(i), HLC: hlc.Timestamp{Wall: int64(call + 1), Peer: "p"}}
+			}
+			text := string(w.appendTo(nil, cs, tab.held()))
+			if rng.IntN(10) == 0 {
+				continue // lost
+			}
+			if got, want := tab.expand(t, text), string(crdt.AppendChangesJSON(nil, cs)); got != want {
+				t.Fatalf("seed %d, call %d: expands to\n%.300s\nwant\n%.300s", seed, call, got, want)
+			}
+			if len(w.objs) > maxObjects+300 {
+				t.Fatalf("seed %d, call %d: the writer holds %d objects", seed, call, len(w.objs))
+			}
+		}
 	}
 }
