@@ -237,7 +237,7 @@ type decoder struct {
 	// ~100-byte metadata text twice per lookup. A committed object is added when named by
 	// that text again (objectFor), unless another one holds its hash, and never leaves the
 	// replica.
-	byMeta map[uint64]*object
+	byMeta metaIndex
 
 	// Member buffers reused from message to message: top for a message's envelope, elem for
 	// one element of a list of operations. What they hold is valid until the next parse;
@@ -258,7 +258,7 @@ type decoder struct {
 // known returns the committed object first seen with the metadata text meta, nil if none
 // is remembered by it (see byMeta).
 func (d *decoder) known(meta string) *object {
-	if o := d.byMeta[textHash(meta)]; o != nil && textEqual(o.meta, meta) {
+	if o := d.byMeta.get(textHash(meta)); o != nil && textEqual(o.meta, meta) {
 		return o
 	}
 	return nil
@@ -266,10 +266,58 @@ func (d *decoder) known(meta string) *object {
 
 // remember adds o to byMeta, under its own metadata text, unless its hash is taken (by o,
 // or by another object whose text has the same hash: that one stays).
-func (d *decoder) remember(o *object) {
-	h := textHash(o.meta)
-	if _, taken := d.byMeta[h]; !taken {
-		d.byMeta[h] = o
+func (d *decoder) remember(o *object) { d.byMeta.add(textHash(o.meta), o) }
+
+// metaIndex is byMeta's table: objects by a 64-bit hash, open addressing with linear
+// probing, at most half full. Entries are never removed, so a lookup ends at the hash or
+// at an empty slot — a few inlined instructions where a Go map costs a runtime call that
+// in wasm matches its control bytes one at a time.
+type metaIndex struct {
+	slots []metaSlot // a power of two of them, or none
+	n     int
+}
+
+type metaSlot struct {
+	hash uint64
+	obj  *object // nil: empty
+}
+
+// get returns the object added under hash h, nil if none.
+func (x *metaIndex) get(h uint64) *object {
+	mask := uint64(len(x.slots) - 1)
+	if len(x.slots) == 0 {
+		return nil
+	}
+	for i := h & mask; ; i = (i + 1) & mask {
+		if s := &x.slots[i]; s.obj == nil || s.hash == h {
+			return s.obj
+		}
+	}
+}
+
+// add adds o under hash h, unless h is taken.
+func (x *metaIndex) add(h uint64, o *object) {
+	if 2*(x.n+1) > len(x.slots) {
+		old := x.slots
+		x.slots = make([]metaSlot, max(64, 2*len(old)))
+		x.n = 0
+		for _, s := range old {
+			if s.obj != nil {
+				x.add(s.hash, s.obj)
+			}
+		}
+	}
+	mask := uint64(len(x.slots) - 1)
+	for i := h & mask; ; i = (i + 1) & mask {
+		s := &x.slots[i]
+		if s.obj == nil {
+			*s = metaSlot{hash: h, obj: o}
+			x.n++
+			return
+		}
+		if s.hash == h {
+			return
+		}
 	}
 }
 

@@ -125,7 +125,7 @@ func NewReplica(opts Options) (*Replica, error) {
 		s := opts.Subjects[i]
 		subs[s.Name] = &s
 	}
-	r.dec = decoder{subjects: subs, lim: opts.Limits, objects: r.objectFor, byMeta: map[uint64]*object{}}
+	r.dec = decoder{subjects: subs, lim: opts.Limits, objects: r.objectFor}
 	return r, nil
 }
 

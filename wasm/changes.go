@@ -1,6 +1,7 @@
 package main
 
 import (
+	"math/bits"
 	"unsafe"
 
 	"github.com/mapcrdt/mapcrdt/crdt"
@@ -39,7 +40,7 @@ var changeKinds = [...]crdt.ChangeKind{crdt.Set, crdt.Unset, crdt.Created, crdt.
 // changeRows writes changes in the compact form and mirrors the caller's table of objects.
 type changeRows struct {
 	objs  []rowObject               // the caller's table, then the objects of the current call
-	index map[*byte]int32           // metadata text address → number in objs
+	index addrIndex                 // metadata text address → number in objs
 	seen  [linearObjects]seenObject // the current call's first objects, looked up by a scan
 	nseen int
 }
@@ -76,11 +77,8 @@ func (w *changeRows) object(c *crdt.Change) int32 {
 			}
 		}
 	}
-	head, ok := w.index[p]
+	head := w.index.get(p)
 	n := head
-	if !ok {
-		n, head = -1, -1
-	}
 	for n >= 0 {
 		if o := &w.objs[n]; len(o.meta) == len(c.Metadata) && o.subject == c.Subject {
 			break
@@ -90,10 +88,7 @@ func (w *changeRows) object(c *crdt.Change) int32 {
 	if n < 0 {
 		n = int32(len(w.objs))
 		w.objs = append(w.objs, rowObject{subject: c.Subject, meta: c.Metadata, prev: head})
-		if w.index == nil {
-			w.index = make(map[*byte]int32, 64)
-		}
-		w.index[p] = n
+		w.index.set(p, n)
 	}
 	if w.nseen < linearObjects {
 		w.seen[w.nseen] = seenObject{meta: p, n: n}
@@ -106,16 +101,12 @@ func (w *changeRows) object(c *crdt.Change) int32 {
 func (w *changeRows) begin(held uint32) {
 	w.nseen = 0
 	if int64(held) < int64(len(w.objs)) { // the caller lacks the rest: forget them
-		for i := len(w.objs) - 1; i >= int(held); i-- { // newest first: each is its address's head
-			p := unsafe.StringData(w.objs[i].meta)
-			if prev := w.objs[i].prev; prev >= 0 {
-				w.index[p] = prev
-			} else {
-				delete(w.index, p)
-			}
-		}
 		clear(w.objs[held:])
 		w.objs = w.objs[:held]
+		w.index.reset(len(w.objs))
+		for i := range w.objs { // in order: the newest object at an address is its head
+			w.index.set(unsafe.StringData(w.objs[i].meta), int32(i))
+		}
 	}
 	if len(w.objs) >= maxObjects {
 		if cap(w.objs) > 2*maxObjects { // a catch-up's thousands of objects
@@ -124,12 +115,84 @@ func (w *changeRows) begin(held uint32) {
 			clear(w.objs)
 			w.objs = w.objs[:0]
 		}
-		if len(w.index) > 2*maxObjects {
-			w.index = nil
-		} else {
-			clear(w.index)
+		w.index.reset(0)
+	}
+}
+
+// addrIndex is the table's index: numbers by text address, open addressing with linear
+// probing, at most half full — a few inlined instructions where a Go map costs a runtime
+// call that in wasm matches its control bytes one at a time. It has no removal: the table
+// rebuilds it when it shrinks (rare: after a lost result, or past maxObjects).
+type addrIndex struct {
+	slots []addrSlot // a power of two of them, or none
+	shift uint       // 64 - log2(len(slots))
+	n     int
+}
+
+type addrSlot struct {
+	p *byte // nil: empty
+	n int32
+}
+
+// at returns the slot of p: the one holding it, or the empty one where it would go.
+func (x *addrIndex) at(p *byte) *addrSlot {
+	mask := uintptr(len(x.slots) - 1)
+	for i := uintptr(uint64(uintptr(unsafe.Pointer(p)))*0x9e3779b97f4a7c15>>x.shift) & mask; ; i = (i + 1) & mask {
+		if s := &x.slots[i]; s.p == p || s.p == nil {
+			return s
 		}
 	}
+}
+
+// get returns the number of p, -1 if none.
+func (x *addrIndex) get(p *byte) int32 {
+	if len(x.slots) == 0 {
+		return -1
+	}
+	if s := x.at(p); s.p != nil {
+		return s.n
+	}
+	return -1
+}
+
+// set makes n the number of p.
+func (x *addrIndex) set(p *byte, n int32) {
+	if 2*(x.n+1) > len(x.slots) {
+		old := x.slots
+		x.alloc(max(64, 2*len(old)))
+		for _, s := range old {
+			if s.p != nil {
+				*x.at(s.p) = s
+				x.n++
+			}
+		}
+	}
+	s := x.at(p)
+	if s.p == nil {
+		x.n++
+	}
+	*s = addrSlot{p: p, n: n}
+}
+
+// reset empties the index, with room for n entries.
+func (x *addrIndex) reset(n int) {
+	size := 64
+	for size < 2*n {
+		size *= 2
+	}
+	if len(x.slots) >= size && len(x.slots) <= 4*maxObjects {
+		clear(x.slots) // keep the room (up to the bound's)
+		x.n = 0
+		return
+	}
+	x.alloc(size)
+}
+
+// alloc replaces the slots by size empty ones (a power of two).
+func (x *addrIndex) alloc(size int) {
+	x.slots = make([]addrSlot, size)
+	x.shift = uint(64 - bits.TrailingZeros(uint(size)))
+	x.n = 0
 }
 
 // appendTo appends changes in the compact form, for a caller whose table holds its

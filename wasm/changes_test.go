@@ -170,8 +170,8 @@ func TestChangeRowsExpandAsTheFullForm(t *testing.T) {
 			for _, name := range names {
 				check(&w, &tab, name, tab.held())
 			}
-			if len(w.objs) > 2*maxObjects+5000 || len(w.index) > len(w.objs) {
-				t.Fatalf("round %d: the writer keeps %d objects, %d indexed", round, len(w.objs), len(w.index))
+			if len(w.objs) > 2*maxObjects+5000 || w.index.n > len(w.objs) {
+				t.Fatalf("round %d: the writer keeps %d objects, %d indexed", round, len(w.objs), w.index.n)
 			}
 		}
 	})
