@@ -228,7 +228,7 @@ type decoder struct {
 	paths    map[string][]string // interned paths, by parts joined with NUL (see path)
 	byKey    map[string]keySlot  // interned paths by key text (see parseKey)
 	keySlots [16]keySlot         // the keys met last, by keySlotOf: compared, not hashed
-	keyText  map[*string]keyText // key text of each interned path, by its first element
+	keyText  table64[keyText]    // key text of each interned path, by its first element's address (see pathKey)
 
 	// byMeta finds a known object by the canonical metadata text it was first seen with
 	// (object.meta, which never changes): the usual message names a feature exactly so.
@@ -237,7 +237,7 @@ type decoder struct {
 	// ~100-byte metadata text twice per lookup. A committed object is added when named by
 	// that text again (objectFor), unless another one holds its hash, and never leaves the
 	// replica.
-	byMeta metaIndex
+	byMeta table64[*object]
 
 	// Member buffers reused from message to message: top for a message's envelope, elem for
 	// one element of a list of operations. What they hold is valid until the next parse;
@@ -258,68 +258,18 @@ type decoder struct {
 // known returns the committed object first seen with the metadata text meta, nil if none
 // is remembered by it (see byMeta).
 func (d *decoder) known(meta string) *object {
-	if o := d.byMeta.get(textHash(meta)); o != nil && textEqual(o.meta, meta) {
-		return o
+	if o := d.byMeta.get(metaKey(meta)); o != nil && textEqual((*o).meta, meta) {
+		return *o
 	}
 	return nil
 }
 
 // remember adds o to byMeta, under its own metadata text, unless its hash is taken (by o,
 // or by another object whose text has the same hash: that one stays).
-func (d *decoder) remember(o *object) { d.byMeta.add(textHash(o.meta), o) }
+func (d *decoder) remember(o *object) { d.byMeta.add(metaKey(o.meta), o) }
 
-// metaIndex is byMeta's table: objects by a 64-bit hash, open addressing with linear
-// probing, at most half full. Entries are never removed, so a lookup ends at the hash or
-// at an empty slot — a few inlined instructions where a Go map costs a runtime call that
-// in wasm matches its control bytes one at a time.
-type metaIndex struct {
-	slots []metaSlot // a power of two of them, or none
-	n     int
-}
-
-type metaSlot struct {
-	hash uint64
-	obj  *object // nil: empty
-}
-
-// get returns the object added under hash h, nil if none.
-func (x *metaIndex) get(h uint64) *object {
-	mask := uint64(len(x.slots) - 1)
-	if len(x.slots) == 0 {
-		return nil
-	}
-	for i := h & mask; ; i = (i + 1) & mask {
-		if s := &x.slots[i]; s.obj == nil || s.hash == h {
-			return s.obj
-		}
-	}
-}
-
-// add adds o under hash h, unless h is taken.
-func (x *metaIndex) add(h uint64, o *object) {
-	if 2*(x.n+1) > len(x.slots) {
-		old := x.slots
-		x.slots = make([]metaSlot, max(64, 2*len(old)))
-		x.n = 0
-		for _, s := range old {
-			if s.obj != nil {
-				x.add(s.hash, s.obj)
-			}
-		}
-	}
-	mask := uint64(len(x.slots) - 1)
-	for i := h & mask; ; i = (i + 1) & mask {
-		s := &x.slots[i]
-		if s.obj == nil {
-			*s = metaSlot{hash: h, obj: o}
-			x.n++
-			return
-		}
-		if s.hash == h {
-			return
-		}
-	}
-}
+// metaKey is byMeta's key of a metadata text: its textHash, never 0.
+func metaKey(meta string) uint64 { return max(textHash(meta), 1) }
 
 // textHash hashes s eight bytes at a time (a multiply and a rotation a word, where Go's
 // wasm runtime hashes a string key byte by byte). Its collisions cost a lookup, not
@@ -445,12 +395,14 @@ func (d *decoder) path(parts []string) []string {
 		shared[i] = q
 	}
 	d.paths[string(k)] = shared
-	if d.keyText == nil {
-		d.keyText = map[*string]keyText{}
-	}
-	d.keyText[&shared[0]] = keyText{text: JoinPath(shared...), json: string(appendKeyJSON(nil, shared)), n: len(shared)}
+	d.keyText.add(pathKey(shared), keyText{text: JoinPath(shared...), json: string(appendKeyJSON(nil, shared)), n: len(shared)})
 	return shared
 }
+
+// pathKey is keyText's key of a path (len(path) > 0): the address of its first element.
+// An interned path stays in d.paths as long as the decoder, and Go's collector moves
+// nothing, so the address names it for that long.
+func pathKey(path []string) uint64 { return uint64(uintptr(unsafe.Pointer(&path[0]))) }
 
 // keyText is the key text of an interned path of n parts.
 type keyText struct {
@@ -463,7 +415,7 @@ type keyText struct {
 // one, which starts at the same element), built otherwise.
 func (d *decoder) keyOf(path []string) string {
 	if d != nil && len(path) > 0 {
-		if k, ok := d.keyText[&path[0]]; ok && k.n == len(path) {
+		if k := d.keyText.get(pathKey(path)); k != nil && k.n == len(path) {
 			return k.text
 		}
 	}
@@ -474,7 +426,7 @@ func (d *decoder) keyOf(path []string) string {
 // written otherwise (d may be nil).
 func (d *decoder) appendKey(b []byte, path []string) []byte {
 	if d != nil && len(path) > 0 {
-		if k, ok := d.keyText[&path[0]]; ok && k.n == len(path) {
+		if k := d.keyText.get(pathKey(path)); k != nil && k.n == len(path) {
 			return append(b, k.json...)
 		}
 	}
