@@ -705,7 +705,7 @@ func plainRun(s string, i int) int {
 func (p *jparser) name() string {
 	s, start := p.s, p.i+1
 	if littleEndian && p.i+16 <= len(s) {
-		if n := knownName(s[p.i:]); n != "" {
+		if n, _ := knownName(s[p.i:]); n != "" {
 			p.i += len(n) + 2
 			return n
 		}
@@ -734,11 +734,26 @@ var wireNames = []string{
 	"message", "recipient", "lastKnownHLC", "vector", "state", "objects", "ops", "peers",
 }
 
+// The positions in wireNames of the members of an operation message, as knownName
+// returns them: fastOp switches on them (a switch on the names compared them as strings).
+const (
+	wireKind = iota
+	wireSender
+	wireVerb
+	wireSubject
+	wireMetadata
+	wireKey
+	wireValue
+	wireHLC
+	wireSeq
+)
+
 // quotedName is a wire name with its quotes, as two little-endian words and their masks,
 // for knownName to compare with two loads (Go merges no loads of a constant string
 // comparison on wasm: it compares byte by byte there).
 type quotedName struct {
 	name     string
+	id       int // its index in wireNames
 	w0, w1   uint64
 	m0, m1   uint64
 	twoWords bool
@@ -746,14 +761,14 @@ type quotedName struct {
 
 // namesByFirst lists the wire names by their first letter.
 var namesByFirst = func() (t [256][]quotedName) {
-	for _, n := range wireNames {
+	for id, n := range wireNames {
 		q := `"` + n + `"`
 		if len(q) > 16 {
 			panic("wire name too long: " + n)
 		}
 		var b [16]byte
 		copy(b[:], q)
-		qn := quotedName{name: n, twoWords: len(q) > 8}
+		qn := quotedName{name: n, id: id, twoWords: len(q) > 8}
 		for k := range min(len(q), 8) {
 			qn.w0 |= uint64(b[k]) << (8 * k)
 			qn.m0 |= 0xff << (8 * k)
@@ -768,11 +783,12 @@ var namesByFirst = func() (t [256][]quotedName) {
 }()
 
 // knownName returns the wire name that s (at least 16 bytes, little-endian memory) starts
-// with, quotes included, or "" for any other text. It reads no byte past s[15].
-func knownName(s string) string {
+// with, quotes included, and its index in wireNames, or "" and -1 for any other text. It
+// reads no byte past s[15].
+func knownName(s string) (string, int) {
 	cands := namesByFirst[s[1]]
 	if len(cands) == 0 {
-		return ""
+		return "", -1
 	}
 	x0 := *(*uint64)(unsafe.Pointer(unsafe.StringData(s)))
 	for k := range cands {
@@ -783,9 +799,9 @@ func knownName(s string) string {
 		if c.twoWords && *(*uint64)(unsafe.Pointer(unsafe.StringData(s[8:])))&c.m1 != c.w1 {
 			continue
 		}
-		return c.name
+		return c.name, c.id
 	}
-	return ""
+	return "", -1
 }
 
 // str reads a string at p.i and returns its decoded value.

@@ -526,6 +526,56 @@ func TestPlainRun(t *testing.T) {
 	}
 }
 
+// TestPlainStringIsPlainRun: plainString (plainRun's loop written out) against plainRun, on
+// every byte value at every position of a quoted string, closed or not, and on random texts
+// with quotes.
+func TestPlainStringIsPlainRun(t *testing.T) {
+	ref := func(s string, i int) (string, int) {
+		if i >= len(s) || s[i] != '"' {
+			return "", -1
+		}
+		j := plainRun(s, i+1)
+		if j >= len(s) || s[j] != '"' {
+			return "", -1
+		}
+		return s[i+1 : j], j + 1
+	}
+	check := func(s string, i int) {
+		t.Helper()
+		gs, gi := plainString(s, i)
+		ws, wi := ref(s, i)
+		if gs != ws || gi != wi {
+			t.Fatalf("plainString(%q, %d) = %q, %d; want %q, %d", s, i, gs, gi, ws, wi)
+		}
+	}
+	base := []byte(`x"abcdefghijklmnopqrstuvwxyz012345"`)
+	for c := 0; c < 256; c++ {
+		for pos := 2; pos < len(base); pos++ {
+			b := append([]byte(nil), base...)
+			b[pos] = byte(c)
+			for end := pos; end <= len(b); end++ {
+				check(string(b[:end]), 1)
+			}
+		}
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for n := 0; n < 20000; n++ {
+		b := make([]byte, rng.IntN(40))
+		for i := range b {
+			b[i] = byte(0x20 + rng.IntN(0x60))
+			switch rng.IntN(12) {
+			case 0:
+				b[i] = byte(rng.IntN(256))
+			case 1, 2:
+				b[i] = '"'
+			}
+		}
+		for i := 0; i <= len(b); i++ {
+			check(string(b), i)
+		}
+	}
+}
+
 // TestAppendStringEveryByte: appendString (eight bytes at a time) against a byte loop
 // writing the same escapes, on every byte value at every position and on random strings;
 // valid text comes back through the parser.
@@ -637,6 +687,29 @@ func TestSkipFindsTheEnd(t *testing.T) {
 		p.skip() // must not panic
 		if p.i < 0 || p.i > len(b) {
 			t.Fatalf("skip of %q left the text: %d", b, p.i)
+		}
+	}
+}
+
+// TestKnownNameIndex: knownName gives each wire name with its index in wireNames (fastOp
+// switches on the wire… constants), and nothing for a prefix or a longer name.
+func TestKnownNameIndex(t *testing.T) {
+	pad := func(s string) string { return s + strings.Repeat(" ", 16) }
+	for i, w := range wireNames {
+		if name, id := knownName(pad(`"` + w + `":`)); name != w || id != i {
+			t.Fatalf("knownName(%q) = %q, %d; want %q, %d", w, name, id, w, i)
+		}
+		if name, id := knownName(pad(`"` + w[:len(w)-1] + `":`)); name != "" || id != -1 {
+			t.Fatalf("knownName of a prefix of %q = %q, %d", w, name, id)
+		}
+		if name, id := knownName(pad(`"` + w + `x":`)); name != "" || id != -1 {
+			t.Fatalf("knownName of %q + x = %q, %d", w, name, id)
+		}
+	}
+	for id, w := range map[int]string{wireKind: "kind", wireSender: "sender", wireVerb: "verb", wireSubject: "subject",
+		wireMetadata: "metadata", wireKey: "key", wireValue: "value", wireHLC: "hlc", wireSeq: "seq"} {
+		if wireNames[id] != w {
+			t.Fatalf("wireNames[%d] = %q, want %q", id, wireNames[id], w)
 		}
 	}
 }

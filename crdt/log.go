@@ -34,7 +34,11 @@ func (l *opLog) insert(o *op) bool {
 	if ok {
 		return false
 	}
-	l.ops = slices.Insert(l.ops, i, o)
+	if i == len(l.ops) { // the usual case: the newest operation
+		l.ops = append(l.ops, o)
+	} else {
+		l.ops = slices.Insert(l.ops, i, o)
+	}
 	return true
 }
 

@@ -35,10 +35,17 @@ func (v Verb) String() string {
 }
 
 func parseVerb(s string) (Verb, bool) {
-	for v, name := range verbNames {
-		if name != "" && name == s {
-			return Verb(v), true
-		}
+	// Constant cases: compared in place, where a loop over verbNames compared each name of
+	// the same length with a runtime call (byte by byte in wasm).
+	switch s {
+	case "update":
+		return VerbUpdate, true
+	case "upsert":
+		return VerbUpsert, true
+	case "delete":
+		return VerbDelete, true
+	case "batch":
+		return VerbBatch, true
 	}
 	return 0, false
 }
@@ -307,8 +314,19 @@ func textEqual(a, b string) bool {
 	if n == 0 || p == q {
 		return true
 	}
-	if !littleEndian || n < 8 {
+	if !littleEndian {
 		return a == b
+	}
+	if n < 8 { // two words of four that may overlap, or the bytes
+		if n >= 4 {
+			return *(*uint32)(p) == *(*uint32)(q) && *(*uint32)(unsafe.Add(p, n-4)) == *(*uint32)(unsafe.Add(q, n-4))
+		}
+		for i := range n {
+			if a[i] != b[i] {
+				return false
+			}
+		}
+		return true
 	}
 	for ; n > 8; n -= 8 {
 		if *(*uint64)(p) != *(*uint64)(q) {
@@ -441,7 +459,7 @@ func (d *decoder) parseKey(key string) ([]string, error) {
 	var slot *keySlot
 	if len(key) >= 2 {
 		slot = &d.keySlots[keySlotOf(key)]
-		if slot.path != nil && slot.key == key {
+		if slot.path != nil && textEqual(slot.key, key) {
 			return slot.path, nil
 		}
 	}
@@ -483,7 +501,7 @@ func keySlotOf(key string) int {
 
 // subject returns the subject named name, or nil.
 func (d *decoder) subject(name string) *Subject {
-	if s := d.lastSub; s != nil && s.Name == name {
+	if s := d.lastSub; s != nil && textEqual(s.Name, name) {
 		return s
 	}
 	s := d.subjects[name]

@@ -114,9 +114,9 @@ func (c *Clock) Now() Timestamp {
 // MaxDrift ahead of the wall clock is refused with an error wrapping ErrClockDrift, and the
 // clock is left unchanged.
 func (c *Clock) Update(remote Timestamp) (Timestamp, error) {
-	pt := c.wall.NowMillis()
-	if err := c.CheckDrift(remote); err != nil {
-		return c.last, err
+	pt := c.wall.NowMillis() // read once: the guard and the merge see the same wall time
+	if c.maxDrift > 0 && remote.Wall-pt > c.maxDrift {
+		return c.last, c.driftError(remote, pt)
 	}
 	l := c.last
 	switch {
@@ -142,13 +142,17 @@ func (c *Clock) CheckDrift(remote Timestamp) error {
 	if c.maxDrift <= 0 {
 		return nil
 	}
-	pt := c.wall.NowMillis()
-	if remote.Wall-pt > c.maxDrift {
-		return &Error{Sentinel: ErrClockDrift, Msg: "hlc: remote clock " + strconv.Quote(remote.String()) +
-			" is " + strconv.FormatInt(remote.Wall-pt, 10) + " ms ahead of the local wall clock (max " +
-			strconv.FormatInt(c.maxDrift, 10) + " ms)"}
+	if pt := c.wall.NowMillis(); remote.Wall-pt > c.maxDrift {
+		return c.driftError(remote, pt)
 	}
 	return nil
+}
+
+// driftError is the error of a remote clock too far ahead of the wall clock's pt.
+func (c *Clock) driftError(remote Timestamp, pt int64) error {
+	return &Error{Sentinel: ErrClockDrift, Msg: "hlc: remote clock " + strconv.Quote(remote.String()) +
+		" is " + strconv.FormatInt(remote.Wall-pt, 10) + " ms ahead of the local wall clock (max " +
+		strconv.FormatInt(c.maxDrift, 10) + " ms)"}
 }
 
 // Observe moves the clock past t without the drift guard: for timestamps the replica already

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"math/bits"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -38,21 +39,39 @@ type Timestamp struct {
 // Compare returns -1 if t sorts before u, +1 if after, 0 if equal. Order: Wall as a number,
 // then Counter as a number, then Peer bytewise.
 func (t Timestamp) Compare(u Timestamp) int {
-	switch {
-	case t.Wall < u.Wall:
-		return -1
-	case t.Wall > u.Wall:
-		return 1
-	case t.Counter < u.Counter:
-		return -1
-	case t.Counter > u.Counter:
+	// Written to stay under the inliner's budget: the engine compares clocks on every
+	// operation, and in WebAssembly a call costs more than the comparison.
+	if t.Wall != u.Wall {
+		if t.Wall < u.Wall {
+			return -1
+		}
 		return 1
 	}
-	return strings.Compare(t.Peer, u.Peer)
+	if t.Counter != u.Counter {
+		if t.Counter < u.Counter {
+			return -1
+		}
+		return 1
+	}
+	switch {
+	case t.Peer == u.Peer:
+		return 0
+	case t.Peer < u.Peer:
+		return -1
+	}
+	return 1
 }
 
 // Less reports whether t sorts strictly before u.
-func (t Timestamp) Less(u Timestamp) bool { return t.Compare(u) < 0 }
+func (t Timestamp) Less(u Timestamp) bool {
+	if t.Wall != u.Wall {
+		return t.Wall < u.Wall
+	}
+	if t.Counter != u.Counter {
+		return t.Counter < u.Counter
+	}
+	return t.Peer < u.Peer
+}
 
 // IsZero reports whether t is the zero clock.
 func (t Timestamp) IsZero() bool { return t == Timestamp{} }
@@ -85,17 +104,25 @@ func (t Timestamp) AppendText(b []byte) []byte {
 // seven times, and a 64-bit division by a constant is a long multiply, which WebAssembly
 // has no instruction for. The crdt package writes its other numbers with it too.
 func AppendDecimal(b []byte, u uint64) []byte {
-	var buf [16]byte
+	// The digits are stored into b's spare room with one or two word stores, shifted past
+	// their leading zeros: no temporary array and no copy (a runtime call in wasm).
+	n := len(b)
+	if cap(b)-n < 16 {
+		b = slices.Grow(b, 16)
+	}
+	d := b[n : n+16]
 	hi, lo := uint32(u/1e8), uint32(u%1e8)
 	if hi == 0 {
 		w := eightDigits(lo)
-		binary.LittleEndian.PutUint64(buf[8:], w+ascii8)
-		return append(b, buf[8+leadingZeroDigits(w, lo):]...)
+		z := leadingZeroDigits(w, lo)
+		binary.LittleEndian.PutUint64(d, (w+ascii8)>>(8*z))
+		return b[:n+8-z]
 	}
 	w := eightDigits(hi)
-	binary.LittleEndian.PutUint64(buf[:8], w+ascii8)
-	binary.LittleEndian.PutUint64(buf[8:], eightDigits(lo)+ascii8)
-	return append(b, buf[leadingZeroDigits(w, hi):]...)
+	z := leadingZeroDigits(w, hi)
+	binary.LittleEndian.PutUint64(d, (w+ascii8)>>(8*z))
+	binary.LittleEndian.PutUint64(d[8-z:], eightDigits(lo)+ascii8)
+	return b[:n+16-z]
 }
 
 const ascii8 = 0x3030303030303030 // '0' in each byte
@@ -147,9 +174,8 @@ func decimalField(s string, i int, max uint64) (n uint64, colon int, ok bool) {
 	for ; i < len(s) && s[i]-'0' <= 9; i++ {
 		n = n*10 + uint64(s[i]-'0')
 	}
-	d := i - start
-	if i >= len(s) || s[i] != ':' || d == 0 || d > 16 || (d > 1 && s[start] == '0') || n > max {
-		return 0, 0, false
+	if d := i - start; i >= len(s) || s[i] != ':' || uint(d-1) >= 16 || (d > 1 && s[start] == '0') || n > max {
+		return 0, 0, false // d-1 >= 16 (unsigned): no digit, or more than 16
 	}
 	return n, i, true
 }
