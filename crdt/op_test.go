@@ -879,7 +879,23 @@ func TestKnownMetaCollision(t *testing.T) {
 	if o := r.dec.byMeta.get(metaKey(metaB)); o == nil || *o != a {
 		t.Fatal("B's hash does not lead to A")
 	}
-	r.metaCache = nil
+	hitA := r.metaCache.get(metaHitKey("feature", metaA))
+	if hitA == nil || hitA.obj != a {
+		t.Fatal("an object edited twice by one text is not in the edits' cache")
+	}
+	r.metaCache = table64[metaHit]{}
+	// The edits' cache too: B's hash, and that of a datalayer named by A's text, lead to A.
+	r.metaCache.add(metaHitKey("feature", metaB), *hitA)
+	r.metaCache.add(metaHitKey("datalayer", metaA), *hitA)
+	if _, err := r.Update("datalayer", metaA, "name", `"layer"`); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, _ := r.Get("datalayer", metaA, "name"); got != `"layer"` {
+		t.Fatalf("the datalayer's name %s", got)
+	}
+	if got, ok, _ := r.Get("feature", metaA, "name"); ok {
+		t.Fatalf("the datalayer's name written on feature A: %s", got)
+	}
 	if got := r.dec.known(metaB); got != nil {
 		t.Fatalf("known(B) = the object of %s", got.meta)
 	}

@@ -89,8 +89,7 @@ type Replica struct {
 	origins   map[string]bool    // every origin this replica has stamped with
 	seqs      map[string]uint64  // last seq published, per own origin
 	restored  bool               // restored from a snapshot, no local edit since
-	metaCache map[string]metaHit // subject NUL metadata text → object (see identifyWithMeta)
-	metaKey   []byte
+	metaCache table64[metaHit] // the hash of subject and metadata text → object (see identifyWithMeta)
 	outbox    []*op // local operations not yet published (flushed)
 	batch     *op   // open local batch
 	undo      undoStacks
@@ -274,9 +273,10 @@ func (r *Replica) identify(subject, metadata string) (*object, error) {
 // text, valid until the next call (a caller that keeps it copies it).
 func (r *Replica) identifyWithMeta(subject, metadata string) (*object, string, error) {
 	// A page edits the same features again and again, with the same metadata text: the
-	// canonical form and the object are remembered for known objects.
-	r.metaKey = append(append(append(r.metaKey[:0], subject...), 0), metadata...)
-	if hit, ok := r.metaCache[string(r.metaKey)]; ok {
+	// canonical form and the object are remembered for known objects, by a hash of the
+	// texts (a Go map hashed the ~100 bytes one at a time in wasm) and compared in full.
+	h := metaHitKey(subject, metadata)
+	if hit := r.metaCache.get(h); hit != nil && textEqual(hit.metadata, metadata) && textEqual(hit.subject, subject) {
 		return hit.obj, hit.meta, nil
 	}
 	obj, meta, err := r.identifyMeta(subject, metadata)
@@ -284,18 +284,21 @@ func (r *Replica) identifyWithMeta(subject, metadata string) (*object, string, e
 		return nil, "", err
 	}
 	// Known objects (not pending) are remembered up to 4,096 of them; once full, the cache
-	// stays as it is: refilling it on a larger working set cost more than it saved.
-	if obj.known && len(r.metaCache) < 4096 {
-		if r.metaCache == nil {
-			r.metaCache = make(map[string]metaHit, 64)
-		}
+	// stays as it is: refilling it on a larger working set cost more than it saved. A text
+	// whose hash another holds is not remembered (that one stays).
+	if obj.known && r.metaCache.n < 4096 {
 		kept := obj.meta // the same string when equal (see identifyMeta)
 		if meta != kept {
 			kept = strings.Clone(meta)
 		}
-		r.metaCache[string(r.metaKey)] = metaHit{obj: obj, meta: kept}
+		r.metaCache.add(h, metaHit{subject: obj.subject.Name, metadata: strings.Clone(metadata), obj: obj, meta: kept})
 	}
 	return obj, meta, nil
+}
+
+// metaHitKey is metaCache's key of an edit's subject and metadata text (never 0).
+func metaHitKey(subject, metadata string) uint64 {
+	return max(textHash(metadata)^textHash(subject)*0x9e3779b97f4a7c15, 1)
 }
 
 // identifyMeta is identifyWithMeta without the cache of metadata texts: for the objects of
@@ -338,8 +341,9 @@ func (r *Replica) identifyMeta(subject, metadata string) (*object, string, error
 
 // metaHit is a remembered identifyWithMeta result.
 type metaHit struct {
-	obj  *object
-	meta string
+	subject, metadata string // as given
+	obj               *object
+	meta              string // canonical
 }
 
 func orEmpty(s string) string {
