@@ -85,13 +85,13 @@ type Replica struct {
 	dec       decoder
 	log       opLog
 	vec       vectorState
-	origin    string             // the peer id inside this replica's clocks (see reincarnate)
-	origins   map[string]bool    // every origin this replica has stamped with
-	seqs      map[string]uint64  // last seq published, per own origin
-	restored  bool               // restored from a snapshot, no local edit since
-	metaCache table64[metaHit] // the hash of subject and metadata text → object (see identifyWithMeta)
-	outbox    []*op // local operations not yet published (flushed)
-	batch     *op   // open local batch
+	origin    string            // the peer id inside this replica's clocks (see reincarnate)
+	origins   map[string]bool   // every origin this replica has stamped with
+	seqs      map[string]uint64 // last seq published, per own origin
+	restored  bool              // restored from a snapshot, no local edit since
+	metaCache table64[metaHit]  // the hash of subject and metadata text → object (see identifyWithMeta)
+	outbox    []*op             // local operations not yet published (flushed)
+	batch     *op               // open local batch
 	undo      undoStacks
 	saved     hlc.Timestamp // saved horizon
 	savedBy   VersionVector // per own origin, the highest seq a peer held when it saved
