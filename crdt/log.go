@@ -2,6 +2,7 @@ package crdt
 
 import (
 	"slices"
+	"unsafe"
 
 	"github.com/mapcrdt/mapcrdt/hlc"
 )
@@ -109,25 +110,62 @@ func (l *opLog) remove(drop func(*op) bool) int {
 // that every operation 1…seq of that peer is held (or was superseded and compacted away).
 type VersionVector map[string]uint64
 
-// vectorState tracks the contiguous vector and the seqs received above it.
+// vectorState tracks the contiguous vector and the seqs received above it. The peer add saw
+// last is "hot": its seq is kept in a field, not yet in the map, so that a stream of
+// operations from one peer (a remote editor, or this replica's own edits) costs no map
+// operation — a Go map hashes and compares its string keys with runtime calls, byte by byte
+// in wasm. vector() writes it back; nothing reads the map but through it.
 type vectorState struct {
-	vv    VersionVector
-	above map[string][]uint64 // sorted seqs > vv[peer], held but not contiguous
+	settled VersionVector       // the vector, but for the hot peer when hotSet
+	above   map[string][]uint64 // sorted seqs > the vector's seq of peer, held but not contiguous
+	hot     string              // the hot peer
+	hotSeq  uint64              // its seq in the vector, when hotSet
+	hotSet  bool
 }
 
 func newVectorState() vectorState {
-	return vectorState{vv: VersionVector{}, above: map[string][]uint64{}}
+	return vectorState{settled: VersionVector{}, above: map[string][]uint64{}}
+}
+
+// vector returns the vector (the replica's own map: callers copy what they keep).
+func (v *vectorState) vector() VersionVector {
+	if v.hotSet {
+		v.settled[v.hot] = v.hotSeq
+		v.hotSet = false
+	}
+	return v.settled
+}
+
+// setVector replaces the vector (a snapshot's).
+func (v *vectorState) setVector(vv VersionVector) {
+	v.settled, v.hotSet = vv, false
+}
+
+// samePeer reports whether a and b are one peer id, at once when they share memory (the
+// decoder interns peer ids).
+func samePeer(a, b string) bool {
+	return len(a) == len(b) && (unsafe.StringData(a) == unsafe.StringData(b) || textEqual(a, b))
 }
 
 // add records seq from peer; it reports whether seq leaves a gap (is not the next one).
 func (v *vectorState) add(peer string, seq uint64) (gap bool) {
-	have := v.vv[peer]
+	if v.hotSet && samePeer(peer, v.hot) {
+		switch {
+		case seq <= v.hotSeq:
+			return false
+		case seq == v.hotSeq+1 && len(v.above) == 0: // nothing held above any peer's seqs
+			v.hotSeq = seq
+			return false
+		}
+	}
+	vv := v.vector()
+	have := vv[peer]
 	switch {
 	case seq <= have:
 		return false
 	case seq == have+1:
 		if len(v.above) == 0 { // nothing held above any peer's contiguous seqs
-			v.vv[peer] = seq
+			v.hot, v.hotSeq, v.hotSet = peer, seq, true // vv[peer] is written back by vector()
 			return false
 		}
 		have = seq
@@ -138,7 +176,7 @@ func (v *vectorState) add(peer string, seq uint64) (gap bool) {
 			}
 			rest = rest[1:]
 		}
-		v.vv[peer] = have
+		vv[peer] = have
 		if len(rest) == 0 {
 			delete(v.above, peer)
 		} else {
@@ -158,12 +196,13 @@ func (v *vectorState) add(peer string, seq uint64) (gap bool) {
 // brings): what add of each would record, with one update of the vector when the run
 // starts at or below the next seq expected. It reports whether the run leaves a gap.
 func (v *vectorState) addRun(peer string, first, last uint64) (gap bool) {
-	have := v.vv[peer]
+	vv := v.vector()
+	have := vv[peer]
 	switch {
 	case last <= have:
 		return false
 	case first <= have+1:
-		v.vv[peer] = last - 1 // first…last-1 are contiguous with have: add(last) takes the rest
+		vv[peer] = last - 1 // first…last-1 are contiguous with have: add(last) takes the rest
 		return v.add(peer, last)
 	}
 	for s := first; s <= last; s++ {
@@ -177,16 +216,17 @@ func (v *vectorState) addRun(peer string, first, last uint64) (gap bool) {
 // adopt raises the vector to at least other (after a complete sync response from a replica
 // holding other).
 func (v *vectorState) adopt(other VersionVector) {
+	vv := v.vector()
 	for peer, seq := range other {
-		if seq > v.vv[peer] {
-			v.vv[peer] = seq
+		if seq > vv[peer] {
+			vv[peer] = seq
 			rest := v.above[peer]
 			for len(rest) > 0 && rest[0] <= seq {
 				rest = rest[1:]
 			}
 			// Continue over seqs now contiguous.
-			for len(rest) > 0 && rest[0] == v.vv[peer]+1 {
-				v.vv[peer]++
+			for len(rest) > 0 && rest[0] == vv[peer]+1 {
+				vv[peer]++
 				rest = rest[1:]
 			}
 			if len(rest) == 0 {

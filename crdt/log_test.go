@@ -71,9 +71,102 @@ func TestVectorAddRunIsAddOfEach(t *testing.T) {
 			}
 		}
 		gapRun := run.addRun("a", first, last)
-		if gapOne != gapRun || one.vv["a"] != run.vv["a"] || !slices.Equal(one.above["a"], run.above["a"]) || len(one.above) != len(run.above) {
+		if gapOne != gapRun || one.vector()["a"] != run.vector()["a"] || !slices.Equal(one.above["a"], run.above["a"]) || len(one.above) != len(run.above) {
 			t.Fatalf("round %d, run %d…%d: one by one gap %v vv %d above %v; at once gap %v vv %d above %v",
-				round, first, last, gapOne, one.vv["a"], one.above["a"], gapRun, run.vv["a"], run.above["a"])
+				round, first, last, gapOne, one.vector()["a"], one.above["a"], gapRun, run.vector()["a"], run.above["a"])
+		}
+	}
+}
+
+// TestVectorStateIsTheModel: add, addRun and adopt against sets of held seqs per peer, over
+// random streams that switch peers (peer ids given as equal texts in other memory too, as
+// received ones are), with the vector read at random moments (vector() writes the hot
+// peer's seq back) and restored by setVector.
+func TestVectorStateIsTheModel(t *testing.T) {
+	rng := rand.New(rand.NewPCG(21, 22))
+	peers := []string{"alice", "bob", "carol"}
+	for round := 0; round < 3000; round++ {
+		v := newVectorState()
+		held := map[string]map[uint64]bool{}
+		contiguous := func(p string) uint64 {
+			n := uint64(0)
+			for held[p][n+1] {
+				n++
+			}
+			return n
+		}
+		hold := func(p string, s uint64) {
+			if held[p] == nil {
+				held[p] = map[uint64]bool{}
+			}
+			held[p][s] = true
+		}
+		for step := 0; step < 60; step++ {
+			p := peers[rng.IntN(len(peers))]
+			if rng.IntN(2) == 0 {
+				p = string([]byte(p)) // the same id in other memory
+			}
+			have := contiguous(p)
+			switch k := rng.IntN(20); {
+			case k < 14: // mostly the next seq, sometimes a gap or an old one
+				s := have + 1
+				if k >= 11 {
+					s = uint64(1 + rng.IntN(int(have)+4))
+				}
+				if got, want := v.add(p, s), s > have+1; got != want {
+					t.Fatalf("round %d step %d: add(%s, %d) gap %v, want %v", round, step, p, s, got, want)
+				}
+				hold(p, s)
+			case k < 16:
+				first := uint64(1 + rng.IntN(int(have)+3))
+				last := first + uint64(rng.IntN(5))
+				if got, want := v.addRun(p, first, last), first > have+1; got != want {
+					t.Fatalf("round %d step %d: addRun(%s, %d, %d) gap %v, want %v", round, step, p, first, last, got, want)
+				}
+				for s := first; s <= last; s++ {
+					hold(p, s)
+				}
+			case k < 17:
+				up := have + uint64(rng.IntN(4))
+				v.adopt(VersionVector{p: up})
+				for s := uint64(1); s <= up; s++ {
+					hold(p, s)
+				}
+			case k < 18: // a vector set from outside (a snapshot's), p raised if nothing is above it
+				vv := VersionVector{}
+				for _, q := range peers {
+					if c := contiguous(q); c > 0 {
+						vv[q] = c
+					}
+				}
+				if len(v.above[p]) == 0 {
+					vv[p] = have + 2
+					hold(p, have+1)
+					hold(p, have+2)
+				}
+				v.setVector(vv)
+			default:
+				_ = v.vector()
+			}
+			if rng.IntN(3) > 0 {
+				continue
+			}
+			vv := v.vector()
+			for _, q := range peers {
+				if vv[q] != contiguous(q) {
+					t.Fatalf("round %d step %d: vector[%s] = %d, want %d", round, step, q, vv[q], contiguous(q))
+				}
+				var above []uint64
+				for s := range held[q] {
+					if s > vv[q] {
+						above = append(above, s)
+					}
+				}
+				slices.Sort(above)
+				if !slices.Equal(v.above[q], above) {
+					t.Fatalf("round %d step %d: above[%s] = %v, want %v", round, step, q, v.above[q], above)
+				}
+			}
 		}
 	}
 }

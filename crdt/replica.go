@@ -203,7 +203,7 @@ func (r *Replica) PeerID() string { return r.peer }
 func (r *Replica) Clock() hlc.Timestamp { return r.clock.Last() }
 
 // Vector returns a copy of the version vector.
-func (r *Replica) Vector() VersionVector { return r.vec.vv.Clone() }
+func (r *Replica) Vector() VersionVector { return r.vec.vector().Clone() }
 
 // objectFor returns the object with identity key, creating it (pending) if new. A new
 // object enters the objects map at once — a catch-up's tens of thousands cost one insertion

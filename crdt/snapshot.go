@@ -46,7 +46,7 @@ func (r *Replica) Snapshot() ([]byte, error) {
 		b = appendVector(b, r.savedBy)
 	}
 	b = append(b, `,"vector":`...)
-	b = appendVector(b, r.vec.vv)
+	b = appendVector(b, r.vec.vector())
 	b = append(b, `,"above":{`...)
 	n := 0
 	for _, p := range sortedKeys(r.vec.above) {
@@ -277,9 +277,11 @@ func NewReplicaFromSnapshot(opts Options, snap []byte) (*Replica, error) {
 	r.clock = hlc.New(r.origin, r.opts.Wall)
 	r.clock.SetMaxDrift(r.opts.MaxDrift)
 	r.restored = true
-	if r.vec.vv, err = parseVector(field(ms, "vector")); err != nil {
+	vv, err := parseVector(field(ms, "vector"))
+	if err != nil {
 		return nil, wrap(err)
 	}
+	r.vec.setVector(vv)
 	eachMember(field(ms, "above"), func(p, list string) bool {
 		if len(list) == 0 || list[0] != '[' {
 			err = bad("above: " + quote(p) + " must list seqs")

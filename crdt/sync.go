@@ -299,7 +299,7 @@ func (r *Replica) SyncRequest(recipient string) []byte {
 		b = append(b, `",`...)
 	}
 	b = append(b, `"vector":`...)
-	b = appendVector(b, r.vec.vv)
+	b = appendVector(b, r.vec.vector())
 	return append(b, `,"verb":"ListOperationsRequest"}}`...)
 }
 
@@ -410,12 +410,12 @@ func (r *Replica) response(recipient string, ops []*op, pushBack, compact bool) 
 			enc.add(o)
 		}
 		b = append(b, `"state":`...)
-		b = slices.Grow(b, enc.size()+len(r.vec.vv)*48+64) // one copy of the state, not a doubling series
+		b = slices.Grow(b, enc.size()+len(r.vec.vector())*48+64) // one copy of the state, not a doubling series
 		b = enc.appendTo(b)
 		b = append(b, ',')
 	}
 	b = append(b, `"vector":`...)
-	b = appendVector(b, r.vec.vv)
+	b = appendVector(b, r.vec.vector())
 	b = append(b, `,"verb":"ListOperationsResponse"`...)
 	return append(b, "}}"...)
 }
@@ -537,7 +537,7 @@ func (r *Replica) takeResponse(ops []*op, vv VersionVector, pushBack bool, sende
 // lacksFrom reports whether vv claims operations this replica does not hold.
 func (r *Replica) lacksFrom(vv VersionVector) bool {
 	for p, s := range vv {
-		if s > r.vec.vv[p] {
+		if s > r.vec.vector()[p] {
 			return true
 		}
 	}
@@ -566,7 +566,7 @@ func (r *Replica) SavedMessage() []byte {
 	b = append(b, `,"lastKnownHLC":"`...)
 	b = ts.AppendText(b)
 	b = append(b, `","vector":`...)
-	b = appendVector(b, r.vec.vv)
+	b = appendVector(b, r.vec.vector())
 	return append(b, '}')
 }
 
