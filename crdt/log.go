@@ -16,11 +16,22 @@ type opLog struct {
 
 // find returns the index where ts is or would be.
 func (l *opLog) find(ts hlc.Timestamp) (int, bool) {
-	n := len(l.ops)
-	if n == 0 || l.ops[n-1].ts.Less(ts) {
+	ops := l.ops
+	n := len(ops)
+	if n == 0 || ops[n-1].ts.Less(ts) {
 		return n, false
 	}
-	return slices.BinarySearchFunc(l.ops, ts, func(o *op, t hlc.Timestamp) int { return o.ts.Compare(t) })
+	// slices.BinarySearchFunc, written out: its comparison was a closure call per probe.
+	lo, hi := 0, n
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if ops[m].ts.Less(ts) {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo, ops[lo].ts == ts // lo < n: ops[n-1] is not before ts
 }
 
 // has reports whether an operation with clock ts is in the log.

@@ -170,3 +170,36 @@ func TestVectorStateIsTheModel(t *testing.T) {
 		}
 	}
 }
+
+// TestLogFindIsALinearScan: find's binary search against a scan of the log, on logs of
+// clocks that share walls, counters and peers, for clocks held and not.
+func TestLogFindIsALinearScan(t *testing.T) {
+	rng := rand.New(rand.NewPCG(31, 32))
+	peers := []string{"a", "b", "bb", "c"}
+	stamp := func() hlc.Timestamp {
+		return hlc.Timestamp{Wall: int64(rng.IntN(4)), Counter: uint32(rng.IntN(3)), Peer: peers[rng.IntN(len(peers))]}
+	}
+	for round := 0; round < 2000; round++ {
+		var l opLog
+		for n := rng.IntN(30); n > 0; n-- {
+			l.insert(&op{ts: stamp()})
+		}
+		if !slices.IsSortedFunc(l.ops, func(a, b *op) int { return a.ts.Compare(b.ts) }) {
+			t.Fatalf("round %d: the log is not in clock order", round)
+		}
+		for k := 0; k < 20; k++ {
+			ts := stamp()
+			want := len(l.ops)
+			for i, o := range l.ops {
+				if !o.ts.Less(ts) {
+					want = i
+					break
+				}
+			}
+			held := want < len(l.ops) && l.ops[want].ts == ts
+			if i, ok := l.find(ts); i != want || ok != held {
+				t.Fatalf("round %d: find(%v) = %d, %v; want %d, %v", round, ts, i, ok, want, held)
+			}
+		}
+	}
+}
