@@ -1,6 +1,7 @@
 package crdt
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 
@@ -118,11 +119,7 @@ func sortedKeys[V any](m map[string]V) []string {
 	for k := range m {
 		keys = append(keys, k)
 	}
-	for i := 1; i < len(keys); i++ { // insertion sort: no sort package needed, maps are small
-		for j := i; j > 0 && keys[j] < keys[j-1]; j-- {
-			keys[j], keys[j-1] = keys[j-1], keys[j]
-		}
-	}
+	slices.Sort(keys) // the objects of a map run into the tens of thousands
 	return keys
 }
 
