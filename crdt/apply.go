@@ -17,7 +17,8 @@ func (r *Replica) ingest(ops []*op) ([]Change, bool, error) {
 			newest = o.ts
 		}
 	}
-	if err := r.clock.CheckDrift(newest); err != nil {
+	pt := r.clock.WallMillis() // once: the drift guard and the merge below see one reading
+	if err := r.clock.CheckDriftAt(newest, pt); err != nil {
 		r.dropPending()
 		return nil, false, hlcError(err)
 	}
@@ -35,7 +36,7 @@ func (r *Replica) ingest(ops []*op) ([]Change, bool, error) {
 		}
 	}
 	if len(ops) == 1 && len(fresh) == 1 && fresh[0].verb != VerbBatch {
-		changes, gap := r.ingestOne(fresh[0])
+		changes, gap := r.ingestOne(fresh[0], pt)
 		return changes, gap, nil
 	}
 	t := r.track(r.changeBuf)
@@ -60,7 +61,7 @@ func (r *Replica) ingest(ops []*op) ([]Change, bool, error) {
 		}
 	}
 	if inserted {
-		_, _ = r.clock.Update(newest) // drift was checked above; a wall clock step can't make it fail
+		_, _ = r.clock.UpdateAt(newest, pt) // drift was checked above, at the same pt
 	}
 	return t.changes(), gap, nil
 }
@@ -68,12 +69,12 @@ func (r *Replica) ingest(ops []*op) ([]Change, bool, error) {
 // ingestOne is ingest for one new operation that is not a batch (a live edit of a peer,
 // the usual message), without the tracker: the one place it can change is read before
 // and after — or not at all when the operation is superseded on arrival.
-func (r *Replica) ingestOne(o *op) ([]Change, bool) {
+func (r *Replica) ingestOne(o *op, pt int64) ([]Change, bool) {
 	gap := o.seq > 0 && r.vec.add(o.ts.Peer, o.seq)
 	if !r.log.insert(o) {
 		return nil, gap
 	}
-	_, _ = r.clock.Update(o.ts) // drift was checked by ingest
+	_, _ = r.clock.UpdateAt(o.ts, pt) // drift was checked by ingest, at pt
 	if r.isOwn(o.ts.Peer) && o.seq > r.seqs[o.ts.Peer] {
 		r.seqs[o.ts.Peer] = o.seq
 	}

@@ -706,7 +706,9 @@ func (d *decoder) build(f *opFields, top bool) (*op, error) {
 			extra = appendExtra(extra, "value", f.value)
 		}
 	}
-	o.setExtra(string(extra))
+	if len(extra) > 0 {
+		o.setExtra(string(extra))
+	}
 	if obj == nil {
 		obj = d.objects(sub, d.keyBuf, meta)
 	}

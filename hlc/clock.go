@@ -114,7 +114,12 @@ func (c *Clock) Now() Timestamp {
 // MaxDrift ahead of the wall clock is refused with an error wrapping ErrClockDrift, and the
 // clock is left unchanged.
 func (c *Clock) Update(remote Timestamp) (Timestamp, error) {
-	pt := c.wall.NowMillis() // read once: the guard and the merge see the same wall time
+	return c.UpdateAt(remote, c.wall.NowMillis())
+}
+
+// UpdateAt is Update with the wall clock read by the caller: pt, from WallMillis. A caller
+// that checks a batch's drift and then merges it reads the wall clock once.
+func (c *Clock) UpdateAt(remote Timestamp, pt int64) (Timestamp, error) {
 	if c.maxDrift > 0 && remote.Wall-pt > c.maxDrift {
 		return c.last, c.driftError(remote, pt)
 	}
@@ -139,14 +144,20 @@ func (c *Clock) Update(remote Timestamp) (Timestamp, error) {
 // CheckDrift returns an error wrapping ErrClockDrift if remote is more than MaxDrift ahead of
 // the wall clock, and nil otherwise. It changes nothing.
 func (c *Clock) CheckDrift(remote Timestamp) error {
-	if c.maxDrift <= 0 {
-		return nil
-	}
-	if pt := c.wall.NowMillis(); remote.Wall-pt > c.maxDrift {
+	return c.CheckDriftAt(remote, c.wall.NowMillis())
+}
+
+// CheckDriftAt is CheckDrift with the wall clock read by the caller: pt, from WallMillis.
+func (c *Clock) CheckDriftAt(remote Timestamp, pt int64) error {
+	if c.maxDrift > 0 && remote.Wall-pt > c.maxDrift {
 		return c.driftError(remote, pt)
 	}
 	return nil
 }
+
+// WallMillis reads the clock's wall clock (milliseconds since the Unix epoch), for
+// CheckDriftAt and UpdateAt.
+func (c *Clock) WallMillis() int64 { return c.wall.NowMillis() }
 
 // driftError is the error of a remote clock too far ahead of the wall clock's pt.
 func (c *Clock) driftError(remote Timestamp, pt int64) error {

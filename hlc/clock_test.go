@@ -423,3 +423,37 @@ func TestNewPanicsOnBadPeer(t *testing.T) {
 		})
 	}
 }
+
+// TestClockAtIsTheWallClockRead: UpdateAt and CheckDriftAt with WallMillis's reading give
+// what Update and CheckDrift give, clock and error, over random histories around the
+// drift bound and a wall clock that steps back.
+func TestClockAtIsTheWallClockRead(t *testing.T) {
+	rng := rand.New(rand.NewPCG(61, 62))
+	const start = 1_727_193_549_000
+	for round := 0; round < 500; round++ {
+		wa, wb := hlc.NewManualClock(start), hlc.NewManualClock(start)
+		a, b := hlc.New("me", wa), hlc.New("me", wb)
+		for step := 0; step < 40; step++ {
+			d := int64(rng.IntN(2000)) - 500
+			wa.Advance(d)
+			wb.Advance(d)
+			remote := hlc.Timestamp{Wall: wa.NowMillis() + int64(rng.IntN(121_000)) - 60_500, Counter: uint32(rng.IntN(3)), Peer: "them"}
+			if rng.IntN(4) == 0 {
+				ta, tb := a.Now(), b.Now()
+				if ta != tb {
+					t.Fatalf("round %d: Now %v and %v", round, ta, tb)
+				}
+				continue
+			}
+			ea, eb := a.CheckDrift(remote), b.CheckDriftAt(remote, b.WallMillis())
+			if (ea == nil) != (eb == nil) || (ea != nil && ea.Error() != eb.Error()) {
+				t.Fatalf("round %d: CheckDrift(%v) %v, CheckDriftAt %v", round, remote, ea, eb)
+			}
+			ta, ea := a.Update(remote)
+			tb, eb := b.UpdateAt(remote, b.WallMillis())
+			if ta != tb || (ea == nil) != (eb == nil) || (ea != nil && !errors.Is(eb, hlc.ErrClockDrift)) {
+				t.Fatalf("round %d: Update(%v) = %v, %v; UpdateAt = %v, %v", round, remote, ta, ea, tb, eb)
+			}
+		}
+	}
+}

@@ -37,6 +37,24 @@ const UnitSeparator = 0x1f
 // changeKinds are the kinds in the order of their code (the glue's KINDS).
 var changeKinds = [...]crdt.ChangeKind{crdt.Set, crdt.Unset, crdt.Created, crdt.Deleted}
 
+// kindCode returns the code of kind, shifted as a change's code holds it (0 for a kind not
+// in changeKinds). The engine's kinds are its constants, whose text the linker keeps once:
+// the same address is the same kind, without comparing the texts (in wasm, a runtime call
+// and a byte loop each).
+func kindCode(kind crdt.ChangeKind) int {
+	for k, known := range changeKinds {
+		if unsafe.StringData(string(kind)) == unsafe.StringData(string(known)) && len(kind) == len(known) {
+			return k << 2
+		}
+	}
+	for k, known := range changeKinds {
+		if kind == known {
+			return k << 2
+		}
+	}
+	return 0
+}
+
 // changeRows writes changes in the compact form and mirrors the caller's table of objects.
 type changeRows struct {
 	objs  []rowObject               // the caller's table, then the objects of the current call
@@ -203,12 +221,7 @@ func (w *changeRows) appendTo(dst []byte, changes []crdt.Change, held uint32) []
 	dst = append(dst, '[')
 	for i := range changes {
 		c := &changes[i]
-		code := 0
-		for k, kind := range changeKinds {
-			if c.Kind == kind {
-				code = k << 2
-			}
-		}
+		code := kindCode(c.Kind)
 		if c.Key != "" {
 			code |= 2
 		}

@@ -321,3 +321,17 @@ func TestChangeRowsRandomCalls(t *testing.T) {
 		}
 	}
 }
+
+// TestKindCode: each kind's code, for the engine's constants and for the same text in
+// other memory; an unknown kind gives 0.
+func TestKindCode(t *testing.T) {
+	for k, kind := range changeKinds {
+		copied := crdt.ChangeKind(strings.Clone(string(kind)))
+		if kindCode(kind) != k<<2 || kindCode(copied) != k<<2 {
+			t.Fatalf("kindCode(%q) = %d / %d (a copy), want %d", kind, kindCode(kind), kindCode(copied), k<<2)
+		}
+	}
+	if kindCode("moved") != 0 {
+		t.Fatal("an unknown kind has a code")
+	}
+}
