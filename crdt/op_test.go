@@ -914,3 +914,46 @@ func TestKnownMetaCollision(t *testing.T) {
 		t.Fatalf("B's properties %s", got)
 	}
 }
+
+// TestFlatValuesIsMemberValues: on valid metadata objects — flat ones of plain strings,
+// and ones with escapes, numbers, nested values, whitespace, repeated names — flatValues
+// either declines or finds what the general member walk finds.
+func TestFlatValuesIsMemberValues(t *testing.T) {
+	rng := rand.New(rand.NewPCG(81, 82))
+	fields := []string{"layerId", "id"}
+	names := []string{"id", "layerId", "featureType", "i", "layerI", "idx"}
+	values := []string{`"a"`, `"606d26bd-230f"`, `""`, `"x\"y"`, `"caf\u00e9"`, `"é"`, `12`, `null`, `{"id":"n"}`, `["id"]`}
+	taken, declined := 0, 0
+	for n := 0; n < 20000; n++ {
+		var b strings.Builder
+		b.WriteByte('{')
+		for m := rng.IntN(5); m > 0; m-- {
+			b.WriteString(`"` + names[rng.IntN(len(names))] + `"`)
+			if rng.IntN(20) == 0 {
+				b.WriteByte(' ')
+			}
+			b.WriteString(":" + values[rng.IntN(len(values))])
+			if m > 1 {
+				b.WriteByte(',')
+			}
+		}
+		b.WriteByte('}')
+		meta := b.String()
+		if _, err := canonicalJSON(meta, 64); err != nil {
+			t.Fatalf("generator gave invalid JSON %s: %v", meta, err)
+		}
+		got, want := make([]string, 2), make([]string, 2)
+		memberValues(meta, fields, want)
+		if !flatValues(meta, fields, got) {
+			declined++
+			continue
+		}
+		taken++
+		if !slices.Equal(got, want) {
+			t.Fatalf("%s: flatValues %q, memberValues %q", meta, got, want)
+		}
+	}
+	if taken < 1000 || declined < 1000 {
+		t.Fatalf("flatValues took %d texts and declined %d: the generator misses a side", taken, declined)
+	}
+}

@@ -55,13 +55,9 @@ func appendObjectKey(b []byte, sub *Subject, meta string) ([]byte, error) {
 	} else {
 		vals = make([]string, len(sub.IDFields))
 	}
-	it := members(meta)
-	for name, val, ok := it.next(); ok; name, val, ok = it.next() {
-		for i, f := range sub.IDFields {
-			if name == f {
-				vals[i] = val // the last duplicate wins, as in JSON.parse
-			}
-		}
+	if !flatValues(meta, sub.IDFields, vals) {
+		clear(vals)
+		memberValues(meta, sub.IDFields, vals)
 	}
 	for i, f := range sub.IDFields {
 		raw := vals[i]
@@ -79,4 +75,52 @@ func appendObjectKey(b []byte, sub *Subject, meta string) ([]byte, error) {
 		b = append(b, id...)
 	}
 	return b, nil
+}
+
+// memberValues sets vals[i] to the raw value of meta's member named fields[i] (the last
+// of duplicates, as in JSON.parse), leaving it as it is if there is none.
+func memberValues(meta string, fields, vals []string) {
+	it := members(meta)
+	for name, val, ok := it.next(); ok; name, val, ok = it.next() {
+		for i, f := range fields {
+			if name == f {
+				vals[i] = val
+			}
+		}
+	}
+}
+
+// flatValues is memberValues for the usual metadata — a flat object of plain strings
+// (plainString), without whitespace — read in one pass without the general parser; it
+// reports false, having set any of vals, for any other text.
+func flatValues(meta string, fields, vals []string) bool {
+	if len(meta) < 2 || meta[0] != '{' {
+		return false
+	}
+	if meta[1] == '}' {
+		return len(meta) == 2
+	}
+	for i := 1; ; {
+		name, j := plainString(meta, i)
+		if j < 0 || j >= len(meta) || meta[j] != ':' {
+			return false
+		}
+		start := j + 1
+		if _, j = plainString(meta, start); j < 0 || j >= len(meta) {
+			return false
+		}
+		for k, f := range fields {
+			if textEqual(name, f) {
+				vals[k] = meta[start:j]
+			}
+		}
+		switch meta[j] {
+		case ',':
+			i = j + 1
+		case '}':
+			return j+1 == len(meta)
+		default:
+			return false
+		}
+	}
 }
