@@ -63,7 +63,7 @@ func (r *Replica) LogLen() int { return len(r.log.ops) }
 
 type opsEncoder struct {
 	peers    map[string]int
-	objs     map[*object]int
+	objs     table64[int] // object address → its index (a Go map: a runtime call a lookup)
 	peerArr  []byte
 	objArr   []byte
 	opsArr   []byte
@@ -78,7 +78,7 @@ type opsEncoder struct {
 // newOpsEncoder returns an encoder writing the keys d remembers from their JSON text (d may
 // be nil).
 func newOpsEncoder(d *decoder) *opsEncoder {
-	return &opsEncoder{peers: map[string]int{}, objs: map[*object]int{}, dec: d}
+	return &opsEncoder{peers: map[string]int{}, dec: d}
 }
 
 func (e *opsEncoder) peer(p string) int {
@@ -102,8 +102,9 @@ func (e *opsEncoder) peer(p string) int {
 }
 
 func (e *opsEncoder) object(o *object) int {
-	if i, ok := e.objs[o]; ok {
-		return i
+	addr := uint64(uintptr(unsafe.Pointer(o))) // nonzero; the replica keeps o alive
+	if i := e.objs.get(addr); i != nil {
+		return *i
 	}
 	if e.no > 0 {
 		e.objArr = append(e.objArr, ',')
@@ -113,7 +114,7 @@ func (e *opsEncoder) object(o *object) int {
 	e.objArr = append(e.objArr, ',')
 	e.objArr = append(e.objArr, o.meta...)
 	e.objArr = append(e.objArr, ']')
-	e.objs[o] = e.no
+	e.objs.add(addr, e.no)
 	e.no++
 	return e.no - 1
 }
