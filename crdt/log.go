@@ -216,6 +216,16 @@ func (v *vectorState) addRun(peer string, first, last uint64) (gap bool) {
 		vv[peer] = last - 1 // first…last-1 are contiguous with have: add(last) takes the rest
 		return v.add(peer, last)
 	}
+	// The run lies above a gap. Above every seq held there (a catch-up of the live
+	// operations only, the superseded ones left out): appended at once.
+	if rest := v.above[peer]; len(rest) == 0 || rest[len(rest)-1] < first {
+		rest = slices.Grow(rest, int(last-first+1))
+		for s := first; s <= last; s++ {
+			rest = append(rest, s)
+		}
+		v.above[peer] = rest
+		return true
+	}
 	for s := first; s <= last; s++ {
 		if v.add(peer, s) {
 			gap = true
