@@ -405,7 +405,15 @@ func (r *Replica) response(recipient string, ops []*op, pushBack, compact bool) 
 	}
 	if compact {
 		enc := newOpsEncoder(&r.dec)
-		enc.opsArr = make([]byte, 0, 48*len(ops)) // about what an operation takes
+		// About what the operations take: each value, and ~56 bytes of clock, numbers and
+		// key (an estimate short by a third grew the array through three copies).
+		size := 56 * len(ops)
+		for _, o := range ops {
+			size += len(o.value)
+		}
+		enc.opsArr = make([]byte, 0, size)
+		// Objects: a subject and metadata each, ~100 bytes; as many as the operations at most.
+		enc.objArr = make([]byte, 0, 128*min(len(ops), 1024))
 		for _, o := range ops {
 			enc.add(o)
 		}
