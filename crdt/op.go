@@ -787,68 +787,79 @@ func appendOp(b []byte, o *op, sender string) []byte {
 // appendOpWith is appendOp with the sender written as JSON already (or ""), and the key
 // texts d remembers (d may be nil).
 func appendOpWith(d *decoder, b []byte, o *op, senderJSON string) []byte {
-	b = append(b, '{')
+	// Each member is written with the comma before it, in one append of constant text
+	// where members always come together; the first comma becomes the opening brace at the
+	// end ("verb" is always there). Fewer, longer appends: each is a call in wasm.
+	start := len(b)
 	if !o.ts.IsZero() {
-		b = append(b, `"hlc":"`...)
+		b = append(b, `,"hlc":"`...)
 		b = o.ts.AppendText(b)
-		b = append(b, `",`...)
+		b = append(b, '"')
 	}
 	if o.verb == VerbUpdate {
-		b = append(b, `"key":`...)
+		b = append(b, `,"key":`...)
 		if o.x != nil && o.x.key != "" {
 			b = appendString(b, o.x.key)
 		} else {
 			b = d.appendKey(b, o.path)
 		}
-		b = append(b, ',')
-	}
-	if senderJSON != "" {
-		b = append(b, `"kind":"OperationMessage",`...)
 	}
 	if o.verb == VerbBatch {
-		b = append(b, `"operations":[`...)
+		if senderJSON != "" {
+			b = append(b, `,"kind":"OperationMessage","operations":[`...)
+		} else {
+			b = append(b, `,"operations":[`...)
+		}
 		for i, s := range o.subOps() {
 			if i > 0 {
 				b = append(b, ',')
 			}
 			b = appendOpWith(d, b, s, "")
 		}
-		b = append(b, "],"...)
+		b = append(b, ']')
 	} else {
-		b = append(b, `"metadata":`...)
+		if senderJSON != "" {
+			b = append(b, `,"kind":"OperationMessage","metadata":`...)
+		} else {
+			b = append(b, `,"metadata":`...)
+		}
 		if m := o.meta(); m != "" {
 			b = append(b, m...)
 		} else {
 			b = append(b, o.obj.meta...)
 		}
-		b = append(b, ',')
 	}
 	if senderJSON != "" {
-		b = append(b, `"sender":`...)
+		b = append(b, `,"sender":`...)
 		b = append(b, senderJSON...)
-		b = append(b, ',')
 	}
 	if o.seq != 0 {
-		b = append(b, `"seq":`...)
+		b = append(b, `,"seq":`...)
 		b = appendNum(b, o.seq)
-		b = append(b, ',')
 	}
 	if o.verb != VerbBatch {
-		b = append(b, `"subject":`...)
+		b = append(b, `,"subject":`...)
 		b = appendString(b, o.obj.subject.Name)
-		b = append(b, ',')
 		if o.value != "" {
-			b = append(b, `"value":`...)
+			b = append(b, `,"value":`...)
 			b = append(b, o.value...)
-			b = append(b, ',')
 		}
 	}
-	b = append(b, `"verb":"`...)
-	b = append(b, o.verb.String()...)
-	b = append(b, '"')
+	if int(o.verb) < len(verbMembers) && verbMembers[o.verb] != "" {
+		b = append(b, verbMembers[o.verb]...)
+	} else {
+		b = append(b, `,"verb":"`...)
+		b = append(b, o.verb.String()...)
+		b = append(b, '"')
+	}
 	if x := o.extra(); x != "" {
 		b = append(b, ',')
 		b = append(b, x...)
 	}
-	return append(b, '}')
+	b = append(b, '}')
+	b[start] = '{'
+	return b
 }
+
+// verbMembers are the verbs' members as appendOpWith writes them.
+var verbMembers = [...]string{VerbUpdate: `,"verb":"update"`, VerbUpsert: `,"verb":"upsert"`, VerbDelete: `,"verb":"delete"`, VerbBatch: `,"verb":"batch"`}
