@@ -228,7 +228,7 @@ func (d *decoder) change(s spot, after string, known bool) (Change, bool) {
 	if !known {
 		after, present = s.obj.valueAt(s.path)
 	}
-	if present == s.present && after == s.before {
+	if present == s.present && textEqual(after, s.before) {
 		return c, false
 	}
 	c.Key = d.keyOf(s.path)

@@ -361,7 +361,7 @@ func (d *decoder) elemMembers(s string) []member {
 
 // peer returns the interned copy of id.
 func (d *decoder) peer(id string) string {
-	if id == d.lastPeer { // messages come in runs from one peer: no hashing of the id
+	if textEqual(id, d.lastPeer) { // messages come in runs from one peer: no hashing of the id
 		return d.lastPeer
 	}
 	if p, ok := d.peers[id]; ok {

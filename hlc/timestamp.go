@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unsafe"
 )
 
 // MaxCounter is the largest counter a Timestamp may carry. See the package documentation
@@ -228,9 +229,8 @@ func printable(s string) bool {
 	const ones, highs = 0x0101010101010101, 0x8080808080808080
 	i := 0
 	for ; i+8 <= len(s); i += 8 {
-		b := s[i : i+8]
-		x := uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
-			uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
+		// One load (wasm merges no byte loads); the test below holds in either byte order.
+		x := *(*uint64)(unsafe.Pointer(unsafe.StringData(s[i:])))
 		// A high bit set marks a byte below '!' (x-0x21 wraps; a borrow comes only out of
 		// such a byte), above '~' (x+1 reaches 0x80; a carry comes only out of a byte ≥ 0x80),
 		// or non-ASCII (x). A borrow or carry into the next byte follows a bad byte: no harm.

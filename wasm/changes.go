@@ -90,7 +90,7 @@ func (w *changeRows) object(c *crdt.Change) int32 {
 	p := unsafe.StringData(c.Metadata)
 	for i := range w.nseen {
 		if s := &w.seen[i]; s.meta == p {
-			if o := &w.objs[s.n]; len(o.meta) == len(c.Metadata) && o.subject == c.Subject {
+			if o := &w.objs[s.n]; len(o.meta) == len(c.Metadata) && sameSubject(o.subject, c.Subject) {
 				return s.n
 			}
 		}
@@ -98,7 +98,7 @@ func (w *changeRows) object(c *crdt.Change) int32 {
 	head := w.index.get(p)
 	n := head
 	for n >= 0 {
-		if o := &w.objs[n]; len(o.meta) == len(c.Metadata) && o.subject == c.Subject {
+		if o := &w.objs[n]; len(o.meta) == len(c.Metadata) && sameSubject(o.subject, c.Subject) {
 			break
 		}
 		n = w.objs[n].prev
@@ -113,6 +113,11 @@ func (w *changeRows) object(c *crdt.Change) int32 {
 		w.nseen++
 	}
 	return n
+}
+
+// sameSubject is a == b, at once when they share memory (a subject's name is one string).
+func sameSubject(a, b string) bool {
+	return len(a) == len(b) && (unsafe.StringData(a) == unsafe.StringData(b) || a == b)
 }
 
 // begin readies the table for a call whose caller holds its first held objects.
