@@ -1,6 +1,7 @@
 package crdt
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"unsafe"
@@ -68,6 +69,7 @@ type opsEncoder struct {
 	objArr   []byte
 	opsArr   []byte
 	np, no   int
+	nops     int    // the operations added
 	lastPeer string // the peer last looked up, and its index
 	lastIdx  int
 	wall     int64
@@ -134,9 +136,10 @@ func appendNum(b []byte, u uint64) []byte {
 
 // add appends one operation (ops must come in clock order).
 func (e *opsEncoder) add(o *op) {
-	if len(e.opsArr) > 0 {
+	if e.nops > 0 {
 		e.opsArr = append(e.opsArr, ',')
 	}
+	e.nops++
 	if hasExtra(o) {
 		e.opsArr = appendOp(e.opsArr, o, "")
 		return
@@ -229,15 +232,34 @@ func (e *opsEncoder) appendSub(b []byte, s *op) []byte {
 	return b
 }
 
-// size is the length appendTo writes.
-func (e *opsEncoder) size() int { return len(e.objArr) + len(e.opsArr) + len(e.peerArr) + 32 }
-
-// appendTo writes the encoded set as a JSON object.
-func (e *opsEncoder) appendTo(b []byte) []byte {
+// appendState writes ops (in clock order) in the compact encoding, without keeping the
+// operations' text apart from b: a first pass numbers their objects, in the order add
+// meets them, and the operations are then written into b itself (the peers follow them). opsSize is
+// about what the operations take. The encoder must be new.
+func (e *opsEncoder) appendState(b []byte, ops []*op, opsSize int) []byte {
+	for _, o := range ops {
+		if hasExtra(o) {
+			continue // written whole, naming no object by number
+		}
+		if o.verb != VerbBatch {
+			e.object(o.obj)
+			continue
+		}
+		for i, s := range o.subOps() {
+			if e.all || subLive(o, int32(i+1)) {
+				e.object(s.obj)
+			}
+		}
+	}
+	b = slices.Grow(b, len(e.objArr)+opsSize+len(e.peerArr)+32)
 	b = append(b, `{"objects":[`...)
 	b = append(b, e.objArr...)
 	b = append(b, `],"ops":[`...)
-	b = append(b, e.opsArr...)
+	e.opsArr = b
+	for _, o := range ops {
+		e.add(o)
+	}
+	b, e.opsArr = e.opsArr, nil
 	b = append(b, `],"peers":[`...)
 	b = append(b, e.peerArr...)
 	return append(b, "]}"...)

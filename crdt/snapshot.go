@@ -76,11 +76,15 @@ func (r *Replica) Snapshot() ([]byte, error) {
 	enc := newOpsEncoder(&r.dec)
 	enc.all = true
 	index := map[*op]int{}
+	size := 56 * len(r.log.ops) // as response's estimate
 	for i, o := range r.log.ops {
-		enc.add(o)
 		index[o] = i
+		size += len(o.value)
+		for _, s := range o.subOps() {
+			size += 8 + len(s.value)
+		}
 	}
-	b = enc.appendTo(b)
+	b = enc.appendState(b, r.log.ops, size)
 	b = append(b, `,"outbox":[`...)
 	for i, o := range r.outbox {
 		if i > 0 {

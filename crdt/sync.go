@@ -406,20 +406,16 @@ func (r *Replica) response(recipient string, ops []*op, pushBack, compact bool) 
 	if compact {
 		enc := newOpsEncoder(&r.dec)
 		// About what the operations take: each value, and ~56 bytes of clock, numbers and
-		// key (an estimate short by a third grew the array through three copies).
-		size := 56 * len(ops)
+		// key (an estimate short by a third grew the array through three copies); the
+		// vector after them, ~48 bytes a peer.
+		size := 56*len(ops) + 48*len(r.vec.vector()) + 64
 		for _, o := range ops {
 			size += len(o.value)
 		}
-		enc.opsArr = make([]byte, 0, size)
 		// Objects: a subject and metadata each, ~100 bytes; as many as the operations at most.
 		enc.objArr = make([]byte, 0, 128*min(len(ops), 1024))
-		for _, o := range ops {
-			enc.add(o)
-		}
 		b = append(b, `"state":`...)
-		b = slices.Grow(b, enc.size()+len(r.vec.vector())*48+64) // one copy of the state, not a doubling series
-		b = enc.appendTo(b)
+		b = enc.appendState(b, ops, size) // one buffer, not a doubling series
 		b = append(b, ',')
 	}
 	b = append(b, `"vector":`...)

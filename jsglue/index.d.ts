@@ -198,6 +198,10 @@ export interface MemoryStats {
   heapInuse: number;
   heapSys: number;
   sys: number;
+  /** Bytes allocated since the module started (never decreases). */
+  totalAlloc: number;
+  /** Allocations since the module started. */
+  mallocs: number;
   numGC: number;
   /** Bytes of the module's linear memory (it never shrinks). */
   wasmMemory: number;

@@ -197,36 +197,9 @@ class Bridge {
       need += typeof a === "string" ? a.length * 3 : a.byteLength;
     }
     if (need > this.inCap) {
-      this.inPtr = this.ex.mapcrdt_in(need);
-      this.inCap = need;
-    }
-    if (this.memory.buffer !== this.buf) this.refresh();
-    const u8 = this.u8;
-    let off = this.inPtr;
-    for (let i = 0; i < n; i++) {
-      const a = args[i];
-      let w = 0;
-      if (typeof a === "string") {
-        const len = a.length;
-        if (len < 48) {
-          // Short text: copy ASCII directly, which is cheaper than a subarray + encodeInto.
-          for (; w < len; w++) {
-            const c = a.charCodeAt(w);
-            if (c > 0x7f) break;
-            u8[off + w] = c;
-          }
-          if (w < len) {
-            w += encoder.encodeInto(w === 0 ? a : a.slice(w), u8.subarray(off + w, this.inPtr + this.inCap)).written;
-          }
-        } else {
-          w = encoder.encodeInto(a, u8.subarray(off, this.inPtr + this.inCap)).written;
-        }
-      } else {
-        u8.set(a, off);
-        w = a.byteLength;
-      }
-      this.u32[this.lens + i] = w;
-      off += w;
+      this.writeLarge(args, need);
+    } else {
+      this.writeSmall(args);
     }
     this.u32[this.lens + 17] = this.objs.length >>> 1; // the objects word (wasm/main_wasm.go)
     let r;
@@ -258,6 +231,82 @@ class Bridge {
     const text = decode(this.u8, p, r);
     if (!ok) throw errorFrom(text);
     return text;
+  }
+
+  /** Writes arguments that fit the input buffer at 3 bytes per UTF-16 unit. */
+  writeSmall(args) {
+    if (this.memory.buffer !== this.buf) this.refresh();
+    const u8 = this.u8;
+    let off = this.inPtr;
+    for (let i = 0; i < args.length; i++) {
+      const a = args[i];
+      let w = 0;
+      if (typeof a === "string") {
+        const len = a.length;
+        if (len < 48) {
+          // Short text: copy ASCII directly, which is cheaper than a subarray + encodeInto.
+          for (; w < len; w++) {
+            const c = a.charCodeAt(w);
+            if (c > 0x7f) break;
+            u8[off + w] = c;
+          }
+          if (w < len) {
+            w += encoder.encodeInto(w === 0 ? a : a.slice(w), u8.subarray(off + w, this.inPtr + this.inCap)).written;
+          }
+        } else {
+          w = encoder.encodeInto(a, u8.subarray(off, this.inPtr + this.inCap)).written;
+        }
+      } else {
+        u8.set(a, off);
+        w = a.byteLength;
+      }
+      this.u32[this.lens + i] = w;
+      off += w;
+    }
+  }
+
+  /**
+   * Writes arguments too large for the input buffer. It grows to their length in UTF-16
+   * units and a sixteenth first: a large message (a catch-up, a snapshot's JSON) is ASCII
+   * but for a few values, and the 3 bytes per unit that always fit (need) would make Go
+   * allocate, and the wasm memory keep, three times the message. Text that does not fit
+   * is written again into a buffer sized by what it did write: 3 bytes per unit only for
+   * what was left.
+   */
+  writeLarge(args, need) {
+    let units = 0;
+    for (const a of args) units += typeof a === "string" ? a.length : a.byteLength;
+    let size = Math.max(units + (units >>> 4), this.inCap); // Go keeps at least inCap
+    for (let pass = 0; ; pass++) {
+      this.inPtr = this.ex.mapcrdt_in(size);
+      this.inCap = size;
+      if (this.memory.buffer !== this.buf) this.refresh();
+      const end = this.inPtr + size;
+      let off = this.inPtr;
+      let left = need; // what the arguments not written yet may take
+      let i = 0;
+      for (; i < args.length; i++) {
+        const a = args[i];
+        let w;
+        if (typeof a === "string") {
+          left -= 3 * a.length;
+          const r = encoder.encodeInto(a, this.u8.subarray(off, end));
+          if (r.read < a.length) {
+            if (pass === 2) throw fail("internal", "an argument takes more than 3 bytes per UTF-16 unit");
+            size = pass === 1 ? need : Math.min(need, off - this.inPtr + r.written + 3 * (a.length - r.read) + left);
+            break;
+          }
+          w = r.written;
+        } else {
+          left -= a.byteLength;
+          this.u8.set(a, off);
+          w = a.byteLength;
+        }
+        this.u32[this.lens + i] = w;
+        off += w;
+      }
+      if (i === args.length) return;
+    }
   }
 
   /** The same call through the js.FuncOf bridge (about 7 µs more per call). */

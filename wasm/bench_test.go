@@ -115,3 +115,32 @@ func heldAfter(out []byte, held uint32) uint32 {
 	}
 	return base + uint32(bytes.Count(out[j:end], []byte{UnitSeparator})/2)
 }
+
+// BenchmarkCatchUp is W2's unit: a fresh engine asks the holder of the workload's 10,000
+// edits for what it lacks and applies the answer.
+func BenchmarkCatchUp(b *testing.B) {
+	h := NewHost()
+	a := benchCreate(b, h, "a")
+	for i := range 10_000 {
+		h.Call(nil, &Call{Method: MethodEdit, Handle: a, Now: t0, Args: args(benchEdit(i)...)})
+		h.Call(nil, &Call{Method: MethodFlush, Handle: a, Now: t0})
+	}
+	buf := make([]byte, 0, 4096)
+	n := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		n++
+		j := benchCreate(b, h, "j"+strconv.Itoa(n))
+		req, _ := h.Call(nil, &Call{Method: MethodSyncRequest, Handle: j, Now: t0, Args: args("a")})
+		out, ok := h.Call(buf[:0], &Call{Method: MethodReceive, Handle: a, Now: t0, Args: [][]byte{req}})
+		i := bytes.IndexByte(out, RecordSeparator)
+		if !ok || i < 0 {
+			b.Fatalf("holder: %.200s", out)
+		}
+		resp := bytes.Clone(out[i+1:])
+		if buf, ok = h.Call(out[:0], &Call{Method: MethodReceive, Handle: j, Now: t0, Args: [][]byte{resp}}); !ok {
+			b.Fatalf("joiner: %.200s", buf)
+		}
+		h.Call(nil, &Call{Method: MethodClose, Handle: j})
+	}
+}

@@ -335,3 +335,25 @@ func TestKindCode(t *testing.T) {
 		t.Fatal("an unknown kind has a code")
 	}
 }
+
+// TestChangesSizeHoldsAFreshTable: changesSize is at least what a call's changes take when
+// every object is new to the caller (the most they can take, escapes of keys aside), and
+// not far above it, so one buffer sized by it holds them.
+func TestChangesSizeHoldsAFreshTable(t *testing.T) {
+	for name, cs := range changeCalls() {
+		var w changeRows
+		n := len(w.appendTo(nil, cs, 0))
+		if est := changesSize(cs); est < n || est > 2*n+64 {
+			t.Errorf("%s: %d changes take %d bytes; changesSize says %d", name, len(cs), n, est)
+		}
+	}
+	// A call's output grows once, into the size given: one allocation more than into a
+	// buffer that holds it already.
+	cs := changeCalls()["objects 5000"]
+	c := &Call{}
+	small := testing.AllocsPerRun(3, func() { c.appendChanges(make([]byte, 0, 64), cs) })
+	large := testing.AllocsPerRun(3, func() { c.appendChanges(make([]byte, 0, 4<<20), cs) })
+	if small > large+1 {
+		t.Errorf("%v allocations into a small buffer, %v into a large one", small, large)
+	}
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -141,6 +142,9 @@ type Call struct {
 
 // appendChanges appends changes in the compact form of changes.go.
 func (c *Call) appendChanges(dst []byte, changes []crdt.Change) []byte {
+	if len(changes) > 16 {
+		dst = slices.Grow(dst, changesSize(changes)) // a catch-up's: one buffer, not a doubling series
+	}
 	if c.rows == nil {
 		return new(changeRows).appendTo(dst, changes, 0)
 	}
@@ -414,6 +418,16 @@ func receive(r *crdt.Replica, dst []byte, c *Call) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(res.Replies) > 0 {
+		n := 0
+		for _, m := range res.Replies {
+			n += 1 + len(m)
+		}
+		if len(res.Changes) > 16 {
+			n += changesSize(res.Changes)
+		}
+		dst = slices.Grow(dst, n)
+	}
 	dst = c.appendChanges(dst, res.Changes)
 	c.keep(res.Changes)
 	for _, m := range res.Replies {
@@ -615,6 +629,10 @@ func memory(dst []byte, gc bool) []byte {
 	dst = strconv.AppendUint(dst, m.HeapSys, 10)
 	dst = append(dst, `,"sys":`...)
 	dst = strconv.AppendUint(dst, m.Sys, 10)
+	dst = append(dst, `,"totalAlloc":`...)
+	dst = strconv.AppendUint(dst, m.TotalAlloc, 10)
+	dst = append(dst, `,"mallocs":`...)
+	dst = strconv.AppendUint(dst, m.Mallocs, 10)
 	dst = append(dst, `,"numGC":`...)
 	dst = strconv.AppendUint(dst, uint64(m.NumGC), 10)
 	return append(dst, '}')

@@ -505,7 +505,8 @@ func TestMemory(t *testing.T) {
 	x := newTester(t)
 	out, ok := x.call(MethodMemory, 0, FlagGC)
 	var m map[string]uint64
-	if !ok || json.Unmarshal([]byte(out), &m) != nil || m["heapAlloc"] == 0 || m["numGC"] == 0 {
+	if !ok || json.Unmarshal([]byte(out), &m) != nil || m["heapAlloc"] == 0 || m["numGC"] == 0 ||
+		m["totalAlloc"] < m["heapAlloc"] || m["mallocs"] == 0 {
 		t.Fatalf("memory = %s", out)
 	}
 }

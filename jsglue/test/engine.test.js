@@ -711,6 +711,41 @@ test("texts of any size and script cross the bridge whole", async () => {
   b.close();
 });
 
+test("a large argument costs Go its size in bytes, not three bytes per character", async () => {
+  const a = await createEngine({ peerId: "a" });
+  const raw = await _rawBridge();
+  const h = Number(raw.call(raw.methods.create, 0, 0, ["sizes"]));
+  const alloc = () => a.memory().totalAlloc;
+  // canUndo ignores its argument: what the call allocates is the input buffer (and the small
+  // one that replaces it after the call).
+  // Text within the first guess (its length and a sixteenth) costs one buffer; past it, two.
+  const cases = [
+    ["a".repeat(1_000_000), 1_000_000, 1.2e6],
+    ["a".repeat(900_000) + "é".repeat(50_000), 1_000_000, 1.2e6],
+    ["a".repeat(800_000) + "é".repeat(200_000), 1_200_000, 2.5e6],
+    ["東".repeat(400_000), 1_200_000, 1.8e6],
+  ];
+  for (const [text, bytes, most] of cases) {
+    for (const args of [[text], [text, "é".repeat(10)], ["x", text]]) {
+      const before = alloc();
+      assert.equal(raw.call(raw.methods.canUndo, h, 0, args), "false");
+      const used = alloc() - before;
+      assert.ok(used >= bytes && used < most, `${bytes} bytes of text: ${used} bytes allocated`);
+    }
+  }
+  // And the text arrives whole: a value past the first guess, then one within it.
+  const b = await createEngine({ peerId: "b" });
+  for (const [text] of cases.slice(1)) {
+    a.update("feature", meta("big"), "properties.name", text, { group: "g東" });
+    const [msg] = a.flush();
+    const [ch] = b.receive(msg);
+    assert.equal(ch.value, text);
+  }
+  assert.equal(a.state(), b.state());
+  a.close();
+  b.close();
+});
+
 test("a throwing onChange listener does not break the engine", async () => {
   const a = await createEngine({ peerId: "alice" });
   const seen = [];
