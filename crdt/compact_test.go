@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/mapcrdt/mapcrdt/hlc"
 	"github.com/tidwall/gjson"
@@ -326,5 +327,43 @@ func TestAppendStateIsAdded(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestBulkCopies: what bulk hands out is its own: values copied out of a buffer keep their
+// text when the buffer is overwritten, across many blocks and past bulkLongText, and each
+// operation is a distinct zero op.
+func TestBulkCopies(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 5))
+	var b bulk
+	buf := make([]byte, 2*bulkLongText)
+	var got, want []string
+	for range 5000 {
+		n := rng.IntN(len(buf))
+		if rng.IntN(4) > 0 {
+			n = rng.IntN(64)
+		}
+		for i := range buf[:n] {
+			buf[i] = byte('a' + rng.IntN(26))
+		}
+		want = append(want, string(buf[:n]))
+		got = append(got, b.clone(unsafe.String(unsafe.SliceData(buf), n)))
+		for i := range buf {
+			buf[i] = 'x'
+		}
+	}
+	for i := range got {
+		if got[i] != want[i] {
+			t.Fatalf("value %d of %d bytes: %.40q, want %.40q", i, len(want[i]), got[i], want[i])
+		}
+	}
+	seen := map[*op]bool{}
+	for i := range 3 * bulkOps {
+		o := b.op()
+		if seen[o] || o.verb != 0 || o.obj != nil || o.value != "" {
+			t.Fatalf("op %d: handed out twice, or not zero", i)
+		}
+		seen[o] = true
+		o.verb, o.value = VerbUpdate, "v"
 	}
 }

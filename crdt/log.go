@@ -2,6 +2,7 @@ package crdt
 
 import (
 	"slices"
+	"strings"
 	"unsafe"
 
 	"github.com/mapcrdt/mapcrdt/hlc"
@@ -240,6 +241,9 @@ func (v *vectorState) adopt(other VersionVector) {
 	vv := v.vector()
 	for peer, seq := range other {
 		if seq > vv[peer] {
+			// other's names may point into a message (parseVector), and assigning to a
+			// map stores the key given even when an equal one is there: a copy.
+			peer = strings.Clone(peer)
 			vv[peer] = seq
 			rest := v.above[peer]
 			for len(rest) > 0 && rest[0] <= seq {

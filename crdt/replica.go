@@ -83,6 +83,7 @@ type Replica struct {
 	objects   map[string]*object
 	pending   []*object // objects met while decoding: kept on success (see objectFor)
 	dec       decoder
+	bulk      bulk // the blocks a compact decode takes its operations and values from
 	log       opLog
 	vec       vectorState
 	origin    string            // the peer id inside this replica's clocks (see reincarnate)

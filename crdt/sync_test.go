@@ -958,6 +958,11 @@ func TestReceiveKeepsNothingOfItsInput(t *testing.T) {
 			wall.Advance(int64(rng.IntN(3)))
 			s := srcs[rng.IntN(len(srcs))]
 			randomEdit(t, rng, s)
+			if rng.IntN(4) == 0 { // a long value: past bulkLongText or not
+				if _, err := s.Update("map", "{}", "properties.long"+strconv.Itoa(step), `"`+strings.Repeat("L", 600+rng.IntN(800))+`"`); err != nil {
+					t.Fatal(err)
+				}
+			}
 			if rng.IntN(3) == 0 {
 				msgs = append(msgs, s.Flush()...)
 			}
@@ -965,9 +970,10 @@ func TestReceiveKeepsNothingOfItsInput(t *testing.T) {
 		for _, s := range srcs {
 			msgs = append(msgs, s.Flush()...)
 		}
-		// A sync response (a list of operations) too.
-		joiner := newTestReplica(t, "j", wall)
-		msgs = append(msgs, recv(t, srcs[0], joiner.SyncRequest("a")).Replies...)
+		// A sync response too, in the compact form, to the sinks, first: what they keep of
+		// a's operations comes from it.
+		joiner := newTestReplica(t, "sink", wall)
+		msgs = append(recv(t, srcs[0], joiner.SyncRequest("a")).Replies, msgs...)
 		fresh, reused := newTestReplica(t, "sink", wall), newTestReplica(t, "sink", wall)
 		var buf []byte
 		for _, m := range msgs {
