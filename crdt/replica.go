@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/mapcrdt/mapcrdt/hlc"
 )
@@ -216,7 +217,11 @@ func (r *Replica) objectFor(sub *Subject, key []byte, meta string) *object {
 		}
 		return o
 	}
-	o := &object{key: string(key), subject: sub, meta: strings.Clone(meta)}
+	// The key and the metadata in one allocation (both live as long as the object).
+	text := make([]byte, len(key)+len(meta))
+	copy(text[copy(text, key):], meta)
+	all := unsafe.String(unsafe.SliceData(text), len(text))
+	o := &object{key: all[:len(key)], subject: sub, meta: all[len(key):]}
 	r.objects[o.key] = o
 	r.pending = append(r.pending, o)
 	return o
