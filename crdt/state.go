@@ -51,7 +51,20 @@ func keep(w write) pathWrite {
 func (k pathWrite) w() write { return write{op: k.op, sub: k.sub} }
 
 // path returns the write's key path (the target's).
-func (k pathWrite) path() []string { return unsafe.Slice(k.first, k.n) }
+//
+// The slice is put together as its header, not with unsafe.Slice, whose check of
+// len × size for overflow is a call of the runtime in wasm (MulUintptr is an intrinsic
+// natively only) on every kept write an object's write looks at: n is a path's length.
+func (k pathWrite) path() []string {
+	h := sliceHeader{data: unsafe.Pointer(k.first), len: int(k.n), cap: int(k.n)}
+	return *(*[]string)(unsafe.Pointer(&h))
+}
+
+// sliceHeader is the layout of a slice.
+type sliceHeader struct {
+	data     unsafe.Pointer
+	len, cap int
+}
 
 // write is one write of an operation kept in the state.
 type write struct {
