@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"unsafe"
 
 	"github.com/mapcrdt/mapcrdt/hlc"
@@ -93,6 +94,7 @@ func (r *Replica) receiveMessage(msg []byte) (Result, error) {
 		if err := r.clock.CheckDrift(ts); err != nil {
 			return Result{}, hlcError(err) // a save "in the future" would hide later edits
 		}
+		ts.Peer = r.dec.peer(ts.Peer) // kept (MarkSaved): not the message's text
 		if raw := field(members, "vector"); raw != "" {
 			// A mapcrdt saver says exactly what it held: our operations it had are saved, an
 			// operation still on its way to it is not, whatever its clock.
@@ -116,6 +118,9 @@ func (r *Replica) receiveMessage(msg []byte) (Result, error) {
 		peers, err := stringList(field(members, "peers"))
 		if err != nil {
 			return Result{}, err
+		}
+		for i, p := range peers {
+			peers[i] = strings.Clone(p) // kept: not the message's text
 		}
 		r.peers = peers
 		if kind == "JoinResponse" {
