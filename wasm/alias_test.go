@@ -115,7 +115,7 @@ func TestHostKeepsNothingOfItsArguments(t *testing.T) {
 		for _, m := range msgs {
 			x.call(MethodReceive, h, string(m))
 			if rng.IntN(5) == 0 {
-				x.call(MethodEdit, h, "update", "feature", metas[0], "properties.mine", `"s`+strconv.Itoa(rng.IntN(9))+`"`, "", "grp")
+				x.call(MethodEdit, h, "update", "feature", metas[0], "properties.mine", `"s`+strconv.Itoa(rng.IntN(9))+`"`, `{"was":"é"}`, "grp")
 			}
 		}
 		x.call(MethodReceive, h, string(a.SavedMessage()))
