@@ -151,7 +151,8 @@ func leadingZeroDigits(w uint64, x uint32) int {
 
 // Parse reads uMap's "wall:counter:peer" text. Wall and counter are decimal integers without
 // sign or leading zeros (other than "0" itself); the peer id is everything after the second
-// colon, non-empty, printable ASCII without spaces, at most MaxPeerLen bytes. Errors wrap
+// colon, non-empty, printable ASCII without spaces, '"' or '\\', at most MaxPeerLen bytes
+// (the text is written inside JSON strings as it is). Errors wrap
 // ErrBadTimestamp and quote the input.
 func Parse(s string) (Timestamp, error) {
 	// One pass over the digits (each field read up to its colon), where most texts are
@@ -208,7 +209,8 @@ func parseSlow(s string) (Timestamp, error) {
 }
 
 // ValidPeer reports whether id can be a peer id: non-empty, at most MaxPeerLen bytes,
-// printable ASCII without spaces.
+// printable ASCII without spaces, '"' or '\\' (a timestamp's text, which holds it, is
+// written inside JSON strings without escapes).
 func ValidPeer(id string) error {
 	if id == "" {
 		return errors.New("empty peer id")
@@ -217,14 +219,15 @@ func ValidPeer(id string) error {
 		return errors.New("peer id longer than " + strconv.Itoa(MaxPeerLen) + " bytes")
 	}
 	if !printable(id) {
-		return errors.New("peer id has a character outside printable ASCII")
+		return errors.New(`peer id has a character outside printable ASCII, or a " or \`)
 	}
 	return nil
 }
 
-// printable reports whether every byte of s is in '!' … '~'. It tests eight bytes at a
-// time: a peer id is often a 36-byte UUID, and in wasm each turn of a byte loop is a jump
-// through the function's dispatch table.
+// printable reports whether every byte of s is in '!' … '~' and neither '"' nor '\\': a
+// peer id, and so a timestamp's text, is written inside JSON strings as it is. It tests
+// eight bytes at a time: a peer id is often a 36-byte UUID, and in wasm each turn of a
+// byte loop is a jump through the function's dispatch table.
 func printable(s string) bool {
 	const ones, highs = 0x0101010101010101, 0x8080808080808080
 	i := 0
@@ -233,13 +236,15 @@ func printable(s string) bool {
 		x := *(*uint64)(unsafe.Pointer(unsafe.StringData(s[i:])))
 		// A high bit set marks a byte below '!' (x-0x21 wraps; a borrow comes only out of
 		// such a byte), above '~' (x+1 reaches 0x80; a carry comes only out of a byte ≥ 0x80),
-		// or non-ASCII (x). A borrow or carry into the next byte follows a bad byte: no harm.
-		if ((x-0x21*ones)|(x+ones)|x)&highs != 0 {
+		// non-ASCII (x), or a quote or backslash (q-1, b-1 wrap where q or b is 0). A borrow
+		// or carry into the next byte follows a bad byte: no harm.
+		q, b := x^('"'*ones), x^('\\'*ones)
+		if ((x-0x21*ones)|(x+ones)|x|(q-ones)|(b-ones))&highs != 0 {
 			return false
 		}
 	}
 	for ; i < len(s); i++ {
-		if c := s[i]; c <= ' ' || c > '~' {
+		if c := s[i]; c <= ' ' || c > '~' || c == '"' || c == '\\' {
 			return false
 		}
 	}

@@ -309,6 +309,9 @@ func TestValidPeer(t *testing.T) {
 		{"control", "a\rb", false},
 		{"DEL", "\x7f", false},
 		{"non-ASCII", "pér", false},
+		{"quote", `a"b`, false}, // written inside JSON strings as it is
+		{"backslash", `a\b`, false},
+		{"quote in a word", `abcdefg"hij`, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -459,6 +459,7 @@ test("bad input is rejected with its code, changes nothing, and the engine keeps
     ["unknown_verb", () => b.receive(op({ verb: "explode" }))],
     ["unknown_subject", () => b.receive(op({ verb: "delete", subject: "planet" }))],
     ["bad_hlc", () => b.receive(op({ verb: "delete", hlc: "tomorrow" }))],
+    ["bad_hlc", () => b.receive(op({ verb: "delete", hlc: '1727184449010:0:a"b' }))], // would break the JSON it is written into
     ["clock_drift", () => b.receive(op({ verb: "delete", hlc: "32503680000000:0:x" }))],
     ["bad_key", () => b.receive(op({ verb: "update", key: "", value: 1 }))],
     ["bad_message", () => b.receive(42)],
@@ -558,6 +559,9 @@ test("createEngine validates its options and names an unknown key", async () => 
   await rejectsCode(createEngine({ limits: { maxDepht: 3 } }), "bad_option", /"maxDepht"/);
   await rejectsCode(createEngine({ peerId: "" }), "bad_option");
   await rejectsCode(createEngine({ peerId: "has space" }), "bad_option", /peerId/);
+  // A peer id is written inside JSON strings as it is: no quote, no backslash.
+  await rejectsCode(createEngine({ peerId: 'a"b' }), "bad_option", /peerId/);
+  await rejectsCode(createEngine({ peerId: "a\\b" }), "bad_option", /peerId/);
   await rejectsCode(createEngine({ maxDrift: -1 }), "bad_option", /maxDrift/);
   await rejectsCode(createEngine({ undoDepth: 1.5 }), "bad_option", /undoDepth/);
   await rejectsCode(createEngine({ captureInterval: "1s" }), "bad_option", /captureInterval/);
