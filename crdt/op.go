@@ -262,6 +262,16 @@ type decoder struct {
 	ends endMemo
 }
 
+// forget drops what the member buffers still name of the text parsed last: their members
+// past their length point into it, and after a large message (a catch-up) or a snapshot
+// they would keep the whole text — in the wasm module, the bridge's input buffer —
+// allocated as long as the replica.
+func (d *decoder) forget() {
+	for _, b := range [...][]member{d.top, d.elem, d.sub, d.canon.stack, d.value.stack} {
+		clear(b[:cap(b)])
+	}
+}
+
 // known returns the committed object first seen with the metadata text meta, nil if none
 // is remembered by it (see byMeta).
 func (d *decoder) known(meta string) *object {

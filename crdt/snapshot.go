@@ -346,6 +346,7 @@ func NewReplicaFromSnapshot(opts Options, snap []byte) (*Replica, error) {
 	if r.undo.redo, err = r.decodeSteps(field(ms, "redo")); err != nil {
 		return nil, err
 	}
+	r.dec.forget() // the snapshot's text: not kept by the parser's buffers
 	return r, nil
 }
 

@@ -37,6 +37,10 @@ func (r *Replica) ReceiveAppend(changes []Change, msg []byte) (Result, error) {
 	return res, err
 }
 
+// keptText is the size of a message above which receive clears the parser's buffers of
+// it (decoder.forget): a smaller one kept by them until the next message costs little.
+const keptText = 16 << 10
+
 func (r *Replica) receive(msg []byte) (Result, error) {
 	res, err := r.receiveMessage(msg)
 	// The memo of where msg's values end names addresses of msg: not valid past this call.
@@ -44,6 +48,9 @@ func (r *Replica) receive(msg []byte) (Result, error) {
 	// the defer a slow, not open-coded one. parseTop clears it too.)
 	if len(r.dec.ends) > 0 {
 		clear(r.dec.ends)
+	}
+	if len(msg) > keptText {
+		r.dec.forget()
 	}
 	return res, err
 }
