@@ -101,7 +101,7 @@ func (r *Replica) receiveMessage(msg []byte) (Result, error) {
 		if err := r.clock.CheckDrift(ts); err != nil {
 			return Result{}, hlcError(err) // a save "in the future" would hide later edits
 		}
-		ts.Peer = r.dec.peer(ts.Peer) // kept (MarkSaved): not the message's text
+		ts.Peer = strings.Clone(ts.Peer) // kept (MarkSaved): not the message's text
 		if raw := field(members, "vector"); raw != "" {
 			// A mapcrdt saver says exactly what it held: our operations it had are saved, an
 			// operation still on its way to it is not, whatever its clock.
