@@ -78,7 +78,7 @@ const (
 	// conflicts (JSON array); handle is ignored. policy is "fail" (default), "latest" or "incoming". A conflict
 	// under "fail" is an error whose JSON carries "conflicts".
 	MethodMerge
-	// MethodMemory [] → {"heapAlloc","heapInuse","heapSys","sys","numGC"} of the Go heap;
+	// MethodMemory [] → {"heapAlloc","heapInuse","heapSys","sys","totalAlloc","mallocs","numGC"} of the Go heap;
 	// with FlagGC, after a garbage collection. Handle is ignored.
 	MethodMemory
 
