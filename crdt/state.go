@@ -234,13 +234,16 @@ func (o *object) valueAt(path []string) (string, bool) {
 	}
 	// The deepest write at or above path decides the starting point; writes below it are
 	// then applied in order.
+	// (The kept writes' path lengths are read here, not their operations': a remote write
+	// looks at the one it supersedes, in cold memory, and reads only its clock and value.)
 	var anc write
+	ancN := -1 // len(anc's path)
 	var below []write
 	for _, p := range o.paths {
 		wp := p.path()
 		if hasPrefix(path, wp) {
-			if anc.op == nil || len(wp) > len(anc.target().path) {
-				anc = p.w()
+			if len(wp) > ancN {
+				anc, ancN = p.w(), len(wp)
 			}
 		} else if hasPrefix(wp, path) {
 			below = append(below, p.w())
@@ -249,9 +252,8 @@ func (o *object) valueAt(path []string) (string, bool) {
 	var start string
 	var ok bool
 	if anc.op != nil {
-		t := anc.target()
-		if t.value != "" {
-			start, ok = lookup(t.value, path[len(t.path):])
+		if t := anc.target(); t.value != "" {
+			start, ok = lookup(t.value, path[ancN:])
 		}
 	} else {
 		start, ok = lookup(o.rootValue(), path)
