@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/mapcrdt/mapcrdt/hlc"
 	"github.com/tidwall/gjson"
@@ -873,10 +874,10 @@ func TestKnownMetaCollision(t *testing.T) {
 	if a == nil {
 		t.Fatal("an object named twice by one text is not remembered")
 	}
-	if !r.dec.byMeta.add(metaKey(metaB), a) { // B's hash now leads to A
+	if !r.dec.byMeta.add(metaKey(metaB), metaSlot{a, unsafe.StringData(a.meta)}) { // B's hash now leads to A
 		t.Fatal("B's hash is taken")
 	}
-	if o := r.dec.byMeta.get(metaKey(metaB)); o == nil || *o != a {
+	if s := r.dec.byMeta.get(metaKey(metaB)); s == nil || s.obj != a {
 		t.Fatal("B's hash does not lead to A")
 	}
 	hitA := r.metaCache.get(metaHitKey("feature", metaA))
@@ -912,6 +913,39 @@ func TestKnownMetaCollision(t *testing.T) {
 	}
 	if got, _, _ = r.Get("feature", metaB, "properties"); got != `{"color":"red","name":"edited"}` {
 		t.Fatalf("B's properties %s", got)
+	}
+}
+
+// TestLongMetadataIsNotRemembered: byMeta's key holds a text's length in 16 bits, so a
+// metadata text longer than that is never remembered nor looked up there — where two texts
+// of different lengths could share a key and one be read for the other's length — and its
+// object is found by its identity as any other, received or edited.
+func TestLongMetadataIsNotRemembered(t *testing.T) {
+	r := newTestReplica(t, fuzzPeerA, fuzzWall())
+	long := `{"id":"a","layerId":"L","note":"` + strings.Repeat("n", maxMetaKeyLen) + `"}`
+	short := `{"id":"b","layerId":"L"}`
+	for i, m := range []string{long, long, short, short, long} {
+		msg := `{"kind":"OperationMessage","verb":"update","subject":"feature","metadata":` + m + `,"key":"properties.n","value":` + strconv.Itoa(i) + `,"hlc":"` + stamp(20_000, uint32(i), "bob") + `","seq":` + strconv.Itoa(i+1) + `}`
+		if _, err := r.Receive([]byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.Update("feature", m, "properties.e", strconv.Itoa(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r.dec.known(long) != nil {
+		t.Fatal("a metadata text longer than maxMetaKeyLen is remembered")
+	}
+	if r.dec.known(short) == nil || r.dec.byMeta.n != 1 {
+		t.Fatalf("byMeta holds %d texts, want the short one", r.dec.byMeta.n)
+	}
+	if len(r.objects) != 2 {
+		t.Fatalf("%d objects, want 2", len(r.objects))
+	}
+	for m, want := range map[string]string{long: `{"e":4,"n":4}`, short: `{"e":3,"n":3}`} {
+		if got, _, _ := r.Get("feature", m, "properties"); got != want {
+			t.Fatalf("properties %s, want %s", got, want)
+		}
 	}
 }
 
