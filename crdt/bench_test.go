@@ -38,7 +38,7 @@ func benchMeta(f int) string {
 // appendBenchMeta appends benchMeta(f).
 func appendBenchMeta(b []byte, f int) []byte {
 	b = append(b, `{"id":"f`...)
-	b = strconv.AppendInt(b, int64(f), 10)
+	b = appendNum(b, uint64(f))
 	return append(b, `","layerId":"`+benchLayer+`","featureType":"marker"}`...)
 }
 
@@ -86,27 +86,27 @@ func benchReplica(b testing.TB, wall hlc.WallClock, msgs [][]byte) *Replica {
 func remoteUpdate(buf []byte, i int) []byte {
 	f, k := (i*7919)%benchFeatures, i%len(benchKeys)
 	buf = append(buf[:0], `{"kind":"OperationMessage","sender":"`+benchSource+`","verb":"update","subject":"feature","metadata":{"id":"f`...)
-	buf = strconv.AppendInt(buf, int64(f), 10)
+	buf = appendNum(buf, uint64(f))
 	buf = append(buf, `","layerId":"`+benchLayer+`","featureType":"marker"},"key":"`...)
 	buf = append(buf, benchKeys[k]...)
 	buf = append(buf, `","value":`...)
 	if k == 4 { // benchValue(f, k, i+1), without allocating
 		buf = append(buf, `{"type":"Point","coordinates":[`...)
-		buf = strconv.AppendInt(buf, int64(f%180), 10)
+		buf = appendNum(buf, uint64(f%180))
 		buf = append(buf, ".25,"...)
-		buf = strconv.AppendInt(buf, int64((i+1)%90), 10)
+		buf = appendNum(buf, uint64((i+1)%90))
 		buf = append(buf, ".5]}"...)
 	} else {
 		buf = append(buf, `"v`...)
-		buf = strconv.AppendInt(buf, int64(f), 10)
+		buf = appendNum(buf, uint64(f))
 		buf = append(buf, '-')
-		buf = strconv.AppendInt(buf, int64(i+1), 10)
+		buf = appendNum(buf, uint64(i+1))
 		buf = append(buf, '"')
 	}
 	buf = append(buf, `,"hlc":"`...)
 	buf = hlc.Timestamp{Wall: t0 + 1, Counter: uint32(i), Peer: benchSource}.AppendText(buf)
 	buf = append(buf, `","seq":`...)
-	buf = strconv.AppendInt(buf, int64(benchFeatures*len(benchKeys)+i+1), 10)
+	buf = appendNum(buf, uint64(benchFeatures*len(benchKeys)+i+1))
 	return append(buf, '}')
 }
 
@@ -231,21 +231,21 @@ func remoteUpdateCanonical(buf []byte, i int) []byte {
 	buf = append(buf, `","key":"`...)
 	buf = append(buf, benchKeys[k]...)
 	buf = append(buf, `","kind":"OperationMessage","metadata":{"featureType":"marker","id":"f`...)
-	buf = strconv.AppendInt(buf, int64(f), 10)
+	buf = appendNum(buf, uint64(f))
 	buf = append(buf, `","layerId":"`+benchLayer+`"},"sender":"`+benchSource+`","seq":`...)
-	buf = strconv.AppendInt(buf, int64(benchFeatures*len(benchKeys)+i+1), 10)
+	buf = appendNum(buf, uint64(benchFeatures*len(benchKeys)+i+1))
 	buf = append(buf, `,"subject":"feature","value":`...)
 	if k == 4 {
 		buf = append(buf, `{"coordinates":[`...)
-		buf = strconv.AppendInt(buf, int64(f%180), 10)
+		buf = appendNum(buf, uint64(f%180))
 		buf = append(buf, ".25,"...)
-		buf = strconv.AppendInt(buf, int64((i+1)%90), 10)
+		buf = appendNum(buf, uint64((i+1)%90))
 		buf = append(buf, `.5],"type":"Point"}`...)
 	} else {
 		buf = append(buf, `"v`...)
-		buf = strconv.AppendInt(buf, int64(f), 10)
+		buf = appendNum(buf, uint64(f))
 		buf = append(buf, '-')
-		buf = strconv.AppendInt(buf, int64(i+1), 10)
+		buf = appendNum(buf, uint64(i+1))
 		buf = append(buf, '"')
 	}
 	return append(buf, `,"verb":"update"}`...)
