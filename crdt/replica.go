@@ -77,31 +77,32 @@ func (o *Options) verify() error {
 // the outbox, the undo stacks and the save marks. It is not safe for concurrent use; the
 // wasm module and the relay each serialize calls to their replicas.
 type Replica struct {
-	opts      Options
-	peer      string
-	peerJSON  string // peer as a JSON string: the sender of every message sent
-	clock     *hlc.Clock
-	objects   map[string]*object
-	pending   []*object // objects met while decoding: kept on success (see objectFor)
-	dec       decoder
-	bulk      bulk // the blocks a compact decode takes its operations and values from
-	log       opLog
-	vec       vectorState
-	origin    string            // the peer id inside this replica's clocks (see reincarnate)
-	origins   map[string]bool   // every origin this replica has stamped with
-	seqs      map[string]uint64 // last seq published, per own origin
-	restored  bool              // restored from a snapshot, no local edit since
-	metaCache table64[metaHit]  // the hash of subject and metadata text → object (see identifyWithMeta)
-	outbox    []*op             // local operations not yet published (flushed)
-	batch     *op               // open local batch
-	undo      undoStacks
-	saved     hlc.Timestamp // saved horizon
-	savedBy   VersionVector // per own origin, the highest seq a peer held when it saved
-	peers     []string
-	trk       tracker  // reused by every call that reports changes (see track)
-	trkGen    uint32   // the number of the last call that tracked changes (see tracker.gen)
-	changeBuf []Change // set by ReceiveAppend for the call: where the changes go
-	one       [1]*op   // the operation of an OperationMessage, without an allocation
+	opts        Options
+	peer        string
+	peerJSON    string // peer as a JSON string: the sender of every message sent
+	clock       *hlc.Clock
+	objects     map[string]*object
+	pending     []*object // objects met while decoding: kept on success (see objectFor)
+	dec         decoder
+	bulk        bulk // the blocks a compact decode takes its operations and values from
+	log         opLog
+	vec         vectorState
+	origin      string            // the peer id inside this replica's clocks (see reincarnate)
+	origins     map[string]bool   // every origin this replica has stamped with
+	seqs        map[string]uint64 // last seq published, per own origin
+	restored    bool              // restored from a snapshot, no local edit since
+	metaCache   table64[metaHit]  // the hash of subject and metadata text → object (see identifyWithMeta)
+	outbox      []*op             // local operations not yet published (flushed)
+	batch       *op               // open local batch
+	undo        undoStacks
+	saved       hlc.Timestamp // saved horizon
+	savedBy     VersionVector // per own origin, the highest seq a peer held when it saved
+	peers       []string
+	trk         tracker  // reused by every call that reports changes (see track)
+	trkGen      uint32   // the number of the last call that tracked changes (see tracker.gen)
+	changeBuf   []Change // set by ReceiveAppend for the call: where the changes go
+	changeChunk []Change // room for the changes of the next Receive calls (see Receive)
+	one         [1]*op   // the operation of an OperationMessage, without an allocation
 }
 
 // NewReplica returns an empty replica.

@@ -23,8 +23,21 @@ type Result struct {
 // ListPeersResponse or a pong. A bare operation (no kind, a verb) is taken as an
 // OperationMessage. Bad input gets an *Error and changes nothing. msg is not retained: the
 // caller may reuse its buffer once Receive returns.
+//
+// The changes of successive calls are cut from one allocation (16 of them): a kept Result
+// keeps that block, and appending to its Changes copies them.
 func (r *Replica) Receive(msg []byte) (Result, error) {
-	return r.receive(msg)
+	if cap(r.changeChunk) == 0 {
+		r.changeChunk = make([]Change, 0, 16)
+	}
+	r.changeBuf = r.changeChunk
+	res, err := r.receive(msg)
+	r.changeBuf = nil
+	if n := len(res.Changes); n > 0 && unsafe.SliceData(res.Changes) == unsafe.SliceData(r.changeChunk) {
+		res.Changes = res.Changes[:n:n]
+		r.changeChunk = r.changeChunk[n:n]
+	}
+	return res, err
 }
 
 // ReceiveAppend is Receive appending the changes to changes[:0] (Result.Changes): a caller

@@ -945,6 +945,36 @@ func scramble(t testing.TB, msg []byte) []byte {
 	return out
 }
 
+// TestReceiveResultsAreTheCallers: the changes of successive Receive calls share a block
+// (Receive) but no slot: every result keeps its changes through 40 later calls (the block
+// runs out on the way), and what a caller appends to one stays, written over by no call.
+func TestReceiveResultsAreTheCallers(t *testing.T) {
+	r := newTestReplica(t, fuzzPeerA, fuzzWall())
+	var kept, grown [][]Change
+	for i := range 40 {
+		msg := `{"kind":"OperationMessage","verb":"update","subject":"feature","metadata":{"id":"f` + strconv.Itoa(i%7) +
+			`","layerId":"L"},"key":"properties.n","value":` + strconv.Itoa(i) + `,"hlc":"` + stamp(20_000, uint32(i), "bob") + `","seq":` + strconv.Itoa(i+1) + `}`
+		res, err := r.Receive([]byte(msg))
+		if err != nil || len(res.Changes) != 1 {
+			t.Fatalf("%d: %v %v", i, err, res.Changes)
+		}
+		kept = append(kept, res.Changes)
+		if i%3 == 0 { // the caller appends to its result
+			grown = append(grown, append(res.Changes, Change{Kind: Set, Key: "mine"}))
+		}
+	}
+	for i, cs := range grown {
+		if len(cs) != 2 || cs[0].Value != strconv.Itoa(3*i) || cs[1].Key != "mine" {
+			t.Fatalf("appended result %d now holds %+v", i, cs)
+		}
+	}
+	for i, cs := range kept {
+		if len(cs) != 1 || cs[0].Value != strconv.Itoa(i) || cs[0].Key != "properties.n" {
+			t.Fatalf("result %d now holds %+v", i, cs)
+		}
+	}
+}
+
 // TestReceiveKeepsNothingOfItsInput: a replica that receives every message through one
 // reused buffer, overwritten after each receive together with its parser's scratch text,
 // ends exactly like one that received fresh copies — nothing kept points into either.
