@@ -56,8 +56,8 @@ func (r *Replica) ingest(ops []*op) ([]Change, bool, error) {
 	for _, o := range r.log.insertMany(ops) {
 		r.applyOp(o)
 		inserted = true
-		if r.isOwn(o.ts.Peer) && o.seq > r.seqs[o.ts.Peer] {
-			r.seqs[o.ts.Peer] = o.seq // ours, sent before the snapshot we were restored from
+		if r.isOwn(o.ts.Peer) && o.seq > r.seqs.get(o.ts.Peer) {
+			r.seqs.set(o.ts.Peer, o.seq) // ours, sent before the snapshot we were restored from
 		}
 	}
 	if inserted {
@@ -75,8 +75,8 @@ func (r *Replica) ingestOne(o *op, pt int64) ([]Change, bool) {
 		return nil, gap
 	}
 	_, _ = r.clock.UpdateAt(o.ts, pt) // drift was checked by ingest, at pt
-	if r.isOwn(o.ts.Peer) && o.seq > r.seqs[o.ts.Peer] {
-		r.seqs[o.ts.Peer] = o.seq
+	if r.isOwn(o.ts.Peer) && o.seq > r.seqs.get(o.ts.Peer) {
+		r.seqs.set(o.ts.Peer, o.seq)
 	}
 	// What the place holds is read first, then the write applied: apply says whether it is
 	// kept (one reading of the kept writes, where keeps and then apply made two).

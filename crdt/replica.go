@@ -1,6 +1,7 @@
 package crdt
 
 import (
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -87,13 +88,13 @@ type Replica struct {
 	bulk        bulk // the blocks a compact decode takes its operations and values from
 	log         opLog
 	vec         vectorState
-	origin      string            // the peer id inside this replica's clocks (see reincarnate)
-	origins     map[string]bool   // every origin this replica has stamped with
-	seqs        map[string]uint64 // last seq published, per own origin
-	restored    bool              // restored from a snapshot, no local edit since
-	metaCache   table64[metaHit]  // the hash of subject and metadata text → object (see identifyWithMeta)
-	outbox      []*op             // local operations not yet published (flushed)
-	batch       *op               // open local batch
+	origin      string           // the peer id inside this replica's clocks (see reincarnate)
+	origins     map[string]bool  // every origin this replica has stamped with
+	seqs        ownSeqs          // last seq published, per own origin
+	restored    bool             // restored from a snapshot, no local edit since
+	metaCache   table64[metaHit] // the hash of subject and metadata text → object (see identifyWithMeta)
+	outbox      []*op            // local operations not yet published (flushed)
+	batch       *op              // open local batch
 	undo        undoStacks
 	saved       hlc.Timestamp // saved horizon
 	savedBy     VersionVector // per own origin, the highest seq a peer held when it saved
@@ -119,7 +120,7 @@ func NewReplica(opts Options) (*Replica, error) {
 		vec:      newVectorState(),
 		origin:   opts.PeerID,
 		origins:  map[string]bool{opts.PeerID: true},
-		seqs:     map[string]uint64{},
+		seqs:     ownSeqs{origin: opts.PeerID, others: map[string]uint64{}},
 	}
 	r.clock.SetMaxDrift(opts.MaxDrift)
 	subs := map[string]*Subject{}
@@ -160,6 +161,7 @@ func (r *Replica) reincarnate() {
 	}
 	last := r.clock.Last()
 	r.origin = base + string(suffix)
+	r.seqs.setOrigin(r.origin)
 	r.origins[r.origin] = true
 	r.clock = hlc.New(r.origin, r.opts.Wall)
 	r.clock.SetMaxDrift(r.opts.MaxDrift)
@@ -437,4 +439,60 @@ func appendIdentity(b []byte, o *object) []byte {
 		ms[i] = member{name: o.subject.IDFields[i], val: string(appendString(nil, id))}
 	}
 	return appendMembers(b, ms)
+}
+
+// ownSeqs is the last seq published per own origin (Replica.origins), the current origin's
+// kept apart from the map: a flush numbers every operation it sends, and a map keyed by
+// the peer id costs a hash of the id on each lookup (byte by byte in the wasm module).
+type ownSeqs struct {
+	origin string            // the current origin
+	cur    uint64            // its seq
+	has    bool              // it has one (a seq of 0 read from a snapshot is kept as such)
+	others map[string]uint64 // the other origins'
+}
+
+func (s *ownSeqs) get(origin string) uint64 {
+	if textEqual(origin, s.origin) {
+		return s.cur
+	}
+	return s.others[origin]
+}
+
+func (s *ownSeqs) set(origin string, seq uint64) {
+	if textEqual(origin, s.origin) {
+		s.cur, s.has = seq, true
+		return
+	}
+	if s.others == nil {
+		s.others = map[string]uint64{}
+	}
+	s.others[origin] = seq
+}
+
+// setOrigin makes origin the current one.
+func (s *ownSeqs) setOrigin(origin string) {
+	if textEqual(origin, s.origin) {
+		return
+	}
+	if s.has {
+		if s.others == nil {
+			s.others = map[string]uint64{}
+		}
+		s.others[s.origin] = s.cur
+	}
+	s.origin = origin
+	s.cur, s.has = s.others[origin]
+	delete(s.others, origin)
+}
+
+// vector returns every origin's seq (a new map).
+func (s *ownSeqs) vector() VersionVector {
+	v := maps.Clone(VersionVector(s.others))
+	if v == nil {
+		v = VersionVector{}
+	}
+	if s.has {
+		v[s.origin] = s.cur
+	}
+	return v
 }

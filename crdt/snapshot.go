@@ -28,7 +28,7 @@ func (r *Replica) Snapshot() ([]byte, error) {
 	b = append(b, `,"clock":"`...)
 	b = r.clock.Last().AppendText(b)
 	b = append(b, `","seqs":`...)
-	b = appendVector(b, r.seqs)
+	b = appendVector(b, r.seqs.vector())
 	b = append(b, `,"origins":[`...)
 	for i, o := range sortedKeys(r.origins) {
 		if i > 0 {
@@ -259,7 +259,7 @@ func NewReplicaFromSnapshot(opts Options, snap []byte) (*Replica, error) {
 	if err != nil {
 		return nil, wrap(err)
 	}
-	r.seqs = seqs
+	r.seqs = ownSeqs{others: seqs} // the current origin is set below
 	origins, err := stringList(field(ms, "origins"))
 	if err != nil {
 		return nil, wrap(err)
@@ -275,6 +275,7 @@ func NewReplicaFromSnapshot(opts Options, snap []byte) (*Replica, error) {
 	}
 	// Continue with the clock's origin until the first local edit (see reincarnate).
 	r.origin = clock.Peer
+	r.seqs.setOrigin(r.origin)
 	r.clock = hlc.New(r.origin, r.opts.Wall)
 	r.clock.SetMaxDrift(r.opts.MaxDrift)
 	r.restored = true

@@ -285,8 +285,8 @@ func (r *Replica) flush(send func(o *op)) {
 			dropped[o] = true
 			continue
 		}
-		r.seqs[o.ts.Peer]++
-		o.seq = r.seqs[o.ts.Peer]
+		o.seq = r.seqs.get(o.ts.Peer) + 1
+		r.seqs.set(o.ts.Peer, o.seq)
 		r.vec.add(o.ts.Peer, o.seq)
 		send(o)
 	}
@@ -550,8 +550,8 @@ func (r *Replica) takeResponse(ops []*op, vv VersionVector, pushBack bool, sende
 	if vv != nil {
 		r.vec.adopt(vv)
 		for origin := range r.origins {
-			if s := vv[origin]; s > r.seqs[origin] {
-				r.seqs[origin] = s
+			if s := vv[origin]; s > r.seqs.get(origin) {
+				r.seqs.set(origin, s)
 			}
 		}
 		if !pushBack && sender != "" {
