@@ -78,6 +78,11 @@ func (r *Replica) ingestOne(o *op, pt int64) ([]Change, bool) {
 	if r.isOwn(o.ts.Peer) && o.seq > r.seqs.get(o.ts.Peer) {
 		r.seqs.set(o.ts.Peer, o.seq)
 	}
+	if o.verb == VerbUpdate && o.value != "" && !generalOnly {
+		if changes, done := r.setPath(o); done {
+			return changes, gap
+		}
+	}
 	// What the place holds is read first, then the write applied: apply says whether it is
 	// kept (one reading of the kept writes, where keeps and then apply made two).
 	s := r.watchOne(o, o.ts)
@@ -85,6 +90,68 @@ func (r *Replica) ingestOne(o *op, pt int64) ([]Change, bool) {
 		return nil, gap
 	}
 	return r.changeAt(s, o, r.changeBuf), gap
+}
+
+// generalOnly has ingestOne take the general way for every operation: set by the test that
+// holds setPath to it.
+var generalOnly bool
+
+// setPath is ingestOne for a set (an update with a value) on an alive object that keeps no
+// write strictly above or below its path — the usual edit of a feature's property or
+// geometry: one reading of the kept writes decides what the place held, whether the set is
+// kept and which write it replaces, where watchOne, apply and changeAt read them three
+// times. It does what they do (TestSetPathIsTheGeneralWay). done false: the case is not
+// its own, and nothing was done.
+func (r *Replica) setPath(o *op) (changes []Change, done bool) {
+	obj, path := o.obj, o.path
+	if !obj.alive() {
+		return nil, false
+	}
+	same := -1
+	for i, p := range obj.paths {
+		switch wp := p.path(); {
+		case len(wp) == len(path):
+			if equalPath(wp, path) {
+				same = i
+			}
+		case len(wp) < len(path):
+			if hasPrefix(path, wp) {
+				return nil, false // a write above
+			}
+		case hasPrefix(wp, path):
+			return nil, false // a write below
+		}
+	}
+	w := write{op: o}
+	if obj.root.op != nil && compareWrites(obj.root, w) >= 0 {
+		return nil, true // superseded on arrival
+	}
+	s := spot{obj: obj, path: path, first: o.ts, watched: true}
+	if same >= 0 {
+		old := obj.paths[same].w()
+		if compareWrites(old, w) >= 0 {
+			return nil, true // superseded on arrival (or a duplicate)
+		}
+		s.before = old.target().value
+		s.present = s.before != ""
+		release(old)
+		// Removed from its place and w appended, as apply's filter and append leave them.
+		n := len(obj.paths)
+		copy(obj.paths[same:], obj.paths[same+1:])
+		obj.paths[n-1] = keep(w)
+	} else {
+		s.before, s.present = lookup(obj.rootValue(), path)
+		if obj.paths == nil {
+			obj.paths = make([]pathWrite, 0, 4) // as apply makes it
+		}
+		obj.paths = append(obj.paths, keep(w))
+	}
+	o.live++
+	c, ok := r.dec.change(s, o.value, true)
+	if !ok {
+		return nil, true
+	}
+	return append(r.changeBuf[:0], c), true
 }
 
 // watchOne returns the place write sub can change, with what it holds now.

@@ -1,9 +1,12 @@
 package crdt
 
 import (
+	"fmt"
 	"maps"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/mapcrdt/mapcrdt/hlc"
 )
 
 // TestOwnSeqsIsAMap: ownSeqs, whose current origin's seq lives outside its map, reads and
@@ -35,6 +38,74 @@ func TestOwnSeqsIsAMap(t *testing.T) {
 			}
 			if v := s.vector(); !maps.Equal(v, VersionVector(model)) {
 				t.Fatalf("seed %d step %d: vector %v, want %v", seed, step, v, model)
+			}
+		}
+	}
+}
+
+// TestSetPathIsTheGeneralWay: two replicas receive the same random stream of single
+// operations — sets, unsets, upserts and deletes over parent/child paths, out of order,
+// with duplicates — one through setPath where it applies, the other the general way
+// (watchOne, apply, changeAt) only. Every call reports the same changes, and the replicas
+// end with the same state, the same kept writes and the same live counts (what compaction
+// keeps).
+func TestSetPathIsTheGeneralWay(t *testing.T) {
+	for seed := range uint64(300) {
+		rng := rand.New(rand.NewPCG(seed, 11))
+		wall := hlc.NewManualClock(t0)
+		src := []*Replica{newTestReplica(t, "src-a", wall), newTestReplica(t, "src-b", wall)}
+		var msgs [][]byte
+		for range 60 {
+			r := src[rng.IntN(2)]
+			if rng.IntN(8) == 0 {
+				wall.Advance(1)
+			}
+			o := randObjects[rng.IntN(len(randObjects))]
+			var err error
+			switch k := rng.IntN(12); {
+			case k < 8:
+				_, err = r.Update(o.sub, o.meta, randPaths[rng.IntN(len(randPaths))], randValue(rng))
+			case k < 10:
+				_, err = r.Unset(o.sub, o.meta, randPaths[rng.IntN(len(randPaths))])
+			case k < 11:
+				_, err = r.Upsert(o.sub, o.meta, randObjectValue(rng))
+			default:
+				_, err = r.Delete(o.sub, o.meta)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			msgs = append(msgs, r.Flush()...)
+		}
+		rng.Shuffle(len(msgs), func(i, j int) { msgs[i], msgs[j] = msgs[j], msgs[i] })
+		msgs = append(msgs, msgs[:10]...) // duplicates
+		fast, general := newTestReplica(t, "dst-f", wall), newTestReplica(t, "dst-g", wall)
+		for i, m := range msgs {
+			rf, errF := fast.Receive(m)
+			generalOnly = true
+			rg, errG := general.Receive(m)
+			generalOnly = false
+			if (errF == nil) != (errG == nil) || fmt.Sprint(rf.Changes) != fmt.Sprint(rg.Changes) {
+				t.Fatalf("seed %d, message %d %s:\nsetPath %v %v\ngeneral %v %v", seed, i, m, rf.Changes, errF, rg.Changes, errG)
+			}
+		}
+		if fast.State() != general.State() {
+			t.Fatalf("seed %d: states differ", seed)
+		}
+		for key, of := range fast.objects {
+			og := general.objects[key]
+			if og == nil || len(of.paths) != len(og.paths) {
+				t.Fatalf("seed %d: %q keeps other writes", seed, key)
+			}
+			for i := range of.paths {
+				if of.paths[i].op.ts != og.paths[i].op.ts || of.paths[i].sub != og.paths[i].sub {
+					t.Fatalf("seed %d: %q keeps other writes, or in another order", seed, key)
+				}
+			}
+		}
+		for i := range fast.log.ops {
+			if f, g := fast.log.ops[i], general.log.ops[i]; f.ts != g.ts || f.live != g.live {
+				t.Fatalf("seed %d: op %v live %d, the general way %d", seed, f.ts, f.live, g.live)
 			}
 		}
 	}
