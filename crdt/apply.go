@@ -92,63 +92,24 @@ func (r *Replica) ingestOne(o *op, pt int64) ([]Change, bool) {
 	return r.changeAt(s, o, r.changeBuf), gap
 }
 
-// generalOnly has ingestOne take the general way for every operation: set by the test that
-// holds setPath to it.
+// generalOnly has ingestOne and commitLocal take the general way for every write: set by
+// the test that holds setPath and commitLocal's use of setAt to it.
 var generalOnly bool
 
 // setPath is ingestOne for a set (an update with a value) on an alive object that keeps no
 // write strictly above or below its path — the usual edit of a feature's property or
 // geometry: one reading of the kept writes decides what the place held, whether the set is
-// kept and which write it replaces, where watchOne, apply and changeAt read them three
-// times. It does what they do (TestSetPathIsTheGeneralWay). done false: the case is not
-// its own, and nothing was done.
+// kept and which write it replaces (object.setAt), where watchOne, apply and changeAt read
+// them three times. It does what they do (TestSetPathIsTheGeneralWay). done false: the case
+// is not its own, and nothing was done.
 func (r *Replica) setPath(o *op) (changes []Change, done bool) {
-	obj, path := o.obj, o.path
-	if !obj.alive() {
-		return nil, false
+	before, present, kept, ok := o.obj.setAt(write{op: o}, o.path)
+	if !ok || !kept {
+		return nil, ok
 	}
-	same := -1
-	for i, p := range obj.paths {
-		switch wp := p.path(); {
-		case len(wp) == len(path):
-			if equalPath(wp, path) {
-				same = i
-			}
-		case len(wp) < len(path):
-			if hasPrefix(path, wp) {
-				return nil, false // a write above
-			}
-		case hasPrefix(wp, path):
-			return nil, false // a write below
-		}
-	}
-	w := write{op: o}
-	if obj.root.op != nil && compareWrites(obj.root, w) >= 0 {
-		return nil, true // superseded on arrival
-	}
-	s := spot{obj: obj, path: path, first: o.ts, watched: true}
-	if same >= 0 {
-		old := obj.paths[same].w()
-		if compareWrites(old, w) >= 0 {
-			return nil, true // superseded on arrival (or a duplicate)
-		}
-		s.before = old.target().value
-		s.present = s.before != ""
-		release(old)
-		// Removed from its place and w appended, as apply's filter and append leave them.
-		n := len(obj.paths)
-		copy(obj.paths[same:], obj.paths[same+1:])
-		obj.paths[n-1] = keep(w)
-	} else {
-		s.before, s.present = lookup(obj.rootValue(), path)
-		if obj.paths == nil {
-			obj.paths = make([]pathWrite, 0, 4) // as apply makes it
-		}
-		obj.paths = append(obj.paths, keep(w))
-	}
-	o.live++
-	c, ok := r.dec.change(s, o.value, true)
-	if !ok {
+	s := spot{obj: o.obj, path: o.path, first: o.ts, before: before, present: present, watched: true}
+	c, changed := r.dec.change(s, o.value, true)
+	if !changed {
 		return nil, true
 	}
 	return append(r.changeBuf[:0], c), true
@@ -356,6 +317,15 @@ func (r *Replica) commitLocal(sub *op, old oldValue) ([]Change, write) {
 		s = r.watchOne(sub, top.ts)
 	}
 	w := write{op: top, sub: idx}
+	if sub.verb == VerbUpdate && sub.value != "" && len(s.path) == len(sub.path) && !generalOnly {
+		// A set at its own place: as setPath does for a received one.
+		if _, _, kept, ok := sub.obj.setAt(w, sub.path); ok {
+			if c, changed := r.dec.change(s, sub.value, true); kept && changed {
+				return append(r.changeBuf[:0], c), w
+			}
+			return nil, w
+		}
+	}
 	return r.applyAt(s, sub, w, r.changeBuf), w
 }
 

@@ -43,52 +43,16 @@ func TestOwnSeqsIsAMap(t *testing.T) {
 	}
 }
 
-// TestSetPathIsTheGeneralWay: two replicas receive the same random stream of single
-// operations — sets, unsets, upserts and deletes over parent/child paths, out of order,
-// with duplicates — one through setPath where it applies, the other the general way
-// (watchOne, apply, changeAt) only. Every call reports the same changes, and the replicas
-// end with the same state, the same kept writes and the same live counts (what compaction
-// keeps).
+// TestSetPathIsTheGeneralWay: twin replicas make the same random local edits — sets,
+// unsets, upserts and deletes over parent/child paths, some in batches — one of them the
+// general way only (generalOnly), and report the same changes for each; then two more
+// receive the messages, shuffled and with duplicates, one through setPath, the other the
+// general way (watchOne, apply, changeAt). Every call reports the same changes, and each
+// pair ends with the same state, the same kept writes in the same order and the same live
+// counts (what compaction keeps).
 func TestSetPathIsTheGeneralWay(t *testing.T) {
-	for seed := range uint64(300) {
-		rng := rand.New(rand.NewPCG(seed, 11))
-		wall := hlc.NewManualClock(t0)
-		src := []*Replica{newTestReplica(t, "src-a", wall), newTestReplica(t, "src-b", wall)}
-		var msgs [][]byte
-		for range 60 {
-			r := src[rng.IntN(2)]
-			if rng.IntN(8) == 0 {
-				wall.Advance(1)
-			}
-			o := randObjects[rng.IntN(len(randObjects))]
-			var err error
-			switch k := rng.IntN(12); {
-			case k < 8:
-				_, err = r.Update(o.sub, o.meta, randPaths[rng.IntN(len(randPaths))], randValue(rng))
-			case k < 10:
-				_, err = r.Unset(o.sub, o.meta, randPaths[rng.IntN(len(randPaths))])
-			case k < 11:
-				_, err = r.Upsert(o.sub, o.meta, randObjectValue(rng))
-			default:
-				_, err = r.Delete(o.sub, o.meta)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			msgs = append(msgs, r.Flush()...)
-		}
-		rng.Shuffle(len(msgs), func(i, j int) { msgs[i], msgs[j] = msgs[j], msgs[i] })
-		msgs = append(msgs, msgs[:10]...) // duplicates
-		fast, general := newTestReplica(t, "dst-f", wall), newTestReplica(t, "dst-g", wall)
-		for i, m := range msgs {
-			rf, errF := fast.Receive(m)
-			generalOnly = true
-			rg, errG := general.Receive(m)
-			generalOnly = false
-			if (errF == nil) != (errG == nil) || fmt.Sprint(rf.Changes) != fmt.Sprint(rg.Changes) {
-				t.Fatalf("seed %d, message %d %s:\nsetPath %v %v\ngeneral %v %v", seed, i, m, rf.Changes, errF, rg.Changes, errG)
-			}
-		}
+	same := func(seed uint64, fast, general *Replica) {
+		t.Helper()
 		if fast.State() != general.State() {
 			t.Fatalf("seed %d: states differ", seed)
 		}
@@ -108,5 +72,85 @@ func TestSetPathIsTheGeneralWay(t *testing.T) {
 				t.Fatalf("seed %d: op %v live %d, the general way %d", seed, f.ts, f.live, g.live)
 			}
 		}
+	}
+	for seed := range uint64(300) {
+		rng := rand.New(rand.NewPCG(seed, 11))
+		wall := hlc.NewManualClock(t0)
+		type twin struct{ fast, general *Replica }
+		src := []twin{
+			{newTestReplica(t, "src-a", wall), newTestReplica(t, "src-a", wall)},
+			{newTestReplica(t, "src-b", wall), newTestReplica(t, "src-b", wall)},
+		}
+		var msgs [][]byte
+		for range 60 {
+			tw := src[rng.IntN(2)]
+			if rng.IntN(8) == 0 {
+				wall.Advance(1)
+			}
+			batch := rng.IntN(8) == 0
+			n := 1
+			if batch {
+				n = 1 + rng.IntN(4)
+			}
+			var edits []Edit
+			for range n {
+				o := randObjects[rng.IntN(len(randObjects))]
+				e := Edit{Subject: o.sub, Metadata: o.meta}
+				switch k := rng.IntN(12); {
+				case k < 8:
+					e.Verb, e.Key, e.Value = VerbUpdate, randPaths[rng.IntN(len(randPaths))], randValue(rng)
+				case k < 10:
+					e.Verb, e.Key = VerbUpdate, randPaths[rng.IntN(len(randPaths))]
+				case k < 11:
+					e.Verb, e.Value = VerbUpsert, randObjectValue(rng)
+				default:
+					e.Verb = VerbDelete
+				}
+				edits = append(edits, e)
+			}
+			var got [2][]string
+			for i, r := range []*Replica{tw.fast, tw.general} {
+				generalOnly = i == 1
+				if batch {
+					if err := r.StartBatch(); err != nil {
+						t.Fatal(err)
+					}
+				}
+				for _, e := range edits {
+					ch, err := r.Apply(e)
+					if err != nil {
+						t.Fatal(err)
+					}
+					got[i] = append(got[i], fmt.Sprint(ch))
+				}
+				if batch {
+					if err := r.CommitBatch(); err != nil {
+						t.Fatal(err)
+					}
+				}
+				generalOnly = false
+			}
+			if fmt.Sprint(got[0]) != fmt.Sprint(got[1]) {
+				t.Fatalf("seed %d, edits %+v:\nsetAt   %v\ngeneral %v", seed, edits, got[0], got[1])
+			}
+			msgs = append(msgs, tw.fast.Flush()...)
+			tw.general.Flush()
+		}
+		for _, tw := range src {
+			same(seed, tw.fast, tw.general)
+		}
+		rng.Shuffle(len(msgs), func(i, j int) { msgs[i], msgs[j] = msgs[j], msgs[i] })
+		msgs = append(msgs, msgs[:10]...) // duplicates
+		fast, general := newTestReplica(t, "dst-f", wall), newTestReplica(t, "dst-g", wall)
+		for i, m := range msgs {
+			rf, errF := fast.Receive(m)
+			generalOnly = true
+			rg, errG := general.Receive(m)
+			generalOnly = false
+			if (errF == nil) != (errG == nil) || fmt.Sprint(rf.Changes) != fmt.Sprint(rg.Changes) {
+				t.Fatalf("seed %d, message %d %s:\nsetPath %v %v\ngeneral %v %v", seed, i, m, rf.Changes, errF, rg.Changes, errG)
+			}
+		}
+		same(seed, fast, general)
 	}
 }

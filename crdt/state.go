@@ -149,6 +149,57 @@ func (o *object) apply(w write) bool {
 	return true
 }
 
+// setAt is apply for a set w at path (and, before it, valueAt(path)) on an alive object
+// that keeps no write strictly above or below path: one reading of the kept writes. ok
+// false: the object is not so (nothing done, nothing read). Otherwise kept is what apply
+// would return, and before and present what valueAt(path) gave before w.
+func (o *object) setAt(w write, path []string) (before string, present, kept, ok bool) {
+	if !o.alive() {
+		return "", false, false, false
+	}
+	same := -1
+	for i, p := range o.paths {
+		switch wp := p.path(); {
+		case len(wp) == len(path):
+			if equalPath(wp, path) {
+				same = i
+			}
+		case len(wp) < len(path):
+			if hasPrefix(path, wp) {
+				return "", false, false, false // a write above
+			}
+		case hasPrefix(wp, path):
+			return "", false, false, false // a write below
+		}
+	}
+	if o.root.op != nil && compareWrites(o.root, w) >= 0 {
+		return "", false, false, true // superseded on arrival
+	}
+	if same >= 0 {
+		old := o.paths[same].w()
+		if compareWrites(old, w) >= 0 {
+			return "", false, false, true // superseded on arrival (or a duplicate)
+		}
+		before = old.target().value
+		release(old)
+		// Removed from its place and w appended, as apply's filter and append leave them.
+		n := len(o.paths)
+		copy(o.paths[same:], o.paths[same+1:])
+		o.paths[n-1] = keep(w)
+	} else {
+		var found bool
+		if before, found = lookup(o.rootValue(), path); !found {
+			before = ""
+		}
+		if o.paths == nil {
+			o.paths = make([]pathWrite, 0, 4) // as apply makes it
+		}
+		o.paths = append(o.paths, keep(w))
+	}
+	w.op.live++
+	return before, before != "", true, true
+}
+
 // covered reports whether the path write w (at path) would be superseded on arrival: the
 // root or a kept write at or above path is newer (or is w itself).
 func (o *object) covered(w write, path []string) bool {
