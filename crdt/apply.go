@@ -23,6 +23,11 @@ func (r *Replica) ingest(ops []*op) ([]Change, bool, error) {
 		return nil, false, hlcError(err)
 	}
 	r.commitPending()
+	if len(ops) == 1 && ops[0].verb != VerbBatch {
+		// One operation (a peer's live edit): ingestOne's insertion tells a duplicate.
+		changes, gap := r.ingestOne(ops[0], pt)
+		return changes, gap, nil
+	}
 	fresh := ops
 	for i, o := range ops {
 		if r.log.has(o.ts) { // copy only when there is a duplicate to leave out
@@ -34,10 +39,6 @@ func (r *Replica) ingest(ops []*op) ([]Change, bool, error) {
 			}
 			break
 		}
-	}
-	if len(ops) == 1 && len(fresh) == 1 && fresh[0].verb != VerbBatch {
-		changes, gap := r.ingestOne(fresh[0], pt)
-		return changes, gap, nil
 	}
 	t := r.track(r.changeBuf)
 	t.watch(fresh)
@@ -66,9 +67,9 @@ func (r *Replica) ingest(ops []*op) ([]Change, bool, error) {
 	return t.changes(), gap, nil
 }
 
-// ingestOne is ingest for one new operation that is not a batch (a live edit of a peer,
-// the usual message), without the tracker: the one place it can change is read before
-// and after — or not at all when the operation is superseded on arrival.
+// ingestOne is ingest for one operation that is not a batch (a live edit of a peer, the
+// usual message), without the tracker: the one place it can change is read before and
+// after — or not at all when the operation is a duplicate or superseded on arrival.
 func (r *Replica) ingestOne(o *op, pt int64) ([]Change, bool) {
 	gap := o.seq > 0 && r.vec.add(o.ts.Peer, o.seq)
 	if !r.log.insert(o) {
