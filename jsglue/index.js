@@ -227,7 +227,7 @@ class Bridge {
     if (this.u8.length === 0) this.refresh();
     const ok = r >= 0;
     if (!ok) r = -r - 1;
-    const p = this.ex.mapcrdt_out();
+    const p = this.u32[this.lens + 18]; // the result's address (outWord in wasm/main_wasm.go)
     if (ok && bytes) return this.u8.slice(p, p + r);
     const text = decode(this.u8, p, r);
     if (!ok) throw errorFrom(text);

@@ -30,9 +30,10 @@
 //     Go and reused), writes the arguments one after another (TextEncoder.encodeInto) and their
 //     byte lengths into the uint32 array at mapcrdt_lens(), then calls
 //     mapcrdt_call(method, handle, flags, nargs, now). The result is a length: n ≥ 0 means
-//     success, -n-1 an error; the bytes are at mapcrdt_out(). The glue must re-read
-//     memory.buffer after every call, since the memory may grow. About 6 ns per call plus
-//     the copying.
+//     success, -n-1 an error; the bytes are at mapcrdt_out(), an address the call also
+//     writes into the uint32 array (lens[18]: the glue reads it there instead of calling
+//     again). The memory may grow during a call: the glue then makes its views of
+//     memory.buffer again. About 6 ns per call plus the copying.
 //
 // A wasmexport function must never block and must never call into JavaScript (that
 // corrupts the Go runtime, see ../shared/PLATFORM.md): which is why the wall clock comes in

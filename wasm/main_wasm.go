@@ -35,6 +35,10 @@ const gcFlag = maxArgs
 // number of objects its table of changes' objects holds (Call.Objects), for either bridge.
 const objectsWord = maxArgs + 1
 
+// outWord is the index in lens of the word a call sets to the address of its result
+// (exportOut's), read by the glue instead of a second call.
+const outWord = maxArgs + 2
+
 var (
 	host = NewHost()
 
@@ -43,7 +47,7 @@ var (
 	// Go heap does not move, and these globals keep the buffers alive between calls.
 	inBuf  = make([]byte, 64<<10)
 	outBuf = make([]byte, 0, 64<<10)
-	lens   [maxArgs + 2]uint32 // argument lengths, then gcFlag and objectsWord
+	lens   [maxArgs + 3]uint32 // argument lengths, then gcFlag, objectsWord and outWord
 	argv   [maxArgs][]byte
 	call   Call // the call being run (a global: a local would escape to the heap)
 )
@@ -128,8 +132,8 @@ func exportIn(n uint32) uint32 {
 }
 
 // exportLens returns the address of the argument lengths (uint32 × maxArgs), followed by
-// the collector flag (uint32, see writeBarrier) and the objects word (uint32, see
-// objectsWord). It never changes.
+// the collector flag (uint32, see writeBarrier), the objects word (uint32, see objectsWord)
+// and the result's address (uint32, see outWord). It never changes.
 //
 //go:wasmexport mapcrdt_lens
 func exportLens() uint32 { return addr((*byte)(unsafe.Pointer(&lens[0]))) }
@@ -140,7 +144,8 @@ func exportLens() uint32 { return addr((*byte)(unsafe.Pointer(&lens[0]))) }
 func exportOut() uint32 { return addr(unsafe.SliceData(outBuf[:cap(outBuf)])) }
 
 // exportCall runs one call whose nargs arguments are in the input buffer, one after
-// another, their lengths in lens. It returns the length n of the result at exportOut():
+// another, their lengths in lens. It returns the length n of the result at exportOut(),
+// also written to lens[outWord]:
 // n ≥ 0 for a result, -n-1 for an error (JSON).
 //
 //go:wasmexport mapcrdt_call
@@ -150,6 +155,7 @@ func exportCall(method, handle, flags, nargs uint32, now float64) (n int32) {
 			outBuf = appendError(outBuf[:0], &callError{code: "internal", msg: panicText(p)})
 			n = -int32(len(outBuf)) - 1
 			host.now = 0
+			lens[outWord] = exportOut()
 		}
 	}()
 	if cap(outBuf) > keptBuffer {
@@ -165,6 +171,7 @@ func exportCall(method, handle, flags, nargs uint32, now float64) (n int32) {
 	out, ok := host.call(outBuf[:0], c) // recovered above
 	clear(argv[:nargs])
 	outBuf = out
+	lens[outWord] = exportOut()
 	lens[gcFlag] = 0
 	if writeBarrier.enabled {
 		lens[gcFlag] = 1

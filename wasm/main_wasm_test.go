@@ -39,8 +39,8 @@ func exportRun(t *testing.T, m Method, handle uint32, a ...string) (string, bool
 	if !ok {
 		n = -n - 1
 	}
-	if exportOut() != addr(unsafe.SliceData(outBuf[:cap(outBuf)])) {
-		t.Fatal("exportOut is not the output buffer")
+	if exportOut() != addr(unsafe.SliceData(outBuf[:cap(outBuf)])) || lens[outWord] != exportOut() {
+		t.Fatal("exportOut or lens[outWord] is not the output buffer")
 	}
 	return string(outBuf[:n]), ok
 }
@@ -106,6 +106,10 @@ func TestExportPanics(t *testing.T) {
 		if n >= 0 {
 			t.Fatalf("a broken call succeeded: %q", outBuf[:n])
 		}
+		if lens[outWord] != exportOut() {
+			t.Fatal("a broken call's lens[outWord] is not the output buffer")
+		}
+		lens[outWord] = 0 // the next broken call must set it again
 		var e struct{ Code, Message string }
 		if err := json.Unmarshal(outBuf[:-n-1], &e); err != nil || e.Code != "internal" || !strings.Contains(e.Message, "panic") {
 			t.Fatalf("broken call: %q (%v)", outBuf[:-n-1], err)
