@@ -293,7 +293,11 @@ func (r *Replica) flush(send func(o *op)) {
 	if len(dropped) > 0 {
 		r.log.remove(func(x *op) bool { return dropped[x] })
 	}
-	clear(r.outbox)
+	if len(r.outbox) == 1 {
+		r.outbox[0] = nil // the usual flush, without clear's calls of the runtime (wasm)
+	} else {
+		clear(r.outbox)
+	}
 	r.outbox = r.outbox[:0]
 }
 

@@ -161,7 +161,15 @@ func (c *Call) changeBuf() []crdt.Change {
 
 // keep gives the buffer back after the changes were written out.
 func (c *Call) keep(used []crdt.Change) {
-	clear(used) // the buffer must not keep a replica's values alive
+	// The buffer must not keep a replica's values alive. (One change, the usual, without
+	// clear's calls of the runtime.)
+	switch len(used) {
+	case 0:
+	case 1:
+		used[0] = crdt.Change{}
+	default:
+		clear(used)
+	}
 	if c.changes != nil && cap(used) <= 1024 && cap(used) > cap(*c.changes) {
 		*c.changes = used[:0]
 	}

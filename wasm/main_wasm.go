@@ -169,7 +169,9 @@ func exportCall(method, handle, flags, nargs uint32, now float64) (n int32) {
 		off += lens[i]
 	}
 	out, ok := host.call(outBuf[:0], c) // recovered above
-	clear(argv[:nargs])
+	for i := uint32(0); i < nargs; i++ { // not clear: its runtime calls cost more (wasm)
+		argv[i] = nil
+	}
 	outBuf = out
 	lens[outWord] = exportOut()
 	lens[gcFlag] = 0
