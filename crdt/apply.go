@@ -104,7 +104,7 @@ var generalOnly bool
 // them three times. It does what they do (TestSetPathIsTheGeneralWay). done false: the case
 // is not its own, and nothing was done.
 func (r *Replica) setPath(o *op) (changes []Change, done bool) {
-	before, present, kept, ok := o.obj.setAt(write{op: o}, o.path)
+	before, present, kept, ok := o.obj.setAt(write{op: o}, o.path, true)
 	if !ok || !kept {
 		return nil, ok
 	}
@@ -155,6 +155,11 @@ func (r *Replica) changeAt(s spot, sub *op, out []Change) []Change {
 
 func (r *Replica) applyOp(o *op) {
 	if o.verb != VerbBatch { // the usual case, without a closure call
+		if o.verb == VerbUpdate && o.value != "" && !generalOnly {
+			if _, _, _, ok := o.obj.setAt(write{op: o}, o.path, false); ok {
+				return // a set with no kept write above or below: one reading
+			}
+		}
 		o.obj.apply(write{op: o})
 		return
 	}
@@ -320,7 +325,7 @@ func (r *Replica) commitLocal(sub *op, old oldValue) ([]Change, write) {
 	w := write{op: top, sub: idx}
 	if sub.verb == VerbUpdate && sub.value != "" && len(s.path) == len(sub.path) && !generalOnly {
 		// A set at its own place: as setPath does for a received one.
-		if _, _, kept, ok := sub.obj.setAt(w, sub.path); ok {
+		if _, _, kept, ok := sub.obj.setAt(w, sub.path, false); ok {
 			if c, changed := r.dec.change(s, sub.value, true); kept && changed {
 				return append(r.changeBuf[:0], c), w
 			}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/mapcrdt/mapcrdt/hlc"
@@ -152,5 +153,26 @@ func TestSetPathIsTheGeneralWay(t *testing.T) {
 			}
 		}
 		same(seed, fast, general)
+		// A catch-up: one response holding every operation (ingest's general path, whose
+		// applyOp takes setAt too), in both encodings.
+		for _, compact := range []bool{true, false} {
+			joinF, joinG := newTestReplica(t, "dst-j", wall), newTestReplica(t, "dst-j", wall)
+			req := joinF.SyncRequest(fast.peer)
+			if !compact {
+				req = []byte(strings.Replace(string(req), `"vector"`, `"ignored"`, 1)) // uMap's request
+			}
+			res, err := fast.Receive(req)
+			if err != nil || len(res.Replies) != 1 {
+				t.Fatalf("seed %d: the holder answers %v %q", seed, err, res.Replies)
+			}
+			rf, errF := joinF.Receive(res.Replies[0])
+			generalOnly = true
+			rg, errG := joinG.Receive(res.Replies[0])
+			generalOnly = false
+			if errF != nil || errG != nil || fmt.Sprint(rf.Changes) != fmt.Sprint(rg.Changes) {
+				t.Fatalf("seed %d, catch-up:\nsetAt   %v %v\ngeneral %v %v", seed, rf.Changes, errF, rg.Changes, errG)
+			}
+			same(seed, joinF, joinG)
+		}
 	}
 }

@@ -149,11 +149,12 @@ func (o *object) apply(w write) bool {
 	return true
 }
 
-// setAt is apply for a set w at path (and, before it, valueAt(path)) on an alive object
-// that keeps no write strictly above or below path: one reading of the kept writes. ok
-// false: the object is not so (nothing done, nothing read). Otherwise kept is what apply
-// would return, and before and present what valueAt(path) gave before w.
-func (o *object) setAt(w write, path []string) (before string, present, kept, ok bool) {
+// setAt is apply for a set w at path (and, before it, valueAt(path) if read is true) on an
+// alive object that keeps no write strictly above or below path: one reading of the kept
+// writes. ok false: the object is not so (nothing done, nothing read). Otherwise kept is
+// what apply would return, and before and present what valueAt(path) gave before w (when
+// read; a kept write's value is at hand, the root's is looked up).
+func (o *object) setAt(w write, path []string, read bool) (before string, present, kept, ok bool) {
 	if !o.alive() {
 		return "", false, false, false
 	}
@@ -187,9 +188,11 @@ func (o *object) setAt(w write, path []string) (before string, present, kept, ok
 		copy(o.paths[same:], o.paths[same+1:])
 		o.paths[n-1] = keep(w)
 	} else {
-		var found bool
-		if before, found = lookup(o.rootValue(), path); !found {
-			before = ""
+		if read {
+			var found bool
+			if before, found = lookup(o.rootValue(), path); !found {
+				before = ""
+			}
 		}
 		if o.paths == nil {
 			o.paths = make([]pathWrite, 0, 4) // as apply makes it
