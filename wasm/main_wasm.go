@@ -168,7 +168,7 @@ func exportCall(method, handle, flags, nargs uint32, now float64) (n int32) {
 		c.Args[i] = inBuf[off : off+lens[i]]
 		off += lens[i]
 	}
-	out, ok := host.call(outBuf[:0], c) // recovered above
+	out, ok := host.call(outBuf[:0], c)  // recovered above
 	for i := uint32(0); i < nargs; i++ { // not clear: its runtime calls cost more (wasm)
 		argv[i] = nil
 	}
