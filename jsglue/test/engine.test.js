@@ -715,6 +715,20 @@ test("texts of any size and script cross the bridge whole", async () => {
   b.close();
 });
 
+test("string values are written as JSON.stringify writes them, quoted as they are when plain", async () => {
+  const e = await createEngine({ peerId: "strings" });
+  const strings = ["", "v12-34", " ", "~", "a".repeat(63), "a".repeat(64), "b".repeat(200), 'say "hi"', "back\\slash",
+    "tab\there", "\u001f", "\u007f", "caf\u00e9", "\u2028", "emoji \ud83d\uddfa", "lone \ud800", "new\nline"];
+  for (const [i, s] of strings.entries()) {
+    e.update("feature", meta("s" + i), "properties.name", s);
+    const [msg] = e.flush();
+    assert.equal(JSON.parse(msg).value, s, `value ${JSON.stringify(s)}`);
+    assert.equal(e.get("feature", meta("s" + i), "properties.name"), s);
+    if (/^[\x20-\x7e]*$/.test(s) && !/["\\]/.test(s)) assert.ok(msg.includes(`"value":"${s}"`), msg);
+  }
+  e.close();
+});
+
 test("a large argument costs Go its size in bytes, not three bytes per character", async () => {
   const a = await createEngine({ peerId: "a" });
   const raw = await _rawBridge();
