@@ -1,7 +1,6 @@
 package crdt
 
 import (
-	"maps"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -487,9 +486,9 @@ func (s *ownSeqs) setOrigin(origin string) {
 
 // vector returns every origin's seq (a new map).
 func (s *ownSeqs) vector() VersionVector {
-	v := maps.Clone(VersionVector(s.others))
-	if v == nil {
-		v = VersionVector{}
+	v := make(VersionVector, len(s.others)+1)
+	for p, n := range s.others { // not maps.Clone: it brings 4.5 KB of the runtime's into the .wasm
+		v[p] = n
 	}
 	if s.has {
 		v[s.origin] = s.cur
