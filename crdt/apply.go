@@ -189,8 +189,11 @@ type Edit struct {
 
 // Apply makes one local edit: stamps it, applies it, queues its message in the outbox and
 // records its undo step. It returns the visible changes (for onChange listeners).
+//
+// Like Receive's, the changes of successive calls are cut from one block.
 func (r *Replica) Apply(e Edit) ([]Change, error) {
-	return r.ApplyAppend(nil, e)
+	changes, err := r.ApplyAppend(r.chunk(), e)
+	return r.cut(changes), err
 }
 
 // ApplyAppend is Apply appending the changes to changes[:0]: a caller making many edits

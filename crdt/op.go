@@ -395,6 +395,19 @@ func (d *decoder) elemMembers(s string) []member {
 }
 
 // peer returns the interned copy of id.
+// knownPeerTS parses a clock's text that ends in ':' and the id of the peer named last
+// (d.lastPeer, checked when first met): its bytes are compared, not checked again, and only
+// the numbers are read. ok false: another text, which Parse reads.
+func (d *decoder) knownPeerTS(text string) (hlc.Timestamp, bool) {
+	p := d.lastPeer
+	n := len(text) - len(p) - 1
+	if p == "" || n < 3 || text[n] != ':' || !textEqual(text[n+1:], p) {
+		return hlc.Timestamp{}, false
+	}
+	wall, counter, ok := hlc.ParseWallCounter(text[:n])
+	return hlc.Timestamp{Wall: wall, Counter: counter, Peer: p}, ok
+}
+
 func (d *decoder) peer(id string) string {
 	if textEqual(id, d.lastPeer) { // messages come in runs from one peer: no hashing of the id
 		return d.lastPeer
@@ -625,12 +638,16 @@ func (d *decoder) build(f *opFields, top bool) (*op, error) {
 		if !f.hasHLC {
 			return nil, newError(ErrBadHLC, "operation without an hlc")
 		}
-		ts, err := hlc.Parse(f.hlcText)
-		if err != nil {
-			return nil, hlcError(err)
+		if ts, ok := d.knownPeerTS(f.hlcText); ok {
+			o.ts = ts
+		} else {
+			ts, err := hlc.Parse(f.hlcText)
+			if err != nil {
+				return nil, hlcError(err)
+			}
+			ts.Peer = d.peer(ts.Peer)
+			o.ts = ts
 		}
-		ts.Peer = d.peer(ts.Peer)
-		o.ts = ts
 	} else {
 		if f.hasHLC {
 			return nil, newError(ErrBadMessage, "a batch's sub-operation carries its own hlc")

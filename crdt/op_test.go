@@ -991,3 +991,38 @@ func TestFlatValuesIsMemberValues(t *testing.T) {
 		t.Fatalf("flatValues took %d texts and declined %d: the generator misses a side", taken, declined)
 	}
 }
+
+// TestKnownPeerTSIsParse: the clock texts of the peer named last are read by comparing its
+// id and reading the numbers only; on texts built to confuse that (other ids, ids inside
+// ids, colons in ids, bad numbers), whatever knownPeerTS takes, Parse reads the same.
+func TestKnownPeerTSIsParse(t *testing.T) {
+	peers := []string{"p", "peer-1", "a:b", "7d3c6d0e-55aa-4c1e-9b0e-3f1d2c4b5a69", "~x"}
+	numbers := []string{"0:0", "1727193549:42", "01:2", "1:", ":1", "1:2:3", "9007199254740992:1", "5:2147483648", "", "1"}
+	taken := 0
+	for _, last := range peers {
+		var d decoder
+		d.peers = map[string]string{last: last}
+		d.lastPeer = last
+		for _, num := range numbers {
+			for _, id := range append(peers, "xp", "1:2:p", "b", "a:b:c") {
+				for _, text := range []string{num + ":" + id, num + id} {
+					got, ok := d.knownPeerTS(text)
+					if !ok {
+						continue
+					}
+					taken++
+					want, err := hlc.Parse(text)
+					if err != nil || got != want {
+						t.Fatalf("last %q, %q: knownPeerTS %v, Parse %v %v", last, text, got, want, err)
+					}
+					if unsafe.StringData(got.Peer) != unsafe.StringData(last) {
+						t.Fatalf("%q: the peer is not the interned one", text)
+					}
+				}
+			}
+		}
+	}
+	if taken < 10 {
+		t.Fatalf("only %d texts taken", taken)
+	}
+}

@@ -27,17 +27,31 @@ type Result struct {
 // The changes of successive calls are cut from one allocation (16 of them): a kept Result
 // keeps that block, and appending to its Changes copies them.
 func (r *Replica) Receive(msg []byte) (Result, error) {
+	r.changeBuf = r.chunk()
+	res, err := r.receive(msg)
+	r.changeBuf = nil
+	res.Changes = r.cut(res.Changes)
+	return res, err
+}
+
+// chunk returns the room left in the block the changes of Receive and Apply are cut from
+// (empty, a new block when none is left).
+func (r *Replica) chunk() []Change {
 	if cap(r.changeChunk) == 0 {
 		r.changeChunk = make([]Change, 0, 16)
 	}
-	r.changeBuf = r.changeChunk
-	res, err := r.receive(msg)
-	r.changeBuf = nil
-	if n := len(res.Changes); n > 0 && unsafe.SliceData(res.Changes) == unsafe.SliceData(r.changeChunk) {
-		res.Changes = res.Changes[:n:n]
+	return r.changeChunk
+}
+
+// cut gives changes, written into chunk() (or elsewhere, when they did not fit), to the
+// caller: its capacity cut to its length, so that an append copies, and the block's room
+// past it left for the next call.
+func (r *Replica) cut(changes []Change) []Change {
+	if n := len(changes); n > 0 && unsafe.SliceData(changes) == unsafe.SliceData(r.changeChunk) {
+		changes = changes[:n:n]
 		r.changeChunk = r.changeChunk[n:n]
 	}
-	return res, err
+	return changes
 }
 
 // ReceiveAppend is Receive appending the changes to changes[:0] (Result.Changes): a caller

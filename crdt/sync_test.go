@@ -945,12 +945,12 @@ func scramble(t testing.TB, msg []byte) []byte {
 	return out
 }
 
-// TestReceiveResultsAreTheCallers: the changes of successive Receive calls share a block
-// (Receive) but no slot: every result keeps its changes through 40 later calls (the block
+// TestReceiveResultsAreTheCallers: the changes of successive Receive and Apply calls share
+// a block (Receive) but no slot: every result keeps its changes through 40 later calls (the block
 // runs out on the way), and what a caller appends to one stays, written over by no call.
 func TestReceiveResultsAreTheCallers(t *testing.T) {
 	r := newTestReplica(t, fuzzPeerA, fuzzWall())
-	var kept, grown [][]Change
+	var kept, grown, applied [][]Change
 	for i := range 40 {
 		msg := `{"kind":"OperationMessage","verb":"update","subject":"feature","metadata":{"id":"f` + strconv.Itoa(i%7) +
 			`","layerId":"L"},"key":"properties.n","value":` + strconv.Itoa(i) + `,"hlc":"` + stamp(20_000, uint32(i), "bob") + `","seq":` + strconv.Itoa(i+1) + `}`
@@ -959,8 +959,19 @@ func TestReceiveResultsAreTheCallers(t *testing.T) {
 			t.Fatalf("%d: %v %v", i, err, res.Changes)
 		}
 		kept = append(kept, res.Changes)
+		// Apply cuts its changes from the same block.
+		local, err := r.Update("feature", `{"id":"g`+strconv.Itoa(i)+`","layerId":"L"}`, "properties.n", strconv.Itoa(i))
+		if err != nil || len(local) != 1 {
+			t.Fatalf("%d: %v %v", i, err, local)
+		}
+		applied = append(applied, local)
 		if i%3 == 0 { // the caller appends to its result
 			grown = append(grown, append(res.Changes, Change{Kind: Set, Key: "mine"}))
+		}
+	}
+	for i, cs := range applied {
+		if len(cs) != 1 || cs[0].Value != strconv.Itoa(i) || cs[0].Metadata != `{"id":"g`+strconv.Itoa(i)+`","layerId":"L"}` {
+			t.Fatalf("local result %d now holds %+v", i, cs)
 		}
 	}
 	for i, cs := range grown {

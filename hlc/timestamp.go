@@ -169,6 +169,19 @@ func Parse(s string) (Timestamp, error) {
 	return parseSlow(s)
 }
 
+// ParseWallCounter reads the "walltime:counter" text that starts a timestamp's, by Parse's
+// rules, for a caller that has checked the peer id after it itself (a receiver that knows
+// the id of the peer whose messages it is reading: the id's bytes compared, not checked
+// again). ok is false for any text Parse would not take the two numbers from.
+func ParseWallCounter(s string) (wall int64, counter uint32, ok bool) {
+	w, i, ok := decimalField(s, 0, MaxWall)
+	if !ok {
+		return 0, 0, false
+	}
+	c, ok := parseDecimal(s[i+1:], MaxCounter)
+	return int64(w), uint32(c), ok
+}
+
 // decimalField reads the decimal integer that starts at s[i] and ends at the next ':', by
 // parseDecimal's rules, and returns it with the index of that colon.
 func decimalField(s string, i int, max uint64) (n uint64, colon int, ok bool) {

@@ -366,3 +366,32 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestParseWallCounterIsParse: on texts made of the pieces a timestamp's numbers can go
+// wrong with (leading zeros, too many digits, limits, signs, spaces, colons), followed by
+// a valid peer id, ParseWallCounter takes the numbers exactly when Parse takes the whole
+// (with one colon between them), and reads the same.
+func TestParseWallCounterIsParse(t *testing.T) {
+	pieces := []string{"0", "1", "00", "01", "9", "42", "1727193549", "9007199254740991", "9007199254740992",
+		"2147483647", "2147483648", "4294967296", "12345678901234567", "-1", "+1", " 1", "1 ", "", "a", ":", "1:2", "٣"}
+	n := 0
+	for _, w := range pieces {
+		for _, c := range pieces {
+			prefix := w + ":" + c
+			want, err := hlc.Parse(prefix + ":peer-1")
+			wall, counter, ok := hlc.ParseWallCounter(prefix)
+			// Parse splits at the first two colons (a peer id may hold more): with a third
+			// one in the numbers' text the two read other fields, and ParseWallCounter refuses.
+			if ok && (err != nil || wall != want.Wall || counter != want.Counter) ||
+				!ok && strings.Count(prefix, ":") == 1 && err == nil {
+				t.Fatalf("%q: ParseWallCounter %d %d %v, Parse %v %v", prefix, wall, counter, ok, want, err)
+			}
+			if ok {
+				n++
+			}
+		}
+	}
+	if n < 20 {
+		t.Fatalf("only %d good texts", n)
+	}
+}
