@@ -25,6 +25,14 @@ func (d *decoder) fastOp(s string) (o *op, sender string, ok bool, err error) {
 	}
 	p := jparser{s: s, i: 1, maxDepth: d.lim.wireDepth(), stack: d.top[:0], arena: d.arena[:0]}
 	var f opFields
+	if len(s) > 8 && s[2] == 'h' && s[1] == '"' { // (uMap's messages start otherwise: no attempt)
+		if sender, ok := canonicalOp(s, &p, &f); ok {
+			return d.fastBuilt(&p, &f, sender)
+		}
+		// Not in mapcrdt's own layout after all: read again, member by member.
+		p = jparser{s: s, i: 1, maxDepth: d.lim.wireDepth(), stack: d.top[:0], arena: d.arena[:0]}
+		f = opFields{}
+	}
 	hasKind := false
 	for {
 		i := p.i
@@ -105,14 +113,111 @@ func (d *decoder) fastOp(s string) (o *op, sender string, ok bool, err error) {
 		}
 		break
 	}
+	return d.fastBuilt(&p, &f, sender)
+}
+
+// fastBuilt keeps the parser's grown buffers for the next message and builds the
+// operation of the fields the fast path read.
+func (d *decoder) fastBuilt(p *jparser, f *opFields, sender string) (*op, string, bool, error) {
 	if cap(p.stack) > cap(d.top) {
 		d.top = p.stack[:0]
 	}
 	if cap(p.arena) <= 1<<20 {
 		d.arena = p.arena[:0]
 	}
-	o, err = d.build(&f, true)
+	o, err := d.build(f, true)
 	return o, sender, true, err
+}
+
+// canonicalOp reads the fields of an OperationMessage written the way a mapcrdt peer writes
+// one (appendOpWith): compact, its members in name order — hlc, key, kind, metadata,
+// sender, seq, subject, value, verb, with key, seq and value optional. The names and the
+// constant text between the fields are compared, not looked up one member at a time; each
+// field is read as fastOp's loop reads it, so that what it takes gives the same fields
+// (FuzzFastOp). ok false: the text is not so laid out; f and p then hold a partial reading
+// the caller discards.
+func canonicalOp(s string, p *jparser, f *opFields) (sender string, ok bool) {
+	const (
+		open     = canonicalOpen
+		key      = `,"key":`
+		kindMeta = `,"kind":"OperationMessage","metadata":`
+		from     = `,"sender":`
+		seq      = `,"seq":`
+		subject  = `,"subject":`
+		value    = `,"value":`
+		verb     = `,"verb":`
+	)
+	if !literalAt(s, 0, open) {
+		return "", false
+	}
+	i := len(open)
+	if f.hlcText, i = plainString(s, i); i < 0 {
+		return "", false
+	}
+	f.hasHLC = true
+	if literalAt(s, i, key) {
+		if f.key, i = plainString(s, i+len(key)); i < 0 {
+			return "", false
+		}
+		f.hasKey = true
+	}
+	if !literalAt(s, i, kindMeta) {
+		return "", false
+	}
+	if f.meta, i = flatObject(s, i+len(kindMeta), &p.arena); i < 0 {
+		return "", false
+	}
+	f.hasMeta = true
+	if !literalAt(s, i, from) {
+		return "", false
+	}
+	start := i + len(from)
+	if _, i = plainString(s, start); i < 0 {
+		return "", false
+	}
+	sender = s[start:i]
+	if literalAt(s, i, seq) {
+		start := i + len(seq)
+		for i = start; i < len(s) && s[i]-'0' <= 9; i++ {
+		}
+		n, good := parseSeq(s[start:i])
+		if !good {
+			return "", false
+		}
+		f.seq = n
+	}
+	if !literalAt(s, i, subject) {
+		return "", false
+	}
+	if f.subject, i = plainString(s, i+len(subject)); i < 0 {
+		return "", false
+	}
+	f.hasSubject = true
+	if literalAt(s, i, value) {
+		p.i = i + len(value)
+		if f.value = p.valueString(1); p.err != nil {
+			return "", false
+		}
+		i = p.i
+		f.hasValue = true
+	}
+	if !literalAt(s, i, verb) {
+		return "", false
+	}
+	if f.verb, i = plainString(s, i+len(verb)); i < 0 {
+		return "", false
+	}
+	f.hasVerb = true
+	return sender, i == len(s)-1 && s[i] == '}'
+}
+
+// canonicalOpen is how a message in mapcrdt's own layout starts (canonicalOp).
+const canonicalOpen = `{"hlc":`
+
+// literalAt reports whether s holds lit at i, comparing eight bytes at a time (textEqual):
+// a comparison of strings is a byte loop in wasm.
+func literalAt(s string, i int, lit string) bool {
+	return i >= 0 && len(s)-i >= len(lit) && textEqual(s[i:i+len(lit)], lit)
 }
 
 // plainString reads the JSON string at s[i] if it holds only printable ASCII without an

@@ -114,6 +114,46 @@ func fastSeeds() []string {
 	}
 }
 
+// canonicalSeeds are messages in mapcrdt's own layout (canonicalOp), and near misses of it.
+func canonicalSeeds() []string {
+	h := stamp(1, 0, "bob")
+	meta := `{"featureType":"marker","id":"f1","layerId":"L1"}`
+	msg := func(key, metadata, seq, value, verb string) string {
+		s := `{"hlc":"` + h + `"`
+		if key != "" {
+			s += `,"key":` + key
+		}
+		s += `,"kind":"OperationMessage","metadata":` + metadata + `,"sender":"bob"`
+		if seq != "" {
+			s += `,"seq":` + seq
+		}
+		s += `,"subject":"feature"`
+		if value != "" {
+			s += `,"value":` + value
+		}
+		return s + `,"verb":"` + verb + `"}`
+	}
+	return []string{
+		msg(`"properties.name"`, meta, "1", `"x"`, "update"),
+		msg(`"geometry"`, meta, "2", `{"coordinates":[1.5,2],"type":"Point"}`, "update"),
+		msg(`"properties.name"`, meta, "", `"x"`, "update"),                          // no seq
+		msg(`"properties.name"`, meta, "3", "", "update"),                            // an unset
+		msg("", meta, "4", `{"properties":{"name":"a"},"type":"Feature"}`, "upsert"), // no key
+		msg("", meta, "5", "", "delete"),
+		msg(`"properties.name"`, `{"id":"f1","layerId":"L1","featureType":"marker"}`, "1", `"x"`, "update"), // metadata not sorted
+		msg(`"a\\.b"`, meta, "1", `1`, "update"),                                                            // an escape in the key
+		msg(`"properties.name"`, meta, "01", `"x"`, "update"),                                               // a bad seq
+		msg(`"properties.name"`, meta, "1", `{"b":1,"a":2}`, "update"),                                      // a value to sort
+		msg(`"properties.name"`, meta, "1", `tru`, "update"),                                                // a bad value
+		msg(`"properties.name"`, meta, "1", `"x"`, "merge"),                                                 // an unknown verb
+		msg(`"properties.name"`, `{"id":1}`, "1", `"x"`, "update"),                                          // metadata not flat
+		msg(`"properties.name"`, meta, "1", `"x"`, "update") + " ",                                          // a space after
+		strings.Replace(msg(`"k"`, meta, "1", `1`, "update"), `"sender":"bob"`, `"sender":"bob","x":1`, 1),  // a member between
+		strings.Replace(msg(`"k"`, meta, "1", `1`, "update"), `"OperationMessage"`, `"PeerMessage"`, 1),
+		strings.Replace(msg(`"k"`, meta, "1", `1`, "update"), `"hlc":"`+h, `"hlc":"1:2`, 1), // a bad clock
+	}
+}
+
 func TestFastOpDecodesAsTheParser(t *testing.T) {
 	var msgs [][]byte
 	for _, s := range fastSeeds() {
@@ -122,6 +162,20 @@ func TestFastOpDecodesAsTheParser(t *testing.T) {
 	taken := decodeBoth(t, msgs)
 	if taken != 16 { // the seeds that are compact, flat and of known members, good or bad
 		t.Fatalf("the fast path took %d of the %d messages, want 16", taken, len(msgs))
+	}
+	// mapcrdt's own layout, and near misses of it.
+	msgs = msgs[:0]
+	laidOut := 0
+	for _, s := range canonicalSeeds() {
+		msgs = append(msgs, []byte(s))
+		var f opFields
+		p := jparser{s: s, maxDepth: 64}
+		if _, ok := canonicalOp(s, &p, &f); ok {
+			laidOut++
+		}
+	}
+	if taken := decodeBoth(t, msgs); taken != 10 || laidOut != 10 {
+		t.Fatalf("of %d messages, the fast path took %d (want 10), canonicalOp %d (want 10)", len(msgs), taken, laidOut)
 	}
 	// What peers send: uMap's member order (the benchmark's messages) and mapcrdt's own.
 	wall := fuzzWall()
@@ -144,7 +198,14 @@ func TestFastOpDecodesAsTheParser(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		msgs = append(msgs, src.Flush()...)
+		for _, m := range src.Flush() {
+			var f opFields
+			p := jparser{s: string(m), maxDepth: 64}
+			if _, ok := canonicalOp(string(m), &p, &f); !ok {
+				t.Fatalf("canonicalOp does not take what mapcrdt writes: %s", m)
+			}
+			msgs = append(msgs, m)
+		}
 	}
 	if taken := decodeBoth(t, msgs); taken != len(msgs) {
 		t.Fatalf("the fast path took %d of %d messages as peers write them", taken, len(msgs))
@@ -154,7 +215,7 @@ func TestFastOpDecodesAsTheParser(t *testing.T) {
 // FuzzFastOp: any message (or several, one a line) decodes through the fast path exactly as
 // through the general parser, or is left to it.
 func FuzzFastOp(f *testing.F) {
-	for _, s := range fastSeeds() {
+	for _, s := range append(fastSeeds(), canonicalSeeds()...) {
 		f.Add([]byte(s))
 	}
 	addOpSeeds(f)
