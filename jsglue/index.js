@@ -176,6 +176,15 @@ class Bridge {
     this.buf = this.memory.buffer;
     this.u8 = new Uint8Array(this.buf);
     this.u32 = new Uint32Array(this.buf);
+    this.inView = this.u8.subarray(this.inPtr, this.inPtr + this.inCap);
+  }
+
+  /** Sets the input buffer Go gave (address, size) and the views of it. */
+  setIn(ptr, cap) {
+    this.inPtr = ptr;
+    this.inCap = cap;
+    if (this.u8.length === 0) this.refresh(); // mapcrdt_in may have grown the memory
+    else this.inView = this.u8.subarray(ptr, ptr + cap);
   }
 
   alive() {
@@ -221,8 +230,7 @@ class Bridge {
     }
     if (this.inCap > 256 << 10) {
       // Give a large input buffer back (Go replaces it by a small one).
-      this.inPtr = this.ex.mapcrdt_in(0);
-      this.inCap = 64 << 10;
+      this.setIn(this.ex.mapcrdt_in(0), 64 << 10);
     }
     if (this.u8.length === 0) this.refresh();
     const ok = r >= 0;
@@ -255,7 +263,10 @@ class Bridge {
             w += encoder.encodeInto(w === 0 ? a : a.slice(w), u8.subarray(off + w, this.inPtr + this.inCap)).written;
           }
         } else {
-          w = encoder.encodeInto(a, u8.subarray(off, this.inPtr + this.inCap)).written;
+          // The first argument (a message, say) goes into a view kept of the input buffer: a
+          // view made for each call cost ~22 ns.
+          const to = off === this.inPtr ? this.inView : u8.subarray(off, this.inPtr + this.inCap);
+          w = encoder.encodeInto(a, to).written;
         }
       } else {
         u8.set(a, off);
@@ -279,9 +290,7 @@ class Bridge {
     for (const a of args) units += typeof a === "string" ? a.length : a.byteLength;
     let size = Math.max(units + (units >>> 4), this.inCap); // Go keeps at least inCap
     for (let pass = 0; ; pass++) {
-      this.inPtr = this.ex.mapcrdt_in(size);
-      this.inCap = size;
-      if (this.u8.length === 0) this.refresh();
+      this.setIn(this.ex.mapcrdt_in(size), size);
       const end = this.inPtr + size;
       let off = this.inPtr;
       let left = need; // what the arguments not written yet may take
