@@ -93,8 +93,8 @@ func (r *Replica) ingestOne(o *op, pt int64) ([]Change, bool) {
 	return r.changeAt(s, o, r.changeBuf), gap
 }
 
-// generalOnly has ingestOne and commitLocal take the general way for every write: set by
-// the test that holds setPath and commitLocal's use of setAt to it.
+// generalOnly has ingestOne, applyOp and commitLocal take the general way for every write:
+// set by the test that holds their use of setAt to it (TestSetPathIsTheGeneralWay).
 var generalOnly bool
 
 // setPath is ingestOne for a set (an update with a value) on an alive object that keeps no
