@@ -147,7 +147,7 @@ func canonicalOp(s string, p *jparser, f *opFields) (sender string, ok bool) {
 		value    = `,"value":`
 		verb     = `,"verb":`
 	)
-	if !literalAt(s, 0, open) {
+	if !litOpen.at(s, 0) {
 		return "", false
 	}
 	i := len(open)
@@ -155,7 +155,7 @@ func canonicalOp(s string, p *jparser, f *opFields) (sender string, ok bool) {
 		return "", false
 	}
 	f.hasHLC = true
-	if literalAt(s, i, key) {
+	if litKey.at(s, i) {
 		if f.key, i = plainString(s, i+len(key)); i < 0 {
 			return "", false
 		}
@@ -168,7 +168,7 @@ func canonicalOp(s string, p *jparser, f *opFields) (sender string, ok bool) {
 		return "", false
 	}
 	f.hasMeta = true
-	if !literalAt(s, i, from) {
+	if !litSender.at(s, i) {
 		return "", false
 	}
 	start := i + len(from)
@@ -176,7 +176,7 @@ func canonicalOp(s string, p *jparser, f *opFields) (sender string, ok bool) {
 		return "", false
 	}
 	sender = s[start:i]
-	if literalAt(s, i, seq) {
+	if litSeq.at(s, i) {
 		start := i + len(seq)
 		for i = start; i < len(s) && s[i]-'0' <= 9; i++ {
 		}
@@ -186,14 +186,14 @@ func canonicalOp(s string, p *jparser, f *opFields) (sender string, ok bool) {
 		}
 		f.seq = n
 	}
-	if !literalAt(s, i, subject) {
+	if !litSubject.at(s, i) {
 		return "", false
 	}
 	if f.subject, i = plainString(s, i+len(subject)); i < 0 {
 		return "", false
 	}
 	f.hasSubject = true
-	if literalAt(s, i, value) {
+	if litValue.at(s, i) {
 		p.i = i + len(value)
 		if f.value = p.valueString(1); p.err != nil {
 			return "", false
@@ -201,7 +201,7 @@ func canonicalOp(s string, p *jparser, f *opFields) (sender string, ok bool) {
 		i = p.i
 		f.hasValue = true
 	}
-	if !literalAt(s, i, verb) {
+	if !litVerb.at(s, i) {
 		return "", false
 	}
 	if f.verb, i = plainString(s, i+len(verb)); i < 0 {
@@ -213,6 +213,53 @@ func canonicalOp(s string, p *jparser, f *opFields) (sender string, ok bool) {
 
 // canonicalOpen is how a message in mapcrdt's own layout starts (canonicalOp).
 const canonicalOpen = `{"hlc":`
+
+// The short texts between canonicalOp's fields, as words to compare (lit16).
+var (
+	litOpen    = newLit16(canonicalOpen)
+	litKey     = newLit16(`,"key":`)
+	litSender  = newLit16(`,"sender":`)
+	litSeq     = newLit16(`,"seq":`)
+	litSubject = newLit16(`,"subject":`)
+	litValue   = newLit16(`,"value":`)
+	litVerb    = newLit16(`,"verb":`)
+)
+
+// lit16 is a text of at most 16 bytes as two little-endian words and the mask of its bytes
+// in the second: at compares it with two loads and no call (textEqual is a call in wasm,
+// where a call costs what several loads do).
+type lit16 struct {
+	w0, m0, w1, m1 uint64
+}
+
+func newLit16(lit string) lit16 {
+	var b [16]byte
+	var m [16]byte
+	copy(b[:], lit)
+	for i := range lit {
+		m[i] = 0xff
+	}
+	le := func(x []byte) uint64 {
+		var w uint64
+		for k := 7; k >= 0; k-- {
+			w = w<<8 | uint64(x[k])
+		}
+		return w
+	}
+	return lit16{w0: le(b[:8]), m0: le(m[:8]), w1: le(b[8:]), m1: le(m[8:])}
+}
+
+// at reports whether s holds the text at i. It reads 16 bytes, so it answers false when
+// fewer follow i (canonicalOp then leaves the message to fastOp's loop).
+func (l *lit16) at(s string, i int) bool {
+	if !littleEndian || i < 0 || len(s)-i < 16 {
+		return false
+	}
+	p := unsafe.Pointer(unsafe.StringData(s))
+	x0 := *(*uint64)(unsafe.Add(p, i))
+	x1 := *(*uint64)(unsafe.Add(p, i+8))
+	return x0&l.m0 == l.w0 && x1&l.m1 == l.w1
+}
 
 // literalAt reports whether s holds lit at i, comparing eight bytes at a time (textEqual):
 // a comparison of strings is a byte loop in wasm.

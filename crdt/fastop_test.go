@@ -3,6 +3,7 @@ package crdt
 import (
 	"bytes"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 )
@@ -280,4 +281,26 @@ func FuzzFlatObject(f *testing.F) {
 			t.Fatalf("%s: flatObject %s, canonicalJSON %s (%v)", in, canon, want, err)
 		}
 	})
+}
+
+// TestLit16IsLiteralAt: lit16.at answers as literalAt wherever 16 bytes follow, and false
+// where fewer do, on texts holding the literal, near misses of it and nothing like it.
+func TestLit16IsLiteralAt(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, lit := range []string{canonicalOpen, `,"key":`, `,"sender":`, `,"seq":`, `,"subject":`, `,"value":`, `,"verb":`, "0123456789abcdef", "x"} {
+		l := newLit16(lit)
+		for range 2000 {
+			b := []byte(strings.Repeat("z", rng.IntN(8)) + lit + strings.Repeat("y", rng.IntN(20)))
+			if rng.IntN(2) == 0 {
+				b[rng.IntN(len(b))] ^= byte(1 << rng.IntN(8)) // a near miss, or a change outside it
+			}
+			s := string(b)
+			for i := -1; i <= len(s); i++ {
+				want := literalAt(s, i, lit) && len(s)-i >= 16
+				if got := l.at(s, i); got != want {
+					t.Fatalf("%q at %d in %q: %v, literalAt (with 16 bytes) %v", lit, i, s, got, want)
+				}
+			}
+		}
+	}
 }
