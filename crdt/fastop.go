@@ -161,7 +161,7 @@ func canonicalOp(s string, p *jparser, f *opFields) (sender string, ok bool) {
 		}
 		f.hasKey = true
 	}
-	if !literalAt(s, i, kindMeta) {
+	if !litKindMeta[0].at(s, i) || !litKindMeta[1].at(s, i+16) || !litKindMeta[2].at(s, i+32) {
 		return "", false
 	}
 	if f.meta, i = flatObject(s, i+len(kindMeta), &p.arena); i < 0 {
@@ -223,6 +223,8 @@ var (
 	litSubject = newLit16(`,"subject":`)
 	litValue   = newLit16(`,"value":`)
 	litVerb    = newLit16(`,"verb":`)
+	// `,"kind":"OperationMessage","metadata":` (38 bytes) in three.
+	litKindMeta = [3]lit16{newLit16(`,"kind":"Operati`), newLit16(`onMessage","meta`), newLit16(`data":`)}
 )
 
 // lit16 is a text of at most 16 bytes as two little-endian words and the mask of its bytes
@@ -259,12 +261,6 @@ func (l *lit16) at(s string, i int) bool {
 	x0 := *(*uint64)(unsafe.Add(p, i))
 	x1 := *(*uint64)(unsafe.Add(p, i+8))
 	return x0&l.m0 == l.w0 && x1&l.m1 == l.w1
-}
-
-// literalAt reports whether s holds lit at i, comparing eight bytes at a time (textEqual):
-// a comparison of strings is a byte loop in wasm.
-func literalAt(s string, i int, lit string) bool {
-	return i >= 0 && len(s)-i >= len(lit) && textEqual(s[i:i+len(lit)], lit)
 }
 
 // plainString reads the JSON string at s[i] if it holds only printable ASCII without an

@@ -283,6 +283,13 @@ func FuzzFlatObject(f *testing.F) {
 	})
 }
 
+// literalAt reports whether s holds lit at i (the reference lit16.at is held to),
+// comparing eight bytes at a time (textEqual):
+// a comparison of strings is a byte loop in wasm.
+func literalAt(s string, i int, lit string) bool {
+	return i >= 0 && len(s)-i >= len(lit) && textEqual(s[i:i+len(lit)], lit)
+}
+
 // TestLit16IsLiteralAt: lit16.at answers as literalAt wherever 16 bytes follow, and false
 // where fewer do, on texts holding the literal, near misses of it and nothing like it.
 func TestLit16IsLiteralAt(t *testing.T) {
@@ -300,6 +307,18 @@ func TestLit16IsLiteralAt(t *testing.T) {
 				if got := l.at(s, i); got != want {
 					t.Fatalf("%q at %d in %q: %v, literalAt (with 16 bytes) %v", lit, i, s, got, want)
 				}
+			}
+		}
+	}
+	// The three pieces of canonicalOp's kind and metadata names.
+	const kindMeta = `,"kind":"OperationMessage","metadata":`
+	s := kindMeta + `{"id":"f1","layerId":"L1"},"sender":"bob"`
+	for i := range len(kindMeta) {
+		b := []byte(s)
+		b[i] ^= 0x20
+		for k, want := range []string{s, string(b)} {
+			if got := litKindMeta[0].at(want, 0) && litKindMeta[1].at(want, 16) && litKindMeta[2].at(want, 32); got != (k == 0) {
+				t.Fatalf("litKindMeta on %q: %v", want, got)
 			}
 		}
 	}
