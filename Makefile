@@ -107,6 +107,8 @@ test-wasm:
 ifneq ($(WASM_GO),)
 	@echo "== go test ./wasm/... (GOOS=js GOARCH=wasm, in Node)"
 	PATH="$(GOROOT)/lib/wasm:$$PATH" GOOS=js GOARCH=wasm $(GO) test $(GOTESTFLAGS) ./wasm/...
+	@echo "== go test ./crdt -run 'GCPoint|FinishMark' (GOOS=js GOARCH=wasm, in Node)"
+	PATH="$(GOROOT)/lib/wasm:$$PATH" GOOS=js GOARCH=wasm $(GO) test $(GOTESTFLAGS) -run 'GCPoint|FinishMark' ./crdt
 else
 	@echo "== go test ./wasm/...: wasm/ has no Go files yet, skipped"
 endif

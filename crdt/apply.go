@@ -54,7 +54,10 @@ func (r *Replica) ingest(ops []*op) ([]Change, bool, error) {
 		i = j
 	}
 	inserted := false
-	for _, o := range r.log.insertMany(ops) {
+	for i, o := range r.log.insertMany(ops) {
+		if i%gcEvery == gcEvery-1 {
+			gcPoint()
+		}
 		r.applyOp(o)
 		inserted = true
 		if r.isOwn(o.ts.Peer) && o.seq > r.seqs.get(o.ts.Peer) {

@@ -255,7 +255,10 @@ func (t *tracker) changes() []Change {
 	if len(t.spots) > 1 && cap(out) < len(t.spots) {
 		out = make([]Change, 0, len(t.spots))
 	}
-	for _, s := range t.spots {
+	for i, s := range t.spots {
+		if i%gcEvery == gcEvery-1 {
+			gcPoint()
+		}
 		if s.dead {
 			continue
 		}

@@ -256,7 +256,10 @@ func (e *opsEncoder) appendState(b []byte, ops []*op, opsSize int) []byte {
 	b = append(b, e.objArr...)
 	b = append(b, `],"ops":[`...)
 	e.opsArr = b
-	for _, o := range ops {
+	for i, o := range ops {
+		if i%gcEvery == gcEvery-1 {
+			gcPoint()
+		}
 		e.add(o)
 	}
 	b, e.opsArr = e.opsArr, nil
@@ -328,6 +331,9 @@ func (r *Replica) decodeOps(raw string) ([]*op, error) {
 		if n++; n > r.opts.Limits.MaxBatch {
 			err = newError(ErrTooLarge, "more than "+strconv.Itoa(r.opts.Limits.MaxBatch)+" operations")
 			break
+		}
+		if n%gcEvery == 0 {
+			gcPoint()
 		}
 		if isObject(el) {
 			m := r.dec.elemMembers(el)

@@ -262,6 +262,9 @@ func (r *Replica) fastOps(p *jparser, s string, i int, objs []*object) (ops []*o
 		}
 		ops = append(ops, o)
 		peerOf = append(peerOf, uint32(pi))
+		if len(ops)%gcEvery == 0 {
+			gcPoint()
+		}
 		if i >= len(s) || s[i] != ',' {
 			break
 		}

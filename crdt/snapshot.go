@@ -321,7 +321,10 @@ func NewReplicaFromSnapshot(opts Options, snap []byte) (*Replica, error) {
 		}
 		queued = append(queued, ops[i])
 	}
-	for _, o := range ops {
+	for i, o := range ops {
+		if i%gcEvery == gcEvery-1 {
+			gcPoint()
+		}
 		if r.log.insert(o) {
 			r.applyOp(o)
 		}

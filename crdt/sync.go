@@ -439,6 +439,9 @@ func (r *Replica) response(recipient string, ops []*op, pushBack, compact bool) 
 			if i > 0 {
 				b = append(b, ',')
 			}
+			if i%gcEvery == gcEvery-1 {
+				gcPoint()
+			}
 			b = appendOpWith(&r.dec, b, o, "")
 		}
 		b = append(b, "],"...)
@@ -540,6 +543,9 @@ func (r *Replica) receivePeerMessage(members []member) (Result, error) {
 					break
 				}
 				ops = append(ops, o)
+				if len(ops)%gcEvery == 0 {
+					gcPoint()
+				}
 			}
 		}
 		var vv VersionVector

@@ -43,11 +43,15 @@
 //
 // One thing needs the scheduler: a garbage collection that starts inside a wasmexport call
 // stays in its mark phase (every pointer write paying the write barrier) until the scheduler
-// runs the mark worker, which only a js.FuncOf call lets it do. So the word after the
+// runs the mark worker, which it does only when the running goroutine waits (a js.FuncOf
+// callback's return, or a wait inside the call). So the word after the
 // argument lengths (lens[16]) is 1 when a call leaves a collection marking, and the glue
 // then calls __mapcrdt.idle(), a callback that does nothing: returning from it, the
 // scheduler finishes the collection. Measured (README): W1 (10k edits) 243 → 165 ms, W4
 // 140 → 104 ms; the price is one pause per collection, the whole mark at once.
+// A collection that starts inside a long call (a catch-up, an answer, a snapshot) is ended
+// sooner, inside the call, at the engine's next gcPoint (crdt/gcpoint.go): every 256
+// operations the engine checks the flag and, when set, waits for the idle mark worker.
 //
 // # Errors and panics
 //
