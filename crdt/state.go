@@ -22,14 +22,16 @@ import (
 
 // object is one map, datalayer, feature … known to the replica.
 type object struct {
-	key     string      // identity: subject and id fields, NUL-separated
+	// What a write reads first, together (48 bytes: one cache line for half the objects).
 	subject *Subject    //
-	meta    string      // canonical metadata, as last seen
 	root    write       // newest upsert/delete/base; op == nil means none: alive with {}
 	paths   []pathWrite // path writes newer than root (see the invariant above)
-	trkGen  uint32      // the tracker call lastSpot belongs to (see tracker.add)
-	lastSpt int32       // that call's last spot on the object, +1
-	known   bool        // committed: in Replica.objects (not pending)
+
+	key     string // identity: subject and id fields, NUL-separated
+	meta    string // canonical metadata, as last seen
+	trkGen  uint32 // the tracker call lastSpot belongs to (see tracker.add)
+	lastSpt int32  // that call's last spot on the object, +1
+	known   bool   // committed: in Replica.objects (not pending)
 }
 
 // pathWrite is a path write kept in the state, with its path at hand: the operation lies
