@@ -28,20 +28,11 @@ func (r *Replica) ingest(ops []*op) ([]Change, bool, error) {
 		changes, gap := r.ingestOne(ops[0], pt)
 		return changes, gap, nil
 	}
-	fresh := ops
-	for i, o := range ops {
-		if r.log.has(o.ts) { // copy only when there is a duplicate to leave out
-			fresh = append(ops[:i:i], nil)[:i]
-			for _, o := range ops[i+1:] {
-				if !r.log.has(o.ts) {
-					fresh = append(fresh, o)
-				}
-			}
-			break
-		}
-	}
+	// The log first: it tells the operations it did not hold (the duplicates left out), in
+	// clock order. The state is read (watch) before any of them is applied.
+	added := r.log.insertMany(ops)
 	t := r.track(r.changeBuf)
-	t.watch(fresh)
+	t.watch(added)
 	gap := false
 	for i := 0; i < len(ops); {
 		o, j := ops[i], i+1
@@ -53,18 +44,16 @@ func (r *Replica) ingest(ops []*op) ([]Change, bool, error) {
 		}
 		i = j
 	}
-	inserted := false
-	for i, o := range r.log.insertMany(ops) {
+	for i, o := range added {
 		if i%gcEvery == gcEvery-1 {
 			gcPoint()
 		}
 		r.applyOp(o)
-		inserted = true
 		if r.isOwn(o.ts.Peer) && o.seq > r.seqs.get(o.ts.Peer) {
 			r.seqs.set(o.ts.Peer, o.seq) // ours, sent before the snapshot we were restored from
 		}
 	}
-	if inserted {
+	if len(added) > 0 {
 		_, _ = r.clock.UpdateAt(newest, pt) // drift was checked above, at the same pt
 	}
 	return t.changes(), gap, nil
@@ -112,7 +101,7 @@ func (r *Replica) setPath(o *op) (changes []Change, done bool) {
 		return nil, ok
 	}
 	s := spot{obj: o.obj, path: o.path, first: o.ts, before: before, present: present, watched: true}
-	c, changed := r.dec.change(s, o.value, true)
+	c, changed := r.dec.change(&s, o.value, true)
 	if !changed {
 		return nil, true
 	}
@@ -149,7 +138,7 @@ func (r *Replica) changeAt(s spot, sub *op, out []Change) []Change {
 			known = false
 		}
 	}
-	c, ok := r.dec.change(s, sub.value, known)
+	c, ok := r.dec.change(&s, sub.value, known)
 	if !ok {
 		return nil
 	}
@@ -332,7 +321,7 @@ func (r *Replica) commitLocal(sub *op, old oldValue) ([]Change, write) {
 	if sub.verb == VerbUpdate && sub.value != "" && len(s.path) == len(sub.path) && !generalOnly {
 		// A set at its own place: as setPath does for a received one.
 		if _, _, kept, ok := sub.obj.setAt(w, sub.path, false); ok {
-			if c, changed := r.dec.change(s, sub.value, true); kept && changed {
+			if c, changed := r.dec.change(&s, sub.value, true); kept && changed {
 				return append(r.changeBuf[:0], c), w
 			}
 			return nil, w

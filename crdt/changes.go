@@ -207,7 +207,7 @@ func (t *tracker) last(obj *object) int32 {
 // change compares what a watched place holds now with what it held (s.before, s.present),
 // and returns the change to report, if any. For a path, known says that after is the value
 // it holds now (the caller knows it without reading the state).
-func (d *decoder) change(s spot, after string, known bool) (Change, bool) {
+func (d *decoder) change(s *spot, after string, known bool) (Change, bool) {
 	c := Change{Subject: s.obj.subject.Name, Metadata: s.obj.meta, HLC: s.first}
 	if s.path == nil {
 		after, present := s.obj.value()
@@ -255,10 +255,11 @@ func (t *tracker) changes() []Change {
 	if len(t.spots) > 1 && cap(out) < len(t.spots) {
 		out = make([]Change, 0, len(t.spots))
 	}
-	for i, s := range t.spots {
+	for i := range t.spots {
 		if i%gcEvery == gcEvery-1 {
 			gcPoint()
 		}
+		s := &t.spots[i] // not a copy: 88 bytes
 		if s.dead {
 			continue
 		}

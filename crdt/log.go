@@ -56,8 +56,10 @@ func (l *opLog) insert(o *op) bool {
 }
 
 // insertMany adds the operations whose clock the log does not hold yet (the first of equal
-// clocks) and returns them (in no set order). A catch-up's operations interleave with the
-// log's: one merge costs O(n + m log m) where an insertion each would move the log m times.
+// clocks) and returns them, in clock order. A catch-up's operations interleave with the
+// log's: one merge, which also tells the clocks the log holds, costs O(n + m log m) (O(n +
+// m) for operations already in order, as a catch-up lists them) where an insertion each
+// would move the log m times.
 func (l *opLog) insertMany(ops []*op) []*op {
 	if len(ops) < 8 {
 		var added []*op
@@ -66,38 +68,46 @@ func (l *opLog) insertMany(ops []*op) []*op {
 				added = append(added, o)
 			}
 		}
+		slices.SortFunc(added, func(a, b *op) int { return a.ts.Compare(b.ts) })
 		return added
 	}
+	byClock := func(a, b *op) int { return a.ts.Compare(b.ts) }
 	sorted := slices.Clone(ops)
-	slices.SortStableFunc(sorted, func(a, b *op) int { return a.ts.Compare(b.ts) })
+	if !slices.IsSortedFunc(sorted, byClock) {
+		slices.SortStableFunc(sorted, byClock)
+	}
+	// The merge: the log's operations and the new ones, each clock once (the log's first).
+	n := len(l.ops)
+	var merged []*op
+	if n > 0 && !l.ops[n-1].ts.Less(sorted[0].ts) {
+		merged = make([]*op, 0, n+len(sorted))
+	}
 	added := sorted[:0]
-	for i, o := range sorted {
-		if (i > 0 && o.ts == sorted[i-1].ts) || l.has(o.ts) {
-			continue
+	i := 0
+	for j, o := range sorted {
+		if j > 0 && o.ts == sorted[j-1].ts {
+			continue // a second one of a clock in ops
+		}
+		if merged != nil {
+			for i < n && l.ops[i].ts.Less(o.ts) {
+				merged = append(merged, l.ops[i])
+				i++
+			}
+			if i < n && l.ops[i].ts == o.ts {
+				continue // held
+			}
+			merged = append(merged, o)
 		}
 		added = append(added, o)
+	}
+	if merged == nil {
+		l.ops = append(l.ops, added...)
+	} else {
+		l.ops = append(merged, l.ops[i:]...)
 	}
 	if len(added) == 0 {
 		return nil
 	}
-	n := len(l.ops)
-	if n == 0 || l.ops[n-1].ts.Less(added[0].ts) {
-		l.ops = append(l.ops, added...)
-		return added
-	}
-	merged := make([]*op, 0, n+len(added))
-	i, j := 0, 0
-	for i < n && j < len(added) {
-		if l.ops[i].ts.Less(added[j].ts) {
-			merged = append(merged, l.ops[i])
-			i++
-		} else {
-			merged = append(merged, added[j])
-			j++
-		}
-	}
-	merged = append(merged, l.ops[i:]...)
-	l.ops = append(merged, added[j:]...)
 	return added
 }
 

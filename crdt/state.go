@@ -288,6 +288,28 @@ func (o *object) valueAt(path []string) (string, bool) {
 	if !o.alive() {
 		return "", false
 	}
+	// The usual place, and each of a catch-up's: a kept write of the very path (the same
+	// interned parts), none below it. Being kept, it is newer than any write above it: the
+	// place holds its value. (Read as the general way below would, without its two prefix
+	// comparisons a kept write.)
+	exact := -1
+	for i := range o.paths {
+		p := &o.paths[i]
+		if int(p.n) == len(path) {
+			if p.first == &path[0] {
+				exact = i
+			}
+		} else if int(p.n) > len(path) && hasPrefix(p.path(), path) {
+			exact = -1
+			break
+		}
+	}
+	if exact >= 0 {
+		if v := o.paths[exact].w().target().value; v != "" {
+			return v, true
+		}
+		return "", false
+	}
 	// The deepest write at or above path decides the starting point; writes below it are
 	// then applied in order.
 	// (The kept writes' path lengths are read here, not their operations': a remote write
