@@ -124,9 +124,15 @@ export const loro = {
     return rep;
   },
   edit(rep, { f, key, value }) {
-    const fm = rep.root.getOrCreateContainer(featureIds[f], new LoroMap());
+    // Each call makes two wasm-backed handles (the detached map offered, the attached one
+    // returned): freed here, as a long-lived page would, or they pile up in Loro's wasm
+    // memory until collected, and every later run of every system slows down.
+    const offered = new LoroMap();
+    const fm = rep.root.getOrCreateContainer(featureIds[f], offered);
     fm.set(key, value);
     rep.doc.commit();
+    fm.free();
+    offered.free();
     return rep.last;
   },
   catchUp(src, dst) {
@@ -138,16 +144,21 @@ export const loro = {
     rep.doc.import(u);
   },
   sync(a, b) {
-    const toB = a.doc.export({ mode: "update", from: b.doc.oplogVersion() });
-    const toA = b.doc.export({ mode: "update", from: a.doc.oplogVersion() });
+    const vb = b.doc.oplogVersion();
+    const va = a.doc.oplogVersion();
+    const toB = a.doc.export({ mode: "update", from: vb });
+    const toA = b.doc.export({ mode: "update", from: va });
     b.doc.import(toB);
     a.doc.import(toA);
+    vb.free();
+    va.free();
   },
   digest(rep) {
     return canonical(rep.doc.toJSON());
   },
   close(rep) {
     rep.unsubscribe();
+    rep.root.free();
     rep.doc.free();
   },
 };
