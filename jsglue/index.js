@@ -468,6 +468,10 @@ function metadataOf(text) {
 // of index.d.ts. objs is cut to base objects before the new ones are added.
 function parseChanges(text, objs) {
   if (text === "") return [];
+  if (text.length < 256) {
+    const one = parseOne(text, objs);
+    if (one !== null) return one;
+  }
   const u = text.indexOf(US);
   const a = JSON.parse(u < 0 ? text : text.slice(0, u));
   if (u >= 0) {
@@ -487,6 +491,53 @@ function parseChanges(text, objs) {
     out.push(c);
   }
   return out;
+}
+
+// parseOne reads the usual result of a received edit, one change whose value is absent, a
+// plain string or a number, true, false or null — [code,obj,"key"?,value?,"hlc"], its
+// object already in the table — without JSON.parse and the array it builds (~60 ns against
+// ~170). Anything else (a backslash anywhere, an object or array value, a new object,
+// several changes) returns null, for the general way: each check below fails on it.
+function parseOne(text, objs) {
+  const n = text.length;
+  if (text.charCodeAt(n - 1) !== 93 || text.charCodeAt(n - 2) !== 34 || text.indexOf("\\") >= 0) return null;
+  let i = 1;
+  let code = 0;
+  let c;
+  while ((c = text.charCodeAt(i++)) !== 44) {
+    if (!(c >= 48 && c <= 57) || i > 3) return null; // (NaN past the end fails too)
+    code = code * 10 + c - 48;
+  }
+  let o = 0;
+  while ((c = text.charCodeAt(i++)) !== 44) {
+    if (!(c >= 48 && c <= 57)) return null;
+    o = o * 10 + c - 48;
+  }
+  const h = text.lastIndexOf('"', n - 3); // the clock's opening quote: a clock holds none
+  const ch = { kind: KINDS[code >> 2], subject: objs[2 * o], metadata: objs[2 * o + 1] };
+  if (code & 2) {
+    if (text.charCodeAt(i) !== 34) return null;
+    const k = text.indexOf('"', i + 1);
+    ch.key = text.slice(i + 1, k);
+    i = k + 2;
+  }
+  if (code & 1) {
+    if (i >= h - 1) return null;
+    const v = text.slice(i, h - 1); // up to the comma before the clock
+    const v0 = v.charCodeAt(0);
+    if (v0 === 34) {
+      if (v.indexOf('"', 1) !== v.length - 1) return null; // not one string: several changes
+      ch.value = v.slice(1, -1);
+    } else if (v0 === 123 || v0 === 91 || v.indexOf(",") >= 0) {
+      return null; // an object or array, or several changes
+    } else {
+      ch.value = JSON.parse(v); // a number, true, false or null
+    }
+  } else if (i !== h) {
+    return null;
+  }
+  ch.hlc = text.slice(h + 1, n - 2);
+  return [ch];
 }
 
 function splitMessages(text) {

@@ -729,6 +729,69 @@ test("string values are written as JSON.stringify writes them, quoted as they ar
   e.close();
 });
 
+test("a received change reads the same whatever its shape (one change read without JSON.parse, or not)", async () => {
+  const a = await createEngine({ peerId: "shapes-a" });
+  const b = await createEngine({ peerId: "shapes-b" });
+  const values = ["", "plain", 'say "hi"', "back\\slash", 'a","b', "[1]", "{x}", "東京 café", "ends with \\", "\u001f",
+    0, -1.5, 1e21, 123456789, true, false, null, { a: 1 }, [1, "x"], { type: "Point", coordinates: [2.35, 48.85] }, [], {}];
+  const keys = ["properties.name", "properties.a\\.b", "x"];
+  let n = 0;
+  const hlcOf = (msg) => JSON.parse(msg).hlc;
+  for (const key of keys) {
+    for (const value of values) {
+      const m = meta(`shape${n++}`);
+      a.update("feature", m, "properties.first", 1); // the object reaches b's table first
+      b.receive(a.flush()[0]);
+      a.update("feature", m, key, value);
+      const [msg] = a.flush();
+      const got = b.receive(msg);
+      assert.deepEqual(got, [{ kind: "set", subject: "feature", metadata: m, key, value, hlc: hlcOf(msg) }], `${key} = ${JSON.stringify(value)}`);
+      a.unset("feature", m, key);
+      const [gone] = a.flush();
+      assert.deepEqual(b.receive(gone), [{ kind: "unset", subject: "feature", metadata: m, key, hlc: hlcOf(gone) }]);
+    }
+  }
+  // Several changes in one result, of objects already known, first a string, a number, an unset.
+  const [m1, m2] = [meta("shape0"), meta("shape1")];
+  for (const [v1, v2] of [["one", "two"], [1, 2], [undefined, undefined], [true, "x"], [null, { a: 1 }]]) {
+    a.startBatch();
+    if (v1 === undefined) {
+      a.unset("feature", m1, "properties.first");
+      a.unset("feature", m2, "properties.first");
+    } else {
+      a.update("feature", m1, "properties.first", v1);
+      a.update("feature", m2, "properties.first", v2);
+    }
+    a.commitBatch();
+    const [msg] = a.flush();
+    const kind = v1 === undefined ? "unset" : "set";
+    const want = [m1, m2].map((m, i) => {
+      const c = { kind, subject: "feature", metadata: m, key: "properties.first" };
+      if (v1 !== undefined) c.value = [v1, v2][i];
+      c.hlc = hlcOf(msg);
+      return c;
+    });
+    assert.deepEqual(b.receive(msg), want, `batch ${JSON.stringify([v1, v2])}`);
+  }
+  // Whole-object changes.
+  const m = meta("shape-batch");
+  a.startBatch();
+  a.upsert("feature", m, { type: "Feature", properties: { name: "x" } });
+  a.update("feature", m, "properties.color", "red");
+  a.commitBatch();
+  const [batch] = a.flush();
+  const got = b.receive(batch);
+  assert.equal(got.length, 1); // the upsert and the update of one object: one created
+  assert.equal(got[0].kind, "created");
+  assert.deepEqual(got[0].value, { type: "Feature", properties: { name: "x", color: "red" } });
+  a.delete("feature", m);
+  const [del] = a.flush();
+  assert.deepEqual(b.receive(del), [{ kind: "deleted", subject: "feature", metadata: m, hlc: hlcOf(del) }]);
+  assert.equal(a.state(), b.state());
+  a.close();
+  b.close();
+});
+
 test("a large argument costs Go its size in bytes, not three bytes per character", async () => {
   const a = await createEngine({ peerId: "a" });
   const raw = await _rawBridge();
