@@ -818,8 +818,12 @@ class Engine {
   }
 
   receive(message) {
-    const { changes, replies } = this.#receive(message);
-    if (replies.length > 0) this.#replies.push(...replies);
+    // #receive without the result object and the empty list of replies it makes.
+    const text = this.#run(this.#m.receive, 0, [messageArg(message)]);
+    const i = text.indexOf(RS);
+    const changes = parseChanges(i < 0 ? text : text.slice(0, i), this.#bridge.objs);
+    this.#emit("remote", changes);
+    if (i >= 0) this.#replies.push(...text.slice(i + 1).split(RS));
     return changes;
   }
 
