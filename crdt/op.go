@@ -85,6 +85,9 @@ func (l Limits) checkDepth(value string, path []string) error {
 		return nil
 	}
 	max := l.MaxDepth - len(path)
+	if len(value) <= 2*max {
+		return nil // each level takes two brackets: no deeper than half its length
+	}
 	depth, deepest := 0, 0
 	for i := 0; i < len(value); i++ {
 		switch value[i] {

@@ -1026,3 +1026,27 @@ func TestKnownPeerTSIsParse(t *testing.T) {
 		t.Fatalf("only %d texts taken", taken)
 	}
 }
+
+// TestCheckDepthAtTheBound: a value as deep as a key of p parts leaves room for is taken, one
+// level more is refused, however short the value (a value at most twice the room long is
+// taken without a scan: each level takes two brackets).
+func TestCheckDepthAtTheBound(t *testing.T) {
+	lim := DefaultOptions().Limits
+	nest := func(d int, inner string) string { return strings.Repeat("[", d) + inner + strings.Repeat("]", d) }
+	for _, p := range []int{0, 1, 3, lim.MaxDepth - 1, lim.MaxDepth, lim.MaxDepth + 2} {
+		path := make([]string, p)
+		room := lim.MaxDepth - p
+		for _, d := range []int{room - 1, room, room + 1, 1} {
+			if d < 1 {
+				continue
+			}
+			for _, inner := range []string{"", "0", `"` + strings.Repeat("x", 40) + `"`} {
+				v := nest(d, inner)
+				err := lim.checkDepth(v, path)
+				if want := d > room; (err != nil) != want || (err != nil && !errors.Is(err, ErrTooDeep)) {
+					t.Errorf("path of %d parts, value %d deep (%d bytes): %v, want refused %v", p, d, len(v), err, want)
+				}
+			}
+		}
+	}
+}
