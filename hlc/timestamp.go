@@ -174,6 +174,12 @@ func Parse(s string) (Timestamp, error) {
 // the id of the peer whose messages it is reading: the id's bytes compared, not checked
 // again). ok is false for any text Parse would not take the two numbers from.
 func ParseWallCounter(s string) (wall int64, counter uint32, ok bool) {
+	if len(s) >= 15 && s[13] == ':' {
+		if w, ok := wall13(s); ok {
+			c, ok := parseDecimal(s[14:], MaxCounter)
+			return int64(w), uint32(c), ok
+		}
+	}
 	w, i, ok := decimalField(s, 0, MaxWall)
 	if !ok {
 		return 0, 0, false
@@ -181,6 +187,46 @@ func ParseWallCounter(s string) (wall int64, counter uint32, ok bool) {
 	c, ok := parseDecimal(s[i+1:], MaxCounter)
 	return int64(w), uint32(c), ok
 }
+
+// wall13 reads a walltime of today's 13 digits at the start of s (len(s) ≥ 13) by
+// decimalField's rules: two word loads, each eight digits checked and read at once
+// (eightDigitsValue), where a byte loop took ~100 instructions. ok is false for anything
+// else, and where words are not little-endian.
+func wall13(s string) (uint64, bool) {
+	if !littleEndian || len(s) < 13 || s[0] == '0' {
+		return 0, false
+	}
+	p := unsafe.Pointer(unsafe.StringData(s))
+	x := *(*uint64)(p)                // digits 0–7
+	y := *(*uint64)(unsafe.Add(p, 5)) // digits 5–12
+	// The first five digits, as eight with three leading zeros: shifted up three bytes (the
+	// lowest byte is the first digit), the three bytes below filled with '0'.
+	hi, ok1 := eightDigitsValue(x<<24 | 0x303030)
+	lo, ok2 := eightDigitsValue(y)
+	return hi*1e8 + lo, ok1 && ok2 // < 10^13 ≤ MaxWall
+}
+
+// eightDigitsValue reads the eight ASCII digits of x, the first in its lowest byte; ok is
+// false if a byte is not a digit. (The reading: pairs of digits, then pairs of pairs, each
+// step one multiply and shift for every lane at once.)
+func eightDigitsValue(x uint64) (uint64, bool) {
+	const zeros, highs = 0x3030303030303030, 0xF0F0F0F0F0F0F0F0
+	// Every byte in '0'…'9': its high nibble is 3, and adding 6 leaves it 3.
+	if x&highs != zeros || (x+0x0606060606060606)&highs != zeros {
+		return 0, false
+	}
+	v := x - zeros
+	v = v*10 + v>>8 // each 16-bit lane: its two digits' value in the low byte
+	v = ((v&0x000000FF000000FF)*(100+1000000<<32) + (v>>16&0x000000FF000000FF)*(1+10000<<32)) >> 32
+	return v, true
+}
+
+// littleEndian is true where a word's lowest byte is its first in memory (wasm, amd64,
+// arm64): eightDigitsValue's order.
+var littleEndian = func() bool {
+	x := uint16(1)
+	return *(*byte)(unsafe.Pointer(&x)) == 1
+}()
 
 // decimalField reads the decimal integer that starts at s[i] and ends at the next ':', by
 // parseDecimal's rules, and returns it with the index of that colon.

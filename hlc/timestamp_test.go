@@ -373,7 +373,17 @@ func FuzzParse(f *testing.F) {
 // (with one colon between them), and reads the same.
 func TestParseWallCounterIsParse(t *testing.T) {
 	pieces := []string{"0", "1", "00", "01", "9", "42", "1727193549", "9007199254740991", "9007199254740992",
-		"2147483647", "2147483648", "4294967296", "12345678901234567", "-1", "+1", " 1", "1 ", "", "a", ":", "1:2", "٣"}
+		"2147483647", "2147483648", "4294967296", "12345678901234567", "-1", "+1", " 1", "1 ", "", "a", ":", "1:2", "٣",
+		"1795480314487", "0795480314487", "9999999999999", "1000000000000"}
+	// 13-digit walltimes (read two words at a time) with each byte in turn replaced by the
+	// bytes around the digits, and by one with a high bit.
+	for i := range 13 {
+		for _, b := range []byte{'/', ':', ';', '?', 'A', 0xB0, 0x39 + 0xC0} {
+			w := []byte("1795480314487")
+			w[i] = b
+			pieces = append(pieces, string(w))
+		}
+	}
 	n := 0
 	for _, w := range pieces {
 		for _, c := range pieces {
