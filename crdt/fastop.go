@@ -26,7 +26,7 @@ func (d *decoder) fastOp(s string) (o *op, sender string, ok bool, err error) {
 	p := jparser{s: s, i: 1, maxDepth: d.lim.wireDepth(), stack: d.top[:0], arena: d.arena[:0]}
 	var f opFields
 	if len(s) > 8 && s[2] == 'h' && s[1] == '"' { // (uMap's messages start otherwise: no attempt)
-		if sender, ok := canonicalOp(s, &p, &f); ok {
+		if sender, ok := d.canonicalOp(s, &p, &f); ok {
 			return d.fastBuilt(&p, &f, sender)
 		}
 		// Not in mapcrdt's own layout after all: read again, member by member.
@@ -136,7 +136,7 @@ func (d *decoder) fastBuilt(p *jparser, f *opFields, sender string) (*op, string
 // field is read as fastOp's loop reads it, so that what it takes gives the same fields
 // (FuzzFastOp). ok false: the text is not so laid out; f and p then hold a partial reading
 // the caller discards.
-func canonicalOp(s string, p *jparser, f *opFields) (sender string, ok bool) {
+func (d *decoder) canonicalOp(s string, p *jparser, f *opFields) (sender string, ok bool) {
 	const (
 		open     = canonicalOpen
 		key      = `,"key":`
@@ -164,8 +164,20 @@ func canonicalOp(s string, p *jparser, f *opFields) (sender string, ok bool) {
 	if !litKindMeta[0].at(s, i) || !litKindMeta[1].at(s, i+16) || !litKindMeta[2].at(s, i+32) {
 		return "", false
 	}
-	if f.meta, i = flatObject(s, i+len(kindMeta), &p.arena); i < 0 {
-		return "", false
+	i += len(kindMeta)
+	// A metadata text the replica holds (byMeta) is found by its first '}': a JSON object's
+	// text ends where it closes, so a text held (a whole object) that the bytes up to that
+	// brace equal is the member's whole value — nothing of it read member by member. Any
+	// other text (unknown, unsorted, a '}' in a string) is read by flatObject.
+	if e := indexByte(s, i, '}'); e > i {
+		if obj := d.known(s[i : e+1]); obj != nil {
+			f.meta, f.metaObj, i = s[i:e+1], obj, e+1
+		}
+	}
+	if f.metaObj == nil {
+		if f.meta, i = flatObject(s, i, &p.arena); i < 0 {
+			return "", false
+		}
 	}
 	f.hasMeta = true
 	if !litSender.at(s, i) {
@@ -209,6 +221,26 @@ func canonicalOp(s string, p *jparser, f *opFields) (sender string, ok bool) {
 	}
 	f.hasVerb = true
 	return sender, i == len(s)-1 && s[i] == '}'
+}
+
+// indexByte returns the index of the first c at or after s[i], or -1: eight bytes at a time
+// (in wasm, strings.IndexByte is a byte loop).
+func indexByte(s string, i int, c byte) int {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	if littleEndian {
+		for n := len(s) - 8; i <= n; i += 8 {
+			x := *(*uint64)(unsafe.Pointer(unsafe.StringData(s[i:]))) ^ (uint64(c) * ones)
+			if m := (x - ones) &^ x & highs; m != 0 { // the lowest set bit marks the first c
+				return i + bits.TrailingZeros64(m)>>3
+			}
+		}
+	}
+	for ; i < len(s); i++ {
+		if s[i] == c {
+			return i
+		}
+	}
+	return -1
 }
 
 // canonicalOpen is how a message in mapcrdt's own layout starts (canonicalOp).

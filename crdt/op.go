@@ -577,6 +577,7 @@ type opFields struct {
 	extra                                            []byte // unknown members, `"name":value,…`
 	hasVerb, hasSubject, hasKey, hasHLC              bool
 	hasValue, hasMeta, hasOps                        bool
+	metaObj                                          *object // meta's object, when canonicalOp found it held (d.known)
 }
 
 // decodeOp reads one operation from its members. top says whether it is a top-level
@@ -719,7 +720,10 @@ func (d *decoder) build(f *opFields, top bool) (*op, error) {
 	}
 	// A known metadata text: no walk over it for the identity, and no comparison with
 	// obj.meta below (it is obj.meta, or equal to it).
-	obj := d.known(meta)
+	obj := f.metaObj
+	if obj == nil {
+		obj = d.known(meta)
+	}
 	sameMeta := obj != nil && obj.subject == sub
 	if !sameMeta {
 		var err error
