@@ -206,11 +206,19 @@ func (d *decoder) canonicalOp(s string, p *jparser, f *opFields) (sender string,
 	}
 	f.hasSubject = true
 	if litValue.at(s, i) {
-		p.i = i + len(value)
-		if f.value = p.valueString(1); p.err != nil {
-			return "", false
+		// A plain string (printable ASCII, no escape) is its own canonical text.
+		if j := i + len(value); j < len(s) && s[j] == '"' {
+			if _, e := plainString(s, j); e > 0 {
+				f.value, i = s[j:e], e
+			}
 		}
-		i = p.i
+		if f.value == "" {
+			p.i = i + len(value)
+			if f.value = p.valueString(1); p.err != nil {
+				return "", false
+			}
+			i = p.i
+		}
 		f.hasValue = true
 	}
 	if !litVerb.at(s, i) {
