@@ -733,7 +733,8 @@ test("a received change reads the same whatever its shape (one change read witho
   const a = await createEngine({ peerId: "shapes-a" });
   const b = await createEngine({ peerId: "shapes-b" });
   const values = ["", "plain", 'say "hi"', "back\\slash", 'a","b', "[1]", "{x}", "東京 café", "ends with \\", "\u001f",
-    0, -1.5, 1e21, 123456789, true, false, null, { a: 1 }, [1, "x"], { type: "Point", coordinates: [2.35, 48.85] }, [], {}];
+    0, -1.5, 1e21, 123456789, true, false, null, { a: 1 }, [1, "x"], { type: "Point", coordinates: [2.35, 48.85] }, [], {},
+    ["a", 1], { s: "x", n: [1, "y", 2] }, [[1, 2], [3, 4]]];
   const keys = ["properties.name", "properties.a\\.b", "x"];
   let n = 0;
   const hlcOf = (msg) => JSON.parse(msg).hlc;
@@ -753,7 +754,8 @@ test("a received change reads the same whatever its shape (one change read witho
   }
   // Several changes in one result, of objects already known, first a string, a number, an unset.
   const [m1, m2] = [meta("shape0"), meta("shape1")];
-  for (const [v1, v2] of [["one", "two"], [1, 2], [undefined, undefined], [true, "x"], [null, { a: 1 }]]) {
+  for (const [v1, v2] of [["one", "two"], [1, 2], [undefined, undefined], [true, "x"], [null, { a: 1 }], [{ a: 1 }, "x"],
+    [[1, 2], 3], [["a", 1], 2], [{ b: ["c", 4] }, { d: 5 }]]) {
     a.startBatch();
     if (v1 === undefined) {
       a.unset("feature", m1, "properties.first");
