@@ -200,3 +200,15 @@ func TestIdleFinishesMarking(t *testing.T) {
 		t.Fatal("a call that left no collection marking set the flag")
 	}
 }
+
+// setGCPercent, linked by name, is the runtime's own: debug.SetGCPercent sees what it set.
+func TestSetGCPercentIsTheRuntimes(t *testing.T) {
+	old := debug.SetGCPercent(123)
+	defer debug.SetGCPercent(old)
+	if got := setGCPercent(45); got != 123 {
+		t.Fatalf("setGCPercent returned %d, want the 123 debug.SetGCPercent set", got)
+	}
+	if got := debug.SetGCPercent(old); got != 45 {
+		t.Fatalf("debug.SetGCPercent returned %d, want the 45 setGCPercent set", got)
+	}
+}
