@@ -244,6 +244,13 @@ async function main() {
   const mem = args.includes("--no-memory") ? null : Object.fromEntries(systems.map((s) => [s.name, memoryOf(s.name)]));
   console.log();
   table(results, mem);
+  // Each run's figures too: a median of five on a shared machine hides how far apart they
+  // are (the first run compiles the module; a garbage collection lands in one workload or
+  // another).
+  console.log("\nmapcrdt per run (run 1 first):");
+  for (const [label, key, digits] of [["W1 ms", "w1", 1], ["W2 ms", "w2", 1], ["W3 µs/op", "w3", 2], ["W4 ms", "w4", 1]]) {
+    console.log(`  ${label.padEnd(9)} ${all.mapcrdt.map((r) => r[key].toFixed(digits)).join("  ")}`);
+  }
   if (mem) {
     console.log(
       `\nmemory: mapcrdt = Go heap retained (after GC) + JS heap delta; Yjs = JS heap delta; Loro = wasm memory growth + JS heap delta` +
