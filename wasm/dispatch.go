@@ -434,7 +434,10 @@ func receive(r *crdt.Replica, dst []byte, c *Call) ([]byte, error) {
 		if len(res.Changes) > 16 {
 			n += changesSize(res.Changes)
 		}
-		dst = slices.Grow(dst, n)
+		// A sixteenth more: what the glue asks for to write the same text as the next
+		// call's argument (a catch-up's answer, passed to the engine that asked), which then
+		// reuses this buffer (exportIn).
+		dst = slices.Grow(dst, n+n>>4)
 	}
 	dst = c.appendChanges(dst, res.Changes)
 	c.keep(res.Changes)

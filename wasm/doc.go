@@ -33,7 +33,10 @@
 //     success, -n-1 an error; the bytes are at mapcrdt_out(), an address the call also
 //     writes into the uint32 array (lens[18]: the glue reads it there instead of calling
 //     again). The memory may grow during a call: the glue then makes its views of
-//     memory.buffer again. About 6 ns per call plus the copying.
+//     memory.buffer again. About 6 ns per call plus the copying. A result is valid until
+//     the next mapcrdt_in or mapcrdt_call: a large result's buffer becomes the next input
+//     buffer when that one must be as large (a catch-up's answer, handed to the engine that
+//     asked for it, is not copied into a second half-megabyte buffer).
 //
 // A wasmexport function must never block and must never call into JavaScript (that
 // corrupts the Go runtime, see ../shared/PLATFORM.md): which is why the wall clock comes in

@@ -125,7 +125,16 @@ func addr(p *byte) uint32 { return uint32(uintptr(unsafe.Pointer(p))) }
 //go:wasmexport mapcrdt_in
 func exportIn(n uint32) uint32 {
 	if uint32(len(inBuf)) < n || (len(inBuf) > keptBuffer && n <= 64<<10) {
-		inBuf = make([]byte, max(n, 64<<10))
+		if n > keptBuffer && uint32(cap(outBuf)) >= n {
+			// The last result's buffer, which the glue has read (it reads a result before
+			// it writes the next call's arguments) and the next call would drop: a
+			// catch-up's answer, passed from one engine to another, is written into the
+			// answer's own buffer rather than into a new one as large.
+			inBuf, outBuf = outBuf[:cap(outBuf)], make([]byte, 0, 64<<10)
+			lens[outWord] = exportOut()
+		} else {
+			inBuf = make([]byte, max(n, 64<<10))
+		}
 	}
 	return addr(unsafe.SliceData(inBuf))
 }

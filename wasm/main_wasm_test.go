@@ -212,3 +212,34 @@ func TestSetGCPercentIsTheRuntimes(t *testing.T) {
 		t.Fatalf("debug.SetGCPercent returned %d, want the 45 setGCPercent set", got)
 	}
 }
+
+// A catch-up's answer, passed to the engine that asked for it, is written into the
+// answer's own buffer (the glue reads a result before it writes the next call's
+// arguments): exportIn gives that buffer, and the joiner reads the answer from it.
+func TestAnswerBufferBecomesInput(t *testing.T) {
+	a, _ := strconv.Atoi(exportMust(t, MethodCreate, 0, "holder"))
+	j, _ := strconv.Atoi(exportMust(t, MethodCreate, 0, "joiner"))
+	long := `"` + strings.Repeat("y", 1000) + `"`
+	for i := range 400 {
+		exportMust(t, MethodEdit, uint32(a), "update", "feature", meta, "properties.k"+strconv.Itoa(i), long)
+	}
+	exportMust(t, MethodFlush, uint32(a))
+	req := exportMust(t, MethodSyncRequest, uint32(j), "holder")
+	out := exportMust(t, MethodReceive, uint32(a), req)
+	answer := out[strings.IndexByte(out, RecordSeparator)+1:]
+	if len(answer) <= keptBuffer {
+		t.Fatalf("answer of %d bytes: not a large one", len(answer))
+	}
+	was := exportOut()
+	// What the glue asks for: the text's length in UTF-16 units and a sixteenth.
+	if p := exportIn(uint32(len(answer) + len(answer)>>4)); p != was {
+		t.Fatal("the input buffer is not the answer's")
+	}
+	if exportOut() == was || lens[outWord] != exportOut() {
+		t.Fatal("the output buffer is still the one given as input")
+	}
+	exportMust(t, MethodReceive, uint32(j), answer)
+	if sa, sj := exportMust(t, MethodState, uint32(a)), exportMust(t, MethodState, uint32(j)); sa != sj {
+		t.Fatal("the joiner's state differs from the holder's")
+	}
+}
