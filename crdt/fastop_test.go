@@ -373,9 +373,9 @@ func TestCanonicalOpFindsHeldMetadata(t *testing.T) {
 				if _, ok := r.dec.canonicalOp(s, &p, &f); !ok {
 					t.Fatalf("canonicalOp does not take %s", s)
 				}
-				// Held from the second message naming it on (the first names it new; objectFor
-				// remembers it when named again) — unless a '}' in a string comes first.
-				if held := round >= 2 && k == 0; (f.metaObj != nil) != held || f.meta != meta {
+				// Held from the second message naming it on (the first names it new; it is
+				// remembered when that one is committed) — unless a '}' in a string comes first.
+				if held := round >= 1 && k == 0; (f.metaObj != nil) != held || f.meta != meta {
 					t.Errorf("round %d, %s: metaObj %v, meta %s", round, meta, f.metaObj != nil, f.meta)
 				}
 				kitRecv(t, r, m)

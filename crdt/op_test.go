@@ -865,15 +865,17 @@ func TestKnownMetaCollision(t *testing.T) {
 	wall := fuzzWall()
 	r := newTestReplica(t, fuzzPeerA, wall)
 	metaA, metaB := `{"id":"a","layerId":"L"}`, `{"id":"b","layerId":"L"}`
-	for _, m := range []string{metaA, metaA, metaB} { // named twice: A is remembered
+	for _, m := range []string{metaA, metaA, metaB} { // each remembered when made
 		if _, err := r.Update("feature", m, "properties.name", `"x"`); err != nil {
 			t.Fatal(err)
 		}
 	}
 	a := r.dec.known(metaA)
-	if a == nil {
-		t.Fatal("an object named twice by one text is not remembered")
+	if a == nil || r.dec.known(metaB) == nil {
+		t.Fatal("an object made by an edit is not remembered")
 	}
+	r.dec.byMeta = table64[metaSlot]{} // A alone, then B's hash made to lead to A
+	r.dec.remember(a)
 	if !r.dec.byMeta.add(metaKey(metaB), metaSlot{a, unsafe.StringData(a.meta)}) { // B's hash now leads to A
 		t.Fatal("B's hash is taken")
 	}
@@ -1048,5 +1050,37 @@ func TestCheckDepthAtTheBound(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestNewObjectsRememberedAtCommit: the objects a live message makes are found by their
+// metadata text from the next message on; a call making more than rememberedAtCommit (a
+// catch-up, a large batch) leaves its objects to be remembered when named again.
+func TestNewObjectsRememberedAtCommit(t *testing.T) {
+	for _, n := range []int{1, rememberedAtCommit, rememberedAtCommit + 1} {
+		wall := fuzzWall()
+		src, r := newTestReplica(t, "src", wall), newTestReplica(t, "dst", wall)
+		metas := make([]string, n)
+		if err := src.StartBatch(); err != nil {
+			t.Fatal(err)
+		}
+		for i := range metas {
+			metas[i] = `{"id":"f` + strconv.Itoa(i) + `","layerId":"L"}`
+			if _, err := src.Update("feature", metas[i], "properties.n", strconv.Itoa(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := src.CommitBatch(); err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range src.Flush() {
+			kitRecv(t, r, m)
+		}
+		for _, m := range metas {
+			if got, want := r.dec.known(m) != nil, n <= rememberedAtCommit; got != want {
+				t.Fatalf("%d new objects in one message: %s remembered %v, want %v", n, m, got, want)
+			}
+		}
+		kitSameState(t, src, r)
 	}
 }

@@ -244,14 +244,23 @@ func (r *Replica) reserve(n int) {
 
 // commitPending keeps the objects met while decoding; dropPending forgets them.
 func (r *Replica) commitPending() {
+	// The objects of a live edit or message enter dec.byMeta now: the next message naming
+	// one (a peer's next edit of the feature, or the answer to the edit that made it) finds
+	// it by its text, where a first lookup by identity parsed the metadata (~2,700
+	// instructions). A catch-up's many objects enter it only when named again (objectFor):
+	// most are not soon, and the map would cost them an insertion each now.
+	few := len(r.pending) <= rememberedAtCommit
 	for _, o := range r.pending {
 		o.known = true
+		if few {
+			r.dec.remember(o)
+		}
 	}
-	// An object enters dec.byMeta when named again by the same metadata text (objectFor):
-	// most of a catch-up's objects are not named again soon, and the map would cost them
-	// an insertion each now.
 	r.clearPending()
 }
+
+// rememberedAtCommit is the most new objects a call commits into dec.byMeta at once.
+const rememberedAtCommit = 16
 
 // dropPending removes the objects met while decoding from the objects map.
 func (r *Replica) dropPending() {
