@@ -32,10 +32,10 @@ func TestTrackerSurvivesItsCounterWrapping(t *testing.T) {
 	for round := 0; round < 2; round++ {
 		edit(round)
 		n := int32(0)
-		for _, o := range bob.objects {
+		bob.objects.each(func(o *object) {
 			n++
 			o.trkGen, o.lastSpt = 0, 40-3*n // what a call numbered 0 could have left
-		}
+		})
 		bob.trkGen = math.MaxUint32 // the next call wraps to 0
 		res := recv(t, alice, bob.SyncRequest("alice"))
 		done := make(chan Result, 1)

@@ -79,7 +79,7 @@ type replicaView struct {
 }
 
 func viewOf(r *Replica) replicaView {
-	return replicaView{r.State(), r.Vector(), r.Clock(), r.LogLen(), r.Pending(), len(r.objects)}
+	return replicaView{r.State(), r.Vector(), r.Clock(), r.LogLen(), r.Pending(), r.objects.len()}
 }
 
 func (v replicaView) equal(w replicaView) bool {
@@ -941,8 +941,8 @@ func TestLongMetadataIsNotRemembered(t *testing.T) {
 	if r.dec.known(short) == nil || r.dec.byMeta.n != 1 {
 		t.Fatalf("byMeta holds %d texts, want the short one", r.dec.byMeta.n)
 	}
-	if len(r.objects) != 2 {
-		t.Fatalf("%d objects, want 2", len(r.objects))
+	if r.objects.len() != 2 {
+		t.Fatalf("%d objects, want 2", r.objects.len())
 	}
 	for m, want := range map[string]string{long: `{"e":4,"n":4}`, short: `{"e":3,"n":3}`} {
 		if got, _, _ := r.Get("feature", m, "properties"); got != want {

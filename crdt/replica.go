@@ -81,8 +81,8 @@ type Replica struct {
 	peer        string
 	peerJSON    string // peer as a JSON string: the sender of every message sent
 	clock       *hlc.Clock
-	objects     map[string]*object
-	pending     []*object // objects met while decoding: kept on success (see objectFor)
+	objects     objectTable // by identity key
+	pending     []*object   // objects met while decoding: kept on success (see objectFor)
 	dec         decoder
 	bulk        bulk // the blocks a compact decode takes its operations and values from
 	log         opLog
@@ -115,7 +115,6 @@ func NewReplica(opts Options) (*Replica, error) {
 		peer:     opts.PeerID,
 		peerJSON: string(appendString(nil, opts.PeerID)),
 		clock:    hlc.New(opts.PeerID, opts.Wall),
-		objects:  map[string]*object{},
 		vec:      newVectorState(),
 		origin:   opts.PeerID,
 		origins:  map[string]bool{opts.PeerID: true},
@@ -177,13 +176,13 @@ func (r *Replica) reincarnate() {
 
 // rebuild recomputes the state from the log and the seeded bases.
 func (r *Replica) rebuild() {
-	for _, o := range r.objects {
+	r.objects.each(func(o *object) {
 		base := o.root
 		if base.op != nil && !base.op.ts.IsZero() {
 			base = write{}
 		}
 		o.root, o.paths = base, nil
-	}
+	})
 	for _, o := range r.log.ops {
 		o.live = 0
 	}
@@ -210,10 +209,12 @@ func (r *Replica) Clock() hlc.Timestamp { return r.clock.Last() }
 func (r *Replica) Vector() VersionVector { return r.vec.vector().Clone() }
 
 // objectFor returns the object with identity key, creating it (pending) if new. A new
-// object enters the objects map at once — a catch-up's tens of thousands cost one insertion
-// each, not two — and leaves it again if the call fails (dropPending); pending lists them.
+// object enters the objects table at once — a catch-up's tens of thousands cost one
+// insertion each, not two — and leaves it again if the call fails (dropPending); pending
+// lists them.
 func (r *Replica) objectFor(sub *Subject, key []byte, meta string) *object {
-	if o := r.objects[string(key)]; o != nil { // no allocation: Go looks up []byte keys in place
+	h := textHash(unsafe.String(unsafe.SliceData(key), len(key)))
+	if o := r.objects.find(unsafe.String(unsafe.SliceData(key), len(key)), h); o != nil {
 		if o.known && meta == o.meta { // named by its first metadata text: found by it from now on
 			r.dec.remember(o)
 		}
@@ -224,22 +225,15 @@ func (r *Replica) objectFor(sub *Subject, key []byte, meta string) *object {
 	copy(text[copy(text, key):], meta)
 	all := unsafe.String(unsafe.SliceData(text), len(text))
 	o := &object{key: all[:len(key)], subject: sub, meta: all[len(key):]}
-	r.objects[o.key] = o
+	r.objects.insert(o, h)
 	r.pending = append(r.pending, o)
 	return o
 }
 
-// reserve makes room in the objects map for n new objects (a catch-up's list of them): a
-// map rebuilt at its new size when it would at least double (a copy its growth would make
-// anyway, in steps), instead of growing through every size on the way.
+// reserve makes room in the objects table for n new objects (a catch-up's list of them):
+// the table grows once to its new size instead of through every size on the way.
 func (r *Replica) reserve(n int) {
-	if n >= 64 && n >= len(r.objects) {
-		c := make(map[string]*object, len(r.objects)+n)
-		for k, v := range r.objects {
-			c[k] = v
-		}
-		r.objects = c
-	}
+	r.objects.reserve(n)
 }
 
 // commitPending keeps the objects met while decoding; dropPending forgets them.
@@ -265,7 +259,7 @@ const rememberedAtCommit = 16
 // dropPending removes the objects met while decoding from the objects map.
 func (r *Replica) dropPending() {
 	for _, o := range r.pending {
-		delete(r.objects, o.key)
+		r.objects.remove(o)
 	}
 	r.clearPending()
 }
@@ -411,16 +405,8 @@ func (r *Replica) Get(subject, metadata, key string) (string, bool, error) {
 // object whose value is {} is left out: under the replay rule it cannot be told apart from
 // an object never seen (alive, with an empty base).
 func (r *Replica) State() string {
-	keys := make([]string, 0, len(r.objects))
-	for k, o := range r.objects {
-		if o.exists() && o.alive() {
-			keys = append(keys, k)
-		}
-	}
-	slices.Sort(keys)
 	b := []byte{'['}
-	for _, k := range keys {
-		o := r.objects[k]
+	for _, o := range r.objects.sorted(func(o *object) bool { return o.exists() && o.alive() }) {
 		v, _ := o.value()
 		if v == "{}" {
 			continue

@@ -57,8 +57,9 @@ func TestSetPathIsTheGeneralWay(t *testing.T) {
 		if fast.State() != general.State() {
 			t.Fatalf("seed %d: states differ", seed)
 		}
-		for key, of := range fast.objects {
-			og := general.objects[key]
+		for _, of := range fast.objects.sorted(nil) {
+			key := of.key
+			og := general.objects.get(key)
 			if og == nil || len(of.paths) != len(og.paths) {
 				t.Fatalf("seed %d: %q keeps other writes", seed, key)
 			}

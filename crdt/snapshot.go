@@ -94,8 +94,7 @@ func (r *Replica) Snapshot() ([]byte, error) {
 	}
 	b = append(b, `],"bases":[`...)
 	n = 0
-	for _, k := range sortedKeys(r.objects) {
-		o := r.objects[k]
+	for _, o := range r.objects.sorted(nil) {
 		if o.root.op == nil || !o.root.op.ts.IsZero() {
 			continue
 		}
