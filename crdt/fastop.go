@@ -346,6 +346,32 @@ type flatMember struct {
 // flatObject writes into *arena (the members sorted). The index is negative for any other
 // text: a value that is not a plain string, a repeated name, whitespace.
 func flatObject(s string, i int, arena *[]byte) (canon string, end int) {
+	var ms flatMembers
+	return flatObjectMembers(s, i, arena, &ms)
+}
+
+// flatMembers are the members flatObjectMembers read, in the text's order.
+type flatMembers struct {
+	m [8]flatMember
+	n int
+}
+
+// value returns the raw value of the member named name ("" if none): the member's text
+// is "name":value, its name a plain string.
+func (ms *flatMembers) value(s, name string) string {
+	for _, m := range ms.m[:ms.n] {
+		if m.name == name {
+			return s[m.start+len(name)+3 : m.end]
+		}
+	}
+	return ""
+}
+
+// flatObjectMembers is flatObject that leaves the members it read in *ms (for a flat
+// object: n = 0 for any other text), for a caller that wants the values of some of them
+// without reading the text again.
+func flatObjectMembers(s string, i int, arena *[]byte, members *flatMembers) (canon string, end int) {
+	members.n = 0
 	if i >= len(s) || s[i] != '{' {
 		return "", -1
 	}
@@ -354,7 +380,7 @@ func flatObject(s string, i int, arena *[]byte) (canon string, end int) {
 	if i < len(s) && s[i] == '}' {
 		return s[start : i+1], i + 1
 	}
-	var ms [8]flatMember
+	ms := &members.m
 	n := 0
 	sorted := true
 	for {
@@ -383,6 +409,7 @@ func flatObject(s string, i int, arena *[]byte) (canon string, end int) {
 		default:
 			return "", -1
 		}
+		members.n = n
 		if sorted {
 			return s[start : j+1], j + 1
 		}

@@ -238,6 +238,12 @@ func (r *Replica) reserve(n int) {
 
 // commitPending keeps the objects met while decoding; dropPending forgets them.
 func (r *Replica) commitPending() {
+	if len(r.pending) > 0 { // the usual receive makes none: a call less
+		r.commitObjects()
+	}
+}
+
+func (r *Replica) commitObjects() {
 	// The objects of a live edit or message enter dec.byMeta now: the next message naming
 	// one (a peer's next edit of the feature, or the answer to the edit that made it) finds
 	// it by its text, where a first lookup by identity parsed the metadata (~2,700
@@ -325,7 +331,8 @@ func (r *Replica) identifyMeta(subject, metadata string) (*object, string, error
 	}
 	// A scratch text: the usual metadata (flat, strings) is sorted without the general parser.
 	r.dec.canon.arena = r.dec.canon.arena[:0]
-	meta, end := flatObject(metadata, 0, &r.dec.canon.arena)
+	var ms flatMembers
+	meta, end := flatObjectMembers(metadata, 0, &r.dec.canon.arena, &ms)
 	if cap(r.dec.canon.arena) > 1<<20 {
 		r.dec.canon.arena = nil // meta keeps it while in use; a huge one is not kept after
 	}
@@ -344,7 +351,17 @@ func (r *Replica) identifyMeta(subject, metadata string) (*object, string, error
 		// the same string, without reading it (WebAssembly compares strings byte by byte).
 		return obj, obj.meta, nil
 	}
-	if r.dec.keyBuf, err = appendObjectKey(r.dec.keyBuf[:0], sub, meta); err != nil {
+	var ids [4]string
+	if end == len(metadata) && len(sub.IDFields) <= len(ids) {
+		// Flat metadata: the identity fields' values from the members its sorting read.
+		for k, f := range sub.IDFields {
+			ids[k] = ms.value(metadata, f)
+		}
+		r.dec.keyBuf, err = appendKeyOf(append(r.dec.keyBuf[:0], sub.Name...), sub, ids[:len(sub.IDFields)])
+	} else {
+		r.dec.keyBuf, err = appendObjectKey(r.dec.keyBuf[:0], sub, meta)
+	}
+	if err != nil {
 		return nil, "", err
 	}
 	return r.objectFor(sub, r.dec.keyBuf, meta), meta, nil

@@ -177,3 +177,37 @@ func TestSetPathIsTheGeneralWay(t *testing.T) {
 		}
 	}
 }
+
+// TestIdentifyMetaKeyIsObjectKey: the identity a local edit's metadata gets while it is
+// sorted (flatObjectIDs, then appendKeyOf) is the one objectKey reads from the canonical
+// text — the same object, or the same error code — for flat texts in and out of order,
+// missing, empty, long and repeated id fields, escapes and nested values.
+func TestIdentifyMetaKeyIsObjectKey(t *testing.T) {
+	long := strings.Repeat("x", MaxIDBytes+1)
+	metas := []string{
+		`{"id":"a","layerId":"L"}`, `{"layerId":"L","id":"a","featureType":"marker"}`,
+		`{"id":"a"}`, `{"layerId":"L"}`, `{}`, `{"id":"","layerId":"L"}`,
+		`{"id":"` + long + `","layerId":"L"}`, `{"id":"a","id":"b","layerId":"L"}`,
+		`{"id":"caf\u00e9","layerId":"L"}`, `{"id":"é","layerId":"L"}`, `{"id":1,"layerId":"L"}`,
+		`{"id":"a","layerId":"L","x":{"id":"n"}}`, `{ "id":"a","layerId":"L"}`, `{"id":"a","layerId":null}`,
+		`{"a":"1","b":"2","c":"3","d":"4","e":"5","f":"6","g":"7","h":"8","id":"a","layerId":"L"}`,
+	}
+	for _, subject := range []string{"feature", "datalayer", "map"} {
+		for _, m := range metas {
+			r := newTestReplica(t, fuzzPeerA, fuzzWall())
+			sub := r.dec.subject(subject)
+			obj, _, err := r.identifyMeta(subject, m)
+			canon, cerr := canonicalJSON(m, 64)
+			if cerr != nil {
+				t.Fatalf("%s: %v", m, cerr)
+			}
+			key, kerr := objectKey(sub, canon)
+			if Code(err) != Code(kerr) {
+				t.Fatalf("%s %s: error %v, objectKey's %v", subject, m, err, kerr)
+			}
+			if err == nil && obj.key != key {
+				t.Fatalf("%s %s: key %q, objectKey's %q", subject, m, obj.key, key)
+			}
+		}
+	}
+}

@@ -59,6 +59,12 @@ func appendObjectKey(b []byte, sub *Subject, meta string) ([]byte, error) {
 		clear(vals)
 		memberValues(meta, sub.IDFields, vals)
 	}
+	return appendKeyOf(b, sub, vals)
+}
+
+// appendKeyOf appends the identity fields' values to b (which holds the subject's name),
+// vals[i] the raw JSON value of sub.IDFields[i] ("" for none), checking each.
+func appendKeyOf(b []byte, sub *Subject, vals []string) ([]byte, error) {
 	for i, f := range sub.IDFields {
 		raw := vals[i]
 		if raw == "" {
