@@ -20,6 +20,15 @@ import (
 // the parsed message would give, and sender is the raw text of the sender member ("" if
 // none).
 func (d *decoder) fastOp(s string) (o *op, sender string, ok bool, err error) {
+	d.metaMembers.n = 0
+	o, sender, ok, err = d.fastOpOf(s)
+	// The metadata's members serve this message's build only (identityKey): another
+	// message's text may come at the same address (the wasm module's input buffer).
+	d.metaMembers.n, d.metaSrc, d.metaCanon = 0, "", ""
+	return o, sender, ok, err
+}
+
+func (d *decoder) fastOpOf(s string) (o *op, sender string, ok bool, err error) {
 	if len(s) < 2 || s[0] != '{' {
 		return nil, "", false, nil
 	}
@@ -89,7 +98,8 @@ func (d *decoder) fastOp(s string) (o *op, sender string, ok bool, err error) {
 			}
 			f.seq = n
 		case wireMetadata:
-			f.meta, i = flatObject(s, i, &p.arena)
+			f.meta, i = flatObjectMembers(s, i, &p.arena, &d.metaMembers)
+			d.metaSrc, d.metaCanon = s, f.meta
 			f.hasMeta = true
 		case wireValue:
 			p.i = i
@@ -175,9 +185,10 @@ func (d *decoder) canonicalOp(s string, p *jparser, f *opFields) (sender string,
 		}
 	}
 	if f.metaObj == nil {
-		if f.meta, i = flatObject(s, i, &p.arena); i < 0 {
+		if f.meta, i = flatObjectMembers(s, i, &p.arena, &d.metaMembers); i < 0 {
 			return "", false
 		}
+		d.metaSrc, d.metaCanon = s, f.meta
 	}
 	f.hasMeta = true
 	if !litSender.at(s, i) {

@@ -384,3 +384,35 @@ func TestCanonicalOpFindsHeldMetadata(t *testing.T) {
 	}
 	kitSameState(t, src, r)
 }
+
+// TestMetadataMembersServeOneMessage: the members of a message's metadata that the fast
+// decoder read give a new object's identity in that message's build only. Messages read
+// in place from one reused buffer (as the wasm module's input buffer) put each one's
+// metadata at the same address: a message the fast decoder gives up on at its first byte
+// (a space after the brace, a one-digit clock counter keeping the metadata where it was),
+// naming a feature by metadata of the same length but other members' places, where the
+// one before named a held feature, gets its own object.
+func TestMetadataMembersServeOneMessage(t *testing.T) {
+	wall := fuzzWall()
+	r := newTestReplica(t, "dst", wall)
+	buf := make([]byte, 0, 512)
+	metas := []string{`{"id":"f1","layerId":"LL"}`, `{"id":"f1","layerId":"LL"}`, ` {"id":"f22","layerId":"L"}`}
+	for i, meta := range metas {
+		start, counter := "{", uint32(10+i)
+		if meta[0] == ' ' {
+			start, counter, meta = "{ ", uint32(i), meta[1:]
+		}
+		m := append(buf[:0], start+`"hlc":"`+stamp(20_000, counter, "bob")+`","key":"properties.n","kind":"OperationMessage","metadata":`+meta+`,"sender":"bob","seq":`+strconv.Itoa(i+1)+`,"subject":"feature","value":1,"verb":"update"}`...)
+		if i == 2 && strings.Index(string(m), "metadata") != len(`{"hlc":"`+stamp(20_000, 10, "bob")+`","key":"properties.n","kind":"OperationMessage","`) {
+			t.Fatal("the metadata moved")
+		}
+		if _, err := r.Receive(m); err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+	}
+	for _, key := range []string{"feature\x00LL\x00f1", "feature\x00L\x00f22"} {
+		if r.objects.get(key) == nil {
+			t.Fatalf("no object %q: %s", key, r.State())
+		}
+	}
+}

@@ -267,6 +267,12 @@ type decoder struct {
 	value jscratch
 	// ends notes where the big values of the message being received end (endMemo).
 	ends endMemo
+	// metaMembers are the members of the flat metadata of the message being decoded, as
+	// flatObjectMembers read them from metaSrc, whose canonical text is metaCanon: build
+	// takes a new object's identity from them (identityKey). Set by fastOp's decoding of
+	// a message, cleared when it returns.
+	metaMembers        flatMembers
+	metaSrc, metaCanon string
 }
 
 // forget drops what the member buffers still name of the text parsed last: their members
@@ -277,6 +283,21 @@ func (d *decoder) forget() {
 	for _, b := range [...][]member{d.top, d.elem, d.sub, d.canon.stack, d.value.stack} {
 		clear(b[:cap(b)])
 	}
+}
+
+// identityKey writes the identity of the object that sub + meta (canonical) address into
+// keyBuf: from the members the fast decoder read when meta is the text it made of them,
+// else by reading meta (appendObjectKey).
+func (d *decoder) identityKey(sub *Subject, meta string) ([]byte, error) {
+	ms := &d.metaMembers
+	var ids [4]string
+	if ms.n == 0 || len(d.metaCanon) != len(meta) || unsafe.StringData(d.metaCanon) != unsafe.StringData(meta) || len(sub.IDFields) > len(ids) {
+		return appendObjectKey(d.keyBuf[:0], sub, meta)
+	}
+	for k, f := range sub.IDFields {
+		ids[k] = ms.value(d.metaSrc, f)
+	}
+	return appendKeyOf(append(d.keyBuf[:0], sub.Name...), sub, ids[:len(sub.IDFields)])
 }
 
 // known returns the committed object first seen with the metadata text meta, nil if none
@@ -727,7 +748,7 @@ func (d *decoder) build(f *opFields, top bool) (*op, error) {
 	sameMeta := obj != nil && obj.subject == sub
 	if !sameMeta {
 		var err error
-		if d.keyBuf, err = appendObjectKey(d.keyBuf[:0], sub, meta); err != nil {
+		if d.keyBuf, err = d.identityKey(sub, meta); err != nil {
 			return nil, err
 		}
 		obj = nil
