@@ -262,7 +262,7 @@ func (r *Replica) commitObjects() {
 // rememberedAtCommit is the most new objects a call commits into dec.byMeta at once.
 const rememberedAtCommit = 16
 
-// dropPending removes the objects met while decoding from the objects map.
+// dropPending removes the objects met while decoding from the objects table.
 func (r *Replica) dropPending() {
 	for _, o := range r.pending {
 		r.objects.remove(o)
