@@ -273,13 +273,30 @@ func FuzzFlatObject(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, in string) {
 		var arena []byte
-		canon, end := flatObject(in, 0, &arena)
+		var ms flatMembers
+		canon, end := flatObjectMembers(in, 0, &arena, &ms)
 		if end != len(in) {
 			return
 		}
 		want, err := canonicalJSON(in, 64)
 		if err != nil || canon != want {
 			t.Fatalf("%s: flatObject %s, canonicalJSON %s (%v)", in, canon, want, err)
+		}
+		// The members it leaves give each name's value as the general member walk does.
+		names := []string{"id", "layerId", "featureType", ""}
+		for it := members(in); ; {
+			name, _, ok := it.next()
+			if !ok {
+				break
+			}
+			names = append(names, name)
+		}
+		for _, name := range names {
+			vals := []string{""}
+			memberValues(in, []string{name}, vals)
+			if got := ms.value(in, name); got != vals[0] {
+				t.Fatalf("%s: member %q's value %q, the member walk's %q", in, name, got, vals[0])
+			}
 		}
 	})
 }
