@@ -2,6 +2,7 @@ package crdt
 
 import (
 	"math/bits"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"unsafe"
@@ -339,10 +340,10 @@ func metaKey(meta string) uint64 { return textHash(meta)&^maxMetaKeyLen | uint64
 
 // textHash hashes s eight bytes at a time (a multiply and a rotation a word, where Go's
 // wasm runtime hashes a string key byte by byte). Its collisions cost a lookup, not
-// correctness: known compares the text.
+// correctness: known compares the text. It starts from hashSeed.
 func textHash(s string) uint64 {
 	const m1, m2 = 0x9e3779b97f4a7c15, 0xbf58476d1ce4e5b9
-	h := uint64(len(s)) * m1
+	h := (uint64(len(s)) ^ hashSeed) * m1
 	n := len(s)
 	if !littleEndian || n < 8 {
 		for i := 0; i < n; i++ {
@@ -361,6 +362,12 @@ func textHash(s string) uint64 {
 	h *= m1
 	return h ^ h>>29
 }
+
+// hashSeed makes textHash differ from one process to the next, as Go's own maps are
+// seeded: texts a peer chose to share the first slots of the engine's tables (the objects
+// by identity, the metadata texts), making every lookup a long probe, cannot be prepared
+// in advance.
+var hashSeed = rand.Uint64()
 
 // textEqual is a == b, eight bytes at a time: Go's wasm runtime compares strings byte by
 // byte (memeqbody). Equal pointers end it at once.

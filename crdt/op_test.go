@@ -1084,3 +1084,22 @@ func TestNewObjectsRememberedAtCommit(t *testing.T) {
 		kitSameState(t, src, r)
 	}
 }
+
+// TestTextHashIsSeeded: textHash starts from the process's seed — another seed, other
+// hashes for the same texts (the objects table and byMeta then place them elsewhere).
+func TestTextHashIsSeeded(t *testing.T) {
+	old := hashSeed
+	defer func() { hashSeed = old }()
+	texts := []string{"", "a", "feature\x00L\x00f1", `{"id":"f1","layerId":"606d26bd-230f-4d3e-a2a7-0c3caed71548"}`}
+	hashSeed = 1
+	var first []uint64
+	for _, s := range texts {
+		first = append(first, textHash(s))
+	}
+	hashSeed = 2
+	for i, s := range texts {
+		if textHash(s) == first[i] {
+			t.Fatalf("%q hashes to %#x under both seeds", s, first[i])
+		}
+	}
+}
