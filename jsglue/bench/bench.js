@@ -43,33 +43,43 @@ function gzipSize(payload) {
 
 async function runOnce(sys, run) {
   const r = {};
+  // How many Go collections each workload of mapcrdt's took (read between workloads, out
+  // of the timed parts): one of ~5–8 ms lands in one workload or another in most runs.
+  const gcs = (e) => (sys.collections ? sys.collections(e) : 0);
   // W1
   const a = await sys.replica(0);
   const messages = new Array(OPS);
+  let g = gcs(a);
   let t = now();
   for (let i = 0; i < OPS; i++) messages[i] = sys.edit(a, ops[i]);
   r.w1 = now() - t;
+  r.w1gc = gcs(a) - g;
   r.w1bytes = messages.reduce((n, m) => n + (typeof m === "string" ? Buffer.byteLength(m) : m.byteLength), 0);
 
   // W2
   const b = await sys.replica(1);
+  g = gcs(a);
   t = now();
   const { bytes, payload } = sys.catchUp(a, b);
   r.w2 = now() - t;
+  r.w2gc = gcs(a) - g;
   r.w2bytes = bytes;
   r.w2gzip = gzipSize(payload);
   r.w2ok = sys.digest(a) === sys.digest(b);
 
   // W3
   const c = await sys.replica(2);
+  g = gcs(a);
   t = now();
   for (let i = 0; i < OPS; i++) sys.apply(c, messages[i]);
   r.w3 = ((now() - t) * 1000) / OPS;
+  r.w3gc = gcs(a) - g;
   r.w3ok = sys.digest(a) === sys.digest(c);
   for (const x of [a, b, c]) sys.close(x);
 
   // W4
   const reps = [await sys.replica(10 + run * 3), await sys.replica(11 + run * 3), await sys.replica(12 + run * 3)];
+  g = gcs(reps[0]);
   t = now();
   for (let f = 0; f < FEATURES; f++) {
     for (let k = 0; k < 3; k++) sys.edit(reps[k], concurrentOp(k, f));
@@ -78,6 +88,7 @@ async function runOnce(sys, run) {
   sys.sync(reps[1], reps[2]);
   sys.sync(reps[0], reps[2]);
   r.w4 = now() - t;
+  r.w4gc = gcs(reps[0]) - g;
   const d = reps.map((x) => sys.digest(x));
   r.w4ok = d[0] === d[1] && d[1] === d[2];
   for (const x of reps) sys.close(x);
@@ -247,9 +258,10 @@ async function main() {
   // Each run's figures too: a median of five on a shared machine hides how far apart they
   // are (the first run compiles the module; a garbage collection lands in one workload or
   // another).
-  console.log("\nmapcrdt per run (run 1 first):");
+  console.log("\nmapcrdt per run (run 1 first; * a Go collection ran inside the workload):");
   for (const [label, key, digits] of [["W1 ms", "w1", 1], ["W2 ms", "w2", 1], ["W3 µs/op", "w3", 2], ["W4 ms", "w4", 1]]) {
-    console.log(`  ${label.padEnd(9)} ${all.mapcrdt.map((r) => r[key].toFixed(digits)).join("  ")}`);
+    const cells = all.mapcrdt.map((r) => (r[key].toFixed(digits) + "*".repeat(r[key + "gc"])).padEnd(8));
+    console.log(`  ${label.padEnd(9)} ${cells.join(" ")}`);
   }
   if (mem) {
     console.log(

@@ -62,6 +62,10 @@ export const mapcrdt = {
   close(e) {
     e.close();
   },
+  /** Go collections the module has run so far (every engine shares the module). */
+  collections(e) {
+    return e.memory(false).numGC;
+  },
 };
 
 export const yjs = {
