@@ -197,7 +197,10 @@ func (r *Replica) ApplyAppend(changes []Change, e Edit) ([]Change, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.undo.redo = r.undo.redo[:0]
+	if len(r.undo.redo) > 0 {
+		clear(r.undo.redo) // the array must not keep the steps' operations and values
+		r.undo.redo = r.undo.redo[:0]
+	}
 	changes, w := r.commitLocal(sub, old)
 	r.undo.record(undoEntry{obj: sub.obj, path: rootOrPath(sub), old: old.value, oldPresent: old.present, by: w},
 		e.Group, r.batch != nil, r.clock.Last().Wall, r.opts)
@@ -241,7 +244,7 @@ func (r *Replica) prepare(e Edit) (*op, oldValue, error) {
 		r.dropPending()
 		return nil, oldValue{}, err
 	}
-	o := &op{verb: e.Verb, obj: obj}
+	o := r.bulk.op(op{verb: e.Verb, obj: obj})
 	if meta != obj.meta {
 		o.setMeta(strings.Clone(meta)) // featureType and the like travel with the edit
 	}
@@ -252,10 +255,10 @@ func (r *Replica) prepare(e Edit) (*op, oldValue, error) {
 		}
 		o.setKey(e.Key)
 		if e.Value != "" {
-			o.value, err = r.canonicalValue(e.Value)
+			o.value, err = r.canonicalValue(&r.bulk, e.Value)
 		}
 	case VerbUpsert:
-		if o.value, err = r.canonicalValue(e.Value); err == nil && !isObject(o.value) {
+		if o.value, err = r.canonicalValue(&r.bulk, e.Value); err == nil && !isObject(o.value) {
 			err = newError(ErrBadValue, "upsert needs an object value, got "+quote(o.value))
 		}
 	case VerbDelete:
@@ -272,7 +275,7 @@ func (r *Replica) prepare(e Edit) (*op, oldValue, error) {
 			old.present = old.present && obj.exists()
 		}
 		if !old.present && e.OldValue != "" {
-			if old.value, err = r.canonicalValue(e.OldValue); err == nil {
+			if old.value, err = r.canonicalValue(nil, e.OldValue); err == nil {
 				old.present, old.fromCaller = true, true
 			}
 		}
@@ -366,7 +369,7 @@ func (r *Replica) Seed(subject, metadata, value string) ([]Change, error) {
 		r.dropPending()
 		return nil, err
 	}
-	v, err := r.canonicalValue(value)
+	v, err := r.canonicalValue(nil, value)
 	if err == nil && !isObject(v) {
 		err = newError(ErrBadValue, "a base value must be an object, got "+quote(v))
 	}

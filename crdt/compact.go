@@ -27,7 +27,9 @@ type CompactStats struct {
 //
 // Operations that are still visible stay, even below the saved horizon: a replica that
 // lacks one cannot be told apart from one that never needs it, and dropping it would let
-// an older write from an offline peer win where it must not.
+// an older write from an offline peer win where it must not. The ones kept are moved out
+// of the blocks they were allocated in (see bulk), so that the memory of the dropped ones
+// comes back.
 func (r *Replica) Compact() CompactStats {
 	var st CompactStats
 	queued := map[*op]bool{}
@@ -42,7 +44,69 @@ func (r *Replica) Compact() CompactStats {
 		return true
 	})
 	st.Remaining = len(r.log.ops)
+	r.moveOut()
 	return st
+}
+
+// moveOut gives each operation still referenced that was taken from a block (op.blk) an
+// allocation of its own, with a copy of its value, and points every reference at it: the
+// log, batches' sub-operations, the outbox and the open batch, the objects' writes, and
+// the undo and redo steps, whose entries (cut from shared chunks) and the values they
+// restore are copied too. The blocks are then garbage — but the one being filled, and
+// what a caller still holds of results — and the memory of the operations Compact dropped
+// comes back even where they shared a block with kept ones. It returns how many
+// operations it moved.
+func (r *Replica) moveOut() int {
+	moved := map[*op]*op{}
+	// mv returns where o lives now, moving it (and its blocked sub-operations) the first
+	// time it is met.
+	var mv func(o *op) *op
+	mv = func(o *op) *op {
+		if o == nil || !o.blk {
+			return o
+		}
+		if n, ok := moved[o]; ok {
+			return n
+		}
+		n := new(op)
+		*n = *o
+		n.blk = false
+		n.value = strings.Clone(o.value)
+		moved[o] = n
+		n.moveSubs(mv) // o.x is n's now: o is garbage once every reference is moved
+		return n
+	}
+	for i, o := range r.log.ops {
+		if o.blk {
+			r.log.ops[i] = mv(o)
+		} else {
+			o.moveSubs(mv) // a local batch: its edits are blocked
+		}
+	}
+	for i, o := range r.outbox {
+		r.outbox[i] = mv(o) // in the log: moved above
+	}
+	// The open batch (allocated alone) is in the log once it has an edit: its edits moved.
+	r.objects.each(func(ob *object) {
+		ob.root.op = mv(ob.root.op)
+		for i := range ob.paths {
+			ob.paths[i].op = mv(ob.paths[i].op)
+		}
+	})
+	r.undo.moveOut(mv)
+	r.one = [1]*op{}
+	r.changeChunk = nil // it holds the values of changes already handed out
+	return len(moved)
+}
+
+// moveSubs points o's sub-operations at where mv moves them.
+func (o *op) moveSubs(mv func(*op) *op) {
+	if o.x == nil {
+		return
+	}
+	for i, s := range o.x.subs {
+		o.x.subs[i] = mv(s)
+	}
 }
 
 // LogLen returns how many operations the log holds.
@@ -365,8 +429,7 @@ func (r *Replica) decodeOps(raw string) ([]*op, error) {
 		seq := uint64(sq)
 		var o *op
 		if p[4] == "4" {
-			o = r.bulk.op()
-			*o = op{ts: ts, seq: seq, verb: VerbBatch}
+			o = r.bulk.op(op{ts: ts, seq: seq, verb: VerbBatch})
 			eachElement(p[5], func(s string) bool {
 				var sub *op
 				if sub, err = r.decodeSub(appendElements(subBuf[:0], s), objs); err != nil {
@@ -404,8 +467,7 @@ func (r *Replica) decodeSub(p []string, objs []*object) (*op, error) {
 	if !ok1 || !ok2 || oi >= int64(len(objs)) || v < int64(VerbUpdate) || v > int64(VerbDelete) {
 		return nil, bad()
 	}
-	o := r.bulk.op()
-	o.verb, o.obj = Verb(v), objs[oi]
+	o := r.bulk.op(op{verb: Verb(v), obj: objs[oi]})
 	switch o.verb {
 	case VerbUpdate:
 		if len(p) < 3 || len(p) > 4 {
@@ -442,12 +504,13 @@ func (r *Replica) decodeSub(p []string, objs []*object) (*op, error) {
 	return o, nil
 }
 
-// bulk hands out the operations and value texts of compact decodes (catch-ups, snapshots)
-// from shared blocks: an allocation per bulkOps operations or bulkText bytes of values
-// instead of two per operation (in wasm, mallocgc took a seventh of applying W2's
-// catch-up, three allocations an operation). A block lives as long as any operation
-// or value in it: memory compaction frees comes back by whole blocks (bounded by what the
-// decode took), and the log's operations are few blocks for the collector to mark.
+// bulk hands out operations and value texts from shared blocks — every operation a
+// message, a compact decode (catch-up, snapshot) or a local edit makes: an allocation per
+// bulkOps operations or bulkText bytes of values instead of two per operation (in wasm,
+// mallocgc took a seventh of applying W2's catch-up, three allocations an operation; a
+// tenth of W3's and W1's calls were the two allocations). A block lives as long as
+// anything in it is referenced: Compact moves the operations it keeps out of their blocks
+// (moveOut), so that what it drops comes back.
 type bulk struct {
 	ops  []op
 	text []byte
@@ -459,19 +522,27 @@ const (
 	bulkLongText = 1 << 10 // a longer value gets its own allocation
 )
 
-// op returns a zero operation.
-func (b *bulk) op() *op {
+// op returns an operation holding v, marked as taken from a block (op.blk). A nil b
+// allocates it alone.
+func (b *bulk) op(v op) *op {
+	if b == nil {
+		o := new(op)
+		*o = v
+		return o
+	}
 	if len(b.ops) == 0 {
 		b.ops = make([]op, bulkOps)
 	}
 	o := &b.ops[0]
 	b.ops = b.ops[1:]
+	*o = v
+	o.blk = true
 	return o
 }
 
-// clone returns a copy of s (which points into a message).
+// clone returns a copy of s (which points into a message). A nil b allocates it alone.
 func (b *bulk) clone(s string) string {
-	if len(s) == 0 || len(s) > bulkLongText {
+	if b == nil || len(s) == 0 || len(s) > bulkLongText {
 		return strings.Clone(s)
 	}
 	if cap(b.text)-len(b.text) < len(s) {

@@ -3,12 +3,15 @@ package crdt
 // Compaction (DESIGN §6, issue 5).
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 	"unsafe"
+	"weak"
 
 	"github.com/mapcrdt/mapcrdt/hlc"
 	"github.com/tidwall/gjson"
@@ -359,11 +362,212 @@ func TestBulkCopies(t *testing.T) {
 	}
 	seen := map[*op]bool{}
 	for i := range 3 * bulkOps {
-		o := b.op()
-		if seen[o] || o.verb != 0 || o.obj != nil || o.value != "" {
-			t.Fatalf("op %d: handed out twice, or not zero", i)
+		o := b.op(op{seq: uint64(i + 1)})
+		if seen[o] || o.verb != 0 || o.obj != nil || o.value != "" || o.seq != uint64(i+1) || !o.blk {
+			t.Fatalf("op %d: handed out twice, or not what was given, or not marked", i)
 		}
 		seen[o] = true
 		o.verb, o.value = VerbUpdate, "v"
+	}
+}
+
+// blockedRefs lists the references a replica keeps to operations taken from a block
+// (op.blk): the log (and batches' sub-operations), the outbox, the open batch, the objects'
+// writes, the undo and redo steps.
+func blockedRefs(r *Replica) []string {
+	var out []string
+	check := func(where string, o *op) {
+		if o == nil {
+			return
+		}
+		if o.blk {
+			out = append(out, where)
+		}
+		for i, s := range o.subOps() {
+			if s.blk {
+				out = append(out, where+" sub "+strconv.Itoa(i))
+			}
+		}
+	}
+	for i, o := range r.log.ops {
+		check("log "+strconv.Itoa(i), o)
+	}
+	for i, o := range r.outbox {
+		check("outbox "+strconv.Itoa(i), o)
+	}
+	check("open batch", r.batch)
+	r.objects.each(func(ob *object) {
+		check("root of "+ob.meta, ob.root.op)
+		for i, p := range ob.paths {
+			check("kept write "+strconv.Itoa(i)+" of "+ob.meta, p.op)
+		}
+	})
+	for name, steps := range map[string][]undoStep{"undo": r.undo.undo, "redo": r.undo.redo} {
+		for i, st := range steps {
+			for j, e := range st.entries {
+				check(name+" step "+strconv.Itoa(i)+" entry "+strconv.Itoa(j), e.by.op)
+			}
+		}
+	}
+	return out
+}
+
+// TestCompactMovesOperationsOutOfBlocks: operations from every source that takes them from
+// blocks — single receives, a catch-up, local edits alone and in batches, an undo, the
+// outbox and an open batch — are referenced from blocks no more after Compact, and the
+// replica then behaves as a twin that never compacted: same state, same undo and redo,
+// the same messages flushed, the same answer to what is received next.
+func TestCompactMovesOperationsOutOfBlocks(t *testing.T) {
+	build := func(name string) (alice, bob *Replica) {
+		wa, wb := hlc.NewManualClock(kitT0), hlc.NewManualClock(kitT0+1)
+		alice, bob = kitReplica(t, "alice", wa), kitReplica(t, "bob", wb)
+		carol := kitReplica(t, "carol-"+name, hlc.NewManualClock(kitT0+2))
+		for i := range 6 { // carol's edits reach alice in a catch-up
+			kitSet(t, carol, kitF3, "properties.n"+strconv.Itoa(i%3), strconv.Itoa(i))
+		}
+		carol.Flush()
+		kitSync(t, alice, carol)
+		for i := range 300 { // bob's, one message each: several blocks
+			wb.Advance(1)
+			kitSet(t, bob, kitF1, "properties.k"+strconv.Itoa(i%7), `"b`+strconv.Itoa(i)+`"`)
+		}
+		kitOK(t)(bob.Apply(Edit{Verb: VerbUpdate, Subject: "feature", Metadata: kitF2, Key: "properties.x", Value: `1`}))
+		kitOK(t)(bob.Upsert("datalayer", kitL1, `{"name":"a layer"}`)) // an object's root
+		kitDeliver(t, bob.Flush(), alice)
+		for i := range 40 {
+			wa.Advance(3)
+			kitSet(t, alice, kitF2, "properties.a"+strconv.Itoa(i%4), `"a`+strconv.Itoa(i)+`"`)
+			alice.Flush()
+		}
+		if err := alice.StartBatch(); err != nil {
+			t.Fatal(err)
+		}
+		kitSet(t, alice, kitF1, "properties.k1", `"in a batch"`)
+		kitSet(t, alice, kitF2, "properties.a1", `"in a batch too"`)
+		if err := alice.CommitBatch(); err != nil {
+			t.Fatal(err)
+		}
+		alice.Flush()
+		kitUndo(t, alice)
+		alice.Flush()
+		wa.Advance(3)
+		kitSet(t, alice, kitF1, "properties.queued", `"not flushed"`)
+		if err := alice.StartBatch(); err != nil {
+			t.Fatal(err)
+		}
+		kitSet(t, alice, kitF2, "properties.open", `"in the open batch"`)
+		return alice, bob
+	}
+	alice, bob := build("a")
+	twin, _ := build("b")
+	if len(blockedRefs(alice)) == 0 {
+		t.Fatal("no operation of the test comes from a block")
+	}
+	if st := alice.Compact(); st.Ops == 0 {
+		t.Fatal("Compact dropped nothing")
+	}
+	if refs := blockedRefs(alice); len(refs) > 0 {
+		t.Fatalf("after Compact, %d references into blocks: %v", len(refs), refs[:min(len(refs), 5)])
+	}
+	kitSameState(t, alice, twin)
+	for _, r := range []*Replica{alice, twin} {
+		if err := r.CommitBatch(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	same := func(what string, a, b any) {
+		t.Helper()
+		if ja, jb := strconv.Quote(fmtAny(a)), strconv.Quote(fmtAny(b)); ja != jb {
+			t.Errorf("%s: compacted %s, twin %s", what, ja, jb)
+		}
+	}
+	same("flush", alice.Flush(), twin.Flush())
+	for range 3 {
+		same("undo", kitUndo(t, alice), kitUndo(t, twin))
+	}
+	same("redo", kitRedo(t, alice), kitRedo(t, twin))
+	same("flush after undo", alice.Flush(), twin.Flush())
+	kitSet(t, bob, kitF1, "properties.k2", `"later"`)
+	msgs := bob.Flush()
+	same("receive", kitRecv(t, alice, msgs[0]), kitRecv(t, twin, msgs[0]))
+	kitSameState(t, alice, twin)
+	if alice.Compact(); len(blockedRefs(alice)) > 0 {
+		t.Error("a second Compact leaves references into blocks")
+	}
+	kitSameState(t, alice, twin)
+}
+
+// fmtAny writes v for a comparison: its Go syntax, messages as text.
+func fmtAny(v any) string {
+	if ms, ok := v.([][]byte); ok {
+		var b strings.Builder
+		for _, m := range ms {
+			b.Write(m)
+			b.WriteByte('\n')
+		}
+		return b.String()
+	}
+	return fmt.Sprintf("%+v", v)
+}
+
+// TestCompactFreesBlocks: the first blocks of operations and of values are garbage after
+// Compact — it dropped most of their operations, moved out (with their values) the ones it
+// keeps, and copied the values alice's undo wrote again and her redo step holds — and the
+// memory comes back; undo and redo still work. Alice's next edit after the undo drops the
+// redo step, or she redoes after Compact.
+func TestCompactFreesBlocks(t *testing.T) {
+	for _, redo := range []bool{true, false} {
+		wa, wb := hlc.NewManualClock(kitT0), hlc.NewManualClock(kitT0+1)
+		alice, bob := kitReplica(t, "alice", wa), kitReplica(t, "bob", wb)
+		send := func(key, value string) {
+			wb.Advance(1)
+			kitSet(t, bob, kitF1, key, value)
+			for _, m := range bob.Flush() {
+				kitRecv(t, alice, m)
+			}
+		}
+		long := strings.Repeat("x", 200) // values fill several blocks of text too
+		send("properties.a", `"bob's a `+long+`"`)
+		first := weak.Make(alice.log.ops[0])
+		firstText := weak.Make(unsafe.StringData(alice.log.ops[0].value))
+		send("properties.b", `"bob's b"`) // kept
+		wa.Advance(1)
+		kitSet(t, alice, kitF1, "properties.a", `"alice's a"`)
+		kitUndo(t, alice) // writes bob's value again; the step to redo holds alice's
+		kept := 3         // bob's b and last name, alice's undo
+		if !redo {
+			kitSet(t, alice, kitF1, "properties.c", `"alice's c"`) // drops the step to redo
+			kept++
+		}
+		alice.Flush()
+		for i := range 3 * bulkOps { // superseded, but for the last
+			send("properties.name", `"`+strconv.Itoa(i)+long+`"`)
+		}
+		if !alice.log.ops[0].blk {
+			t.Fatal("a received operation is not taken from a block")
+		}
+		if st := alice.Compact(); st.Remaining != kept {
+			t.Fatalf("redo %v: Compact kept %d operations, want %d", redo, st.Remaining, kept)
+		}
+		for range 4 {
+			runtime.GC()
+		}
+		if first.Value() != nil {
+			t.Errorf("redo %v: the first block of operations is still referenced after Compact", redo)
+		}
+		if firstText.Value() != nil {
+			t.Errorf("redo %v: the first block of values is still referenced after Compact", redo)
+		}
+		kitWant(t, alice, "feature", kitF1, "properties.a", `"bob's a `+long+`"`)
+		kitWant(t, alice, "feature", kitF1, "properties.b", `"bob's b"`)
+		kitWant(t, alice, "feature", kitF1, "properties.name", `"`+strconv.Itoa(3*bulkOps-1)+long+`"`)
+		if redo {
+			kitRedo(t, alice)
+			kitWant(t, alice, "feature", kitF1, "properties.a", `"alice's a"`)
+		} else {
+			kitWant(t, alice, "feature", kitF1, "properties.c", `"alice's c"`)
+			kitUndo(t, alice)
+			kitWant(t, alice, "feature", kitF1, "properties.c", "")
+		}
 	}
 }

@@ -78,7 +78,9 @@
 // and a requester adopts the responder's vector after a complete response. Operations still
 // visible are kept even below the saved horizon: dropping one would let an older write from
 // an offline peer win where it must not. Responses to mapcrdt peers use a compact encoding
-// (compact.go): peers and objects written once, walltimes as deltas.
+// (compact.go): peers and objects written once, walltimes as deltas. Operations and their
+// values are allocated in shared blocks (bulk, compact.go); Compact moves the ones it keeps
+// out of them, so that the memory of what it drops comes back.
 //
 // # Snapshots
 //

@@ -132,6 +132,7 @@ type op struct {
 	value string        // canonical JSON; "" = no value (unset)
 	live  int32         // writes of this op still visible in the state
 	verb  Verb
+	blk   bool     // taken from the replica's blocks (bulk): Compact moves it out (see moveOut)
 	path  []string // parsed key (update), parts interned
 	seq   uint64   // the origin's counter; 0 when unknown (uMap's plain Journal) or not yet sent
 	obj   *object  // nil for a batch
@@ -232,6 +233,7 @@ func (o *op) writes(fn func(w *op, sub int32)) {
 
 // decoder turns wire JSON into ops for one replica (its subject table and limits).
 type decoder struct {
+	blk      *bulk // where build takes its operations and values from (nil: one allocation each)
 	subjects map[string]*Subject
 	lastSub  *Subject // the subject last named: most messages name the one before's
 	lim      Limits
@@ -656,7 +658,7 @@ func (d *decoder) decodeOp(members []member, top bool) (*op, error) {
 
 // build checks the members of one operation together and makes the op (see decodeOp).
 func (d *decoder) build(f *opFields, top bool) (*op, error) {
-	o := &op{seq: f.seq}
+	o := d.blk.op(op{seq: f.seq})
 	extra := f.extra
 	if !f.hasVerb {
 		return nil, newError(ErrBadMessage, "operation without a verb")
@@ -770,7 +772,7 @@ func (d *decoder) build(f *opFields, top bool) (*op, error) {
 			return nil, err
 		}
 		o.setKey(f.key)
-		o.value = own(f.value)
+		o.value = d.blk.clone(f.value)
 		if err := d.lim.checkDepth(o.value, o.path); err != nil {
 			return nil, err
 		}
@@ -781,7 +783,7 @@ func (d *decoder) build(f *opFields, top bool) (*op, error) {
 		if err := d.lim.checkDepth(f.value, nil); err != nil {
 			return nil, err
 		}
-		o.value = own(f.value)
+		o.value = d.blk.clone(f.value)
 		if f.hasKey {
 			extra = appendExtra(extra, "key", string(appendString(nil, f.key)))
 		}

@@ -126,7 +126,7 @@ func NewReplica(opts Options) (*Replica, error) {
 		s := opts.Subjects[i]
 		subs[s.Name] = &s
 	}
-	r.dec = decoder{subjects: subs, lim: opts.Limits, objects: r.objectFor}
+	r.dec = decoder{subjects: subs, lim: opts.Limits, objects: r.objectFor, blk: &r.bulk}
 	return r, nil
 }
 
@@ -381,8 +381,9 @@ func orEmpty(s string) string {
 	return s
 }
 
-// canonicalValue validates a JSON value given by a caller.
-func (r *Replica) canonicalValue(v string) (string, error) {
+// canonicalValue validates a JSON value given by a caller, and copies it into a block of b
+// (an operation's own value, see bulk) or, b nil, an allocation of its own.
+func (r *Replica) canonicalValue(b *bulk, v string) (string, error) {
 	if len(v) > r.opts.Limits.MaxMessageBytes {
 		return "", newError(ErrTooLarge, "value of more than "+strconv.Itoa(r.opts.Limits.MaxMessageBytes)+" bytes")
 	}
@@ -390,7 +391,7 @@ func (r *Replica) canonicalValue(v string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return strings.Clone(c), nil
+	return b.clone(c), nil
 }
 
 // Get returns the visible value of an object (key "") or of one key path inside it, and

@@ -89,6 +89,23 @@ func (s *undoStacks) push(st undoStep, depth int) {
 	}
 }
 
+// moveOut copies the entries of every step into arrays of their own, each value to restore
+// copied too and each write's operation where mv moves it (see Replica.moveOut).
+func (s *undoStacks) moveOut(mv func(*op) *op) {
+	for _, steps := range [][]undoStep{s.undo, s.redo} {
+		for i := range steps {
+			es := make([]undoEntry, len(steps[i].entries))
+			for j, e := range steps[i].entries {
+				e.by.op = mv(e.by.op)
+				e.old = strings.Clone(e.old)
+				es[j] = e
+			}
+			steps[i].entries = es
+		}
+	}
+	s.chunk = nil
+}
+
 func (s *undoStacks) closeTop() {
 	if n := len(s.undo); n > 0 {
 		s.undo[n-1].closed = true
@@ -135,6 +152,7 @@ func (r *Replica) revert(from, to *[]undoStep) (UndoResult, error) {
 		return UndoResult{}, nil
 	}
 	step := (*from)[n-1]
+	(*from)[n-1] = undoStep{} // the array must not keep the step's operations and values
 	*from = (*from)[:n-1]
 	res := UndoResult{Done: true}
 	var todo []undoEntry
@@ -158,10 +176,10 @@ func (r *Replica) revert(from, to *[]undoStep) (UndoResult, error) {
 		case e.path != nil:
 			sub.verb = VerbUpdate
 			if e.oldPresent {
-				sub.value = e.old
+				sub.value = strings.Clone(e.old) // it may lie in a block (see bulk)
 			}
 		case e.oldPresent:
-			sub.verb, sub.value = VerbUpsert, e.old
+			sub.verb, sub.value = VerbUpsert, strings.Clone(e.old)
 		default:
 			sub.verb = VerbDelete
 		}
