@@ -172,7 +172,11 @@ export interface ChangeEvent {
 export interface PeerMessageResult {
   /** Messages to send now (sync requests and responses), JSON text. */
   replies: string[];
-  /** The visible changes. */
+  /**
+   * The visible changes. Without an onChange listener they are built when first read (an
+   * own, enumerable property all the same): a caller that only forwards the replies of a
+   * catch-up pays nothing for its thousands of changes.
+   */
   changes: Change[];
 }
 

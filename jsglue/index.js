@@ -463,22 +463,37 @@ function metadataOf(text) {
 }
 
 // parseChanges turns the module's compact changes — [code, obj, key?, value?, hlc, …],
-// then, if the call met objects new to the table objs ([subject0, metadata0, …], the
-// bridge's), US base US subject US metadata … (wasm/changes.go) — into the Change objects
-// of index.d.ts. objs is cut to base objects before the new ones are added.
-function parseChanges(text, objs) {
+// then, if the call met objects new to the bridge's table objs ([subject0, metadata0, …]),
+// US base US subject US metadata … (wasm/changes.go) — into the Change objects of
+// index.d.ts, in two steps: takeObjects, at once after the call, and expandChanges, which
+// may wait (see lazyChanges).
+function parseChanges(text, bridge) {
   if (text === "") return [];
   if (text.length < 256) {
-    const one = parseOne(text, objs);
+    const one = parseOne(text, bridge.objs); // null for a text with new objects
     if (one !== null) return one;
   }
+  return expandChanges(takeObjects(text, bridge), bridge.objs);
+}
+
+// takeObjects adds the call's new objects to the bridge's table and returns the changes'
+// array text. The table is cut to base objects first — as a new array, never in place: a
+// result whose changes are expanded later (lazyChanges) keeps the array of its call, where
+// later calls only ever append.
+function takeObjects(text, bridge) {
   const u = text.indexOf(US);
-  const a = JSON.parse(u < 0 ? text : text.slice(0, u));
-  if (u >= 0) {
-    const defs = text.slice(u + 1).split(US); // [base, subject, metadata, …]
-    objs.length = 2 * Number(defs[0]);
-    for (let k = 1; k < defs.length; k += 2) objs.push(defs[k], metadataOf(defs[k + 1]));
-  }
+  if (u < 0) return text;
+  const defs = text.slice(u + 1).split(US); // [base, subject, metadata, …]
+  const base = 2 * Number(defs[0]);
+  if (base < bridge.objs.length) bridge.objs = bridge.objs.slice(0, base);
+  const objs = bridge.objs;
+  for (let k = 1; k < defs.length; k += 2) objs.push(defs[k], metadataOf(defs[k + 1]));
+  return text.slice(0, u);
+}
+
+// expandChanges builds the Change objects of the array text, whose objects objs holds.
+function expandChanges(text, objs) {
+  const a = JSON.parse(text);
   const out = [];
   for (let i = 0; i < a.length; ) {
     const code = a[i];
@@ -491,6 +506,31 @@ function parseChanges(text, objs) {
     out.push(c);
   }
   return out;
+}
+
+// lazyChanges sets result.changes to the changes of text, built when first read: a
+// catch-up's thousands of Change objects cost ~15% of applying it (W2 9.6 → 8.2 ms), and a
+// caller that only forwards the replies never reads them. The property is an own,
+// enumerable one (JSON.stringify, spreading and destructuring see it), replaced by the
+// array on first read or write.
+function lazyChanges(result, text, bridge) {
+  if (text === "") {
+    result.changes = [];
+    return result;
+  }
+  const arrayText = takeObjects(text, bridge);
+  const objs = bridge.objs;
+  const settle = (v) => {
+    Object.defineProperty(result, "changes", { value: v, writable: true, enumerable: true, configurable: true });
+    return v;
+  };
+  Object.defineProperty(result, "changes", {
+    get: () => settle(expandChanges(arrayText, objs)),
+    set: settle,
+    enumerable: true,
+    configurable: true,
+  });
+  return result;
 }
 
 // parseOne reads the usual result of a received edit, one change — [code,obj,"key"?,
@@ -737,7 +777,7 @@ class Engine {
     }
     const want = this.#listeners.size > 0;
     const text = this.#run(this.#m.edit, want ? FLAG_CHANGES : 0, args);
-    if (want) this.#emit("local", parseChanges(text, this.#bridge.objs));
+    if (want) this.#emit("local", parseChanges(text, this.#bridge));
   }
 
   /** This replica's peer id (the one given, or a fresh UUID). */
@@ -801,7 +841,7 @@ class Engine {
       metadataJSON(metadata),
       json(value, "bad_value", "value"),
     ]);
-    if (want) this.#emit("local", parseChanges(text, this.#bridge.objs));
+    if (want) this.#emit("local", parseChanges(text, this.#bridge));
   }
 
   flush() {
@@ -816,27 +856,25 @@ class Engine {
     return Number(this.#runUntimed(this.#m.pending)) + this.#replies.length;
   }
 
-  #receive(message) {
+  onPeerMessage(message) {
     const text = this.#run(this.#m.receive, 0, [messageArg(message)]);
     const i = text.indexOf(RS);
-    const changes = parseChanges(i < 0 ? text : text.slice(0, i), this.#bridge.objs);
+    const changesText = i < 0 ? text : text.slice(0, i);
     const replies = i < 0 ? [] : text.slice(i + 1).split(RS);
+    if (this.#listeners.size === 0) return lazyChanges({ changes: undefined, replies }, changesText, this.#bridge);
+    const changes = parseChanges(changesText, this.#bridge);
     this.#emit("remote", changes);
     return { changes, replies };
   }
 
   receive(message) {
-    // #receive without the result object and the empty list of replies it makes.
+    // onPeerMessage without the result object and the empty list of replies it makes.
     const text = this.#run(this.#m.receive, 0, [messageArg(message)]);
     const i = text.indexOf(RS);
-    const changes = parseChanges(i < 0 ? text : text.slice(0, i), this.#bridge.objs);
+    const changes = parseChanges(i < 0 ? text : text.slice(0, i), this.#bridge);
     this.#emit("remote", changes);
     if (i >= 0) this.#replies.push(...text.slice(i + 1).split(RS));
     return changes;
-  }
-
-  onPeerMessage(message) {
-    return this.#receive(message);
   }
 
   syncRequest(recipient) {
@@ -847,7 +885,7 @@ class Engine {
     const text = this.#run(method, 0, []);
     const i = text.indexOf(RS);
     const res = JSON.parse(text.slice(0, i));
-    res.changes = parseChanges(text.slice(i + 1), this.#bridge.objs);
+    res.changes = parseChanges(text.slice(i + 1), this.#bridge);
     this.#emit(origin, res.changes, res.skipped);
     return res;
   }

@@ -208,6 +208,58 @@ test("changes name their metadata right, shared between calls, past the glue's c
   for (const e of [a, b, c]) e.close();
 });
 
+test("onPeerMessage's changes are built when first read, right after any later call", async () => {
+  // Two sources of different objects; more than the module's table of objects holds (4096),
+  // so the second catch-up starts the table again from 0 and names other objects by the
+  // numbers the first one used.
+  const n = 4500;
+  const sources = [];
+  for (const [peer, prefix] of [["a", "m"], ["b", "z"]]) {
+    const src = await createEngine({ peerId: peer });
+    for (let i = 0; i < n; i++) src.update("feature", meta(`${prefix}${i}`), "properties.name", `${prefix}-name-${i}`);
+    src.flush();
+    sources.push(src);
+  }
+  const catchUp = async (src, peerId, listen) => {
+    const e = await createEngine({ peerId });
+    const heard = [];
+    if (listen) e.onChange((ev) => heard.push(...ev.changes));
+    const [reply] = src.onPeerMessage(e.syncRequest(src.peerId)).replies;
+    return { e, res: e.onPeerMessage(reply), heard };
+  };
+  const first = await catchUp(sources[0], "c1", false);
+  const second = await catchUp(sources[1], "c2", false);
+  const third = await catchUp(sources[0], "c3", true); // a listener: built at once, and the same
+  const check = (changes, prefix) => {
+    assert.equal(changes.length, n);
+    for (const { hlc, ...ch } of changes) {
+      const i = ch.metadata.id.slice(1);
+      assert.deepEqual(ch, { kind: "set", subject: "feature", metadata: meta(`${prefix}${i}`), key: "properties.name", value: `${prefix}-name-${i}` });
+    }
+  };
+  assert.deepEqual(Object.keys(first.res), ["changes", "replies"]);
+  const read = first.res.changes;
+  check(read, "m");
+  assert.equal(first.res.changes, read, "read once, kept");
+  check(second.res.changes, "z");
+  check(third.res.changes, "m");
+  assert.equal(third.heard.length, n);
+  assert.deepEqual(third.heard, third.res.changes);
+  assert.deepEqual(first.res.changes, third.res.changes.map((c) => ({ ...c, hlc: c.hlc })));
+  // An own, enumerable property: JSON and spreading see it, unread; it can be written.
+  const fourth = await catchUp(sources[1], "c4", false);
+  assert.equal(JSON.parse(JSON.stringify(fourth.res)).changes.length, n);
+  const fifth = await catchUp(sources[1], "c5", false);
+  assert.equal({ ...fifth.res }.changes.length, n);
+  const sixth = await catchUp(sources[0], "c6", false);
+  sixth.res.changes = [];
+  assert.deepEqual(sixth.res.changes, []);
+  // No changes: an empty list, at once.
+  const none = sixth.e.onPeerMessage(sources[0].syncRequest("c6"));
+  assert.deepEqual(none.changes, []);
+  for (const x of [...sources, first.e, second.e, third.e, fourth.e, fifth.e, sixth.e]) x.close();
+});
+
 test("changes name their objects by number: each sent once, again to a glue that lost it", async () => {
   const raw = await _rawBridge(); // the same module the engines use: its table of objects
   const a = await createEngine({ peerId: "a" });
