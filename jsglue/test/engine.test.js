@@ -216,7 +216,7 @@ test("onPeerMessage's changes are built when first read, right after any later c
   const sources = [];
   for (const [peer, prefix] of [["a", "m"], ["b", "z"]]) {
     const src = await createEngine({ peerId: peer });
-    for (let i = 0; i < n; i++) src.update("feature", meta(`${prefix}${i}`), "properties.name", `${prefix}-name-${i}`);
+    for (let i = 0; i < n; i++) src.update("feature", meta(`${prefix}${i}`), "properties.name", `${prefix}-name-${i} é 東京`);
     src.flush();
     sources.push(src);
   }
@@ -234,7 +234,7 @@ test("onPeerMessage's changes are built when first read, right after any later c
     assert.equal(changes.length, n);
     for (const { hlc, ...ch } of changes) {
       const i = ch.metadata.id.slice(1);
-      assert.deepEqual(ch, { kind: "set", subject: "feature", metadata: meta(`${prefix}${i}`), key: "properties.name", value: `${prefix}-name-${i}` });
+      assert.deepEqual(ch, { kind: "set", subject: "feature", metadata: meta(`${prefix}${i}`), key: "properties.name", value: `${prefix}-name-${i} é 東京` });
     }
   };
   assert.deepEqual(Object.keys(first.res), ["changes", "replies"]);
