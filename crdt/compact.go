@@ -375,7 +375,7 @@ func (r *Replica) decodeOps(raw string) ([]*op, error) {
 	r.reserve(len(idents)) // room for the new ones, without growing
 	objs := make([]*object, len(idents))
 	for i, id := range idents {
-		if objs[i], _, err = r.identifyMeta(id[0], id[1]); err != nil {
+		if objs[i], err = r.identifyListed(id[0], id[1]); err != nil {
 			return nil, err
 		}
 	}

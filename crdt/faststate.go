@@ -145,7 +145,7 @@ func (r *Replica) readResponse(s string) (ops []*op, vv VersionVector, pushBack 
 	objs := make([]*object, len(idents))
 	for k, id := range idents {
 		var err error
-		if objs[k], _, err = r.identifyMeta(id[0], id[1]); err != nil {
+		if objs[k], err = r.identifyListed(id[0], id[1]); err != nil {
 			return nil, nil, false, "", false
 		}
 	}

@@ -318,6 +318,21 @@ func metaHitKey(subject, metadata string) uint64 {
 	return max(textHash(metadata)^textHash(subject)*0x9e3779b97f4a7c15, 1)
 }
 
+// identifyListed is identifyMeta for an object of a compact list (a state answer, a
+// snapshot): one named by the text it was first seen with is found without sorting that
+// text again. A mapcrdt peer names each object by its canonical text, which is what a
+// replica that knows the object keeps (a canonical text is its own canonical form). Local
+// edits do not look first: their texts are mostly in the caller's member order.
+func (r *Replica) identifyListed(subject, metadata string) (*object, error) {
+	if r.dec.byMeta.n > 0 {
+		if obj := r.dec.known(metadata); obj != nil && obj.subject.Name == subject {
+			return obj, nil
+		}
+	}
+	obj, _, err := r.identifyMeta(subject, metadata)
+	return obj, err
+}
+
 // identifyMeta is identifyWithMeta without the cache of metadata texts: for the objects of
 // a compact list, each named once.
 func (r *Replica) identifyMeta(subject, metadata string) (*object, string, error) {

@@ -257,6 +257,50 @@ func kitReplies(t testing.TB, res Result) (requests, responses [][]byte) {
 	return requests, responses
 }
 
+// TestStateAnswerNamesKnownObjectsByText: a state answer to a replica that knows its
+// objects names each by the canonical text the replica keeps, and is found by it without
+// being sorted again (identifyListed) — by subject too: a feature and a datalayer of one
+// metadata text stay two objects.
+func TestStateAnswerNamesKnownObjectsByText(t *testing.T) {
+	wall := hlc.NewManualClock(kitT0)
+	a := kitReplica(t, "a", wall)
+	b := kitReplica(t, "b", wall)
+	const both = `{"id":"x","layerId":"L1"}` // canonical: what each keeps, what a's answer writes
+	edit := func(sub, key, value string) {
+		t.Helper()
+		kitOK(t)(a.Update(sub, both, key, value))
+	}
+	edit("feature", "properties.name", `"feature 1"`)
+	edit("datalayer", "name", `"layer 1"`)
+	edit("feature", "properties.color", `"red"`)
+	kitDeliver(t, a.Flush(), b) // b knows both objects
+	wall.Advance(1000)
+	edit("feature", "properties.name", `"feature 2"`)
+	edit("datalayer", "name", `"layer 2"`)
+	edit("datalayer", "color", `"blue"`)
+	a.Flush() // lost: b catches up from a's answer
+
+	_, responses := kitReplies(t, kitRecv(t, a, b.SyncRequest("a")))
+	if len(responses) != 1 {
+		t.Fatalf("%d responses", len(responses))
+	}
+	if ops, compact := kitResponseOps(t, responses[0]); !compact || len(ops) != 3 {
+		t.Fatalf("answer: compact %v, %d operations; want the state form, 3", compact, len(ops))
+	}
+	if !bytes.Contains(responses[0], []byte(both)) {
+		t.Fatalf("answer does not name the objects by their text: %s", responses[0])
+	}
+	for _, m := range kitRecv(t, b, responses[0]).Replies {
+		kitRecv(t, a, m)
+	}
+	kitWant(t, b, "feature", both, "properties.name", `"feature 2"`)
+	kitWant(t, b, "feature", both, "properties.color", `"red"`)
+	kitWant(t, b, "feature", both, "color", "")
+	kitWant(t, b, "datalayer", both, "name", `"layer 2"`)
+	kitWant(t, b, "datalayer", both, "color", `"blue"`)
+	kitSameState(t, a, b)
+}
+
 // TestSyncOfflineEditsWithOlderClocksReachLateJoiners is uMap's first failure case: carol
 // edits offline with a wall clock behind everyone's; when she comes back her broadcast is
 // lost and she syncs with bob only. Dave, who holds newer operations than carol's (so
