@@ -165,7 +165,10 @@ class Bridge {
       this.m[name] = i;
     });
     this.lens = this.ex.mapcrdt_lens() >>> 2;
-    /** The objects of changes the module sent, [subject0, metadata0, …] (parseChanges). */
+    /**
+     * The objects of changes the module sent, [subject0, metadata0, …] (parseChanges); a
+     * metadata object is kept as its text until a change names it (metadataAt).
+     */
     this.objs = [];
     this.inPtr = this.ex.mapcrdt_in(0);
     this.inCap = 64 << 10;
@@ -502,7 +505,16 @@ function addObjects(defsText, bridge) {
   const base = 2 * Number(defs[0]);
   if (base < bridge.objs.length) bridge.objs = bridge.objs.slice(0, base);
   const objs = bridge.objs;
-  for (let k = 1; k < defs.length; k += 2) objs.push(defs[k], metadataOf(defs[k + 1]));
+  for (let k = 1; k < defs.length; k += 2) objs.push(defs[k], defs[k + 1]); // metadata as text: see metadataAt
+}
+
+// metadataAt returns the metadata object of the table's object at o (its subject's index):
+// the table keeps a new object's metadata as its JSON text until a change names it — a
+// catch-up's answer defines thousands of objects whose changes may never be read.
+function metadataAt(objs, o) {
+  const m = objs[o + 1];
+  if (typeof m !== "string") return m;
+  return (objs[o + 1] = metadataOf(m));
 }
 
 // expandChanges builds the Change objects of the array text, whose objects objs holds.
@@ -512,7 +524,7 @@ function expandChanges(text, objs) {
   for (let i = 0; i < a.length; ) {
     const code = a[i];
     const o = 2 * a[i + 1];
-    const c = { kind: KINDS[code >> 2], subject: objs[o], metadata: objs[o + 1] };
+    const c = { kind: KINDS[code >> 2], subject: objs[o], metadata: metadataAt(objs, o) };
     i += 2;
     if (code & 2) c.key = a[i++];
     if (code & 1) c.value = a[i++];
@@ -563,7 +575,7 @@ function parseOne(text, objs) {
     o = o * 10 + c - 48;
   }
   const h = text.lastIndexOf('"', n - 3); // the clock's opening quote: a clock holds none
-  const ch = { kind: KINDS[code >> 2], subject: objs[2 * o], metadata: objs[2 * o + 1] };
+  const ch = { kind: KINDS[code >> 2], subject: objs[2 * o], metadata: metadataAt(objs, 2 * o) };
   if (code & 2) {
     if (text.charCodeAt(i) !== 34) return null;
     const k = text.indexOf('"', i + 1);
