@@ -402,13 +402,36 @@ func parseVector(raw string) (VersionVector, error) {
 // every write is superseded are left out: what supersedes them is sent or already held.
 func (r *Replica) missing(vv VersionVector, lastKnown *hlc.Timestamp) []*op {
 	var out []*op
+	// vv's entries of the last few peers, by the address of the log's peer id (the decoder
+	// interns them): a map lookup for every operation hashed its peer id (in wasm, a byte
+	// at a time). An id at another address is looked up in vv, as before.
+	var seen [4]struct {
+		peer *byte
+		n    int
+		seq  uint64
+	}
+	nseen := 0
 	for _, o := range r.log.ops {
 		if o.live == 0 || (o.seq == 0 && r.isOwn(o.ts.Peer)) {
 			continue // superseded, or ours and not yet published
 		}
 		switch {
 		case o.seq > 0 && vv != nil:
-			if o.seq > vv[o.ts.Peer] {
+			p, known := unsafe.StringData(o.ts.Peer), uint64(0)
+			i := 0
+			for i < nseen && (seen[i].peer != p || seen[i].n != len(o.ts.Peer)) {
+				i++
+			}
+			if i < nseen {
+				known = seen[i].seq
+			} else {
+				known = vv[o.ts.Peer]
+				if nseen < len(seen) {
+					seen[nseen].peer, seen[nseen].n, seen[nseen].seq = p, len(o.ts.Peer), known
+					nseen++
+				}
+			}
+			if o.seq > known {
 				out = append(out, o)
 			}
 		case o.seq == 0 && vv != nil:
