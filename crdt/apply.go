@@ -239,7 +239,7 @@ type oldValue struct {
 // prepare validates a local edit into a sub-operation (no clock yet) and reads the value it
 // will overwrite. Nothing changes on error.
 func (r *Replica) prepare(e Edit) (*op, oldValue, error) {
-	obj, meta, err := r.identifyWithMeta(e.Subject, e.Metadata)
+	obj, meta, err := r.identifyWithMeta(e.Subject, e.Metadata, e.Verb == VerbUpdate)
 	if err != nil {
 		r.dropPending()
 		return nil, oldValue{}, err

@@ -237,7 +237,7 @@ type decoder struct {
 	subjects map[string]*Subject
 	lastSub  *Subject // the subject last named: most messages name the one before's
 	lim      Limits
-	objects  func(sub *Subject, key []byte, meta string) *object
+	objects  func(sub *Subject, key []byte, meta string, paths bool) *object
 	keyBuf   []byte
 	peers    map[string]string   // interned peer ids: a clock must not hold its message alive
 	lastPeer string              // the peer id interned last (an entry of peers)
@@ -799,7 +799,7 @@ func (d *decoder) build(f *opFields, top bool) (*op, error) {
 		o.setExtra(string(extra))
 	}
 	if obj == nil {
-		obj = d.objects(sub, d.keyBuf, meta)
+		obj = d.objects(sub, d.keyBuf, meta, v == VerbUpdate)
 	}
 	o.obj = obj
 	if !sameMeta && meta != o.obj.meta {

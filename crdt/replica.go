@@ -211,8 +211,9 @@ func (r *Replica) Vector() VersionVector { return r.vec.vector().Clone() }
 // objectFor returns the object with identity key, creating it (pending) if new. A new
 // object enters the objects table at once — a catch-up's tens of thousands cost one
 // insertion each, not two — and leaves it again if the call fails (dropPending); pending
-// lists them.
-func (r *Replica) objectFor(sub *Subject, key []byte, meta string) *object {
+// lists them. paths says the object is made for a path write (an update): it is then
+// allocated with room for its first ones (objectAlloc).
+func (r *Replica) objectFor(sub *Subject, key []byte, meta string, paths bool) *object {
 	h := textHash(unsafe.String(unsafe.SliceData(key), len(key)))
 	if o := r.objects.find(unsafe.String(unsafe.SliceData(key), len(key)), h); o != nil {
 		if o.known && meta == o.meta { // named by its first metadata text: found by it from now on
@@ -224,7 +225,14 @@ func (r *Replica) objectFor(sub *Subject, key []byte, meta string) *object {
 	text := make([]byte, len(key)+len(meta))
 	copy(text[copy(text, key):], meta)
 	all := unsafe.String(unsafe.SliceData(text), len(text))
-	o := &object{key: all[:len(key)], subject: sub, meta: all[len(key):]}
+	var o *object
+	if paths {
+		a := &objectAlloc{object: object{key: all[:len(key)], subject: sub, meta: all[len(key):]}}
+		o = &a.object
+		o.paths = a.paths[:0:len(a.paths)]
+	} else {
+		o = &object{key: all[:len(key)], subject: sub, meta: all[len(key):]}
+	}
 	r.objects.insert(o, h)
 	r.pending = append(r.pending, o)
 	return o
@@ -282,13 +290,14 @@ func (r *Replica) clearPending() {
 
 // identify resolves subject + metadata (JSON text) to an object (pending until committed).
 func (r *Replica) identify(subject, metadata string) (*object, error) {
-	o, _, err := r.identifyWithMeta(subject, metadata)
+	o, _, err := r.identifyWithMeta(subject, metadata, false)
 	return o, err
 }
 
 // identifyWithMeta is identify that also returns the canonical metadata given: a scratch
-// text, valid until the next call (a caller that keeps it copies it).
-func (r *Replica) identifyWithMeta(subject, metadata string) (*object, string, error) {
+// text, valid until the next call (a caller that keeps it copies it). paths: a new object
+// is made for a path write (see objectFor).
+func (r *Replica) identifyWithMeta(subject, metadata string, paths bool) (*object, string, error) {
 	// A page edits the same features again and again, with the same metadata text: the
 	// canonical form and the object are remembered for known objects, by a hash of the
 	// texts (a Go map hashed the ~100 bytes one at a time in wasm) and compared in full.
@@ -296,7 +305,7 @@ func (r *Replica) identifyWithMeta(subject, metadata string) (*object, string, e
 	if hit := r.metaCache.get(h); hit != nil && textEqual(hit.metadata, metadata) && textEqual(hit.subject, subject) {
 		return hit.obj, hit.meta, nil
 	}
-	obj, meta, err := r.identifyMeta(subject, metadata)
+	obj, meta, err := r.identifyMeta(subject, metadata, paths)
 	if err != nil {
 		return nil, "", err
 	}
@@ -329,13 +338,13 @@ func (r *Replica) identifyListed(subject, metadata string) (*object, error) {
 			return obj, nil
 		}
 	}
-	obj, _, err := r.identifyMeta(subject, metadata)
+	obj, _, err := r.identifyMeta(subject, metadata, false)
 	return obj, err
 }
 
 // identifyMeta is identifyWithMeta without the cache of metadata texts: for the objects of
 // a compact list, each named once.
-func (r *Replica) identifyMeta(subject, metadata string) (*object, string, error) {
+func (r *Replica) identifyMeta(subject, metadata string, paths bool) (*object, string, error) {
 	sub := r.dec.subject(subject)
 	if sub == nil {
 		return nil, "", newError(ErrUnknownSubject, "unknown subject "+quote(subject))
@@ -379,7 +388,7 @@ func (r *Replica) identifyMeta(subject, metadata string) (*object, string, error
 	if err != nil {
 		return nil, "", err
 	}
-	return r.objectFor(sub, r.dec.keyBuf, meta), meta, nil
+	return r.objectFor(sub, r.dec.keyBuf, meta, paths), meta, nil
 }
 
 // metaHit is a remembered identifyWithMeta result.

@@ -196,7 +196,7 @@ func TestIdentifyMetaKeyIsObjectKey(t *testing.T) {
 		for _, m := range metas {
 			r := newTestReplica(t, fuzzPeerA, fuzzWall())
 			sub := r.dec.subject(subject)
-			obj, _, err := r.identifyMeta(subject, m)
+			obj, _, err := r.identifyMeta(subject, m, false)
 			canon, cerr := canonicalJSON(m, 64)
 			if cerr != nil {
 				t.Fatalf("%s: %v", m, cerr)

@@ -34,6 +34,17 @@ type object struct {
 	known   bool   // committed: in Replica.objects (not pending)
 }
 
+// objectAlloc is an object allocated with room for its first path writes, made when an
+// update makes the object (objectFor): a uMap feature holds a few keys (name,
+// description, geometry, options…), and this is one allocation (224 bytes) where the
+// object, an array of 4 path writes and, at the fifth key, one of 8 were three (96 + 96 +
+// 192 bytes, the second garbage). An object made by an upsert, a delete or a seed keeps the
+// plain layout: most never get a path write.
+type objectAlloc struct {
+	object
+	paths [5]pathWrite
+}
+
 // pathWrite is a path write kept in the state, with its path at hand: the operation lies
 // elsewhere in memory, and reading it for each kept write of an object on every write
 // cost a cache miss each. 24 bytes, as a write with a []string would cost 40.
