@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -209,5 +210,61 @@ func TestIdentifyMetaKeyIsObjectKey(t *testing.T) {
 				t.Fatalf("%s %s: key %q, objectKey's %q", subject, m, obj.key, key)
 			}
 		}
+	}
+}
+
+// TestObjectMadeByUpdateHasRoom: an object an update makes is allocated with room for a
+// feature's five keys (objectAlloc): making it and writing its five keys takes three
+// allocations — its identity text, the object, and the copy of its metadata text that the
+// cache of known objects keeps at the second edit — where the plain layout took five (an
+// array of four path writes and one of eight besides); one an upsert makes keeps the
+// plain layout. Blocks of operations and values and the log's growth are shared by
+// hundreds of edits, and AllocsPerRun rounds their share down.
+func TestObjectMadeByUpdateHasRoom(t *testing.T) {
+	r := newTestReplica(t, "room", hlc.NewManualClock(t0))
+	keys := []string{"properties.name", "properties.color", "properties.description", "properties._umap_options.weight", "geometry"}
+	var changes []Change
+	var sent []byte
+	metas := make([]string, 1000) // made beforehand: the test allocates nothing per feature
+	for i := range metas {
+		metas[i] = `{"id":"f` + strconv.Itoa(i) + `","layerId":"L"}`
+	}
+	f := 0
+	feature := func(upsert bool) {
+		f++
+		meta := metas[f]
+		if upsert {
+			var err error
+			if changes, err = r.ApplyAppend(changes, Edit{Verb: VerbUpsert, Subject: "feature", Metadata: meta, Value: `{"type":"Feature"}`}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, k := range keys {
+			var err error
+			if changes, err = r.ApplyAppend(changes, Edit{Verb: VerbUpdate, Subject: "feature", Metadata: meta, Key: k, Value: `"v"`}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		sent, _ = r.FlushAppend(sent[:0], 0x1e)
+	}
+	for range 300 { // the caches and the buffers at their size
+		feature(false)
+	}
+	if a := testing.AllocsPerRun(200, func() { feature(false) }); a > 3 {
+		t.Errorf("an update making an object and writing five keys: %v allocations, want at most 3", a)
+	}
+	object := func() *object {
+		o, err := r.identify("feature", metas[f])
+		if err != nil || !o.known {
+			t.Fatalf("feature f%d: %v", f, err)
+		}
+		return o
+	}
+	if o := object(); cap(o.paths) != 5 || len(o.paths) != 5 {
+		t.Errorf("the last feature's object: %d paths, room for %d, want 5 in its own room", len(o.paths), cap(o.paths))
+	}
+	feature(true)
+	if o := object(); len(o.paths) != 5 || cap(o.paths) == 5 {
+		t.Errorf("an upserted feature's object took the room: %d paths, room for %d", len(o.paths), cap(o.paths))
 	}
 }
