@@ -17,6 +17,7 @@ import { spawnSync } from "node:child_process";
 import { gzipSync } from "node:zlib";
 import { fileURLToPath } from "node:url";
 import { setFlagsFromString } from "node:v8";
+import { PerformanceObserver } from "node:perf_hooks";
 import { runInNewContext } from "node:vm";
 import { systems as allSystems, mapcrdt, loroMemory } from "./systems.js";
 import { ops, OPS, FEATURES, concurrentOp } from "./workload.js";
@@ -31,6 +32,13 @@ const systems = ONLY ? allSystems.filter((s) => s === mapcrdt || ONLY.includes(s
 
 setFlagsFromString("--expose-gc");
 const gc = runInNewContext("gc");
+
+// V8's collections of the JS heap (scavenges and full ones), kept to mark the workloads of
+// mapcrdt's runs they ran inside (the observer is called after the runs; entries carry
+// their start on performance.now()'s clock). The benchmark's own gc() calls, between runs,
+// fall outside every workload.
+const jsCollections = [];
+new PerformanceObserver((list) => jsCollections.push(...list.getEntries())).observe({ entryTypes: ["gc"] });
 
 function median(xs) {
   const s = [...xs].sort((a, b) => a - b);
@@ -55,6 +63,7 @@ async function runOnce(sys, run) {
   for (let i = 0; i < OPS; i++) messages[i] = sys.edit(a, ops[i]);
   r.w1 = now() - t;
   r.w1gc = gcs(a) - g;
+  r.windows = { w1: [t, t + r.w1] };
   r.w1bytes = messages.reduce((n, m) => n + (typeof m === "string" ? Buffer.byteLength(m) : m.byteLength), 0);
 
   // W2
@@ -64,6 +73,7 @@ async function runOnce(sys, run) {
   const { bytes, payload } = sys.catchUp(a, b);
   r.w2 = now() - t;
   r.w2gc = gcs(a) - g;
+  r.windows.w2 = [t, t + r.w2];
   r.w2bytes = bytes;
   r.w2gzip = gzipSize(payload);
   r.w2ok = sys.digest(a) === sys.digest(b);
@@ -73,7 +83,8 @@ async function runOnce(sys, run) {
   g = gcs(a);
   t = now();
   for (let i = 0; i < OPS; i++) sys.apply(c, messages[i]);
-  r.w3 = ((now() - t) * 1000) / OPS;
+  r.windows.w3 = [t, now()];
+  r.w3 = ((r.windows.w3[1] - t) * 1000) / OPS;
   r.w3gc = gcs(a) - g;
   r.w3ok = sys.digest(a) === sys.digest(c);
   for (const x of [a, b, c]) sys.close(x);
@@ -90,6 +101,7 @@ async function runOnce(sys, run) {
   sys.sync(reps[1], reps[2]);
   sys.sync(reps[0], reps[2]);
   r.w4 = now() - t;
+  r.windows.w4 = [t, t + r.w4];
   r.w4edits = t4 - t;
   r.w4syncs = r.w4 - r.w4edits;
   r.w4gc = gcs(reps[0]) - g;
@@ -251,9 +263,11 @@ async function main() {
     }
   }
   const results = {};
+  await new Promise((resolve) => setTimeout(resolve, 50)); // the gc observer's entries (setImmediate is too soon)
   for (const [name, runs] of Object.entries(all)) {
     results[name] = {};
     for (const key of Object.keys(runs[0])) {
+      if (key === "windows") continue;
       const vals = runs.map((r) => r[key]);
       results[name][key] = typeof vals[0] === "boolean" ? vals.every(Boolean) : median(vals);
     }
@@ -264,9 +278,10 @@ async function main() {
   // Each run's figures too: a median of five on a shared machine hides how far apart they
   // are (the first run compiles the module; a garbage collection lands in one workload or
   // another).
-  console.log("\nmapcrdt per run (run 1 first; * a Go collection ran inside the workload):");
+  console.log("\nmapcrdt per run (run 1 first; * a Go collection ran inside the workload, + one of V8's JS heap):");
+  const jsInside = (w) => jsCollections.filter((e) => e.startTime >= w[0] && e.startTime < w[1]).length;
   for (const [label, key, digits] of [["W1 ms", "w1", 1], ["W2 ms", "w2", 1], ["W3 µs/op", "w3", 2], ["W4 ms", "w4", 1]]) {
-    const cells = all.mapcrdt.map((r) => (r[key].toFixed(digits) + "*".repeat(r[key + "gc"])).padEnd(8));
+    const cells = all.mapcrdt.map((r) => (r[key].toFixed(digits) + "*".repeat(r[key + "gc"]) + "+".repeat(jsInside(r.windows[key]))).padEnd(9));
     console.log(`  ${label.padEnd(9)} ${cells.join(" ")}`);
   }
   if (mem) {
