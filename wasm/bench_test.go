@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Benchmarks of the dispatcher: natively with go test -bench, in wasm with
@@ -143,4 +144,83 @@ func BenchmarkCatchUp(b *testing.B) {
 		}
 		h.Call(nil, &Call{Method: MethodClose, Handle: j})
 	}
+}
+
+// BenchmarkConcurrent is W4's unit: three engines write properties.name of the same 1,000
+// features, each edit flushed, then every pair exchanges what the other lacks. The edits'
+// arguments are made beforehand; one output buffer serves every call, as in the module.
+// The edits' and the syncs' shares are reported as edits-ms/op and syncs-ms/op.
+func BenchmarkConcurrent(b *testing.B) {
+	h := NewHost()
+	var edits [3][1000][][]byte
+	for k := range edits {
+		for f := range edits[k] {
+			a := benchEdit(f)
+			a[4] = `"replica ` + strconv.Itoa(k) + ` names feature ` + strconv.Itoa(f) + `"`
+			edits[k][f] = args(a...)
+		}
+	}
+	buf := make([]byte, 0, 1<<20)
+	n := 0
+	var editing time.Duration
+	b.ReportAllocs()
+	for b.Loop() {
+		var e [3]uint32
+		var peers [3]string
+		for k := range e {
+			n++
+			peers[k] = "p" + strconv.Itoa(n)
+			e[k] = benchCreate(b, h, peers[k])
+		}
+		edit := &Call{Method: MethodEdit, Now: t0}
+		flush := &Call{Method: MethodFlush, Now: t0}
+		start := time.Now()
+		for f := range 1000 {
+			for k := range e {
+				edit.Handle, flush.Handle, edit.Args = e[k], e[k], edits[k][f]
+				var ok bool
+				if buf, ok = h.Call(buf[:0], edit); !ok {
+					b.Fatal(string(buf))
+				}
+				buf, _ = h.Call(buf[:0], flush)
+			}
+		}
+		editing += time.Since(start)
+		for _, p := range [][2]int{{0, 1}, {1, 2}, {0, 2}} {
+			x, y := e[p[0]], e[p[1]]
+			req, _ := h.Call(nil, &Call{Method: MethodSyncRequest, Handle: x, Now: t0, Args: args(peers[p[1]])})
+			toY, toX := [][]byte{req}, [][]byte(nil)
+			for len(toX)+len(toY) > 0 {
+				var nextX, nextY [][]byte
+				for _, m := range toY {
+					buf, nextX = benchReplies(b, h, buf, y, m, nextX)
+				}
+				for _, m := range toX {
+					buf, nextY = benchReplies(b, h, buf, x, m, nextY)
+				}
+				toX, toY = nextX, nextY
+			}
+		}
+		for _, x := range e {
+			h.Call(nil, &Call{Method: MethodClose, Handle: x})
+		}
+	}
+	ms := float64(b.Elapsed()) / 1e6 / float64(b.N)
+	b.ReportMetric(float64(editing)/1e6/float64(b.N), "edits-ms/op")
+	b.ReportMetric(ms-float64(editing)/1e6/float64(b.N), "syncs-ms/op")
+}
+
+// benchReplies has engine x receive message m, using buf for the result, and appends copies
+// of its replies to replies.
+func benchReplies(b *testing.B, h *Host, buf []byte, x uint32, m []byte, replies [][]byte) ([]byte, [][]byte) {
+	out, ok := h.Call(buf[:0], &Call{Method: MethodReceive, Handle: x, Now: t0, Args: [][]byte{m}})
+	if !ok {
+		b.Fatalf("receive: %.200s", out)
+	}
+	if i := bytes.IndexByte(out, RecordSeparator); i >= 0 {
+		for _, r := range bytes.Split(out[i+1:], []byte{RecordSeparator}) {
+			replies = append(replies, bytes.Clone(r))
+		}
+	}
+	return out, replies
 }
