@@ -51,7 +51,10 @@ deps:
 build:
 	cp -f "$(GOROOT)/lib/wasm/wasm_exec.js" $(WASM_EXEC)
 ifneq ($(WASM_GO),)
-	GOOS=js GOARCH=wasm $(GO) build -trimpath -ldflags='-s -w' -o $(WASM_OUT) ./wasm
+	GOOS=js GOARCH=wasm $(GO) build -trimpath -ldflags='-s -w' -o $(WASM_OUT).tmp ./wasm
+	@# Go's forward jumps made direct branches, in place (wasm/jumps: ~8% off W1, W3, W4).
+	$(GO) run ./wasm/jumps $(WASM_OUT).tmp $(WASM_OUT)
+	@rm -f $(WASM_OUT).tmp
 	@echo "built $(WASM_OUT) ($$(wc -c < $(WASM_OUT)) bytes)"
 else
 	@echo "build: wasm/ has no Go files yet, $(WASM_OUT) not built"
@@ -102,13 +105,15 @@ test-go:
 	@echo "== go test ./..."
 	$(GO) test $(GOTESTFLAGS) ./...
 
-# go_js_wasm_exec (in GOROOT/lib/wasm) runs the test binary in Node.
+# go_js_wasm_exec (in GOROOT/lib/wasm) runs the test binary in Node, after wasm/jumps
+# rewrote it as make build rewrites the module (wasm/jumps/exec.sh): every test of crdt,
+# hlc and wasm runs the code that ships.
 test-wasm:
 ifneq ($(WASM_GO),)
-	@echo "== go test ./wasm/... (GOOS=js GOARCH=wasm, in Node)"
-	PATH="$(GOROOT)/lib/wasm:$$PATH" GOOS=js GOARCH=wasm $(GO) test $(GOTESTFLAGS) ./wasm/...
-	@echo "== go test ./crdt -run 'GCPoint|FinishMark' (GOOS=js GOARCH=wasm, in Node)"
-	PATH="$(GOROOT)/lib/wasm:$$PATH" GOOS=js GOARCH=wasm $(GO) test $(GOTESTFLAGS) -run 'GCPoint|FinishMark' ./crdt
+	@echo "== go test ./crdt ./hlc ./wasm/... (GOOS=js GOARCH=wasm, jumps rewritten, in Node)"
+	@t=$$(mktemp -d); trap 'rm -rf $$t' EXIT; $(GO) build -o $$t/jumps ./wasm/jumps; \
+	 set -x; JUMPS=$$t/jumps PATH="$(GOROOT)/lib/wasm:$$PATH" GOOS=js GOARCH=wasm \
+	   $(GO) test $(GOTESTFLAGS) -exec "$(CURDIR)/wasm/jumps/exec.sh" ./crdt ./hlc ./wasm/...
 else
 	@echo "== go test ./wasm/...: wasm/ has no Go files yet, skipped"
 endif
