@@ -1,5 +1,5 @@
-// Command jumps rewrites the forward jumps of a Go-built WebAssembly module into direct
-// branches. make build runs it on the module:
+// Command jumps rewrites the jumps of a Go-built WebAssembly module into direct branches.
+// make build runs it on the module:
 //
 //	go run ./wasm/jumps in.wasm out.wasm
 //
@@ -12,21 +12,32 @@
 //
 //	i32.const K; local.set 0; br $loop   ;; PC_B = K, back to the br_table, on to block K
 //
-// The engine runs a jump as a loop back-edge and an indirect branch through the table. A
-// forward jump's target block is still open where the jump is (block K ends right where
-// block K's code starts, and the code of every block before it lies inside it), so the same
-// jump can be the one instruction `br` to the end of block K. This command makes that change
-// in place: the new branch and nop padding take the bytes of the three instructions, so no
-// offset or size in the module changes. Backward jumps (loops) stay as they are: a `br`
-// can only leave a block forward.
+// The engine runs each as a loop back-edge and an indirect branch through the table. This
+// command writes them as structured WebAssembly instead:
+//
+//   - A forward jump's target block is still open where the jump is (block K ends right
+//     where block K's code starts, and the code of every block before it lies inside it):
+//     the jump becomes the one instruction `br` to the end of block K.
+//   - A loop as Go lays it out (loop rotation: the body first, then the header, which tests
+//     the condition and jumps back to the body) is two blocks, body and header, and its
+//     back-edge is a backward jump, which no `br` can make: a `br` leaves blocks forward or
+//     goes back to the start of a `loop`. When the body is one block of code no larger than
+//     maxCopy bytes that runs into the header, the header's code is wrapped in a `loop` and
+//     the back-edge replaced by a copy of the body followed by a branch to that loop's start
+//     (the header): the loop then runs without the table. The body's own code stays where it
+//     was for anything else that jumps to it.
+//
+// Other backward jumps stay as they are.
 //
 // # Why it is safe
 //
-// Block K's code is what the br_table would have run: the only difference is that PC_B is
-// not set to K, and a function is rewritten only if nothing but the br_table reads PC_B (no
-// other local.get 0). A function whose shape is not Go's (no such loop and br_table), or
-// that holds an instruction the decoder does not know, is left as it is; so are all
-// functions when the module is not one this decoder reads to the end.
+// A rewritten jump runs the code the br_table would have run: the only difference is that
+// PC_B is not set to K, and a function is rewritten only if nothing but the br_table reads
+// PC_B (no other local.get 0). A copied body runs what the body would have: the code is the
+// same, its branches go to the same places (a jump to the header, the start of the new
+// loop), and a call in it stores the same return point, so a goroutine switch inside resumes
+// where the original would. A function whose shape is not Go's (no such loop and br_table),
+// or that holds an instruction the decoder does not know, is left as it is.
 package main
 
 import (
@@ -54,56 +65,77 @@ func main() {
 		fmt.Fprintln(os.Stderr, "jumps:", err)
 		os.Exit(1)
 	}
-	fmt.Printf("jumps: %d of %d functions in Go's shape; %d forward jumps made direct, %d backward left\n",
-		st.Shaped, st.Functions, st.Forward, st.Backward)
+	fmt.Printf("jumps: %d of %d functions in Go's shape; %d forward jumps made direct, %d loops run without the table (%d bytes copied), %d backward jumps left\n",
+		st.Shaped, st.Functions, st.Forward, st.Loops, st.Copied, st.Backward)
 }
 
 // Stats counts what Rewrite found and changed.
 type Stats struct {
 	Functions int // function bodies in the module
 	Shaped    int // bodies in Go's shape (a loop around a br_table on local 0), rewritten
-	Forward   int // jumps made direct branches
-	Backward  int // jumps left as they were (their target block is closed where they are)
+	Forward   int // forward jumps made direct branches
+	Loops     int // back-edges replaced by a copy of the loop's body and a branch
+	Copied    int // bytes of loop bodies copied
+	Backward  int // backward jumps left as they were
 }
+
+// maxCopy is the largest loop body, in bytes, copied into its header.
+const maxCopy = 256
 
 // errFormat is returned for a module whose sections cannot be read.
 var errFormat = errors.New("not a WebAssembly module this command reads")
 
-// Rewrite returns a copy of the module with the forward jumps of its Go-shaped functions
-// made direct branches (see the package comment), and what it did. The copy has the length
-// of the original.
+// Rewrite returns the module with the jumps of its Go-shaped functions rewritten (see the
+// package comment), and what it did. The input is not modified.
 func Rewrite(mod []byte) ([]byte, Stats, error) {
 	var st Stats
 	if len(mod) < 8 || string(mod[:4]) != "\x00asm" || mod[4] != 1 {
 		return nil, st, errFormat
 	}
-	out := append([]byte(nil), mod...)
-	r := reader{b: out, i: 8}
-	for r.i < len(out) {
+	out := append([]byte(nil), mod[:8]...)
+	r := reader{b: mod, i: 8}
+	for r.i < len(mod) {
 		id := r.byte()
 		size := int(r.u32())
-		if r.err || size > len(out)-r.i {
+		if r.err || size > len(mod)-r.i {
 			return nil, st, errFormat
 		}
 		end := r.i + size
+		content := mod[r.i:end]
 		if id == 10 { // the code section
-			n := int(r.u32())
+			c := reader{b: content}
+			n := int(c.u32())
+			code := appendU32(nil, uint32(n))
 			for k := 0; k < n; k++ {
-				bodySize := int(r.u32())
-				if r.err || bodySize > end-r.i {
+				bodySize := int(c.u32())
+				if c.err || bodySize > len(content)-c.i {
 					return nil, st, errFormat
 				}
 				st.Functions++
-				rewriteBody(out[r.i:r.i+bodySize], &st)
-				r.i += bodySize
+				body := rewriteBody(content[c.i:c.i+bodySize], &st)
+				code = appendU32(code, uint32(len(body)))
+				code = append(code, body...)
+				c.i += bodySize
 			}
-			if r.err || r.i != end {
+			if c.err || c.i != len(content) {
 				return nil, st, errFormat
 			}
+			content = code
 		}
+		out = append(out, id)
+		out = appendU32(out, uint32(len(content)))
+		out = append(out, content...)
 		r.i = end
 	}
 	return out, st, nil
+}
+
+func appendU32(b []byte, v uint32) []byte {
+	for v >= 0x80 {
+		b = append(b, byte(v&0x7f)|0x80)
+		v >>= 7
+	}
+	return append(b, byte(v))
 }
 
 // reader decodes the module's bytes; err is set, and every read returns 0, past the end or
@@ -178,100 +210,91 @@ func (r *reader) blockType() {
 	r.s64()
 }
 
-// frame is an open block, loop or if: its label.
-type frame struct {
-	id   int  // the number of the block instruction that opened it, in the body
-	loop bool // a loop (a branch to it goes back to its start)
+const (
+	opBlock, opLoop, opIf, opEnd = 0x02, 0x03, 0x04, 0x0b
+	opBr, opBrIf, opBrTable      = 0x0c, 0x0d, 0x0e
+	opLocalGet, opLocalSet       = 0x20, 0x21
+	opI32Const                   = 0x41
+)
+
+// inst is one decoded instruction.
+type inst struct {
+	start, end int   // its bytes in the body
+	op         byte  //
+	frame      int   // block, loop, if: the label it opens; end: the one it closes; else -1
+	targets    []int // br, br_if, br_table: the labels it goes to (br_table: the default last)
+	k          int64 // i32.const: its value
 }
 
-// patch is a jump to rewrite: the bytes [start, end) of the body become br depth and nops.
-type patch struct {
-	start, end, depth int
+// function is a decoded body.
+type function struct {
+	body     []byte
+	code     int // where the instructions start (after the locals)
+	insts    []inst
+	loop     int   // the label of Go's loop (the first loop)
+	table    []int // PC_B → the label the br_table goes to; the default last
+	isLoop   map[int]bool
+	ends     map[int]int  // a label → the index of the end that closes it
+	dispatch map[int]bool // the br_table's blocks
 }
 
-// rewriteBody rewrites one function body in place (see Rewrite), or leaves it as it is.
-func rewriteBody(body []byte, st *Stats) {
+// decode reads a body; ok is false if it is not in Go's shape or holds an instruction the
+// decoder does not know.
+func decode(body []byte) (f *function, ok bool) {
 	r := reader{b: body}
 	for n := r.u32(); n > 0 && !r.err; n-- { // the locals: count, type
 		r.u32()
 		r.byte()
 	}
-	var (
-		stack    []frame
-		nextID   int
-		loopID   = -1
-		table    []int // PC_B → the id of the block the br_table goes to; last: the default
-		gets0    int   // local.get 0 instructions
-		patches  []patch
-		backward int
-		lastOps  [3]int // start offsets of the last three instructions
-		lastKind [3]byte
-	)
-	push := func(loop bool) {
-		stack = append(stack, frame{id: nextID, loop: loop})
-		nextID++
+	f = &function{body: body, code: r.i, loop: -1, isLoop: map[int]bool{}, ends: map[int]int{}}
+	var stack []int
+	next := 0
+	gets0 := 0
+	label := func(d uint32) int {
+		if int(d) >= len(stack) {
+			r.err = true
+			return -1
+		}
+		return stack[len(stack)-1-int(d)]
 	}
 	for r.i < len(body) && !r.err {
-		start := r.i
-		op := r.byte()
-		switch {
-		case op == 0x02 || op == 0x04: // block, if
+		in := inst{start: r.i, frame: -1}
+		in.op = r.byte()
+		switch op := in.op; {
+		case op == opBlock || op == opIf || op == opLoop:
 			r.blockType()
-			push(false)
-		case op == 0x03: // loop
-			r.blockType()
-			if loopID < 0 {
-				loopID = nextID
+			in.frame = next
+			if op == opLoop {
+				f.isLoop[next] = true
+				if f.loop < 0 {
+					f.loop = next
+				}
 			}
-			push(true)
+			stack = append(stack, next)
+			next++
 		case op == 0x05: // else: the same label
-		case op == 0x0b: // end
+		case op == opEnd:
 			if len(stack) > 0 {
+				in.frame = stack[len(stack)-1]
+				f.ends[in.frame] = len(f.insts)
 				stack = stack[:len(stack)-1]
 			}
-		case op == 0x0c: // br
-			d := int(r.u32())
-			// The jump pattern: i32.const K; local.set 0 (two bytes); br to the loop.
-			if r.err || table == nil || d >= len(stack) || stack[len(stack)-1-d].id != loopID ||
-				lastKind[1] != 0x41 || lastKind[2] != 0x21 || start-lastOps[2] != 2 || body[lastOps[2]+1] != 0x00 {
-				break
+		case op == opBr || op == opBrIf:
+			in.targets = []int{label(r.u32())}
+		case op == opBrTable:
+			n := r.u32()
+			if n > 1<<16 {
+				return nil, false
 			}
-			k := (&reader{b: body, i: lastOps[1] + 1}).s64()
-			if k < 0 {
-				break
-			}
-			target := table[len(table)-1] // the default
-			if k < int64(len(table)-1) {
-				target = table[k]
-			}
-			depth := -1
-			for i := len(stack) - 1; i >= 0; i-- {
-				if stack[i].id == target && !stack[i].loop {
-					depth = len(stack) - 1 - i
-					break
-				}
-			}
-			if depth < 0 {
-				backward++
-				break
-			}
-			patches = append(patches, patch{start: lastOps[1], end: r.i, depth: depth})
-		case op == 0x0d: // br_if
-			r.u32()
-		case op == 0x0e: // br_table
-			n := int(r.u32())
-			labels := make([]int, 0, n+1)
-			for j := 0; j <= n && !r.err; j++ {
-				d := int(r.u32())
-				if d >= len(stack) {
-					return
-				}
-				labels = append(labels, stack[len(stack)-1-d].id)
+			for j := uint32(0); j <= n && !r.err; j++ {
+				in.targets = append(in.targets, label(r.u32()))
 			}
 			// Go's: the first br_table, right after local.get 0, inside the loop.
-			if table == nil && loopID >= 0 && lastKind[2] == 0x20 && body[lastOps[2]+1] == 0x00 {
-				table = labels
-				gets0-- // that local.get 0 is the br_table's own
+			if f.table == nil && f.loop >= 0 && len(f.insts) > 0 {
+				if p := f.insts[len(f.insts)-1]; p.op == opLocalGet && p.end-p.start == 2 && body[p.start+1] == 0 {
+					f.table = in.targets
+					gets0-- // that local.get 0 is the br_table's own
+				}
 			}
 		case op == 0x00 || op == 0x01 || op == 0x0f || op == 0x1a || op == 0x1b || (op >= 0x45 && op <= 0xc4):
 			// no immediate: unreachable, nop, return, drop, select, numeric and sign-extension
@@ -280,18 +303,20 @@ func rewriteBody(body []byte, st *Stats) {
 		case op == 0x11: // call_indirect
 			r.u32()
 			r.u32()
-		case op == 0x20: // local.get
+		case op == opLocalGet:
 			if r.u32() == 0 {
 				gets0++
 			}
-		case op >= 0x21 && op <= 0x24: // local.set, local.tee, global.get, global.set
+		case op >= opLocalSet && op <= 0x24: // local.set, local.tee, global.get, global.set
 			r.u32()
 		case op >= 0x28 && op <= 0x3e: // loads and stores: align, offset
 			r.u32()
 			r.u32()
 		case op == 0x3f || op == 0x40: // memory.size, memory.grow
 			r.byte()
-		case op == 0x41 || op == 0x42: // i32.const, i64.const
+		case op == opI32Const:
+			in.k = r.s64()
+		case op == 0x42: // i64.const
 			r.s64()
 		case op == 0x43:
 			r.skip(4)
@@ -306,35 +331,228 @@ func rewriteBody(body []byte, st *Stats) {
 			case sub == 11: // memory.fill
 				r.byte()
 			default:
-				return // not an instruction Go emits: leave the function
+				return nil, false // not an instruction Go emits
 			}
 		default:
-			return
+			return nil, false
 		}
-		lastOps[0], lastOps[1], lastOps[2] = lastOps[1], lastOps[2], start
-		lastKind[0], lastKind[1], lastKind[2] = lastKind[1], lastKind[2], op
+		in.end = r.i
+		f.insts = append(f.insts, in)
 	}
-	if r.err || r.i != len(body) || table == nil || gets0 != 0 {
-		return
+	if r.err || r.i != len(body) || len(stack) != 0 || f.table == nil || gets0 != 0 {
+		return nil, false
+	}
+	f.dispatch = map[int]bool{}
+	for _, t := range f.table {
+		f.dispatch[t] = true
+	}
+	return f, true
+}
+
+// jumpAt reports whether insts[i:i+3] is Go's jump (i32.const K; local.set 0; br to the
+// loop), and the label of the block it goes to.
+func (f *function) jumpAt(i int) (target int, ok bool) {
+	if i+2 >= len(f.insts) {
+		return 0, false
+	}
+	c, s, b := f.insts[i], f.insts[i+1], f.insts[i+2]
+	if c.op != opI32Const || s.op != opLocalSet || s.end-s.start != 2 || f.body[s.start+1] != 0 ||
+		b.op != opBr || b.targets[0] != f.loop || c.k < 0 {
+		return 0, false
+	}
+	if c.k < int64(len(f.table)-1) {
+		return f.table[c.k], true
+	}
+	return f.table[len(f.table)-1], true
+}
+
+// segment returns the instructions of the code of block t (those after the end that
+// closes t, up to the next end of one of the br_table's blocks or of the loop), as
+// [from, to).
+func (f *function) segment(t int, dispatch map[int]bool) (from, to int) {
+	from = f.ends[t] + 1
+	to = from
+	for to < len(f.insts) {
+		in := f.insts[to]
+		if in.op == opEnd && (dispatch[in.frame] || in.frame == f.loop) {
+			break
+		}
+		to++
+	}
+	return from, to
+}
+
+// loopPlan is a loop rewritten: the header's code is wrapped in a new loop, and the
+// back-edge at insts[edge] replaced by a copy of insts[bodyFrom:bodyTo] and a branch.
+type loopPlan struct {
+	header           int // the label whose end starts the header's code
+	edge             int // the back-edge's first instruction
+	bodyFrom, bodyTo int
+	id               int // the new loop's label
+}
+
+// rewriteBody returns the body rewritten (see Rewrite), or as it is.
+func rewriteBody(body []byte, st *Stats) []byte {
+	f, ok := decode(body)
+	if !ok {
+		return body
 	}
 	st.Shaped++
-	st.Backward += backward
-	for _, p := range patches {
-		w := p.start
-		body[w] = 0x0c // br depth
-		w++
-		for v := uint32(p.depth); ; w++ {
-			if v < 0x80 {
-				body[w] = byte(v)
-				w++
-				break
+	dispatch := f.dispatch
+	// The segment each instruction is in: the last br_table block closed before it.
+	seg := make([]int, len(f.insts))
+	cur := -1
+	for i, in := range f.insts {
+		seg[i] = cur
+		if in.op == opEnd && dispatch[in.frame] {
+			cur = in.frame
+		}
+	}
+	// Loops: a back-edge in the header's code (the first one of each header), to a block
+	// whose code and the code of the blocks after it up to the header's (the region) take
+	// at most maxCopy bytes.
+	plans := map[int]*loopPlan{}    // by the back-edge's index
+	byHeader := map[int]*loopPlan{} // by the header's label: one loop per header
+	nextID := len(f.insts) + 1      // labels for the new loops (above every decoded one)
+	for i := range f.insts {
+		t, ok := f.jumpAt(i)
+		if !ok || f.ends[t] > i || seg[i] < 0 || byHeader[seg[i]] != nil {
+			continue
+		}
+		h := seg[i]
+		// The region: the code of the blocks from the back-edge's target up to the header.
+		bFrom, _ := f.segment(t, dispatch)
+		bTo := f.ends[h]
+		if bFrom >= bTo || f.insts[bTo-1].end-f.insts[bFrom].start > maxCopy {
+			continue
+		}
+		p := &loopPlan{header: h, edge: i, bodyFrom: bFrom, bodyTo: bTo, id: nextID}
+		nextID++
+		plans[i] = p
+		byHeader[h] = p
+	}
+	e := emitter{f: f, out: append([]byte(nil), body[:f.code]...), st: st}
+	e.run(0, len(f.insts), plans, byHeader, nil)
+	return e.out
+}
+
+// emitter writes a function's instructions with their branches rewritten.
+type emitter struct {
+	f     *function
+	out   []byte
+	stack []int // the labels open where the next instruction goes
+	st    *Stats
+}
+
+func (e *emitter) depth(label int) (int, bool) {
+	for i := len(e.stack) - 1; i >= 0; i-- {
+		if e.stack[i] == label {
+			return len(e.stack) - 1 - i, true
+		}
+	}
+	return 0, false
+}
+
+// run writes insts[from:to]. In a copy of a loop body, rename maps its own labels to the
+// copy's, and a jump to the header (renamed too) goes to the new loop's start.
+func (e *emitter) run(from, to int, plans map[int]*loopPlan, byHeader map[int]*loopPlan, rename map[int]int) {
+	f := e.f
+	inCopy := rename != nil
+	name := func(l int) int {
+		if n, ok := rename[l]; ok {
+			return n
+		}
+		return l
+	}
+	var open *loopPlan // the loop whose header's code is being written
+	for i := from; i < to; i++ {
+		in := f.insts[i]
+		if p := plans[i]; p != nil && !inCopy {
+			// The back-edge: the region, then back to the header. The region's own blocks
+			// (the br_table's, between its blocks' code) are opened first, outermost first,
+			// under labels of the copy.
+			copyNames := map[int]int{p.header: p.id}
+			var inner []int
+			for j := p.bodyFrom; j < p.bodyTo; j++ {
+				if in := f.insts[j]; in.op == opEnd && f.dispatch[in.frame] {
+					inner = append(inner, in.frame)
+				}
 			}
-			body[w] = byte(v&0x7f) | 0x80
-			v >>= 7
+			for j := len(inner) - 1; j >= 0; j-- {
+				e.out = append(e.out, opBlock, 0x40)
+				l := -2 - len(e.stack)
+				copyNames[inner[j]] = l
+				e.stack = append(e.stack, l)
+			}
+			e.run(p.bodyFrom, p.bodyTo, plans, byHeader, copyNames)
+			d, _ := e.depth(p.id)
+			e.out = appendU32(append(e.out, opBr), uint32(d))
+			e.st.Loops++
+			e.st.Copied += f.insts[p.bodyTo-1].end - f.insts[p.bodyFrom].start
+			i += 2
+			continue
 		}
-		for ; w < p.end; w++ {
-			body[w] = 0x01 // nop
+		if t, ok := f.jumpAt(i); ok {
+			// A jump to a block still open (forward), or, in a copy, to the header (the new
+			// loop's start): one br.
+			if d, ok := e.depth(name(t)); ok {
+				e.out = appendU32(append(e.out, opBr), uint32(d))
+				if !inCopy {
+					e.st.Forward++
+				}
+				i += 2
+				continue
+			}
+			if !inCopy {
+				e.st.Backward++
+			}
+			// Left to the table: written as it is, with its br's depth for where it is.
 		}
-		st.Forward++
+		switch in.op {
+		case opBlock, opLoop, opIf:
+			e.out = append(e.out, f.body[in.start:in.end]...)
+			l := in.frame
+			if inCopy {
+				l = -2 - len(e.stack) // a label of the copy's own: nothing outside names it
+				rename[in.frame] = l
+			}
+			e.stack = append(e.stack, l)
+			continue
+		case opEnd:
+			if inCopy {
+				e.out = append(e.out, opEnd)
+				e.stack = e.stack[:len(e.stack)-1]
+				continue
+			}
+			if open != nil && (in.frame == f.loop || f.dispatch[in.frame]) {
+				e.out = append(e.out, opEnd) // the new loop ends with its header's code
+				e.stack = e.stack[:len(e.stack)-1]
+				open = nil
+			}
+			e.out = append(e.out, opEnd)
+			if len(e.stack) > 0 {
+				e.stack = e.stack[:len(e.stack)-1]
+			}
+			if p := byHeader[in.frame]; p != nil {
+				e.out = append(e.out, opLoop, 0x40) // the header's code starts: the new loop
+				e.stack = append(e.stack, p.id)
+				open = p
+			}
+			continue
+		case opBr, opBrIf, opBrTable:
+			e.out = append(e.out, in.op)
+			if in.op == opBrTable {
+				e.out = appendU32(e.out, uint32(len(in.targets)-1))
+			}
+			for _, t := range in.targets {
+				d, ok := e.depth(name(t))
+				if !ok {
+					panic(fmt.Sprintf("jumps: a branch to label %d, not open", t))
+				}
+				e.out = appendU32(e.out, uint32(d))
+			}
+			continue
+		}
+		e.out = append(e.out, f.body[in.start:in.end]...)
 	}
 }
