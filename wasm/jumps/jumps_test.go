@@ -218,3 +218,20 @@ func TestRewriteRejectsWhatIsNotAModule(t *testing.T) {
 		}
 	}
 }
+
+// FuzzRewrite: no input makes Rewrite panic, and what it writes reads again (and rewrites
+// again without a panic).
+func FuzzRewrite(f *testing.F) {
+	f.Add(module(sumTo(10)))
+	f.Add(module(goShaped(jumpTo(2, 2), []byte{opI32Const, 5, opReturn}, []byte{opI32Const, 7, opReturn})))
+	f.Add(module(goShaped(cat([]byte{opLocalGet, 1, opIf, empty}, jumpTo(2, 3), []byte{opEnd}), nil, nil)))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		out, _, err := Rewrite(in)
+		if err != nil {
+			return
+		}
+		if _, _, err := Rewrite(out); err != nil {
+			t.Fatalf("the rewritten module does not read again: %v", err)
+		}
+	})
+}
