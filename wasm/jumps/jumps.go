@@ -33,7 +33,9 @@
 //
 // A rewritten jump runs the code the br_table would have run: the only difference is that
 // PC_B is not set to K, and a function is rewritten only if nothing but the br_table reads
-// PC_B (no other local.get 0). A copied body runs what the body would have: the code is the
+// PC_B (no other local.get 0), nothing but the openings of its blocks stands between the
+// loop's start and the br_table (a branch to the loop runs nothing else), and the br_table
+// goes only to those blocks. A copied body runs what the body would have: the code is the
 // same, its branches go to the same places (a jump to the header, the start of the new
 // loop), and a call in it stores the same return point, so a goroutine switch inside resumes
 // where the original would. A function whose shape is not Go's (no such loop and br_table),
@@ -250,6 +252,7 @@ func decode(body []byte) (f *function, ok bool) {
 	var stack []int
 	next := 0
 	gets0 := 0
+	loopAt := -1 // the index of Go's loop
 	label := func(d uint32) int {
 		if int(d) >= len(stack) {
 			r.err = true
@@ -268,6 +271,7 @@ func decode(body []byte) (f *function, ok bool) {
 				f.isLoop[next] = true
 				if f.loop < 0 {
 					f.loop = next
+					loopAt = len(f.insts)
 				}
 			}
 			stack = append(stack, next)
@@ -289,12 +293,27 @@ func decode(body []byte) (f *function, ok bool) {
 			for j := uint32(0); j <= n && !r.err; j++ {
 				in.targets = append(in.targets, label(r.u32()))
 			}
-			// Go's: the first br_table, right after local.get 0, inside the loop.
-			if f.table == nil && f.loop >= 0 && len(f.insts) > 0 {
-				if p := f.insts[len(f.insts)-1]; p.op == opLocalGet && p.end-p.start == 2 && body[p.start+1] == 0 {
-					f.table = in.targets
-					gets0-- // that local.get 0 is the br_table's own
+			// Go's: the first br_table, on local 0, at the head of the loop — nothing but the
+			// openings of the blocks it goes to between the loop's start and it, so that a
+			// branch to the loop runs the br_table and nothing else — and going only to
+			// those blocks.
+			if f.table == nil && f.loop >= 0 {
+				n := len(f.insts)
+				nest := map[int]bool{}
+				for j := loopAt + 1; j < n-1 && f.insts[j].op == opBlock; j++ {
+					nest[f.insts[j].frame] = true
 				}
+				p := f.insts[n-1]
+				if p.op != opLocalGet || p.end-p.start != 2 || body[p.start+1] != 0 || len(nest) != n-2-loopAt {
+					return nil, false
+				}
+				for _, t := range in.targets {
+					if !nest[t] {
+						return nil, false
+					}
+				}
+				f.table = in.targets
+				gets0-- // that local.get 0 is the br_table's own
 			}
 		case op == 0x00 || op == 0x01 || op == 0x0f || op == 0x1a || op == 0x1b || (op >= 0x45 && op <= 0xc4):
 			// no immediate: unreachable, nop, return, drop, select, numeric and sign-extension

@@ -182,6 +182,12 @@ func TestRewriteLeavesWhatItCannotProve(t *testing.T) {
 		{"local 1", goShaped([]byte{opI32Const, 2, opLocalSet, 1, opBr, 2}, nil, ret7), 1},
 		// A branch out of the function's own block (which the decoder does not follow).
 		{"function label", goShaped([]byte{opBr, 4}, nil, ret7), 0},
+		// Code between the loop's start and the br_table: a branch to the loop runs it.
+		{"code at the loop's head", bytes.Replace(goShaped(jumpTo(2, 2), nil, ret7),
+			[]byte{opLoop, empty}, []byte{opLoop, empty, opI32Const, 1, opLocalSet, 1}, 1), 0},
+		// A br_table entry that is not one of its blocks (here the loop, depth 3).
+		{"table to the loop", bytes.Replace(goShaped(jumpTo(2, 2), nil, ret7),
+			[]byte{opBrTable, 2, 0, 1, 2}, []byte{opBrTable, 2, 0, 1, 3}, 1), 0},
 	} {
 		in := module(c.body)
 		out, st := rewrite(t, in)
