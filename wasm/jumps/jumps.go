@@ -18,14 +18,15 @@
 //   - A forward jump's target block is still open where the jump is (block K ends right
 //     where block K's code starts, and the code of every block before it lies inside it):
 //     the jump becomes the one instruction `br` to the end of block K.
-//   - A loop as Go lays it out (loop rotation: the body first, then the header, which tests
-//     the condition and jumps back to the body) is two blocks, body and header, and its
-//     back-edge is a backward jump, which no `br` can make: a `br` leaves blocks forward or
-//     goes back to the start of a `loop`. When the body is one block of code no larger than
-//     maxCopy bytes that runs into the header, the header's code is wrapped in a `loop` and
-//     the back-edge replaced by a copy of the body followed by a branch to that loop's start
-//     (the header): the loop then runs without the table. The body's own code stays where it
-//     was for anything else that jumps to it.
+//   - A loop as Go lays it out (loop rotation: the body's blocks first, then the header,
+//     which tests the condition and jumps back to the body) has a back-edge that is a
+//     backward jump, which no `br` can make: a `br` leaves blocks forward or goes back to
+//     the start of a `loop`. When the code from the back-edge's target up to the header
+//     (the region: one or more blocks' code) is no larger than maxCopy bytes, the header's
+//     code is wrapped in a `loop` and the back-edge replaced by a copy of the region
+//     followed by a branch to that loop's start (the header): the loop then runs without
+//     the table. The region's own code stays where it was for anything else that jumps to
+//     it.
 //
 // Other backward jumps stay as they are.
 //
@@ -222,7 +223,7 @@ const (
 // inst is one decoded instruction.
 type inst struct {
 	start, end int   // its bytes in the body
-	op         byte  //
+	op         byte  // the opcode
 	frame      int   // block, loop, if: the label it opens; end: the one it closes; else -1
 	targets    []int // br, br_if, br_table: the labels it goes to (br_table: the default last)
 	k          int64 // i32.const: its value
@@ -233,9 +234,8 @@ type function struct {
 	body     []byte
 	code     int // where the instructions start (after the locals)
 	insts    []inst
-	loop     int   // the label of Go's loop (the first loop)
-	table    []int // PC_B → the label the br_table goes to; the default last
-	isLoop   map[int]bool
+	loop     int          // the label of Go's loop (the first loop)
+	table    []int        // PC_B → the label the br_table goes to; the default last
 	ends     map[int]int  // a label → the index of the end that closes it
 	dispatch map[int]bool // the br_table's blocks
 }
@@ -248,7 +248,7 @@ func decode(body []byte) (f *function, ok bool) {
 		r.u32()
 		r.byte()
 	}
-	f = &function{body: body, code: r.i, loop: -1, isLoop: map[int]bool{}, ends: map[int]int{}}
+	f = &function{body: body, code: r.i, loop: -1, ends: map[int]int{}}
 	var stack []int
 	next := 0
 	gets0 := 0
@@ -268,7 +268,6 @@ func decode(body []byte) (f *function, ok bool) {
 			r.blockType()
 			in.frame = next
 			if op == opLoop {
-				f.isLoop[next] = true
 				if f.loop < 0 {
 					f.loop = next
 					loopAt = len(f.insts)
@@ -406,7 +405,7 @@ func (f *function) segment(t int, dispatch map[int]bool) (from, to int) {
 type loopPlan struct {
 	header           int // the label whose end starts the header's code
 	edge             int // the back-edge's first instruction
-	bodyFrom, bodyTo int
+	bodyFrom, bodyTo int // the region copied: insts[bodyFrom:bodyTo]
 	id               int // the new loop's label
 }
 
