@@ -138,11 +138,11 @@ func TestRewriteRunsALoopWithoutTheTable(t *testing.T) {
 	}
 }
 
-func TestRewriteCopiesARegionOfSeveralBlocks(t *testing.T) {
-	// The body is two blocks: block 1 adds the counter when it is odd, else jumps to block
-	// 2, which counts down; block 3 is the header. The region copied is blocks 1 and 2,
-	// under a block of the copy's own that block 1's jump to block 2 leaves.
-	f := goShaped(
+// oddTo9 sums the odd numbers up to 9 with a loop whose body is two blocks: block 1 adds
+// the counter when it is odd, else jumps to block 2, which counts down; block 3 is the
+// header.
+func oddTo9() []byte {
+	return goShaped(
 		cat([]byte{opI32Const, 9, opLocalSet, 1, opI32Const, 0, opLocalSet, 2}, jumpTo(3, 4)),
 		cat([]byte{opLocalGet, 1, opI32Const, 1, opI32And, opI32Eqz, opIf, empty}, jumpTo(2, 4), []byte{opEnd},
 			[]byte{opLocalGet, 2, opLocalGet, 1, opI32Add, opLocalSet, 2}),
@@ -150,6 +150,12 @@ func TestRewriteCopiesARegionOfSeveralBlocks(t *testing.T) {
 		cat([]byte{opLocalGet, 1, opI32Const, 0, opI32GtS, opIf, empty}, jumpTo(1, 2), []byte{opEnd}, jumpTo(4, 1)),
 		[]byte{opLocalGet, 2, opReturn},
 	)
+}
+
+func TestRewriteCopiesARegionOfSeveralBlocks(t *testing.T) {
+	// The region copied is blocks 1 and 2, under a block of the copy's own that block 1's
+	// jump to block 2 leaves.
+	f := oddTo9()
 	out, st := rewrite(t, module(f))
 	if st.Loops != 1 || st.Backward != 0 {
 		t.Fatalf("stats %+v", st)
