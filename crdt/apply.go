@@ -245,7 +245,7 @@ func (r *Replica) prepare(e Edit) (*op, oldValue, error) {
 		return nil, oldValue{}, err
 	}
 	o := r.bulk.op(op{verb: e.Verb, obj: obj})
-	if meta != obj.meta {
+	if !textEqual(meta, obj.meta) {
 		o.setMeta(strings.Clone(meta)) // featureType and the like travel with the edit
 	}
 	switch e.Verb {

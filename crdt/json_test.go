@@ -14,6 +14,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/mapcrdt/mapcrdt/hlc"
 	"github.com/tidwall/gjson"
 )
 
@@ -934,4 +935,39 @@ func TestSortOnlyIsTheRewrite(t *testing.T) {
 		t.Fatalf("the short way taken %d times of 20,000", short)
 	}
 	t.Logf("the short way taken %d times of 20,000", short)
+}
+
+// TestCanonicalValueOfPlainStrings: a caller's value that is a plain string (printable
+// ASCII, no escape) is taken as its own canonical text, without the parser; everything
+// else — whitespace around it, escapes, other bytes, an unclosed quote — gets what the
+// parser gives, error included.
+func TestCanonicalValueOfPlainStrings(t *testing.T) {
+	r := newTestReplica(t, "p", hlc.NewManualClock(1))
+	check := func(in string) {
+		t.Helper()
+		want, wantErr := canonicalJSON(in, r.opts.Limits.MaxDepth)
+		got, err := r.canonicalValue(nil, in)
+		if got != want || (err == nil) != (wantErr == nil) {
+			t.Fatalf("canonicalValue(%q) = %q, %v; the parser gives %q, %v", in, got, err, want, wantErr)
+		}
+	}
+	for _, in := range []string{`"x"`, `""`, `"a b c ~ 0123456789 <&>"`, ` "x"`, `"x" `, `"x"x`, `"x`, `"`,
+		`"\u0041"`, `"a\"b"`, `"é"`, "\"a\tb\"", "\"\x7f\"", `"x""y"`, `1`, `{"b":1,"a":2}`} {
+		check(in)
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for n := 0; n < 5000; n++ {
+		b := []byte{'"'}
+		for range rng.IntN(30) {
+			c := byte(0x20 + rng.IntN(0x5f))
+			if rng.IntN(20) == 0 {
+				c = byte(rng.IntN(256))
+			}
+			b = append(b, c)
+		}
+		if rng.IntN(10) != 0 {
+			b = append(b, '"')
+		}
+		check(string(b))
+	}
 }

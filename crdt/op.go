@@ -802,7 +802,7 @@ func (d *decoder) build(f *opFields, top bool) (*op, error) {
 		obj = d.objects(sub, d.keyBuf, meta, v == VerbUpdate)
 	}
 	o.obj = obj
-	if !sameMeta && meta != o.obj.meta {
+	if !sameMeta && !textEqual(meta, o.obj.meta) {
 		o.setMeta(own(meta))
 	}
 	return o, nil

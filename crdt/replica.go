@@ -216,7 +216,7 @@ func (r *Replica) Vector() VersionVector { return r.vec.vector().Clone() }
 func (r *Replica) objectFor(sub *Subject, key []byte, meta string, paths bool) *object {
 	h := textHash(unsafe.String(unsafe.SliceData(key), len(key)))
 	if o := r.objects.find(unsafe.String(unsafe.SliceData(key), len(key)), h); o != nil {
-		if o.known && meta == o.meta { // named by its first metadata text: found by it from now on
+		if o.known && textEqual(meta, o.meta) { // named by its first metadata text: found by it from now on
 			r.dec.remember(o)
 		}
 		return o
@@ -314,7 +314,7 @@ func (r *Replica) identifyWithMeta(subject, metadata string, paths bool) (*objec
 	// whose hash another holds is not remembered (that one stays).
 	if obj.known && r.metaCache.n < 4096 {
 		kept := obj.meta // the same string when equal (see identifyMeta)
-		if meta != kept {
+		if !textEqual(meta, kept) {
 			kept = strings.Clone(meta)
 		}
 		r.metaCache.add(h, metaHit{subject: obj.subject.Name, metadata: strings.Clone(metadata), obj: obj, meta: kept})
@@ -410,6 +410,9 @@ func orEmpty(s string) string {
 func (r *Replica) canonicalValue(b *bulk, v string) (string, error) {
 	if len(v) > r.opts.Limits.MaxMessageBytes {
 		return "", newError(ErrTooLarge, "value of more than "+strconv.Itoa(r.opts.Limits.MaxMessageBytes)+" bytes")
+	}
+	if _, end := plainString(v, 0); end == len(v) {
+		return b.clone(v), nil // a string of printable ASCII without escapes is its own canonical text
 	}
 	c, err := canonicalWith(&r.dec.value, v, r.opts.Limits.MaxDepth)
 	if err != nil {

@@ -296,8 +296,8 @@ func (o *object) valueAt(path []string) (string, bool) {
 	if len(path) == 0 {
 		return o.value()
 	}
-	if !o.alive() {
-		return "", false
+	if !o.alive() || !o.exists() {
+		return "", false // absent, or alive with {} and nothing written (an object just made)
 	}
 	// The usual place, and each of a catch-up's: a kept write of the very path (the same
 	// interned parts), none below it. Being kept, it is newer than any write above it: the
