@@ -2,9 +2,11 @@ package crdt
 
 import (
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"strconv"
 	"testing"
+	"unsafe"
 )
 
 // TestObjectTable: the table against a Go map through random insertions and removals —
@@ -74,4 +76,38 @@ func TestObjectTable(t *testing.T) {
 	if 3*len(empty.slots) < 4*100 || empty.len() != 0 {
 		t.Fatalf("reserve(100): %d slots, %d objects", len(empty.slots), empty.len())
 	}
+}
+
+// TestObjectBlocksFillTheirSizeClass: a block of objects takes from the runtime what its
+// objects need and at most a few bytes more (objectBlocks' lengths are chosen for the
+// runtime's size classes; a field added to object can push a block into the next class,
+// up to 40 bytes more per object). TotalAlloc counts the bytes of each allocation's class.
+func TestObjectBlocksFillTheirSizeClass(t *testing.T) {
+	const n = 500
+	perBlock := func(alloc func(i int)) uint64 {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		for i := range n {
+			alloc(i)
+		}
+		runtime.ReadMemStats(&after)
+		return (after.TotalAlloc - before.TotalAlloc) / n
+	}
+	withPaths := make([][]objectAlloc, n)
+	plain := make([][]object, n)
+	for _, c := range []struct {
+		name      string
+		need, got uint64
+	}{
+		{"with paths", uint64(unsafe.Sizeof(objectAlloc{})) * withPathsBlockLen,
+			perBlock(func(i int) { withPaths[i] = make([]objectAlloc, withPathsBlockLen) })},
+		{"plain", uint64(unsafe.Sizeof(object{})) * plainBlockLen,
+			perBlock(func(i int) { plain[i] = make([]object, plainBlockLen) })},
+	} {
+		if c.got < c.need || c.got-c.need > 32 {
+			t.Errorf("%s: a block of %d bytes takes %d", c.name, c.need, c.got)
+		}
+	}
+	runtime.KeepAlive(withPaths)
+	runtime.KeepAlive(plain)
 }

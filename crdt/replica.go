@@ -85,6 +85,7 @@ type Replica struct {
 	pending     []*object   // objects met while decoding: kept on success (see objectFor)
 	dec         decoder
 	bulk        bulk // the blocks a compact decode takes its operations and values from
+	objBlocks   objectBlocks
 	log         opLog
 	vec         vectorState
 	origin      string           // the peer id inside this replica's clocks (see reincarnate)
@@ -221,18 +222,7 @@ func (r *Replica) objectFor(sub *Subject, key []byte, meta string, paths bool) *
 		}
 		return o
 	}
-	// The key and the metadata in one allocation (both live as long as the object).
-	text := make([]byte, len(key)+len(meta))
-	copy(text[copy(text, key):], meta)
-	all := unsafe.String(unsafe.SliceData(text), len(text))
-	var o *object
-	if paths {
-		a := &objectAlloc{object: object{key: all[:len(key)], subject: sub, meta: all[len(key):]}}
-		o = &a.object
-		o.paths = a.paths[:0:len(a.paths)]
-	} else {
-		o = &object{key: all[:len(key)], subject: sub, meta: all[len(key):]}
-	}
+	o := r.objBlocks.object(sub, key, meta, paths)
 	r.objects.insert(o, h)
 	r.pending = append(r.pending, o)
 	return o

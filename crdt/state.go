@@ -36,10 +36,11 @@ type object struct {
 
 // objectAlloc is an object allocated with room for its first path writes, made when an
 // update makes the object (objectFor): a uMap feature holds a few keys (name,
-// description, geometry, options…), and this is one allocation (224 bytes) where the
-// object, an array of 4 path writes and, at the fifth key, one of 8 were three (96 + 96 +
-// 192 bytes, the second garbage). An object made by an upsert, a delete or a seed keeps the
-// plain layout: most never get a path write.
+// description, geometry, options…), and this is one object (216 bytes, taken from a
+// block of them: objectBlocks) where the object, an array of 4 path writes and, at the
+// fifth key, one of 8 were three allocations (96 + 96 + 192 bytes, the second garbage).
+// An object made by an upsert, a delete or a seed keeps the plain layout: most never get
+// a path write.
 type objectAlloc struct {
 	object
 	paths [5]pathWrite
