@@ -388,7 +388,7 @@ func edit(r *crdt.Replica, dst []byte, c *Call) ([]byte, error) {
 	// Apply keeps no part of an Edit's strings (it copies what it keeps; see crdt.Edit), so
 	// the hot path reads the arguments in place.
 	e := crdt.Edit{Subject: c.view(1), Metadata: c.view(2), Key: c.viewOpt(3), Value: c.viewOpt(4), OldValue: c.viewOpt(5), Group: c.viewOpt(6)}
-	switch verb := string(c.Args[0]); verb {
+	switch string(c.Args[0]) { // compared in place, where a string made of it took a copy
 	case "update":
 		e.Verb = crdt.VerbUpdate
 	case "upsert":
@@ -396,7 +396,7 @@ func edit(r *crdt.Replica, dst []byte, c *Call) ([]byte, error) {
 	case "delete":
 		e.Verb = crdt.VerbDelete
 	default:
-		return nil, &callError{code: "unknown_verb", msg: "a local edit is update, upsert or delete, not " + strconv.Quote(verb)}
+		return nil, &callError{code: "unknown_verb", msg: "a local edit is update, upsert or delete, not " + strconv.Quote(string(c.Args[0]))}
 	}
 	changes, err := r.ApplyAppend(c.changeBuf(), e)
 	if c.Flags&FlagChanges != 0 {
