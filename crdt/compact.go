@@ -373,12 +373,7 @@ func (r *Replica) decodeOps(raw string) ([]*op, error) {
 		return nil, err
 	}
 	r.reserve(len(idents)) // room for the new ones, without growing
-	objs := make([]*object, len(idents))
-	for i, id := range idents {
-		if objs[i], err = r.identifyListed(id[0], id[1]); err != nil {
-			return nil, err
-		}
-	}
+	objs := newListedObjects(idents)
 	rawOps := field(ms, "ops")
 	if len(rawOps) == 0 || rawOps[0] != '[' {
 		return nil, bad("ops must be an array")
@@ -432,7 +427,7 @@ func (r *Replica) decodeOps(raw string) ([]*op, error) {
 			o = r.bulk.op(op{ts: ts, seq: seq, verb: VerbBatch})
 			eachElement(p[5], func(s string) bool {
 				var sub *op
-				if sub, err = r.decodeSub(appendElements(subBuf[:0], s), objs); err != nil {
+				if sub, err = r.decodeSub(appendElements(subBuf[:0], s), &objs); err != nil {
 					return false
 				}
 				o.addSub(sub)
@@ -441,7 +436,7 @@ func (r *Replica) decodeOps(raw string) ([]*op, error) {
 			if err == nil && len(o.subOps()) == 0 {
 				err = bad("an empty batch")
 			}
-		} else if o, err = r.decodeSub(p[4:], objs); err == nil {
+		} else if o, err = r.decodeSub(p[4:], &objs); err == nil {
 			o.ts, o.seq = ts, seq
 		}
 		if err != nil {
@@ -449,13 +444,16 @@ func (r *Replica) decodeOps(raw string) ([]*op, error) {
 		}
 		ops = append(ops, o)
 	}
+	if err == nil {
+		err = objs.rest(r)
+	}
 	if err != nil {
 		return nil, err
 	}
 	return ops, nil
 }
 
-func (r *Replica) decodeSub(p []string, objs []*object) (*op, error) {
+func (r *Replica) decodeSub(p []string, objs *listedObjects) (*op, error) {
 	bad := func() error {
 		return newError(ErrBadMessage, "compact operations: bad sub-operation "+quote(joinRaw(p)))
 	}
@@ -464,10 +462,14 @@ func (r *Replica) decodeSub(p []string, objs []*object) (*op, error) {
 	}
 	v, ok1 := decimal(p[0], false)
 	oi, ok2 := decimal(p[1], false)
-	if !ok1 || !ok2 || oi >= int64(len(objs)) || v < int64(VerbUpdate) || v > int64(VerbDelete) {
+	if !ok1 || !ok2 || oi >= int64(len(objs.objs)) || v < int64(VerbUpdate) || v > int64(VerbDelete) {
 		return nil, bad()
 	}
-	o := r.bulk.op(op{verb: Verb(v), obj: objs[oi]})
+	obj, err := objs.get(r, int(oi), Verb(v))
+	if err != nil {
+		return nil, err
+	}
+	o := r.bulk.op(op{verb: Verb(v), obj: obj})
 	switch o.verb {
 	case VerbUpdate:
 		if len(p) < 3 || len(p) > 4 {

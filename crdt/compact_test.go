@@ -571,3 +571,36 @@ func TestCompactFreesBlocks(t *testing.T) {
 		}
 	}
 }
+
+// TestListedObjectsMadeForTheirFirstOperation: the objects of a compact list (a state
+// answer, a snapshot) are made when an operation first names them, with room for five
+// path writes when that operation is an update — the feature's keys then take no array of
+// their own — and in the plain layout when it is an upsert.
+func TestListedObjectsMadeForTheirFirstOperation(t *testing.T) {
+	wall := hlc.NewManualClock(kitT0)
+	a := kitReplica(t, "a", wall)
+	for _, k := range []string{"properties.name", "properties.color", "properties.description", "properties._umap_options.weight", "geometry"} {
+		kitOK(t)(a.Update("feature", kitF1, k, `"`+k+`"`))
+	}
+	kitOK(t)(a.Upsert("feature", kitF2, `{"type":"Feature","properties":{"name":"two"}}`))
+	a.Flush()
+	snap, err := a.Snapshot()
+	kitNoErr(t, err)
+	b := kitReplica(t, "b", wall)
+	kitSync(t, b, a)
+	c, err := NewReplicaFromSnapshot(DefaultOptions(), snap)
+	kitNoErr(t, err)
+	for _, r := range []*Replica{b, c} {
+		kitSameState(t, a, r)
+		f1, err := r.identify("feature", kitF1)
+		kitNoErr(t, err)
+		if len(f1.paths) != 5 || cap(f1.paths) != 5 {
+			t.Errorf("%s: f1 holds %d writes in room for %d; want 5 in its own 5", r.PeerID(), len(f1.paths), cap(f1.paths))
+		}
+		f2, err := r.identify("feature", kitF2)
+		kitNoErr(t, err)
+		if cap(f2.paths) != 0 {
+			t.Errorf("%s: f2, made by an upsert, has room for %d writes", r.PeerID(), cap(f2.paths))
+		}
+	}
+}

@@ -142,18 +142,12 @@ func (r *Replica) readResponse(s string) (ops []*op, vv VersionVector, pushBack 
 	}
 	i += len(respOps)
 	r.reserve(len(idents))
-	objs := make([]*object, len(idents))
-	for k, id := range idents {
-		var err error
-		if objs[k], err = r.identifyListed(id[0], id[1]); err != nil {
-			return nil, nil, false, "", false
-		}
-	}
+	objs := newListedObjects(idents)
 
 	// The operations, their peers known only at the end: each one's peer index waits in
 	// peerOf until then.
-	ops, peerOf, i := r.fastOps(&p, s, i, objs)
-	if i < 0 || !hasAt(s, i, respPeers) {
+	ops, peerOf, i := r.fastOps(&p, s, i, &objs)
+	if i < 0 || !hasAt(s, i, respPeers) || objs.rest(r) != nil {
 		return nil, nil, false, "", false
 	}
 	i += len(respPeers)
@@ -201,7 +195,7 @@ func (r *Replica) readResponse(s string) (ops []*op, vv VersionVector, pushBack 
 // fastOps reads the list of compact operations at s[i] up to its closing bracket (left at
 // the index it returns, negative if the fast path does not take the list). The operations
 // have no peer yet: peerOf holds each one's index in the list of peers.
-func (r *Replica) fastOps(p *jparser, s string, i int, objs []*object) (ops []*op, peerOf []uint32, end int) {
+func (r *Replica) fastOps(p *jparser, s string, i int, objs *listedObjects) (ops []*op, peerOf []uint32, end int) {
 	var parts [8]string
 	var wall int64
 	for i < len(s) && s[i] == '[' {

@@ -205,6 +205,12 @@ func TestReceiveValidation(t *testing.T) {
 		{"metadata an array", with(t, `"metadata":{"id":"f9","layerId":"L1","featureType":"marker"}`, `"metadata":["f9","L1"]`), nil, ErrBadMetadata, `"[\"f9\",\"L1\"]"`},
 		{"datalayer without id", opWith(`"verb":"delete","subject":"datalayer","metadata":{"name":"L1"}`), nil, ErrBadMetadata, `metadata.id`},
 		{"datalayer without metadata", opWith(`"verb":"delete","subject":"datalayer"`), nil, ErrBadMetadata, `metadata.id`},
+		// A compact list's objects are made when an operation first names them; one that no
+		// operation names is checked all the same, and one named after others were made
+		// leaves none of them behind.
+		{"compact response listing an object no operation names, without layerId", peerMessage(`{"verb":"ListOperationsResponse","state":{"peers":["bob"],"objects":[["feature",{"id":"f1","layerId":"L1"}],["feature",{"id":"f2"}]],"ops":[[1727184449001,0,0,1,1,0,"properties.name","a"]]},"vector":{"bob":1}}`), nil, ErrBadMetadata, `metadata.layerId`},
+		{"compact response, uMap's layout, listing an object no operation names", peerMessage(`{"verb":"ListOperationsResponse","state":{"peers":["bob"],"objects":[["feature",{"layerId":"L1","id":"f1"}],["feature",{"id":"f2"}]],"ops":[[1727184449001,0,0,1,1,0,"properties.name","a"]]},"vector":{"bob":1}}`), nil, ErrBadMetadata, `metadata.layerId`},
+		{"compact response whose second operation names a bad object", peerMessage(`{"verb":"ListOperationsResponse","state":{"peers":["bob"],"objects":[["feature",{"id":"f1","layerId":"L1"}],["feature",{"id":"f2"}]],"ops":[[1727184449001,0,0,1,1,0,"properties.name","a"],[1,0,0,2,1,1,"properties.name","b"]]},"vector":{"bob":2}}`), nil, ErrBadMetadata, `metadata.layerId`},
 
 		// bad_key
 		{"empty key", with(t, `"key":"properties.name"`, `"key":""`), nil, ErrBadKey, `empty key`},

@@ -322,14 +322,50 @@ func metaHitKey(subject, metadata string) uint64 {
 // text again. A mapcrdt peer names each object by its canonical text, which is what a
 // replica that knows the object keeps (a canonical text is its own canonical form). Local
 // edits do not look first: their texts are mostly in the caller's member order.
-func (r *Replica) identifyListed(subject, metadata string) (*object, error) {
+func (r *Replica) identifyListed(subject, metadata string, paths bool) (*object, error) {
 	if r.dec.byMeta.n > 0 {
 		if obj := r.dec.known(metadata); obj != nil && obj.subject.Name == subject {
 			return obj, nil
 		}
 	}
-	obj, _, err := r.identifyMeta(subject, metadata, false)
+	obj, _, err := r.identifyMeta(subject, metadata, paths)
 	return obj, err
+}
+
+// listedObjects are the objects of a compact list ([subject, metadata], …), each found or
+// made when an operation first names it (get): made with room for path writes when that
+// operation is an update (objectFor). A catch-up's features are mostly updated, and a
+// plain object's array of writes grew four times on the way to five keys.
+type listedObjects struct {
+	idents [][2]string // subject, metadata
+	objs   []*object   // nil until named
+}
+
+func newListedObjects(idents [][2]string) listedObjects {
+	return listedObjects{idents: idents, objs: make([]*object, len(idents))}
+}
+
+// get returns object i of the list (i in range), found or made for an operation of verb v.
+func (l *listedObjects) get(r *Replica, i int, v Verb) (*object, error) {
+	if o := l.objs[i]; o != nil {
+		return o, nil
+	}
+	o, err := r.identifyListed(l.idents[i][0], l.idents[i][1], v == VerbUpdate)
+	l.objs[i] = o
+	return o, err
+}
+
+// rest finds or makes the objects no operation named, so that a list is checked whole,
+// whatever its operations name.
+func (l *listedObjects) rest(r *Replica) error {
+	for i, o := range l.objs {
+		if o == nil {
+			if _, err := l.get(r, i, VerbUpsert); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // identifyMeta is identifyWithMeta without the cache of metadata texts: for the objects of
