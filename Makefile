@@ -4,7 +4,7 @@
 #   make build   jsglue/mapcrdt.wasm + jsglue/wasm_exec.js
 #   make size    raw / gzip -9 / brotli -q 11 size of the .wasm
 #   make demo    the demo page and relay on http://$(ADDR)
-#   make bench   Go benchmarks, then jsglue/bench/bench.js if present
+#   make bench   Go benchmarks, then jsglue/bench/bench.js and gcpause.js
 #   make icount  BENCH=BenchmarkX: instructions per iteration (valgrind)
 #   make fuzz    every Go fuzz target for $(FUZZTIME) each
 #
@@ -171,8 +171,10 @@ icount:
 bench: deps build
 	@echo "== go test -bench"
 	$(GO) test -run '^$$' -bench . -benchmem ./...
-	@if [ -f jsglue/bench/bench.js ]; then echo "== node jsglue/bench/bench.js"; $(NODE) jsglue/bench/bench.js; \
-	 else echo "== jsglue/bench/bench.js: not written yet, skipped"; fi
+	@echo "== node jsglue/bench/bench.js"
+	$(NODE) jsglue/bench/bench.js
+	@echo "== node jsglue/bench/gcpause.js"
+	$(NODE) jsglue/bench/gcpause.js
 
 # ---------------------------------------------------------------- demo
 
