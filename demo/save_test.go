@@ -72,6 +72,16 @@ func (r dlResponse) code() string {
 
 func (s *dlServer) do(method, path string, header map[string]string, body string) dlResponse {
 	s.t.Helper()
+	r := s.doRaw(method, path, header, body)
+	if err := json.Unmarshal(r.raw, &r.body); err != nil {
+		s.t.Fatalf("%s %s: body not a JSON object: %v: %s", method, path, err, r.raw)
+	}
+	return r
+}
+
+// doRaw is do without the body's decoding: the answer's bytes are in raw.
+func (s *dlServer) doRaw(method, path string, header map[string]string, body string) dlResponse {
+	s.t.Helper()
 	req, err := http.NewRequest(method, s.srv.URL+path, strings.NewReader(body))
 	if err != nil {
 		s.t.Fatal(err)
@@ -91,9 +101,6 @@ func (s *dlServer) do(method, path string, header map[string]string, body string
 	r := dlResponse{status: resp.StatusCode, version: resp.Header.Get(VersionHeader), etag: resp.Header.Get("ETag"), raw: raw}
 	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
 		s.t.Fatalf("%s %s: Content-Type %q, body %s", method, path, ct, raw)
-	}
-	if err := json.Unmarshal(raw, &r.body); err != nil {
-		s.t.Fatalf("%s %s: body not a JSON object: %v: %s", method, path, err, raw)
 	}
 	return r
 }
