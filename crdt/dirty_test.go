@@ -3,6 +3,7 @@ package crdt
 // Save tracking (issue 4, DESIGN §6 "saved horizon"): Dirty, MarkSaved, SavedMessage.
 
 import (
+	"errors"
 	"slices"
 	"testing"
 
@@ -136,18 +137,25 @@ func TestDirtyMarkSaved(t *testing.T) {
 	wall.Advance(10)
 	kitSet(t, r, kitF2, "properties.name", `"b"`)
 	kitWantDirty(t, r, "feature f1", "feature f2")
-	r.MarkSaved(first)
+	kitNoErr(t, r.MarkSaved(first))
 	kitWantDirty(t, r, "feature f2")
-	r.MarkSaved(hlc.Timestamp{Wall: kitT0 - 1000, Peer: "alice"}) // older: no effect
+	kitNoErr(t, r.MarkSaved(hlc.Timestamp{Wall: kitT0 - 1000, Peer: "alice"})) // older: no effect
 	kitWantDirty(t, r, "feature f2")
-	r.MarkSaved(r.Clock())
+	// A horizon further ahead than MaxDrift (60 s) would hide the edits of the next minute:
+	// refused, nothing marked.
+	err := r.MarkSaved(hlc.Timestamp{Wall: kitT0 + 10 + 61_000, Peer: "server"})
+	if !errors.Is(err, ErrClockDrift) {
+		t.Fatalf("MarkSaved 61 s ahead: %v, want %s", err, ErrClockDrift)
+	}
+	kitWantDirty(t, r, "feature f2")
+	kitNoErr(t, r.MarkSaved(r.Clock()))
 	kitWantDirty(t, r)
 	// Flushing does not save anything.
 	wall.Advance(10)
 	kitSet(t, r, kitF3, "properties.name", `"c"`)
 	r.Flush()
 	kitWantDirty(t, r, "feature f3")
-	r.MarkSaved(r.Clock())
+	kitNoErr(t, r.MarkSaved(r.Clock()))
 	// An undo is an edit to save.
 	wall.Advance(10)
 	kitUndo(t, r)
@@ -156,7 +164,7 @@ func TestDirtyMarkSaved(t *testing.T) {
 	wall.Advance(10)
 	kitSet(t, r, kitF1, "properties.name", `"d"`)
 	ts := r.Clock()
-	r.MarkSaved(hlc.Timestamp{Wall: ts.Wall, Counter: ts.Counter, Peer: "zzz"}) // after ts: peer ids break ties
+	kitNoErr(t, r.MarkSaved(hlc.Timestamp{Wall: ts.Wall, Counter: ts.Counter, Peer: "zzz"})) // after ts: peer ids break ties
 	kitWantDirty(t, r)
 }
 

@@ -66,7 +66,9 @@ func kitRichReplica(t testing.TB) (*Replica, *hlc.ManualClock) {
 	kitSet(t, alice, kitF2, "properties.n", `2`)
 	kitNoErr(t, alice.CommitBatch())
 	alice.Flush()
-	alice.MarkSaved(alice.Clock())
+	if err := alice.MarkSaved(alice.Clock()); err != nil {
+		t.Fatal(err)
+	}
 	wall.Advance(10)
 	kitSet(t, alice, kitF1, "geometry", `{"type":"Point","coordinates":[2.35,48.85]}`) // waits in the outbox
 	kitSet(t, alice, kitF2, "properties.name", `"queued"`)

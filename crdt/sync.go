@@ -146,7 +146,7 @@ func (r *Replica) receiveMessage(msg []byte) (Result, error) {
 			}
 			return Result{}, nil
 		}
-		r.MarkSaved(ts) // uMap's plain Journal: everything up to its clock
+		r.markSaved(ts) // uMap's plain Journal: everything up to its clock (drift checked above)
 		return Result{}, nil
 	case "JoinResponse", "ListPeersResponse":
 		peers, err := stringList(field(members, "peers"))
@@ -329,7 +329,9 @@ func (r *Replica) Pending() int {
 
 // SyncRequest returns a PeerMessage asking recipient (a random known peer if empty) for
 // every operation this replica lacks. The request carries the version vector and
-// lastKnownHLC, so a peer running uMap's plain Journal can answer it too.
+// lastKnownHLC, so a peer running uMap's plain Journal can answer it too. The recipient is
+// written as given, not checked (the JavaScript API checks it): with "" and no known peer,
+// the message names no recipient.
 func (r *Replica) SyncRequest(recipient string) []byte {
 	if recipient == "" {
 		recipient = r.pickPeer()
@@ -621,8 +623,18 @@ func (r *Replica) lacksFrom(vv VersionVector) bool {
 }
 
 // MarkSaved records that everything up to ts is saved on the server: local operations up
-// to it are no longer dirty.
-func (r *Replica) MarkSaved(ts hlc.Timestamp) {
+// to it are no longer dirty. A ts further ahead of the wall clock than MaxDrift is refused
+// (ErrClockDrift), as a SavedMessage carrying it is: a save "in the future" would hide the
+// edits made until then. Nothing changes on error.
+func (r *Replica) MarkSaved(ts hlc.Timestamp) error {
+	if err := r.clock.CheckDrift(ts); err != nil {
+		return hlcError(err)
+	}
+	r.markSaved(ts)
+	return nil
+}
+
+func (r *Replica) markSaved(ts hlc.Timestamp) {
 	if r.saved.Less(ts) {
 		r.saved = ts
 	}
@@ -636,7 +648,7 @@ func (r *Replica) SavedMessage() []byte {
 	if n := len(r.log.ops); n > 0 && ts.Less(r.log.ops[n-1].ts) {
 		ts = r.log.ops[n-1].ts
 	}
-	r.MarkSaved(ts)
+	r.markSaved(ts)
 	b := append([]byte(nil), `{"kind":"SavedMessage","sender":`...)
 	b = appendString(b, r.peer)
 	b = append(b, `,"lastKnownHLC":"`...)

@@ -251,7 +251,11 @@ export interface Engine {
   receive(message: MessageInput): Change[];
   /** Like receive(), but returns the replies instead of queuing them. */
   onPeerMessage(message: MessageInput): PeerMessageResult;
-  /** A ListOperationsRequest to recipient (default: a random known peer). */
+  /**
+   * A ListOperationsRequest to recipient (default: a random known peer). Throws
+   * "bad_option" for a recipient that is no valid peer id, and "bad_state" when none is
+   * given and no peer is known (peers(): the relay's last peer list, or setPeers).
+   */
   syncRequest(recipient?: string): string;
 
   /** Reverts the latest local undo step with new operations (queued in the outbox). */
@@ -281,7 +285,11 @@ export interface Engine {
   compact(): CompactStats;
   /** The whole replica as bytes, for createEngine({snapshot}). */
   snapshot(): Uint8Array;
-  /** Everything up to hlc is saved on the server. */
+  /**
+   * Everything up to hlc is saved on the server. Throws "bad_hlc" for a malformed clock and
+   * "clock_drift" for one further ahead than maxDrift (a save "in the future" would hide
+   * the edits made until then), changing nothing.
+   */
   markSaved(hlc: string): void;
   /** A SavedMessage announcing that everything this replica holds is saved (marks it saved too). */
   savedMessage(): string;

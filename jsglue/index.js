@@ -380,12 +380,16 @@ function json(v, code, what) {
     }
     if (i === v.length) return '"' + v + '"';
   }
-  if (v instanceof JSONText) return v.text;
+  if (v instanceof JSONText) {
+    // "" is how the bridge says "no value" (an unset): as a value it is no JSON at all.
+    if (v.text === "") throw fail("invalid_json", `${what} is an empty JSON text`);
+    return v.text;
+  }
   let s;
   try {
     s = JSON.stringify(v);
   } catch (e) {
-    throw fail(code, `${what} cannot be written as JSON: ${e && e.message}`);
+    throw fail(code, `${what} cannot be written as JSON: ${describe(e)}`);
   }
   if (s === undefined) throw fail(code, `${what} cannot be written as JSON (${typeof v})`);
   return s;
@@ -403,7 +407,18 @@ const metadataTexts = new Map();
 const METADATA_TEXTS_SIZE = 4096;
 let lastKeys = [];
 
+// metadataJSON is metadataText with whatever the object's own code throws (a getter, a
+// Proxy's trap) turned into a bad_metadata error, as json() does for JSON.stringify.
 function metadataJSON(m) {
+  try {
+    return metadataText(m);
+  } catch (e) {
+    if (e instanceof MapcrdtError) throw e;
+    throw fail("bad_metadata", `metadata cannot be read: ${describe(e)}`);
+  }
+}
+
+function metadataText(m) {
   if (m === null || typeof m !== "object" || m instanceof JSONText) return json(m, "bad_metadata", "metadata");
   const id = m.id;
   if (typeof id !== "string" || typeof m.toJSON === "function") return json(m, "bad_metadata", "metadata");
@@ -436,6 +451,17 @@ function sameKeys(a, b) {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
+}
+
+// describe is what a caught exception says: its message, or the thrown value itself
+// (code may throw anything, not only Errors).
+function describe(e) {
+  if (e instanceof Error) return e.message;
+  try {
+    return String(e);
+  } catch {
+    return typeof e;
+  }
 }
 
 function str(v, code, what) {
@@ -618,7 +644,13 @@ const editOptionKeys = new Set(["group", "oldValue"]);
 
 function checkKeys(obj, allowed, what) {
   if (obj === null || typeof obj !== "object") throw fail("bad_option", `${what} must be an object`);
-  for (const k of Object.keys(obj)) {
+  let keys;
+  try {
+    keys = Object.keys(obj);
+  } catch (e) {
+    throw fail("bad_option", `${what} cannot be read: ${describe(e)}`);
+  }
+  for (const k of keys) {
     if (!allowed.has(k)) throw fail("bad_option", `unknown ${what} key ${JSON.stringify(k)} (known: ${[...allowed].join(", ")})`);
   }
 }

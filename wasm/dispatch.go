@@ -316,12 +316,10 @@ func init() {
 		MethodPending: func(r *crdt.Replica, dst []byte, _ *Call) ([]byte, error) {
 			return strconv.AppendInt(dst, int64(r.Pending()), 10), nil
 		},
-		MethodReceive: receive,
-		MethodSyncRequest: func(r *crdt.Replica, dst []byte, c *Call) ([]byte, error) {
-			return append(dst, r.SyncRequest(c.opt(0))...), nil
-		},
-		MethodUndo: func(r *crdt.Replica, dst []byte, c *Call) ([]byte, error) { return revert(dst, c, r.Undo) },
-		MethodRedo: func(r *crdt.Replica, dst []byte, c *Call) ([]byte, error) { return revert(dst, c, r.Redo) },
+		MethodReceive:     receive,
+		MethodSyncRequest: syncRequest,
+		MethodUndo:        func(r *crdt.Replica, dst []byte, c *Call) ([]byte, error) { return revert(dst, c, r.Undo) },
+		MethodRedo:        func(r *crdt.Replica, dst []byte, c *Call) ([]byte, error) { return revert(dst, c, r.Redo) },
 		MethodCanUndo: func(r *crdt.Replica, dst []byte, _ *Call) ([]byte, error) {
 			return strconv.AppendBool(dst, r.CanUndo()), nil
 		},
@@ -483,8 +481,23 @@ func markSaved(r *crdt.Replica, dst []byte, c *Call) ([]byte, error) {
 	if err != nil {
 		return nil, &callError{code: "bad_hlc", msg: err.Error()}
 	}
-	r.MarkSaved(ts)
-	return dst, nil
+	return dst, r.MarkSaved(ts)
+}
+
+// syncRequest asks the recipient given, which must be a valid peer id, or a known peer
+// other than this one: a request addressed to no one would reach no one (and uMap's relay
+// and ours refuse a PeerMessage without a recipient).
+func syncRequest(r *crdt.Replica, dst []byte, c *Call) ([]byte, error) {
+	to := c.opt(0)
+	if to == "" && !slices.ContainsFunc(r.Peers(), func(p string) bool { return p != r.PeerID() }) {
+		return nil, &callError{code: "bad_state", msg: "syncRequest: no known peer to ask; name the recipient"}
+	}
+	if to != "" {
+		if err := hlc.ValidPeer(to); err != nil {
+			return nil, &callError{code: "bad_option", msg: "recipient " + strconv.Quote(to) + ": " + err.Error()}
+		}
+	}
+	return append(dst, r.SyncRequest(to)...), nil
 }
 
 func dirty(r *crdt.Replica, dst []byte, _ *Call) ([]byte, error) {

@@ -298,6 +298,33 @@ func TestBatchAndDirty(t *testing.T) {
 	}
 	x.must(MethodMarkSaved, a, "1:0:a")
 	x.fails("bad_hlc", MethodMarkSaved, a, "yesterday")
+	// A save horizon past the drift guard would mark the next minute's edits saved.
+	x.must(MethodEdit, a, "update", "map", "{}", "properties.name", `"later"`)
+	x.fails("clock_drift", MethodMarkSaved, a, strconv.FormatInt(t0+61_000, 10)+":0:server")
+	if got := x.must(MethodDirty, a); !strings.Contains(got, `"subject":"map"`) {
+		t.Fatalf("dirty after a refused markSaved = %s", got)
+	}
+}
+
+// TestSyncRequestRecipient: a request goes to a valid peer id, given or known; a request
+// to no one is refused rather than written with an empty recipient, which a relay drops
+// or refuses.
+func TestSyncRequestRecipient(t *testing.T) {
+	x := newTester(t)
+	a := x.create("a")
+	x.fails("bad_state", MethodSyncRequest, a)
+	x.must(MethodSetPeers, a, "a")
+	x.fails("bad_state", MethodSyncRequest, a) // itself only
+	for _, bad := range []string{"has space", `a"b`, `a\b`, strings.Repeat("x", 129), "tab\t"} {
+		x.fails("bad_option", MethodSyncRequest, a, bad)
+	}
+	if req := x.must(MethodSyncRequest, a, "bob"); !strings.Contains(req, `"recipient":"bob"`) {
+		t.Fatalf("syncRequest(bob) = %s", req)
+	}
+	x.must(MethodSetPeers, a, "a\x1ecarol")
+	if req := x.must(MethodSyncRequest, a); !strings.Contains(req, `"recipient":"carol"`) {
+		t.Fatalf("syncRequest() = %s", req)
+	}
 }
 
 func TestSeedAndPeers(t *testing.T) {
