@@ -1,6 +1,7 @@
 package crdt
 
 import (
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -409,7 +410,9 @@ func (r *Replica) decodeSteps(raw string) ([]undoStep, error) {
 				return false
 			}
 			idx, e := strconv.Atoi(p[6])
-			if e != nil || idx < 0 {
+			if e != nil || idx < 0 || idx > r.opts.Limits.MaxBatch || idx > math.MaxInt32 {
+				// A sub index past the batch limit names no sub-operation (and would
+				// overflow the index's int32).
 				err = bad("bad sub index " + quote(p[6]))
 				return false
 			}
@@ -418,9 +421,9 @@ func (r *Replica) decodeSteps(raw string) ([]undoStep, error) {
 				by = r.log.ops[i]
 			}
 			if idx > 0 && (by.verb != VerbBatch || idx > len(by.subOps())) {
+				// A batch compacted away: its clock and the index order the write
+				// (compareWrites); it has no sub-operations to read (undoEntry.byMeta).
 				by = &op{ts: t, verb: VerbBatch}
-				by.more().subs = make([]*op, idx)
-				by.x.subs[idx-1] = &op{verb: VerbUpdate, obj: obj, path: ent.path}
 			}
 			ent.by = write{op: by, sub: int32(idx)}
 			s.entries = append(s.entries, ent)

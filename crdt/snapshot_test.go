@@ -5,6 +5,7 @@ package crdt
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"math/rand/v2"
 	"strconv"
@@ -535,4 +536,200 @@ func TestSnapshotStaleOutboxNeverHidesALaterEdit(t *testing.T) {
 		kitWant(t, r, "feature", kitF1, "properties.name", `"two"`)
 	}
 	kitSameState(t, alice, bob, dave, restored)
+}
+
+// FuzzSnapshot: whatever the bytes, NewReplicaFromSnapshot returns a replica or a typed
+// error, and never panics. A replica it returns must then work through every kind of call —
+// a local edit and its flush, undo and redo, answering a peer's sync request and the peer's
+// push back, compaction — each returning or failing with a typed error, never panicking; and
+// its own snapshot must restore to the same state. A damaged snapshot from a page's storage
+// that still parses may be inconsistent (a vector claiming operations the log lacks, an undo
+// step naming a missing one): that must cost errors, not a crash.
+func FuzzSnapshot(f *testing.F) {
+	rich, _ := kitRichReplica(f)
+	f.Add(kitSnapshot(f, rich))
+	f.Add(kitSnapshot(f, kitReplica(f, "plain", hlc.NewManualClock(kitT0))))
+	f.Fuzz(func(t *testing.T, snap []byte) {
+		opts := DefaultOptions()
+		opts.Wall = hlc.NewManualClock(kitT0 + 100_000)
+		r, err := NewReplicaFromSnapshot(opts, snap)
+		if err != nil {
+			switch Code(err) {
+			case "bad_snapshot", "snapshot_version", "too_large":
+				return
+			}
+			t.Fatalf("refused with %v", err)
+		}
+		state := r.State()
+		again, err := r.Snapshot()
+		if err != nil {
+			t.Fatalf("a restored replica cannot snapshot: %v", err)
+		}
+		back, err := NewReplicaFromSnapshot(opts, again)
+		if err != nil {
+			t.Fatalf("its own snapshot is refused: %v\n%s", err, again)
+		}
+		if got := back.State(); got != state {
+			t.Fatalf("its own snapshot restores to\n%s\nnot\n%s", got, state)
+		}
+
+		kitExercise(t, r)
+	})
+}
+
+// kitExercise puts a restored replica through every kind of call — a local edit and its
+// flush, undo and redo, answering a peer's sync request and taking the peer's push back,
+// compaction, a snapshot — and fails on a panic or an untyped error.
+func kitExercise(t *testing.T, r *Replica) {
+	t.Helper()
+	typed := func(what string, err error) {
+		t.Helper()
+		if err != nil && (Code(err) == "" || Code(err) == "internal") {
+			t.Fatalf("%s: untyped error %v", what, err)
+		}
+	}
+	_, err := r.Update("feature", kitF1, "properties.fuzz", `"edit"`)
+	typed("Update", err)
+	r.Flush()
+	_, err = r.Undo()
+	typed("Undo", err)
+	_, err = r.Redo()
+	typed("Redo", err)
+	r.Flush()
+	peer := kitReplica(t, "zed", hlc.NewManualClock(kitT0+100_000))
+	res, err := r.Receive(peer.SyncRequest(r.PeerID()))
+	typed("Receive(sync request)", err)
+	for _, reply := range res.Replies {
+		back, err := peer.Receive(reply)
+		typed("the peer receives the answer", err)
+		for _, push := range back.Replies {
+			_, err := r.Receive(push)
+			typed("Receive(push back)", err)
+		}
+	}
+	r.Compact()
+	_, err = r.Snapshot()
+	typed("Snapshot after all of it", err)
+	r.Dirty()
+	_ = r.State()
+}
+
+// TestSnapshotDamageThatParses: a snapshot damaged so that it still parses — each scalar of
+// the rich snapshot replaced in turn by other numbers, strings and literals, each array
+// element dropped — is refused with bad_snapshot, or restores to a replica that works
+// through every call (kitExercise): random bytes (FuzzSnapshot) seldom stay valid JSON.
+func TestSnapshotDamageThatParses(t *testing.T) {
+	rich, _ := kitRichReplica(t)
+	snap := kitSnapshot(t, rich)
+	opts := DefaultOptions()
+	opts.Wall = hlc.NewManualClock(kitT0 + 100_000)
+	try := func(damaged []byte) bool {
+		t.Helper()
+		r, err := NewReplicaFromSnapshot(opts, damaged)
+		if err != nil {
+			if c := Code(err); c != "bad_snapshot" && c != "snapshot_version" {
+				t.Fatalf("refused with %v:\n%s", err, damaged)
+			}
+			return false
+		}
+		t.Run("", func(t *testing.T) { kitExercise(t, r) })
+		return true
+	}
+	replacements := []string{`0`, `1`, `-1`, `2`, `1000000000`, `9007199254740993`, `1e3`, `""`, `"alice"`, `"bob"`, `"zed"`,
+		`"alice~x"`, `"1727184449010:0:bob"`, `"feature"`, `"properties.name"`, `null`, `true`, `{}`, `[]`}
+	accepted, total := 0, 0
+	for _, tok := range kitJSONTokens(snap) {
+		variants := replacements
+		if tok.array {
+			variants = []string{""} // drop the element (and a comma beside it)
+		}
+		for _, v := range variants {
+			var damaged []byte
+			if tok.array {
+				damaged = kitDropElement(snap, tok.start, tok.end)
+			} else {
+				damaged = append(append(append([]byte(nil), snap[:tok.start]...), v...), snap[tok.end:]...)
+			}
+			if damaged == nil || !json.Valid(damaged) {
+				continue
+			}
+			total++
+			if try(damaged) {
+				accepted++
+			}
+		}
+	}
+	t.Logf("%d damaged snapshots that parse: %d restored and exercised, the others refused", total, accepted)
+	if total < 500 || accepted == 0 {
+		t.Fatalf("too few variants: %d, %d restored", total, accepted)
+	}
+}
+
+// kitToken is a scalar of a JSON text at [start, end), or an element of an array.
+type kitToken struct {
+	start, end int
+	array      bool
+}
+
+// kitJSONTokens lists the scalars of a valid JSON text, and each scalar that is an element
+// of an array a second time as an array element.
+func kitJSONTokens(doc []byte) []kitToken {
+	var out []kitToken
+	var stack []byte
+	for i := 0; i < len(doc); {
+		c := doc[i]
+		switch {
+		case c == '{' || c == '[':
+			stack = append(stack, c)
+			i++
+			continue
+		case c == '}' || c == ']':
+			stack = stack[:len(stack)-1]
+			i++
+			continue
+		case c == ',' || c == ':' || c == ' ' || c == '\n':
+			i++
+			continue
+		}
+		start := i
+		if c == '"' {
+			for i++; doc[i] != '"'; i++ {
+				if doc[i] == '\\' {
+					i++
+				}
+			}
+			i++
+			if j := kitSkipSpace(doc, i); j < len(doc) && doc[j] == ':' {
+				continue // a member name
+			}
+		} else {
+			for i < len(doc) && !strings.ContainsRune(",:]} \n", rune(doc[i])) {
+				i++
+			}
+		}
+		out = append(out, kitToken{start: start, end: i})
+		if len(stack) > 0 && stack[len(stack)-1] == '[' {
+			out = append(out, kitToken{start: start, end: i, array: true})
+		}
+	}
+	return out
+}
+
+func kitSkipSpace(doc []byte, i int) int {
+	for i < len(doc) && (doc[i] == ' ' || doc[i] == '\n') {
+		i++
+	}
+	return i
+}
+
+// kitDropElement removes the array element at [start, end) with the comma after it, or
+// before it when it is the last.
+func kitDropElement(doc []byte, start, end int) []byte {
+	switch {
+	case end < len(doc) && doc[end] == ',':
+		end++
+	case start > 0 && doc[start-1] == ',':
+		start--
+	}
+	return append(append([]byte(nil), doc[:start]...), doc[end:]...)
 }

@@ -19,6 +19,18 @@ type undoEntry struct {
 	by         write // the local write that changed the place
 }
 
+// byMeta is the metadata text the write that changed the place carried, "" when its
+// operation was compacted away before a snapshot (then only its clock is kept).
+func (e *undoEntry) byMeta() string {
+	if e.by.sub == 0 {
+		return e.by.op.meta()
+	}
+	if subs := e.by.op.subOps(); int(e.by.sub) <= len(subs) {
+		return subs[e.by.sub-1].meta()
+	}
+	return ""
+}
+
 type undoStep struct {
 	entries []undoEntry
 	group   string
@@ -171,7 +183,7 @@ func (r *Replica) revert(from, to *[]undoStep) (UndoResult, error) {
 	subs := make([]*op, len(todo))
 	for i, e := range todo {
 		sub := &op{obj: e.obj, path: e.path}
-		sub.setMeta(e.by.target().meta())
+		sub.setMeta(e.byMeta())
 		switch {
 		case e.path != nil:
 			sub.verb = VerbUpdate
