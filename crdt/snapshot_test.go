@@ -596,7 +596,7 @@ func kitExercise(t *testing.T, r *Replica) {
 	_, err = r.Redo()
 	typed("Redo", err)
 	r.Flush()
-	peer := kitReplica(t, "zed", hlc.NewManualClock(kitT0+100_000))
+	peer := kitReplica(t, "kit-peer", hlc.NewManualClock(kitT0+100_000))
 	res, err := r.Receive(peer.SyncRequest(r.PeerID()))
 	typed("Receive(sync request)", err)
 	for _, reply := range res.Replies {
@@ -635,34 +635,41 @@ func TestSnapshotDamageThatParses(t *testing.T) {
 		t.Run("", func(t *testing.T) { kitExercise(t, r) })
 		return true
 	}
-	replacements := []string{`0`, `1`, `-1`, `2`, `1000000000`, `9007199254740993`, `1e3`, `""`, `"alice"`, `"bob"`, `"zed"`,
-		`"alice~x"`, `"1727184449010:0:bob"`, `"feature"`, `"properties.name"`, `null`, `true`, `{}`, `[]`}
 	accepted, total := 0, 0
-	for _, tok := range kitJSONTokens(snap) {
-		variants := replacements
-		if tok.array {
-			variants = []string{""} // drop the element (and a comma beside it)
-		}
-		for _, v := range variants {
-			var damaged []byte
-			if tok.array {
-				damaged = kitDropElement(snap, tok.start, tok.end)
-			} else {
-				damaged = append(append(append([]byte(nil), snap[:tok.start]...), v...), snap[tok.end:]...)
-			}
-			if damaged == nil || !json.Valid(damaged) {
-				continue
-			}
-			total++
-			if try(damaged) {
-				accepted++
-			}
+	for _, damaged := range kitDamaged(snap) {
+		total++
+		if try(damaged) {
+			accepted++
 		}
 	}
 	t.Logf("%d damaged snapshots that parse: %d restored and exercised, the others refused", total, accepted)
 	if total < 500 || accepted == 0 {
 		t.Fatalf("too few variants: %d, %d restored", total, accepted)
 	}
+}
+
+// kitDamaged returns the valid JSON texts made from doc by replacing each scalar in turn
+// with other numbers, strings and literals (peer ids and clocks of the kit among them), and
+// by dropping each scalar element of an array.
+func kitDamaged(doc []byte) [][]byte {
+	replacements := []string{`0`, `1`, `-1`, `2`, `1000000000`, `9007199254740993`, `1e3`, `""`, `"alice"`, `"bob"`, `"zed"`,
+		`"alice~x"`, `"1727184449010:0:bob"`, `"feature"`, `"properties.name"`, `null`, `true`, `{}`, `[]`}
+	var out [][]byte
+	for _, tok := range kitJSONTokens(doc) {
+		if tok.array {
+			if d := kitDropElement(doc, tok.start, tok.end); json.Valid(d) {
+				out = append(out, d)
+			}
+			continue
+		}
+		for _, v := range replacements {
+			d := append(append(append([]byte(nil), doc[:tok.start]...), v...), doc[tok.end:]...)
+			if json.Valid(d) {
+				out = append(out, d)
+			}
+		}
+	}
+	return out
 }
 
 // kitToken is a scalar of a JSON text at [start, end), or an element of an array.

@@ -8,6 +8,7 @@ package crdt
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"maps"
 	"math/rand/v2"
 	"slices"
@@ -1132,6 +1133,61 @@ func TestBigResponseSkipsNotedValues(t *testing.T) {
 		back, err := NewReplicaFromSnapshot(Options{PeerID: "joiner", Wall: wall}, snap)
 		if err != nil || back.State() != holder.State() {
 			t.Fatalf("compact %v: snapshot after a big receive: %v", compact, err)
+		}
+	}
+}
+
+// TestMessagesDamageThatParse: every message a replica sends, damaged so that it still
+// parses (kitDamaged: each scalar replaced, each array element dropped) — the compact sync
+// response a mapcrdt peer gets, the operation list uMap's Journal gets, a batch, a sync
+// request, a SavedMessage, a JoinResponse — is refused with a typed error that changes
+// nothing, or accepted; either way the receiver then works through every call
+// (kitExercise). Compact responses name peers and objects by index: an index out of range
+// must be an error, not a panic.
+func TestMessagesDamageThatParse(t *testing.T) {
+	alice, _ := kitRichReplica(t)
+	asker := kitReplica(t, "zed", hlc.NewManualClock(kitT0+100_000))
+	compact := kitRecv(t, alice, asker.SyncRequest("alice")).Replies[0]
+	plain := kitRecv(t, alice, []byte(`{"kind":"PeerMessage","sender":"zed","recipient":"alice","message":{"verb":"ListOperationsRequest","lastKnownHLC":null}}`)).Replies[0]
+	kitNoErr(t, alice.StartBatch())
+	kitOK(t)(alice.Upsert("feature", kitF3, `{"type":"Feature","properties":{"name":"in a batch"}}`))
+	kitOK(t)(alice.Delete("datalayer", kitL1))
+	kitNoErr(t, alice.CommitBatch())
+	batch := alice.Flush()[0]
+	messages := map[string][]byte{
+		"compact response": compact,
+		"plain response":   plain,
+		"batch":            batch,
+		"sync request":     alice.SyncRequest("zed"),
+		"saved message":    alice.SavedMessage(),
+		"join response":    []byte(`{"kind":"JoinResponse","peer":"zed","peers":["alice","bob","zed"]}`),
+	}
+	fingerprint := func(r *Replica) string {
+		return fmt.Sprint(r.State(), r.Pending(), r.CanUndo(), r.CanRedo(), r.InBatch(), r.Vector(), r.Peers(), r.Dirty(), r.LogLen())
+	}
+	for name, msg := range messages {
+		refused, accepted := 0, 0
+		for _, damaged := range kitDamaged(msg) {
+			r := kitReplica(t, "zed", hlc.NewManualClock(kitT0+100_000))
+			kitSet(t, r, kitF1, "properties.mine", `"zed's"`)
+			before := fingerprint(r)
+			_, err := r.Receive(damaged)
+			if err != nil {
+				if c := Code(err); c == "" || c == "internal" {
+					t.Fatalf("%s damaged: untyped error %v\n%s", name, err, damaged)
+				}
+				if after := fingerprint(r); after != before {
+					t.Fatalf("%s damaged: refused (%v) but the replica changed:\n%s\nwas\n%s\nmessage %s", name, err, after, before, damaged)
+				}
+				refused++
+			} else {
+				accepted++
+			}
+			t.Run(name, func(t *testing.T) { kitExercise(t, r) })
+		}
+		t.Logf("%s: %d damaged copies that parse, %d refused, %d accepted", name, refused+accepted, refused, accepted)
+		if refused == 0 || refused+accepted < 20 {
+			t.Errorf("%s: too few damaged copies refused (%d of %d)", name, refused, refused+accepted)
 		}
 	}
 }
