@@ -73,8 +73,23 @@ function degenerate(g) {
   return false;
 }
 
+// How deep a geometry's positions lie in its coordinates, by type.
+const POSITION_DEPTH = { Point: 0, LineString: 1, MultiLineString: 2, Polygon: 2, MultiPolygon: 3 };
+
+/**
+ * A geometry Leaflet can place: a supported type whose coordinates nest positions as deep
+ * as the type says, each position at least [lng, lat] as finite numbers. A peer may send any
+ * JSON as a geometry; Leaflet throws on a position it cannot read ("Invalid LatLng").
+ */
 function validGeometry(g) {
-  return g !== null && typeof g === "object" && Array.isArray(g.coordinates) && featureTypeOfGeometry(g) !== "";
+  return g !== null && typeof g === "object" && featureTypeOfGeometry(g) !== "" && validPositions(g.coordinates, POSITION_DEPTH[g.type]);
+}
+
+function validPositions(c, depth) {
+  if (!Array.isArray(c)) return false;
+  if (depth === 0) return c.length >= 2 && Number.isFinite(c[0]) && Number.isFinite(c[1]);
+  for (const x of c) if (!validPositions(x, depth - 1)) return false;
+  return true;
 }
 
 /** The marker icon: a pin in color. */
@@ -322,7 +337,19 @@ export function bindLeaflet(options) {
       const k = layerId + "\u0000" + id;
       if (seen.has(k)) continue;
       seen.add(k);
-      render({ id, layerId });
+      renderSafely({ id, layerId });
+    }
+  }
+
+  // renderSafely is render, with what it throws reported (asynchronously, like a listener's
+  // error) rather than stopping the features after it from being drawn.
+  function renderSafely(ident) {
+    try {
+      render(ident);
+    } catch (e) {
+      queueMicrotask(() => {
+        throw e;
+      });
     }
   }
 
@@ -332,7 +359,7 @@ export function bindLeaflet(options) {
     for (const o of JSON.parse(engine.state())) {
       if (o.subject !== "feature") continue;
       alive.add(o.metadata.id);
-      render({ id: o.metadata.id, layerId: o.metadata.layerId });
+      renderSafely({ id: o.metadata.id, layerId: o.metadata.layerId });
     }
     for (const [id, layer] of [...layers]) {
       const info = infos.get(layer);

@@ -221,6 +221,55 @@ describe('demo: two and three browsers on one map', { timeout: 180_000 }, () => 
     }
   });
 
+  test('geometries Leaflet cannot draw, sent by a peer, are not drawn and stop nothing else', async () => {
+    const map = mapName('badgeom');
+    const A = await openDemo(browser, relay, { map, name: 'Alice' });
+    const B = await openDemo(browser, relay, { map, name: 'Bob' });
+    try {
+      await seen(A.page, 'seedPin1');
+      // B's engine takes, in one batch, features whose geometry is valid JSON but no
+      // position Leaflet can place, then a good one; its next edit sends them all.
+      const good = await B.page.evaluate(() => {
+        const d = window.mapcrdtDemo;
+        const layerId = d.feature('seedPin1').layerId;
+        const bad = [
+          { type: 'Point', coordinates: ['x', null] },
+          { type: 'Point', coordinates: [] },
+          { type: 'LineString', coordinates: [1, 2] },
+          { type: 'Polygon', coordinates: [[[0, 0], 'corner', [1, 1], [0, 0]]] },
+          { type: 'MultiPolygon', coordinates: [[[[0, 0], [1, NaN]]]] },
+          { type: 'LineString', coordinates: [[2.35, 48.85], [2.36]] },
+        ];
+        d.engine.batch((e) => {
+          bad.forEach((geometry, i) =>
+            e.upsert('feature', { id: `bad${i}`, layerId, featureType: 'marker' }, { type: 'Feature', geometry, properties: { name: `bad ${i}` } }),
+          );
+          e.upsert('feature', { id: 'goodAfterBad', layerId, featureType: 'marker' },
+            { type: 'Feature', geometry: { type: 'Point', coordinates: [2.352, 48.857] }, properties: { name: 'good' } });
+        });
+        return d.addMarker(48.858, 2.353, { name: 'sent after' });
+      });
+      await seen(A.page, 'goodAfterBad', { name: 'good' });
+      await seen(A.page, good);
+      await converged([A.page, B.page]);
+      for (const v of [A, B]) {
+        const ids = (await features(v.page)).map((f) => f.id);
+        assert.deepEqual(ids.filter((id) => id.startsWith('bad')), [], `${v.name} draws a bad geometry`);
+      }
+      // A bad geometry made good later is drawn.
+      await B.page.evaluate(() => {
+        const d = window.mapcrdtDemo;
+        const layerId = d.feature('seedPin1').layerId;
+        d.engine.update('feature', { id: 'bad0', layerId, featureType: 'marker' }, 'geometry', { type: 'Point', coordinates: [2.351, 48.856] });
+        d.addMarker(48.859, 2.354);
+      });
+      await seen(A.page, 'bad0', { name: 'bad 0' });
+      assertNoErrors(A, B);
+    } finally {
+      await close(A, B);
+    }
+  });
+
   test('A offline edits, B edits, A reconnects: both show both edits', async () => {
     const map = mapName('offline');
     const A = await openDemo(browser, relay, { map, name: 'Alice' });
