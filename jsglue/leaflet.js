@@ -73,6 +73,17 @@ function degenerate(g) {
   return false;
 }
 
+/** Runs fn; what it throws is rethrown asynchronously (reported like a listener's error), not to the caller. */
+function reportLater(fn) {
+  try {
+    fn();
+  } catch (e) {
+    queueMicrotask(() => {
+      throw e;
+    });
+  }
+}
+
 // How deep a geometry's positions lie in its coordinates, by type.
 const POSITION_DEPTH = { Point: 0, LineString: 1, MultiLineString: 2, Polygon: 2, MultiPolygon: 3 };
 
@@ -341,16 +352,10 @@ export function bindLeaflet(options) {
     }
   }
 
-  // renderSafely is render, with what it throws reported (asynchronously, like a listener's
-  // error) rather than stopping the features after it from being drawn.
+  // renderSafely is render, with what it throws reported (reportLater) rather than stopping
+  // the features after it from being drawn.
   function renderSafely(ident) {
-    try {
-      render(ident);
-    } catch (e) {
-      queueMicrotask(() => {
-        throw e;
-      });
-    }
+    reportLater(() => render(ident));
   }
 
   /** Renders every feature alive in the engine (after restoring a snapshot). */
@@ -370,13 +375,7 @@ export function bindLeaflet(options) {
   // ---------------------------------------------------------------- local edits
 
   function edited(what) {
-    try {
-      onEdit(what);
-    } catch (e) {
-      queueMicrotask(() => {
-        throw e;
-      });
-    }
+    reportLater(() => onEdit(what));
   }
 
   function ours(layer) {
