@@ -104,6 +104,8 @@ test: deps
 test-go:
 	@echo "== go test ./..."
 	$(GO) test $(GOTESTFLAGS) ./...
+	@echo "== go test -race ./demo (the relay: a goroutine per connection, rooms shared)"
+	$(GO) test $(GOTESTFLAGS) -race ./demo
 
 # go_js_wasm_exec (in GOROOT/lib/wasm) runs the test binary in Node, after wasm/jumps
 # rewrote it as make build rewrites the module (wasm/jumps/exec.sh): every test of crdt,
