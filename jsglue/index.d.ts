@@ -92,7 +92,11 @@ export interface EngineOptions {
   undoDepth?: number;
   /** Local edits within this many ms join one undo step (default 0: each edit is a step). */
   captureInterval?: number;
-  /** The wall clock, ms since the epoch (default Date.now). Called once per engine call. */
+  /**
+   * The wall clock, ms since the epoch (default Date.now). Called once per engine call; a
+   * call whose clock throws, or returns anything but a number from 1 to 2^53, throws
+   * "bad_option" and changes nothing.
+   */
   now?: () => number;
   /** Limits on input. */
   limits?: Limits;

@@ -721,9 +721,28 @@ export async function createEngine(options = {}) {
     snapshot,
   ];
   const bridge = await load(o.wasmURL);
-  const now = o.now ?? Date.now;
+  const now = o.now === undefined ? Date.now : checkedClock(o.now);
   const handle = Number(bridge.call(bridge.m.create, 0, 0, now(), args, false));
   return new Engine(bridge, handle, now, o.bridge === "funcof");
+}
+
+// checkedClock wraps options.now: what it returns must be a time the module takes (ms since
+// 1970, from 1 to 2^53), and what it throws becomes a bad_option error. The module reads
+// any other number as "use the system clock", which would hide a broken clock; and a value
+// the call cannot convert (a BigInt) would throw at the boundary.
+function checkedClock(now) {
+  return () => {
+    let t;
+    try {
+      t = now();
+    } catch (e) {
+      throw fail("bad_option", `options.now threw: ${describe(e)}`);
+    }
+    if (typeof t !== "number" || !(t >= 1 && t <= 2 ** 53)) {
+      throw fail("bad_option", `options.now returned ${typeof t === "number" ? t : typeof t}: want milliseconds since 1970`);
+    }
+    return t;
+  };
 }
 
 /**
