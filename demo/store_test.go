@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -592,4 +594,182 @@ func TestCompactionDropsSupersededOperations(t *testing.T) {
 			t.Fatalf("relay log holds %d operations after compaction, want 1", r.LogLen())
 		}
 	})
+}
+
+// TestChaosThroughTheRelay: four browsers (crdt replicas over real WebSockets) edit one map
+// through the relay and its stored replica, for seeded random histories: edits, batches and
+// undos, concurrent writes to the same keys sent before anyone reads, peers going offline
+// (editing meanwhile) and coming back, the room emptying (its replica compacted into its
+// files and read back), the relay restarting on its data directory. At the end, every
+// peer online and settled, the four replicas and the relay's hold the same state.
+func TestChaosThroughTheRelay(t *testing.T) {
+	seeds, steps := 6, 200
+	if n, err := strconv.Atoi(os.Getenv("CHAOS_SEEDS")); err == nil {
+		seeds = n // CHAOS_SEEDS=200 go test ./demo -run Chaos: a longer hunt
+	}
+	for seed := range uint64(seeds) {
+		t.Run(fmt.Sprint("seed ", seed+1), func(t *testing.T) { chaos(t, seed+1, steps) })
+	}
+}
+
+func chaos(t *testing.T, seed uint64, steps int) {
+	rng := rand.New(rand.NewPCG(seed, 26))
+	dir := t.TempDir()
+	so := storeOptions{Dir: dir, CompactEvery: 7}
+	s := startStoreRelay(t, so, Options{}, nil)
+	const mapName = "chaos"
+	ids := []string{"ana", "ben", "cho", "dev"}
+	replicas := make([]*crdt.Replica, len(ids))
+	conns := make([]*peer, len(ids)) // nil: offline
+	for i, id := range ids {
+		replicas[i] = newCRDT(t, id)
+	}
+	features := []string{`{"id":"f1","layerId":"L1"}`, `{"id":"f2","layerId":"L1"}`, `{"id":"f3","layerId":"L2"}`}
+	keys := []string{"properties.name", "properties.color", "properties", "geometry", "properties._umap_options.weight"}
+	value := func() string {
+		switch rng.IntN(4) {
+		case 0:
+			return fmt.Sprintf(`"v%d"`, rng.IntN(100))
+		case 1:
+			return fmt.Sprint(rng.IntN(10))
+		case 2:
+			return fmt.Sprintf(`{"type":"Point","coordinates":[%d,%d]}`, rng.IntN(90), rng.IntN(45))
+		default:
+			return fmt.Sprintf(`{"name":"n%d","_umap_options":{"weight":%d}}`, rng.IntN(9), rng.IntN(9))
+		}
+	}
+	edit := func(r *crdt.Replica) {
+		var err error
+		switch f := features[rng.IntN(len(features))]; rng.IntN(8) {
+		case 0:
+			_, err = r.Upsert("feature", f, `{"type":"Feature","properties":{"name":"up"},"geometry":{"type":"Point","coordinates":[1,2]}}`)
+		case 1:
+			_, err = r.Delete("feature", f)
+		case 2:
+			_, err = r.Unset("feature", f, keys[rng.IntN(len(keys))])
+		case 3:
+			_, err = r.Update("datalayer", `{"id":"L1"}`, "_umap_options.name", value())
+		case 4:
+			_, err = r.Update("map", `{}`, "properties.zoom", fmt.Sprint(rng.IntN(18)))
+		default:
+			_, err = r.Update("feature", f, keys[rng.IntN(len(keys))], value())
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	online := func(i int) bool { return conns[i] != nil }
+	send := func(i int) {
+		if online(i) {
+			conns[i].sendAll(replicas[i].Flush())
+		}
+	}
+	settleAll := func() {
+		for _, i := range rng.Perm(len(ids)) {
+			if online(i) {
+				conns[i].settle()
+			}
+		}
+	}
+	connect := func(i int) {
+		waitFor(t, ids[i]+" gone from the room", func() bool {
+			s.relay.mu.Lock()
+			defer s.relay.mu.Unlock()
+			rm := s.relay.rooms[mapName]
+			if rm == nil {
+				return true
+			}
+			rm.mu.Lock()
+			defer rm.mu.Unlock()
+			return rm.find(ids[i]) == nil
+		})
+		conns[i], _ = joinPeer(t, s.srv, mapName, ids[i], replicas[i])
+		send(i) // what was edited offline
+		conns[i].settle()
+	}
+	disconnect := func(i int) {
+		conns[i].ws.Close(websocket.StatusNormalClosure, "")
+		conns[i] = nil
+	}
+	for i := range ids {
+		connect(i)
+	}
+	for step := 0; step < steps; step++ {
+		i := rng.IntN(len(ids))
+		switch rng.IntN(12) {
+		case 0, 1, 2, 3:
+			for n := 1 + rng.IntN(3); n > 0; n-- {
+				edit(replicas[i])
+			}
+			send(i)
+		case 4: // the same key, written by every online peer before any reads
+			f := features[rng.IntN(len(features))]
+			for j := range ids {
+				if _, err := replicas[j].Update("feature", f, "properties.name", fmt.Sprintf(`"by %s"`, ids[j])); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for j := range ids {
+				send(j)
+			}
+		case 5:
+			if err := replicas[i].StartBatch(); err != nil {
+				t.Fatal(err)
+			}
+			for n := 2 + rng.IntN(3); n > 0; n-- {
+				edit(replicas[i])
+			}
+			if err := replicas[i].CommitBatch(); err != nil {
+				t.Fatal(err)
+			}
+			send(i)
+		case 6:
+			if replicas[i].CanUndo() {
+				if _, err := replicas[i].Undo(); err != nil {
+					t.Fatal(err)
+				}
+				send(i)
+			}
+		case 7, 8:
+			if online(i) {
+				disconnect(i)
+			} else {
+				connect(i)
+			}
+		case 9:
+			// The relay restarts on its data directory; the browsers reconnect later.
+			if rng.IntN(3) == 0 {
+				var on []*peer
+				for j := range ids {
+					if online(j) {
+						on = append(on, conns[j])
+						conns[j] = nil
+					}
+				}
+				s.stopWith(on...)
+				s = startStoreRelay(t, so, Options{}, nil)
+			}
+		}
+		settleAll()
+	}
+	for i := range ids {
+		if !online(i) {
+			connect(i)
+		}
+	}
+	for round := 0; round < 2; round++ {
+		for i := range ids {
+			send(i)
+		}
+		settleAll()
+	}
+	want := s.state(mapName)
+	if want == "[]" {
+		t.Fatalf("seed %d: the relay holds nothing", seed)
+	}
+	for i, r := range replicas {
+		if got := r.State(); got != want {
+			t.Fatalf("seed %d: %s differs from the relay:\n%s\nrelay\n%s", seed, ids[i], got, want)
+		}
+	}
 }
