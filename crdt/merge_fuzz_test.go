@@ -54,39 +54,68 @@ func FuzzMerge(f *testing.F) {
 		[]byte(`{"type":"FeatureCollection","features":[],"n":"\ud800"}`), []byte(empty), uint8(MergeFail))
 
 	f.Fuzz(func(t *testing.T, reference, latest, incoming []byte, p uint8) {
-		policy := MergePolicy(p % 4)
-		res, err := Merge(reference, latest, incoming, policy)
-		if err != nil {
-			var e *Error
-			if !errors.As(err, &e) || e.Code() == "" || Code(err) == "internal" {
-				t.Fatalf("error without a code: %v", err)
-			}
-			if res.Document != nil {
-				t.Fatalf("a document alongside an error: %v", err)
-			}
-			if errors.Is(err, ErrConflict) != (len(res.Conflicts) > 0) || errors.Is(err, ErrConflict) && policy != MergeFail {
-				t.Fatalf("error %v with %d conflicts under policy %d", err, len(res.Conflicts), policy)
-			}
-			return
-		}
-		if policy == MergeFail && len(res.Conflicts) > 0 {
-			t.Fatalf("conflicts without an error under MergeFail")
-		}
-		if !json.Valid(res.Document) {
-			t.Fatalf("invalid merged document: %s", res.Document)
-		}
-		// The merged document is a datalayer, canonical, and merging it with itself gives
-		// it back unchanged.
-		again, err := Merge(res.Document, res.Document, res.Document, MergeFail)
-		if err != nil || string(again.Document) != string(res.Document) {
-			t.Fatalf("merged document does not merge to itself: %v\n%s\n%s", err, res.Document, again.Document)
-		}
-		for _, c := range res.Conflicts {
-			for _, v := range []string{c.Reference, c.Latest, c.Incoming} {
-				if v != "" && !json.Valid([]byte(v)) {
-					t.Fatalf("conflict value is not JSON: %q", v)
-				}
-			}
-		}
+		checkMerge(t, reference, latest, incoming, MergePolicy(p%4))
 	})
+}
+
+// checkMerge runs Merge and checks what FuzzMerge promises of its result.
+func checkMerge(t *testing.T, reference, latest, incoming []byte, policy MergePolicy) {
+	t.Helper()
+	res, err := Merge(reference, latest, incoming, policy)
+	if err != nil {
+		var e *Error
+		if !errors.As(err, &e) || e.Code() == "" || Code(err) == "internal" {
+			t.Fatalf("error without a code: %v", err)
+		}
+		if res.Document != nil {
+			t.Fatalf("a document alongside an error: %v", err)
+		}
+		if errors.Is(err, ErrConflict) != (len(res.Conflicts) > 0) || errors.Is(err, ErrConflict) && policy != MergeFail {
+			t.Fatalf("error %v with %d conflicts under policy %d", err, len(res.Conflicts), policy)
+		}
+		return
+	}
+	if policy == MergeFail && len(res.Conflicts) > 0 {
+		t.Fatalf("conflicts without an error under MergeFail")
+	}
+	if !json.Valid(res.Document) {
+		t.Fatalf("invalid merged document: %s", res.Document)
+	}
+	// The merged document is a datalayer, canonical, and merging it with itself gives
+	// it back unchanged.
+	again, err := Merge(res.Document, res.Document, res.Document, MergeFail)
+	if err != nil || string(again.Document) != string(res.Document) {
+		t.Fatalf("merged document does not merge to itself: %v\n%s\n%s", err, res.Document, again.Document)
+	}
+	for _, c := range res.Conflicts {
+		for _, v := range []string{c.Reference, c.Latest, c.Incoming} {
+			if v != "" && !json.Valid([]byte(v)) {
+				t.Fatalf("conflict value is not JSON: %q", v)
+			}
+		}
+	}
+}
+
+// TestMergeDamageThatParses: the three documents of a merge with a conflict, each in turn
+// damaged so that it still parses (kitDamaged: each scalar replaced, each array element
+// dropped), under every policy: a typed error or a canonical document, as FuzzMerge checks
+// (random bytes seldom stay JSON).
+func TestMergeDamageThatParses(t *testing.T) {
+	docs := [3][]byte{
+		[]byte(`{"type":"FeatureCollection","_umap_options":{"name":"Cafés","rank":1},"features":[{"type":"Feature","id":"UxNjQ","geometry":{"type":"Point","coordinates":[2.333,48.8539]},"properties":{"name":"Café de Flore","_umap_options":{"color":"Black"}}},{"type":"Feature","id":7,"properties":{"a":[1,2]}}]}`),
+		[]byte(`{"type":"FeatureCollection","_umap_options":{"name":"Cafés","rank":2},"features":[{"type":"Feature","id":"UxNjQ","geometry":{"type":"Point","coordinates":[2.333,48.8539]},"properties":{"name":"Le Flore","_umap_options":{"color":"Black"}}}]}`),
+		[]byte(`{"type":"FeatureCollection","_umap_options":{"name":"Cafés","rank":1},"features":[{"type":"Feature","id":"UxNjQ","geometry":{"type":"Point","coordinates":[2.4,48.9]},"properties":{"name":"Flore","_umap_options":{"color":"Red"}}},{"type":"Feature","id":"new","properties":{}}]}`),
+	}
+	n := 0
+	for i := range docs {
+		for _, damaged := range kitDamaged(docs[i]) {
+			in := docs
+			in[i] = damaged
+			for p := MergeFail; p <= MergeIncomingWins; p++ {
+				checkMerge(t, in[0], in[1], in[2], p)
+				n++
+			}
+		}
+	}
+	t.Logf("%d merges of damaged documents", n)
 }
