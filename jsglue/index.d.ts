@@ -130,7 +130,8 @@ export type ChangeKind = "created" | "deleted" | "set" | "unset";
  * One visible change to render (crdt.Change in crdt/changes.go; it crosses from the module
  * in the compact form of wasm/changes.go). Treat it as read-only: changes with equal
  * metadata share one metadata object, within a call and across calls and engines (the glue
- * keeps the last few thousand metadata objects it built); copy one before changing it.
+ * keeps the last few thousand metadata objects it built), and that object is frozen; copy
+ * one before changing it.
  */
 export interface Change {
   kind: ChangeKind;

@@ -487,10 +487,21 @@ const KINDS = ["set", "unset", "created", "deleted"];
 const metadataCache = new Map();
 const METADATA_CACHE_SIZE = 4096;
 
+function deepFreeze(v) {
+  if (v !== null && typeof v === "object") {
+    for (const k in v) deepFreeze(v[k]);
+    Object.freeze(v);
+  }
+  return v;
+}
+
 function metadataOf(text) {
   let m = metadataCache.get(text);
   if (m === undefined) {
-    m = JSON.parse(text);
+    // Frozen: it is shared by every change naming the object, in every engine, so a
+    // caller writing into one (index.d.ts says read-only) would change what later changes
+    // say; frozen, the write throws (in a module's strict mode) or does nothing.
+    m = deepFreeze(JSON.parse(text));
     if (metadataCache.size >= METADATA_CACHE_SIZE) metadataCache.clear();
     // The key as a string of its own: text is a slice of the whole result, which a
     // slice would keep alive (V8 flattens the concatenation before taking the substring).

@@ -1010,3 +1010,28 @@ test("options.now: a clock that throws or returns no time makes the call throw b
   e.close();
   other.close();
 });
+
+test("a change's metadata, shared by later changes and engines, is frozen", async () => {
+  const a = await createEngine({ peerId: "a" });
+  const b = await createEngine({ peerId: "b" });
+  const c = await createEngine({ peerId: "c" });
+  a.update("feature", meta("f1"), "properties.name", "x");
+  a.update("feature", meta("f1"), "properties.color", "red");
+  const [m1, m2] = a.flush();
+  const first = b.receive(m1)[0];
+  assert.ok(Object.isFrozen(first.metadata));
+  assert.throws(() => {
+    first.metadata.hacked = true;
+  }, TypeError);
+  assert.throws(() => {
+    first.metadata.id = "other";
+  }, TypeError);
+  for (const e of [b, c]) {
+    const later = e.receive(m2)[0];
+    assert.deepEqual({ ...later.metadata }, { featureType: "marker", id: "f1", layerId: layer });
+  }
+  // The rest of a change is the caller's.
+  first.value = "mine";
+  first.extra = 1;
+  for (const e of [a, b, c]) e.close();
+});
