@@ -207,6 +207,7 @@ func (s *storeReplica) Check(msg []byte) ([][]byte, error) {
 		return nil, err
 	}
 	if err := s.append(msg); err != nil {
+		s.reload()
 		return nil, err
 	}
 	return res.Replies, nil
@@ -222,6 +223,7 @@ func (s *storeReplica) PeerMessage(msg []byte) ([][]byte, error) {
 	}
 	if peerVerb(msg) != "ListOperationsRequest" {
 		if err := s.append(msg); err != nil {
+			s.reload()
 			return nil, err
 		}
 	}
@@ -276,10 +278,12 @@ func (s *storeReplica) append(msg []byte) error {
 	line = append(line, '\n')
 	if _, err := s.logFile.Write(line); err != nil {
 		s.opts.Log.Error("writing the log", "map", s.name, "err", err)
+		s.dropTail()
 		return errStore
 	}
 	if err := s.logFile.Sync(); err != nil {
 		s.opts.Log.Error("syncing the log", "map", s.name, "err", err)
+		s.dropTail()
 		return errStore
 	}
 	s.lines++
@@ -292,6 +296,26 @@ func (s *storeReplica) append(msg []byte) error {
 		}
 	}
 	return nil
+}
+
+// dropTail cuts from the log what a failed append may have left of its line (logBytes is
+// the log's length: compaction empties it, and the map opens compacted).
+func (s *storeReplica) dropTail() {
+	if err := s.logFile.Truncate(s.logBytes); err != nil {
+		s.opts.Log.Error("cutting a failed write from the log", "map", s.name, "err", err)
+	}
+}
+
+// reload puts the replica back to what the files hold, after it applied a message that
+// could not be stored: the message is refused (its sender closed), so it must not stay in
+// the replica, which would hand it to peers and lose it at the next restart.
+func (s *storeReplica) reload() {
+	r, n, err := s.load()
+	if err != nil {
+		s.opts.Log.Error("reloading the map after a storage failure", "map", s.name, "err", err)
+		return
+	}
+	s.r, s.lines = r, n
 }
 
 // compact writes a new snapshot atomically, then empties the log.

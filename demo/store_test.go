@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -772,4 +773,62 @@ func chaos(t *testing.T, seed uint64, steps int) {
 			t.Fatalf("seed %d: %s differs from the relay:\n%s\nrelay\n%s", seed, ids[i], got, want)
 		}
 	}
+}
+
+// TestStorageFailureChangesNothing: a message the relay cannot write to its log is refused
+// like any other, and leaves the replica as the files hold it — it was applied before the
+// write failed, and kept, it would reach peers and be lost at the next restart.
+func TestStorageFailureChangesNothing(t *testing.T) {
+	dir := t.TempDir()
+	so := storeOptions{Dir: dir, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	rep, err := newStoreFactory(so)("m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := rep.(*storeReplica)
+	alice := newCRDT(t, "alice")
+	for _, m := range edits(t, alice, "a") {
+		if _, err := s.Check(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before, beforeLog := s.r.State(), fileSize(t, s.logPath)
+	if _, err := alice.Update("map", `{}`, "properties.name", `"not stored"`); err != nil {
+		t.Fatal(err)
+	}
+	msg := alice.Flush()[0]
+
+	// The log becomes unwritable (a full disk, a failing device).
+	good := s.logFile
+	ro, err := os.Open(s.logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.logFile = ro
+	if _, err := s.Check(msg); !errors.Is(err, errStore) {
+		t.Fatalf("Check with an unwritable log: %v, want errStore", err)
+	}
+	if got := s.r.State(); got != before {
+		t.Fatalf("the refused message stayed in the replica:\n%s\nwas\n%s", got, before)
+	}
+	ro.Close()
+
+	// Writable again: the same message is taken, stored, and read back after a restart.
+	s.logFile = good
+	if fileSize(t, s.logPath) != beforeLog {
+		t.Fatalf("the log changed from %d to %d bytes", beforeLog, fileSize(t, s.logPath))
+	}
+	if _, err := s.Check(msg); err != nil {
+		t.Fatal(err)
+	}
+	sameState(t, "the relay after the retry", s.r.State(), alice.State())
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	back, err := newStoreFactory(so)("m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer back.Close()
+	sameState(t, "read back", back.(*storeReplica).r.State(), alice.State())
 }
