@@ -91,7 +91,7 @@ export interface EngineOptions {
   wasmURL?: string | URL;
   /** How far ahead of the local clock a remote clock may be, in ms (default 60,000). */
   maxDrift?: number;
-  /** A snapshot() of an engine to start from. */
+  /** A snapshot() of an engine to start from (an empty one is a "bad_snapshot" error). */
   snapshot?: Uint8Array | ArrayBuffer | string;
   /** Undo steps kept (default 100). */
   undoDepth?: number;

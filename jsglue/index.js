@@ -280,7 +280,8 @@ class Bridge {
           w = encoder.encodeInto(a, to).written;
         }
       } else {
-        u8.set(a, off);
+        // A view of a detached buffer (transferred away) has no bytes, and set() would throw.
+        if (a.byteLength > 0) u8.set(a, off);
         w = a.byteLength;
       }
       this.u32[this.lens + i] = w;
@@ -320,7 +321,7 @@ class Bridge {
           w = r.written;
         } else {
           left -= a.byteLength;
-          this.u8.set(a, off);
+          if (a.byteLength > 0) this.u8.set(a, off);
           w = a.byteLength;
         }
         this.u32[this.lens + i] = w;
@@ -469,9 +470,15 @@ function str(v, code, what) {
   return v;
 }
 
+// bytesOf views an ArrayBuffer. A detached one (transferred to a worker, say) has no bytes
+// left, and a view of it cannot be made: the module is then given none, and refuses them.
+function bytesOf(buffer) {
+  return buffer.byteLength === 0 ? new Uint8Array(0) : new Uint8Array(buffer);
+}
+
 function messageArg(m) {
   if (typeof m === "string" || m instanceof Uint8Array) return m;
-  if (m instanceof ArrayBuffer) return new Uint8Array(m);
+  if (m instanceof ArrayBuffer) return bytesOf(m);
   if (m instanceof JSONText) return m.text;
   if (m !== null && typeof m === "object") return json(m, "bad_message", "the message");
   throw fail("bad_message", `a message is JSON text, an object or UTF-8 bytes, not ${m === null ? "null" : typeof m}`);
@@ -718,8 +725,11 @@ export async function createEngine(options = {}) {
   if (o.snapshot !== undefined) {
     if (typeof o.snapshot === "string") snapshot = o.snapshot;
     else if (o.snapshot instanceof Uint8Array) snapshot = o.snapshot;
-    else if (o.snapshot instanceof ArrayBuffer) snapshot = new Uint8Array(o.snapshot);
+    else if (o.snapshot instanceof ArrayBuffer) snapshot = bytesOf(o.snapshot);
     else throw fail("bad_option", "snapshot must be a Uint8Array, an ArrayBuffer or a string");
+    // The module reads an empty argument as "no snapshot": an empty one (or a buffer
+    // transferred away) must not make a fresh engine in silence.
+    if (snapshot.length === 0) throw fail("bad_snapshot", "the snapshot is empty");
   }
   const limits = o.limits === undefined ? {} : o.limits;
   checkKeys(limits, new Set(limitKeys), "limits");

@@ -1035,3 +1035,26 @@ test("a change's metadata, shared by later changes and engines, is frozen", asyn
   first.extra = 1;
   for (const e of [a, b, c]) e.close();
 });
+
+test("empty snapshots and buffers transferred away are refused with a code", async () => {
+  for (const snapshot of ["", new Uint8Array(0), new ArrayBuffer(0)]) {
+    // The module reads an empty argument as "no snapshot": this was a fresh engine.
+    await rejectsCode(createEngine({ snapshot }), "bad_snapshot", /empty/);
+  }
+  const detach = (buffer) => {
+    structuredClone(buffer, { transfer: [buffer] });
+    assert.equal(buffer.byteLength, 0);
+    return buffer;
+  };
+  await rejectsCode(createEngine({ snapshot: detach(new ArrayBuffer(16)) }), "bad_snapshot");
+  const e = await createEngine({ peerId: "p" });
+  const view = new Uint8Array(new ArrayBuffer(16));
+  detach(view.buffer);
+  // set() of a detached view threw a TypeError; new Uint8Array(detached) too.
+  throwsCode(() => e.receive(view), "invalid_json");
+  throwsCode(() => e.receive(detach(new ArrayBuffer(16))), "invalid_json");
+  throwsCode(() => e.onPeerMessage(view), "invalid_json");
+  e.update("map", {}, "properties.a", 1);
+  assert.equal(e.flush().length, 1);
+  e.close();
+});
