@@ -993,7 +993,11 @@ class Engine {
   }
 
   syncRequest(recipient) {
-    return this.#run(this.#m.syncRequest, 0, recipient === undefined ? [] : [str(recipient, "bad_option", "recipient")]);
+    if (recipient === undefined) return this.#run(this.#m.syncRequest, 0, []);
+    // "" would reach the module as "no recipient" (a random known peer): a caller's empty
+    // id is a mistake to report, not a request to pick.
+    if (str(recipient, "bad_option", "recipient") === "") throw fail("bad_option", "recipient must be a peer id, not empty");
+    return this.#run(this.#m.syncRequest, 0, [recipient]);
   }
 
   #revert(method, origin) {
