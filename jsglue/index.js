@@ -1027,7 +1027,11 @@ class Engine {
 
   get(subject, metadata, key) {
     const args = [str(subject, "unknown_subject", "subject"), metadataJSON(metadata)];
-    if (key !== undefined) args.push(str(key, "bad_key", "key"));
+    if (key !== undefined) {
+      // "" would reach the module as "no key" (the whole object).
+      if (str(key, "bad_key", "key") === "") throw fail("bad_key", "empty key");
+      args.push(key);
+    }
     const text = this.#run(this.#m.get, 0, args);
     return text === "" ? undefined : JSON.parse(text);
   }
@@ -1050,7 +1054,10 @@ class Engine {
 
   setPeers(peers) {
     if (!Array.isArray(peers)) throw fail("bad_option", "setPeers takes an array of peer ids");
-    this.#run(this.#m.setPeers, 0, [peers.map((p) => str(p, "bad_option", "a peer id")).join(RS)]);
+    const ids = peers.map((p) => str(p, "bad_option", "a peer id"));
+    // The ids cross joined by RS: one holding it would cross as two valid ids.
+    if (ids.some((p) => p.includes(RS))) throw fail("bad_option", "a peer id holds a control character (U+001E)");
+    this.#run(this.#m.setPeers, 0, [ids.join(RS)]);
   }
 
   compact() {

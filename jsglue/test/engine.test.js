@@ -548,6 +548,8 @@ test("bad input is rejected with its code, changes nothing, and the engine keeps
     ["invalid_json", () => b.upsert("feature", meta("f1"), jsonText(""))],
     ["bad_option", () => b.syncRequest("has space")],
     ["bad_option", () => b.syncRequest("")],
+    ["bad_key", () => b.get("feature", meta("f1"), "")],
+    ["bad_option", () => b.setPeers(["alice\u001ebob"])],
     ["bad_option", () => b.syncRequest('a"b')],
     ["bad_state", () => b.syncRequest()],
     ["bad_metadata", () => b.update("feature", new Proxy(meta("f1"), { ownKeys() { throw new Error("trap"); } }), "properties.a", 1)],
