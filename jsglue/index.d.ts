@@ -89,11 +89,11 @@ export interface EngineOptions {
   peerId?: string;
   /** Where mapcrdt.wasm is (default: next to index.js). Only the first load uses it. */
   wasmURL?: string | URL;
-  /** How far ahead of the local clock a remote clock may be, in ms (default 60,000). */
+  /** How far ahead of the local clock a remote clock may be, in ms: a positive integer (default 60,000). */
   maxDrift?: number;
   /** A snapshot() of an engine to start from (an empty one is a "bad_snapshot" error). */
   snapshot?: Uint8Array | ArrayBuffer | string;
-  /** Undo steps kept (default 100). */
+  /** Undo steps kept: a positive integer (default 100). */
   undoDepth?: number;
   /** Local edits within this many ms join one undo step (default 0: each edit is a step). */
   captureInterval?: number;

@@ -735,8 +735,9 @@ export async function createEngine(options = {}) {
   checkKeys(limits, new Set(limitKeys), "limits");
   const args = [
     o.peerId ?? "",
-    count(o.maxDrift, "maxDrift", false),
-    count(o.undoDepth, "undoDepth", false),
+    // 0 is the module's "default" (60 s, 100 steps): an explicit 0 would be taken for it.
+    count(o.maxDrift, "maxDrift", true),
+    count(o.undoDepth, "undoDepth", true),
     count(o.captureInterval, "captureInterval", false),
     ...limitKeys.map((k) => count(limits[k], "limits." + k, true)),
     snapshot,

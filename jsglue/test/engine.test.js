@@ -630,6 +630,9 @@ test("createEngine validates its options and names an unknown key", async () => 
   await rejectsCode(createEngine({ undoDepth: 1.5 }), "bad_option", /undoDepth/);
   await rejectsCode(createEngine({ captureInterval: "1s" }), "bad_option", /captureInterval/);
   await rejectsCode(createEngine({ now: 5 }), "bad_option", /now/);
+  // 0 is the module's "default": an explicit 0 was taken for 60 s, or 100 steps.
+  await rejectsCode(createEngine({ maxDrift: 0 }), "bad_option", /maxDrift must be a positive integer/);
+  await rejectsCode(createEngine({ undoDepth: 0 }), "bad_option", /undoDepth must be a positive integer/);
   await rejectsCode(createEngine({ snapshot: 5 }), "bad_option", /snapshot/);
   await rejectsCode(createEngine({ bridge: "carrier pigeon" }), "bad_option", /bridge/);
   await rejectsCode(createEngine({ limits: { maxDepth: 0 } }), "bad_option", /maxDepth/);
