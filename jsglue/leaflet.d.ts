@@ -148,7 +148,10 @@ export interface LeafletController {
   unbind(): void;
 }
 
-/** Binds a Leaflet map edited with Leaflet.Editable to an engine; renders the engine's features. */
+/**
+ * Binds a Leaflet map edited with Leaflet.Editable to an engine; renders the engine's features.
+ * Throws a TypeError for a missing required option or an option BindOptions does not name.
+ */
 export function bindLeaflet(options: BindOptions): LeafletController;
 
 /** A random id of n characters [A-Za-z0-9] (default 8). */

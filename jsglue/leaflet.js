@@ -123,7 +123,16 @@ function defaultMarkerIcon(L, color) {
  * Binds a Leaflet map (with Leaflet.Editable) to an engine. See leaflet.d.ts.
  * @param {import("./leaflet.d.ts").BindOptions} options
  */
+// The keys of BindOptions (leaflet.d.ts): another one is a mistake (a misspelt option would
+// otherwise fall back to its default without a word).
+const BIND_KEYS = new Set(["map", "featuresLayer", "engine", "layerId", "L", "precision", "newId", "newProperties",
+  "defaultColor", "markerIcon", "isLayerVisible", "editable", "group", "onEdit", "onRender"]);
+
 export function bindLeaflet(options) {
+  if (options === null || typeof options !== "object") throw new TypeError("bindLeaflet takes an options object");
+  for (const k of Object.keys(options)) {
+    if (!BIND_KEYS.has(k)) throw new TypeError(`bindLeaflet: unknown option ${JSON.stringify(k)} (known: ${[...BIND_KEYS].join(", ")})`);
+  }
   const { map, featuresLayer, engine } = options;
   const L = options.L ?? globalThis.L;
   if (!map || !featuresLayer || !engine) throw new TypeError("bindLeaflet needs map, featuresLayer and engine");
