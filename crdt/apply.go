@@ -167,10 +167,10 @@ type Edit struct {
 	Verb Verb
 	// Subject and Metadata (JSON object text) name the object.
 	Subject, Metadata string
-	// Key is the escaped key path of an update.
+	// Key is the escaped key path of an update (an upsert or a delete takes none: ErrBadKey).
 	Key string
 	// Value is JSON text: the new value of an update ("" unsets the path) or the whole
-	// object of an upsert.
+	// object of an upsert (a delete takes none: ErrBadValue).
 	Value string
 	// OldValue is JSON text of the value before the edit, used by undo only when the engine
 	// itself has nothing at the path (a value it never saw). Optional.
@@ -258,10 +258,21 @@ func (r *Replica) prepare(e Edit) (*op, oldValue, error) {
 			o.value, err = r.canonicalValue(&r.bulk, e.Value)
 		}
 	case VerbUpsert:
+		if e.Key != "" {
+			err = newError(ErrBadKey, "upsert takes no key: it replaces the whole object (update sets one key)")
+			break
+		}
 		if o.value, err = r.canonicalValue(&r.bulk, e.Value); err == nil && !isObject(o.value) {
 			err = newError(ErrBadValue, "upsert needs an object value, got "+quote(o.value))
 		}
 	case VerbDelete:
+		// A key or value would be ignored: a caller meaning to remove one key would delete
+		// the whole object.
+		if e.Key != "" {
+			err = newError(ErrBadKey, "delete takes no key: it deletes the whole object (an update without a value unsets one key)")
+		} else if e.Value != "" {
+			err = newError(ErrBadValue, "delete takes no value")
+		}
 	default:
 		err = newError(ErrUnknownVerb, "a local edit is update, upsert or delete, not "+quote(e.Verb.String()))
 	}

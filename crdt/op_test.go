@@ -357,6 +357,20 @@ func TestLocalEditValidation(t *testing.T) {
 			_, err := r.Upsert("feature", metaF1, `[1,2]`)
 			return err
 		}, ErrBadValue, `"[1,2]"`},
+		// A key or a value an upsert or delete would ignore: meaning to remove one key, the
+		// caller would delete the whole object.
+		{"delete with a key", func(r *Replica) error {
+			_, err := r.Apply(Edit{Verb: VerbDelete, Subject: "feature", Metadata: metaF1, Key: "properties.name"})
+			return err
+		}, ErrBadKey, `delete takes no key`},
+		{"delete with a value", func(r *Replica) error {
+			_, err := r.Apply(Edit{Verb: VerbDelete, Subject: "feature", Metadata: metaF1, Value: `1`})
+			return err
+		}, ErrBadValue, `delete takes no value`},
+		{"upsert with a key", func(r *Replica) error {
+			_, err := r.Apply(Edit{Verb: VerbUpsert, Subject: "feature", Metadata: metaF1, Key: "properties", Value: `{"name":"x"}`})
+			return err
+		}, ErrBadKey, `upsert takes no key`},
 		{"seed of a non-object", func(r *Replica) error {
 			_, err := r.Seed("feature", metaF1, `"saved"`)
 			return err

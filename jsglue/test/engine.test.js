@@ -548,6 +548,8 @@ test("bad input is rejected with its code, changes nothing, and the engine keeps
     ["invalid_json", () => b.upsert("feature", meta("f1"), jsonText(""))],
     ["bad_option", () => b.syncRequest("has space")],
     ["bad_option", () => b.syncRequest("")],
+    ["bad_key", () => b.edit({ verb: "delete", subject: "feature", metadata: meta("f1"), key: "properties.name" })],
+    ["bad_key", () => b.edit({ verb: "upsert", subject: "feature", metadata: meta("f1"), key: "properties", value: { a: 1 } })],
     ["bad_key", () => b.get("feature", meta("f1"), "")],
     ["bad_option", () => b.setPeers(["alice\u001ebob"])],
     ["bad_option", () => b.syncRequest('a"b')],
