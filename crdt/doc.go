@@ -71,6 +71,16 @@
 // edits wait in an outbox until [Replica.Flush]; seqs are given at flush, so writes coalesced
 // there (a marker drag: many geometry updates, one leaves) leave no gap.
 //
+// A response to a mapcrdt peer is paged: at most [Options.SyncPage] operations (10,000),
+// and about half of [Limits.MaxMessageBytes], in clock order. A partial page says "more"
+// (the clock of its last operation) and carries a vector lowered below every operation the
+// requester lacks and does not get in it; the requester answers it with a request for the
+// next page ("after": that clock), and pushes back after the last one. A page of a
+// push-back is answered the same way, and its pages stay a push-back. uMap's plain Journal
+// (a request without a vector) gets one response, as uMap's server sends it. An operation
+// that reaches the responder between two pages with a clock older than the pages sent so
+// far is left to the requester's next sync request (the vector sent does not claim it).
+//
 // # Compaction
 //
 // [Replica.Compact] drops operations whose every write is superseded; sync responses never
@@ -128,9 +138,10 @@
 //
 // Last writer wins by clock, not by intention: of two concurrent edits the one with the
 // later clock stays, and a peer whose wall clock runs ahead (within MaxDrift) wins its ties.
-// Arrays are replaced whole. A sync response is not paged: more than Limits.MaxBatch missing
-// operations are refused. The engine is not safe for concurrent use; its callers (the wasm
-// bridge, the relay) serialize calls.
+// Arrays are replaced whole. A response to uMap's plain Journal is not paged: more than
+// Limits.MaxBatch operations, or Limits.MaxMessageBytes, are more than the asker takes. The
+// engine is not safe for concurrent use; its callers (the wasm bridge, the relay) serialize
+// calls.
 //
 // The engine avoids fmt, encoding/json, reflect, gjson and sjson in non-test code: the wasm
 // module must stay under 1 MB gzip, and gjson alone costs ~400 KB of it (README, "Limits").

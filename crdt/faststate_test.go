@@ -119,6 +119,16 @@ func peerResponses(t testing.TB) [][]byte {
 		t.Fatalf("no pushBack answer: %q", back)
 	}
 	out = append(out, back[0])
+	// A partial page: src's catch-up cut to two operations a page, then the page after it.
+	src.opts.SyncPage = 2
+	first := recv(t, src, empty.SyncRequest(fuzzPeerB)).Replies[0]
+	paged := newTestReplica(t, fuzzPeerA, wall)
+	next := recv(t, paged, first).Replies
+	if len(next) != 1 || !bytes.Contains(next[0], []byte(`"after":`)) {
+		t.Fatalf("a partial page is not answered with a request for the next: %q", next)
+	}
+	out = append(out, first, recv(t, src, next[0]).Replies[0])
+	src.opts.SyncPage = DefaultSyncPage
 	for _, m := range out {
 		if !bytes.HasPrefix(m, []byte(respHead)) || !bytes.Contains(m, []byte(`"state":`)) {
 			t.Fatalf("not a compact response: %s", m)
@@ -165,6 +175,14 @@ func stateSeeds() []struct {
 		{msg(f1, `[`+w+`,3,1,1,1,0,"properties.c","c"],[0,4,0,2,1,0,"properties.b","b"]`, pb+`,"`+fuzzPeerC+`"`, ""), true},
 		{msg(f1, ``, pb, `"pushBack":true,`), true},
 		{msg(f1, ``, pb, ""), true},
+		// A partial page: answered with a request for the next one.
+		{msg(f1, ``, pb, `"more":"`+stamp(1, 0, fuzzPeerB)+`",`), true},
+		{msg(f1, ``, pb, `"more":"`+stamp(1, 0, fuzzPeerB)+`","pushBack":true,`), true},
+		{msg(f1, `[`+w+`,0,0,1,1,0,"properties.name","x"]`, pb, `"more":"`+stamp(1, 0, fuzzPeerB)+`",`), true},
+		{msg(f1, ``, pb, `"more":"`+stamp(1, 0, fuzzPeerB)+`"`), false}, // no comma after it
+		{msg(f1, ``, pb, `"more":"1:2",`), false},                       // not a clock: bad_hlc
+		{msg(f1, ``, pb, `"more":null,`), false},                        // null: no more (the parser takes it)
+		{msg(f1, ``, pb, `"more":"`), false},
 		{msg(`["feature",{"layerId":"L1","id":"f1"}],["map",{}]`, `[`+w+`,0,0,1,1,1,"properties.zoom",7]`, pb, ""), true},
 		// Left to the general path, which accepts or refuses them.
 		{msg(f1, ``, pb, `"pushBack":false,`), false},

@@ -28,11 +28,20 @@ type Options struct {
 	// CaptureInterval groups consecutive local edits made within it into one undo step
 	// (0, the default, makes every edit its own step).
 	CaptureInterval time.Duration
+	// SyncPage is how many operations one ListOperationsResponse to a mapcrdt peer carries
+	// at most (0 means DefaultSyncPage). A response is also kept to about half of
+	// Limits.MaxMessageBytes. What does not fit follows page by page: the asker's replica
+	// answers each partial page with a request for the rest (see Replica.Receive).
+	SyncPage int
 }
+
+// DefaultSyncPage is how many operations a sync response carries at most by default: a
+// page a browser applies in ~10 ms, and far below Limits.MaxBatch.
+const DefaultSyncPage = 10_000
 
 // DefaultOptions returns the options of a replica with a fresh peer id and default limits.
 func DefaultOptions() Options {
-	return Options{MaxDrift: hlc.DefaultMaxDrift, Limits: DefaultLimits(), UndoDepth: 100}
+	return Options{MaxDrift: hlc.DefaultMaxDrift, Limits: DefaultLimits(), UndoDepth: 100, SyncPage: DefaultSyncPage}
 }
 
 func (o *Options) verify() error {
@@ -59,6 +68,12 @@ func (o *Options) verify() error {
 	}
 	if o.UndoDepth < 0 || o.CaptureInterval < 0 {
 		return newError(ErrBadOption, "undoDepth and captureInterval must not be negative")
+	}
+	if o.SyncPage == 0 {
+		o.SyncPage = DefaultSyncPage
+	}
+	if o.SyncPage < 0 {
+		return newError(ErrBadOption, "syncPage must not be negative")
 	}
 	if o.Subjects == nil {
 		o.Subjects = DefaultSubjects()

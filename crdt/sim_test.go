@@ -134,8 +134,16 @@ func runSim(t *testing.T, seed int) {
 	rng := rand.New(rand.NewPCG(uint64(seed), 99))
 	s := &sim{t: t, seed: seed, rng: rng, wall: hlc.NewManualClock(1_700_000_000_000),
 		net: &simNet{rng: rng, lossy: true}, or: newOracle(t), ids: map[string]int{}}
+	// Odd seeds page every sync response at one to three operations.
+	page := 0
+	if seed%2 == 1 {
+		page = 1 + seed/2%3
+	}
 	for i := 0; i < 5; i++ {
-		r := newTestReplica(t, "peer"+strconv.Itoa(i), s.wall)
+		r, err := NewReplica(Options{PeerID: "peer" + strconv.Itoa(i), Wall: s.wall, SyncPage: page})
+		if err != nil {
+			t.Fatal(err)
+		}
 		s.peers = append(s.peers, &simPeer{r: r, online: true, joined: i < 3 || rng.IntN(2) == 0})
 		s.ids[r.PeerID()] = i
 	}
@@ -168,7 +176,7 @@ func runSim(t *testing.T, seed int) {
 			if err != nil {
 				t.Fatalf("seed %d: snapshot: %v", seed, err)
 			}
-			r2, err := NewReplicaFromSnapshot(Options{Wall: s.wall}, snap)
+			r2, err := NewReplicaFromSnapshot(Options{Wall: s.wall, SyncPage: page}, snap)
 			if err != nil {
 				t.Fatalf("seed %d: restore: %v", seed, err)
 			}

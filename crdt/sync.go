@@ -332,16 +332,29 @@ func (r *Replica) Pending() int {
 // lastKnownHLC, so a peer running uMap's plain Journal can answer it too. The recipient is
 // written as given, not checked (the JavaScript API checks it): with "" and no known peer,
 // the message names no recipient.
-func (r *Replica) SyncRequest(recipient string) []byte {
+func (r *Replica) SyncRequest(recipient string) []byte { return r.syncRequest(recipient, nil, false) }
+
+// syncRequest is SyncRequest; after, if not nil, asks for the page that follows a partial
+// one whose last operation had that clock (its "more"), and pushBack says that page was a
+// push-back.
+func (r *Replica) syncRequest(recipient string, after *hlc.Timestamp, pushBack bool) []byte {
 	if recipient == "" {
 		recipient = r.pickPeer()
 	}
 	b := r.peerEnvelope(recipient)
 	b = append(b, '{') // members in canonical order (see appendOp)
+	if after != nil {
+		b = append(b, `"after":"`...)
+		b = after.AppendText(b)
+		b = append(b, `",`...)
+	}
 	if n := len(r.log.ops); n > 0 {
 		b = append(b, `"lastKnownHLC":"`...)
 		b = r.log.ops[n-1].ts.AppendText(b)
 		b = append(b, `",`...)
+	}
+	if pushBack && after != nil {
+		b = append(b, `"pushBack":true,`...)
 	}
 	b = append(b, `"vector":`...)
 	b = appendVector(b, r.vec.vector())
@@ -452,12 +465,118 @@ func (r *Replica) missing(vv VersionVector, lastKnown *hlc.Timestamp) []*op {
 	return out
 }
 
+// pagedResponse is the compact response to recipient, a mapcrdt peer, of one page of ops —
+// what it lacks, in clock order (missing) — and whether more pages follow. A page holds at
+// most SyncPage operations (and Limits.MaxBatch, what a peer takes in one response), and
+// about half of Limits.MaxMessageBytes (an answer over it is written again, cut by wireSize),
+// but always one operation at least. after, if not nil, is the clock of the last operation
+// of the page before (the request's "after"): the operations up to it were sent then, and
+// are skipped — an asker whose vector cannot move past an operation this replica lacks too
+// would otherwise be sent the same page again.
+func (r *Replica) pagedResponse(recipient string, ops []*op, after *hlc.Timestamp, pushBack bool) (msg []byte, partial bool) {
+	start := 0
+	if after != nil {
+		for start < len(ops) && !after.Less(ops[start].ts) {
+			start++
+		}
+	}
+	end := min(len(ops), start+min(r.opts.SyncPage, r.opts.Limits.MaxBatch))
+	vv, more := r.pageEnds(ops, start, end)
+	msg = r.response(recipient, ops[start:end], pushBack, true, vv, more)
+	budget := r.opts.Limits.MaxMessageBytes / 2
+	if len(msg) > budget && end-start > 1 {
+		size := 0
+		for i := start; i < end; i++ {
+			if size += wireSize(ops[i]); size > budget && i > start {
+				end = i
+				break
+			}
+		}
+		vv, more = r.pageEnds(ops, start, end)
+		msg = r.response(recipient, ops[start:end], pushBack, true, vv, more)
+	}
+	return msg, more != nil
+}
+
+// pageEnds returns the vector and the "more" of a page of ops[start:end]. When the page is
+// all of ops, they are nil: the replica's own vector goes with it, and nothing follows.
+// Otherwise the vector is the replica's, lowered below every operation the asker lacks and
+// does not get in this page, so that the asker, adopting it, claims none of them (one that
+// arrived here between two pages, its clock older than after, is left to the asker's next
+// sync request); more is the clock of the page's last operation when operations remain.
+func (r *Replica) pageEnds(ops []*op, start, end int) (vv VersionVector, more *hlc.Timestamp) {
+	if start == 0 && end == len(ops) {
+		return nil, nil // the usual answer: everything, with this replica's vector
+	}
+	vv = r.vec.vector().Clone()
+	lower := func(o *op) {
+		if o.seq > 0 && vv[o.ts.Peer] >= o.seq {
+			vv[o.ts.Peer] = o.seq - 1
+		}
+	}
+	for _, o := range ops[:start] {
+		lower(o)
+	}
+	for _, o := range ops[end:] {
+		lower(o)
+	}
+	if end < len(ops) {
+		ts := ops[end-1].ts
+		more = &ts
+	}
+	return vv, more
+}
+
+// wireSize is about the most bytes o takes in a response: its values, keys, metadata and
+// unknown fields, a clock, a seq and the punctuation around them.
+func wireSize(o *op) int {
+	n := 96 + len(o.ts.Peer)
+	o.writes(func(w *op, _ int32) {
+		n += 64 + len(w.value) + len(w.obj.meta) + len(w.obj.subject.Name)
+		for _, part := range w.path {
+			n += 2 * (len(part) + 1) // a part and its dot, every byte escaped at worst
+		}
+		if w.x != nil {
+			n += len(w.x.key) + len(w.x.extra) + len(w.x.meta)
+		}
+	})
+	return n
+}
+
+// optClock reads the optional clock of a message's member (its raw JSON, "" if absent):
+// nil if absent or null, an ErrBadHLC if it is not a clock's text.
+func optClock(raw, name string) (*hlc.Timestamp, error) {
+	if raw == "" || raw == "null" {
+		return nil, nil
+	}
+	s, ok := stringValue(raw)
+	if !ok {
+		return nil, newError(ErrBadHLC, name+" must be a string")
+	}
+	ts, err := hlc.Parse(s)
+	if err != nil {
+		return nil, hlcError(err)
+	}
+	return &ts, nil
+}
+
 // response builds a ListOperationsResponse to recipient: the operations as uMap writes them,
 // or, for a mapcrdt peer (compact), in the compact encoding of compact.go — about a third
 // of the bytes before compression, and half after.
-func (r *Replica) response(recipient string, ops []*op, pushBack, compact bool) []byte {
+//
+// vv is the vector sent with them, nil for this replica's own; more, if not nil, says more
+// pages follow, and is the clock of the last operation sent (see page).
+func (r *Replica) response(recipient string, ops []*op, pushBack, compact bool, vv VersionVector, more *hlc.Timestamp) []byte {
+	if vv == nil {
+		vv = r.vec.vector()
+	}
 	b := r.peerEnvelope(recipient)
 	b = append(b, '{') // members in canonical order (see appendOp)
+	if more != nil {
+		b = append(b, `"more":"`...)
+		b = more.AppendText(b)
+		b = append(b, `",`...)
+	}
 	if !compact {
 		b = append(b, `"operations":[`...)
 		for i, o := range ops {
@@ -479,7 +598,7 @@ func (r *Replica) response(recipient string, ops []*op, pushBack, compact bool) 
 		// About what the operations take: each value, and ~56 bytes of clock, numbers and
 		// key (an estimate short by a third grew the array through three copies); the
 		// vector after them, ~48 bytes a peer.
-		size := 56*len(ops) + 48*len(r.vec.vector()) + 64
+		size := 56*len(ops) + 48*len(vv) + 64
 		for _, o := range ops {
 			size += len(o.value)
 		}
@@ -490,7 +609,7 @@ func (r *Replica) response(recipient string, ops []*op, pushBack, compact bool) 
 		b = append(b, ',')
 	}
 	b = append(b, `"vector":`...)
-	b = appendVector(b, r.vec.vector())
+	b = appendVector(b, vv)
 	b = append(b, `,"verb":"ListOperationsResponse"`...)
 	return append(b, "}}"...)
 }
@@ -516,23 +635,31 @@ func (r *Replica) receivePeerMessage(members []member) (Result, error) {
 				return Result{}, err
 			}
 		}
-		var lastKnown *hlc.Timestamp
-		if raw := field(msg, "lastKnownHLC"); raw != "" && raw != "null" {
-			s, ok := stringValue(raw)
-			if !ok {
-				return Result{}, newError(ErrBadHLC, "lastKnownHLC must be a string")
-			}
-			ts, err := hlc.Parse(s)
-			if err != nil {
-				return Result{}, hlcError(err)
-			}
-			lastKnown = &ts
+		lastKnown, err := optClock(field(msg, "lastKnownHLC"), "lastKnownHLC")
+		if err != nil {
+			return Result{}, err
+		}
+		after, err := optClock(field(msg, "after"), "after")
+		if err != nil {
+			return Result{}, err
 		}
 		if sender == "" {
 			return Result{}, newError(ErrBadMessage, "ListOperationsRequest without a sender")
 		}
-		res := Result{Replies: [][]byte{r.response(sender, r.missing(vv, lastKnown), false, vv != nil)}}
-		if r.lacksFrom(vv) {
+		ops := r.missing(vv, lastKnown)
+		if vv == nil { // uMap's plain Journal: one answer (it would not ask for a next page)
+			return Result{Replies: [][]byte{r.response(sender, ops, false, false, nil, nil)}}, nil
+		}
+		// A request for the next page of a push-back is answered as a push-back: its last
+		// page gets no push-back in return (two replicas with the same hole in a peer's
+		// operations would otherwise push what lies above it to each other forever).
+		pushBack := field(msg, "pushBack") == "true" && after != nil
+		page, partial := r.pagedResponse(sender, ops, after, pushBack)
+		res := Result{Replies: [][]byte{page}}
+		// Ask back what the asker holds and this replica lacks — but not with a partial
+		// page: the asker pushes it back after the last page, and a request for the rest
+		// carries a vector that lags behind the pages to come.
+		if after == nil && !partial && r.lacksFrom(vv) {
 			res.Replies = append(res.Replies, r.SyncRequest(sender))
 		}
 		return res, nil
@@ -579,18 +706,24 @@ func (r *Replica) receivePeerMessage(members []member) (Result, error) {
 				vv, err = parseVector(rawVV)
 			}
 		}
+		var more *hlc.Timestamp
+		if err == nil {
+			more, err = optClock(field(msg, "more"), "more")
+		}
 		if err != nil {
 			r.dropPending()
 			return Result{}, err
 		}
-		return r.takeResponse(ops, vv, field(msg, "pushBack") == "true", sender)
+		return r.takeResponse(ops, vv, field(msg, "pushBack") == "true", sender, more)
 	}
 	return Result{}, newError(ErrUnknownVerb, "unknown peer message verb "+quote(verb))
 }
 
 // takeResponse applies the decoded operations of a ListOperationsResponse from sender, with
-// its vector (nil if none) and pushBack flag, and answers with what the sender lacks.
-func (r *Replica) takeResponse(ops []*op, vv VersionVector, pushBack bool, sender string) (Result, error) {
+// its vector (nil if none), pushBack flag and more (the clock of its last operation when
+// more pages follow, else nil). It answers a partial page with a request for the next one,
+// and the last page with what the sender lacks.
+func (r *Replica) takeResponse(ops []*op, vv VersionVector, pushBack bool, sender string, more *hlc.Timestamp) (Result, error) {
 	changes, _, err := r.ingest(ops)
 	if err != nil {
 		return Result{}, err
@@ -603,9 +736,16 @@ func (r *Replica) takeResponse(ops []*op, vv VersionVector, pushBack bool, sende
 				r.seqs.set(origin, s)
 			}
 		}
+		if more != nil {
+			if sender != "" {
+				res.Replies = append(res.Replies, r.syncRequest(sender, more, pushBack))
+			}
+			return res, nil
+		}
 		if !pushBack && sender != "" {
 			if theirs := r.missing(vv, nil); len(theirs) > 0 {
-				res.Replies = append(res.Replies, r.response(sender, theirs, true, true))
+				page, _ := r.pagedResponse(sender, theirs, nil, true)
+				res.Replies = append(res.Replies, page)
 			}
 		}
 	}

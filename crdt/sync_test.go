@@ -8,6 +8,7 @@ package crdt
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -95,14 +96,24 @@ func kitDeliver(t testing.TB, msgs [][]byte, to ...*Replica) {
 // recipient, until nothing is left. It returns how many messages were delivered.
 func kitRoute(t testing.TB, reps []*Replica, msgs ...[]byte) int {
 	t.Helper()
+	n, _ := kitRun(t, reps, 200, msgs)
+	return n
+}
+
+// kitRun is kitRoute, failing past limit messages; it also returns the
+// ListOperationsResponses delivered, in order.
+func kitRun(t testing.TB, reps []*Replica, limit int, msgs [][]byte) (n int, responses [][]byte) {
+	t.Helper()
 	queue := slices.Clone(msgs)
-	n := 0
 	for len(queue) > 0 {
-		if n++; n > 200 {
-			t.Fatal("sync does not end after 200 messages")
+		if n++; n > limit {
+			t.Fatalf("sync does not end after %d messages", limit)
 		}
 		m := queue[0]
 		queue = queue[1:]
+		if gjson.GetBytes(m, "message.verb").String() == "ListOperationsResponse" {
+			responses = append(responses, m)
+		}
 		to := gjson.GetBytes(m, "recipient").String()
 		i := slices.IndexFunc(reps, func(r *Replica) bool { return r.PeerID() == to })
 		if i < 0 {
@@ -110,7 +121,7 @@ func kitRoute(t testing.TB, reps []*Replica, msgs ...[]byte) int {
 		}
 		queue = append(queue, kitRecv(t, reps[i], m).Replies...)
 	}
-	return n
+	return n, responses
 }
 
 // kitSync runs a full exchange started by a asking b.
@@ -1189,5 +1200,252 @@ func TestMessagesDamageThatParse(t *testing.T) {
 		if refused == 0 || refused+accepted < 20 {
 			t.Errorf("%s: too few damaged copies refused (%d of %d)", name, refused, refused+accepted)
 		}
+	}
+}
+
+// kitPaged sets a replica's page of sync responses (Options.SyncPage).
+func kitPaged(n int) func(*Options) { return func(o *Options) { o.SyncPage = n } }
+
+// kitExchange runs the exchange msgs start between the replicas like kitRoute (up to 500
+// messages: pages take many), and returns the ListOperationsResponses sent, in order.
+func kitExchange(t testing.TB, reps []*Replica, msgs ...[]byte) [][]byte {
+	t.Helper()
+	_, responses := kitRun(t, reps, 500, msgs)
+	return responses
+}
+
+// kitFrom keeps the messages sender sent.
+func kitFrom(msgs [][]byte, sender string) (out [][]byte) {
+	for _, m := range msgs {
+		if gjson.GetBytes(m, "sender").String() == sender {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// TestSyncPagesACatchUp: a catch-up larger than a page (by operations, then by bytes)
+// comes in pages, each answered with a request for the next, until the joiner holds it
+// all. Before paging, a catch-up over the message limit was refused by the joiner
+// (too_large), every time it asked: a map with more than 32 MiB of operations could not be
+// joined at all.
+func TestSyncPagesACatchUp(t *testing.T) {
+	t.Run("operations", func(t *testing.T) {
+		wall := hlc.NewManualClock(kitT0)
+		holder := kitReplica(t, "holder", wall, kitPaged(4))
+		for i := range 25 {
+			wall.Advance(1)
+			kitSet(t, holder, `{"id":"f`+strconv.Itoa(i)+`","layerId":"L1"}`, "properties.name", strconv.Quote("n"+strconv.Itoa(i)))
+		}
+		holder.Flush()
+		joiner := kitReplica(t, "joiner", wall)
+		resps := kitExchange(t, []*Replica{joiner, holder}, joiner.SyncRequest("holder"))
+		if len(resps) != 7 {
+			t.Errorf("%d responses, want 7 pages of at most 4 operations", len(resps))
+		}
+		var seen []string
+		for i, m := range resps {
+			ops, compact := kitResponseOps(t, m)
+			more := gjson.GetBytes(m, "message.more")
+			if !compact || len(ops) > 4 || len(ops) == 0 || more.Exists() != (i < len(resps)-1) {
+				t.Errorf("page %d: %d operations (compact %v), more %s: %s", i, len(ops), compact, more.Raw, m)
+			}
+			if more.Exists() && more.String() != ops[len(ops)-1].hlc.String() {
+				t.Errorf("page %d: more %s, not the clock of its last operation", i, more.Raw)
+			}
+			// The vector claims only what this page and the ones before brought.
+			if got, want := gjson.GetBytes(m, "message.vector.holder").Uint(), uint64(min(25, 4*(i+1))); got != want {
+				t.Errorf("page %d: vector holder:%d, want %d", i, got, want)
+			}
+			seen = append(seen, kitHLCs(ops)...)
+		}
+		if !slices.IsSorted(seen) || len(slices.Compact(slices.Clone(seen))) != 25 {
+			t.Errorf("the pages brought %d operations (%v), want each of the 25 once, in order", len(seen), seen)
+		}
+		kitSameState(t, holder, joiner)
+		if !vectorsEqual(joiner.Vector(), holder.Vector()) {
+			t.Errorf("vectors %v and %v", joiner.Vector(), holder.Vector())
+		}
+	})
+	t.Run("bytes", func(t *testing.T) {
+		wall := hlc.NewManualClock(kitT0)
+		small := func(o *Options) { o.Limits = DefaultLimits(); o.Limits.MaxMessageBytes = 8 << 10 }
+		holder := kitReplica(t, "holder", wall, small)
+		big := strconv.Quote(strings.Repeat("x", 1000))
+		for i := range 40 {
+			wall.Advance(1)
+			kitSet(t, holder, `{"id":"f`+strconv.Itoa(i)+`","layerId":"L1"}`, "properties.text", big)
+		}
+		holder.Flush()
+		joiner := kitReplica(t, "joiner", wall, small)
+		resps := kitExchange(t, []*Replica{joiner, holder}, joiner.SyncRequest("holder"))
+		for i, m := range resps {
+			if len(m) > 8<<10 {
+				t.Errorf("page %d: %d bytes, over the 8 KiB a message may take", i, len(m))
+			}
+		}
+		if len(resps) < 6 {
+			t.Errorf("%d responses for 40 KB of operations and 4 KiB pages", len(resps))
+		}
+		kitSameState(t, holder, joiner)
+	})
+}
+
+// kitHole has a peer make six edits, and delivers all but the second (seq 2) to reps. It
+// returns the peer and its six messages.
+func kitHole(t testing.TB, wall *hlc.ManualClock, reps ...*Replica) (*Replica, [][]byte) {
+	t.Helper()
+	peer := kitReplica(t, "peer", wall)
+	var msgs [][]byte
+	for i := range 6 {
+		wall.Advance(1)
+		kitSet(t, peer, kitF1, "properties.k"+strconv.Itoa(i), strconv.Itoa(i))
+		msgs = append(msgs, peer.Flush()...)
+	}
+	for _, r := range reps {
+		for i, m := range msgs {
+			if i != 1 {
+				kitRecv(t, r, m)
+			}
+		}
+	}
+	return peer, msgs
+}
+
+// TestSyncPagesPastAHole: the holder lacks one of a peer's operations (seq 2), so the
+// joiner's vector cannot move past it whatever the pages bring. The pages go on from the
+// last clock sent (the request's "after"), not from the vector, and end; the joiner claims
+// nothing past the hole, and gets seq 2 from the holder's next answer once it has it.
+func TestSyncPagesPastAHole(t *testing.T) {
+	wall := hlc.NewManualClock(kitT0)
+	holder := kitReplica(t, "holder", wall, kitPaged(1))
+	peer, msgs := kitHole(t, wall, holder)
+	joiner := kitReplica(t, "joiner", wall)
+	resps := kitFrom(kitExchange(t, []*Replica{joiner, holder}, joiner.SyncRequest("holder")), "holder")
+	if len(resps) != 5 {
+		t.Errorf("%d responses, want one page for each of the 5 operations", len(resps))
+	}
+	kitSameState(t, holder, joiner)
+	if got := joiner.Vector()["peer"]; got != 1 {
+		t.Errorf("the joiner's vector peer:%d, want 1: seq 2 never reached it", got)
+	}
+	kitRecv(t, holder, msgs[1])
+	kitExchange(t, []*Replica{joiner, holder}, joiner.SyncRequest("holder"))
+	kitSameState(t, holder, joiner, peer)
+	if got := joiner.Vector()["peer"]; got != 6 {
+		t.Errorf("the joiner's vector peer:%d after the hole is filled, want 6", got)
+	}
+}
+
+// TestSyncPageVectorClaimsNothingSkipped: an operation that reaches the holder between two
+// pages, with a clock older than the pages sent so far, is not in the next pages (they go
+// on from the last clock sent): the vector sent with them does not claim it, so the joiner
+// asks for it again — and gets it — at its next sync.
+func TestSyncPageVectorClaimsNothingSkipped(t *testing.T) {
+	wall := hlc.NewManualClock(kitT0)
+	holder := kitReplica(t, "holder", wall, kitPaged(2))
+	for i := range 6 {
+		wall.Advance(10)
+		kitSet(t, holder, kitF1, "properties.k"+strconv.Itoa(i), strconv.Itoa(i))
+	}
+	holder.Flush()
+	// A peer whose wall clock is behind: its edit's clock is older than the holder's.
+	late := kitReplica(t, "late", hlc.NewManualClock(kitT0+5))
+	kitSet(t, late, kitF2, "properties.late", `"late"`)
+	lateMsg := late.Flush()[0]
+
+	joiner := kitReplica(t, "joiner", wall)
+	first := kitRecv(t, holder, joiner.SyncRequest("holder")).Replies[0]
+	next := kitRecv(t, joiner, first).Replies
+	if len(next) != 1 {
+		t.Fatalf("the first page is answered with %q, want one request", next)
+	}
+	kitRecv(t, holder, lateMsg)
+	kitExchange(t, []*Replica{joiner, holder}, next...)
+	if got := joiner.Vector()["late"]; got != 0 {
+		t.Errorf("the joiner's vector late:%d, but the pages never brought late's edit", got)
+	}
+	if _, ok := kitGet(t, joiner, "feature", kitF2, "properties.late"); ok {
+		t.Fatal("the late edit reached the joiner: the test does not test what it says")
+	}
+	kitExchange(t, []*Replica{joiner, holder}, joiner.SyncRequest("holder"))
+	kitWant(t, joiner, "feature", kitF2, "properties.late", `"late"`)
+	kitSameState(t, holder, joiner)
+}
+
+// TestSyncPagesBothWays: each side holds more than a page the other lacks. The joiner takes
+// the holder's pages, then pushes its own back, in pages too: the holder asks for each next
+// one. Both end equal.
+func TestSyncPagesBothWays(t *testing.T) {
+	wall := hlc.NewManualClock(kitT0)
+	holder := kitReplica(t, "holder", wall, kitPaged(3))
+	joiner := kitReplica(t, "joiner", wall, kitPaged(3))
+	for i := range 10 {
+		wall.Advance(1)
+		kitSet(t, holder, `{"id":"h`+strconv.Itoa(i)+`","layerId":"L1"}`, "properties.name", `"h"`)
+		kitSet(t, joiner, `{"id":"j`+strconv.Itoa(i)+`","layerId":"L1"}`, "properties.name", `"j"`)
+	}
+	holder.Flush()
+	joiner.Flush()
+	resps := kitExchange(t, []*Replica{joiner, holder}, joiner.SyncRequest("holder"))
+	for _, m := range resps {
+		if ops, _ := kitResponseOps(t, m); len(ops) > 3 {
+			t.Errorf("a page of %d operations: %s", len(ops), m)
+		}
+	}
+	// The holder does not ask back with a partial page: the joiner pushes back after the
+	// last one.
+	if n := len(kitFrom(resps, "joiner")); n != 4 {
+		t.Errorf("the joiner sent %d responses, want its 10 operations in 4 pages", n)
+	}
+	if n := len(kitFrom(resps, "holder")); n != 4 {
+		t.Errorf("the holder sent %d responses, want its 10 operations in 4 pages", n)
+	}
+	kitSameState(t, holder, joiner)
+	if !vectorsEqual(joiner.Vector(), holder.Vector()) {
+		t.Errorf("vectors %v and %v", joiner.Vector(), holder.Vector())
+	}
+}
+
+// TestSyncPagesSeqlessOperations: operations of uMap's plain Journal carry no seq, so no
+// vector says who holds them; a mapcrdt peer gets all of them, and pages them by clock.
+func TestSyncPagesSeqlessOperations(t *testing.T) {
+	wall := hlc.NewManualClock(kitT0)
+	holder := kitReplica(t, "holder", wall, kitPaged(2))
+	for i := range 7 {
+		wall.Advance(1)
+		kitRecv(t, holder, []byte(`{"kind":"OperationMessage","sender":"umap","verb":"update","subject":"feature","metadata":`+kitF1+
+			`,"key":"properties.k`+strconv.Itoa(i)+`","value":1,"hlc":"`+hlc.Timestamp{Wall: wall.NowMillis(), Peer: "umap"}.String()+`"}`))
+	}
+	joiner := kitReplica(t, "joiner", wall)
+	resps := kitFrom(kitExchange(t, []*Replica{joiner, holder}, joiner.SyncRequest("holder")), "holder")
+	if len(resps) != 4 {
+		t.Errorf("%d responses, want 7 operations in 4 pages", len(resps))
+	}
+	kitSameState(t, holder, joiner)
+}
+
+// TestSyncPagesEndWhenBothLackTheSame: two replicas lack the same operation of a peer
+// (seq 2) and hold the ones after it, which their vectors cannot say: each pushes them back
+// to the other after the last page it gets. A push-back in pages stays a push-back to its
+// last page, which gets none in return; before, the two sent each other those operations
+// forever.
+func TestSyncPagesEndWhenBothLackTheSame(t *testing.T) {
+	wall := hlc.NewManualClock(kitT0)
+	a := kitReplica(t, "a", wall, kitPaged(1))
+	b := kitReplica(t, "b", wall, kitPaged(1))
+	kitHole(t, wall, a, b)
+	kitExchange(t, []*Replica{a, b}, a.SyncRequest("b")) // fails if it does not end
+	kitSameState(t, a, b)
+}
+
+// TestSyncPageOptions: a negative page is refused; zero is the default.
+func TestSyncPageOptions(t *testing.T) {
+	if _, err := NewReplica(Options{SyncPage: -1}); !errors.Is(err, ErrBadOption) {
+		t.Errorf("SyncPage -1: %v, want bad_option", err)
+	}
+	r, err := NewReplica(Options{})
+	if err != nil || r.opts.SyncPage != DefaultSyncPage {
+		t.Errorf("SyncPage 0: %v, page %d", err, r.opts.SyncPage)
 	}
 }

@@ -331,6 +331,47 @@ func TestLateJoinerServedByRelayReplica(t *testing.T) {
 	sameState(t, "B after settling", b.r.State(), want)
 }
 
+// TestCatchUpInPagesThroughTheRelay: the relay's replica answers in pages of three
+// operations, and so does a newcomer with offline edits: the two page through each other's
+// operations over the WebSocket (each partial page answered with a request for the next),
+// and a late joiner gets it all in pages from the reopened room.
+func TestCatchUpInPagesThroughTheRelay(t *testing.T) {
+	paged := crdt.Options{SyncPage: 3}
+	s := startStoreRelay(t, storeOptions{Dir: t.TempDir(), Replica: paged}, Options{}, nil)
+	a, _ := joinPeer(t, s.srv, "m", "alice", nil)
+	a.settle()
+	a.sendAll(edits(t, a.r, "a"))
+	a.settle()
+
+	cr, err := crdt.NewReplica(crdt.Options{PeerID: "carol", SyncPage: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = edits(t, cr, "c") // offline: never sent
+	c, _ := joinPeer(t, s.srv, "m", "carol", cr)
+	pages := 0
+	for _, m := range c.settle() {
+		if strings.Contains(m, `"more":"`) {
+			pages++
+		}
+	}
+	if pages == 0 {
+		t.Error("carol got no partial page from the relay")
+	}
+	a.settle()
+	if !strings.Contains(c.r.State(), "Renamed a") || !strings.Contains(s.state("m"), "Renamed c") {
+		t.Fatalf("an edit is missing:\ncarol %s\nrelay %s", c.r.State(), s.state("m"))
+	}
+	sameState(t, "relay replica after carol joined", s.state("m"), c.r.State())
+
+	a.ws.Close(websocket.StatusNormalClosure, "")
+	c.ws.Close(websocket.StatusNormalClosure, "")
+	s.waitClosed()
+	d, _ := joinPeer(t, s.srv, "m", "dave", nil)
+	d.settle()
+	sameState(t, "late joiner dave", d.r.State(), c.r.State())
+}
+
 func TestRelayAsksNewcomerForOfflineEdits(t *testing.T) {
 	s := startStoreRelay(t, storeOptions{Dir: t.TempDir()}, Options{}, nil)
 	a, _ := joinPeer(t, s.srv, "m", "alice", nil)

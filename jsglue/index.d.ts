@@ -105,6 +105,13 @@ export interface EngineOptions {
   now?: () => number;
   /** Limits on input. */
   limits?: Limits;
+  /**
+   * How many operations one answer to a sync request carries at most: a positive integer
+   * (default 10,000). An answer is also kept to about half of `limits.maxMessageBytes`.
+   * The rest follows in pages: the asking engine's reply to each partial page (from
+   * `onPeerMessage` or `flush`) is a request for the next one.
+   */
+  syncPage?: number;
   /** "wasmexport" (default) or "funcof": the js.FuncOf bridge, ~7 µs slower per call; for measurements. */
   bridge?: "wasmexport" | "funcof";
 }

@@ -684,6 +684,7 @@ const optionKeys = new Set([
   "captureInterval",
   "now",
   "limits",
+  "syncPage",
   "bridge",
 ]);
 const limitKeys = ["maxMessageBytes", "maxDepth", "maxBatch", "maxKeyBytes", "maxKeyParts"];
@@ -741,6 +742,7 @@ export async function createEngine(options = {}) {
     count(o.captureInterval, "captureInterval", false),
     ...limitKeys.map((k) => count(limits[k], "limits." + k, true)),
     snapshot,
+    count(o.syncPage, "syncPage", true),
   ];
   const bridge = await load(o.wasmURL);
   const now = o.now === undefined ? Date.now : checkedClock(o.now);

@@ -19,7 +19,8 @@ type Method uint32
 // The call table. Arguments are listed as [name, …]; "?" marks an optional trailing one.
 const (
 	// MethodCreate [peerId?, maxDriftMs?, undoDepth?, captureIntervalMs?, maxMessageBytes?,
-	// maxDepth?, maxBatch?, maxKeyBytes?, maxKeyParts?, snapshot?] → the new handle, decimal.
+	// maxDepth?, maxBatch?, maxKeyBytes?, maxKeyParts?, snapshot?, syncPage?] → the new
+	// handle, decimal.
 	// Empty text means the default.
 	MethodCreate Method = iota
 	// MethodClose [] → "" (closing twice is not an error).
@@ -561,6 +562,7 @@ func (h *Host) create(dst []byte, c *Call) ([]byte, error) {
 	set(6, "limits.maxBatch", func(n int64) { opts.Limits.MaxBatch = int(n) })
 	set(7, "limits.maxKeyBytes", func(n int64) { opts.Limits.MaxKeyBytes = int(n) })
 	set(8, "limits.maxKeyParts", func(n int64) { opts.Limits.MaxKeyParts = int(n) })
+	set(10, "syncPage", func(n int64) { opts.SyncPage = int(n) })
 	if err != nil {
 		return nil, err
 	}

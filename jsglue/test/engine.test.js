@@ -167,6 +167,38 @@ test("an offline engine catches up through syncRequest / onPeerMessage", async (
   net.close();
 });
 
+test("a catch-up larger than a page comes in pages, each reply asking for the next", async () => {
+  const net = new Net();
+  // alice answers in pages of 7 operations, and of ~4 KiB (half her message limit).
+  const a = await net.add("alice", { engine: { syncPage: 7, limits: { maxMessageBytes: 8192 } } });
+  for (let i = 0; i < 40; i++) a.update("feature", meta(`p${i}`), "properties.name", `p${i}`);
+  for (let i = 0; i < 6; i++) a.update("feature", meta(`big${i}`), "properties.text", "x".repeat(1500));
+  net.settle();
+  const c = await net.add("carol", { engine: { limits: { maxMessageBytes: 8192 } } });
+  let toAlice = [c.syncRequest("alice")];
+  const pages = [];
+  let changes = 0;
+  while (toAlice.length > 0) {
+    const next = [];
+    for (const m of toAlice) {
+      for (const page of a.onPeerMessage(m).replies) {
+        pages.push(page);
+        assert.ok(page.length <= 8192, `a page of ${page.length} bytes`);
+        const res = c.onPeerMessage(page);
+        changes += res.changes.length;
+        next.push(...res.replies);
+      }
+    }
+    toAlice = next;
+  }
+  assert.ok(pages.length >= 8, `${pages.length} pages for 46 operations`);
+  assert.ok(pages.slice(0, -1).every((p) => JSON.parse(p).message.more), "every page but the last says more follow");
+  assert.equal(JSON.parse(pages.at(-1)).message.more, undefined);
+  assert.equal(changes, 46);
+  assert.equal(c.state(), a.state());
+  net.close();
+});
+
 test("changes name their metadata right, shared between calls, past the glue's cache of them", async () => {
   const a = await createEngine({ peerId: "a" });
   const b = await createEngine({ peerId: "b" });
@@ -635,6 +667,8 @@ test("createEngine validates its options and names an unknown key", async () => 
   // 0 is the module's "default": an explicit 0 was taken for 60 s, or 100 steps.
   await rejectsCode(createEngine({ maxDrift: 0 }), "bad_option", /maxDrift must be a positive integer/);
   await rejectsCode(createEngine({ undoDepth: 0 }), "bad_option", /undoDepth must be a positive integer/);
+  await rejectsCode(createEngine({ syncPage: 0 }), "bad_option", /syncPage must be a positive integer/);
+  await rejectsCode(createEngine({ syncPage: "100" }), "bad_option", /syncPage/);
   await rejectsCode(createEngine({ snapshot: 5 }), "bad_option", /snapshot/);
   await rejectsCode(createEngine({ bridge: "carrier pigeon" }), "bad_option", /bridge/);
   await rejectsCode(createEngine({ limits: { maxDepth: 0 } }), "bad_option", /maxDepth/);
