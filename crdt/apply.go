@@ -1,6 +1,7 @@
 package crdt
 
 import (
+	"strconv"
 	"strings"
 
 	"github.com/mapcrdt/mapcrdt/hlc"
@@ -279,6 +280,10 @@ func (r *Replica) prepare(e Edit) (*op, oldValue, error) {
 	if err == nil {
 		err = r.opts.Limits.checkDepth(o.value, o.path)
 	}
+	size := 0
+	if err == nil {
+		size, err = r.fitsMessage(o, meta, e.Key)
+	}
 	var old oldValue
 	if err == nil {
 		old.value, old.present = obj.valueAt(o.path)
@@ -296,7 +301,54 @@ func (r *Replica) prepare(e Edit) (*op, oldValue, error) {
 		return nil, oldValue{}, err
 	}
 	r.commitPending()
+	if r.batch != nil {
+		r.batchBytes += size
+	}
 	return o, old, nil
+}
+
+// fitsMessage refuses (ErrTooLarge) a local edit whose message would be more than a peer
+// takes: the edit alone, or the open batch with it, over Limits.MaxMessageBytes, or a batch
+// of more than Limits.MaxBatch edits. Peers would refuse that message, every time it was
+// sent: the edit would stay on this replica alone. It returns the bytes the edit adds to a
+// batch's message (an upper bound).
+func (r *Replica) fitsMessage(o *op, meta, key string) (int, error) {
+	lim := r.opts.Limits
+	// {"verb":"update","subject":"…","metadata":…,"key":"…","value":…}, and a comma; then
+	// {"kind":"OperationMessage","sender":"…","verb":"batch","operations":[…],"hlc":"…",
+	// "seq":…} around it, its clock's walltime, counter and seq at their longest, and the
+	// origin as a restored replica's may be (peer~suffix).
+	n := 62 + jsonStringLen(o.obj.subject.Name) + len(meta) + jsonStringLen(key) + len(o.value)
+	envelope := 140 + len(r.peer) + len(r.origin) + 8
+	if r.batch == nil {
+		if n+envelope > lim.MaxMessageBytes {
+			return 0, newError(ErrTooLarge, "an edit of about "+strconv.Itoa(n)+" bytes: its message would be more than "+
+				strconv.Itoa(lim.MaxMessageBytes)+" (limits.maxMessageBytes)")
+		}
+		return n, nil
+	}
+	if len(r.batch.subOps()) >= lim.MaxBatch {
+		return 0, newError(ErrTooLarge, "a batch of more than "+strconv.Itoa(lim.MaxBatch)+
+			" edits (limits.maxBatch): commit it and start another")
+	}
+	if r.batchBytes+n+envelope > lim.MaxMessageBytes {
+		return 0, newError(ErrTooLarge, "this edit would make the batch's message more than "+strconv.Itoa(lim.MaxMessageBytes)+
+			" bytes (limits.maxMessageBytes): commit it and start another")
+	}
+	return n, nil
+}
+
+// jsonStringLen is the length of s written as a JSON string, quotes excluded, at most.
+func jsonStringLen(s string) int {
+	n := len(s)
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == '"' || c == '\\' {
+			n++
+		} else if c < 0x20 {
+			n += 5
+		}
+	}
+	return n
 }
 
 func rootOrPath(o *op) []string {
@@ -351,6 +403,7 @@ func (r *Replica) StartBatch() error {
 		return newError(ErrBadState, "a batch is already open")
 	}
 	r.batch = &op{verb: VerbBatch, ts: r.now()}
+	r.batchBytes = 0
 	r.undo.closeTop()
 	return nil
 }

@@ -332,8 +332,10 @@ func (e *opsEncoder) appendState(b []byte, ops []*op, opsSize int) []byte {
 	return append(b, "]}"...)
 }
 
-// decodeOps reads the compact encoding back into operations (objects pending).
-func (r *Replica) decodeOps(raw string) ([]*op, error) {
+// decodeOps reads the compact encoding back into operations (objects pending). maxOps
+// bounds how many (Limits.MaxBatch for a sync response); 0 means no bound but the size of
+// raw (a snapshot's log holds every live operation of the replica).
+func (r *Replica) decodeOps(raw string, maxOps int) ([]*op, error) {
 	if !isObject(raw) {
 		return nil, newError(ErrBadMessage, "compact operations must be an object")
 	}
@@ -387,8 +389,8 @@ func (r *Replica) decodeOps(raw string) ([]*op, error) {
 		if !more {
 			break
 		}
-		if n++; n > r.opts.Limits.MaxBatch {
-			err = newError(ErrTooLarge, "more than "+strconv.Itoa(r.opts.Limits.MaxBatch)+" operations")
+		if n++; maxOps > 0 && n > maxOps {
+			err = newError(ErrTooLarge, "more than "+strconv.Itoa(maxOps)+" operations")
 			break
 		}
 		if n%gcEvery == 0 {

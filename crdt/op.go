@@ -54,12 +54,13 @@ func parseVerb(s string) (Verb, bool) {
 // Limits bound what the engine accepts from the network. The defaults take a real import (a
 // datalayer of thousands of features in one upsert or batch).
 type Limits struct {
-	// MaxMessageBytes bounds one incoming message or snapshot. Default 32 MiB.
+	// MaxMessageBytes bounds one message, incoming or made by a local edit (a batch's
+	// included), and a snapshot's size at 4 × MaxMessageBytes. Default 32 MiB.
 	MaxMessageBytes int
 	// MaxDepth bounds JSON nesting. Default 64.
 	MaxDepth int
-	// MaxBatch bounds the sub-operations of a batch, and the operations of a sync
-	// response. Default 100,000.
+	// MaxBatch bounds the sub-operations of a batch, received or local, and the operations
+	// of a sync response (a snapshot's log is bounded by its size only). Default 100,000.
 	MaxBatch int
 	// MaxKeyBytes bounds a key path's length. Default 1,024.
 	MaxKeyBytes int
@@ -71,6 +72,9 @@ type Limits struct {
 func DefaultLimits() Limits {
 	return Limits{MaxMessageBytes: 32 << 20, MaxDepth: 64, MaxBatch: 100_000, MaxKeyBytes: 1024, MaxKeyParts: 32}
 }
+
+// maxSnapshot is the largest snapshot a restore takes: 4 × MaxMessageBytes.
+func (l Limits) maxSnapshot() int { return 4 * l.MaxMessageBytes }
 
 // wrapDepth is the nesting a message adds around the values it carries (the operation,
 // a batch, a sync response, a snapshot): message parsing allows it on top of MaxDepth.

@@ -110,6 +110,7 @@ type Replica struct {
 	metaCache   table64[metaHit] // the hash of subject and metadata text → object (see identifyWithMeta)
 	outbox      []*op            // local operations not yet published (flushed)
 	batch       *op              // open local batch
+	batchBytes  int              // about the most bytes its message takes so far (fitsMessage)
 	undo        undoStacks
 	saved       hlc.Timestamp // saved horizon
 	savedBy     VersionVector // per own origin, the highest seq a peer held when it saved

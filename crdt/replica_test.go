@@ -1,6 +1,8 @@
 package crdt
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -266,5 +268,120 @@ func TestObjectMadeByUpdateHasRoom(t *testing.T) {
 	feature(true)
 	if o := object(); len(o.paths) != 5 || cap(o.paths) == 5 {
 		t.Errorf("an upserted feature's object took the room: %d paths, room for %d", len(o.paths), cap(o.paths))
+	}
+}
+
+// TestLocalEditsFitAPeersMessage: a local edit whose message — alone, or its open batch's —
+// a peer with the same limits would refuse is refused itself (too_large), and changes
+// nothing; every edit accepted reaches the peer. Before, a batch of more than MaxBatch edits,
+// or over MaxMessageBytes, was made and sent, and every peer refused it every time: the
+// edits stayed on one replica. Random keys (escapes, quotes), metadata and values, under
+// random limits.
+func TestLocalEditsFitAPeersMessage(t *testing.T) {
+	for seed := range *seeds / 20 {
+		rng := rand.New(rand.NewPCG(uint64(seed), 7))
+		lim := DefaultLimits()
+		lim.MaxMessageBytes = 300 + rng.IntN(3000)
+		lim.MaxBatch = 1 + rng.IntN(12)
+		wall := hlc.NewManualClock(t0)
+		mk := func(peer string) *Replica {
+			r, err := NewReplica(Options{PeerID: peer, Wall: wall, Limits: lim})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return r
+		}
+		a, b := mk(strings.Repeat("a", 1+rng.IntN(60))), mk("b")
+		refused := 0
+		for step := range 60 {
+			wall.Advance(1)
+			if rng.IntN(4) == 0 {
+				if a.InBatch() {
+					if err := a.CommitBatch(); err != nil {
+						t.Fatal(err)
+					}
+				} else if err := a.StartBatch(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			meta := `{"id":"f` + strconv.Itoa(rng.IntN(5)) + `","layerId":"L1","note":"` + strings.Repeat("m", rng.IntN(100)) + `"}`
+			key := "properties." + strings.Repeat(`k\."q"`, rng.IntN(4)) + strconv.Itoa(rng.IntN(3))
+			raw, _ := json.Marshal(strings.Repeat("é\x01\"<", rng.IntN(150)))
+			value := string(raw)
+			before := a.State()
+			var err error
+			if rng.IntN(5) == 0 {
+				_, err = a.Upsert("feature", meta, `{"type":"Feature","properties":{"v":`+value+`}}`)
+			} else {
+				_, err = a.Update("feature", meta, key, value)
+			}
+			if err != nil {
+				if !errors.Is(err, ErrTooLarge) {
+					t.Fatalf("seed %d step %d: %v", seed, step, err)
+				}
+				if a.State() != before {
+					t.Fatalf("seed %d step %d: a refused edit changed the state", seed, step)
+				}
+				refused++
+			}
+			if !a.InBatch() {
+				for _, m := range a.Flush() {
+					if _, err := b.Receive(m); err != nil {
+						t.Fatalf("seed %d step %d: the peer refuses a %d-byte message (limit %d): %v", seed, step, len(m), lim.MaxMessageBytes, err)
+					}
+				}
+			}
+		}
+		if a.InBatch() {
+			_ = a.CommitBatch()
+		}
+		for _, m := range a.Flush() {
+			if _, err := b.Receive(m); err != nil {
+				t.Fatalf("seed %d: the peer refuses a %d-byte message: %v", seed, len(m), err)
+			}
+		}
+		if a.State() != b.State() {
+			t.Fatalf("seed %d: the peer differs", seed)
+		}
+		if seed == 0 && refused == 0 {
+			t.Error("seed 0 refused no edit: the test does not test the limits")
+		}
+	}
+}
+
+// TestSnapshotOfMoreThanABatchRestores: a snapshot's log holds every live operation, more
+// than a sync response may: restoring it is bounded by its size alone. Before, a replica
+// holding more than Limits.MaxBatch operations (100,000 by default) wrote snapshots it could
+// not read back (the relay's map then would not open). A snapshot a restore would refuse
+// for its size is refused when made.
+func TestSnapshotOfMoreThanABatchRestores(t *testing.T) {
+	lim := DefaultLimits()
+	lim.MaxBatch = 10
+	wall := hlc.NewManualClock(t0)
+	r, err := NewReplica(Options{PeerID: "a", Wall: wall, Limits: lim})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 40 {
+		if _, err := r.Update("feature", `{"id":"f`+strconv.Itoa(i)+`","layerId":"L1"}`, "properties.name", `"x"`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.Flush()
+	snap, err := r.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := NewReplicaFromSnapshot(Options{Wall: wall, Limits: lim}, snap)
+	if err != nil {
+		t.Fatalf("restore of 40 operations (maxBatch 10): %v", err)
+	}
+	if back.State() != r.State() {
+		t.Error("the restored replica differs")
+	}
+	lim.MaxMessageBytes = len(snap) / 4
+	r.opts.Limits = lim
+	if _, err := r.Snapshot(); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("a snapshot of %d bytes under a restore limit of %d: %v, want too_large", len(snap), 4*lim.MaxMessageBytes, err)
 	}
 }

@@ -17,7 +17,8 @@ const SnapshotVersion = 1
 // counter, the outbox, the undo and redo stacks, the saved horizon and the known peers — as
 // one JSON value (format in doc.go, "Snapshots"). A replica restored from it with
 // NewReplicaFromSnapshot continues exactly where this one stopped. It fails while a batch
-// is open.
+// is open, and (ErrTooLarge) when the snapshot would be over 4 × Limits.MaxMessageBytes, what
+// a restore takes.
 func (r *Replica) Snapshot() ([]byte, error) {
 	if r.batch != nil {
 		return nil, newError(ErrBadState, "cannot snapshot while a batch is open")
@@ -115,7 +116,14 @@ func (r *Replica) Snapshot() ([]byte, error) {
 	b = appendSteps(b, r.undo.undo)
 	b = append(b, `,"redo":`...)
 	b = appendSteps(b, r.undo.redo)
-	return append(b, '}'), nil
+	b = append(b, '}')
+	// What NewReplicaFromSnapshot takes under the same limits: a snapshot it would refuse
+	// is an error here, not a file that cannot be read back.
+	if max := r.opts.Limits.maxSnapshot(); len(b) > max {
+		return nil, newError(ErrTooLarge, "snapshot of "+strconv.Itoa(len(b))+" bytes, more than a restore takes ("+
+			strconv.Itoa(max)+", 4 × limits.maxMessageBytes)")
+	}
+	return b, nil
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -192,7 +200,7 @@ func NewReplicaFromSnapshot(opts Options, snap []byte) (*Replica, error) {
 	if lim == (Limits{}) {
 		lim = DefaultLimits()
 	}
-	if len(snap) > lim.MaxMessageBytes*4 {
+	if len(snap) > lim.maxSnapshot() {
 		return nil, newError(ErrTooLarge, "snapshot of "+strconv.Itoa(len(snap))+" bytes")
 	}
 	ms, err := parseObject(string(snap), lim.wireDepth())
@@ -305,7 +313,7 @@ func NewReplicaFromSnapshot(opts Options, snap []byte) (*Replica, error) {
 	if r.peers, err = stringList(field(ms, "peers")); err != nil {
 		return nil, wrap(err)
 	}
-	ops, err := r.decodeOps(field(ms, "log"))
+	ops, err := r.decodeOps(field(ms, "log"), 0)
 	if err != nil {
 		r.dropPending()
 		return nil, wrap(err)

@@ -666,7 +666,7 @@ func (r *Replica) receivePeerMessage(members []member) (Result, error) {
 	case "ListOperationsResponse":
 		var ops []*op
 		if st := field(msg, "state"); st != "" {
-			ops, err = r.decodeOps(st)
+			ops, err = r.decodeOps(st, r.opts.Limits.MaxBatch)
 		} else {
 			raw := field(msg, "operations")
 			if len(raw) == 0 || raw[0] != '[' {
