@@ -321,14 +321,12 @@ func (s *storeReplica) reload() {
 // compact writes a new snapshot atomically, then empties the log.
 func (s *storeReplica) compact() error {
 	st := s.r.Compact()
+	// Snapshot refuses one NewReplicaFromSnapshot would refuse (over 4 ×
+	// MaxMessageBytes): a readable snapshot and log are never replaced by an
+	// unreadable snapshot.
 	snap, err := s.r.Snapshot()
 	if err != nil {
 		return err
-	}
-	// NewReplicaFromSnapshot refuses snapshots over 4 MaxMessageBytes: never
-	// replace a readable snapshot and log with an unreadable snapshot.
-	if limit := 4 * s.opts.Replica.Limits.MaxMessageBytes; len(snap) > limit {
-		return fmt.Errorf("snapshot of %d bytes is over the readable %d: raise Limits.MaxMessageBytes", len(snap), limit)
 	}
 	if err := writeFileAtomic(s.snapPath, snap); err != nil {
 		return err
