@@ -66,11 +66,17 @@ export type MessageInput = string | object | Uint8Array | ArrayBuffer | JSONText
 
 /** The engine's limits on input (crdt.Limits in crdt/op.go). Each defaults as documented there. */
 export interface Limits {
-  /** Largest incoming message or snapshot, in bytes (default 32 MiB). */
+  /**
+   * Largest message in bytes, received or made by a local edit (a batch's included: the edit
+   * that would pass it throws "too_large"); a snapshot may take 4 times it (default 32 MiB).
+   */
   maxMessageBytes?: number;
   /** Deepest JSON nesting (default 64). */
   maxDepth?: number;
-  /** Most sub-operations in a batch, or operations in a sync response (default 100,000). */
+  /**
+   * Most sub-operations in a batch, received or local (the edit past it throws
+   * "too_large"), or operations in a sync response (default 100,000).
+   */
   maxBatch?: number;
   /** Longest key path in bytes (default 1,024). */
   maxKeyBytes?: number;

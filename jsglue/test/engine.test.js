@@ -692,6 +692,28 @@ test("createEngine validates its options and names an unknown key", async () => 
   small.close();
 });
 
+test("a local edit whose message a peer would refuse throws too_large and changes nothing", async () => {
+  const net = new Net();
+  const limits = { maxBatch: 3, maxMessageBytes: 2048 };
+  const a = await net.add("alice", { engine: { limits } });
+  const b = await net.add("bob", { engine: { limits } });
+  throwsCode(() => a.update("feature", meta("big"), "properties.text", "x".repeat(2000)), "too_large");
+  a.startBatch();
+  for (let i = 0; i < 3; i++) a.update("feature", meta(`f${i}`), "properties.name", `n${i}`);
+  const before = a.state();
+  throwsCode(() => a.update("feature", meta("f3"), "properties.name", "n3"), "too_large", /maxBatch/);
+  assert.equal(a.state(), before);
+  a.commitBatch();
+  a.startBatch();
+  a.update("feature", meta("g0"), "properties.text", "y".repeat(900));
+  throwsCode(() => a.update("feature", meta("g1"), "properties.text", "y".repeat(900)), "too_large", /maxMessageBytes/);
+  a.commitBatch();
+  net.settle(); // bob takes every message alice sends
+  assert.equal(b.state(), a.state());
+  assert.equal(b.get("feature", meta("f2"), "properties.name"), "n2");
+  net.close();
+});
+
 test("batch, seed, get, compact, dirty and the save horizon", async () => {
   const net = new Net();
   const a = await net.add("alice");
