@@ -318,8 +318,16 @@ func (r *Replica) fitsMessage(o *op, meta, key string) (int, error) {
 	// {"kind":"OperationMessage","sender":"…","verb":"batch","operations":[…],"hlc":"…",
 	// "seq":…} around it, its clock's walltime, counter and seq at their longest, and the
 	// origin as a restored replica's may be (peer~suffix).
-	n := 62 + jsonStringLen(o.obj.subject.Name) + len(meta) + jsonStringLen(key) + len(o.value)
 	envelope := 140 + len(r.peer) + len(r.origin) + 8
+	if r.batch == nil {
+		// The usual edit, far below the limit even with every byte of the key and subject
+		// escaped (\u00XX): their exact length is not needed (the walk over the key cost ~5%
+		// of a local edit).
+		if n := 62 + 6*(len(o.obj.subject.Name)+len(key)) + len(meta) + len(o.value); n+envelope <= lim.MaxMessageBytes {
+			return n, nil
+		}
+	}
+	n := 62 + jsonStringLen(o.obj.subject.Name) + len(meta) + jsonStringLen(key) + len(o.value)
 	if r.batch == nil {
 		if n+envelope > lim.MaxMessageBytes {
 			return 0, newError(ErrTooLarge, "an edit of about "+strconv.Itoa(n)+" bytes: its message would be more than "+
