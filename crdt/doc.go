@@ -65,8 +65,13 @@
 // highest contiguous seq held) summarises a replica; the origin is the peer inside the hlc,
 // not the envelope's sender. ListOperationsRequest carries the vector (and lastKnownHLC for
 // uMap's plain Journal); the response carries what the requester lacks and the responder's
-// vector; a replica that sees it holds something the other lacks pushes it back, once, so
-// one two-way exchange leaves both with the same state. A live operation whose seq is not the
+// vector; the requester, when it holds something the other lacks, pushes it back once (a
+// response marked pushBack, answered with nothing), so one two-way exchange leaves both with
+// the same state. A peer that joins asks one peer ([Replica.SyncRequest], sent on a
+// JoinResponse); the peers already there see it in the next ListPeersResponse and each send
+// it a probe ([Replica.ProbeRequest]): a request answered as a push-back, one way, so that
+// edits it made offline and whose messages were lost reach every peer, without a second
+// catch-up of the newcomer. A live operation whose seq is not the
 // next one from its origin is applied and answered with a sync request (gap healing). Local
 // edits wait in an outbox until [Replica.Flush]; seqs are given at flush, so writes coalesced
 // there (a marker drag: many geometry updates, one leaves) leave no gap.

@@ -273,6 +273,16 @@ func (v *vectorState) adopt(other VersionVector) {
 	}
 }
 
+// ahead reports whether the vector claims operations other does not.
+func (v *vectorState) ahead(other VersionVector) bool {
+	for peer, seq := range v.vector() {
+		if seq > other[peer] {
+			return true
+		}
+	}
+	return false
+}
+
 // Clone returns a copy of the vector.
 func (vv VersionVector) Clone() VersionVector {
 	out := make(VersionVector, len(vv))

@@ -156,13 +156,15 @@ func (r *Replica) receiveMessage(msg []byte) (Result, error) {
 		for i, p := range peers {
 			peers[i] = strings.Clone(p) // kept: not the message's text
 		}
+		before := r.peers
 		r.peers = peers
 		if kind == "JoinResponse" {
 			if to := r.pickPeer(); to != "" {
 				return Result{Replies: [][]byte{r.SyncRequest(to)}}, nil
 			}
+			return Result{}, nil
 		}
-		return Result{}, nil
+		return Result{Replies: r.probeNewcomers(before, peers)}, nil
 	case "pong", "ping":
 		return Result{}, nil
 	}
@@ -227,6 +229,22 @@ func (r *Replica) Peers() []string { return slices.Clone(r.peers) }
 
 // SetPeers replaces the known peers (for transports that learn them otherwise).
 func (r *Replica) SetPeers(peers []string) { r.peers = slices.Clone(peers) }
+
+// probeNewcomers returns a one-way sync request to every peer of peers that is not in
+// before (nor this replica): a peer that joins may hold edits nobody else has — made
+// offline, or sent on a connection that dropped them — and the sync it starts itself
+// reaches one peer only. The request is answered as a push-back: the newcomer sends what
+// this replica lacks and asks nothing back (it catches up through its own request), so a
+// join costs each peer present one small exchange, not a second catch-up of the newcomer.
+func (r *Replica) probeNewcomers(before, peers []string) [][]byte {
+	var out [][]byte
+	for i, p := range peers {
+		if p != r.peer && !slices.Contains(before, p) && !slices.Contains(peers[:i], p) {
+			out = append(out, r.ProbeRequest(p))
+		}
+	}
+	return out
+}
 
 func (r *Replica) pickPeer() string {
 	var others []string
@@ -334,9 +352,15 @@ func (r *Replica) Pending() int {
 // the message names no recipient.
 func (r *Replica) SyncRequest(recipient string) []byte { return r.syncRequest(recipient, nil, false) }
 
+// ProbeRequest returns a one-way SyncRequest to recipient, a peer that just joined: it asks
+// for what this replica lacks, and is answered as a push-back, so nothing is pushed back in
+// return — the newcomer catches up through its own request. A replica sends one to every
+// peer a ListPeersResponse adds; a relay holding a replica sends one from its join hook.
+func (r *Replica) ProbeRequest(recipient string) []byte { return r.syncRequest(recipient, nil, true) }
+
 // syncRequest is SyncRequest; after, if not nil, asks for the page that follows a partial
-// one whose last operation had that clock (its "more"), and pushBack says that page was a
-// push-back.
+// one whose last operation had that clock (its "more"), and pushBack asks for an answer
+// as a push-back: that page was one, or (without after) a one-way probe of a newcomer.
 func (r *Replica) syncRequest(recipient string, after *hlc.Timestamp, pushBack bool) []byte {
 	if recipient == "" {
 		recipient = r.pickPeer()
@@ -353,7 +377,7 @@ func (r *Replica) syncRequest(recipient string, after *hlc.Timestamp, pushBack b
 		b = r.log.ops[n-1].ts.AppendText(b)
 		b = append(b, `",`...)
 	}
-	if pushBack && after != nil {
+	if pushBack {
 		b = append(b, `"pushBack":true,`...)
 	}
 	b = append(b, `"vector":`...)
@@ -652,17 +676,14 @@ func (r *Replica) receivePeerMessage(members []member) (Result, error) {
 		}
 		// A request for the next page of a push-back is answered as a push-back: its last
 		// page gets no push-back in return (two replicas with the same hole in a peer's
-		// operations would otherwise push what lies above it to each other forever).
-		pushBack := field(msg, "pushBack") == "true" && after != nil
-		page, partial := r.pagedResponse(sender, ops, after, pushBack)
-		res := Result{Replies: [][]byte{page}}
-		// Ask back what the asker holds and this replica lacks — but not with a partial
-		// page: the asker pushes it back after the last page, and a request for the rest
-		// carries a vector that lags behind the pages to come.
-		if after == nil && !partial && r.lacksFrom(vv) {
-			res.Replies = append(res.Replies, r.SyncRequest(sender))
-		}
-		return res, nil
+		// operations would otherwise push what lies above it to each other forever). So is
+		// a newcomer's probe (probeNewcomers): one way.
+		pushBack := field(msg, "pushBack") == "true"
+		page, _ := r.pagedResponse(sender, ops, after, pushBack)
+		// No ask-back of what the asker holds and this replica lacks: the asker pushes it
+		// back when it has taken the last page (takeResponse), and a request here too would
+		// have it sent twice.
+		return Result{Replies: [][]byte{page}}, nil
 	case "ListOperationsResponse":
 		var ops []*op
 		if st := field(msg, "state"); st != "" {
@@ -743,23 +764,15 @@ func (r *Replica) takeResponse(ops []*op, vv VersionVector, pushBack bool, sende
 			return res, nil
 		}
 		if !pushBack && sender != "" {
-			if theirs := r.missing(vv, nil); len(theirs) > 0 {
+			// Pushed back even empty when this vector is ahead: its operations beyond the
+			// sender's may all be compacted away, and the sender adopts the vector.
+			if theirs := r.missing(vv, nil); len(theirs) > 0 || r.vec.ahead(vv) {
 				page, _ := r.pagedResponse(sender, theirs, nil, true)
 				res.Replies = append(res.Replies, page)
 			}
 		}
 	}
 	return res, nil
-}
-
-// lacksFrom reports whether vv claims operations this replica does not hold.
-func (r *Replica) lacksFrom(vv VersionVector) bool {
-	for p, s := range vv {
-		if s > r.vec.vector()[p] {
-			return true
-		}
-	}
-	return false
 }
 
 // MarkSaved records that everything up to ts is saved on the server: local operations up

@@ -684,7 +684,8 @@ func TestSyncResponseOmitsSupersededOps(t *testing.T) {
 }
 
 // TestSyncJoinResponse: a JoinResponse makes a sync request to one of the listed peers,
-// never to the replica itself; a ListPeersResponse only updates the peers.
+// never to the replica itself; a ListPeersResponse updates the peers and probes the ones
+// that were not listed before (TestSyncNewcomerIsProbed).
 func TestSyncJoinResponse(t *testing.T) {
 	wall := hlc.NewManualClock(kitT0)
 	r := kitReplica(t, "self", wall)
@@ -717,8 +718,13 @@ func TestSyncJoinResponse(t *testing.T) {
 	if res := kitRecv(t, r, []byte(`{"kind":"JoinResponse","peers":[]}`)); len(res.Replies) != 0 {
 		t.Errorf("no peers: JoinResponse replies %q, want none", res.Replies)
 	}
+	res := kitRecv(t, r, []byte(`{"kind":"ListPeersResponse","peers":["self","c","c"]}`))
+	if len(res.Replies) != 1 || gjson.GetBytes(res.Replies[0], "recipient").String() != "c" ||
+		!gjson.GetBytes(res.Replies[0], "message.pushBack").Bool() {
+		t.Errorf("ListPeersResponse with a newcomer c (twice) replies %q, want one probe of c", res.Replies)
+	}
 	if res := kitRecv(t, r, []byte(`{"kind":"ListPeersResponse","peers":["self","c"]}`)); len(res.Replies) != 0 {
-		t.Errorf("ListPeersResponse replies %q, want none", res.Replies)
+		t.Errorf("ListPeersResponse with no newcomer replies %q, want none", res.Replies)
 	}
 	if got := r.Peers(); !slices.Equal(got, []string{"self", "c"}) {
 		t.Errorf("Peers() after ListPeersResponse = %q", got)
@@ -733,6 +739,74 @@ func TestSyncJoinResponse(t *testing.T) {
 		if _, err := r.Receive([]byte(bad)); Code(err) != "bad_message" {
 			t.Errorf("%s: error %v, want bad_message", bad, err)
 		}
+	}
+}
+
+// TestSyncNewcomerIsProbed: carol edited offline and her messages were lost. When she
+// joins, she syncs with one peer; the peers already there see her in the ListPeersResponse
+// and each ask her, one way, for what she holds and they lack. Every replica ends with every
+// edit, no later edit needed, and carol is caught up once, not once per peer present.
+// (Without the probes, the peer carol did not ask lacks her edits: the test fails.)
+func TestSyncNewcomerIsProbed(t *testing.T) {
+	for _, page := range []int{0, 1} {
+		t.Run(fmt.Sprint("page ", page), func(t *testing.T) {
+			wall := hlc.NewManualClock(kitT0)
+			alice := kitReplica(t, "alice", wall, kitPaged(page))
+			bob := kitReplica(t, "bob", wall, kitPaged(page))
+			carol := kitReplica(t, "carol", wall, kitPaged(page))
+			for i := range 3 {
+				kitSet(t, alice, fmt.Sprintf(`{"id":"a%d","layerId":"L"}`, i), "properties.name", `"by alice"`)
+			}
+			kitDeliver(t, alice.Flush(), bob)
+			for i := range 2 {
+				kitSet(t, bob, fmt.Sprintf(`{"id":"b%d","layerId":"L"}`, i), "properties.name", `"by bob"`)
+				kitSet(t, carol, fmt.Sprintf(`{"id":"c%d","layerId":"L"}`, i), "properties.name", `"by carol"`)
+			}
+			kitDeliver(t, bob.Flush(), alice)
+			_ = carol.Flush() // lost on the way
+			alice.SetPeers([]string{"alice", "bob"})
+			bob.SetPeers([]string{"alice", "bob"})
+
+			peers := []byte(`{"kind":"ListPeersResponse","peers":["alice","bob","carol"]}`)
+			msgs := kitRecv(t, carol, []byte(`{"kind":"JoinResponse","peer":"carol","peers":["alice","bob","carol"]}`)).Replies
+			for _, r := range []*Replica{alice, bob} {
+				probes := kitRecv(t, r, peers).Replies
+				if len(probes) != 1 || gjson.GetBytes(probes[0], "recipient").String() != "carol" {
+					t.Fatalf("%s probes %q, want one request to carol", r.PeerID(), probes)
+				}
+				msgs = append(msgs, probes...)
+			}
+			_, responses := kitRun(t, []*Replica{alice, bob, carol}, 200, msgs)
+			kitSameState(t, alice, bob, carol)
+			kitWant(t, alice, "feature", `{"id":"c1","layerId":"L"}`, "properties.name", `"by carol"`)
+			kitWant(t, carol, "feature", `{"id":"a2","layerId":"L"}`, "properties.name", `"by alice"`)
+			toCarol, fromCarol := 0, 0
+			for _, m := range responses {
+				ops, _ := kitResponseOps(t, m)
+				switch gjson.GetBytes(m, "recipient").String() {
+				case "carol":
+					toCarol += len(ops)
+				default:
+					for _, o := range ops {
+						if o.hlc.Peer != "carol" {
+							t.Errorf("carol sent %s's operation %v: a probe is answered with what the asker lacks", o.hlc.Peer, o.hlc)
+						}
+					}
+					fromCarol += len(ops)
+				}
+			}
+			if toCarol != 5 {
+				t.Errorf("carol received %d operations, want alice's 3 and bob's 2, once", toCarol)
+			}
+			// Her 2 to each of alice and bob, and to the peer she asked perhaps twice: her
+			// push-back crosses that peer's probe.
+			if fromCarol < 4 || fromCarol > 6 {
+				t.Errorf("carol sent %d operations, want her 2 to each of alice and bob (and at most once more to one)", fromCarol)
+			}
+			if again := kitRecv(t, alice, peers).Replies; len(again) != 0 {
+				t.Errorf("the same list again: replies %q, want none", again)
+			}
+		})
 	}
 }
 

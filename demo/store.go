@@ -231,11 +231,12 @@ func (s *storeReplica) PeerMessage(msg []byte) ([][]byte, error) {
 }
 
 // Joined asks a peer that just joined for what the relay lacks: the peer
-// may come back with edits made offline. Its answer (a
-// ListOperationsResponse) reaches PeerMessage, whose reply pushes back what
-// the peer lacks.
+// may come back with edits made offline. The request is a probe (one way):
+// its answer reaches PeerMessage and is pushed nothing back, since the peer
+// catches up through its own request; a push-back too would send it the map
+// twice.
 func (s *storeReplica) Joined(peer string) [][]byte {
-	return [][]byte{s.r.SyncRequest(peer)}
+	return [][]byte{s.r.ProbeRequest(peer)}
 }
 
 // Close compacts the files if the log holds anything, and closes them.

@@ -150,7 +150,12 @@ func joinPeer(t *testing.T, srv *httptest.Server, mapName, id string, r *crdt.Re
 	if r == nil {
 		r = newCRDT(t, id)
 	}
-	return &peer{client: c, r: r}, resp
+	// As the page does (web/app.js): the replica learns the peers, and catches up from
+	// the relay's replica.
+	r.SetPeers(peers(resp))
+	p := &peer{client: c, r: r}
+	p.sendAll([][]byte{r.SyncRequest("relay")})
+	return p, resp
 }
 
 func (p *peer) sendAll(msgs [][]byte) {
@@ -372,6 +377,8 @@ func TestCatchUpInPagesThroughTheRelay(t *testing.T) {
 	sameState(t, "late joiner dave", d.r.State(), c.r.State())
 }
 
+// TestRelayAsksNewcomerForOfflineEdits: C edited offline and its messages were lost. When
+// C joins, the relay's replica and A, online all along, each probe C: both get C's edits.
 func TestRelayAsksNewcomerForOfflineEdits(t *testing.T) {
 	s := startStoreRelay(t, storeOptions{Dir: t.TempDir()}, Options{}, nil)
 	a, _ := joinPeer(t, s.srv, "m", "alice", nil)
@@ -383,12 +390,16 @@ func TestRelayAsksNewcomerForOfflineEdits(t *testing.T) {
 	cr := newCRDT(t, "carol")
 	_ = edits(t, cr, "c")
 	c, _ := joinPeer(t, s.srv, "m", "carol", cr)
-	c.settle() // answers the relay's greeting; the relay pushes back A's edits
+	c.settle() // catches up from the relay, answers its greeting (a probe)
+	a.settle() // sees C in the ListPeersResponse: probes C
+	c.settle() // answers A's probe
 	a.settle()
 	if !strings.Contains(c.r.State(), "Renamed a") || !strings.Contains(c.r.State(), "Renamed c") {
 		t.Fatalf("C lacks an edit: %s", c.r.State())
 	}
 	sameState(t, "relay replica after C joined", s.state("m"), c.r.State())
+	// A, online all along, has C's offline edits without C editing again.
+	sameState(t, "A after C joined", a.r.State(), c.r.State())
 
 	a.ws.Close(websocket.StatusNormalClosure, "")
 	c.ws.Close(websocket.StatusNormalClosure, "")
@@ -396,6 +407,31 @@ func TestRelayAsksNewcomerForOfflineEdits(t *testing.T) {
 	d, _ := joinPeer(t, s.srv, "m", "dave", nil)
 	d.settle()
 	sameState(t, "late joiner D", d.r.State(), c.r.State())
+}
+
+// TestLateJoinerGetsTheMapOnce: a peer joining a room where a peer and the relay's replica
+// both hold the map asks the relay and is probed by both: one response carries the map to
+// it (the relay's greeting used to be answered with a push-back: the map twice).
+func TestLateJoinerGetsTheMapOnce(t *testing.T) {
+	s := startStoreRelay(t, storeOptions{Dir: t.TempDir()}, Options{}, nil)
+	a, _ := joinPeer(t, s.srv, "m", "alice", nil)
+	a.settle()
+	a.sendAll(edits(t, a.r, "a"))
+	a.settle()
+	d, _ := joinPeer(t, s.srv, "m", "dave", nil)
+	var withOps []string
+	for range 3 { // dave answers the probes; alice and the relay take the answers
+		for _, m := range d.settle() {
+			if strings.Contains(m, "ListOperationsResponse") && strings.Contains(m, "Renamed a") {
+				withOps = append(withOps, m)
+			}
+		}
+		a.settle()
+	}
+	if len(withOps) != 1 || !strings.Contains(withOps[0], `"sender":"relay"`) {
+		t.Errorf("dave got the map in %d responses, want one from the relay: %.300q", len(withOps), withOps)
+	}
+	sameState(t, "dave after joining", d.r.State(), a.r.State())
 }
 
 func TestGapIsHealedBySyncRequest(t *testing.T) {

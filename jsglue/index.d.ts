@@ -269,7 +269,8 @@ export interface Engine {
   /**
    * Takes one incoming message of any kind (OperationMessage, PeerMessage, SavedMessage,
    * JoinResponse, ListPeersResponse, pong) and returns the visible changes. Replies it
-   * produces (a sync request on a gap …) wait for the next flush().
+   * produces wait for the next flush(): a sync request on a JoinResponse or a gap, a probe
+   * (a one-way request) of each peer a ListPeersResponse adds, sync answers.
    */
   receive(message: MessageInput): Change[];
   /** Like receive(), but returns the replies instead of queuing them. */

@@ -743,13 +743,20 @@ function onMessage(sock, text) {
   flushNow(false);
 }
 
-/** Sends what the engine has to send; after joining, makes sure the relay's replica is asked too. */
+/**
+ * Sends what the engine has to send. After joining, the page catches up from the relay's
+ * replica, which holds every edit it was sent or saved whoever is online, and from it only:
+ * the engine's own request, to a peer it picks, is sent to the relay instead (asking both
+ * would bring the map twice). The peers present ask this page, one way, for what it holds
+ * and they lack (its offline edits).
+ */
 function flushNow(afterJoin) {
   if (!joined || !ws || ws.readyState !== WebSocket.OPEN) return;
-  const out = engine.flush();
+  let out = engine.flush();
   if (afterJoin && peerIds.includes("relay")) {
-    const asksRelay = out.some((m) => m.includes('"recipient":"relay"') && m.includes("ListOperationsRequest"));
-    if (!asksRelay) out.unshift(engine.syncRequest("relay"));
+    const catchUp = (m) => m.includes('"verb":"ListOperationsRequest"') && !m.includes('"pushBack":true');
+    out = out.filter((m) => !catchUp(m));
+    out.unshift(engine.syncRequest("relay"));
   }
   for (const m of out) ws.send(m);
 }

@@ -414,6 +414,42 @@ test("a gap in seqs is healed by the sync request receive() queues", async () =>
   net.close();
 });
 
+test("a newcomer's lost offline edits reach every peer: each probes it on the ListPeersResponse", async () => {
+  const net = new Net();
+  const a = await net.add("alice");
+  const b = await net.add("bob");
+  const c = await net.add("carol");
+  net.setOnline("carol", false);
+  a.update("feature", meta("fa"), "properties.name", "by alice");
+  net.settle();
+  c.update("feature", meta("fc"), "properties.name", "by carol");
+  c.flush(); // sent on a connection that dropped it
+  a.receive({ kind: "JoinResponse", peer: "alice", peers: ["alice", "bob"] });
+  b.receive({ kind: "JoinResponse", peer: "bob", peers: ["alice", "bob"] });
+  a.flush();
+  b.flush(); // their join requests: not the point here
+  net.setOnline("carol", true);
+  c.receive({ kind: "JoinResponse", peer: "carol", peers: ["alice", "bob", "carol"] });
+  const list = { kind: "ListPeersResponse", peers: ["alice", "bob", "carol"] };
+  a.receive(list);
+  b.receive(list);
+  for (const e of [a, b]) {
+    const [probe, ...rest] = e.flush();
+    assert.equal(rest.length, 0);
+    const m = JSON.parse(probe);
+    assert.deepEqual([m.recipient, m.message.verb, m.message.pushBack], ["carol", "ListOperationsRequest", true]);
+    net.route(e.peerId, probe);
+  }
+  net.settle();
+  for (const e of [a, b, c]) assert.equal(e.get("feature", meta("fc"), "properties.name"), "by carol", e.peerId);
+  const [sa, sb, sc] = net.states();
+  assert.equal(sa, sc);
+  assert.equal(sb, sc);
+  a.receive(list);
+  assert.equal(a.pending(), 0, "the same list again probes no one");
+  net.close();
+});
+
 test("undo and redo: local steps, sent as new operations, others' work left alone", async () => {
   const net = new Net();
   const a = await net.add("alice");
