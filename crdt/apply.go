@@ -314,11 +314,7 @@ func (r *Replica) prepare(e Edit) (*op, oldValue, error) {
 // batch's message (an upper bound).
 func (r *Replica) fitsMessage(o *op, meta, key string) (int, error) {
 	lim := r.opts.Limits
-	// {"verb":"update","subject":"…","metadata":…,"key":"…","value":…}, and a comma; then
-	// {"kind":"OperationMessage","sender":"…","verb":"batch","operations":[…],"hlc":"…",
-	// "seq":…} around it, its clock's walltime, counter and seq at their longest, and the
-	// origin as a restored replica's may be (peer~suffix).
-	envelope := 140 + len(r.peer) + len(r.origin) + 8
+	envelope := r.envelopeSize()
 	if r.batch == nil {
 		// The usual edit, far below the limit even with every byte of the key and subject
 		// escaped (\u00XX): their exact length is not needed (the walk over the key cost ~5%
@@ -327,7 +323,7 @@ func (r *Replica) fitsMessage(o *op, meta, key string) (int, error) {
 			return n, nil
 		}
 	}
-	n := 62 + jsonStringLen(o.obj.subject.Name) + len(meta) + jsonStringLen(key) + len(o.value)
+	n := subSize(o.obj.subject.Name, meta, key, o.value)
 	if r.batch == nil {
 		if n+envelope > lim.MaxMessageBytes {
 			return 0, newError(ErrTooLarge, "an edit of about "+strconv.Itoa(n)+" bytes: its message would be more than "+
@@ -344,6 +340,19 @@ func (r *Replica) fitsMessage(o *op, meta, key string) (int, error) {
 			" bytes (limits.maxMessageBytes): commit it and start another")
 	}
 	return n, nil
+}
+
+// envelopeSize is about the most bytes of an OperationMessage of this replica around its
+// operation or its batch's operations:
+// {"kind":"OperationMessage","sender":"…","verb":"batch","operations":[…],"hlc":"…",
+// "seq":…}, its clock's walltime, counter and seq at their longest, and the origin as a
+// restored replica's may be (peer~suffix).
+func (r *Replica) envelopeSize() int { return 140 + len(r.peer) + len(r.origin) + 8 }
+
+// subSize is about the most bytes an operation takes in a batch's message, and a comma:
+// {"verb":"update","subject":"…","metadata":…,"key":"…","value":…}.
+func subSize(subject, meta, key, value string) int {
+	return 62 + jsonStringLen(subject) + len(meta) + jsonStringLen(key) + len(value)
 }
 
 // jsonStringLen is the length of s written as a JSON string, quotes excluded, at most.

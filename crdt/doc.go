@@ -129,7 +129,12 @@
 // the newest step (an edit, a batch, a group, or edits within the capture interval) by
 // emitting new operations with fresh clocks, so elsewhere an undo is just more edits. A place
 // another peer has written since is left as that peer wrote it and reported as skipped.
-// Remote operations never enter the stacks.
+// Remote operations never enter the stacks. The values an undo restores may be far larger
+// than what replaced them (a batch deleting a layer's features, undone): when they are more
+// than a peer takes in one message (Limits.MaxMessageBytes, MaxBatch), the step goes out as
+// several operations, in order, each with its own clock — still one step to redo. One
+// value over the limit alone (an object written key by key) makes the undo fail with
+// too_large, changing nothing.
 //
 // # Errors and limits
 //

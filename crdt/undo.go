@@ -1,6 +1,7 @@
 package crdt
 
 import (
+	"strconv"
 	"strings"
 	"unsafe"
 )
@@ -164,24 +165,14 @@ func (r *Replica) revert(from, to *[]undoStep) (UndoResult, error) {
 		return UndoResult{}, nil
 	}
 	step := (*from)[n-1]
-	(*from)[n-1] = undoStep{} // the array must not keep the step's operations and values
-	*from = (*from)[:n-1]
 	res := UndoResult{Done: true}
-	var todo []undoEntry
+	var subs []*op
 	for i := len(step.entries) - 1; i >= 0; i-- {
 		e := step.entries[i]
 		if r.othersWroteSince(e) {
 			res.Skipped = append(res.Skipped, Skipped{Subject: e.obj.subject.Name, Metadata: e.obj.meta, Key: JoinPath(e.path...)})
 			continue
 		}
-		todo = append(todo, e)
-	}
-	if len(todo) == 0 {
-		return res, nil
-	}
-	// One operation, or one batch, with a fresh clock.
-	subs := make([]*op, len(todo))
-	for i, e := range todo {
 		sub := &op{obj: e.obj, path: e.path}
 		sub.setMeta(e.byMeta())
 		switch {
@@ -195,34 +186,81 @@ func (r *Replica) revert(from, to *[]undoStep) (UndoResult, error) {
 		default:
 			sub.verb = VerbDelete
 		}
-		subs[i] = sub
+		subs = append(subs, sub)
 	}
-	var top *op
-	if len(subs) > 1 {
-		top = &op{verb: VerbBatch, ts: r.now()}
-		top.more().subs = subs
-	} else {
-		top = subs[0]
-		top.ts = r.now()
+	groups, err := r.messageGroups(subs)
+	if err != nil {
+		return UndoResult{}, err // the step stays, nothing changed
+	}
+	(*from)[n-1] = undoStep{} // the array must not keep the step's operations and values
+	*from = (*from)[:n-1]
+	if len(subs) == 0 {
+		return res, nil
+	}
+	// One operation, or one batch, with a fresh clock — or, when the values restored are
+	// more than a peer takes in one message, several, in order, each with its own clock.
+	tops := make([]*op, len(groups))
+	for i, g := range groups {
+		if len(g) > 1 {
+			tops[i] = &op{verb: VerbBatch, ts: r.now()}
+			tops[i].more().subs = g
+		} else {
+			tops[i] = g[0]
+			tops[i].ts = r.now()
+		}
 	}
 	t := r.track(nil)
-	t.watch([]*op{top})
-	r.log.insert(top)
+	t.watch(tops)
 	// The step that goes back lists what each write overwrote, in the order written.
 	back := undoStep{closed: true}
-	top.writes(func(sub *op, idx int32) {
-		cur, present := sub.obj.valueAt(sub.path)
-		if sub.path == nil {
-			present = present && sub.obj.exists()
-		}
-		w := write{op: top, sub: idx}
-		sub.obj.apply(w)
-		back.entries = append(back.entries, undoEntry{obj: sub.obj, path: sub.path, old: cur, oldPresent: present, by: w})
-	})
-	r.outbox = append(r.outbox, top)
+	for _, top := range tops {
+		r.log.insert(top)
+		top.writes(func(sub *op, idx int32) {
+			cur, present := sub.obj.valueAt(sub.path)
+			if sub.path == nil {
+				present = present && sub.obj.exists()
+			}
+			w := write{op: top, sub: idx}
+			sub.obj.apply(w)
+			back.entries = append(back.entries, undoEntry{obj: sub.obj, path: sub.path, old: cur, oldPresent: present, by: w})
+		})
+		r.outbox = append(r.outbox, top)
+	}
 	*to = append(*to, back)
 	res.Changes = t.changes()
 	return res, nil
+}
+
+// messageGroups splits subs, in order, into runs that each fit one message a peer with the
+// same limits takes (Limits.MaxMessageBytes and MaxBatch, sized as fitsMessage sizes a
+// local edit): an undo restores old values, which may be far larger than what replaced
+// them (a batch deleting a layer's polygons, undone). One operation alone over the limit is
+// refused (ErrTooLarge): a value seeded from the server, never sent, can be that large.
+func (r *Replica) messageGroups(subs []*op) ([][]*op, error) {
+	lim := r.opts.Limits
+	room := lim.MaxMessageBytes - r.envelopeSize()
+	var groups [][]*op
+	start, bytes := 0, 0
+	for i, sub := range subs {
+		meta := sub.meta()
+		if meta == "" {
+			meta = sub.obj.meta
+		}
+		n := subSize(sub.obj.subject.Name, meta, JoinPath(sub.path...), sub.value)
+		if n > room {
+			return nil, newError(ErrTooLarge, "undo or redo restores a value of about "+strconv.Itoa(n)+
+				" bytes: its message would be more than "+strconv.Itoa(lim.MaxMessageBytes)+" (limits.maxMessageBytes)")
+		}
+		if i > start && (bytes+n > room || i-start >= lim.MaxBatch) {
+			groups = append(groups, subs[start:i:i])
+			start, bytes = i, 0
+		}
+		bytes += n
+	}
+	if start < len(subs) {
+		groups = append(groups, subs[start:])
+	}
+	return groups, nil
 }
 
 // othersWroteSince reports whether a write by another peer, newer than the entry's own

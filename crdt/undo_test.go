@@ -3,9 +3,12 @@ package crdt
 // Undo and redo (DESIGN §7, issue 4): named scenarios, then a seeded property test.
 
 import (
+	"errors"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -857,4 +860,152 @@ func TestUndoPushSlidesWithoutAllocating(t *testing.T) {
 		s.push(undoStep{at: int64(n)}, depth)
 		check(n)
 	}
+}
+
+// kitUndoLimits returns an option setting the message and batch limits.
+func kitUndoLimits(bytes, batch int) func(*Options) {
+	return func(o *Options) {
+		o.Limits = DefaultLimits()
+		o.Limits.MaxMessageBytes, o.Limits.MaxBatch = bytes, batch
+	}
+}
+
+// kitFitsPeers checks that every message fits the limits and that peer, with the same
+// limits, takes each one.
+func kitFitsPeers(t *testing.T, msgs [][]byte, lim Limits, peer *Replica) {
+	t.Helper()
+	for _, m := range msgs {
+		if len(m) > lim.MaxMessageBytes {
+			t.Errorf("a message of %d bytes, over the limit of %d", len(m), lim.MaxMessageBytes)
+		}
+		if subs := len(gjson.GetBytes(m, "operations").Array()); subs > lim.MaxBatch {
+			t.Errorf("a batch of %d operations, over the limit of %d", subs, lim.MaxBatch)
+		}
+		if _, err := peer.Receive(m); err != nil {
+			t.Fatalf("%s refuses %.200s: %v", peer.PeerID(), m, err)
+		}
+	}
+}
+
+// TestUndoFitsAPeersMessages: an undo restores old values, which may be far larger than
+// what replaced them. Undoing a batch that deleted twenty large features makes more than a
+// peer takes in one message: it goes out as several batches, in order, each within the
+// limits, and the peer ends equal; redo and undo again too. A captured step of more edits
+// than maxBatch is split by count. A single value over the limit (seeded from the server,
+// never sent) makes the undo fail with too_large, changing nothing.
+func TestUndoFitsAPeersMessages(t *testing.T) {
+	t.Run("bytes", func(t *testing.T) {
+		mod := kitUndoLimits(4<<10, 100)
+		alice, bob, _, walls := kitTrio(t, mod)
+		lim := alice.opts.Limits
+		text := `"` + strings.Repeat("x", 400) + `"`
+		meta := func(i int) string { return fmt.Sprintf(`{"id":"f%02d","layerId":"L"}`, i) }
+		for i := range 20 {
+			kitSet(t, alice, meta(i), "properties.text", text)
+		}
+		kitFitsPeers(t, alice.Flush(), lim, bob)
+		kitTick(walls, 10)
+		kitNoErr(t, alice.StartBatch())
+		for i := range 20 {
+			kitOK(t)(alice.Delete("feature", meta(i)))
+		}
+		kitNoErr(t, alice.CommitBatch())
+		kitFitsPeers(t, alice.Flush(), lim, bob)
+		for round := range 3 {
+			kitTick(walls, 10)
+			res := kitUndo(t, alice)
+			if len(res.Changes) != 20 {
+				t.Fatalf("round %d: undo made %d changes, want 20 features back", round, len(res.Changes))
+			}
+			msgs := alice.Flush()
+			if len(msgs) < 3 {
+				t.Errorf("round %d: the undo of 20 × 400 bytes left in %d messages of at most 4 KiB", round, len(msgs))
+			}
+			kitFitsPeers(t, msgs, lim, bob)
+			kitSameState(t, alice, bob)
+			kitWant(t, bob, "feature", meta(19), "properties.text", text)
+			kitTick(walls, 10)
+			kitRedo(t, alice)
+			kitFitsPeers(t, alice.Flush(), lim, bob)
+			kitSameState(t, alice, bob)
+			if s := bob.State(); s != "[]" {
+				t.Fatalf("round %d: after redo bob holds %s", round, s)
+			}
+		}
+	})
+	t.Run("count", func(t *testing.T) {
+		alice, bob, _, walls := kitTrio(t, kitUndoLimits(32<<20, 8), func(o *Options) { o.CaptureInterval = time.Hour })
+		for i := range 20 { // each its own message, all one undo step
+			kitSet(t, alice, fmt.Sprintf(`{"id":"f%02d","layerId":"L"}`, i), "properties.name", `"n"`)
+		}
+		kitFitsPeers(t, alice.Flush(), alice.opts.Limits, bob)
+		kitTick(walls, 10)
+		kitUndo(t, alice)
+		msgs := alice.Flush()
+		if len(msgs) != 3 {
+			t.Errorf("the undo of a step of 20 edits left in %d messages, want 3 (8, 8, 4)", len(msgs))
+		}
+		kitFitsPeers(t, msgs, alice.opts.Limits, bob)
+		kitSameState(t, alice, bob)
+		kitWant(t, alice, "feature", `{"id":"f19","layerId":"L"}`, "properties.name", "")
+	})
+	t.Run("order", func(t *testing.T) {
+		// One step writing a path, then below it, then the path again: split one operation
+		// a message, the restored values land as they do from a single batch.
+		capture := func(o *Options) { o.CaptureInterval = time.Hour }
+		edits := func(r *Replica) {
+			kitSet(t, r, kitF1, "properties", `{"name":"a","color":"red"}`)
+			r.Flush()
+			r.undo.closeTop()
+			kitOK(t)(r.Update("feature", kitF1, "properties.name", `"b"`))
+			kitOK(t)(r.Update("feature", kitF1, "properties", `{"name":"c"}`))
+			kitOK(t)(r.Update("feature", kitF1, "properties.color", `"blue"`))
+			kitOK(t)(r.Unset("feature", kitF1, "properties.name"))
+			r.Flush()
+		}
+		one, _, _, walls1 := kitTrio(t, capture)
+		split, peer, _, walls2 := kitTrio(t, capture, kitUndoLimits(32<<20, 1))
+		edits(one)
+		edits(split)
+		for _, w := range [][]*hlc.ManualClock{walls1, walls2} {
+			kitTick(w, 10)
+		}
+		kitUndo(t, one)
+		kitUndo(t, split)
+		if n := len(one.Flush()); n != 1 {
+			t.Errorf("default limits: the undo left in %d messages, want 1", n)
+		}
+		msgs := split.Flush()
+		if len(msgs) < 2 {
+			t.Errorf("maxBatch 1: the undo of 4 edits left in %d message", len(msgs))
+		}
+		if a, b := one.State(), split.State(); a != b {
+			t.Errorf("undo split into messages: %s\nin one batch: %s", b, a)
+		}
+		kitWant(t, split, "feature", kitF1, "properties", `{"color":"red","name":"a"}`)
+		slices.Reverse(msgs) // a peer receiving them in any order ends the same
+		kitFitsPeers(t, msgs, split.opts.Limits, peer)
+		kitWant(t, peer, "feature", kitF1, "properties", `{"color":"red","name":"a"}`)
+	})
+	t.Run("one value too large", func(t *testing.T) {
+		// A feature written key by key, each edit within the limit, is larger than the
+		// limit as a whole: the undo of its delete would upsert it in one operation.
+		alice := kitReplica(t, "alice", hlc.NewManualClock(kitT0), kitUndoLimits(4<<10, 100))
+		for i := range 6 {
+			kitSet(t, alice, kitF1, fmt.Sprintf("properties.p%d", i), `"`+strings.Repeat("x", 1000)+`"`)
+		}
+		kitOK(t)(alice.Delete("feature", kitF1))
+		alice.Flush()
+		state, clock := alice.State(), alice.Clock()
+		_, err := alice.Undo()
+		if Code(err) != "too_large" || !errors.Is(err, ErrTooLarge) {
+			t.Fatalf("undo restoring a 5 KB value under a 4 KiB limit: %v, want too_large", err)
+		}
+		if alice.State() != state || alice.Clock() != clock || alice.Pending() != 0 || !alice.CanUndo() {
+			t.Errorf("the refused undo changed the replica")
+		}
+		if _, err := alice.Undo(); Code(err) != "too_large" {
+			t.Errorf("the same undo again: %v, want too_large", err)
+		}
+	})
 }

@@ -750,6 +750,30 @@ test("a local edit whose message a peer would refuse throws too_large and change
   net.close();
 });
 
+test("an undo restoring more than a message holds goes out in several, each taken by a peer", async () => {
+  const net = new Net();
+  const limits = { maxMessageBytes: 4096 };
+  const a = await net.add("alice", { engine: { limits } });
+  const b = await net.add("bob", { engine: { limits } });
+  for (let i = 0; i < 20; i++) a.update("feature", meta(`f${i}`), "properties.text", "x".repeat(400));
+  net.settle();
+  a.startBatch();
+  for (let i = 0; i < 20; i++) a.delete("feature", meta(`f${i}`));
+  a.commitBatch();
+  net.settle();
+  assert.equal(b.state(), "[]");
+  a.undo(); // twenty features of ~450 bytes back: more than 4 KiB
+  const msgs = a.flush();
+  assert.ok(msgs.length >= 3, `${msgs.length} messages`);
+  for (const m of msgs) {
+    assert.ok(Buffer.byteLength(m) <= 4096, `a message of ${Buffer.byteLength(m)} bytes`);
+    b.receive(m);
+  }
+  assert.equal(b.state(), a.state());
+  assert.equal(b.get("feature", meta("f19"), "properties.text"), "x".repeat(400));
+  net.close();
+});
+
 test("batch, seed, get, compact, dirty and the save horizon", async () => {
   const net = new Net();
   const a = await net.add("alice");
