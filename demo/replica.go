@@ -36,8 +36,9 @@ type Replica interface {
 // JoinHook is optionally implemented by a Replica that wants to greet the
 // peers joining its room. Joined is called with the new peer's id, after the
 // peer got its JoinResponse and the room the new ListPeersResponse; the
-// messages it returns are sent to the new peer (a sync request, so that
-// edits the peer made offline reach the replica even if it asks no one).
+// messages it returns are sent to the new peer (a probe, crdt's
+// ProbeRequest, so that edits the peer made offline reach the replica even
+// if it asks no one).
 // Like every other method, it runs under the room's serialization.
 type JoinHook interface {
 	Joined(peer string) [][]byte

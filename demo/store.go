@@ -214,8 +214,8 @@ func (s *storeReplica) Check(msg []byte) ([][]byte, error) {
 }
 
 // PeerMessage has the crdt replica receive a PeerMessage addressed to the
-// relay: it answers a ListOperationsRequest with what the sender lacks (and
-// asks back if the sender has more), and takes in a ListOperationsResponse.
+// relay: it answers a ListOperationsRequest with what the sender lacks, and
+// takes in a ListOperationsResponse (pushing back what the sender lacks).
 func (s *storeReplica) PeerMessage(msg []byte) ([][]byte, error) {
 	res, err := s.r.Receive(msg)
 	if err != nil {
