@@ -1467,8 +1467,8 @@ func TestSyncPagesBothWays(t *testing.T) {
 			t.Errorf("a page of %d operations: %s", len(ops), m)
 		}
 	}
-	// The holder does not ask back with a partial page: the joiner pushes back after the
-	// last one.
+	// The holder asks nothing back: the joiner pushes back after the last page, and each
+	// side's operations go once.
 	if n := len(kitFrom(resps, "joiner")); n != 4 {
 		t.Errorf("the joiner sent %d responses, want its 10 operations in 4 pages", n)
 	}
