@@ -236,15 +236,24 @@ func (r *Replica) SetPeers(peers []string) { r.peers = slices.Clone(peers) }
 // reaches one peer only. The request is answered as a push-back: the newcomer sends what
 // this replica lacks and asks nothing back (it catches up through its own request), so a
 // join costs each peer present one small exchange, not a second catch-up of the newcomer.
+// At most maxProbes peers are probed per message: each probe carries the whole vector,
+// and a list of a million made-up peers must not make a million of them.
 func (r *Replica) probeNewcomers(before, peers []string) [][]byte {
 	var out [][]byte
 	for i, p := range peers {
+		if len(out) == maxProbes {
+			break
+		}
 		if p != r.peer && !slices.Contains(before, p) && !slices.Contains(peers[:i], p) {
 			out = append(out, r.ProbeRequest(p))
 		}
 	}
 	return out
 }
+
+// maxProbes is how many newcomers one ListPeersResponse has probed, at most (a room of
+// uMap editors gains one at a time).
+const maxProbes = 64
 
 func (r *Replica) pickPeer() string {
 	var others []string

@@ -729,6 +729,18 @@ func TestSyncJoinResponse(t *testing.T) {
 	if got := r.Peers(); !slices.Equal(got, []string{"self", "c"}) {
 		t.Errorf("Peers() after ListPeersResponse = %q", got)
 	}
+	// A list of many newcomers (a misbehaving relay) is probed maxProbes at most.
+	many := []string{"self", "c"}
+	for i := 0; i < 100; i++ {
+		many = append(many, fmt.Sprintf("n%d", i))
+	}
+	list, _ := json.Marshal(map[string]any{"kind": "ListPeersResponse", "peers": many})
+	if res := kitRecv(t, r, list); len(res.Replies) != maxProbes {
+		t.Errorf("ListPeersResponse with 100 newcomers: %d probes, want %d", len(res.Replies), maxProbes)
+	} else if to := gjson.GetBytes(res.Replies[0], "recipient").String(); to != "n0" {
+		t.Errorf("first probe to %q, want n0", to)
+	}
+	kitRecv(t, r, []byte(`{"kind":"ListPeersResponse","peers":["self","c"]}`))
 	// SyncRequest("") picks a known peer, not self.
 	for i := 0; i < 20; i++ {
 		if to := gjson.GetBytes(r.SyncRequest(""), "recipient").String(); to != "c" {
