@@ -203,8 +203,14 @@ func (r *Replica) ApplyAppend(changes []Change, e Edit) ([]Change, error) {
 		r.undo.redo = r.undo.redo[:0]
 	}
 	changes, w := r.commitLocal(sub, old)
+	// The capture interval is on the wall clock: the clock's own walltime can run ahead of it
+	// for as long as a peer's clock is ahead of ours, and would join edits made far apart.
+	var at int64
+	if r.opts.CaptureInterval > 0 {
+		at = r.clock.WallMillis()
+	}
 	r.undo.record(undoEntry{obj: sub.obj, path: rootOrPath(sub), old: old.value, oldPresent: old.present, by: w},
-		e.Group, r.batch != nil, r.clock.Last().Wall, r.opts)
+		e.Group, r.batch != nil, at, r.opts)
 	return changes, nil
 }
 

@@ -451,6 +451,21 @@ func TestUndoCaptureIntervalAndGroups(t *testing.T) {
 			t.Error("more steps than the interval makes")
 		}
 	})
+	t.Run("on the wall clock, not the clock a peer ahead pushed on", func(t *testing.T) {
+		// bob's clock is 30 s ahead (within MaxDrift): after his edit, alice's clock reads
+		// his walltime until hers passes it. Her two edits, 10 s apart, are two steps.
+		wa, wb := hlc.NewManualClock(kitT0), hlc.NewManualClock(kitT0+30_000)
+		ci := func(o *Options) { o.CaptureInterval = 500 * time.Millisecond }
+		alice, bob := kitReplica(t, "alice", wa, ci), kitReplica(t, "bob", wb, ci)
+		kitSet(t, bob, kitF2, "properties.name", `"bob"`)
+		kitDeliver(t, bob.Flush(), alice)
+		kitSet(t, alice, kitF1, "properties.name", `"first"`)
+		wa.Advance(10_000)
+		kitSet(t, alice, kitF1, "properties.color", `"second"`)
+		kitUndo(t, alice)
+		kitWant(t, alice, "feature", kitF1, "properties.name", `"first"`)
+		kitWant(t, alice, "feature", kitF1, "properties.color", "")
+	})
 	t.Run("off by default", func(t *testing.T) {
 		wall := hlc.NewManualClock(kitT0)
 		alice := kitReplica(t, "alice", wall)
