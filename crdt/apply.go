@@ -308,6 +308,9 @@ func (r *Replica) prepare(e Edit) (*op, oldValue, error) {
 	}
 	r.commitPending()
 	if r.batch != nil {
+		if r.batchOvertaken() {
+			r.sealBatch()
+		}
 		r.batchBytes += size
 	}
 	return o, old, nil
@@ -330,7 +333,7 @@ func (r *Replica) fitsMessage(o *op, meta, key string) (int, error) {
 		}
 	}
 	n := subSize(o.obj.subject.Name, meta, key, o.value)
-	if r.batch == nil {
+	if r.batch == nil || r.batchOvertaken() { // alone, or the first of the batch's next part (prepare)
 		if n+envelope > lim.MaxMessageBytes {
 			return 0, newError(ErrTooLarge, "an edit of about "+strconv.Itoa(n)+" bytes: its message would be more than "+
 				strconv.Itoa(lim.MaxMessageBytes)+" (limits.maxMessageBytes)")
@@ -391,6 +394,7 @@ func (r *Replica) commitLocal(sub *op, old oldValue) ([]Change, write) {
 		top.addSub(sub)
 		idx = int32(len(top.subOps()))
 		if idx == 1 {
+			top.ts = r.now()
 			r.log.insert(top)
 		}
 	} else {
@@ -420,15 +424,36 @@ func (r *Replica) commitLocal(sub *op, old oldValue) ([]Change, write) {
 }
 
 // StartBatch opens a local batch: the edits until CommitBatch become one batch operation
-// with one clock, applied as they are made, sent as one message and undone as one step.
+// with one clock (taken at its first edit), applied as they are made, sent as one message
+// and undone as one step.
+//
+// A batch left open while remote operations arrive (Receive between two of its edits) is
+// sent in parts, in order, one message each: the edits made after the receive are a new
+// batch operation with a clock after what was received. With one clock for the whole
+// batch, an edit made after seeing a peer's write of the same place would be older than
+// it, and lose to it on every replica. The parts stay one undo step.
 func (r *Replica) StartBatch() error {
 	if r.batch != nil {
 		return newError(ErrBadState, "a batch is already open")
 	}
-	r.batch = &op{verb: VerbBatch, ts: r.now()}
+	r.batch = &op{verb: VerbBatch}
 	r.batchBytes = 0
 	r.undo.closeTop()
 	return nil
+}
+
+// batchOvertaken reports whether the open batch holds edits and the clock has moved past
+// its clock since (only a receive moves it while a batch is open).
+func (r *Replica) batchOvertaken() bool {
+	return r.batch != nil && len(r.batch.subOps()) > 0 && r.clock.Last() != r.batch.ts
+}
+
+// sealBatch queues the open batch's edits so far as one batch operation and opens the
+// next part (see StartBatch).
+func (r *Replica) sealBatch() {
+	r.outbox = append(r.outbox, r.batch)
+	r.batch = &op{verb: VerbBatch}
+	r.batchBytes = 0
 }
 
 // CommitBatch closes the open batch and queues it. An empty batch sends nothing.

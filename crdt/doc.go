@@ -35,6 +35,12 @@
 // the batch's array wins. Two different operations carrying the same clock (a faulty peer)
 // are not told apart: the first one a replica receives is kept.
 //
+// A local batch takes its clock at its first edit. A batch left open while remote
+// operations arrive is sent in parts, one message each, in order: the edits made after a
+// receive get a clock after it (with one clock for all, an edit made after seeing a peer's
+// write of a place would be older than that write and lose to it everywhere). The parts
+// are one undo step.
+//
 // # Paths
 //
 // A key is a dotted path (`properties._umap_options.color`); a literal dot or one of gjson's

@@ -1066,3 +1066,50 @@ func TestScenarioClockPassesACatchUp(t *testing.T) {
 		t.Errorf("clock %s, want %s", own, want)
 	}
 }
+
+// TestScenarioBatchOpenAcrossAReceive: a batch left open while a peer's write arrives (the
+// JS glue's startBatch, an await, commitBatch). The edit alice makes after seeing bob's
+// write is newer than it on every replica; her edit made before it is older. The batch
+// leaves in two parts, in order, and is still one undo step. (With the batch's clock taken
+// at StartBatch, her later edit lost to bob's, silently: the test fails.)
+func TestScenarioBatchOpenAcrossAReceive(t *testing.T) {
+	wa, wb := hlc.NewManualClock(kitT0), hlc.NewManualClock(kitT0)
+	alice, bob := kitReplica(t, "alice", wa), kitReplica(t, "bob", wb)
+	kitNoErr(t, alice.StartBatch())
+	kitSet(t, alice, kitF1, "properties.color", `"red"`) // before bob's write
+	kitSet(t, alice, kitF1, "properties.weight", `2`)
+	wa.Advance(5000)
+	wb.Advance(5000)
+	kitSet(t, bob, kitF1, "properties.name", `"bob"`)
+	kitSet(t, bob, kitF1, "properties.color", `"bob's blue"`)
+	kitDeliver(t, bob.Flush(), alice)
+	ch, err := alice.Update("feature", kitF1, "properties.name", `"alice, after seeing bob"`)
+	if err != nil || len(ch) != 1 {
+		t.Fatalf("alice's edit after bob's: changes %v, error %v; want it visible", ch, err)
+	}
+	kitNoErr(t, alice.CommitBatch())
+	msgs := alice.Flush()
+	if len(msgs) != 2 || gjson.GetBytes(msgs[0], "verb").String() != "batch" ||
+		kitMsgHLC(t, msgs[0]).Compare(kitMsgHLC(t, msgs[1])) >= 0 {
+		t.Fatalf("the batch open across a receive should leave as two parts, in order: %q", msgs)
+	}
+	kitDeliver(t, msgs, bob)
+	for _, r := range []*Replica{alice, bob} {
+		kitWant(t, r, "feature", kitF1, "properties.name", `"alice, after seeing bob"`)
+		kitWant(t, r, "feature", kitF1, "properties.color", `"bob's blue"`)
+		kitWant(t, r, "feature", kitF1, "properties.weight", `2`)
+	}
+	kitSameState(t, alice, bob)
+	// One undo step for both parts: bob's color, newer than alice's, is left as he wrote it.
+	res := kitUndo(t, alice)
+	if len(res.Skipped) != 1 || res.Skipped[0].Key != "properties.color" {
+		t.Errorf("undo skipped %+v, want properties.color", res.Skipped)
+	}
+	kitWant(t, alice, "feature", kitF1, "properties.name", `"bob"`)
+	kitWant(t, alice, "feature", kitF1, "properties.weight", "")
+	if alice.CanUndo() {
+		t.Error("the two parts should be one undo step")
+	}
+	kitDeliver(t, alice.Flush(), bob)
+	kitSameState(t, alice, bob)
+}
