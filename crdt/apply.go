@@ -202,6 +202,7 @@ func (r *Replica) ApplyAppend(changes []Change, e Edit) ([]Change, error) {
 		clear(r.undo.redo) // the array must not keep the steps' operations and values
 		r.undo.redo = r.undo.redo[:0]
 	}
+	place, before, present, others := r.undoPlace(sub.obj, rootOrPath(sub), old)
 	changes, w := r.commitLocal(sub, old)
 	// The capture interval is on the wall clock: the clock's own walltime can run ahead of it
 	// for as long as a peer's clock is ahead of ours, and would join edits made far apart.
@@ -209,7 +210,7 @@ func (r *Replica) ApplyAppend(changes []Change, e Edit) ([]Change, error) {
 	if r.opts.CaptureInterval > 0 {
 		at = r.clock.WallMillis()
 	}
-	r.undo.record(undoEntry{obj: sub.obj, path: rootOrPath(sub), old: old.value, oldPresent: old.present, by: w},
+	r.undo.record(undoEntry{obj: sub.obj, path: place, old: before, oldPresent: present, by: w, others: others},
 		e.Group, r.batch != nil, at, r.opts)
 	return changes, nil
 }
@@ -240,7 +241,8 @@ func (r *Replica) Delete(subject, metadata string) ([]Change, error) {
 type oldValue struct {
 	value      string
 	present    bool
-	fromCaller bool // Edit.OldValue, not what the state holds
+	fromCaller bool          // Edit.OldValue, not what the state holds
+	others     hlc.Timestamp // the newest work of another peer the value holds (othersIn)
 }
 
 // prepare validates a local edit into a sub-operation (no clock yet) and reads the value it
@@ -292,7 +294,14 @@ func (r *Replica) prepare(e Edit) (*op, oldValue, error) {
 	}
 	var old oldValue
 	if err == nil {
-		old.value, old.present = obj.valueAt(o.path)
+		var from write
+		var one bool
+		old.value, old.present, from, one = obj.valueAtFrom(o.path)
+		if one {
+			old.others = r.othersClock(from)
+		} else {
+			old.others = r.othersIn(obj, o.path)
+		}
 		if e.Verb != VerbUpdate {
 			old.present = old.present && obj.exists()
 		}

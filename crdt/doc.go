@@ -134,7 +134,15 @@
 // Each local edit records the value each written path had before it. [Replica.Undo] reverts
 // the newest step (an edit, a batch, a group, or edits within the capture interval) by
 // emitting new operations with fresh clocks, so elsewhere an undo is just more edits. A place
-// another peer has written since is left as that peer wrote it and reported as skipped.
+// another peer has written since is left as that peer wrote it and reported as skipped —
+// also when that work is there again because an undo put it back (bob wrote over alice's
+// first edit, her second edit over bob's; undoing the second restores bob's value, and
+// undoing the first then leaves it): an undo's write carries the clock of the peer's work
+// it restored, local only, kept in snapshots. An update that replaced a value that is not
+// an object on its way (geometry [1,2], by a write of geometry.type), or made objects that
+// were not there, is undone by restoring that value (or its absence) whole — on an object
+// whose whole value the engine knows (upserted or seeded); on one it knows only by the
+// paths written, the path written is undone alone.
 // Remote operations never enter the stacks. The values an undo restores may be far larger
 // than what replaced them (a batch deleting a layer's features, undone): when they are more
 // than a peer takes in one message (Limits.MaxMessageBytes, MaxBatch), the step goes out as

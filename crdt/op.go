@@ -150,6 +150,10 @@ type opExtra struct {
 	extra string // unknown fields, canonical `"name":value,…`, kept and passed on
 	meta  string // its own metadata when it differs from the object's
 	subs  []*op  // a batch's sub-operations
+	// restores, on a write an undo or redo made, is the newest clock of another peer's work
+	// in the value it restored (undoEntry.others): that work is in the place again, and an
+	// older local step undone later must leave it (othersWroteSince). Local only: never sent.
+	restores hlc.Timestamp
 }
 
 // subOps returns a batch's sub-operations.

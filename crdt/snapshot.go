@@ -94,7 +94,9 @@ func (r *Replica) Snapshot() ([]byte, error) {
 		}
 		b = strconv.AppendInt(b, int64(index[o]), 10)
 	}
-	b = append(b, `],"bases":[`...)
+	b = append(b, ']')
+	b = appendRestores(b, r.log.ops)
+	b = append(b, `,"bases":[`...)
 	n = 0
 	for _, o := range r.objects.sorted(nil) {
 		if o.root.op == nil || !o.root.op.ts.IsZero() {
@@ -136,7 +138,8 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 // A step is {"group","at","closed","inBatch","entries":[[subject, metadata, key|null,
-// present, old|null, hlc, sub], …]}.
+// present, old|null, hlc, sub, others?], …]}: others, the clock of a peer's work the old
+// value held (undoEntry.others), only when there is one.
 func appendSteps(b []byte, steps []undoStep) []byte {
 	b = append(b, '[')
 	for i, s := range steps {
@@ -178,6 +181,11 @@ func appendSteps(b []byte, steps []undoStep) []byte {
 			b = e.by.op.ts.AppendText(b)
 			b = append(b, `",`...)
 			b = strconv.AppendInt(b, int64(e.by.sub), 10)
+			if !e.others.IsZero() {
+				b = append(b, `,"`...)
+				b = e.others.AppendText(b)
+				b = append(b, '"')
+			}
 			b = append(b, ']')
 		}
 		b = append(b, "]}"...)
@@ -338,6 +346,9 @@ func NewReplicaFromSnapshot(opts Options, snap []byte) (*Replica, error) {
 		}
 	}
 	r.outbox = queued
+	if err := decodeRestores(field(ms, "restores"), ops); err != nil {
+		return nil, err
+	}
 	r.clock.Observe(clock)
 	if n := len(r.log.ops); n > 0 {
 		r.clock.Observe(r.log.ops[n-1].ts)
@@ -386,8 +397,8 @@ func (r *Replica) decodeSteps(raw string) ([]undoStep, error) {
 		}
 		for _, en := range elements(field(ms, "entries")) {
 			p := elements(en)
-			if len(p) != 7 {
-				err = bad("an entry has 7 fields, got " + quote(en))
+			if len(p) != 7 && len(p) != 8 {
+				err = bad("an entry has 7 or 8 fields, got " + quote(en))
 				return false
 			}
 			sub, _ := stringValue((p[0]))
@@ -434,10 +445,86 @@ func (r *Replica) decodeSteps(raw string) ([]undoStep, error) {
 				by = &op{ts: t, verb: VerbBatch}
 			}
 			ent.by = write{op: by, sub: int32(idx)}
+			if len(p) == 8 {
+				hs, _ := stringValue(p[7])
+				if ent.others, e = hlc.Parse(hs); e != nil {
+					err = bad(e.Error())
+					return false
+				}
+			}
 			s.entries = append(s.entries, ent)
 		}
 		steps = append(steps, s)
 		return true
 	})
 	return steps, err
+}
+
+// appendRestores appends ,"restores":[[index, sub, "clock"], …], the writes of local undos
+// and redos that restored a peer's work (opExtra.restores), by their operation's index in
+// the log and their sub-operation's (0: the operation itself) — nothing when there is none.
+func appendRestores(b []byte, ops []*op) []byte {
+	n := 0
+	each := func(i, sub int, t *op) {
+		if t.x == nil || t.x.restores.IsZero() {
+			return
+		}
+		if n == 0 {
+			b = append(b, `,"restores":[`...)
+		} else {
+			b = append(b, ',')
+		}
+		n++
+		b = append(b, '[')
+		b = strconv.AppendInt(b, int64(i), 10)
+		b = append(b, ',')
+		b = strconv.AppendInt(b, int64(sub), 10)
+		b = append(b, `,"`...)
+		b = t.x.restores.AppendText(b)
+		b = append(b, `"]`...)
+	}
+	for i, o := range ops {
+		if subs := o.subOps(); o.verb == VerbBatch {
+			for j, s := range subs {
+				each(i, j+1, s)
+			}
+		} else {
+			each(i, 0, o)
+		}
+	}
+	if n > 0 {
+		b = append(b, ']')
+	}
+	return b
+}
+
+// decodeRestores reads appendRestores's list (absent: none) onto the log's operations.
+func decodeRestores(raw string, ops []*op) error {
+	if raw == "" {
+		return nil
+	}
+	bad := func(why string) error { return newError(ErrBadSnapshot, "restores: "+why) }
+	if raw[0] != '[' {
+		return bad("must be an array")
+	}
+	for _, el := range elements(raw) {
+		p := elements(el)
+		if len(p) != 3 {
+			return bad("an entry is [index, sub, clock], got " + quote(el))
+		}
+		i, e1 := strconv.Atoi(p[0])
+		sub, e2 := strconv.Atoi(p[1])
+		hs, _ := stringValue(p[2])
+		t, e3 := hlc.Parse(hs)
+		if e1 != nil || e2 != nil || e3 != nil || i < 0 || i >= len(ops) || sub < 0 || sub > len(ops[i].subOps()) ||
+			(sub == 0) != (ops[i].verb != VerbBatch) {
+			return bad("bad entry " + quote(el))
+		}
+		target := ops[i]
+		if sub > 0 {
+			target = ops[i].subOps()[sub-1]
+		}
+		target.more().restores = t
+	}
+	return nil
 }

@@ -291,14 +291,54 @@ func applyTo(t *jtree, w *op, path []string) {
 	}
 }
 
+// objectAt reports whether the visible value at path (not nil) is an object, without
+// building it: a kept write below path makes one there (a write, even an unset, replaces
+// what is not an object on its way by {}), else the deepest write at or above path says.
+func (o *object) objectAt(path []string) bool {
+	if !o.alive() {
+		return false
+	}
+	var anc write
+	ancN := -1
+	for _, p := range o.paths {
+		wp := p.path()
+		if len(wp) > len(path) && hasPrefix(wp, path) {
+			return true
+		}
+		if len(wp) > ancN && hasPrefix(path, wp) {
+			anc, ancN = p.w(), len(wp)
+		}
+	}
+	if anc.op == nil {
+		v, ok := lookup(o.rootValue(), path)
+		return ok && isObject(v)
+	}
+	t := anc.target()
+	if t.value == "" {
+		return false
+	}
+	v, ok := lookup(t.value, path[ancN:])
+	return ok && isObject(v)
+}
+
 // valueAt returns the visible value at path (nil: the whole object) and whether it is
 // present. A deleted object has nothing present.
 func (o *object) valueAt(path []string) (string, bool) {
+	v, ok, _, _ := o.valueAtFrom(path)
+	return v, ok
+}
+
+// valueAtFrom is valueAt that also says where the value comes from: one says it comes
+// from one kept write, from (the root's, the path's, or an ancestor's; from.op nil when
+// the object holds none); otherwise it is made of several (the whole object, or writes
+// below path).
+func (o *object) valueAtFrom(path []string) (v string, ok bool, from write, one bool) {
 	if len(path) == 0 {
-		return o.value()
+		v, ok = o.value()
+		return v, ok, write{}, false
 	}
 	if !o.alive() || !o.exists() {
-		return "", false // absent, or alive with {} and nothing written (an object just made)
+		return "", false, o.root, true // absent, or alive with {} and nothing written (an object just made)
 	}
 	// The usual place, and each of a catch-up's: a kept write of the very path (the same
 	// interned parts), none below it. Being kept, it is newer than any write above it: the
@@ -317,10 +357,11 @@ func (o *object) valueAt(path []string) (string, bool) {
 		}
 	}
 	if exact >= 0 {
-		if v := o.paths[exact].w().target().value; v != "" {
-			return v, true
+		w := o.paths[exact].w()
+		if v := w.target().value; v != "" {
+			return v, true, w, true
 		}
-		return "", false
+		return "", false, w, true
 	}
 	// The deepest write at or above path decides the starting point; writes below it are
 	// then applied in order.
@@ -340,16 +381,16 @@ func (o *object) valueAt(path []string) (string, bool) {
 		}
 	}
 	var start string
-	var ok bool
 	if anc.op != nil {
 		if t := anc.target(); t.value != "" {
 			start, ok = lookup(t.value, path[ancN:])
 		}
 	} else {
 		start, ok = lookup(o.rootValue(), path)
+		anc = o.root
 	}
 	if len(below) == 0 {
-		return start, ok
+		return start, ok, anc, true
 	}
 	slices.SortFunc(below, compareWrites)
 	tree := &jtree{raw: start}
@@ -357,7 +398,7 @@ func (o *object) valueAt(path []string) (string, bool) {
 		applyTo(tree, w.target(), w.target().path[len(path):])
 	}
 	if tree.kids == nil && tree.raw == "" {
-		return "", false
+		return "", false, write{}, false
 	}
-	return tree.String(), true
+	return tree.String(), true, write{}, false
 }

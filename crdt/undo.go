@@ -4,6 +4,8 @@ import (
 	"strconv"
 	"strings"
 	"unsafe"
+
+	"github.com/mapcrdt/mapcrdt/hlc"
 )
 
 // Undo and redo of local edits (DESIGN §7). An undo step lists, for every place a local edit
@@ -18,6 +20,9 @@ type undoEntry struct {
 	old        string   // the value to restore
 	oldPresent bool
 	by         write // the local write that changed the place
+	// others is the newest clock of another peer's work the old value held (othersIn), zero
+	// when none: restoring the value puts that work back (op.restores).
+	others hlc.Timestamp
 }
 
 // byMeta is the metadata text the write that changed the place carried, "" when its
@@ -175,6 +180,9 @@ func (r *Replica) revert(from, to *[]undoStep) (UndoResult, error) {
 		}
 		sub := &op{obj: e.obj, path: e.path}
 		sub.setMeta(e.byMeta())
+		if !e.others.IsZero() {
+			sub.more().restores = e.others
+		}
 		switch {
 		case e.path != nil:
 			sub.verb = VerbUpdate
@@ -221,8 +229,9 @@ func (r *Replica) revert(from, to *[]undoStep) (UndoResult, error) {
 				present = present && sub.obj.exists()
 			}
 			w := write{op: top, sub: idx}
+			others := r.othersIn(sub.obj, sub.path)
 			sub.obj.apply(w)
-			back.entries = append(back.entries, undoEntry{obj: sub.obj, path: sub.path, old: cur, oldPresent: present, by: w})
+			back.entries = append(back.entries, undoEntry{obj: sub.obj, path: sub.path, old: cur, oldPresent: present, by: w, others: others})
 		})
 		r.outbox = append(r.outbox, top)
 	}
@@ -264,11 +273,20 @@ func (r *Replica) messageGroups(subs []*op) ([][]*op, error) {
 }
 
 // othersWroteSince reports whether a write by another peer, newer than the entry's own
-// write, is visible at, above or below the entry's place.
+// write, is visible at, above or below the entry's place — or a local undo's write that
+// restored such a write's work there (a peer's value that a later local edit overwrote,
+// and its undo put back).
 func (r *Replica) othersWroteSince(e undoEntry) bool {
 	o := e.obj
 	newerOther := func(w write) bool {
-		return w.op != nil && !r.isOwn(w.op.ts.Peer) && !w.op.ts.IsZero() && compareWrites(w, e.by) > 0
+		if w.op == nil || w.op.ts.IsZero() {
+			return false
+		}
+		if !r.isOwn(w.op.ts.Peer) {
+			return compareWrites(w, e.by) > 0
+		}
+		t := w.target()
+		return t.x != nil && t.x.restores.Compare(e.by.op.ts) > 0
 	}
 	if newerOther(o.root) {
 		return true
@@ -286,4 +304,63 @@ func (r *Replica) othersWroteSince(e undoEntry) bool {
 		}
 	}
 	return false
+}
+
+// othersIn returns the newest clock of another peer's work that the value at path (nil: the
+// whole object) holds: other peers' writes kept at, above or below it, and the work local
+// undo writes restored there (op.restores). Zero when none.
+func (r *Replica) othersIn(o *object, path []string) hlc.Timestamp {
+	var newest hlc.Timestamp
+	if o.root.op != nil {
+		newest = r.othersClock(o.root)
+	}
+	for i := range o.paths {
+		p := &o.paths[i]
+		// The path first: it is at hand, where the write's operation may be in cold memory.
+		if path != nil {
+			if wp := p.path(); !hasPrefix(path, wp) && !hasPrefix(wp, path) {
+				continue
+			}
+		}
+		if ts := r.othersClock(write{op: p.op, sub: p.sub}); ts.Compare(newest) > 0 {
+			newest = ts
+		}
+	}
+	return newest
+}
+
+// othersClock is the clock of another peer's work a write holds: its own when another
+// peer made it, the one it restored when a local undo did (op.restores), else zero.
+func (r *Replica) othersClock(w write) hlc.Timestamp {
+	if w.op == nil {
+		return hlc.Timestamp{}
+	}
+	if ts := w.op.ts; !r.isOwn(ts.Peer) && ts.Wall != 0 {
+		return ts
+	}
+	if t := w.target(); t.x != nil {
+		return t.x.restores
+	}
+	return hlc.Timestamp{}
+}
+
+// undoPlace is the place a local edit of path is undone at, and the value it holds before
+// the edit: path and old — or, when an update replaced a value that is not an object on
+// its way (geometry [1,2], by a write of geometry.type) or made objects that were not
+// there (properties._umap_options, for its color), the shortest such prefix and its value,
+// restored whole. Only an absent old value can hide such a prefix. Only an object whose
+// whole value is known (upserted or seeded) is so undone: of one loaded from the saved map
+// and only edited, the engine knows the paths written, and restoring "no _umap_options"
+// would drop the members it never saw.
+func (r *Replica) undoPlace(obj *object, path []string, old oldValue) ([]string, string, bool, hlc.Timestamp) {
+	if old.present || old.fromCaller || len(path) < 2 || obj.root.op == nil {
+		return path, old.value, old.present, old.others
+	}
+	for k := 1; k < len(path); k++ {
+		if place := path[:k:k]; !obj.objectAt(place) {
+			v, ok := obj.valueAt(place)
+			return place, v, ok, r.othersIn(obj, place)
+		}
+	}
+	return path, old.value, old.present, old.others
 }

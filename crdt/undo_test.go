@@ -1024,3 +1024,101 @@ func TestUndoFitsAPeersMessages(t *testing.T) {
 		}
 	})
 }
+
+// TestUndoRestoresWhatAWriteBelowReplaced: an update below a value that is not an object
+// replaces it by objects (geometry [1,2] by a write of geometry.type; no _umap_options by
+// a write of its color). The undo restores the value replaced, not an empty object, on
+// every replica. (Undoing only the path written left {"geometry":{}} and
+// "_umap_options":{}: the test fails.)
+func TestUndoRestoresWhatAWriteBelowReplaced(t *testing.T) {
+	for _, tc := range []struct{ name, base, key, value string }{
+		{"a value that is not an object", `{"geometry":[1,2],"properties":{"name":"n"}}`, "geometry.type", `"Point"`},
+		{"objects that were not there", `{"properties":{"name":"n"}}`, "properties._umap_options.color", `"red"`},
+		{"two levels made", `{"properties":{"name":"n"}}`, "properties.a.b.c", `1`},
+		{"a string on the way", `{"properties":{"name":"n"}}`, "properties.name.first", `"x"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			alice, bob, _, walls := kitTrio(t)
+			kitOK(t)(alice.Upsert("feature", kitF1, tc.base))
+			kitDeliver(t, alice.Flush(), bob)
+			before := alice.State()
+			kitTick(walls, 10)
+			kitSet(t, alice, kitF1, tc.key, tc.value)
+			after := alice.State()
+			kitDeliver(t, alice.Flush(), bob)
+			kitTick(walls, 10)
+			kitUndo(t, alice)
+			kitDeliver(t, alice.Flush(), bob)
+			if got := alice.State(); got != before {
+				t.Errorf("after undo:\n got %s\nwant %s", got, before)
+			}
+			kitSameState(t, alice, bob)
+			kitTick(walls, 10)
+			kitRedo(t, alice)
+			kitDeliver(t, alice.Flush(), bob)
+			if got := alice.State(); got != after {
+				t.Errorf("after redo:\n got %s\nwant %s", got, after)
+			}
+			kitSameState(t, alice, bob)
+		})
+	}
+	// An object the engine knows only by the paths written (loaded from the saved map, not
+	// seeded) is undone path by path: "no properties" would drop what the page holds.
+	alice, _, _, walls := kitTrio(t)
+	kitSet(t, alice, kitF1, "properties._umap_options.color", `"red"`)
+	kitTick(walls, 10)
+	res := kitUndo(t, alice)
+	if len(res.Changes) != 1 || res.Changes[0].Key != "properties._umap_options.color" {
+		t.Errorf("undo on an object never upserted: changes %+v, want properties._umap_options.color unset", res.Changes)
+	}
+}
+
+// TestUndoKeepsAPeersWorkAnOwnLaterEditOverwrote: alice writes a1; bob writes over it;
+// alice writes a2 over bob's. Undoing a2 brings bob's value back; undoing a1 then must
+// leave bob's value and report it skipped (bob wrote after a1). The write of bob's value
+// is alice's undo, so the kept writes alone do not show it: the undo's write carries the
+// clock of the work it restored. (Without it, bob's value was erased, nothing skipped.)
+func TestUndoKeepsAPeersWorkAnOwnLaterEditOverwrote(t *testing.T) {
+	for _, tc := range []struct{ name, key2, value2, wantKey string }{
+		{"same path", "properties.name", `"a2"`, "properties.name"},
+		{"alice's later edit of the parent", "properties", `{"name":"a2"}`, "properties.name"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			alice, bob, _, walls := kitTrio(t)
+			kitSet(t, alice, kitF1, "properties.name", `"a1"`)
+			kitDeliver(t, alice.Flush(), bob)
+			kitTick(walls, 10)
+			kitSet(t, bob, kitF1, "properties.name", `"bob"`)
+			kitDeliver(t, bob.Flush(), alice)
+			kitTick(walls, 10)
+			kitSet(t, alice, kitF1, tc.key2, tc.value2)
+			kitDeliver(t, alice.Flush(), bob)
+			kitTick(walls, 10)
+			kitUndo(t, alice)
+			kitWant(t, alice, "feature", kitF1, "properties.name", `"bob"`)
+			// A replica restored from a snapshot now knows the same (checked below).
+			re := kitRestore(t, kitSnapshot(t, alice), walls[0])
+			kitTick(walls, 10)
+			res := kitUndo(t, alice)
+			kitWant(t, alice, "feature", kitF1, "properties.name", `"bob"`)
+			if len(res.Skipped) != 1 || res.Skipped[0].Key != tc.wantKey {
+				t.Errorf("second undo skipped %+v, want %s", res.Skipped, tc.wantKey)
+			}
+			kitDeliver(t, alice.Flush(), bob)
+			kitSameState(t, alice, bob)
+			// Redo of the second step (a2 over the restored bob) is alice's own work again.
+			// (The first step, skipped whole, left nothing to redo.)
+			kitTick(walls, 10)
+			kitRedo(t, alice)
+			kitWant(t, alice, "feature", kitF1, "properties.name", `"a2"`)
+			if alice.CanRedo() {
+				t.Error("a step skipped whole should leave nothing to redo")
+			}
+			// The snapshot kept what the undo's write restored.
+			if res := kitUndo(t, re); len(res.Skipped) != 1 {
+				t.Errorf("after a snapshot, the undo skipped %+v, want bob's place", res.Skipped)
+			}
+			kitWant(t, re, "feature", kitF1, "properties.name", `"bob"`)
+		})
+	}
+}
