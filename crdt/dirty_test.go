@@ -217,3 +217,21 @@ func kitMsgField(t testing.TB, msg []byte, name string) string {
 	}
 	return v.String()
 }
+
+// TestDirtyDoesNotDependOnCompaction: alice's unsaved edit that bob's newer one superseded
+// is bob's to save, not hers; Dirty says so before Compact drops her operation as after.
+// (Before, f1 was listed until a compaction, then not.)
+func TestDirtyDoesNotDependOnCompaction(t *testing.T) {
+	wall := hlc.NewManualClock(kitT0)
+	alice, bob := kitReplica(t, "alice", wall), kitReplica(t, "bob", wall)
+	kitSet(t, alice, kitF1, "properties.name", `"alice"`)
+	kitSet(t, alice, kitF2, "properties.name", `"alice too"`)
+	kitDeliver(t, alice.Flush(), bob)
+	wall.Advance(10)
+	kitSet(t, bob, kitF1, "properties.name", `"bob"`)
+	kitDeliver(t, bob.Flush(), alice)
+	kitWantDirty(t, alice, "feature f2")
+	alice.Compact()
+	kitWantDirty(t, alice, "feature f2")
+	kitWantDirty(t, bob, "feature f1")
+}

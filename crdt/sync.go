@@ -826,13 +826,15 @@ type DirtyObject struct {
 }
 
 // Dirty lists the objects with local operations not yet saved — newer than the saved horizon
-// and not held by a peer that announced a save: what uMap's save() must send. Parents come
-// before their children (a datalayer before its features).
+// and not held by a peer that announced a save — whose work is still visible: what uMap's
+// save() must send. An operation every write of which a newer one superseded (a peer's,
+// whose save is that peer's to make) is not listed, whether or not Compact has dropped it
+// yet. Parents come before their children (a datalayer before its features).
 func (r *Replica) Dirty() []DirtyObject {
 	seen := map[*object]bool{}
 	var objs []*object
 	for _, o := range r.log.since(r.saved) {
-		if !r.isOwn(o.ts.Peer) || (o.seq > 0 && o.seq <= r.savedBy[o.ts.Peer]) {
+		if o.live == 0 || !r.isOwn(o.ts.Peer) || (o.seq > 0 && o.seq <= r.savedBy[o.ts.Peer]) {
 			continue
 		}
 		o.writes(func(w *op, _ int32) {
