@@ -293,9 +293,11 @@ class Bridge {
    * Writes arguments too large for the input buffer. It grows to their length in UTF-16
    * units and a sixteenth first: a large message (a catch-up, a snapshot's JSON) is ASCII
    * but for a few values, and the 3 bytes per unit that always fit (need) would make Go
-   * allocate, and the wasm memory keep, three times the message. Text that does not fit
-   * is written again into a buffer sized by what it did write: 3 bytes per unit only for
-   * what was left.
+   * allocate, and the wasm memory keep, three times the message. An argument that does not
+   * fit — text longer in UTF-8 than in units, or bytes after such text — is never written
+   * past the buffer's end: the arguments are written again into a buffer sized by what was
+   * written and what is left (3 bytes per unit only for text not yet written), then, should
+   * that not do, into one of need bytes, where everything fits.
    */
   writeLarge(args, need) {
     let units = 0;
@@ -310,19 +312,22 @@ class Bridge {
       for (; i < args.length; i++) {
         const a = args[i];
         let w;
+        let more = 0; // if the argument does not fit: what it takes from off
         if (typeof a === "string") {
           left -= 3 * a.length;
           const r = encoder.encodeInto(a, this.u8.subarray(off, end));
-          if (r.read < a.length) {
-            if (pass === 2) throw fail("internal", "an argument takes more than 3 bytes per UTF-16 unit");
-            size = pass === 1 ? need : Math.min(need, off - this.inPtr + r.written + 3 * (a.length - r.read) + left);
-            break;
-          }
           w = r.written;
+          if (r.read < a.length) more = w + 3 * (a.length - r.read);
         } else {
-          left -= a.byteLength;
-          if (a.byteLength > 0) this.u8.set(a, off);
           w = a.byteLength;
+          left -= w;
+          if (w > end - off) more = w;
+          else if (w > 0) this.u8.set(a, off);
+        }
+        if (more > 0) {
+          if (pass === 2) throw fail("internal", "the arguments take more than 3 bytes per UTF-16 unit");
+          size = pass === 1 ? need : Math.min(need, off - this.inPtr + more + left);
+          break;
         }
         this.u32[this.lens + i] = w;
         off += w;
