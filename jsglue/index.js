@@ -218,7 +218,7 @@ class Bridge {
     let need = 0;
     for (let i = 0; i < n; i++) {
       const a = args[i];
-      need += typeof a === "string" ? a.length * 3 : a.byteLength;
+      need += typeof a === "string" ? a.length * 3 : byteLength(a);
     }
     if (need > this.inCap) {
       this.writeLarge(args, need);
@@ -281,8 +281,8 @@ class Bridge {
         }
       } else {
         // A view of a detached buffer (transferred away) has no bytes, and set() would throw.
-        if (a.byteLength > 0) u8.set(a, off);
-        w = a.byteLength;
+        w = byteLength(a);
+        if (w > 0) u8.set(a, off);
       }
       this.u32[this.lens + i] = w;
       off += w;
@@ -301,7 +301,7 @@ class Bridge {
    */
   writeLarge(args, need) {
     let units = 0;
-    for (const a of args) units += typeof a === "string" ? a.length : a.byteLength;
+    for (const a of args) units += typeof a === "string" ? a.length : byteLength(a);
     let size = Math.max(units + (units >>> 4), this.inCap); // Go keeps at least inCap
     for (let pass = 0; ; pass++) {
       this.setIn(this.ex.mapcrdt_in(size), size);
@@ -319,7 +319,7 @@ class Bridge {
           w = r.written;
           if (r.read < a.length) more = w + 3 * (a.length - r.read);
         } else {
-          w = a.byteLength;
+          w = byteLength(a);
           left -= w;
           if (w > end - off) more = w;
           else if (w > 0) this.u8.set(a, off);
@@ -345,6 +345,25 @@ class Bridge {
     if (!ok) throw errorFrom(result);
     return result;
   }
+}
+
+// Byte arguments are recognised and measured by the typed array's internal slots, through
+// the getters of %TypedArray%.prototype, never by what the object says: a byteLength defined
+// on the object, or a Proxy's, could say less than set() writes — past the input buffer,
+// into Go's heap. The getter of the length throws for anything but a typed array, before
+// anything is written.
+const typedArrayProto = Object.getPrototypeOf(Uint8Array.prototype);
+const typedArrayLength = Object.getOwnPropertyDescriptor(typedArrayProto, "byteLength").get;
+const typedArrayName = Object.getOwnPropertyDescriptor(typedArrayProto, Symbol.toStringTag).get;
+const apply = Reflect.apply;
+
+function byteLength(a) {
+  return apply(typedArrayLength, a, []);
+}
+
+/** Whether v is a Uint8Array (of any realm: a Node Buffer too), not an object posing as one. */
+function isBytes(v) {
+  return apply(typedArrayName, v, []) === "Uint8Array";
 }
 
 function decode(u8, p, n) {
@@ -482,7 +501,7 @@ function bytesOf(buffer) {
 }
 
 function messageArg(m) {
-  if (typeof m === "string" || m instanceof Uint8Array) return m;
+  if (typeof m === "string" || isBytes(m)) return m;
   if (m instanceof ArrayBuffer) return bytesOf(m);
   if (m instanceof JSONText) return m.text;
   if (m !== null && typeof m === "object") return json(m, "bad_message", "the message");
@@ -678,6 +697,20 @@ function checkKeys(obj, allowed, what) {
   }
 }
 
+// readKeys reads each key of obj once into a plain object; what a getter throws is a
+// bad_option error.
+function readKeys(obj, keys, what) {
+  const out = {};
+  for (const k of keys) {
+    try {
+      out[k] = obj[k];
+    } catch (e) {
+      throw fail("bad_option", `${what} ${k} cannot be read: ${describe(e)}`);
+    }
+  }
+  return out;
+}
+
 // ------------------------------------------------------------------ engines
 
 const optionKeys = new Set([
@@ -719,7 +752,9 @@ const registry =
  */
 export async function createEngine(options = {}) {
   checkKeys(options, optionKeys, "option");
-  const o = options;
+  // Each option read once: a getter answering a string when checked and something else
+  // when used would pass the checks.
+  const o = readKeys(options, optionKeys, "option");
   if (o.peerId !== undefined && (typeof o.peerId !== "string" || o.peerId === "")) {
     throw fail("bad_option", "peerId must be a non-empty string");
   }
@@ -730,22 +765,26 @@ export async function createEngine(options = {}) {
   let snapshot = "";
   if (o.snapshot !== undefined) {
     if (typeof o.snapshot === "string") snapshot = o.snapshot;
-    else if (o.snapshot instanceof Uint8Array) snapshot = o.snapshot;
+    else if (isBytes(o.snapshot)) snapshot = o.snapshot;
     else if (o.snapshot instanceof ArrayBuffer) snapshot = bytesOf(o.snapshot);
     else throw fail("bad_option", "snapshot must be a Uint8Array, an ArrayBuffer or a string");
     // The module reads an empty argument as "no snapshot": an empty one (or a buffer
     // transferred away) must not make a fresh engine in silence.
-    if (snapshot.length === 0) throw fail("bad_snapshot", "the snapshot is empty");
+    if ((typeof snapshot === "string" ? snapshot.length : byteLength(snapshot)) === 0) {
+      throw fail("bad_snapshot", "the snapshot is empty");
+    }
   }
+  const limitSet = new Set(limitKeys);
   const limits = o.limits === undefined ? {} : o.limits;
-  checkKeys(limits, new Set(limitKeys), "limits");
+  checkKeys(limits, limitSet, "limits");
+  const l = readKeys(limits, limitSet, "limits");
   const args = [
     o.peerId ?? "",
     // 0 is the module's "default" (60 s, 100 steps): an explicit 0 would be taken for it.
     count(o.maxDrift, "maxDrift", true),
     count(o.undoDepth, "undoDepth", true),
     count(o.captureInterval, "captureInterval", false),
-    ...limitKeys.map((k) => count(limits[k], "limits." + k, true)),
+    ...limitKeys.map((k) => count(l[k], "limits." + k, true)),
     snapshot,
     count(o.syncPage, "syncPage", true),
   ];
@@ -795,7 +834,7 @@ export async function merge(reference, latest, incoming, options = {}) {
   if (!policies.has(policy)) throw fail("bad_option", `policy must be "fail", "latest" or "incoming", not ${JSON.stringify(policy)}`);
   const bridge = await load(options.wasmURL);
   const doc = (d, name) => {
-    if (typeof d === "string" || d instanceof Uint8Array) return d;
+    if (typeof d === "string" || isBytes(d)) return d;
     return json(d, "bad_value", name);
   };
   const text = bridge.call(

@@ -111,3 +111,48 @@ function tryCall(raw, args) {
     return "error " + e.code;
   }
 }
+
+test("bytes are measured by their own length, not by what the object says", async () => {
+  const e = await createEngine({ peerId: "a" });
+  const before = e.state();
+  const utf8 = new TextEncoder();
+  // A pong padded to 300 KB, its byteLength (and length) defined on the array as 10: set()
+  // would still write it all, into a buffer sized for 10 bytes, and the module read 10.
+  const big = utf8.encode(JSON.stringify({ kind: "pong", pad: "x".repeat(300_000) }));
+  Object.defineProperty(big, "byteLength", { value: 10 });
+  Object.defineProperty(big, "length", { value: 10 });
+  assert.deepEqual(e.receive(big), []);
+  // A Proxy passes instanceof Uint8Array, and says what it likes when set() reads it: it is
+  // no bytes, but an object (whose JSON is no message).
+  const proxy = new Proxy(new Uint8Array(10), {
+    get(t, k) {
+      if (k === "length" || k === "byteLength") return 1e6;
+      const v = Reflect.get(t, k);
+      return typeof v === "function" ? v.bind(t) : v;
+    },
+  });
+  assert.throws(() => e.receive(proxy), (err) => err instanceof MapcrdtError && err.code === "unknown_kind");
+  await rejectsCode(merge(proxy, proxy, proxy), "bad_value");
+  await rejectsCode(createEngine({ snapshot: proxy }), "bad_option");
+  // An option read twice (checked, then used) could answer differently: it is read once.
+  let reads = 0;
+  const fickle = {
+    get peerId() {
+      return reads++ === 0 ? "b" : { length: 1e6, byteLength: 5 };
+    },
+  };
+  const b = await createEngine(fickle);
+  assert.equal(b.peerId, "b");
+  assert.equal(reads, 1);
+  await rejectsCode(createEngine({ get snapshot() { throw new Error("no"); } }), "bad_option");
+  // Bytes of another realm are bytes (instanceof would refuse them), and a Node Buffer too.
+  const { runInNewContext } = await import("node:vm");
+  const msg = JSON.stringify({ kind: "pong" });
+  assert.deepEqual(e.receive(runInNewContext("new Uint8Array(b)", { b: [...utf8.encode(msg)] })), []);
+  assert.deepEqual(e.receive(Buffer.from(msg)), []);
+  assert.equal(e.state(), before);
+  e.update("feature", { id: "f1", layerId: "L1" }, "properties.n", 1);
+  assert.equal(e.get("feature", { id: "f1", layerId: "L1" }, "properties.n"), 1);
+  e.close();
+  b.close();
+});
