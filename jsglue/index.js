@@ -424,10 +424,14 @@ function json(v, code, what) {
 // a feature's metadata is written on every edit of it, and JSON.stringify of a small
 // object costs ~10× what checking it against the text written last time does. A hit
 // needs the same own keys, in the same order, each with the same (===) value, and no
-// toJSON — every one of which JSON.stringify would write as it did; only objects whose
-// values are all strings, finite numbers, booleans or null are kept. The check is by
-// content, so a new object with the same fields (how uMap builds metadata) hits, and a
-// changed one misses. Cleared when full.
+// toJSON. Only plain objects (of prototype Object.prototype or null) whose values are all
+// strings, finite numbers, booleans or null are kept, and an entry's text is written from
+// the values it keeps, read once each (what JSON.stringify writes of such an object): an
+// array, a boxed primitive or a class instance with the same keys and values has other
+// JSON ("[]" for an array with an id), and a getter may answer differently at each read —
+// kept, either would give its text to the next plain object of those keys and values. The
+// check is by content, so a new object with the same fields (how uMap builds metadata)
+// hits, and a changed one misses. Cleared when full.
 const metadataTexts = new Map();
 const METADATA_TEXTS_SIZE = 4096;
 let lastKeys = [];
@@ -447,23 +451,33 @@ function metadataText(m) {
   if (m === null || typeof m !== "object" || m instanceof JSONText) return json(m, "bad_metadata", "metadata");
   const id = m.id;
   if (typeof id !== "string" || typeof m.toJSON === "function") return json(m, "bad_metadata", "metadata");
+  const proto = Object.getPrototypeOf(m);
+  if (proto !== Object.prototype && proto !== null) return json(m, "bad_metadata", "metadata");
   let keys = Object.keys(m);
+  const n = keys.length;
   const e = metadataTexts.get(id);
-  if (e !== undefined && e.keys.length === keys.length) {
+  if (e !== undefined && e.keys.length === n) {
     const ks = e.keys;
     const vs = e.values;
     let i = 0;
-    while (i < keys.length && keys[i] === ks[i] && m[keys[i]] === vs[i]) i++;
-    if (i === keys.length) return e.text;
+    while (i < n && keys[i] === ks[i] && m[keys[i]] === vs[i]) i++;
+    if (i === n) return e.text;
   }
-  const text = json(m, "bad_metadata", "metadata");
-  const values = new Array(keys.length);
-  for (let i = 0; i < keys.length; i++) {
+  const values = new Array(n);
+  for (let i = 0; i < n; i++) {
     const v = m[keys[i]];
     const t = typeof v;
-    if (!(t === "string" || t === "boolean" || v === null || (t === "number" && Number.isFinite(v)))) return text;
+    if (!(t === "string" || t === "boolean" || v === null || (t === "number" && Number.isFinite(v)))) {
+      return json(m, "bad_metadata", "metadata"); // a nested value: written whole, never kept
+    }
     values[i] = v;
   }
+  let text = "{";
+  for (let i = 0; i < n; i++) {
+    const v = values[i];
+    text += (i === 0 ? "" : ",") + json(keys[i], "bad_metadata", "metadata") + ":" + (typeof v === "string" ? json(v, "bad_metadata", "metadata") : String(v));
+  }
+  text += "}";
   if (metadataTexts.size >= METADATA_TEXTS_SIZE) metadataTexts.clear();
   // Metadata objects mostly share one list of keys: keep one array for all of them.
   if (sameKeys(lastKeys, keys)) keys = lastKeys;
