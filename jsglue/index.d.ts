@@ -54,7 +54,9 @@ export type Value = JSONValue | JSONText | { toJSON(): unknown };
 /**
  * Metadata naming an object: an object holding its identity fields (crdt/subjects.go:
  * "feature" needs layerId and id, "datalayer" and "datalayerpermissions" need id, "map" and
- * "mappermissions" none), plus any other fields (featureType …) that travel along.
+ * "mappermissions" none), plus any other fields (featureType …) that travel along. A string
+ * in it (a member name too) holding a lone surrogate is a "bad_metadata" error: it would
+ * reach the module as U+FFFD, and "g\ud800" and "g\udc00" would name one object.
  */
 export type Metadata = { [key: string]: JSONValue } | JSONText;
 
@@ -124,7 +126,10 @@ export interface EngineOptions {
 
 /** Options of one local edit (crdt.Edit in crdt/apply.go). */
 export interface EditOptions {
-  /** Consecutive edits with the same group form one undo step (a drag, a form). */
+  /**
+   * Consecutive edits with the same group form one undo step (a drag, a form). A lone
+   * surrogate in it is a "bad_option" error.
+   */
   group?: string;
   /** The value before the edit, used by undo only where the engine never saw one. */
   oldValue?: Value;
@@ -241,7 +246,11 @@ export interface Engine {
   /** True after close(). */
   readonly closed: boolean;
 
-  /** Sets key of an object to value (an "update" operation; undefined is an error: use unset). */
+  /**
+   * Sets key of an object to value (an "update" operation; undefined is an error: use unset).
+   * A key holding a lone surrogate is a "bad_key" error ("k\ud800" and "k\udbff" would be
+   * one key); so it is in unset, edit and get.
+   */
   update(subject: Subject, metadata: Metadata, key: string, value: Value, options?: EditOptions): void;
   /** Removes key from an object (an "update" operation without a value). */
   unset(subject: Subject, metadata: Metadata, key: string, options?: EditOptions): void;

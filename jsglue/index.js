@@ -448,11 +448,11 @@ function metadataJSON(m) {
 }
 
 function metadataText(m) {
-  if (m === null || typeof m !== "object" || m instanceof JSONText) return json(m, "bad_metadata", "metadata");
+  if (m === null || typeof m !== "object" || m instanceof JSONText) return metadataJSONText(m);
   const id = m.id;
-  if (typeof id !== "string" || typeof m.toJSON === "function") return json(m, "bad_metadata", "metadata");
+  if (typeof id !== "string" || typeof m.toJSON === "function") return metadataJSONText(m);
   const proto = Object.getPrototypeOf(m);
-  if (proto !== Object.prototype && proto !== null) return json(m, "bad_metadata", "metadata");
+  if (proto !== Object.prototype && proto !== null) return metadataJSONText(m);
   let keys = Object.keys(m);
   const n = keys.length;
   const e = metadataTexts.get(id);
@@ -468,7 +468,10 @@ function metadataText(m) {
     const v = m[keys[i]];
     const t = typeof v;
     if (!(t === "string" || t === "boolean" || v === null || (t === "number" && Number.isFinite(v)))) {
-      return json(m, "bad_metadata", "metadata"); // a nested value: written whole, never kept
+      return metadataJSONText(m); // a nested value: written whole, never kept
+    }
+    if ((t === "string" && !wellFormed(v)) || !wellFormed(keys[i])) {
+      throw fail("bad_metadata", `metadata ${JSON.stringify(keys[i])}: ${JSON.stringify(v)} ${loneSurrogate}`);
     }
     values[i] = v;
   }
@@ -483,6 +486,14 @@ function metadataText(m) {
   if (sameKeys(lastKeys, keys)) keys = lastKeys;
   else lastKeys = keys;
   metadataTexts.set(id, { keys, values, text });
+  return text;
+}
+
+// metadataJSONText is the JSON text of metadata the cache does not keep (JSON.stringify's,
+// or a JSONText's own), refused if any of its strings holds a lone surrogate.
+function metadataJSONText(m) {
+  const text = json(m, "bad_metadata", "metadata");
+  if (!wellFormedJSON(text)) throw fail("bad_metadata", `metadata ${text} ${loneSurrogate}`);
   return text;
 }
 
@@ -506,6 +517,50 @@ function describe(e) {
 function str(v, code, what) {
   if (typeof v !== "string") throw fail(code, `${what} must be a string, got ${typeof v}`);
   return v;
+}
+
+// wellFormed says whether a string holds no lone surrogate (U+D800–U+DFFF out of a pair).
+// TextEncoder writes each one as U+FFFD, and so does Go's JSON reader for an escaped one
+// (\ud800): "g\ud800" and "g\udc00" would name one object, "k\ud800" and "k\udbff" one key.
+// String.prototype.isWellFormed is in Node 20 and browsers since 2023; the pattern is for
+// older ones (without lookbehind, which older Safari lacks).
+const wellFormed =
+  typeof String.prototype.isWellFormed === "function"
+    ? (s) => s.isWellFormed()
+    : (s) => !/[\ud800-\udbff](?![\udc00-\udfff])|(?:^|[^\ud800-\udbff])[\udc00-\udfff]/.test(s);
+
+const loneSurrogate = "holds a lone surrogate (U+D800–U+DFFF out of a pair), which would reach the module as U+FFFD";
+
+/** An undo group (EditOptions.group): a well-formed string, or two groups would be one. */
+function groupArg(group) {
+  if (!wellFormed(str(group, "bad_option", "group"))) throw fail("bad_option", `group ${JSON.stringify(group)} ${loneSurrogate}`);
+  return group;
+}
+
+/** A key path argument: a well-formed string. */
+function keyArg(key) {
+  if (!wellFormed(str(key, "bad_key", "key"))) throw fail("bad_key", `key ${JSON.stringify(key)} ${loneSurrogate}`);
+  return key;
+}
+
+// wellFormedJSON says whether every string of a JSON text, member names included, is
+// well-formed as JSON.parse reads it: raw, or escaped (JSON.stringify writes a lone
+// surrogate as \udXXX). Text that is no JSON passes: the module says what is wrong with it.
+function wellFormedJSON(text) {
+  if (!wellFormed(text)) return false;
+  if (text.indexOf("\\u") < 0) return true;
+  try {
+    return wellFormedValue(JSON.parse(text));
+  } catch {
+    return true; // no JSON, or nested past the stack: the module refuses it
+  }
+}
+
+function wellFormedValue(v) {
+  if (typeof v === "string") return wellFormed(v);
+  if (v === null || typeof v !== "object") return true;
+  for (const k in v) if (!wellFormed(k) || !wellFormedValue(v[k])) return false;
+  return true;
 }
 
 // bytesOf views an ArrayBuffer. A detached one (transferred to a worker, say) has no bytes
@@ -928,7 +983,7 @@ class Engine {
       checkKeys(opts, editOptionKeys, "edit option");
       args.push(
         opts.oldValue === undefined ? "" : json(opts.oldValue, "bad_value", "oldValue"),
-        opts.group === undefined ? "" : str(opts.group, "bad_option", "group"),
+        opts.group === undefined ? "" : groupArg(opts.group),
       );
     }
     const want = this.#listeners.size > 0;
@@ -942,11 +997,11 @@ class Engine {
   }
 
   update(subject, metadata, key, value, opts) {
-    this.#edit("update", subject, metadata, str(key, "bad_key", "key"), json(value, "bad_value", "value"), opts);
+    this.#edit("update", subject, metadata, keyArg(key), json(value, "bad_value", "value"), opts);
   }
 
   unset(subject, metadata, key, opts) {
-    this.#edit("update", subject, metadata, str(key, "bad_key", "key"), "", opts);
+    this.#edit("update", subject, metadata, keyArg(key), "", opts);
   }
 
   upsert(subject, metadata, value, opts) {
@@ -960,7 +1015,7 @@ class Engine {
   edit(e) {
     checkKeys(e, new Set(["verb", "subject", "metadata", "key", "value", "oldValue", "group"]), "edit");
     const verb = str(e.verb, "unknown_verb", "verb");
-    const key = e.key === undefined ? "" : str(e.key, "bad_key", "key");
+    const key = e.key === undefined ? "" : keyArg(e.key);
     const value = e.value === undefined ? "" : json(e.value, "bad_value", "value");
     const opts = {};
     if (e.oldValue !== undefined) opts.oldValue = e.oldValue;
@@ -1090,7 +1145,7 @@ class Engine {
     const args = [str(subject, "unknown_subject", "subject"), metadataJSON(metadata)];
     if (key !== undefined) {
       // "" would reach the module as "no key" (the whole object).
-      if (str(key, "bad_key", "key") === "") throw fail("bad_key", "empty key");
+      if (keyArg(key) === "") throw fail("bad_key", "empty key");
       args.push(key);
     }
     const text = this.#run(this.#m.get, 0, args);

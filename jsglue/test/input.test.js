@@ -4,7 +4,7 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { createEngine, MapcrdtError } from "../index.js";
+import { createEngine, jsonText, MapcrdtError } from "../index.js";
 
 /** Asserts that fn throws a MapcrdtError of code (and a message matching re, if given). */
 function throwsCode(fn, code, re) {
@@ -63,6 +63,64 @@ test("metadata read through getters: the text kept is that of the values read, o
       const [msg] = a.flush();
       assert.deepEqual(JSON.parse(msg).metadata, { id: "f1", layerId: l });
     }
+  }
+  a.close();
+});
+
+test("a key, metadata or undo group holding a lone surrogate is refused, not merged with another", async () => {
+  const a = await createEngine({ peerId: "a" });
+  const f = { id: "f", layerId: "L" };
+  a.upsert("feature", f, { type: "Feature", properties: {} });
+  const before = a.state();
+  // TextEncoder, and Go's JSON reader for an escape, read each lone surrogate as U+FFFD:
+  // "g\ud800" and "g\udc00" would be one object, "k\ud800" and "k\udbff" one key.
+  for (const id of ["g\ud800", "g\udc00", "\udfffg", "g\ud800\ud800"]) {
+    throwsCode(() => a.upsert("feature", { id, layerId: "L" }, { type: "Feature" }), "bad_metadata", /lone surrogate/);
+    throwsCode(() => a.upsert("feature", { id: "g", layerId: id }, { type: "Feature" }), "bad_metadata", /lone surrogate/);
+    throwsCode(() => a.get("feature", { id, layerId: "L" }), "bad_metadata");
+    throwsCode(() => a.seed("feature", { id, layerId: "L" }, { type: "Feature" }), "bad_metadata");
+    // Member names, nested values (never kept by the cache), JSON text (raw or escaped).
+    throwsCode(() => a.delete("feature", { ...f, [id]: 1 }), "bad_metadata");
+    throwsCode(() => a.delete("feature", { ...f, extra: { deep: [id] } }), "bad_metadata");
+    throwsCode(() => a.delete("feature", jsonText(`{"id":"f","layerId":${JSON.stringify(id)}}`)), "bad_metadata");
+    throwsCode(() => a.delete("feature", jsonText(`{"id":"f","layerId":"${id}"}`)), "bad_metadata");
+    throwsCode(() => a.update("feature", f, `properties.k${id}`, 1), "bad_key", /lone surrogate/);
+    throwsCode(() => a.unset("feature", f, `properties.k${id}`), "bad_key");
+    throwsCode(() => a.edit({ verb: "update", subject: "feature", metadata: f, key: id, value: 1 }), "bad_key");
+    throwsCode(() => a.get("feature", f, id), "bad_key");
+    throwsCode(() => a.update("feature", f, "properties.x", 1, { group: id }), "bad_option");
+  }
+  assert.equal(a.state(), before);
+  assert.equal(a.pending(), 1); // the upsert only
+  // Surrogate pairs are characters like any other, written raw or as escapes.
+  const pair = { id: "g😀", layerId: "L" };
+  a.upsert("feature", pair, { type: "Feature", properties: {} });
+  a.update("feature", pair, "properties.k😀", 1, { group: "g😀" });
+  assert.deepEqual(a.get("feature", jsonText('{"id":"g\\ud83d\\ude00","layerId":"L"}'), "properties.k😀"), 1);
+  // A backslash followed by "ud800" in metadata is text, not an escape.
+  a.update("feature", { id: "g\\ud800", layerId: "L" }, "properties.k", 2);
+  assert.deepEqual(a.get("feature", jsonText('{"id":"g\\\\ud800","layerId":"L"}')), { properties: { k: 2 } });
+  a.close();
+});
+
+test("without String.prototype.isWellFormed (older browsers), lone surrogates are found all the same", async () => {
+  const own = Object.getOwnPropertyDescriptor(String.prototype, "isWellFormed");
+  delete String.prototype.isWellFormed;
+  let glue;
+  try {
+    glue = await import("../index.js?without-isWellFormed"); // a second instance of the module
+  } finally {
+    Object.defineProperty(String.prototype, "isWellFormed", own);
+  }
+  const a = await glue.createEngine({ peerId: "a" });
+  const f = { id: "f", layerId: "L" };
+  for (const k of ["\ud800", "a\udbff", "\udc00b", "a\udfffb", "\ud800\ud800", "\udc00\ud800", "😀\ud800", "\udc00😀"]) {
+    assert.throws(() => a.update("feature", f, "properties." + k, 1), { code: "bad_key" }, JSON.stringify(k));
+    assert.throws(() => a.delete("feature", { ...f, x: k }), { code: "bad_metadata" }, JSON.stringify(k));
+  }
+  for (const k of ["", "a", "😀", "a😀b", "\ud83d\ude00\ud83d\ude00", "東京"]) {
+    a.update("feature", f, "properties.k" + k, 1);
+    a.delete("feature", { ...f, x: k });
   }
   a.close();
 });
