@@ -97,13 +97,19 @@ export interface EngineOptions {
   peerId?: string;
   /** Where mapcrdt.wasm is (default: next to index.js). Only the first load uses it. */
   wasmURL?: string | URL;
-  /** How far ahead of the local clock a remote clock may be, in ms: a positive integer (default 60,000). */
+  /**
+   * How far ahead of the local clock a remote clock may be, in ms: a positive integer
+   * (default 60,000), at most 9,223,372,036,854 (~292 years: what a Go time.Duration holds).
+   */
   maxDrift?: number;
   /** A snapshot() of an engine to start from (an empty one is a "bad_snapshot" error). */
   snapshot?: Uint8Array | ArrayBuffer | string;
   /** Undo steps kept: a positive integer (default 100). */
   undoDepth?: number;
-  /** Local edits within this many ms join one undo step (default 0: each edit is a step). */
+  /**
+   * Local edits within this many ms join one undo step (default 0: each edit is a step); at
+   * most 9,223,372,036,854.
+   */
   captureInterval?: number;
   /**
    * The wall clock, ms since the epoch (default Date.now). Called once per engine call; a

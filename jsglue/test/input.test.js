@@ -124,3 +124,26 @@ test("without String.prototype.isWellFormed (older browsers), lone surrogates ar
   }
   a.close();
 });
+
+test("maxDrift and captureInterval past a time.Duration's range are bad_option, not wrapped", async () => {
+  // The glue takes any safe integer; the module refuses what time.Duration cannot hold
+  // (9,223,372,036,854 ms): 18446744073710 ms wrapped to 0 — the drift guard off.
+  for (const n of [9_223_372_036_855, 18_446_744_073_710, 18_446_744_073_711, Number.MAX_SAFE_INTEGER]) {
+    for (const key of ["maxDrift", "captureInterval"]) {
+      await assert.rejects(createEngine({ [key]: n }), (e) => {
+        assert.ok(e instanceof MapcrdtError);
+        assert.equal(e.code, "bad_option");
+        assert.match(e.message, new RegExp(`${key} must be at most 9223372036854`));
+        return true;
+      });
+    }
+  }
+  await assert.rejects(createEngine({ maxDrift: 2 ** 53 }), { code: "bad_option" }); // the glue's own check
+  const now = 1_727_184_449_010;
+  const a = await createEngine({ peerId: "a", maxDrift: 9_223_372_036_854, captureInterval: 9_223_372_036_854, now: () => now });
+  const ahead = (ms, seq) =>
+    JSON.stringify({ kind: "OperationMessage", sender: "b", verb: "update", subject: "map", metadata: {}, key: "properties.n", value: seq, hlc: `${now + ms}:0:b`, seq });
+  a.receive(ahead(100 * 365 * 86_400_000, 1)); // 100 years ahead: inside the longest guard
+  throwsCode(() => a.receive(ahead(1000 * 365 * 86_400_000, 2)), "clock_drift"); // 1,000: past it
+  a.close();
+});
