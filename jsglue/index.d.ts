@@ -339,7 +339,11 @@ export interface Engine {
   onChange(callback: (event: ChangeEvent) => void): () => void;
   /** The module's Go heap (shared by every engine), after a garbage collection if gc. */
   memory(gc?: boolean): MemoryStats;
-  /** Frees the engine; later calls throw "bad_state". Closing twice does nothing. */
+  /**
+   * Frees the engine. Every later call of a method throws "bad_state", before its arguments
+   * are looked at; peerId and closed stay readable, onChange's unsubscribe functions stay
+   * harmless, and closing twice does nothing.
+   */
   close(): void;
 }
 

@@ -43,6 +43,10 @@ function fail(code, message) {
   return new MapcrdtError(code, message);
 }
 
+function closed() {
+  return fail("bad_state", "the engine is closed");
+}
+
 /** JSON text passed as it is, where the API otherwise takes a JavaScript value. */
 export class JSONText {
   /** @param {string} text */
@@ -943,16 +947,25 @@ class Engine {
     if (registry) registry.register(this, { bridge, handle }, this);
   }
 
+  // A closed engine throws bad_state before anything else: a method taking no arguments
+  // checks in #run (or #runUntimed); one that checks its arguments checks first itself,
+  // then calls #exec, which does not check again (one check a call on the edit and receive
+  // paths, as before). Should the arguments' own code (a toJSON, a getter) close the
+  // engine, the module refuses its closed handle with bad_state.
   #run(method, flags, args, bytes = false) {
-    if (this.#closed) throw fail("bad_state", "the engine is closed");
+    if (this.#closed) throw closed();
     return this.#call.call(this.#bridge, method, this.#handle, flags, this.#now(), args, bytes);
+  }
+
+  #exec(method, flags, args) {
+    return this.#call.call(this.#bridge, method, this.#handle, flags, this.#now(), args, false);
   }
 
   // #runUntimed is #run for a method that stamps nothing: with the system clock, the call
   // passes no time (0: the module reads the system clock itself, should it need it), which
   // saves a Date.now() (~37 ns) a call; a clock given as options.now is passed as always.
   #runUntimed(method) {
-    if (this.#closed) throw fail("bad_state", "the engine is closed");
+    if (this.#closed) throw closed();
     return this.#call.call(this.#bridge, method, this.#handle, 0, this.#now === Date.now ? 0 : this.#now(), [], false);
   }
 
@@ -987,7 +1000,7 @@ class Engine {
       );
     }
     const want = this.#listeners.size > 0;
-    const text = this.#run(this.#m.edit, want ? FLAG_CHANGES : 0, args);
+    const text = this.#exec(this.#m.edit, want ? FLAG_CHANGES : 0, args);
     if (want) this.#emit("local", parseChanges(text, this.#bridge));
   }
 
@@ -997,22 +1010,27 @@ class Engine {
   }
 
   update(subject, metadata, key, value, opts) {
+    if (this.#closed) throw closed();
     this.#edit("update", subject, metadata, keyArg(key), json(value, "bad_value", "value"), opts);
   }
 
   unset(subject, metadata, key, opts) {
+    if (this.#closed) throw closed();
     this.#edit("update", subject, metadata, keyArg(key), "", opts);
   }
 
   upsert(subject, metadata, value, opts) {
+    if (this.#closed) throw closed();
     this.#edit("upsert", subject, metadata, "", json(value, "bad_value", "value"), opts);
   }
 
   delete(subject, metadata, opts) {
+    if (this.#closed) throw closed();
     this.#edit("delete", subject, metadata, "", "", opts);
   }
 
   edit(e) {
+    if (this.#closed) throw closed();
     checkKeys(e, new Set(["verb", "subject", "metadata", "key", "value", "oldValue", "group"]), "edit");
     const verb = str(e.verb, "unknown_verb", "verb");
     const key = e.key === undefined ? "" : keyArg(e.key);
@@ -1036,6 +1054,7 @@ class Engine {
   }
 
   batch(fn) {
+    if (this.#closed) throw closed();
     if (typeof fn !== "function") throw fail("bad_option", "batch takes a function");
     this.startBatch();
     try {
@@ -1046,8 +1065,9 @@ class Engine {
   }
 
   seed(subject, metadata, value) {
+    if (this.#closed) throw closed();
     const want = this.#listeners.size > 0;
-    const text = this.#run(this.#m.seed, want ? FLAG_CHANGES : 0, [
+    const text = this.#exec(this.#m.seed, want ? FLAG_CHANGES : 0, [
       str(subject, "unknown_subject", "subject"),
       metadataJSON(metadata),
       json(value, "bad_value", "value"),
@@ -1068,8 +1088,9 @@ class Engine {
   }
 
   onPeerMessage(message) {
+    if (this.#closed) throw closed();
     if (this.#listeners.size === 0 && !this.#funcof) return this.#peerMessageLazy(message);
-    const text = this.#run(this.#m.receive, 0, [messageArg(message)]);
+    const text = this.#exec(this.#m.receive, 0, [messageArg(message)]);
     const i = text.indexOf(RS);
     const changes = parseChanges(i < 0 ? text : text.slice(0, i), this.#bridge);
     const replies = i < 0 ? [] : text.slice(i + 1).split(RS);
@@ -1081,7 +1102,6 @@ class Engine {
   // module's memory — the replies and the new objects decoded, the changes' array copied
   // as bytes for lazyChanges.
   #peerMessageLazy(message) {
-    if (this.#closed) throw fail("bad_state", "the engine is closed");
     const bridge = this.#bridge;
     const n = bridge.invoke(this.#m.receive, this.#handle, 0, this.#now(), [messageArg(message)]);
     const p = bridge.outPtr;
@@ -1100,7 +1120,8 @@ class Engine {
 
   receive(message) {
     // onPeerMessage without the result object and the empty list of replies it makes.
-    const text = this.#run(this.#m.receive, 0, [messageArg(message)]);
+    if (this.#closed) throw closed();
+    const text = this.#exec(this.#m.receive, 0, [messageArg(message)]);
     const i = text.indexOf(RS);
     const changes = parseChanges(i < 0 ? text : text.slice(0, i), this.#bridge);
     this.#emit("remote", changes);
@@ -1109,11 +1130,12 @@ class Engine {
   }
 
   syncRequest(recipient) {
+    if (this.#closed) throw closed();
     if (recipient === undefined) return this.#run(this.#m.syncRequest, 0, []);
     // "" would reach the module as "no recipient" (a random known peer): a caller's empty
     // id is a mistake to report, not a request to pick.
     if (str(recipient, "bad_option", "recipient") === "") throw fail("bad_option", "recipient must be a peer id, not empty");
-    return this.#run(this.#m.syncRequest, 0, [recipient]);
+    return this.#exec(this.#m.syncRequest, 0, [recipient]);
   }
 
   #revert(method, origin) {
@@ -1142,13 +1164,14 @@ class Engine {
   }
 
   get(subject, metadata, key) {
+    if (this.#closed) throw closed();
     const args = [str(subject, "unknown_subject", "subject"), metadataJSON(metadata)];
     if (key !== undefined) {
       // "" would reach the module as "no key" (the whole object).
       if (keyArg(key) === "") throw fail("bad_key", "empty key");
       args.push(key);
     }
-    const text = this.#run(this.#m.get, 0, args);
+    const text = this.#exec(this.#m.get, 0, args);
     return text === "" ? undefined : JSON.parse(text);
   }
 
@@ -1169,11 +1192,12 @@ class Engine {
   }
 
   setPeers(peers) {
+    if (this.#closed) throw closed();
     if (!Array.isArray(peers)) throw fail("bad_option", "setPeers takes an array of peer ids");
     const ids = peers.map((p) => str(p, "bad_option", "a peer id"));
     // The ids cross joined by RS: one holding it would cross as two valid ids.
     if (ids.some((p) => p.includes(RS))) throw fail("bad_option", "a peer id holds a control character (U+001E)");
-    this.#run(this.#m.setPeers, 0, [ids.join(RS)]);
+    this.#exec(this.#m.setPeers, 0, [ids.join(RS)]);
   }
 
   compact() {
@@ -1185,7 +1209,8 @@ class Engine {
   }
 
   markSaved(hlc) {
-    this.#run(this.#m.markSaved, 0, [str(hlc, "bad_hlc", "hlc")]);
+    if (this.#closed) throw closed();
+    this.#exec(this.#m.markSaved, 0, [str(hlc, "bad_hlc", "hlc")]);
   }
 
   savedMessage() {
@@ -1197,6 +1222,7 @@ class Engine {
   }
 
   onChange(callback) {
+    if (this.#closed) throw closed();
     if (typeof callback !== "function") throw fail("bad_option", "onChange takes a function");
     const cb = (e) => callback(e);
     this.#listeners.add(cb);
@@ -1207,6 +1233,7 @@ class Engine {
 
   /** The Go heap of the module (shared by every engine), for measurements. */
   memory(gc = false) {
+    if (this.#closed) throw closed();
     const text = this.#bridge.call(this.#m.memory, 0, gc ? FLAG_GC : 0, 0, [], false);
     return { ...JSON.parse(text), wasmMemory: this.#bridge.memory.buffer.byteLength };
   }

@@ -147,3 +147,43 @@ test("maxDrift and captureInterval past a time.Duration's range are bad_option, 
   throwsCode(() => a.receive(ahead(1000 * 365 * 86_400_000, 2)), "clock_drift"); // 1,000: past it
   a.close();
 });
+
+test("after close(), every method throws bad_state before it looks at its arguments", async () => {
+  const a = await createEngine({ peerId: "a" });
+  const f = { id: "f1", layerId: "L1" };
+  a.update("feature", f, "properties.x", 1);
+  const [msg] = a.flush();
+  const b = await createEngine({ peerId: "b" });
+  const off = b.onChange(() => {});
+  b.close();
+  const proto = Object.getPrototypeOf(b);
+  const methods = Object.getOwnPropertyNames(proto).filter((n) => n !== "constructor" && n !== "close" && typeof Object.getOwnPropertyDescriptor(proto, n).value === "function");
+  assert.ok(methods.length >= 30, methods.join(" "));
+  // Bad arguments (none), then good ones: bad_state either way.
+  const good = {
+    update: ["feature", f, "properties.x", 2],
+    unset: ["feature", f, "properties.x"],
+    upsert: ["feature", f, {}],
+    delete: ["feature", f],
+    edit: [{ verb: "delete", subject: "feature", metadata: f }],
+    seed: ["feature", f, {}],
+    receive: [msg],
+    onPeerMessage: [msg],
+    get: ["feature", f],
+    syncRequest: ["a"],
+    setPeers: [["a"]],
+    markSaved: ["1727184449010:0:a"],
+    batch: [() => {}],
+    onChange: [() => {}],
+    memory: [],
+  };
+  for (const name of methods) {
+    throwsCode(() => b[name](), "bad_state", /closed/);
+    throwsCode(() => b[name](...(good[name] ?? [])), "bad_state", /closed/);
+  }
+  off(); // unsubscribing after close is harmless
+  b.close(); // and so is closing again
+  assert.equal(b.closed, true);
+  assert.equal(b.peerId, "b");
+  a.close();
+});
