@@ -317,7 +317,10 @@ export interface Engine {
   vector(): Record<string, number>;
   /** The peers last announced by the relay (JoinResponse, ListPeersResponse) or setPeers. */
   peers(): string[];
-  /** Replaces the known peers (for transports that learn them otherwise). */
+  /**
+   * Replaces the known peers (for transports that learn them otherwise); [] clears them. A
+   * peer id that is not valid (empty among them) is a "bad_option" error, changing nothing.
+   */
   setPeers(peers: string[]): void;
 
   /** Drops superseded operations from the log; the state does not change. */

@@ -1195,7 +1195,9 @@ class Engine {
     if (this.#closed) throw closed();
     if (!Array.isArray(peers)) throw fail("bad_option", "setPeers takes an array of peer ids");
     const ids = peers.map((p) => str(p, "bad_option", "a peer id"));
-    // The ids cross joined by RS: one holding it would cross as two valid ids.
+    // The ids cross joined by RS: one holding it would cross as two valid ids, and [""] as
+    // "", the module's "no list" (no peers, in silence).
+    if (ids.some((p) => p === "")) throw fail("bad_option", "a peer id must not be empty");
     if (ids.some((p) => p.includes(RS))) throw fail("bad_option", "a peer id holds a control character (U+001E)");
     this.#exec(this.#m.setPeers, 0, [ids.join(RS)]);
   }

@@ -148,6 +148,19 @@ test("maxDrift and captureInterval past a time.Duration's range are bad_option, 
   a.close();
 });
 
+test("setPeers refuses an empty peer id, alone or among others, changing nothing", async () => {
+  const e = await createEngine({ peerId: "a" });
+  e.setPeers(["b", "c"]);
+  // [""] crossed as "", the module's "no list": it cleared the peers in silence.
+  for (const bad of [[""], ["", ""], ["b", ""], ["", "b"]]) {
+    throwsCode(() => e.setPeers(bad), "bad_option", /empty/);
+    assert.deepEqual(e.peers(), ["b", "c"]);
+  }
+  e.setPeers([]); // no peers: an empty list
+  assert.deepEqual(e.peers(), []);
+  e.close();
+});
+
 test("after close(), every method throws bad_state before it looks at its arguments", async () => {
   const a = await createEngine({ peerId: "a" });
   const f = { id: "f1", layerId: "L1" };
