@@ -338,7 +338,12 @@ export interface Engine {
   /** Objects with local edits newer than the saved horizon, parents first. */
   dirty(): DirtyObject[];
 
-  /** Calls callback after every call that changed what is visible; returns the unsubscribe function. */
+  /**
+   * Calls callback after every call that changed what is visible; returns the unsubscribe
+   * function. Every listener gets the events in the order the engine made them: an edit a
+   * listener makes while an event is delivered has its event delivered once that one has
+   * reached every listener (after the listener's edit call has returned).
+   */
   onChange(callback: (event: ChangeEvent) => void): () => void;
   /** The module's Go heap (shared by every engine), after a garbage collection if gc. */
   memory(gc?: boolean): MemoryStats;

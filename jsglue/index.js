@@ -932,6 +932,9 @@ class Engine {
   #peerId;
   /** @type {Set<(event: any) => void>} */
   #listeners = new Set();
+  #emitting = false;
+  /** @type {any[]} events made while another was being delivered (#emit) */
+  #queued = [];
   /** @type {string[]} replies produced by receive(), sent by the next flush() */
   #replies = [];
   #closed = false;
@@ -969,9 +972,29 @@ class Engine {
     return this.#call.call(this.#bridge, method, this.#handle, 0, this.#now === Date.now ? 0 : this.#now(), [], false);
   }
 
+  // #emit delivers an event to every listener, in the order the engine made the events: a
+  // listener's own edit (a validator replacing a remote value) makes its event while
+  // another is being delivered, and that one waits in #queued until every listener has had
+  // the first — or a renderer after the validator would get the correction, then the value
+  // it corrected, and show the wrong one.
   #emit(origin, changes, skipped) {
     if (changes.length === 0 || this.#listeners.size === 0) return;
     const event = skipped ? { origin, changes, skipped } : { origin, changes };
+    if (this.#emitting) {
+      this.#queued.push(event);
+      return;
+    }
+    this.#emitting = true;
+    try {
+      this.#deliver(event);
+      for (let i = 0; i < this.#queued.length; i++) this.#deliver(this.#queued[i]);
+    } finally {
+      this.#emitting = false;
+      this.#queued = [];
+    }
+  }
+
+  #deliver(event) {
     for (const cb of [...this.#listeners]) {
       try {
         cb(event);
