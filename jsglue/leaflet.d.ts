@@ -119,6 +119,9 @@ export interface LeafletController {
   /**
    * Renders the features these changes touch, from the engine's state. The controller
    * already does this for every engine.onChange event; calling it again is harmless.
+   * The controller draws one layer per feature id: a feature whose id is drawn for another
+   * datalayer waits, and is drawn when that one goes (a feature moved to another datalayer
+   * ends drawn there, whichever order the move's batch holds).
    */
   applyChanges(changes: readonly Change[]): void;
   /** Renders every feature of engine.state() and removes layers of absent features. */
