@@ -526,6 +526,13 @@ export function bindLeaflet(options) {
 
   // ---------------------------------------------------------------- the controller
 
+  // batched runs fn in one batch: the caller's, when one is open (engine.batch would throw
+  // "a batch is already open" — after part of the work), or its own.
+  function batched(fn) {
+    if (engine.inBatch()) fn();
+    else engine.batch(fn);
+  }
+
   // dropDeleted removes layer, the feature of id the controller deleted, if the delete's
   // change has not (it changed nothing visible), and draws a feature of that id waiting in
   // another datalayer.
@@ -622,7 +629,7 @@ export function bindLeaflet(options) {
       const { info } = need(id);
       const entries = Object.entries(values);
       if (entries.length === 0) return;
-      engine.batch(() => {
+      batched(() => {
         for (const [key, value] of entries) {
           const path = "properties." + key;
           if (value === undefined) engine.unset("feature", metadata(info), path);
@@ -658,7 +665,7 @@ export function bindLeaflet(options) {
         .filter((layer) => layer && infos.get(layer) && infos.get(layer).committed)
         .map((layer) => ({ layer, info: infos.get(layer) }));
       if (targets.length === 0) return 0;
-      engine.batch(() => {
+      batched(() => {
         for (const { info } of targets) engine.delete("feature", metadata(info));
       });
       for (const { layer, info } of targets) dropDeleted(info.id, layer);

@@ -1,6 +1,7 @@
-// The Leaflet helper (leaflet.js) rendering a peer's changes, in headless Debian chromium
-// (through playwright-core) with Leaflet and Leaflet.Editable from node_modules. Skipped
-// when chromium is not installed. (The demo's page runs it too: demo/e2e.)
+// The Leaflet helper (leaflet.js) rendering a peer's changes and making batched edits, in
+// headless Debian chromium (through playwright-core) with Leaflet and Leaflet.Editable from
+// node_modules. Skipped when chromium is not installed. (The demo's page runs it too:
+// demo/e2e.)
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -101,6 +102,29 @@ const scenarios = {
     out.gone = drawn().filter((f) => f.endsWith("/K"));
     return out;
   },
+  // setProperties and deleteFeatures inside the caller's batch join it.
+  async batched() {
+    const { b, ctl, drawn } = await setup();
+    const id = ctl.addFeature({ geometry: { type: "Point", coordinates: [2.35, 48.85] }, properties: { name: "n" } });
+    const id2 = ctl.addFeature({ geometry: { type: "LineString", coordinates: [[2.35, 48.85], [2.36, 48.86]] }, properties: {} });
+    b.flush();
+    b.batch(() => {
+      ctl.setProperty(id, "name", "m");
+      ctl.setProperties(id, { color: "x", size: 2 });
+      ctl.deleteFeatures([id2]);
+    });
+    const out = { inBatch: b.inBatch(), properties: b.get("feature", meta(id, "L1"), "properties"), id2: b.get("feature", meta(id2, "L1")) ?? null };
+    out.messages = b.flush().map((m) => JSON.parse(m).verb);
+    out.drawn = drawn().length;
+    // Outside a batch, each still makes its own.
+    ctl.setProperties(id, { color: "y", size: 3 });
+    out.alone = b.flush().map((m) => JSON.parse(m).verb);
+    // One undo step took the caller's batch: undone, the line is back.
+    b.undo();
+    b.undo();
+    out.afterUndo = drawn().length;
+    return out;
+  },
 };
 const result = {};
 for (const [name, fn] of Object.entries(scenarios)) {
@@ -113,7 +137,7 @@ for (const [name, fn] of Object.entries(scenarios)) {
 window.result = result;
 </script>`;
 
-test("the Leaflet helper draws moved and twin features (chromium)", async (t) => {
+test("the Leaflet helper draws moved and twin features, and joins the caller's batch (chromium)", async (t) => {
   const exe = chromiumPath();
   if (!exe) return t.skip("chromium not installed");
   let chromium;
@@ -165,6 +189,13 @@ test("the Leaflet helper draws moved and twin features (chromium)", async (t) =>
     assert.equal(r.twins.name3, "three");
     assert.deepEqual(r.twins.gone, []);
 
+    assert.equal(r.batched.inBatch, false);
+    assert.deepEqual(r.batched.properties, { name: "m", color: "x", size: 2 });
+    assert.equal(r.batched.id2, null);
+    assert.deepEqual(r.batched.messages, ["batch"]);
+    assert.equal(r.batched.drawn, 1);
+    assert.deepEqual(r.batched.alone, ["batch"]);
+    assert.equal(r.batched.afterUndo, 2);
     assert.deepEqual(errors, []);
   } finally {
     await browser.close();
