@@ -439,6 +439,7 @@ function json(v, code, what) {
 const metadataTexts = new Map();
 const METADATA_TEXTS_SIZE = 4096;
 let lastKeys = [];
+let lastPrefixes = [];
 
 // metadataJSON is metadataText with whatever the object's own code throws (a getter, a
 // Proxy's trap) turned into a bad_metadata error, as json() does for JSON.stringify.
@@ -474,21 +475,25 @@ function metadataText(m) {
     if (!(t === "string" || t === "boolean" || v === null || (t === "number" && Number.isFinite(v)))) {
       return metadataJSONText(m); // a nested value: written whole, never kept
     }
-    if ((t === "string" && !wellFormed(v)) || !wellFormed(keys[i])) {
-      throw fail("bad_metadata", `metadata ${JSON.stringify(keys[i])}: ${JSON.stringify(v)} ${loneSurrogate}`);
-    }
+    if (t === "string" && !wellFormed(v)) throw fail("bad_metadata", `metadata ${JSON.stringify(keys[i])}: ${JSON.stringify(v)} ${loneSurrogate}`);
     values[i] = v;
   }
-  let text = "{";
+  // Metadata objects mostly share one list of keys: keep one array for all of them, and
+  // the text before each value ('{"id":', ',"layerId":' …), written (and its names
+  // checked) once per list.
+  if (sameKeys(lastKeys, keys)) keys = lastKeys;
+  else {
+    for (const k of keys) if (!wellFormed(k)) throw fail("bad_metadata", `metadata member name ${JSON.stringify(k)} ${loneSurrogate}`);
+    lastKeys = keys;
+    lastPrefixes = keys.map((k, i) => (i === 0 ? "{" : ",") + json(k, "bad_metadata", "metadata") + ":");
+  }
+  let text = n === 0 ? "{" : "";
   for (let i = 0; i < n; i++) {
     const v = values[i];
-    text += (i === 0 ? "" : ",") + json(keys[i], "bad_metadata", "metadata") + ":" + (typeof v === "string" ? json(v, "bad_metadata", "metadata") : String(v));
+    text += lastPrefixes[i] + (typeof v === "string" ? json(v, "bad_metadata", "metadata") : String(v));
   }
   text += "}";
   if (metadataTexts.size >= METADATA_TEXTS_SIZE) metadataTexts.clear();
-  // Metadata objects mostly share one list of keys: keep one array for all of them.
-  if (sameKeys(lastKeys, keys)) keys = lastKeys;
-  else lastKeys = keys;
   metadataTexts.set(id, { keys, values, text });
   return text;
 }
