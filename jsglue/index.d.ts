@@ -54,7 +54,9 @@ export type Value = JSONValue | JSONText | { toJSON(): unknown };
 /**
  * Metadata naming an object: an object holding its identity fields (crdt/subjects.go:
  * "feature" needs layerId and id, "datalayer" and "datalayerpermissions" need id, "map" and
- * "mappermissions" none), plus any other fields (featureType …) that travel along.
+ * "mappermissions" none), plus any other fields (featureType …) that travel along. A string
+ * in it (a member name too) holding a lone surrogate is a "bad_metadata" error: it would
+ * reach the module as U+FFFD, and "g\ud800" and "g\udc00" would name one object.
  */
 export type Metadata = { [key: string]: JSONValue } | JSONText;
 
@@ -95,13 +97,19 @@ export interface EngineOptions {
   peerId?: string;
   /** Where mapcrdt.wasm is (default: next to index.js). Only the first load uses it. */
   wasmURL?: string | URL;
-  /** How far ahead of the local clock a remote clock may be, in ms: a positive integer (default 60,000). */
+  /**
+   * How far ahead of the local clock a remote clock may be, in ms: a positive integer
+   * (default 60,000), at most 9,223,372,036,854 (~292 years: what a Go time.Duration holds).
+   */
   maxDrift?: number;
   /** A snapshot() of an engine to start from (an empty one is a "bad_snapshot" error). */
   snapshot?: Uint8Array | ArrayBuffer | string;
   /** Undo steps kept: a positive integer (default 100). */
   undoDepth?: number;
-  /** Local edits within this many ms join one undo step (default 0: each edit is a step). */
+  /**
+   * Local edits within this many ms join one undo step (default 0: each edit is a step); at
+   * most 9,223,372,036,854.
+   */
   captureInterval?: number;
   /**
    * The wall clock, ms since the epoch (default Date.now). Called once per engine call; a
@@ -124,7 +132,10 @@ export interface EngineOptions {
 
 /** Options of one local edit (crdt.Edit in crdt/apply.go). */
 export interface EditOptions {
-  /** Consecutive edits with the same group form one undo step (a drag, a form). */
+  /**
+   * Consecutive edits with the same group form one undo step (a drag, a form). A lone
+   * surrogate in it is a "bad_option" error.
+   */
   group?: string;
   /** The value before the edit, used by undo only where the engine never saw one. */
   oldValue?: Value;
@@ -241,7 +252,11 @@ export interface Engine {
   /** True after close(). */
   readonly closed: boolean;
 
-  /** Sets key of an object to value (an "update" operation; undefined is an error: use unset). */
+  /**
+   * Sets key of an object to value (an "update" operation; undefined is an error: use unset).
+   * A key holding a lone surrogate is a "bad_key" error ("k\ud800" and "k\udbff" would be
+   * one key); so it is in unset, edit and get.
+   */
   update(subject: Subject, metadata: Metadata, key: string, value: Value, options?: EditOptions): void;
   /** Removes key from an object (an "update" operation without a value). */
   unset(subject: Subject, metadata: Metadata, key: string, options?: EditOptions): void;
@@ -302,7 +317,10 @@ export interface Engine {
   vector(): Record<string, number>;
   /** The peers last announced by the relay (JoinResponse, ListPeersResponse) or setPeers. */
   peers(): string[];
-  /** Replaces the known peers (for transports that learn them otherwise). */
+  /**
+   * Replaces the known peers (for transports that learn them otherwise); [] clears them. A
+   * peer id that is not valid (empty among them) is a "bad_option" error, changing nothing.
+   */
   setPeers(peers: string[]): void;
 
   /** Drops superseded operations from the log; the state does not change. */
@@ -320,11 +338,20 @@ export interface Engine {
   /** Objects with local edits newer than the saved horizon, parents first. */
   dirty(): DirtyObject[];
 
-  /** Calls callback after every call that changed what is visible; returns the unsubscribe function. */
+  /**
+   * Calls callback after every call that changed what is visible; returns the unsubscribe
+   * function. Every listener gets the events in the order the engine made them: an edit a
+   * listener makes while an event is delivered has its event delivered once that one has
+   * reached every listener (after the listener's edit call has returned).
+   */
   onChange(callback: (event: ChangeEvent) => void): () => void;
   /** The module's Go heap (shared by every engine), after a garbage collection if gc. */
   memory(gc?: boolean): MemoryStats;
-  /** Frees the engine; later calls throw "bad_state". Closing twice does nothing. */
+  /**
+   * Frees the engine. Every later call of a method throws "bad_state", before its arguments
+   * are looked at; peerId and closed stay readable, onChange's unsubscribe functions stay
+   * harmless, and closing twice does nothing.
+   */
   close(): void;
 }
 

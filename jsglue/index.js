@@ -43,6 +43,10 @@ function fail(code, message) {
   return new MapcrdtError(code, message);
 }
 
+function closed() {
+  return fail("bad_state", "the engine is closed");
+}
+
 /** JSON text passed as it is, where the API otherwise takes a JavaScript value. */
 export class JSONText {
   /** @param {string} text */
@@ -218,7 +222,7 @@ class Bridge {
     let need = 0;
     for (let i = 0; i < n; i++) {
       const a = args[i];
-      need += typeof a === "string" ? a.length * 3 : a.byteLength;
+      need += typeof a === "string" ? a.length * 3 : byteLength(a);
     }
     if (need > this.inCap) {
       this.writeLarge(args, need);
@@ -281,8 +285,8 @@ class Bridge {
         }
       } else {
         // A view of a detached buffer (transferred away) has no bytes, and set() would throw.
-        if (a.byteLength > 0) u8.set(a, off);
-        w = a.byteLength;
+        w = byteLength(a);
+        if (w > 0) u8.set(a, off);
       }
       this.u32[this.lens + i] = w;
       off += w;
@@ -293,13 +297,15 @@ class Bridge {
    * Writes arguments too large for the input buffer. It grows to their length in UTF-16
    * units and a sixteenth first: a large message (a catch-up, a snapshot's JSON) is ASCII
    * but for a few values, and the 3 bytes per unit that always fit (need) would make Go
-   * allocate, and the wasm memory keep, three times the message. Text that does not fit
-   * is written again into a buffer sized by what it did write: 3 bytes per unit only for
-   * what was left.
+   * allocate, and the wasm memory keep, three times the message. An argument that does not
+   * fit — text longer in UTF-8 than in units, or bytes after such text — is never written
+   * past the buffer's end: the arguments are written again into a buffer sized by what was
+   * written and what is left (3 bytes per unit only for text not yet written), then, should
+   * that not do, into one of need bytes, where everything fits.
    */
   writeLarge(args, need) {
     let units = 0;
-    for (const a of args) units += typeof a === "string" ? a.length : a.byteLength;
+    for (const a of args) units += typeof a === "string" ? a.length : byteLength(a);
     let size = Math.max(units + (units >>> 4), this.inCap); // Go keeps at least inCap
     for (let pass = 0; ; pass++) {
       this.setIn(this.ex.mapcrdt_in(size), size);
@@ -310,19 +316,22 @@ class Bridge {
       for (; i < args.length; i++) {
         const a = args[i];
         let w;
+        let more = 0; // if the argument does not fit: what it takes from off
         if (typeof a === "string") {
           left -= 3 * a.length;
           const r = encoder.encodeInto(a, this.u8.subarray(off, end));
-          if (r.read < a.length) {
-            if (pass === 2) throw fail("internal", "an argument takes more than 3 bytes per UTF-16 unit");
-            size = pass === 1 ? need : Math.min(need, off - this.inPtr + r.written + 3 * (a.length - r.read) + left);
-            break;
-          }
           w = r.written;
+          if (r.read < a.length) more = w + 3 * (a.length - r.read);
         } else {
-          left -= a.byteLength;
-          if (a.byteLength > 0) this.u8.set(a, off);
-          w = a.byteLength;
+          w = byteLength(a);
+          left -= w;
+          if (w > end - off) more = w;
+          else if (w > 0) this.u8.set(a, off);
+        }
+        if (more > 0) {
+          if (pass === 2) throw fail("internal", "the arguments take more than 3 bytes per UTF-16 unit");
+          size = pass === 1 ? need : Math.min(need, off - this.inPtr + more + left);
+          break;
         }
         this.u32[this.lens + i] = w;
         off += w;
@@ -340,6 +349,25 @@ class Bridge {
     if (!ok) throw errorFrom(result);
     return result;
   }
+}
+
+// Byte arguments are recognised and measured by the typed array's internal slots, through
+// the getters of %TypedArray%.prototype, never by what the object says: a byteLength defined
+// on the object, or a Proxy's, could say less than set() writes — past the input buffer,
+// into Go's heap. The getter of the length throws for anything but a typed array, before
+// anything is written.
+const typedArrayProto = Object.getPrototypeOf(Uint8Array.prototype);
+const typedArrayLength = Object.getOwnPropertyDescriptor(typedArrayProto, "byteLength").get;
+const typedArrayName = Object.getOwnPropertyDescriptor(typedArrayProto, Symbol.toStringTag).get;
+const apply = Reflect.apply;
+
+function byteLength(a) {
+  return apply(typedArrayLength, a, []);
+}
+
+/** Whether v is a Uint8Array (of any realm: a Node Buffer too), not an object posing as one. */
+function isBytes(v) {
+  return apply(typedArrayName, v, []) === "Uint8Array";
 }
 
 function decode(u8, p, n) {
@@ -400,13 +428,18 @@ function json(v, code, what) {
 // a feature's metadata is written on every edit of it, and JSON.stringify of a small
 // object costs ~10× what checking it against the text written last time does. A hit
 // needs the same own keys, in the same order, each with the same (===) value, and no
-// toJSON — every one of which JSON.stringify would write as it did; only objects whose
-// values are all strings, finite numbers, booleans or null are kept. The check is by
-// content, so a new object with the same fields (how uMap builds metadata) hits, and a
-// changed one misses. Cleared when full.
+// toJSON. Only plain objects (of prototype Object.prototype or null) whose values are all
+// strings, finite numbers, booleans or null are kept, and an entry's text is written from
+// the values it keeps, read once each (what JSON.stringify writes of such an object): an
+// array, a boxed primitive or a class instance with the same keys and values has other
+// JSON ("[]" for an array with an id), and a getter may answer differently at each read —
+// kept, either would give its text to the next plain object of those keys and values. The
+// check is by content, so a new object with the same fields (how uMap builds metadata)
+// hits, and a changed one misses. Cleared when full.
 const metadataTexts = new Map();
 const METADATA_TEXTS_SIZE = 4096;
 let lastKeys = [];
+let lastPrefixes = [];
 
 // metadataJSON is metadataText with whatever the object's own code throws (a getter, a
 // Proxy's trap) turned into a bad_metadata error, as json() does for JSON.stringify.
@@ -420,31 +453,56 @@ function metadataJSON(m) {
 }
 
 function metadataText(m) {
-  if (m === null || typeof m !== "object" || m instanceof JSONText) return json(m, "bad_metadata", "metadata");
+  if (m === null || typeof m !== "object" || m instanceof JSONText) return metadataJSONText(m);
   const id = m.id;
-  if (typeof id !== "string" || typeof m.toJSON === "function") return json(m, "bad_metadata", "metadata");
+  if (typeof id !== "string" || typeof m.toJSON === "function") return metadataJSONText(m);
+  const proto = Object.getPrototypeOf(m);
+  if (proto !== Object.prototype && proto !== null) return metadataJSONText(m);
   let keys = Object.keys(m);
+  const n = keys.length;
   const e = metadataTexts.get(id);
-  if (e !== undefined && e.keys.length === keys.length) {
+  if (e !== undefined && e.keys.length === n) {
     const ks = e.keys;
     const vs = e.values;
     let i = 0;
-    while (i < keys.length && keys[i] === ks[i] && m[keys[i]] === vs[i]) i++;
-    if (i === keys.length) return e.text;
+    while (i < n && keys[i] === ks[i] && m[keys[i]] === vs[i]) i++;
+    if (i === n) return e.text;
   }
-  const text = json(m, "bad_metadata", "metadata");
-  const values = new Array(keys.length);
-  for (let i = 0; i < keys.length; i++) {
+  const values = new Array(n);
+  for (let i = 0; i < n; i++) {
     const v = m[keys[i]];
     const t = typeof v;
-    if (!(t === "string" || t === "boolean" || v === null || (t === "number" && Number.isFinite(v)))) return text;
+    if (!(t === "string" || t === "boolean" || v === null || (t === "number" && Number.isFinite(v)))) {
+      return metadataJSONText(m); // a nested value: written whole, never kept
+    }
+    if (t === "string" && !wellFormed(v)) throw fail("bad_metadata", `metadata ${JSON.stringify(keys[i])}: ${JSON.stringify(v)} ${loneSurrogate}`);
     values[i] = v;
   }
-  if (metadataTexts.size >= METADATA_TEXTS_SIZE) metadataTexts.clear();
-  // Metadata objects mostly share one list of keys: keep one array for all of them.
+  // Metadata objects mostly share one list of keys: keep one array for all of them, and
+  // the text before each value ('{"id":', ',"layerId":' …), written (and its names
+  // checked) once per list.
   if (sameKeys(lastKeys, keys)) keys = lastKeys;
-  else lastKeys = keys;
+  else {
+    for (const k of keys) if (!wellFormed(k)) throw fail("bad_metadata", `metadata member name ${JSON.stringify(k)} ${loneSurrogate}`);
+    lastKeys = keys;
+    lastPrefixes = keys.map((k, i) => (i === 0 ? "{" : ",") + json(k, "bad_metadata", "metadata") + ":");
+  }
+  let text = n === 0 ? "{" : "";
+  for (let i = 0; i < n; i++) {
+    const v = values[i];
+    text += lastPrefixes[i] + (typeof v === "string" ? json(v, "bad_metadata", "metadata") : String(v));
+  }
+  text += "}";
+  if (metadataTexts.size >= METADATA_TEXTS_SIZE) metadataTexts.clear();
   metadataTexts.set(id, { keys, values, text });
+  return text;
+}
+
+// metadataJSONText is the JSON text of metadata the cache does not keep (JSON.stringify's,
+// or a JSONText's own), refused if any of its strings holds a lone surrogate.
+function metadataJSONText(m) {
+  const text = json(m, "bad_metadata", "metadata");
+  if (!wellFormedJSON(text)) throw fail("bad_metadata", `metadata ${text} ${loneSurrogate}`);
   return text;
 }
 
@@ -470,6 +528,50 @@ function str(v, code, what) {
   return v;
 }
 
+// wellFormed says whether a string holds no lone surrogate (U+D800–U+DFFF out of a pair).
+// TextEncoder writes each one as U+FFFD, and so does Go's JSON reader for an escaped one
+// (\ud800): "g\ud800" and "g\udc00" would name one object, "k\ud800" and "k\udbff" one key.
+// String.prototype.isWellFormed is in Node 20 and browsers since 2023; the pattern is for
+// older ones (without lookbehind, which older Safari lacks).
+const wellFormed =
+  typeof String.prototype.isWellFormed === "function"
+    ? (s) => s.isWellFormed()
+    : (s) => !/[\ud800-\udbff](?![\udc00-\udfff])|(?:^|[^\ud800-\udbff])[\udc00-\udfff]/.test(s);
+
+const loneSurrogate = "holds a lone surrogate (U+D800–U+DFFF out of a pair), which would reach the module as U+FFFD";
+
+/** An undo group (EditOptions.group): a well-formed string, or two groups would be one. */
+function groupArg(group) {
+  if (!wellFormed(str(group, "bad_option", "group"))) throw fail("bad_option", `group ${JSON.stringify(group)} ${loneSurrogate}`);
+  return group;
+}
+
+/** A key path argument: a well-formed string. */
+function keyArg(key) {
+  if (!wellFormed(str(key, "bad_key", "key"))) throw fail("bad_key", `key ${JSON.stringify(key)} ${loneSurrogate}`);
+  return key;
+}
+
+// wellFormedJSON says whether every string of a JSON text, member names included, is
+// well-formed as JSON.parse reads it: raw, or escaped (JSON.stringify writes a lone
+// surrogate as \udXXX). Text that is no JSON passes: the module says what is wrong with it.
+function wellFormedJSON(text) {
+  if (!wellFormed(text)) return false;
+  if (text.indexOf("\\u") < 0) return true;
+  try {
+    return wellFormedValue(JSON.parse(text));
+  } catch {
+    return true; // no JSON, or nested past the stack: the module refuses it
+  }
+}
+
+function wellFormedValue(v) {
+  if (typeof v === "string") return wellFormed(v);
+  if (v === null || typeof v !== "object") return true;
+  for (const k in v) if (!wellFormed(k) || !wellFormedValue(v[k])) return false;
+  return true;
+}
+
 // bytesOf views an ArrayBuffer. A detached one (transferred to a worker, say) has no bytes
 // left, and a view of it cannot be made: the module is then given none, and refuses them.
 function bytesOf(buffer) {
@@ -477,7 +579,7 @@ function bytesOf(buffer) {
 }
 
 function messageArg(m) {
-  if (typeof m === "string" || m instanceof Uint8Array) return m;
+  if (typeof m === "string" || isBytes(m)) return m;
   if (m instanceof ArrayBuffer) return bytesOf(m);
   if (m instanceof JSONText) return m.text;
   if (m !== null && typeof m === "object") return json(m, "bad_message", "the message");
@@ -673,6 +775,20 @@ function checkKeys(obj, allowed, what) {
   }
 }
 
+// readKeys reads each key of obj once into a plain object; what a getter throws is a
+// bad_option error.
+function readKeys(obj, keys, what) {
+  const out = {};
+  for (const k of keys) {
+    try {
+      out[k] = obj[k];
+    } catch (e) {
+      throw fail("bad_option", `${what} ${k} cannot be read: ${describe(e)}`);
+    }
+  }
+  return out;
+}
+
 // ------------------------------------------------------------------ engines
 
 const optionKeys = new Set([
@@ -714,7 +830,9 @@ const registry =
  */
 export async function createEngine(options = {}) {
   checkKeys(options, optionKeys, "option");
-  const o = options;
+  // Each option read once: a getter answering a string when checked and something else
+  // when used would pass the checks.
+  const o = readKeys(options, optionKeys, "option");
   if (o.peerId !== undefined && (typeof o.peerId !== "string" || o.peerId === "")) {
     throw fail("bad_option", "peerId must be a non-empty string");
   }
@@ -725,22 +843,26 @@ export async function createEngine(options = {}) {
   let snapshot = "";
   if (o.snapshot !== undefined) {
     if (typeof o.snapshot === "string") snapshot = o.snapshot;
-    else if (o.snapshot instanceof Uint8Array) snapshot = o.snapshot;
+    else if (isBytes(o.snapshot)) snapshot = o.snapshot;
     else if (o.snapshot instanceof ArrayBuffer) snapshot = bytesOf(o.snapshot);
     else throw fail("bad_option", "snapshot must be a Uint8Array, an ArrayBuffer or a string");
     // The module reads an empty argument as "no snapshot": an empty one (or a buffer
     // transferred away) must not make a fresh engine in silence.
-    if (snapshot.length === 0) throw fail("bad_snapshot", "the snapshot is empty");
+    if ((typeof snapshot === "string" ? snapshot.length : byteLength(snapshot)) === 0) {
+      throw fail("bad_snapshot", "the snapshot is empty");
+    }
   }
+  const limitSet = new Set(limitKeys);
   const limits = o.limits === undefined ? {} : o.limits;
-  checkKeys(limits, new Set(limitKeys), "limits");
+  checkKeys(limits, limitSet, "limits");
+  const l = readKeys(limits, limitSet, "limits");
   const args = [
     o.peerId ?? "",
     // 0 is the module's "default" (60 s, 100 steps): an explicit 0 would be taken for it.
     count(o.maxDrift, "maxDrift", true),
     count(o.undoDepth, "undoDepth", true),
     count(o.captureInterval, "captureInterval", false),
-    ...limitKeys.map((k) => count(limits[k], "limits." + k, true)),
+    ...limitKeys.map((k) => count(l[k], "limits." + k, true)),
     snapshot,
     count(o.syncPage, "syncPage", true),
   ];
@@ -790,7 +912,7 @@ export async function merge(reference, latest, incoming, options = {}) {
   if (!policies.has(policy)) throw fail("bad_option", `policy must be "fail", "latest" or "incoming", not ${JSON.stringify(policy)}`);
   const bridge = await load(options.wasmURL);
   const doc = (d, name) => {
-    if (typeof d === "string" || d instanceof Uint8Array) return d;
+    if (typeof d === "string" || isBytes(d)) return d;
     return json(d, "bad_value", name);
   };
   const text = bridge.call(
@@ -815,6 +937,9 @@ class Engine {
   #peerId;
   /** @type {Set<(event: any) => void>} */
   #listeners = new Set();
+  #emitting = false;
+  /** @type {any[]} events made while another was being delivered (#emit) */
+  #queued = [];
   /** @type {string[]} replies produced by receive(), sent by the next flush() */
   #replies = [];
   #closed = false;
@@ -830,22 +955,51 @@ class Engine {
     if (registry) registry.register(this, { bridge, handle }, this);
   }
 
+  // A closed engine throws bad_state before anything else: a method taking no arguments
+  // checks in #run (or #runUntimed); one that checks its arguments checks first itself,
+  // then calls #exec, which does not check again (one check a call on the edit and receive
+  // paths, as before). Should the arguments' own code (a toJSON, a getter) close the
+  // engine, the module refuses its closed handle with bad_state.
   #run(method, flags, args, bytes = false) {
-    if (this.#closed) throw fail("bad_state", "the engine is closed");
+    if (this.#closed) throw closed();
     return this.#call.call(this.#bridge, method, this.#handle, flags, this.#now(), args, bytes);
+  }
+
+  #exec(method, flags, args) {
+    return this.#call.call(this.#bridge, method, this.#handle, flags, this.#now(), args, false);
   }
 
   // #runUntimed is #run for a method that stamps nothing: with the system clock, the call
   // passes no time (0: the module reads the system clock itself, should it need it), which
   // saves a Date.now() (~37 ns) a call; a clock given as options.now is passed as always.
   #runUntimed(method) {
-    if (this.#closed) throw fail("bad_state", "the engine is closed");
+    if (this.#closed) throw closed();
     return this.#call.call(this.#bridge, method, this.#handle, 0, this.#now === Date.now ? 0 : this.#now(), [], false);
   }
 
+  // #emit delivers an event to every listener, in the order the engine made the events: a
+  // listener's own edit (a validator replacing a remote value) makes its event while
+  // another is being delivered, and that one waits in #queued until every listener has had
+  // the first — or a renderer after the validator would get the correction, then the value
+  // it corrected, and show the wrong one.
   #emit(origin, changes, skipped) {
     if (changes.length === 0 || this.#listeners.size === 0) return;
     const event = skipped ? { origin, changes, skipped } : { origin, changes };
+    if (this.#emitting) {
+      this.#queued.push(event);
+      return;
+    }
+    this.#emitting = true;
+    try {
+      this.#deliver(event);
+      for (let i = 0; i < this.#queued.length; i++) this.#deliver(this.#queued[i]);
+    } finally {
+      this.#emitting = false;
+      this.#queued = [];
+    }
+  }
+
+  #deliver(event) {
     for (const cb of [...this.#listeners]) {
       try {
         cb(event);
@@ -870,11 +1024,11 @@ class Engine {
       checkKeys(opts, editOptionKeys, "edit option");
       args.push(
         opts.oldValue === undefined ? "" : json(opts.oldValue, "bad_value", "oldValue"),
-        opts.group === undefined ? "" : str(opts.group, "bad_option", "group"),
+        opts.group === undefined ? "" : groupArg(opts.group),
       );
     }
     const want = this.#listeners.size > 0;
-    const text = this.#run(this.#m.edit, want ? FLAG_CHANGES : 0, args);
+    const text = this.#exec(this.#m.edit, want ? FLAG_CHANGES : 0, args);
     if (want) this.#emit("local", parseChanges(text, this.#bridge));
   }
 
@@ -884,25 +1038,30 @@ class Engine {
   }
 
   update(subject, metadata, key, value, opts) {
-    this.#edit("update", subject, metadata, str(key, "bad_key", "key"), json(value, "bad_value", "value"), opts);
+    if (this.#closed) throw closed();
+    this.#edit("update", subject, metadata, keyArg(key), json(value, "bad_value", "value"), opts);
   }
 
   unset(subject, metadata, key, opts) {
-    this.#edit("update", subject, metadata, str(key, "bad_key", "key"), "", opts);
+    if (this.#closed) throw closed();
+    this.#edit("update", subject, metadata, keyArg(key), "", opts);
   }
 
   upsert(subject, metadata, value, opts) {
+    if (this.#closed) throw closed();
     this.#edit("upsert", subject, metadata, "", json(value, "bad_value", "value"), opts);
   }
 
   delete(subject, metadata, opts) {
+    if (this.#closed) throw closed();
     this.#edit("delete", subject, metadata, "", "", opts);
   }
 
   edit(e) {
+    if (this.#closed) throw closed();
     checkKeys(e, new Set(["verb", "subject", "metadata", "key", "value", "oldValue", "group"]), "edit");
     const verb = str(e.verb, "unknown_verb", "verb");
-    const key = e.key === undefined ? "" : str(e.key, "bad_key", "key");
+    const key = e.key === undefined ? "" : keyArg(e.key);
     const value = e.value === undefined ? "" : json(e.value, "bad_value", "value");
     const opts = {};
     if (e.oldValue !== undefined) opts.oldValue = e.oldValue;
@@ -923,6 +1082,7 @@ class Engine {
   }
 
   batch(fn) {
+    if (this.#closed) throw closed();
     if (typeof fn !== "function") throw fail("bad_option", "batch takes a function");
     this.startBatch();
     try {
@@ -933,8 +1093,9 @@ class Engine {
   }
 
   seed(subject, metadata, value) {
+    if (this.#closed) throw closed();
     const want = this.#listeners.size > 0;
-    const text = this.#run(this.#m.seed, want ? FLAG_CHANGES : 0, [
+    const text = this.#exec(this.#m.seed, want ? FLAG_CHANGES : 0, [
       str(subject, "unknown_subject", "subject"),
       metadataJSON(metadata),
       json(value, "bad_value", "value"),
@@ -955,8 +1116,9 @@ class Engine {
   }
 
   onPeerMessage(message) {
+    if (this.#closed) throw closed();
     if (this.#listeners.size === 0 && !this.#funcof) return this.#peerMessageLazy(message);
-    const text = this.#run(this.#m.receive, 0, [messageArg(message)]);
+    const text = this.#exec(this.#m.receive, 0, [messageArg(message)]);
     const i = text.indexOf(RS);
     const changes = parseChanges(i < 0 ? text : text.slice(0, i), this.#bridge);
     const replies = i < 0 ? [] : text.slice(i + 1).split(RS);
@@ -968,7 +1130,6 @@ class Engine {
   // module's memory — the replies and the new objects decoded, the changes' array copied
   // as bytes for lazyChanges.
   #peerMessageLazy(message) {
-    if (this.#closed) throw fail("bad_state", "the engine is closed");
     const bridge = this.#bridge;
     const n = bridge.invoke(this.#m.receive, this.#handle, 0, this.#now(), [messageArg(message)]);
     const p = bridge.outPtr;
@@ -987,7 +1148,8 @@ class Engine {
 
   receive(message) {
     // onPeerMessage without the result object and the empty list of replies it makes.
-    const text = this.#run(this.#m.receive, 0, [messageArg(message)]);
+    if (this.#closed) throw closed();
+    const text = this.#exec(this.#m.receive, 0, [messageArg(message)]);
     const i = text.indexOf(RS);
     const changes = parseChanges(i < 0 ? text : text.slice(0, i), this.#bridge);
     this.#emit("remote", changes);
@@ -996,11 +1158,12 @@ class Engine {
   }
 
   syncRequest(recipient) {
+    if (this.#closed) throw closed();
     if (recipient === undefined) return this.#run(this.#m.syncRequest, 0, []);
     // "" would reach the module as "no recipient" (a random known peer): a caller's empty
     // id is a mistake to report, not a request to pick.
     if (str(recipient, "bad_option", "recipient") === "") throw fail("bad_option", "recipient must be a peer id, not empty");
-    return this.#run(this.#m.syncRequest, 0, [recipient]);
+    return this.#exec(this.#m.syncRequest, 0, [recipient]);
   }
 
   #revert(method, origin) {
@@ -1029,13 +1192,14 @@ class Engine {
   }
 
   get(subject, metadata, key) {
+    if (this.#closed) throw closed();
     const args = [str(subject, "unknown_subject", "subject"), metadataJSON(metadata)];
     if (key !== undefined) {
       // "" would reach the module as "no key" (the whole object).
-      if (str(key, "bad_key", "key") === "") throw fail("bad_key", "empty key");
+      if (keyArg(key) === "") throw fail("bad_key", "empty key");
       args.push(key);
     }
-    const text = this.#run(this.#m.get, 0, args);
+    const text = this.#exec(this.#m.get, 0, args);
     return text === "" ? undefined : JSON.parse(text);
   }
 
@@ -1056,11 +1220,14 @@ class Engine {
   }
 
   setPeers(peers) {
+    if (this.#closed) throw closed();
     if (!Array.isArray(peers)) throw fail("bad_option", "setPeers takes an array of peer ids");
     const ids = peers.map((p) => str(p, "bad_option", "a peer id"));
-    // The ids cross joined by RS: one holding it would cross as two valid ids.
+    // The ids cross joined by RS: one holding it would cross as two valid ids, and [""] as
+    // "", the module's "no list" (no peers, in silence).
+    if (ids.some((p) => p === "")) throw fail("bad_option", "a peer id must not be empty");
     if (ids.some((p) => p.includes(RS))) throw fail("bad_option", "a peer id holds a control character (U+001E)");
-    this.#run(this.#m.setPeers, 0, [ids.join(RS)]);
+    this.#exec(this.#m.setPeers, 0, [ids.join(RS)]);
   }
 
   compact() {
@@ -1072,7 +1239,8 @@ class Engine {
   }
 
   markSaved(hlc) {
-    this.#run(this.#m.markSaved, 0, [str(hlc, "bad_hlc", "hlc")]);
+    if (this.#closed) throw closed();
+    this.#exec(this.#m.markSaved, 0, [str(hlc, "bad_hlc", "hlc")]);
   }
 
   savedMessage() {
@@ -1084,6 +1252,7 @@ class Engine {
   }
 
   onChange(callback) {
+    if (this.#closed) throw closed();
     if (typeof callback !== "function") throw fail("bad_option", "onChange takes a function");
     const cb = (e) => callback(e);
     this.#listeners.add(cb);
@@ -1094,6 +1263,7 @@ class Engine {
 
   /** The Go heap of the module (shared by every engine), for measurements. */
   memory(gc = false) {
+    if (this.#closed) throw closed();
     const text = this.#bridge.call(this.#m.memory, 0, gc ? FLAG_GC : 0, 0, [], false);
     return { ...JSON.parse(text), wasmMemory: this.#bridge.memory.buffer.byteLength };
   }

@@ -119,6 +119,9 @@ export interface LeafletController {
   /**
    * Renders the features these changes touch, from the engine's state. The controller
    * already does this for every engine.onChange event; calling it again is harmless.
+   * The controller draws one layer per feature id: a feature whose id is drawn for another
+   * datalayer waits, and is drawn when that one goes (a feature moved to another datalayer
+   * ends drawn there, whichever order the move's batch holds).
    */
   applyChanges(changes: readonly Change[]): void;
   /** Renders every feature of engine.state() and removes layers of absent features. */
@@ -134,13 +137,16 @@ export interface LeafletController {
   addFeature(feature: Omit<GeoJSONFeature, "type"> & { type?: "Feature" }, layerId?: string): string;
   /** Sets properties[key] (a dotted path: "name", "_umap_options.color"); undefined unsets it. */
   setProperty(id: string, key: string, value: JSONValue | undefined): void;
-  /** Several properties in one batch: one message, one undo step. */
+  /**
+   * Several properties in one batch: one message, one undo step. Inside a batch the caller
+   * opened (engine.batch, startBatch) they join it.
+   */
   setProperties(id: string, values: { [key: string]: JSONValue | undefined }): void;
   /** Sends the layer's current geometry if it changed (what a completed drag does). */
   syncGeometry(id: string): boolean;
   /** Deletes a feature (engine.delete) and removes its layer. False if it was not in the engine. */
   deleteFeature(id: string): boolean;
-  /** Deletes features in one batch (one undo step). Returns how many. */
+  /** Deletes features in one batch (one undo step; the caller's, if one is open). Returns how many. */
   deleteFeatures(ids: readonly string[]): number;
   /** Shows and hides layers after isLayerVisible's answers changed. */
   refreshVisibility(): void;

@@ -156,6 +156,12 @@ export function bindLeaflet(options) {
   const infos = new WeakMap();
   /** @type {Map<string, any>} feature id → layer */
   const layers = new Map();
+  /**
+   * Feature id → the datalayers whose feature of that id waits, not drawn, while another
+   * datalayer's is (one layer per id): drawn when that one goes (see render).
+   * @type {Map<string, Set<string>>}
+   */
+  const waiting = new Map();
   let applying = 0;
   let unbound = false;
 
@@ -264,6 +270,15 @@ export function bindLeaflet(options) {
     }
   }
 
+  // drawWaiting draws the first feature of id, of the datalayers waiting for its layer,
+  // that the engine holds (render: the others wait again; one deleted meanwhile is absent).
+  function drawWaiting(id) {
+    const w = waiting.get(id);
+    if (!w) return;
+    waiting.delete(id);
+    for (const layerId of w) renderSafely({ id, layerId });
+  }
+
   function drop(id) {
     const layer = layers.get(id);
     if (!layer) return;
@@ -282,8 +297,13 @@ export function bindLeaflet(options) {
     let layer = layers.get(id);
     let info = layer && infos.get(layer);
     if (info && info.layerId !== ident.layerId) {
-      // The same id in another datalayer is another object; ids are random, so this is
-      // rare: the layer keeps showing the first one.
+      // The same id in another datalayer is another object, and the controller has one
+      // layer per id: the one drawn keeps it, and this one waits until it goes. A feature
+      // moved to another datalayer is that case for a moment: a batch making the new one,
+      // then deleting the old one, gives the new one's change first.
+      let w = waiting.get(id);
+      if (!w) waiting.set(id, (w = new Set()));
+      w.add(ident.layerId);
       return "ignored";
     }
     const value = engine.get("feature", { id, layerId: ident.layerId });
@@ -292,6 +312,7 @@ export function bindLeaflet(options) {
       if (layer && (!info || info.committed)) {
         drop(id);
         onRender({ id, layerId: ident.layerId, kind: "removed", layer });
+        drawWaiting(id);
         return "removed";
       }
       return "absent";
@@ -369,16 +390,16 @@ export function bindLeaflet(options) {
 
   /** Renders every feature alive in the engine (after restoring a snapshot). */
   function renderAll() {
-    const alive = new Set();
-    for (const o of JSON.parse(engine.state())) {
-      if (o.subject !== "feature") continue;
-      alive.add(o.metadata.id);
-      renderSafely({ id: o.metadata.id, layerId: o.metadata.layerId });
-    }
+    const features = JSON.parse(engine.state()).filter((o) => o.subject === "feature");
+    // Layers of features gone first (by datalayer and id: the same id may be alive in
+    // another datalayer, whose feature then takes the layer), then every feature drawn.
+    const alive = new Set(features.map((o) => o.metadata.layerId + "\u0000" + o.metadata.id));
     for (const [id, layer] of [...layers]) {
       const info = infos.get(layer);
-      if (info && info.committed && !alive.has(id)) drop(id);
+      if (info && info.committed && !alive.has(info.layerId + "\u0000" + id)) drop(id);
     }
+    waiting.clear();
+    for (const o of features) renderSafely({ id: o.metadata.id, layerId: o.metadata.layerId });
   }
 
   // ---------------------------------------------------------------- local edits
@@ -505,6 +526,22 @@ export function bindLeaflet(options) {
 
   // ---------------------------------------------------------------- the controller
 
+  // batched runs fn in one batch: the caller's, when one is open (engine.batch would throw
+  // "a batch is already open" — after part of the work), or its own.
+  function batched(fn) {
+    if (engine.inBatch()) fn();
+    else engine.batch(fn);
+  }
+
+  // dropDeleted removes layer, the feature of id the controller deleted, if the delete's
+  // change has not (it changed nothing visible), and draws a feature of that id waiting in
+  // another datalayer.
+  function dropDeleted(id, layer) {
+    if (layers.get(id) !== layer) return; // rendered already: removed, and maybe replaced
+    drop(id);
+    drawWaiting(id);
+  }
+
   function need(id) {
     const layer = layers.get(id);
     const info = layer && infos.get(layer);
@@ -592,7 +629,7 @@ export function bindLeaflet(options) {
       const { info } = need(id);
       const entries = Object.entries(values);
       if (entries.length === 0) return;
-      engine.batch(() => {
+      batched(() => {
         for (const [key, value] of entries) {
           const path = "properties." + key;
           if (value === undefined) engine.unset("feature", metadata(info), path);
@@ -617,7 +654,7 @@ export function bindLeaflet(options) {
         return false;
       }
       engine.delete("feature", metadata(info), editOptions(info));
-      drop(id); // in case the delete changed nothing visible
+      dropDeleted(id, layer);
       edited({ kind: "deleted", id, layerId: info.layerId });
       return true;
     },
@@ -625,14 +662,14 @@ export function bindLeaflet(options) {
     deleteFeatures(ids) {
       const targets = ids
         .map((id) => layers.get(id))
-        .map((layer) => layer && infos.get(layer))
-        .filter((info) => info && info.committed);
+        .filter((layer) => layer && infos.get(layer) && infos.get(layer).committed)
+        .map((layer) => ({ layer, info: infos.get(layer) }));
       if (targets.length === 0) return 0;
-      engine.batch(() => {
-        for (const info of targets) engine.delete("feature", metadata(info));
+      batched(() => {
+        for (const { info } of targets) engine.delete("feature", metadata(info));
       });
-      for (const info of targets) drop(info.id);
-      edited({ kind: "deleted", id: targets.map((i) => i.id).join(","), layerId: "" });
+      for (const { layer, info } of targets) dropDeleted(info.id, layer);
+      edited({ kind: "deleted", id: targets.map((t) => t.info.id).join(","), layerId: "" });
       return targets.length;
     },
 
@@ -659,6 +696,7 @@ export function bindLeaflet(options) {
       unbound = true;
       map.off(mapEvents);
       offChange();
+      waiting.clear();
       for (const layer of layers.values()) {
         layer.off("add", onLayerAdd);
         layer.off("dragend", onMarkerDragEnd);

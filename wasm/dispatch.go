@@ -1,6 +1,7 @@
 package main
 
 import (
+	"math"
 	"runtime"
 	"slices"
 	"strconv"
@@ -532,7 +533,7 @@ func (h *Host) create(dst []byte, c *Call) ([]byte, error) {
 	opts := crdt.DefaultOptions()
 	opts.PeerID = c.opt(0)
 	opts.Wall = hlc.WallFunc(h.wall)
-	num := func(i int, name string) (int64, bool, error) {
+	num := func(i int, name string, most int64) (int64, bool, error) {
 		s := c.opt(i)
 		if s == "" {
 			return 0, false, nil
@@ -541,28 +542,35 @@ func (h *Host) create(dst []byte, c *Call) ([]byte, error) {
 		if err != nil || n < 0 {
 			return 0, false, &callError{code: "bad_option", msg: name + " must be a non-negative integer, got " + strconv.Quote(s)}
 		}
+		if n > most {
+			return 0, false, &callError{code: "bad_option", msg: name + " must be at most " + strconv.FormatInt(most, 10) + " ms (~292 years, what a time.Duration holds), got " + s}
+		}
 		return n, true, nil
 	}
 	var err error
-	set := func(i int, name string, apply func(int64)) {
+	set := func(i int, name string, most int64, apply func(int64)) {
 		if err != nil {
 			return
 		}
 		var n int64
 		var ok bool
-		if n, ok, err = num(i, name); ok {
+		if n, ok, err = num(i, name, most); ok {
 			apply(n)
 		}
 	}
-	set(1, "maxDrift", func(n int64) { opts.MaxDrift = time.Duration(n) * time.Millisecond })
-	set(2, "undoDepth", func(n int64) { opts.UndoDepth = int(n) })
-	set(3, "captureInterval", func(n int64) { opts.CaptureInterval = time.Duration(n) * time.Millisecond })
-	set(4, "limits.maxMessageBytes", func(n int64) { opts.Limits.MaxMessageBytes = int(n) })
-	set(5, "limits.maxDepth", func(n int64) { opts.Limits.MaxDepth = int(n) })
-	set(6, "limits.maxBatch", func(n int64) { opts.Limits.MaxBatch = int(n) })
-	set(7, "limits.maxKeyBytes", func(n int64) { opts.Limits.MaxKeyBytes = int(n) })
-	set(8, "limits.maxKeyParts", func(n int64) { opts.Limits.MaxKeyParts = int(n) })
-	set(10, "syncPage", func(n int64) { opts.SyncPage = int(n) })
+	// A duration's milliseconds must fit a time.Duration (int64 nanoseconds): past it,
+	// time.Duration(n) * time.Millisecond wraps (maxDrift 18446744073710 became 0, the drift
+	// guard off, and 9223372036855 a negative duration).
+	const maxMillis = int64(math.MaxInt64 / time.Millisecond)
+	set(1, "maxDrift", maxMillis, func(n int64) { opts.MaxDrift = time.Duration(n) * time.Millisecond })
+	set(2, "undoDepth", math.MaxInt64, func(n int64) { opts.UndoDepth = int(n) })
+	set(3, "captureInterval", maxMillis, func(n int64) { opts.CaptureInterval = time.Duration(n) * time.Millisecond })
+	set(4, "limits.maxMessageBytes", math.MaxInt64, func(n int64) { opts.Limits.MaxMessageBytes = int(n) })
+	set(5, "limits.maxDepth", math.MaxInt64, func(n int64) { opts.Limits.MaxDepth = int(n) })
+	set(6, "limits.maxBatch", math.MaxInt64, func(n int64) { opts.Limits.MaxBatch = int(n) })
+	set(7, "limits.maxKeyBytes", math.MaxInt64, func(n int64) { opts.Limits.MaxKeyBytes = int(n) })
+	set(8, "limits.maxKeyParts", math.MaxInt64, func(n int64) { opts.Limits.MaxKeyParts = int(n) })
+	set(10, "syncPage", math.MaxInt64, func(n int64) { opts.SyncPage = int(n) })
 	if err != nil {
 		return nil, err
 	}

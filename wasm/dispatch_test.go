@@ -387,10 +387,26 @@ func TestCreateOptions(t *testing.T) {
 	if msg == "" {
 		t.Fatal("empty message")
 	}
+	// Durations in ms must fit a time.Duration (int64 ns): 9,223,372,036,854 ms at most.
+	// Past it, time.Duration(n) * time.Millisecond wrapped: 18446744073710 became 0 (the
+	// drift guard off), 18446744073711 1 ms, 9223372036855 a negative duration.
+	for _, n := range []string{"9223372036855", "18446744073709", "18446744073710", "18446744073711", "9223372036854775807", "99999999999999999999"} {
+		x.fails("bad_option", MethodCreate, 0, "a", n)         // maxDrift
+		x.fails("bad_option", MethodCreate, 0, "a", "", "", n) // captureInterval
+	}
+	out, ok := x.h.Call(nil, &Call{Method: MethodCreate, Now: t0, Args: args("longest", "9223372036854", "", "9223372036854")})
+	if !ok {
+		t.Fatal(string(out))
+	}
+	longest, _ := strconv.Atoi(string(out))
+	// The longest guard still refuses a clock further ahead (1,000 years).
+	far := `{"kind":"OperationMessage","sender":"z","verb":"update","subject":"map","metadata":{},"key":"properties.name","value":"x","hlc":"` +
+		strconv.FormatInt(t0+1000*365*24*3600*1000, 10) + `:0:z","seq":1}`
+	x.fails("clock_drift", MethodReceive, uint32(longest), far)
 	// maxDrift: a clock 5 s ahead is refused with a 1 s guard, and accepted with the default.
 	strict := x.create("s")
 	_ = strict
-	out, ok := x.h.Call(nil, &Call{Method: MethodCreate, Now: t0, Args: args("strict", "1000")})
+	out, ok = x.h.Call(nil, &Call{Method: MethodCreate, Now: t0, Args: args("strict", "1000")})
 	if !ok {
 		t.Fatal(string(out))
 	}

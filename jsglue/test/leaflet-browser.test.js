@@ -1,0 +1,204 @@
+// The Leaflet helper (leaflet.js) rendering a peer's changes and making batched edits, in
+// headless Debian chromium (through playwright-core) with Leaflet and Leaflet.Editable from
+// node_modules. Skipped when chromium is not installed. (The demo's page runs it too:
+// demo/e2e.)
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { createServer } from "node:http";
+import { readFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { extname, join, normalize } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = fileURLToPath(new URL("../", import.meta.url));
+const types = { ".js": "text/javascript", ".wasm": "application/wasm", ".html": "text/html", ".css": "text/css" };
+
+function chromiumPath() {
+  if (process.env.CHROMIUM) return process.env.CHROMIUM;
+  if (existsSync("/usr/bin/chromium")) return "/usr/bin/chromium";
+  try {
+    return execFileSync("sh", ["-c", "command -v chromium"], { encoding: "utf8" }).trim() || null;
+  } catch {
+    return null;
+  }
+}
+
+// Each scenario gets its own map, featuresLayer, a peer engine a and the engine b that the
+// controller draws; it returns what the test checks. window.result: {name: value | {error}}.
+const page = `<!doctype html><meta charset="utf-8">
+<link rel="stylesheet" href="/node_modules/leaflet/dist/leaflet.css">
+<script src="/node_modules/leaflet/dist/leaflet-src.js"></script>
+<script src="/node_modules/leaflet-editable/src/Leaflet.Editable.js"></script>
+<script type="module">
+import { createEngine } from "./index.js";
+import { bindLeaflet } from "./leaflet.js";
+let n = 0;
+async function setup() {
+  const div = document.createElement("div");
+  div.style.cssText = "width:400px;height:300px";
+  document.body.append(div);
+  const featuresLayer = L.featureGroup();
+  const map = L.map(div, { editable: true, editOptions: { featuresLayer } }).setView([48.85, 2.35], 13);
+  featuresLayer.addTo(map);
+  const a = await createEngine({ peerId: "a" + ++n });
+  const b = await createEngine({ peerId: "b" + n });
+  const ctl = bindLeaflet({ map, featuresLayer, engine: b, layerId: "L1", L });
+  const send = () => { for (const m of a.flush()) b.receive(m); };
+  const drawn = () => ctl.features().map((f) => f.layerId + "/" + f.id + (f.visible ? "" : " hidden")).sort();
+  return { a, b, ctl, send, drawn, onMap: () => featuresLayer.getLayers().length };
+}
+const meta = (id, layerId) => ({ id, layerId, featureType: "marker" });
+const feature = (name) => ({ type: "Feature", geometry: { type: "Point", coordinates: [2.35, 48.85] }, properties: { name } });
+const scenarios = {
+  // A peer moves F from datalayer L1 to L2: one batch, the new one made first, then the old
+  // one deleted — and the other way round.
+  async move() {
+    const { a, b, send, drawn, onMap } = await setup();
+    const out = {};
+    for (const [id, newFirst] of [["F", true], ["G", false]]) {
+      a.upsert("feature", meta(id, "L1"), feature(id));
+      send();
+      a.batch(() => {
+        if (newFirst) a.upsert("feature", meta(id, "L2"), feature(id));
+        a.delete("feature", meta(id, "L1"));
+        if (!newFirst) a.upsert("feature", meta(id, "L2"), feature(id));
+      });
+      send();
+      out[id] = drawn().filter((f) => f.endsWith("/" + id));
+    }
+    out.state = JSON.parse(b.state()).map((o) => o.metadata.layerId + "/" + o.metadata.id);
+    out.onMap = onMap();
+    return out;
+  },
+  // The same id alive in two datalayers: one is drawn (one layer per id); when it goes —
+  // deleted by the peer, or by the controller — the other is drawn.
+  async twins() {
+    const { a, ctl, send, drawn } = await setup();
+    const out = {};
+    a.upsert("feature", meta("F", "L1"), feature("one"));
+    a.upsert("feature", meta("F", "L2"), feature("two"));
+    send();
+    out.both = drawn();
+    a.delete("feature", meta("F", "L1"));
+    send();
+    out.afterRemoteDelete = drawn();
+    out.name = ctl.features()[0]?.name;
+    a.upsert("feature", meta("F", "L3"), feature("three"));
+    send();
+    out.third = drawn();
+    out.deleted = ctl.deleteFeature("F");
+    out.afterLocalDelete = drawn();
+    out.name3 = ctl.features()[0]?.name;
+    // A twin deleted while it waited is not drawn when the one shown goes.
+    a.upsert("feature", meta("K", "L1"), feature("k1"));
+    a.upsert("feature", meta("K", "L2"), feature("k2"));
+    send();
+    a.delete("feature", meta("K", "L2"));
+    send();
+    a.delete("feature", meta("K", "L1"));
+    send();
+    out.gone = drawn().filter((f) => f.endsWith("/K"));
+    return out;
+  },
+  // setProperties and deleteFeatures inside the caller's batch join it.
+  async batched() {
+    const { b, ctl, drawn } = await setup();
+    const id = ctl.addFeature({ geometry: { type: "Point", coordinates: [2.35, 48.85] }, properties: { name: "n" } });
+    const id2 = ctl.addFeature({ geometry: { type: "LineString", coordinates: [[2.35, 48.85], [2.36, 48.86]] }, properties: {} });
+    b.flush();
+    b.batch(() => {
+      ctl.setProperty(id, "name", "m");
+      ctl.setProperties(id, { color: "x", size: 2 });
+      ctl.deleteFeatures([id2]);
+    });
+    const out = { inBatch: b.inBatch(), properties: b.get("feature", meta(id, "L1"), "properties"), id2: b.get("feature", meta(id2, "L1")) ?? null };
+    out.messages = b.flush().map((m) => JSON.parse(m).verb);
+    out.drawn = drawn().length;
+    // Outside a batch, each still makes its own.
+    ctl.setProperties(id, { color: "y", size: 3 });
+    out.alone = b.flush().map((m) => JSON.parse(m).verb);
+    // One undo step took the caller's batch: undone, the line is back.
+    b.undo();
+    b.undo();
+    out.afterUndo = drawn().length;
+    return out;
+  },
+};
+const result = {};
+for (const [name, fn] of Object.entries(scenarios)) {
+  try {
+    result[name] = await fn();
+  } catch (e) {
+    result[name] = { error: String((e && e.stack) || e) };
+  }
+}
+window.result = result;
+</script>`;
+
+test("the Leaflet helper draws moved and twin features, and joins the caller's batch (chromium)", async (t) => {
+  const exe = chromiumPath();
+  if (!exe) return t.skip("chromium not installed");
+  let chromium;
+  try {
+    ({ chromium } = (await import("playwright-core")).default);
+  } catch {
+    return t.skip("playwright-core not installed (npm ci in jsglue)");
+  }
+  const server = createServer(async (req, res) => {
+    const path = new URL(req.url, "http://x").pathname;
+    if (path === "/") return res.writeHead(200, { "content-type": "text/html" }).end(page);
+    const file = normalize(join(root, path));
+    if (!file.startsWith(root)) return res.writeHead(403).end();
+    try {
+      const body = await readFile(file);
+      res.writeHead(200, { "content-type": types[extname(file)] ?? "application/octet-stream" }).end(body);
+    } catch {
+      res.writeHead(404).end();
+    }
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const browser = await chromium.launch({
+    executablePath: exe,
+    headless: true,
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
+  });
+  try {
+    const p = await browser.newPage();
+    const errors = [];
+    p.on("pageerror", (e) => errors.push(String(e)));
+    await p.goto(`http://127.0.0.1:${server.address().port}/`);
+    await p.waitForFunction(() => window.result !== undefined, null, { timeout: 60_000 });
+    const r = await p.evaluate(() => window.result);
+    await new Promise((resolve) => setTimeout(resolve, 50)); // errors reported in a microtask (reportLater)
+    for (const [name, v] of Object.entries(r)) assert.equal(v.error, undefined, `${name}: ${v.error}`);
+
+    // Moved from L1 to L2, whichever order the batch holds: drawn in L2, one layer each.
+    assert.deepEqual(r.move.F, ["L2/F"]);
+    assert.deepEqual(r.move.G, ["L2/G"]);
+    assert.deepEqual(r.move.state.sort(), ["L2/F", "L2/G"]);
+    assert.equal(r.move.onMap, 2);
+
+    assert.deepEqual(r.twins.both, ["L1/F"]);
+    assert.deepEqual(r.twins.afterRemoteDelete, ["L2/F"]);
+    assert.equal(r.twins.name, "two");
+    assert.deepEqual(r.twins.third, ["L2/F"]);
+    assert.equal(r.twins.deleted, true);
+    assert.deepEqual(r.twins.afterLocalDelete, ["L3/F"]);
+    assert.equal(r.twins.name3, "three");
+    assert.deepEqual(r.twins.gone, []);
+
+    assert.equal(r.batched.inBatch, false);
+    assert.deepEqual(r.batched.properties, { name: "m", color: "x", size: 2 });
+    assert.equal(r.batched.id2, null);
+    assert.deepEqual(r.batched.messages, ["batch"]);
+    assert.equal(r.batched.drawn, 1);
+    assert.deepEqual(r.batched.alone, ["batch"]);
+    assert.equal(r.batched.afterUndo, 2);
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+    server.close();
+  }
+});
