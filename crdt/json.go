@@ -936,6 +936,37 @@ func isHex4(s string) bool {
 	return true
 }
 
+// loneSurrogate reports whether the body of a validated JSON string escapes a UTF-16
+// surrogate without its pair (\ud800 alone): decodeString makes it U+FFFD, so two such
+// texts that differ decode alike. An identity or a key holding one is refused rather than
+// made to name what another names.
+func loneSurrogate(raw string) bool {
+	for i := 0; i < len(raw); i++ {
+		if raw[i] != '\\' {
+			continue
+		}
+		i++
+		if raw[i] != 'u' {
+			continue
+		}
+		r := hexVal(raw[i+1 : i+5])
+		i += 4
+		if r >= 0xDC00 && r < 0xE000 {
+			return true // a low surrogate first
+		}
+		if r >= 0xD800 && r < 0xDC00 {
+			if i+6 >= len(raw) || raw[i+1] != '\\' || raw[i+2] != 'u' {
+				return true
+			}
+			if r2 := hexVal(raw[i+3 : i+7]); r2 < 0xDC00 || r2 >= 0xE000 {
+				return true
+			}
+			i += 6
+		}
+	}
+	return false
+}
+
 // decodeString decodes the body of a validated JSON string. A lone surrogate becomes U+FFFD.
 func decodeString(raw string) string {
 	if strings.IndexByte(raw, '\\') < 0 {

@@ -971,3 +971,16 @@ func TestCanonicalValueOfPlainStrings(t *testing.T) {
 		check(string(b))
 	}
 }
+
+func TestLoneSurrogate(t *testing.T) {
+	for body, want := range map[string]bool{
+		`plain`: false, `a\u00e9b`: false, `\ud83d\ude00`: false, `x\ud83d\ude00y\n`: false,
+		`\\ud800`: false, `\\\ud83d\ude00`: false,
+		`a\ud800`: true, `\ud800b`: true, `\udc00`: true, `\ud800\u0041`: true, `\ud800\n`: true,
+		`\ud83d\ude00\udc00`: true, `\\\ud800`: true, `\uD800`: true,
+	} {
+		if got := loneSurrogate(body); got != want {
+			t.Errorf("loneSurrogate(%s) = %v, want %v", body, got, want)
+		}
+	}
+}

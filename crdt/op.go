@@ -638,6 +638,9 @@ func (d *decoder) decodeOp(members []member, top bool) (*op, error) {
 			if f.key, f.hasKey = stringValue(m.val); !f.hasKey {
 				return nil, newError(ErrBadKey, "key must be a string, got "+quote(m.val))
 			}
+			if len(f.key) != len(m.val)-2 && loneSurrogate(m.val[1:len(m.val)-1]) {
+				return nil, newError(ErrBadKey, "key escapes a lone UTF-16 surrogate: "+quote(m.val))
+			}
 		case "value":
 			f.value, f.hasValue = m.val, true
 		case "hlc":

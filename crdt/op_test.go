@@ -1123,3 +1123,33 @@ func TestTextHashIsSeeded(t *testing.T) {
 		}
 	}
 }
+
+// TestLoneSurrogateRefused: JSON may escape a lone UTF-16 surrogate, which decodes as
+// U+FFFD: ids "h\ud800" and "h\udc00" would name one feature, keys likewise. A message
+// naming one is refused (the JS glue refuses the same locally), and changes nothing.
+func TestLoneSurrogateRefused(t *testing.T) {
+	r := kitReplica(t, "bob", hlc.NewManualClock(kitT0))
+	before := r.State()
+	msg := func(id, key string) []byte {
+		return []byte(`{"kind":"OperationMessage","sender":"alice","verb":"update","subject":"feature",` +
+			`"metadata":{"id":"` + id + `","layerId":"L1"},"key":"` + key + `","value":1,"hlc":"1727184449000:0:alice","seq":1}`)
+	}
+	for _, tc := range []struct{ id, key, code string }{
+		{`h\ud800`, "properties.n", "bad_metadata"},
+		{`h\udc00`, "properties.n", "bad_metadata"},
+		{"h", `properties.k\ud800`, "bad_key"},
+		{"h", `properties.k\udbff`, "bad_key"},
+	} {
+		if _, err := r.Receive(msg(tc.id, tc.key)); Code(err) != tc.code {
+			t.Errorf("id %s key %s: error %v, want %s", tc.id, tc.key, err, tc.code)
+		}
+	}
+	if r.State() != before {
+		t.Errorf("a refused message changed the state: %s", r.State())
+	}
+	// A pair is one character, and welcome.
+	kitRecv(t, r, msg(`h\ud83d\ude00`, `properties.k\ud83d\ude00`))
+	if !strings.Contains(r.State(), "h😀") || !strings.Contains(r.State(), "k😀") {
+		t.Errorf("an escaped pair should decode: %s", r.State())
+	}
+}

@@ -74,6 +74,9 @@ func appendKeyOf(b []byte, sub *Subject, vals []string) ([]byte, error) {
 			return b, newError(ErrBadMetadata, "metadata."+f+" must be a string, got "+quote(raw))
 		}
 		id := decodeString(raw[1 : len(raw)-1])
+		if len(id) != len(raw)-2 && loneSurrogate(raw[1:len(raw)-1]) { // escapes only make it differ
+			return b, newError(ErrBadMetadata, "metadata."+f+" escapes a lone UTF-16 surrogate: "+quote(raw))
+		}
 		if id == "" || len(id) > MaxIDBytes {
 			return b, newError(ErrBadMetadata, "metadata."+f+" must be a non-empty string of at most "+strconv.Itoa(MaxIDBytes)+" bytes, got "+quote(raw))
 		}
