@@ -266,7 +266,12 @@ export interface Engine {
   delete(subject: Subject, metadata: Metadata, options?: EditOptions): void;
   /** Any local edit. */
   edit(edit: Edit): void;
-  /** Opens a batch: the edits until commitBatch are one operation, one message, one undo step. */
+  /**
+   * Opens a batch: the edits until commitBatch are one operation, one message, one undo step,
+   * with one clock taken at the first edit. A batch left open while peers' messages are
+   * received (startBatch, an await, commitBatch) is sent in parts, one message each, in
+   * order: the edits made after a receive are stamped after it. The parts are one undo step.
+   */
   startBatch(): void;
   /** Closes the batch and queues its message ("bad_state" if none is open). */
   commitBatch(): void;
@@ -335,7 +340,10 @@ export interface Engine {
   markSaved(hlc: string): void;
   /** A SavedMessage announcing that everything this replica holds is saved (marks it saved too). */
   savedMessage(): string;
-  /** Objects with local edits newer than the saved horizon, parents first. */
+  /**
+   * Objects with local edits newer than the saved horizon whose work is still visible (an edit
+   * a peer's newer one superseded is that peer's to save), parents first.
+   */
   dirty(): DirtyObject[];
 
   /**
