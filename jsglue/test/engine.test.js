@@ -1185,3 +1185,30 @@ test("empty snapshots and buffers transferred away are refused with a code", asy
   assert.equal(e.flush().length, 1);
   e.close();
 });
+
+test("a batch open across an await, while a peer's edit arrives, leaves in parts; the later edit wins", async () => {
+  const ca = manualClock();
+  const cb = manualClock();
+  const a = await createEngine({ peerId: "alice", now: ca.now });
+  const b = await createEngine({ peerId: "bob", now: cb.now });
+  a.startBatch();
+  a.update("feature", meta("f1"), "properties.weight", 2);
+  await new Promise((resolve) => setTimeout(resolve, 0)); // the page awaits something
+  ca.advance(5000);
+  cb.advance(5000);
+  b.update("feature", meta("f1"), "properties.name", "bob");
+  for (const m of b.flush()) a.receive(m);
+  a.update("feature", meta("f1"), "properties.name", "alice, after seeing bob");
+  a.commitBatch();
+  const msgs = a.flush();
+  assert.equal(msgs.length, 2, "two parts");
+  for (const m of msgs) b.receive(m);
+  for (const e of [a, b]) assert.equal(e.get("feature", meta("f1"), "properties.name"), "alice, after seeing bob");
+  assert.equal(b.state(), a.state());
+  a.undo(); // one step: both parts
+  assert.equal(a.get("feature", meta("f1"), "properties.name"), "bob");
+  assert.equal(a.get("feature", meta("f1"), "properties.weight"), undefined);
+  assert.equal(a.canUndo(), false);
+  a.close();
+  b.close();
+});
