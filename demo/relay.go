@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/mapcrdt/mapcrdt/crdt"
 )
 
 // SyncPattern is the ServeMux pattern of the relay's WebSocket endpoint.
@@ -17,11 +18,25 @@ const SyncPattern = "GET /ws/sync/{map}"
 // idPattern is what map names and peer ids must match.
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
+// envelopeRoom is what a frame may hold beyond the engine's message limit: a PeerMessage
+// envelope ({"kind":"PeerMessage","sender":…,"recipient":…,"message":…}) around a message
+// of the limit, with peer ids of 128 bytes (the engine's longest) each byte escaped (\u00XX).
+const envelopeRoom = 4 << 10
+
+// FrameLimit is the frame limit of a relay whose peers' engines take messages of up to
+// maxMessageBytes (crdt.Limits.MaxMessageBytes): such a message, and a PeerMessage
+// envelope around it.
+func FrameLimit(maxMessageBytes int) int64 { return int64(maxMessageBytes) + envelopeRoom }
+
 // Options configures a Relay. Zero fields take their defaults.
 type Options struct {
-	// MaxMessageSize is the largest frame accepted, in bytes (default 16 MiB: an import of a
-	// datalayer with thousands of features is one upsert or batch).
-	// A larger one closes its connection with 1009 (message too big).
+	// MaxMessageSize is the largest frame accepted, in bytes. The default,
+	// FrameLimit(crdt.DefaultLimits().MaxMessageBytes) (32 MiB and 4 KiB), takes any
+	// message an engine with the default limits makes: an edit (an import of a datalayer
+	// with thousands of features is one upsert or batch), or a sync page in its envelope.
+	// A smaller limit would close, with every rejoin, the connection of a peer that made
+	// an edit over it: the answer to the relay's greeting probe carries that edit again.
+	// A larger frame closes its connection with 1009 (message too big).
 	MaxMessageSize int64
 	// SendQueue is how many messages may wait to be written to one
 	// connection (default 256). A client that lets its queue overflow is
@@ -55,7 +70,7 @@ type Relay struct {
 // NewRelay returns a Relay configured by opts.
 func NewRelay(opts Options) *Relay {
 	if opts.MaxMessageSize <= 0 {
-		opts.MaxMessageSize = 16 << 20
+		opts.MaxMessageSize = FrameLimit(crdt.DefaultLimits().MaxMessageBytes)
 	}
 	if opts.SendQueue <= 0 {
 		opts.SendQueue = 256
