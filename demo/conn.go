@@ -38,10 +38,14 @@ type conn struct {
 	send    chan []byte
 
 	// Set on join by the reading goroutine, under the relay's and the
-	// room's lock; left is set once the connection has left its room.
+	// room's lock; left is set, under the relay's lock, once the connection
+	// has left its room (or was kicked before joining one).
 	room     *room
 	id, name string
 	left     bool
+	// out is set under the room's lock when the connection leaves it: its
+	// messages still to be handled are dropped.
+	out bool
 
 	once   sync.Once
 	done   chan struct{} // closed by kick

@@ -185,18 +185,17 @@ func (r *Relay) join(c *conn, peer, name string) error {
 	return nil
 }
 
-// leave removes c from its room, if it joined one, closing the room when
-// it empties. Later joins of c are ignored.
+// leave removes c from its room, if it joined one, closing the room (and its
+// replica) when it empties. Later joins of c are ignored. It holds the
+// relay's lock until the replica is closed: a join meanwhile would open a
+// second replica of the map on the same files.
 func (r *Relay) leave(c *conn) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	c.left = true
 	rm := c.room
-	if rm == nil || rm.leave(c) {
+	if rm == nil || rm.leave(c, r.opts.Log) {
 		return
 	}
 	delete(r.rooms, rm.name)
-	if err := rm.replica.Close(); err != nil {
-		r.opts.Log.Error("closing replica", "map", rm.name, "err", err)
-	}
 }
