@@ -207,7 +207,7 @@ func (c *conn) handle(data []byte) error {
 		return policy("%s before JoinRequest", kind)
 	}
 	if kind == "PeerMessage" {
-		return c.room.peerMessage(c, fields)
+		return c.room.peerMessage(c, data, fields)
 	}
 	return c.room.operation(c, data)
 }

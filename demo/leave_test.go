@@ -71,9 +71,10 @@ func TestNoReplicaCallAfterItsRoomClosed(t *testing.T) {
 	if err := rm.operation(c, []byte(`{"kind":"OperationMessage"}`)); err != nil {
 		t.Fatal(err)
 	}
+	peerMsg := []byte(`{"kind":"PeerMessage","recipient":"relay","message":{}}`)
 	var fields map[string]json.RawMessage
-	json.Unmarshal([]byte(`{"kind":"PeerMessage","recipient":"relay","message":{}}`), &fields)
-	if err := rm.peerMessage(c, fields); err != nil {
+	json.Unmarshal(peerMsg, &fields)
+	if err := rm.peerMessage(c, peerMsg, fields); err != nil {
 		t.Fatal(err)
 	}
 	w.mu.Lock()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"log/slog"
 	"sync"
@@ -130,11 +131,12 @@ func (rm *room) operation(c *conn, msg []byte) error {
 	return nil
 }
 
-// peerMessage routes a PeerMessage from c (fields: its decoded top level)
-// to its recipient, with the sender set to c's peer id. A message for the
+// peerMessage routes a PeerMessage from c (data: its text, fields: its
+// decoded top level) to its recipient, as c wrote it but for the sender, set
+// to c's peer id (withSender). A message for the
 // replica goes to Replica.PeerMessage; one for an absent peer, or from a
 // peer that has left the room, is dropped.
-func (rm *room) peerMessage(c *conn, fields map[string]json.RawMessage) error {
+func (rm *room) peerMessage(c *conn, data []byte, fields map[string]json.RawMessage) error {
 	var recipient string
 	if err := json.Unmarshal(fields["recipient"], &recipient); err != nil || recipient == "" {
 		return policy(`PeerMessage without a string "recipient"`)
@@ -142,8 +144,7 @@ func (rm *room) peerMessage(c *conn, fields map[string]json.RawMessage) error {
 	if m := fields["message"]; len(m) == 0 || m[0] != '{' {
 		return policy(`PeerMessage without an object "message"`)
 	}
-	fields["sender"] = mustJSON(c.id)
-	msg := mustJSON(fields)
+	msg := withSender(data, c.id)
 
 	rm.mu.Lock()
 	defer rm.mu.Unlock()
@@ -164,11 +165,15 @@ func (rm *room) peerMessage(c *conn, fields map[string]json.RawMessage) error {
 	return nil
 }
 
-// mustJSON marshals values that cannot fail to marshal.
+// mustJSON marshals values that cannot fail to marshal, leaving <, > and &
+// as they are (json.Marshal escapes them, for JSON inside HTML): a peer's
+// text, its display name in a roster, reaches the others as it wrote it.
 func mustJSON(v any) []byte {
-	b, err := json.Marshal(v)
-	if err != nil {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
 		panic(err)
 	}
-	return b
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
 }
