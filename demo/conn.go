@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"unicode"
 	"unicode/utf8"
 
@@ -36,6 +37,7 @@ type conn struct {
 	ws      *websocket.Conn
 	mapName string
 	send    chan []byte
+	queued  atomic.Int64 // bytes in send and being written
 
 	// Set on join by the reading goroutine, under the relay's and the
 	// room's lock; left is set, under the relay's lock, once the connection
@@ -95,12 +97,18 @@ func (c *conn) kick(code websocket.StatusCode, reason string) {
 	})
 }
 
-// enqueue queues msg for writing without blocking; a full queue kicks c.
+// enqueue queues msg for writing without blocking; a full queue (SendQueue
+// messages, or SendQueueBytes bytes with msg) kicks c.
 func (c *conn) enqueue(msg []byte) {
 	select {
 	case <-c.done:
 		return
 	default:
+	}
+	size := int64(len(msg))
+	if q := c.queued.Add(size); q > c.relay.opts.SendQueueBytes && q > size {
+		c.kick(websocket.StatusPolicyViolation, "too slow")
+		return
 	}
 	select {
 	case c.send <- msg:
@@ -131,6 +139,7 @@ func (c *conn) writeLoop(ctx context.Context) {
 			wctx, cancel := context.WithTimeout(ctx, c.relay.opts.WriteTimeout)
 			err := c.ws.Write(wctx, websocket.MessageText, msg)
 			cancel()
+			c.queued.Add(-int64(len(msg)))
 			if err != nil {
 				c.kick(websocket.StatusInternalError, "write failed")
 				c.ws.CloseNow()

@@ -42,6 +42,13 @@ type Options struct {
 	// connection (default 256). A client that lets its queue overflow is
 	// closed with 1008 "too slow" rather than blocking its room.
 	SendQueue int
+	// SendQueueBytes bounds the bytes of the messages waiting to be written to
+	// one connection, the one being written included (default 2 ×
+	// MaxMessageSize: a sync page and an edit of the engine's limit). A client
+	// whose queue would pass it is closed with 1008 "too slow", like one whose
+	// SendQueue overflows: a client that does not read cannot make the relay
+	// hold more. An empty queue takes any one message.
+	SendQueueBytes int64
 	// WriteTimeout bounds the write of one message (default 10 s).
 	WriteTimeout time.Duration
 	// NewReplica opens each room's Replica. Nil gives every room a replica
@@ -74,6 +81,9 @@ func NewRelay(opts Options) *Relay {
 	}
 	if opts.SendQueue <= 0 {
 		opts.SendQueue = 256
+	}
+	if opts.SendQueueBytes <= 0 {
+		opts.SendQueueBytes = 2 * opts.MaxMessageSize
 	}
 	if opts.WriteTimeout <= 0 {
 		opts.WriteTimeout = 10 * time.Second
