@@ -160,3 +160,54 @@ func withSender(msg []byte, sender string) []byte {
 	}
 	return append(out, msg[at:]...)
 }
+
+// forwardable returns msg, a PeerMessage carrying a ListOperationsResponse
+// that a peer sent the relay's replica, as the relay passes it on to the
+// other peers of the room: from sender (the replica), to the room (recipient
+// "", which every peer takes), and without the response's "vector" and
+// "more". A peer takes the operations and nothing else: with no vector it
+// claims nothing it was not sent (the vector was the answerer's, computed for
+// the replica), and neither asks for a next page nor pushes anything back.
+func forwardable(msg []byte, sender string) []byte {
+	out := withSender(msg, sender)
+	return rewrite(out, func(m member, value []byte) ([]byte, bool) {
+		switch m.name {
+		case "recipient":
+			return []byte(`""`), true
+		case "message":
+			if len(value) > 0 && value[0] == '{' {
+				return rewrite(value, func(m member, value []byte) ([]byte, bool) {
+					return value, m.name != "vector" && m.name != "more"
+				}), true
+			}
+		}
+		return value, true
+	})
+}
+
+// rewrite returns obj, a JSON object, with each member's value replaced by
+// what edit returns for it, and the members for which edit returns false
+// left out. Kept members keep their order; the whitespace around the members
+// left out goes with them.
+func rewrite(obj []byte, edit func(m member, value []byte) ([]byte, bool)) []byte {
+	ms := members(obj)
+	if len(ms) == 0 {
+		return obj
+	}
+	out := make([]byte, 0, len(obj))
+	out = append(out, obj[:ms[0].start]...) // '{' and the whitespace after it
+	kept := 0
+	for _, m := range ms {
+		value, keep := edit(m, obj[m.value:m.end])
+		if !keep {
+			continue
+		}
+		if kept > 0 {
+			out = append(out, ',')
+		}
+		kept++
+		out = append(out, obj[m.start:m.value]...) // the name, ':' and the whitespace around it
+		out = append(out, value...)
+	}
+	return append(out, obj[ms[len(ms)-1].end:]...) // the whitespace before '}', and '}'
+}

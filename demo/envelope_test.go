@@ -165,3 +165,24 @@ func TestRosterNamesAsGiven(t *testing.T) {
 		t.Fatalf("JoinResponse %s", got)
 	}
 }
+
+func TestForwardable(t *testing.T) {
+	tests := []struct{ name, in, want string }{
+		{"a page", `{"kind":"PeerMessage","sender":"carol","recipient":"relay","message":{"more":"1:0:c","pushBack":true,"state":{"ops":[]},"vector":{"c":3},"verb":"ListOperationsResponse"}}`,
+			`{"kind":"PeerMessage","sender":"relay","recipient":"","message":{"pushBack":true,"state":{"ops":[]},"verb":"ListOperationsResponse"}}`},
+		{"spacing, and members first and last", "{ \"message\" : { \"vector\" : {} , \"operations\" : [ ] ,\n\"more\":null } , \"recipient\" : \"relay\" }",
+			"{\"sender\":\"relay\",\"message\" : { \"operations\" : [ ] },\"recipient\" : \"\" }"},
+		{"only members left out", `{"kind":"PeerMessage","message":{"vector":{},"more":"x"}}`,
+			`{"kind":"PeerMessage","sender":"relay","message":{}}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := string(forwardable([]byte(tt.in), "relay")); got != tt.want {
+				t.Fatalf("got  %s\nwant %s", got, tt.want)
+			}
+			if !json.Valid([]byte(tt.want)) {
+				t.Fatal("want is not JSON")
+			}
+		})
+	}
+}

@@ -61,8 +61,9 @@ type Options struct {
 // Relay is the http.Handler of uMap's sync protocol over WebSocket at
 // SyncPattern: one room per map name, holding the joined connections and the
 // map's Replica. Messages are relayed, never rewritten, except the sender
-// field of a PeerMessage. The JoinRequest token is accepted as is: the demo
-// has no authentication.
+// field of a PeerMessage (see withSender). A Replica that is a Forwarder
+// passes on to the room what a PeerMessage taught it. The JoinRequest token
+// is accepted as is: the demo has no authentication.
 type Relay struct {
 	opts Options
 	mux  *http.ServeMux

@@ -134,8 +134,9 @@ func (rm *room) operation(c *conn, msg []byte) error {
 // peerMessage routes a PeerMessage from c (data: its text, fields: its
 // decoded top level) to its recipient, as c wrote it but for the sender, set
 // to c's peer id (withSender). A message for the
-// replica goes to Replica.PeerMessage; one for an absent peer, or from a
-// peer that has left the room, is dropped.
+// replica goes to Replica.PeerMessage (or Forwarder.PeerMessageForward, whose
+// forward goes to the other peers); one for an absent peer, or from a peer
+// that has left the room, is dropped.
 func (rm *room) peerMessage(c *conn, data []byte, fields map[string]json.RawMessage) error {
 	var recipient string
 	if err := json.Unmarshal(fields["recipient"], &recipient); err != nil || recipient == "" {
@@ -152,11 +153,20 @@ func (rm *room) peerMessage(c *conn, data []byte, fields map[string]json.RawMess
 		return nil
 	}
 	if recipient == rm.replicaID {
-		replies, err := rm.replica.PeerMessage(msg)
+		var replies, forward [][]byte
+		var err error
+		if f, ok := rm.replica.(Forwarder); ok {
+			replies, forward, err = f.PeerMessageForward(msg)
+		} else {
+			replies, err = rm.replica.PeerMessage(msg)
+		}
 		if err != nil {
 			return &closeError{websocket.StatusPolicyViolation, err.Error()}
 		}
 		c.enqueueAll(replies)
+		for _, m := range forward {
+			rm.broadcast(c, m)
+		}
 		return nil
 	}
 	if p := rm.find(recipient); p != nil {
