@@ -84,6 +84,9 @@ func skipString(b []byte, i int) int {
 
 // skipValue returns the index after the JSON value starting at b[i].
 func skipValue(b []byte, i int) int {
+	if i >= len(b) {
+		return len(b) // not valid JSON: the caller checked it is
+	}
 	switch b[i] {
 	case '"':
 		return skipString(b, i)

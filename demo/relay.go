@@ -44,7 +44,7 @@ type Options struct {
 	SendQueue int
 	// SendQueueBytes bounds the bytes of the messages waiting to be written to
 	// one connection, the one being written included (default 2 ×
-	// MaxMessageSize: a sync page and an edit of the engine's limit). A client
+	// MaxMessageSize: two messages of the engine's limit). A client
 	// whose queue would pass it is closed with 1008 "too slow", like one whose
 	// SendQueue overflows: a client that does not read cannot make the relay
 	// hold more. An empty queue takes any one message.

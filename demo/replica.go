@@ -50,6 +50,9 @@ type JoinHook interface {
 // PeerMessage's do, and forward, after them, to every other peer of the room.
 // Like every other method, it runs under the room's serialization.
 type Forwarder interface {
+	// PeerMessageForward is PeerMessage, and returns too the messages for
+	// the rest of the room (nil, usually). An error closes the sender's
+	// connection, and nothing is forwarded.
 	PeerMessageForward(msg []byte) (replies, forward [][]byte, err error)
 }
 
