@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"unicode"
 	"unicode/utf8"
 
@@ -36,12 +37,17 @@ type conn struct {
 	ws      *websocket.Conn
 	mapName string
 	send    chan []byte
+	queued  atomic.Int64 // bytes in send and being written
 
 	// Set on join by the reading goroutine, under the relay's and the
-	// room's lock; left is set once the connection has left its room.
+	// room's lock; left is set, under the relay's lock, once the connection
+	// has left its room (or was kicked before joining one).
 	room     *room
 	id, name string
 	left     bool
+	// out is set under the room's lock when the connection leaves it: its
+	// messages still to be handled are dropped.
+	out bool
 
 	once   sync.Once
 	done   chan struct{} // closed by kick
@@ -91,12 +97,18 @@ func (c *conn) kick(code websocket.StatusCode, reason string) {
 	})
 }
 
-// enqueue queues msg for writing without blocking; a full queue kicks c.
+// enqueue queues msg for writing without blocking; a full queue (SendQueue
+// messages, or SendQueueBytes bytes with msg) kicks c.
 func (c *conn) enqueue(msg []byte) {
 	select {
 	case <-c.done:
 		return
 	default:
+	}
+	size := int64(len(msg))
+	if q := c.queued.Add(size); q > c.relay.opts.SendQueueBytes && q > size {
+		c.kick(websocket.StatusPolicyViolation, "too slow")
+		return
 	}
 	select {
 	case c.send <- msg:
@@ -127,6 +139,7 @@ func (c *conn) writeLoop(ctx context.Context) {
 			wctx, cancel := context.WithTimeout(ctx, c.relay.opts.WriteTimeout)
 			err := c.ws.Write(wctx, websocket.MessageText, msg)
 			cancel()
+			c.queued.Add(-int64(len(msg)))
 			if err != nil {
 				c.kick(websocket.StatusInternalError, "write failed")
 				c.ws.CloseNow()
@@ -203,7 +216,7 @@ func (c *conn) handle(data []byte) error {
 		return policy("%s before JoinRequest", kind)
 	}
 	if kind == "PeerMessage" {
-		return c.room.peerMessage(c, fields)
+		return c.room.peerMessage(c, data, fields)
 	}
 	return c.room.operation(c, data)
 }

@@ -24,6 +24,8 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
+	"github.com/mapcrdt/mapcrdt/crdt"
 )
 
 // config is the command line.
@@ -58,7 +60,8 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 			slog.Warn("directory to serve is missing", "err", err)
 		}
 	}
-	relay := NewRelay(Options{NewReplica: replicaFactory(cfg.data)})
+	opts, _ := relayOptions(cfg.data)
+	relay := NewRelay(opts)
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return err
@@ -88,11 +91,16 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 	return err
 }
 
-// replicaFactory gives the relay its per-map replicas: crdt replicas with
-// peer id "relay", each persisted in dataDir as <map>.snapshot plus
-// <map>.log (see store.go).
-func replicaFactory(dataDir string) ReplicaFactory {
-	return newStoreFactory(storeOptions{Dir: dataDir})
+// relayOptions configures the relay of the demo and its per-map replicas (the
+// store options returned): crdt replicas with peer id "relay", each persisted in
+// dataDir as <map>.snapshot plus <map>.log (see store.go). Replicas and frames
+// follow one message limit, the engine's default, which the page's engine uses:
+// the relay takes every message a browser makes, and its replica every message
+// a frame holds, but for a PeerMessage envelope's bytes.
+func relayOptions(dataDir string) (Options, storeOptions) {
+	limits := crdt.DefaultLimits()
+	store := storeOptions{Dir: dataDir, Replica: crdt.Options{Limits: limits}}
+	return Options{MaxMessageSize: FrameLimit(limits.MaxMessageBytes), NewReplica: newStoreFactory(store)}, store
 }
 
 // newMux routes the relay, the glue at /jsglue/ and the page at /.

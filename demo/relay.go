@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/mapcrdt/mapcrdt/crdt"
 )
 
 // SyncPattern is the ServeMux pattern of the relay's WebSocket endpoint.
@@ -17,16 +18,37 @@ const SyncPattern = "GET /ws/sync/{map}"
 // idPattern is what map names and peer ids must match.
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
+// envelopeRoom is what a frame may hold beyond the engine's message limit: a PeerMessage
+// envelope ({"kind":"PeerMessage","sender":…,"recipient":…,"message":…}) around a message
+// of the limit, with peer ids of 128 bytes (the engine's longest) each byte escaped (\u00XX).
+const envelopeRoom = 4 << 10
+
+// FrameLimit is the frame limit of a relay whose peers' engines take messages of up to
+// maxMessageBytes (crdt.Limits.MaxMessageBytes): such a message, and a PeerMessage
+// envelope around it.
+func FrameLimit(maxMessageBytes int) int64 { return int64(maxMessageBytes) + envelopeRoom }
+
 // Options configures a Relay. Zero fields take their defaults.
 type Options struct {
-	// MaxMessageSize is the largest frame accepted, in bytes (default 16 MiB: an import of a
-	// datalayer with thousands of features is one upsert or batch).
-	// A larger one closes its connection with 1009 (message too big).
+	// MaxMessageSize is the largest frame accepted, in bytes. The default,
+	// FrameLimit(crdt.DefaultLimits().MaxMessageBytes) (32 MiB and 4 KiB), takes any
+	// message an engine with the default limits makes: an edit (an import of a datalayer
+	// with thousands of features is one upsert or batch), or a sync page in its envelope.
+	// A smaller limit would close, with every rejoin, the connection of a peer that made
+	// an edit over it: the answer to the relay's greeting probe carries that edit again.
+	// A larger frame closes its connection with 1009 (message too big).
 	MaxMessageSize int64
 	// SendQueue is how many messages may wait to be written to one
 	// connection (default 256). A client that lets its queue overflow is
 	// closed with 1008 "too slow" rather than blocking its room.
 	SendQueue int
+	// SendQueueBytes bounds the bytes of the messages waiting to be written to
+	// one connection, the one being written included (default 2 ×
+	// MaxMessageSize: two messages of the engine's limit). A client
+	// whose queue would pass it is closed with 1008 "too slow", like one whose
+	// SendQueue overflows: a client that does not read cannot make the relay
+	// hold more. An empty queue takes any one message.
+	SendQueueBytes int64
 	// WriteTimeout bounds the write of one message (default 10 s).
 	WriteTimeout time.Duration
 	// NewReplica opens each room's Replica. Nil gives every room a replica
@@ -39,8 +61,9 @@ type Options struct {
 // Relay is the http.Handler of uMap's sync protocol over WebSocket at
 // SyncPattern: one room per map name, holding the joined connections and the
 // map's Replica. Messages are relayed, never rewritten, except the sender
-// field of a PeerMessage. The JoinRequest token is accepted as is: the demo
-// has no authentication.
+// field of a PeerMessage (see withSender). A Replica that is a Forwarder
+// passes on to the room what a PeerMessage taught it. The JoinRequest token
+// is accepted as is: the demo has no authentication.
 type Relay struct {
 	opts Options
 	mux  *http.ServeMux
@@ -55,10 +78,13 @@ type Relay struct {
 // NewRelay returns a Relay configured by opts.
 func NewRelay(opts Options) *Relay {
 	if opts.MaxMessageSize <= 0 {
-		opts.MaxMessageSize = 16 << 20
+		opts.MaxMessageSize = FrameLimit(crdt.DefaultLimits().MaxMessageBytes)
 	}
 	if opts.SendQueue <= 0 {
 		opts.SendQueue = 256
+	}
+	if opts.SendQueueBytes <= 0 {
+		opts.SendQueueBytes = 2 * opts.MaxMessageSize
 	}
 	if opts.WriteTimeout <= 0 {
 		opts.WriteTimeout = 10 * time.Second
@@ -170,18 +196,17 @@ func (r *Relay) join(c *conn, peer, name string) error {
 	return nil
 }
 
-// leave removes c from its room, if it joined one, closing the room when
-// it empties. Later joins of c are ignored.
+// leave removes c from its room, if it joined one, closing the room (and its
+// replica) when it empties. Later joins of c are ignored. It holds the
+// relay's lock until the replica is closed: a join meanwhile would open a
+// second replica of the map on the same files.
 func (r *Relay) leave(c *conn) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	c.left = true
 	rm := c.room
-	if rm == nil || rm.leave(c) {
+	if rm == nil || rm.leave(c, r.opts.Log) {
 		return
 	}
 	delete(r.rooms, rm.name)
-	if err := rm.replica.Close(); err != nil {
-		r.opts.Log.Error("closing replica", "map", rm.name, "err", err)
-	}
 }

@@ -44,7 +44,8 @@ var fuzzSeeds = []string{
 //   - nothing panics;
 //   - a message the relay refuses changes neither the replica nor what the other peer
 //     receives, and the sender's next connection works;
-//   - an operation accepted reaches the other peer byte for byte;
+//   - an operation accepted reaches the other peer byte for byte, and whatever
+//     the other peer receives (a PeerMessage's forward) is JSON;
 //   - the replica read back from its files — as a crash leaves them, and after the room
 //     closes — equals the replica that ran.
 func FuzzRelayMessages(f *testing.F) {
@@ -95,6 +96,11 @@ func FuzzRelayMessages(f *testing.F) {
 				alice = joinConn("alice")
 				drain(bob)
 				continue
+			}
+			for _, m := range got {
+				if !json.Valid(m) {
+					t.Fatalf("%q accepted, bob received %q: not JSON", msg, m)
+				}
 			}
 			if k := kindOf(msg); k == "OperationMessage" || k == "SavedMessage" {
 				if len(got) != 1 || !bytes.Equal(got[0], msg) {
@@ -153,6 +159,7 @@ func drain(c *conn) [][]byte {
 	for {
 		select {
 		case m := <-c.send:
+			c.queued.Add(-int64(len(m))) // as the writer does
 			out = append(out, m)
 		default:
 			return out

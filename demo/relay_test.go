@@ -48,6 +48,9 @@ type client struct {
 	t  *testing.T
 	ws *websocket.Conn
 	id string
+	// wait bounds each read and write (default 5 s): a test moving messages of many
+	// megabytes raises it, for the race detector's slow scans of them.
+	wait time.Duration
 }
 
 func dial(t *testing.T, srv *httptest.Server, mapName string) *client {
@@ -60,7 +63,7 @@ func dial(t *testing.T, srv *httptest.Server, mapName string) *client {
 	}
 	ws.SetReadLimit(64 << 20)
 	t.Cleanup(func() { ws.CloseNow() })
-	return &client{t: t, ws: ws}
+	return &client{t: t, ws: ws, wait: 5 * time.Second}
 }
 
 // join dials mapName, joins with the JoinRequest fields extra, reads the
@@ -77,7 +80,7 @@ func join(t *testing.T, srv *httptest.Server, mapName string, extra string) (*cl
 
 func (c *client) send(msg string) {
 	c.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), c.wait)
 	defer cancel()
 	if err := c.ws.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
 		c.t.Fatalf("write: %v", err)
@@ -87,7 +90,7 @@ func (c *client) send(msg string) {
 // read returns the next message's text.
 func (c *client) read() string {
 	c.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), c.wait)
 	defer cancel()
 	_, data, err := c.ws.Read(ctx)
 	if err != nil {

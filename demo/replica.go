@@ -44,6 +44,18 @@ type JoinHook interface {
 	Joined(peer string) [][]byte
 }
 
+// Forwarder is optionally implemented by a Replica that passes on to its
+// room what a peer's PeerMessage taught it. The relay then calls
+// PeerMessageForward instead of PeerMessage: replies go to the sender, as
+// PeerMessage's do, and forward, after them, to every other peer of the room.
+// Like every other method, it runs under the room's serialization.
+type Forwarder interface {
+	// PeerMessageForward is PeerMessage, and returns too the messages for
+	// the rest of the room (nil, usually). An error closes the sender's
+	// connection, and nothing is forwarded.
+	PeerMessageForward(msg []byte) (replies, forward [][]byte, err error)
+}
+
 // ReplicaFactory opens the Replica of the map named mapName (already
 // validated against [A-Za-z0-9_-]{1,64}, so it is safe as a file name). It is
 // called when the first peer joins a room; an error refuses that join.

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
+	"log/slog"
 	"sync"
 
 	"github.com/coder/websocket"
@@ -10,7 +12,10 @@ import (
 
 // room is one map's joined connections and replica. Its mutex serializes
 // membership changes, replica calls and the queueing of broadcasts, so every
-// peer sees the room's messages in one order.
+// peer sees the room's messages in one order. A connection's messages are
+// handled only while it is in the room: one kicked leaves at once, while its
+// reader may still hold a message read before the kick, and that message
+// must not reach a replica its room's last leave has closed.
 type room struct {
 	name      string
 	replica   Replica
@@ -75,10 +80,14 @@ func (rm *room) find(id string) *conn {
 	return nil
 }
 
-// leave removes c and tells the others; it reports whether any peer is left.
-func (rm *room) leave(c *conn) bool {
+// leave removes c and tells the others; it reports whether any peer is
+// left. When none is, it closes the replica, under the room's lock: after
+// the replica call running, if any, and before none other, since a
+// connection's messages are dropped once it left (c.out).
+func (rm *room) leave(c *conn, log *slog.Logger) bool {
 	rm.mu.Lock()
 	defer rm.mu.Unlock()
+	c.out = true
 	for i, p := range rm.peers {
 		if p == c {
 			rm.peers = append(rm.peers[:i], rm.peers[i+1:]...)
@@ -86,6 +95,9 @@ func (rm *room) leave(c *conn) bool {
 		}
 	}
 	if len(rm.peers) == 0 {
+		if err := rm.replica.Close(); err != nil {
+			log.Error("closing replica", "map", rm.name, "err", err)
+		}
 		return false
 	}
 	rm.broadcast(nil, mustJSON(rm.roster("ListPeersResponse")))
@@ -102,10 +114,14 @@ func (rm *room) broadcast(except *conn, msg []byte) {
 }
 
 // operation has the replica check an OperationMessage or SavedMessage from
-// c, sends c the replica's replies, and relays msg to the other peers.
+// c, sends c the replica's replies, and relays msg to the other peers. It
+// drops msg if c has left the room.
 func (rm *room) operation(c *conn, msg []byte) error {
 	rm.mu.Lock()
 	defer rm.mu.Unlock()
+	if c.out {
+		return nil
+	}
 	replies, err := rm.replica.Check(msg)
 	if err != nil {
 		return &closeError{websocket.StatusPolicyViolation, err.Error()}
@@ -115,10 +131,13 @@ func (rm *room) operation(c *conn, msg []byte) error {
 	return nil
 }
 
-// peerMessage routes a PeerMessage from c (fields: its decoded top level)
-// to its recipient, with the sender set to c's peer id. A message for the
-// replica goes to Replica.PeerMessage; one for an absent peer is dropped.
-func (rm *room) peerMessage(c *conn, fields map[string]json.RawMessage) error {
+// peerMessage routes a PeerMessage from c (data: its text, fields: its
+// decoded top level) to its recipient, as c wrote it but for the sender, set
+// to c's peer id (withSender). A message for the
+// replica goes to Replica.PeerMessage (or Forwarder.PeerMessageForward, whose
+// forward goes to the other peers); one for an absent peer, or from a peer
+// that has left the room, is dropped.
+func (rm *room) peerMessage(c *conn, data []byte, fields map[string]json.RawMessage) error {
 	var recipient string
 	if err := json.Unmarshal(fields["recipient"], &recipient); err != nil || recipient == "" {
 		return policy(`PeerMessage without a string "recipient"`)
@@ -126,17 +145,28 @@ func (rm *room) peerMessage(c *conn, fields map[string]json.RawMessage) error {
 	if m := fields["message"]; len(m) == 0 || m[0] != '{' {
 		return policy(`PeerMessage without an object "message"`)
 	}
-	fields["sender"] = mustJSON(c.id)
-	msg := mustJSON(fields)
+	msg := withSender(data, c.id)
 
 	rm.mu.Lock()
 	defer rm.mu.Unlock()
+	if c.out {
+		return nil
+	}
 	if recipient == rm.replicaID {
-		replies, err := rm.replica.PeerMessage(msg)
+		var replies, forward [][]byte
+		var err error
+		if f, ok := rm.replica.(Forwarder); ok {
+			replies, forward, err = f.PeerMessageForward(msg)
+		} else {
+			replies, err = rm.replica.PeerMessage(msg)
+		}
 		if err != nil {
 			return &closeError{websocket.StatusPolicyViolation, err.Error()}
 		}
 		c.enqueueAll(replies)
+		for _, m := range forward {
+			rm.broadcast(c, m)
+		}
 		return nil
 	}
 	if p := rm.find(recipient); p != nil {
@@ -145,11 +175,15 @@ func (rm *room) peerMessage(c *conn, fields map[string]json.RawMessage) error {
 	return nil
 }
 
-// mustJSON marshals values that cannot fail to marshal.
+// mustJSON marshals values that cannot fail to marshal, leaving <, > and &
+// as they are (json.Marshal escapes them, for JSON inside HTML): a peer's
+// text, its display name in a roster, reaches the others as it wrote it.
 func mustJSON(v any) []byte {
-	b, err := json.Marshal(v)
-	if err != nil {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
 		panic(err)
 	}
-	return b
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
 }

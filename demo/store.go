@@ -33,6 +33,12 @@ import (
 // changes nothing): a ListOperationsResponse brings operations and a version
 // vector.
 //
+// Forwarding: the operations a ListOperationsResponse brings that the replica
+// did not hold (a newcomer's offline edits, in its answer to the greeting
+// probe) are passed on to the other peers of the room, the response without
+// its vector (PeerMessageForward): the peers online get them even if the
+// newcomer never answers their own probes.
+//
 // Opening replays the log over the snapshot. Receiving is idempotent, so a
 // log that overlaps its snapshot (a crash between the two steps of a
 // compaction) replays to the same state. The replay runs with the clock
@@ -217,17 +223,39 @@ func (s *storeReplica) Check(msg []byte) ([][]byte, error) {
 // relay: it answers a ListOperationsRequest with what the sender lacks, and
 // takes in a ListOperationsResponse (pushing back what the sender lacks).
 func (s *storeReplica) PeerMessage(msg []byte) ([][]byte, error) {
+	replies, _, err := s.PeerMessageForward(msg)
+	return replies, err
+}
+
+// PeerMessageForward is PeerMessage, and passes on to the room the operations
+// a ListOperationsResponse brought that the replica did not hold: the
+// response, as forwardable writes it, goes to every other peer.
+//
+// That is how edits a peer made offline reach the peers online while it is
+// connected: the relay's greeting probe brings them here, but the peers
+// present get them only from their own probe of the newcomer (its
+// ListPeersResponse), which it may leave unanswered (it leaves at once, or
+// answers the relay first and drops). A peer present that gets both answers
+// takes the edits twice (receiving is idempotent): a newcomer's offline
+// edits cross the room twice. A response that brings nothing new (a newcomer
+// without offline edits, the usual join) is not passed on.
+func (s *storeReplica) PeerMessageForward(msg []byte) (replies, forward [][]byte, err error) {
+	held := s.r.LogLen()
 	res, err := s.r.Receive(msg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	learned := s.r.LogLen() > held // read before append, which may compact
 	if peerVerb(msg) != "ListOperationsRequest" {
 		if err := s.append(msg); err != nil {
 			s.reload()
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	return res.Replies, nil
+	if learned {
+		forward = [][]byte{forwardable(msg, relayPeerID)}
+	}
+	return res.Replies, forward, nil
 }
 
 // Joined asks a peer that just joined for what the relay lacks: the peer
