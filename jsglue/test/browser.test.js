@@ -1,28 +1,10 @@
 // The same module in a browser: headless Debian chromium (through playwright-core) loads
 // index.js as an ES module from a static server, which fetches wasm_exec.js and streams
-// mapcrdt.wasm (served as application/wasm). Skipped when chromium is not installed.
+// mapcrdt.wasm (served as application/wasm). Skipped when chromium is not installed (but in CI).
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { createServer } from "node:http";
-import { readFile } from "node:fs/promises";
-import { existsSync } from "node:fs";
-import { execFileSync } from "node:child_process";
-import { extname, join, normalize } from "node:path";
-import { fileURLToPath } from "node:url";
-
-const root = fileURLToPath(new URL("../", import.meta.url));
-const types = { ".js": "text/javascript", ".wasm": "application/wasm", ".html": "text/html" };
-
-function chromiumPath() {
-  if (process.env.CHROMIUM) return process.env.CHROMIUM;
-  if (existsSync("/usr/bin/chromium")) return "/usr/bin/chromium";
-  try {
-    return execFileSync("sh", ["-c", "command -v chromium"], { encoding: "utf8" }).trim() || null;
-  } catch {
-    return null;
-  }
-}
+import { inChromium } from "./chromium.js";
 
 const page = `<!doctype html><meta charset="utf-8"><script type="module">
 import { createEngine, MapcrdtError } from "./index.js";
@@ -58,54 +40,17 @@ try {
 </script>`;
 
 test("the module works in a browser (chromium, ES module, streaming instantiation)", async (t) => {
-  const exe = chromiumPath();
-  if (!exe) return t.skip("chromium not installed");
-  let chromium;
-  try {
-    ({ chromium } = (await import("playwright-core")).default);
-  } catch {
-    return t.skip("playwright-core not installed (npm ci in jsglue)");
-  }
-  const server = createServer(async (req, res) => {
-    const path = new URL(req.url, "http://x").pathname;
-    if (path === "/") {
-      res.writeHead(200, { "content-type": "text/html" }).end(page);
-      return;
-    }
-    const file = normalize(join(root, path));
-    if (!file.startsWith(root)) return res.writeHead(403).end();
-    try {
-      const body = await readFile(file);
-      res.writeHead(200, { "content-type": types[extname(file)] ?? "application/octet-stream" }).end(body);
-    } catch {
-      res.writeHead(404).end();
-    }
-  });
-  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const browser = await chromium.launch({
-    executablePath: exe,
-    headless: true,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
-  });
-  try {
-    const p = await browser.newPage();
-    const errors = [];
-    p.on("pageerror", (e) => errors.push(String(e)));
-    await p.goto(`http://127.0.0.1:${server.address().port}/`);
-    await p.waitForFunction(() => window.result !== undefined, null, { timeout: 60_000 });
-    const result = await p.evaluate(() => window.result);
-    assert.deepEqual(errors, []);
-    assert.equal(result.error, undefined, result.error);
-    assert.equal(result.same, true);
-    assert.equal(result.name, "Café de Flore");
-    assert.deepEqual(result.seen, ["remote:created", "remote:set"]);
-    assert.equal(result.code, "invalid_json");
-    assert.equal(result.snapshot, true);
-    assert.equal(result.peer, "bob");
-    assert.ok(result.collections > 0, "no collection ran during 20,000 edits");
-    assert.equal(result.converged, true);
-  } finally {
-    await browser.close();
-    server.close();
-  }
+  const run = await inChromium(t, page);
+  if (!run) return;
+  const { result: result, errors } = run;
+  assert.deepEqual(errors, []);
+  assert.equal(result.error, undefined, result.error);
+  assert.equal(result.same, true);
+  assert.equal(result.name, "Café de Flore");
+  assert.deepEqual(result.seen, ["remote:created", "remote:set"]);
+  assert.equal(result.code, "invalid_json");
+  assert.equal(result.snapshot, true);
+  assert.equal(result.peer, "bob");
+  assert.ok(result.collections > 0, "no collection ran during 20,000 edits");
+  assert.equal(result.converged, true);
 });

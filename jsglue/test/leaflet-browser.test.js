@@ -1,29 +1,11 @@
 // The Leaflet helper (leaflet.js) rendering a peer's changes and making batched edits, in
 // headless Debian chromium (through playwright-core) with Leaflet and Leaflet.Editable from
-// node_modules. Skipped when chromium is not installed. (The demo's page runs it too:
+// node_modules. Skipped when chromium is not installed (but in CI). (The demo's page runs it too:
 // demo/e2e.)
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { createServer } from "node:http";
-import { readFile } from "node:fs/promises";
-import { existsSync } from "node:fs";
-import { execFileSync } from "node:child_process";
-import { extname, join, normalize } from "node:path";
-import { fileURLToPath } from "node:url";
-
-const root = fileURLToPath(new URL("../", import.meta.url));
-const types = { ".js": "text/javascript", ".wasm": "application/wasm", ".html": "text/html", ".css": "text/css" };
-
-function chromiumPath() {
-  if (process.env.CHROMIUM) return process.env.CHROMIUM;
-  if (existsSync("/usr/bin/chromium")) return "/usr/bin/chromium";
-  try {
-    return execFileSync("sh", ["-c", "command -v chromium"], { encoding: "utf8" }).trim() || null;
-  } catch {
-    return null;
-  }
-}
+import { inChromium } from "./chromium.js";
 
 // Each scenario gets its own map, featuresLayer, a peer engine a and the engine b that the
 // controller draws; it returns what the test checks. window.result: {name: value | {error}}.
@@ -138,67 +120,32 @@ window.result = result;
 </script>`;
 
 test("the Leaflet helper draws moved and twin features, and joins the caller's batch (chromium)", async (t) => {
-  const exe = chromiumPath();
-  if (!exe) return t.skip("chromium not installed");
-  let chromium;
-  try {
-    ({ chromium } = (await import("playwright-core")).default);
-  } catch {
-    return t.skip("playwright-core not installed (npm ci in jsglue)");
-  }
-  const server = createServer(async (req, res) => {
-    const path = new URL(req.url, "http://x").pathname;
-    if (path === "/") return res.writeHead(200, { "content-type": "text/html" }).end(page);
-    const file = normalize(join(root, path));
-    if (!file.startsWith(root)) return res.writeHead(403).end();
-    try {
-      const body = await readFile(file);
-      res.writeHead(200, { "content-type": types[extname(file)] ?? "application/octet-stream" }).end(body);
-    } catch {
-      res.writeHead(404).end();
-    }
-  });
-  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const browser = await chromium.launch({
-    executablePath: exe,
-    headless: true,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
-  });
-  try {
-    const p = await browser.newPage();
-    const errors = [];
-    p.on("pageerror", (e) => errors.push(String(e)));
-    await p.goto(`http://127.0.0.1:${server.address().port}/`);
-    await p.waitForFunction(() => window.result !== undefined, null, { timeout: 60_000 });
-    const r = await p.evaluate(() => window.result);
-    await new Promise((resolve) => setTimeout(resolve, 50)); // errors reported in a microtask (reportLater)
-    for (const [name, v] of Object.entries(r)) assert.equal(v.error, undefined, `${name}: ${v.error}`);
+  const run = await inChromium(t, page);
+  if (!run) return;
+  const { result: r, errors } = run;
+  for (const [name, v] of Object.entries(r)) assert.equal(v.error, undefined, `${name}: ${v.error}`);
 
-    // Moved from L1 to L2, whichever order the batch holds: drawn in L2, one layer each.
-    assert.deepEqual(r.move.F, ["L2/F"]);
-    assert.deepEqual(r.move.G, ["L2/G"]);
-    assert.deepEqual(r.move.state.sort(), ["L2/F", "L2/G"]);
-    assert.equal(r.move.onMap, 2);
+  // Moved from L1 to L2, whichever order the batch holds: drawn in L2, one layer each.
+  assert.deepEqual(r.move.F, ["L2/F"]);
+  assert.deepEqual(r.move.G, ["L2/G"]);
+  assert.deepEqual(r.move.state.sort(), ["L2/F", "L2/G"]);
+  assert.equal(r.move.onMap, 2);
 
-    assert.deepEqual(r.twins.both, ["L1/F"]);
-    assert.deepEqual(r.twins.afterRemoteDelete, ["L2/F"]);
-    assert.equal(r.twins.name, "two");
-    assert.deepEqual(r.twins.third, ["L2/F"]);
-    assert.equal(r.twins.deleted, true);
-    assert.deepEqual(r.twins.afterLocalDelete, ["L3/F"]);
-    assert.equal(r.twins.name3, "three");
-    assert.deepEqual(r.twins.gone, []);
+  assert.deepEqual(r.twins.both, ["L1/F"]);
+  assert.deepEqual(r.twins.afterRemoteDelete, ["L2/F"]);
+  assert.equal(r.twins.name, "two");
+  assert.deepEqual(r.twins.third, ["L2/F"]);
+  assert.equal(r.twins.deleted, true);
+  assert.deepEqual(r.twins.afterLocalDelete, ["L3/F"]);
+  assert.equal(r.twins.name3, "three");
+  assert.deepEqual(r.twins.gone, []);
 
-    assert.equal(r.batched.inBatch, false);
-    assert.deepEqual(r.batched.properties, { name: "m", color: "x", size: 2 });
-    assert.equal(r.batched.id2, null);
-    assert.deepEqual(r.batched.messages, ["batch"]);
-    assert.equal(r.batched.drawn, 1);
-    assert.deepEqual(r.batched.alone, ["batch"]);
-    assert.equal(r.batched.afterUndo, 2);
-    assert.deepEqual(errors, []);
-  } finally {
-    await browser.close();
-    server.close();
-  }
+  assert.equal(r.batched.inBatch, false);
+  assert.deepEqual(r.batched.properties, { name: "m", color: "x", size: 2 });
+  assert.equal(r.batched.id2, null);
+  assert.deepEqual(r.batched.messages, ["batch"]);
+  assert.equal(r.batched.drawn, 1);
+  assert.deepEqual(r.batched.alone, ["batch"]);
+  assert.equal(r.batched.afterUndo, 2);
+  assert.deepEqual(errors, []);
 });
