@@ -17,6 +17,12 @@ func (r *Replica) ingest(ops []*op) ([]Change, bool, error) {
 		if newest.Less(o.ts) {
 			newest = o.ts
 		}
+		if o.ts.Peer == r.origin && o.seq > r.seqs.get(r.origin) {
+			if err := r.ownBeyond(o); err != nil {
+				r.dropPending()
+				return nil, false, err
+			}
+		}
 	}
 	pt := r.clock.WallMillis() // once: the drift guard and the merge below see one reading
 	if err := r.clock.CheckDriftAt(newest, pt); err != nil {
@@ -51,7 +57,7 @@ func (r *Replica) ingest(ops []*op) ([]Change, bool, error) {
 		}
 		r.applyOp(o)
 		if r.isOwn(o.ts.Peer) && o.seq > r.seqs.get(o.ts.Peer) {
-			r.seqs.set(o.ts.Peer, o.seq) // ours, sent before the snapshot we were restored from
+			r.raiseOwn(o.ts.Peer, o.seq) // ours, sent before the snapshot we were restored from
 		}
 	}
 	if len(added) > 0 {
@@ -70,7 +76,7 @@ func (r *Replica) ingestOne(o *op, pt int64) ([]Change, bool) {
 	}
 	_, _ = r.clock.UpdateAt(o.ts, pt) // drift was checked by ingest, at pt
 	if r.isOwn(o.ts.Peer) && o.seq > r.seqs.get(o.ts.Peer) {
-		r.seqs.set(o.ts.Peer, o.seq)
+		r.raiseOwn(o.ts.Peer, o.seq)
 	}
 	if o.verb == VerbUpdate && o.value != "" && !generalOnly {
 		if changes, done := r.setPath(o); done {
@@ -505,4 +511,32 @@ func (r *Replica) Seed(subject, metadata, value string) ([]Change, error) {
 	t.watch(nil)
 	obj.apply(write{op: base})
 	return t.changes(), nil
+}
+
+// ownBeyond decides about a received operation under this replica's own origin with a seq
+// above the last it published. Before the replica stamps anything under its origin (fresh,
+// or restored from a snapshot), that is its own earlier work — a reload, a stale snapshot —
+// and is taken: raiseOwn then moves the replica's next edits to a new origin. Once it has
+// stamped, no such operation can exist: a peer forged it, and taking it would number this
+// replica's next edits after a seq it never made — a hole every peer would ask about on each
+// edit, or past the largest seq a peer takes, every edit refused. It is refused. (o nil: a
+// vector's claim of such operations.)
+func (r *Replica) ownBeyond(o *op) error {
+	if !r.stamped || r.restored {
+		return nil
+	}
+	if o == nil {
+		return newError(ErrBadMessage, "a claim of operations of this replica's own origin "+quote(r.origin)+" it never made")
+	}
+	return newError(ErrBadMessage, "an operation under this replica's own origin "+quote(r.origin)+" with seq "+
+		strconv.FormatUint(o.seq, 10)+", above the last it made ("+strconv.FormatUint(r.seqs.get(r.origin), 10)+")")
+}
+
+// raiseOwn records seq as the last one of the replica's origin, taken from a peer (see
+// ownBeyond): under its current origin, the next edits then go to a new one.
+func (r *Replica) raiseOwn(origin string, seq uint64) {
+	r.seqs.set(origin, seq)
+	if origin == r.origin {
+		r.ownSeen = true
+	}
 }

@@ -107,6 +107,8 @@ type Replica struct {
 	origins     map[string]bool  // every origin this replica has stamped with
 	seqs        ownSeqs          // last seq published, per own origin
 	restored    bool             // restored from a snapshot, no local edit since
+	stamped     bool             // stamped an operation under the current origin (ownBeyond)
+	ownSeen     bool             // took a peer's operation of the current origin past its seqs (raiseOwn)
 	metaCache   table64[metaHit] // the hash of subject and metadata text → object (see identifyWithMeta)
 	outbox      []*op            // local operations not yet published (flushed)
 	batch       *op              // open local batch
@@ -149,14 +151,16 @@ func NewReplica(opts Options) (*Replica, error) {
 
 // now stamps a local operation.
 func (r *Replica) now() hlc.Timestamp {
-	if r.restored {
+	if r.restored || r.ownSeen {
 		r.reincarnate()
 	}
+	r.stamped = true
 	return r.clock.Now()
 }
 
 // reincarnate gives a replica restored from a snapshot a new origin, at its first local edit
-// or flush. The snapshot may be older than what the replica had already sent (a reload from
+// or flush — and a fresh replica that took a peer's operation of its own origin past its
+// seqs (its id used by an earlier page, see ownBeyond), at its first edit. The snapshot may be older than what the replica had already sent (a reload from
 // an IndexedDB copy saved before the last flush): continuing the old origin's seqs would
 // give an operation a seq another one already has, and peers holding that seq would never
 // ask for it. So new operations, and the operations waiting in the restored outbox, take the
@@ -164,7 +168,7 @@ func (r *Replica) now() hlc.Timestamp {
 // for undo and Dirty. Queued operations keep their walltime and counter; as the peer id is
 // the last tie-break of the clock order, the state is rebuilt from the log to stay exact.
 func (r *Replica) reincarnate() {
-	r.restored = false
+	r.restored, r.ownSeen = false, false
 	base := r.peer
 	if len(base) > hlc.MaxPeerLen-8 {
 		base = base[:hlc.MaxPeerLen-8]

@@ -137,7 +137,8 @@ func (r *Replica) receiveMessage(msg []byte) (Result, error) {
 				return Result{}, err
 			}
 			for origin := range r.origins {
-				if s := vv[origin]; s > r.savedBy[origin] {
+				// Not past what this replica made: a save cannot hold an edit not made yet.
+				if s := min(vv[origin], r.seqs.get(origin)); s > r.savedBy[origin] {
 					if r.savedBy == nil {
 						r.savedBy = VersionVector{}
 					}
@@ -760,10 +761,15 @@ func (r *Replica) takeResponse(ops []*op, vv VersionVector, pushBack bool, sende
 	}
 	res := Result{Changes: changes}
 	if vv != nil {
+		if vv[r.origin] > r.seqs.get(r.origin) && r.ownBeyond(nil) != nil {
+			// A claim of this replica's operations it never made (see ownBeyond): not
+			// adopted, and its seqs go on from the last it made.
+			delete(vv, r.origin)
+		}
 		r.vec.adopt(vv)
 		for origin := range r.origins {
 			if s := vv[origin]; s > r.seqs.get(origin) {
-				r.seqs.set(origin, s)
+				r.raiseOwn(origin, s)
 			}
 		}
 		if more != nil {
@@ -800,6 +806,10 @@ func (r *Replica) markSaved(ts hlc.Timestamp) {
 	if r.saved.Less(ts) {
 		r.saved = ts
 	}
+	// The next local edits are stamped after the horizon, so they are dirty: a saver's clock
+	// ahead of ours (by less than MaxDrift) would otherwise cover the edits made until ours
+	// passed it.
+	r.clock.Observe(ts)
 }
 
 // SavedMessage returns the SavedMessage announcing that everything this replica holds is

@@ -1,0 +1,149 @@
+package crdt
+
+import (
+	"strconv"
+	"testing"
+
+	"github.com/mapcrdt/mapcrdt/hlc"
+)
+
+// Messages a faulty or hostile peer can send: none of them may stop a replica from
+// editing and syncing. (Each test failed before its fix; the seqs claimed are the largest a
+// peer takes, 2^53 - 1, or just above what the replica made.)
+
+const hostileMax = "9007199254740991"
+
+// hostileOwnOp is mallory's operation stamped with alice's origin and seq.
+func hostileOwnOp(counter int, seq string) []byte {
+	return []byte(`{"kind":"OperationMessage","sender":"mallory","verb":"update","subject":"feature",` +
+		`"metadata":{"id":"f9","layerId":"L1"},"key":"properties.x","value":1,"hlc":"` +
+		strconv.FormatInt(kitT0, 10) + `:` + strconv.Itoa(counter) + `:alice","seq":` + seq + `}`)
+}
+
+// hostileVector is a response with no operations whose vector claims alice's origin.
+func hostileVector(to, seq string) []byte {
+	return []byte(`{"kind":"PeerMessage","sender":"mallory","recipient":"` + to + `","message":{"verb":"ListOperationsResponse",` +
+		`"pushBack":true,"state":{"objects":[],"ops":[],"peers":[]},"vector":{"alice":` + seq + `}}}`)
+}
+
+// hostileWorks checks that bob takes what alice sends after the hostile message: an edit,
+// a sync request, a SavedMessage, and that her snapshot restores.
+func hostileWorks(t *testing.T, a, b *Replica, wall hlc.WallClock) {
+	t.Helper()
+	kitSet(t, a, kitF1, "properties.name", `"after"`)
+	for _, m := range a.Flush() {
+		if _, err := b.Receive(m); err != nil {
+			t.Errorf("bob refuses alice's edit: %v", err)
+		}
+	}
+	if _, err := b.Receive(a.SyncRequest("bob")); err != nil {
+		t.Errorf("bob refuses alice's sync request: %v", err)
+	}
+	if _, err := b.Receive(a.SavedMessage()); err != nil {
+		t.Errorf("bob refuses alice's SavedMessage: %v", err)
+	}
+	kitRestore(t, kitSnapshot(t, a), wall)
+	kitWant(t, b, "feature", kitF1, "properties.name", `"after"`)
+}
+
+// TestHostileOwnOriginOperation: an operation stamped with alice's origin and a seq she
+// never made. Once she has stamped anything, it is refused and changes nothing; before (a
+// fresh replica, whose id may have been used by an earlier page), it is taken as hers and
+// her next edits go to a new origin. Before: her next edit got seq 2^53, refused by every
+// peer, her snapshot unreadable.
+func TestHostileOwnOriginOperation(t *testing.T) {
+	t.Run("after her first edit: refused", func(t *testing.T) {
+		wall := hlc.NewManualClock(kitT0)
+		a, b := kitReplica(t, "alice", wall), kitReplica(t, "bob", wall)
+		kitSet(t, a, kitF1, "properties.name", `"before"`)
+		kitDeliver(t, a.Flush(), b)
+		state, vec := a.State(), a.Vector()
+		for _, seq := range []string{hostileMax, "50", "2"} {
+			if _, err := a.Receive(hostileOwnOp(5, seq)); Code(err) != "bad_message" {
+				t.Errorf("seq %s: error %v, want bad_message", seq, err)
+			}
+		}
+		if a.State() != state || !kitEqualVV(a.Vector(), vec) {
+			t.Errorf("a refused operation changed alice: %s %v", a.State(), a.Vector())
+		}
+		hostileWorks(t, a, b, wall)
+		if got := a.Vector()["alice"]; got != 2 {
+			t.Errorf("alice's seqs go on from hers: vector alice:%d, want 2", got)
+		}
+	})
+	t.Run("fresh: taken, then a new origin", func(t *testing.T) {
+		wall := hlc.NewManualClock(kitT0)
+		a, b := kitReplica(t, "alice", wall), kitReplica(t, "bob", wall)
+		kitRecv(t, a, hostileOwnOp(0, hostileMax))
+		hostileWorks(t, a, b, wall)
+		if vv := a.Vector(); len(vv) != 1 || vv["alice"] != 0 {
+			t.Errorf("alice's vector %v: want her edit under a new origin (alice~…)", vv)
+		}
+	})
+}
+
+// TestHostileOwnOriginVector: a response whose vector claims alice's operations up to
+// 2^53 - 1, sent to her, or to carol, from whom alice then catches up. Not adopted once
+// she has stamped; before: every later edit of hers was refused everywhere.
+func TestHostileOwnOriginVector(t *testing.T) {
+	wall := hlc.NewManualClock(kitT0)
+	a, b, c := kitReplica(t, "alice", wall), kitReplica(t, "bob", wall), kitReplica(t, "carol", wall)
+	kitSet(t, a, kitF1, "properties.name", `"before"`)
+	kitDeliver(t, a.Flush(), b, c)
+	kitRecv(t, a, hostileVector("alice", hostileMax))
+	kitRecv(t, c, hostileVector("carol", hostileMax))
+	kitRoute(t, []*Replica{a, c}, a.SyncRequest("carol"))
+	if got := a.Vector()["alice"]; got != 1 {
+		t.Errorf("alice adopted a claim of her own operations: vector alice:%d, want 1", got)
+	}
+	hostileWorks(t, a, b, wall)
+}
+
+// TestHostileOwnOriginGapStorm: one operation under alice's origin a little past her seqs
+// (50, when she made 1) made every later edit of hers a hole at every peer, each healed by
+// a sync re-sending all her edits since: 1.56 MB for 200 one-key edits. Refused now.
+func TestHostileOwnOriginGapStorm(t *testing.T) {
+	wall := hlc.NewManualClock(kitT0)
+	a, b := kitReplica(t, "alice", wall), kitReplica(t, "bob", wall)
+	kitSet(t, a, kitF1, "properties.v", `0`)
+	kitDeliver(t, a.Flush(), b)
+	if _, err := a.Receive(hostileOwnOp(5, "50")); Code(err) != "bad_message" {
+		t.Fatalf("error %v, want bad_message", err)
+	}
+	total := 0
+	for i := 1; i <= 200; i++ {
+		wall.Advance(10)
+		kitSet(t, a, kitF1, "properties.v"+strconv.Itoa(i), `1`)
+		for _, m := range a.Flush() {
+			_, responses := kitRun(t, []*Replica{a, b}, 100, kitRecv(t, b, m).Replies)
+			for _, r := range responses {
+				total += len(r)
+			}
+		}
+	}
+	if total > 0 {
+		t.Errorf("200 one-key edits of alice cost %d bytes of sync responses, want none", total)
+	}
+	kitSameState(t, a, b)
+}
+
+// TestHostileSavedMessage: a SavedMessage cannot mark as saved an edit not made yet — by a
+// vector claiming alice's seqs beyond hers, or by a clock ahead of hers (within MaxDrift).
+// Before: every later edit of hers was never dirty (vector), or those of the next ~60 s.
+func TestHostileSavedMessage(t *testing.T) {
+	wall := hlc.NewManualClock(kitT0)
+	a := kitReplica(t, "alice", wall)
+	kitRecv(t, a, []byte(`{"kind":"SavedMessage","sender":"mallory","lastKnownHLC":"`+strconv.FormatInt(kitT0, 10)+
+		`:0:mallory","vector":{"alice":`+hostileMax+`}}`))
+	wall.Advance(1000)
+	kitSet(t, a, kitF1, "properties.name", `"x"`)
+	a.Flush()
+	kitWantDirty(t, a, "feature f1")
+
+	b := kitReplica(t, "bob", wall)
+	kitRecv(t, b, []byte(`{"kind":"SavedMessage","sender":"mallory","lastKnownHLC":"`+strconv.FormatInt(kitT0+1000+59_000, 10)+`:0:mallory"}`))
+	wall.Advance(30_000)
+	kitSet(t, b, kitF1, "properties.name", `"y"`)
+	b.Flush()
+	kitWantDirty(t, b, "feature f1")
+}
