@@ -70,9 +70,9 @@ func (r *Replica) ingest(ops []*op) ([]Change, bool, error) {
 // usual message), without the tracker: the one place it can change is read before and
 // after — or not at all when the operation is a duplicate or superseded on arrival.
 func (r *Replica) ingestOne(o *op, pt int64) ([]Change, bool) {
-	gap := o.seq > 0 && r.vec.add(o.ts.Peer, o.seq)
+	gap := o.seq > 0 && r.vec.add(o.ts.Peer, o.seq) && r.vec.worthAsking(o.ts.Peer, o.seq)
 	if !r.log.insert(o) {
-		return nil, gap
+		return nil, false // a duplicate: asked about when first received
 	}
 	_, _ = r.clock.UpdateAt(o.ts, pt) // drift was checked by ingest, at pt
 	if r.isOwn(o.ts.Peer) && o.seq > r.seqs.get(o.ts.Peer) {

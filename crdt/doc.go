@@ -78,7 +78,10 @@
 // it a probe ([Replica.ProbeRequest]): a request answered as a push-back, one way, so that
 // edits it made offline and whose messages were lost reach every peer, without a second
 // catch-up of the newcomer. A live operation whose seq is not the
-// next one from its origin is applied and answered with a sync request (gap healing). Local
+// next one from its origin is applied and answered with a sync request (gap healing) — when
+// it opens a new hole; above a hole already asked about, again only as the operations held
+// above it double (a hole no peer can fill must not make every later operation ask for all
+// those above it again). Local
 // edits wait in an outbox until [Replica.Flush]; seqs are given at flush, so writes coalesced
 // there (a marker drag: many geometry updates, one leaves) leave no gap.
 //

@@ -214,6 +214,22 @@ func (v *vectorState) add(peer string, seq uint64) (gap bool) {
 	return true
 }
 
+// worthAsking says, for a seq of peer that add has just recorded as leaving a gap, whether
+// to ask a peer for what is missing now: at once for a new hole (seq-1 neither the
+// contiguous end nor held above it); for a seq that extends what is held above a hole
+// already reported, only as their number doubles (1, 2, 4, … held above). A hole that no
+// peer can fill (its operation lost everywhere, or never made: a faulty peer) would
+// otherwise have every later operation of its origin ask for all those above it again:
+// traffic quadratic in their number.
+func (v *vectorState) worthAsking(peer string, seq uint64) bool {
+	rest := v.above[peer]
+	if _, found := slices.BinarySearch(rest, seq-1); !found && seq-1 != v.vector()[peer] {
+		return true
+	}
+	n := len(rest)
+	return n&(n-1) == 0
+}
+
 // addRun records the seqs first…last of peer, a run of consecutive ones (what a catch-up
 // brings): what add of each would record, with one update of the vector when the run
 // starts at or below the next seq expected. It reports whether the run leaves a gap.

@@ -211,11 +211,12 @@ func TestOperationAndSavedBroadcast(t *testing.T) {
 		`{"kind":"SavedMessage","sender":"x","lastKnownHLC":"1727184449010:0:x"}`,
 	} {
 		a.send(msg)
-		if got := b.read(); got != msg {
-			t.Fatalf("B got %s, want %s as sent", got, msg)
+		want := string(withSender([]byte(msg), a.id)) // as sent, but by whom: a
+		if got := b.read(); got != want {
+			t.Fatalf("B got %s, want %s", got, want)
 		}
-		if got := c.read(); got != msg {
-			t.Fatalf("C got %s, want %s as sent", got, msg)
+		if got := c.read(); got != want {
+			t.Fatalf("C got %s, want %s", got, want)
 		}
 		a.barrier() // not echoed to the sender
 	}
@@ -323,7 +324,7 @@ func TestMaxSizedMessagePasses(t *testing.T) {
 	b, _ := join(t, srv, "m", "")
 	a.expect("ListPeersResponse")
 	a.send(sized(1024))
-	if got := b.read(); len(got) != 1024 {
+	if got := b.read(); len(got) != len(withSender([]byte(sized(1024)), a.id)) {
 		t.Fatalf("got %d bytes: %.200s", len(got), got)
 	}
 }
@@ -423,7 +424,7 @@ func TestReplicaHook(t *testing.T) {
 	if got := a.expect("PeerMessage"); got["message"].(map[string]any)["verb"] != "ack" {
 		t.Fatalf("Check reply: %v", got)
 	}
-	if got := b.read(); got != op {
+	if got := b.read(); got != string(withSender([]byte(op), a.id)) {
 		t.Fatalf("B got %s", got)
 	}
 
@@ -442,7 +443,7 @@ func TestReplicaHook(t *testing.T) {
 	fake.mu.Lock()
 	seen := slices.Clone(fake.seen)
 	fake.mu.Unlock()
-	if len(seen) != 2 || seen[0] != op || !strings.Contains(seen[1], fmt.Sprintf(`"sender":%q`, a.id)) {
+	if len(seen) != 2 || seen[0] != string(withSender([]byte(op), a.id)) || !strings.Contains(seen[1], fmt.Sprintf(`"sender":%q`, a.id)) {
 		t.Fatalf("replica saw %q", seen)
 	}
 
@@ -483,7 +484,7 @@ func TestSlowClientIsClosed(t *testing.T) {
 			case err != nil:
 				fastDone <- err
 				return
-			case len(got) == len(big):
+			case len(got) == len(withSender([]byte(big), writer.id)):
 				ops++
 				received <- struct{}{}
 			case strings.Contains(string(got), "ListPeersResponse") && !strings.Contains(string(got), slow.id):

@@ -117,6 +117,9 @@ func (rm *room) broadcast(except *conn, msg []byte) {
 // c, sends c the replica's replies, and relays msg to the other peers. It
 // drops msg if c has left the room.
 func (rm *room) operation(c *conn, msg []byte) error {
+	// The sender is who sent it (a peer's gap heal asks the sender): a peer naming another
+	// would have every receiver ask that one.
+	msg = withSender(msg, c.id)
 	rm.mu.Lock()
 	defer rm.mu.Unlock()
 	if c.out {
