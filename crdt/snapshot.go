@@ -465,31 +465,31 @@ func (r *Replica) decodeSteps(raw string) ([]undoStep, error) {
 // the log and their sub-operation's (0: the operation itself) — nothing when there is none.
 func appendRestores(b []byte, ops []*op) []byte {
 	n := 0
-	each := func(i, sub int, t *op) {
-		if t.x == nil || t.x.restores.IsZero() {
-			return
-		}
-		if n == 0 {
-			b = append(b, `,"restores":[`...)
-		} else {
-			b = append(b, ',')
-		}
-		n++
-		b = append(b, '[')
-		b = strconv.AppendInt(b, int64(i), 10)
-		b = append(b, ',')
-		b = strconv.AppendInt(b, int64(sub), 10)
-		b = append(b, `,"`...)
-		b = t.x.restores.AppendText(b)
-		b = append(b, `"]`...)
-	}
 	for i, o := range ops {
-		if subs := o.subOps(); o.verb == VerbBatch {
-			for j, s := range subs {
-				each(i, j+1, s)
+		subs := o.subOps()
+		for j := -1; j < len(subs); j++ {
+			t, sub := o, 0
+			if j >= 0 {
+				t, sub = subs[j], j+1
+			} else if o.verb == VerbBatch {
+				continue
 			}
-		} else {
-			each(i, 0, o)
+			if t.x == nil || t.x.restores.IsZero() {
+				continue
+			}
+			if n == 0 {
+				b = append(b, `,"restores":[`...)
+			} else {
+				b = append(b, ',')
+			}
+			n++
+			b = append(b, '[')
+			b = strconv.AppendInt(b, int64(i), 10)
+			b = append(b, ',')
+			b = strconv.AppendInt(b, int64(sub), 10)
+			b = append(b, `,"`...)
+			b = t.x.restores.AppendText(b)
+			b = append(b, `"]`...)
 		}
 	}
 	if n > 0 {

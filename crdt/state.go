@@ -291,36 +291,6 @@ func applyTo(t *jtree, w *op, path []string) {
 	}
 }
 
-// objectAt reports whether the visible value at path (not nil) is an object, without
-// building it: a kept write below path makes one there (a write, even an unset, replaces
-// what is not an object on its way by {}), else the deepest write at or above path says.
-func (o *object) objectAt(path []string) bool {
-	if !o.alive() {
-		return false
-	}
-	var anc write
-	ancN := -1
-	for _, p := range o.paths {
-		wp := p.path()
-		if len(wp) > len(path) && hasPrefix(wp, path) {
-			return true
-		}
-		if len(wp) > ancN && hasPrefix(path, wp) {
-			anc, ancN = p.w(), len(wp)
-		}
-	}
-	if anc.op == nil {
-		v, ok := lookup(o.rootValue(), path)
-		return ok && isObject(v)
-	}
-	t := anc.target()
-	if t.value == "" {
-		return false
-	}
-	v, ok := lookup(t.value, path[ancN:])
-	return ok && isObject(v)
-}
-
 // valueAt returns the visible value at path (nil: the whole object) and whether it is
 // present. A deleted object has nothing present.
 func (o *object) valueAt(path []string) (string, bool) {

@@ -357,8 +357,8 @@ func (r *Replica) undoPlace(obj *object, path []string, old oldValue) ([]string,
 		return path, old.value, old.present, old.others
 	}
 	for k := 1; k < len(path); k++ {
-		if place := path[:k:k]; !obj.objectAt(place) {
-			v, ok := obj.valueAt(place)
+		place := path[:k:k]
+		if v, ok := obj.valueAt(place); !ok || !isObject(v) {
 			return place, v, ok, r.othersIn(obj, place)
 		}
 	}
