@@ -66,11 +66,38 @@ export function featureTypeOfGeometry(geometry) {
   }
 }
 
-/** A line of fewer than 2 points or a polygon ring of fewer than 3 (Leaflet.Editable drops them). */
+/**
+ * A geometry with a part of fewer vertices than Leaflet.Editable lets a user leave: a line of
+ * fewer than 2 positions, a polygon ring of fewer than 3 (its closing position, equal to the
+ * first, not counted), a polygon without rings, a multi-geometry without parts. Leaflet draws
+ * nothing visible for such a part, and throws on an empty one ("latlngs not passed", when it
+ * places a label). Takes a geometry whose positions validPositions accepted.
+ */
 function degenerate(g) {
-  if (g.type === "LineString") return g.coordinates.length < 2;
-  if (g.type === "Polygon") return g.coordinates.length === 0 || g.coordinates[0].length < 4;
-  return false;
+  const c = g.coordinates;
+  switch (g.type) {
+    case "LineString":
+      return c.length < 2;
+    case "MultiLineString":
+      return c.length === 0 || c.some((line) => line.length < 2);
+    case "Polygon":
+      return degeneratePolygon(c);
+    case "MultiPolygon":
+      return c.length === 0 || c.some(degeneratePolygon);
+    default:
+      return false;
+  }
+}
+
+function degeneratePolygon(rings) {
+  return rings.length === 0 || rings.some((ring) => ring.length - (closed(ring) ? 1 : 0) < 3);
+}
+
+/** Whether a ring's last position repeats its first (GeoJSON closes rings; Leaflet drops the repeat). */
+function closed(ring) {
+  const a = ring[0];
+  const z = ring[ring.length - 1];
+  return ring.length > 1 && a[0] === z[0] && a[1] === z[1];
 }
 
 /** Runs fn; what it throws is rethrown asynchronously (reported like a listener's error), not to the caller. */
@@ -88,12 +115,20 @@ function reportLater(fn) {
 const POSITION_DEPTH = { Point: 0, LineString: 1, MultiLineString: 2, Polygon: 2, MultiPolygon: 3 };
 
 /**
- * A geometry Leaflet can place: a supported type whose coordinates nest positions as deep
- * as the type says, each position at least [lng, lat] as finite numbers. A peer may send any
- * JSON as a geometry; Leaflet throws on a position it cannot read ("Invalid LatLng").
+ * A geometry Leaflet can draw: a supported type whose coordinates nest positions as deep
+ * as the type says, each position at least [lng, lat] as finite numbers, and no part
+ * degenerate (empty, or too few vertices to be seen). A peer may send any JSON as a
+ * geometry; Leaflet throws on a position it cannot read ("Invalid LatLng") and on an empty
+ * line or ring ("latlngs not passed").
  */
 function validGeometry(g) {
-  return g !== null && typeof g === "object" && featureTypeOfGeometry(g) !== "" && validPositions(g.coordinates, POSITION_DEPTH[g.type]);
+  return (
+    g !== null &&
+    typeof g === "object" &&
+    featureTypeOfGeometry(g) !== "" &&
+    validPositions(g.coordinates, POSITION_DEPTH[g.type]) &&
+    !degenerate(g)
+  );
 }
 
 function validPositions(c, depth) {
@@ -604,7 +639,7 @@ export function bindLeaflet(options) {
     },
 
     addFeature(feature, layerId) {
-      if (!feature || !validGeometry(feature.geometry)) throw new TypeError("addFeature takes a GeoJSON Feature with a Point, LineString or Polygon geometry");
+      if (!feature || !validGeometry(feature.geometry)) throw new TypeError("addFeature takes a GeoJSON Feature with a geometry Leaflet can draw: a Point, (Multi)LineString or (Multi)Polygon with no empty or degenerate part");
       const lid = layerId ?? resolveLayerId(null);
       const id = feature.id != null ? String(feature.id) : newId();
       const featureType = featureTypeOfGeometry(feature.geometry);

@@ -225,6 +225,7 @@ describe('demo: two and three browsers on one map', { timeout: 180_000 }, () => 
     const map = mapName('badgeom');
     const A = await openDemo(browser, relay, { map, name: 'Alice' });
     const B = await openDemo(browser, relay, { map, name: 'Bob' });
+    let C;
     try {
       await seen(A.page, 'seedPin1');
       // B's engine takes, in one batch, features whose geometry is valid JSON but no
@@ -239,6 +240,18 @@ describe('demo: two and three browsers on one map', { timeout: 180_000 }, () => 
           { type: 'Polygon', coordinates: [[[0, 0], 'corner', [1, 1], [0, 0]]] },
           { type: 'MultiPolygon', coordinates: [[[[0, 0], [1, NaN]]]] },
           { type: 'LineString', coordinates: [[2.35, 48.85], [2.36]] },
+          // Empty or degenerate: Leaflet draws nothing of them, and throws "latlngs not
+          // passed" placing the label of an empty one.
+          { type: 'Polygon', coordinates: [] },
+          { type: 'Polygon', coordinates: [[]] },
+          { type: 'Polygon', coordinates: [[[2.35, 48.85], [2.36, 48.86], [2.35, 48.85]]] },
+          { type: 'Polygon', coordinates: [[[2.35, 48.85], [2.36, 48.85], [2.36, 48.86], [2.35, 48.85]], []] },
+          { type: 'LineString', coordinates: [] },
+          { type: 'LineString', coordinates: [[2.35, 48.85]] },
+          { type: 'MultiLineString', coordinates: [] },
+          { type: 'MultiLineString', coordinates: [[], [[2.35, 48.85], [2.36, 48.86]]] },
+          { type: 'MultiPolygon', coordinates: [] },
+          { type: 'MultiPolygon', coordinates: [[]] },
         ];
         d.engine.batch((e) => {
           bad.forEach((geometry, i) =>
@@ -264,9 +277,15 @@ describe('demo: two and three browsers on one map', { timeout: 180_000 }, () => 
         d.addMarker(48.859, 2.354);
       });
       await seen(A.page, 'bad0', { name: 'bad 0' });
-      assertNoErrors(A, B);
+      // A page opened later gets them in its catch-up: not drawn there either.
+      C = await openDemo(browser, relay, { map, name: 'Carol' });
+      await seen(C.page, 'bad0', { name: 'bad 0' });
+      await converged([A.page, B.page, C.page]);
+      const inC = (await features(C.page)).map((f) => f.id);
+      assert.deepEqual(inC.filter((id) => id.startsWith('bad')), ['bad0']);
+      assertNoErrors(A, B, C);
     } finally {
-      await close(A, B);
+      await close(A, B, ...(C ? [C] : []));
     }
   });
 
