@@ -160,6 +160,123 @@ describe('demo: two and three browsers on one map', { timeout: 180_000 }, () => 
     }
   });
 
+  test('a vertex drag in A outlasts B’s reshape of the same polygon, and its release wins', async () => {
+    const map = mapName('vertexdrag');
+    const A = await openDemo(browser, relay, { map, name: 'Alice' });
+    const B = await openDemo(browser, relay, { map, name: 'Bob' });
+    try {
+      await clickFeature(A.page, 'seedArea');
+      await until(A.page, () => window.mapcrdtDemo.selected() === 'seedArea', null, { what: 'selection of the polygon' });
+      const start = (await feature(A.page, 'seedArea')).latlngs[0];
+      const grab = await A.page.evaluate((ll) => window.mapcrdtDemo.screenPoint('seedArea', ll), start[2]);
+      await A.page.mouse.move(grab.x, grab.y);
+      await A.page.mouse.down();
+      await A.page.mouse.move(grab.x + 10, grab.y - 10, { steps: 3 });
+
+      // B moves another vertex of the polygon (a whole-geometry write), while A holds the drag.
+      await B.page.evaluate(() => {
+        const d = window.mapcrdtDemo;
+        const g = structuredClone(d.engine.get('feature', { id: 'seedArea', layerId: 'default' }).geometry);
+        g.coordinates[0][5] = [2.348, 48.85];
+        d.engine.update('feature', { id: 'seedArea', layerId: 'default', featureType: 'polygon' }, 'geometry', g);
+        d.rename('seedPin1', 'sends the reshape');
+      });
+      await until(
+        A.page,
+        () => window.mapcrdtDemo.engine.get('feature', { id: 'seedArea', layerId: 'default' }).geometry.coordinates[0][5][1] === 48.85,
+        null,
+        { what: 'B’s reshape received by A' },
+      );
+      const release = { x: grab.x + 40, y: grab.y - 70 };
+      await A.page.mouse.move(release.x, release.y, { steps: 6 });
+      await A.page.mouse.up();
+
+      // The vertex is where A let go, in A and then in B; the rest is the ring A saw: A's
+      // release is the later write of the geometry.
+      await until(
+        A.page,
+        (release) => {
+          const d = window.mapcrdtDemo;
+          const p = d.screenPoint('seedArea', d.feature('seedArea').latlngs[0][2]);
+          return Math.hypot(p.x - release.x, p.y - release.y) <= 2;
+        },
+        release,
+        { what: 'the vertex where A let go' },
+      );
+      const ringA = (await feature(A.page, 'seedArea')).latlngs[0];
+      await until(
+        B.page,
+        (want) => {
+          const got = window.mapcrdtDemo.feature('seedArea').latlngs[0][2];
+          return Math.abs(got[0] - want[0]) < 1e-6 && Math.abs(got[1] - want[1]) < 1e-6;
+        },
+        ringA[2],
+        { what: 'A’s vertex in B' },
+      );
+      await converged([A.page, B.page]);
+      const ringB = (await feature(B.page, 'seedArea')).latlngs[0];
+      const round = (x) => (Array.isArray(x) ? x.map(round) : Math.round(x * 1e6) / 1e6);
+      assert.deepEqual(round(ringB), round(ringA));
+      assert.deepEqual(ringA.filter((_, i) => i !== 2), start.filter((_, i) => i !== 2), 'only the dragged vertex moved');
+      await screenshot(B.page, 'vertexdrag-B');
+      assertNoErrors(A, B);
+    } finally {
+      await close(A, B);
+    }
+  });
+
+  test('a marker drag in A outlasts B’s move of the same marker, and its release wins', async () => {
+    const map = mapName('markerdrag');
+    const A = await openDemo(browser, relay, { map, name: 'Alice' });
+    const B = await openDemo(browser, relay, { map, name: 'Bob' });
+    try {
+      const startA = await A.page.evaluate(() => window.mapcrdtDemo.screenPoint('seedPin1'));
+      const box = await A.page.locator('.leaflet-marker-icon[data-feature-id="seedPin1"]').boundingBox();
+      const grab = { x: box.x + box.width / 2, y: box.y + box.height / 3 };
+      await A.page.mouse.move(grab.x, grab.y);
+      await A.page.mouse.down();
+      await A.page.mouse.move(grab.x + 150, grab.y - 100, { steps: 10 });
+
+      await B.page.evaluate(() => window.mapcrdtDemo.dragMarkerTo('seedPin1', 48.851, 2.345));
+      await until(
+        A.page,
+        () => window.mapcrdtDemo.engine.get('feature', { id: 'seedPin1', layerId: 'default' }).geometry.coordinates[1] === 48.851,
+        null,
+        { what: 'B’s move received by A' },
+      );
+      // Not moved from under A's pointer: released without moving again, it stays there.
+      await A.page.mouse.up();
+      const at = (page, want) =>
+        until(
+          page,
+          (want) => {
+            const d = window.mapcrdtDemo;
+            const p = d.screenPoint('seedPin1');
+            return Math.hypot(p.x - want.x, p.y - want.y) <= 2;
+          },
+          want,
+          { what: `seedPin1 at ${JSON.stringify(want)}` },
+        );
+      await at(A.page, { x: startA.x + 150, y: startA.y - 100 });
+      const inA = (await feature(A.page, 'seedPin1')).latlngs;
+      await until(
+        B.page,
+        (want) => {
+          const got = window.mapcrdtDemo.feature('seedPin1').latlngs;
+          return Math.abs(got[0] - want[0]) < 1e-6 && Math.abs(got[1] - want[1]) < 1e-6;
+        },
+        inA,
+        { what: 'A’s drag in B' },
+      );
+      await converged([A.page, B.page]);
+      assert.ok(Math.abs(inA[0] - 48.851) > 1e-3, `A's marker is at B's move: ${inA}`);
+      await screenshot(B.page, 'markerdrag-B');
+      assertNoErrors(A, B);
+    } finally {
+      await close(A, B);
+    }
+  });
+
   test('a concurrent rename in three browsers ends with the same name everywhere', async () => {
     const map = mapName('rename');
     const A = await openDemo(browser, relay, { map, name: 'Alice' });
