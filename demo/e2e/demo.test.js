@@ -310,6 +310,38 @@ describe('demo: two and three browsers on one map', { timeout: 180_000 }, () => 
     }
   });
 
+  test('a peer whose id is a member name of JavaScript objects is listed by its id', async () => {
+    const map = mapName('peerids');
+    const A = await openDemo(browser, relay, { map, name: 'Alice' });
+    const ids = ['constructor', '__proto__', 'toString'];
+    // Bare WebSocket peers, joining without a display name, from a page of the relay's origin.
+    const context = await browser.newContext();
+    try {
+      const E = await context.newPage();
+      await E.goto(relay.url + '/style.css');
+      await E.evaluate(
+        async ({ url, ids }) => {
+          window.sockets = [];
+          for (const peer of ids) {
+            const ws = new WebSocket(url);
+            window.sockets.push(ws);
+            await new Promise((resolve) => (ws.onopen = resolve));
+            ws.send(JSON.stringify({ kind: 'JoinRequest', peer }));
+          }
+        },
+        { url: `${relay.url.replace(/^http/, 'ws')}/ws/sync/${map}`, ids },
+      );
+      await until(A.page, (ids) => ids.every((id) => window.mapcrdtDemo.peers().some((p) => p.id === id)), ids, { what: 'the three peers in A' });
+      const listed = await A.page.evaluate(() => window.mapcrdtDemo.peers());
+      for (const id of ids) {
+        assert.equal(listed.find((p) => p.id === id).text, `${id.slice(0, 8)} ${id.slice(0, 8)}`, `peer ${id}`);
+      }
+      assertNoErrors(A);
+    } finally {
+      await close(A, context);
+    }
+  });
+
   test('a delete propagates', async () => {
     const map = mapName('delete');
     const A = await openDemo(browser, relay, { map, name: 'Alice' });

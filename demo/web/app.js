@@ -634,8 +634,12 @@ let idMismatches = 0;
 let retryTimer = 0;
 /** @type {string[]} */
 let peerIds = [];
-/** @type {Record<string, string>} */
-let peerNames = {};
+/**
+ * Display names by peer id, from the relay's roster. A Map: a peer id may be any name,
+ * "constructor" or "__proto__" too, which a plain object would answer with what it inherits.
+ * @type {Map<string, string>}
+ */
+let peerNames = new Map();
 let status = "connecting";
 
 function setStatus(s) {
@@ -724,14 +728,14 @@ function onMessage(sock, text) {
       idMismatches = 0;
       setStatus("online");
       peerIds = Array.isArray(msg.peers) ? msg.peers : [];
-      peerNames = msg.names && typeof msg.names === "object" ? msg.names : {};
+      peerNames = namesOf(msg);
       renderPeers();
       receive(text); // the engine learns the peers and queues a sync request
       flushNow(true);
       return;
     case "ListPeersResponse":
       peerIds = Array.isArray(msg.peers) ? msg.peers : [];
-      peerNames = msg.names && typeof msg.names === "object" ? msg.names : {};
+      peerNames = namesOf(msg);
       renderPeers();
       receive(text);
       break;
@@ -741,6 +745,15 @@ function onMessage(sock, text) {
       receive(text);
   }
   flushNow(false);
+}
+
+/** The names of a JoinResponse or ListPeersResponse: its own string members only. */
+function namesOf(msg) {
+  const names = new Map();
+  if (msg.names && typeof msg.names === "object") {
+    for (const [id, name] of Object.entries(msg.names)) if (typeof name === "string") names.set(id, name);
+  }
+  return names;
 }
 
 /**
@@ -784,7 +797,7 @@ function renderPeers() {
     li.dataset.peer = id;
     const me = id === engine.peerId;
     li.classList.toggle("me", me);
-    const name = id === "relay" ? "relay (server replica)" : peerNames[id] || (me ? displayName : id.slice(0, 8));
+    const name = id === "relay" ? "relay (server replica)" : peerNames.get(id) || (me ? displayName : id.slice(0, 8));
     li.append(name + (me ? " (you)" : ""));
     if (id !== "relay") {
       const small = document.createElement("span");
