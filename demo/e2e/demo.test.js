@@ -636,6 +636,45 @@ describe('demo: two and three browsers on one map', { timeout: 180_000 }, () => 
     }
   });
 
+  test('a feature added to a datalayer deleted meanwhile is not drawn, and is again when the datalayer is back', async () => {
+    const map = mapName('orphan');
+    const A = await openDemo(browser, relay, { map, name: 'Alice' });
+    const B = await openDemo(browser, relay, { map, name: 'Bob' });
+    try {
+      await setOffline(B.page, true);
+      const id = await B.page.evaluate(() => window.mapcrdtDemo.addMarker(48.857, 2.352, { name: 'made offline' }));
+      await B.page.evaluate((id) => window.mapcrdtDemo.select(id), id);
+      await A.page.locator('li[data-layer-id="default"] .layer-delete').click();
+      await until(A.page, () => window.mapcrdtDemo.datalayers().length === 0, null, { what: 'the datalayer deleted in A' });
+      await setOffline(B.page, false);
+      await converged([A.page, B.page]);
+
+      // Kept in the engine (B's edit is not lost), drawn nowhere, no longer selected in B.
+      for (const v of [A, B]) {
+        await until(v.page, () => window.mapcrdtDemo.datalayers().length === 0, null, { what: `no datalayer in ${v.name}` });
+        const kept = await v.page.evaluate((id) => window.mapcrdtDemo.engine.get('feature', { id, layerId: 'default' }, 'properties.name'), id);
+        assert.equal(kept, 'made offline', `${v.name}'s engine holds the feature`);
+        await until(v.page, (id) => window.mapcrdtDemo.feature(id)?.visible === false, id, { what: `${id} not drawn in ${v.name}` });
+        assert.equal(await v.page.locator(`[data-feature-id="${id}"]`).count(), 0, `${v.name} shows no element of it`);
+      }
+      assert.equal(await B.page.evaluate(() => window.mapcrdtDemo.selected()), null);
+      assert.equal(await B.page.isHidden('#feature-form'), true);
+
+      // A undoes the deletion: the datalayer is back, and the feature drawn with it.
+      await A.page.click('#undo');
+      for (const v of [A, B]) {
+        await until(v.page, (id) => window.mapcrdtDemo.feature(id)?.visible === true, id, { what: `${id} drawn again in ${v.name}` });
+        await until(v.page, () => window.mapcrdtDemo.feature('seedPin1')?.visible === true, null, { what: `seedPin1 back in ${v.name}` });
+      }
+      assert.equal(await A.page.locator(`.leaflet-marker-icon[data-feature-id="${id}"]`).count(), 1);
+      await converged([A.page, B.page]);
+      await screenshot(A.page, 'orphan-A');
+      assertNoErrors(A, B);
+    } finally {
+      await close(A, B);
+    }
+  });
+
   test('a reload of A keeps its unsent offline edits', async () => {
     const map = mapName('reload');
     const A = await openDemo(browser, relay, { map, name: 'Alice' });

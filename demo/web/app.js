@@ -9,6 +9,10 @@
 // restored on load with the same peer id, so edits made offline survive a reload. Each tab
 // takes a slot (a Web Lock) so two tabs of one browser never share a peer id.
 //
+// A feature whose datalayer is gone (a peer added it while another deleted the datalayer)
+// is kept in the engine but not drawn, as uMap shows a feature only in its datalayer; it is
+// drawn again if the datalayer comes back (layerShown).
+//
 // window.mapcrdtDemo is a small hook for the browser tests (demo/e2e): they read the state
 // from the layers through it instead of looking at screenshots.
 
@@ -201,14 +205,31 @@ function writeHidden() {
   }
 }
 
-function readDatalayer(id) {
+/** The datalayer's value in the engine, or undefined if it is not alive. */
+function datalayerValue(id) {
   const v = engine.get("datalayer", { id });
-  if (v === undefined || v === null || typeof v !== "object") {
+  return v !== undefined && v !== null && typeof v === "object" ? /** @type {any} */ (v) : undefined;
+}
+
+function readDatalayer(id) {
+  const v = datalayerValue(id);
+  if (!v) {
     datalayers.delete(id);
     return;
   }
   const name = typeof v.name === "string" && v.name !== "" ? v.name : id;
   datalayers.set(id, { id, name });
+}
+
+/**
+ * Whether the features of a datalayer are drawn: it is alive, and not hidden here. A feature
+ * whose datalayer is gone — a peer added it while another deleted the datalayer — stays in
+ * the engine, not drawn: uMap shows a feature only as part of its datalayer. It is drawn
+ * again if the datalayer comes back (the deletion undone). Asks the engine, not the
+ * datalayers list: the helper draws a change before this page's listener reads it.
+ */
+function layerShown(layerId) {
+  return !hidden.has(layerId) && datalayerValue(layerId) !== undefined;
 }
 
 function ensureActiveLayer() {
@@ -324,7 +345,7 @@ const ctl = bindLeaflet({
   engine,
   L,
   layerId: () => layerForNewFeature(),
-  isLayerVisible: (layerId) => !hidden.has(layerId),
+  isLayerVisible: layerShown,
   defaultColor: DEFAULT_COLOR,
   onEdit: () => afterLocalEdit(),
   onRender: (ev) => {
@@ -348,6 +369,7 @@ for (const o of JSON.parse(engine.state())) {
   if (o.subject === "datalayer") readDatalayer(o.metadata.id);
 }
 renderLayerList();
+ctl.refreshVisibility(); // features drawn before their datalayer was seeded
 
 // ------------------------------------------------------------------ selection and the form
 
@@ -573,8 +595,11 @@ engine.onChange((ev) => {
       layersChanged = true;
     }
   }
-  if (layersChanged) renderLayerList();
-  if (selectedId && !ctl.layerFor(selectedId)) select(null);
+  if (layersChanged) {
+    renderLayerList();
+    ctl.refreshVisibility(); // the features of a datalayer gone, or back
+  }
+  if (selectedId && !ctl.features().find((f) => f.id === selectedId)?.visible) select(null);
   else if (formNeedsRefresh) fillForm();
   updateHistory();
   if (ev.origin === "remote") schedulePersist(1000);
