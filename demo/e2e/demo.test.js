@@ -702,4 +702,82 @@ describe('demo: two and three browsers on one map', { timeout: 180_000 }, () => 
       await close(A, B);
     }
   });
+
+  /** Opens the map in another tab of view's browser (its context: the same storage). */
+  async function openTab(view, name) {
+    const url = view.url ?? view.page.url();
+    const page = await view.context.newPage();
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
+    page.on('console', (m) => {
+      if (m.type() === 'error') errors.push(`console: ${m.text()}`);
+    });
+    await page.goto(url);
+    await waitReady(page);
+    return { context: view.context, url, page, errors, name, close: () => page.close() };
+  }
+
+  /** Makes a marker in tab while offline, and waits until it is saved in IndexedDB. */
+  async function offlineMarker(tab, name) {
+    await setOffline(tab.page, true);
+    const id = await tab.page.evaluate((name) => window.mapcrdtDemo.addMarker(48.857, 2.352, { name }), name);
+    await until(tab.page, () => window.mapcrdtDemo.persisted(), null, { what: 'the snapshot in IndexedDB' });
+    assert.ok((await tab.page.evaluate(() => window.mapcrdtDemo.engine.pending())) > 0, 'the edit waits in the outbox');
+    return id;
+  }
+
+  test('a second tab reloaded keeps its own slot, and sends its offline edits', async () => {
+    const map = mapName('tabs');
+    const T1 = await openDemo(browser, relay, { map, name: 'Alice' });
+    const W = await openDemo(browser, relay, { map, name: 'Watcher' });
+    const T2 = await openTab(T1, 'Alice’s second tab');
+    try {
+      const before = await T2.page.evaluate(() => [window.mapcrdtDemo.slot, window.mapcrdtDemo.engine.peerId]);
+      assert.equal(await T1.page.evaluate(() => window.mapcrdtDemo.slot), 0);
+      assert.equal(before[0], 1);
+      const id = await offlineMarker(T2, 'made offline in tab 2');
+
+      // The first tab goes; the second reloads: it takes its own slot again, not the free 0.
+      await T1.page.close();
+      await T2.page.reload();
+      await waitReady(T2.page, { online: false });
+      assert.deepEqual(await T2.page.evaluate(() => [window.mapcrdtDemo.slot, window.mapcrdtDemo.engine.peerId, window.mapcrdtDemo.restored]), [...before, true]);
+      await seen(T2.page, id, { name: 'made offline in tab 2' });
+      await seen(W.page, id, { name: 'made offline in tab 2' });
+      await converged([T2.page, W.page]);
+      assertNoErrors(T2, W);
+    } finally {
+      await close(T1, T2, W);
+    }
+  });
+
+  test('offline edits of a tab closed before it was online again reach the others through the next tab', async () => {
+    const map = mapName('stranded');
+    const T1 = await openDemo(browser, relay, { map, name: 'Alice' });
+    const W = await openDemo(browser, relay, { map, name: 'Watcher' });
+    const T2 = await openTab(T1, 'Alice’s second tab');
+    let T3;
+    try {
+      assert.equal(await T2.page.evaluate(() => window.mapcrdtDemo.slot), 1);
+      const id = await offlineMarker(T2, 'made offline in a closed tab');
+      // Both tabs go; a new one takes slot 0, and the unsent edits of slot 1 with it.
+      await T2.close();
+      await T1.page.close();
+      T3 = await openTab(T2, 'Alice’s third tab');
+      assert.equal(await T3.page.evaluate(() => window.mapcrdtDemo.slot), 0);
+      await seen(T3.page, id, { name: 'made offline in a closed tab' });
+      await seen(W.page, id, { name: 'made offline in a closed tab' });
+      await converged([T3.page, W.page]);
+      assert.deepEqual(await T3.page.evaluate(() => window.mapcrdtDemo.adopted), [1]);
+      // Taken over once: a fourth tab finds nothing left to take.
+      const T4 = await openTab(T3, 'Alice’s fourth tab');
+      assert.equal(await T4.page.evaluate(() => window.mapcrdtDemo.slot), 1);
+      assert.equal(await T4.page.evaluate(() => window.mapcrdtDemo.restored), false);
+      assert.deepEqual(await T4.page.evaluate(() => window.mapcrdtDemo.adopted), []);
+      await T4.close();
+      assertNoErrors(T2, T3, W);
+    } finally {
+      await close(T1, T2, W, ...(T3 ? [T3] : []));
+    }
+  });
 });

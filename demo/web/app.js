@@ -7,7 +7,10 @@
 //
 // The engine is saved to IndexedDB (per map) after every local edit and on pagehide, and
 // restored on load with the same peer id, so edits made offline survive a reload. Each tab
-// takes a slot (a Web Lock) so two tabs of one browser never share a peer id.
+// takes a slot (a Web Lock) so two tabs of one browser never share a peer id; a tab keeps
+// its slot across reloads (sessionStorage). Edits another tab made offline and could not
+// send — it was closed first, and no tab takes its slot — are taken over by the next page
+// that starts (adoptStranded): never lost.
 //
 // A feature whose datalayer is gone (a peer added it while another deleted the datalayer)
 // is kept in the engine but not drawn, as uMap shows a feature only in its datalayer; it is
@@ -77,6 +80,24 @@ function idbGet(db, key) {
   });
 }
 
+function idbKeys(db) {
+  return new Promise((resolve, reject) => {
+    const req = db.transaction("snapshots", "readonly").objectStore("snapshots").getAllKeys();
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error);
+  });
+}
+
+function idbDelete(db, key) {
+  return new Promise((resolve, reject) => {
+    const tx = db.transaction("snapshots", "readwrite");
+    tx.objectStore("snapshots").delete(key);
+    tx.oncomplete = () => resolve(undefined);
+    tx.onerror = () => reject(tx.error);
+    tx.onabort = () => reject(tx.error);
+  });
+}
+
 function idbPut(db, key, value) {
   return new Promise((resolve, reject) => {
     const tx = db.transaction("snapshots", "readwrite");
@@ -105,17 +126,91 @@ function takeLock(name, waitMs) {
   });
 }
 
+const SLOTS = 32;
+const slotLock = (n) => `mapcrdt-demo:${mapName}:${n}`;
+const SLOT_MEMORY = `mapcrdt-demo:slot:${mapName}`;
+
+/** The slot this tab had before a reload (sessionStorage): a number, -1 if none, null if it cannot tell. */
+function rememberedSlot() {
+  try {
+    const n = Number(sessionStorage.getItem(SLOT_MEMORY) ?? -1);
+    return Number.isInteger(n) && n >= -1 && n < SLOTS ? n : -1;
+  } catch {
+    return null; // no sessionStorage (private mode, a sandbox)
+  }
+}
+
+function rememberSlot(n) {
+  try {
+    sessionStorage.setItem(SLOT_MEMORY, String(n));
+  } catch {
+    // no memory: a reload takes slot 0 first, as a new tab does
+  }
+}
+
 /**
- * The storage slot of this tab: slot 0 normally (waiting a little for a reloading page to
- * let it go), another one when other tabs of this browser have the map open.
+ * The storage slot of this tab. A reloaded tab takes its own again, waiting a little for
+ * the page before to let it go: its snapshot holds its unsent edits. A new tab takes the
+ * first free one. Without sessionStorage a tab cannot tell a reload: it waits for slot 0
+ * (the slot of a single tab), then takes the first free one.
  */
 async function takeSlot() {
   if (!navigator.locks) return 0;
-  if (await takeLock(`mapcrdt-demo:${mapName}:0`, 1500)) return 0;
-  for (let slot = 1; slot < 32; slot++) {
-    if (await takeLock(`mapcrdt-demo:${mapName}:${slot}`, 0)) return slot;
+  const own = rememberedSlot();
+  let slot = -1;
+  const first = own === null ? 0 : own;
+  if (first >= 0 && (await takeLock(slotLock(first), 1500))) slot = first;
+  for (let n = 0; slot < 0 && n < SLOTS; n++) {
+    if (n !== first && (await takeLock(slotLock(n), 0))) slot = n;
   }
-  return -1; // no persistence for this tab
+  if (slot >= 0) rememberSlot(slot);
+  return slot; // -1: no persistence for this tab
+}
+
+/**
+ * Takes over the unsent edits of other slots: a snapshot whose slot no tab holds, with
+ * messages still to send (a tab closed while offline, whose slot no tab took since). Its
+ * messages are received into this page's engine — they reach the relay when this page
+ * syncs with it (the relay's greeting probe, this page's own request's push-back) — this
+ * engine is saved, and only then is that slot cleared. The slot is locked meanwhile, so a
+ * tab reloading into it waits, then starts afresh. A snapshot that cannot be read or
+ * restored is left as it is.
+ */
+async function adoptStranded() {
+  if (!db || slot < 0 || !navigator.locks) return [];
+  const adopted = [];
+  let keys;
+  try {
+    keys = await idbKeys(db);
+  } catch {
+    return adopted;
+  }
+  for (let n = 0; n < SLOTS; n++) {
+    const key = `${mapName}#${n}`;
+    if (n === slot || !keys.includes(key)) continue;
+    try {
+      await navigator.locks.request(slotLock(n), { ifAvailable: true }, async (lock) => {
+        if (!lock) return; // a tab has it
+        const saved = await idbGet(db, key);
+        if (!saved || !saved.bytes) return;
+        const other = await createEngine({ snapshot: saved.bytes });
+        try {
+          if (other.pending() === 0) return;
+          for (const m of other.flush()) {
+            if (JSON.parse(m).kind === "OperationMessage") engine.receive(m); // not its stale sync requests
+          }
+        } finally {
+          other.close();
+        }
+        await idbPut(db, storageKey, { bytes: engine.snapshot(), peerId: engine.peerId, savedAt: Date.now() });
+        await idbDelete(db, key);
+        adopted.push(n);
+      });
+    } catch (e) {
+      console.warn(`mapcrdt demo: cannot take over the unsent edits of slot ${n}`, e);
+    }
+  }
+  return adopted;
 }
 
 // ------------------------------------------------------------------ start
@@ -144,6 +239,7 @@ let engine;
   }
   engine ??= await createEngine();
 }
+const adopted = await adoptStranded();
 
 // ------------------------------------------------------------------ the map
 
@@ -861,6 +957,8 @@ window.mapcrdtDemo = {
   displayName,
   slot,
   restored,
+  /** The slots whose unsent edits this page took over as it started. */
+  adopted,
   ready: false,
   status: () => status,
   /** Every feature as rendered on the map (from the layers, not the engine). */
@@ -920,6 +1018,7 @@ window.mapcrdtDemo = {
 };
 
 if (restored) console.info(`mapcrdt demo: restored peer ${engine.peerId} from IndexedDB (slot ${slot})`);
+if (adopted.length > 0) console.info(`mapcrdt demo: took over the unsent edits of slot(s) ${adopted.join(", ")}`);
 $("#map-name").textContent = mapName;
 $("#my-name").textContent = displayName;
 document.title = `${mapName} · mapcrdt demo`;
