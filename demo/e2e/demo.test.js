@@ -659,6 +659,7 @@ describe('demo: two and three browsers on one map', { timeout: 180_000 }, () => 
       }
       assert.equal(await B.page.evaluate(() => window.mapcrdtDemo.selected()), null);
       assert.equal(await B.page.isHidden('#feature-form'), true);
+      assert.equal(await A.page.evaluate((id) => (window.mapcrdtDemo.select(id), window.mapcrdtDemo.selected()), id), null, 'not selectable');
 
       // A undoes the deletion: the datalayer is back, and the feature drawn with it.
       await A.page.click('#undo');

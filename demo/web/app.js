@@ -390,7 +390,7 @@ $("#layers").addEventListener("change", (e) => {
     else hidden.add(id);
     writeHidden();
     ctl.refreshVisibility();
-    if (selectedId && !ctl.features().find((f) => f.id === selectedId)?.visible) select(null);
+    if (selectedId && !drawn(selectedId)) select(null);
   } else if (target.classList.contains("layer-name")) {
     const name = target.value.trim();
     if (name && name !== datalayers.get(id)?.name) {
@@ -485,8 +485,13 @@ function highlight(id, on) {
   }
 }
 
+/** Whether a feature is drawn on the map (not in a hidden or deleted datalayer). */
+function drawn(id) {
+  return !!ctl.features().find((f) => f.id === id)?.visible;
+}
+
 function select(id) {
-  if (id && !ctl.layerFor(id)) id = null;
+  if (id && !drawn(id)) id = null;
   if (selectedId && selectedId !== id) highlight(selectedId, false);
   selectedId = id;
   if (id) highlight(id, true);
@@ -695,7 +700,7 @@ engine.onChange((ev) => {
     renderLayerList();
     ctl.refreshVisibility(); // the features of a datalayer gone, or back
   }
-  if (selectedId && !ctl.features().find((f) => f.id === selectedId)?.visible) select(null);
+  if (selectedId && !drawn(selectedId)) select(null);
   else if (formNeedsRefresh) fillForm();
   updateHistory();
   if (ev.origin === "remote") schedulePersist(1000);
