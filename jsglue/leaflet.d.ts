@@ -113,7 +113,12 @@ export interface LeafletController {
   /**
    * Seeds the engine with a datalayer loaded from the server (engine.seed: never sent,
    * never undone) and renders it. Features without an id get `${layerId}-${index}`.
-   * Returns the ids seeded.
+   * Returns the ids seeded. A feature whose geometry the helper does not draw is skipped:
+   * the helper draws Point, LineString, MultiLineString, Polygon and MultiPolygon
+   * geometries whose every position is [lng, lat] in finite numbers, and with no
+   * degenerate part (a line of fewer than 2 positions, a ring of fewer than 3 vertices, a
+   * polygon or multi-geometry with no parts). A peer's feature with such a geometry is
+   * not drawn either.
    */
   seed(collection: GeoJSONFeatureCollection, layerId: string): string[];
   /**
@@ -122,6 +127,10 @@ export interface LeafletController {
    * The controller draws one layer per feature id: a feature whose id is drawn for another
    * datalayer waits, and is drawn when that one goes (a feature moved to another datalayer
    * ends drawn there, whichever order the move's batch holds).
+   * A layer the user is dragging (a marker, a vertex of a line or polygon) is not redrawn
+   * until the drag ends: at the release its geometry is sent if the drag changed it (the
+   * later write: a peer's geometry received meanwhile is overwritten), then what the engine
+   * holds is drawn. A feature deleted meanwhile is removed at once.
    */
   applyChanges(changes: readonly Change[]): void;
   /** Renders every feature of engine.state() and removes layers of absent features. */
@@ -133,7 +142,10 @@ export interface LeafletController {
   metadataOf(id: string): FeatureMetadata | undefined;
   /** Every committed feature the helper knows, shown or hidden. */
   features(): RenderedFeature[];
-  /** Creates a feature (engine.upsert) and renders it; returns its id. */
+  /**
+   * Creates a feature (engine.upsert) and renders it; returns its id. Throws a TypeError for
+   * a geometry the helper would not draw (see seed).
+   */
   addFeature(feature: Omit<GeoJSONFeature, "type"> & { type?: "Feature" }, layerId?: string): string;
   /** Sets properties[key] (a dotted path: "name", "_umap_options.color"); undefined unsets it. */
   setProperty(id: string, key: string, value: JSONValue | undefined): void;

@@ -24,6 +24,15 @@
 // the engine's edit methods; a flag set while rendering keeps the Leaflet events it causes
 // from being echoed back to the engine.
 //
+// A layer the user is dragging (a marker, or a vertex of a line or polygon: from its
+// dragstart or editable:vertex:dragstart to the matching end) is not redrawn: moving it,
+// reshaping it (the editor's reset replaces the vertex handles) or restyling a marker
+// (setIcon replaces its drag handler) would end the drag, and the rest of it would move
+// nothing. What arrives meanwhile is held. At the release the layer's geometry is sent if
+// the drag changed it — the later write, which wins over the peer's on "geometry" — and then
+// the feature is drawn from the engine: the peer's other changes, and its geometry only if
+// the release sent none. A deletion is drawn at once (the drag cannot bring it back).
+//
 // The controller listens on the map (where Leaflet.Editable forwards its events), keeping
 // only layers of its featuresLayer. Layers the controller knows carry their identity in a
 // WeakMap; `idOf(layer)` reads it.
@@ -66,11 +75,38 @@ export function featureTypeOfGeometry(geometry) {
   }
 }
 
-/** A line of fewer than 2 points or a polygon ring of fewer than 3 (Leaflet.Editable drops them). */
+/**
+ * A geometry with a part of fewer vertices than Leaflet.Editable lets a user leave: a line of
+ * fewer than 2 positions, a polygon ring of fewer than 3 (its closing position, equal to the
+ * first, not counted), a polygon without rings, a multi-geometry without parts. Leaflet draws
+ * nothing visible for such a part, and throws on an empty one ("latlngs not passed", when it
+ * places a label). Takes a geometry whose positions validPositions accepted.
+ */
 function degenerate(g) {
-  if (g.type === "LineString") return g.coordinates.length < 2;
-  if (g.type === "Polygon") return g.coordinates.length === 0 || g.coordinates[0].length < 4;
-  return false;
+  const c = g.coordinates;
+  switch (g.type) {
+    case "LineString":
+      return c.length < 2;
+    case "MultiLineString":
+      return c.length === 0 || c.some((line) => line.length < 2);
+    case "Polygon":
+      return degeneratePolygon(c);
+    case "MultiPolygon":
+      return c.length === 0 || c.some(degeneratePolygon);
+    default:
+      return false;
+  }
+}
+
+function degeneratePolygon(rings) {
+  return rings.length === 0 || rings.some((ring) => ring.length - (closed(ring) ? 1 : 0) < 3);
+}
+
+/** Whether a ring's last position repeats its first (GeoJSON closes rings; Leaflet drops the repeat). */
+function closed(ring) {
+  const a = ring[0];
+  const z = ring[ring.length - 1];
+  return ring.length > 1 && a[0] === z[0] && a[1] === z[1];
 }
 
 /** Runs fn; what it throws is rethrown asynchronously (reported like a listener's error), not to the caller. */
@@ -88,12 +124,20 @@ function reportLater(fn) {
 const POSITION_DEPTH = { Point: 0, LineString: 1, MultiLineString: 2, Polygon: 2, MultiPolygon: 3 };
 
 /**
- * A geometry Leaflet can place: a supported type whose coordinates nest positions as deep
- * as the type says, each position at least [lng, lat] as finite numbers. A peer may send any
- * JSON as a geometry; Leaflet throws on a position it cannot read ("Invalid LatLng").
+ * A geometry Leaflet can draw: a supported type whose coordinates nest positions as deep
+ * as the type says, each position at least [lng, lat] as finite numbers, and no part
+ * degenerate (empty, or too few vertices to be seen). A peer may send any JSON as a
+ * geometry; Leaflet throws on a position it cannot read ("Invalid LatLng") and on an empty
+ * line or ring ("latlngs not passed").
  */
 function validGeometry(g) {
-  return g !== null && typeof g === "object" && featureTypeOfGeometry(g) !== "" && validPositions(g.coordinates, POSITION_DEPTH[g.type]);
+  return (
+    g !== null &&
+    typeof g === "object" &&
+    featureTypeOfGeometry(g) !== "" &&
+    validPositions(g.coordinates, POSITION_DEPTH[g.type]) &&
+    !degenerate(g)
+  );
 }
 
 function validPositions(c, depth) {
@@ -150,8 +194,10 @@ export function bindLeaflet(options) {
 
   /**
    * Per layer: identity and what is rendered.
+   * dragging: the user is dragging the layer (see render); held: a change arrived meanwhile.
    * @type {WeakMap<any, {id: string, layerId: string, featureType: string, committed: boolean,
-   *   engineGeometry: string, renderedGeometry: string, color: string, name: string, properties: any}>}
+   *   engineGeometry: string, renderedGeometry: string, color: string, name: string, properties: any,
+   *   dragging?: boolean, held?: boolean}>}
    */
   const infos = new WeakMap();
   /** @type {Map<string, any>} feature id → layer */
@@ -256,8 +302,7 @@ export function bindLeaflet(options) {
   function adopt(layer, info) {
     infos.set(layer, info);
     layers.set(info.id, layer);
-    layer.on("add", onLayerAdd);
-    layer.on("dragend", onMarkerDragEnd);
+    layer.on(layerEvents);
   }
 
   function show(layer, info) {
@@ -283,8 +328,9 @@ export function bindLeaflet(options) {
     const layer = layers.get(id);
     if (!layer) return;
     layers.delete(id);
-    layer.off("add", onLayerAdd);
-    layer.off("dragend", onMarkerDragEnd);
+    layer.off(layerEvents);
+    const info = infos.get(layer);
+    if (info) info.dragging = false; // removed under the drag: nothing to send
     if (layer.editEnabled && layer.editEnabled()) layer.disableEdit();
     featuresLayer.removeLayer(layer);
     if (map.hasLayer(layer)) map.removeLayer(layer);
@@ -307,6 +353,10 @@ export function bindLeaflet(options) {
       return "ignored";
     }
     const value = engine.get("feature", { id, layerId: ident.layerId });
+    if (info && info.dragging && value !== undefined && value !== null) {
+      info.held = true; // drawn when the drag ends (endDrag)
+      return "held";
+    }
     const geometry = value && value.geometry;
     if (value === undefined || value === null || !validGeometry(geometry)) {
       if (layer && (!info || info.committed)) {
@@ -497,22 +547,73 @@ export function bindLeaflet(options) {
     setTimeout(() => {
       if (info.committed || (layer.editor && layer.editor.drawing())) return;
       if (layers.get(info.id) === layer) layers.delete(info.id);
-      layer.off("add", onLayerAdd);
-      layer.off("dragend", onMarkerDragEnd);
+      layer.off(layerEvents);
       if (layer.editEnabled && layer.editEnabled()) layer.disableEdit();
       featuresLayer.removeLayer(layer);
       infos.delete(layer);
     }, 0);
   }
 
-  function onMarkerDragEnd(e) {
-    const layer = e.target;
-    if (applying || unbound || !(layer instanceof L.Marker)) return;
+  // A drag of a committed feature's layer begins: a marker's (or a path's, with a path drag
+  // plugin) own dragstart, or Leaflet.Editable's editable:vertex:dragstart for a vertex.
+  function startDrag(layer) {
+    const info = infos.get(layer);
+    if (info && info.committed && !unbound) info.dragging = true;
+  }
+
+  // endDrag ends it: at the layer's dragend or editable:vertex:dragend, or when the drag
+  // cannot end normally (editing disabled, the layer taken off the map: its drag handler
+  // goes without a dragend). Sends the layer's geometry if the drag changed it, then draws
+  // what was held.
+  function endDrag(layer) {
+    const info = infos.get(layer);
+    if (!info || !info.dragging) return;
+    info.dragging = false;
+    if (applying) queueMicrotask(() => finishDrag(layer, info)); // not inside a render
+    else finishDrag(layer, info);
+  }
+
+  function finishDrag(layer, info) {
+    if (unbound || infos.get(layer) !== info) return;
     syncGeometry(layer);
+    if (info.held) {
+      info.held = false;
+      renderSafely(identity(info));
+    }
+  }
+
+  function onLayerDragStart(e) {
+    startDrag(e.target);
+  }
+
+  function onLayerDragEnd(e) {
+    const layer = e.target;
+    if (unbound) return;
+    if (infos.get(layer)?.dragging) endDrag(layer);
+    else if (!applying) syncGeometry(layer); // a dragend without its dragstart (a programmatic move)
+  }
+
+  function onLayerRemove(e) {
+    endDrag(e.target);
   }
 
   function onLayerAdd(e) {
     tagElement(e.target);
+  }
+
+  const layerEvents = {
+    add: onLayerAdd,
+    remove: onLayerRemove,
+    dragstart: onLayerDragStart,
+    dragend: onLayerDragEnd,
+  };
+
+  function onVertexDragStart(e) {
+    if (ours(e.layer)) startDrag(e.layer);
+  }
+
+  function onVertexDragEndOrDisable(e) {
+    if (ours(e.layer)) endDrag(e.layer);
   }
 
   const mapEvents = {
@@ -520,6 +621,9 @@ export function bindLeaflet(options) {
     "editable:drawing:commit": onDrawingCommit,
     "editable:edited": onEdited,
     "editable:drawing:end": onDrawingEnd,
+    "editable:vertex:dragstart": onVertexDragStart,
+    "editable:vertex:dragend": onVertexDragEndOrDisable,
+    "editable:disable": onVertexDragEndOrDisable,
   };
   map.on(mapEvents);
   const offChange = engine.onChange((event) => applyChanges(event.changes));
@@ -604,7 +708,7 @@ export function bindLeaflet(options) {
     },
 
     addFeature(feature, layerId) {
-      if (!feature || !validGeometry(feature.geometry)) throw new TypeError("addFeature takes a GeoJSON Feature with a Point, LineString or Polygon geometry");
+      if (!feature || !validGeometry(feature.geometry)) throw new TypeError("addFeature takes a GeoJSON Feature with a geometry Leaflet can draw: a Point, (Multi)LineString or (Multi)Polygon with no empty or degenerate part");
       const lid = layerId ?? resolveLayerId(null);
       const id = feature.id != null ? String(feature.id) : newId();
       const featureType = featureTypeOfGeometry(feature.geometry);
@@ -697,10 +801,7 @@ export function bindLeaflet(options) {
       map.off(mapEvents);
       offChange();
       waiting.clear();
-      for (const layer of layers.values()) {
-        layer.off("add", onLayerAdd);
-        layer.off("dragend", onMarkerDragEnd);
-      }
+      for (const layer of layers.values()) layer.off(layerEvents);
     },
   };
 

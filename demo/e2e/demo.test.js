@@ -160,6 +160,123 @@ describe('demo: two and three browsers on one map', { timeout: 180_000 }, () => 
     }
   });
 
+  test('a vertex drag in A outlasts B’s reshape of the same polygon, and its release wins', async () => {
+    const map = mapName('vertexdrag');
+    const A = await openDemo(browser, relay, { map, name: 'Alice' });
+    const B = await openDemo(browser, relay, { map, name: 'Bob' });
+    try {
+      await clickFeature(A.page, 'seedArea');
+      await until(A.page, () => window.mapcrdtDemo.selected() === 'seedArea', null, { what: 'selection of the polygon' });
+      const start = (await feature(A.page, 'seedArea')).latlngs[0];
+      const grab = await A.page.evaluate((ll) => window.mapcrdtDemo.screenPoint('seedArea', ll), start[2]);
+      await A.page.mouse.move(grab.x, grab.y);
+      await A.page.mouse.down();
+      await A.page.mouse.move(grab.x + 10, grab.y - 10, { steps: 3 });
+
+      // B moves another vertex of the polygon (a whole-geometry write), while A holds the drag.
+      await B.page.evaluate(() => {
+        const d = window.mapcrdtDemo;
+        const g = structuredClone(d.engine.get('feature', { id: 'seedArea', layerId: 'default' }).geometry);
+        g.coordinates[0][5] = [2.348, 48.85];
+        d.engine.update('feature', { id: 'seedArea', layerId: 'default', featureType: 'polygon' }, 'geometry', g);
+        d.rename('seedPin1', 'sends the reshape');
+      });
+      await until(
+        A.page,
+        () => window.mapcrdtDemo.engine.get('feature', { id: 'seedArea', layerId: 'default' }).geometry.coordinates[0][5][1] === 48.85,
+        null,
+        { what: 'B’s reshape received by A' },
+      );
+      const release = { x: grab.x + 40, y: grab.y - 70 };
+      await A.page.mouse.move(release.x, release.y, { steps: 6 });
+      await A.page.mouse.up();
+
+      // The vertex is where A let go, in A and then in B; the rest is the ring A saw: A's
+      // release is the later write of the geometry.
+      await until(
+        A.page,
+        (release) => {
+          const d = window.mapcrdtDemo;
+          const p = d.screenPoint('seedArea', d.feature('seedArea').latlngs[0][2]);
+          return Math.hypot(p.x - release.x, p.y - release.y) <= 2;
+        },
+        release,
+        { what: 'the vertex where A let go' },
+      );
+      const ringA = (await feature(A.page, 'seedArea')).latlngs[0];
+      await until(
+        B.page,
+        (want) => {
+          const got = window.mapcrdtDemo.feature('seedArea').latlngs[0][2];
+          return Math.abs(got[0] - want[0]) < 1e-6 && Math.abs(got[1] - want[1]) < 1e-6;
+        },
+        ringA[2],
+        { what: 'A’s vertex in B' },
+      );
+      await converged([A.page, B.page]);
+      const ringB = (await feature(B.page, 'seedArea')).latlngs[0];
+      const round = (x) => (Array.isArray(x) ? x.map(round) : Math.round(x * 1e6) / 1e6);
+      assert.deepEqual(round(ringB), round(ringA));
+      assert.deepEqual(ringA.filter((_, i) => i !== 2), start.filter((_, i) => i !== 2), 'only the dragged vertex moved');
+      await screenshot(B.page, 'vertexdrag-B');
+      assertNoErrors(A, B);
+    } finally {
+      await close(A, B);
+    }
+  });
+
+  test('a marker drag in A outlasts B’s move of the same marker, and its release wins', async () => {
+    const map = mapName('markerdrag');
+    const A = await openDemo(browser, relay, { map, name: 'Alice' });
+    const B = await openDemo(browser, relay, { map, name: 'Bob' });
+    try {
+      const startA = await A.page.evaluate(() => window.mapcrdtDemo.screenPoint('seedPin1'));
+      const box = await A.page.locator('.leaflet-marker-icon[data-feature-id="seedPin1"]').boundingBox();
+      const grab = { x: box.x + box.width / 2, y: box.y + box.height / 3 };
+      await A.page.mouse.move(grab.x, grab.y);
+      await A.page.mouse.down();
+      await A.page.mouse.move(grab.x + 150, grab.y - 100, { steps: 10 });
+
+      await B.page.evaluate(() => window.mapcrdtDemo.dragMarkerTo('seedPin1', 48.851, 2.345));
+      await until(
+        A.page,
+        () => window.mapcrdtDemo.engine.get('feature', { id: 'seedPin1', layerId: 'default' }).geometry.coordinates[1] === 48.851,
+        null,
+        { what: 'B’s move received by A' },
+      );
+      // Not moved from under A's pointer: released without moving again, it stays there.
+      await A.page.mouse.up();
+      const at = (page, want) =>
+        until(
+          page,
+          (want) => {
+            const d = window.mapcrdtDemo;
+            const p = d.screenPoint('seedPin1');
+            return Math.hypot(p.x - want.x, p.y - want.y) <= 2;
+          },
+          want,
+          { what: `seedPin1 at ${JSON.stringify(want)}` },
+        );
+      await at(A.page, { x: startA.x + 150, y: startA.y - 100 });
+      const inA = (await feature(A.page, 'seedPin1')).latlngs;
+      await until(
+        B.page,
+        (want) => {
+          const got = window.mapcrdtDemo.feature('seedPin1').latlngs;
+          return Math.abs(got[0] - want[0]) < 1e-6 && Math.abs(got[1] - want[1]) < 1e-6;
+        },
+        inA,
+        { what: 'A’s drag in B' },
+      );
+      await converged([A.page, B.page]);
+      assert.ok(Math.abs(inA[0] - 48.851) > 1e-3, `A's marker is at B's move: ${inA}`);
+      await screenshot(B.page, 'markerdrag-B');
+      assertNoErrors(A, B);
+    } finally {
+      await close(A, B);
+    }
+  });
+
   test('a concurrent rename in three browsers ends with the same name everywhere', async () => {
     const map = mapName('rename');
     const A = await openDemo(browser, relay, { map, name: 'Alice' });
@@ -190,6 +307,38 @@ describe('demo: two and three browsers on one map', { timeout: 180_000 }, () => 
       assertNoErrors(...views);
     } finally {
       await close(...views);
+    }
+  });
+
+  test('a peer whose id is a member name of JavaScript objects is listed by its id', async () => {
+    const map = mapName('peerids');
+    const A = await openDemo(browser, relay, { map, name: 'Alice' });
+    const ids = ['constructor', '__proto__', 'toString'];
+    // Bare WebSocket peers, joining without a display name, from a page of the relay's origin.
+    const context = await browser.newContext();
+    try {
+      const E = await context.newPage();
+      await E.goto(relay.url + '/style.css');
+      await E.evaluate(
+        async ({ url, ids }) => {
+          window.sockets = [];
+          for (const peer of ids) {
+            const ws = new WebSocket(url);
+            window.sockets.push(ws);
+            await new Promise((resolve) => (ws.onopen = resolve));
+            ws.send(JSON.stringify({ kind: 'JoinRequest', peer }));
+          }
+        },
+        { url: `${relay.url.replace(/^http/, 'ws')}/ws/sync/${map}`, ids },
+      );
+      await until(A.page, (ids) => ids.every((id) => window.mapcrdtDemo.peers().some((p) => p.id === id)), ids, { what: 'the three peers in A' });
+      const listed = await A.page.evaluate(() => window.mapcrdtDemo.peers());
+      for (const id of ids) {
+        assert.equal(listed.find((p) => p.id === id).text, `${id.slice(0, 8)} ${id.slice(0, 8)}`, `peer ${id}`);
+      }
+      assertNoErrors(A);
+    } finally {
+      await close(A, context);
     }
   });
 
@@ -225,6 +374,7 @@ describe('demo: two and three browsers on one map', { timeout: 180_000 }, () => 
     const map = mapName('badgeom');
     const A = await openDemo(browser, relay, { map, name: 'Alice' });
     const B = await openDemo(browser, relay, { map, name: 'Bob' });
+    let C;
     try {
       await seen(A.page, 'seedPin1');
       // B's engine takes, in one batch, features whose geometry is valid JSON but no
@@ -239,6 +389,18 @@ describe('demo: two and three browsers on one map', { timeout: 180_000 }, () => 
           { type: 'Polygon', coordinates: [[[0, 0], 'corner', [1, 1], [0, 0]]] },
           { type: 'MultiPolygon', coordinates: [[[[0, 0], [1, NaN]]]] },
           { type: 'LineString', coordinates: [[2.35, 48.85], [2.36]] },
+          // Empty or degenerate: Leaflet draws nothing of them, and throws "latlngs not
+          // passed" placing the label of an empty one.
+          { type: 'Polygon', coordinates: [] },
+          { type: 'Polygon', coordinates: [[]] },
+          { type: 'Polygon', coordinates: [[[2.35, 48.85], [2.36, 48.86], [2.35, 48.85]]] },
+          { type: 'Polygon', coordinates: [[[2.35, 48.85], [2.36, 48.85], [2.36, 48.86], [2.35, 48.85]], []] },
+          { type: 'LineString', coordinates: [] },
+          { type: 'LineString', coordinates: [[2.35, 48.85]] },
+          { type: 'MultiLineString', coordinates: [] },
+          { type: 'MultiLineString', coordinates: [[], [[2.35, 48.85], [2.36, 48.86]]] },
+          { type: 'MultiPolygon', coordinates: [] },
+          { type: 'MultiPolygon', coordinates: [[]] },
         ];
         d.engine.batch((e) => {
           bad.forEach((geometry, i) =>
@@ -264,9 +426,15 @@ describe('demo: two and three browsers on one map', { timeout: 180_000 }, () => 
         d.addMarker(48.859, 2.354);
       });
       await seen(A.page, 'bad0', { name: 'bad 0' });
-      assertNoErrors(A, B);
+      // A page opened later gets them in its catch-up: not drawn there either.
+      C = await openDemo(browser, relay, { map, name: 'Carol' });
+      await seen(C.page, 'bad0', { name: 'bad 0' });
+      await converged([A.page, B.page, C.page]);
+      const inC = (await features(C.page)).map((f) => f.id);
+      assert.deepEqual(inC.filter((id) => id.startsWith('bad')), ['bad0']);
+      assertNoErrors(A, B, C);
     } finally {
-      await close(A, B);
+      await close(A, B, ...(C ? [C] : []));
     }
   });
 
@@ -468,6 +636,46 @@ describe('demo: two and three browsers on one map', { timeout: 180_000 }, () => 
     }
   });
 
+  test('a feature added to a datalayer deleted meanwhile is not drawn, and is again when the datalayer is back', async () => {
+    const map = mapName('orphan');
+    const A = await openDemo(browser, relay, { map, name: 'Alice' });
+    const B = await openDemo(browser, relay, { map, name: 'Bob' });
+    try {
+      await setOffline(B.page, true);
+      const id = await B.page.evaluate(() => window.mapcrdtDemo.addMarker(48.857, 2.352, { name: 'made offline' }));
+      await B.page.evaluate((id) => window.mapcrdtDemo.select(id), id);
+      await A.page.locator('li[data-layer-id="default"] .layer-delete').click();
+      await until(A.page, () => window.mapcrdtDemo.datalayers().length === 0, null, { what: 'the datalayer deleted in A' });
+      await setOffline(B.page, false);
+      await converged([A.page, B.page]);
+
+      // Kept in the engine (B's edit is not lost), drawn nowhere, no longer selected in B.
+      for (const v of [A, B]) {
+        await until(v.page, () => window.mapcrdtDemo.datalayers().length === 0, null, { what: `no datalayer in ${v.name}` });
+        const kept = await v.page.evaluate((id) => window.mapcrdtDemo.engine.get('feature', { id, layerId: 'default' }, 'properties.name'), id);
+        assert.equal(kept, 'made offline', `${v.name}'s engine holds the feature`);
+        await until(v.page, (id) => window.mapcrdtDemo.feature(id)?.visible === false, id, { what: `${id} not drawn in ${v.name}` });
+        assert.equal(await v.page.locator(`[data-feature-id="${id}"]`).count(), 0, `${v.name} shows no element of it`);
+      }
+      assert.equal(await B.page.evaluate(() => window.mapcrdtDemo.selected()), null);
+      assert.equal(await B.page.isHidden('#feature-form'), true);
+      assert.equal(await A.page.evaluate((id) => (window.mapcrdtDemo.select(id), window.mapcrdtDemo.selected()), id), null, 'not selectable');
+
+      // A undoes the deletion: the datalayer is back, and the feature drawn with it.
+      await A.page.click('#undo');
+      for (const v of [A, B]) {
+        await until(v.page, (id) => window.mapcrdtDemo.feature(id)?.visible === true, id, { what: `${id} drawn again in ${v.name}` });
+        await until(v.page, () => window.mapcrdtDemo.feature('seedPin1')?.visible === true, null, { what: `seedPin1 back in ${v.name}` });
+      }
+      assert.equal(await A.page.locator(`.leaflet-marker-icon[data-feature-id="${id}"]`).count(), 1);
+      await converged([A.page, B.page]);
+      await screenshot(A.page, 'orphan-A');
+      assertNoErrors(A, B);
+    } finally {
+      await close(A, B);
+    }
+  });
+
   test('a reload of A keeps its unsent offline edits', async () => {
     const map = mapName('reload');
     const A = await openDemo(browser, relay, { map, name: 'Alice' });
@@ -493,6 +701,84 @@ describe('demo: two and three browsers on one map', { timeout: 180_000 }, () => 
       assertNoErrors(A, B);
     } finally {
       await close(A, B);
+    }
+  });
+
+  /** Opens the map in another tab of view's browser (its context: the same storage). */
+  async function openTab(view, name) {
+    const url = view.url ?? view.page.url();
+    const page = await view.context.newPage();
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
+    page.on('console', (m) => {
+      if (m.type() === 'error') errors.push(`console: ${m.text()}`);
+    });
+    await page.goto(url);
+    await waitReady(page);
+    return { context: view.context, url, page, errors, name, close: () => page.close() };
+  }
+
+  /** Makes a marker in tab while offline, and waits until it is saved in IndexedDB. */
+  async function offlineMarker(tab, name) {
+    await setOffline(tab.page, true);
+    const id = await tab.page.evaluate((name) => window.mapcrdtDemo.addMarker(48.857, 2.352, { name }), name);
+    await until(tab.page, () => window.mapcrdtDemo.persisted(), null, { what: 'the snapshot in IndexedDB' });
+    assert.ok((await tab.page.evaluate(() => window.mapcrdtDemo.engine.pending())) > 0, 'the edit waits in the outbox');
+    return id;
+  }
+
+  test('a second tab reloaded keeps its own slot, and sends its offline edits', async () => {
+    const map = mapName('tabs');
+    const T1 = await openDemo(browser, relay, { map, name: 'Alice' });
+    const W = await openDemo(browser, relay, { map, name: 'Watcher' });
+    const T2 = await openTab(T1, 'Alice’s second tab');
+    try {
+      const before = await T2.page.evaluate(() => [window.mapcrdtDemo.slot, window.mapcrdtDemo.engine.peerId]);
+      assert.equal(await T1.page.evaluate(() => window.mapcrdtDemo.slot), 0);
+      assert.equal(before[0], 1);
+      const id = await offlineMarker(T2, 'made offline in tab 2');
+
+      // The first tab goes; the second reloads: it takes its own slot again, not the free 0.
+      await T1.page.close();
+      await T2.page.reload();
+      await waitReady(T2.page, { online: false });
+      assert.deepEqual(await T2.page.evaluate(() => [window.mapcrdtDemo.slot, window.mapcrdtDemo.engine.peerId, window.mapcrdtDemo.restored]), [...before, true]);
+      await seen(T2.page, id, { name: 'made offline in tab 2' });
+      await seen(W.page, id, { name: 'made offline in tab 2' });
+      await converged([T2.page, W.page]);
+      assertNoErrors(T2, W);
+    } finally {
+      await close(T1, T2, W);
+    }
+  });
+
+  test('offline edits of a tab closed before it was online again reach the others through the next tab', async () => {
+    const map = mapName('stranded');
+    const T1 = await openDemo(browser, relay, { map, name: 'Alice' });
+    const W = await openDemo(browser, relay, { map, name: 'Watcher' });
+    const T2 = await openTab(T1, 'Alice’s second tab');
+    let T3;
+    try {
+      assert.equal(await T2.page.evaluate(() => window.mapcrdtDemo.slot), 1);
+      const id = await offlineMarker(T2, 'made offline in a closed tab');
+      // Both tabs go; a new one takes slot 0, and the unsent edits of slot 1 with it.
+      await T2.close();
+      await T1.page.close();
+      T3 = await openTab(T2, 'Alice’s third tab');
+      assert.equal(await T3.page.evaluate(() => window.mapcrdtDemo.slot), 0);
+      await seen(T3.page, id, { name: 'made offline in a closed tab' });
+      await seen(W.page, id, { name: 'made offline in a closed tab' });
+      await converged([T3.page, W.page]);
+      assert.deepEqual(await T3.page.evaluate(() => window.mapcrdtDemo.adopted), [1]);
+      // Taken over once: a fourth tab finds nothing left to take.
+      const T4 = await openTab(T3, 'Alice’s fourth tab');
+      assert.equal(await T4.page.evaluate(() => window.mapcrdtDemo.slot), 1);
+      assert.equal(await T4.page.evaluate(() => window.mapcrdtDemo.restored), false);
+      assert.deepEqual(await T4.page.evaluate(() => window.mapcrdtDemo.adopted), []);
+      await T4.close();
+      assertNoErrors(T2, T3, W);
+    } finally {
+      await close(T1, T2, W, ...(T3 ? [T3] : []));
     }
   });
 });

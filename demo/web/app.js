@@ -7,7 +7,14 @@
 //
 // The engine is saved to IndexedDB (per map) after every local edit and on pagehide, and
 // restored on load with the same peer id, so edits made offline survive a reload. Each tab
-// takes a slot (a Web Lock) so two tabs of one browser never share a peer id.
+// takes a slot (a Web Lock) so two tabs of one browser never share a peer id; a tab keeps
+// its slot across reloads (sessionStorage). Edits another tab made offline and could not
+// send — it was closed first, and no tab takes its slot — are taken over by the next page
+// that starts (adoptStranded): never lost.
+//
+// A feature whose datalayer is gone (a peer added it while another deleted the datalayer)
+// is kept in the engine but not drawn, as uMap shows a feature only in its datalayer; it is
+// drawn again if the datalayer comes back (layerShown).
 //
 // window.mapcrdtDemo is a small hook for the browser tests (demo/e2e): they read the state
 // from the layers through it instead of looking at screenshots.
@@ -73,6 +80,24 @@ function idbGet(db, key) {
   });
 }
 
+function idbKeys(db) {
+  return new Promise((resolve, reject) => {
+    const req = db.transaction("snapshots", "readonly").objectStore("snapshots").getAllKeys();
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error);
+  });
+}
+
+function idbDelete(db, key) {
+  return new Promise((resolve, reject) => {
+    const tx = db.transaction("snapshots", "readwrite");
+    tx.objectStore("snapshots").delete(key);
+    tx.oncomplete = () => resolve(undefined);
+    tx.onerror = () => reject(tx.error);
+    tx.onabort = () => reject(tx.error);
+  });
+}
+
 function idbPut(db, key, value) {
   return new Promise((resolve, reject) => {
     const tx = db.transaction("snapshots", "readwrite");
@@ -101,17 +126,91 @@ function takeLock(name, waitMs) {
   });
 }
 
+const SLOTS = 32;
+const slotLock = (n) => `mapcrdt-demo:${mapName}:${n}`;
+const SLOT_MEMORY = `mapcrdt-demo:slot:${mapName}`;
+
+/** The slot this tab had before a reload (sessionStorage): a number, -1 if none, null if it cannot tell. */
+function rememberedSlot() {
+  try {
+    const n = Number(sessionStorage.getItem(SLOT_MEMORY) ?? -1);
+    return Number.isInteger(n) && n >= -1 && n < SLOTS ? n : -1;
+  } catch {
+    return null; // no sessionStorage (private mode, a sandbox)
+  }
+}
+
+function rememberSlot(n) {
+  try {
+    sessionStorage.setItem(SLOT_MEMORY, String(n));
+  } catch {
+    // no memory: a reload takes slot 0 first, as a new tab does
+  }
+}
+
 /**
- * The storage slot of this tab: slot 0 normally (waiting a little for a reloading page to
- * let it go), another one when other tabs of this browser have the map open.
+ * The storage slot of this tab. A reloaded tab takes its own again, waiting a little for
+ * the page before to let it go: its snapshot holds its unsent edits. A new tab takes the
+ * first free one. Without sessionStorage a tab cannot tell a reload: it waits for slot 0
+ * (the slot of a single tab), then takes the first free one.
  */
 async function takeSlot() {
   if (!navigator.locks) return 0;
-  if (await takeLock(`mapcrdt-demo:${mapName}:0`, 1500)) return 0;
-  for (let slot = 1; slot < 32; slot++) {
-    if (await takeLock(`mapcrdt-demo:${mapName}:${slot}`, 0)) return slot;
+  const own = rememberedSlot();
+  let slot = -1;
+  const first = own === null ? 0 : own;
+  if (first >= 0 && (await takeLock(slotLock(first), 1500))) slot = first;
+  for (let n = 0; slot < 0 && n < SLOTS; n++) {
+    if (n !== first && (await takeLock(slotLock(n), 0))) slot = n;
   }
-  return -1; // no persistence for this tab
+  if (slot >= 0) rememberSlot(slot);
+  return slot; // -1: no persistence for this tab
+}
+
+/**
+ * Takes over the unsent edits of other slots: a snapshot whose slot no tab holds, with
+ * messages still to send (a tab closed while offline, whose slot no tab took since). Its
+ * messages are received into this page's engine — they reach the relay when this page
+ * syncs with it (the relay's greeting probe, this page's own request's push-back) — this
+ * engine is saved, and only then is that slot cleared. The slot is locked meanwhile, so a
+ * tab reloading into it waits, then starts afresh. A snapshot that cannot be read or
+ * restored is left as it is.
+ */
+async function adoptStranded() {
+  if (!db || slot < 0 || !navigator.locks) return [];
+  const adopted = [];
+  let keys;
+  try {
+    keys = await idbKeys(db);
+  } catch {
+    return adopted;
+  }
+  for (let n = 0; n < SLOTS; n++) {
+    const key = `${mapName}#${n}`;
+    if (n === slot || !keys.includes(key)) continue;
+    try {
+      await navigator.locks.request(slotLock(n), { ifAvailable: true }, async (lock) => {
+        if (!lock) return; // a tab has it
+        const saved = await idbGet(db, key);
+        if (!saved || !saved.bytes) return;
+        const other = await createEngine({ snapshot: saved.bytes });
+        try {
+          if (other.pending() === 0) return;
+          for (const m of other.flush()) {
+            if (JSON.parse(m).kind === "OperationMessage") engine.receive(m); // not its stale sync requests
+          }
+        } finally {
+          other.close();
+        }
+        await idbPut(db, storageKey, { bytes: engine.snapshot(), peerId: engine.peerId, savedAt: Date.now() });
+        await idbDelete(db, key);
+        adopted.push(n);
+      });
+    } catch (e) {
+      console.warn(`mapcrdt demo: cannot take over the unsent edits of slot ${n}`, e);
+    }
+  }
+  return adopted;
 }
 
 // ------------------------------------------------------------------ start
@@ -140,6 +239,7 @@ let engine;
   }
   engine ??= await createEngine();
 }
+const adopted = await adoptStranded();
 
 // ------------------------------------------------------------------ the map
 
@@ -201,14 +301,31 @@ function writeHidden() {
   }
 }
 
-function readDatalayer(id) {
+/** The datalayer's value in the engine, or undefined if it is not alive. */
+function datalayerValue(id) {
   const v = engine.get("datalayer", { id });
-  if (v === undefined || v === null || typeof v !== "object") {
+  return v !== undefined && v !== null && typeof v === "object" ? /** @type {any} */ (v) : undefined;
+}
+
+function readDatalayer(id) {
+  const v = datalayerValue(id);
+  if (!v) {
     datalayers.delete(id);
     return;
   }
   const name = typeof v.name === "string" && v.name !== "" ? v.name : id;
   datalayers.set(id, { id, name });
+}
+
+/**
+ * Whether the features of a datalayer are drawn: it is alive, and not hidden here. A feature
+ * whose datalayer is gone — a peer added it while another deleted the datalayer — stays in
+ * the engine, not drawn: uMap shows a feature only as part of its datalayer. It is drawn
+ * again if the datalayer comes back (the deletion undone). Asks the engine, not the
+ * datalayers list: the helper draws a change before this page's listener reads it.
+ */
+function layerShown(layerId) {
+  return !hidden.has(layerId) && datalayerValue(layerId) !== undefined;
 }
 
 function ensureActiveLayer() {
@@ -273,7 +390,7 @@ $("#layers").addEventListener("change", (e) => {
     else hidden.add(id);
     writeHidden();
     ctl.refreshVisibility();
-    if (selectedId && !ctl.features().find((f) => f.id === selectedId)?.visible) select(null);
+    if (selectedId && !drawn(selectedId)) select(null);
   } else if (target.classList.contains("layer-name")) {
     const name = target.value.trim();
     if (name && name !== datalayers.get(id)?.name) {
@@ -324,7 +441,7 @@ const ctl = bindLeaflet({
   engine,
   L,
   layerId: () => layerForNewFeature(),
-  isLayerVisible: (layerId) => !hidden.has(layerId),
+  isLayerVisible: layerShown,
   defaultColor: DEFAULT_COLOR,
   onEdit: () => afterLocalEdit(),
   onRender: (ev) => {
@@ -348,6 +465,7 @@ for (const o of JSON.parse(engine.state())) {
   if (o.subject === "datalayer") readDatalayer(o.metadata.id);
 }
 renderLayerList();
+ctl.refreshVisibility(); // features drawn before their datalayer was seeded
 
 // ------------------------------------------------------------------ selection and the form
 
@@ -367,8 +485,13 @@ function highlight(id, on) {
   }
 }
 
+/** Whether a feature is drawn on the map (not in a hidden or deleted datalayer). */
+function drawn(id) {
+  return !!ctl.features().find((f) => f.id === id)?.visible;
+}
+
 function select(id) {
-  if (id && !ctl.layerFor(id)) id = null;
+  if (id && !drawn(id)) id = null;
   if (selectedId && selectedId !== id) highlight(selectedId, false);
   selectedId = id;
   if (id) highlight(id, true);
@@ -573,8 +696,11 @@ engine.onChange((ev) => {
       layersChanged = true;
     }
   }
-  if (layersChanged) renderLayerList();
-  if (selectedId && !ctl.layerFor(selectedId)) select(null);
+  if (layersChanged) {
+    renderLayerList();
+    ctl.refreshVisibility(); // the features of a datalayer gone, or back
+  }
+  if (selectedId && !drawn(selectedId)) select(null);
   else if (formNeedsRefresh) fillForm();
   updateHistory();
   if (ev.origin === "remote") schedulePersist(1000);
@@ -634,8 +760,12 @@ let idMismatches = 0;
 let retryTimer = 0;
 /** @type {string[]} */
 let peerIds = [];
-/** @type {Record<string, string>} */
-let peerNames = {};
+/**
+ * Display names by peer id, from the relay's roster. A Map: a peer id may be any name,
+ * "constructor" or "__proto__" too, which a plain object would answer with what it inherits.
+ * @type {Map<string, string>}
+ */
+let peerNames = new Map();
 let status = "connecting";
 
 function setStatus(s) {
@@ -724,14 +854,14 @@ function onMessage(sock, text) {
       idMismatches = 0;
       setStatus("online");
       peerIds = Array.isArray(msg.peers) ? msg.peers : [];
-      peerNames = msg.names && typeof msg.names === "object" ? msg.names : {};
+      peerNames = namesOf(msg);
       renderPeers();
       receive(text); // the engine learns the peers and queues a sync request
       flushNow(true);
       return;
     case "ListPeersResponse":
       peerIds = Array.isArray(msg.peers) ? msg.peers : [];
-      peerNames = msg.names && typeof msg.names === "object" ? msg.names : {};
+      peerNames = namesOf(msg);
       renderPeers();
       receive(text);
       break;
@@ -741,6 +871,15 @@ function onMessage(sock, text) {
       receive(text);
   }
   flushNow(false);
+}
+
+/** The names of a JoinResponse or ListPeersResponse: its own string members only. */
+function namesOf(msg) {
+  const names = new Map();
+  if (msg.names && typeof msg.names === "object") {
+    for (const [id, name] of Object.entries(msg.names)) if (typeof name === "string") names.set(id, name);
+  }
+  return names;
 }
 
 /**
@@ -784,7 +923,7 @@ function renderPeers() {
     li.dataset.peer = id;
     const me = id === engine.peerId;
     li.classList.toggle("me", me);
-    const name = id === "relay" ? "relay (server replica)" : peerNames[id] || (me ? displayName : id.slice(0, 8));
+    const name = id === "relay" ? "relay (server replica)" : peerNames.get(id) || (me ? displayName : id.slice(0, 8));
     li.append(name + (me ? " (you)" : ""));
     if (id !== "relay") {
       const small = document.createElement("span");
@@ -823,6 +962,8 @@ window.mapcrdtDemo = {
   displayName,
   slot,
   restored,
+  /** The slots whose unsent edits this page took over as it started. */
+  adopted,
   ready: false,
   status: () => status,
   /** Every feature as rendered on the map (from the layers, not the engine). */
@@ -882,6 +1023,7 @@ window.mapcrdtDemo = {
 };
 
 if (restored) console.info(`mapcrdt demo: restored peer ${engine.peerId} from IndexedDB (slot ${slot})`);
+if (adopted.length > 0) console.info(`mapcrdt demo: took over the unsent edits of slot(s) ${adopted.join(", ")}`);
 $("#map-name").textContent = mapName;
 $("#my-name").textContent = displayName;
 document.title = `${mapName} · mapcrdt demo`;

@@ -107,6 +107,87 @@ const scenarios = {
     out.afterUndo = drawn().length;
     return out;
   },
+  // A peer changes a feature while this page's user drags it (Leaflet's drag events, fired
+  // as a drag fires them; the move between them as a drag makes it): the layer is not
+  // redrawn under the drag, and the release sends the dragged geometry, the later write.
+  async drags() {
+    const { a, b, ctl, send } = await setup();
+    const out = {};
+    // What b sends, delivered to a (so a's next edits come after it).
+    const sent = () => b.flush().map((m) => (a.receive(m), JSON.parse(m))).map((m) => [m.key, m.value]);
+    const geometry = (id, layerId = "L1") => b.get("feature", { id, layerId }, "geometry");
+    const point = (lng, lat) => ({ type: "Point", coordinates: [lng, lat] });
+
+    // A marker dragged to (2.36, 48.86); the peer moves and recolors it meanwhile.
+    a.upsert("feature", meta("M", "L1"), feature("m"));
+    send();
+    const m = ctl.layerFor("M");
+    const handler = m.dragging;
+    m.fire("dragstart");
+    m.setLatLng([48.86, 2.36]);
+    a.update("feature", meta("M", "L1"), "geometry", point(2.34, 48.84));
+    a.update("feature", meta("M", "L1"), "properties._umap_options", { color: "red" });
+    send();
+    out.markerDuring = [m.getLatLng().lat, m.getLatLng().lng];
+    out.sameHandler = m.dragging === handler && m.dragging.enabled(); // setIcon replaces it, ending the drag
+    m.fire("dragend", { distance: 10 });
+    out.markerSent = sent();
+    out.markerEngine = geometry("M");
+    out.markerColor = ctl.features().find((f) => f.id === "M").color;
+
+    // Released where it started: nothing to send, and the peer's move is drawn.
+    m.fire("dragstart");
+    a.update("feature", meta("M", "L1"), "geometry", point(2.33, 48.83));
+    send();
+    m.fire("dragend", { distance: 0 });
+    out.unmovedSent = sent();
+    out.unmovedAt = [m.getLatLng().lat, m.getLatLng().lng];
+
+    // A polygon's vertex dragged; the peer moves another vertex meanwhile.
+    const ring = [[2.35, 48.85], [2.36, 48.85], [2.36, 48.86], [2.35, 48.86], [2.35, 48.85]];
+    a.upsert("feature", { id: "P", layerId: "L1", featureType: "polygon" },
+      { type: "Feature", geometry: { type: "Polygon", coordinates: [ring] }, properties: {} });
+    send();
+    const p = ctl.layerFor("P");
+    p.enableEdit();
+    const vertex = p.getLatLngs()[0][1].__vertex;
+    p.editor.fireAndForward("editable:vertex:dragstart", { vertex });
+    vertex.latlng.update(L.latLng(48.849, 2.361)); // what VertexMarker.onDrag does
+    p.editor.refresh();
+    const theirs = ring.map((c) => c.slice());
+    theirs[3] = [2.349, 48.861];
+    a.update("feature", { id: "P", layerId: "L1", featureType: "polygon" }, "geometry", { type: "Polygon", coordinates: [theirs] });
+    send();
+    out.handleKept = p.getLatLngs()[0][1].__vertex === vertex && p.editor.editLayer.hasLayer(vertex);
+    p.editor.fireAndForward("editable:vertex:dragend", { vertex });
+    p.editor.onEdited();
+    out.polygonSent = sent();
+    out.polygonEngine = geometry("P").coordinates[0];
+
+    // A vertex drag that ends without its dragend (editing disabled under it): the held
+    // geometry is drawn, nothing stays held.
+    const v2 = p.getLatLngs()[0][2].__vertex;
+    p.editor.fireAndForward("editable:vertex:dragstart", { vertex: v2 });
+    a.update("feature", { id: "P", layerId: "L1", featureType: "polygon" }, "geometry", { type: "Polygon", coordinates: [ring] });
+    send();
+    p.disableEdit();
+    await Promise.resolve();
+    out.afterDisableSent = sent();
+    out.afterDisable = p.toGeoJSON(6).geometry.coordinates[0];
+    a.update("feature", { id: "P", layerId: "L1", featureType: "polygon" }, "properties.name", "later");
+    send();
+    out.laterName = ctl.features().find((f) => f.id === "P").name;
+
+    // Deleted by the peer under the drag: removed at once, nothing sent at the release.
+    m.fire("dragstart");
+    m.setLatLng([48.87, 2.37]);
+    a.delete("feature", meta("M", "L1"));
+    send();
+    out.deletedDrawn = ctl.layerFor("M") !== undefined;
+    m.fire("dragend", { distance: 10 });
+    out.deletedSent = sent();
+    return out;
+  },
 };
 const result = {};
 for (const [name, fn] of Object.entries(scenarios)) {
@@ -119,7 +200,7 @@ for (const [name, fn] of Object.entries(scenarios)) {
 window.result = result;
 </script>`;
 
-test("the Leaflet helper draws moved and twin features, and joins the caller's batch (chromium)", async (t) => {
+test("the Leaflet helper draws moved and twin features, joins the caller's batch, and redraws no layer under a drag (chromium)", async (t) => {
   const run = await inChromium(t, page);
   if (!run) return;
   const { result: r, errors } = run;
@@ -147,5 +228,24 @@ test("the Leaflet helper draws moved and twin features, and joins the caller's b
   assert.equal(r.batched.drawn, 1);
   assert.deepEqual(r.batched.alone, ["batch"]);
   assert.equal(r.batched.afterUndo, 2);
+
+  // The marker stayed under the drag, kept its drag handler, and its release was sent and kept.
+  assert.deepEqual(r.drags.markerDuring, [48.86, 2.36]);
+  assert.equal(r.drags.sameHandler, true);
+  assert.deepEqual(r.drags.markerSent, [["geometry", { type: "Point", coordinates: [2.36, 48.86] }]]);
+  assert.deepEqual(r.drags.markerEngine, { type: "Point", coordinates: [2.36, 48.86] });
+  assert.equal(r.drags.markerColor, "red", "the peer's color drawn at the release");
+  assert.deepEqual(r.drags.unmovedSent, []);
+  assert.deepEqual(r.drags.unmovedAt, [48.83, 2.33]);
+  // The vertex handle survived the peer's reshape; the release sent the dragged ring whole.
+  assert.equal(r.drags.handleKept, true);
+  const dragged = [[2.35, 48.85], [2.361, 48.849], [2.36, 48.86], [2.35, 48.86], [2.35, 48.85]];
+  assert.deepEqual(r.drags.polygonSent, [["geometry", { type: "Polygon", coordinates: [dragged] }]]);
+  assert.deepEqual(r.drags.polygonEngine, dragged);
+  assert.deepEqual(r.drags.afterDisableSent, []);
+  assert.deepEqual(r.drags.afterDisable, [[2.35, 48.85], [2.36, 48.85], [2.36, 48.86], [2.35, 48.86], [2.35, 48.85]]);
+  assert.equal(r.drags.laterName, "later");
+  assert.equal(r.drags.deletedDrawn, false);
+  assert.deepEqual(r.drags.deletedSent, []);
   assert.deepEqual(errors, []);
 });
