@@ -254,14 +254,22 @@ func (r *Replica) reserve(n int) {
 	r.objects.reserve(n)
 }
 
-// commitPending keeps the objects met while decoding; dropPending forgets them.
+// commitPending keeps the objects met while decoding, and the peer ids and paths interned;
+// dropPending forgets them.
 func (r *Replica) commitPending() {
-	if len(r.pending) > 0 { // the usual receive makes none: a call less
+	if len(r.pending) > 0 || r.dec.fresh.any { // the usual receive makes and interns none: a call less
 		r.commitObjects()
 	}
 }
 
+// commitObjects is commitPending when there is something to keep.
 func (r *Replica) commitObjects() {
+	if r.dec.fresh.any {
+		r.dec.keepInterned()
+	}
+	if len(r.pending) == 0 {
+		return
+	}
 	// The objects of a live edit or message enter dec.byMeta now: the next message naming
 	// one (a peer's next edit of the feature, or the answer to the edit that made it) finds
 	// it by its text, where a first lookup by identity parsed the metadata (~2,700
@@ -280,12 +288,16 @@ func (r *Replica) commitObjects() {
 // rememberedAtCommit is the most new objects a call commits into dec.byMeta at once.
 const rememberedAtCommit = 16
 
-// dropPending removes the objects met while decoding from the objects table.
+// dropPending removes the objects met while decoding from the objects table, and what the
+// decoder interned meanwhile from its tables (see interned).
 func (r *Replica) dropPending() {
 	for _, o := range r.pending {
 		r.objects.remove(o)
 	}
 	r.clearPending()
+	if r.dec.fresh.any {
+		r.dec.dropInterned()
+	}
 }
 
 // clearPending empties pending: a small list is kept for the next call, a large one dropped.
