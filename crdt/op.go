@@ -256,6 +256,10 @@ type decoder struct {
 	keyText  table64[keyText]    // key text of each committed interned path, by its first element's address (see pathKey)
 	keyBytes int                 // bytes of the key texts in paths and byKey (bounded by maxKeyBytes)
 	fresh    interned            // what was interned since the last keepInterned or dropInterned
+	// made says the current call made something the replica keeps or drops at its end
+	// (commitPending, dropPending): an entry of fresh, or an object (Replica.objectFor).
+	// The usual call makes nothing.
+	made bool
 
 	// byMeta finds a known object by the canonical metadata text it was first seen with
 	// (object.meta, which never changes): the usual message names a feature exactly so.
@@ -468,7 +472,7 @@ func (d *decoder) peer(id string) string {
 	}
 	d.peers[id] = id
 	d.fresh.peers = append(d.fresh.peers, id)
-	d.fresh.any = true
+	d.made = true
 	return id
 }
 
@@ -490,7 +494,6 @@ const (
 // (dropInterned, from dropPending). A refused message, which may carry any number of new
 // peer ids and keys, leaves nothing behind.
 type interned struct {
-	any   bool       // something is listed: the usual call interns nothing
 	peers []string   // ids added to peers
 	parts []string   // parts added to parts
 	paths [][]string // paths added to paths
@@ -559,7 +562,6 @@ func shrunk[V any](m map[string]V, removed int) map[string]V {
 
 // reset empties the lists: small ones are kept for the next call, large ones dropped.
 func (f *interned) reset() {
-	f.any = false
 	f.peers = resetList(f.peers)
 	f.parts = resetList(f.parts)
 	f.paths = resetList(f.paths)
@@ -627,7 +629,7 @@ func (d *decoder) path(parts []string) []string {
 	d.paths[string(k)] = shared
 	d.keyBytes += len(k)
 	d.fresh.paths = append(d.fresh.paths, shared)
-	d.fresh.any = true
+	d.made = true
 	return shared
 }
 
@@ -696,7 +698,7 @@ func (d *decoder) parseKey(key string) ([]string, error) {
 		d.byKey[e.key] = e
 		d.keyBytes += len(key)
 		d.fresh.keys = append(d.fresh.keys, e.key)
-		d.fresh.any = true
+		d.made = true
 		if slot != nil {
 			*slot = e
 		}

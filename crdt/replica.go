@@ -245,6 +245,7 @@ func (r *Replica) objectFor(sub *Subject, key []byte, meta string, paths bool) *
 	o := r.objBlocks.object(sub, key, meta, paths)
 	r.objects.insert(o, h)
 	r.pending = append(r.pending, o)
+	r.dec.made = true
 	return o
 }
 
@@ -257,16 +258,16 @@ func (r *Replica) reserve(n int) {
 // commitPending keeps the objects met while decoding, and the peer ids and paths interned;
 // dropPending forgets them.
 func (r *Replica) commitPending() {
-	if len(r.pending) > 0 || r.dec.fresh.any { // the usual receive makes and interns none: a call less
+	if r.dec.made { // the usual receive makes no object and interns nothing: a call less
 		r.commitObjects()
 	}
+	r.bulk.keep()
 }
 
-// commitObjects is commitPending when there is something to keep.
+// commitObjects is commitPending when the call made something.
 func (r *Replica) commitObjects() {
-	if r.dec.fresh.any {
-		r.dec.keepInterned()
-	}
+	r.dec.made = false
+	r.dec.keepInterned()
 	if len(r.pending) == 0 {
 		return
 	}
@@ -293,9 +294,12 @@ const rememberedAtCommit = 16
 func (r *Replica) dropPending() {
 	for _, o := range r.pending {
 		r.objects.remove(o)
+		*o = object{} // its block is shared with objects kept: its texts are not kept with them
 	}
 	r.clearPending()
-	if r.dec.fresh.any {
+	r.bulk.drop() // the operations made: likewise
+	if r.dec.made {
+		r.dec.made = false
 		r.dec.dropInterned()
 	}
 }
