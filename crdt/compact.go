@@ -516,8 +516,13 @@ func (r *Replica) decodeSub(p []string, objs *listedObjects) (*op, error) {
 // anything in it is referenced: Compact moves the operations it keeps out of their blocks
 // (moveOut), so that what it drops comes back.
 type bulk struct {
-	ops  []op
-	text []byte
+	ops   []op         // the current block's operations not handed out yet
+	block *[bulkOps]op // the current block
+	text  []byte
+	// from is the block, and fromLeft how many operations it had left, at the last keep or
+	// drop: the operations handed out since are the current call's (see drop).
+	from     *[bulkOps]op
+	fromLeft int
 }
 
 const (
@@ -535,13 +540,37 @@ func (b *bulk) op(v op) *op {
 		return o
 	}
 	if len(b.ops) == 0 {
-		b.ops = make([]op, bulkOps)
+		b.block = new([bulkOps]op)
+		b.ops = b.block[:]
 	}
 	o := &b.ops[0]
 	b.ops = b.ops[1:]
 	*o = v
 	o.blk = true
 	return o
+}
+
+// keep marks the operations handed out so far as taken (the current call's are kept, or
+// made no more than garbage: see drop).
+func (b *bulk) keep() { b.from, b.fromLeft = b.block, len(b.ops) }
+
+// drop clears the operations handed out since the last keep or drop: those of a call that
+// refused them (Replica.dropPending). Their block is shared with operations taken, and
+// lives as long as any of them: a refused operation would keep what it points to — a value
+// of up to a message's size, its object, path and peer id — as long. (The blocks between
+// the first and the current one held only the call's operations: they are garbage.)
+func (b *bulk) drop() {
+	if f := b.from; f != nil {
+		end := bulkOps
+		if f == b.block {
+			end -= len(b.ops)
+		}
+		clear(f[bulkOps-b.fromLeft : end])
+	}
+	if b.block != nil && b.block != b.from {
+		clear(b.block[:bulkOps-len(b.ops)])
+	}
+	b.keep()
 }
 
 // clone returns a copy of s (which points into a message). A nil b allocates it alone.

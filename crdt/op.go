@@ -253,7 +253,13 @@ type decoder struct {
 	paths    map[string][]string // interned paths, by parts joined with NUL (see path)
 	byKey    map[string]keySlot  // interned paths by key text (see parseKey)
 	keySlots [16]keySlot         // the keys met last, by keySlotOf: compared, not hashed
-	keyText  table64[keyText]    // key text of each interned path, by its first element's address (see pathKey)
+	keyText  table64[keyText]    // key text of each committed interned path, by its first element's address (see pathKey)
+	keyBytes int                 // bytes of the key texts in paths and byKey (bounded by maxKeyBytes)
+	fresh    interned            // what was interned since the last keepInterned or dropInterned
+	// made says the current call made something the replica keeps or drops at its end
+	// (commitPending, dropPending): an entry of fresh, or an object (Replica.objectFor).
+	// The usual call makes nothing.
+	made bool
 
 	// byMeta finds a known object by the canonical metadata text it was first seen with
 	// (object.meta, which never changes): the usual message names a feature exactly so.
@@ -435,7 +441,6 @@ func (d *decoder) elemMembers(s string) []member {
 	return d.elem
 }
 
-// peer returns the interned copy of id.
 // knownPeerTS parses a clock's text that ends in ':' and the id of the peer named last
 // (d.lastPeer, checked when first met): its bytes are compared, not checked again, and only
 // the numbers are read. ok false: another text, which Parse reads.
@@ -449,6 +454,7 @@ func (d *decoder) knownPeerTS(text string) (hlc.Timestamp, bool) {
 	return hlc.Timestamp{Wall: wall, Counter: counter, Peer: p}, ok
 }
 
+// peer returns the interned copy of id: listed in fresh if new; an owned copy past maxPeers.
 func (d *decoder) peer(id string) string {
 	if textEqual(id, d.lastPeer) { // messages come in runs from one peer: no hashing of the id
 		return d.lastPeer
@@ -457,40 +463,158 @@ func (d *decoder) peer(id string) string {
 		d.lastPeer = p
 		return p
 	}
+	id = strings.Clone(id)
+	if len(d.peers) >= maxPeers {
+		return id // owned, not shared
+	}
 	if d.peers == nil {
 		d.peers = map[string]string{}
 	}
-	id = strings.Clone(id)
 	d.peers[id] = id
+	d.fresh.peers = append(d.fresh.peers, id)
+	d.made = true
 	return id
 }
 
-// path interns a parsed key: every operation on "properties.name" shares one []string, and
-// its parts are shared with every other path. The state compares paths part by part on every
-// write; shared paths stay in the CPU cache, and equal parts compare by pointer without
-// reading memory. It also stores each distinct path once. Bounded: past 65,536 distinct
-// paths, new ones are kept as they are (only the sharing is lost).
-func (d *decoder) path(parts []string) []string {
-	if d.paths == nil {
-		d.paths = map[string][]string{}
-		d.parts = map[string]string{}
+// What the decoder interns is bounded: past maxPeers peer ids, maxPaths paths or
+// maxKeyBytes bytes of key text (the paths' and byKey's), a new peer id or path is kept as
+// it is: owned by its operation, not shared. Measured at the bounds: 65,536 peer ids of
+// 120 bytes take 13 MB; 65,536 paths of 27-byte keys 36 MB, 2,074 of 1 KiB (the byte
+// bound) 11 MB — where 65,536 of 1 KiB took ~350 MB. An honest map names a few hundred
+// paths of a few dozen bytes, and one peer id per editing session.
+const (
+	maxPeers    = 1 << 16
+	maxPaths    = 1 << 16
+	maxKeyBytes = 4 << 20
+)
+
+// interned lists what the decoder added to its tables while decoding the current call's
+// operations, which may yet be refused: the replica keeps it when it commits the objects
+// met (keepInterned, from commitPending), and takes it out when it drops them
+// (dropInterned, from dropPending). A refused message, which may carry any number of new
+// peer ids and keys, leaves nothing behind.
+type interned struct {
+	peers []string   // ids added to peers
+	parts []string   // parts added to parts
+	paths [][]string // paths added to paths
+	keys  []string   // keys added to byKey
+}
+
+// keepInterned keeps what the current call interned: its new paths' key texts are
+// remembered (keyText) from now on.
+func (d *decoder) keepInterned() {
+	for _, p := range d.fresh.paths {
+		d.keyText.add(pathKey(p), keyText{text: JoinPath(p...), json: string(appendKeyJSON(nil, p)), n: len(p)})
 	}
+	d.fresh.reset()
+}
+
+// dropInterned takes what the current call interned out of the tables. A table that held
+// far more while the call decoded is rebuilt at the size of what it keeps (a Go map does
+// not shrink): a refused message's hundred thousand peer ids leave no room behind.
+func (d *decoder) dropInterned() {
+	f := &d.fresh
+	for _, k := range f.keys {
+		delete(d.byKey, k)
+		d.keyBytes -= len(k)
+		if len(k) >= 2 {
+			if s := &d.keySlots[keySlotOf(k)]; s.path != nil && unsafe.StringData(s.key) == unsafe.StringData(k) {
+				*s = keySlot{}
+			}
+		}
+	}
+	for _, p := range f.paths {
+		k := pathText(p)
+		delete(d.paths, k)
+		d.keyBytes -= len(k)
+	}
+	for _, q := range f.parts {
+		delete(d.parts, q)
+	}
+	for _, id := range f.peers {
+		delete(d.peers, id)
+	}
+	if _, ok := d.peers[d.lastPeer]; !ok {
+		d.lastPeer = ""
+	}
+	d.peers = shrunk(d.peers, len(f.peers))
+	d.parts = shrunk(d.parts, len(f.parts))
+	d.paths = shrunk(d.paths, len(f.paths))
+	d.byKey = shrunk(d.byKey, len(f.keys))
+	f.reset()
+}
+
+// shrunk returns m, or a copy of it sized to what it holds when removed, the number of
+// entries just removed, is more than it holds (and than a few).
+func shrunk[V any](m map[string]V, removed int) map[string]V {
+	if removed <= 64 || removed <= len(m) {
+		return m
+	}
+	if len(m) == 0 {
+		return nil
+	}
+	c := make(map[string]V, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	return c
+}
+
+// reset empties the lists: small ones are kept for the next call, large ones dropped.
+func (f *interned) reset() {
+	f.peers = resetList(f.peers)
+	f.parts = resetList(f.parts)
+	f.paths = resetList(f.paths)
+	f.keys = resetList(f.keys)
+}
+
+func resetList[T any](l []T) []T {
+	if cap(l) > 64 {
+		return nil
+	}
+	clear(l)
+	return l[:0]
+}
+
+// pathText is the key of parts in paths: the parts joined with NUL.
+func pathText(parts []string) string {
 	var buf [128]byte
-	k := buf[:0]
+	return string(appendPathText(buf[:0], parts))
+}
+
+func appendPathText(k []byte, parts []string) []byte {
 	for i, p := range parts {
 		if i > 0 {
 			k = append(k, 0)
 		}
 		k = append(k, p...)
 	}
+	return k
+}
+
+// path interns a parsed key: every operation on "properties.name" shares one []string, and
+// its parts are shared with every other path. The state compares paths part by part on every
+// write; shared paths stay in the CPU cache, and equal parts compare by pointer without
+// reading memory. It also stores each distinct path once. Bounded (maxPaths, maxKeyBytes):
+// past the bounds, new paths are kept as they are (only the sharing is lost). A new path is
+// listed in fresh: its key text enters keyText once the call is committed.
+func (d *decoder) path(parts []string) []string {
+	if d.paths == nil {
+		d.paths = map[string][]string{}
+	}
+	var buf [128]byte
+	k := appendPathText(buf[:0], parts)
 	if shared, ok := d.paths[string(k)]; ok {
 		return shared
 	}
-	if len(d.paths) >= 1<<16 {
+	if len(d.paths) >= maxPaths || d.keyBytes+len(k) > maxKeyBytes {
 		for i, p := range parts {
 			parts[i] = strings.Clone(p) // not shared, but owned
 		}
 		return parts
+	}
+	if d.parts == nil {
+		d.parts = map[string]string{}
 	}
 	shared := make([]string, len(parts))
 	for i, p := range parts {
@@ -498,11 +622,14 @@ func (d *decoder) path(parts []string) []string {
 		if !ok {
 			q = strings.Clone(p)
 			d.parts[q] = q
+			d.fresh.parts = append(d.fresh.parts, q)
 		}
 		shared[i] = q
 	}
 	d.paths[string(k)] = shared
-	d.keyText.add(pathKey(shared), keyText{text: JoinPath(shared...), json: string(appendKeyJSON(nil, shared)), n: len(shared)})
+	d.keyBytes += len(k)
+	d.fresh.paths = append(d.fresh.paths, shared)
+	d.made = true
 	return shared
 }
 
@@ -563,12 +690,15 @@ func (d *decoder) parseKey(key string) ([]string, error) {
 		return nil, err
 	}
 	parts = d.path(parts)
-	if len(d.byKey) < 1<<16 {
+	if len(d.byKey) < maxPaths && d.keyBytes+len(key) <= maxKeyBytes {
 		if d.byKey == nil {
 			d.byKey = map[string]keySlot{}
 		}
 		e := keySlot{key: strings.Clone(key), path: parts}
 		d.byKey[e.key] = e
+		d.keyBytes += len(key)
+		d.fresh.keys = append(d.fresh.keys, e.key)
+		d.made = true
 		if slot != nil {
 			*slot = e
 		}

@@ -245,6 +245,7 @@ func (r *Replica) objectFor(sub *Subject, key []byte, meta string, paths bool) *
 	o := r.objBlocks.object(sub, key, meta, paths)
 	r.objects.insert(o, h)
 	r.pending = append(r.pending, o)
+	r.dec.made = true
 	return o
 }
 
@@ -254,14 +255,22 @@ func (r *Replica) reserve(n int) {
 	r.objects.reserve(n)
 }
 
-// commitPending keeps the objects met while decoding; dropPending forgets them.
+// commitPending keeps the objects met while decoding, and the peer ids and paths interned;
+// dropPending forgets them.
 func (r *Replica) commitPending() {
-	if len(r.pending) > 0 { // the usual receive makes none: a call less
+	if r.dec.made { // the usual receive makes no object and interns nothing: a call less
 		r.commitObjects()
 	}
+	r.bulk.keep()
 }
 
+// commitObjects is commitPending when the call made something.
 func (r *Replica) commitObjects() {
+	r.dec.made = false
+	r.dec.keepInterned()
+	if len(r.pending) == 0 {
+		return
+	}
 	// The objects of a live edit or message enter dec.byMeta now: the next message naming
 	// one (a peer's next edit of the feature, or the answer to the edit that made it) finds
 	// it by its text, where a first lookup by identity parsed the metadata (~2,700
@@ -280,12 +289,19 @@ func (r *Replica) commitObjects() {
 // rememberedAtCommit is the most new objects a call commits into dec.byMeta at once.
 const rememberedAtCommit = 16
 
-// dropPending removes the objects met while decoding from the objects table.
+// dropPending removes the objects met while decoding from the objects table, and what the
+// decoder interned meanwhile from its tables (see interned).
 func (r *Replica) dropPending() {
 	for _, o := range r.pending {
 		r.objects.remove(o)
+		*o = object{} // its block is shared with objects kept: its texts are not kept with them
 	}
 	r.clearPending()
+	r.bulk.drop() // the operations made: likewise
+	if r.dec.made {
+		r.dec.made = false
+		r.dec.dropInterned()
+	}
 }
 
 // clearPending empties pending: a small list is kept for the next call, a large one dropped.
