@@ -51,6 +51,9 @@ func (r *Replica) ingest(ops []*op) ([]Change, bool, error) {
 		}
 		i = j
 	}
+	if len(added) < len(ops) {
+		r.forgetDuplicates(ops)
+	}
 	for i, o := range added {
 		if i%gcEvery == gcEvery-1 {
 			gcPoint()
@@ -72,6 +75,7 @@ func (r *Replica) ingest(ops []*op) ([]Change, bool, error) {
 func (r *Replica) ingestOne(o *op, pt int64) ([]Change, bool) {
 	gap := o.seq > 0 && r.vec.add(o.ts.Peer, o.seq) && r.vec.worthAsking(o.ts.Peer, o.seq)
 	if !r.log.insert(o) {
+		forget(o)
 		return nil, false // a duplicate: asked about when first received
 	}
 	_, _ = r.clock.UpdateAt(o.ts, pt) // drift was checked by ingest, at pt
@@ -90,6 +94,25 @@ func (r *Replica) ingestOne(o *op, pt int64) ([]Change, bool) {
 		return nil, gap
 	}
 	return r.changeAt(s, o, r.changeBuf), gap
+}
+
+// forgetDuplicates clears the operations of ops the log did not take (see forget).
+func (r *Replica) forgetDuplicates(ops []*op) {
+	for _, o := range ops {
+		if i, ok := r.log.find(o.ts); !ok || r.log.ops[i] != o {
+			forget(o)
+		}
+	}
+}
+
+// forget clears o, a received operation the log held already, and its sub-operations. It
+// came from the replica's blocks (bulk), which live as long as any operation taken from
+// them: uncleared, it would keep its copied value — up to a message's size — as long.
+func forget(o *op) {
+	for _, s := range o.subOps() {
+		forget(s)
+	}
+	*o = op{}
 }
 
 // generalOnly has ingestOne, applyOp and commitLocal take the general way for every write:

@@ -283,3 +283,50 @@ func TestRefusedOperationsRetainNothing(t *testing.T) {
 	kitSameState(t, a, b)
 	runtime.KeepAlive(a)
 }
+
+// TestDuplicatesRetainNothing: an operation received again (a peer's resend, a catch-up
+// overlapping live messages, or a hostile peer replaying one) is decoded — its value
+// copied — before the log tells it is held already. The copy was kept by the block the
+// duplicate was taken from as long as any operation of that block lived: a replayed
+// 20 KB edit grew the heap by 20 KB each time, without limit.
+func TestDuplicatesRetainNothing(t *testing.T) {
+	wall := hlc.NewManualClock(kitInternT0)
+	a := kitReplica(t, "alice", wall)
+	heap := kitHeap()
+	big := `"` + strings.Repeat("v", 20_000) + `"`
+	now := strconv.FormatInt(kitInternT0, 10)
+	sub := func(n string) string {
+		return `{"verb":"update","subject":"feature","metadata":{"id":"g` + n + `","layerId":"L"},"key":"properties.x","value":` + big
+	}
+	clock := func(seq int) string {
+		return `"hlc":"` + now + `:` + strconv.Itoa(seq) + `:bob","seq":` + strconv.Itoa(seq)
+	}
+	seq := 0
+	for i := range 40 {
+		n := strconv.Itoa(i)
+		seq++
+		one := `{"kind":"OperationMessage","sender":"bob",` + sub(n)[1:] + `,` + clock(seq) + `}`
+		seq++
+		batch := `{"kind":"OperationMessage","sender":"bob","verb":"batch",` + clock(seq) + `,"operations":[` + sub(n+"b") + `}]}`
+		kitRecv(t, a, []byte(one))
+		kitRecv(t, a, []byte(batch))
+		for range 60 {
+			kitRecv(t, a, []byte(one))   // ingestOne's duplicate
+			kitRecv(t, a, []byte(batch)) // insertMany's
+		}
+	}
+	if grew := int64(kitHeap()) - int64(heap); grew > 16<<20 {
+		t.Errorf("80 operations received 61 times each: the heap grew by %d MB", grew>>20)
+	}
+	if a.LogLen() != 80 {
+		t.Fatalf("log of %d operations, want 80", a.LogLen())
+	}
+	for i := range 40 {
+		kitWant(t, a, "feature", `{"id":"g`+strconv.Itoa(i)+`","layerId":"L"}`, "properties.x", big)
+		kitWant(t, a, "feature", `{"id":"g`+strconv.Itoa(i)+`b","layerId":"L"}`, "properties.x", big)
+	}
+	b := kitReplica(t, "bob2", wall)
+	kitSync(t, b, a)
+	kitSameState(t, a, b)
+	runtime.KeepAlive(a)
+}
