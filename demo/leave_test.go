@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -114,4 +115,70 @@ func TestShutdownWhileStreaming(t *testing.T) {
 			t.Fatalf("closed with %d, want 1001", code)
 		}
 	}
+}
+
+// gatedReplica is a Replica whose Close waits for its release (a large map's compaction).
+type gatedReplica struct {
+	nopReplica
+	closing chan struct{} // closed when Close starts
+	release chan struct{}
+	closed  *atomic.Bool
+}
+
+func (g *gatedReplica) Close() error {
+	close(g.closing)
+	<-g.release
+	g.closed.Store(true)
+	return nil
+}
+
+// TestSlowReplicasBlockNoOtherMap: a map's replica opens (loads the map) and closes
+// (compacts its files) without the relay's lock: joins of other maps go on meanwhile
+// (they waited for it, ~40–90 ms per close of a large map). A join of the map itself
+// opens its new replica only once the old one is closed, never two on the same files.
+func TestSlowReplicasBlockNoOtherMap(t *testing.T) {
+	first := &gatedReplica{closing: make(chan struct{}), release: make(chan struct{}), closed: new(atomic.Bool)}
+	openGate := make(chan struct{})
+	var opensOfA atomic.Int32
+	var reopenedEarly atomic.Bool
+	_, srv := startRelay(t, Options{NewReplica: func(name string) (Replica, error) {
+		switch name {
+		case "A":
+			if opensOfA.Add(1) == 1 {
+				return first, nil
+			}
+			if !first.closed.Load() {
+				reopenedEarly.Store(true)
+			}
+		case "S":
+			<-openGate
+		}
+		return nopReplica{}, nil
+	}})
+	var releaseOnce sync.Once
+	release := func() { releaseOnce.Do(func() { close(first.release); close(openGate) }) }
+	t.Cleanup(release) // before the relay's Shutdown, which waits for the close
+	a, _ := join(t, srv, "A", "")
+	a.ws.Close(websocket.StatusNormalClosure, "bye")
+	<-first.closing // A's replica is closing, and stays so
+
+	join(t, srv, "B", "") // would wait for A's close
+
+	again := dial(t, srv, "A")
+	again.send(`{"kind":"JoinRequest","token":"t"}`)
+
+	slow := dial(t, srv, "S") // its replica takes its time to open
+	slow.send(`{"kind":"JoinRequest","token":"t"}`)
+	join(t, srv, "C", "") // would wait for S's open
+
+	time.Sleep(20 * time.Millisecond) // the join of A meanwhile must still wait
+	if opensOfA.Load() != 1 {
+		t.Fatal("a second replica of A opened while the first was closing")
+	}
+	release()
+	again.expect("JoinResponse")
+	if reopenedEarly.Load() {
+		t.Error("A reopened before its close ended")
+	}
+	slow.expect("JoinResponse")
 }

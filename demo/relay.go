@@ -68,11 +68,14 @@ type Relay struct {
 	opts Options
 	mux  *http.ServeMux
 
-	mu     sync.Mutex
-	rooms  map[string]*room
-	conns  map[*conn]struct{}
-	closed bool
-	active sync.WaitGroup // one per connection being served
+	mu    sync.Mutex
+	rooms map[string]*room
+	// closing holds, per map, the channel closed when the replica of its
+	// last room is closed: a new room's replica is opened after it.
+	closing map[string]chan struct{}
+	conns   map[*conn]struct{}
+	closed  bool
+	active  sync.WaitGroup // one per connection being served
 }
 
 // NewRelay returns a Relay configured by opts.
@@ -95,7 +98,7 @@ func NewRelay(opts Options) *Relay {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
-	r := &Relay{opts: opts, rooms: map[string]*room{}, conns: map[*conn]struct{}{}}
+	r := &Relay{opts: opts, rooms: map[string]*room{}, closing: map[string]chan struct{}{}, conns: map[*conn]struct{}{}}
 	r.mux = http.NewServeMux()
 	r.mux.HandleFunc(SyncPattern, r.serveSync)
 	return r
@@ -176,37 +179,104 @@ func (r *Relay) Shutdown(ctx context.Context) error {
 }
 
 // join adds c to the room of its map, opening the room (and its replica) if
-// needed, and tells the room. It is called from c's reading goroutine.
+// needed, and tells the room. It is called from c's reading goroutine. The
+// replica is opened without the relay's lock (loading a large map takes a
+// while: joins and leaves of other maps go on meanwhile), after the close of
+// the map's previous room, if one is closing, has ended: two replicas of a
+// map would share its files.
 func (r *Relay) join(c *conn, peer, name string) error {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if c.left {
+		r.mu.Unlock()
 		return nil // kicked meanwhile: it must not enter a room now
 	}
 	rm := r.rooms[c.mapName]
-	if rm == nil {
-		rep, err := r.opts.NewReplica(c.mapName)
-		if err != nil {
-			return &closeError{websocket.StatusInternalError, "cannot open map: " + err.Error()}
-		}
-		rm = &room{name: c.mapName, replica: rep, replicaID: rep.ID()}
+	var previous chan struct{}
+	opener := rm == nil
+	if opener {
+		rm = &room{name: c.mapName, ready: make(chan struct{})}
 		r.rooms[c.mapName] = rm
+		previous = r.closing[c.mapName]
 	}
-	rm.join(c, peer, name)
+	rm.joining++ // the room stays open for c (see retire)
+	r.mu.Unlock()
+
+	if opener {
+		if previous != nil {
+			<-previous
+		}
+		if rep, err := r.opts.NewReplica(c.mapName); err != nil {
+			rm.openErr = err
+		} else {
+			rm.replica, rm.replicaID = rep, rep.ID()
+		}
+		close(rm.ready)
+	}
+	<-rm.ready
+
+	r.mu.Lock()
+	rm.joining--
+	var done chan struct{}
+	switch {
+	case rm.openErr != nil:
+		if rm.joining == 0 && r.rooms[rm.name] == rm {
+			delete(r.rooms, rm.name)
+		}
+	case c.left: // kicked while the replica opened: the room may be left empty
+		done = r.retire(rm, rm.empty())
+	default:
+		rm.join(c, peer, name)
+	}
+	r.mu.Unlock()
+	if done != nil {
+		r.closeRoom(rm, done)
+	}
+	if rm.openErr != nil {
+		return &closeError{websocket.StatusInternalError, "cannot open map: " + rm.openErr.Error()}
+	}
 	return nil
 }
 
 // leave removes c from its room, if it joined one, closing the room (and its
-// replica) when it empties. Later joins of c are ignored. It holds the
-// relay's lock until the replica is closed: a join meanwhile would open a
-// second replica of the map on the same files.
+// replica) when it empties. Later joins of c are ignored. The replica is
+// closed without the relay's lock (the stored replica compacts its files):
+// a join of the map meanwhile opens a new room, whose replica is opened once
+// the close has ended.
 func (r *Relay) leave(c *conn) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	c.left = true
+	var done chan struct{}
 	rm := c.room
-	if rm == nil || rm.leave(c, r.opts.Log) {
-		return
+	if rm != nil {
+		done = r.retire(rm, rm.leave(c))
+	}
+	r.mu.Unlock()
+	if done != nil {
+		r.closeRoom(rm, done)
+	}
+}
+
+// retire takes rm out of the relay when it is empty and no join is on its way
+// into it, and returns the channel its close will close (nil when it stays).
+// Called with the relay's lock held.
+func (r *Relay) retire(rm *room, empty bool) chan struct{} {
+	if !empty || rm.joining > 0 || r.rooms[rm.name] != rm {
+		return nil
 	}
 	delete(r.rooms, rm.name)
+	done := make(chan struct{})
+	r.closing[rm.name] = done
+	return done
+}
+
+// closeRoom closes the replica of rm, retired, and then done. Called without
+// the relay's lock.
+func (r *Relay) closeRoom(rm *room, done chan struct{}) {
+	rm.closeReplica(r.opts.Log)
+	r.mu.Lock()
+	if r.closing[rm.name] == done {
+		delete(r.closing, rm.name)
+	}
+	r.mu.Unlock()
+	close(done)
 }

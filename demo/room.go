@@ -18,8 +18,15 @@ import (
 // must not reach a replica its room's last leave has closed.
 type room struct {
 	name      string
-	replica   Replica
+	replica   Replica // set once ready is closed
 	replicaID string
+
+	// ready is closed once the replica is opened, or failed to (openErr).
+	ready   chan struct{}
+	openErr error
+	// joining counts the joins on their way into the room (under the relay's
+	// lock): the room is not closed while one is.
+	joining int
 
 	mu    sync.Mutex
 	peers []*conn // in join order
@@ -80,11 +87,10 @@ func (rm *room) find(id string) *conn {
 	return nil
 }
 
-// leave removes c and tells the others; it reports whether any peer is
-// left. When none is, it closes the replica, under the room's lock: after
-// the replica call running, if any, and before none other, since a
-// connection's messages are dropped once it left (c.out).
-func (rm *room) leave(c *conn, log *slog.Logger) bool {
+// leave removes c and tells the others; it reports whether the room is left
+// empty. A connection's messages are dropped once it left (c.out): after the
+// replica call running, if any, none other is made for c.
+func (rm *room) leave(c *conn) (empty bool) {
 	rm.mu.Lock()
 	defer rm.mu.Unlock()
 	c.out = true
@@ -95,13 +101,28 @@ func (rm *room) leave(c *conn, log *slog.Logger) bool {
 		}
 	}
 	if len(rm.peers) == 0 {
-		if err := rm.replica.Close(); err != nil {
-			log.Error("closing replica", "map", rm.name, "err", err)
-		}
-		return false
+		return true
 	}
 	rm.broadcast(nil, mustJSON(rm.roster("ListPeersResponse")))
-	return true
+	return false
+}
+
+// empty reports whether no peer is in the room.
+func (rm *room) empty() bool {
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	return len(rm.peers) == 0
+}
+
+// closeReplica closes the replica of the room, retired (Relay.retire): no peer
+// is in it, and none can enter. Under the room's lock: after the replica call
+// running, if any.
+func (rm *room) closeReplica(log *slog.Logger) {
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	if err := rm.replica.Close(); err != nil {
+		log.Error("closing replica", "map", rm.name, "err", err)
+	}
 }
 
 // broadcast queues msg to every peer but except.
