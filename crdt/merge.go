@@ -47,8 +47,8 @@ const (
 type Conflict struct {
 	// FeatureID is the id of the feature (a string id as its decoded text, a lone UTF-16
 	// surrogate in it as U+FFFD; a number id as JavaScript writes it), or "" for a
-	// layer-level conflict. Features without an id never
-	// conflict, so "" always means the layer.
+	// layer-level conflict. Features without an id never conflict, so "" always means the
+	// layer.
 	FeatureID string
 	// Key is the escaped key path of the place (see JoinPath): "" for the whole feature (one
 	// side deleted it, the other edited it), "geometry", "properties.name",
@@ -126,8 +126,9 @@ type MergeResult struct {
 // Values are compared as JavaScript reads them, whatever wrote them (uMap's JavaScript, or
 // Python's json.dumps after an earlier merge): strings by their decoded text ("Caf\u00e9"
 // equals "Café"; an escaped lone UTF-16 surrogate, which JavaScript keeps, is kept as its
-// lowercase escape, so "\ud800" equals "\uD800" but not "\udc00" or "\ufffd"), numbers by their double value (1.0 equals 1, 1E3 equals 1000; a number
-// too large for a double, 1e400, by its text). Document and Conflict values are written in
+// lowercase escape, so "\ud800" equals "\uD800" but not "\udc00" or "\ufffd"), numbers by
+// their double value (1.0 equals 1, 1E3 equals 1000; a number too large for a double,
+// 1e400, by its text). Document and Conflict values are written in
 // that form: canonical JSON (members sorted, no whitespace), strings minimally escaped,
 // numbers as JavaScript's JSON.stringify writes them.
 //
