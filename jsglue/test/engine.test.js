@@ -1096,6 +1096,12 @@ test("merge: three-way merge of datalayer saves", async () => {
   await rejectsCode(merge(ref, latest, clash, { policy: "mine" }), "bad_option");
   await rejectsCode(merge(ref, latest, clash, { polcy: "latest" }), "bad_option", /"polcy"/);
   await rejectsCode(merge("{", latest, clash), "invalid_json");
+  // An option whose getter throws is a bad_option error, as in createEngine.
+  const boom = () => {
+    throw new Error("boom");
+  };
+  await rejectsCode(merge(ref, latest, clash, { get policy() { return boom(); } }), "bad_option", /policy cannot be read: boom/);
+  await rejectsCode(merge(ref, latest, clash, { get wasmURL() { return boom(); } }), "bad_option", /wasmURL cannot be read: boom/);
 });
 
 test("merge: a string holding a lone surrogate is kept, and told from another", async () => {
