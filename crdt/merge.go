@@ -45,9 +45,10 @@ const (
 // Conflict is one place both sides changed differently, or one side edited and the other
 // deleted.
 type Conflict struct {
-	// FeatureID is the id of the feature (a string id as its decoded text, a number id as
-	// JavaScript writes it), or "" for a layer-level conflict. Features without an id never
-	// conflict, so "" always means the layer.
+	// FeatureID is the id of the feature (a string id as its decoded text, a lone UTF-16
+	// surrogate in it as U+FFFD; a number id as JavaScript writes it), or "" for a
+	// layer-level conflict. Features without an id never conflict, so "" always means the
+	// layer.
 	FeatureID string
 	// Key is the escaped key path of the place (see JoinPath): "" for the whole feature (one
 	// side deleted it, the other edited it), "geometry", "properties.name",
@@ -124,8 +125,10 @@ type MergeResult struct {
 //
 // Values are compared as JavaScript reads them, whatever wrote them (uMap's JavaScript, or
 // Python's json.dumps after an earlier merge): strings by their decoded text ("Caf\u00e9"
-// equals "Café"), numbers by their double value (1.0 equals 1, 1E3 equals 1000; a number
-// too large for a double, 1e400, by its text). Document and Conflict values are written in
+// equals "Café"; an escaped lone UTF-16 surrogate, which JavaScript keeps, is kept as its
+// lowercase escape, so "\ud800" equals "\uD800" but not "\udc00" or "\ufffd"), numbers by
+// their double value (1.0 equals 1, 1E3 equals 1000; a number too large for a double,
+// 1e400, by its text). Document and Conflict values are written in
 // that form: canonical JSON (members sorted, no whitespace), strings minimally escaped,
 // numbers as JavaScript's JSON.stringify writes them.
 //
@@ -398,7 +401,9 @@ func parseLayer(which string, data []byte) (*layerDoc, error) {
 func featureIdentity(raw, v string, hasID bool) (ident, id string) {
 	if hasID && v != "" {
 		if s, isStr := jsonStringValue(v); isStr && s != "" {
-			return "s" + s, s
+			// By its text in value form, one per string JavaScript tells apart: decoded,
+			// two lone surrogates would both be U+FFFD.
+			return "s" + v, s
 		}
 		if c := v[0]; c == '-' || c >= '0' && c <= '9' {
 			return "n" + v, v
@@ -527,9 +532,12 @@ func appendValueForm(b []byte, raw string) []byte {
 			if p.err != nil { // not valid after all: keep the rest as it is
 				return append(b, raw[j:]...)
 			}
-			if strings.IndexByte(raw[j:p.i], '\\') < 0 {
+			switch body := raw[j+1 : p.i-1]; {
+			case strings.IndexByte(body, '\\') < 0:
 				b = append(b, raw[j:p.i]...) // no escapes: minimal already
-			} else {
+			case loneSurrogate(body):
+				b = appendSurrogateString(b, body)
+			default:
 				b = appendString(b, s)
 			}
 			j = p.i
@@ -545,6 +553,47 @@ func appendValueForm(b []byte, raw string) []byte {
 			j++
 		}
 	}
+	return b
+}
+
+// appendSurrogateString appends the body of a valid JSON string that escapes a lone UTF-16
+// surrogate (see loneSurrogate) in the form values are compared in: minimally escaped like
+// appendString, each lone surrogate kept as a lowercase \u escape. decodeString would make
+// it U+FFFD, so that "\ud800" and "\udc00" (two strings to JavaScript) compared equal and
+// an edit from one to the other was lost, and the value itself was written back changed.
+func appendSurrogateString(b []byte, body string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0 // the part of body not written yet
+	for j := 0; j < len(body); j++ {
+		if body[j] != '\\' {
+			continue
+		}
+		if body[j+1] != 'u' {
+			j++
+			continue
+		}
+		r := hexVal(body[j+2 : j+6])
+		end := j + 6
+		lone := r >= 0xDC00 && r < 0xE000
+		if r >= 0xD800 && r < 0xDC00 {
+			lone = true
+			if end+6 <= len(body) && body[end] == '\\' && body[end+1] == 'u' {
+				if r2 := hexVal(body[end+2 : end+6]); r2 >= 0xDC00 && r2 < 0xE000 {
+					lone, end = false, end+6
+				}
+			}
+		}
+		if lone {
+			s := appendString(nil, decodeString(body[start:j]))
+			b = append(b, s[1:len(s)-1]...)
+			b = append(b, '\\', 'u', hex[r>>12], hex[r>>8&15], hex[r>>4&15], hex[r&15])
+			start = end
+		}
+		j = end - 1
+	}
+	s := appendString(nil, decodeString(body[start:]))
+	b = append(b, s[1:]...)
 	return b
 }
 

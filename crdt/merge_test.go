@@ -561,6 +561,44 @@ func TestMergeNumberIDs(t *testing.T) {
 	}
 }
 
+// TestMergeLoneSurrogates: a string escaping a lone UTF-16 surrogate is a string of its own
+// to JavaScript (JSON.stringify writes "\ud800" back): Merge keeps it, tells "\ud800" from
+// "\udbff" (an edit between them is kept, two ids are two features), and "\uD800" equals
+// "\ud800". A pair is one character ("\ud83d\ude00" equals "😀").
+func TestMergeLoneSurrogates(t *testing.T) {
+	doc := func(features ...string) []byte {
+		return []byte(`{"type":"FeatureCollection","features":[` + strings.Join(features, ",") + `]}`)
+	}
+	f := func(id, props string) string {
+		return `{"type":"Feature","id":` + id + `,"geometry":null,"properties":{` + props + `}}`
+	}
+	// An edit of a value from one lone surrogate to another, and one left as it was.
+	res, err := Merge(
+		doc(f(`"a"`, `"n":"x\ud800","m":"\udc00","e":"\ud83d\ude00"`)),
+		doc(f(`"a"`, `"n":"x\uD800","m":"\udc00","e":"😀","z":1`)),
+		doc(f(`"a"`, `"n":"x\udbff","m":"\uDC00","e":"\ud83d\ude00"`)), MergeFail)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"features":[{"geometry":null,"id":"a","properties":{"e":"😀","m":"\udc00","n":"x\udbff","z":1},"type":"Feature"}],"type":"FeatureCollection"}`; string(res.Document) != want {
+		t.Errorf("values:\ngot  %s\nwant %s", res.Document, want)
+	}
+	// Two ids that differ only by their lone surrogate are two features: incoming deletes
+	// one and adds the other.
+	res, err = Merge(doc(f(`"\ud800"`, `"n":1`)), doc(f(`"\ud800"`, `"n":1`), f(`"z"`, "")), doc(f(`"\udbff"`, `"n":1`)), MergeFail)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := string(doc(f(`"z"`, ""), f(`"\udbff"`, `"n":1`))); string(res.Document) != mergeCanon(t, []byte(want)) {
+		t.Errorf("ids:\ngot  %s\nwant %s", res.Document, mergeCanon(t, []byte(want)))
+	}
+	// Two different edits of one value are a conflict, the values quoted as they are.
+	res, err = Merge(doc(f(`"a"`, `"n":"\ud800"`)), doc(f(`"a"`, `"n":"\udbff"`)), doc(f(`"a"`, `"n":"\udc00"`)), MergeFail)
+	if !errors.Is(err, ErrConflict) || len(res.Conflicts) != 1 || res.Conflicts[0].Latest != `"\udbff"` || res.Conflicts[0].Incoming != `"\udc00"` {
+		t.Errorf("conflict: %v %+v", err, res.Conflicts)
+	}
+}
+
 // TestMergeDuplicateIDs: the k-th feature of an id is matched with the k-th of the others.
 func TestMergeDuplicateIDs(t *testing.T) {
 	doc := func(names ...string) []byte {

@@ -901,16 +901,19 @@ export async function initialize(options = {}) {
 }
 
 const policies = new Set(["fail", "latest", "incoming"]);
+const mergeOptionKeys = new Set(["policy", "wasmURL"]);
 
 /**
  * Three-way merge of two saves of a datalayer (crdt.Merge, DESIGN §8). Documents are
  * GeoJSON FeatureCollections as JSON text, objects or bytes.
  */
 export async function merge(reference, latest, incoming, options = {}) {
-  checkKeys(options, new Set(["policy", "wasmURL"]), "option");
-  const policy = options.policy ?? "fail";
+  checkKeys(options, mergeOptionKeys, "option");
+  // Read once each, through readKeys: a getter that throws is a bad_option error.
+  const o = readKeys(options, mergeOptionKeys, "option");
+  const policy = o.policy ?? "fail";
   if (!policies.has(policy)) throw fail("bad_option", `policy must be "fail", "latest" or "incoming", not ${JSON.stringify(policy)}`);
-  const bridge = await load(options.wasmURL);
+  const bridge = await load(o.wasmURL);
   const doc = (d, name) => {
     if (typeof d === "string" || isBytes(d)) return d;
     return json(d, "bad_value", name);

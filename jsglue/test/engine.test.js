@@ -1096,6 +1096,23 @@ test("merge: three-way merge of datalayer saves", async () => {
   await rejectsCode(merge(ref, latest, clash, { policy: "mine" }), "bad_option");
   await rejectsCode(merge(ref, latest, clash, { polcy: "latest" }), "bad_option", /"polcy"/);
   await rejectsCode(merge("{", latest, clash), "invalid_json");
+  // An option whose getter throws is a bad_option error, as in createEngine.
+  const boom = () => {
+    throw new Error("boom");
+  };
+  await rejectsCode(merge(ref, latest, clash, { get policy() { return boom(); } }), "bad_option", /policy cannot be read: boom/);
+  await rejectsCode(merge(ref, latest, clash, { get wasmURL() { return boom(); } }), "bad_option", /wasmURL cannot be read: boom/);
+});
+
+test("merge: a string holding a lone surrogate is kept, and told from another", async () => {
+  // JSON.stringify writes a lone surrogate as its escape; JSON.parse gives it back.
+  const fc = (...features) => ({ type: "FeatureCollection", features });
+  const f = (id, props) => ({ type: "Feature", id, geometry: null, properties: props });
+  const res = await merge(fc(f("a", { n: "x\ud800", m: "\udc00" })), fc(f("a", { n: "x\ud800", m: "\udc00", z: 1 })), fc(f("a", { n: "x\udbff", m: "\udc00" })));
+  assert.deepEqual(JSON.parse(res.document).features[0].properties, { m: "\udc00", n: "x\udbff", z: 1 });
+  // Two ids differing by their lone surrogate are two features: incoming replaced one.
+  const ids = await merge(fc(f("\ud800", {})), fc(f("\ud800", {}), f("z", {})), fc(f("\udbff", {})));
+  assert.deepEqual(JSON.parse(ids.document).features.map((x) => x.id), ["z", "\udbff"]);
 });
 
 test("options.now: a clock that throws or returns no time makes the call throw bad_option, changing nothing", async () => {
