@@ -436,7 +436,7 @@ func parsePolicy(s string) (crdt.MergePolicy, error) {
 var versionText = regexp.MustCompile(`^(0|[1-9][0-9]{0,17})$`)
 
 // baseVersion returns the version the client started from: X-Datalayer-Version
-// or If-Match ("N", the ETag of a GET); 0 if neither is given.
+// or If-Match ("N" or W/"N", the ETag of a GET); 0 if neither is given.
 func baseVersion(h http.Header) (int64, error) {
 	var v int64 = -1
 	if vals := h.Values(VersionHeader); len(vals) > 0 {
@@ -448,7 +448,9 @@ func baseVersion(h http.Header) (int64, error) {
 	}
 	if vals := h.Values("If-Match"); len(vals) > 0 {
 		s := strings.TrimSpace(vals[0])
-		inner, quoted := strings.CutPrefix(s, `"`)
+		// A weak ETag names the same version: a proxy compressing the GET's body
+		// (nginx's gzip) weakens its ETag, and the client sends what it got.
+		inner, quoted := strings.CutPrefix(strings.TrimPrefix(s, "W/"), `"`)
 		inner, closed := strings.CutSuffix(inner, `"`)
 		if len(vals) > 1 || !quoted || !closed || !versionText.MatchString(inner) {
 			return 0, fmt.Errorf(`invalid If-Match %s: want one ETag "N" of a GET`, quoteShort(strings.Join(vals, ", ")))

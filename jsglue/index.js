@@ -896,8 +896,9 @@ function checkedClock(now) {
  * @param {{wasmURL?: string | URL}} [options]
  */
 export async function initialize(options = {}) {
-  checkKeys(options, new Set(["wasmURL"]), "option");
-  await load(options.wasmURL);
+  const keys = new Set(["wasmURL"]);
+  checkKeys(options, keys, "option");
+  await load(readKeys(options, keys, "option").wasmURL); // a throwing getter: bad_option
 }
 
 const policies = new Set(["fail", "latest", "incoming"]);

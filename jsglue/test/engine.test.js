@@ -672,6 +672,7 @@ test("a panic inside the module is recovered: code internal, the module keeps se
 
 test("several engines in one process share the module and nothing else", async () => {
   await initialize();
+  await rejectsCode(initialize({ get wasmURL() { throw new Error("boom"); } }), "bad_option", /wasmURL cannot be read: boom/);
   const engines = await Promise.all(Array.from({ length: 20 }, (_, i) => createEngine({ peerId: `p${i}` })));
   assert.equal(new Set(engines.map((e) => e.peerId)).size, 20);
   engines.forEach((e, i) => e.update("map", {}, "properties.owner", i));
