@@ -341,6 +341,7 @@ func BenchmarkCatchUp(b *testing.B) {
 	if joiner.State() != want {
 		b.Fatal("the pages give another state")
 	}
+	session := joiner.session
 	holder, joiner = nil, nil
 
 	check := func(b *testing.B, r *Replica) {
@@ -365,6 +366,7 @@ func BenchmarkCatchUp(b *testing.B) {
 			cpu := startCPU()
 			for b.Loop() {
 				r := newTestReplica(b, benchSink, wall)
+				r.session = session // the pages answer the joiner's requests
 				for _, m := range resp.msgs {
 					if _, err := r.Receive(m); err != nil {
 						b.Fatal(err)
