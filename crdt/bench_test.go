@@ -314,17 +314,35 @@ func BenchmarkLocalEdit(b *testing.B) {
 }
 
 // BenchmarkCatchUp: a fresh replica applies the 100,000 operations of the benchmark map —
-// as one ListOperationsResponse in uMap's format, in the compact format mapcrdt peers get,
-// and as 100,000 OperationMessages received one by one.
+// as one ListOperationsResponse in uMap's format, as the pages of compact responses mapcrdt
+// peers get (SyncPage operations each: "OneCompactResponse" keeps its name from before
+// responses were paged, and takes every page), and as 100,000 OperationMessages received
+// one by one.
 func BenchmarkCatchUp(b *testing.B) {
 	wall := hlc.NewManualClock(t0)
 	msgs, _ := benchMessages(b, wall)
 	holder := benchReplica(b, wall, msgs)
 	plain := recv(b, holder, umapRequest(benchSink, benchSink, "")).Replies[0]
+	// The pages, as a joiner gets them: each partial page answered with a request for the
+	// next one, until a page says no more follow.
 	joiner := newTestReplica(b, benchSink, wall)
-	compact := recv(b, holder, joiner.SyncRequest(benchSink)).Replies[0]
+	var pages [][]byte
+	for req := joiner.SyncRequest(holder.PeerID()); req != nil; {
+		page := recv(b, holder, req).Replies[0]
+		pages = append(pages, page)
+		req = nil
+		for _, m := range recv(b, joiner, page).Replies {
+			if strings.Contains(string(m), `"after":`) {
+				req = m
+			}
+		}
+	}
 	want := holder.State()
-	holder = nil
+	if joiner.State() != want {
+		b.Fatal("the pages give another state")
+	}
+	session := joiner.session
+	holder, joiner = nil, nil
 
 	check := func(b *testing.B, r *Replica) {
 		b.StopTimer()
@@ -335,17 +353,24 @@ func BenchmarkCatchUp(b *testing.B) {
 	}
 	for _, resp := range []struct {
 		name string
-		msg  []byte
-	}{{"OneResponse", plain}, {"OneCompactResponse", compact}} {
+		msgs [][]byte
+	}{{"OneResponse", [][]byte{plain}}, {"OneCompactResponse", pages}} {
 		b.Run(resp.name, func(b *testing.B) {
-			b.SetBytes(int64(len(resp.msg)))
+			size := 0
+			for _, m := range resp.msgs {
+				size += len(m)
+			}
+			b.SetBytes(int64(size))
 			b.ReportAllocs()
 			first := true
 			cpu := startCPU()
 			for b.Loop() {
 				r := newTestReplica(b, benchSink, wall)
-				if _, err := r.Receive(resp.msg); err != nil {
-					b.Fatal(err)
+				r.session = session // the pages answer the joiner's requests
+				for _, m := range resp.msgs {
+					if _, err := r.Receive(m); err != nil {
+						b.Fatal(err)
+					}
 				}
 				if first {
 					check(b, r)

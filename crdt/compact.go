@@ -30,14 +30,20 @@ type CompactStats struct {
 // an older write from an offline peer win where it must not. The ones kept are moved out
 // of the blocks they were allocated in (see bulk), so that the memory of the dropped ones
 // comes back.
+//
+// An operation superseded while local edits wait unpublished (the outbox, an open batch)
+// is kept if it writes an object they write: the edit superseding it may never go out (a
+// tab closed before the flush, a reload from an older snapshot), and a vector claiming
+// the dropped one would hide it from every peer that asks this replica.
 func (r *Replica) Compact() CompactStats {
 	var st CompactStats
 	queued := map[*op]bool{}
 	for _, o := range r.outbox {
 		queued[o] = true
 	}
+	unpublished := r.unpublishedObjects()
 	st.Ops = r.log.remove(func(o *op) bool {
-		if o.live > 0 || o == r.batch || queued[o] {
+		if o.live > 0 || o == r.batch || queued[o] || touches(o, unpublished) {
 			return false
 		}
 		st.Bytes += len(appendOp(nil, o, ""))
@@ -46,6 +52,33 @@ func (r *Replica) Compact() CompactStats {
 	st.Remaining = len(r.log.ops)
 	r.moveOut()
 	return st
+}
+
+// unpublishedObjects returns the objects written by local operations not yet published
+// (the outbox and the open batch), nil if there are none.
+func (r *Replica) unpublishedObjects() map[*object]bool {
+	if len(r.outbox) == 0 && r.batch == nil {
+		return nil
+	}
+	objs := map[*object]bool{}
+	add := func(w *op, _ int32) { objs[w.obj] = true }
+	for _, o := range r.outbox {
+		o.writes(add)
+	}
+	if r.batch != nil {
+		r.batch.writes(add)
+	}
+	return objs
+}
+
+// touches reports whether o writes one of objs.
+func touches(o *op, objs map[*object]bool) bool {
+	if objs == nil {
+		return false
+	}
+	found := false
+	o.writes(func(w *op, _ int32) { found = found || objs[w.obj] })
+	return found
 }
 
 // moveOut gives each operation still referenced that was taken from a block (op.blk) an

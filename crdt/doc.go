@@ -91,17 +91,28 @@
 // requester lacks and does not get in it; the requester answers it with a request for the
 // next page ("after": that clock), and pushes back after the last one. A page of a
 // push-back is answered the same way, and its pages stay a push-back. uMap's plain Journal
-// (a request without a vector) gets one response, as uMap's server sends it. An operation
-// that reaches the responder between two pages with a clock older than the pages sent so
-// far is left to the requester's next sync request (the vector sent does not claim it).
+// (a request without a vector) gets one response, as uMap's server sends it.
+// An operation that reaches the responder between two pages with a clock older than the
+// pages sent so far is left to the requester's next sync request (the vector sent does not
+// claim it).
+//
+// A request carries the asker's session, a random token of the replica object (never in a
+// snapshot), and a response echoes it ("for"), with its writer's own for a push-back to
+// echo. A response echoing another session answers a vector its receiver may no longer
+// hold — a request sent before a reload from an older snapshot — and adopting its vector
+// would claim what the snapshot lacks: its operations are taken, its vector is not, and
+// its last page is answered with a new request.
 //
 // # Compaction
 //
 // [Replica.Compact] drops operations whose every write is superseded; sync responses never
 // carry them. A vector still covers their seqs: whatever superseded them is held and sent,
-// and a requester adopts the responder's vector after a complete response. Operations still
-// visible are kept even below the saved horizon: dropping one would let an older write from
-// an offline peer win where it must not. Responses to mapcrdt peers use a compact encoding
+// and a requester adopts the responder's vector after a complete response. Not while what
+// superseded them is a local edit not yet published (the outbox, an open batch): it may
+// never go out (a tab closed before the flush, a reload from an older snapshot), so an
+// operation on an object such an edit writes is kept, and sent, superseded or not.
+// Operations still visible are kept even below the saved horizon: dropping one would let an
+// older write from an offline peer win where it must not. Responses to mapcrdt peers use a compact encoding
 // (compact.go): peers and objects written once, walltimes as deltas. Operations and their
 // values are allocated in shared blocks (bulk, compact.go); Compact moves the ones it keeps
 // out of them, so that the memory of what it drops comes back.
@@ -123,7 +134,8 @@
 // refused with ErrSnapshotVersion, damage with ErrBadSnapshot. A snapshot may be older than
 // what its replica had sent since (a reload from a copy saved before the last flush), so a
 // restored replica stamps its next edits, and the operations still in its outbox, under a
-// new origin ("peer~suffix"): no seq is ever given to two operations.
+// new origin ("peer~suffix"): no seq is ever given to two operations. A saved horizon
+// naming a queued edit follows it to the new origin, so a saved edit stays saved.
 //
 // # Three-way merge
 //

@@ -22,8 +22,10 @@ const (
 	respHead      = `{"kind":"PeerMessage","sender":`
 	respRecipient = `,"recipient":`
 	respMessage   = `,"message":{`
+	respFor       = `"for":`
 	respMore      = `"more":"`
 	respPushBack  = `"pushBack":true,`
+	respSession   = `"session":`
 	respObjects   = `"state":{"objects":[`
 	respOps       = `],"ops":[`
 	respPeers     = `],"peers":[`
@@ -91,36 +93,42 @@ func (r *Replica) fastResponse(s string) (res Result, ok bool, err error) {
 	if !hasAt(s, 0, respHead) {
 		return Result{}, false, nil
 	}
-	ops, vv, pushBack, more, sender, ok := r.readResponse(s)
+	ops, vv, pushBack, more, sender, tokens, ok := r.readResponse(s)
 	if !ok {
 		r.dropPending() // the objects it met, as the general path drops them on an error
 		return Result{}, false, nil
 	}
-	res, err = r.takeResponse(ops, vv, pushBack, sender, more)
+	res, err = r.takeResponse(ops, vv, pushBack, sender, more, tokens)
 	return res, true, err
 }
 
 // readResponse decodes the compact response s for fastResponse; ok false if the fast path
 // does not take it (the objects it met are then pending).
-func (r *Replica) readResponse(s string) (ops []*op, vv VersionVector, pushBack bool, more *hlc.Timestamp, sender string, ok bool) {
+func (r *Replica) readResponse(s string) (ops []*op, vv VersionVector, pushBack bool, more *hlc.Timestamp, sender string, tokens sessionTokens, ok bool) {
 	d := &r.dec
 	sender, i := plainString(s, len(respHead))
 	if !hasAt(s, i, respRecipient) {
-		return nil, nil, false, nil, "", false
+		return nil, nil, false, nil, "", sessionTokens{}, false
 	}
 	recipient, i := plainString(s, i+len(respRecipient))
 	if (recipient != "" && recipient != r.peer) || !hasAt(s, i, respMessage) {
-		return nil, nil, false, nil, "", false // another's: the general path checks it all the same
+		return nil, nil, false, nil, "", sessionTokens{}, false // another's: the general path checks it all the same
 	}
 	i += len(respMessage)
+	if hasAt(s, i, respFor) { // the asker's session token, echoed
+		if tokens.forAsker, i = plainString(s, i+len(respFor)); i < 0 || !hasAt(s, i, ",") {
+			return nil, nil, false, nil, "", sessionTokens{}, false
+		}
+		i++
+	}
 	if hasAt(s, i, respMore) { // a partial page: the clock of its last operation
 		j := strings.IndexByte(s[i+len(respMore):], '"')
 		if j < 0 {
-			return nil, nil, false, nil, "", false
+			return nil, nil, false, nil, "", sessionTokens{}, false
 		}
 		ts, err := hlc.Parse(s[i+len(respMore) : i+len(respMore)+j])
 		if err != nil || !hasAt(s, i+len(respMore)+j, `",`) {
-			return nil, nil, false, nil, "", false
+			return nil, nil, false, nil, "", sessionTokens{}, false
 		}
 		more, i = &ts, i+len(respMore)+j+2
 	}
@@ -128,8 +136,14 @@ func (r *Replica) readResponse(s string) (ops []*op, vv VersionVector, pushBack 
 	if pushBack {
 		i += len(respPushBack)
 	}
+	if hasAt(s, i, respSession) { // the responder's own
+		if tokens.responder, i = plainString(s, i+len(respSession)); i < 0 || !hasAt(s, i, ",") {
+			return nil, nil, false, nil, "", sessionTokens{}, false
+		}
+		i++
+	}
 	if !hasAt(s, i, respObjects) {
-		return nil, nil, false, nil, "", false
+		return nil, nil, false, nil, "", sessionTokens{}, false
 	}
 	i += len(respObjects)
 	p := jparser{s: s, maxDepth: d.lim.wireDepth(), stack: d.top[:0], arena: d.arena[:0]}
@@ -139,22 +153,22 @@ func (r *Replica) readResponse(s string) (ops []*op, vv VersionVector, pushBack 
 	for i < len(s) && s[i] == '[' {
 		sub, j := plainString(s, i+1)
 		if j < 0 || j >= len(s) || s[j] != ',' {
-			return nil, nil, false, nil, "", false
+			return nil, nil, false, nil, "", sessionTokens{}, false
 		}
 		meta, k := flatObject(s, j+1, &p.arena)
 		if k < 0 || k+1 >= len(s) || s[k] != ']' {
-			return nil, nil, false, nil, "", false
+			return nil, nil, false, nil, "", sessionTokens{}, false
 		}
 		idents = append(idents, [2]string{sub, meta})
 		if i = k + 1; s[i] != ',' {
 			break
 		}
 		if i++; i >= len(s) || s[i] != '[' { // a comma, then another: no trailing comma
-			return nil, nil, false, nil, "", false
+			return nil, nil, false, nil, "", sessionTokens{}, false
 		}
 	}
 	if !hasAt(s, i, respOps) {
-		return nil, nil, false, nil, "", false
+		return nil, nil, false, nil, "", sessionTokens{}, false
 	}
 	i += len(respOps)
 	r.reserve(len(idents))
@@ -164,38 +178,38 @@ func (r *Replica) readResponse(s string) (ops []*op, vv VersionVector, pushBack 
 	// peerOf until then.
 	ops, peerOf, i := r.fastOps(&p, s, i, &objs)
 	if i < 0 || !hasAt(s, i, respPeers) || objs.rest(r) != nil {
-		return nil, nil, false, nil, "", false
+		return nil, nil, false, nil, "", sessionTokens{}, false
 	}
 	i += len(respPeers)
 	var peers []string
 	for i < len(s) && s[i] == '"' {
 		var peer string
 		if peer, i = plainString(s, i); i < 0 || i >= len(s) || hlc.ValidPeer(peer) != nil {
-			return nil, nil, false, nil, "", false
+			return nil, nil, false, nil, "", sessionTokens{}, false
 		}
 		peers = append(peers, peer)
 		if s[i] != ',' {
 			break
 		}
 		if i++; i >= len(s) || s[i] != '"' {
-			return nil, nil, false, nil, "", false
+			return nil, nil, false, nil, "", sessionTokens{}, false
 		}
 	}
 	if !hasAt(s, i, respVector) {
-		return nil, nil, false, nil, "", false
+		return nil, nil, false, nil, "", sessionTokens{}, false
 	}
 	p.i = i + len(respVector)
 	raw := p.valueString(vectorValueDepth)
 	if p.err != nil || !hasAt(s, p.i, respTail) || p.i+len(respTail) != len(s) {
-		return nil, nil, false, nil, "", false
+		return nil, nil, false, nil, "", sessionTokens{}, false
 	}
 	vv, err := parseVector(raw)
 	if err != nil {
-		return nil, nil, false, nil, "", false
+		return nil, nil, false, nil, "", sessionTokens{}, false
 	}
 	for k, o := range ops {
 		if int(peerOf[k]) >= len(peers) {
-			return nil, nil, false, nil, "", false
+			return nil, nil, false, nil, "", sessionTokens{}, false
 		}
 		o.ts.Peer = d.peer(peers[peerOf[k]])
 	}
@@ -205,7 +219,7 @@ func (r *Replica) readResponse(s string) (ops []*op, vv VersionVector, pushBack 
 	if cap(p.arena) <= 1<<20 {
 		d.arena = p.arena[:0]
 	}
-	return ops, vv, pushBack, more, sender, true
+	return ops, vv, pushBack, more, sender, tokens, true
 }
 
 // fastOps reads the list of compact operations at s[i] up to its closing bracket (left at

@@ -22,6 +22,7 @@ func respondBoth(t *testing.T, opts Options, msgs [][]byte) (taken []bool) {
 	if errA != nil || errB != nil {
 		t.Fatal(errA, errB)
 	}
+	b.session = a.session // twins: their requests carry it
 	for _, m := range msgs {
 		var resA Result
 		var errA error

@@ -674,6 +674,7 @@ func goldenWire(t *testing.T) []goldenMsg {
 	wall := hlc.NewManualClock(t0)
 	alice := newTestReplica(t, alicePeer, wall)
 	bob := newTestReplica(t, bobPeer, wall)
+	alice.session, bob.session = "s0a11ce0", "s0b0b000" // random otherwise
 	layer := `{"id":"606d26bd-230f-4d3e-a2a7-0c3caed71548"}`
 	marker := `{"id":"UxNjQ","layerId":"606d26bd-230f-4d3e-a2a7-0c3caed71548","featureType":"marker"}`
 	polygon := `{"id":"Mzg5N","layerId":"606d26bd-230f-4d3e-a2a7-0c3caed71548","featureType":"polygon"}`

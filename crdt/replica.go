@@ -92,30 +92,34 @@ func (o *Options) verify() error {
 // the outbox, the undo stacks and the save marks. It is not safe for concurrent use; the
 // wasm module and the relay each serialize calls to their replicas.
 type Replica struct {
-	opts        Options
-	peer        string
-	peerJSON    string // peer as a JSON string: the sender of every message sent
-	clock       *hlc.Clock
-	objects     objectTable // by identity key
-	pending     []*object   // objects met while decoding: kept on success (see objectFor)
-	dec         decoder
-	bulk        bulk // the blocks a compact decode takes its operations and values from
-	objBlocks   objectBlocks
-	log         opLog
-	vec         vectorState
-	origin      string           // the peer id inside this replica's clocks (see reincarnate)
-	origins     map[string]bool  // every origin this replica has stamped with
-	seqs        ownSeqs          // last seq published, per own origin
-	restored    bool             // restored from a snapshot, no local edit since
-	stamped     bool             // stamped an operation under the current origin (ownBeyond)
-	ownSeen     bool             // took a peer's operation of the current origin past its seqs (raiseOwn)
-	metaCache   table64[metaHit] // the hash of subject and metadata text → object (see identifyWithMeta)
-	outbox      []*op            // local operations not yet published (flushed)
-	batch       *op              // open local batch
-	batchBytes  int              // about the most bytes its message takes so far (fitsMessage)
-	undo        undoStacks
-	saved       hlc.Timestamp // saved horizon
-	savedBy     VersionVector // per own origin, the highest seq a peer held when it saved
+	opts       Options
+	peer       string
+	peerJSON   string // peer as a JSON string: the sender of every message sent
+	clock      *hlc.Clock
+	objects    objectTable // by identity key
+	pending    []*object   // objects met while decoding: kept on success (see objectFor)
+	dec        decoder
+	bulk       bulk // the blocks a compact decode takes its operations and values from
+	objBlocks  objectBlocks
+	log        opLog
+	vec        vectorState
+	origin     string           // the peer id inside this replica's clocks (see reincarnate)
+	origins    map[string]bool  // every origin this replica has stamped with
+	seqs       ownSeqs          // last seq published, per own origin
+	restored   bool             // restored from a snapshot, no local edit since
+	stamped    bool             // stamped an operation under the current origin (ownBeyond)
+	ownSeen    bool             // took a peer's operation of the current origin past its seqs (raiseOwn)
+	metaCache  table64[metaHit] // the hash of subject and metadata text → object (see identifyWithMeta)
+	outbox     []*op            // local operations not yet published (flushed)
+	batch      *op              // open local batch
+	batchBytes int              // about the most bytes its message takes so far (fitsMessage)
+	undo       undoStacks
+	saved      hlc.Timestamp // saved horizon
+	savedBy    VersionVector // per own origin, the highest seq a peer held when it saved
+	// session is this replica object's random token, never in a snapshot: its sync requests
+	// carry it and the answers echo it, so that one answering a request made before a reload
+	// from a snapshot (a vector the replica may no longer hold) is told apart (takeResponse).
+	session     string
 	peers       []string
 	trk         tracker  // reused by every call that reports changes (see track)
 	trkGen      uint32   // the number of the last call that tracked changes (see tracker.gen)
@@ -138,6 +142,7 @@ func NewReplica(opts Options) (*Replica, error) {
 		origin:   opts.PeerID,
 		origins:  map[string]bool{opts.PeerID: true},
 		seqs:     ownSeqs{origin: opts.PeerID, others: map[string]uint64{}},
+		session:  randomToken(8),
 	}
 	r.clock.SetMaxDrift(opts.MaxDrift)
 	subs := map[string]*Subject{}
@@ -173,13 +178,8 @@ func (r *Replica) reincarnate() {
 	if len(base) > hlc.MaxPeerLen-8 {
 		base = base[:hlc.MaxPeerLen-8]
 	}
-	const digits = "0123456789abcdefghijklmnopqrstuvwxyz"
-	suffix := []byte("~")
-	for i := 0; i < 7; i++ {
-		suffix = append(suffix, digits[rand.IntN(len(digits))])
-	}
 	last := r.clock.Last()
-	r.origin = base + string(suffix)
+	r.origin = base + "~" + randomToken(7)
 	r.seqs.setOrigin(r.origin)
 	r.origins[r.origin] = true
 	r.clock = hlc.New(r.origin, r.opts.Wall)
@@ -189,10 +189,25 @@ func (r *Replica) reincarnate() {
 		return
 	}
 	for _, o := range r.outbox {
+		if o.ts == r.saved {
+			// The saved horizon named this edit (SavedMessage while it waited): it names it
+			// still, or the new origin's suffix could sort the edit after it, dirty again.
+			r.saved.Peer = r.origin
+		}
 		o.ts.Peer = r.origin
 	}
 	slices.SortFunc(r.log.ops, func(a, b *op) int { return a.ts.Compare(b.ts) })
 	r.rebuild()
+}
+
+// randomToken returns n random letters and digits.
+func randomToken(n int) string {
+	const digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = digits[rand.IntN(len(digits))]
+	}
+	return string(b)
 }
 
 // rebuild recomputes the state from the log and the seeded bases.

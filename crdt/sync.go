@@ -390,7 +390,9 @@ func (r *Replica) syncRequest(recipient string, after *hlc.Timestamp, pushBack b
 	if pushBack {
 		b = append(b, `"pushBack":true,`...)
 	}
-	b = append(b, `"vector":`...)
+	b = append(b, `"session":`...)
+	b = appendString(b, r.session)
+	b = append(b, `,"vector":`...)
 	b = appendVector(b, r.vec.vector())
 	return append(b, `,"verb":"ListOperationsRequest"}}`...)
 }
@@ -448,9 +450,12 @@ func parseVector(raw string) (VersionVector, error) {
 
 // missing returns the operations a replica holding vv (and, for seq-less operations or a
 // plain uMap Journal, everything up to lastKnown) lacks, in clock order. Operations whose
-// every write is superseded are left out: what supersedes them is sent or already held.
+// every write is superseded are left out: what supersedes them is sent or already held —
+// but for those that write an object a local operation not yet published writes (see
+// Compact): that one is not sent, and may never be.
 func (r *Replica) missing(vv VersionVector, lastKnown *hlc.Timestamp) []*op {
 	var out []*op
+	unpublished := r.unpublishedObjects()
 	// vv's entries of the last few peers, by the address of the log's peer id (the decoder
 	// interns them): a map lookup for every operation hashed its peer id (in wasm, a byte
 	// at a time). An id at another address is looked up in vv, as before.
@@ -461,7 +466,7 @@ func (r *Replica) missing(vv VersionVector, lastKnown *hlc.Timestamp) []*op {
 	}
 	nseen := 0
 	for _, o := range r.log.ops {
-		if o.live == 0 || (o.seq == 0 && r.isOwn(o.ts.Peer)) {
+		if (o.live == 0 && !touches(o, unpublished)) || (o.seq == 0 && r.isOwn(o.ts.Peer)) {
 			continue // superseded, or ours and not yet published
 		}
 		switch {
@@ -507,7 +512,10 @@ func (r *Replica) missing(vv VersionVector, lastKnown *hlc.Timestamp) []*op {
 // of the page before (the request's "after"): the operations up to it were sent then, and
 // are skipped — an asker whose vector cannot move past an operation this replica lacks too
 // would otherwise be sent the same page again.
-func (r *Replica) pagedResponse(recipient string, ops []*op, after *hlc.Timestamp, pushBack bool) (msg []byte, partial bool) {
+//
+// forAsker is the session token of the replica whose vector ops were computed from (the
+// request's, or for a push-back the page's it answers), echoed as "for".
+func (r *Replica) pagedResponse(recipient string, ops []*op, after *hlc.Timestamp, pushBack bool, forAsker string) (msg []byte, partial bool) {
 	start := 0
 	if after != nil {
 		for start < len(ops) && !after.Less(ops[start].ts) {
@@ -516,7 +524,7 @@ func (r *Replica) pagedResponse(recipient string, ops []*op, after *hlc.Timestam
 	}
 	end := min(len(ops), start+min(r.opts.SyncPage, r.opts.Limits.MaxBatch))
 	vv, more := r.pageEnds(ops, start, end)
-	msg = r.response(recipient, ops[start:end], pushBack, true, vv, more)
+	msg = r.response(recipient, ops[start:end], pushBack, true, vv, more, forAsker)
 	budget := r.opts.Limits.MaxMessageBytes / 2
 	if len(msg) > budget && end-start > 1 {
 		size := 0
@@ -527,7 +535,7 @@ func (r *Replica) pagedResponse(recipient string, ops []*op, after *hlc.Timestam
 			}
 		}
 		vv, more = r.pageEnds(ops, start, end)
-		msg = r.response(recipient, ops[start:end], pushBack, true, vv, more)
+		msg = r.response(recipient, ops[start:end], pushBack, true, vv, more, forAsker)
 	}
 	return msg, more != nil
 }
@@ -599,13 +607,20 @@ func optClock(raw, name string) (*hlc.Timestamp, error) {
 // of the bytes before compression, and half after.
 //
 // vv is the vector sent with them, nil for this replica's own; more, if not nil, says more
-// pages follow, and is the clock of the last operation sent (see page).
-func (r *Replica) response(recipient string, ops []*op, pushBack, compact bool, vv VersionVector, more *hlc.Timestamp) []byte {
+// pages follow, and is the clock of the last operation sent (see page). forAsker, if not
+// empty, is echoed as "for" (see Replica.session); a compact response also carries this
+// replica's own token ("session"), for the push-back it may get in return.
+func (r *Replica) response(recipient string, ops []*op, pushBack, compact bool, vv VersionVector, more *hlc.Timestamp, forAsker string) []byte {
 	if vv == nil {
 		vv = r.vec.vector()
 	}
 	b := r.peerEnvelope(recipient)
 	b = append(b, '{') // members in canonical order (see appendOp)
+	if forAsker != "" {
+		b = append(b, `"for":`...)
+		b = appendString(b, forAsker)
+		b = append(b, ',')
+	}
 	if more != nil {
 		b = append(b, `"more":"`...)
 		b = more.AppendText(b)
@@ -628,7 +643,13 @@ func (r *Replica) response(recipient string, ops []*op, pushBack, compact bool, 
 		b = append(b, `"pushBack":true,`...)
 	}
 	if compact {
+		b = append(b, `"session":`...)
+		b = appendString(b, r.session)
+		b = append(b, ',')
 		enc := newOpsEncoder(&r.dec)
+		// A batch's superseded sub-operations are left out — but while local operations
+		// wait unpublished, what supersedes them may never go out (see missing).
+		enc.all = len(r.outbox) > 0 || r.batch != nil
 		// About what the operations take: each value, and ~56 bytes of clock, numbers and
 		// key (an estimate short by a third grew the array through three copies); the
 		// vector after them, ~48 bytes a peer.
@@ -682,14 +703,18 @@ func (r *Replica) receivePeerMessage(members []member) (Result, error) {
 		}
 		ops := r.missing(vv, lastKnown)
 		if vv == nil { // uMap's plain Journal: one answer (it would not ask for a next page)
-			return Result{Replies: [][]byte{r.response(sender, ops, false, false, nil, nil)}}, nil
+			return Result{Replies: [][]byte{r.response(sender, ops, false, false, nil, nil, "")}}, nil
 		}
 		// A request for the next page of a push-back is answered as a push-back: its last
 		// page gets no push-back in return (two replicas with the same hole in a peer's
 		// operations would otherwise push what lies above it to each other forever). So is
 		// a newcomer's probe (probeNewcomers): one way.
 		pushBack := field(msg, "pushBack") == "true"
-		page, _ := r.pagedResponse(sender, ops, after, pushBack)
+		session, err := optToken(field(msg, "session"), "session")
+		if err != nil {
+			return Result{}, err
+		}
+		page, _ := r.pagedResponse(sender, ops, after, pushBack, session)
 		// No ask-back of what the asker holds and this replica lacks: the asker pushes it
 		// back when it has taken the last page (takeResponse), and a request here too would
 		// have it sent twice.
@@ -741,20 +766,32 @@ func (r *Replica) receivePeerMessage(members []member) (Result, error) {
 		if err == nil {
 			more, err = optClock(field(msg, "more"), "more")
 		}
+		var tokens sessionTokens
+		if err == nil {
+			tokens.forAsker, err = optToken(field(msg, "for"), "for")
+		}
+		if err == nil {
+			tokens.responder, err = optToken(field(msg, "session"), "session")
+		}
 		if err != nil {
 			r.dropPending()
 			return Result{}, err
 		}
-		return r.takeResponse(ops, vv, field(msg, "pushBack") == "true", sender, more)
+		return r.takeResponse(ops, vv, field(msg, "pushBack") == "true", sender, more, tokens)
 	}
 	return Result{}, newError(ErrUnknownVerb, "unknown peer message verb "+quote(verb))
 }
 
 // takeResponse applies the decoded operations of a ListOperationsResponse from sender, with
-// its vector (nil if none), pushBack flag and more (the clock of its last operation when
-// more pages follow, else nil). It answers a partial page with a request for the next one,
-// and the last page with what the sender lacks.
-func (r *Replica) takeResponse(ops []*op, vv VersionVector, pushBack bool, sender string, more *hlc.Timestamp) (Result, error) {
+// its vector (nil if none), pushBack flag, more (the clock of its last operation when
+// more pages follow, else nil) and session tokens. It answers a partial page with a
+// request for the next one, and the last page with what the sender lacks.
+//
+// A response echoing another session than this replica's answers a vector this replica
+// may no longer hold (a request sent before a reload from an older snapshot): its
+// operations are taken, its vector is not adopted (it would claim what the snapshot
+// lacks, and no sync would bring it), and its last page is answered with a new request.
+func (r *Replica) takeResponse(ops []*op, vv VersionVector, pushBack bool, sender string, more *hlc.Timestamp, tokens sessionTokens) (Result, error) {
 	changes, _, err := r.ingest(ops)
 	if err != nil {
 		return Result{}, err
@@ -766,7 +803,10 @@ func (r *Replica) takeResponse(ops []*op, vv VersionVector, pushBack bool, sende
 			// adopted, and its seqs go on from the last it made.
 			delete(vv, r.origin)
 		}
-		r.vec.adopt(vv)
+		stale := tokens.forAsker != "" && tokens.forAsker != r.session
+		if !stale {
+			r.vec.adopt(vv)
+		}
 		for origin := range r.origins {
 			if s := vv[origin]; s > r.seqs.get(origin) {
 				r.raiseOwn(origin, s)
@@ -778,16 +818,38 @@ func (r *Replica) takeResponse(ops []*op, vv VersionVector, pushBack bool, sende
 			}
 			return res, nil
 		}
+		if stale && sender != "" {
+			res.Replies = append(res.Replies, r.SyncRequest(sender))
+			return res, nil
+		}
 		if !pushBack && sender != "" {
 			// Pushed back even empty when this vector is ahead: its operations beyond the
 			// sender's may all be compacted away, and the sender adopts the vector.
 			if theirs := r.missing(vv, nil); len(theirs) > 0 || r.vec.ahead(vv) {
-				page, _ := r.pagedResponse(sender, theirs, nil, true)
+				page, _ := r.pagedResponse(sender, theirs, nil, true, tokens.responder)
 				res.Replies = append(res.Replies, page)
 			}
 		}
 	}
 	return res, nil
+}
+
+// sessionTokens are the session tokens of a ListOperationsResponse (see Replica.session):
+// forAsker ("for") is the token of the replica whose vector it answers, responder
+// ("session") its writer's own, which a push-back in return echoes. Either is "" when
+// absent (a peer of an earlier version: its vector is adopted, as then).
+type sessionTokens struct{ forAsker, responder string }
+
+// optToken reads an optional session token (raw JSON, "" if absent): a string.
+func optToken(raw, name string) (string, error) {
+	if raw == "" {
+		return "", nil
+	}
+	s, ok := stringValue(raw)
+	if !ok {
+		return "", newError(ErrBadMessage, name+" must be a string, got "+quote(raw))
+	}
+	return s, nil
 }
 
 // MarkSaved records that everything up to ts is saved on the server: local operations up

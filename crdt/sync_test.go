@@ -1158,6 +1158,7 @@ func TestReceiveKeepsNothingOfItsInput(t *testing.T) {
 		joiner := newTestReplica(t, "sink", wall)
 		msgs = append(recv(t, srcs[0], joiner.SyncRequest("a")).Replies, msgs...)
 		fresh, reused := newTestReplica(t, "sink", wall), newTestReplica(t, "sink", wall)
+		reused.session = fresh.session // twins: their responses carry it
 		var buf []byte
 		for _, m := range msgs {
 			m = scramble(t, m)
@@ -1180,6 +1181,7 @@ func TestReceiveKeepsNothingOfItsInput(t *testing.T) {
 			t.Fatalf("seed %d: states differ\nfresh  %s\nreused %s", seed, fresh.State(), reused.State())
 		}
 		a, b := newTestReplica(t, "j1", wall), newTestReplica(t, "j1", wall)
+		b.session = a.session // twins: the responses echo it
 		ra, rb := recv(t, fresh, a.SyncRequest("sink")).Replies, recv(t, reused, b.SyncRequest("sink")).Replies
 		if len(ra) != len(rb) || (len(ra) > 0 && !bytes.Equal(ra[0], rb[0])) {
 			t.Fatalf("seed %d: logs differ\nfresh  %s\nreused %s", seed, ra, rb)
