@@ -1,7 +1,9 @@
 package crdt
 
 import (
+	"errors"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/mapcrdt/mapcrdt/hlc"
@@ -181,5 +183,29 @@ func TestHostileHoleNoOneFills(t *testing.T) {
 	if res := kitRecv(t, a, []byte(`{"kind":"OperationMessage","sender":"bob","verb":"update","subject":"feature","metadata":{"id":"h","layerId":"L1"},"key":"properties.x","value":1,"hlc":"`+
 		strconv.FormatInt(wall.NowMillis(), 10)+`:3:z","seq":203}`)); len(res.Replies) != 1 {
 		t.Errorf("a new hole (202) asked %d times, want once", len(res.Replies))
+	}
+}
+
+// TestHostileSessionToken: a request's session token is echoed in every page answering
+// it; one over 64 bytes is refused (bad_message), and the replica answers the next.
+func TestHostileSessionToken(t *testing.T) {
+	wall := hlc.NewManualClock(kitInternT0)
+	a := kitReplica(t, "alice", wall)
+	if _, err := a.Update("feature", `{"id":"f","layerId":"L"}`, "properties.x", "1"); err != nil {
+		t.Fatal(err)
+	}
+	a.Flush()
+	ask := func(token string) (Result, error) {
+		return a.Receive([]byte(`{"kind":"PeerMessage","sender":"mallory","recipient":"alice","message":{"verb":"ListOperationsRequest","session":` +
+			token + `,"vector":{}}}`))
+	}
+	for _, bad := range []string{`"` + strings.Repeat("s", 65) + `"`, `1`, `null`} {
+		if _, err := ask(bad); !errors.Is(err, ErrBadMessage) {
+			t.Errorf("session %.20s…: %v, want bad_message", bad, err)
+		}
+	}
+	res, err := ask(`"` + strings.Repeat("s", 64) + `"`)
+	if err != nil || len(res.Replies) != 1 || !strings.Contains(string(res.Replies[0]), `"for":"`+strings.Repeat("s", 64)+`"`) {
+		t.Fatalf("a 64-byte token: %v %q", err, res.Replies)
 	}
 }

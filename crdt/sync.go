@@ -840,14 +840,18 @@ func (r *Replica) takeResponse(ops []*op, vv VersionVector, pushBack bool, sende
 // absent (a peer of an earlier version: its vector is adopted, as then).
 type sessionTokens struct{ forAsker, responder string }
 
+// maxToken bounds a session token received: a request's is echoed in every page answering
+// it, and a peer's own are 8 bytes.
+const maxToken = 64
+
 // optToken reads an optional session token (raw JSON, "" if absent): a string.
 func optToken(raw, name string) (string, error) {
 	if raw == "" {
 		return "", nil
 	}
 	s, ok := stringValue(raw)
-	if !ok {
-		return "", newError(ErrBadMessage, name+" must be a string, got "+quote(raw))
+	if !ok || len(s) > maxToken {
+		return "", newError(ErrBadMessage, name+" must be a string of at most 64 bytes, got "+quote(raw))
 	}
 	return s, nil
 }

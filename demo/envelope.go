@@ -167,8 +167,8 @@ func withSender(msg []byte, sender string) []byte {
 // forwardable returns msg, a PeerMessage carrying a ListOperationsResponse
 // that a peer sent the relay's replica, as the relay passes it on to the
 // other peers of the room: from sender (the replica), to the room (recipient
-// "", which every peer takes), and without the response's "vector" and
-// "more". A peer takes the operations and nothing else: with no vector it
+// "", which every peer takes), and without the response's "vector", "more"
+// and session tokens ("for", "session": the relay's and the answerer's). A peer takes the operations and nothing else: with no vector it
 // claims nothing it was not sent (the vector was the answerer's, computed for
 // the replica), and neither asks for a next page nor pushes anything back.
 func forwardable(msg []byte, sender string) []byte {
@@ -180,7 +180,7 @@ func forwardable(msg []byte, sender string) []byte {
 		case "message":
 			if len(value) > 0 && value[0] == '{' {
 				return rewrite(value, func(m member, value []byte) ([]byte, bool) {
-					return value, m.name != "vector" && m.name != "more"
+					return value, m.name != "vector" && m.name != "more" && m.name != "for" && m.name != "session"
 				}), true
 			}
 		}
