@@ -209,3 +209,27 @@ func TestHostileSessionToken(t *testing.T) {
 		t.Fatalf("a 64-byte token: %v %q", err, res.Replies)
 	}
 }
+
+// TestLoneSurrogateNamesRefused: a value whose member names escape lone surrogates
+// ({"\ud800":1,"\udc00":2}, two members to JavaScript) is refused, from the caller and
+// from a peer, rather than kept as one member named U+FFFD.
+func TestLoneSurrogateNamesRefused(t *testing.T) {
+	wall := hlc.NewManualClock(kitInternT0)
+	a := kitReplica(t, "alice", wall)
+	meta := `{"id":"f","layerId":"L"}`
+	if _, err := a.Upsert("feature", meta, `{"properties":{"\ud800":1,"\udc00":2}}`); !errors.Is(err, ErrBadValue) {
+		t.Fatalf("upsert: %v, want bad_value", err)
+	}
+	if _, err := a.Update("feature", meta, "properties.p", `{"\udc00":2}`); !errors.Is(err, ErrBadValue) {
+		t.Fatalf("update: %v, want bad_value", err)
+	}
+	now := strconv.FormatInt(kitInternT0, 10)
+	msg := `{"kind":"OperationMessage","sender":"bob","verb":"upsert","subject":"feature","metadata":` + meta +
+		`,"value":{"properties":{"\ud800":1,"\udc00":2}},"hlc":"` + now + `:0:bob","seq":1}`
+	if _, err := a.Receive([]byte(msg)); !errors.Is(err, ErrBadValue) {
+		t.Fatalf("receive: %v, want bad_value", err)
+	}
+	if a.LogLen() != 0 {
+		t.Fatalf("log of %d", a.LogLen())
+	}
+}

@@ -723,7 +723,13 @@ func (p *jparser) name() string {
 			break
 		}
 	}
-	return p.str()
+	n := p.str()
+	// An escape decodes shorter than it is written. A lone surrogate decodes to U+FFFD:
+	// {"\ud800":1,"\udc00":2} would become one member, a value silently lost.
+	if p.err == nil && len(n) != p.i-start-1 && loneSurrogate(s[start:p.i-1]) {
+		p.failWith(ErrBadValue, "a member name escapes a lone UTF-16 surrogate")
+	}
+	return n
 }
 
 // wireNames are the member names of uMap's messages, their metadata and geometries, and of

@@ -1092,3 +1092,13 @@ func BenchmarkMerge(b *testing.B) {
 		}
 	}
 }
+
+// TestMergeLoneSurrogateNames: member names escaping a lone surrogate would decode alike
+// (U+FFFD), two properties made one: such a document is refused.
+func TestMergeLoneSurrogateNames(t *testing.T) {
+	empty := []byte(`{"type":"FeatureCollection","features":[]}`)
+	doc := []byte(`{"type":"FeatureCollection","features":[{"type":"Feature","id":"a","properties":{"\ud800":1,"\udc00":2},"geometry":null}]}`)
+	if _, err := Merge(empty, empty, doc, MergeFail); !errors.Is(err, ErrBadValue) {
+		t.Fatalf("got %v, want bad_value", err)
+	}
+}
