@@ -183,7 +183,7 @@
 // calls.
 //
 // The engine avoids fmt, encoding/json, reflect, gjson and sjson in non-test code: the wasm
-// module must stay under 1 MB gzip, and gjson alone costs ~400 KB of it (README, "Limits").
+// module must stay under 1 MB gzip, and gjson alone costs ~400 KB of it (README, "Guarantees and limits").
 //
 // In js/wasm the garbage collector has no thread of its own: a long call (a catch-up, an
 // answer, a snapshot) ends, every 256 operations, a collection that started inside it

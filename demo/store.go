@@ -36,7 +36,7 @@ import (
 // Forwarding: the operations a ListOperationsResponse brings that the replica
 // did not hold (a newcomer's offline edits, in its answer to the greeting
 // probe) are passed on to the other peers of the room, the response without
-// its vector (PeerMessageForward): the peers online get them even if the
+// its vector, "more" and session tokens (PeerMessageForward, forwardable): the peers online get them even if the
 // newcomer never answers their own probes.
 //
 // Opening replays the log over the snapshot. Receiving is idempotent, so a
