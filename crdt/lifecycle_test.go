@@ -231,6 +231,9 @@ func TestLifecycleSimulation(t *testing.T) {
 
 func runLifecycle(t *testing.T, seed int) {
 	rng := rand.New(rand.NewPCG(uint64(seed), 4242))
+	choices := rand.New(rand.NewPCG(uint64(seed), 4343)) // the replicas' own (randIntN)
+	defer func(f func(int) int) { randIntN = f }(randIntN)
+	randIntN = choices.IntN
 	s := &lcSim{t: t, seed: seed, rng: rng, wall: hlc.NewManualClock(1_700_000_000_000),
 		lossy: true, ids: map[string]int{}, flushed: map[hlc.Timestamp][]byte{}}
 	if seed%2 == 1 {

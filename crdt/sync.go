@@ -1,7 +1,6 @@
 package crdt
 
 import (
-	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -266,7 +265,7 @@ func (r *Replica) pickPeer() string {
 	if len(others) == 0 {
 		return ""
 	}
-	return others[rand.IntN(len(others))]
+	return others[randIntN(len(others))]
 }
 
 // Flush publishes the outbox: every local operation not yet sent gets its seq and becomes
