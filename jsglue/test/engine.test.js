@@ -332,6 +332,30 @@ test("changes name their objects by number: each sent once, again to a glue that
   for (const e of [a, b, c]) e.close();
 });
 
+test("a result the glue never read, of the call that started the module's table of objects again, costs a resend, not a wrong object", async () => {
+  const raw = await _rawBridge();
+  // The next engine's handle: handles are given in order.
+  const probe = Number(raw.call(raw.methods.create, 0, 0, ["probe"]));
+  raw.call(raw.methods.close, probe, 0, []);
+  const e = await createEngine({ peerId: "e" });
+  const heard = [];
+  e.onChange((ev) => heard.push(...ev.changes));
+  for (let i = 0; i < 4096; i++) e.update("feature", meta(`t${i}`), "properties.n", i); // the table's bound
+  assert.equal(heard.length, 4096);
+  // The same engine's edit through the raw bridge: a result the glue never reads (as one
+  // that failed after its changes were written) — and the module's table starts again in it.
+  raw.call(raw.methods.edit, probe + 1, 1, ["update", "feature", JSON.stringify(meta("x")), "properties.n", "1"]);
+  heard.length = 0;
+  e.update("feature", meta("x"), "properties.n", 2);
+  e.update("feature", meta("y"), "properties.n", 3);
+  e.update("feature", meta("x"), "properties.n", 4);
+  assert.deepEqual(
+    heard.map((c) => [c.metadata.id, c.value]),
+    [["x", 2], ["y", 3], ["x", 4]],
+  );
+  e.close();
+});
+
 test("edits' metadata: written as JSON once per content, checked again on every edit", async () => {
   const a = await createEngine({ peerId: "a" });
   // The glue writes a plain ASCII string itself, and JSON.stringify the others: with one
