@@ -955,7 +955,9 @@ class Engine {
     this.#m = bridge.m;
     this.#handle = handle;
     this.#now = now;
-    this.#peerId = this.#run(this.#m.peerId, 0, []);
+    // No clock read (peerId stamps nothing): options.now failing here would leave the
+    // module's engine open, with no Engine to close it.
+    this.#peerId = this.#call.call(bridge, this.#m.peerId, handle, 0, 0, [], false);
     if (registry) registry.register(this, { bridge, handle }, this);
   }
 

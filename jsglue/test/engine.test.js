@@ -1169,6 +1169,19 @@ test("options.now: a clock that throws or returns no time makes the call throw b
   }
   broken = null;
   assert.equal(e.state(), before);
+  // A clock that fails right after the create call: createEngine reads it for that call
+  // only (it used to read it again, and throw, leaving the module's new engine open with
+  // no Engine to close it).
+  const raw = await _rawBridge();
+  const probe = Number(raw.call(raw.methods.create, 0, 0, ["probe"]));
+  raw.call(raw.methods.close, probe, 0, []);
+  let ticks = 0;
+  let created = false;
+  const late = await createEngine({ peerId: "late", now: () => (!created && ++ticks === 2 ? NaN : t) });
+  created = true;
+  assert.equal(raw.call(raw.methods.peerId, probe + 1, 0, []), "late");
+  late.close();
+  throwsCode(() => raw.call(raw.methods.peerId, probe + 1, 0, []), "bad_state", /no engine/);
   t += 5;
   e.update("map", {}, "properties.a", 3);
   const sent = e.flush(); // one message per path: the latest value
