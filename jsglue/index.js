@@ -1280,7 +1280,8 @@ class Engine {
 
   close() {
     if (this.#closed) return;
-    this.#run(this.#m.close, 0, []);
+    // No clock read: a broken options.now must not keep the engine open.
+    this.#call.call(this.#bridge, this.#m.close, this.#handle, 0, 0, [], false);
     this.#closed = true;
     this.#listeners.clear();
     if (registry) registry.unregister(this);

@@ -1180,7 +1180,11 @@ test("options.now: a clock that throws or returns no time makes the call throw b
   const late = await createEngine({ peerId: "late", now: () => (!created && ++ticks === 2 ? NaN : t) });
   created = true;
   assert.equal(raw.call(raw.methods.peerId, probe + 1, 0, []), "late");
+  // close() reads no clock either: a broken one does not keep the engine open.
+  created = false;
+  ticks = 1;
   late.close();
+  assert.equal(late.closed, true);
   throwsCode(() => raw.call(raw.methods.peerId, probe + 1, 0, []), "bad_state", /no engine/);
   t += 5;
   e.update("map", {}, "properties.a", 3);
