@@ -174,7 +174,7 @@ class Bridge {
      * metadata object is kept as its text until a change names it (metadataAt).
      */
     this.objs = [];
-    this.inPtr = this.ex.mapcrdt_in(0);
+    this.inPtr = this.ex.mapcrdt_in(0) >>> 0;
     this.inCap = 64 << 10;
     this.outPtr = 0; // the last result's address (invoke)
     this.refresh();
@@ -187,8 +187,12 @@ class Bridge {
     this.inView = this.u8.subarray(this.inPtr, this.inPtr + this.inCap);
   }
 
-  /** Sets the input buffer Go gave (address, size) and the views of it. */
+  /**
+   * Sets the input buffer Go gave (address, size) and the views of it. The address comes as
+   * wasm's signed i32: negative past 2 GiB of memory, so it is read as unsigned.
+   */
   setIn(ptr, cap) {
+    ptr >>>= 0;
     this.inPtr = ptr;
     this.inCap = cap;
     if (this.u8.length === 0) this.refresh(); // mapcrdt_in may have grown the memory
