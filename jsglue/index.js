@@ -163,6 +163,18 @@ class Bridge {
     this.factory = factory;
     this.crashed = "";
     this.onCrash = () => {};
+    // The Go program ends on a fatal error (out of memory, say) inside the export call that
+    // hit it, which then returns to JavaScript as if it had finished: mapcrdt_in with the
+    // address of no buffer, mapcrdt_call with whatever the memory held as its result. Go
+    // tells of its end through go.exit: the module is marked crashed there, and the error
+    // thrown leaves that call, so nothing reads what it left.
+    const exit = go.exit;
+    go.exit = (code) => {
+      exit.call(go, code);
+      if (!this.crashed) this.crashed = `the Go program exited (code ${code})`;
+      this.onCrash();
+      throw fail("internal", "the mapcrdt module crashed: " + this.crashed);
+    };
     /** @type {Record<string, number>} */
     this.m = Object.create(null);
     factory.methods.forEach((name, i) => {
@@ -246,7 +258,7 @@ class Bridge {
     } catch (e) {
       // A trap (the Go runtime aborting: out of memory, a fatal error) leaves the module in
       // no state to continue; every later call reports it.
-      this.crashed = String(e && e.message);
+      if (!this.crashed) this.crashed = String(e && e.message);
       this.onCrash();
       throw fail("internal", "the mapcrdt module crashed: " + this.crashed);
     }
