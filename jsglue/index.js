@@ -163,6 +163,18 @@ class Bridge {
     this.factory = factory;
     this.crashed = "";
     this.onCrash = () => {};
+    // The Go program ends on a fatal error (out of memory, say) inside the export call that
+    // hit it, which then returns to JavaScript as if it had finished: mapcrdt_in with the
+    // address of no buffer, mapcrdt_call with whatever the memory held as its result. Go
+    // tells of its end through go.exit: the module is marked crashed there, and the error
+    // thrown leaves that call, so nothing reads what it left.
+    const exit = go.exit;
+    go.exit = (code) => {
+      exit.call(go, code);
+      if (!this.crashed) this.crashed = `the Go program exited (code ${code})`;
+      this.onCrash();
+      throw fail("internal", "the mapcrdt module crashed: " + this.crashed);
+    };
     /** @type {Record<string, number>} */
     this.m = Object.create(null);
     factory.methods.forEach((name, i) => {
@@ -174,7 +186,7 @@ class Bridge {
      * metadata object is kept as its text until a change names it (metadataAt).
      */
     this.objs = [];
-    this.inPtr = this.ex.mapcrdt_in(0);
+    this.inPtr = this.ex.mapcrdt_in(0) >>> 0;
     this.inCap = 64 << 10;
     this.outPtr = 0; // the last result's address (invoke)
     this.refresh();
@@ -187,8 +199,12 @@ class Bridge {
     this.inView = this.u8.subarray(this.inPtr, this.inPtr + this.inCap);
   }
 
-  /** Sets the input buffer Go gave (address, size) and the views of it. */
+  /**
+   * Sets the input buffer Go gave (address, size) and the views of it. The address comes as
+   * wasm's signed i32: negative past 2 GiB of memory, so it is read as unsigned.
+   */
   setIn(ptr, cap) {
+    ptr >>>= 0;
     this.inPtr = ptr;
     this.inCap = cap;
     if (this.u8.length === 0) this.refresh(); // mapcrdt_in may have grown the memory
@@ -242,7 +258,7 @@ class Bridge {
     } catch (e) {
       // A trap (the Go runtime aborting: out of memory, a fatal error) leaves the module in
       // no state to continue; every later call reports it.
-      this.crashed = String(e && e.message);
+      if (!this.crashed) this.crashed = String(e && e.message);
       this.onCrash();
       throw fail("internal", "the mapcrdt module crashed: " + this.crashed);
     }
@@ -955,7 +971,9 @@ class Engine {
     this.#m = bridge.m;
     this.#handle = handle;
     this.#now = now;
-    this.#peerId = this.#run(this.#m.peerId, 0, []);
+    // No clock read (peerId stamps nothing): options.now failing here would leave the
+    // module's engine open, with no Engine to close it.
+    this.#peerId = this.#call.call(bridge, this.#m.peerId, handle, 0, 0, [], false);
     if (registry) registry.register(this, { bridge, handle }, this);
   }
 
@@ -1278,7 +1296,8 @@ class Engine {
 
   close() {
     if (this.#closed) return;
-    this.#run(this.#m.close, 0, []);
+    // No clock read: a broken options.now must not keep the engine open.
+    this.#call.call(this.#bridge, this.#m.close, this.#handle, 0, 0, [], false);
     this.#closed = true;
     this.#listeners.clear();
     if (registry) registry.unregister(this);

@@ -29,7 +29,8 @@ import (
 // The caller says with each call how many objects its table holds (Call.Objects); the
 // writer trusts no more than that, so a result the caller never read (an error returned
 // after the changes were written, a call that trapped) costs a resend, never a wrong
-// object. The table is bounded: past maxObjects the next call starts it again from 0.
+// object. A caller holding more objects than the writer's table never read the call that
+// started the table again (below): it is sent everything again, from 0. The table is bounded: past maxObjects the next call starts it again from 0.
 
 // UnitSeparator separates the objects of compact changes (see above).
 const UnitSeparator = 0x1f
@@ -123,7 +124,14 @@ func sameSubject(a, b string) bool {
 // begin readies the table for a call whose caller holds its first held objects.
 func (w *changeRows) begin(held uint32) {
 	w.nseen = 0
-	if int64(held) < int64(len(w.objs)) { // the caller lacks the rest: forget them
+	if n := int64(len(w.objs)); int64(held) != n && n > 0 {
+		// Fewer: the caller lacks the rest (it never read the call that added them): forget
+		// them. More: the table started again (past maxObjects, below) in a call the caller
+		// never read, so what it holds is the table of before, none of it this one's (the
+		// table only ever shrinks to what the caller holds, or to 0): forget it all.
+		if int64(held) > n {
+			held = 0
+		}
 		clear(w.objs[held:])
 		w.objs = w.objs[:held]
 		w.index.reset(len(w.objs))

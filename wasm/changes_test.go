@@ -357,3 +357,29 @@ func TestChangesSizeHoldsAFreshTable(t *testing.T) {
 		t.Errorf("%v allocations into a small buffer, %v into a large one", small, large)
 	}
 }
+
+// TestChangeRowsLostResultPastTheBound: the call that starts the table again from 0 (past
+// maxObjects) is lost — its caller still holds the table of before, all of it — and the
+// next call names its objects by the numbers the lost call gave them: it must write them
+// again, not name the caller's old objects at those numbers.
+func TestChangeRowsLostResultPastTheBound(t *testing.T) {
+	metas := make([]string, maxObjects+2)
+	for i := range metas {
+		metas[i] = `{"id":"` + strconv.Itoa(i) + `"}`
+	}
+	change := func(i int) []crdt.Change {
+		return []crdt.Change{{Kind: crdt.Set, Subject: "feature", Metadata: metas[i], Key: "k", Value: "1", HLC: hlc.Timestamp{Wall: 1, Peer: "p"}}}
+	}
+	var w changeRows
+	var tab objectTable
+	for i := range maxObjects {
+		tab.expand(t, string(w.appendTo(nil, change(i), tab.held())))
+	}
+	w.appendTo(nil, change(maxObjects), tab.held()) // starts the table again: lost
+	for _, i := range []int{maxObjects, maxObjects + 1, maxObjects} {
+		c := change(i)
+		if got, want := tab.expand(t, string(w.appendTo(nil, c, tab.held()))), string(crdt.AppendChangesJSON(nil, c)); got != want {
+			t.Fatalf("object %d after the lost call: %s, want %s", i, got, want)
+		}
+	}
+}

@@ -332,6 +332,30 @@ test("changes name their objects by number: each sent once, again to a glue that
   for (const e of [a, b, c]) e.close();
 });
 
+test("a result the glue never read, of the call that started the module's table of objects again, costs a resend, not a wrong object", async () => {
+  const raw = await _rawBridge();
+  // The next engine's handle: handles are given in order.
+  const probe = Number(raw.call(raw.methods.create, 0, 0, ["probe"]));
+  raw.call(raw.methods.close, probe, 0, []);
+  const e = await createEngine({ peerId: "e" });
+  const heard = [];
+  e.onChange((ev) => heard.push(...ev.changes));
+  for (let i = 0; i < 4096; i++) e.update("feature", meta(`t${i}`), "properties.n", i); // the table's bound
+  assert.equal(heard.length, 4096);
+  // The same engine's edit through the raw bridge: a result the glue never reads (as one
+  // that failed after its changes were written) — and the module's table starts again in it.
+  raw.call(raw.methods.edit, probe + 1, 1, ["update", "feature", JSON.stringify(meta("x")), "properties.n", "1"]);
+  heard.length = 0;
+  e.update("feature", meta("x"), "properties.n", 2);
+  e.update("feature", meta("y"), "properties.n", 3);
+  e.update("feature", meta("x"), "properties.n", 4);
+  assert.deepEqual(
+    heard.map((c) => [c.metadata.id, c.value]),
+    [["x", 2], ["y", 3], ["x", 4]],
+  );
+  e.close();
+});
+
 test("edits' metadata: written as JSON once per content, checked again on every edit", async () => {
   const a = await createEngine({ peerId: "a" });
   // The glue writes a plain ASCII string itself, and JSON.stringify the others: with one
@@ -1145,6 +1169,23 @@ test("options.now: a clock that throws or returns no time makes the call throw b
   }
   broken = null;
   assert.equal(e.state(), before);
+  // A clock that fails right after the create call: createEngine reads it for that call
+  // only (it used to read it again, and throw, leaving the module's new engine open with
+  // no Engine to close it).
+  const raw = await _rawBridge();
+  const probe = Number(raw.call(raw.methods.create, 0, 0, ["probe"]));
+  raw.call(raw.methods.close, probe, 0, []);
+  let ticks = 0;
+  let created = false;
+  const late = await createEngine({ peerId: "late", now: () => (!created && ++ticks === 2 ? NaN : t) });
+  created = true;
+  assert.equal(raw.call(raw.methods.peerId, probe + 1, 0, []), "late");
+  // close() reads no clock either: a broken one does not keep the engine open.
+  created = false;
+  ticks = 1;
+  late.close();
+  assert.equal(late.closed, true);
+  throwsCode(() => raw.call(raw.methods.peerId, probe + 1, 0, []), "bad_state", /no engine/);
   t += 5;
   e.update("map", {}, "properties.a", 3);
   const sent = e.flush(); // one message per path: the latest value
