@@ -149,7 +149,7 @@ func (r *Replica) receiveMessage(msg []byte) (Result, error) {
 		r.markSaved(ts) // uMap's plain Journal: everything up to its clock (drift checked above)
 		return Result{}, nil
 	case "JoinResponse", "ListPeersResponse":
-		peers, err := stringList(field(members, "peers"))
+		peers, err := peerList(field(members, "peers"))
 		if err != nil {
 			return Result{}, err
 		}
@@ -222,6 +222,24 @@ func stringList(raw string) ([]string, error) {
 		return true
 	})
 	return out, err
+}
+
+// peerList reads the peers of a JoinResponse or ListPeersResponse: uMap's server
+// (umap/sync/app.py, payloads.py) sends an object of peer id → user name, the demo relay
+// sent an array of peer ids; either is taken, the ids in the order written.
+func peerList(raw string) ([]string, error) {
+	if len(raw) == 0 || raw[0] != '{' {
+		return stringList(raw)
+	}
+	var out []string
+	it := members(raw)
+	for name, _, ok := it.next(); ok; name, _, ok = it.next() {
+		out = append(out, name)
+	}
+	if it.p.err != nil {
+		return nil, newError(ErrBadMessage, "peers must be an object of peer ids or an array of strings")
+	}
+	return out, nil
 }
 
 // Peers returns the peers last announced by the relay (JoinResponse, ListPeersResponse).

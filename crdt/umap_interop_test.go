@@ -1,0 +1,252 @@
+package crdt
+
+import (
+	"encoding/json"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/mapcrdt/mapcrdt/hlc"
+)
+
+// The messages below are built as uMap's own frontend builds them (umap-project/umap):
+//   - umap/static/umap/js/modules/sync/engine.js, SyncEngine.update/upsert/delete/commitBatch
+//     make {verb, subject, metadata, key, value} (commitBatch: {verb:"batch", operations,
+//     subject, metadata}); Operations.addLocal appends "hlc"; SyncEngine._send sends
+//     {sender, ...operation};
+//   - umap/static/umap/js/modules/sync/websocket.js, WebSocketTransport.send copies the
+//     payload and sets "kind" last, then JSON.stringify: "kind" is the LAST member, and a
+//     member whose value is undefined (a delete's key, an unset's value, the map's metadata)
+//     is absent;
+//   - the subjects' metadata: Feature.getSyncMetadata (modules/data/features.js:
+//     {id, layerId, featureType}), DataLayer.getSyncMetadata (modules/data/layer.js: {id}),
+//     the map's getSyncMetadata ({subject:"map"}, no metadata at all);
+//   - hlc.js, HybridLogicalClock.serialize: `${walltime}:${nn}:${id}`; utils.js generateId:
+//     five alphanumeric characters.
+
+const umapT0 int64 = 1_727_184_449_000
+
+// umapOp is an OperationMessage as uMap's _send + WebSocketTransport.send write it.
+func umapOp(sender, body, clock string) []byte {
+	return []byte(`{"sender":"` + sender + `",` + body + `,"hlc":"` + clock + `","kind":"OperationMessage"}`)
+}
+
+func TestUmapOperationMessagesAreTaken(t *testing.T) {
+	wall := hlc.NewManualClock(umapT0 + 1000)
+	r := kitReplica(t, "mcrdt", wall)
+	feat := `"metadata":{"id":"UxNjQ","layerId":"606d26bd-230f-4d3e-a2a7-0c3caed71548","featureType":"marker"}`
+	msgs := [][]byte{
+		// DataLayer: SyncEngine.upsert("datalayer", {id}, value)
+		umapOp("QxMjE", `"verb":"upsert","subject":"datalayer","metadata":{"id":"606d26bd-230f-4d3e-a2a7-0c3caed71548"},"value":{"name":"Layer 1","type":"FeatureCollection","features":[]}`, "1727184449001:0:QxMjE"),
+		// Feature.onCommit: sync.upsert(this.toGeoJSON())
+		umapOp("QxMjE", `"verb":"upsert","subject":"feature",`+feat+`,"value":{"type":"Feature","geometry":{"type":"Point","coordinates":[0.439453,48.04871]},"properties":{},"id":"UxNjQ"}`, "1727184449002:0:QxMjE"),
+		// a property edit: update(subject, metadata, key, value)
+		umapOp("QxMjE", `"verb":"update","subject":"feature",`+feat+`,"key":"properties.name","value":"Café"`, "1727184449003:0:QxMjE"),
+		umapOp("QxMjE", `"verb":"update","subject":"feature",`+feat+`,"key":"properties._umap_options.color","value":"DarkRed"`, "1727184449003:1:QxMjE"),
+		// an unset: value undefined, so absent
+		umapOp("QxMjE", `"verb":"update","subject":"feature",`+feat+`,"key":"properties.name"`, "1727184449004:0:QxMjE"),
+		// the map: getSyncMetadata gives no metadata
+		umapOp("QxMjE", `"verb":"update","subject":"map","key":"properties.name","value":"My map"`, "1727184449005:0:QxMjE"),
+		// a batch (commitBatch through the proxy: the object's subject and metadata)
+		umapOp("QxMjE", `"verb":"batch","operations":[{"verb":"update","subject":"feature",`+feat+`,"key":"properties.a","value":1},{"verb":"update","subject":"feature",`+feat+`,"key":"properties.b","value":2}],"subject":"feature",`+feat, "1727184449006:0:QxMjE"),
+	}
+	for _, m := range msgs {
+		if _, err := r.Receive(m); err != nil {
+			t.Fatalf("%s: %v", m, err)
+		}
+	}
+	got := r.State()
+	for _, want := range []string{`"color":"DarkRed"`, `"a":1`, `"b":2`, `"name":"My map"`, `"name":"Layer 1"`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("state lacks %s: %s", want, got)
+		}
+	}
+	if strings.Contains(got, "Café") {
+		t.Errorf("unset name still there: %s", got)
+	}
+	// a delete: no key, no value
+	del := umapOp("QxMjE", `"verb":"delete","subject":"feature",`+feat, "1727184449007:0:QxMjE")
+	if _, err := r.Receive(del); err != nil {
+		t.Fatalf("%s: %v", del, err)
+	}
+	if strings.Contains(r.State(), "UxNjQ") {
+		t.Errorf("deleted feature still there: %s", r.State())
+	}
+}
+
+// A plain uMap peer's ListOperationsRequest (engine.js onJoinResponse → sendToPeer:
+// {lastKnownHLC, verb} in "message", lastKnownHLC absent when its log is empty) is answered
+// in uMap's form: onListOperationsResponse reads message.operations, and _applyOperation
+// each one's subject, metadata, verb (and a batch's sub-operations' own).
+func TestUmapListOperationsRequestIsAnsweredInUmapForm(t *testing.T) {
+	wall := hlc.NewManualClock(umapT0 + 1000)
+	r := kitReplica(t, "mcrdt", wall)
+	kitOK(t)(r.Update("feature", kitF1, "properties.name", `"x"`))
+	kitNoErr(t, r.StartBatch())
+	kitOK(t)(r.Update("feature", kitF2, "properties.a", `1`))
+	kitOK(t)(r.Update("feature", kitF2, "properties.b", `2`))
+	kitNoErr(t, r.CommitBatch())
+	kitOK(t)(r.Update("map", `{}`, "properties.name", `"m"`))
+	flushed := r.Flush()
+	hlcText := regexp.MustCompile(`^\d+:\d+:[^:]+$`) // uMap's own test of addLocal
+	for _, m := range flushed {
+		var v map[string]any
+		if err := json.Unmarshal(m, &v); err != nil {
+			t.Fatal(err)
+		}
+		if s, _ := v["hlc"].(string); !hlcText.MatchString(s) {
+			t.Errorf("hlc %q is not uMap's text", s)
+		}
+		// A batch carries no top-level subject (uMap's commitBatch writes its object's):
+		// uMap's client does not read it, uMap's server's OperationMessage model requires
+		// it (umap/sync/payloads.py). Left as it is; see the report.
+		if _, ok := v["subject"].(string); !ok && v["verb"] != "batch" {
+			t.Errorf("no subject: %s", m)
+		}
+	}
+	for _, req := range []string{
+		`{"sender":"QxMjE","recipient":"mcrdt","message":{"verb":"ListOperationsRequest"},"kind":"PeerMessage"}`,
+		`{"sender":"QxMjE","recipient":"mcrdt","message":{"lastKnownHLC":"1727184449001:0:QxMjE","verb":"ListOperationsRequest"},"kind":"PeerMessage"}`,
+	} {
+		res, err := r.Receive([]byte(req))
+		if err != nil {
+			t.Fatalf("%s: %v", req, err)
+		}
+		if len(res.Replies) != 1 {
+			t.Fatalf("%d replies", len(res.Replies))
+		}
+		var env struct {
+			Kind, Sender, Recipient string
+			Message                 struct {
+				Verb       string
+				Operations []map[string]any
+			}
+		}
+		if err := json.Unmarshal(res.Replies[0], &env); err != nil {
+			t.Fatal(err)
+		}
+		if env.Kind != "PeerMessage" || env.Recipient != "QxMjE" || env.Message.Verb != "ListOperationsResponse" {
+			t.Fatalf("envelope %+v", env)
+		}
+		if len(env.Message.Operations) != 3 {
+			t.Fatalf("%d operations, want 3", len(env.Message.Operations))
+		}
+		for _, o := range env.Message.Operations {
+			if _, ok := o["subject"].(string); !ok && o["verb"] != "batch" {
+				t.Errorf("operation without subject: %v", o)
+			}
+			if s, _ := o["hlc"].(string); !hlcText.MatchString(s) {
+				t.Errorf("hlc %q", s)
+			}
+			if o["verb"] == "batch" {
+				for _, sub := range o["operations"].([]any) {
+					if _, ok := sub.(map[string]any)["subject"].(string); !ok {
+						t.Errorf("sub-operation without subject: %v", sub)
+					}
+				}
+			}
+		}
+	}
+}
+
+// uMap's server answers a JoinRequest with JoinResponse(peer=…, peers=…) and announces
+// ListPeersResponse(peers=…) (umap/sync/app.py Peer.receive and send_peers_list; the
+// models in umap/sync/payloads.py, written by pydantic's model_dump_json): "peers" is an
+// object of peer id → user name. A replica behind uMap's server takes them, asks one of the
+// others for what it missed, and probes a newcomer.
+func TestUmapServerPeerLists(t *testing.T) {
+	wall := hlc.NewManualClock(umapT0 + 1000)
+	r := kitReplica(t, "mcrdt", wall)
+	res, err := r.Receive([]byte(`{"kind":"JoinResponse","peers":{"QxMjE":"","mcrdt":"Bob"},"peer":"mcrdt"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.Peers(); strings.Join(got, ",") != "QxMjE,mcrdt" {
+		t.Errorf("peers %q", got)
+	}
+	if len(res.Replies) != 1 || !strings.Contains(string(res.Replies[0]), `"recipient":"QxMjE"`) {
+		t.Fatalf("replies %q, want a sync request to QxMjE", res.Replies)
+	}
+	res, err = r.Receive([]byte(`{"kind":"ListPeersResponse","peers":{"QxMjE":"","mcrdt":"Bob","NzE0O":"Ann"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Replies) != 1 || !strings.Contains(string(res.Replies[0]), `"recipient":"NzE0O"`) {
+		t.Fatalf("replies %q, want a probe of NzE0O", res.Replies)
+	}
+	if _, err := r.Receive([]byte(`{"kind":"ListPeersResponse","peers":{"QxMjE":1}}`)); err != nil {
+		t.Errorf("a name is not read: %v", err)
+	}
+	if _, err := r.Receive([]byte(`{"kind":"ListPeersResponse","peers":"QxMjE"}`)); err == nil {
+		t.Error("peers as a string taken")
+	}
+}
+
+// A uMap peer's ListOperationsResponse (engine.js onListOperationsRequest → sendToPeer:
+// {operations, verb}; Operations.getOperationsSince returns its stored operations as they
+// are: its own as addLocal left them — no kind, no sender —, others' as receive left them —
+// their sender, no kind) is taken.
+func TestUmapListOperationsResponseIsTaken(t *testing.T) {
+	wall := hlc.NewManualClock(umapT0 + 1000)
+	r := kitReplica(t, "mcrdt", wall)
+	feat := `"metadata":{"id":"UxNjQ","layerId":"L1","featureType":"marker"}`
+	resp := `{"sender":"QxMjE","recipient":"mcrdt","message":{"operations":[` +
+		`{"verb":"update","subject":"feature",` + feat + `,"key":"properties.name","value":"a","hlc":"1727184449001:0:QxMjE"},` +
+		`{"sender":"NzE0O","verb":"update","subject":"feature",` + feat + `,"key":"properties.name","value":"b","hlc":"1727184449002:0:NzE0O"},` +
+		`{"verb":"update","subject":"map","key":"properties.zoom","value":7,"hlc":"1727184449003:0:QxMjE"}` +
+		`],"verb":"ListOperationsResponse"},"kind":"PeerMessage"}`
+	res, err := r.Receive([]byte(resp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Replies) != 0 {
+		t.Errorf("replies %q to a plain response", res.Replies)
+	}
+	if v, _, _ := r.Get("feature", `{"id":"UxNjQ","layerId":"L1"}`, "properties.name"); v != `"b"` {
+		t.Errorf("name %s, want \"b\"", v)
+	}
+	if v, _, _ := r.Get("map", `{}`, "properties.zoom"); v != `7` {
+		t.Errorf("zoom %s", v)
+	}
+	// uMap's SavedMessage (engine.js saved(): {sender, lastKnownHLC}, kind last) is taken.
+	if _, err := r.Receive([]byte(`{"sender":"QxMjE","lastKnownHLC":"1727184449003:0:QxMjE","kind":"SavedMessage"}`)); err != nil {
+		t.Error(err)
+	}
+}
+
+// uMap orders clocks by their text (engine.js Operations.sort and storeRemoteOperations:
+// a.hlc < b.hlc, JavaScript's code-unit comparison of hlc.js's serialize). mapcrdt orders
+// them as numbers, then the peer id bytewise (DESIGN §3). They agree whenever the
+// walltimes and counters have the same number of digits (uMap's walltimes all have 13
+// until 2286), on peer id ties too; they differ on counters of different digit counts at
+// one walltime, where uMap's text order is wrong ("…:9:" after "…:10:") and mapcrdt's
+// deliberately is not.
+func TestUmapClockOrder(t *testing.T) {
+	umapLess := func(a, b string) bool { return a < b } // ASCII: code units are bytes
+	cases := []struct {
+		a, b  string
+		agree bool
+	}{
+		{"1727184449010:0:QxMjE", "1727184449011:0:AAAAA", true},
+		{"1727184449010:3:QxMjE", "1727184449010:4:AAAAA", true},
+		{"1727184449010:42:QxMjE", "1727184449010:43:AAAAA", true},
+		{"1727184449010:0:AAAAA", "1727184449010:0:QxMjE", true},    // peer id tie-break
+		{"1727184449010:0:QxMjE", "1727184449010:0:QxMjEa", true},   // a prefix first
+		{"1727184449010:7:Zz", "1727184449010:7:a", true},           // bytewise: 'Z' < 'a'
+		{"1727184449010:7:relay", "1727184449010:7:relay~x1", true}, // a restored origin
+		{"1727184449010:9:QxMjE", "1727184449010:10:QxMjE", false},  // uMap: "9" > "1"
+		{"1727184449010:99:AAAAA", "1727184449010:100:AAAAA", false},
+	}
+	for _, c := range cases {
+		a, err := hlc.Parse(c.a)
+		kitNoErr(t, err)
+		b, err := hlc.Parse(c.b)
+		kitNoErr(t, err)
+		if !a.Less(b) || b.Less(a) {
+			t.Errorf("mapcrdt: %s is not before %s", c.a, c.b)
+		}
+		if umapLess(c.a, c.b) != c.agree {
+			t.Errorf("uMap's order of %s, %s: agreement %v expected", c.a, c.b, c.agree)
+		}
+	}
+}
