@@ -178,6 +178,12 @@ func (c *conn) readLoop(ctx context.Context) error {
 
 // handle validates and dispatches one message.
 func (c *conn) handle(data []byte) error {
+	if string(data) == "ping" {
+		// uMap's keep-alive: WebSocketTransport sends the text "ping" and waits for the
+		// text "pong" (websocket.js connect, onMessage; umap/sync/app.py sync answers it).
+		c.enqueue([]byte("pong"))
+		return nil
+	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(data, &fields); err != nil {
 		var typeErr *json.UnmarshalTypeError
@@ -227,9 +233,15 @@ func (c *conn) join(data []byte) error {
 		Token string `json:"token"`
 		Peer  string `json:"peer"`
 		Name  string `json:"name"`
+		// Username is the name as uMap's client sends it (websocket.js connect:
+		// {token, peer, username}; umap/sync/payloads.py JoinRequest).
+		Username string `json:"username"`
 	}
 	if err := json.Unmarshal(data, &req); err != nil {
 		return policy("bad JoinRequest: %v", err)
+	}
+	if req.Name == "" {
+		req.Name = req.Username
 	}
 	name := clip(printable(req.Name), 64)
 	return c.relay.join(c, req.Peer, name)

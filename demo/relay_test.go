@@ -107,7 +107,37 @@ func (c *client) expect(kind string) map[string]any {
 	if err := json.Unmarshal([]byte(text), &m); err != nil || m["kind"] != kind {
 		c.t.Fatalf("%s: got %s, want kind %s", c.id, text, kind)
 	}
+	if kind == "JoinResponse" || kind == "ListPeersResponse" {
+		m["peers"] = orderedKeys(c.t, text, "peers")
+	}
 	return m
+}
+
+// orderedKeys returns the member names of the object member name of the JSON object
+// text, in order, as a []any of strings (the order a map loses).
+func orderedKeys(t *testing.T, text, name string) []any {
+	t.Helper()
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(text), &top); err != nil {
+		t.Fatal(err)
+	}
+	dec := json.NewDecoder(strings.NewReader(string(top[name])))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		t.Fatalf("%s is not an object: %s", name, top[name])
+	}
+	var keys []any
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, tok.(string))
+		var v string
+		if err := dec.Decode(&v); err != nil {
+			t.Fatalf("%s: a name is not a string: %v", name, err)
+		}
+	}
+	return keys
 }
 
 // barrier sends a ping and checks that the next message is the pong: the

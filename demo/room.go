@@ -32,21 +32,43 @@ type room struct {
 	peers []*conn // in join order
 }
 
-// peersMessage is JoinResponse and ListPeersResponse.
+// peersMessage is JoinResponse and ListPeersResponse. Peers is written as uMap's server
+// writes it (umap/sync/payloads.py, JoinResponse and ListPeersResponse: "peers" an object
+// of peer id → user name, "" for none), in roster order: uMap's client picks the peer it
+// asks from Object.keys(peers) (engine.js _getRandomPeer), so an array would have it ask
+// peers "0", "1" …, which are no one. Names repeats the names given (the demo page's).
 type peersMessage struct {
 	Kind  string            `json:"kind"`
 	Peer  string            `json:"peer,omitempty"`
-	Peers []string          `json:"peers"`
+	Peers rosterPeers       `json:"peers"`
 	Names map[string]string `json:"names"`
+}
+
+// rosterPeers are a roster's peer ids and their names, in order.
+type rosterPeers struct{ ids, names []string }
+
+// MarshalJSON writes the peers as a JSON object of id → name, in order.
+func (p rosterPeers) MarshalJSON() ([]byte, error) {
+	b := []byte{'{'}
+	for i, id := range p.ids {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, mustJSON(id)...)
+		b = append(b, ':')
+		b = append(b, mustJSON(p.names[i])...)
+	}
+	return append(b, '}'), nil
 }
 
 // roster returns the room's peer ids (the replica first) and their names.
 // Called with the lock held.
 func (rm *room) roster(kind string) peersMessage {
-	m := peersMessage{Kind: kind, Peers: []string{rm.replicaID},
+	m := peersMessage{Kind: kind, Peers: rosterPeers{ids: []string{rm.replicaID}, names: []string{"relay"}},
 		Names: map[string]string{rm.replicaID: "relay"}}
 	for _, p := range rm.peers {
-		m.Peers = append(m.Peers, p.id)
+		m.Peers.ids = append(m.Peers.ids, p.id)
+		m.Peers.names = append(m.Peers.names, p.name)
 		if p.name != "" {
 			m.Names[p.id] = p.name
 		}

@@ -853,14 +853,14 @@ function onMessage(sock, text) {
       attempts = 0;
       idMismatches = 0;
       setStatus("online");
-      peerIds = Array.isArray(msg.peers) ? msg.peers : [];
+      peerIds = peerIdsOf(msg);
       peerNames = namesOf(msg);
       renderPeers();
       receive(text); // the engine learns the peers and queues a sync request
       flushNow(true);
       return;
     case "ListPeersResponse":
-      peerIds = Array.isArray(msg.peers) ? msg.peers : [];
+      peerIds = peerIdsOf(msg);
       peerNames = namesOf(msg);
       renderPeers();
       receive(text);
@@ -871,6 +871,17 @@ function onMessage(sock, text) {
       receive(text);
   }
   flushNow(false);
+}
+
+/**
+ * The peer ids of a JoinResponse or ListPeersResponse: the keys of its "peers", an object
+ * of id → name as uMap's server writes it (an array of ids is taken too).
+ * @param {any} msg
+ * @returns {string[]}
+ */
+function peerIdsOf(msg) {
+  if (Array.isArray(msg.peers)) return msg.peers;
+  return msg.peers && typeof msg.peers === "object" ? Object.keys(msg.peers) : [];
 }
 
 /** The names of a JoinResponse or ListPeersResponse: its own string members only. */
