@@ -867,7 +867,15 @@ func (d *decoder) build(f *opFields, top bool) (*op, error) {
 		if len(o.subOps()) == 0 {
 			return nil, newError(ErrBadMessage, "an empty batch")
 		}
-		if f.hasSubject {
+		// uMap's batch names the object its caller edits ({verb, operations, subject,
+		// metadata}: engine.js commitBatch): kept and passed on, as unknown fields are —
+		// but for a subject alone that is its first operation's, which appendOpWith writes
+		// (a mapcrdt batch): kept, it would make the operation one with extra fields, which
+		// the compact form writes whole.
+		if f.hasMeta {
+			extra = appendExtra(extra, "metadata", f.meta)
+		}
+		if f.hasSubject && (f.hasMeta || len(extra) > 0 || f.subject != o.subOps()[0].obj.subject.Name) {
 			extra = appendExtra(extra, "subject", string(appendString(nil, f.subject)))
 		}
 		o.setExtra(string(extra))
@@ -956,6 +964,21 @@ func appendExtra(extra []byte, name string, val string) []byte {
 	extra = appendString(extra, name)
 	extra = append(extra, ':')
 	return append(extra, val...)
+}
+
+// extraHas reports whether extra, an operation's unknown fields (`"name":value,…`), has a
+// member called name.
+func extraHas(extra, name string) bool {
+	if extra == "" {
+		return false
+	}
+	it := members("{" + extra + "}")
+	for n, _, ok := it.next(); ok; n, _, ok = it.next() {
+		if n == name {
+			return true
+		}
+	}
+	return false
 }
 
 // stringValue decodes a canonical JSON string value.
@@ -1066,6 +1089,13 @@ func appendOpWith(d *decoder, b []byte, o *op, senderJSON string) []byte {
 	if o.seq != 0 {
 		b = append(b, `,"seq":`...)
 		b = appendNum(b, o.seq)
+	}
+	if o.verb == VerbBatch && senderJSON != "" && len(o.subOps()) > 0 && !extraHas(o.extra(), "subject") {
+		// uMap's server takes an OperationMessage only with a subject (umap/sync/payloads.py),
+		// a batch's too: its first operation's, as uMap's client names the object its batch
+		// edits (engine.js commitBatch). Messages only: a sync response's batches go without.
+		b = append(b, `,"subject":`...)
+		b = appendString(b, o.subOps()[0].obj.subject.Name)
 	}
 	if o.verb != VerbBatch {
 		b = append(b, `,"subject":`...)

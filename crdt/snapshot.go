@@ -239,7 +239,7 @@ func NewReplicaFromSnapshot(opts Options, snap []byte) (*Replica, error) {
 		return nil, newError(ErrBadOption, "peerId "+quote(opts.PeerID)+" differs from the snapshot's "+quote(peer))
 	}
 	opts.PeerID = peer
-	r, err := NewReplica(opts)
+	r, err := newReplica(opts)
 	if err != nil {
 		return nil, err
 	}

@@ -386,7 +386,8 @@ func TestInvalidMapName(t *testing.T) {
 	}
 }
 
-// fakeReplica rejects messages containing "bad", acknowledges those
+// fakeReplica rejects messages containing the string "bad" (quoted: a random peer id in a
+// sender may hold the letters), acknowledges those
 // containing "ack", and answers every PeerMessage.
 type fakeReplica struct {
 	mu     sync.Mutex
@@ -399,7 +400,7 @@ func (f *fakeReplica) ID() string { return "fake-replica" }
 func (f *fakeReplica) Check(msg []byte) ([][]byte, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if strings.Contains(string(msg), "bad") {
+	if strings.Contains(string(msg), `"bad"`) {
 		return nil, errors.New(`bad_value: "bad" is not accepted`)
 	}
 	f.seen = append(f.seen, string(msg))

@@ -89,7 +89,7 @@ export interface Limits {
 /** Options of createEngine (crdt.Options in crdt/replica.go). An unknown key is a "bad_option" error. */
 export interface EngineOptions {
   /**
-   * This replica's peer id: printable ASCII without spaces, `"` or `\`, ≤ 128 bytes.
+   * This replica's peer id: printable ASCII without spaces, `"`, `\` or `:` (uMap's peers split clocks at `:`), ≤ 128 bytes.
    * Default: a fresh UUID. One id per live engine (per tab, not per user): two engines
    * stamping under one id at once number different operations alike, and a peer catching
    * up by those numbers can miss one of them.

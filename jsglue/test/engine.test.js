@@ -724,6 +724,8 @@ test("createEngine validates its options and names an unknown key", async () => 
   // A peer id is written inside JSON strings as it is: no quote, no backslash.
   await rejectsCode(createEngine({ peerId: 'a"b' }), "bad_option", /peerId/);
   await rejectsCode(createEngine({ peerId: "a\\b" }), "bad_option", /peerId/);
+  // uMap's peers split a clock's text at ':' and drop an operation whose clock has more parts.
+  await rejectsCode(createEngine({ peerId: "team:alice" }), "bad_option", /peerId "team:alice" holds ':'/);
   await rejectsCode(createEngine({ maxDrift: -1 }), "bad_option", /maxDrift/);
   await rejectsCode(createEngine({ undoDepth: 1.5 }), "bad_option", /undoDepth/);
   await rejectsCode(createEngine({ captureInterval: "1s" }), "bad_option", /captureInterval/);
