@@ -521,6 +521,30 @@ func (r *Replica) missing(vv VersionVector, lastKnown *hlc.Timestamp) []*op {
 	return out
 }
 
+// PlainResponseSince returns a ListOperationsResponse to recipient in uMap's plain form (a
+// list of operations, which uMap's client and mapcrdt peers both read) holding what this
+// replica learned since it held vv and its clock read last: the operations a replica at vv
+// lacks, but for seq-less ones (uMap's plain Journal) not after last. It returns nil when
+// there are none, or when the message would pass Limits.MaxMessageBytes. The demo relay
+// passes on to every peer what a newcomer's answer taught its replica with it.
+func (r *Replica) PlainResponseSince(recipient string, vv VersionVector, last hlc.Timestamp) []byte {
+	ops := r.missing(vv, nil)
+	kept := ops[:0]
+	for _, o := range ops {
+		if o.seq > 0 || last.Less(o.ts) {
+			kept = append(kept, o)
+		}
+	}
+	if len(kept) == 0 {
+		return nil
+	}
+	msg := r.response(recipient, kept, false, false, nil, nil, "")
+	if len(msg) > r.opts.Limits.MaxMessageBytes {
+		return nil
+	}
+	return msg
+}
+
 // pagedResponse is the compact response to recipient, a mapcrdt peer, of one page of ops —
 // what it lacks, in clock order (missing) — and whether more pages follow. A page holds at
 // most SyncPage operations (and Limits.MaxBatch, what a peer takes in one response), and

@@ -296,3 +296,44 @@ func TestPeerIDWithoutColon(t *testing.T) {
 		t.Fatalf("restore: %v", err)
 	}
 }
+
+// TestPlainResponseSince: what a replica learned since it held a vector (and read a clock),
+// in uMap's plain form — the relay's forward of a newcomer's offline edits.
+func TestPlainResponseSince(t *testing.T) {
+	wall := hlc.NewManualClock(umapT0 + 10_000)
+	relay := kitReplica(t, "relay", wall)
+	bob := kitReplica(t, "bob", wall)
+	kitOK(t)(bob.Update("feature", kitF1, "properties.old", `1`))
+	for _, m := range bob.Flush() {
+		kitRecv(t, relay, m)
+	}
+	// uMap's client's edit, seq-less, taken before
+	kitRecv(t, relay, umapOp("QxMjE", `"verb":"update","subject":"feature","metadata":{"id":"g","layerId":"L"},"key":"properties.u","value":1`, "1727184449001:0:QxMjE"))
+	vector, clock := relay.Vector(), relay.Clock()
+	if got := relay.PlainResponseSince("", vector, clock); got != nil {
+		t.Fatalf("nothing learned, got %s", got)
+	}
+	kitOK(t)(bob.Update("feature", kitF1, "properties.new", `2`))
+	kitOK(t)(bob.Update("feature", kitF2, "properties.new", `3`))
+	for _, m := range bob.Flush() {
+		kitRecv(t, relay, m)
+	}
+	got := relay.PlainResponseSince("", vector, clock)
+	var env struct{ Message struct{ Operations []map[string]any } }
+	if err := json.Unmarshal(got, &env); err != nil || len(env.Message.Operations) != 2 {
+		t.Fatalf("%v: %s", err, got)
+	}
+	for _, o := range env.Message.Operations {
+		if o["key"] != "properties.new" {
+			t.Errorf("not learned since: %v", o)
+		}
+	}
+	small := kitReplica(t, "relay2", wall, func(o *Options) { o.Limits = DefaultLimits(); o.Limits.MaxMessageBytes = 400 })
+	for _, k := range []string{"a", "b", "c"} {
+		kitOK(t)(small.Update("feature", kitF1, "properties."+k, `"`+strings.Repeat("x", 100)+`"`))
+	}
+	small.Flush()
+	if got := small.PlainResponseSince("", VersionVector{}, hlc.Timestamp{}); got != nil {
+		t.Fatalf("over the limit: %d bytes", len(got))
+	}
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -49,6 +50,22 @@ func TestOfflineEditsReachPeersOnlineThroughTheRelay(t *testing.T) {
 	if len(forwarded) != 1 || !strings.Contains(forwarded[0], `"sender":"relay","recipient":""`) ||
 		strings.Contains(forwarded[0], `"vector"`) || strings.Contains(forwarded[0], `"session"`) || strings.Contains(forwarded[0], `"for"`) {
 		t.Fatalf("bob got %.300q", forwarded)
+	}
+	// In uMap's plain form, which uMap's client reads (message.operations; the compact
+	// form made it throw), with carol's edits only.
+	var fwd struct {
+		Message struct {
+			Operations []map[string]any
+			State      any
+		}
+	}
+	if err := json.Unmarshal([]byte(forwarded[0]), &fwd); err != nil || fwd.Message.State != nil || len(fwd.Message.Operations) == 0 {
+		t.Fatalf("forward not in uMap's form: %v %.300s", err, forwarded[0])
+	}
+	for _, o := range fwd.Message.Operations {
+		if h, _ := o["hlc"].(string); !strings.HasSuffix(h, ":carol") {
+			t.Errorf("forwarded an operation not carol's: %v", o)
+		}
 	}
 
 	// A newcomer without offline edits brings nothing: nothing is passed on.

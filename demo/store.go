@@ -35,9 +35,10 @@ import (
 //
 // Forwarding: the operations a ListOperationsResponse brings that the replica
 // did not hold (a newcomer's offline edits, in its answer to the greeting
-// probe) are passed on to the other peers of the room, the response without
-// its vector, "more" and session tokens (PeerMessageForward, forwardable): the peers online get them even if the
-// newcomer never answers their own probes.
+// probe) are passed on to the other peers of the room, in uMap's plain form
+// (crdt.Replica.PlainResponseSince, which uMap's client reads too), without a
+// vector (PeerMessageForward, forwardable): the peers online get them even if
+// the newcomer never answers their own probes.
 //
 // Opening replays the log over the snapshot. Receiving is idempotent, so a
 // log that overlaps its snapshot (a crash between the two steps of a
@@ -228,8 +229,9 @@ func (s *storeReplica) PeerMessage(msg []byte) ([][]byte, error) {
 }
 
 // PeerMessageForward is PeerMessage, and passes on to the room the operations
-// a ListOperationsResponse brought that the replica did not hold: the
-// response, as forwardable writes it, goes to every other peer.
+// a ListOperationsResponse brought that the replica did not hold: a response
+// holding them in uMap's plain form (or, past the message limit in that form,
+// the response received), as forwardable writes it, goes to every other peer.
 //
 // That is how edits a peer made offline reach the peers online while it is
 // connected: the relay's greeting probe brings them here, but the peers
@@ -240,19 +242,28 @@ func (s *storeReplica) PeerMessage(msg []byte) ([][]byte, error) {
 // edits cross the room twice. A response that brings nothing new (a newcomer
 // without offline edits, the usual join) is not passed on.
 func (s *storeReplica) PeerMessageForward(msg []byte) (replies, forward [][]byte, err error) {
-	held := s.r.LogLen()
+	held, vector, clock := s.r.LogLen(), s.r.Vector(), s.r.Clock()
 	res, err := s.r.Receive(msg)
 	if err != nil {
 		return nil, nil, err
 	}
 	learned := s.r.LogLen() > held // read before append, which may compact
+	var plain []byte
+	if learned {
+		// In uMap's plain form, which uMap's client reads too (the compact form made it
+		// throw), and with what the replica learned only.
+		plain = s.r.PlainResponseSince("", vector, clock)
+	}
 	if peerVerb(msg) != "ListOperationsRequest" {
 		if err := s.append(msg); err != nil {
 			s.reload()
 			return nil, nil, err
 		}
 	}
-	if learned {
+	switch {
+	case plain != nil:
+		forward = [][]byte{forwardable(plain, relayPeerID)}
+	case learned: // too large in the plain form
 		forward = [][]byte{forwardable(msg, relayPeerID)}
 	}
 	return res.Replies, forward, nil
