@@ -319,7 +319,9 @@ func TestPlainResponseSince(t *testing.T) {
 		kitRecv(t, relay, m)
 	}
 	got := relay.PlainResponseSince("", vector, clock)
-	var env struct{ Message struct{ Operations []map[string]any } }
+	var env struct {
+		Message struct{ Operations []map[string]any }
+	}
 	if err := json.Unmarshal(got, &env); err != nil || len(env.Message.Operations) != 2 {
 		t.Fatalf("%v: %s", err, got)
 	}
