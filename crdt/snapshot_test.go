@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math/rand/v2"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -739,4 +740,46 @@ func kitDropElement(doc []byte, start, end int) []byte {
 		start--
 	}
 	return append(append([]byte(nil), doc[:start]...), doc[end:]...)
+}
+
+// TestSnapshotOfAnEarlierEngine: a page restores the snapshot it stored in IndexedDB with
+// whatever engine it loads next. testdata/golden/snapshot_session29.json was written by
+// session 29's engine (7047304): a seeded base, a batch, a peer's edit, an undo, a save
+// mark and an edit still in the outbox. This engine restores it to the same state, with
+// its undo, outbox and dirty state, and goes on editing and syncing.
+func TestSnapshotOfAnEarlierEngine(t *testing.T) {
+	snap, err := os.ReadFile("testdata/golden/snapshot_session29.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile("testdata/golden/snapshot_session29.state")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wall := hlc.NewManualClock(1_727_184_460_000)
+	r, err := NewReplicaFromSnapshot(Options{Wall: wall}, snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.State(); got != string(want) {
+		t.Fatalf("state\n got %s\nwant %s", got, want)
+	}
+	if !r.CanUndo() || r.CanRedo() || r.Pending() != 1 { // the queued edit cleared the redo
+		t.Fatalf("undo %v, redo %v, pending %d", r.CanUndo(), r.CanRedo(), r.Pending())
+	}
+	if d := r.Dirty(); len(d) != 1 {
+		t.Fatalf("dirty %+v, want the map's queued edit", d)
+	}
+	kitOK(t)(r.Update("feature", kitF2, "properties.b", `2`))
+	if _, err := r.Undo(); err != nil {
+		t.Fatal(err)
+	}
+	out := r.Flush()
+	if len(out) == 0 || !strings.Contains(string(out[0]), `:alice~`) {
+		t.Fatalf("flushed %q: want messages under a new origin", out)
+	}
+	fresh := kitReplica(t, "carol", wall) // loads the saved map (a seeded base is never sent)
+	kitOK(t)(fresh.Seed("feature", `{"id":"s1","layerId":"L1"}`, `{"type":"Feature","properties":{"name":"seeded"},"geometry":null}`))
+	kitSync(t, fresh, r)
+	kitSameState(t, fresh, r)
 }
