@@ -103,7 +103,8 @@ func FuzzRelayMessages(f *testing.F) {
 				}
 			}
 			if k := kindOf(msg); k == "OperationMessage" || k == "SavedMessage" {
-				if len(got) != 1 || !bytes.Equal(got[0], msg) {
+				// Broadcast as sent, but for its sender: the connection's peer (withSender).
+				if len(got) != 1 || !bytes.Equal(got[0], withSender(msg, "alice")) {
 					t.Fatalf("%q accepted, bob received %q", msg, got)
 				}
 			}
