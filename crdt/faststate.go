@@ -116,7 +116,8 @@ func (r *Replica) readResponse(s string) (ops []*op, vv VersionVector, pushBack 
 	}
 	i += len(respMessage)
 	if hasAt(s, i, respFor) { // the asker's session token, echoed
-		if tokens.forAsker, i = plainString(s, i+len(respFor)); i < 0 || !hasAt(s, i, ",") {
+		// Over maxToken: the general path refuses it.
+		if tokens.forAsker, i = plainString(s, i+len(respFor)); i < 0 || !hasAt(s, i, ",") || len(tokens.forAsker) > maxToken {
 			return nil, nil, false, nil, "", sessionTokens{}, false
 		}
 		i++
@@ -137,7 +138,7 @@ func (r *Replica) readResponse(s string) (ops []*op, vv VersionVector, pushBack 
 		i += len(respPushBack)
 	}
 	if hasAt(s, i, respSession) { // the responder's own
-		if tokens.responder, i = plainString(s, i+len(respSession)); i < 0 || !hasAt(s, i, ",") {
+		if tokens.responder, i = plainString(s, i+len(respSession)); i < 0 || !hasAt(s, i, ",") || len(tokens.responder) > maxToken {
 			return nil, nil, false, nil, "", sessionTokens{}, false
 		}
 		i++

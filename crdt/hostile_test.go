@@ -233,3 +233,30 @@ func TestLoneSurrogateNamesRefused(t *testing.T) {
 		t.Fatalf("log of %d", a.LogLen())
 	}
 }
+
+// TestHostileSessionTokenInAResponse: a response whose tokens are over 64 bytes is
+// refused whichever path reads it (the compact form's fast path took them).
+func TestHostileSessionTokenInAResponse(t *testing.T) {
+	wall := hlc.NewManualClock(kitInternT0)
+	a := kitReplica(t, "alice", wall)
+	b := kitReplica(t, "bob", wall)
+	kitOK(t)(b.Update("feature", `{"id":"f","layerId":"L"}`, "properties.x", "1"))
+	b.Flush()
+	res := kitRecv(t, b, a.SyncRequest("bob"))
+	resp := string(res.Replies[0])
+	long := strings.Repeat("s", 65)
+	for _, name := range []string{"for", "session"} {
+		i := strings.Index(resp, `"`+name+`":"`)
+		if i < 0 {
+			t.Fatalf("no %s in %s", name, resp)
+		}
+		j := i + len(name) + 4
+		k := j + strings.IndexByte(resp[j:], '"')
+		bad := resp[:j] + long + resp[k:]
+		if _, err := a.Receive([]byte(bad)); !errors.Is(err, ErrBadMessage) {
+			t.Errorf("%s of 65 bytes: %v, want bad_message", name, err)
+		}
+	}
+	kitRecv(t, a, []byte(resp))
+	kitSameState(t, a, b)
+}
