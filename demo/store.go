@@ -76,7 +76,9 @@ import (
 // after as many messages or bytes again; one that fails as the map opens
 // does not refuse it: the log's damaged last line, if any, is cut off, and
 // new lines follow the whole ones. A map too large for a snapshot gets its
-// drift guard back by replaying its log twice.
+// drift guard back by replaying its log twice, the second time with the
+// guard on: while the wall clock is behind a line (it stepped back more than
+// MaxDrift), that map is refused, until the clock catches up.
 //
 // One relay process per data directory: nothing locks the files. Map names
 // are file names: on a case-insensitive filesystem (macOS, Windows) the maps
