@@ -605,3 +605,27 @@ func TestDatalayerStoreEdgeCases(t *testing.T) {
 		t.Fatalf("after the failure: %s", got.version)
 	}
 }
+
+// TestDatalayerWriteFailureStoresNothing: a version that cannot be written (a full disk,
+// a failing device: here its temporary file's path is a directory) is a 500, and the
+// latest version stays the one before; once writable, the same save is taken.
+func TestDatalayerWriteFailureStoresNothing(t *testing.T) {
+	s := startDatalayers(t, datalayerOptions{})
+	const path = "/api/maps/paris/datalayers/cafes"
+	s.mustPut(path, "", layer(cafe("Café de Flore", "Gold")), 1)
+	blocker := filepath.Join(s.dir, "paris", "datalayers", "cafes", "2.json.tmp")
+	writeFile(t, filepath.Join(blocker, "x"), "x")
+	if r := s.put(path, "1", layer(cafe("Le Flore", "Gold"))); r.status != 500 || r.code() != "internal" {
+		t.Fatalf("save with an unwritable version: %d %s", r.status, r.raw)
+	}
+	if got := s.get(path); got.version != "1" || prop(t, got.body, "UxNjQ", "name") != "Café de Flore" {
+		t.Fatalf("GET after the failed save: %s %s", got.version, got.raw)
+	}
+	if err := os.RemoveAll(blocker); err != nil {
+		t.Fatal(err)
+	}
+	s.mustPut(path, "1", layer(cafe("Le Flore", "Gold")), 2)
+	if files := s.files("paris", "cafes"); !slices.Equal(files, []string{"1.json", "2.json"}) {
+		t.Fatalf("files: %v", files)
+	}
+}

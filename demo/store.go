@@ -44,19 +44,46 @@ import (
 // log that overlaps its snapshot (a crash between the two steps of a
 // compaction) replays to the same state. The replay runs with the clock
 // drift guard off, because the messages were already accepted: a wall clock
-// that stepped back between two runs must not reject them now. A last line
-// that does not parse — a crash in the middle of a write — is ignored with a
-// warning (the message was never fsync'd, so never broadcast); a damaged
-// line before the last refuses the map, as it means the disk lost data.
+// that stepped back between two runs must not reject them now. A line is
+// read one of three ways:
+//
+//   - it does not parse as JSON, and is the last: a crash in the middle of a
+//     write. It is ignored with a warning (the message was never fsync'd, so
+//     never broadcast).
+//   - it does not parse as JSON, and is not the last: the disk lost data. The
+//     map is refused (every join fails) until someone repairs the file.
+//   - it parses, but the engine refuses it: an earlier engine accepted it,
+//     and this one validates more strictly (a member name escaping a lone
+//     UTF-16 surrogate is bad_value now). It is skipped with a warning, and
+//     dropped at the next compaction: one message the engine no longer
+//     takes must not cost the map.
+//
+// An empty (zero-length) or unreadable snapshot refuses the map too: it is
+// never written so (written whole and fsync'd before it is renamed), and the
+// log since it is not the whole map.
 //
 // Compaction: crdt.Replica.Compact (superseded operations leave the
 // replica's log), then the snapshot is written to <map>.snapshot.tmp,
 // fsync'd, renamed over <map>.snapshot (atomic), the directory fsync'd, and
-// only then the log truncated. It runs when the map is opened with a
-// non-empty log, every CompactEvery logged messages or CompactBytes log
-// bytes, and on Close (when the room empties or the relay shuts down).
+// only then the log truncated. A crash at any step leaves either the old
+// snapshot and the whole log, or the new snapshot and a log it overlaps
+// (or empty); a leftover <map>.snapshot.tmp is ignored, and overwritten by
+// the next compaction. It runs when the map is opened with a non-empty log,
+// every CompactEvery logged messages or CompactBytes log bytes, and on Close
+// (when the room empties or the relay shuts down). A compaction that fails
+// (a write error, a full disk, a map grown past what a snapshot holds: 4 ×
+// Limits.MaxMessageBytes) leaves the log holding everything and is retried
+// after as many messages or bytes again; one that fails as the map opens
+// does not refuse it: the log's damaged last line, if any, is cut off, and
+// new lines follow the whole ones. A map too large for a snapshot gets its
+// drift guard back by replaying its log twice, the second time with the
+// guard on: while the wall clock is behind a line (it stepped back more than
+// MaxDrift), that map is refused, until the clock catches up.
 //
-// One relay process per data directory: nothing locks the files.
+// One relay process per data directory: nothing locks the files. Map names
+// are file names: on a case-insensitive filesystem (macOS, Windows) the maps
+// "Paris" and "paris" share their files, while the relay holds two replicas
+// appending to them; such a data directory is not supported.
 
 // relayPeerID is the peer id of every relay replica.
 const relayPeerID = "relay"
@@ -106,6 +133,8 @@ type storeReplica struct {
 	lines     int      // messages in the log
 	logBytes  int64
 	compactAt int // lines at which to compact next
+	// compactBytesAt is the log bytes at which to compact next.
+	compactBytesAt int64
 }
 
 func openStore(o storeOptions, name string) (*storeReplica, error) {
@@ -115,7 +144,7 @@ func openStore(o storeOptions, name string) (*storeReplica, error) {
 	s := &storeReplica{opts: o, name: name,
 		snapPath: filepath.Join(o.Dir, name+".snapshot"),
 		logPath:  filepath.Join(o.Dir, name+".log")}
-	r, replayed, err := s.load()
+	r, replayed, keep, err := s.load()
 	if err != nil {
 		return nil, err
 	}
@@ -131,64 +160,130 @@ func openStore(o storeOptions, name string) (*storeReplica, error) {
 			return nil, err
 		}
 	}
+	s.compactAt, s.compactBytesAt = o.CompactEvery, o.CompactBytes
 	// Fold a replayed log (and any damaged tail) into the snapshot now:
 	// nothing is ever appended after a partial line.
 	st, err := s.logFile.Stat()
 	if err == nil && st.Size() > 0 {
-		err = s.compact()
+		if cerr := s.compact(); cerr != nil {
+			o.Log.Error("compacting", "map", name, "err", cerr)
+			err = s.keepLog(keep)
+		}
 	}
 	if err != nil {
 		s.logFile.Close()
 		return nil, err
 	}
-	s.compactAt = o.CompactEvery
-	o.Log.Info("map opened", "map", name, "replayed", replayed, "operations", r.LogLen())
+	o.Log.Info("map opened", "map", name, "replayed", replayed, "operations", s.r.LogLen())
 	return s, nil
 }
 
-// load reads the snapshot (if any) and replays the log (if any) over it.
-func (s *storeReplica) load() (*crdt.Replica, int, error) {
-	opts := s.opts.Replica
+// load reads the snapshot (if any) and replays the log (if any) over it. It
+// returns the replica, the log's lines, and how many of the log's bytes to keep
+// if it is not compacted: all but a damaged last line.
+func (s *storeReplica) load() (r *crdt.Replica, lines int, keep int64, err error) {
 	snap, err := os.ReadFile(s.snapPath)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, 0, err
+		return nil, 0, 0, err
 	}
 	logText, err := os.ReadFile(s.logPath)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, 0, err
+		return nil, 0, 0, err
 	}
-	lines := bytes.Split(logText, []byte("\n"))
-	for len(lines) > 0 && len(bytes.TrimSpace(lines[len(lines)-1])) == 0 {
-		lines = lines[:len(lines)-1]
+	logLines := bytes.Split(logText, []byte("\n"))
+	for len(logLines) > 0 && len(bytes.TrimSpace(logLines[len(logLines)-1])) == 0 {
+		logLines = logLines[:len(logLines)-1]
 	}
-	if len(lines) > 0 {
-		opts.MaxDrift = time.Duration(math.MaxInt64) // accepted before: no drift guard on replay
+	if len(logLines) == 0 {
+		r, err = s.fromSnapshot(s.opts.Replica, snap)
+		return r, 0, int64(len(logText)), err
 	}
+	opts := s.opts.Replica
+	opts.MaxDrift = time.Duration(math.MaxInt64) // accepted before: no drift guard on replay
+	if r, keep, err = s.replay(opts, snap, logLines, int64(len(logText)), true); err != nil {
+		return nil, 0, 0, err
+	}
+	// Back to the live options (drift guard on) through a snapshot, or, for a map
+	// past what a snapshot holds, by replaying again with the guard on.
+	if snap2, err := r.Snapshot(); err == nil {
+		r, err = s.fromSnapshot(s.opts.Replica, snap2)
+		return r, len(logLines), keep, err
+	}
+	r, keep, err = s.replay(s.opts.Replica, snap, logLines, int64(len(logText)), false)
+	return r, len(logLines), keep, err
+}
+
+// replay has a replica made with opts from snap take the log's lines (of size bytes), and
+// returns it and how many of the log's bytes to keep: all but a damaged last line. Only
+// warn logs what it skips.
+func (s *storeReplica) replay(opts crdt.Options, snap []byte, lines [][]byte, size int64, warn bool) (*crdt.Replica, int64, error) {
 	r, err := s.fromSnapshot(opts, snap)
 	if err != nil {
 		return nil, 0, err
 	}
-	if len(lines) == 0 {
-		return r, 0, nil
-	}
+	keep := size
+	var at int64 // where line i starts
 	for i, line := range lines {
+		start := at
+		at += int64(len(line)) + 1
 		if len(bytes.TrimSpace(line)) == 0 {
 			continue
 		}
-		if _, err := r.Receive(line); err != nil {
-			if i < len(lines)-1 {
-				return nil, 0, fmt.Errorf("%s line %d is damaged: %w", filepath.Base(s.logPath), i+1, err)
+		_, err := r.Receive(line)
+		switch {
+		case err == nil:
+		case crdt.Code(err) == "clock_drift":
+			// Replayed with the guard on (a map too large for a snapshot), after the
+			// wall clock stepped back: the clock catches up with the line, retry then.
+			return nil, 0, fmt.Errorf("%s line %d is ahead of the wall clock, which stepped back: %w",
+				filepath.Base(s.logPath), i+1, err)
+		case json.Valid(line):
+			// Written whole, and accepted then: an earlier engine took it, and this one
+			// validates more strictly. The rest of the map must not be lost for it.
+			if warn {
+				s.opts.Log.Warn("skipping a log line the engine refuses (an earlier engine took it)",
+					"map", s.name, "file", s.logPath, "line", i+1, "bytes", len(line), "err", err)
 			}
-			s.opts.Log.Warn("ignoring the damaged last line of the log (an interrupted write)",
-				"map", s.name, "file", s.logPath, "line", i+1, "bytes", len(line), "err", err)
+		case i < len(lines)-1:
+			return nil, 0, fmt.Errorf("%s line %d is damaged: %w", filepath.Base(s.logPath), i+1, err)
+		default:
+			if warn {
+				s.opts.Log.Warn("ignoring the damaged last line of the log (an interrupted write)",
+					"map", s.name, "file", s.logPath, "line", i+1, "bytes", len(line), "err", err)
+			}
+			keep = start
 		}
 	}
-	// Back to the live options (drift guard on) through a snapshot.
-	if snap, err = r.Snapshot(); err != nil {
-		return nil, 0, err
+	return r, keep, nil
+}
+
+// keepLog makes the log, not compacted when the map was opened, one that lines can be
+// appended to: its first keep bytes, ending with a line break, fsync'd.
+func (s *storeReplica) keepLog(keep int64) error {
+	if err := s.logFile.Truncate(keep); err != nil {
+		return err
 	}
-	r, err = s.fromSnapshot(s.opts.Replica, snap)
-	return r, len(lines), err
+	s.logBytes = keep
+	if keep > 0 {
+		last := make([]byte, 1)
+		f, err := os.Open(s.logPath)
+		if err != nil {
+			return err
+		}
+		_, err = f.ReadAt(last, keep-1)
+		f.Close()
+		if err != nil {
+			return err
+		}
+		if last[0] != '\n' {
+			if _, err := s.logFile.Write([]byte("\n")); err != nil {
+				return err
+			}
+			s.logBytes++
+		}
+	}
+	s.compactAt, s.compactBytesAt = s.lines+s.opts.CompactEvery, s.logBytes+s.opts.CompactBytes
+	return s.logFile.Sync()
 }
 
 func (s *storeReplica) fromSnapshot(opts crdt.Options, snap []byte) (*crdt.Replica, error) {
@@ -328,11 +423,11 @@ func (s *storeReplica) append(msg []byte) error {
 	}
 	s.lines++
 	s.logBytes += int64(len(line))
-	if s.lines >= s.compactAt || s.logBytes >= s.opts.CompactBytes {
+	if s.lines >= s.compactAt || s.logBytes >= s.compactBytesAt {
 		if err := s.compact(); err != nil {
-			// The log still holds everything: retry later.
+			// The log still holds everything: retry after as much again.
 			s.opts.Log.Error("compacting", "map", s.name, "err", err)
-			s.compactAt = s.lines + s.opts.CompactEvery
+			s.compactAt, s.compactBytesAt = s.lines+s.opts.CompactEvery, s.logBytes+s.opts.CompactBytes
 		}
 	}
 	return nil
@@ -350,7 +445,7 @@ func (s *storeReplica) dropTail() {
 // could not be stored: the message is refused (its sender closed), so it must not stay in
 // the replica, which would hand it to peers and lose it at the next restart.
 func (s *storeReplica) reload() {
-	r, n, err := s.load()
+	r, n, _, err := s.load()
 	if err != nil {
 		s.opts.Log.Error("reloading the map after a storage failure", "map", s.name, "err", err)
 		return
@@ -379,7 +474,7 @@ func (s *storeReplica) compact() error {
 	}
 	s.opts.Log.Info("map compacted", "map", s.name, "logged", s.lines, "dropped", st.Ops,
 		"operations", st.Remaining, "snapshot_bytes", len(snap))
-	s.lines, s.logBytes, s.compactAt = 0, 0, s.opts.CompactEvery
+	s.lines, s.logBytes, s.compactAt, s.compactBytesAt = 0, 0, s.opts.CompactEvery, s.opts.CompactBytes
 	return nil
 }
 

@@ -105,6 +105,10 @@ func TestUmapClientCatchesUpFromTheRelay(t *testing.T) {
 	a.expect("PeerMessage") // the relay's greeting probe: uMap would answer it, not needed here
 	op := `{"sender":"QxMjE","verb":"update","subject":"feature","metadata":{"id":"UxNjQ","layerId":"L1","featureType":"marker"},"key":"properties.name","value":"Café","hlc":"1727184449010:0:QxMjE","kind":"OperationMessage"}`
 	a.send(op)
+	a.send("ping") // answered once the relay has taken op (b's request could overtake it)
+	if got := a.read(); got != "pong" {
+		t.Fatalf("ping after the operation: got %s", got)
+	}
 	b := dial(t, s.srv, "m")
 	umapJoin(t, b, "NzE0O", "")
 	b.read()                // ListPeersResponse
