@@ -743,16 +743,16 @@ func kitDropElement(doc []byte, start, end int) []byte {
 }
 
 // TestSnapshotOfAnEarlierEngine: a page restores the snapshot it stored in IndexedDB with
-// whatever engine it loads next. testdata/golden/snapshot_session29.json was written by
+// whatever engine it loads next. testdata/snapshots/session29.json was written by
 // session 29's engine (7047304): a seeded base, a batch, a peer's edit, an undo, a save
 // mark and an edit still in the outbox. This engine restores it to the same state, with
 // its undo, outbox and dirty state, and goes on editing and syncing.
 func TestSnapshotOfAnEarlierEngine(t *testing.T) {
-	snap, err := os.ReadFile("testdata/golden/snapshot_session29.json")
+	snap, err := os.ReadFile("testdata/snapshots/session29.json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, err := os.ReadFile("testdata/golden/snapshot_session29.state")
+	want, err := os.ReadFile("testdata/snapshots/session29.state")
 	if err != nil {
 		t.Fatal(err)
 	}
