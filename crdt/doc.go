@@ -83,7 +83,9 @@
 // above it double (a hole no peer can fill must not make every later operation ask for all
 // those above it again). Local
 // edits wait in an outbox until [Replica.Flush]; seqs are given at flush, so writes coalesced
-// there (a marker drag: many geometry updates, one leaves) leave no gap.
+// there (a marker drag: many geometry updates, one leaves) leave no gap. An edit
+// superseded only by the edits of a batch still open leaves all the same: the batch may
+// never be committed (a tab closed first).
 //
 // A response to a mapcrdt peer is paged: at most [Options.SyncPage] operations (10,000),
 // and about half of [Limits.MaxMessageBytes], in clock order. A partial page says "more"

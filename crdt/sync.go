@@ -331,13 +331,19 @@ func (r *Replica) FlushAppend(dst []byte, sep byte) ([]byte, int) {
 	return dst, n
 }
 
+// flush gives each operation of the outbox its seq and sends it, in order, but those
+// superseded while they waited: dropped, they leave no hole in the seqs. One superseded
+// only by edits of the batch still open is sent all the same (when it writes an object
+// the batch writes): the batch may never be committed (a tab closed first), and the edit
+// would then be lost everywhere (see Compact).
 func (r *Replica) flush(send func(o *op)) {
 	if r.restored && len(r.outbox) > 0 {
 		r.reincarnate()
 	}
 	var dropped map[*op]bool
+	open := r.openBatchObjects()
 	for _, o := range r.outbox {
-		if o.live == 0 {
+		if o.live == 0 && !touches(o, open) {
 			if dropped == nil {
 				dropped = map[*op]bool{}
 			}
@@ -360,12 +366,24 @@ func (r *Replica) flush(send func(o *op)) {
 	r.outbox = r.outbox[:0]
 }
 
+// openBatchObjects returns the objects the open batch's edits write, nil if there are
+// none.
+func (r *Replica) openBatchObjects() map[*object]bool {
+	if r.batch == nil || len(r.batch.subOps()) == 0 {
+		return nil
+	}
+	objs := map[*object]bool{}
+	r.batch.writes(func(w *op, _ int32) { objs[w.obj] = true })
+	return objs
+}
+
 // Pending returns how many messages Flush would send now: the local operations waiting in
-// the outbox that are not superseded by a later one.
+// the outbox that are not superseded by a later one (or only by an open batch's edits).
 func (r *Replica) Pending() int {
 	n := 0
+	open := r.openBatchObjects()
 	for _, o := range r.outbox {
-		if o.live > 0 {
+		if o.live > 0 || touches(o, open) {
 			n++
 		}
 	}
