@@ -125,7 +125,8 @@
 // lastKnownHLC and the saver's version vector; a receiving replica counts as saved exactly
 // its operations the saver held (an edit still on its way to the saver stays dirty, whatever
 // its clock). A SavedMessage without a vector (uMap's plain Journal) saves everything up to
-// its clock, as [Replica.MarkSaved] does. Both refuse a clock further ahead than MaxDrift
+// its clock, as [Replica.MarkSaved] does — but the local edits not yet sent (the outbox,
+// an open batch), which no saver can hold. Both refuse a clock further ahead than MaxDrift
 // (ErrClockDrift): a horizon in the future would count as saved the edits made until then.
 //
 // [Replica.Snapshot] writes the whole replica (format "mapcrdt-snapshot", [SnapshotVersion]):

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/mapcrdt/mapcrdt/hlc"
 	"github.com/tidwall/gjson"
@@ -40,6 +41,7 @@ type coalesceWorld struct {
 	obsWall  *hlc.ManualClock
 	lastSeq  map[string]uint64 // origin → the last seq sent
 	openB    []bool
+	capture  time.Duration // Options.CaptureInterval: a storm one undo step, or many
 }
 
 func (w *coalesceWorld) fatalf(format string, args ...any) {
@@ -199,7 +201,7 @@ func (w *coalesceWorld) other(i int) {
 			w.fatalf("replica %d: snapshot: %v", i, err)
 		}
 		opts := DefaultOptions()
-		opts.Wall = w.walls[i]
+		opts.Wall, opts.CaptureInterval = w.walls[i], w.capture
 		r2, err := NewReplicaFromSnapshot(opts, snap)
 		if err != nil {
 			w.fatalf("replica %d: restore: %v", i, err)
@@ -246,12 +248,18 @@ func runCoalesce(t *testing.T, seed int) {
 	baseValue := `{"type":"Feature","properties":{"name":"saved","color":"blue"},"geometry":{"type":"Point","coordinates":[0,0]}}`
 	w.all.seed(baseObj.sub, baseObj.meta, baseValue)
 	w.out.seed(baseObj.sub, baseObj.meta, baseValue)
+	if seed%2 == 1 {
+		w.capture = 5 * time.Millisecond
+	}
 	n := 2 + rng.IntN(2)
 	for i := 0; i < n; i++ {
 		c := hlc.NewManualClock(w.base)
 		w.walls = append(w.walls, c)
 		w.offs = append(w.offs, 0)
-		r := newTestReplica(t, "p"+strconv.Itoa(i), c)
+		r, err := NewReplica(Options{PeerID: "p" + strconv.Itoa(i), Wall: c, CaptureInterval: w.capture})
+		if err != nil {
+			t.Fatal(err)
+		}
 		if _, err := r.Seed(baseObj.sub, baseObj.meta, baseValue); err != nil {
 			t.Fatal(err)
 		}
@@ -354,4 +362,43 @@ func TestOutboxKeepsWhatAnOpenBatchSupersedes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestOutboxPlainSaveLeavesUnsentEditsDirty: uMap's plain SavedMessage (no vector) saves
+// everything up to its clock — but not the edits still waiting in the outbox or in an open
+// batch, whatever their clock: they never left this replica, so the saver cannot hold
+// them, and marked saved they would be in no save at all (a drag coalesced there
+// included).
+func TestOutboxPlainSaveLeavesUnsentEditsDirty(t *testing.T) {
+	plain := func(wall *hlc.ManualClock) []byte {
+		return []byte(`{"kind":"SavedMessage","sender":"umap","lastKnownHLC":"` +
+			hlc.Timestamp{Wall: wall.NowMillis() + 5, Peer: "umap"}.String() + `"}`)
+	}
+	wall := hlc.NewManualClock(kitT0)
+	carol := kitReplica(t, "carol", wall)
+	kitSet(t, carol, kitF2, "properties.name", `"sent"`)
+	carol.Flush()
+	for i := 0; i < 5; i++ { // a drag, waiting
+		wall.Advance(1)
+		kitSet(t, carol, kitF1, "geometry", `[`+strconv.Itoa(i)+`,0]`)
+	}
+	kitRecv(t, carol, plain(wall))
+	kitWantDirty(t, carol, "feature f1")
+	carol.Flush()
+	kitWantDirty(t, carol, "feature f1")
+	wall.Advance(1)
+	kitRecv(t, carol, plain(wall))
+	kitWantDirty(t, carol)
+
+	// An open batch's edits are not sent either.
+	kitNoErr(t, carol.StartBatch())
+	wall.Advance(1)
+	kitSet(t, carol, kitF3, "properties.name", `"in a batch"`)
+	kitRecv(t, carol, plain(wall))
+	kitWantDirty(t, carol, "feature f3")
+	kitNoErr(t, carol.CommitBatch())
+	kitWantDirty(t, carol, "feature f3")
+	// Her own save holds them: MarkSaved and SavedMessage save what waits too.
+	kitNoErr(t, carol.MarkSaved(carol.Clock()))
+	kitWantDirty(t, carol)
 }

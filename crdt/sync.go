@@ -146,7 +146,7 @@ func (r *Replica) receiveMessage(msg []byte) (Result, error) {
 			}
 			return Result{}, nil
 		}
-		r.markSaved(ts) // uMap's plain Journal: everything up to its clock (drift checked above)
+		r.markSaved(r.publishedUpTo(ts)) // uMap's plain Journal: everything sent up to its clock (drift checked above)
 		return Result{}, nil
 	case "JoinResponse", "ListPeersResponse":
 		peers, err := peerList(field(members, "peers"))
@@ -935,6 +935,24 @@ func (r *Replica) markSaved(ts hlc.Timestamp) {
 	// ahead of ours (by less than MaxDrift) would otherwise cover the edits made until ours
 	// passed it.
 	r.clock.Observe(ts)
+}
+
+// publishedUpTo lowers a saved horizon ts received from another peer below the local
+// operations not yet published (the outbox, the open batch): they never left this
+// replica, so no saver holds them, whatever their clock. Local operations are stamped
+// in the order they are published, so those sent are all older than the first waiting.
+func (r *Replica) publishedUpTo(ts hlc.Timestamp) hlc.Timestamp {
+	first := r.batch
+	if len(r.outbox) > 0 {
+		first = r.outbox[0]
+	}
+	if first == nil || first.ts.IsZero() || ts.Less(first.ts) {
+		return ts // nothing waits (an open batch without an edit has no clock yet)
+	}
+	if i, _ := r.log.find(first.ts); i > 0 {
+		return r.log.ops[i-1].ts
+	}
+	return hlc.Timestamp{}
 }
 
 // SavedMessage returns the SavedMessage announcing that everything this replica holds is
