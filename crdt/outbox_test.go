@@ -105,8 +105,11 @@ func (w *coalesceWorld) flush(i int) {
 	for _, m := range queued(r) {
 		w.all.add(m)
 	}
-	dirty := kitDirty(r)
+	dirty, pending := kitDirty(r), r.Pending()
 	msgs := r.Flush()
+	if pending != len(msgs) {
+		w.fatalf("replica %d: Pending %d, but Flush sent %d", i, pending, len(msgs))
+	}
 	if got := kitDirty(r); !slices.Equal(got, dirty) {
 		w.fatalf("replica %d: Dirty %q before Flush, %q after", i, dirty, got)
 	}

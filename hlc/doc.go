@@ -42,7 +42,9 @@
 //     of running one millisecond ahead of the wall clock. A remote timestamp with a counter
 //     above MaxCounter is malformed ([ErrBadTimestamp]).
 //   - Walltime range. Walltime must be in [0, [MaxWall]] (year ~285,000, the largest integer
-//     JavaScript holds exactly); anything else is malformed.
+//     JavaScript holds exactly); anything else is malformed. The clock stays in it while
+//     the drift guard is on and the wall clock is a real one; with the guard off, a remote
+//     timestamp at MaxWall and MaxCounter is followed by MaxWall+1, which no peer parses.
 //
 // # Not promised
 //
