@@ -101,7 +101,12 @@ export interface BindOptions {
   group?: (id: string, layerId: string) => string;
   /** Called after each local edit the helper made (to flush the outbox, save a snapshot …). */
   onEdit?: (edit: LocalEdit) => void;
-  /** Called after the helper rendered a feature from the engine's state. */
+  /**
+   * Called after the helper rendered a feature from the engine's state. While many features
+   * are drawn at once (16 or more changes, seed, renderAll) the map's panes are hidden, so
+   * reading a layer's size or place in the page gives 0 there. What it throws is reported
+   * (rethrown in a microtask), and stops nothing.
+   */
   onRender?: (event: RenderEvent) => void;
 }
 

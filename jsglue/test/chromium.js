@@ -31,9 +31,11 @@ function skip(t, why) {
 /**
  * Loads page in chromium and waits for window.result (at most 60 s). Returns {result,
  * errors} (the page's uncaught errors, a microtask after the result), or undefined when the
- * test was skipped.
+ * test was skipped. drive, if given, is then called with the playwright page and a function
+ * giving chromium's counters (Performance.getMetrics: LayoutCount …); what it returns is
+ * the result's `driven`.
  */
-export async function inChromium(t, page) {
+export async function inChromium(t, page, drive) {
   const exe = chromiumPath();
   if (!exe) return skip(t, "chromium not installed");
   let chromium;
@@ -67,8 +69,15 @@ export async function inChromium(t, page) {
     await p.goto(`http://127.0.0.1:${server.address().port}/`);
     await p.waitForFunction(() => window.result !== undefined, null, { timeout: 60_000 });
     const result = await p.evaluate(() => window.result);
+    let driven;
+    if (drive) {
+      const cdp = await p.context().newCDPSession(p);
+      await cdp.send("Performance.enable");
+      const metrics = async () => Object.fromEntries((await cdp.send("Performance.getMetrics")).metrics.map((m) => [m.name, m.value]));
+      driven = await drive(p, metrics);
+    }
     await new Promise((resolve) => setTimeout(resolve, 50)); // errors reported in a microtask
-    return { result, errors };
+    return { result, errors, driven };
   } finally {
     await browser.close();
     server.close();
