@@ -469,12 +469,16 @@ func (s *storeReplica) compact() error {
 	if err := s.logFile.Truncate(0); err != nil {
 		return err
 	}
+	// The log is empty from here, whatever the sync says: logBytes is where a failed
+	// append cuts it back to (dropTail), and a stale one would pad it with zeros.
+	logged := s.lines
+	s.lines, s.logBytes = 0, 0
 	if err := s.logFile.Sync(); err != nil {
 		return err
 	}
-	s.opts.Log.Info("map compacted", "map", s.name, "logged", s.lines, "dropped", st.Ops,
+	s.opts.Log.Info("map compacted", "map", s.name, "logged", logged, "dropped", st.Ops,
 		"operations", st.Remaining, "snapshot_bytes", len(snap))
-	s.lines, s.logBytes, s.compactAt, s.compactBytesAt = 0, 0, s.opts.CompactEvery, s.opts.CompactBytes
+	s.compactAt, s.compactBytesAt = s.opts.CompactEvery, s.opts.CompactBytes
 	return nil
 }
 
