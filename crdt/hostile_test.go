@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mapcrdt/mapcrdt/hlc"
 )
@@ -259,4 +260,37 @@ func TestHostileSessionTokenInAResponse(t *testing.T) {
 	}
 	kitRecv(t, a, []byte(resp))
 	kitSameState(t, a, b)
+}
+
+// TestHugePeerListIsLinear: a ListPeersResponse's peers were each looked for in the list
+// before and in those before them in the list: a list of 100,000 peers (1.3 MB) sent twice,
+// or one newcomer listed 100,000 times, took ~10^10 string comparisons (a frozen tab).
+func TestHugePeerListIsLinear(t *testing.T) {
+	r := kitReplica(t, "self", nil)
+	var b strings.Builder
+	b.WriteString(`{"kind":"ListPeersResponse","peers":{`)
+	for i := range 100_000 {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`"p` + strconv.Itoa(i) + `":"n"`)
+	}
+	b.WriteString(`}}`)
+	list := []byte(b.String())
+	dup := []byte(`{"kind":"ListPeersResponse","peers":[` + strings.Repeat(`"c",`, 100_000) + `"c"]}`)
+	start := time.Now()
+	kitRecv(t, r, list)
+	if res := kitRecv(t, r, list); len(res.Replies) != 0 { // no newcomer
+		t.Fatalf("%d probes", len(res.Replies))
+	}
+	if res := kitRecv(t, r, dup); len(res.Replies) != 1 {
+		t.Fatalf("%d probes", len(res.Replies))
+	}
+	kitRecv(t, r, list)
+	if res := kitRecv(t, r, dup); len(res.Replies) != 1 {
+		t.Fatalf("%d probes", len(res.Replies))
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("five peer lists of 100,000 took %v", d)
+	}
 }
