@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mapcrdt/mapcrdt/hlc"
 )
@@ -259,4 +260,93 @@ func TestHostileSessionTokenInAResponse(t *testing.T) {
 	}
 	kitRecv(t, a, []byte(resp))
 	kitSameState(t, a, b)
+}
+
+// TestHugePeerListIsLinear: a ListPeersResponse's peers were each looked for in the list
+// before and in those before them in the list: a list of 100,000 peers (1.3 MB) sent twice,
+// or one newcomer listed 100,000 times, took ~10^10 string comparisons (a frozen tab).
+func TestHugePeerListIsLinear(t *testing.T) {
+	r := kitReplica(t, "self", nil)
+	var b strings.Builder
+	b.WriteString(`{"kind":"ListPeersResponse","peers":{`)
+	for i := range 100_000 {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`"p` + strconv.Itoa(i) + `":"n"`)
+	}
+	b.WriteString(`}}`)
+	list := []byte(b.String())
+	dup := []byte(`{"kind":"ListPeersResponse","peers":[` + strings.Repeat(`"c",`, 100_000) + `"c"]}`)
+	start := time.Now()
+	kitRecv(t, r, list)
+	if res := kitRecv(t, r, list); len(res.Replies) != 0 { // no newcomer
+		t.Fatalf("%d probes", len(res.Replies))
+	}
+	if res := kitRecv(t, r, dup); len(res.Replies) != 1 {
+		t.Fatalf("%d probes", len(res.Replies))
+	}
+	kitRecv(t, r, list)
+	if res := kitRecv(t, r, dup); len(res.Replies) != 1 {
+		t.Fatalf("%d probes", len(res.Replies))
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("five peer lists of 100,000 took %v", d)
+	}
+}
+
+// TestDeepMembersDoNotPoisonSync: an operation's metadata, a batch's and its unknown
+// fields were held to the message's nesting limit only (MaxDepth + wrapDepth), where a sync
+// response and a snapshot wrap the operation deeper: one OperationMessage taken by every
+// replica made every catch-up response holding it, and every snapshot, refused (too_deep)
+// — the relay's map no longer opened. Such a member is now refused as it arrives.
+func TestDeepMembersDoNotPoisonSync(t *testing.T) {
+	deep := func(n int) string { return strings.Repeat(`{"a":`, n) + "1" + strings.Repeat("}", n) }
+	upd := `"verb":"update","subject":"feature","metadata":{"id":"f","layerId":"L"},"key":"properties.x","value":1`
+	for _, tc := range []struct{ name, body string }{
+		{"batch metadata", `"verb":"batch","subject":"feature","metadata":%s,"operations":[{` + upd + `}]`},
+		{"batch field", `"verb":"batch","zzz":%s,"operations":[{` + upd + `}]`},
+		{"sub-operation field", `"verb":"batch","operations":[{"zzz":%s,` + upd + `}]`},
+		{"field", `"zzz":%s,` + upd},
+		{"operations field", `"operations":[%s],` + upd},
+		{"metadata", `"verb":"update","subject":"feature","metadata":{"id":"f","layerId":"L","zz":%s},"key":"properties.x","value":1`},
+	} {
+		for n := 72; n > 0; n-- {
+			a := kitReplica(t, "alice", nil)
+			msg := umapOp("mallory", strings.Replace(tc.body, "%s", deep(n), 1)+`,"seq":1`, "1727184449001:0:mallory")
+			if _, err := a.Receive(msg); err != nil {
+				if !errors.Is(err, ErrTooDeep) {
+					t.Fatalf("%s nested %d: %v", tc.name, n, err)
+				}
+				continue
+			}
+			for _, plain := range []bool{false, true} {
+				b := kitReplica(t, "bob", nil)
+				req := b.SyncRequest("alice")
+				if plain {
+					req = []byte(`{"kind":"PeerMessage","sender":"bob","recipient":"alice","message":{"verb":"ListOperationsRequest","lastKnownHLC":"1:0:x"}}`)
+				}
+				res, err := a.Receive(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, m := range res.Replies {
+					if _, err := b.Receive(m); err != nil {
+						t.Fatalf("%s nested %d (plain %v): bob refused alice's answer: %v", tc.name, n, plain, err)
+					}
+				}
+				if b.State() != a.State() {
+					t.Fatalf("%s nested %d (plain %v): diverged", tc.name, n, plain)
+				}
+			}
+			snap, err := a.Snapshot()
+			if err == nil {
+				_, err = NewReplicaFromSnapshot(DefaultOptions(), snap)
+			}
+			if err != nil {
+				t.Fatalf("%s nested %d: snapshot: %v", tc.name, n, err)
+			}
+			break // the deepest taken syncs and restores
+		}
+	}
 }

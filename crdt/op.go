@@ -93,6 +93,29 @@ func (l Limits) checkDepth(value string, path []string) error {
 	if len(value) <= 2*max {
 		return nil // each level takes two brackets: no deeper than half its length
 	}
+	if deepest := nesting(value); deepest > max {
+		return newError(ErrTooDeep, "value nested "+strconv.Itoa(deepest)+" levels at a key of "+strconv.Itoa(len(path))+
+			" parts: an object may be at most "+strconv.Itoa(l.MaxDepth)+" levels deep")
+	}
+	return nil
+}
+
+// checkMemberDepth applies MaxDepth to an operation's member other than its value (its
+// metadata, a batch's, an unknown field), name: a message nested up to MaxDepth +
+// wrapDepth held it, but a sync response or a snapshot wraps an operation deeper than an
+// OperationMessage does, and every peer refused the responses and snapshots holding it.
+func (l Limits) checkMemberDepth(name, value string) error {
+	if value == "" || (value[0] != '{' && value[0] != '[') || len(value) <= 2*l.MaxDepth {
+		return nil
+	}
+	if deepest := nesting(value); deepest > l.MaxDepth {
+		return newError(ErrTooDeep, quote(name)+" nested "+strconv.Itoa(deepest)+" levels: at most "+strconv.Itoa(l.MaxDepth))
+	}
+	return nil
+}
+
+// nesting returns how deep value, valid JSON, nests.
+func nesting(value string) int {
 	depth, deepest := 0, 0
 	for i := 0; i < len(value); i++ {
 		switch value[i] {
@@ -110,11 +133,7 @@ func (l Limits) checkDepth(value string, path []string) error {
 			depth--
 		}
 	}
-	if deepest > max {
-		return newError(ErrTooDeep, "value nested "+strconv.Itoa(deepest)+" levels at a key of "+strconv.Itoa(len(path))+
-			" parts: an object may be at most "+strconv.Itoa(l.MaxDepth)+" levels deep")
-	}
-	return nil
+	return deepest
 }
 
 func (l Limits) verify() error {
@@ -763,6 +782,9 @@ func (d *decoder) decodeOp(members []member, top bool) (*op, error) {
 				return nil, newError(ErrBadMessage, "subject must be a string, got "+quote(m.val))
 			}
 		case "metadata":
+			if err := d.lim.checkMemberDepth(m.name, m.val); err != nil {
+				return nil, err
+			}
 			f.meta, f.hasMeta = m.val, true
 		case "key":
 			if f.key, f.hasKey = stringValue(m.val); !f.hasKey {
@@ -790,6 +812,9 @@ func (d *decoder) decodeOp(members []member, top bool) (*op, error) {
 		default:
 			if top && isEnvelopeField(m.name) {
 				continue
+			}
+			if err := d.lim.checkMemberDepth(m.name, m.val); err != nil {
+				return nil, err
 			}
 			f.extra = appendExtra(f.extra, m.name, m.val)
 		}
@@ -882,6 +907,9 @@ func (d *decoder) build(f *opFields, top bool) (*op, error) {
 		return o, nil
 	}
 	if f.hasOps {
+		if err := d.lim.checkMemberDepth("operations", f.opsRaw); err != nil {
+			return nil, err
+		}
 		extra = appendExtra(extra, "operations", f.opsRaw)
 	}
 	if !f.hasSubject {

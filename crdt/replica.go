@@ -126,6 +126,8 @@ type Replica struct {
 	changeBuf   []Change // set by ReceiveAppend for the call: where the changes go
 	changeChunk []Change // room for the changes of the next Receive calls (see Receive)
 	one         [1]*op   // the operation of an OperationMessage, without an allocation
+	teaching    bool     // in ReceiveTaught: takeResponse lists in taught what its log took
+	taught      []*op
 }
 
 // NewReplica returns an empty replica. Its peer id (Options.PeerID) holds no ':': uMap's

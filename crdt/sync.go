@@ -256,13 +256,22 @@ func (r *Replica) SetPeers(peers []string) { r.peers = slices.Clone(peers) }
 // join costs each peer present one small exchange, not a second catch-up of the newcomer.
 // At most maxProbes peers are probed per message: each probe carries the whole vector,
 // and a list of a million made-up peers must not make a million of them.
+//
+// The peers known are a set: a list of 100,000 looked up in the one before and in itself
+// took 10^10 comparisons.
 func (r *Replica) probeNewcomers(before, peers []string) [][]byte {
 	var out [][]byte
-	for i, p := range peers {
+	known := make(map[string]bool, len(before)+1)
+	known[r.peer] = true
+	for _, p := range before {
+		known[p] = true
+	}
+	for _, p := range peers {
 		if len(out) == maxProbes {
 			break
 		}
-		if p != r.peer && !slices.Contains(before, p) && !slices.Contains(peers[:i], p) {
+		if !known[p] {
+			known[p] = true
 			out = append(out, r.ProbeRequest(p))
 		}
 	}
@@ -539,28 +548,38 @@ func (r *Replica) missing(vv VersionVector, lastKnown *hlc.Timestamp) []*op {
 	return out
 }
 
-// PlainResponseSince returns a ListOperationsResponse to recipient in uMap's plain form (a
-// list of operations, which uMap's client and mapcrdt peers both read) holding what this
-// replica learned since it held vv and its clock read last: the operations a replica at vv
-// lacks, but for seq-less ones (uMap's plain Journal) not after last. It returns nil when
-// there are none, or when the message would pass Limits.MaxMessageBytes. The demo relay
-// passes on to every peer what a newcomer's answer taught its replica with it.
-func (r *Replica) PlainResponseSince(recipient string, vv VersionVector, last hlc.Timestamp) []byte {
-	ops := r.missing(vv, nil)
-	kept := ops[:0]
-	for _, o := range ops {
-		if o.seq > 0 || last.Less(o.ts) {
+// ReceiveTaught is Receive, and returns too what msg taught this replica: the operations
+// a ListOperationsResponse brought that it did not hold (but those superseded on arrival),
+// how many, and a ListOperationsResponse to recipient holding them in uMap's plain form (a
+// list of operations, which uMap's client and mapcrdt peers both read) — nil when there
+// are none, or when it would pass Limits.MaxMessageBytes. The demo relay passes on to
+// every peer what a newcomer's answer taught its replica with it. Only what this message
+// brought is counted: operations held before (beyond a hole in their origin's seqs, which
+// a vector does not cover) are not sent again.
+func (r *Replica) ReceiveTaught(msg []byte, recipient string) (res Result, plain []byte, taught int, err error) {
+	r.teaching = true
+	defer func() {
+		clear(r.taught) // the operations live in the log: no reference kept here
+		r.taught, r.teaching = r.taught[:0], false
+	}()
+	if res, err = r.Receive(msg); err != nil {
+		return res, nil, 0, err
+	}
+	kept := make([]*op, 0, len(r.taught))
+	for _, o := range r.taught {
+		if o.live > 0 {
 			kept = append(kept, o)
 		}
 	}
 	if len(kept) == 0 {
-		return nil
+		return res, nil, 0, nil
 	}
-	msg := r.response(recipient, kept, false, false, nil, nil, "")
-	if len(msg) > r.opts.Limits.MaxMessageBytes {
-		return nil
+	slices.SortFunc(kept, func(a, b *op) int { return a.ts.Compare(b.ts) })
+	plain = r.response(recipient, kept, false, false, nil, nil, "")
+	if len(plain) > r.opts.Limits.MaxMessageBytes {
+		plain = nil
 	}
-	return msg
+	return res, plain, len(kept), nil
 }
 
 // pagedResponse is the compact response to recipient, a mapcrdt peer, of one page of ops —
@@ -854,6 +873,13 @@ func (r *Replica) takeResponse(ops []*op, vv VersionVector, pushBack bool, sende
 	changes, _, err := r.ingest(ops)
 	if err != nil {
 		return Result{}, err
+	}
+	if r.teaching { // ReceiveTaught: the operations the log took (ingest clears the others)
+		for _, o := range ops {
+			if i, ok := r.log.find(o.ts); ok && r.log.ops[i] == o {
+				r.taught = append(r.taught, o)
+			}
+		}
 	}
 	res := Result{Changes: changes}
 	if vv != nil {

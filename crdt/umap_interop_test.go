@@ -297,45 +297,67 @@ func TestPeerIDWithoutColon(t *testing.T) {
 	}
 }
 
-// TestPlainResponseSince: what a replica learned since it held a vector (and read a clock),
-// in uMap's plain form — the relay's forward of a newcomer's offline edits.
-func TestPlainResponseSince(t *testing.T) {
+// TestReceiveTaught: what a response taught a replica, in uMap's plain form — the relay's
+// forward of a newcomer's offline edits. Operations held before beyond a hole in their
+// origin's seqs (which its vector does not cover) are not among them.
+func TestReceiveTaught(t *testing.T) {
 	wall := hlc.NewManualClock(umapT0 + 10_000)
 	relay := kitReplica(t, "relay", wall)
 	bob := kitReplica(t, "bob", wall)
+	carol := kitReplica(t, "carol", wall)
 	kitOK(t)(bob.Update("feature", kitF1, "properties.old", `1`))
-	for _, m := range bob.Flush() {
-		kitRecv(t, relay, m)
-	}
+	kitOK(t)(bob.Update("feature", kitF2, "properties.gap", `1`))
+	sent := bob.Flush()
+	kitRecv(t, relay, sent[1]) // seq 2: seq 1 is a hole
+	kitRecv(t, carol, sent[0])
+	kitRecv(t, carol, sent[1])
 	// uMap's client's edit, seq-less, taken before
 	kitRecv(t, relay, umapOp("QxMjE", `"verb":"update","subject":"feature","metadata":{"id":"g","layerId":"L"},"key":"properties.u","value":1`, "1727184449001:0:QxMjE"))
-	vector, clock := relay.Vector(), relay.Clock()
-	if got := relay.PlainResponseSince("", vector, clock); got != nil {
-		t.Fatalf("nothing learned, got %s", got)
+	kitRecv(t, carol, umapOp("QxMjE", `"verb":"update","subject":"feature","metadata":{"id":"g","layerId":"L"},"key":"properties.u","value":1`, "1727184449001:0:QxMjE"))
+	answer := func() []byte { // carol's answer to the relay's probe
+		t.Helper()
+		res, err := carol.Receive(relay.ProbeRequest("carol"))
+		if err != nil || len(res.Replies) != 1 {
+			t.Fatalf("%v %q", err, res.Replies)
+		}
+		return res.Replies[0]
 	}
-	kitOK(t)(bob.Update("feature", kitF1, "properties.new", `2`))
-	kitOK(t)(bob.Update("feature", kitF2, "properties.new", `3`))
-	for _, m := range bob.Flush() {
-		kitRecv(t, relay, m)
+	_, got, n, err := relay.ReceiveTaught(answer(), "")
+	if err != nil {
+		t.Fatal(err)
 	}
-	got := relay.PlainResponseSince("", vector, clock)
 	var env struct {
 		Message struct{ Operations []map[string]any }
 	}
-	if err := json.Unmarshal(got, &env); err != nil || len(env.Message.Operations) != 2 {
+	if err := json.Unmarshal(got, &env); err != nil || n != 1 || len(env.Message.Operations) != 1 || env.Message.Operations[0]["key"] != "properties.old" {
+		t.Fatalf("%v, %d: %s", err, n, got)
+	}
+	if _, got, n, err := relay.ReceiveTaught(answer(), ""); err != nil || got != nil || n != 0 {
+		t.Fatalf("nothing learned, got %d: %s (%v)", n, got, err)
+	}
+	kitOK(t)(carol.Update("feature", kitF1, "properties.new", `2`))
+	kitOK(t)(carol.Update("feature", kitF2, "properties.new", `3`))
+	carol.Flush()
+	_, got, n, err = relay.ReceiveTaught(answer(), "")
+	if err := json.Unmarshal(got, &env); err != nil || n != 2 || len(env.Message.Operations) != 2 {
 		t.Fatalf("%v: %s", err, got)
 	}
 	for _, o := range env.Message.Operations {
 		if o["key"] != "properties.new" {
-			t.Errorf("not learned since: %v", o)
+			t.Errorf("not learned from the message: %v", o)
 		}
 	}
-	small := kitReplica(t, "relay2", wall, func(o *Options) { o.Limits = DefaultLimits(); o.Limits.MaxMessageBytes = 400 })
+	small := kitReplica(t, "relay2", wall, func(o *Options) { o.Limits = DefaultLimits(); o.Limits.MaxMessageBytes = 700 })
+	big := kitReplica(t, "dave", wall)
 	for _, k := range []string{"a", "b", "c"} {
-		kitOK(t)(small.Update("feature", kitF1, "properties."+k, `"`+strings.Repeat("x", 100)+`"`))
+		kitOK(t)(big.Update("feature", kitF1, "properties."+k, `"`+strings.Repeat("x", 100)+`"`))
 	}
-	small.Flush()
-	if got := small.PlainResponseSince("", VersionVector{}, hlc.Timestamp{}); got != nil {
-		t.Fatalf("over the limit: %d bytes", len(got))
+	big.Flush()
+	res, err := big.Receive(small.ProbeRequest("dave"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, got, n, err := small.ReceiveTaught(res.Replies[0], ""); err != nil || got != nil || n != 3 {
+		t.Fatalf("over the limit: %d bytes, %d taught (%v)", len(got), n, err)
 	}
 }

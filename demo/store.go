@@ -36,7 +36,7 @@ import (
 // Forwarding: the operations a ListOperationsResponse brings that the replica
 // did not hold (a newcomer's offline edits, in its answer to the greeting
 // probe) are passed on to the other peers of the room, in uMap's plain form
-// (crdt.Replica.PlainResponseSince, which uMap's client reads too), without a
+// (crdt.Replica.ReceiveTaught, which uMap's client reads too), without a
 // vector (PeerMessageForward, forwardable): the peers online get them even if
 // the newcomer never answers their own probes.
 //
@@ -325,8 +325,9 @@ func (s *storeReplica) PeerMessage(msg []byte) ([][]byte, error) {
 
 // PeerMessageForward is PeerMessage, and passes on to the room the operations
 // a ListOperationsResponse brought that the replica did not hold: a response
-// holding them in uMap's plain form (or, past the message limit in that form,
-// the response received), as forwardable writes it, goes to every other peer.
+// holding them in uMap's plain form (or, past the message limit or
+// maxPlainGrowth times the response in that form, the response received), as
+// forwardable writes it, goes to every other peer.
 //
 // That is how edits a peer made offline reach the peers online while it is
 // connected: the relay's greeting probe brings them here, but the peers
@@ -337,18 +338,13 @@ func (s *storeReplica) PeerMessage(msg []byte) ([][]byte, error) {
 // edits cross the room twice. A response that brings nothing new (a newcomer
 // without offline edits, the usual join) is not passed on.
 func (s *storeReplica) PeerMessageForward(msg []byte) (replies, forward [][]byte, err error) {
-	held, vector, clock := s.r.LogLen(), s.r.Vector(), s.r.Clock()
-	res, err := s.r.Receive(msg)
+	// In uMap's plain form, which uMap's client reads too (the compact form made it
+	// throw), and with what the replica learned from msg only.
+	res, plain, taught, err := s.r.ReceiveTaught(msg, "")
 	if err != nil {
 		return nil, nil, err
 	}
-	learned := s.r.LogLen() > held // read before append, which may compact
-	var plain []byte
-	if learned {
-		// In uMap's plain form, which uMap's client reads too (the compact form made it
-		// throw), and with what the replica learned only.
-		plain = s.r.PlainResponseSince("", vector, clock)
-	}
+	learned := taught > 0
 	if peerVerb(msg) != "ListOperationsRequest" {
 		if err := s.append(msg); err != nil {
 			s.reload()
@@ -356,13 +352,21 @@ func (s *storeReplica) PeerMessageForward(msg []byte) (replies, forward [][]byte
 		}
 	}
 	switch {
-	case plain != nil:
+	case plain != nil && len(plain) <= maxPlainGrowth*len(msg):
 		forward = [][]byte{forwardable(plain, relayPeerID)}
 	case learned: // too large in the plain form
 		forward = [][]byte{forwardable(msg, relayPeerID)}
 	}
 	return res.Replies, forward, nil
 }
+
+// maxPlainGrowth bounds the plain form of a forward against the response it
+// comes from: the compact form writes an object's metadata and a peer id once,
+// the plain form in every operation, so a response of many operations on one
+// object with a large metadata (20 KB) grew 350 times, to every peer, as often
+// as a peer sent one. A mapcrdt peer's answer grows up to ~6 times (a thousand
+// one-number updates); one that would grow more is forwarded as received.
+const maxPlainGrowth = 8
 
 // Joined asks a peer that just joined for what the relay lacks: the peer
 // may come back with edits made offline. The request is a probe (one way):
