@@ -229,9 +229,12 @@ func (r *Replica) revert(from, to *[]undoStep) (UndoResult, error) {
 				present = present && sub.obj.exists()
 			}
 			w := write{op: top, sub: idx}
-			others := r.othersIn(sub.obj, sub.path)
+			// As a local edit's (undoPlace): a write below a value that is not an object
+			// (geometry "s1", by a write of geometry.c) goes back by restoring that value
+			// whole — restoring "absent at geometry.c" would leave geometry {}.
+			place, old, oldPresent, others := r.undoPlace(sub.obj, sub.path, oldValue{value: cur, present: present, others: r.othersIn(sub.obj, sub.path)})
 			sub.obj.apply(w)
-			back.entries = append(back.entries, undoEntry{obj: sub.obj, path: sub.path, old: cur, oldPresent: present, by: w, others: others})
+			back.entries = append(back.entries, undoEntry{obj: sub.obj, path: place, old: old, oldPresent: oldPresent, by: w, others: others})
 		})
 		r.outbox = append(r.outbox, top)
 	}
