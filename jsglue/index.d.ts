@@ -152,14 +152,19 @@ export interface Edit extends EditOptions {
   value?: Value;
 }
 
-/** What became visible (crdt.ChangeKind in crdt/changes.go). */
+/**
+ * What became visible (crdt.ChangeKind in crdt/changes.go). An update of an object never
+ * upserted (it came from the saved map, or its upsert has not arrived yet) makes it alive
+ * with an empty base (DESIGN §4): its first change is then "set" or "unset", with no
+ * "created" before it — a view creates the object it lacks on any change.
+ */
 export type ChangeKind = "created" | "deleted" | "set" | "unset";
 
 /**
  * One visible change to render (crdt.Change in crdt/changes.go; it crosses from the module
  * in the compact form of wasm/changes.go). Treat it as read-only: changes with equal
  * metadata share one metadata object, within a call and across calls and engines (the glue
- * keeps the last few thousand metadata objects it built), and that object is frozen; copy
+ * keeps up to 4,096 metadata objects it built, and starts afresh when full), and that object is frozen; copy
  * one before changing it.
  */
 export interface Change {
