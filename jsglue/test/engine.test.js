@@ -1319,3 +1319,21 @@ test("createEngine's defaults are the documented ones: maxDrift 60 s, 100 undo s
   e.close();
   u.close();
 });
+
+test("a snapshot restores the engine that wrote it: its peer id comes with it, another peerId is bad_option", async () => {
+  const a = await createEngine({ peerId: "alice" });
+  a.update("map", {}, "properties.name", "saved");
+  a.flush();
+  const snap = a.snapshot();
+  await rejectsCode(createEngine({ snapshot: snap, peerId: "bob" }), "bad_option", /"bob" differs from the snapshot's "alice"/);
+  for (const opts of [{ snapshot: snap }, { snapshot: snap, peerId: "alice" }]) {
+    const r = await createEngine(opts);
+    assert.equal(r.peerId, "alice");
+    assert.equal(r.state(), a.state());
+    r.update("map", {}, "properties.name", "after");
+    const [msg] = r.flush();
+    assert.match(JSON.parse(msg).hlc, /:alice~[0-9a-z]+$/); // a new origin: no seq reused
+    r.close();
+  }
+  a.close();
+});
