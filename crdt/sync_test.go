@@ -1537,3 +1537,64 @@ func TestSyncPageOptions(t *testing.T) {
 		t.Errorf("SyncPage 0: %v, page %d", err, r.opts.SyncPage)
 	}
 }
+
+// TestSyncVectorCountsTheOriginNotTheSender: DESIGN §5 — the peer of an operation is the id
+// inside its hlc, not the envelope's sender, which a relay or a catch-up changes. alice's
+// operations reach bob with sender "relay", and then in carol's catch-up response: bob's
+// vector counts them for alice only, a gap among them is asked of the sender that passed it
+// on, and alice's own answer to bob is then the vector's to judge, not the sender's.
+func TestSyncVectorCountsTheOriginNotTheSender(t *testing.T) {
+	wall := hlc.NewManualClock(kitT0)
+	alice := kitReplica(t, "alice", wall)
+	bob := kitReplica(t, "bob", wall)
+	carol := kitReplica(t, "carol", wall)
+	var msgs [][]byte
+	for i := range 3 {
+		wall.Advance(10)
+		kitSet(t, alice, kitF1, "properties.k"+strconv.Itoa(i), strconv.Itoa(i))
+		msgs = append(msgs, alice.Flush()...)
+	}
+	kitDeliver(t, msgs, carol)
+	relayed := func(m []byte) []byte {
+		out := bytes.Replace(m, []byte(`"sender":"alice"`), []byte(`"sender":"relay"`), 1)
+		if bytes.Equal(out, m) {
+			t.Fatalf("no sender to replace in %s", m)
+		}
+		return out
+	}
+
+	res := kitRecv(t, bob, relayed(msgs[1])) // seq 2 first: a gap in alice's seqs
+	reqs, _ := kitReplies(t, res)
+	if len(reqs) != 1 || gjson.GetBytes(reqs[0], "recipient").String() != "relay" {
+		t.Fatalf("a gap in what the relay passed on: replies %q, want one request to the relay", res.Replies)
+	}
+	if vv := bob.Vector(); len(vv) != 0 {
+		t.Errorf("after seq 2 alone: vector %v, want empty", vv)
+	}
+	kitRecv(t, bob, relayed(msgs[0]))
+	if vv := bob.Vector(); len(vv) != 1 || vv["alice"] != 2 {
+		t.Errorf("after seqs 1 and 2 from the relay: vector %v, want only alice:2", vv)
+	}
+
+	// carol answers bob's request: alice's seq 3 in carol's envelope counts for alice.
+	res = kitRecv(t, carol, bob.SyncRequest("carol"))
+	_, resps := kitReplies(t, res)
+	if len(resps) != 1 {
+		t.Fatalf("carol answers %q, want one response", res.Replies)
+	}
+	kitRecv(t, bob, resps[0])
+	if vv := bob.Vector(); len(vv) != 1 || vv["alice"] != 3 {
+		t.Errorf("after carol's catch-up: vector %v, want only alice:3", vv)
+	}
+	kitSameState(t, alice, bob)
+
+	// What bob asks alice now names her seqs as held: her answer carries none of them.
+	res = kitRecv(t, alice, bob.SyncRequest("alice"))
+	_, resps = kitReplies(t, res)
+	if len(resps) != 1 {
+		t.Fatalf("alice answers %q, want one response", res.Replies)
+	}
+	if ops, _ := kitResponseOps(t, resps[0]); len(ops) != 0 {
+		t.Errorf("alice sends bob %d operations his vector holds: %s", len(ops), resps[0])
+	}
+}

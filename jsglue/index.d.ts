@@ -318,7 +318,8 @@ export interface Engine {
   get(subject: Subject, metadata: Metadata, key?: string): JSONValue | undefined;
   /**
    * Every alive object as canonical JSON text: an array of {subject, metadata, value}
-   * sorted by subject and identity. Converged replicas give equal text.
+   * sorted by subject and identity. Converged replicas give equal text. An object whose
+   * value is {} is left out: it cannot be told apart from one never seen (DESIGN §4).
    */
   state(): string;
   /** The greatest clock issued or seen, "wall:counter:peer". */

@@ -1273,3 +1273,67 @@ test("a batch open across an await, while a peer's edit arrives, leaves in parts
   a.close();
   b.close();
 });
+
+test("createEngine's defaults are the documented ones: maxDrift 60 s, 100 undo steps, keys of 1 KiB and 32 parts, 64 levels, 100,000 per batch, 32 MiB per message", async () => {
+  // DESIGN §3 (MaxDrift default 60 s) and §9 (limits with defaults), README "Guarantees and
+  // limits", index.d.ts: what an engine made without options takes and refuses.
+  const clock = manualClock(1_000_000_000);
+  const e = await createEngine({ peerId: "defaults", now: clock.now });
+  const op = (wall, seq, key = "properties.b") =>
+    JSON.stringify({ kind: "OperationMessage", sender: "z", verb: "update", subject: "map", metadata: {}, key, value: seq, hlc: `${wall}:0:z`, seq });
+  throwsCode(() => e.receive(op(1_000_060_001, 1)), "clock_drift");
+  e.receive(op(1_000_060_000, 1));
+  assert.equal(e.get("map", {}, "properties.b"), 1);
+
+  const m = meta("d");
+  e.update("feature", m, "properties." + "k".repeat(1024 - "properties.".length), 1);
+  throwsCode(() => e.update("feature", m, "properties." + "k".repeat(1025 - "properties.".length), 1), "too_large");
+  e.update("feature", m, Array(32).fill("p").join("."), 1);
+  throwsCode(() => e.update("feature", m, Array(33).fill("p").join("."), 1), "too_large");
+
+  const nest = (n) => '{"a":'.repeat(n) + "1" + "}".repeat(n);
+  e.upsert("feature", m, jsonText(nest(64)));
+  throwsCode(() => e.upsert("feature", m, jsonText(nest(65))), "too_deep");
+
+  const big = op(1_000_000_001, 2);
+  e.receive(big.padEnd(32 << 20, " "));
+  throwsCode(() => e.receive(big.padEnd((32 << 20) + 1, " ")), "too_large", /33554432|32 MiB/);
+
+  e.flush();
+  e.startBatch();
+  for (let i = 0; i < 100_000; i++) e.update("map", {}, "properties.n", i);
+  throwsCode(() => e.update("map", {}, "properties.n", -1), "too_large", /maxBatch|100000|100,000/);
+  e.commitBatch();
+  assert.equal(e.get("map", {}, "properties.n"), 99_999);
+  e.flush();
+
+  const u = await createEngine({ peerId: "undo-depth", now: clock.now });
+  for (let i = 0; i < 101; i++) u.update("map", {}, "properties.n", i);
+  let steps = 0;
+  while (u.canUndo()) {
+    u.undo();
+    steps++;
+  }
+  assert.equal(steps, 100);
+  assert.equal(u.get("map", {}, "properties.n"), 0);
+  e.close();
+  u.close();
+});
+
+test("a snapshot restores the engine that wrote it: its peer id comes with it, another peerId is bad_option", async () => {
+  const a = await createEngine({ peerId: "alice" });
+  a.update("map", {}, "properties.name", "saved");
+  a.flush();
+  const snap = a.snapshot();
+  await rejectsCode(createEngine({ snapshot: snap, peerId: "bob" }), "bad_option", /"bob" differs from the snapshot's "alice"/);
+  for (const opts of [{ snapshot: snap }, { snapshot: snap, peerId: "alice" }]) {
+    const r = await createEngine(opts);
+    assert.equal(r.peerId, "alice");
+    assert.equal(r.state(), a.state());
+    r.update("map", {}, "properties.name", "after");
+    const [msg] = r.flush();
+    assert.match(JSON.parse(msg).hlc, /:alice~[0-9a-z]+$/); // a new origin: no seq reused
+    r.close();
+  }
+  a.close();
+});
