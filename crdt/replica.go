@@ -21,7 +21,8 @@ type Options struct {
 	MaxDrift time.Duration
 	// Subjects is the subject table; nil means DefaultSubjects().
 	Subjects []Subject
-	// Limits bound input; the zero value means DefaultLimits().
+	// Limits bound input; the zero value means DefaultLimits(). Otherwise every field must
+	// be set (start from DefaultLimits()): one left at zero is refused (ErrBadOption).
 	Limits Limits
 	// UndoDepth is how many undo steps are kept (default 100).
 	UndoDepth int
@@ -90,7 +91,9 @@ func (o *Options) verify() error {
 
 // Replica is one copy of a map's state: the objects, the operation log, the version vector,
 // the outbox, the undo stacks and the save marks. It is not safe for concurrent use; the
-// wasm module and the relay each serialize calls to their replicas.
+// wasm module and the relay each serialize calls to their replicas. Create one with
+// NewReplica or NewReplicaFromSnapshot: the zero value is not usable (it refuses every
+// message, knows no subject, and some methods panic on it).
 type Replica struct {
 	opts       Options
 	peer       string
