@@ -167,3 +167,25 @@ func TestCallerBuffersNotKept(t *testing.T) {
 		t.Fatalf("the merge result changed with its documents:\n%s %s\nwas\n%s %s", got.Document, crdt.AppendConflictsJSON(nil, got.Conflicts), doc, conflicts)
 	}
 }
+
+// TestOptionsSubjectsNotKept: NewReplica keeps its own copy of the subject table — a caller
+// reusing the slices it passed (Options.Subjects, a Subject's IDFields) changes nothing.
+func TestOptionsSubjectsNotKept(t *testing.T) {
+	subjects := []crdt.Subject{{Name: "pin", IDFields: []string{"layer", "id"}}}
+	r, err := crdt.NewReplica(crdt.Options{PeerID: "a", Subjects: subjects})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const meta = `{"id":"p1","layer":"L1"}`
+	if _, err := r.Update("pin", meta, "name", `"one"`); err != nil {
+		t.Fatal(err)
+	}
+	subjects[0].IDFields[0], subjects[0].IDFields[1] = "other", "fields"
+	subjects[0].Name = "renamed"
+	if _, err := r.Update("pin", meta, "color", `"red"`); err != nil {
+		t.Fatalf("after the caller reused its subject table: %v", err)
+	}
+	if got, want := r.State(), `[{"subject":"pin","metadata":{"id":"p1","layer":"L1"},"value":{"color":"red","name":"one"}}]`; got != want {
+		t.Fatalf("state %s, want %s", got, want)
+	}
+}

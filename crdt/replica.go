@@ -19,7 +19,8 @@ type Options struct {
 	Wall hlc.WallClock
 	// MaxDrift is how far ahead of the wall clock a remote clock may be (default 60 s).
 	MaxDrift time.Duration
-	// Subjects is the subject table; nil means DefaultSubjects().
+	// Subjects is the subject table; nil means DefaultSubjects(). The replica keeps its own
+	// copy (IDFields included): the caller may reuse the slices.
 	Subjects []Subject
 	// Limits bound input; the zero value means DefaultLimits(). Otherwise every field must
 	// be set (start from DefaultLimits()): one left at zero is refused (ErrBadOption).
@@ -164,6 +165,7 @@ func newReplica(opts Options) (*Replica, error) {
 	subs := map[string]*Subject{}
 	for i := range opts.Subjects {
 		s := opts.Subjects[i]
+		s.IDFields = append([]string(nil), s.IDFields...) // the caller's slice may be reused
 		subs[s.Name] = &s
 	}
 	r.dec = decoder{subjects: subs, lim: opts.Limits, objects: r.objectFor, blk: &r.bulk}
