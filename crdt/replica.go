@@ -13,7 +13,8 @@ import (
 
 // Options configure a Replica. Start from DefaultOptions.
 type Options struct {
-	// PeerID is this replica's id; empty means a fresh UUID.
+	// PeerID is this replica's id; empty means a fresh UUID. It is printable ASCII without
+	// spaces, '"', '\\' or ':', at most hlc.MaxPeerLen bytes (ErrBadOption otherwise).
 	PeerID string
 	// Wall is the wall clock; nil means the system clock.
 	Wall hlc.WallClock

@@ -68,7 +68,11 @@ export type Value = JSONValue | JSONText | { toJSON(): unknown };
  */
 export type Metadata = { [key: string]: JSONValue } | JSONText;
 
-/** The subjects of uMap (crdt.DefaultSubjects in crdt/subjects.go). */
+/**
+ * The subjects of uMap (crdt.DefaultSubjects in crdt/subjects.go). The type is open (a
+ * string a peer's message may carry), but an engine knows these five only: an edit or get
+ * of another is an "unknown_subject" error.
+ */
 export type Subject = "map" | "mappermissions" | "datalayer" | "datalayerpermissions" | "feature" | (string & {});
 
 /**
