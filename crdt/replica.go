@@ -93,7 +93,8 @@ func (o *Options) verify() error {
 
 // Replica is one copy of a map's state: the objects, the operation log, the version vector,
 // the outbox, the undo stacks and the save marks. It is not safe for concurrent use; the
-// wasm module and the relay each serialize calls to their replicas. Create one with
+// wasm module and the relay each serialize calls to their replicas. Distinct replicas share
+// nothing: each may be used from its own goroutine at once (Merge too). Create one with
 // NewReplica or NewReplicaFromSnapshot: the zero value is not usable (it refuses every
 // message, knows no subject, and some methods panic on it).
 type Replica struct {
