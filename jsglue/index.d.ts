@@ -308,7 +308,9 @@ export interface Engine {
   inBatch(): boolean;
   /**
    * Runs fn inside startBatch / commitBatch (committed even if fn throws) and returns its
-   * result. Throws "bad_state", without calling fn, if a batch is open already.
+   * result. Throws "bad_state", without calling fn, if a batch is open already. The batch is
+   * committed when fn returns: an async fn's edits after its first await are outside it (use
+   * startBatch / commitBatch around the awaits).
    */
   batch<T>(fn: (engine: Engine) => T): T;
   /** Sets the base value of an object: what the page loaded from the server (never sent, never undone). */

@@ -363,3 +363,19 @@ test("a getter or Proxy trap that throws while the glue reads an argument is a b
   assert.equal(a.get("map", {}, "properties.a"), 1, "the engine still works");
   a.close();
 });
+
+test("batch(fn) commits when fn returns: an async fn's edits after its first await are outside the batch", async () => {
+  const a = await createEngine({ peerId: "alice" });
+  const p = a.batch(async (e) => {
+    e.update("map", {}, "properties.a", 1);
+    e.update("map", {}, "properties.b", 2);
+    await null;
+    assert.equal(e.inBatch(), false, "committed already");
+    e.update("map", {}, "properties.c", 3);
+  });
+  assert.ok(p instanceof Promise, "fn's result, as it is");
+  await p;
+  const verbs = a.flush().map((m) => JSON.parse(m).verb);
+  assert.deepEqual(verbs, ["batch", "update"]);
+  a.close();
+});
