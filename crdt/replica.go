@@ -24,7 +24,8 @@ type Options struct {
 	// copy (IDFields included): the caller may reuse the slices.
 	Subjects []Subject
 	// Limits bound input; the zero value means DefaultLimits(). Otherwise every field must
-	// be set (start from DefaultLimits()): one left at zero is refused (ErrBadOption).
+	// be set, positive (MaxDepth above 2; start from DefaultLimits()): a Limits with a field
+	// left at zero is refused (ErrBadOption).
 	Limits Limits
 	// UndoDepth is how many undo steps are kept (default 100).
 	UndoDepth int
