@@ -24,12 +24,12 @@ const (
 // Change is one visible change to render: per object and path, coalesced over every
 // operation of one call, listed in the clock order of the first operation behind each.
 type Change struct {
-	Kind     ChangeKind
-	Subject  string
-	Metadata string // canonical JSON
-	Key      string // escaped key path; "" for the whole object
-	Value    string // canonical JSON (Created, Set)
-	HLC      hlc.Timestamp
+	Kind     ChangeKind    // what became visible
+	Subject  string        // the object's subject ("feature")
+	Metadata string        // the object's metadata, canonical JSON
+	Key      string        // escaped key path; "" for the whole object
+	Value    string        // canonical JSON (Created, Set); "" for Deleted and Unset
+	HLC      hlc.Timestamp // the clock of the first operation behind the change
 }
 
 // AppendJSON appends c as a JSON object.

@@ -1,6 +1,7 @@
 package crdt_test
 
 import (
+	"bytes"
 	"fmt"
 
 	"github.com/mapcrdt/mapcrdt/crdt"
@@ -59,4 +60,71 @@ func Example() {
 	// alice renders [{"kind":"set","subject":"feature","metadata":{"featureType":"marker","id":"UxNjQ","layerId":"L1"},"key":"properties.name","value":"Tour Eiffel","hlc":"1727184449005:0:bob"}]
 	// alice reads "Tour Eiffel"
 	// same state: true
+}
+
+// A late joiner catches up: it asks a peer for what it lacks, and the peer's answer carries
+// it. Had the joiner held operations the peer lacked, its reply would push them back.
+func ExampleReplica_SyncRequest() {
+	wall := hlc.NewManualClock(1727184449000)
+	alice, _ := crdt.NewReplica(crdt.Options{PeerID: "alice", Wall: wall})
+	for i, name := range []string{"one", "two", "three"} {
+		meta := fmt.Sprintf(`{"id":"f%d","layerId":"L1"}`, i)
+		if _, err := alice.Upsert("feature", meta, `{"type":"Feature","properties":{"name":"`+name+`"}}`); err != nil {
+			panic(err)
+		}
+	}
+	alice.Flush() // sent while bob was away
+
+	bob, _ := crdt.NewReplica(crdt.Options{PeerID: "bob", Wall: wall})
+	answer, err := alice.Receive(bob.SyncRequest("alice"))
+	if err != nil {
+		panic(err)
+	}
+	for _, msg := range answer.Replies {
+		res, err := bob.Receive(msg)
+		if err != nil {
+			panic(err)
+		}
+		fmt.Println("bob renders", len(res.Changes), "changes and replies", len(res.Replies), "messages")
+	}
+	fmt.Println("same state:", alice.State() == bob.State(), "vector:", bob.Vector())
+	// Output:
+	// bob renders 3 changes and replies 0 messages
+	// same state: true vector: map[alice:3]
+}
+
+// A page stores its replica (IndexedDB, a file) and resumes it after a reload: the state and
+// the undo stack come back, and the next edits take a new origin (alice~…), so no seq is
+// ever given twice even if the snapshot was older than what the page had sent.
+func ExampleNewReplicaFromSnapshot() {
+	wall := hlc.NewManualClock(1727184449000)
+	alice, _ := crdt.NewReplica(crdt.Options{PeerID: "alice", Wall: wall})
+	if _, err := alice.Update("map", `{}`, "properties.name", `"My map"`); err != nil {
+		panic(err)
+	}
+	snap, err := alice.Snapshot()
+	if err != nil {
+		panic(err)
+	}
+
+	resumed, err := crdt.NewReplicaFromSnapshot(crdt.Options{Wall: wall}, snap)
+	if err != nil {
+		panic(err)
+	}
+	name, _, _ := resumed.Get("map", `{}`, "properties.name")
+	fmt.Println(resumed.PeerID(), name, resumed.CanUndo())
+	if _, err := resumed.Undo(); err != nil {
+		panic(err)
+	}
+	_, present, _ := resumed.Get("map", `{}`, "properties.name")
+	fmt.Println("after undo:", present)
+	// The update was still in the outbox (never flushed): it and its undo leave as one
+	// message, under the new origin.
+	for _, msg := range resumed.Flush() {
+		fmt.Println("sends", bytes.Contains(msg, []byte(`:alice~`)), bytes.Contains(msg, []byte(`"My map"`)))
+	}
+	// Output:
+	// alice "My map" true
+	// after undo: false
+	// sends true false
 }

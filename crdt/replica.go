@@ -13,15 +13,19 @@ import (
 
 // Options configure a Replica. Start from DefaultOptions.
 type Options struct {
-	// PeerID is this replica's id; empty means a fresh UUID.
+	// PeerID is this replica's id; empty means a fresh UUID. It is printable ASCII without
+	// spaces, '"', '\\' or ':', at most hlc.MaxPeerLen bytes (ErrBadOption otherwise).
 	PeerID string
 	// Wall is the wall clock; nil means the system clock.
 	Wall hlc.WallClock
 	// MaxDrift is how far ahead of the wall clock a remote clock may be (default 60 s).
 	MaxDrift time.Duration
-	// Subjects is the subject table; nil means DefaultSubjects().
+	// Subjects is the subject table; nil means DefaultSubjects(). The replica keeps its own
+	// copy (IDFields included): the caller may reuse the slices.
 	Subjects []Subject
-	// Limits bound input; the zero value means DefaultLimits().
+	// Limits bound input; the zero value means DefaultLimits(). Otherwise every field must
+	// be set, positive (MaxDepth above 2; start from DefaultLimits()): a Limits with a field
+	// left at zero is refused (ErrBadOption).
 	Limits Limits
 	// UndoDepth is how many undo steps are kept (default 100).
 	UndoDepth int
@@ -90,7 +94,10 @@ func (o *Options) verify() error {
 
 // Replica is one copy of a map's state: the objects, the operation log, the version vector,
 // the outbox, the undo stacks and the save marks. It is not safe for concurrent use; the
-// wasm module and the relay each serialize calls to their replicas.
+// wasm module and the relay each serialize calls to their replicas. Distinct replicas share
+// nothing: each may be used from its own goroutine at once (Merge too). Create one with
+// NewReplica or NewReplicaFromSnapshot: the zero value is not usable (it refuses every
+// message, knows no subject, and some methods panic on it).
 type Replica struct {
 	opts       Options
 	peer       string
@@ -161,6 +168,7 @@ func newReplica(opts Options) (*Replica, error) {
 	subs := map[string]*Subject{}
 	for i := range opts.Subjects {
 		s := opts.Subjects[i]
+		s.IDFields = append([]string(nil), s.IDFields...) // the caller's slice may be reused
 		subs[s.Name] = &s
 	}
 	r.dec = decoder{subjects: subs, lim: opts.Limits, objects: r.objectFor, blk: &r.bulk}

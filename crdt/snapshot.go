@@ -194,8 +194,10 @@ func appendSteps(b []byte, steps []undoStep) []byte {
 }
 
 // NewReplicaFromSnapshot restores a replica from Snapshot output. opts.PeerID may be empty
-// (the snapshot's peer is used) or must equal it. A snapshot of another format version is
-// refused with ErrSnapshotVersion, a damaged one with ErrBadSnapshot.
+// (the snapshot's peer is used) or must equal it (ErrBadOption). A snapshot of another
+// format version is refused with ErrSnapshotVersion, a damaged one with ErrBadSnapshot, one
+// over 4 × opts.Limits.MaxMessageBytes with ErrTooLarge. snap is not retained: the caller
+// may reuse it once the call returns.
 func NewReplicaFromSnapshot(opts Options, snap []byte) (*Replica, error) {
 	bad := func(why string) error { return newError(ErrBadSnapshot, why) }
 	wrap := func(err error) error {

@@ -242,10 +242,13 @@ func peerList(raw string) ([]string, error) {
 	return out, nil
 }
 
-// Peers returns the peers last announced by the relay (JoinResponse, ListPeersResponse).
+// Peers returns (a copy of) the peers last announced by the relay (JoinResponse,
+// ListPeersResponse), or given to SetPeers.
 func (r *Replica) Peers() []string { return slices.Clone(r.peers) }
 
-// SetPeers replaces the known peers (for transports that learn them otherwise).
+// SetPeers replaces the known peers (for transports that learn them otherwise). The ids are
+// kept as given, not checked (the JavaScript API checks them): SyncRequest("") and
+// ProbeRequest("") may pick any of them. The slice itself is not retained.
 func (r *Replica) SetPeers(peers []string) { r.peers = slices.Clone(peers) }
 
 // probeNewcomers returns a one-way sync request to every peer of peers that is not in
@@ -410,6 +413,7 @@ func (r *Replica) SyncRequest(recipient string) []byte { return r.syncRequest(re
 // for what this replica lacks, and is answered as a push-back, so nothing is pushed back in
 // return — the newcomer catches up through its own request. A replica sends one to every
 // peer a ListPeersResponse adds; a relay holding a replica sends one from its join hook.
+// An empty recipient is a random known peer, as in SyncRequest.
 func (r *Replica) ProbeRequest(recipient string) []byte { return r.syncRequest(recipient, nil, true) }
 
 // syncRequest is SyncRequest; after, if not nil, asks for the page that follows a partial
@@ -1001,7 +1005,8 @@ func (r *Replica) SavedMessage() []byte {
 
 // DirtyObject names an object with unsaved local operations.
 type DirtyObject struct {
-	Subject, Metadata string
+	Subject  string // the object's subject ("feature")
+	Metadata string // its metadata, canonical JSON, as last seen
 }
 
 // Dirty lists the objects with local operations not yet saved — newer than the saved horizon

@@ -132,7 +132,9 @@ func (s *undoStacks) closeTop() {
 
 // Skipped names a place an undo or redo left alone because another peer wrote it since.
 type Skipped struct {
-	Subject, Metadata, Key string
+	Subject  string // the object's subject ("feature")
+	Metadata string // its metadata, canonical JSON
+	Key      string // the escaped key path; "" for the whole object
 }
 
 // UndoResult is what Undo and Redo did.
@@ -156,7 +158,7 @@ func (r *Replica) Undo() (UndoResult, error) {
 	return r.revert(&r.undo.undo, &r.undo.redo)
 }
 
-// Redo re-applies what the newest undo reverted.
+// Redo re-applies what the newest undo reverted. It fails while a batch is open.
 func (r *Replica) Redo() (UndoResult, error) {
 	return r.revert(&r.undo.redo, &r.undo.undo)
 }

@@ -337,8 +337,8 @@ func MustParse(s string) Timestamp {
 // Error is the error type of this package: a sentinel (ErrBadTimestamp or ErrClockDrift)
 // with a message that quotes what was wrong.
 type Error struct {
-	Sentinel error
-	Msg      string
+	Sentinel error  // ErrBadTimestamp or ErrClockDrift
+	Msg      string // the whole message, "hlc: " and all
 }
 
 // Error returns the message.

@@ -41,6 +41,7 @@ export class MapcrdtError extends Error {
 
 /** JSON text passed as it is where a value or metadata is expected (no JSON.stringify). */
 export class JSONText {
+  /** Throws "invalid_json" for anything but a string (the text itself is checked where it is used). */
   constructor(text: string);
   readonly text: string;
 }
@@ -48,7 +49,14 @@ export class JSONText {
 /** Marks text as JSON: `engine.update(s, m, k, jsonText('"Café"'))`. */
 export function jsonText(text: string): JSONText;
 
-/** A value argument: any JSON-serializable value, or JSON text wrapped by jsonText(). */
+/**
+ * A value argument: any JSON-serializable value, or JSON text wrapped by jsonText(). It is
+ * written with JSON.stringify, whose rules apply as they are: NaN and ±Infinity become null,
+ * a Date its ISO text, a Map, a Set or an ArrayBuffer {}, a typed array an object of its
+ * indices, members holding undefined or a function are left out. What JSON.stringify throws
+ * on (a BigInt, a cycle), or writes nothing for (undefined, a function, a symbol), is a
+ * "bad_value" error.
+ */
 export type Value = JSONValue | JSONText | { toJSON(): unknown };
 
 /**
@@ -60,10 +68,18 @@ export type Value = JSONValue | JSONText | { toJSON(): unknown };
  */
 export type Metadata = { [key: string]: JSONValue } | JSONText;
 
-/** The subjects of uMap (crdt.DefaultSubjects in crdt/subjects.go). */
+/**
+ * The subjects of uMap (crdt.DefaultSubjects in crdt/subjects.go). The type is open (a
+ * string a peer's message may carry), but an engine knows these five only: an edit or get
+ * of another is an "unknown_subject" error.
+ */
 export type Subject = "map" | "mappermissions" | "datalayer" | "datalayerpermissions" | "feature" | (string & {});
 
-/** A message as it travels: JSON text (what flush() gives), a parsed object, or UTF-8 bytes. */
+/**
+ * A message as it travels: JSON text (what flush() gives), a parsed object, or UTF-8 bytes.
+ * A Blob (a WebSocket's binary frame, by default) is a "bad_message" error: set the socket's
+ * binaryType to "arraybuffer".
+ */
 export type MessageInput = string | object | Uint8Array | ArrayBuffer | JSONText;
 
 /** The engine's limits on input (crdt.Limits in crdt/op.go). Each defaults as documented there. */
@@ -95,14 +111,21 @@ export interface EngineOptions {
    * up by those numbers can miss one of them.
    */
   peerId?: string;
-  /** Where mapcrdt.wasm is (default: next to index.js). Only the first load uses it. */
+  /**
+   * Where mapcrdt.wasm is (default: next to index.js). The module is loaded once per page: a
+   * later createEngine, initialize or merge naming another URL throws "bad_option".
+   */
   wasmURL?: string | URL;
   /**
    * How far ahead of the local clock a remote clock may be, in ms: a positive integer
    * (default 60,000), at most 9,223,372,036,854 (~292 years: what a Go time.Duration holds).
    */
   maxDrift?: number;
-  /** A snapshot() of an engine to start from (an empty one is a "bad_snapshot" error). */
+  /**
+   * A snapshot() of an engine to start from (an empty or damaged one is a "bad_snapshot"
+   * error, one of another format "snapshot_version"). peerId, if given, must be the
+   * snapshot's ("bad_option").
+   */
   snapshot?: Uint8Array | ArrayBuffer | string;
   /** Undo steps kept: a positive integer (default 100). */
   undoDepth?: number;
@@ -148,7 +171,7 @@ export interface Edit extends EditOptions {
   metadata: Metadata;
   /** The key path of an update ("properties.name"; a literal dot is written "\."). */
   key?: string;
-  /** The new value (update: absent unsets the key; upsert: the whole object). */
+  /** The new value (update: absent unsets the key; upsert: the whole object, required: "bad_value"; delete: none). */
   value?: Value;
 }
 
@@ -176,7 +199,7 @@ export interface Change {
   key?: string;
   /** The new value ("created": the whole object; "set": the value at key, or the whole object). */
   value?: JSONValue;
-  /** The clock of the first operation behind the change, "wall:counter:peer". */
+  /** The clock of the first operation behind the change, "wall:counter:peer" ("0:0:", the zero clock, for seed()'s). */
   hlc: string;
 }
 
@@ -203,7 +226,7 @@ export type ChangeOrigin = "local" | "remote" | "undo" | "redo";
 export interface ChangeEvent {
   origin: ChangeOrigin;
   changes: Change[];
-  /** For undo and redo: the places left as another peer wrote them. */
+  /** For undo and redo (always, [] when none): the places left as another peer wrote them. Absent for the other origins. */
   skipped?: Skipped[];
 }
 
@@ -276,13 +299,19 @@ export interface Engine {
    * with one clock taken at the first edit. A batch left open while peers' messages are
    * received (startBatch, an await, commitBatch) is sent in parts, one message each, in
    * order: the edits made after a receive are stamped after it. The parts are one undo step.
+   * Throws "bad_state" if a batch is open already (batches do not nest).
    */
   startBatch(): void;
   /** Closes the batch and queues its message ("bad_state" if none is open). */
   commitBatch(): void;
   /** Whether a batch is open. */
   inBatch(): boolean;
-  /** Runs fn inside startBatch / commitBatch (committed even if fn throws) and returns its result. */
+  /**
+   * Runs fn inside startBatch / commitBatch (committed even if fn throws) and returns its
+   * result. Throws "bad_state", without calling fn, if a batch is open already. The batch is
+   * committed when fn returns: an async fn's edits after its first await are outside it (use
+   * startBatch / commitBatch around the awaits).
+   */
   batch<T>(fn: (engine: Engine) => T): T;
   /** Sets the base value of an object: what the page loaded from the server (never sent, never undone). */
   seed(subject: Subject, metadata: Metadata, value: Value): void;
@@ -307,9 +336,12 @@ export interface Engine {
    */
   syncRequest(recipient?: string): string;
 
-  /** Reverts the latest local undo step with new operations (queued in the outbox). */
+  /**
+   * Reverts the latest local undo step with new operations (queued in the outbox). Throws
+   * "bad_state" while a batch is open; with nothing to undo, returns done: false.
+   */
   undo(): UndoResult;
-  /** Re-applies what the latest undo reverted. */
+  /** Re-applies what the latest undo reverted. Throws "bad_state" while a batch is open. */
   redo(): UndoResult;
   canUndo(): boolean;
   canRedo(): boolean;
@@ -336,7 +368,11 @@ export interface Engine {
 
   /** Drops superseded operations from the log; the state does not change. */
   compact(): CompactStats;
-  /** The whole replica as bytes, for createEngine({snapshot}). */
+  /**
+   * The whole replica as bytes (a new Uint8Array each call), for createEngine({snapshot}).
+   * Throws "bad_state" while a batch is open, and "too_large" for a snapshot over 4 ×
+   * limits.maxMessageBytes (what a restore takes).
+   */
   snapshot(): Uint8Array;
   /**
    * Everything up to hlc is saved on the server. Throws "bad_hlc" for a malformed clock and
@@ -398,13 +434,16 @@ export interface MergeResult {
   conflicts: MergeConflict[];
 }
 
-/** A GeoJSON document argument: JSON text, bytes, or an object. */
-export type DocumentInput = string | Uint8Array | object;
+/** A GeoJSON document argument: JSON text, UTF-8 bytes (Uint8Array or ArrayBuffer), or an object (written with JSON.stringify). */
+export type DocumentInput = string | Uint8Array | ArrayBuffer | object;
 
 /**
  * Three-way merge of two saves of a datalayer against their common reference (DESIGN §8).
  * Under policy "fail" (the default) a conflict throws a MapcrdtError of code "conflict"
- * whose `conflicts` lists them.
+ * whose `conflicts` lists them. The promise rejects too with "invalid_json" (a document that
+ * is not JSON), "bad_value" (not a FeatureCollection, or an object JSON.stringify refuses),
+ * "too_large" / "too_deep" (over 64 MiB together / 64 levels) and "bad_option" (an unknown
+ * option, a policy not listed).
  */
 export function merge(
   reference: DocumentInput,

@@ -539,6 +539,22 @@ function describe(e) {
   }
 }
 
+// show writes any value into an error message: JSON for what JSON.stringify takes, else its
+// type. It never throws — JSON.stringify throws on a BigInt or a cycle, String() on an object
+// without a prototype, and a toJSON or getter may throw anything — so a bad option is a
+// bad_option error, not a TypeError from its message.
+function show(v) {
+  if (typeof v === "bigint") return `${v}n`;
+  if (typeof v === "symbol" || typeof v === "function") return `a ${typeof v}`;
+  try {
+    const s = JSON.stringify(v);
+    if (s !== undefined) return s.length > 80 ? s.slice(0, 80) + "…" : s;
+  } catch {
+    // a cycle, a BigInt inside, a throwing toJSON or getter
+  }
+  return v === null ? "null" : `a value of type ${typeof v}`;
+}
+
 function str(v, code, what) {
   if (typeof v !== "string") throw fail(code, `${what} must be a string, got ${typeof v}`);
   return v;
@@ -598,6 +614,11 @@ function messageArg(m) {
   if (typeof m === "string" || isBytes(m)) return m;
   if (m instanceof ArrayBuffer) return bytesOf(m);
   if (m instanceof JSONText) return m.text;
+  if (typeof Blob === "function" && m instanceof Blob) {
+    // A WebSocket's binary frame with its default binaryType: no bytes to read synchronously
+    // (JSON.stringify would write "{}", refused as a message of no kind).
+    throw fail("bad_message", 'a Blob cannot be read synchronously: pass its text or bytes (a WebSocket\'s binaryType "arraybuffer" gives ArrayBuffers)');
+  }
   if (m !== null && typeof m === "object") return json(m, "bad_message", "the message");
   throw fail("bad_message", `a message is JSON text, an object or UTF-8 bytes, not ${m === null ? "null" : typeof m}`);
 }
@@ -777,6 +798,7 @@ function splitMessages(text) {
 }
 
 const editOptionKeys = new Set(["group", "oldValue"]);
+const editKeys = new Set(["verb", "subject", "metadata", "key", "value", "oldValue", "group"]);
 
 function checkKeys(obj, allowed, what) {
   if (obj === null || typeof obj !== "object") throw fail("bad_option", `${what} must be an object`);
@@ -824,7 +846,7 @@ const limitKeys = ["maxMessageBytes", "maxDepth", "maxBatch", "maxKeyBytes", "ma
 function count(v, name, positive) {
   if (v === undefined) return "";
   if (typeof v !== "number" || !Number.isSafeInteger(v) || v < (positive ? 1 : 0)) {
-    throw fail("bad_option", `${name} must be a ${positive ? "positive" : "non-negative"} integer, got ${String(v)}`);
+    throw fail("bad_option", `${name} must be a ${positive ? "positive" : "non-negative"} integer, got ${show(v)}`);
   }
   return String(v);
 }
@@ -854,7 +876,7 @@ export async function createEngine(options = {}) {
   }
   if (o.now !== undefined && typeof o.now !== "function") throw fail("bad_option", "now must be a function returning milliseconds");
   if (o.bridge !== undefined && o.bridge !== "wasmexport" && o.bridge !== "funcof") {
-    throw fail("bad_option", `bridge must be "wasmexport" or "funcof", not ${JSON.stringify(o.bridge)}`);
+    throw fail("bad_option", `bridge must be "wasmexport" or "funcof", not ${show(o.bridge)}`);
   }
   let snapshot = "";
   if (o.snapshot !== undefined) {
@@ -928,11 +950,12 @@ export async function merge(reference, latest, incoming, options = {}) {
   checkKeys(options, mergeOptionKeys, "option");
   // Read once each, through readKeys: a getter that throws is a bad_option error.
   const o = readKeys(options, mergeOptionKeys, "option");
-  const policy = o.policy ?? "fail";
-  if (!policies.has(policy)) throw fail("bad_option", `policy must be "fail", "latest" or "incoming", not ${JSON.stringify(policy)}`);
+  const policy = o.policy === undefined ? "fail" : o.policy;
+  if (!policies.has(policy)) throw fail("bad_option", `policy must be "fail", "latest" or "incoming", not ${show(policy)}`);
   const bridge = await load(o.wasmURL);
   const doc = (d, name) => {
     if (typeof d === "string" || isBytes(d)) return d;
+    if (d instanceof ArrayBuffer) return bytesOf(d); // as receive() and snapshot take it
     return json(d, "bad_value", name);
   };
   const text = bridge.call(
@@ -1044,10 +1067,15 @@ class Engine {
     ];
     if (opts !== undefined) {
       checkKeys(opts, editOptionKeys, "edit option");
-      args.push(
-        opts.oldValue === undefined ? "" : json(opts.oldValue, "bad_value", "oldValue"),
-        opts.group === undefined ? "" : groupArg(opts.group),
-      );
+      // Each read once; a getter that throws is a bad_option error, as in createEngine.
+      let oldValue, group;
+      try {
+        oldValue = opts.oldValue;
+        group = opts.group;
+      } catch (e) {
+        throw fail("bad_option", `edit options cannot be read: ${describe(e)}`);
+      }
+      args.push(oldValue === undefined ? "" : json(oldValue, "bad_value", "oldValue"), group === undefined ? "" : groupArg(group));
     }
     const want = this.#listeners.size > 0;
     const text = this.#exec(this.#m.edit, want ? FLAG_CHANGES : 0, args);
@@ -1081,14 +1109,18 @@ class Engine {
 
   edit(e) {
     if (this.#closed) throw closed();
-    checkKeys(e, new Set(["verb", "subject", "metadata", "key", "value", "oldValue", "group"]), "edit");
-    const verb = str(e.verb, "unknown_verb", "verb");
-    const key = e.key === undefined ? "" : keyArg(e.key);
-    const value = e.value === undefined ? "" : json(e.value, "bad_value", "value");
+    checkKeys(e, editKeys, "edit");
+    const f = readKeys(e, editKeys, "edit"); // each read once; a getter that throws: bad_option
+    const verb = str(f.verb, "unknown_verb", "verb");
+    const key = f.key === undefined ? "" : keyArg(f.key);
+    // No value is an unset for an update, and nothing for a delete; an upsert needs one (""
+    // would reach the module as JSON text, and be refused as invalid_json).
+    if (f.value === undefined && verb === "upsert") throw fail("bad_value", "an upsert needs a value: the whole object");
+    const value = f.value === undefined ? "" : json(f.value, "bad_value", "value");
     const opts = {};
-    if (e.oldValue !== undefined) opts.oldValue = e.oldValue;
-    if (e.group !== undefined) opts.group = e.group;
-    this.#edit(verb, e.subject, e.metadata, key, value, opts);
+    if (f.oldValue !== undefined) opts.oldValue = f.oldValue;
+    if (f.group !== undefined) opts.group = f.group;
+    this.#edit(verb, f.subject, f.metadata, key, value, opts);
   }
 
   startBatch() {
@@ -1244,7 +1276,13 @@ class Engine {
   setPeers(peers) {
     if (this.#closed) throw closed();
     if (!Array.isArray(peers)) throw fail("bad_option", "setPeers takes an array of peer ids");
-    const ids = peers.map((p) => str(p, "bad_option", "a peer id"));
+    let ids;
+    try {
+      ids = Array.prototype.map.call(peers, (p) => str(p, "bad_option", "a peer id"));
+    } catch (e) {
+      if (e instanceof MapcrdtError) throw e;
+      throw fail("bad_option", `the peer ids cannot be read: ${describe(e)}`); // a getter, a Proxy's trap
+    }
     // The ids cross joined by RS: one holding it would cross as two valid ids, and [""] as
     // "", the module's "no list" (no peers, in silence).
     if (ids.some((p) => p === "")) throw fail("bad_option", "a peer id must not be empty");

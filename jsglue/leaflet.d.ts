@@ -40,6 +40,7 @@ export interface LocalEdit {
   kind: "created" | "geometry" | "property" | "deleted";
   /** The feature id (comma-separated ids for deleteFeatures). */
   id: string;
+  /** The feature's datalayer ("" for deleteFeatures, whose features may be in several). */
   layerId: string;
   /** For "property": the key(s) under properties. */
   key?: string;
@@ -117,7 +118,8 @@ export interface LeafletController {
   readonly applying: boolean;
   /**
    * Seeds the engine with a datalayer loaded from the server (engine.seed: never sent,
-   * never undone) and renders it. Features without an id get `${layerId}-${index}`.
+   * never undone) and renders it. A feature's id is its `id`, else its `properties.id`, else
+   * `${layerId}-${index}` (its index in features); a number id is taken as its text.
    * Returns the ids seeded. A feature whose geometry the helper does not draw is skipped:
    * the helper draws Point, LineString, MultiLineString, Polygon and MultiPolygon
    * geometries whose every position is [lng, lat] in finite numbers, and with no
@@ -152,7 +154,11 @@ export interface LeafletController {
    * a geometry the helper would not draw (see seed).
    */
   addFeature(feature: Omit<GeoJSONFeature, "type"> & { type?: "Feature" }, layerId?: string): string;
-  /** Sets properties[key] (a dotted path: "name", "_umap_options.color"); undefined unsets it. */
+  /**
+   * Sets properties[key] (a dotted path: "name", "_umap_options.color"); undefined unsets it.
+   * Throws an Error for an id the controller has no committed feature of (so do
+   * setProperties and syncGeometry); the engine's errors (MapcrdtError) pass through.
+   */
   setProperty(id: string, key: string, value: JSONValue | undefined): void;
   /**
    * Several properties in one batch: one message, one undo step. Inside a batch the caller

@@ -107,6 +107,25 @@ const scenarios = {
     out.edits = edits;
     return out;
   },
+  // What leaflet.d.ts says of the controller's results: seed's ids, onEdit's LocalEdit,
+  // features() and metadataOf, an unknown id.
+  async contract() {
+    const edits = [];
+    const { ctl } = await setup({ onEdit: (e) => edits.push(e) });
+    const out = {};
+    const pt = { type: "Point", coordinates: [2.35, 48.85] };
+    out.seeded = ctl.seed({ features: [{ type: "Feature", id: 7, geometry: pt }, { type: "Feature", geometry: pt, properties: { id: "p" } }, { type: "Feature", geometry: pt }] }, "L1");
+    out.featureKeys = Object.keys(ctl.features()[0]).sort();
+    out.metadata = ctl.metadataOf("7");
+    out.applying = ctl.applying;
+    ctl.setProperties("7", { name: "n", color: "red" });
+    out.deleted = ctl.deleteFeatures(["7", "p"]);
+    out.edits = edits;
+    out.unknown = ["setProperty", "setProperties", "syncGeometry"].map((m) => {
+      try { ctl[m]("nobody", m === "setProperties" ? { a: 1 } : "a", 1); return "no throw"; } catch (e) { return e.constructor.name + (e.code ? " " + e.code : ""); }
+    });
+    return out;
+  },
 };
 const result = {};
 for (const [name, fn] of Object.entries(scenarios)) {
@@ -165,6 +184,17 @@ test("the Leaflet helper redraws what undo and redo change, draws many labels in
   assert.equal(r.throwing.setProperty, undefined);
   assert.deepEqual(r.throwing.edits, ["property"]);
   assert.ok(errors.length > 0 && errors.every((e) => /boom/.test(e)), `errors: ${errors}`);
+
+  assert.deepEqual(r.contract.seeded, ["7", "p", "L1-2"], "id, else properties.id, else layerId-index");
+  assert.deepEqual(r.contract.featureKeys, ["color", "featureType", "id", "layer", "layerId", "name", "visible"]);
+  assert.deepEqual(r.contract.metadata, { id: "7", layerId: "L1", featureType: "marker" });
+  assert.equal(r.contract.applying, false);
+  assert.equal(r.contract.deleted, 2);
+  assert.deepEqual(r.contract.edits, [
+    { kind: "property", id: "7", layerId: "L1", key: "name,color" },
+    { kind: "deleted", id: "7,p", layerId: "" },
+  ]);
+  assert.deepEqual(r.contract.unknown, ["Error", "Error", "Error"], "an unknown id: an Error, not a MapcrdtError");
 
   // 300 labelled features in one batch: drawn, labels placed as when drawn one by one, and
   // not a layout per label (Leaflet lays out every label before a new one as it places it).

@@ -67,6 +67,7 @@ async function use(): Promise<void> {
 
   try {
     await merge('{"type":"FeatureCollection","features":[]}', { type: "FeatureCollection", features: [] }, new Uint8Array(), { policy: "latest" });
+    await merge(new ArrayBuffer(0), new Uint8Array(), "{}");
   } catch (e) {
     if (e instanceof MapcrdtError && e.code === "conflict") void e.conflicts?.[0]?.featureId;
   }
