@@ -768,7 +768,9 @@ let peerIds = [];
 let peerNames = new Map();
 let status = "connecting";
 
+/** "online", "connecting", "no network" (connecting while the browser says it has none), or "offline" (the switch). */
 function setStatus(s) {
+  if (s === "connecting" && navigator.onLine === false) s = "no network";
   status = s;
   const el = $("#status");
   el.textContent = s;
@@ -812,6 +814,27 @@ function connect() {
     }
   };
 }
+
+// The browser lost the network: the socket cannot carry anything now (Chromium holds what
+// is sent on it), yet it stays open, and the page said "online", until TCP gives up —
+// minutes. Drop it and try again at once (a relay on this machine is still reachable); the
+// status says "no network" while the tries fail. Back online: try at once, not at the end
+// of the backoff.
+addEventListener("offline", () => {
+  if (!wantOnline) return;
+  const sock = ws;
+  ws = null;
+  joined = false;
+  if (sock) sock.close(1000, "network lost");
+  attempts = 0;
+  renderPeers();
+  connect();
+});
+addEventListener("online", () => {
+  if (!wantOnline || ws) return;
+  attempts = 0;
+  connect();
+});
 
 function disconnect() {
   wantOnline = false;

@@ -1,0 +1,129 @@
+// Browser tests of the demo as its users meet it: the network going away under an open page,
+// the relay restarting under open pages, the page failing to start, drawing into a hidden
+// layer, editing shapes through Leaflet.Editable's handles. After each scenario every page's
+// map — its Leaflet layers and their labels, not only its engine — must show what the
+// engine's state() holds (drawnMatchesEngine).
+//
+// Run: make build && node --test demo/e2e/users.test.js
+
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  clickFeature,
+  converged,
+  drawMarker,
+  features,
+  launchBrowser,
+  mapName,
+  mapPoint,
+  openDemo,
+  startRelay,
+  until,
+  waitReady,
+} from './browser.js';
+
+const close = (...vs) => Promise.all(vs.map((v) => v.close().catch(() => {})));
+
+// Chromium logs each failed WebSocket connection as a console error of its own; a page
+// retrying while the network or the relay is away makes some. Every other error counts.
+const refused = /^console: WebSocket connection to '[^']+' failed: Error in connection establishment: net::ERR_(INTERNET_DISCONNECTED|CONNECTION_REFUSED)$/;
+
+function assertNoErrors(...views) {
+  for (const v of views) assert.deepEqual(v.errors.filter((e) => !refused.test(e)), [], `errors in ${v.name}'s page`);
+}
+
+/**
+ * The differences between what a page draws and what its engine holds: every feature of a
+ * shown datalayer drawn once, with the engine's datalayer, geometry (to 1e-6), name, color,
+ * and its label's text in the DOM; nothing else drawn. [] when they agree.
+ */
+function drawnVsEngine(page) {
+  return page.evaluate(() => {
+    const d = window.mapcrdtDemo;
+    const canon = (v) => {
+      if (typeof v === 'number') return String(Math.round(v * 1e6) / 1e6);
+      if (v === null || typeof v !== 'object') return JSON.stringify(v);
+      if (Array.isArray(v)) return '[' + v.map(canon).join(',') + ']';
+      return '{' + Object.keys(v).sort().map((k) => JSON.stringify(k) + ':' + canon(v[k])).join(',') + '}';
+    };
+    const shown = new Set(d.datalayers().filter((l) => l.visible).map((l) => l.id));
+    const want = new Map();
+    for (const o of JSON.parse(d.engine.state())) {
+      if (o.subject !== 'feature' || !shown.has(o.metadata.layerId)) continue;
+      const p = o.value.properties ?? {};
+      want.set(o.metadata.id, {
+        layerId: o.metadata.layerId,
+        geometry: canon(o.value.geometry),
+        name: typeof p.name === 'string' ? p.name : '',
+        color: p._umap_options?.color || '#3388ff',
+      });
+    }
+    const diffs = [];
+    const got = new Map();
+    for (const f of d.controller.features()) {
+      if (!f.visible) continue;
+      const label = f.layer.getTooltip()?.getElement()?.textContent ?? '';
+      got.set(f.id, { layerId: f.layerId, geometry: canon(f.layer.toGeoJSON(6).geometry), name: label, color: f.color });
+    }
+    for (const [id, w] of want) {
+      const g = got.get(id);
+      if (!g) diffs.push(`${id}: in the engine, not drawn`);
+      else for (const k of Object.keys(w)) if (w[k] !== g[k]) diffs.push(`${id}: ${k} ${w[k]} in the engine, ${g[k]} drawn`);
+    }
+    for (const id of got.keys()) if (!want.has(id)) diffs.push(`${id}: drawn, not in the engine`);
+    return diffs;
+  });
+}
+
+/** Waits until the pages' engines agree, then checks each page draws that state. */
+async function sameEverywhere(views, opts) {
+  const state = await converged(views.map((v) => v.page), opts);
+  for (const v of views) assert.deepEqual(await drawnVsEngine(v.page), [], `${v.name}'s map and engine differ`);
+  return JSON.parse(state);
+}
+
+const featureIn = (state, id) => state.find((o) => o.subject === 'feature' && o.metadata.id === id);
+
+describe('demo: what users meet', { timeout: 180_000 }, () => {
+  let relay;
+  let browser;
+
+  before(async () => {
+    [relay, browser] = await Promise.all([startRelay(), launchBrowser()]);
+  });
+
+  after(async () => {
+    await browser?.close();
+    await relay?.stop();
+  });
+
+  test('the browser losing the network: the page says so, edits made meanwhile reach the other page when it is back', async () => {
+    const map = mapName('network');
+    const A = await openDemo(browser, relay, { map, name: 'Alice' });
+    const B = await openDemo(browser, relay, { map, name: 'Bob' });
+    try {
+      await A.context.setOffline(true);
+      // The socket stays open in Chromium (what is sent on it is held): the page must not
+      // keep saying "online".
+      await until(A.page, () => window.mapcrdtDemo.status() === 'no network' && document.querySelector('#status').textContent === 'no network', null, {
+        what: 'A saying "no network"',
+        timeout: 5_000,
+      });
+      const id = await drawMarker(A.page, 0.3, 0.3);
+      await A.page.evaluate(() => window.mapcrdtDemo.rename('seedPin1', 'renamed offline'));
+      await B.page.evaluate(() => window.mapcrdtDemo.rename('seedArea', 'renamed by Bob'));
+      assert.equal(await A.page.evaluate(() => window.mapcrdtDemo.status()), 'no network', 'still no network');
+
+      await A.context.setOffline(false);
+      await until(A.page, () => window.mapcrdtDemo.status() === 'online', null, { what: 'A online again' });
+      const state = await sameEverywhere([A, B]);
+      assert.ok(featureIn(state, id), 'A’s marker reached B');
+      assert.equal(featureIn(state, 'seedPin1').value.properties.name, 'renamed offline');
+      assert.equal(featureIn(state, 'seedArea').value.properties.name, 'renamed by Bob');
+      assertNoErrors(A, B);
+    } finally {
+      await close(A, B);
+    }
+  });
+
+});
