@@ -126,4 +126,22 @@ describe('demo: what users meet', { timeout: 180_000 }, () => {
     }
   });
 
+  test('a page whose engine cannot start says so, instead of "connecting" for ever', async () => {
+    const context = await browser.newContext();
+    try {
+      const page = await context.newPage();
+      await page.route('**/jsglue/mapcrdt.wasm', (route) => route.fulfill({ status: 404, body: 'not found' }));
+      await page.goto(`${relay.url}/?tiles=none&map=${mapName('nowasm')}`);
+      await until(page, () => document.querySelector('#status').textContent === 'error' && !document.querySelector('#fatal').hidden, null, {
+        what: 'the page saying it failed',
+        timeout: 10_000,
+      });
+      const text = await page.textContent('#fatal');
+      assert.match(text, /mapcrdt\.wasm/);
+      assert.match(text, /make build/);
+    } finally {
+      await context.close();
+    }
+  });
+
 });

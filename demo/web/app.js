@@ -215,6 +215,19 @@ async function adoptStranded() {
 
 // ------------------------------------------------------------------ start
 
+/**
+ * The engine cannot start (mapcrdt.wasm not built — `go run ./demo` without `make build` —
+ * or not loadable): says so on the page, which would otherwise say "connecting" for ever.
+ */
+function startFailed(e) {
+  const el = $("#status");
+  el.textContent = "error";
+  el.dataset.status = "error";
+  const msg = $("#fatal");
+  msg.textContent = `The engine could not start: ${e instanceof Error ? e.message : String(e)}. Run make build (or make demo), then reload.`;
+  msg.hidden = false;
+}
+
 const [db, slot] = await Promise.all([openDB().catch(() => null), takeSlot()]);
 const storageKey = `${mapName}#${slot}`;
 let restored = false;
@@ -237,7 +250,10 @@ let engine;
       console.warn("mapcrdt demo: the saved snapshot is unusable, starting afresh", e);
     }
   }
-  engine ??= await createEngine();
+  engine ??= await createEngine().catch((e) => {
+    startFailed(e);
+    throw e;
+  });
 }
 const adopted = await adoptStranded();
 
