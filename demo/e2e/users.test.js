@@ -144,4 +144,27 @@ describe('demo: what users meet', { timeout: 180_000 }, () => {
     }
   });
 
+  test('a feature drawn while its layer is hidden here shows the layer; an empty layer name is not kept in the field', async () => {
+    const map = mapName('hidden');
+    const A = await openDemo(browser, relay, { map, name: 'Alice' });
+    try {
+      await A.page.uncheck('#layers li[data-layer-id="default"] .layer-visible');
+      await until(A.page, () => !window.mapcrdtDemo.feature('seedPin1').visible, null, { what: 'the layer hidden' });
+      const id = await drawMarker(A.page, 0.5, 0.5);
+      await until(A.page, (id) => window.mapcrdtDemo.feature(id).visible && window.mapcrdtDemo.selected() === id, id, {
+        what: 'the new marker drawn and selected',
+        timeout: 5_000,
+      });
+      assert.equal(await A.page.isChecked('#layers li[data-layer-id="default"] .layer-visible'), true);
+      assert.ok((await features(A.page)).every((f) => f.visible), 'the layer’s other features shown too');
+
+      await A.page.fill('#layers li[data-layer-id="default"] .layer-name', '  ');
+      await A.page.press('#layers li[data-layer-id="default"] .layer-name', 'Enter');
+      assert.equal(await A.page.inputValue('#layers li[data-layer-id="default"] .layer-name'), 'Layer 1');
+      assert.deepEqual(await drawnVsEngine(A.page), []);
+      assertNoErrors(A);
+    } finally {
+      await close(A);
+    }
+  });
 });

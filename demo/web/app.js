@@ -352,7 +352,16 @@ function ensureActiveLayer() {
 
 /** The datalayer of a new feature; creates one if the map has none. */
 function layerForNewFeature() {
-  if (ensureActiveLayer()) return activeLayerId;
+  if (ensureActiveLayer()) {
+    if (hidden.has(activeLayerId)) {
+      // Hidden here: what the user draws would vanish as it is drawn. Show the layer.
+      hidden.delete(activeLayerId);
+      writeHidden();
+      ctl.refreshVisibility();
+      renderLayerList();
+    }
+    return activeLayerId;
+  }
   const id = randomId(8);
   engine.upsert("datalayer", { id }, { name: "Layer 1" });
   readDatalayer(id);
@@ -412,6 +421,8 @@ $("#layers").addEventListener("change", (e) => {
     if (name && name !== datalayers.get(id)?.name) {
       engine.update("datalayer", { id }, "name", name);
       afterLocalEdit();
+    } else {
+      target.value = datalayers.get(id)?.name ?? ""; // an empty name is not taken: show the name kept
     }
   }
   renderLayerList();
