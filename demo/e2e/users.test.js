@@ -167,4 +167,48 @@ describe('demo: what users meet', { timeout: 180_000 }, () => {
       await close(A);
     }
   });
+  test('the feature form: Apply writes what the user changed, not what a peer changed since; a peer’s edit keeps what is being typed', async () => {
+    const map = mapName('form');
+    const A = await openDemo(browser, relay, { map, name: 'Alice' });
+    const B = await openDemo(browser, relay, { map, name: 'Bob' });
+    const nameIn = (page, want) =>
+      until(page, (want) => window.mapcrdtDemo.feature('seedPin1').name === want, want, { what: `seedPin1 named ${want}` });
+    try {
+      // B opens the form on the pin and clicks into the name; A renames the pin meanwhile;
+      // B then only picks a color and applies: A's name must stay.
+      await clickFeature(B.page, 'seedPin1');
+      await until(B.page, () => window.mapcrdtDemo.selected() === 'seedPin1', null, { what: 'selection in B' });
+      await B.page.click('#feature-name');
+      await A.page.evaluate(() => window.mapcrdtDemo.rename('seedPin1', 'named by Alice'));
+      await nameIn(B.page, 'named by Alice');
+      await B.page.locator('#feature-color').fill('#ff0000');
+      await B.page.click('#feature-apply');
+      let state = await sameEverywhere([A, B]);
+      let pin = featureIn(state, 'seedPin1').value.properties;
+      assert.equal(pin.name, 'named by Alice', 'B’s Apply wrote back the name its form showed before');
+      assert.equal(pin._umap_options.color, '#ff0000');
+      assert.equal(await B.page.inputValue('#feature-name'), 'named by Alice');
+
+      // B types a name and picks a color, not applied yet; A moves the pin and renames it.
+      // B's fields keep what B entered, and Apply writes both.
+      await B.page.fill('#feature-name', 'typed by Bob');
+      await B.page.locator('#feature-color').fill('#00aa00');
+      await A.page.evaluate(() => {
+        window.mapcrdtDemo.dragMarkerTo('seedPin1', 48.852, 2.349);
+        window.mapcrdtDemo.rename('seedPin1', 'Alice again');
+      });
+      await nameIn(B.page, 'Alice again');
+      assert.equal(await B.page.inputValue('#feature-name'), 'typed by Bob');
+      assert.equal(await B.page.inputValue('#feature-color'), '#00aa00');
+      await B.page.click('#feature-apply');
+      state = await sameEverywhere([A, B]);
+      pin = featureIn(state, 'seedPin1').value;
+      assert.equal(pin.properties.name, 'typed by Bob');
+      assert.equal(pin.properties._umap_options.color, '#00aa00');
+      assert.deepEqual(pin.geometry.coordinates, [2.349, 48.852]);
+      assertNoErrors(A, B);
+    } finally {
+      await close(A, B);
+    }
+  });
 });

@@ -520,9 +520,10 @@ function drawn(id) {
 function select(id) {
   if (id && !drawn(id)) id = null;
   if (selectedId && selectedId !== id) highlight(selectedId, false);
+  const other = selectedId !== id;
   selectedId = id;
   if (id) highlight(id, true);
-  fillForm();
+  fillForm(other);
 }
 
 function toHex(color) {
@@ -535,7 +536,16 @@ function toHex(color) {
   return /^#[0-9a-f]{6}$/i.test(v) ? v : DEFAULT_COLOR;
 }
 
-function fillForm() {
+/**
+ * The form's fields as last filled from the feature. A field the user changed since (its
+ * value differs) is a pending edit: a peer's change to the feature does not overwrite it,
+ * and Apply writes only such fields — a field left as it was, showing a value a peer has
+ * since replaced, is not written back over the peer's.
+ */
+const shown = { name: "", color: "" };
+
+/** Fills the form from the selected feature; fresh: a newly selected one (pending edits dropped). */
+function fillForm(fresh = false) {
   formNeedsRefresh = false;
   const form = /** @type {HTMLFormElement} */ ($("#feature-form"));
   const f = selectedId ? ctl.features().find((x) => x.id === selectedId) : undefined;
@@ -544,8 +554,8 @@ function fillForm() {
   if (!f) return;
   const name = /** @type {HTMLInputElement} */ ($("#feature-name"));
   const color = /** @type {HTMLInputElement} */ ($("#feature-color"));
-  if (document.activeElement !== name) name.value = f.name;
-  color.value = toHex(f.color);
+  if (fresh || name.value === shown.name) name.value = shown.name = f.name;
+  if (fresh || color.value === shown.color) color.value = shown.color = toHex(f.color);
   $("#feature-id").textContent = f.id;
   $("#feature-layer").textContent = datalayers.get(f.layerId)?.name ?? f.layerId;
   highlight(f.id, true);
@@ -560,11 +570,11 @@ $("#feature-form").addEventListener("submit", (e) => {
   const color = /** @type {HTMLInputElement} */ ($("#feature-color")).value;
   /** @type {Record<string, string>} */
   const values = {};
-  if (name !== f.name) values.name = name;
-  if (color.toLowerCase() !== toHex(f.color)) values["_umap_options.color"] = color;
+  if (name !== shown.name && name !== f.name) values.name = name;
+  if (color !== shown.color && color.toLowerCase() !== toHex(f.color)) values["_umap_options.color"] = color;
   if (Object.keys(values).length > 0) ctl.setProperties(f.id, values);
   /** @type {HTMLInputElement} */ ($("#feature-name")).blur();
-  fillForm();
+  fillForm(true);
 });
 
 $("#feature-delete").addEventListener("click", () => {
