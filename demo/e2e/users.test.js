@@ -211,4 +211,41 @@ describe('demo: what users meet', { timeout: 180_000 }, () => {
       await close(A, B);
     }
   });
+  test('a connection that dies without closing is noticed and made again; edits made meanwhile arrive', async () => {
+    const map = mapName('deadlink');
+    const B = await openDemo(browser, relay, { map, name: 'Bob' });
+    // A's page, with its WebSocket passed through a route that can go silent both ways
+    // without closing: a connection dead on the way (a laptop waking, a dropped NAT entry).
+    const context = await browser.newContext({ viewport: { width: 1200, height: 760 } });
+    const A = { name: 'Alice', context, errors: [], close: () => context.close() };
+    let connections = 0;
+    let silent = 0; // the connection (1-based) that goes silent; 0: none
+    await context.routeWebSocket(/\/ws\/sync\//, (client) => {
+      const n = ++connections;
+      const server = client.connectToServer();
+      client.onMessage((m) => n !== silent && server.send(m));
+      server.onMessage((m) => n !== silent && client.send(m));
+    });
+    try {
+      A.page = await context.newPage();
+      A.page.on('pageerror', (e) => A.errors.push(`pageerror: ${e.message}`));
+      A.page.on('console', (m) => m.type() === 'error' && A.errors.push(`console: ${m.text()}`));
+      await A.page.goto(`${relay.url}/?${new URLSearchParams({ map, name: 'Alice', tiles: 'none', keepalive: '300' })}`);
+      await waitReady(A.page);
+      assert.equal(connections, 1);
+
+      silent = 1;
+      await A.page.evaluate(() => window.mapcrdtDemo.rename('seedPin1', 'sent into the dead link'));
+      await B.page.evaluate(() => window.mapcrdtDemo.rename('seedArea', 'renamed by Bob'));
+      await until(A.page, () => window.mapcrdtDemo.status() !== 'online', null, { what: 'A noticing the dead link', timeout: 5_000 });
+      await until(A.page, () => window.mapcrdtDemo.status() === 'online', null, { what: 'A online again' });
+      assert.ok(connections >= 2, 'a new connection');
+      const state = await sameEverywhere([A, B]);
+      assert.equal(featureIn(state, 'seedPin1').value.properties.name, 'sent into the dead link');
+      assert.equal(featureIn(state, 'seedArea').value.properties.name, 'renamed by Bob');
+      assertNoErrors(A, B);
+    } finally {
+      await close(A, B);
+    }
+  });
 });

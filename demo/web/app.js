@@ -3,7 +3,9 @@
 // demo relay (/ws/sync/{map}, uMap's sync protocol).
 //
 // URL parameters: ?map=NAME (default "demo"), ?name=DISPLAY NAME, ?tiles=URL|none (default
-// OpenStreetMap), ?seed=none (skip the sample data seeded as if loaded from a server).
+// OpenStreetMap), ?seed=none (skip the sample data seeded as if loaded from a server),
+// ?keepalive=MS (how often the page pings the relay, default 25,000; a connection that
+// answers nothing for that long is dropped and made again).
 //
 // The engine is saved to IndexedDB (per map) after every local edit and on pagehide, and
 // restored on load with the same peer id, so edits made offline survive a reload. Each tab
@@ -793,6 +795,8 @@ let ws = null;
 let joined = false;
 let wantOnline = true;
 let attempts = 0;
+/** A ping is out, and nothing was heard since it went (see KEEPALIVE). */
+let awaitingPong = false;
 let idMismatches = 0;
 let retryTimer = 0;
 /** @type {string[]} */
@@ -827,12 +831,14 @@ function connect() {
   const sock = new WebSocket(wsURL());
   ws = sock;
   joined = false;
+  awaitingPong = false;
   sock.onopen = () => {
     if (ws !== sock) return;
     sock.send(JSON.stringify({ kind: "JoinRequest", peer: engine.peerId, name: displayName }));
   };
   sock.onmessage = (ev) => {
     if (ws !== sock || typeof ev.data !== "string") return;
+    awaitingPong = false;
     onMessage(sock, ev.data);
   };
   sock.onclose = (ev) => {
@@ -858,15 +864,19 @@ function connect() {
 // status says "no network" while the tries fail. Back online: try at once, not at the end
 // of the backoff.
 addEventListener("offline", () => {
-  if (!wantOnline) return;
+  if (wantOnline) reconnect("network lost");
+});
+
+/** Drops the socket, which carries nothing any more, without waiting for its close, and makes a new one. */
+function reconnect(reason) {
   const sock = ws;
   ws = null;
   joined = false;
-  if (sock) sock.close(1000, "network lost");
+  if (sock) sock.close(1000, reason);
   attempts = 0;
   renderPeers();
   connect();
-});
+}
 addEventListener("online", () => {
   if (!wantOnline || ws) return;
   attempts = 0;
@@ -981,9 +991,22 @@ function scheduleFlush() {
   });
 }
 
+// Keep-alive. A connection can die without closing (a laptop waking up, a changed network,
+// a proxy dropping it): the page would say "online" while nothing it sends arrives, until
+// TCP gives up — many minutes. Nothing heard for a whole period, not even the pong of the
+// ping sent at its start: the connection is dropped and made again.
+const KEEPALIVE = Math.min(600_000, Math.max(200, Number(params.get("keepalive")) || 25_000));
 setInterval(() => {
-  if (joined && ws && ws.readyState === WebSocket.OPEN) ws.send('{"kind":"ping"}');
-}, 25_000);
+  if (!joined || !ws || ws.readyState !== WebSocket.OPEN) return;
+  if (awaitingPong) {
+    awaitingPong = false;
+    console.warn(`mapcrdt demo: no answer from the relay for ${KEEPALIVE} ms: connecting again`);
+    reconnect("no answer");
+    return;
+  }
+  awaitingPong = true;
+  ws.send('{"kind":"ping"}');
+}, KEEPALIVE);
 
 function renderPeers() {
   const ul = $("#peers");
