@@ -8,6 +8,9 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import {
   clickFeature,
   converged,
@@ -246,6 +249,41 @@ describe('demo: what users meet', { timeout: 180_000 }, () => {
       assertNoErrors(A, B);
     } finally {
       await close(A, B);
+    }
+  });
+  test('the relay restarting under open pages: they come back on their own with the edits made meanwhile; a page opened later gets it all from the relay’s disk', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'mapcrdt-restart-'));
+    let own = await startRelay({ dataDir });
+    const again = () => startRelay({ dataDir, args: ['-addr', `127.0.0.1:${own.port}`] }); // the pages' address
+    const map = mapName('restart');
+    const A = await openDemo(browser, own, { map, name: 'Alice' });
+    const B = await openDemo(browser, own, { map, name: 'Bob' });
+    let C;
+    try {
+      const id = await drawMarker(A.page, 0.3, 0.3);
+      await sameEverywhere([A, B]);
+
+      await own.stop();
+      for (const v of [A, B]) await until(v.page, () => window.mapcrdtDemo.status() === 'connecting', null, { what: `${v.name} connecting` });
+      await A.page.evaluate(() => window.mapcrdtDemo.rename('seedPin1', 'renamed during the outage'));
+      await B.page.evaluate((id) => window.mapcrdtDemo.dragMarkerTo(id, 48.856, 2.341), id);
+      own = await again();
+      for (const v of [A, B]) await until(v.page, () => window.mapcrdtDemo.status() === 'online', null, { what: `${v.name} online`, timeout: 30_000 });
+      const state = await sameEverywhere([A, B]);
+      assert.equal(featureIn(state, 'seedPin1').value.properties.name, 'renamed during the outage');
+      assert.deepEqual(featureIn(state, id).value.geometry.coordinates, [2.341, 48.856]);
+      assertNoErrors(A, B);
+
+      await close(A, B);
+      await own.stop();
+      own = await again();
+      C = await openDemo(browser, own, { map, name: 'Carol' });
+      assert.deepEqual(await sameEverywhere([C]), state);
+      assertNoErrors(C);
+    } finally {
+      await close(A, B, ...(C ? [C] : []));
+      await own.stop();
+      rmSync(dataDir, { recursive: true, force: true });
     }
   });
 });
