@@ -129,23 +129,28 @@ describe('demo: what users meet', { timeout: 180_000 }, () => {
     }
   });
 
-  test('a page whose engine cannot start says so, instead of "connecting" for ever', async () => {
-    const context = await browser.newContext();
-    try {
-      const page = await context.newPage();
-      await page.route('**/jsglue/mapcrdt.wasm', (route) => route.fulfill({ status: 404, body: 'not found' }));
-      await page.goto(`${relay.url}/?tiles=none&map=${mapName('nowasm')}`);
-      await until(page, () => document.querySelector('#status').textContent === 'error' && !document.querySelector('#fatal').hidden, null, {
-        what: 'the page saying it failed',
-        timeout: 10_000,
-      });
-      const text = await page.textContent('#fatal');
-      assert.match(text, /mapcrdt\.wasm/);
-      assert.match(text, /make build/);
-    } finally {
-      await context.close();
-    }
-  });
+  for (const [what, missing, says] of [
+    ['its engine (mapcrdt.wasm not built)', '**/jsglue/mapcrdt.wasm', /mapcrdt\.wasm/],
+    ['Leaflet (jsglue/node_modules not installed)', '**/leaflet/dist/leaflet.js', /featureGroup/],
+  ]) {
+    test(`a page that cannot start for want of ${what} says so, instead of "connecting" for ever`, async () => {
+      const context = await browser.newContext();
+      try {
+        const page = await context.newPage();
+        await page.route(missing, (route) => route.fulfill({ status: 404, body: 'not found' }));
+        await page.goto(`${relay.url}/?tiles=none&map=${mapName('nostart')}`);
+        await until(page, () => document.querySelector('#status').textContent === 'error' && !document.querySelector('#fatal').hidden, null, {
+          what: 'the page saying it failed',
+          timeout: 10_000,
+        });
+        const text = await page.textContent('#fatal');
+        assert.match(text, says);
+        assert.match(text, /make demo/);
+      } finally {
+        await context.close();
+      }
+    });
+  }
 
   test('a feature drawn while its layer is hidden here shows the layer; an empty layer name is not kept in the field', async () => {
     const map = mapName('hidden');

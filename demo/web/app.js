@@ -24,6 +24,23 @@
 import { createEngine } from "/jsglue/index.js";
 import { bindLeaflet, randomId } from "/jsglue/leaflet.js";
 
+// A failure while the page starts (mapcrdt.wasm not built — `go run ./demo` without
+// `make build` —, Leaflet missing from jsglue/node_modules, …) would leave it saying
+// "connecting" for ever: it is shown instead. Listened to until the page is ready.
+function startFailed(/** @type {any} */ e) {
+  if (window.mapcrdtDemo?.ready) return;
+  const status = document.querySelector("#status");
+  const msg = document.querySelector("#fatal");
+  if (!status || !msg) return;
+  status.textContent = "error";
+  /** @type {HTMLElement} */ (status).dataset.status = "error";
+  const reason = e?.error ?? e?.reason ?? e;
+  msg.textContent = `The page could not start: ${reason instanceof Error ? reason.message : String(reason)}. Run make demo (it installs and builds), then reload.`;
+  /** @type {HTMLElement} */ (msg).hidden = false;
+}
+addEventListener("error", startFailed);
+addEventListener("unhandledrejection", startFailed);
+
 const L = window.L;
 const params = new URLSearchParams(location.search);
 const NAME_RE = /^[A-Za-z0-9_-]{1,64}$/;
@@ -217,18 +234,6 @@ async function adoptStranded() {
 
 // ------------------------------------------------------------------ start
 
-/**
- * The engine cannot start (mapcrdt.wasm not built — `go run ./demo` without `make build` —
- * or not loadable): says so on the page, which would otherwise say "connecting" for ever.
- */
-function startFailed(e) {
-  const el = $("#status");
-  el.textContent = "error";
-  el.dataset.status = "error";
-  const msg = $("#fatal");
-  msg.textContent = `The engine could not start: ${e instanceof Error ? e.message : String(e)}. Run make build (or make demo), then reload.`;
-  msg.hidden = false;
-}
 
 const [db, slot] = await Promise.all([openDB().catch(() => null), takeSlot()]);
 const storageKey = `${mapName}#${slot}`;
@@ -252,10 +257,7 @@ let engine;
       console.warn("mapcrdt demo: the saved snapshot is unusable, starting afresh", e);
     }
   }
-  engine ??= await createEngine().catch((e) => {
-    startFailed(e);
-    throw e;
-  });
+  engine ??= await createEngine();
 }
 const adopted = await adoptStranded();
 
@@ -1126,3 +1128,7 @@ updateHistory();
 schedulePersist(0);
 connect();
 window.mapcrdtDemo.ready = true;
+// Started: an error reported meanwhile (a renderer's, reported and passed over) was not fatal.
+removeEventListener("error", startFailed);
+removeEventListener("unhandledrejection", startFailed);
+$("#fatal").hidden = true;
