@@ -238,7 +238,7 @@ describe('demo: what users meet', { timeout: 180_000 }, () => {
       A.page = await context.newPage();
       A.page.on('pageerror', (e) => A.errors.push(`pageerror: ${e.message}`));
       A.page.on('console', (m) => m.type() === 'error' && A.errors.push(`console: ${m.text()}`));
-      await A.page.goto(`${relay.url}/?${new URLSearchParams({ map, name: 'Alice', tiles: 'none', keepalive: '300' })}`);
+      await A.page.goto(`${relay.url}/?${new URLSearchParams({ map, name: 'Alice', tiles: 'none', keepalive: '1000' })}`);
       await waitReady(A.page);
       assert.equal(connections, 1);
 
