@@ -291,4 +291,27 @@ describe('demo: what users meet', { timeout: 180_000 }, () => {
       rmSync(dataDir, { recursive: true, force: true });
     }
   });
+  test('a page whose clock is minutes ahead: the relay’s refusal is shown, and the page retries ever more slowly', async () => {
+    const map = mapName('drift');
+    const context = await browser.newContext();
+    await context.clock.install({ time: Date.now() + 180_000 }); // 3 min ahead; the engine refuses past 60 s
+    const A = { name: 'Alice', context, errors: [], close: () => context.close() };
+    try {
+      A.page = await context.newPage();
+      let refusals = 0;
+      A.page.on('console', (m) => {
+        if (m.type() === 'warning' && m.text().includes('closed the connection: 1008 clock_drift')) refusals++;
+      });
+      await A.page.goto(`${relay.url}/?${new URLSearchParams({ map, name: 'Alice', tiles: 'none' })}`);
+      await waitReady(A.page);
+      await A.page.evaluate(() => window.mapcrdtDemo.rename('seedPin1', 'from the future'));
+      await until(A.page, () => !document.querySelector('#conn-note').hidden, null, { what: 'the refusal shown' });
+      assert.match(await A.page.textContent('#conn-note'), /clock_drift.*clock is more than a minute off/);
+      // Refused again and again: the backoff grows instead of starting over at each join.
+      await until(A.page, () => window.mapcrdtDemo.retries() >= 3, null, { what: 'three refusals in a row', timeout: 10_000 });
+      assert.ok(refusals >= 3, `refusals seen: ${refusals}`);
+    } finally {
+      await context.close();
+    }
+  });
 });

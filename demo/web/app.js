@@ -797,6 +797,8 @@ let ws = null;
 let joined = false;
 let wantOnline = true;
 let attempts = 0;
+let stableTimer = 0;
+const STABLE_MS = 10_000;
 /** A ping is out, and nothing was heard since it went (see KEEPALIVE). */
 let awaitingPong = false;
 let idMismatches = 0;
@@ -818,6 +820,13 @@ function setStatus(s) {
   const el = $("#status");
   el.textContent = s;
   el.dataset.status = s;
+}
+
+/** Shows why the relay closed the connection (text), or nothing (""). */
+function connNote(text) {
+  const el = $("#conn-note");
+  el.textContent = text;
+  el.hidden = text === "";
 }
 
 function wsURL() {
@@ -847,7 +856,13 @@ function connect() {
     if (ws !== sock) return;
     ws = null;
     joined = false;
-    if (ev.code !== 1000 && ev.reason) console.warn(`mapcrdt demo: the relay closed the connection: ${ev.code} ${ev.reason}`);
+    if (ev.code !== 1000 && ev.reason) {
+      console.warn(`mapcrdt demo: the relay closed the connection: ${ev.code} ${ev.reason}`);
+      connNote(
+        `The relay closed the connection: ${ev.reason}` +
+          (ev.reason.startsWith("clock_drift") ? " — this computer's clock is more than a minute off: set it right, then reload." : ""),
+      );
+    }
     renderPeers();
     if (wantOnline) {
       setStatus("connecting");
@@ -922,9 +937,17 @@ function onMessage(sock, text) {
         return;
       }
       joined = true;
-      attempts = 0;
       idMismatches = 0;
       setStatus("online");
+      // The backoff starts again, and the relay's last refusal is forgotten, once this
+      // connection has lasted: one the relay closes at once (it refuses what this page
+      // sends) is tried again ever more slowly, not four times a second for ever.
+      clearTimeout(stableTimer);
+      stableTimer = window.setTimeout(() => {
+        if (ws !== sock || !joined) return;
+        attempts = 0;
+        connNote("");
+      }, STABLE_MS);
       peerIds = peerIdsOf(msg);
       peerNames = namesOf(msg);
       renderPeers();
@@ -1079,6 +1102,8 @@ window.mapcrdtDemo = {
   datalayers: () => sortedLayers().map((d) => ({ ...d, visible: !hidden.has(d.id), active: d.id === activeLayerId })),
   peers: () => [...document.querySelectorAll("#peers li")].map((li) => ({ id: /** @type {HTMLElement} */ (li).dataset.peer, text: li.textContent })),
   selected: () => selectedId,
+  /** Connections in a row that ended before lasting STABLE_MS (the reconnect backoff's exponent). */
+  retries: () => attempts,
   mode: () => mode,
   /** True when every local edit so far is in IndexedDB. */
   persisted: () => persistedEdits >= localEdits && persistRunning === 0 && !persistTimer,
