@@ -314,4 +314,22 @@ describe('demo: what users meet', { timeout: 180_000 }, () => {
       await context.close();
     }
   });
+  test('a page whose clock is minutes behind: the edits it refuses are said to be refused', async () => {
+    const map = mapName('behind');
+    const B = await openDemo(browser, relay, { map, name: 'Bob' });
+    const context = await browser.newContext();
+    await context.clock.install({ time: Date.now() - 180_000 });
+    try {
+      const page = await context.newPage();
+      await page.goto(`${relay.url}/?${new URLSearchParams({ map, name: 'Alice', tiles: 'none' })}`);
+      await waitReady(page);
+      await B.page.evaluate(() => window.mapcrdtDemo.rename('seedPin1', 'from the present'));
+      await until(page, () => !document.querySelector('#conn-note').hidden, null, { what: 'the refusal shown' });
+      assert.match(await page.textContent('#conn-note'), /refused \(clock_drift\).*clock is more than a minute off/);
+      assert.equal(await page.evaluate(() => window.mapcrdtDemo.feature('seedPin1').name), 'Notre-Dame');
+    } finally {
+      await context.close();
+      await close(B);
+    }
+  });
 });

@@ -822,11 +822,13 @@ function setStatus(s) {
   el.dataset.status = s;
 }
 
-/** Shows why the relay closed the connection (text), or nothing (""). */
-function connNote(text) {
+let noteIsClose = false;
+/** Shows why the relay closed the connection, or refused a message (refused: true); "" hides it. */
+function connNote(text, refused = false) {
   const el = $("#conn-note");
   el.textContent = text;
   el.hidden = text === "";
+  noteIsClose = text !== "" && !refused;
 }
 
 function wsURL() {
@@ -916,7 +918,15 @@ function receive(text) {
   try {
     engine.receive(text);
   } catch (e) {
-    console.warn("mapcrdt demo: a message was refused:", /** @type {any} */ (e).code, /** @type {any} */ (e).message);
+    const code = /** @type {any} */ (e).code;
+    console.warn("mapcrdt demo: a message was refused:", code, /** @type {any} */ (e).message);
+    // Shown too: what it carried is missing from this map. A clock more than a minute
+    // behind refuses every edit made since by the others.
+    connNote(
+      `A message from the relay was refused (${code}): ${/** @type {any} */ (e).message}` +
+        (code === "clock_drift" ? " — this computer's clock is more than a minute off: set it right, then reload." : ""),
+      true,
+    );
   }
 }
 
@@ -946,7 +956,7 @@ function onMessage(sock, text) {
       stableTimer = window.setTimeout(() => {
         if (ws !== sock || !joined) return;
         attempts = 0;
-        connNote("");
+        if (noteIsClose) connNote(""); // a refused message stays said: what it carried is missing
       }, STABLE_MS);
       peerIds = peerIdsOf(msg);
       peerNames = namesOf(msg);
