@@ -234,7 +234,6 @@ async function adoptStranded() {
 
 // ------------------------------------------------------------------ start
 
-
 const [db, slot] = await Promise.all([openDB().catch(() => null), takeSlot()]);
 const storageKey = `${mapName}#${slot}`;
 let restored = false;
