@@ -1,6 +1,7 @@
 // Browser tests of the demo as its users meet it: the network going away under an open page,
-// the relay restarting under open pages, the page failing to start, drawing into a hidden
-// layer, editing shapes through Leaflet.Editable's handles. After each scenario every page's
+// a connection dying without closing, the relay restarting under open pages, a clock minutes
+// off, the page failing to start, drawing into a hidden layer, the feature form while a peer
+// edits the same feature. After each scenario every page's
 // map — its Leaflet layers and their labels, not only its engine — must show what the
 // engine's state() holds (drawnMatchesEngine).
 //
