@@ -1,9 +1,9 @@
 // Browser tests of the demo as its users meet it: the network going away under an open page,
 // a connection dying without closing, the relay restarting under open pages, a clock minutes
 // off, the page failing to start, drawing into a hidden layer, the feature form while a peer
-// edits the same feature. After each scenario every page's
-// map — its Leaflet layers and their labels, not only its engine — must show what the
-// engine's state() holds (drawnMatchesEngine).
+// edits the same feature. Where pages converge, every page's map — its Leaflet layers and
+// their labels, not only its engine — must show what the engine's state() holds
+// (sameEverywhere, drawnVsEngine).
 //
 // Run: make build && node --test demo/e2e/users.test.js
 
