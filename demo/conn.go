@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -66,6 +67,9 @@ func (c *conn) serve(ctx context.Context) {
 	go func() { defer close(written); c.writeLoop(ctx) }()
 	read := make(chan error, 1)
 	go func() { read <- c.readLoop(ctx) }()
+	if c.relay.opts.PingInterval > 0 {
+		go c.pingLoop(ctx)
+	}
 
 	var err error
 	readDone := false
@@ -145,6 +149,28 @@ func (c *conn) writeLoop(ctx context.Context) {
 				c.ws.CloseNow()
 				return
 			}
+		}
+	}
+}
+
+// pingLoop pings the connection every PingInterval until it is kicked, and
+// kicks it when a pong does not come within PingTimeout (the reading
+// goroutine reads the pong).
+func (c *conn) pingLoop(ctx context.Context) {
+	t := time.NewTicker(c.relay.opts.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-t.C:
+		}
+		pctx, cancel := context.WithTimeout(ctx, c.relay.opts.PingTimeout)
+		err := c.ws.Ping(pctx)
+		cancel()
+		if err != nil {
+			c.kick(websocket.StatusGoingAway, "no pong")
+			return
 		}
 	}
 }

@@ -51,6 +51,14 @@ type Options struct {
 	SendQueueBytes int64
 	// WriteTimeout bounds the write of one message (default 10 s).
 	WriteTimeout time.Duration
+	// PingInterval is how often each connection is sent a WebSocket ping
+	// (default 30 s; negative: never). One whose pong has not come within
+	// PingTimeout (default 15 s) is closed: a connection dead on the way
+	// (a laptop sleeping, a dropped NAT entry) ends no close, and would
+	// hold its peer id — refused to the peer connecting again — and be
+	// listed in its room for ever.
+	PingInterval time.Duration
+	PingTimeout  time.Duration
 	// NewReplica opens each room's Replica. Nil gives every room a replica
 	// with id "relay" that accepts everything and stores nothing.
 	NewReplica ReplicaFactory
@@ -91,6 +99,12 @@ func NewRelay(opts Options) *Relay {
 	}
 	if opts.WriteTimeout <= 0 {
 		opts.WriteTimeout = 10 * time.Second
+	}
+	if opts.PingInterval == 0 {
+		opts.PingInterval = 30 * time.Second
+	}
+	if opts.PingTimeout <= 0 {
+		opts.PingTimeout = 15 * time.Second
 	}
 	if opts.NewReplica == nil {
 		opts.NewReplica = func(string) (Replica, error) { return nopReplica{}, nil }

@@ -595,3 +595,29 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 	}
 }
+
+// A connection dead on the way answers no ping: the relay closes it, and its peer id is
+// free again for the peer connecting anew (a page back from a dead link). Without the
+// pings the id stayed taken, and the dead peer listed, for as long as the relay ran.
+func TestDeadConnectionFreesItsPeerID(t *testing.T) {
+	_, srv := startRelay(t, Options{PingInterval: 100 * time.Millisecond, PingTimeout: 1500 * time.Millisecond})
+	live, _ := join(t, srv, "m", `,"peer":"bob"`)
+	dead, _ := join(t, srv, "m", `,"peer":"alice"`)
+	_ = dead // never read again: its pongs are never sent, as on a dead link
+	if got := peers(live.expect("ListPeersResponse")); !slices.Equal(got, []string{"relay", "bob", "alice"}) {
+		t.Fatalf("peers after alice joined: %v", got)
+	}
+	// bob reads, so answers the pings: it stays, and hears alice leave.
+	if got := peers(live.expect("ListPeersResponse")); !slices.Equal(got, []string{"relay", "bob"}) {
+		t.Fatalf("peers after the dead connection: %v", got)
+	}
+	again, _ := join(t, srv, "m", `,"peer":"alice"`)
+	if again.id != "alice" {
+		t.Fatalf("alice connecting again got %q", again.id)
+	}
+	if got := peers(live.expect("ListPeersResponse")); !slices.Equal(got, []string{"relay", "bob", "alice"}) {
+		t.Fatalf("peers after alice came back: %v", got)
+	}
+	live.barrier()
+	again.barrier()
+}

@@ -3,7 +3,9 @@
 // demo relay (/ws/sync/{map}, uMap's sync protocol).
 //
 // URL parameters: ?map=NAME (default "demo"), ?name=DISPLAY NAME, ?tiles=URL|none (default
-// OpenStreetMap), ?seed=none (skip the sample data seeded as if loaded from a server).
+// OpenStreetMap), ?seed=none (skip the sample data seeded as if loaded from a server),
+// ?keepalive=MS (how often the page pings the relay, default 25,000; a connection that
+// answers nothing for that long is dropped and made again).
 //
 // The engine is saved to IndexedDB (per map) after every local edit and on pagehide, and
 // restored on load with the same peer id, so edits made offline survive a reload. Each tab
@@ -21,6 +23,23 @@
 
 import { createEngine } from "/jsglue/index.js";
 import { bindLeaflet, randomId } from "/jsglue/leaflet.js";
+
+// A failure while the page starts (mapcrdt.wasm not built — `go run ./demo` without
+// `make build` —, Leaflet missing from jsglue/node_modules, …) would leave it saying
+// "connecting" for ever: it is shown instead. Listened to until the page is ready.
+function startFailed(/** @type {any} */ e) {
+  if (window.mapcrdtDemo?.ready) return;
+  const status = document.querySelector("#status");
+  const msg = document.querySelector("#fatal");
+  if (!status || !msg) return;
+  status.textContent = "error";
+  /** @type {HTMLElement} */ (status).dataset.status = "error";
+  const reason = e?.error ?? e?.reason ?? e;
+  msg.textContent = `The page could not start: ${reason instanceof Error ? reason.message : String(reason)}. Run make demo (it installs and builds), then reload.`;
+  /** @type {HTMLElement} */ (msg).hidden = false;
+}
+addEventListener("error", startFailed);
+addEventListener("unhandledrejection", startFailed);
 
 const L = window.L;
 const params = new URLSearchParams(location.search);
@@ -336,7 +355,16 @@ function ensureActiveLayer() {
 
 /** The datalayer of a new feature; creates one if the map has none. */
 function layerForNewFeature() {
-  if (ensureActiveLayer()) return activeLayerId;
+  if (ensureActiveLayer()) {
+    if (hidden.has(activeLayerId)) {
+      // Hidden here: what the user draws would vanish as it is drawn. Show the layer.
+      hidden.delete(activeLayerId);
+      writeHidden();
+      ctl.refreshVisibility();
+      renderLayerList();
+    }
+    return activeLayerId;
+  }
   const id = randomId(8);
   engine.upsert("datalayer", { id }, { name: "Layer 1" });
   readDatalayer(id);
@@ -396,6 +424,8 @@ $("#layers").addEventListener("change", (e) => {
     if (name && name !== datalayers.get(id)?.name) {
       engine.update("datalayer", { id }, "name", name);
       afterLocalEdit();
+    } else {
+      target.value = datalayers.get(id)?.name ?? ""; // an empty name is not taken: show the name kept
     }
   }
   renderLayerList();
@@ -493,9 +523,10 @@ function drawn(id) {
 function select(id) {
   if (id && !drawn(id)) id = null;
   if (selectedId && selectedId !== id) highlight(selectedId, false);
+  const other = selectedId !== id;
   selectedId = id;
   if (id) highlight(id, true);
-  fillForm();
+  fillForm(other);
 }
 
 function toHex(color) {
@@ -508,7 +539,16 @@ function toHex(color) {
   return /^#[0-9a-f]{6}$/i.test(v) ? v : DEFAULT_COLOR;
 }
 
-function fillForm() {
+/**
+ * The form's fields as last filled from the feature. A field the user changed since (its
+ * value differs) is a pending edit: a peer's change to the feature does not overwrite it,
+ * and Apply writes only such fields — a field left as it was, showing a value a peer has
+ * since replaced, is not written back over the peer's.
+ */
+const shown = { name: "", color: "" };
+
+/** Fills the form from the selected feature; fresh: a newly selected one (pending edits dropped). */
+function fillForm(fresh = false) {
   formNeedsRefresh = false;
   const form = /** @type {HTMLFormElement} */ ($("#feature-form"));
   const f = selectedId ? ctl.features().find((x) => x.id === selectedId) : undefined;
@@ -517,8 +557,8 @@ function fillForm() {
   if (!f) return;
   const name = /** @type {HTMLInputElement} */ ($("#feature-name"));
   const color = /** @type {HTMLInputElement} */ ($("#feature-color"));
-  if (document.activeElement !== name) name.value = f.name;
-  color.value = toHex(f.color);
+  if (fresh || name.value === shown.name) name.value = shown.name = f.name;
+  if (fresh || color.value === shown.color) color.value = shown.color = toHex(f.color);
   $("#feature-id").textContent = f.id;
   $("#feature-layer").textContent = datalayers.get(f.layerId)?.name ?? f.layerId;
   highlight(f.id, true);
@@ -533,11 +573,11 @@ $("#feature-form").addEventListener("submit", (e) => {
   const color = /** @type {HTMLInputElement} */ ($("#feature-color")).value;
   /** @type {Record<string, string>} */
   const values = {};
-  if (name !== f.name) values.name = name;
-  if (color.toLowerCase() !== toHex(f.color)) values["_umap_options.color"] = color;
+  if (name !== shown.name && name !== f.name) values.name = name;
+  if (color !== shown.color && color.toLowerCase() !== toHex(f.color)) values["_umap_options.color"] = color;
   if (Object.keys(values).length > 0) ctl.setProperties(f.id, values);
   /** @type {HTMLInputElement} */ ($("#feature-name")).blur();
-  fillForm();
+  fillForm(true);
 });
 
 $("#feature-delete").addEventListener("click", () => {
@@ -756,6 +796,10 @@ let ws = null;
 let joined = false;
 let wantOnline = true;
 let attempts = 0;
+let stableTimer = 0;
+const STABLE_MS = 10_000;
+/** A ping is out, and nothing was heard since it went (see KEEPALIVE). */
+let awaitingPong = false;
 let idMismatches = 0;
 let retryTimer = 0;
 /** @type {string[]} */
@@ -768,11 +812,22 @@ let peerIds = [];
 let peerNames = new Map();
 let status = "connecting";
 
+/** "online", "connecting", "no network" (connecting while the browser says it has none), or "offline" (the switch). */
 function setStatus(s) {
+  if (s === "connecting" && navigator.onLine === false) s = "no network";
   status = s;
   const el = $("#status");
   el.textContent = s;
   el.dataset.status = s;
+}
+
+let noteIsClose = false;
+/** Shows why the relay closed the connection, or refused a message (refused: true); "" hides it. */
+function connNote(text, refused = false) {
+  const el = $("#conn-note");
+  el.textContent = text;
+  el.hidden = text === "";
+  noteIsClose = text !== "" && !refused;
 }
 
 function wsURL() {
@@ -788,19 +843,27 @@ function connect() {
   const sock = new WebSocket(wsURL());
   ws = sock;
   joined = false;
+  awaitingPong = false;
   sock.onopen = () => {
     if (ws !== sock) return;
     sock.send(JSON.stringify({ kind: "JoinRequest", peer: engine.peerId, name: displayName }));
   };
   sock.onmessage = (ev) => {
     if (ws !== sock || typeof ev.data !== "string") return;
+    awaitingPong = false;
     onMessage(sock, ev.data);
   };
   sock.onclose = (ev) => {
     if (ws !== sock) return;
     ws = null;
     joined = false;
-    if (ev.code !== 1000 && ev.reason) console.warn(`mapcrdt demo: the relay closed the connection: ${ev.code} ${ev.reason}`);
+    if (ev.code !== 1000 && ev.reason) {
+      console.warn(`mapcrdt demo: the relay closed the connection: ${ev.code} ${ev.reason}`);
+      connNote(
+        `The relay closed the connection: ${ev.reason}` +
+          (ev.reason.startsWith("clock_drift") ? " — this computer's clock is more than a minute off: set it right, then reload." : ""),
+      );
+    }
     renderPeers();
     if (wantOnline) {
       setStatus("connecting");
@@ -812,6 +875,31 @@ function connect() {
     }
   };
 }
+
+// The browser lost the network: the socket cannot carry anything now (Chromium holds what
+// is sent on it), yet it stays open, and the page said "online", until TCP gives up —
+// minutes. Drop it and try again at once (a relay on this machine is still reachable); the
+// status says "no network" while the tries fail. Back online: try at once, not at the end
+// of the backoff.
+addEventListener("offline", () => {
+  if (wantOnline) reconnect("network lost");
+});
+
+/** Drops the socket, which carries nothing any more, without waiting for its close, and makes a new one. */
+function reconnect(reason) {
+  const sock = ws;
+  ws = null;
+  joined = false;
+  if (sock) sock.close(1000, reason);
+  attempts = 0;
+  renderPeers();
+  connect();
+}
+addEventListener("online", () => {
+  if (!wantOnline || ws) return;
+  attempts = 0;
+  connect();
+});
 
 function disconnect() {
   wantOnline = false;
@@ -829,7 +917,15 @@ function receive(text) {
   try {
     engine.receive(text);
   } catch (e) {
-    console.warn("mapcrdt demo: a message was refused:", /** @type {any} */ (e).code, /** @type {any} */ (e).message);
+    const code = /** @type {any} */ (e).code;
+    console.warn("mapcrdt demo: a message was refused:", code, /** @type {any} */ (e).message);
+    // Shown too: what it carried is missing from this map. A clock more than a minute
+    // behind refuses every edit made since by the others.
+    connNote(
+      `A message from the relay was refused (${code}): ${/** @type {any} */ (e).message}` +
+        (code === "clock_drift" ? " — this computer's clock is more than a minute off: set it right, then reload." : ""),
+      true,
+    );
   }
 }
 
@@ -850,9 +946,17 @@ function onMessage(sock, text) {
         return;
       }
       joined = true;
-      attempts = 0;
       idMismatches = 0;
       setStatus("online");
+      // The backoff starts again, and the relay's last refusal is forgotten, once this
+      // connection has lasted: one the relay closes at once (it refuses what this page
+      // sends) is tried again ever more slowly, not four times a second for ever.
+      clearTimeout(stableTimer);
+      stableTimer = window.setTimeout(() => {
+        if (ws !== sock || !joined) return;
+        attempts = 0;
+        if (noteIsClose) connNote(""); // a refused message stays said: what it carried is missing
+      }, STABLE_MS);
       peerIds = peerIdsOf(msg);
       peerNames = namesOf(msg);
       renderPeers();
@@ -921,9 +1025,22 @@ function scheduleFlush() {
   });
 }
 
+// Keep-alive. A connection can die without closing (a laptop waking up, a changed network,
+// a proxy dropping it): the page would say "online" while nothing it sends arrives, until
+// TCP gives up — many minutes. Nothing heard for a whole period, not even the pong of the
+// ping sent at its start: the connection is dropped and made again.
+const KEEPALIVE = Math.min(600_000, Math.max(200, Number(params.get("keepalive")) || 25_000));
 setInterval(() => {
-  if (joined && ws && ws.readyState === WebSocket.OPEN) ws.send('{"kind":"ping"}');
-}, 25_000);
+  if (!joined || !ws || ws.readyState !== WebSocket.OPEN) return;
+  if (awaitingPong) {
+    awaitingPong = false;
+    console.warn(`mapcrdt demo: no answer from the relay for ${KEEPALIVE} ms: connecting again`);
+    reconnect("no answer");
+    return;
+  }
+  awaitingPong = true;
+  ws.send('{"kind":"ping"}');
+}, KEEPALIVE);
 
 function renderPeers() {
   const ul = $("#peers");
@@ -994,6 +1111,8 @@ window.mapcrdtDemo = {
   datalayers: () => sortedLayers().map((d) => ({ ...d, visible: !hidden.has(d.id), active: d.id === activeLayerId })),
   peers: () => [...document.querySelectorAll("#peers li")].map((li) => ({ id: /** @type {HTMLElement} */ (li).dataset.peer, text: li.textContent })),
   selected: () => selectedId,
+  /** Connections in a row that ended before lasting STABLE_MS (the reconnect backoff's exponent). */
+  retries: () => attempts,
   mode: () => mode,
   /** True when every local edit so far is in IndexedDB. */
   persisted: () => persistedEdits >= localEdits && persistRunning === 0 && !persistTimer,
@@ -1043,3 +1162,7 @@ updateHistory();
 schedulePersist(0);
 connect();
 window.mapcrdtDemo.ready = true;
+// Started: an error reported meanwhile (a renderer's, reported and passed over) was not fatal.
+removeEventListener("error", startFailed);
+removeEventListener("unhandledrejection", startFailed);
+$("#fatal").hidden = true;

@@ -1,0 +1,336 @@
+// Browser tests of the demo as its users meet it: the network going away under an open page,
+// a connection dying without closing, the relay restarting under open pages, a clock minutes
+// off, the page failing to start, drawing into a hidden layer, the feature form while a peer
+// edits the same feature. Where pages converge, every page's map — its Leaflet layers and
+// their labels, not only its engine — must show what the engine's state() holds
+// (sameEverywhere, drawnVsEngine).
+//
+// Run: make build && node --test demo/e2e/users.test.js
+
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  clickFeature,
+  converged,
+  drawMarker,
+  features,
+  launchBrowser,
+  mapName,
+  mapPoint,
+  openDemo,
+  startRelay,
+  until,
+  waitReady,
+} from './browser.js';
+
+const close = (...vs) => Promise.all(vs.map((v) => v.close().catch(() => {})));
+
+// Chromium logs each failed WebSocket connection as a console error of its own; a page
+// retrying while the network or the relay is away makes some. Every other error counts.
+const refused = /^console: WebSocket connection to '[^']+' failed: Error in connection establishment: net::ERR_(INTERNET_DISCONNECTED|CONNECTION_REFUSED)$/;
+
+function assertNoErrors(...views) {
+  for (const v of views) assert.deepEqual(v.errors.filter((e) => !refused.test(e)), [], `errors in ${v.name}'s page`);
+}
+
+/**
+ * The differences between what a page draws and what its engine holds: every feature of a
+ * shown datalayer drawn once, with the engine's datalayer, geometry (to 1e-6), name, color,
+ * and its label's text in the DOM; nothing else drawn. [] when they agree.
+ */
+function drawnVsEngine(page) {
+  return page.evaluate(() => {
+    const d = window.mapcrdtDemo;
+    const canon = (v) => {
+      if (typeof v === 'number') return String(Math.round(v * 1e6) / 1e6);
+      if (v === null || typeof v !== 'object') return JSON.stringify(v);
+      if (Array.isArray(v)) return '[' + v.map(canon).join(',') + ']';
+      return '{' + Object.keys(v).sort().map((k) => JSON.stringify(k) + ':' + canon(v[k])).join(',') + '}';
+    };
+    const shown = new Set(d.datalayers().filter((l) => l.visible).map((l) => l.id));
+    const want = new Map();
+    for (const o of JSON.parse(d.engine.state())) {
+      if (o.subject !== 'feature' || !shown.has(o.metadata.layerId)) continue;
+      const p = o.value.properties ?? {};
+      want.set(o.metadata.id, {
+        layerId: o.metadata.layerId,
+        geometry: canon(o.value.geometry),
+        name: typeof p.name === 'string' ? p.name : '',
+        color: p._umap_options?.color || '#3388ff',
+      });
+    }
+    const diffs = [];
+    const got = new Map();
+    for (const f of d.controller.features()) {
+      if (!f.visible) continue;
+      const label = f.layer.getTooltip()?.getElement()?.textContent ?? '';
+      got.set(f.id, { layerId: f.layerId, geometry: canon(f.layer.toGeoJSON(6).geometry), name: label, color: f.color });
+    }
+    for (const [id, w] of want) {
+      const g = got.get(id);
+      if (!g) diffs.push(`${id}: in the engine, not drawn`);
+      else for (const k of Object.keys(w)) if (w[k] !== g[k]) diffs.push(`${id}: ${k} ${w[k]} in the engine, ${g[k]} drawn`);
+    }
+    for (const id of got.keys()) if (!want.has(id)) diffs.push(`${id}: drawn, not in the engine`);
+    return diffs;
+  });
+}
+
+/** Waits until the pages' engines agree, then checks each page draws that state. */
+async function sameEverywhere(views, opts) {
+  const state = await converged(views.map((v) => v.page), opts);
+  for (const v of views) assert.deepEqual(await drawnVsEngine(v.page), [], `${v.name}'s map and engine differ`);
+  return JSON.parse(state);
+}
+
+const featureIn = (state, id) => state.find((o) => o.subject === 'feature' && o.metadata.id === id);
+
+describe('demo: what users meet', { timeout: 180_000 }, () => {
+  let relay;
+  let browser;
+
+  before(async () => {
+    [relay, browser] = await Promise.all([startRelay(), launchBrowser()]);
+  });
+
+  after(async () => {
+    await browser?.close();
+    await relay?.stop();
+  });
+
+  test('the browser losing the network: the page says so, edits made meanwhile reach the other page when it is back', async () => {
+    const map = mapName('network');
+    const A = await openDemo(browser, relay, { map, name: 'Alice' });
+    const B = await openDemo(browser, relay, { map, name: 'Bob' });
+    try {
+      await A.context.setOffline(true);
+      // The socket stays open in Chromium (what is sent on it is held): the page must not
+      // keep saying "online".
+      await until(A.page, () => window.mapcrdtDemo.status() === 'no network' && document.querySelector('#status').textContent === 'no network', null, {
+        what: 'A saying "no network"',
+        timeout: 5_000,
+      });
+      const id = await drawMarker(A.page, 0.3, 0.3);
+      await A.page.evaluate(() => window.mapcrdtDemo.rename('seedPin1', 'renamed offline'));
+      await B.page.evaluate(() => window.mapcrdtDemo.rename('seedArea', 'renamed by Bob'));
+      assert.equal(await A.page.evaluate(() => window.mapcrdtDemo.status()), 'no network', 'still no network');
+
+      await A.context.setOffline(false);
+      await until(A.page, () => window.mapcrdtDemo.status() === 'online', null, { what: 'A online again' });
+      const state = await sameEverywhere([A, B]);
+      assert.ok(featureIn(state, id), 'A’s marker reached B');
+      assert.equal(featureIn(state, 'seedPin1').value.properties.name, 'renamed offline');
+      assert.equal(featureIn(state, 'seedArea').value.properties.name, 'renamed by Bob');
+      assertNoErrors(A, B);
+    } finally {
+      await close(A, B);
+    }
+  });
+
+  for (const [what, missing, says] of [
+    ['its engine (mapcrdt.wasm not built)', '**/jsglue/mapcrdt.wasm', /mapcrdt\.wasm/],
+    ['Leaflet (jsglue/node_modules not installed)', '**/leaflet/dist/leaflet.js', /featureGroup/],
+  ]) {
+    test(`a page that cannot start for want of ${what} says so, instead of "connecting" for ever`, async () => {
+      const context = await browser.newContext();
+      try {
+        const page = await context.newPage();
+        await page.route(missing, (route) => route.fulfill({ status: 404, body: 'not found' }));
+        await page.goto(`${relay.url}/?tiles=none&map=${mapName('nostart')}`);
+        await until(page, () => document.querySelector('#status').textContent === 'error' && !document.querySelector('#fatal').hidden, null, {
+          what: 'the page saying it failed',
+          timeout: 10_000,
+        });
+        const text = await page.textContent('#fatal');
+        assert.match(text, says);
+        assert.match(text, /make demo/);
+      } finally {
+        await context.close();
+      }
+    });
+  }
+
+  test('a feature drawn while its layer is hidden here shows the layer; an empty layer name is not kept in the field', async () => {
+    const map = mapName('hidden');
+    const A = await openDemo(browser, relay, { map, name: 'Alice' });
+    try {
+      await A.page.uncheck('#layers li[data-layer-id="default"] .layer-visible');
+      await until(A.page, () => !window.mapcrdtDemo.feature('seedPin1').visible, null, { what: 'the layer hidden' });
+      const id = await drawMarker(A.page, 0.5, 0.5);
+      await until(A.page, (id) => window.mapcrdtDemo.feature(id).visible && window.mapcrdtDemo.selected() === id, id, {
+        what: 'the new marker drawn and selected',
+        timeout: 5_000,
+      });
+      assert.equal(await A.page.isChecked('#layers li[data-layer-id="default"] .layer-visible'), true);
+      assert.ok((await features(A.page)).every((f) => f.visible), 'the layer’s other features shown too');
+
+      await A.page.fill('#layers li[data-layer-id="default"] .layer-name', '  ');
+      await A.page.press('#layers li[data-layer-id="default"] .layer-name', 'Enter');
+      assert.equal(await A.page.inputValue('#layers li[data-layer-id="default"] .layer-name'), 'Layer 1');
+      assert.deepEqual(await drawnVsEngine(A.page), []);
+      assertNoErrors(A);
+    } finally {
+      await close(A);
+    }
+  });
+  test('the feature form: Apply writes what the user changed, not what a peer changed since; a peer’s edit keeps what is being typed', async () => {
+    const map = mapName('form');
+    const A = await openDemo(browser, relay, { map, name: 'Alice' });
+    const B = await openDemo(browser, relay, { map, name: 'Bob' });
+    const nameIn = (page, want) =>
+      until(page, (want) => window.mapcrdtDemo.feature('seedPin1').name === want, want, { what: `seedPin1 named ${want}` });
+    try {
+      // B opens the form on the pin and clicks into the name; A renames the pin meanwhile;
+      // B then only picks a color and applies: A's name must stay.
+      await clickFeature(B.page, 'seedPin1');
+      await until(B.page, () => window.mapcrdtDemo.selected() === 'seedPin1', null, { what: 'selection in B' });
+      await B.page.click('#feature-name');
+      await A.page.evaluate(() => window.mapcrdtDemo.rename('seedPin1', 'named by Alice'));
+      await nameIn(B.page, 'named by Alice');
+      await B.page.locator('#feature-color').fill('#ff0000');
+      await B.page.click('#feature-apply');
+      let state = await sameEverywhere([A, B]);
+      let pin = featureIn(state, 'seedPin1').value.properties;
+      assert.equal(pin.name, 'named by Alice', 'B’s Apply wrote back the name its form showed before');
+      assert.equal(pin._umap_options.color, '#ff0000');
+      assert.equal(await B.page.inputValue('#feature-name'), 'named by Alice');
+
+      // B types a name and picks a color, not applied yet; A moves the pin and renames it.
+      // B's fields keep what B entered, and Apply writes both.
+      await B.page.fill('#feature-name', 'typed by Bob');
+      await B.page.locator('#feature-color').fill('#00aa00');
+      await A.page.evaluate(() => {
+        window.mapcrdtDemo.dragMarkerTo('seedPin1', 48.852, 2.349);
+        window.mapcrdtDemo.rename('seedPin1', 'Alice again');
+      });
+      await nameIn(B.page, 'Alice again');
+      assert.equal(await B.page.inputValue('#feature-name'), 'typed by Bob');
+      assert.equal(await B.page.inputValue('#feature-color'), '#00aa00');
+      await B.page.click('#feature-apply');
+      state = await sameEverywhere([A, B]);
+      pin = featureIn(state, 'seedPin1').value;
+      assert.equal(pin.properties.name, 'typed by Bob');
+      assert.equal(pin.properties._umap_options.color, '#00aa00');
+      assert.deepEqual(pin.geometry.coordinates, [2.349, 48.852]);
+      assertNoErrors(A, B);
+    } finally {
+      await close(A, B);
+    }
+  });
+  test('a connection that dies without closing is noticed and made again; edits made meanwhile arrive', async () => {
+    const map = mapName('deadlink');
+    const B = await openDemo(browser, relay, { map, name: 'Bob' });
+    // A's page, with its WebSocket passed through a route that can go silent both ways
+    // without closing: a connection dead on the way (a laptop waking, a dropped NAT entry).
+    const context = await browser.newContext({ viewport: { width: 1200, height: 760 } });
+    const A = { name: 'Alice', context, errors: [], close: () => context.close() };
+    let connections = 0;
+    let silent = 0; // the connection (1-based) that goes silent; 0: none
+    await context.routeWebSocket(/\/ws\/sync\//, (client) => {
+      const n = ++connections;
+      const server = client.connectToServer();
+      client.onMessage((m) => n !== silent && server.send(m));
+      server.onMessage((m) => n !== silent && client.send(m));
+    });
+    try {
+      A.page = await context.newPage();
+      A.page.on('pageerror', (e) => A.errors.push(`pageerror: ${e.message}`));
+      A.page.on('console', (m) => m.type() === 'error' && A.errors.push(`console: ${m.text()}`));
+      await A.page.goto(`${relay.url}/?${new URLSearchParams({ map, name: 'Alice', tiles: 'none', keepalive: '1000' })}`);
+      await waitReady(A.page);
+      assert.equal(connections, 1);
+
+      silent = 1;
+      await A.page.evaluate(() => window.mapcrdtDemo.rename('seedPin1', 'sent into the dead link'));
+      await B.page.evaluate(() => window.mapcrdtDemo.rename('seedArea', 'renamed by Bob'));
+      await until(A.page, () => window.mapcrdtDemo.status() !== 'online', null, { what: 'A noticing the dead link', timeout: 5_000 });
+      await until(A.page, () => window.mapcrdtDemo.status() === 'online', null, { what: 'A online again' });
+      assert.ok(connections >= 2, 'a new connection');
+      const state = await sameEverywhere([A, B]);
+      assert.equal(featureIn(state, 'seedPin1').value.properties.name, 'sent into the dead link');
+      assert.equal(featureIn(state, 'seedArea').value.properties.name, 'renamed by Bob');
+      assertNoErrors(A, B);
+    } finally {
+      await close(A, B);
+    }
+  });
+  test('the relay restarting under open pages: they come back on their own with the edits made meanwhile; a page opened later gets it all from the relay’s disk', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'mapcrdt-restart-'));
+    let own = await startRelay({ dataDir });
+    const again = () => startRelay({ dataDir, args: ['-addr', `127.0.0.1:${own.port}`] }); // the pages' address
+    const map = mapName('restart');
+    const A = await openDemo(browser, own, { map, name: 'Alice' });
+    const B = await openDemo(browser, own, { map, name: 'Bob' });
+    let C;
+    try {
+      const id = await drawMarker(A.page, 0.3, 0.3);
+      await sameEverywhere([A, B]);
+
+      await own.stop();
+      for (const v of [A, B]) await until(v.page, () => window.mapcrdtDemo.status() === 'connecting', null, { what: `${v.name} connecting` });
+      await A.page.evaluate(() => window.mapcrdtDemo.rename('seedPin1', 'renamed during the outage'));
+      await B.page.evaluate((id) => window.mapcrdtDemo.dragMarkerTo(id, 48.856, 2.341), id);
+      own = await again();
+      for (const v of [A, B]) await until(v.page, () => window.mapcrdtDemo.status() === 'online', null, { what: `${v.name} online`, timeout: 30_000 });
+      const state = await sameEverywhere([A, B]);
+      assert.equal(featureIn(state, 'seedPin1').value.properties.name, 'renamed during the outage');
+      assert.deepEqual(featureIn(state, id).value.geometry.coordinates, [2.341, 48.856]);
+      assertNoErrors(A, B);
+
+      await close(A, B);
+      await own.stop();
+      own = await again();
+      C = await openDemo(browser, own, { map, name: 'Carol' });
+      assert.deepEqual(await sameEverywhere([C]), state);
+      assertNoErrors(C);
+    } finally {
+      await close(A, B, ...(C ? [C] : []));
+      await own.stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+  test('a page whose clock is minutes ahead: the relay’s refusal is shown, and the page retries ever more slowly', async () => {
+    const map = mapName('drift');
+    const context = await browser.newContext();
+    await context.clock.install({ time: Date.now() + 180_000 }); // 3 min ahead; the engine refuses past 60 s
+    const A = { name: 'Alice', context, errors: [], close: () => context.close() };
+    try {
+      A.page = await context.newPage();
+      let refusals = 0;
+      A.page.on('console', (m) => {
+        if (m.type() === 'warning' && m.text().includes('closed the connection: 1008 clock_drift')) refusals++;
+      });
+      await A.page.goto(`${relay.url}/?${new URLSearchParams({ map, name: 'Alice', tiles: 'none' })}`);
+      await waitReady(A.page);
+      await A.page.evaluate(() => window.mapcrdtDemo.rename('seedPin1', 'from the future'));
+      await until(A.page, () => !document.querySelector('#conn-note').hidden, null, { what: 'the refusal shown' });
+      assert.match(await A.page.textContent('#conn-note'), /clock_drift.*clock is more than a minute off/);
+      // Refused again and again: the backoff grows instead of starting over at each join.
+      await until(A.page, () => window.mapcrdtDemo.retries() >= 3, null, { what: 'three refusals in a row', timeout: 10_000 });
+      assert.ok(refusals >= 3, `refusals seen: ${refusals}`);
+    } finally {
+      await context.close();
+    }
+  });
+  test('a page whose clock is minutes behind: the edits it refuses are said to be refused', async () => {
+    const map = mapName('behind');
+    const B = await openDemo(browser, relay, { map, name: 'Bob' });
+    const context = await browser.newContext();
+    await context.clock.install({ time: Date.now() - 180_000 });
+    try {
+      const page = await context.newPage();
+      await page.goto(`${relay.url}/?${new URLSearchParams({ map, name: 'Alice', tiles: 'none' })}`);
+      await waitReady(page);
+      await B.page.evaluate(() => window.mapcrdtDemo.rename('seedPin1', 'from the present'));
+      await until(page, () => !document.querySelector('#conn-note').hidden, null, { what: 'the refusal shown' });
+      assert.match(await page.textContent('#conn-note'), /refused \(clock_drift\).*clock is more than a minute off/);
+      assert.equal(await page.evaluate(() => window.mapcrdtDemo.feature('seedPin1').name), 'Notre-Dame');
+    } finally {
+      await context.close();
+      await close(B);
+    }
+  });
+});
