@@ -1,0 +1,126 @@
+package main
+
+// Connection-level limits of the relay: connection caps, the JoinRequest
+// deadline, the Origin check of the handshake.
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// dialStatus opens a WebSocket to mapName with the given request headers and returns
+// the connection (nil if refused) and the handshake's HTTP status.
+func dialStatus(t *testing.T, srv *httptest.Server, mapName string, header http.Header) (*websocket.Conn, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ws, resp, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+"/ws/sync/"+mapName,
+		&websocket.DialOptions{HTTPHeader: header})
+	if resp == nil {
+		t.Fatalf("dial %s: no answer: %v", mapName, err)
+	}
+	if err != nil {
+		return nil, resp.StatusCode
+	}
+	t.Cleanup(func() { ws.CloseNow() })
+	return ws, resp.StatusCode
+}
+
+// waitOpen waits until the relay counts n connections open (a closed one is counted
+// until its handler has returned).
+func waitOpen(t *testing.T, r *Relay, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		r.mu.Lock()
+		open := r.open
+		r.mu.Unlock()
+		if open == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections open, want %d", open, n)
+		}
+	}
+}
+
+// TestConnectionsPerAddressAreBounded: one address cannot open more than
+// MaxConnsPerIP connections (handshakes or sockets that never join included): one
+// more is answered 429 before the upgrade, and a slot freed is taken again. Without
+// the bound, one client held any number of sockets, each two goroutines and buffers.
+func TestConnectionsPerAddressAreBounded(t *testing.T) {
+	r, srv := startRelay(t, Options{MaxConnsPerIP: 3})
+	a, _ := join(t, srv, "m", "")
+	dial(t, srv, "other") // never joins
+	dial(t, srv, "m")
+	if ws, status := dialStatus(t, srv, "m", nil); ws != nil || status != http.StatusTooManyRequests {
+		t.Fatalf("fourth connection from one address: %d, want 429", status)
+	}
+	a.barrier() // the refusal touched no one
+	a.ws.Close(websocket.StatusNormalClosure, "")
+	waitOpen(t, r, 2)
+	if ws, status := dialStatus(t, srv, "m", nil); ws == nil {
+		t.Fatalf("after a close: %d, want the upgrade", status)
+	}
+}
+
+// TestConnectionsAreBounded: past MaxConns connections in all, one more is answered
+// 503, whatever its address.
+func TestConnectionsAreBounded(t *testing.T) {
+	r, srv := startRelay(t, Options{MaxConns: 2, MaxConnsPerIP: -1})
+	a, _ := join(t, srv, "m", "")
+	dial(t, srv, "n")
+	if ws, status := dialStatus(t, srv, "m", nil); ws != nil || status != http.StatusServiceUnavailable {
+		t.Fatalf("third connection: %d, want 503", status)
+	}
+	a.ws.Close(websocket.StatusNormalClosure, "")
+	waitOpen(t, r, 1)
+	dial(t, srv, "m")
+}
+
+// TestSocketThatNeverJoinsIsClosed: a connection that sends no JoinRequest within
+// JoinTimeout is closed with 1008 (pings do not count); one that joined is not.
+func TestSocketThatNeverJoinsIsClosed(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	r, srv := startRelay(t, Options{JoinTimeout: timeout})
+	idle := dial(t, srv, "m")
+	idle.barrier() // a ping is answered, and is no join
+	joined, _ := join(t, srv, "m", "")
+	idle.expectClosed(websocket.StatusPolicyViolation, "no JoinRequest within 300ms")
+	time.Sleep(2 * timeout)
+	joined.barrier()
+	waitOpen(t, r, 1)
+}
+
+// TestCrossOriginHandshakeIsRefused: a page of another origin cannot open a
+// connection (cross-site WebSocket hijacking: any site a user visits could read and
+// write the maps of a relay on their machine or network), unless it is one of
+// OriginPatterns; the relay's own pages and non-browser clients (no Origin) can.
+func TestCrossOriginHandshakeIsRefused(t *testing.T) {
+	_, srv := startRelay(t, Options{OriginPatterns: []string{"umap.example.org"}})
+	host := strings.TrimPrefix(srv.URL, "http://")
+	for _, tt := range []struct {
+		origin string
+		want   int
+	}{
+		{"", http.StatusSwitchingProtocols},
+		{"http://" + host, http.StatusSwitchingProtocols},
+		{"https://umap.example.org", http.StatusSwitchingProtocols},
+		{"https://evil.example", http.StatusForbidden},
+		{"https://umap.example.org.evil.example", http.StatusForbidden},
+		{"null", http.StatusForbidden},
+	} {
+		h := http.Header{}
+		if tt.origin != "" {
+			h.Set("Origin", tt.origin)
+		}
+		if _, status := dialStatus(t, srv, "m", h); status != tt.want {
+			t.Errorf("Origin %q: %d, want %d", tt.origin, status, tt.want)
+		}
+	}
+}
