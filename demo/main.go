@@ -22,6 +22,9 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -31,6 +34,9 @@ import (
 // config is the command line.
 type config struct {
 	addr, data, static, glue string
+	// origins and hosts are comma-separated lists (see main's flags).
+	origins, hosts          string
+	maxConns, maxConnsPerIP int
 }
 
 func main() {
@@ -39,10 +45,22 @@ func main() {
 	flag.StringVar(&cfg.data, "data", "./demo/data", "data directory: the relay's replicas and saved datalayers")
 	flag.StringVar(&cfg.static, "static", "demo/web", "directory served at /: the page")
 	flag.StringVar(&cfg.glue, "glue", "jsglue", "directory served at /jsglue/: glue, wasm and node_modules")
+	flag.StringVar(&cfg.origins, "origins", "", "comma-separated origins, besides the relay's own, whose pages may connect:\n"+
+		"host patterns (umap.example.org, *.example.org) or scheme://host")
+	flag.StringVar(&cfg.hosts, "hosts", "", "comma-separated host names the relay answers to (the Host header, any port);\n"+
+		"\"*\" for any. Default: localhost, 127.0.0.1 and ::1 when -addr is a loopback address\n"+
+		"(a DNS-rebinding page cannot reach it), any otherwise")
+	flag.IntVar(&cfg.maxConns, "max-conns", 1000, "WebSocket connections open at once (negative: no bound)")
+	flag.IntVar(&cfg.maxConnsPerIP, "max-conns-per-ip", 50, "WebSocket connections open at once from one remote address\n"+
+		"(negative: no bound; behind a reverse proxy, bound them in the proxy)")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go func() {
+		<-ctx.Done()
+		stop() // a second signal kills at once
+	}()
 	if err := run(ctx, cfg, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
@@ -61,6 +79,7 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 		}
 	}
 	opts, _ := relayOptions(cfg.data)
+	opts.MaxConns, opts.MaxConnsPerIP, opts.OriginPatterns = cfg.maxConns, cfg.maxConnsPerIP, splitList(cfg.origins)
 	relay := NewRelay(opts)
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
@@ -68,7 +87,11 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 	}
 	mux := newMux(relay, cfg.static, cfg.glue)
 	newDatalayers(datalayerOptions{Dir: cfg.data}).register(mux) // the save endpoint (save.go)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	hosts := splitList(cfg.hosts)
+	if hosts == nil && isLoopback(ln.Addr()) {
+		hosts = []string{"localhost", "127.0.0.1", "::1"}
+	}
+	srv := newServer(allowHosts(mux, hosts), defaultTimeouts)
 	fmt.Fprintf(stdout, "listening on http://%s\n", displayAddr(ln.Addr()))
 
 	served := make(chan error, 1)
@@ -89,6 +112,66 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 		err = serr
 	}
 	return err
+}
+
+// timeouts bound what a client that sends or reads slowly holds (http.Server's).
+type timeouts struct{ header, read, write, idle time.Duration }
+
+// defaultTimeouts: the headers of a request must arrive within 10 s, the whole
+// request (a PUT of a large datalayer) within 2 min, and its answer (the .wasm) be
+// written within 2 min; an idle keep-alive connection is closed after 2 min.
+var defaultTimeouts = timeouts{header: 10 * time.Second, read: 2 * time.Minute, write: 2 * time.Minute, idle: 2 * time.Minute}
+
+// newServer is the HTTP server of the demo. A WebSocket is not bound by its
+// timeouts: the upgrade (http.Hijacker) clears the connection's deadlines.
+func newServer(h http.Handler, t timeouts) *http.Server {
+	return &http.Server{Handler: h,
+		ReadHeaderTimeout: t.header,
+		ReadTimeout:       t.read,
+		WriteTimeout:      t.write,
+		IdleTimeout:       t.idle,
+		MaxHeaderBytes:    64 << 10,
+	}
+}
+
+// splitList returns the non-empty, trimmed items of a comma-separated list (nil if none).
+func splitList(s string) []string {
+	var out []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}
+
+// isLoopback reports whether a listener's address is a loopback address.
+func isLoopback(addr net.Addr) bool {
+	tcp, ok := addr.(*net.TCPAddr)
+	return ok && tcp.IP.IsLoopback()
+}
+
+// allowHosts answers 421 to a request whose Host header (its name, without the
+// port) is none of hosts, case aside; nil or "*" allows any. A relay on a loopback
+// address thus refuses a page of another site whose name the attacker made resolve
+// to 127.0.0.1 (DNS rebinding): to the browser that page is same-origin with the
+// relay, and the Origin check lets it in.
+func allowHosts(h http.Handler, hosts []string) http.Handler {
+	if hosts == nil || slices.Contains(hosts, "*") {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		name := req.Host
+		if host, _, err := net.SplitHostPort(name); err == nil {
+			name = host
+		}
+		name = strings.TrimSuffix(strings.TrimPrefix(name, "["), "]")
+		if !slices.ContainsFunc(hosts, func(a string) bool { return strings.EqualFold(a, name) }) {
+			http.Error(w, "unknown host "+strconv.Quote(req.Host)+": see the relay's -hosts flag", http.StatusMisdirectedRequest)
+			return
+		}
+		h.ServeHTTP(w, req)
+	})
 }
 
 // relayOptions configures the relay of the demo and its per-map replicas (the

@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -101,5 +102,137 @@ func TestRunPrintsAddressAndShutsDown(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("run did not return after cancel")
+	}
+}
+
+// serveTimeouts serves h with newServer on a listener of 127.0.0.1 and returns its address.
+func serveTimeouts(t *testing.T, h http.Handler, to timeouts) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := newServer(h, to)
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
+}
+
+// closedByServer sends text on a new connection to addr and reads until the server
+// closes it, failing if it is still open after 10 s.
+func closedByServer(t *testing.T, addr, text string) string {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, text); err != nil {
+		t.Fatal(err)
+	}
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(conn)
+	if err != nil {
+		t.Fatalf("after %q the server kept the connection open: %v (read %q)", text, err, got)
+	}
+	return string(got)
+}
+
+// TestSlowClientsAreCutOff: a request whose body never ends (a PUT trickling its
+// datalayer, slowloris) and an idle keep-alive connection are closed by the server's
+// timeouts; without them each held its connection, and the PUT its goroutine and
+// body buffer, for ever. A WebSocket outlives them: the upgrade clears the deadlines.
+func TestSlowClientsAreCutOff(t *testing.T) {
+	const d = 300 * time.Millisecond
+	relay := NewRelay(Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	defer relay.Shutdown(context.Background())
+	mux := newMux(relay, t.TempDir(), t.TempDir())
+	newDatalayers(datalayerOptions{Dir: t.TempDir(), Log: slog.New(slog.NewTextHandler(io.Discard, nil))}).register(mux)
+	addr := serveTimeouts(t, mux, timeouts{header: d, read: d, write: d, idle: d})
+
+	closedByServer(t, addr, "PUT /api/maps/m/datalayers/d HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"type\":")
+	if got := closedByServer(t, addr, "GET /api/maps/m/datalayers/d HTTP/1.1\r\nHost: x\r\n\r\n"); !strings.HasPrefix(got, "HTTP/1.1 404") {
+		t.Fatalf("GET answered %q", got)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, "ws://"+addr+"/ws/sync/m", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	time.Sleep(3 * d)
+	ws.Write(ctx, websocket.MessageText, []byte(`{"kind":"ping"}`))
+	if _, got, err := ws.Read(ctx); err != nil || string(got) != `{"kind":"pong"}` {
+		t.Fatalf("WebSocket after the timeouts: %s %v", got, err)
+	}
+}
+
+// TestRunRefusesOtherHostsOnLoopback: a relay listening on 127.0.0.1 answers only to
+// the loopback names; a request naming another host (a page whose DNS name an
+// attacker made resolve to 127.0.0.1: same-origin with the relay for the browser, so
+// the Origin check lets its WebSocket in) is refused with 421, WebSocket and HTTP
+// alike. -hosts widens the list.
+func TestRunRefusesOtherHostsOnLoopback(t *testing.T) {
+	for _, tt := range []struct {
+		hosts string
+		host  string
+		want  int
+	}{
+		{"", "evil.example", http.StatusMisdirectedRequest},
+		{"", "localhost", http.StatusOK},
+		{"", "LocalHost", http.StatusOK},
+		{"", "127.0.0.1", http.StatusOK},
+		{"", "[::1]", http.StatusOK},
+		{"", "localhost.evil.example", http.StatusMisdirectedRequest},
+		{"relay.example.org, localhost", "relay.example.org", http.StatusOK},
+		{"relay.example.org", "127.0.0.1", http.StatusMisdirectedRequest},
+		{"*", "evil.example", http.StatusOK},
+	} {
+		dir := t.TempDir()
+		writeFile(t, filepath.Join(dir, "web", "index.html"), "page")
+		cfg := config{addr: "127.0.0.1:0", data: filepath.Join(dir, "data"), static: filepath.Join(dir, "web"),
+			glue: dir, hosts: tt.hosts}
+		url, stop := startRun(t, cfg)
+		_, port, _ := net.SplitHostPort(strings.TrimPrefix(url, "http://"))
+		for _, path := range []string{"/", "/api/maps/m/datalayers/d", "/ws/sync/m"} {
+			req, _ := http.NewRequest("GET", url+path, nil)
+			req.Host = tt.host + ":" + port
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			want := tt.want
+			if want == http.StatusOK && path != "/" { // reached the handlers
+				want = map[string]int{"/api/maps/m/datalayers/d": http.StatusNotFound, "/ws/sync/m": http.StatusUpgradeRequired}[path]
+			}
+			if resp.StatusCode != want {
+				t.Errorf("-hosts %q, Host %s, %s: %d, want %d", tt.hosts, req.Host, path, resp.StatusCode, want)
+			}
+		}
+		stop()
+	}
+}
+
+// startRun runs the demo with cfg until stop, and returns its URL.
+func startRun(t *testing.T, cfg config) (url string, stop func()) {
+	t.Helper()
+	pr, pw := io.Pipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, cfg, pw); pw.Close() }()
+	line, err := bufio.NewReader(pr).ReadString('\n')
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	go io.Copy(io.Discard, pr)
+	return strings.TrimSpace(strings.TrimPrefix(line, "listening on ")), func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
 	}
 }
