@@ -16,12 +16,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"mime"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -190,9 +192,38 @@ func relayOptions(dataDir string) (Options, storeOptions) {
 func newMux(relay *Relay, static, glue string) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("GET /ws/", relay)
-	mux.Handle("GET /jsglue/", noCache(http.StripPrefix("/jsglue/", http.FileServer(http.Dir(glue)))))
-	mux.Handle("GET /", noCache(http.FileServer(http.Dir(static))))
+	mux.Handle("GET /jsglue/", noCache(http.StripPrefix("/jsglue/", http.FileServer(filesOnly{http.Dir(glue)}))))
+	mux.Handle("GET /", noCache(http.FileServer(filesOnly{http.Dir(static)})))
 	return mux
+}
+
+// filesOnly serves the files of a directory but no listing of a directory without an
+// index.html, and nothing whose path has a part starting with "." (.git, .env,
+// node_modules/.bin, a .tmp file): the glue's directory holds its tests, sources and
+// node_modules, which a relay on a network has no reason to list.
+type filesOnly struct{ fs http.FileSystem }
+
+// Open opens name as the FileSystem does, or answers that it does not exist.
+func (f filesOnly) Open(name string) (http.File, error) {
+	for _, part := range strings.Split(name, "/") {
+		if strings.HasPrefix(part, ".") {
+			return nil, fs.ErrNotExist
+		}
+	}
+	file, err := f.fs.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	if st, err := file.Stat(); err != nil || st.IsDir() {
+		index, ierr := f.fs.Open(path.Join(name, "index.html"))
+		if err == nil && ierr == nil {
+			index.Close()
+			return file, nil
+		}
+		file.Close()
+		return nil, fs.ErrNotExist
+	}
+	return file, nil
 }
 
 // noCache makes browsers revalidate, so a rebuilt .wasm is picked up on reload.

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -235,4 +236,73 @@ func startRun(t *testing.T, cfg config) (url string, stop func()) {
 			t.Errorf("run: %v", err)
 		}
 	}
+}
+
+// TestStaticServesFilesOnly: the page and glue directories serve their files, but no
+// listing of a directory without index.html and no dot file, and nothing outside them
+// (the data directory next to the page's, the repository around the glue), however
+// the path is written.
+func TestStaticServesFilesOnly(t *testing.T) {
+	dir := t.TempDir()
+	static, glue := filepath.Join(dir, "web"), filepath.Join(dir, "jsglue")
+	writeFile(t, filepath.Join(static, "index.html"), "<title>page</title>")
+	writeFile(t, filepath.Join(static, "sub", "index.html"), "sub page")
+	writeFile(t, filepath.Join(static, ".env"), "SECRET=1")
+	writeFile(t, filepath.Join(glue, "index.js"), "export {}")
+	writeFile(t, filepath.Join(glue, "test", "a.test.js"), "test")
+	writeFile(t, filepath.Join(glue, "node_modules", ".bin", "tsc"), "#!/bin/sh")
+	writeFile(t, filepath.Join(glue, ".git", "config"), "[core]")
+	writeFile(t, filepath.Join(dir, "data", "m.log"), "secret log")
+	writeFile(t, filepath.Join(dir, "go.mod"), "module x")
+
+	relay := NewRelay(Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	defer relay.Shutdown(context.Background())
+	srv := httptest.NewServer(newMux(relay, static, glue))
+	defer srv.Close()
+	for _, tt := range []struct {
+		path string
+		want int
+	}{
+		{"/", 200},
+		{"/sub/", 200},
+		{"/jsglue/index.js", 200},
+		{"/jsglue/test/a.test.js", 200},
+		{"/jsglue/", 404},
+		{"/jsglue/test/", 404},
+		{"/jsglue/node_modules/", 404},
+		{"/.env", 404},
+		{"/jsglue/.git/config", 404},
+		{"/jsglue/node_modules/.bin/tsc", 404},
+		{"/jsglue/node_modules/%2ebin/tsc", 404},
+		{"/../data/m.log", 404},
+		{"/%2e%2e/data/m.log", 404},
+		{"/jsglue/..%2f..%2fdata/m.log", 404},
+		{"/jsglue/..%2fgo.mod", 404},
+		{"/jsglue/%2e%2e/go.mod", 404},
+	} {
+		req, _ := http.NewRequest("GET", srv.URL+"/", nil)
+		req.URL.RawPath, req.URL.Path = tt.path, mustUnescape(t, tt.path)
+		resp, err := http.DefaultTransport.RoundTrip(req) // no redirect followed
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if status := resp.StatusCode; status != tt.want && !(tt.want == 404 && status/100 == 3) {
+			t.Errorf("%s: %d %q, want %d", tt.path, status, body, tt.want)
+		}
+		if b := string(body); strings.Contains(b, "secret") || strings.Contains(b, "SECRET") || strings.Contains(b, "module x") ||
+			strings.Contains(b, "<pre>") {
+			t.Errorf("%s: served %q", tt.path, b)
+		}
+	}
+}
+
+func mustUnescape(t *testing.T, p string) string {
+	t.Helper()
+	u, err := url.PathUnescape(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
 }
