@@ -7,6 +7,8 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -122,5 +124,33 @@ func TestCrossOriginHandshakeIsRefused(t *testing.T) {
 		if _, status := dialStatus(t, srv, "m", h); status != tt.want {
 			t.Errorf("Origin %q: %d, want %d", tt.origin, status, tt.want)
 		}
+	}
+}
+
+// TestEmptyMapLeavesNoFiles: joining a map and leaving it without an edit leaves no
+// file in the data directory: an empty log stayed for every map name ever joined, so a
+// client joining made-up names filled the directory. A map with an edit keeps its files.
+func TestEmptyMapLeavesNoFiles(t *testing.T) {
+	dir := t.TempDir()
+	s := startStoreRelay(t, storeOptions{Dir: dir}, Options{}, nil)
+	for _, name := range []string{"ghost1", "ghost2"} {
+		c, _ := join(t, s.srv, name, "")
+		c.ws.Close(websocket.StatusNormalClosure, "")
+	}
+	a, _ := joinPeer(t, s.srv, "kept", "alice", nil)
+	a.settle()
+	a.sendAll(edits(t, a.r, "a"))
+	a.settle()
+	s.stopWith(a)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if !slices.Equal(names, []string{"kept.log", "kept.snapshot"}) {
+		t.Fatalf("data directory holds %v, want the kept map's files only", names)
 	}
 }

@@ -377,16 +377,28 @@ func (s *storeReplica) Joined(peer string) [][]byte {
 	return [][]byte{s.r.ProbeRequest(peer)}
 }
 
-// Close compacts the files if the log holds anything, and closes them.
+// Close compacts the files if the log holds anything, and closes them. A map that
+// holds nothing (no snapshot, an empty log) leaves no file: a client joining made-up
+// map names, or a typo, must not fill the data directory with empty logs.
 func (s *storeReplica) Close() error {
 	var err error
 	if s.lines > 0 {
 		err = s.compact()
 	}
+	st, serr := s.logFile.Stat()
 	if cerr := s.logFile.Close(); err == nil {
 		err = cerr
 	}
-	return err
+	if err != nil || serr != nil || st.Size() != 0 {
+		return err
+	}
+	if _, err := os.Stat(s.snapPath); !errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err := os.Remove(s.logPath); err != nil {
+		return err
+	}
+	return syncDir(s.opts.Dir)
 }
 
 // peerVerb returns the verb of a PeerMessage's message.
