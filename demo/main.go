@@ -80,15 +80,23 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 			slog.Warn("directory to serve is missing", "err", err)
 		}
 	}
+	fold, err := caseInsensitiveDir(cfg.data)
+	if err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	if fold {
+		slog.Info("the data directory is case-insensitive: map names and datalayer ids are folded to lower case")
+	}
 	opts, _ := relayOptions(cfg.data)
 	opts.MaxConns, opts.MaxConnsPerIP, opts.OriginPatterns = cfg.maxConns, cfg.maxConnsPerIP, splitList(cfg.origins)
+	opts.FoldCase = fold
 	relay := NewRelay(opts)
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return err
 	}
 	mux := newMux(relay, cfg.static, cfg.glue)
-	newDatalayers(datalayerOptions{Dir: cfg.data}).register(mux) // the save endpoint (save.go)
+	newDatalayers(datalayerOptions{Dir: cfg.data, FoldCase: fold}).register(mux) // the save endpoint (save.go)
 	hosts := splitList(cfg.hosts)
 	if hosts == nil && isLoopback(ln.Addr()) {
 		hosts = []string{"localhost", "127.0.0.1", "::1"}

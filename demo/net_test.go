@@ -154,3 +154,55 @@ func TestEmptyMapLeavesNoFiles(t *testing.T) {
 		t.Fatalf("data directory holds %v, want the kept map's files only", names)
 	}
 }
+
+// TestFoldCaseMakesOneMapOfNamesDifferingInCase: on a case-insensitive filesystem
+// "Paris" and "paris" are one pair of files; the relay opened two rooms, two replicas
+// appending to and compacting over the same files, and the save endpoint two locks
+// over one directory. Under FoldCase (set by run when caseInsensitiveDir says so)
+// they are one room, one replica, one datalayer, in lower case.
+func TestFoldCaseMakesOneMapOfNamesDifferingInCase(t *testing.T) {
+	dir := t.TempDir()
+	s := startStoreRelay(t, storeOptions{Dir: dir}, Options{FoldCase: true}, nil)
+	a, _ := joinPeer(t, s.srv, "Paris", "alice", nil)
+	a.settle()
+	a.sendAll(edits(t, a.r, "a"))
+	a.settle()
+	b, resp := joinPeer(t, s.srv, "paris", "bob", nil)
+	if got := peers(resp); !slices.Equal(got, []string{"relay", "alice", "bob"}) {
+		t.Fatalf("bob joined paris among %v, want alice's room", got)
+	}
+	b.settle()
+	sameState(t, "one map", b.r.State(), a.r.State())
+	s.stopWith(a, b)
+	if _, err := os.Stat(dir + "/paris.snapshot"); err != nil {
+		t.Fatalf("the map's files are not in lower case: %v", err)
+	}
+
+	d := startDatalayers(t, datalayerOptions{Dir: t.TempDir(), FoldCase: true})
+	d.mustPut("/api/maps/Paris/datalayers/L1", "", layer(walk), 1)
+	d.mustPut("/api/maps/paris/datalayers/l1", "1", layer(), 2)
+	if r := d.get("/api/maps/PARIS/datalayers/l1"); r.status != 200 || r.version != "2" {
+		t.Fatalf("GET in other cases: %d version %q", r.status, r.version)
+	}
+}
+
+// TestCaseInsensitiveDirProbe: the probe tells the test's directory as it is (a file
+// named in upper case found, or not, under its lower-case name: not on Linux), and
+// leaves no file behind; a missing directory is an error.
+func TestCaseInsensitiveDirProbe(t *testing.T) {
+	dir, other := t.TempDir(), t.TempDir()
+	writeFile(t, other+"/X", "")
+	_, err := os.Stat(other + "/x")
+	want := err == nil
+	fold, err := caseInsensitiveDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := os.ReadDir(dir)
+	if fold != want || len(entries) != 0 {
+		t.Fatalf("folds %v, want %v; left %d files", fold, want, len(entries))
+	}
+	if _, err := caseInsensitiveDir(dir + "/missing"); err == nil {
+		t.Fatal("no error for a missing directory")
+	}
+}

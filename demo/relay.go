@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"regexp"
+	"strings"
 	"sync"
 	"time"
 
@@ -67,6 +68,12 @@ type Options struct {
 	// JoinRequest (default 30 s; negative: forever). It is then closed with
 	// 1008: a socket that never joins holds no room, only a slot of MaxConns.
 	JoinTimeout time.Duration
+	// FoldCase makes map names case-insensitive: "Paris" and "paris" are one
+	// room, whose replica is opened as "paris". Set it when the replicas' files
+	// live on a case-insensitive filesystem (macOS, Windows; see
+	// caseInsensitiveDir): there the two names are one pair of files, which two
+	// rooms would write over each other.
+	FoldCase bool
 	// OriginPatterns are the other origins whose pages may open a connection,
 	// as websocket.AcceptOptions.OriginPatterns matches them: host patterns
 	// ("umap.example.org", "*.example.org") or, with a scheme,
@@ -151,6 +158,9 @@ func (r *Relay) serveSync(w http.ResponseWriter, req *http.Request) {
 	if !idPattern.MatchString(name) {
 		http.Error(w, "invalid map name: want [A-Za-z0-9_-]{1,64}", http.StatusBadRequest)
 		return
+	}
+	if r.opts.FoldCase {
+		name = strings.ToLower(name)
 	}
 	addr := remoteHost(req.RemoteAddr)
 	r.mu.Lock()

@@ -95,6 +95,10 @@ type datalayerOptions struct {
 	// most crdt.MergeMaxBytes/3, so that the three documents of a merge always
 	// fit in crdt.MergeMaxBytes).
 	MaxBytes int64
+	// FoldCase makes map names and datalayer ids case-insensitive (lower case):
+	// set on a case-insensitive filesystem, where "L1" and "l1" are one directory
+	// (see Options.FoldCase).
+	FoldCase bool
 	// Log receives save events (default slog.Default()).
 	Log *slog.Logger
 }
@@ -141,7 +145,7 @@ func (d *datalayers) register(mux *http.ServeMux) {
 var emptyLayer = []byte(`{"features":[],"type":"FeatureCollection"}`)
 
 func (d *datalayers) serveGet(w http.ResponseWriter, req *http.Request) {
-	mapName, id, ok := layerNames(w, req)
+	mapName, id, ok := d.layerNames(w, req)
 	if !ok {
 		return
 	}
@@ -170,7 +174,7 @@ func (d *datalayers) serveGet(w http.ResponseWriter, req *http.Request) {
 }
 
 func (d *datalayers) servePut(w http.ResponseWriter, req *http.Request) {
-	mapName, id, ok := layerNames(w, req)
+	mapName, id, ok := d.layerNames(w, req)
 	if !ok {
 		return
 	}
@@ -406,8 +410,9 @@ func listVersions(dir string) ([]int64, error) {
 	return vs, nil
 }
 
-// layerNames returns the map and datalayer names of the request, or answers 400.
-func layerNames(w http.ResponseWriter, req *http.Request) (mapName, id string, ok bool) {
+// layerNames returns the map and datalayer names of the request (in lower case
+// under FoldCase), or answers 400.
+func (d *datalayers) layerNames(w http.ResponseWriter, req *http.Request) (mapName, id string, ok bool) {
 	mapName, id = req.PathValue("map"), req.PathValue("id")
 	for _, n := range [...]struct{ what, name string }{{"map name", mapName}, {"datalayer id", id}} {
 		if !idPattern.MatchString(n.name) {
@@ -415,6 +420,9 @@ func layerNames(w http.ResponseWriter, req *http.Request) (mapName, id string, o
 				fmt.Sprintf("invalid %s %s: want [A-Za-z0-9_-]{1,64}", n.what, quoteShort(n.name)))
 			return "", "", false
 		}
+	}
+	if d.opts.FoldCase {
+		mapName, id = strings.ToLower(mapName), strings.ToLower(id)
 	}
 	return mapName, id, true
 }

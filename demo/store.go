@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/mapcrdt/mapcrdt/crdt"
@@ -82,8 +83,32 @@ import (
 //
 // One relay process per data directory: nothing locks the files. Map names
 // are file names: on a case-insensitive filesystem (macOS, Windows) the maps
-// "Paris" and "paris" share their files, while the relay holds two replicas
-// appending to them; such a data directory is not supported.
+// "Paris" and "paris" share their files, so the demo folds map names to lower
+// case there (Options.FoldCase, caseInsensitiveDir): one room, one replica.
+
+// caseInsensitiveDir reports whether file names in dir are case-insensitive: a file
+// created there with upper-case letters is found under its lower-case name.
+func caseInsensitiveDir(dir string) (bool, error) {
+	f, err := os.CreateTemp(dir, ".CaseProbe-*")
+	if err != nil {
+		return false, err
+	}
+	name := f.Name()
+	f.Close()
+	defer os.Remove(name)
+	st, err := os.Stat(name)
+	if err != nil {
+		return false, err
+	}
+	lower, err := os.Stat(filepath.Join(dir, strings.ToLower(filepath.Base(name))))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return os.SameFile(st, lower), nil
+}
 
 // relayPeerID is the peer id of every relay replica.
 const relayPeerID = "relay"
