@@ -306,3 +306,48 @@ func mustUnescape(t *testing.T, p string) string {
 	}
 	return u
 }
+
+// TestRunShutdownClosesMaps: on SIGINT/SIGTERM (run's context done) with peers
+// connected, every peer is told 1001, run returns, and each map is compacted and
+// closed: its log folded into the snapshot, which holds every edit a peer was sent.
+func TestRunShutdownClosesMaps(t *testing.T) {
+	dir := t.TempDir()
+	cfg := config{addr: "127.0.0.1:0", data: filepath.Join(dir, "data"), static: dir, glue: dir}
+	url, stop := startRun(t, cfg)
+	srv := &httptest.Server{URL: url}
+	a, _ := joinPeer(t, srv, "m", "alice", nil)
+	a.settle()
+	a.sendAll(edits(t, a.r, "a"))
+	a.settle()
+	b, _ := joinPeer(t, srv, "n", "bob", nil)
+	b.settle()
+	b.sendAll(edits(t, b.r, "b"))
+	b.settle()
+	closed := []<-chan websocket.StatusCode{a.closedBy(), b.closedBy()}
+	stopped := make(chan struct{})
+	go func() { stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(30 * time.Second):
+		t.Fatal("run did not return")
+	}
+	for _, ch := range closed {
+		select {
+		case code := <-ch:
+			if code != websocket.StatusGoingAway {
+				t.Fatalf("closed with %d, want 1001", code)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a peer is still connected after run returned")
+		}
+	}
+	for _, p := range []*peer{a, b} {
+		name := map[*peer]string{a: "m", b: "n"}[p]
+		if n := fileSize(t, filepath.Join(cfg.data, name+".log")); n != 0 {
+			t.Fatalf("%s.log holds %d bytes after the shutdown: not compacted", name, n)
+		}
+		s, _ := mustOpenStored(t, storeOptions{Dir: cfg.data}, name)
+		sameState(t, "map "+name+" after the shutdown", s.r.State(), p.r.State())
+		s.Close()
+	}
+}
