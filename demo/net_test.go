@@ -206,3 +206,26 @@ func TestCaseInsensitiveDirProbe(t *testing.T) {
 		t.Fatal("no error for a missing directory")
 	}
 }
+
+// TestConnectionsPerAddressCountIPv6ByPrefix: MaxConnsPerIP counts an IPv6 client by
+// its /64, which one host usually holds whole: counted by address, it could open
+// MaxConnsPerIP connections from each of 2^64 addresses.
+func TestConnectionsPerAddressCountIPv6ByPrefix(t *testing.T) {
+	for _, tt := range []struct{ a, b string }{
+		{"[2001:db8:1:2::1]:4000", "[2001:db8:1:2:ffff:eeee:dddd:cccc]:4001"},
+		{"[fe80::1%eth0]:4000", "[fe80::2]:4000"},
+		{"192.0.2.1:4000", "[::ffff:192.0.2.1]:5000"},
+	} {
+		if ka, kb := remoteHost(tt.a), remoteHost(tt.b); ka != kb {
+			t.Errorf("%s counts as %s, %s as %s: want one", tt.a, ka, tt.b, kb)
+		}
+	}
+	for _, tt := range []struct{ a, b string }{
+		{"[2001:db8:1:2::1]:4000", "[2001:db8:1:3::1]:4000"},
+		{"192.0.2.1:4000", "192.0.2.2:4000"},
+	} {
+		if ka, kb := remoteHost(tt.a), remoteHost(tt.b); ka == kb {
+			t.Errorf("%s and %s both count as %s", tt.a, tt.b, ka)
+		}
+	}
+}

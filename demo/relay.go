@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"regexp"
 	"strings"
 	"sync"
@@ -60,7 +61,7 @@ type Options struct {
 	// open too.
 	MaxConns int
 	// MaxConnsPerIP bounds the connections open at once from one remote
-	// address (default 50; negative: no bound). One more is answered 429
+	// address, an IPv6 one counted by its /64 (default 50; negative: no bound). One more is answered 429
 	// before the upgrade. Behind a reverse proxy every connection comes from
 	// the proxy's address: bound them there and set this negative.
 	MaxConnsPerIP int
@@ -210,12 +211,23 @@ func (r *Relay) serveSync(w http.ResponseWriter, req *http.Request) {
 	c.serve(req.Context())
 }
 
-// remoteHost is the address part of a request's RemoteAddr (host:port).
+// remoteHost is what MaxConnsPerIP counts a request's RemoteAddr (host:port) under:
+// its IPv4 address, or the /64 of its IPv6 address (one host usually holds a whole
+// /64, and could pick a new address per connection).
 func remoteHost(remoteAddr string) string {
-	if host, _, err := net.SplitHostPort(remoteAddr); err == nil {
+	host, _, err := net.SplitHostPort(remoteAddr)
+	if err != nil {
+		host = remoteAddr
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
 		return host
 	}
-	return remoteAddr
+	if ip = ip.Unmap(); ip.Is6() {
+		p, _ := ip.WithZone("").Prefix(64)
+		return p.String()
+	}
+	return ip.String()
 }
 
 func (r *Relay) track(c *conn) bool {
