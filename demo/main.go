@@ -89,6 +89,13 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 	}
 	opts, _ := relayOptions(cfg.data)
 	opts.MaxConns, opts.MaxConnsPerIP, opts.OriginPatterns = cfg.maxConns, cfg.maxConnsPerIP, splitList(cfg.origins)
+	for _, p := range opts.OriginPatterns {
+		// As the handshake matches them (websocket.AcceptOptions): a malformed one
+		// would refuse every cross-origin page with a log line per handshake.
+		if _, err := path.Match(strings.ToLower(p), ""); err != nil {
+			return fmt.Errorf("-origins %q: %w", p, err)
+		}
+	}
 	opts.FoldCase = fold
 	relay := NewRelay(opts)
 	ln, err := net.Listen("tcp", cfg.addr)

@@ -351,3 +351,18 @@ func TestRunShutdownClosesMaps(t *testing.T) {
 		s.Close()
 	}
 }
+
+// TestRunRefusesMalformedOrigins: a malformed -origins pattern stops run at once, with
+// the pattern named; it used to start, and refuse every cross-origin page (403) with
+// a log line per handshake.
+func TestRunRefusesMalformedOrigins(t *testing.T) {
+	dir := t.TempDir()
+	cfg := config{addr: "127.0.0.1:0", data: filepath.Join(dir, "data"), static: dir, glue: dir,
+		origins: "umap.example.org, umap[.example.org"}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := run(ctx, cfg, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), `-origins "umap[.example.org"`) {
+		t.Fatalf("run: %v, want an error naming the pattern", err)
+	}
+}
