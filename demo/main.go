@@ -105,6 +105,12 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 	mux := newMux(relay, cfg.static, cfg.glue)
 	newDatalayers(datalayerOptions{Dir: cfg.data, FoldCase: fold}).register(mux) // the save endpoint (save.go)
 	hosts := splitList(cfg.hosts)
+	for i, h := range hosts { // a name with a port, or an IPv6 address in brackets, as a URL writes it
+		if name, _, err := net.SplitHostPort(h); err == nil {
+			h = name
+		}
+		hosts[i] = strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
+	}
 	if hosts == nil && isLoopback(ln.Addr()) {
 		hosts = []string{"localhost", "127.0.0.1", "::1"}
 	}

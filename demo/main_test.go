@@ -190,6 +190,8 @@ func TestRunRefusesOtherHostsOnLoopback(t *testing.T) {
 		{"relay.example.org, localhost", "relay.example.org", http.StatusOK},
 		{"relay.example.org", "127.0.0.1", http.StatusMisdirectedRequest},
 		{"*", "evil.example", http.StatusOK},
+		{"relay.example.org:8443,[::1]", "relay.example.org", http.StatusOK},
+		{"relay.example.org:8443,[::1]", "[::1]", http.StatusOK},
 	} {
 		dir := t.TempDir()
 		writeFile(t, filepath.Join(dir, "web", "index.html"), "page")
