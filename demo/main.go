@@ -39,6 +39,7 @@ type config struct {
 	// origins and hosts are comma-separated lists (see main's flags).
 	origins, hosts          string
 	maxConns, maxConnsPerIP int
+	maxSaves                int
 }
 
 func main() {
@@ -55,6 +56,8 @@ func main() {
 	flag.IntVar(&cfg.maxConns, "max-conns", 1000, "WebSocket connections open at once (negative: no bound)")
 	flag.IntVar(&cfg.maxConnsPerIP, "max-conns-per-ip", 50, "WebSocket connections open at once from one remote address\n"+
 		"(negative: no bound; behind a reverse proxy, bound them in the proxy)")
+	flag.IntVar(&cfg.maxSaves, "max-saves", 4, "datalayer PUTs read and merged at once (each holds up to 16 MiB and a merge);\n"+
+		"more wait for a slot")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -103,7 +106,7 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 		return err
 	}
 	mux := newMux(relay, cfg.static, cfg.glue)
-	newDatalayers(datalayerOptions{Dir: cfg.data, FoldCase: fold}).register(mux) // the save endpoint (save.go)
+	newDatalayers(datalayerOptions{Dir: cfg.data, FoldCase: fold, MaxSaves: cfg.maxSaves}).register(mux) // the save endpoint (save.go)
 	hosts := splitList(cfg.hosts)
 	for i, h := range hosts { // a name with a port, or an IPv6 address in brackets, as a URL writes it
 		if name, _, err := net.SplitHostPort(h); err == nil {

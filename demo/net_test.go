@@ -5,6 +5,8 @@ package main
 
 import (
 	"context"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -227,5 +229,50 @@ func TestConnectionsPerAddressCountIPv6ByPrefix(t *testing.T) {
 		if ka, kb := remoteHost(tt.a), remoteHost(tt.b); ka == kb {
 			t.Errorf("%s and %s both count as %s", tt.a, tt.b, ka)
 		}
+	}
+}
+
+// TestSavesAreBounded: at most MaxSaves PUTs hold a body in memory at once (each up
+// to 16 MiB, and a merge's three documents); one more waits for a slot before its
+// body is read, and is saved once a slot is free. Without a bound any number of
+// concurrent PUTs each held their body.
+func TestSavesAreBounded(t *testing.T) {
+	o := datalayerOptions{Dir: t.TempDir(), MaxSaves: 1, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	dl := newDatalayers(o) // the endpoint, to watch its slots
+	mux := http.NewServeMux()
+	dl.register(mux)
+	d := &dlServer{t: t, dir: o.Dir, srv: httptest.NewServer(mux)}
+	t.Cleanup(d.srv.Close)
+	pr, pw := io.Pipe()
+	t.Cleanup(func() { pw.Close() }) // before the server's Close, which waits for the PUT
+	slow := make(chan *http.Response, 1)
+	go func() {
+		req, _ := http.NewRequest("PUT", d.srv.URL+"/api/maps/m/datalayers/a", pr)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Error(err)
+			resp = &http.Response{}
+		} else {
+			resp.Body.Close()
+		}
+		slow <- resp
+	}()
+	io.WriteString(pw, `{"type":"FeatureCollection",`)
+	waitFor(t, "the slow PUT to take the slot", func() bool { return len(dl.saves) == 1 })
+	fast := make(chan dlResponse, 1)
+	go func() { fast <- d.doRaw("PUT", "/api/maps/m/datalayers/b", nil, layer(walk)) }()
+	waitFor(t, "the second PUT to wait", func() bool { return dl.waiting.Load() == 1 })
+	select {
+	case r := <-fast:
+		t.Fatalf("the second PUT was answered (%d) while the slot was taken", r.status)
+	default:
+	}
+	io.WriteString(pw, `"features":[]}`)
+	pw.Close()
+	if r := <-slow; r.StatusCode != 200 {
+		t.Fatalf("slow PUT: %d", r.StatusCode)
+	}
+	if r := <-fast; r.status != 200 {
+		t.Fatalf("second PUT: %d %s", r.status, r.raw)
 	}
 }

@@ -73,6 +73,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/mapcrdt/mapcrdt/crdt"
 )
@@ -95,6 +96,11 @@ type datalayerOptions struct {
 	// most crdt.MergeMaxBytes/3, so that the three documents of a merge always
 	// fit in crdt.MergeMaxBytes).
 	MaxBytes int64
+	// MaxSaves bounds the PUTs being read, validated and merged at once (default
+	// 4): each holds its body (up to MaxBytes) and a merge's three documents in
+	// memory. A PUT over it waits for a slot (its client may give up) before its
+	// body is read.
+	MaxSaves int
 	// FoldCase makes map names and datalayer ids case-insensitive (lower case):
 	// set on a case-insensitive filesystem, where "L1" and "l1" are one directory
 	// (see Options.FoldCase).
@@ -111,6 +117,9 @@ type datalayers struct {
 	locks map[string]*layerLock // by "<map>/<id>", while in use
 
 	dirMu sync.Mutex // serialises creating directories (see makeDirs)
+
+	saves   chan struct{} // a slot per PUT running (MaxSaves)
+	waiting atomic.Int32  // PUTs waiting for a slot
 }
 
 // layerLock serialises the saves of one datalayer; refs counts the requests
@@ -129,10 +138,13 @@ func newDatalayers(o datalayerOptions) *datalayers {
 		o.MaxBytes = 16 << 20
 	}
 	o.MaxBytes = min(o.MaxBytes, crdt.MergeMaxBytes/3)
+	if o.MaxSaves <= 0 {
+		o.MaxSaves = 4
+	}
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	return &datalayers{opts: o, locks: map[string]*layerLock{}}
+	return &datalayers{opts: o, locks: map[string]*layerLock{}, saves: make(chan struct{}, o.MaxSaves)}
 }
 
 // register adds the endpoint's routes to mux.
@@ -186,6 +198,16 @@ func (d *datalayers) servePut(w http.ResponseWriter, req *http.Request) {
 	base, err := baseVersion(req.Header)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "bad_version", err.Error())
+		return
+	}
+	d.waiting.Add(1)
+	select {
+	case d.saves <- struct{}{}:
+		d.waiting.Add(-1)
+		defer func() { <-d.saves }()
+	case <-req.Context().Done():
+		d.waiting.Add(-1)
+		writeError(w, http.StatusServiceUnavailable, "busy", "too many saves at once: retry")
 		return
 	}
 	// Read and validate the body before taking the lock: a slow upload must
