@@ -276,3 +276,28 @@ func TestSavesAreBounded(t *testing.T) {
 		t.Fatalf("second PUT: %d %s", r.status, r.raw)
 	}
 }
+
+// TestOddMapNamesAreRefused: a map name that is not [A-Za-z0-9_-]{1,64} — a way out of
+// the data directory, a NUL, non-ASCII, too long, a dot — is refused before the
+// upgrade, and nothing is created in or around the data directory.
+func TestOddMapNamesAreRefused(t *testing.T) {
+	root := t.TempDir()
+	dir := root + "/data"
+	s := startStoreRelay(t, storeOptions{Dir: dir}, Options{}, nil)
+	for _, name := range []string{"%2e%2e", "..%2f..%2fetc", "a%2fb", "a%5cb", "a%00b", "%C3%A9t%C3%A9",
+		"caf%CC%81e", strings.Repeat("a", 65), "a.b", "a%20b", "%2e"} {
+		if ws, status := dialStatus(t, s.srv, name, nil); ws != nil || status != http.StatusBadRequest {
+			t.Errorf("map %q: %d, want 400", name, status)
+		}
+	}
+	if ws, _ := dialStatus(t, s.srv, strings.Repeat("a", 64), nil); ws == nil {
+		t.Error("a name of 64 characters is refused")
+	}
+	entries, _ := os.ReadDir(root)
+	if len(entries) > 1 {
+		t.Errorf("files created around the data directory: %v", entries)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("files created in the data directory: %v", entries)
+	}
+}
