@@ -130,8 +130,12 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
+	// Both at once: an HTTP request in flight (a slow upload) must not hold back the
+	// closing of the WebSockets, nor leave the maps no time to close.
+	relayDone := make(chan error, 1)
+	go func() { relayDone <- relay.Shutdown(sctx) }()
 	err = srv.Shutdown(sctx) // stops listening; WebSockets are hijacked, not waited for
-	if rerr := relay.Shutdown(sctx); err == nil {
+	if rerr := <-relayDone; err == nil {
 		err = rerr
 	}
 	if serr := <-served; !errors.Is(serr, http.ErrServerClosed) && err == nil {

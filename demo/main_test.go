@@ -368,3 +368,58 @@ func TestRunRefusesMalformedOrigins(t *testing.T) {
 		t.Fatalf("run: %v, want an error naming the pattern", err)
 	}
 }
+
+// TestRunShutdownDoesNotWaitForHTTPFirst: a slow HTTP request in flight (a PUT still
+// uploading) does not hold back the closing of the WebSockets and maps: the peers are
+// told 1001 at once, and run returns once the request ends, every map compacted.
+// The relay was shut down only after the HTTP requests (up to the 15 s budget), then
+// with no time left to wait for the maps: the peers went on editing meanwhile.
+func TestRunShutdownDoesNotWaitForHTTPFirst(t *testing.T) {
+	dir := t.TempDir()
+	cfg := config{addr: "127.0.0.1:0", data: filepath.Join(dir, "data"), static: dir, glue: dir}
+	url, stop := startRun(t, cfg)
+	a, _ := joinPeer(t, &httptest.Server{URL: url}, "m", "alice", nil)
+	a.settle()
+	a.sendAll(edits(t, a.r, "a"))
+	a.settle()
+
+	pr, pw := io.Pipe()
+	t.Cleanup(func() { pw.Close() })
+	put := make(chan int, 1)
+	go func() {
+		req, _ := http.NewRequest("PUT", url+"/api/maps/m/datalayers/d", pr)
+		// The body is sent once the handler reads it (100 Continue): the first write
+		// below returns once the request is in the handler.
+		req.Header.Set("Expect", "100-continue")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Errorf("PUT: %v", err)
+			put <- 0
+			return
+		}
+		resp.Body.Close()
+		put <- resp.StatusCode
+	}()
+	io.WriteString(pw, `{"type":"FeatureCollection",`)
+
+	closed := a.closedBy()
+	stopped := make(chan struct{})
+	go func() { stop(); close(stopped) }()
+	select {
+	case code := <-closed:
+		if code != websocket.StatusGoingAway {
+			t.Fatalf("closed with %d, want 1001", code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the peer was not told 1001 while an HTTP request was in flight")
+	}
+	io.WriteString(pw, `"features":[]}`)
+	pw.Close()
+	<-stopped
+	if status := <-put; status != http.StatusOK {
+		t.Fatalf("the PUT in flight: %d, want 200", status)
+	}
+	if n := fileSize(t, filepath.Join(cfg.data, "m.log")); n != 0 {
+		t.Fatalf("m.log holds %d bytes after run returned: not compacted", n)
+	}
+}
