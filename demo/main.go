@@ -7,7 +7,9 @@
 //	go run ./demo -addr 127.0.0.1:8080
 //
 // It prints one line, "listening on http://HOST:PORT", once it listens, and
-// shuts down gracefully on SIGINT or SIGTERM.
+// shuts down gracefully on SIGINT or SIGTERM. It listens on 127.0.0.1 unless
+// told otherwise; the README's "The demo relay on a network" describes the
+// flags that matter on a network (-hosts, -origins, -max-conns, …) and its limits.
 package main
 
 import (
