@@ -39,6 +39,8 @@ type conn struct {
 	mapName string
 	send    chan []byte
 	queued  atomic.Int64 // bytes in send and being written
+	// joining is set when the JoinRequest arrives: JoinTimeout no longer applies.
+	joining atomic.Bool
 
 	// Set on join by the reading goroutine, under the relay's and the
 	// room's lock; left is set, under the relay's lock, once the connection
@@ -63,6 +65,14 @@ func newConn(r *Relay, ws *websocket.Conn, mapName string) *conn {
 // serve runs the connection until it is closed. A kicked connection leaves
 // its room at once, even while its last write is still pending.
 func (c *conn) serve(ctx context.Context) {
+	if d := c.relay.opts.JoinTimeout; d > 0 {
+		t := time.AfterFunc(d, func() {
+			if !c.joining.Load() {
+				c.kick(websocket.StatusPolicyViolation, fmt.Sprintf("no JoinRequest within %v", d))
+			}
+		})
+		defer t.Stop()
+	}
 	written := make(chan struct{})
 	go func() { defer close(written); c.writeLoop(ctx) }()
 	read := make(chan error, 1)
@@ -239,7 +249,7 @@ func (c *conn) handle(data []byte) error {
 		return policy("unknown kind %.40q", kind)
 	}
 	if kind == "JoinRequest" {
-		if c.room != nil {
+		if c.joining.Swap(true) {
 			return policy("JoinRequest sent twice")
 		}
 		return c.join(data)

@@ -3,8 +3,11 @@ package main
 import (
 	"context"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"regexp"
+	"strings"
 	"sync"
 	"time"
 
@@ -59,6 +62,34 @@ type Options struct {
 	// listed in its room for ever.
 	PingInterval time.Duration
 	PingTimeout  time.Duration
+	// MaxConns bounds the WebSocket connections open at once, handshakes
+	// included (default 1000; negative: no bound). One more is answered 503
+	// before the upgrade. Each connection may hold a map's replica in memory
+	// (a room's replica lives while a peer is in it), so this bounds the maps
+	// open too.
+	MaxConns int
+	// MaxConnsPerIP bounds the connections open at once from one remote
+	// address, an IPv6 one counted by its /64 (default 50; negative: no bound). One more is answered 429
+	// before the upgrade. Behind a reverse proxy every connection comes from
+	// the proxy's address: bound them there and set this negative.
+	MaxConnsPerIP int
+	// JoinTimeout is how long a connection may stay open without sending its
+	// JoinRequest (default 30 s; negative: forever). It is then closed with
+	// 1008: a socket that never joins holds no room, only a slot of MaxConns.
+	JoinTimeout time.Duration
+	// FoldCase makes map names case-insensitive: "Paris" and "paris" are one
+	// room, whose replica is opened as "paris". Set it when the replicas' files
+	// live on a case-insensitive filesystem (macOS, Windows; see
+	// caseInsensitiveDir): there the two names are one pair of files, which two
+	// rooms would write over each other.
+	FoldCase bool
+	// OriginPatterns are the other origins whose pages may open a connection,
+	// as websocket.AcceptOptions.OriginPatterns matches them: host patterns
+	// ("umap.example.org", "*.example.org") or, with a scheme,
+	// "https://umap.example.org". A browser's handshake from any other origin
+	// than the relay's own host is refused with 403 (cross-site WebSocket
+	// hijacking). A request without an Origin header (not a browser) is taken.
+	OriginPatterns []string
 	// NewReplica opens each room's Replica. Nil gives every room a replica
 	// with id "relay" that accepts everything and stores nothing.
 	NewReplica ReplicaFactory
@@ -82,8 +113,12 @@ type Relay struct {
 	// last room is closed: a new room's replica is opened after it.
 	closing map[string]chan struct{}
 	conns   map[*conn]struct{}
-	closed  bool
-	active  sync.WaitGroup // one per connection being served
+	// open counts the connections being served (handshakes included), in all
+	// and per remote address, for MaxConns and MaxConnsPerIP.
+	open   int
+	openBy map[string]int
+	closed bool
+	active sync.WaitGroup // one per connection being served
 }
 
 // NewRelay returns a Relay configured by opts.
@@ -106,13 +141,23 @@ func NewRelay(opts Options) *Relay {
 	if opts.PingTimeout <= 0 {
 		opts.PingTimeout = 15 * time.Second
 	}
+	if opts.MaxConns == 0 {
+		opts.MaxConns = 1000
+	}
+	if opts.MaxConnsPerIP == 0 {
+		opts.MaxConnsPerIP = 50
+	}
+	if opts.JoinTimeout == 0 {
+		opts.JoinTimeout = 30 * time.Second
+	}
 	if opts.NewReplica == nil {
 		opts.NewReplica = func(string) (Replica, error) { return nopReplica{}, nil }
 	}
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
-	r := &Relay{opts: opts, rooms: map[string]*room{}, closing: map[string]chan struct{}{}, conns: map[*conn]struct{}{}}
+	r := &Relay{opts: opts, rooms: map[string]*room{}, closing: map[string]chan struct{}{},
+		conns: map[*conn]struct{}{}, openBy: map[string]int{}}
 	r.mux = http.NewServeMux()
 	r.mux.HandleFunc(SyncPattern, r.serveSync)
 	return r
@@ -129,17 +174,42 @@ func (r *Relay) serveSync(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "invalid map name: want [A-Za-z0-9_-]{1,64}", http.StatusBadRequest)
 		return
 	}
+	if r.opts.FoldCase {
+		name = strings.ToLower(name)
+	}
+	addr := remoteHost(req.RemoteAddr)
 	r.mu.Lock()
-	if r.closed {
+	switch {
+	case r.closed:
 		r.mu.Unlock()
 		http.Error(w, "relay shutting down", http.StatusServiceUnavailable)
 		return
+	case r.opts.MaxConns > 0 && r.open >= r.opts.MaxConns:
+		r.mu.Unlock()
+		w.Header().Set("Retry-After", "60")
+		http.Error(w, "too many connections", http.StatusServiceUnavailable)
+		return
+	case r.opts.MaxConnsPerIP > 0 && r.openBy[addr] >= r.opts.MaxConnsPerIP:
+		r.mu.Unlock()
+		w.Header().Set("Retry-After", "60")
+		http.Error(w, "too many connections from your address", http.StatusTooManyRequests)
+		return
 	}
+	r.open++
+	r.openBy[addr]++
 	r.active.Add(1)
 	r.mu.Unlock()
-	defer r.active.Done()
+	defer func() {
+		r.mu.Lock()
+		r.open--
+		if r.openBy[addr]--; r.openBy[addr] == 0 {
+			delete(r.openBy, addr)
+		}
+		r.mu.Unlock()
+		r.active.Done()
+	}()
 
-	ws, err := websocket.Accept(w, req, nil)
+	ws, err := websocket.Accept(w, req, &websocket.AcceptOptions{OriginPatterns: r.opts.OriginPatterns})
 	if err != nil {
 		return // Accept has answered the request
 	}
@@ -153,6 +223,25 @@ func (r *Relay) serveSync(w http.ResponseWriter, req *http.Request) {
 	}
 	defer r.untrack(c)
 	c.serve(req.Context())
+}
+
+// remoteHost is what MaxConnsPerIP counts a request's RemoteAddr (host:port) under:
+// its IPv4 address, or the /64 of its IPv6 address (one host usually holds a whole
+// /64, and could pick a new address per connection).
+func remoteHost(remoteAddr string) string {
+	host, _, err := net.SplitHostPort(remoteAddr)
+	if err != nil {
+		host = remoteAddr
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	if ip = ip.Unmap(); ip.Is6() {
+		p, _ := ip.WithZone("").Prefix(64)
+		return p.String()
+	}
+	return ip.String()
 }
 
 func (r *Relay) track(c *conn) bool {

@@ -73,6 +73,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/mapcrdt/mapcrdt/crdt"
 )
@@ -95,6 +96,15 @@ type datalayerOptions struct {
 	// most crdt.MergeMaxBytes/3, so that the three documents of a merge always
 	// fit in crdt.MergeMaxBytes).
 	MaxBytes int64
+	// MaxSaves bounds the PUTs being read, validated and merged at once (default
+	// 4): each holds its body (up to MaxBytes) and a merge's three documents in
+	// memory. A PUT over it waits for a slot (its client may give up) before its
+	// body is read.
+	MaxSaves int
+	// FoldCase makes map names and datalayer ids case-insensitive (lower case):
+	// set on a case-insensitive filesystem, where "L1" and "l1" are one directory
+	// (see Options.FoldCase).
+	FoldCase bool
 	// Log receives save events (default slog.Default()).
 	Log *slog.Logger
 }
@@ -107,6 +117,9 @@ type datalayers struct {
 	locks map[string]*layerLock // by "<map>/<id>", while in use
 
 	dirMu sync.Mutex // serialises creating directories (see makeDirs)
+
+	saves   chan struct{} // a slot per PUT running (MaxSaves)
+	waiting atomic.Int32  // PUTs waiting for a slot
 }
 
 // layerLock serialises the saves of one datalayer; refs counts the requests
@@ -125,10 +138,13 @@ func newDatalayers(o datalayerOptions) *datalayers {
 		o.MaxBytes = 16 << 20
 	}
 	o.MaxBytes = min(o.MaxBytes, crdt.MergeMaxBytes/3)
+	if o.MaxSaves <= 0 {
+		o.MaxSaves = 4
+	}
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	return &datalayers{opts: o, locks: map[string]*layerLock{}}
+	return &datalayers{opts: o, locks: map[string]*layerLock{}, saves: make(chan struct{}, o.MaxSaves)}
 }
 
 // register adds the endpoint's routes to mux.
@@ -141,7 +157,7 @@ func (d *datalayers) register(mux *http.ServeMux) {
 var emptyLayer = []byte(`{"features":[],"type":"FeatureCollection"}`)
 
 func (d *datalayers) serveGet(w http.ResponseWriter, req *http.Request) {
-	mapName, id, ok := layerNames(w, req)
+	mapName, id, ok := d.layerNames(w, req)
 	if !ok {
 		return
 	}
@@ -170,7 +186,7 @@ func (d *datalayers) serveGet(w http.ResponseWriter, req *http.Request) {
 }
 
 func (d *datalayers) servePut(w http.ResponseWriter, req *http.Request) {
-	mapName, id, ok := layerNames(w, req)
+	mapName, id, ok := d.layerNames(w, req)
 	if !ok {
 		return
 	}
@@ -182,6 +198,16 @@ func (d *datalayers) servePut(w http.ResponseWriter, req *http.Request) {
 	base, err := baseVersion(req.Header)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "bad_version", err.Error())
+		return
+	}
+	d.waiting.Add(1)
+	select {
+	case d.saves <- struct{}{}:
+		d.waiting.Add(-1)
+		defer func() { <-d.saves }()
+	case <-req.Context().Done():
+		d.waiting.Add(-1)
+		writeError(w, http.StatusServiceUnavailable, "busy", "too many saves at once: retry")
 		return
 	}
 	// Read and validate the body before taking the lock: a slow upload must
@@ -406,8 +432,9 @@ func listVersions(dir string) ([]int64, error) {
 	return vs, nil
 }
 
-// layerNames returns the map and datalayer names of the request, or answers 400.
-func layerNames(w http.ResponseWriter, req *http.Request) (mapName, id string, ok bool) {
+// layerNames returns the map and datalayer names of the request (in lower case
+// under FoldCase), or answers 400.
+func (d *datalayers) layerNames(w http.ResponseWriter, req *http.Request) (mapName, id string, ok bool) {
 	mapName, id = req.PathValue("map"), req.PathValue("id")
 	for _, n := range [...]struct{ what, name string }{{"map name", mapName}, {"datalayer id", id}} {
 		if !idPattern.MatchString(n.name) {
@@ -415,6 +442,9 @@ func layerNames(w http.ResponseWriter, req *http.Request) (mapName, id string, o
 				fmt.Sprintf("invalid %s %s: want [A-Za-z0-9_-]{1,64}", n.what, quoteShort(n.name)))
 			return "", "", false
 		}
+	}
+	if d.opts.FoldCase {
+		mapName, id = strings.ToLower(mapName), strings.ToLower(id)
 	}
 	return mapName, id, true
 }

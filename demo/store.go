@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/mapcrdt/mapcrdt/crdt"
@@ -82,8 +83,32 @@ import (
 //
 // One relay process per data directory: nothing locks the files. Map names
 // are file names: on a case-insensitive filesystem (macOS, Windows) the maps
-// "Paris" and "paris" share their files, while the relay holds two replicas
-// appending to them; such a data directory is not supported.
+// "Paris" and "paris" share their files, so the demo folds map names to lower
+// case there (Options.FoldCase, caseInsensitiveDir): one room, one replica.
+
+// caseInsensitiveDir reports whether file names in dir are case-insensitive: a file
+// created there with upper-case letters is found under its lower-case name.
+func caseInsensitiveDir(dir string) (bool, error) {
+	f, err := os.CreateTemp(dir, ".CaseProbe-*")
+	if err != nil {
+		return false, err
+	}
+	name := f.Name()
+	f.Close()
+	defer os.Remove(name)
+	st, err := os.Stat(name)
+	if err != nil {
+		return false, err
+	}
+	lower, err := os.Stat(filepath.Join(dir, strings.ToLower(filepath.Base(name))))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return os.SameFile(st, lower), nil
+}
 
 // relayPeerID is the peer id of every relay replica.
 const relayPeerID = "relay"
@@ -377,16 +402,28 @@ func (s *storeReplica) Joined(peer string) [][]byte {
 	return [][]byte{s.r.ProbeRequest(peer)}
 }
 
-// Close compacts the files if the log holds anything, and closes them.
+// Close compacts the files if the log holds anything, and closes them. A map that
+// holds nothing (no snapshot, an empty log) leaves no file: a client joining made-up
+// map names, or a typo, must not fill the data directory with empty logs.
 func (s *storeReplica) Close() error {
 	var err error
 	if s.lines > 0 {
 		err = s.compact()
 	}
+	st, serr := s.logFile.Stat()
 	if cerr := s.logFile.Close(); err == nil {
 		err = cerr
 	}
-	return err
+	if err != nil || serr != nil || st.Size() != 0 {
+		return err
+	}
+	if _, err := os.Stat(s.snapPath); !errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err := os.Remove(s.logPath); err != nil {
+		return err
+	}
+	return syncDir(s.opts.Dir)
 }
 
 // peerVerb returns the verb of a PeerMessage's message.
