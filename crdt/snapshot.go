@@ -442,7 +442,7 @@ func (r *Replica) decodeSteps(raw string) ([]undoStep, error) {
 			}
 			ent.oldPresent = p[3] == "true"
 			if ent.oldPresent {
-				ent.old = p[4]
+				ent.old, ent.own = strings.Clone(p[4]), true // not a view of the snapshot's text
 			}
 			hs, _ := stringValue((p[5]))
 			t, e := hlc.Parse(hs)
