@@ -42,14 +42,24 @@ func (r *Replica) Compact() CompactStats {
 		queued[o] = true
 	}
 	unpublished := r.unpublishedObjects()
+	var dropped []*op
 	st.Ops = r.log.remove(func(o *op) bool {
 		if o.live > 0 || o == r.batch || queued[o] || touches(o, unpublished) {
 			return false
 		}
 		st.Bytes += len(appendOp(nil, o, ""))
+		dropped = append(dropped, o)
 		return true
 	})
 	st.Remaining = len(r.log.ops)
+	// Nothing of the replica reads a dropped operation's values now: an undo entry naming
+	// it as the write it undoes reads its clock and metadata only (undoEntry.by). Its values
+	// are let go before moveOut copies it for that entry — an undo step kept a dragged
+	// polygon's every superseded geometry alive through them, and a copy of each at every
+	// Compact, and the block being filled (bulk) kept the last hundred dropped.
+	for _, o := range dropped {
+		o.writes(func(w *op, _ int32) { w.value = "" })
+	}
 	r.moveOut()
 	return st
 }
@@ -129,6 +139,11 @@ func (r *Replica) moveOut() int {
 	r.undo.moveOut(mv)
 	r.one = [1]*op{}
 	r.changeChunk = nil // it holds the values of changes already handed out
+	// The originals stay in their block while it lives (the one being filled, bulk): their
+	// copies have the values now. (Their opExtra is their copies'.)
+	for o := range moved {
+		o.value = ""
+	}
 	return len(moved)
 }
 

@@ -240,7 +240,7 @@ func NewReplicaFromSnapshot(opts Options, snap []byte) (*Replica, error) {
 	if opts.PeerID != "" && opts.PeerID != peer {
 		return nil, newError(ErrBadOption, "peerId "+quote(opts.PeerID)+" differs from the snapshot's "+quote(peer))
 	}
-	opts.PeerID = peer
+	opts.PeerID = strings.Clone(peer) // kept: see detach
 	r, err := newReplica(opts)
 	if err != nil {
 		return nil, err
@@ -254,6 +254,7 @@ func NewReplicaFromSnapshot(opts Options, snap []byte) (*Replica, error) {
 		if err != nil {
 			return t, bad(name + ": " + err.Error())
 		}
+		t.Peer = strings.Clone(t.Peer) // kept: see detach
 		return t, nil
 	}
 	clock, err := ts("clock")
@@ -269,6 +270,7 @@ func NewReplicaFromSnapshot(opts Options, snap []byte) (*Replica, error) {
 		if r.savedBy, err = parseVector(raw); err != nil {
 			return nil, wrap(err)
 		}
+		r.savedBy = detach(r.savedBy)
 	}
 	if !isObject(field(ms, "seqs")) {
 		return nil, bad("seqs must be an object")
@@ -277,7 +279,7 @@ func NewReplicaFromSnapshot(opts Options, snap []byte) (*Replica, error) {
 	if err != nil {
 		return nil, wrap(err)
 	}
-	r.seqs = ownSeqs{others: seqs} // the current origin is set below
+	r.seqs = ownSeqs{others: detach(seqs)} // the current origin is set below
 	origins, err := stringList(field(ms, "origins"))
 	if err != nil {
 		return nil, wrap(err)
@@ -286,7 +288,7 @@ func NewReplicaFromSnapshot(opts Options, snap []byte) (*Replica, error) {
 		if hlc.ValidPeer(o) != nil || (o != peer && !strings.HasPrefix(o, peer[:min(len(peer), hlc.MaxPeerLen-8)]+"~")) {
 			return nil, bad("origin " + quote(o) + " is not the peer " + quote(peer) + " or one of its incarnations")
 		}
-		r.origins[o] = true
+		r.origins[strings.Clone(o)] = true
 	}
 	if !r.origins[clock.Peer] {
 		return nil, bad("the clock's origin " + quote(clock.Peer) + " is not one of the snapshot's origins")
@@ -301,7 +303,7 @@ func NewReplicaFromSnapshot(opts Options, snap []byte) (*Replica, error) {
 	if err != nil {
 		return nil, wrap(err)
 	}
-	r.vec.setVector(vv)
+	r.vec.setVector(detach(vv))
 	eachMember(field(ms, "above"), func(p, list string) bool {
 		if len(list) == 0 || list[0] != '[' {
 			err = bad("above: " + quote(p) + " must list seqs")
@@ -313,6 +315,9 @@ func NewReplicaFromSnapshot(opts Options, snap []byte) (*Replica, error) {
 				err = bad("above: bad seq " + quote(s))
 				return false
 			}
+			if _, ok := r.vec.above[p]; !ok {
+				p = strings.Clone(p)
+			}
 			r.vec.above[p] = append(r.vec.above[p], n)
 		}
 		return true
@@ -322,6 +327,9 @@ func NewReplicaFromSnapshot(opts Options, snap []byte) (*Replica, error) {
 	}
 	if r.peers, err = stringList(field(ms, "peers")); err != nil {
 		return nil, wrap(err)
+	}
+	for i, p := range r.peers {
+		r.peers[i] = strings.Clone(p)
 	}
 	ops, err := r.decodeOps(field(ms, "log"), 0)
 	if err != nil {
@@ -371,8 +379,22 @@ func NewReplicaFromSnapshot(opts Options, snap []byte) (*Replica, error) {
 	if r.undo.redo, err = r.decodeSteps(field(ms, "redo")); err != nil {
 		return nil, err
 	}
+	r.undo.settle(r.opts)
 	r.dec.forget() // the snapshot's text: not kept by the parser's buffers
 	return r, nil
+}
+
+// detach returns vv with its peer ids copied. What a restored replica keeps must not point
+// into the snapshot's text (as parsing's results do): one string pointing into it keeps it
+// all in memory, a copy of the whole snapshot for as long as the replica lives.
+//
+//go:noinline
+func detach(vv VersionVector) VersionVector {
+	out := make(VersionVector, len(vv))
+	for p, n := range vv {
+		out[strings.Clone(p)] = n
+	}
+	return out
 }
 
 func (r *Replica) decodeSteps(raw string) ([]undoStep, error) {
@@ -422,7 +444,7 @@ func (r *Replica) decodeSteps(raw string) ([]undoStep, error) {
 			}
 			ent.oldPresent = p[3] == "true"
 			if ent.oldPresent {
-				ent.old = p[4]
+				ent.old, ent.own = strings.Clone(p[4]), true // not a view of the snapshot's text
 			}
 			hs, _ := stringValue((p[5]))
 			t, e := hlc.Parse(hs)
@@ -455,6 +477,7 @@ func (r *Replica) decodeSteps(raw string) ([]undoStep, error) {
 				}
 			}
 			s.entries = append(s.entries, ent)
+			s.bytes += ent.size()
 		}
 		steps = append(steps, s)
 		return true

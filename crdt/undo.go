@@ -23,7 +23,13 @@ type undoEntry struct {
 	// others is the newest clock of another peer's work the old value held (othersIn), zero
 	// when none: restoring the value puts that work back (op.restores).
 	others hlc.Timestamp
+	// own says old is an allocation of its own (moveOut copied it): not copied again.
+	own bool
 }
+
+// size is about what the entry holds and takes in a snapshot: the value it restores, the
+// object's metadata and the rest of its line.
+func (e *undoEntry) size() int { return len(e.old) + len(e.obj.meta) + 48 }
 
 // byMeta is the metadata text the write that changed the place carried, "" when its
 // operation was compacted away before a snapshot (then only its clock is kept).
@@ -39,6 +45,7 @@ func (e *undoEntry) byMeta() string {
 
 type undoStep struct {
 	entries []undoEntry
+	bytes   int // the entries' size (undoEntry.size)
 	group   string
 	at      int64 // wall ms of the latest edit in the step
 	closed  bool  // no further edit joins it
@@ -47,9 +54,17 @@ type undoStep struct {
 
 type undoStacks struct {
 	undo, redo []undoStep
+	held       int         // the undo stack's steps' bytes, summed
 	base       []undoStep  // the array the undo stack is a window of (see push)
 	chunk      []undoEntry // room for the first entry of the next steps (one allocation for many)
 }
+
+// undoBudget is the most bytes each stack's steps hold (undoStep.bytes): the oldest steps
+// are dropped past it, but for the newest. A step keeps the values it restores whole — a
+// polygon of 500,000 vertices dragged a hundred times is a hundred copies of ~11 MB —
+// and a snapshot holds them all: without a bound, a few drags of a large geometry made
+// the replica's memory grow by a value each and its snapshot too large to take.
+func undoBudget(opts Options) int { return opts.Limits.MaxMessageBytes }
 
 // one returns a slice holding just e, cut from a shared chunk (appending to it copies).
 func (s *undoStacks) one(e undoEntry) []undoEntry {
@@ -73,10 +88,15 @@ func (s *undoStacks) record(e undoEntry, group string, inBatch bool, now int64, 
 		if join {
 			top.entries = append(top.entries, e)
 			top.at = now
+			n := e.size()
+			top.bytes += n
+			if s.held += n; s.held > undoBudget(opts) {
+				s.dropOldest(opts.UndoDepth, undoBudget(opts))
+			}
 			return
 		}
 	}
-	s.push(undoStep{entries: s.one(e), group: strings.Clone(group), at: now, inBatch: inBatch}, opts.UndoDepth)
+	s.push(undoStep{entries: s.one(e), bytes: e.size(), group: strings.Clone(group), at: now, inBatch: inBatch}, opts)
 }
 
 // push adds a step on top of the undo stack and drops the oldest past depth. The stack is a
@@ -84,7 +104,7 @@ func (s *undoStacks) record(e undoEntry, group string, inBatch bool, now int64, 
 // the whole stack per edit would cost more than the edit), and when the window reaches the
 // array's end its steps move back to the start — where append would allocate a new array
 // every depth or so steps.
-func (s *undoStacks) push(st undoStep, depth int) {
+func (s *undoStacks) push(st undoStep, opts Options) {
 	if n := len(s.undo); n > 0 && n == cap(s.undo) && cap(s.base) > 0 {
 		const size = unsafe.Sizeof(undoStep{})
 		start := uintptr(unsafe.Pointer(unsafe.SliceData(s.base)))
@@ -101,9 +121,40 @@ func (s *undoStacks) push(st undoStep, depth int) {
 	if unsafe.SliceData(s.undo) != old { // a new array, the window at its start
 		s.base = s.undo[:cap(s.undo)]
 	}
-	for len(s.undo) > depth {
+	if s.held += st.bytes; len(s.undo) > opts.UndoDepth || s.held > undoBudget(opts) {
+		s.dropOldest(opts.UndoDepth, undoBudget(opts))
+	}
+}
+
+// dropOldest drops the oldest undo steps past depth, and past budget bytes but for the
+// newest step.
+//
+//go:noinline
+func (s *undoStacks) dropOldest(depth, budget int) {
+	for len(s.undo) > depth || len(s.undo) > 1 && s.held > budget {
+		s.held -= s.undo[0].bytes
 		s.undo[0] = undoStep{}
 		s.undo = s.undo[1:]
+	}
+}
+
+// settle sums the undo stack's bytes again, and drops the oldest steps of each stack past
+// the budget, but for the newest (after a revert moved a step, a restore).
+func (s *undoStacks) settle(opts Options) {
+	budget := undoBudget(opts)
+	s.held = 0
+	for i := range s.undo {
+		s.held += s.undo[i].bytes
+	}
+	s.dropOldest(opts.UndoDepth, budget)
+	held := 0
+	for i := range s.redo {
+		held += s.redo[i].bytes
+	}
+	for len(s.redo) > 1 && held > budget {
+		held -= s.redo[0].bytes
+		s.redo[0] = undoStep{} // the array must not keep the step's operations and values
+		s.redo = s.redo[1:]
 	}
 }
 
@@ -115,7 +166,10 @@ func (s *undoStacks) moveOut(mv func(*op) *op) {
 			es := make([]undoEntry, len(steps[i].entries))
 			for j, e := range steps[i].entries {
 				e.by.op = mv(e.by.op)
-				e.old = strings.Clone(e.old)
+				if !e.own {
+					// Copied once: a value copied at an earlier Compact is its own already.
+					e.old, e.own = strings.Clone(e.old), true
+				}
 				es[j] = e
 			}
 			steps[i].entries = es
@@ -237,10 +291,12 @@ func (r *Replica) revert(from, to *[]undoStep) (UndoResult, error) {
 			place, old, oldPresent, others := r.undoPlace(sub.obj, sub.path, oldValue{value: cur, present: present, others: r.othersIn(sub.obj, sub.path)})
 			sub.obj.apply(w)
 			back.entries = append(back.entries, undoEntry{obj: sub.obj, path: place, old: old, oldPresent: oldPresent, by: w, others: others})
+			back.bytes += back.entries[len(back.entries)-1].size()
 		})
 		r.outbox = append(r.outbox, top)
 	}
 	*to = append(*to, back)
+	r.undo.settle(r.opts)
 	res.Changes = t.changes()
 	return res, nil
 }

@@ -841,6 +841,7 @@ func TestUndoCarriesTheEditsMetadata(t *testing.T) {
 // is pushed onto correctly.
 func TestUndoPushSlidesWithoutAllocating(t *testing.T) {
 	const depth = 7
+	opts := Options{UndoDepth: depth, Limits: DefaultLimits()}
 	var s undoStacks
 	check := func(last int) {
 		t.Helper()
@@ -856,13 +857,13 @@ func TestUndoPushSlidesWithoutAllocating(t *testing.T) {
 	}
 	n := 0
 	for ; n < 100; n++ {
-		s.push(undoStep{at: int64(n + 1)}, depth)
+		s.push(undoStep{at: int64(n + 1)}, opts)
 		check(n + 1)
 	}
 	pushes := func() {
 		for k := 0; k < 100; k++ {
 			n++
-			s.push(undoStep{at: int64(n)}, depth)
+			s.push(undoStep{at: int64(n)}, opts)
 		}
 	}
 	if a := testing.AllocsPerRun(20, pushes); a != 0 {
@@ -872,7 +873,7 @@ func TestUndoPushSlidesWithoutAllocating(t *testing.T) {
 	s.undo = append([]undoStep(nil), s.undo...) // replaced: another array
 	for k := 0; k < 50; k++ {
 		n++
-		s.push(undoStep{at: int64(n)}, depth)
+		s.push(undoStep{at: int64(n)}, opts)
 		check(n)
 	}
 }

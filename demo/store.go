@@ -70,7 +70,8 @@ import (
 // snapshot and the whole log, or the new snapshot and a log it overlaps
 // (or empty); a leftover <map>.snapshot.tmp is ignored, and overwritten by
 // the next compaction. It runs when the map is opened with a non-empty log,
-// every CompactEvery logged messages or CompactBytes log bytes, and on Close
+// every CompactEvery logged messages once the log holds an eighth of the
+// snapshot's bytes, or CompactBytes log bytes, and on Close
 // (when the room empties or the relay shuts down). A compaction that fails
 // (a write error, a full disk, a map grown past what a snapshot holds: 4 ×
 // Limits.MaxMessageBytes) leaves the log holding everything and is retried
@@ -117,7 +118,8 @@ const relayPeerID = "relay"
 type storeOptions struct {
 	// Dir is the data directory (created if missing).
 	Dir string
-	// CompactEvery is how many logged messages trigger a compaction (default 1000).
+	// CompactEvery is how many logged messages trigger a compaction (default 1000), once
+	// the log holds an eighth of the snapshot's bytes.
 	CompactEvery int
 	// CompactBytes is how many log bytes trigger a compaction (default 8 MiB).
 	CompactBytes int64
@@ -160,6 +162,12 @@ type storeReplica struct {
 	compactAt int // lines at which to compact next
 	// compactBytesAt is the log bytes at which to compact next.
 	compactBytesAt int64
+	// snapBytes is the snapshot's size: a compaction by count (compactAt) waits for a log
+	// of an eighth of it. Each compaction writes the whole map: a large map compacted every
+	// CompactEvery small messages wrote hundreds of times what it logged (a map of
+	// 1,000,000 live paths: a ~50 MB snapshot and seconds of Compact and Snapshot, with the
+	// room waiting, per 1,000 messages).
+	snapBytes int64
 }
 
 func openStore(o storeOptions, name string) (*storeReplica, error) {
@@ -186,6 +194,9 @@ func openStore(o storeOptions, name string) (*storeReplica, error) {
 		}
 	}
 	s.compactAt, s.compactBytesAt = o.CompactEvery, o.CompactBytes
+	if fi, err := os.Stat(s.snapPath); err == nil {
+		s.snapBytes = fi.Size()
+	}
 	// Fold a replayed log (and any damaged tail) into the snapshot now:
 	// nothing is ever appended after a partial line.
 	st, err := s.logFile.Stat()
@@ -464,7 +475,7 @@ func (s *storeReplica) append(msg []byte) error {
 	}
 	s.lines++
 	s.logBytes += int64(len(line))
-	if s.lines >= s.compactAt || s.logBytes >= s.compactBytesAt {
+	if s.lines >= s.compactAt && s.logBytes >= s.snapBytes/8 || s.logBytes >= s.compactBytesAt {
 		if err := s.compact(); err != nil {
 			// The log still holds everything: retry after as much again.
 			s.opts.Log.Error("compacting", "map", s.name, "err", err)
@@ -507,6 +518,7 @@ func (s *storeReplica) compact() error {
 	if err := writeFileAtomic(s.snapPath, snap); err != nil {
 		return err
 	}
+	s.snapBytes = int64(len(snap))
 	if err := s.logFile.Truncate(0); err != nil {
 		return err
 	}

@@ -127,7 +127,10 @@ export interface EngineOptions {
    * snapshot's ("bad_option").
    */
   snapshot?: Uint8Array | ArrayBuffer | string;
-  /** Undo steps kept: a positive integer (default 100). */
+  /**
+   * Undo steps kept: a positive integer (default 100). The undo and the redo history each
+   * also keep to limits.maxMessageBytes of values to restore: past it the oldest steps go.
+   */
   undoDepth?: number;
   /**
    * Local edits within this many ms join one undo step (default 0: each edit is a step); at

@@ -1,0 +1,300 @@
+package crdt
+
+import (
+	"bytes"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/mapcrdt/mapcrdt/hlc"
+)
+
+// Tests of what a busy map's replica holds over time: large values edited again and
+// again, long sessions, restores.
+
+// longString returns a JSON string of about n bytes, different for each i.
+func longString(i, n int) string {
+	return `"` + strconv.Itoa(i) + strings.Repeat("x", n) + `"`
+}
+
+// TestUndoHistoryBoundedInBytes: the undo and redo stacks keep their newest steps within
+// the message limit in bytes (undoBudget), whatever the depth allows: a large geometry
+// dragged again and again kept a whole copy per step (100 by default), in memory and in
+// every snapshot, until the snapshot was too large to take. The steps kept still undo and
+// redo exactly.
+func TestUndoHistoryBoundedInBytes(t *testing.T) {
+	opts := Options{PeerID: "alice", Wall: hlc.NewManualClock(1_700_000_000_000), Limits: DefaultLimits()}
+	opts.Limits.MaxMessageBytes = 64 << 10
+	r, err := NewReplica(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const meta = `{"id":"f1","layerId":"L1"}`
+	const size, edits = 8 << 10, 40
+	vals := []string{longString(0, size)}
+	if _, err := r.Update("feature", meta, "geometry", vals[0]); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= edits; i++ {
+		vals = append(vals, longString(i, size))
+		if _, err := r.Update("feature", meta, "geometry", vals[i]); err != nil {
+			t.Fatal(err)
+		}
+		r.Flush()
+		held := 0
+		for _, st := range r.undo.undo {
+			held += st.bytes
+		}
+		if held != r.undo.held || held > undoBudget(r.opts) {
+			t.Fatalf("after %d edits: the undo steps hold %d bytes (counted %d), more than %d", i, held, r.undo.held, undoBudget(r.opts))
+		}
+	}
+	steps := len(r.undo.undo)
+	if steps < 5 || steps >= edits {
+		t.Fatalf("%d undo steps kept of %d edits of %d bytes under a budget of %d", steps, edits+1, size, undoBudget(r.opts))
+	}
+	r.Compact()
+	snap, err := r.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap) > 2*undoBudget(r.opts) {
+		t.Fatalf("snapshot of %d bytes with %d undo steps", len(snap), steps)
+	}
+	// Every step kept undoes; the redo stack stays within the budget too.
+	for k := 1; k <= steps; k++ {
+		if res, err := r.Undo(); err != nil || !res.Done {
+			t.Fatalf("undo %d: %v %v", k, res, err)
+		}
+		if v, _, _ := r.Get("feature", meta, "geometry"); v != vals[edits-k] {
+			t.Fatalf("undo %d: geometry %.20s…, want %.20s…", k, v, vals[edits-k])
+		}
+		held := 0
+		for _, st := range r.undo.redo {
+			held += st.bytes
+		}
+		if held > undoBudget(r.opts) {
+			t.Fatalf("after %d undos the redo steps hold %d bytes", k, held)
+		}
+	}
+	if r.CanUndo() {
+		t.Fatal("more undo steps than were kept")
+	}
+	for k := 1; r.CanRedo(); k++ {
+		if _, err := r.Redo(); err != nil {
+			t.Fatal(err)
+		}
+		if v, _, _ := r.Get("feature", meta, "geometry"); v != vals[edits-steps+k] {
+			t.Fatalf("redo %d: geometry %.20s…, want %.20s…", k, v, vals[edits-steps+k])
+		}
+	}
+	if v, _, _ := r.Get("feature", meta, "geometry"); v != vals[edits] {
+		t.Fatal("redo did not come back to the last edit")
+	}
+	// Steps that each hold little (a value set where there was none) undone: the redo
+	// steps hold the values, and keep to the budget too.
+	for i := 0; i < edits; i++ {
+		if _, err := r.Update("feature", `{"id":"g`+strconv.Itoa(i)+`","layerId":"L1"}`, "geometry", longString(i, size)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(r.undo.undo) < edits {
+		t.Fatalf("%d undo steps of %d small ones", len(r.undo.undo), edits)
+	}
+	for r.CanUndo() {
+		if _, err := r.Undo(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	held := 0
+	for _, st := range r.undo.redo {
+		held += st.bytes
+	}
+	if held > undoBudget(r.opts) || len(r.undo.redo) < 5 {
+		t.Fatalf("%d redo steps hold %d bytes", len(r.undo.redo), held)
+	}
+}
+
+// inLog reports whether o itself is in r's log.
+func inLog(r *Replica, o *op) bool {
+	i, ok := r.log.find(o.ts)
+	return ok && r.log.ops[i] == o
+}
+
+// TestCompactLetsSupersededValuesGo: after Compact, no operation the replica still points
+// at but the log's holds a value — not an undo entry's write (a superseded edit, which
+// moveOut copied whole, value and all, at every Compact: the undo history's memory
+// doubled), not an operation of the block being filled (which kept the last hundred
+// superseded values alive). Undo after Compact writes exactly what it writes without.
+func TestCompactLetsSupersededValuesGo(t *testing.T) {
+	wallA, wallB := hlc.NewManualClock(1_700_000_000_000), hlc.NewManualClock(1_700_000_000_000)
+	a := newTestReplica(t, "alice", wallA) // compacts after every edit
+	b := newTestReplica(t, "alice", wallB) // never
+	meta := func(i int) string { return `{"id":"f` + strconv.Itoa(i) + `","layerId":"L1"}` }
+	var editThen func(f func(r *Replica) error, compact bool)
+	edit := func(f func(r *Replica) error) { editThen(f, true) }
+	editThen = func(f func(r *Replica) error, compact bool) {
+		t.Helper()
+		for _, r := range []*Replica{a, b} {
+			if err := f(r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		wallA.Advance(1000)
+		wallB.Advance(1000)
+		ma, mb := a.Flush(), b.Flush()
+		if len(ma) != len(mb) {
+			t.Fatalf("%d messages against %d", len(ma), len(mb))
+		}
+		for i := range ma {
+			if !bytes.Equal(ma[i], mb[i]) {
+				t.Fatalf("messages differ:\n%s\n%s", ma[i], mb[i])
+			}
+		}
+		if compact {
+			a.Compact()
+		}
+	}
+	for i := 0; i < 12; i++ {
+		// A batch over three features, with its own metadata text (members in another
+		// order), then a drag of one: each edit supersedes the one before.
+		edit(func(r *Replica) error {
+			if err := r.StartBatch(); err != nil {
+				return err
+			}
+			for f := 0; f < 3; f++ {
+				m := `{"layerId":"L1","id":"f` + strconv.Itoa(f) + `"}`
+				if _, err := r.Update("feature", m, "geometry", longString(i*10+f, 2000)); err != nil {
+					return err
+				}
+			}
+			return r.CommitBatch()
+		})
+		// Two drags of one feature, the first superseded before any Compact.
+		for k := 5; k <= 6; k++ {
+			editThen(func(r *Replica) error {
+				_, err := r.Update("feature", meta(i%3), "geometry", longString(i*10+k, 2000))
+				return err
+			}, k == 6)
+		}
+	}
+	// A value an undo entry holds is copied once, by the first Compact after its edit.
+	olds := map[*byte]bool{}
+	for _, st := range a.undo.undo {
+		for _, e := range st.entries {
+			olds[unsafe.StringData(e.old)] = true
+		}
+	}
+	a.Compact()
+	for _, st := range a.undo.undo {
+		for _, e := range st.entries {
+			if !olds[unsafe.StringData(e.old)] {
+				t.Fatalf("Compact copied the value %.20s… of an undo entry again", e.old)
+			}
+		}
+	}
+	held := 0
+	for _, steps := range [][]undoStep{a.undo.undo, a.undo.redo} {
+		for _, st := range steps {
+			for _, e := range st.entries {
+				if inLog(a, e.by.op) {
+					continue
+				}
+				e.by.op.writes(func(w *op, _ int32) { held += len(w.value) })
+			}
+		}
+	}
+	if held > 0 {
+		t.Errorf("undo entries hold %d bytes of values of operations no longer in the log", held)
+	}
+	held = 0
+	if blk := a.bulk.block; blk != nil {
+		for i := range blk {
+			if o := &blk[i]; o.value != "" && !o.ts.IsZero() && !inLog(a, o) {
+				held += len(o.value)
+			}
+		}
+	}
+	if held > 0 {
+		t.Errorf("the block being filled holds %d bytes of values of operations no longer in the log", held)
+	}
+	for a.CanUndo() {
+		edit(func(r *Replica) error {
+			_, err := r.Undo()
+			return err
+		})
+	}
+	for a.CanRedo() {
+		edit(func(r *Replica) error {
+			_, err := r.Redo()
+			return err
+		})
+	}
+	if a.State() != b.State() {
+		t.Fatal("states differ")
+	}
+}
+
+// TestRestoreKeepsNoSnapshotText: a replica restored from a snapshot keeps copies of what
+// its undo steps name (the value to restore, the key, the group), not the snapshot's text,
+// which one entry pointing into it kept whole in memory.
+func TestRestoreKeepsNoSnapshotText(t *testing.T) {
+	r := newTestReplica(t, "alice", nil)
+	if _, err := r.Apply(Edit{Verb: VerbUpdate, Subject: "feature", Metadata: `{"id":"f1","layerId":"L1"}`, Key: "properties.name", Value: `"a"`, Group: "g"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Apply(Edit{Verb: VerbUpdate, Subject: "feature", Metadata: `{"id":"f1","layerId":"L1"}`, Key: "properties.name", Value: `"b"`, Group: "h"}); err != nil {
+		t.Fatal(err)
+	}
+	// A peer's operations, one beyond a hole in its seqs, the known peers, a save.
+	wall := time.Now().UnixMilli()
+	for _, seq := range []int{1, 3} {
+		if _, err := r.Receive([]byte(`{"kind":"OperationMessage","sender":"bob","verb":"update","subject":"feature","metadata":{"id":"f2","layerId":"L1"},"key":"properties.n","value":` +
+			strconv.Itoa(seq) + `,"hlc":"` + hlc.Timestamp{Wall: wall, Counter: uint32(seq), Peer: "bob"}.String() + `","seq":` + strconv.Itoa(seq) + `}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.SetPeers([]string{"bob", "carol"})
+	r.Flush()
+	if _, err := r.Receive([]byte(`{"kind":"SavedMessage","sender":"bob","lastKnownHLC":"` + hlc.Timestamp{Wall: wall, Counter: 9, Peer: "bob"}.String() +
+		`","vector":{"alice":2,"bob":1}}`)); err != nil {
+		t.Fatal(err)
+	}
+	r.SavedMessage()
+	snap, err := r.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 32 MB more of the snapshot's text, which the replica has no use for (a member it does
+	// not read).
+	const pad = 32 << 20
+	snap = append(snap[:len(snap)-1], `,"pad":"`...)
+	snap = append(snap, strings.Repeat("p", pad)...)
+	snap = append(snap, `"}`...)
+	heap := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	before := heap()
+	restored, err := NewReplicaFromSnapshot(Options{}, snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	grown := int64(heap()) - int64(before)
+	if len(restored.undo.undo) != 2 || len(restored.vec.above) != 1 || len(restored.Peers()) != 2 || restored.saved.IsZero() || len(restored.savedBy) != 1 {
+		t.Fatalf("restored %d undo steps, %d origins with seqs above a hole, peers %v, saved %v by %v",
+			len(restored.undo.undo), len(restored.vec.above), restored.Peers(), restored.saved, restored.savedBy)
+	}
+	if grown > pad/2 {
+		t.Errorf("the restored replica holds %d bytes: the snapshot's text (%d)", grown, len(snap))
+	}
+	if res, err := restored.Undo(); err != nil || !res.Done {
+		t.Fatal(res, err)
+	}
+	runtime.KeepAlive(snap)
+}
