@@ -136,8 +136,10 @@ func opsOf(t testing.TB, msg []byte) map[hlc.Timestamp]string {
 }
 
 // FuzzReceive applies the messages of the input to two replicas, in order and in reverse
-// order. Nothing panics; both accept the same messages (validation does not depend on the
-// state); and if every clock names one operation only, both end in the same state.
+// order. Nothing panics; a message refused fails with a stable code and leaves the replica
+// as it was (state, vector, log); both accept the same messages (validation does not depend
+// on the state); and if every clock names one operation only, both end in the same state,
+// canonical JSON, the naive replay's.
 func FuzzReceive(f *testing.F) {
 	h := func(ms int64, c uint32, peer string) string { return stamp(ms, c, peer) }
 	for _, s := range []string{
@@ -172,10 +174,17 @@ func FuzzReceive(f *testing.F) {
 		okF := make([]bool, len(msgs))
 		okR := make([]bool, len(msgs))
 		for i, m := range msgs {
+			state, vv, n := fwd.State(), fwd.Vector(), fwd.LogLen()
 			_, err := fwd.Receive(m)
 			okF[i] = err == nil
-			if err != nil && Code(err) == "internal" {
+			if err == nil {
+				continue
+			}
+			if c := Code(err); c == "internal" || c == "" {
 				t.Fatalf("error without a code: %v", err)
+			}
+			if fwd.State() != state || !vectorsEqual(fwd.Vector(), vv) || fwd.LogLen() != n {
+				t.Fatalf("message %d was refused (%v) and changed the replica: %q", i, err, m)
 			}
 		}
 		for i := len(msgs) - 1; i >= 0; i-- {
@@ -204,6 +213,7 @@ func FuzzReceive(f *testing.F) {
 		if fwd.State() != rev.State() {
 			t.Fatalf("the replicas diverge\nforward %s\nreverse %s", fwd.State(), rev.State())
 		}
+		checkStateCanonical(t, fwd.State())
 		// Each matches the naive replay of what it accepted.
 		or := newOracle(t)
 		for ts, text := range seen {
@@ -214,6 +224,35 @@ func FuzzReceive(f *testing.F) {
 			t.Fatalf("the replicas differ from the replay\n got %s\nwant %s", got, want)
 		}
 	})
+}
+
+// checkStateCanonical checks that state, as State returns it, is an array of
+// {"subject","metadata","value"} (in that order), by subject, each metadata and value
+// canonical JSON.
+func checkStateCanonical(t *testing.T, state string) {
+	t.Helper()
+	var objs []struct {
+		Subject         string
+		Metadata, Value json.RawMessage
+	}
+	if !utf8.ValidString(state) || json.Unmarshal([]byte(state), &objs) != nil {
+		t.Fatalf("the state is not JSON: %q", state)
+	}
+	for i, o := range objs {
+		if i > 0 && o.Subject < objs[i-1].Subject {
+			t.Fatalf("the state's objects are not by subject: %s", state)
+		}
+		for _, part := range []json.RawMessage{o.Metadata, o.Value} {
+			if c, err := canonicalJSON(string(part), 1<<10); err != nil || c != string(part) {
+				t.Fatalf("the state is not canonical (%v): %s, not %s\n%s", err, part, c, state)
+			}
+		}
+		subject, _ := json.Marshal(o.Subject)
+		want := `{"subject":` + string(subject) + `,"metadata":` + string(o.Metadata) + `,"value":` + string(o.Value) + `}`
+		if !strings.Contains(state, want) {
+			t.Fatalf("the state's object %d is not written {subject, metadata, value}: %s", i, state)
+		}
+	}
 }
 
 // FuzzCanonicalJSON compares canonicalJSON with encoding/json. Documented differences:
