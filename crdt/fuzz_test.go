@@ -69,8 +69,9 @@ func addOpSeeds(f *testing.F) {
 }
 
 // FuzzDecodeOp decodes any bytes as a message on a fresh replica. It must never panic; an
-// error must carry a stable code and change nothing; a message that is accepted must come
-// out of the replica's sync output (both encodings) as the same state on a second replica.
+// error must carry a stable code and change nothing; a message that is accepted must leave
+// a canonical state, and come out of the replica's sync output (both encodings) as the same
+// state on a second replica.
 func FuzzDecodeOp(f *testing.F) {
 	addOpSeeds(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -91,6 +92,7 @@ func FuzzDecodeOp(f *testing.F) {
 			return // the input names the fuzzed replicas: their own operations are not relayed
 		}
 		want := a.State()
+		checkStateCanonical(t, want)
 		// A mapcrdt peer catches up (compact encoding).
 		b := newTestReplica(t, fuzzPeerB, wall)
 		syncPair(t, b, a)
