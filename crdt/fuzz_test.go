@@ -175,23 +175,27 @@ func FuzzReceive(f *testing.F) {
 		rev := newTestReplica(t, fuzzPeerB, wall)
 		okF := make([]bool, len(msgs))
 		okR := make([]bool, len(msgs))
-		for i, m := range msgs {
-			state, vv, n := fwd.State(), fwd.Vector(), fwd.LogLen()
-			_, err := fwd.Receive(m)
-			okF[i] = err == nil
+		// receive gives r message i, and checks that a refusal has a stable code and left r
+		// as it was.
+		receive := func(r *Replica, i int) bool {
+			state, vv, n := r.State(), r.Vector(), r.LogLen()
+			_, err := r.Receive(msgs[i])
 			if err == nil {
-				continue
+				return true
 			}
 			if c := Code(err); c == "internal" || c == "" {
 				t.Fatalf("error without a code: %v", err)
 			}
-			if fwd.State() != state || !vectorsEqual(fwd.Vector(), vv) || fwd.LogLen() != n {
-				t.Fatalf("message %d was refused (%v) and changed the replica: %q", i, err, m)
+			if r.State() != state || !vectorsEqual(r.Vector(), vv) || r.LogLen() != n {
+				t.Fatalf("message %d was refused (%v) and changed the replica: %q", i, err, msgs[i])
 			}
+			return false
+		}
+		for i := range msgs {
+			okF[i] = receive(fwd, i)
 		}
 		for i := len(msgs) - 1; i >= 0; i-- {
-			_, err := rev.Receive(msgs[i])
-			okR[i] = err == nil
+			okR[i] = receive(rev, i)
 		}
 		for i := range msgs {
 			if okF[i] != okR[i] {
