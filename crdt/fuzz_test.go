@@ -69,8 +69,9 @@ func addOpSeeds(f *testing.F) {
 }
 
 // FuzzDecodeOp decodes any bytes as a message on a fresh replica. It must never panic; an
-// error must carry a stable code and change nothing; a message that is accepted must come
-// out of the replica's sync output (both encodings) as the same state on a second replica.
+// error must carry a stable code and change nothing; a message that is accepted must leave
+// a canonical state, and come out of the replica's sync output (both encodings) as the same
+// state on a second replica.
 func FuzzDecodeOp(f *testing.F) {
 	addOpSeeds(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -91,6 +92,7 @@ func FuzzDecodeOp(f *testing.F) {
 			return // the input names the fuzzed replicas: their own operations are not relayed
 		}
 		want := a.State()
+		checkStateCanonical(t, want)
 		// A mapcrdt peer catches up (compact encoding).
 		b := newTestReplica(t, fuzzPeerB, wall)
 		syncPair(t, b, a)
@@ -136,8 +138,10 @@ func opsOf(t testing.TB, msg []byte) map[hlc.Timestamp]string {
 }
 
 // FuzzReceive applies the messages of the input to two replicas, in order and in reverse
-// order. Nothing panics; both accept the same messages (validation does not depend on the
-// state); and if every clock names one operation only, both end in the same state.
+// order. Nothing panics; a message refused fails with a stable code and leaves the replica
+// as it was (state, vector, log); both accept the same messages (validation does not depend
+// on the state); and if every clock names one operation only, both end in the same state,
+// canonical JSON, the naive replay's.
 func FuzzReceive(f *testing.F) {
 	h := func(ms int64, c uint32, peer string) string { return stamp(ms, c, peer) }
 	for _, s := range []string{
@@ -171,16 +175,27 @@ func FuzzReceive(f *testing.F) {
 		rev := newTestReplica(t, fuzzPeerB, wall)
 		okF := make([]bool, len(msgs))
 		okR := make([]bool, len(msgs))
-		for i, m := range msgs {
-			_, err := fwd.Receive(m)
-			okF[i] = err == nil
-			if err != nil && Code(err) == "internal" {
+		// receive gives r message i, and checks that a refusal has a stable code and left r
+		// as it was.
+		receive := func(r *Replica, i int) bool {
+			state, vv, n := r.State(), r.Vector(), r.LogLen()
+			_, err := r.Receive(msgs[i])
+			if err == nil {
+				return true
+			}
+			if c := Code(err); c == "internal" || c == "" {
 				t.Fatalf("error without a code: %v", err)
 			}
+			if r.State() != state || !vectorsEqual(r.Vector(), vv) || r.LogLen() != n {
+				t.Fatalf("message %d was refused (%v) and changed the replica: %q", i, err, msgs[i])
+			}
+			return false
+		}
+		for i := range msgs {
+			okF[i] = receive(fwd, i)
 		}
 		for i := len(msgs) - 1; i >= 0; i-- {
-			_, err := rev.Receive(msgs[i])
-			okR[i] = err == nil
+			okR[i] = receive(rev, i)
 		}
 		for i := range msgs {
 			if okF[i] != okR[i] {
@@ -204,6 +219,7 @@ func FuzzReceive(f *testing.F) {
 		if fwd.State() != rev.State() {
 			t.Fatalf("the replicas diverge\nforward %s\nreverse %s", fwd.State(), rev.State())
 		}
+		checkStateCanonical(t, fwd.State())
 		// Each matches the naive replay of what it accepted.
 		or := newOracle(t)
 		for ts, text := range seen {
@@ -214,6 +230,35 @@ func FuzzReceive(f *testing.F) {
 			t.Fatalf("the replicas differ from the replay\n got %s\nwant %s", got, want)
 		}
 	})
+}
+
+// checkStateCanonical checks that state, as State returns it, is an array of
+// {"subject","metadata","value"} (in that order), by subject, each metadata and value
+// canonical JSON.
+func checkStateCanonical(t *testing.T, state string) {
+	t.Helper()
+	var objs []struct {
+		Subject         string
+		Metadata, Value json.RawMessage
+	}
+	if !utf8.ValidString(state) || json.Unmarshal([]byte(state), &objs) != nil {
+		t.Fatalf("the state is not JSON: %q", state)
+	}
+	for i, o := range objs {
+		if i > 0 && o.Subject < objs[i-1].Subject {
+			t.Fatalf("the state's objects are not by subject: %s", state)
+		}
+		for _, part := range []json.RawMessage{o.Metadata, o.Value} {
+			if c, err := canonicalJSON(string(part), 1<<10); err != nil || c != string(part) {
+				t.Fatalf("the state is not canonical (%v): %s, not %s\n%s", err, part, c, state)
+			}
+		}
+		subject, _ := json.Marshal(o.Subject)
+		want := `{"subject":` + string(subject) + `,"metadata":` + string(o.Metadata) + `,"value":` + string(o.Value) + `}`
+		if !strings.Contains(state, want) {
+			t.Fatalf("the state's object %d is not written {subject, metadata, value}: %s", i, state)
+		}
+	}
 }
 
 // FuzzCanonicalJSON compares canonicalJSON with encoding/json. Documented differences:

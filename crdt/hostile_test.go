@@ -264,12 +264,18 @@ func TestHostileSessionTokenInAResponse(t *testing.T) {
 
 // TestHugePeerListIsLinear: a ListPeersResponse's peers were each looked for in the list
 // before and in those before them in the list: a list of 100,000 peers (1.3 MB) sent twice,
-// or one newcomer listed 100,000 times, took ~10^10 string comparisons (a frozen tab).
+// or one newcomer listed 100,000 times, took ~10^10 string comparisons (a frozen tab: 18 s
+// for the five lists below, natively).
+//
+// The bound is on the processor time the five lists take (cpuTime), not the wall clock's:
+// on a loaded machine the wall clock grows with the other processes' work (a GOOS=js run
+// on a shared 2-core machine took 2.3 s of the 3 s this test allowed the wall clock).
 func TestHugePeerListIsLinear(t *testing.T) {
+	const n = 100_000
 	r := kitReplica(t, "self", nil)
 	var b strings.Builder
 	b.WriteString(`{"kind":"ListPeersResponse","peers":{`)
-	for i := range 100_000 {
+	for i := range n {
 		if i > 0 {
 			b.WriteByte(',')
 		}
@@ -277,8 +283,8 @@ func TestHugePeerListIsLinear(t *testing.T) {
 	}
 	b.WriteString(`}}`)
 	list := []byte(b.String())
-	dup := []byte(`{"kind":"ListPeersResponse","peers":[` + strings.Repeat(`"c",`, 100_000) + `"c"]}`)
-	start := time.Now()
+	dup := []byte(`{"kind":"ListPeersResponse","peers":[` + strings.Repeat(`"c",`, n) + `"c"]}`)
+	start := cpuTime()
 	kitRecv(t, r, list)
 	if res := kitRecv(t, r, list); len(res.Replies) != 0 { // no newcomer
 		t.Fatalf("%d probes", len(res.Replies))
@@ -290,8 +296,10 @@ func TestHugePeerListIsLinear(t *testing.T) {
 	if res := kitRecv(t, r, dup); len(res.Replies) != 1 {
 		t.Fatalf("%d probes", len(res.Replies))
 	}
-	if d := time.Since(start); d > 3*time.Second {
-		t.Fatalf("five peer lists of 100,000 took %v", d)
+	d := cpuTime() - start
+	t.Logf("five peer lists of %d: %v of processor time", n, d)
+	if d > 5*time.Second {
+		t.Fatalf("five peer lists of %d took %v of processor time", n, d)
 	}
 }
 

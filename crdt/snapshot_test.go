@@ -540,7 +540,7 @@ func TestSnapshotStaleOutboxNeverHidesALaterEdit(t *testing.T) {
 }
 
 // FuzzSnapshot: whatever the bytes, NewReplicaFromSnapshot returns a replica or a typed
-// error, and never panics. A replica it returns must then work through every kind of call —
+// error, and never panics. A replica it returns has a canonical state, and must then work through every kind of call —
 // a local edit and its flush, undo and redo, answering a peer's sync request and the peer's
 // push back, compaction — each returning or failing with a typed error, never panicking; and
 // its own snapshot must restore to the same state. A damaged snapshot from a page's storage
@@ -562,6 +562,7 @@ func FuzzSnapshot(f *testing.F) {
 			t.Fatalf("refused with %v", err)
 		}
 		state := r.State()
+		checkStateCanonical(t, state)
 		again, err := r.Snapshot()
 		if err != nil {
 			t.Fatalf("a restored replica cannot snapshot: %v", err)

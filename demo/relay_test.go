@@ -28,7 +28,7 @@ func startRelay(t *testing.T, opts Options) (*Relay, *httptest.Server) {
 	relay := NewRelay(opts)
 	srv := httptest.NewServer(relay)
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		if err := relay.Shutdown(ctx); err != nil {
 			t.Errorf("Shutdown: %v", err)
@@ -48,14 +48,16 @@ type client struct {
 	t  *testing.T
 	ws *websocket.Conn
 	id string
-	// wait bounds each read and write (default 5 s): a test moving messages of many
-	// megabytes raises it, for the race detector's slow scans of them.
+	// wait bounds each read and write (default 30 s), a guard against a hang only: no
+	// test waits for it to pass (barrier asks for a pong instead), and a loaded machine
+	// running the race detector may take seconds for one message. A test moving messages
+	// of many megabytes raises it, for the race detector's slow scans of them.
 	wait time.Duration
 }
 
 func dial(t *testing.T, srv *httptest.Server, mapName string) *client {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+"/ws/sync/"+mapName, nil)
 	if err != nil {
@@ -63,7 +65,7 @@ func dial(t *testing.T, srv *httptest.Server, mapName string) *client {
 	}
 	ws.SetReadLimit(64 << 20)
 	t.Cleanup(func() { ws.CloseNow() })
-	return &client{t: t, ws: ws, wait: 5 * time.Second}
+	return &client{t: t, ws: ws, wait: 30 * time.Second}
 }
 
 // join dials mapName, joins with the JoinRequest fields extra, reads the
@@ -154,7 +156,7 @@ func (c *client) barrier() {
 // and that the reason contains want.
 func (c *client) expectClosed(code websocket.StatusCode, want string) {
 	c.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for {
 		_, _, err := c.ws.Read(ctx)
@@ -587,9 +589,10 @@ func TestConnectionsEndCleanly(t *testing.T) {
 	waitFor(t, "no goroutine left behind", func() bool { return runtime.NumGoroutine() <= baseline })
 }
 
+// waitFor polls cond until it holds; the 30 s are a guard against a hang only.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting: %s", what)
 		}

@@ -73,7 +73,7 @@ func startStoreRelay(t *testing.T, so storeOptions, opts Options, wrap func(*sto
 
 func (s *storeRelay) stop() {
 	s.once.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		if err := s.relay.Shutdown(ctx); err != nil {
 			s.t.Errorf("Shutdown: %v", err)

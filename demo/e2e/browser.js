@@ -63,6 +63,7 @@ export async function launchBrowser(options = {}) {
   return chromium.launch({
     executablePath: chromiumPath(),
     headless: true,
+    timeout: 120_000, // a hang guard: playwright's 30 s is near what a loaded machine takes
     args: [...CHROMIUM_ARGS, ...args],
     ...rest,
   });
@@ -185,6 +186,9 @@ export const screenshotDir = join(repoRoot, 'demo/e2e/screenshots');
  */
 export async function openDemo(browser, relay, { map, name, query = '', online = true, timeout = 30_000 } = {}) {
   const context = await browser.newContext({ viewport: { width: 1200, height: 760 } });
+  // Navigations (goto, reload) and actions wait up to 2 min, not playwright's 30 s: a guard
+  // against a hang only (until() and waitReady() give their own limits).
+  context.setDefaultTimeout(120_000);
   const page = await context.newPage();
   const errors = [];
   page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));

@@ -29,7 +29,7 @@ function skip(t, why) {
 }
 
 /**
- * Loads page in chromium and waits for window.result (at most 60 s). Returns {result,
+ * Loads page in chromium and waits for window.result (at most 120 s). Returns {result,
  * errors} (the page's uncaught errors, a microtask after the result), or undefined when the
  * test was skipped. drive, if given, is then called with the playwright page and a function
  * giving chromium's counters (Performance.getMetrics: LayoutCount …); what it returns is
@@ -57,17 +57,21 @@ export async function inChromium(t, page, drive) {
     }
   });
   await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  // The timeouts are guards against a hang only: on a loaded 2-core machine the first test
+  // here took 22 s, launch and load included, where playwright allows 30 s per step.
   const browser = await chromium.launch({
     executablePath: exe,
     headless: true,
+    timeout: 120_000,
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
   });
   try {
     const p = await browser.newPage();
+    p.setDefaultTimeout(120_000);
     const errors = [];
     p.on("pageerror", (e) => errors.push(String(e)));
     await p.goto(`http://127.0.0.1:${server.address().port}/`);
-    await p.waitForFunction(() => window.result !== undefined, null, { timeout: 60_000 });
+    await p.waitForFunction(() => window.result !== undefined, null, { timeout: 120_000 });
     const result = await p.evaluate(() => window.result);
     let driven;
     if (drive) {
