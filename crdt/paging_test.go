@@ -8,6 +8,7 @@ import (
 	"unsafe"
 
 	"github.com/mapcrdt/mapcrdt/hlc"
+	"github.com/tidwall/gjson"
 )
 
 // TestPagesMatchTheWholeLogWalk: the sync pages a replica answers a mapcrdt peer with —
@@ -152,6 +153,21 @@ func pagingOracleRun(t *testing.T, seed uint64) {
 			}
 		}
 	}
+	// uMap's plain Journal: everything after its lastKnownHLC, if any, in one answer.
+	knowns := []string{""}
+	if n := len(holder.log.ops); n > 0 {
+		knowns = append(knowns, `"lastKnownHLC":"`+holder.log.ops[rng.IntN(n)].ts.String()+`",`)
+	}
+	for _, known := range knowns {
+		req := `{"kind":"PeerMessage","sender":"umap","recipient":"holder","message":{` + known + `"verb":"ListOperationsRequest"}}`
+		res := kitRecv(t, holder, []byte(req))
+		lastKnown, err := optClock(gjsonGet(req, "message.lastKnownHLC"), "lastKnownHLC")
+		kitNoErr(t, err)
+		want := holder.response("umap", oracleMissing(holder, nil, lastKnown), false, false, nil, nil, "")
+		if len(res.Replies) != 1 || !bytes.Equal(res.Replies[0], want) {
+			t.Fatalf("seed %d: %s\nis answered with %q,\nwant %s", seed, req, res.Replies, want)
+		}
+	}
 	// The push-back after a complete response holding vec: what the holder lacks of it.
 	vec := vector(true)
 	resp := `{"kind":"PeerMessage","sender":"asker","recipient":"holder","message":{"operations":[],"session":"tok","vector":` + vec + `,"verb":"ListOperationsResponse"}}`
@@ -167,6 +183,9 @@ func pagingOracleRun(t *testing.T, seed uint64) {
 		t.Fatalf("seed %d: %s\nis answered with %q,\nwant %q", seed, resp, res.Replies, want)
 	}
 }
+
+// gjsonGet returns the raw JSON at path in msg ("" if absent).
+func gjsonGet(msg, path string) string { return gjson.Get(msg, path).Raw }
 
 // kitMoreOf returns the text of a response's "more" clock.
 func kitMoreOf(t *testing.T, msg []byte) []byte {
