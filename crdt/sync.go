@@ -521,17 +521,20 @@ type pageScan struct {
 		known, low uint64
 	}
 	index map[string]int32
-	// The origin met last, by the address of its id (the decoder interns them), and its
-	// index + 1 (0: none yet): a map lookup for every operation hashed its id (in wasm, a
-	// byte at a time).
-	last  string
-	lastI int32
+	// Origins met, by the address of their id (the decoder interns them), and their index +
+	// 1 (0: an empty slot), each in the slot a hash of the address picks: a map lookup for
+	// every operation hashed its id (in wasm, a byte at a time).
+	cache [8]struct {
+		peer string
+		i    int32
+	}
 }
 
 // origin returns the index of peer's entries.
 func (s *pageScan) origin(peer string) int32 {
-	if s.lastI > 0 && unsafe.StringData(peer) == unsafe.StringData(s.last) && len(peer) == len(s.last) {
-		return s.lastI - 1
+	c := &s.cache[uint32(uintptr(unsafe.Pointer(unsafe.StringData(peer))))*2654435761>>29]
+	if c.i > 0 && unsafe.StringData(peer) == unsafe.StringData(c.peer) && len(peer) == len(c.peer) {
+		return c.i - 1
 	}
 	i, ok := s.index[peer]
 	if !ok {
@@ -542,7 +545,7 @@ func (s *pageScan) origin(peer string) int32 {
 			known, low uint64
 		}{peer, s.vv[peer], 0})
 	}
-	s.last, s.lastI = peer, i+1
+	c.peer, c.i = peer, i+1
 	return i
 }
 
