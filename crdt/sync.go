@@ -496,60 +496,103 @@ func parseVector(raw string) (VersionVector, error) {
 	return vv, err
 }
 
-// missing returns the operations a replica holding vv (and, for seq-less operations or a
-// plain uMap Journal, everything up to lastKnown) lacks, in clock order. Operations whose
-// every write is superseded are left out: what supersedes them is sent or already held —
-// but for those that write an object a local operation not yet published writes (see
-// Compact): that one is not sent, and may never be.
-func (r *Replica) missing(vv VersionVector, lastKnown *hlc.Timestamp) []*op {
-	var out []*op
-	unpublished := r.unpublishedObjects()
-	// vv's entries of the last few peers, by the address of the log's peer id (the decoder
-	// interns them): a map lookup for every operation hashed its peer id (in wasm, a byte
-	// at a time). An id at another address is looked up in vv, as before.
-	var seen [4]struct {
-		peer *byte
-		n    int
-		seq  uint64
+// sendable reports whether o goes to a peer that lacks it, unpublished being the objects
+// local operations not yet published write (unpublishedObjects). Operations whose every
+// write is superseded are left out — what supersedes them is sent or already held — but
+// for those that write an object an unpublished operation writes (see Compact): that one is
+// not sent, and may never be. So are this replica's seq-less operations not yet published.
+func (r *Replica) sendable(o *op, unpublished map[*object]bool) bool {
+	return (o.live != 0 || touches(o, unpublished)) && (o.seq > 0 || !r.isOwn(o.ts.Peer))
+}
+
+// pageScan is what a mapcrdt peer holding vv lacks, as one page of a sync response needs
+// it (Replica.scanPage): the page, whether it lacks operations the page leaves out, and
+// for each origin the lowest seq it lacks outside the page, below which the page's vector
+// is lowered (pageEnds).
+type pageScan struct {
+	vv      VersionVector
+	page    []*op
+	skipped bool // the peer lacks operations up to the request's "after", not in the page
+	rest    bool // it lacks operations past the page
+	// The origins met: the seq vv gives each (known), the lowest it lacks outside the page
+	// (low, 0 if none).
+	origins []struct {
+		peer       string
+		known, low uint64
 	}
-	nseen := 0
-	for _, o := range r.log.ops {
-		if (o.live == 0 && !touches(o, unpublished)) || (o.seq == 0 && r.isOwn(o.ts.Peer)) {
-			continue // superseded, or ours and not yet published
+	index map[string]int32
+	// Origins met, by the address of their id (the decoder interns them), and their index +
+	// 1 (0: an empty slot), each in the slot a hash of the address picks: a map lookup for
+	// every operation hashed its id (in wasm, a byte at a time).
+	cache [8]struct {
+		peer string
+		i    int32
+	}
+}
+
+// origin returns the index of peer's entries.
+func (s *pageScan) origin(peer string) int32 {
+	c := &s.cache[uint32(uintptr(unsafe.Pointer(unsafe.StringData(peer))))*2654435761>>29]
+	if c.i > 0 && unsafe.StringData(peer) == unsafe.StringData(c.peer) && len(peer) == len(c.peer) {
+		return c.i - 1
+	}
+	i, ok := s.index[peer]
+	if !ok {
+		i = int32(len(s.origins))
+		s.index[peer] = i
+		s.origins = append(s.origins, struct {
+			peer       string
+			known, low uint64
+		}{peer, s.vv[peer], 0})
+	}
+	c.peer, c.i = peer, i+1
+	return i
+}
+
+// leaveOut notes o, lacked, as not in the page.
+func (s *pageScan) leaveOut(o *op) {
+	if o.seq > 0 {
+		if g := &s.origins[s.origin(o.ts.Peer)]; g.low == 0 || o.seq < g.low {
+			g.low = o.seq
+		}
+	}
+}
+
+// scanPage works out, in one walk of the log, the page of what a mapcrdt peer holding vv
+// lacks: the operations the replica may send (sendable) of a seq above vv's for their
+// origin, and every seq-less one (no vector summarises those: they are rare, and receiving
+// one twice changes nothing), in clock order — the first n of them after after, if not nil:
+// the clock of the last operation of the page before (the request's "after"). The
+// operations up to it were sent then, and are skipped: an asker whose vector cannot move
+// past an operation this replica lacks too would otherwise be sent the same page again.
+// With a nil vv (uMap's plain Journal, after its lastKnownHLC), the page is what it lacks
+// after after, and no vector goes with it.
+func (r *Replica) scanPage(vv VersionVector, after *hlc.Timestamp, n int) *pageScan {
+	s := &pageScan{vv: vv, index: map[string]int32{}}
+	ops, skip := r.log.ops, 0 // the operations up to after
+	if after != nil {
+		skip = len(ops) - len(r.log.since(*after))
+	}
+	if vv == nil {
+		ops, skip = ops[skip:], 0
+	}
+	unpublished := r.unpublishedObjects()
+	for j, o := range ops {
+		if !r.sendable(o, unpublished) || o.seq > 0 && vv != nil && o.seq <= s.origins[s.origin(o.ts.Peer)].known {
+			continue
 		}
 		switch {
-		case o.seq > 0 && vv != nil:
-			p, known := unsafe.StringData(o.ts.Peer), uint64(0)
-			i := 0
-			for i < nseen && (seen[i].peer != p || seen[i].n != len(o.ts.Peer)) {
-				i++
-			}
-			if i < nseen {
-				known = seen[i].seq
-			} else {
-				known = vv[o.ts.Peer]
-				if nseen < len(seen) {
-					seen[nseen].peer, seen[nseen].n, seen[nseen].seq = p, len(o.ts.Peer), known
-					nseen++
-				}
-			}
-			if o.seq > known {
-				out = append(out, o)
-			}
-		case o.seq == 0 && vv != nil:
-			// A seq-less operation (uMap's plain Journal) is not summarised by a vector, nor
-			// reliably by lastKnownHLC: a mapcrdt peer gets all of them (they are rare, and
-			// receiving one twice changes nothing).
-			out = append(out, o)
-		case lastKnown != nil:
-			if lastKnown.Less(o.ts) {
-				out = append(out, o)
-			}
+		case j < skip:
+			s.skipped = true
+		case len(s.page) < n:
+			s.page = append(s.page, o)
+			continue
 		default:
-			out = append(out, o)
+			s.rest = true
 		}
+		s.leaveOut(o)
 	}
-	return out
+	return s
 }
 
 // ReceiveTaught is Receive, and returns too what msg taught this replica: the operations
@@ -586,66 +629,56 @@ func (r *Replica) ReceiveTaught(msg []byte, recipient string) (res Result, plain
 	return res, plain, len(kept), nil
 }
 
-// pagedResponse is the compact response to recipient, a mapcrdt peer, of one page of ops —
-// what it lacks, in clock order (missing) — and whether more pages follow. A page holds at
-// most SyncPage operations (and Limits.MaxBatch, what a peer takes in one response), and
-// about half of Limits.MaxMessageBytes (an answer over it is written again, cut by wireSize),
-// but always one operation at least. after, if not nil, is the clock of the last operation
-// of the page before (the request's "after"): the operations up to it were sent then, and
-// are skipped — an asker whose vector cannot move past an operation this replica lacks too
-// would otherwise be sent the same page again.
+// pageSize is how many operations a page holds at most: SyncPage, and Limits.MaxBatch (what
+// a peer takes in one response).
+func (r *Replica) pageSize() int { return min(r.opts.SyncPage, r.opts.Limits.MaxBatch) }
+
+// pagedResponse is the compact response to recipient, a mapcrdt peer, of the page s of
+// what it lacks (scanPage). A page is also kept to about half of Limits.MaxMessageBytes (an
+// answer over it is written again, cut by wireSize), but always one operation at least.
 //
-// forAsker is the session token of the replica whose vector ops were computed from (the
+// forAsker is the session token of the replica whose vector s was worked out from (the
 // request's, or for a push-back the page's it answers), echoed as "for".
-func (r *Replica) pagedResponse(recipient string, ops []*op, after *hlc.Timestamp, pushBack bool, forAsker string) (msg []byte, partial bool) {
-	start := 0
-	if after != nil {
-		for start < len(ops) && !after.Less(ops[start].ts) {
-			start++
-		}
-	}
-	end := min(len(ops), start+min(r.opts.SyncPage, r.opts.Limits.MaxBatch))
-	vv, more := r.pageEnds(ops, start, end)
-	msg = r.response(recipient, ops[start:end], pushBack, true, vv, more, forAsker)
-	budget := r.opts.Limits.MaxMessageBytes / 2
-	if len(msg) > budget && end-start > 1 {
+func (r *Replica) pagedResponse(recipient string, s *pageScan, pushBack bool, forAsker string) []byte {
+	page := s.page
+	vv, more := r.pageEnds(s, page)
+	msg := r.response(recipient, page, pushBack, true, vv, more, forAsker)
+	if budget := r.opts.Limits.MaxMessageBytes / 2; len(msg) > budget && len(page) > 1 {
 		size := 0
-		for i := start; i < end; i++ {
-			if size += wireSize(ops[i]); size > budget && i > start {
-				end = i
+		for i, o := range page {
+			if size += wireSize(o); size > budget && i > 0 {
+				page = page[:i]
 				break
 			}
 		}
-		vv, more = r.pageEnds(ops, start, end)
-		msg = r.response(recipient, ops[start:end], pushBack, true, vv, more, forAsker)
+		for _, o := range s.page[len(page):] {
+			s.rest = true
+			s.leaveOut(o)
+		}
+		vv, more = r.pageEnds(s, page)
+		msg = r.response(recipient, page, pushBack, true, vv, more, forAsker)
 	}
-	return msg, more != nil
+	return msg
 }
 
-// pageEnds returns the vector and the "more" of a page of ops[start:end]. When the page is
-// all of ops, they are nil: the replica's own vector goes with it, and nothing follows.
+// pageEnds returns the vector and the "more" of page, the first of s.page. When it is all
+// the peer lacks, they are nil: the replica's own vector goes with it, and nothing follows.
 // Otherwise the vector is the replica's, lowered below every operation the asker lacks and
 // does not get in this page, so that the asker, adopting it, claims none of them (one that
 // arrived here between two pages, its clock older than after, is left to the asker's next
 // sync request); more is the clock of the page's last operation when operations remain.
-func (r *Replica) pageEnds(ops []*op, start, end int) (vv VersionVector, more *hlc.Timestamp) {
-	if start == 0 && end == len(ops) {
+func (r *Replica) pageEnds(s *pageScan, page []*op) (vv VersionVector, more *hlc.Timestamp) {
+	if !s.skipped && !s.rest {
 		return nil, nil // the usual answer: everything, with this replica's vector
 	}
 	vv = r.vec.vector().Clone()
-	lower := func(o *op) {
-		if o.seq > 0 && vv[o.ts.Peer] >= o.seq {
-			vv[o.ts.Peer] = o.seq - 1
+	for _, g := range s.origins {
+		if g.low > 0 && vv[g.peer] >= g.low {
+			vv[g.peer] = g.low - 1
 		}
 	}
-	for _, o := range ops[:start] {
-		lower(o)
-	}
-	for _, o := range ops[end:] {
-		lower(o)
-	}
-	if end < len(ops) {
-		ts := ops[end-1].ts
+	if s.rest {
+		ts := page[len(page)-1].ts
 		more = &ts
 	}
 	return vv, more
@@ -730,7 +763,7 @@ func (r *Replica) response(recipient string, ops []*op, pushBack, compact bool, 
 		b = append(b, ',')
 		enc := newOpsEncoder(&r.dec)
 		// A batch's superseded sub-operations are left out — but while local operations
-		// wait unpublished, what supersedes them may never go out (see missing).
+		// wait unpublished, what supersedes them may never go out (see sendable).
 		enc.all = len(r.outbox) > 0 || r.batch != nil
 		// About what the operations take: each value, and ~56 bytes of clock, numbers and
 		// key (an estimate short by a third grew the array through three copies); the
@@ -783,8 +816,8 @@ func (r *Replica) receivePeerMessage(members []member) (Result, error) {
 		if sender == "" {
 			return Result{}, newError(ErrBadMessage, "ListOperationsRequest without a sender")
 		}
-		ops := r.missing(vv, lastKnown)
 		if vv == nil { // uMap's plain Journal: one answer (it would not ask for a next page)
+			ops := r.scanPage(nil, lastKnown, len(r.log.ops)).page // all it lacks
 			return Result{Replies: [][]byte{r.response(sender, ops, false, false, nil, nil, "")}}, nil
 		}
 		// A request for the next page of a push-back is answered as a push-back: its last
@@ -796,7 +829,7 @@ func (r *Replica) receivePeerMessage(members []member) (Result, error) {
 		if err != nil {
 			return Result{}, err
 		}
-		page, _ := r.pagedResponse(sender, ops, after, pushBack, session)
+		page := r.pagedResponse(sender, r.scanPage(vv, after, r.pageSize()), pushBack, session)
 		// No ask-back of what the asker holds and this replica lacks: the asker pushes it
 		// back when it has taken the last page (takeResponse), and a request here too would
 		// have it sent twice.
@@ -914,8 +947,8 @@ func (r *Replica) takeResponse(ops []*op, vv VersionVector, pushBack bool, sende
 		if !pushBack && sender != "" {
 			// Pushed back even empty when this vector is ahead: its operations beyond the
 			// sender's may all be compacted away, and the sender adopts the vector.
-			if theirs := r.missing(vv, nil); len(theirs) > 0 || r.vec.ahead(vv) {
-				page, _ := r.pagedResponse(sender, theirs, nil, true, tokens.responder)
+			if theirs := r.scanPage(vv, nil, r.pageSize()); len(theirs.page) > 0 || r.vec.ahead(vv) {
+				page := r.pagedResponse(sender, theirs, true, tokens.responder)
 				res.Replies = append(res.Replies, page)
 			}
 		}
