@@ -118,6 +118,35 @@ func TestUndoHistoryBoundedInBytes(t *testing.T) {
 	}
 }
 
+// TestUndoSkippedStepLeavesTheBudget: an undo that skips every place of its step (a peer
+// wrote them all since) takes the step off the stack, and its bytes off the count the
+// budget is held to. They stayed counted: every later edit then dropped steps the budget
+// had room for, for as long as the replica lived.
+func TestUndoSkippedStepLeavesTheBudget(t *testing.T) {
+	wall := hlc.NewManualClock(kitT0)
+	alice := kitReplica(t, "alice", wall, kitUndoLimits(64<<10, 100_000))
+	bob := kitReplica(t, "bob", wall, kitUndoLimits(64<<10, 100_000))
+	const f1 = `{"id":"f1","layerId":"L1"}`
+	kitOK(t)(alice.Update("feature", f1, "geometry", longString(0, 40<<10)))
+	kitOK(t)(alice.Update("feature", f1, "geometry", `"small"`)) // its step holds the 40 KB
+	kitDeliver(t, alice.Flush(), bob)
+	wall.Advance(1)
+	kitOK(t)(bob.Update("feature", f1, "geometry", `"bob's"`))
+	kitDeliver(t, bob.Flush(), alice)
+	if res := kitUndo(t, alice); len(res.Skipped) != 1 || len(res.Changes) != 0 {
+		t.Fatalf("undo over bob's write: %+v", res)
+	}
+	// Three steps of 10 KB each, and the first one: 31 KB of the 64 KB.
+	for i := 0; i < 3; i++ {
+		meta := `{"id":"g` + strconv.Itoa(i) + `","layerId":"L1"}`
+		kitOK(t)(alice.Update("feature", meta, "geometry", longString(i, 10<<10)))
+		kitOK(t)(alice.Update("feature", meta, "geometry", `"small"`))
+	}
+	if n := len(alice.undo.undo); n != 7 {
+		t.Fatalf("%d undo steps kept of 7 within the budget", n)
+	}
+}
+
 // inLog reports whether o itself is in r's log.
 func inLog(r *Replica, o *op) bool {
 	i, ok := r.log.find(o.ts)

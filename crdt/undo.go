@@ -259,6 +259,7 @@ func (r *Replica) revert(from, to *[]undoStep) (UndoResult, error) {
 	(*from)[n-1] = undoStep{} // the array must not keep the step's operations and values
 	*from = (*from)[:n-1]
 	if len(subs) == 0 {
+		r.undo.settle(r.opts) // the step went: held must not count it
 		return res, nil
 	}
 	// One operation, or one batch, with a fresh clock — or, when the values restored are
