@@ -147,6 +147,46 @@ func TestUndoSkippedStepLeavesTheBudget(t *testing.T) {
 	}
 }
 
+// TestRestoredUndoHistoryKeepsWhatTheReplicaKept: a replica and its copy restored from a
+// snapshot count their undo steps' bytes alike, and so keep the same steps after the
+// same edit. An upsert of an object read before but never written recorded "{}" as the
+// value to restore where there was none: counted by the replica (2 bytes more), written
+// null in the snapshot, not counted by the copy — at the budget's edge the replica
+// dropped a step its copy kept.
+func TestRestoredUndoHistoryKeepsWhatTheReplicaKept(t *testing.T) {
+	const budget = 4096
+	wall := hlc.NewManualClock(kitT0)
+	alice := kitReplica(t, "alice", wall, kitUndoLimits(budget, 100_000))
+	const l2, f1 = `{"id":"L2"}`, `{"id":"f1","layerId":"L1"}`
+	if _, _, err := alice.Get("datalayer", l2, "name"); err != nil {
+		t.Fatal(err)
+	}
+	kitOK(t)(alice.Upsert("datalayer", l2, `{"name":"a layer"}`))
+	snap, err := alice.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	restored, err := NewReplicaFromSnapshot(Options{Wall: wall, Limits: alice.opts.Limits}, snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Four more steps, two of them restoring values that bring the five to one byte under
+	// the budget.
+	entry := len(f1) + 48
+	rest := budget - (len(l2) + 48) - 4*entry - 1
+	values := []string{longString(0, rest/2-3), longString(1, rest-rest/2-3)}
+	for _, r := range []*Replica{alice, restored} {
+		for i, v := range values {
+			f := `{"id":"f` + strconv.Itoa(i+1) + `","layerId":"L1"}`
+			kitOK(t)(r.Update("feature", f, "geometry", v))
+			kitOK(t)(r.Update("feature", f, "geometry", `"small"`))
+		}
+		if n := len(r.undo.undo); n != 5 {
+			t.Errorf("%s: %d undo steps, 5 fit the budget (%d of %d bytes counted)", r.origin, n, r.undo.held, budget)
+		}
+	}
+}
+
 // inLog reports whether o itself is in r's log.
 func inLog(r *Replica, o *op) bool {
 	i, ok := r.log.find(o.ts)
