@@ -606,3 +606,70 @@ func TestListedObjectsMadeForTheirFirstOperation(t *testing.T) {
 		}
 	}
 }
+
+// TestCompactRandomTwin: alice edits, undoes, redoes and receives bob's edits at random,
+// and compacts at random; her twin does the same but never compacts. Under a small
+// message limit (so that the undo history's byte budget drops steps all the time) they
+// must send the same messages, report the same changes and skips, hold the same state,
+// dirty list and undo and redo steps (as a snapshot writes them), and a newcomer catching
+// up from either ends up with the same state. Compact lets go of the values of what it
+// drops, and no longer copies the undo steps' values at each call: nothing of this may
+// show.
+func TestCompactRandomTwin(t *testing.T) {
+	compacted, dropped := 0, 0
+	for seed := 0; seed < *seeds/10; seed++ {
+		wall, wb := hlc.NewManualClock(kitT0), hlc.NewManualClock(kitT0+3)
+		lim := kitUndoLimits(2048, 100_000)
+		alice, twin := kitReplica(t, "alice", wall, lim), kitReplica(t, "alice", wall, lim)
+		bob := kitReplica(t, "bob", wb, lim)
+		rng := rand.New(rand.NewPCG(uint64(seed), 91))
+		ra, rt := rand.New(rand.NewPCG(uint64(seed), 92)), rand.New(rand.NewPCG(uint64(seed), 92))
+		same := func(step int, what string, a, b any) {
+			t.Helper()
+			if ja, jb := fmtAny(a), fmtAny(b); ja != jb {
+				t.Fatalf("seed %d step %d: %s: compacted %s\ntwin %s", seed, step, what, ja, jb)
+			}
+		}
+		for step := 0; step < 120; step++ {
+			steps := len(alice.undo.undo)
+			wall.Advance(int64(rng.IntN(3)))
+			wb.Advance(int64(rng.IntN(3)))
+			switch k := rng.IntN(12); {
+			case k < 4:
+				same(step, "edit", randomEdit(t, ra, alice), randomEdit(t, rt, twin))
+				if len(alice.undo.undo) <= steps {
+					dropped++ // a step dropped (or joined: the capture interval is 0 here)
+				}
+			case k < 5:
+				randomEdit(t, rng, bob)
+			case k < 6:
+				same(step, "undo", kitUndo(t, alice), kitUndo(t, twin))
+			case k < 7:
+				same(step, "redo", kitRedo(t, alice), kitRedo(t, twin))
+			case k < 8:
+				ma, mt := alice.Flush(), twin.Flush()
+				same(step, "flush", ma, mt)
+				kitDeliver(t, ma, bob)
+			case k < 9:
+				for _, m := range bob.Flush() {
+					same(step, "receive", kitRecv(t, alice, m), kitRecv(t, twin, m))
+				}
+			default:
+				compacted += alice.Compact().Ops
+			}
+			same(step, "state", alice.State(), twin.State())
+			same(step, "dirty", lcDirty(alice), lcDirty(twin))
+			same(step, "undo steps", string(appendSteps(nil, alice.undo.undo)), string(appendSteps(nil, twin.undo.undo)))
+			same(step, "redo steps", string(appendSteps(nil, alice.undo.redo)), string(appendSteps(nil, twin.undo.redo)))
+		}
+		same(-1, "last flush", alice.Flush(), twin.Flush())
+		ca, ct := kitReplica(t, "carol", wb, lim), kitReplica(t, "carol", wb, lim)
+		kitSync(t, ca, alice)
+		kitSync(t, ct, twin)
+		same(-1, "a newcomer's state", ca.State(), ct.State())
+		same(-1, "a newcomer's state", ca.State(), alice.State())
+	}
+	if compacted == 0 || dropped == 0 {
+		t.Fatalf("Compact dropped %d operations, the undo history %d steps: the test tests nothing", compacted, dropped)
+	}
+}

@@ -200,6 +200,15 @@ func (s *lcSim) checkCopies(r *Replica, snap []byte) {
 		if c.CanUndo() != r.CanUndo() || c.CanRedo() != r.CanRedo() || c.Pending() != r.Pending() {
 			s.fatalf("a restored copy has other undo stacks or outbox")
 		}
+		// The steps whole (each stack within its byte budget: the restore keeps them all).
+		for k, st := range [][2][]undoStep{{c.undo.undo, r.undo.undo}, {c.undo.redo, r.undo.redo}} {
+			if got, want := appendSteps(nil, st[0]), appendSteps(nil, st[1]); !bytes.Equal(got, want) {
+				s.fatalf("a restored copy has other steps (%d)\n got %s\nwant %s", k, got, want)
+			}
+		}
+		if c.undo.held != r.undo.held {
+			s.fatalf("a restored copy counts %d bytes of undo steps, the replica %d", c.undo.held, r.undo.held)
+		}
 	}
 	for n := 0; n < 3; n++ {
 		ra, errA := a.Undo()

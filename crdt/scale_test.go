@@ -118,6 +118,75 @@ func TestUndoHistoryBoundedInBytes(t *testing.T) {
 	}
 }
 
+// TestUndoSkippedStepLeavesTheBudget: an undo that skips every place of its step (a peer
+// wrote them all since) takes the step off the stack, and its bytes off the count the
+// budget is held to. They stayed counted: every later edit then dropped steps the budget
+// had room for, for as long as the replica lived.
+func TestUndoSkippedStepLeavesTheBudget(t *testing.T) {
+	wall := hlc.NewManualClock(kitT0)
+	alice := kitReplica(t, "alice", wall, kitUndoLimits(64<<10, 100_000))
+	bob := kitReplica(t, "bob", wall, kitUndoLimits(64<<10, 100_000))
+	const f1 = `{"id":"f1","layerId":"L1"}`
+	kitOK(t)(alice.Update("feature", f1, "geometry", longString(0, 40<<10)))
+	kitOK(t)(alice.Update("feature", f1, "geometry", `"small"`)) // its step holds the 40 KB
+	kitDeliver(t, alice.Flush(), bob)
+	wall.Advance(1)
+	kitOK(t)(bob.Update("feature", f1, "geometry", `"bob's"`))
+	kitDeliver(t, bob.Flush(), alice)
+	if res := kitUndo(t, alice); len(res.Skipped) != 1 || len(res.Changes) != 0 {
+		t.Fatalf("undo over bob's write: %+v", res)
+	}
+	// Three steps of 10 KB each, and the first one: 31 KB of the 64 KB.
+	for i := 0; i < 3; i++ {
+		meta := `{"id":"g` + strconv.Itoa(i) + `","layerId":"L1"}`
+		kitOK(t)(alice.Update("feature", meta, "geometry", longString(i, 10<<10)))
+		kitOK(t)(alice.Update("feature", meta, "geometry", `"small"`))
+	}
+	if n := len(alice.undo.undo); n != 7 {
+		t.Fatalf("%d undo steps kept of 7 within the budget", n)
+	}
+}
+
+// TestRestoredUndoHistoryKeepsWhatTheReplicaKept: a replica and its copy restored from a
+// snapshot count their undo steps' bytes alike, and so keep the same steps after the
+// same edit. An upsert of an object read before but never written recorded "{}" as the
+// value to restore where there was none: counted by the replica (2 bytes more), written
+// null in the snapshot, not counted by the copy — at the budget's edge the replica
+// dropped a step its copy kept.
+func TestRestoredUndoHistoryKeepsWhatTheReplicaKept(t *testing.T) {
+	const budget = 4096
+	wall := hlc.NewManualClock(kitT0)
+	alice := kitReplica(t, "alice", wall, kitUndoLimits(budget, 100_000))
+	const l2, f1 = `{"id":"L2"}`, `{"id":"f1","layerId":"L1"}`
+	if _, _, err := alice.Get("datalayer", l2, "name"); err != nil {
+		t.Fatal(err)
+	}
+	kitOK(t)(alice.Upsert("datalayer", l2, `{"name":"a layer"}`))
+	snap, err := alice.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	restored, err := NewReplicaFromSnapshot(Options{Wall: wall, Limits: alice.opts.Limits}, snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Four more steps, two of them restoring values that bring the five to one byte under
+	// the budget.
+	entry := len(f1) + 48
+	rest := budget - (len(l2) + 48) - 4*entry - 1
+	values := []string{longString(0, rest/2-3), longString(1, rest-rest/2-3)}
+	for _, r := range []*Replica{alice, restored} {
+		for i, v := range values {
+			f := `{"id":"f` + strconv.Itoa(i+1) + `","layerId":"L1"}`
+			kitOK(t)(r.Update("feature", f, "geometry", v))
+			kitOK(t)(r.Update("feature", f, "geometry", `"small"`))
+		}
+		if n := len(r.undo.undo); n != 5 {
+			t.Errorf("%s: %d undo steps, 5 fit the budget (%d of %d bytes counted)", r.origin, n, r.undo.held, budget)
+		}
+	}
+}
+
 // inLog reports whether o itself is in r's log.
 func inLog(r *Replica, o *op) bool {
 	i, ok := r.log.find(o.ts)

@@ -28,8 +28,16 @@ type undoEntry struct {
 }
 
 // size is about what the entry holds and takes in a snapshot: the value it restores, the
-// object's metadata and the rest of its line.
-func (e *undoEntry) size() int { return len(e.old) + len(e.obj.meta) + 48 }
+// object's metadata and the rest of its line. An old value not present counts nothing (a
+// revert may leave "{}" in old): a snapshot writes null, and a restored entry, which has
+// none, must count what the original did — else a restore drops a step the replica kept.
+func (e *undoEntry) size() int {
+	n := len(e.obj.meta) + 48
+	if e.oldPresent {
+		n += len(e.old)
+	}
+	return n
+}
 
 // byMeta is the metadata text the write that changed the place carried, "" when its
 // operation was compacted away before a snapshot (then only its clock is kept).
@@ -259,6 +267,7 @@ func (r *Replica) revert(from, to *[]undoStep) (UndoResult, error) {
 	(*from)[n-1] = undoStep{} // the array must not keep the step's operations and values
 	*from = (*from)[:n-1]
 	if len(subs) == 0 {
+		r.undo.settle(r.opts) // the step went: held must not count it
 		return res, nil
 	}
 	// One operation, or one batch, with a fresh clock — or, when the values restored are

@@ -22,6 +22,7 @@ type urModel struct {
 	before  string
 	dirty   bool
 	partial bool
+	bytes   int // the step's bytes (undoStep.bytes) when last seen on the stack
 }
 
 type urRun struct {
@@ -34,6 +35,7 @@ type urRun struct {
 	or         *oracle
 	undo, redo [][]urModel
 	taken      []int // per replica, how many receives brought operations
+	msgBytes   int   // Limits.MaxMessageBytes, 0 for the default
 }
 
 func (u *urRun) fatalf(format string, args ...any) {
@@ -131,14 +133,15 @@ func (u *urRun) edit(i int, group string) {
 		u.fatalf("u%d: after an edit CanUndo %v CanRedo %v", i, r.CanUndo(), r.CanRedo())
 	}
 	u.redo[i] = u.redo[i][:0]
-	switch len(r.undo.undo) {
-	case n + 1:
+	top := r.undo.undo[len(r.undo.undo)-1]
+	switch {
+	case len(top.entries) == 1 && len(r.undo.undo) <= n+1: // a new step
 		u.undo[i] = append(u.undo[i], urModel{before: before})
-	case n: // joined the newest step
+	case len(top.entries) > 1 && len(r.undo.undo) <= n: // joined the newest step
 	default:
 		u.fatalf("u%d: an edit took the undo stack from %d to %d steps", i, n, len(r.undo.undo))
 	}
-	top := r.undo.undo[len(r.undo.undo)-1]
+	u.trim(i)
 	if e := top.entries[len(top.entries)-1]; e.path != nil && e.obj.root.op == nil {
 		u.undo[i][len(u.undo[i])-1].partial = true // undone by its path alone (doc.go)
 	}
@@ -239,16 +242,68 @@ func (u *urRun) revert(i int, redo bool) {
 	if !allSkipped {
 		*to = append(*to, urModel{before: before})
 	}
+	u.trim(i)
 }
 
-func runUndoRandom(t *testing.T, seed int) {
+// trim drops from the models of replica i's stacks the oldest steps the replica dropped,
+// after checking that it had to: each stack keeps its newest steps within the byte budget
+// (undoBudget), but for the newest step, whatever its size — whole steps, a batch's or a
+// group's entries never parted. The steps kept then still undo and redo as modelled.
+func (u *urRun) trim(i int) {
+	r := u.reps[i]
+	budget := undoBudget(r.opts)
+	for k, st := range []struct {
+		name  string
+		got   []undoStep
+		model *[]urModel
+	}{{"undo", r.undo.undo, &u.undo[i]}, {"redo", r.undo.redo, &u.redo[i]}} {
+		m := *st.model
+		if len(st.got) > len(m) {
+			u.fatalf("u%d: %d %s steps, %d modelled", i, len(st.got), st.name, len(m))
+		}
+		held := 0
+		for _, s := range st.got {
+			sum := 0
+			for _, e := range s.entries {
+				sum += e.size()
+			}
+			if sum != s.bytes {
+				u.fatalf("u%d: a %s step of %d bytes counted %d", i, st.name, sum, s.bytes)
+			}
+			held += sum
+		}
+		if k == 0 && held != r.undo.held {
+			u.fatalf("u%d: the undo steps hold %d bytes, counted %d", i, held, r.undo.held)
+		}
+		if len(st.got) > 1 && held > budget {
+			u.fatalf("u%d: %d %s steps hold %d bytes, over the budget of %d", i, len(st.got), st.name, held, budget)
+		}
+		if drop := len(m) - len(st.got); drop > 0 && len(st.got) > 0 && held+m[drop-1].bytes <= budget {
+			u.fatalf("u%d: dropped %d %s steps, the newest of %d bytes, with %d of %d held", i, drop, st.name, m[drop-1].bytes, held, budget)
+		}
+		*st.model = m[len(m)-len(st.got):]
+		for j := range st.got {
+			(*st.model)[j].bytes = st.got[j].bytes
+		}
+	}
+}
+
+// runUndoRandom runs one seed; msgBytes > 0 sets Limits.MaxMessageBytes (and with it the
+// undo history's byte budget, undoBudget).
+func runUndoRandom(t *testing.T, seed, msgBytes int) {
 	rng := rand.New(rand.NewPCG(uint64(seed), 77))
-	u := &urRun{t: t, seed: seed, rng: rng, wall: hlc.NewManualClock(kitT0), or: newOracle(t)}
+	u := &urRun{t: t, seed: seed, rng: rng, wall: hlc.NewManualClock(kitT0), or: newOracle(t), msgBytes: msgBytes}
 	n := 2 + seed%2
 	interval := time.Duration(rng.IntN(2)*3) * time.Millisecond
 	seeded := rng.IntN(2) == 0
 	for i := 0; i < n; i++ {
-		r := kitReplica(t, "u"+strconv.Itoa(i), u.wall, func(o *Options) { o.UndoDepth, o.CaptureInterval = 1000, interval })
+		r := kitReplica(t, "u"+strconv.Itoa(i), u.wall, func(o *Options) {
+			o.UndoDepth, o.CaptureInterval = 1000, interval
+			if msgBytes > 0 {
+				o.Limits = DefaultLimits()
+				o.Limits.MaxMessageBytes = msgBytes
+			}
+		})
 		if seeded {
 			for _, o := range randObjects {
 				v := randObjectValue(rand.New(rand.NewPCG(uint64(seed), 1)))
@@ -275,9 +330,10 @@ func runUndoRandom(t *testing.T, seed int) {
 			}
 			u.edit(i, group)
 		case k < 6: // a batch, maybe left open across a receive
-			before, nu, taken := r.State(), len(r.undo.undo), u.taken[i]
+			before, taken := r.State(), u.taken[i]
 			kitNoErr(t, r.StartBatch())
-			for e := 1 + rng.IntN(4); e > 0; e-- {
+			edits := 1 + rng.IntN(4)
+			for e := edits; e > 0; e-- {
 				if rng.IntN(4) == 0 {
 					u.deliver(i)
 				}
@@ -289,10 +345,12 @@ func runUndoRandom(t *testing.T, seed int) {
 				u.edit(i, "")
 			}
 			kitNoErr(t, r.CommitBatch())
-			if len(r.undo.undo) != nu+1 {
-				u.fatalf("u%d: a batch is %d undo steps", i, len(r.undo.undo)-nu)
+			// Its first edit made a step (StartBatch closed the one before), the others joined it.
+			if top := r.undo.undo[len(r.undo.undo)-1]; len(top.entries) != edits {
+				u.fatalf("u%d: a batch of %d edits is a step of %d", i, edits, len(top.entries))
 			}
-			u.undo[i] = append(u.undo[i][:nu], urModel{before: before, dirty: u.taken[i] != taken, partial: slicesAnyPartial(u.undo[i][nu:])})
+			m := &u.undo[i][len(u.undo[i])-1]
+			m.before, m.dirty = before, u.taken[i] != taken
 		case k < 8:
 			u.revert(i, false)
 		case k < 9:
@@ -334,15 +392,6 @@ func runUndoRandom(t *testing.T, seed int) {
 	}
 }
 
-func slicesAnyPartial(ms []urModel) bool {
-	for _, m := range ms {
-		if m.partial {
-			return true
-		}
-	}
-	return false
-}
-
 // TestUndoRandomized: replicas edit parent and child paths, upsert, delete, batch (some
 // left open across a receive), group, undo and redo at random, and exchange messages in
 // random order with duplicates. An undo or redo leaves a place whose newest write is a
@@ -352,10 +401,22 @@ func slicesAnyPartial(ms []urModel) bool {
 // replica converges to the replay of every message sent.
 func TestUndoRandomized(t *testing.T) {
 	for _, seed := range undoFoundSeeds {
-		runUndoRandom(t, seed)
+		runUndoRandom(t, seed, 0)
 	}
 	for seed := *urFirst; seed < *seeds/2; seed++ {
-		runUndoRandom(t, seed)
+		runUndoRandom(t, seed, 0)
+	}
+}
+
+// TestUndoRandomizedSmallHistory is TestUndoRandomized under a message limit of 1,500
+// bytes, and so an undo history of as many bytes (undoBudget): a few steps of these
+// values, the oldest dropped all the time (trim checks which, and that a batch or a group
+// stays one step). A redo after an undo whose step went, or of a step dropped, finds less
+// to take back; what is left still undoes and redoes exactly, and never over a peer's
+// later write.
+func TestUndoRandomizedSmallHistory(t *testing.T) {
+	for seed := *urFirst; seed < *seeds/4; seed++ {
+		runUndoRandom(t, seed, 1500)
 	}
 }
 

@@ -39,6 +39,12 @@ func startRelay(t *testing.T, opts Options) (*Relay, *httptest.Server) {
 		if len(relay.conns) != 0 || len(relay.rooms) != 0 {
 			t.Errorf("after shutdown: %d connections, %d rooms", len(relay.conns), len(relay.rooms))
 		}
+		// Every connection's slot of MaxConns and MaxConnsPerIP came back, whatever ended
+		// it (a refused handshake, a kick, a close, the shutdown): a slot lost for good
+		// would have the relay refuse everyone once MaxConns were lost.
+		if relay.open != 0 || len(relay.openBy) != 0 {
+			t.Errorf("after shutdown: %d connection slots taken, by %v", relay.open, relay.openBy)
+		}
 	})
 	return relay, srv
 }

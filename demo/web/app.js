@@ -557,8 +557,17 @@ function fillForm(fresh = false) {
   if (!f) return;
   const name = /** @type {HTMLInputElement} */ ($("#feature-name"));
   const color = /** @type {HTMLInputElement} */ ($("#feature-color"));
-  if (fresh || name.value === shown.name) name.value = shown.name = f.name;
-  if (fresh || color.value === shown.color) color.value = shown.color = toHex(f.color);
+  // shown keeps what the field holds once set, not what it was set to: an input drops the
+  // line breaks of a name ("a\nb" shows "ab"), which would look changed by the user — kept
+  // as a pending edit for ever, and written back over the name by the next Apply.
+  if (fresh || name.value === shown.name) {
+    name.value = f.name;
+    shown.name = name.value;
+  }
+  if (fresh || color.value === shown.color) {
+    color.value = toHex(f.color);
+    shown.color = color.value;
+  }
   $("#feature-id").textContent = f.id;
   $("#feature-layer").textContent = datalayers.get(f.layerId)?.name ?? f.layerId;
   highlight(f.id, true);
