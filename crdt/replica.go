@@ -5,7 +5,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 	"unsafe"
 
 	"github.com/mapcrdt/mapcrdt/hlc"
@@ -19,7 +18,7 @@ type Options struct {
 	// Wall is the wall clock; nil means the system clock.
 	Wall hlc.WallClock
 	// MaxDrift is how far ahead of the wall clock a remote clock may be (default 60 s).
-	MaxDrift time.Duration
+	MaxDrift hlc.Duration
 	// Subjects is the subject table; nil means DefaultSubjects(). The replica keeps its own
 	// copy (IDFields included): the caller may reuse the slices.
 	Subjects []Subject
@@ -31,7 +30,7 @@ type Options struct {
 	UndoDepth int
 	// CaptureInterval groups consecutive local edits made within it into one undo step
 	// (0, the default, makes every edit its own step).
-	CaptureInterval time.Duration
+	CaptureInterval hlc.Duration
 	// SyncPage is how many operations one ListOperationsResponse to a mapcrdt peer carries
 	// at most (0 means DefaultSyncPage). A response is also kept to about half of
 	// Limits.MaxMessageBytes. What does not fit follows page by page: the asker's replica
