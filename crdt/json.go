@@ -265,7 +265,7 @@ func appendSorted(out []byte, members []member, plainNames bool) []byte {
 			}
 		}
 	} else {
-		slices.SortStableFunc(members, func(a, b member) int { return strings.Compare(a.name, b.name) })
+		sortStable(members, func(a, b member) int { return strings.Compare(a.name, b.name) })
 	}
 	out = append(out, '{')
 	n := 0

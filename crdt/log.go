@@ -74,7 +74,7 @@ func (l *opLog) insertMany(ops []*op) []*op {
 	byClock := func(a, b *op) int { return a.ts.Compare(b.ts) }
 	sorted := slices.Clone(ops)
 	if !slices.IsSortedFunc(sorted, byClock) {
-		slices.SortStableFunc(sorted, byClock)
+		sortStable(sorted, byClock)
 	}
 	// The merge: the log's operations and the new ones, each clock once (the log's first).
 	n := len(l.ops)

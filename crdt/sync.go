@@ -1034,7 +1034,7 @@ func (r *Replica) Dirty() []DirtyObject {
 		}
 		return 1
 	}
-	slices.SortStableFunc(objs, func(a, b *object) int {
+	sortStable(objs, func(a, b *object) int {
 		if c := rank(a) - rank(b); c != 0 {
 			return c
 		}
