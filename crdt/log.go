@@ -68,7 +68,7 @@ func (l *opLog) insertMany(ops []*op) []*op {
 				added = append(added, o)
 			}
 		}
-		slices.SortFunc(added, func(a, b *op) int { return a.ts.Compare(b.ts) })
+		sortStable(added, func(a, b *op) int { return a.ts.Compare(b.ts) })
 		return added
 	}
 	byClock := func(a, b *op) int { return a.ts.Compare(b.ts) }

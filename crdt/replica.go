@@ -2,7 +2,6 @@ package crdt
 
 import (
 	"math/rand/v2"
-	"slices"
 	"strconv"
 	"strings"
 	"unsafe"
@@ -216,7 +215,7 @@ func (r *Replica) reincarnate() {
 		}
 		o.ts.Peer = r.origin
 	}
-	slices.SortFunc(r.log.ops, func(a, b *op) int { return a.ts.Compare(b.ts) })
+	sortStable(r.log.ops, func(a, b *op) int { return a.ts.Compare(b.ts) })
 	r.rebuild()
 }
 

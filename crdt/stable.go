@@ -3,7 +3,9 @@ package crdt
 // sortStable sorts s by cmp and keeps equal elements in their order, as
 // slices.SortStableFunc (a stable sort has one result): insertion-sorted runs, then merged
 // bottom up through a buffer. slices.SortStableFunc sorts in place by rotations, ~9 KB of
-// wasm for each element shape the module sorts with it; this is a fraction of that.
+// wasm for each element shape the module sorts with it; this is a fraction of that. Where
+// no two keys are equal (clocks of the log's operations, objects' keys) it also stands in
+// for slices.SortFunc, which would link pdqsort for the shape: any sort gives that order.
 func sortStable[T any](s []T, cmp func(a, b T) int) {
 	const run = 16
 	n := len(s)

@@ -582,7 +582,7 @@ func (r *Replica) ReceiveTaught(msg []byte, recipient string) (res Result, plain
 	if len(kept) == 0 {
 		return res, nil, 0, nil
 	}
-	slices.SortFunc(kept, func(a, b *op) int { return a.ts.Compare(b.ts) })
+	sortStable(kept, func(a, b *op) int { return a.ts.Compare(b.ts) })
 	plain = r.response(recipient, kept, false, false, nil, nil, "")
 	if len(plain) > r.opts.Limits.MaxMessageBytes {
 		plain = nil
