@@ -6,6 +6,7 @@ package crdt
 // wasm for each element shape the module sorts with it; this is a fraction of that. Where
 // no two keys are equal (clocks of the log's operations, objects' keys) it also stands in
 // for slices.SortFunc, which would link pdqsort for the shape: any sort gives that order.
+// So for slices.Sort of strings too (two equal strings cannot be told apart).
 func sortStable[T any](s []T, cmp func(a, b T) int) {
 	const run = 16
 	n := len(s)

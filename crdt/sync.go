@@ -465,7 +465,7 @@ func appendVector(b []byte, vv VersionVector) []byte {
 	for p := range vv {
 		peers = append(peers, p)
 	}
-	slices.Sort(peers)
+	sortStable(peers, strings.Compare)
 	b = append(b, '{')
 	for i, p := range peers {
 		if i > 0 {
