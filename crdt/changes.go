@@ -269,7 +269,7 @@ func (t *tracker) changes() []Change {
 	}
 	byClock := func(a, b Change) int { return a.HLC.Compare(b.HLC) }
 	if len(out) > 1 && !slices.IsSortedFunc(out, byClock) { // a catch-up's usually are
-		slices.SortStableFunc(out, byClock)
+		sortStable(out, byClock)
 	}
 	t.inline, t.spots, t.out = [2]spot{}, nil, nil // hold no values between calls
 	if len(out) == 0 {

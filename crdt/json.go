@@ -11,7 +11,6 @@ package crdt
 
 import (
 	"math/bits"
-	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -265,7 +264,7 @@ func appendSorted(out []byte, members []member, plainNames bool) []byte {
 			}
 		}
 	} else {
-		slices.SortStableFunc(members, func(a, b member) int { return strings.Compare(a.name, b.name) })
+		sortStable(members, func(a, b member) int { return strings.Compare(a.name, b.name) })
 	}
 	out = append(out, '{')
 	n := 0
@@ -1347,7 +1346,7 @@ func (t *jtree) appendTo(b []byte) []byte {
 	for n := range t.kids {
 		names = append(names, n)
 	}
-	slices.Sort(names)
+	sortStable(names, strings.Compare)
 	b = append(b, '{')
 	for i, n := range names {
 		if i > 0 {

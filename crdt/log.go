@@ -68,13 +68,13 @@ func (l *opLog) insertMany(ops []*op) []*op {
 				added = append(added, o)
 			}
 		}
-		slices.SortFunc(added, func(a, b *op) int { return a.ts.Compare(b.ts) })
+		sortStable(added, func(a, b *op) int { return a.ts.Compare(b.ts) })
 		return added
 	}
 	byClock := func(a, b *op) int { return a.ts.Compare(b.ts) }
 	sorted := slices.Clone(ops)
 	if !slices.IsSortedFunc(sorted, byClock) {
-		slices.SortStableFunc(sorted, byClock)
+		sortStable(sorted, byClock)
 	}
 	// The merge: the log's operations and the new ones, each clock once (the log's first).
 	n := len(l.ops)

@@ -481,7 +481,7 @@ func (m *merger) object(path []string, r, l, i string) string {
 			names = append(names, n)
 		}
 	}
-	slices.Sort(names)
+	sortStable(names, strings.Compare)
 	names = slices.Compact(names)
 	out := []byte{'{'}
 	first := true

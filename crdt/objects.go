@@ -2,7 +2,6 @@ package crdt
 
 import (
 	"math/bits"
-	"slices"
 	"strings"
 	"unsafe"
 )
@@ -139,7 +138,7 @@ func (t *objectTable) sorted(keep func(o *object) bool) []*object {
 			out = append(out, s.obj)
 		}
 	}
-	slices.SortFunc(out, func(a, b *object) int { return strings.Compare(a.key, b.key) })
+	sortStable(out, func(a, b *object) int { return strings.Compare(a.key, b.key) })
 	return out
 }
 

@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strconv"
 	"testing"
-	"time"
 
 	"github.com/mapcrdt/mapcrdt/hlc"
 	"github.com/tidwall/gjson"
@@ -41,7 +40,7 @@ type coalesceWorld struct {
 	obsWall  *hlc.ManualClock
 	lastSeq  map[string]uint64 // origin → the last seq sent
 	openB    []bool
-	capture  time.Duration // Options.CaptureInterval: a storm one undo step, or many
+	capture  hlc.Duration // Options.CaptureInterval: a storm one undo step, or many
 }
 
 func (w *coalesceWorld) fatalf(format string, args ...any) {
@@ -252,7 +251,7 @@ func runCoalesce(t *testing.T, seed int) {
 	w.all.seed(baseObj.sub, baseObj.meta, baseValue)
 	w.out.seed(baseObj.sub, baseObj.meta, baseValue)
 	if seed%2 == 1 {
-		w.capture = 5 * time.Millisecond
+		w.capture = 5 * hlc.Millisecond
 	}
 	n := 2 + rng.IntN(2)
 	for i := 0; i < n; i++ {

@@ -2,10 +2,8 @@ package crdt
 
 import (
 	"math/rand/v2"
-	"slices"
 	"strconv"
 	"strings"
-	"time"
 	"unsafe"
 
 	"github.com/mapcrdt/mapcrdt/hlc"
@@ -19,7 +17,7 @@ type Options struct {
 	// Wall is the wall clock; nil means the system clock.
 	Wall hlc.WallClock
 	// MaxDrift is how far ahead of the wall clock a remote clock may be (default 60 s).
-	MaxDrift time.Duration
+	MaxDrift hlc.Duration
 	// Subjects is the subject table; nil means DefaultSubjects(). The replica keeps its own
 	// copy (IDFields included): the caller may reuse the slices.
 	Subjects []Subject
@@ -31,7 +29,7 @@ type Options struct {
 	UndoDepth int
 	// CaptureInterval groups consecutive local edits made within it into one undo step
 	// (0, the default, makes every edit its own step).
-	CaptureInterval time.Duration
+	CaptureInterval hlc.Duration
 	// SyncPage is how many operations one ListOperationsResponse to a mapcrdt peer carries
 	// at most (0 means DefaultSyncPage). A response is also kept to about half of
 	// Limits.MaxMessageBytes. What does not fit follows page by page: the asker's replica
@@ -217,7 +215,7 @@ func (r *Replica) reincarnate() {
 		}
 		o.ts.Peer = r.origin
 	}
-	slices.SortFunc(r.log.ops, func(a, b *op) int { return a.ts.Compare(b.ts) })
+	sortStable(r.log.ops, func(a, b *op) int { return a.ts.Compare(b.ts) })
 	r.rebuild()
 }
 

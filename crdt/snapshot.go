@@ -2,7 +2,6 @@ package crdt
 
 import (
 	"math"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -133,7 +132,7 @@ func sortedKeys[V any](m map[string]V) []string {
 	for k := range m {
 		keys = append(keys, k)
 	}
-	slices.Sort(keys) // the objects of a map run into the tens of thousands
+	sortStable(keys, strings.Compare) // the objects of a map run into the tens of thousands
 	return keys
 }
 

@@ -195,7 +195,11 @@ func (r *Replica) receiveOp(o *op, sender string, err error) (Result, error) {
 	return res, nil
 }
 
-// field returns the raw value of the last member called name, "" if there is none.
+// field returns the raw value of the last member called name, "" if there is none. It is
+// not inlined: a copy of its loop at each of its ~50 call sites (a message's fields, a
+// snapshot's) was ~5.5 KB of the gzipped wasm module; a message calls it a few times.
+//
+//go:noinline
 func field(members []member, name string) string {
 	var v string
 	for _, m := range members {
@@ -461,7 +465,7 @@ func appendVector(b []byte, vv VersionVector) []byte {
 	for p := range vv {
 		peers = append(peers, p)
 	}
-	slices.Sort(peers)
+	sortStable(peers, strings.Compare)
 	b = append(b, '{')
 	for i, p := range peers {
 		if i > 0 {
@@ -621,7 +625,7 @@ func (r *Replica) ReceiveTaught(msg []byte, recipient string) (res Result, plain
 	if len(kept) == 0 {
 		return res, nil, 0, nil
 	}
-	slices.SortFunc(kept, func(a, b *op) int { return a.ts.Compare(b.ts) })
+	sortStable(kept, func(a, b *op) int { return a.ts.Compare(b.ts) })
 	plain = r.response(recipient, kept, false, false, nil, nil, "")
 	if len(plain) > r.opts.Limits.MaxMessageBytes {
 		plain = nil
@@ -1067,7 +1071,7 @@ func (r *Replica) Dirty() []DirtyObject {
 		}
 		return 1
 	}
-	slices.SortStableFunc(objs, func(a, b *object) int {
+	sortStable(objs, func(a, b *object) int {
 		if c := rank(a) - rank(b); c != 0 {
 			return c
 		}

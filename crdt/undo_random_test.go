@@ -9,7 +9,6 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"testing"
-	"time"
 
 	"github.com/mapcrdt/mapcrdt/hlc"
 	"github.com/tidwall/gjson"
@@ -294,7 +293,7 @@ func runUndoRandom(t *testing.T, seed, msgBytes int) {
 	rng := rand.New(rand.NewPCG(uint64(seed), 77))
 	u := &urRun{t: t, seed: seed, rng: rng, wall: hlc.NewManualClock(kitT0), or: newOracle(t), msgBytes: msgBytes}
 	n := 2 + seed%2
-	interval := time.Duration(rng.IntN(2)*3) * time.Millisecond
+	interval := hlc.Duration(rng.IntN(2)*3) * hlc.Millisecond
 	seeded := rng.IntN(2) == 0
 	for i := 0; i < n; i++ {
 		r := kitReplica(t, "u"+strconv.Itoa(i), u.wall, func(o *Options) {

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/mapcrdt/mapcrdt/hlc"
 	"github.com/tidwall/gjson"
@@ -213,7 +212,7 @@ func TestUndoRedoOfOneStepWritingAPathTwice(t *testing.T) {
 		t.Run(how, func(t *testing.T) {
 			alice, bob, _, walls := kitTrio(t, func(o *Options) {
 				if how == "captureInterval" {
-					o.CaptureInterval = time.Second
+					o.CaptureInterval = hlc.Second
 				}
 			})
 			kitSet(t, alice, kitF1, "geometry", pos(0))
@@ -431,7 +430,7 @@ func TestUndoDepthBoundsTheStack(t *testing.T) {
 func TestUndoCaptureIntervalAndGroups(t *testing.T) {
 	t.Run("captureInterval", func(t *testing.T) {
 		wall := hlc.NewManualClock(kitT0)
-		alice := kitReplica(t, "alice", wall, func(o *Options) { o.CaptureInterval = 500 * time.Millisecond })
+		alice := kitReplica(t, "alice", wall, func(o *Options) { o.CaptureInterval = 500 * hlc.Millisecond })
 		kitSet(t, alice, kitF1, "properties.name", `"a"`)
 		wall.Advance(2000)
 		kitSet(t, alice, kitF1, "properties.name", `"b"`) // a step of its own (2 s later)
@@ -455,7 +454,7 @@ func TestUndoCaptureIntervalAndGroups(t *testing.T) {
 		// bob's clock is 30 s ahead (within MaxDrift): after his edit, alice's clock reads
 		// his walltime until hers passes it. Her two edits, 10 s apart, are two steps.
 		wa, wb := hlc.NewManualClock(kitT0), hlc.NewManualClock(kitT0+30_000)
-		ci := func(o *Options) { o.CaptureInterval = 500 * time.Millisecond }
+		ci := func(o *Options) { o.CaptureInterval = 500 * hlc.Millisecond }
 		alice, bob := kitReplica(t, "alice", wa, ci), kitReplica(t, "bob", wb, ci)
 		kitSet(t, bob, kitF2, "properties.name", `"bob"`)
 		kitDeliver(t, bob.Flush(), alice)
@@ -950,7 +949,7 @@ func TestUndoFitsAPeersMessages(t *testing.T) {
 		}
 	})
 	t.Run("count", func(t *testing.T) {
-		alice, bob, _, walls := kitTrio(t, kitUndoLimits(32<<20, 8), func(o *Options) { o.CaptureInterval = time.Hour })
+		alice, bob, _, walls := kitTrio(t, kitUndoLimits(32<<20, 8), func(o *Options) { o.CaptureInterval = hlc.Hour })
 		for i := range 20 { // each its own message, all one undo step
 			kitSet(t, alice, fmt.Sprintf(`{"id":"f%02d","layerId":"L"}`, i), "properties.name", `"n"`)
 		}
@@ -968,7 +967,7 @@ func TestUndoFitsAPeersMessages(t *testing.T) {
 	t.Run("order", func(t *testing.T) {
 		// One step writing a path, then below it, then the path again: split one operation
 		// a message, the restored values land as they do from a single batch.
-		capture := func(o *Options) { o.CaptureInterval = time.Hour }
+		capture := func(o *Options) { o.CaptureInterval = hlc.Hour }
 		edits := func(r *Replica) {
 			kitSet(t, r, kitF1, "properties", `{"name":"a","color":"red"}`)
 			r.Flush()

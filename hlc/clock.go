@@ -4,12 +4,11 @@ import (
 	"errors"
 	"strconv"
 	"sync"
-	"time"
 )
 
 // DefaultMaxDrift is how far ahead of the local wall clock a remote timestamp may be before
 // Update refuses it.
-const DefaultMaxDrift = 60 * time.Second
+const DefaultMaxDrift = 60 * Second
 
 // ErrClockDrift is the sentinel of a remote timestamp too far ahead of the local wall clock.
 var ErrClockDrift = errors.New("hlc: remote clock too far ahead")
@@ -24,7 +23,7 @@ type WallClock interface {
 type SystemClock struct{}
 
 // NowMillis returns time.Now in milliseconds.
-func (SystemClock) NowMillis() int64 { return time.Now().UnixMilli() }
+func (SystemClock) NowMillis() int64 { return wallMillis() }
 
 // WallFunc adapts a function to WallClock (the wasm module passes Date.now through it).
 type WallFunc func() int64
@@ -86,10 +85,10 @@ func New(peer string, wall WallClock) *Clock {
 }
 
 // SetMaxDrift changes the drift guard. Zero or negative disables it (not recommended).
-func (c *Clock) SetMaxDrift(d time.Duration) { c.maxDrift = d.Milliseconds() }
+func (c *Clock) SetMaxDrift(d Duration) { c.maxDrift = d.Milliseconds() }
 
 // MaxDrift returns the drift guard.
-func (c *Clock) MaxDrift() time.Duration { return time.Duration(c.maxDrift) * time.Millisecond }
+func (c *Clock) MaxDrift() Duration { return Duration(c.maxDrift) * Millisecond }
 
 // Peer returns the peer id the clock stamps.
 func (c *Clock) Peer() string { return c.peer }

@@ -153,8 +153,8 @@ func TestClockDriftGuard(t *testing.T) {
 	const now = 1_727_193_549_000
 	tests := []struct {
 		name     string
-		maxDrift *time.Duration // nil: the default
-		ahead    int64          // milliseconds the remote is ahead of the wall clock
+		maxDrift *hlc.Duration // nil: the default
+		ahead    int64         // milliseconds the remote is ahead of the wall clock
 		ok       bool
 	}{
 		{name: "61 s ahead refused", ahead: 61_000, ok: false},
@@ -163,11 +163,11 @@ func TestClockDriftGuard(t *testing.T) {
 		{name: "60 s and 1 ms ahead refused", ahead: 60_001, ok: false},
 		{name: "year 3000 refused", ahead: 32_503_680_000_000 - now, ok: false},
 		{name: "far behind accepted", ahead: -now, ok: true},
-		{name: "SetMaxDrift(10s): 11 s refused", maxDrift: ptr(10 * time.Second), ahead: 11_000, ok: false},
-		{name: "SetMaxDrift(10s): 9 s accepted", maxDrift: ptr(10 * time.Second), ahead: 9_000, ok: true},
-		{name: "SetMaxDrift(2m): 61 s accepted", maxDrift: ptr(2 * time.Minute), ahead: 61_000, ok: true},
-		{name: "SetMaxDrift(0) disables: year 3000 accepted", maxDrift: ptr(time.Duration(0)), ahead: 32_503_680_000_000 - now, ok: true},
-		{name: "SetMaxDrift(-1s) disables: 61 s accepted", maxDrift: ptr(-time.Second), ahead: 61_000, ok: true},
+		{name: "SetMaxDrift(10s): 11 s refused", maxDrift: ptr(10 * hlc.Second), ahead: 11_000, ok: false},
+		{name: "SetMaxDrift(10s): 9 s accepted", maxDrift: ptr(10 * hlc.Second), ahead: 9_000, ok: true},
+		{name: "SetMaxDrift(2m): 61 s accepted", maxDrift: ptr(2 * hlc.Minute), ahead: 61_000, ok: true},
+		{name: "SetMaxDrift(0) disables: year 3000 accepted", maxDrift: ptr(hlc.Duration(0)), ahead: 32_503_680_000_000 - now, ok: true},
+		{name: "SetMaxDrift(-1s) disables: 61 s accepted", maxDrift: ptr(-hlc.Second), ahead: 61_000, ok: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -351,7 +351,7 @@ func TestNew(t *testing.T) {
 	if got := c.Peer(); got != "peer-1" {
 		t.Errorf("Peer() = %q", got)
 	}
-	if hlc.DefaultMaxDrift != 60*time.Second {
+	if hlc.DefaultMaxDrift != 60*hlc.Second {
 		t.Errorf("DefaultMaxDrift = %v, want 60s (DESIGN §3)", hlc.DefaultMaxDrift)
 	}
 	if got := c.MaxDrift(); got != hlc.DefaultMaxDrift {

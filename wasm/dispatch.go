@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 	"unsafe"
 
 	"github.com/mapcrdt/mapcrdt/crdt"
@@ -199,7 +198,7 @@ func (h *Host) wall() int64 {
 	if h.now > 0 {
 		return h.now
 	}
-	return time.Now().UnixMilli()
+	return hlc.SystemClock{}.NowMillis()
 }
 
 // callError is an error the bridge itself reports, with its stable code.
@@ -561,10 +560,10 @@ func (h *Host) create(dst []byte, c *Call) ([]byte, error) {
 	// A duration's milliseconds must fit a time.Duration (int64 nanoseconds): past it,
 	// time.Duration(n) * time.Millisecond wraps (maxDrift 18446744073710 became 0, the drift
 	// guard off, and 9223372036855 a negative duration).
-	const maxMillis = int64(math.MaxInt64 / time.Millisecond)
-	set(1, "maxDrift", maxMillis, func(n int64) { opts.MaxDrift = time.Duration(n) * time.Millisecond })
+	const maxMillis = int64(math.MaxInt64 / hlc.Millisecond)
+	set(1, "maxDrift", maxMillis, func(n int64) { opts.MaxDrift = hlc.Duration(n) * hlc.Millisecond })
 	set(2, "undoDepth", math.MaxInt64, func(n int64) { opts.UndoDepth = int(n) })
-	set(3, "captureInterval", maxMillis, func(n int64) { opts.CaptureInterval = time.Duration(n) * time.Millisecond })
+	set(3, "captureInterval", maxMillis, func(n int64) { opts.CaptureInterval = hlc.Duration(n) * hlc.Millisecond })
 	set(4, "limits.maxMessageBytes", math.MaxInt64, func(n int64) { opts.Limits.MaxMessageBytes = int(n) })
 	set(5, "limits.maxDepth", math.MaxInt64, func(n int64) { opts.Limits.MaxDepth = int(n) })
 	set(6, "limits.maxBatch", math.MaxInt64, func(n int64) { opts.Limits.MaxBatch = int(n) })
