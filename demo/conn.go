@@ -41,6 +41,11 @@ type conn struct {
 	queued  atomic.Int64 // bytes in send and being written
 	// joining is set when the JoinRequest arrives: JoinTimeout no longer applies.
 	joining atomic.Bool
+	// busy is set while the reading goroutine handles a message (a join may wait for
+	// its map to open), handled counts the messages it has taken: the pong of a ping
+	// is read by that goroutine, so a ping unanswered meanwhile says nothing of the link.
+	busy    atomic.Bool
+	handled atomic.Uint64
 
 	// Set on join by the reading goroutine, under the relay's and the
 	// room's lock; left is set, under the relay's lock, once the connection
@@ -165,7 +170,8 @@ func (c *conn) writeLoop(ctx context.Context) {
 
 // pingLoop pings the connection every PingInterval until it is kicked, and
 // kicks it when a pong does not come within PingTimeout (the reading
-// goroutine reads the pong).
+// goroutine reads the pong) — unless that goroutine was handling a message
+// or took one meanwhile: then the next ping decides.
 func (c *conn) pingLoop(ctx context.Context) {
 	t := time.NewTicker(c.relay.opts.PingInterval)
 	defer t.Stop()
@@ -175,10 +181,14 @@ func (c *conn) pingLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		before := c.handled.Load()
 		pctx, cancel := context.WithTimeout(ctx, c.relay.opts.PingTimeout)
 		err := c.ws.Ping(pctx)
 		cancel()
 		if err != nil {
+			if c.busy.Load() || c.handled.Load() != before {
+				continue // the reader was busy, or messages came: the next ping tells
+			}
 			c.kick(websocket.StatusGoingAway, "no pong")
 			return
 		}
@@ -206,7 +216,11 @@ func (c *conn) readLoop(ctx context.Context) error {
 		if typ != websocket.MessageText {
 			return policy("binary frames are not accepted: send JSON text")
 		}
-		if err := c.handle(data); err != nil {
+		c.busy.Store(true)
+		err = c.handle(data)
+		c.handled.Add(1)
+		c.busy.Store(false)
+		if err != nil {
 			return err
 		}
 	}

@@ -630,3 +630,16 @@ func TestDeadConnectionFreesItsPeerID(t *testing.T) {
 	live.barrier()
 	again.barrier()
 }
+
+// A join that waits for its map to open — a large map's replica loading — holds the
+// connection's reading goroutine, which is the one that reads pongs: the ping sent
+// meanwhile found no pong in time, and the joining peer was closed "no pong". A ping
+// unanswered while the connection is busy, or while its messages keep arriving, is no
+// sign of a dead link.
+func TestSlowJoinIsNoDeadLink(t *testing.T) {
+	opening := 1500 * time.Millisecond
+	_, srv := startRelay(t, Options{PingInterval: 100 * time.Millisecond, PingTimeout: 300 * time.Millisecond,
+		NewReplica: func(string) (Replica, error) { time.Sleep(opening); return nopReplica{}, nil }})
+	c, _ := join(t, srv, "m", "")
+	c.barrier() // still open: the pings went on after the join, and were answered
+}
