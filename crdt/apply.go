@@ -205,7 +205,9 @@ type Edit struct {
 	// OldValue is JSON text of the value before the edit, used by undo only when the engine
 	// itself has nothing at the path (a value it never saw). Optional.
 	OldValue string
-	// Group joins consecutive edits with the same non-empty group into one undo step.
+	// Group joins consecutive edits with the same non-empty group into one undo step — until
+	// the step holds more than the undo budget (Limits.MaxMessageBytes of values to restore):
+	// the next edit starts a step, and the budget drops the old one.
 	Group string
 }
 

@@ -161,6 +161,8 @@
 // were not there, is undone by restoring that value (or its absence) whole — on an object
 // whose whole value the engine knows (upserted or seeded); on one it knows only by the
 // paths written, the path written is undone alone.
+// A group's or a capture interval's step that holds more than Limits.MaxMessageBytes of
+// values to restore (the history's budget) takes no more edits: the next starts a step.
 // Remote operations never enter the stacks. The values an undo restores may be far larger
 // than what replaced them (a batch deleting a layer's features, undone): when they are more
 // than a peer takes in one message (Limits.MaxMessageBytes, MaxBatch), the step goes out as

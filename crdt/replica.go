@@ -28,7 +28,8 @@ type Options struct {
 	// UndoDepth is how many undo steps are kept (default 100).
 	UndoDepth int
 	// CaptureInterval groups consecutive local edits made within it into one undo step
-	// (0, the default, makes every edit its own step).
+	// (0, the default, makes every edit its own step) — until the step holds more than the
+	// undo budget (Limits.MaxMessageBytes of values to restore): the next edit starts a step.
 	CaptureInterval hlc.Duration
 	// SyncPage is how many operations one ListOperationsResponse to a mapcrdt peer carries
 	// at most (0 means DefaultSyncPage). A response is also kept to about half of

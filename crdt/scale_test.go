@@ -118,6 +118,82 @@ func TestUndoHistoryBoundedInBytes(t *testing.T) {
 	}
 }
 
+// TestUndoGroupPastTheBudgetStartsAStep: edits that join one step (a group, the capture
+// interval) stop joining it once it holds more than the budget (undoBudget): the next edit
+// starts a step of its own, and the budget drops the old one. They joined without bound:
+// 40 grouped edits of 8 KB under a 64 KB limit made one step of 322 KB, kept whole, and
+// the snapshot was too large to take. The newest part undoes exactly and redoes; a batch
+// is atomic and stays one step, whatever it holds.
+func TestUndoGroupPastTheBudgetStartsAStep(t *testing.T) {
+	const meta = `{"id":"f1","layerId":"L1"}`
+	const size, edits = 8 << 10, 40
+	for _, mode := range []string{"group", "capture interval"} {
+		wall := hlc.NewManualClock(kitT0)
+		r := kitReplica(t, "alice", wall, kitUndoLimits(64<<10, 100_000), func(o *Options) {
+			if mode == "capture interval" {
+				o.CaptureInterval = hlc.Second
+			}
+		})
+		budget, entry := undoBudget(r.opts), len(meta)+48+size+4
+		group := ""
+		if mode == "group" {
+			group = "drag"
+		}
+		vals := []string{longString(0, size)}
+		kitOK(t)(r.Update("feature", meta, "geometry", vals[0]))
+		r.undo.closeTop() // the grouped edits start a step of their own
+		starts := 0
+		for i := 1; i <= edits; i++ {
+			vals = append(vals, longString(i, size))
+			kitOK(t)(r.Apply(Edit{Verb: VerbUpdate, Subject: "feature", Metadata: meta, Key: "geometry", Value: vals[i], Group: group}))
+			r.Flush()
+			top := r.undo.undo[len(r.undo.undo)-1]
+			if len(top.entries) == 1 {
+				starts++
+			}
+			if top.bytes > budget+entry || r.undo.held > budget+entry {
+				t.Fatalf("%s: after %d edits the newest step holds %d bytes, the history %d, over a budget of %d", mode, i, top.bytes, r.undo.held, budget)
+			}
+		}
+		if starts < 4 {
+			t.Fatalf("%s: %d edits of %d bytes under a budget of %d started %d steps", mode, edits, size, budget, starts)
+		}
+		r.Compact() // the log keeps only the newest value
+		snap, err := r.Snapshot()
+		if err != nil {
+			t.Fatalf("%s: %v", mode, err)
+		}
+		restored := kitRestore(t, snap, wall)
+		for _, r := range []*Replica{r, restored} {
+			part := len(r.undo.undo[len(r.undo.undo)-1].entries)
+			if part >= edits {
+				t.Fatalf("%s: one step of all %d edits", mode, edits)
+			}
+			kitUndo(t, r)
+			kitWant(t, r, "feature", meta, "geometry", vals[edits-part])
+			if r.CanUndo() {
+				t.Fatalf("%s: an older part kept past the budget", mode)
+			}
+			kitRedo(t, r)
+			kitWant(t, r, "feature", meta, "geometry", vals[edits])
+		}
+	}
+	// A batch replacing 12 values of 8 KB: one step past the budget, every edit in it.
+	r := kitReplica(t, "alice", hlc.NewManualClock(kitT0), kitUndoLimits(64<<10, 100_000))
+	kitNoErr(t, r.StartBatch())
+	for i := 0; i < 12; i++ {
+		f := `{"id":"g` + strconv.Itoa(i) + `","layerId":"L1"}`
+		if _, err := r.Seed("feature", f, `{"geometry":`+longString(i, size)+`}`); err != nil {
+			t.Fatal(err)
+		}
+		kitOK(t)(r.Update("feature", f, "geometry", `"small"`))
+	}
+	kitNoErr(t, r.CommitBatch())
+	if top := r.undo.undo[len(r.undo.undo)-1]; len(r.undo.undo) != 1 || len(top.entries) != 12 || top.bytes <= undoBudget(r.opts) {
+		t.Fatalf("a batch of 12 edits: %d steps, the newest of %d edits and %d bytes", len(r.undo.undo), len(top.entries), top.bytes)
+	}
+}
+
 // TestUndoSkippedStepLeavesTheBudget: an undo that skips every place of its step (a peer
 // wrote them all since) takes the step off the stack, and its bytes off the count the
 // budget is held to. They stayed counted: every later edit then dropped steps the budget

@@ -86,10 +86,16 @@ func (s *undoStacks) one(e undoEntry) []undoEntry {
 }
 
 // record adds an entry: to the open batch's step, to the newest step when the group or the
-// capture interval says so, or as a new step.
+// capture interval says so, or as a new step. A step not a batch's that holds more than the
+// budget takes no more edits (it is closed): a group of drags of a large polygon would grow
+// by a copy of the geometry per drag, past what a snapshot holds; as steps of their own,
+// the budget drops the oldest. A batch is atomic: it stays one step.
 func (s *undoStacks) record(e undoEntry, group string, inBatch bool, now int64, opts Options) {
 	if n := len(s.undo); n > 0 {
 		top := &s.undo[n-1]
+		if !top.inBatch && top.bytes > undoBudget(opts) {
+			top.closed = true
+		}
 		join := !top.closed && (inBatch && top.inBatch ||
 			!inBatch && !top.inBatch && (group != "" && group == top.group ||
 				group == "" && top.group == "" && opts.CaptureInterval > 0 && now-top.at <= opts.CaptureInterval.Milliseconds()))

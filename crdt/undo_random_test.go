@@ -21,7 +21,8 @@ type urModel struct {
 	before  string
 	dirty   bool
 	partial bool
-	bytes   int // the step's bytes (undoStep.bytes) when last seen on the stack
+	bytes   int  // the step's bytes (undoStep.bytes) when last seen on the stack
+	edit    bool // a step of local edits (undoStacks.record), not one an undo or redo put back
 }
 
 type urRun struct {
@@ -124,6 +125,8 @@ func (u *urRun) edit(i int, group string) {
 		e.Verb = VerbDelete
 	}
 	before, n := r.State(), len(r.undo.undo)
+	// A step not a batch's that holds more than the budget takes no more edits.
+	full := n > 0 && !r.undo.undo[n-1].inBatch && r.undo.undo[n-1].bytes > undoBudget(r.opts)
 	u.trace("u%d edit %+v (steps %d, models %d)", i, e, len(r.undo.undo), len(u.undo[i]))
 	if _, err := r.Apply(e); err != nil {
 		u.fatalf("u%d: %+v: %v", i, e, err)
@@ -135,10 +138,10 @@ func (u *urRun) edit(i int, group string) {
 	top := r.undo.undo[len(r.undo.undo)-1]
 	switch {
 	case len(top.entries) == 1 && len(r.undo.undo) <= n+1: // a new step
-		u.undo[i] = append(u.undo[i], urModel{before: before})
-	case len(top.entries) > 1 && len(r.undo.undo) <= n: // joined the newest step
+		u.undo[i] = append(u.undo[i], urModel{before: before, edit: true})
+	case len(top.entries) > 1 && len(r.undo.undo) <= n && !full: // joined the newest step
 	default:
-		u.fatalf("u%d: an edit took the undo stack from %d to %d steps", i, n, len(r.undo.undo))
+		u.fatalf("u%d: an edit took the undo stack from %d to %d steps, the newest of %d entries (the one before full: %v)", i, n, len(r.undo.undo), len(top.entries), full)
 	}
 	u.trim(i)
 	if e := top.entries[len(top.entries)-1]; e.path != nil && e.obj.root.op == nil {
@@ -247,7 +250,9 @@ func (u *urRun) revert(i int, redo bool) {
 // trim drops from the models of replica i's stacks the oldest steps the replica dropped,
 // after checking that it had to: each stack keeps its newest steps within the byte budget
 // (undoBudget), but for the newest step, whatever its size — whole steps, a batch's or a
-// group's entries never parted. The steps kept then still undo and redo as modelled.
+// group's entries never parted. A step of edits not a batch's took each edit while it held
+// at most the budget (record), so without its newest entry it holds at most that. The
+// steps kept then still undo and redo as modelled.
 func (u *urRun) trim(i int) {
 	r := u.reps[i]
 	budget := undoBudget(r.opts)
@@ -281,8 +286,11 @@ func (u *urRun) trim(i int) {
 			u.fatalf("u%d: dropped %d %s steps, the newest of %d bytes, with %d of %d held", i, drop, st.name, m[drop-1].bytes, held, budget)
 		}
 		*st.model = m[len(m)-len(st.got):]
-		for j := range st.got {
-			(*st.model)[j].bytes = st.got[j].bytes
+		for j, s := range st.got {
+			(*st.model)[j].bytes = s.bytes
+			if last := len(s.entries) - 1; (*st.model)[j].edit && !s.inBatch && last > 0 && s.bytes-s.entries[last].size() > budget {
+				u.fatalf("u%d: a %s step of %d edits holds %d bytes, %d before its last, over the budget of %d", i, st.name, len(s.entries), s.bytes, s.bytes-s.entries[last].size(), budget)
+			}
 		}
 	}
 }
@@ -295,6 +303,12 @@ func runUndoRandom(t *testing.T, seed, msgBytes int) {
 	n := 2 + seed%2
 	interval := hlc.Duration(rng.IntN(2)*3) * hlc.Millisecond
 	seeded := rng.IntN(2) == 0
+	// Under a small history, groups often and drags of up to 20 edits: steps of grouped
+	// edits past the budget, which then take no more.
+	groupEvery, drag := 6, 1
+	if msgBytes > 0 {
+		groupEvery, drag = 3, 20
+	}
 	for i := 0; i < n; i++ {
 		r := kitReplica(t, "u"+strconv.Itoa(i), u.wall, func(o *Options) {
 			o.UndoDepth, o.CaptureInterval = 1000, interval
@@ -324,10 +338,15 @@ func runUndoRandom(t *testing.T, seed, msgBytes int) {
 		switch k := rng.IntN(16); {
 		case k < 5:
 			group := ""
-			if rng.IntN(6) == 0 {
+			if rng.IntN(groupEvery) == 0 {
 				group = "g" + strconv.Itoa(rng.IntN(2))
 			}
 			u.edit(i, group)
+			if group != "" && drag > 1 { // a drag
+				for d := rng.IntN(drag); d > 0; d-- {
+					u.edit(i, group)
+				}
+			}
 		case k < 6: // a batch, maybe left open across a receive
 			before, taken := r.State(), u.taken[i]
 			kitNoErr(t, r.StartBatch())
@@ -409,10 +428,11 @@ func TestUndoRandomized(t *testing.T) {
 
 // TestUndoRandomizedSmallHistory is TestUndoRandomized under a message limit of 1,500
 // bytes, and so an undo history of as many bytes (undoBudget): a few steps of these
-// values, the oldest dropped all the time (trim checks which, and that a batch or a group
-// stays one step). A redo after an undo whose step went, or of a step dropped, finds less
+// values, the oldest dropped all the time (trim checks which, that a batch stays one step,
+// and that a group does until it holds more than the budget). A redo after an undo whose step went, or of a step dropped, finds less
 // to take back; what is left still undoes and redoes exactly, and never over a peer's
-// later write.
+// later write. Groups come often here, in drags of up to 20 edits: a step of them past the
+// budget takes no more (record), and the next starts a step.
 func TestUndoRandomizedSmallHistory(t *testing.T) {
 	for seed := *urFirst; seed < *seeds/4; seed++ {
 		runUndoRandom(t, seed, 1500)

@@ -134,7 +134,8 @@ export interface EngineOptions {
   undoDepth?: number;
   /**
    * Local edits within this many ms join one undo step (default 0: each edit is a step); at
-   * most 9,223,372,036,854.
+   * most 9,223,372,036,854. A step holding more than limits.maxMessageBytes of values to
+   * restore takes no more edits: the next starts a step (and the old one goes).
    */
   captureInterval?: number;
   /**
@@ -159,8 +160,9 @@ export interface EngineOptions {
 /** Options of one local edit (crdt.Edit in crdt/apply.go). */
 export interface EditOptions {
   /**
-   * Consecutive edits with the same group form one undo step (a drag, a form). A lone
-   * surrogate in it is a "bad_option" error.
+   * Consecutive edits with the same group form one undo step (a drag, a form), until it
+   * holds more than limits.maxMessageBytes of values to restore: the next edit starts a
+   * step (and the old one goes). A lone surrogate in it is a "bad_option" error.
    */
   group?: string;
   /** The value before the edit, used by undo only where the engine never saw one. */
