@@ -37,8 +37,15 @@ type conn struct {
 	relay   *Relay
 	ws      *websocket.Conn
 	mapName string
-	send    chan []byte
-	queued  atomic.Int64 // bytes in send and being written
+
+	// The send queue: messages waiting to be written, in order, and their bytes with
+	// the one being written. A slice, not a channel of SendQueue slots: a queue takes
+	// memory for what it holds only, so its bound can be far above any burst a peer
+	// makes (its offline edits flushed at once) without costing every connection.
+	qmu    sync.Mutex
+	queue  [][]byte
+	queued int64
+	wake   chan struct{} // a message was queued (capacity 1)
 	// joining is set when the JoinRequest arrives: JoinTimeout no longer applies.
 	joining atomic.Bool
 	// busy is set while the reading goroutine handles a message (a join may wait for
@@ -64,7 +71,7 @@ type conn struct {
 
 func newConn(r *Relay, ws *websocket.Conn, mapName string) *conn {
 	return &conn{relay: r, ws: ws, mapName: mapName,
-		send: make(chan []byte, r.opts.SendQueue), done: make(chan struct{})}
+		wake: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
 // serve runs the connection until it is closed. A kicked connection leaves
@@ -125,15 +132,43 @@ func (c *conn) enqueue(msg []byte) {
 	default:
 	}
 	size := int64(len(msg))
-	if q := c.queued.Add(size); q > c.relay.opts.SendQueueBytes && q > size {
+	c.qmu.Lock()
+	full := len(c.queue) >= c.relay.opts.SendQueue ||
+		c.queued+size > c.relay.opts.SendQueueBytes && c.queued > 0
+	if !full {
+		c.queue = append(c.queue, msg)
+		c.queued += size
+	}
+	c.qmu.Unlock()
+	if full {
 		c.kick(websocket.StatusPolicyViolation, "too slow")
 		return
 	}
 	select {
-	case c.send <- msg:
-	default:
-		c.kick(websocket.StatusPolicyViolation, "too slow")
+	case c.wake <- struct{}{}:
+	default: // the writer is already woken
 	}
+}
+
+// next takes the oldest queued message, if any.
+func (c *conn) next() (msg []byte, ok bool) {
+	c.qmu.Lock()
+	defer c.qmu.Unlock()
+	if len(c.queue) == 0 {
+		c.queue = nil // the array goes back, however large a burst made it
+		return nil, false
+	}
+	msg = c.queue[0]
+	c.queue[0] = nil
+	c.queue = c.queue[1:]
+	return msg, true
+}
+
+// written counts msg out of the queued bytes.
+func (c *conn) written(msg []byte) {
+	c.qmu.Lock()
+	c.queued -= int64(len(msg))
+	c.qmu.Unlock()
 }
 
 func (c *conn) enqueueAll(msgs [][]byte) {
@@ -152,18 +187,22 @@ func (c *conn) writeLoop(ctx context.Context) {
 			return
 		default:
 		}
-		select {
-		case <-c.done:
-		case msg := <-c.send:
-			wctx, cancel := context.WithTimeout(ctx, c.relay.opts.WriteTimeout)
-			err := c.ws.Write(wctx, websocket.MessageText, msg)
-			cancel()
-			c.queued.Add(-int64(len(msg)))
-			if err != nil {
-				c.kick(websocket.StatusInternalError, "write failed")
-				c.ws.CloseNow()
-				return
+		msg, ok := c.next()
+		if !ok {
+			select {
+			case <-c.done:
+			case <-c.wake:
 			}
+			continue
+		}
+		wctx, cancel := context.WithTimeout(ctx, c.relay.opts.WriteTimeout)
+		err := c.ws.Write(wctx, websocket.MessageText, msg)
+		cancel()
+		c.written(msg)
+		if err != nil {
+			c.kick(websocket.StatusInternalError, "write failed")
+			c.ws.CloseNow()
+			return
 		}
 	}
 }

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -53,4 +55,49 @@ func TestQueuedBytesAreBounded(t *testing.T) {
 	other.expect("ListPeersResponse")
 	newcomer.send(`{"kind":"OperationMessage","verb":"delete","subject":"map"}`)
 	other.expect("OperationMessage")
+}
+
+// TestBurstReachesEveryPeer: a peer that sends thousands of messages at once (its offline
+// edits flushed on reconnecting, one message each) reaches every other peer, whose
+// queues take the burst: on loopback the sender outruns the relay's writes, and a queue
+// of 256 messages closed every reading peer "too slow" (a burst of 1,000 did).
+func TestBurstReachesEveryPeer(t *testing.T) {
+	_, srv := startRelay(t, Options{})
+	const burst = 5000
+	var readers []*client
+	done := make(chan error, 2)
+	for _, id := range []string{"r1", "r2"} {
+		c, _ := join(t, srv, "m", `,"peer":"`+id+`"`)
+		readers = append(readers, c)
+	}
+	writer, _ := join(t, srv, "m", `,"peer":"w"`)
+	for _, c := range readers {
+		go func() {
+			got := 0
+			for got < burst {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				_, data, err := c.ws.Read(ctx)
+				cancel()
+				if err != nil {
+					done <- fmt.Errorf("%s after %d of %d messages: %v", c.id, got, burst, err)
+					return
+				}
+				if strings.Contains(string(data), `"kind":"OperationMessage"`) {
+					got++
+				}
+			}
+			done <- nil
+		}()
+	}
+	for i := range burst {
+		writer.send(`{"kind":"OperationMessage","verb":"update","subject":"map","key":"n","value":` + strconv.Itoa(i) + `}`)
+	}
+	for range readers {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range readers {
+		c.barrier()
+	}
 }

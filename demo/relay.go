@@ -42,8 +42,12 @@ type Options struct {
 	// A larger frame closes its connection with 1009 (message too big).
 	MaxMessageSize int64
 	// SendQueue is how many messages may wait to be written to one
-	// connection (default 256). A client that lets its queue overflow is
-	// closed with 1008 "too slow" rather than blocking its room.
+	// connection (default 65,536). A client that lets its queue overflow is
+	// closed with 1008 "too slow" rather than blocking its room. The bound is
+	// far above a burst a healthy peer reads: a peer flushing its offline edits
+	// sends one message each, and on loopback a sender outruns the relay's writes
+	// to the others (with 256, a burst of 1,000 closed every other peer). A
+	// queue takes memory for the messages it holds only.
 	SendQueue int
 	// SendQueueBytes bounds the bytes of the messages waiting to be written to
 	// one connection, the one being written included (default 2 ×
@@ -127,7 +131,7 @@ func NewRelay(opts Options) *Relay {
 		opts.MaxMessageSize = FrameLimit(crdt.DefaultLimits().MaxMessageBytes)
 	}
 	if opts.SendQueue <= 0 {
-		opts.SendQueue = 256
+		opts.SendQueue = 1 << 16
 	}
 	if opts.SendQueueBytes <= 0 {
 		opts.SendQueueBytes = 2 * opts.MaxMessageSize

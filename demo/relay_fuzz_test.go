@@ -158,13 +158,12 @@ func reopen(o storeOptions) (*storeReplica, error) {
 func drain(c *conn) [][]byte {
 	var out [][]byte
 	for {
-		select {
-		case m := <-c.send:
-			c.queued.Add(-int64(len(m))) // as the writer does
-			out = append(out, m)
-		default:
+		m, ok := c.next()
+		if !ok {
 			return out
 		}
+		c.written(m) // as the writer does
+		out = append(out, m)
 	}
 }
 
