@@ -84,7 +84,11 @@ export interface UmapSyncOptions {
   updaters: UmapUpdaters;
   /** A connected transport; or attach() one later. */
   transport?: UmapTransport;
-  /** An updater's error, or a change for a subject without an updater (code "unknown_subject"); default: thrown from a microtask. */
+  /**
+   * An updater's error, a change for a subject without an updater (code "unknown_subject"),
+   * or the transport's send throwing (change undefined: the rest of that flush is dropped, and
+   * the peers fetch it when this replica rejoins). Default: thrown from a microtask.
+   */
   onError?: (error: unknown, change: import("./index.js").Change | undefined) => void;
   /** After every edit, undo, redo, save and visible remote change. */
   onStateChange?: (state: UmapSyncState) => void;

@@ -290,7 +290,14 @@ export class UmapSyncEngine {
     const transport = this.transport;
     for (const text of this.#engine.flush()) {
       const { kind, ...payload } = JSON.parse(text);
-      transport.send(kind, payload);
+      try {
+        transport.send(kind, payload);
+      } catch (e) {
+        // A socket closing under us: the rest of this flush is gone from the outbox, and the
+        // peers fetch it when this replica rejoins (their sync request on its arrival).
+        this.#onError(e, undefined);
+        return;
+      }
     }
   }
 

@@ -644,3 +644,42 @@ test("the README's uMap example runs as written (uMap's classes stubbed)", async
     sync.close();
   }
 });
+
+test("a transport whose send throws: the edit stays made, onError hears of it, the peers get it after the rejoin", async (t) => {
+  const errors = [];
+  const { relay, peers: [a, b] } = await network(t, ["alice", "bob"], { onError: (e) => errors.push(e.message) });
+  a.localUpsertLayer("L1", { name: "L" });
+  a.localUpsertFeature("f1", "L1", point(0, 0, { name: "x" }));
+  relay.pump();
+  const transport = relay.peers.get("bob").transport;
+  const send = transport.send;
+  transport.send = () => {
+    throw new Error("socket closing");
+  };
+  b.localUpdateFeature("f1", "L1", "properties.name", "lost in flight"); // must not throw
+  assert.deepEqual(errors, ["socket closing"]);
+  transport.send = send;
+  relay.leave("bob");
+  relay.pump();
+  assert.equal(a.model.features.f1.properties.name, "x");
+  relay.join(b);
+  relay.pump();
+  assert.equal(a.model.features.f1.properties.name, "lost in flight");
+  assert.equal(view(a), view(b));
+});
+
+test("an updater that edits while a remote change is applied (uMap's addData) does not break the delivery", async (t) => {
+  const { relay, peers: [a, b] } = await network(t, ["alice", "bob"]);
+  const upsert = b.sync.updaters.datalayer.upsert;
+  b.sync.updaters.datalayer.upsert = function (op) {
+    upsert.call(this, op);
+    // uMap's DataLayerUpdater.upsert calls datalayer.addData(value), which syncs each feature.
+    for (const f of op.value.features ?? []) b.sync.upsert("feature", fmeta(f.id, op.metadata.id), f);
+  };
+  const f = { ...point(3, 3, { name: "in layer" }), id: "f9" };
+  a.localUpsertLayer("L1", { name: "L", features: [f] });
+  a.localUpdateMap("properties.name", "after");
+  relay.pump();
+  assert.equal(b.model.map.properties.name, "after", "the changes after the updater's edit are applied");
+  assert.deepEqual(a.sync.engine.get("feature", fmeta("f9", "L1")), f, "the updater's edit reached alice's engine");
+});
