@@ -90,7 +90,7 @@ export interface UmapSyncOptions {
    * the peers fetch it when this replica rejoins). Default: thrown from a microtask.
    */
   onError?: (error: unknown, change: import("./index.js").Change | undefined) => void;
-  /** After every edit, undo, redo, save and visible remote change. */
+  /** After every edit, undo, redo, save, visible remote change and peer's SavedMessage (uMap's toggleState moments). */
   onStateChange?: (state: UmapSyncState) => void;
   /** After reconnect() (the socket closed unasked): where the page's reconnection policy starts. */
   onReconnect?: (sync: UmapSyncEngine) => void;
@@ -185,7 +185,8 @@ export class UmapSyncEngine {
   /**
    * Saves each stored object with unsaved edits once (getStoredObject(metadata).save(), parents
    * first), stopping at the first falsy result (false); then saved() with the clock taken before
-   * the saves, so edits made meanwhile stay unsaved. Returns true when all saved.
+   * the saves, so edits made meanwhile stay unsaved. Returns true when all saved. (uMap's also
+   * saves a map that has no id yet without any edit: the page does that one itself.)
    */
   save(): Promise<boolean>;
   /** Marks the local edits up to horizon (default: all) saved and sends a SavedMessage. */

@@ -25,6 +25,7 @@
 import { createEngine, JSONText, MapcrdtError } from "./index.js";
 
 const PEER_KINDS = ["JoinResponse", "ListPeersResponse"];
+const SAVED = ["SavedMessage"];
 
 /** A uMap-shaped sync engine backed by a mapcrdt engine. */
 export class UmapSyncEngine {
@@ -259,13 +260,14 @@ export class UmapSyncEngine {
    */
   receive(message) {
     const changes = this.#engine.receive(message);
-    const peers = peersOf(message);
-    if (peers !== undefined) {
-      this.peers = peers;
+    const m = parsedIf(message, PEER_KINDS) ?? parsedIf(message, SAVED);
+    if (m !== undefined && PEER_KINDS.includes(m.kind)) {
+      this.peers = m.peers;
       this.#peersChanged();
     }
     this.#flush();
-    if (changes.length > 0) this.#stateChanged();
+    // A peer's save changes what is dirty (uMap's onSavedMessage toggles the undo state too).
+    if (changes.length > 0 || m?.kind === "SavedMessage") this.#stateChanged();
     return changes;
   }
 
@@ -379,18 +381,19 @@ function old(oldValue) {
   return oldValue === undefined ? undefined : { oldValue };
 }
 
-// peersOf gives the peers of a JoinResponse or ListPeersResponse the engine took, else undefined.
-function peersOf(message) {
+// parsedIf gives the message as an object when its kind is one of kinds (a message the engine
+// took, so valid), else undefined.
+function parsedIf(message, kinds) {
   let m = message instanceof JSONText ? message.text : message;
   if (typeof m === "string" || m instanceof Uint8Array || m instanceof ArrayBuffer) {
     const text = typeof m === "string" ? m : new TextDecoder().decode(m);
-    if (!PEER_KINDS.some((k) => text.includes(k))) return undefined;
+    if (!kinds.some((k) => text.includes(k))) return undefined;
     try {
       m = JSON.parse(text);
     } catch {
       return undefined;
     }
   }
-  if (m === null || typeof m !== "object" || !PEER_KINDS.includes(m.kind)) return undefined;
-  return m.peers;
+  if (m === null || typeof m !== "object" || !kinds.includes(m.kind)) return undefined;
+  return m;
 }

@@ -222,7 +222,7 @@ const view = (p) => canonical({ map: p.model.map, layers: p.model.layers, featur
 async function network(t, names, options) {
   const relay = new Relay();
   const peers = [];
-  for (const n of names) peers.push(await makePeer(n, options));
+  for (const n of names) peers.push(await makePeer(n, typeof options === "function" ? options(n) : options));
   t.after(() => {
     for (const p of peers) p.sync.close();
   });
@@ -568,9 +568,20 @@ test("an updater's error goes to onError; the call's other changes are still app
   assert.equal(b.model.features.f1.properties.good, 2);
 });
 
-test("onStateChange follows undo, redo and saving; bad construction is refused", async (t) => {
-  const states = [];
-  const { peers: [a] } = await network(t, ["alice"], { onStateChange: (s) => states.push(s) });
+test("onStateChange follows undo, redo, saving and a peer's save; bad construction is refused", async (t) => {
+  const all = { alice: [], bob: [] };
+  const { relay, peers: [a, b] } = await network(t, ["alice", "bob"], (name) => ({ onStateChange: (s) => all[name].push(s) }));
+  // A peer's save: bob's edit, held by alice when she saves, is saved for bob too.
+  b.localUpdateMap("properties.name", "bob's");
+  relay.pump();
+  assert.equal(b.sync.isDirty(), true);
+  assert.equal(all.bob.at(-1).dirty, true);
+  await a.sync.save();
+  relay.pump();
+  assert.equal(b.sync.isDirty(), false);
+  assert.deepEqual(all.bob.at(-1), { canUndo: true, canRedo: false, dirty: false }, "bob's state after alice's SavedMessage");
+  const states = all.alice;
+  states.length = 0;
   a.localUpsertLayer("L1", { name: "L" });
   assert.deepEqual(states.at(-1), { canUndo: true, canRedo: false, dirty: true });
   a.sync.undo();
