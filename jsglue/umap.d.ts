@@ -10,6 +10,11 @@
 // - uMap's undo writes the old value back whatever happened since; mapcrdt's leaves a place a
 //   peer wrote later as it is (UndoResult.skipped). A peer's undo reaches the others as plain
 //   edits: their updaters get it as any remote change.
+// - The engine reports changes coalesced per object and key path over one received message (a
+//   batch, a catch-up): an upsert of a feature a peer shows is one whole-object change, applied
+//   with upsert() — and uMap's FeatureUpdater.upsert takes only the geometry of a feature it
+//   has, as it does under uMap's engine; key edits the same message makes after that upsert are
+//   inside that value, where uMap's engine would also call update() for them.
 // - update()'s 6th argument ({undo: false}) is ignored: every edit is an undo step (the engine
 //   has no edit that stays out of the undo history).
 // - commitBatch(subject, metadata) ignores both: the batch message names its first edit's.
