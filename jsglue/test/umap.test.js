@@ -709,3 +709,24 @@ test("an updater that edits while a remote change is applied (uMap's addData) do
   assert.equal(b.model.map.properties.name, "after", "the changes after the updater's edit are applied");
   assert.deepEqual(a.sync.engine.get("feature", fmeta("f9", "L1")), f, "the updater's edit reached alice's engine");
 });
+
+test("a plain uMap peer's messages (no seq) are applied, and its ListOperationsRequest is answered through the transport", async (t) => {
+  const { relay, peers: [a] } = await network(t, ["alice"]);
+  a.localUpsertLayer("L1", { name: "L" });
+  relay.pump();
+  const now = Date.now();
+  // As uMap's SyncEngine._send + WebSocketTransport.send write them: {sender, ...operation, hlc}, kind last.
+  const umapOp = (body, n) => ({ sender: "QxMjE", ...body, hlc: `${now}:${n}:QxMjE`, kind: "OperationMessage" });
+  a.sync.receive(umapOp({ verb: "upsert", subject: "feature", metadata: fmeta("u1", "L1"), value: point(4, 4, { name: "from uMap" }) }, 0));
+  a.sync.receive(JSON.stringify(umapOp({ verb: "update", subject: "feature", metadata: fmeta("u1", "L1"), key: "properties.name", value: "renamed" }, 1)));
+  a.sync.receive(umapOp({ verb: "update", subject: "map", key: "properties.zoom", value: 9 }, 2)); // the map: no metadata
+  assert.deepEqual(a.model.features.u1, point(4, 4, { name: "renamed" }));
+  assert.equal(a.model.map.properties.zoom, 9);
+  const before = relay.sentBy("alice", "PeerMessage").length;
+  a.sync.receive({ kind: "PeerMessage", sender: "QxMjE", recipient: "alice", message: { verb: "ListOperationsRequest", lastKnownHLC: undefined } });
+  const answers = relay.sentBy("alice", "PeerMessage").slice(before);
+  assert.equal(answers.length, 1);
+  assert.equal(answers[0].payload.recipient, "QxMjE");
+  assert.equal(answers[0].payload.message.verb, "ListOperationsResponse");
+  assert.ok(answers[0].payload.message.operations.some((o) => o.subject === "datalayer" && o.metadata.id === "L1"));
+});
