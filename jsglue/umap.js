@@ -26,6 +26,8 @@ import { createEngine, JSONText, MapcrdtError } from "./index.js";
 
 const PEER_KINDS = ["JoinResponse", "ListPeersResponse"];
 const SAVED = ["SavedMessage"];
+// createUmapSync's mark on the options of an adapter over an engine it made (closed with it).
+const OWNS = Symbol("owns engine");
 
 /** A uMap-shaped sync engine backed by a mapcrdt engine. */
 export class UmapSyncEngine {
@@ -41,7 +43,7 @@ export class UmapSyncEngine {
     if (engine === null || typeof engine !== "object" || typeof engine.onChange !== "function") {
       throw new MapcrdtError("bad_option", "UmapSyncEngine needs a mapcrdt engine (createEngine)");
     }
-    const { updaters, transport, onError, onStateChange, onReconnect, ownsEngine } = options ?? {};
+    const { updaters, transport, onError, onStateChange, onReconnect } = options ?? {};
     if (updaters === null || typeof updaters !== "object") {
       throw new MapcrdtError("bad_option", "UmapSyncEngine needs updaters: {map, feature, datalayer, …}");
     }
@@ -53,7 +55,7 @@ export class UmapSyncEngine {
       if (fn !== undefined && typeof fn !== "function") throw new MapcrdtError("bad_option", `${name} must be a function`);
     }
     this.#engine = engine;
-    this.#ownsEngine = ownsEngine === true;
+    this.#ownsEngine = options[OWNS] === true;
     this.updaters = updaters;
     this.transport = undefined;
     this.websocketConnected = false;
@@ -248,7 +250,13 @@ export class UmapSyncEngine {
     const hlc = horizon ?? this.#engine.clock();
     this.#engine.markSaved(hlc);
     const payload = { sender: this.peerId, lastKnownHLC: hlc, vector: vector ?? this.#engine.vector() };
-    if (this.#canSend()) this.transport.send("SavedMessage", payload);
+    if (this.#canSend()) {
+      try {
+        this.transport.send("SavedMessage", payload);
+      } catch (e) {
+        this.#onError(e, undefined);
+      }
+    }
     this.#stateChanged();
   }
 
@@ -365,7 +373,7 @@ export async function createUmapSync(options) {
   if (engine !== undefined) return new UmapSyncEngine(engine, rest);
   const made = await createEngine(engineOptions);
   try {
-    return new UmapSyncEngine(made, { ...rest, ownsEngine: true });
+    return new UmapSyncEngine(made, { ...rest, [OWNS]: true });
   } catch (e) {
     made.close();
     throw e;

@@ -615,6 +615,11 @@ test("onStateChange follows undo, redo, saving and a peer's save; bad constructi
   assert.throws(() => s.attach({}), code("bad_option"));
   s.close();
   assert.equal(engine.closed, false, "an engine given is left open");
+  const own = await createUmapSync({ updaters: { map: {} }, engineOptions: { peerId: "own" } });
+  assert.equal(own.peerId, "own");
+  own.close();
+  assert.equal(own.engine.closed, true, "the engine createUmapSync made is closed with the adapter");
+  await assert.rejects(createUmapSync({ updaters: { map: {} }, engineOptions: { nosuch: 1 } }), code("bad_option"));
 });
 
 test("umap.js exports exactly what umap.d.ts declares; package.json exports it as mapcrdt/umap", async () => {
