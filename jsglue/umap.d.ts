@@ -1,7 +1,9 @@
 // Types of mapcrdt/umap (umap.js): a mapcrdt engine behind the surface uMap's frontend calls
-// on its own sync engine (umap/static/umap/js/modules/sync/engine.js, class SyncEngine, as of
-// umap-project/umap commit bffbeb52303f8dfe724d8998e39371dd1eaff1f1; updaters.js and undo.js
-// of the same period). Hand-written.
+// on its own sync engine, modelled on umap-project/umap's umap/static/umap/js/modules/sync/:
+// engine.js (class SyncEngine) at commit bffbeb52303f8dfe724d8998e39371dd1eaff1f1, undo.js at
+// 50f2c08ecb528ebd54e03bc6ee2cba97af3e8770, websocket.js at
+// 69ca89a6baa96b72e9bc199219d1c92766624396, and updaters.js in its version over `app` (the
+// five updaters, Schema.hasField, DataLayerUpdater.delete → del + commitDelete). Hand-written.
 //
 // Where uMap's engine and this adapter differ:
 // - uMap applies every remote operation as it arrives (a late one included, so peers can end
