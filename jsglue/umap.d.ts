@@ -201,6 +201,8 @@ export class UmapSyncEngine {
 
   /** A message from the transport (parsed or text); throws the engine's MapcrdtError for a bad one, changing nothing. */
   receive(message: MessageInput): import("./index.js").Change[];
+  /** uMap's onOperationMessage: receive() of payload as an OperationMessage. */
+  onOperationMessage(payload: { [key: string]: unknown }): import("./index.js").Change[];
   /** peers, or {} before any. */
   getPeers(): unknown;
 }

@@ -279,6 +279,11 @@ export class UmapSyncEngine {
     return changes;
   }
 
+  /** uMap's onOperationMessage(payload): an OperationMessage without its kind. */
+  onOperationMessage(payload) {
+    return this.receive({ ...payload, kind: "OperationMessage" });
+  }
+
   /** The peers of the last JoinResponse or ListPeersResponse, as the relay sent them ({} before). */
   getPeers() {
     return this.peers || {};

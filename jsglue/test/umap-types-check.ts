@@ -47,6 +47,7 @@ async function use(): Promise<void> {
   const dirty: boolean = sync.isDirty() || sync._undoManager.isDirty();
   const ok: boolean = await sync.save();
   sync.receive({ kind: "ListPeersResponse", peers: { alice: "A" } });
+  sync.onOperationMessage({ sender: "b", verb: "update", subject: "map", key: "k", value: 1, hlc: "1:0:b" });
   void [peer, u, r, dirty, ok, sync.getPeers(), sync.engine.state()];
   sync.close();
   const own = new UmapSyncEngine(await createEngine(), { updaters: { map: {} } });

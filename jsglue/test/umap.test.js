@@ -724,7 +724,8 @@ test("a plain uMap peer's messages (no seq) are applied, and its ListOperationsR
   const umapOp = (body, n) => ({ sender: "QxMjE", ...body, hlc: `${now}:${n}:QxMjE`, kind: "OperationMessage" });
   a.sync.receive(umapOp({ verb: "upsert", subject: "feature", metadata: fmeta("u1", "L1"), value: point(4, 4, { name: "from uMap" }) }, 0));
   a.sync.receive(JSON.stringify(umapOp({ verb: "update", subject: "feature", metadata: fmeta("u1", "L1"), key: "properties.name", value: "renamed" }, 1)));
-  a.sync.receive(umapOp({ verb: "update", subject: "map", key: "properties.zoom", value: 9 }, 2)); // the map: no metadata
+  const { kind: _, ...payload } = umapOp({ verb: "update", subject: "map", key: "properties.zoom", value: 9 }, 2); // the map: no metadata
+  a.sync.onOperationMessage(payload);
   assert.deepEqual(a.model.features.u1, point(4, 4, { name: "renamed" }));
   assert.equal(a.model.map.properties.zoom, 9);
   const before = relay.sentBy("alice", "PeerMessage").length;
