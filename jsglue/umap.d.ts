@@ -1,0 +1,211 @@
+// Types of mapcrdt/umap (umap.js): a mapcrdt engine behind the surface uMap's frontend calls
+// on its own sync engine, modelled on umap-project/umap's umap/static/umap/js/modules/sync/:
+// engine.js (class SyncEngine) at commit bffbeb52303f8dfe724d8998e39371dd1eaff1f1, undo.js at
+// 50f2c08ecb528ebd54e03bc6ee2cba97af3e8770, websocket.js at
+// 69ca89a6baa96b72e9bc199219d1c92766624396, and updaters.js in its version over `app` (the
+// five updaters, Schema.hasField, DataLayerUpdater.delete → del + commitDelete). Hand-written.
+//
+// Where uMap's engine and this adapter differ:
+// - uMap applies every remote operation as it arrives (a late one included, so peers can end
+//   apart); the adapter applies only what became visible after last-writer-wins per key path:
+//   an edit that lost to a newer one makes no updater call, and peers end equal.
+// - uMap's undo writes the old value back whatever happened since; mapcrdt's leaves a place a
+//   peer wrote later as it is (UndoResult.skipped). A peer's undo reaches the others as plain
+//   edits: their updaters get it as any remote change.
+// - The engine reports changes coalesced per object and key path over one received message (a
+//   batch, a catch-up): an upsert of a feature a peer shows is one whole-object change, applied
+//   with upsert() — and uMap's FeatureUpdater.upsert takes only the geometry of a feature it
+//   has, as it does under uMap's engine; key edits the same message makes after that upsert are
+//   inside that value, where uMap's engine would also call update() for them.
+// - update()'s 6th argument ({undo: false}) is ignored: every edit is an undo step (the engine
+//   has no edit that stays out of the undo history).
+// - commitBatch(subject, metadata) ignores both: the batch message names its first edit's.
+// - A batch opened inside one joins it (uMap's second startBatch drops the first's edits).
+// - Edits made offline (no transport, transport.isOpen false, or offline = true) wait in the
+//   engine's outbox and leave at the next attach() / onConnection(); uMap's are sent never
+//   (peers catch up on them by asking).
+// - Bad input (a local edit's or an incoming message's) throws the engine's MapcrdtError with
+//   its code, and nothing is applied or sent. An updater's error is given to onError, and the
+//   other changes of the call are still applied.
+
+import type { Engine, EngineOptions, JSONValue, MessageInput, Metadata, Subject, UndoResult, Value } from "./index.js";
+
+/** An operation as uMap's engine hands it to an updater (updaters.js: `{verb, subject, metadata, key, value}`). */
+export interface UmapOperation {
+  verb: "update" | "upsert" | "delete";
+  subject: Subject;
+  /** A copy of the change's metadata (canonical: members sorted). */
+  metadata: { [key: string]: JSONValue };
+  /** The key path of an update. */
+  key?: string;
+  /** update: the new value, absent for an unset; upsert: the whole object. */
+  value?: JSONValue;
+}
+
+/**
+ * One of uMap's updaters (MapUpdater, DataLayerUpdater, FeatureUpdater, MapPermissionsUpdater,
+ * DataLayerPermissionsUpdater). The adapter calls applyMessage(operation) when the updater has
+ * it (uMap's BaseUpdater dispatches on verb), else the method named by the verb; a method the
+ * updater lacks is not called (a whole-object change of an updater without upsert becomes one
+ * update per top-level key). The map updater also gets update({key: "numberOfConnectedPeers"})
+ * when the peers or the connection change, as uMap's engine does.
+ */
+export interface UmapUpdater {
+  applyMessage?(operation: UmapOperation): unknown;
+  update?(operation: UmapOperation | { key: string }): unknown;
+  upsert?(operation: UmapOperation): unknown;
+  delete?(operation: UmapOperation): unknown;
+  /** The object save() saves for an object with unsaved edits (uMap's: the datalayer of a feature). */
+  getStoredObject?(metadata: { [key: string]: JSONValue }): { save(): unknown } | undefined;
+}
+
+/** The updaters by subject (uMap's SyncEngine.updaters). */
+export interface UmapUpdaters {
+  map: UmapUpdater;
+  feature?: UmapUpdater;
+  datalayer?: UmapUpdater;
+  mappermissions?: UmapUpdater;
+  datalayerpermissions?: UmapUpdater;
+  [subject: string]: UmapUpdater | undefined;
+}
+
+/**
+ * uMap's WebSocketTransport as the adapter uses it (websocket.js): send(kind, payload) adds
+ * `kind` to payload and sends it as JSON; isOpen false holds messages back; close() for stop().
+ */
+export interface UmapTransport {
+  send(kind: string, payload: { [key: string]: unknown }): void;
+  readonly isOpen?: boolean;
+  close?(): void;
+}
+
+/** What onStateChange gets (uMap's UndoManager.toggleState sets the undo/redo buttons and the dirty flag from it). */
+export interface UmapSyncState {
+  canUndo: boolean;
+  canRedo: boolean;
+  dirty: boolean;
+}
+
+/** Options of the adapter. */
+export interface UmapSyncOptions {
+  updaters: UmapUpdaters;
+  /** A connected transport; or attach() one later. */
+  transport?: UmapTransport;
+  /**
+   * An updater's error, a change for a subject without an updater (code "unknown_subject"),
+   * or the transport's send throwing (change undefined: the rest of that flush is dropped, and
+   * the peers fetch it when this replica rejoins). Default: thrown from a microtask.
+   */
+  onError?: (error: unknown, change: import("./index.js").Change | undefined) => void;
+  /** After every edit, undo, redo, save, visible remote change and peer's SavedMessage (uMap's toggleState moments). */
+  onStateChange?: (state: UmapSyncState) => void;
+  /** After reconnect() (the socket closed unasked): where the page's reconnection policy starts. */
+  onReconnect?: (sync: UmapSyncEngine) => void;
+}
+
+/** Options of createUmapSync: an engine, or the options to make one. */
+export interface CreateUmapSyncOptions extends UmapSyncOptions {
+  /** An engine to use (the adapter's close() leaves it open). */
+  engine?: Engine;
+  /** Options of the engine made when none is given (closed by the adapter's close()). */
+  engineOptions?: EngineOptions;
+}
+
+/** The methods proxy() binds to an object's subject and metadata. */
+export type UmapSyncProxy = Omit<UmapSyncEngine, "upsert" | "update" | "delete" | "commitBatch"> & {
+  upsert(value: Value, oldValue?: Value): void;
+  update(key: string, value: Value | undefined, oldValue?: Value, options?: { undo?: boolean }): void;
+  delete(oldValue?: Value): void;
+  commitBatch(): void;
+};
+
+/** What uMap's objects give proxy(): Feature, DataLayer, the map. */
+export interface UmapSyncable {
+  getSyncMetadata(): { subject: Subject; metadata?: Metadata };
+}
+
+/** A uMap-shaped sync engine backed by a mapcrdt engine. Every method but save() is synchronous. */
+export class UmapSyncEngine {
+  /** Throws "bad_option" for a missing engine or updaters, or a callback that is not a function. */
+  constructor(engine: Engine, options: UmapSyncOptions);
+  /** The mapcrdt engine (for seed, get, snapshot …). */
+  readonly engine: Engine;
+  /** The engine's peer id: give it to the transport's JoinRequest. */
+  readonly peerId: string;
+  updaters: UmapUpdaters;
+  transport: UmapTransport | undefined;
+  /** transport.isOpen. */
+  readonly isOpen: boolean | undefined;
+  websocketConnected: boolean;
+  /** Set by uMap's transport when close() was asked. */
+  closeRequested: boolean;
+  /** While true nothing is sent (edits wait); set it back and call onConnection() to send. */
+  offline: boolean;
+  /** The peers of the last JoinResponse or ListPeersResponse, as sent. */
+  peers: unknown;
+  /** What uMap's code reads of its engine's UndoManager. */
+  readonly _undoManager: {
+    undo(): UndoResult;
+    redo(): UndoResult;
+    isDirty(): boolean;
+    toggleState(): void;
+  };
+
+  /** Uses a connected transport from now on, sends what waited ("bad_option" without send()). */
+  attach(transport: UmapTransport): void;
+  /** Sends what waited and updates the peer count (uMap's transport calls it). */
+  onConnection(): void;
+  /** The socket closed unasked: marks it disconnected, calls onReconnect. */
+  reconnect(): void;
+  /** Closes the transport; edits wait until the next attach(). */
+  stop(): void;
+  /** stop(), stops applying the engine's changes, closes the engine createUmapSync made. */
+  close(): void;
+
+  /** Replaces the whole object (a feature's GeoJSON, a datalayer); oldValue serves undo where the engine never saw one. */
+  upsert(subject: Subject, metadata: Metadata | undefined, value: Value, oldValue?: Value): void;
+  /** Sets key (value undefined: unsets it). The options ({undo}) are ignored: every edit is undoable. */
+  update(
+    subject: Subject,
+    metadata: Metadata | undefined,
+    key: string,
+    value: Value | undefined,
+    oldValue?: Value,
+    options?: { undo?: boolean },
+  ): void;
+  /** Deletes the object (uMap's third argument is its old value, for undo). */
+  delete(subject: Subject, metadata: Metadata | undefined, oldValue?: Value): void;
+  /** Opens a batch (one inside one joins it). */
+  startBatch(): void;
+  /** Closes the batch: one message, one undo step. Its arguments are not used. "bad_state" when none is open. */
+  commitBatch(subject?: Subject, metadata?: Metadata): void;
+  /** upsert, update, delete and commitBatch bound to object.getSyncMetadata(), read at each call. */
+  proxy(object: UmapSyncable): UmapSyncProxy;
+
+  /** Undoes the latest local step (its changes reach the updaters and the peers). "bad_state" inside a batch. */
+  undo(): UndoResult;
+  redo(): UndoResult;
+  canUndo(): boolean;
+  canRedo(): boolean;
+  /** Whether there are unsaved local edits (engine.dirty()). */
+  isDirty(): boolean;
+  /**
+   * Saves each stored object with unsaved edits once (getStoredObject(metadata).save(), parents
+   * first), stopping at the first falsy result (false); then saved() with the clock taken before
+   * the saves, so edits made meanwhile stay unsaved. Returns true when all saved. (uMap's also
+   * saves a map that has no id yet without any edit: the page does that one itself.)
+   */
+  save(): Promise<boolean>;
+  /** Marks the local edits up to horizon (default: all) saved and sends a SavedMessage. */
+  saved(horizon?: string, vector?: Record<string, number>): void;
+
+  /** A message from the transport (parsed or text); throws the engine's MapcrdtError for a bad one, changing nothing. */
+  receive(message: MessageInput): import("./index.js").Change[];
+  /** uMap's onOperationMessage: receive() of payload as an OperationMessage. */
+  onOperationMessage(payload: { [key: string]: unknown }): import("./index.js").Change[];
+  /** peers, or {} before any. */
+  getPeers(): unknown;
+}
+
+/** Makes a UmapSyncEngine over options.engine, or over a new engine (options.engineOptions). */
+export function createUmapSync(options: CreateUmapSyncOptions): Promise<UmapSyncEngine>;

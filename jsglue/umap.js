@@ -1,0 +1,412 @@
+// mapcrdt/umap — a mapcrdt engine behind the surface uMap's frontend calls on its own sync
+// engine (umap/static/umap/js/modules/sync/engine.js, class SyncEngine). umap.d.ts has the
+// types; README "uMap" says how to swap it in.
+//
+//   import { createUmapSync } from "mapcrdt/umap";
+//   const sync = await createUmapSync({ updaters: { map: new MapUpdater(app), … } });
+//   const transport = new WebSocketTransport(sync);             // uMap's; calls sync.receive
+//   await transport.connect(url, token, sync.peerId, username);
+//   sync.attach(transport);                                      // sends what waited
+//
+// Local calls (upsert, update, delete, batches, proxy(object)) become engine edits; the
+// engine's outgoing messages go to transport.send(kind, payload) whenever the transport is
+// open (what was made offline waits in the engine's outbox). Incoming messages go to
+// engine.receive. Every visible change the engine reports for a remote edit, an undo or a
+// redo is applied through the updaters with the call uMap's own engine would make for the
+// operation behind it:
+//   created                → updater.upsert({verb: "upsert", subject, metadata, value})
+//   set of a key           → updater.update({verb: "update", subject, metadata, key, value})
+//   unset of a key         → updater.update({verb: "update", subject, metadata, key})  (no value: uMap's unset)
+//   set of the whole value → updater.upsert({verb: "upsert", subject, metadata, value})
+//   deleted                → updater.delete({verb: "delete", subject, metadata})
+// through updater.applyMessage(operation) when the updater has one (uMap's BaseUpdater), as
+// uMap's _applyOperation does. Local edits are not applied (uMap's UI made them already).
+
+import { createEngine, JSONText, MapcrdtError } from "./index.js";
+
+const PEER_KINDS = ["JoinResponse", "ListPeersResponse"];
+const SAVED = ["SavedMessage"];
+// createUmapSync's mark on the options of an adapter over an engine it made (closed with it).
+const OWNS = Symbol("owns engine");
+
+/** A uMap-shaped sync engine backed by a mapcrdt engine. */
+export class UmapSyncEngine {
+  #engine;
+  #ownsEngine;
+  #off;
+  #depth = 0;
+  #onError;
+  #onStateChange;
+  #onReconnect;
+
+  constructor(engine, options) {
+    if (engine === null || typeof engine !== "object" || typeof engine.onChange !== "function") {
+      throw new MapcrdtError("bad_option", "UmapSyncEngine needs a mapcrdt engine (createEngine)");
+    }
+    const { updaters, transport, onError, onStateChange, onReconnect } = options ?? {};
+    if (updaters === null || typeof updaters !== "object") {
+      throw new MapcrdtError("bad_option", "UmapSyncEngine needs updaters: {map, feature, datalayer, …}");
+    }
+    for (const [name, fn] of [
+      ["onError", onError],
+      ["onStateChange", onStateChange],
+      ["onReconnect", onReconnect],
+    ]) {
+      if (fn !== undefined && typeof fn !== "function") throw new MapcrdtError("bad_option", `${name} must be a function`);
+    }
+    this.#engine = engine;
+    this.#ownsEngine = options[OWNS] === true;
+    this.updaters = updaters;
+    this.transport = undefined;
+    this.websocketConnected = false;
+    this.closeRequested = false;
+    this.offline = false;
+    this.peers = undefined;
+    this.#onError = onError ?? ((error) => queueMicrotask(() => { throw error; }));
+    this.#onStateChange = onStateChange;
+    this.#onReconnect = onReconnect;
+    this.#off = engine.onChange((event) => {
+      if (event.origin === "local") return; // uMap's UI already shows its own edits
+      for (const change of event.changes) this.#apply(change);
+    });
+    // uMap's code reads the undo manager of its engine (undo, redo, isDirty, toggleState).
+    this._undoManager = {
+      undo: () => this.undo(),
+      redo: () => this.redo(),
+      isDirty: () => this.isDirty(),
+      toggleState: () => this.#stateChanged(),
+    };
+    if (transport !== undefined) this.attach(transport);
+  }
+
+  /** The mapcrdt engine behind the adapter. */
+  get engine() {
+    return this.#engine;
+  }
+
+  /** This replica's peer id (what uMap's transport sends in its JoinRequest). */
+  get peerId() {
+    return this.#engine.peerId;
+  }
+
+  get isOpen() {
+    return this.transport?.isOpen;
+  }
+
+  // --- the connection ------------------------------------------------------------------
+
+  /** Uses transport from now on (a connected one) and sends what waited. */
+  attach(transport) {
+    if (transport === null || typeof transport !== "object" || typeof transport.send !== "function") {
+      throw new MapcrdtError("bad_option", "a transport has a send(kind, payload) method");
+    }
+    this.transport = transport;
+    this.closeRequested = false;
+    this.onConnection();
+  }
+
+  /** uMap's transport calls this once connected: sends what waited, updates the peer count. */
+  onConnection() {
+    this.websocketConnected = true;
+    this.#flush();
+    this.#peersChanged();
+  }
+
+  /** uMap's transport calls this when the socket closed unasked: edits wait until attach(). */
+  reconnect() {
+    this.websocketConnected = false;
+    this.#peersChanged();
+    this.#onReconnect?.(this);
+  }
+
+  /** Closes the transport (uMap's stop()); edits wait in the engine until the next attach(). */
+  stop() {
+    const transport = this.transport;
+    this.transport = undefined;
+    this.websocketConnected = false;
+    if (transport && typeof transport.close === "function") transport.close();
+  }
+
+  /** Stops, unsubscribes from the engine, and closes it if createUmapSync made it. */
+  close() {
+    this.stop();
+    this.#off();
+    if (this.#ownsEngine) this.#engine.close();
+  }
+
+  // --- local edits (engine.js SyncEngine) -----------------------------------------------
+
+  upsert(subject, metadata, value, oldValue) {
+    this.#engine.upsert(subject, meta(metadata), value, old(oldValue));
+    this.#edited();
+  }
+
+  /**
+   * uMap's update; a value of undefined unsets the key. The 6th argument ({undo}) is
+   * accepted and ignored: every mapcrdt edit is undoable.
+   */
+  update(subject, metadata, key, value, oldValue, _options) {
+    if (value === undefined) this.#engine.unset(subject, meta(metadata), key, old(oldValue));
+    else this.#engine.update(subject, meta(metadata), key, value, old(oldValue));
+    this.#edited();
+  }
+
+  delete(subject, metadata, oldValue) {
+    this.#engine.delete(subject, meta(metadata), old(oldValue));
+    this.#edited();
+  }
+
+  /** Opens a batch; a batch opened inside one joins it (uMap's would drop the outer one's edits). */
+  startBatch() {
+    if (this.#depth === 0) this.#engine.startBatch();
+    this.#depth++;
+  }
+
+  /**
+   * Closes the batch: its edits leave as one message and are one undo step. subject and
+   * metadata (uMap's proxy passes the object's) are accepted and not used: the engine's batch
+   * message names its first operation's subject and metadata. Throws "bad_state" when no batch
+   * is open.
+   */
+  commitBatch(_subject, _metadata) {
+    if (this.#depth === 0) throw new MapcrdtError("bad_state", "commitBatch without startBatch");
+    this.#depth--;
+    if (this.#depth > 0) return;
+    this.#engine.commitBatch();
+    this.#edited();
+  }
+
+  /**
+   * A proxy of this engine whose upsert, update, delete and commitBatch take the subject and
+   * metadata from object.getSyncMetadata(), read at each call.
+   */
+  proxy(object) {
+    return new Proxy(this, {
+      get(target, prop) {
+        if (prop === "upsert" || prop === "update" || prop === "delete" || prop === "commitBatch") {
+          const { subject, metadata } = object.getSyncMetadata();
+          return target[prop].bind(target, subject, metadata);
+        }
+        const v = Reflect.get(target, prop, target);
+        return typeof v === "function" ? v.bind(target) : v;
+      },
+    });
+  }
+
+  // --- undo ------------------------------------------------------------------------------
+
+  /** Undoes the latest local step; the updaters get its changes, the peers its operations. */
+  undo() {
+    const result = this.#engine.undo();
+    this.#edited();
+    return result;
+  }
+
+  redo() {
+    const result = this.#engine.redo();
+    this.#edited();
+    return result;
+  }
+
+  canUndo() {
+    return this.#engine.canUndo();
+  }
+
+  canRedo() {
+    return this.#engine.canRedo();
+  }
+
+  /** Whether local edits are not saved yet (engine.dirty()). */
+  isDirty() {
+    return this.#engine.dirty().length > 0;
+  }
+
+  // --- saving ------------------------------------------------------------------------------
+
+  /**
+   * uMap's save(): calls save() once on each stored object (updater.getStoredObject(metadata))
+   * with unsaved local edits, parents first; stops at the first that resolves falsy (false).
+   * Then announces the save to the peers (saved()) and returns true.
+   */
+  async save() {
+    const objects = [];
+    for (const { subject, metadata } of this.#engine.dirty()) {
+      const updater = this.updaters[subject];
+      const obj = typeof updater?.getStoredObject === "function" ? updater.getStoredObject({ ...metadata }) : undefined;
+      if (obj && !objects.includes(obj)) objects.push(obj);
+    }
+    // What is saved: the edits held now, not those made while the saves are under way.
+    const horizon = this.#engine.clock();
+    const vector = this.#engine.vector();
+    for (const obj of objects) {
+      if (!(await obj.save())) return false;
+    }
+    this.saved(horizon, vector);
+    return true;
+  }
+
+  /** uMap's saved(): marks the local edits saved and sends a SavedMessage. */
+  saved(horizon, vector) {
+    const hlc = horizon ?? this.#engine.clock();
+    this.#engine.markSaved(hlc);
+    const payload = { sender: this.peerId, lastKnownHLC: hlc, vector: vector ?? this.#engine.vector() };
+    if (this.#canSend()) {
+      try {
+        this.transport.send("SavedMessage", payload);
+      } catch (e) {
+        this.#onError(e, undefined);
+      }
+    }
+    this.#stateChanged();
+  }
+
+  // --- incoming ---------------------------------------------------------------------------
+
+  /**
+   * What uMap's transport calls with each message (parsed, or text): any kind the engine
+   * takes. A message the engine refuses throws its MapcrdtError and changes nothing.
+   */
+  receive(message) {
+    const changes = this.#engine.receive(message);
+    const m = parsedIf(message, PEER_KINDS) ?? parsedIf(message, SAVED);
+    if (m !== undefined && PEER_KINDS.includes(m.kind)) {
+      this.peers = m.peers;
+      this.#peersChanged();
+    }
+    this.#flush();
+    // A peer's save changes what is dirty (uMap's onSavedMessage toggles the undo state too).
+    if (changes.length > 0 || m?.kind === "SavedMessage") this.#stateChanged();
+    return changes;
+  }
+
+  /** uMap's onOperationMessage(payload): an OperationMessage without its kind. */
+  onOperationMessage(payload) {
+    return this.receive({ ...payload, kind: "OperationMessage" });
+  }
+
+  /** The peers of the last JoinResponse or ListPeersResponse, as the relay sent them ({} before). */
+  getPeers() {
+    return this.peers || {};
+  }
+
+  // --- internals ---------------------------------------------------------------------------
+
+  #edited() {
+    if (this.#depth === 0) this.#flush();
+    this.#stateChanged();
+  }
+
+  #canSend() {
+    return this.transport !== undefined && !this.offline && this.transport.isOpen !== false;
+  }
+
+  #flush() {
+    if (!this.#canSend()) return; // the engine keeps its outbox until then
+    const transport = this.transport;
+    for (const text of this.#engine.flush()) {
+      const { kind, ...payload } = JSON.parse(text);
+      try {
+        transport.send(kind, payload);
+      } catch (e) {
+        // A socket closing under us: the rest of this flush is gone from the outbox, and the
+        // peers fetch it when this replica rejoins (their sync request on its arrival).
+        this.#onError(e, undefined);
+        return;
+      }
+    }
+  }
+
+  #peersChanged() {
+    this.#call(this.updaters.map, "update", { key: "numberOfConnectedPeers" }, undefined);
+  }
+
+  #stateChanged() {
+    if (!this.#onStateChange) return;
+    try {
+      this.#onStateChange({ canUndo: this.#engine.canUndo(), canRedo: this.#engine.canRedo(), dirty: this.isDirty() });
+    } catch (e) {
+      this.#onError(e, undefined);
+    }
+  }
+
+  #apply(change) {
+    const { kind, subject, key } = change;
+    const updater = this.updaters[subject];
+    if (updater === undefined || updater === null) {
+      this.#onError(new MapcrdtError("unknown_subject", `no updater for ${subject}`), change);
+      return;
+    }
+    const metadata = { ...change.metadata };
+    if (kind === "deleted") {
+      this.#call(updater, "delete", { verb: "delete", subject, metadata }, change);
+    } else if (key !== undefined && kind === "set") {
+      this.#call(updater, "update", { verb: "update", subject, metadata, key, value: change.value }, change);
+    } else if (key !== undefined) {
+      this.#call(updater, "update", { verb: "update", subject, metadata, key }, change);
+    } else {
+      const value = kind === "unset" ? {} : change.value;
+      if (typeof updater.upsert === "function") {
+        this.#call(updater, "upsert", { verb: "upsert", subject, metadata, value }, change);
+      } else if (value !== null && typeof value === "object" && !Array.isArray(value)) {
+        // An updater without upsert (uMap's map and permissions updaters): one update per
+        // top-level key.
+        for (const k of Object.keys(value)) {
+          this.#call(updater, "update", { verb: "update", subject, metadata, key: k, value: value[k] }, change);
+        }
+      }
+    }
+  }
+
+  #call(updater, verb, operation, change) {
+    if (updater === undefined || updater === null) return;
+    try {
+      if (typeof updater[verb] !== "function") return; // uMap's updaters lack what never happens to them
+      if (typeof updater.applyMessage === "function" && operation.verb === verb) updater.applyMessage(operation);
+      else updater[verb](operation);
+    } catch (e) {
+      this.#onError(e, change);
+    }
+  }
+}
+
+/**
+ * Makes a UmapSyncEngine: over options.engine, or over a new engine made with
+ * options.engineOptions (closed by the adapter's close()).
+ */
+export async function createUmapSync(options) {
+  const { engine, engineOptions, ...rest } = options ?? {};
+  if (engine !== undefined) return new UmapSyncEngine(engine, rest);
+  const made = await createEngine(engineOptions);
+  try {
+    return new UmapSyncEngine(made, { ...rest, [OWNS]: true });
+  } catch (e) {
+    made.close();
+    throw e;
+  }
+}
+
+// uMap's map has no metadata (getSyncMetadata gives {subject: "map"}): the engine takes {}.
+function meta(metadata) {
+  return metadata === undefined ? {} : metadata;
+}
+
+function old(oldValue) {
+  return oldValue === undefined ? undefined : { oldValue };
+}
+
+// parsedIf gives the message as an object when its kind is one of kinds (a message the engine
+// took, so valid), else undefined.
+function parsedIf(message, kinds) {
+  let m = message instanceof JSONText ? message.text : message;
+  if (typeof m === "string" || m instanceof Uint8Array || m instanceof ArrayBuffer) {
+    const text = typeof m === "string" ? m : new TextDecoder().decode(m);
+    if (!kinds.some((k) => text.includes(k))) return undefined;
+    try {
+      m = JSON.parse(text);
+    } catch {
+      return undefined;
+    }
+  }
+  if (m === null || typeof m !== "object" || !kinds.includes(m.kind)) return undefined;
+  return m;
+}
