@@ -1,6 +1,6 @@
 // The benchmark of issue 6: the same workloads through mapcrdt, Yjs and Loro in one Node
 // process, one table with ratios. Run by `make bench` (after `make build`), or
-// `node jsglue/bench/bench.js [--runs N] [--json]`.
+// `node jsglue/bench/bench.js [--runs N] [--json]`. browser.js runs them in headless Chromium.
 //
 //   W1  10,000 local edits over 1,000 features × 5 keys, each producing its message
 //   W2  a fresh replica catches up on all of them (time; bytes sent, raw and gzip -9)

@@ -78,9 +78,9 @@ function importMap() {
 }
 
 function pageHTML() {
-  return `<!doctype html><meta charset="utf-8"><title>mapcrdt benchmark</title>
+  return `<!doctype html><meta charset="utf-8"><title>mapcrdt benchmark</title><link rel="icon" href="data:,">
 <script type="importmap">${JSON.stringify(importMap())}</script>
-<script type="module" src="/bench/page.js"></script>
+<script type="module" src="/bench/page.js" onerror="window.result = {error: 'page.js or a module it imports failed to load'}"></script>
 `;
 }
 
@@ -145,17 +145,27 @@ async function runInChromium() {
     const cdp = await browser.newBrowserCDPSession();
     const version = await cdp.send("Browser.getVersion"); // product, jsVersion (V8), userAgent
     const page = await browser.newPage();
+    // A module that fails to load (a 404 in its graph, a bare name the import map lacks)
+    // leaves window.result unset: its error ends the wait, not the hang guard.
     const errors = [];
     page.on("pageerror", (e) => errors.push(String(e)));
+    page.on("response", (r) => {
+      if (r.status() >= 400) errors.push(`${r.url()}: HTTP ${r.status()}`);
+    });
     const query = new URLSearchParams({ runs: String(RUNS), bridge: BRIDGE ? "1" : "0" });
     if (ONLY) query.set("only", ONLY);
     await page.goto(`http://127.0.0.1:${server.address().port}/?${query}`);
     // A hang guard only: five runs of the three systems take well under a minute.
-    await page.waitForFunction(() => window.result !== undefined, null, { timeout: 600_000, polling: 250 });
-    const result = await page.evaluate(() => window.result);
-    if (!result.isolated) throw new Error("the page is not cross-origin isolated (its clock would be rounded to 100 µs)");
-    if (result.error) throw new Error(`the page failed: ${result.error}`);
+    const deadline = Date.now() + 600_000;
+    let result;
+    while ((result = await page.evaluate(() => window.result)) === undefined) {
+      if (errors.length > 0) throw new Error(`the page failed to load: ${errors.join("\n")}`);
+      if (Date.now() > deadline) throw new Error("the page set no result in 10 minutes");
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    if (result.error) throw new Error(`the page failed: ${[result.error, ...errors].join("\n")}`);
     if (errors.length > 0) throw new Error(`the page's uncaught errors: ${errors.join("\n")}`);
+    if (!result.isolated) throw new Error("the page is not cross-origin isolated (its clock would be rounded to 100 µs)");
     return { ...result, product: version.product, v8: version.jsVersion };
   } finally {
     await browser.close();
