@@ -21,8 +21,8 @@ import { setFlagsFromString } from "node:v8";
 import { PerformanceObserver } from "node:perf_hooks";
 import { runInNewContext } from "node:vm";
 import { systems as allSystems, mapcrdt } from "./systems.js";
-import { ops, OPS, FEATURES } from "./workload.js";
-import { runOnce, summarize, table, perRunLines, bridgeLines, bridgeOverhead } from "./core.js";
+import { OPS, FEATURES } from "./workload.js";
+import { runOnce, summarize, table, perRunLines, bridgeLines, bridgeOverhead, memoryAfterW2 } from "./core.js";
 
 const args = process.argv.slice(2);
 const RUNS = Number(args.includes("--runs") ? args[args.indexOf("--runs") + 1] : 5);
@@ -55,40 +55,17 @@ function loroMemory() {
 
 async function memoryChild(name) {
   const sys = systems.find((s) => s.name === name);
-  const a = await sys.replica(0);
-  for (let i = 0; i < OPS; i++) sys.edit(a, ops[i]);
-  const wasm = name === "Loro" ? loroMemory() : null;
-  let probe = null;
-  if (name === "mapcrdt") probe = a;
-  const measure = () => {
-    let wasmBytes = 0;
-    let goHeap = 0;
-    // Go's collection first: it may grow the wasm memory, which must be in both the wasm
-    // size and process.memoryUsage() read below (read before it, 9 pages of growth once
-    // showed up as 0.6 MB of JS heap).
-    if (probe) goHeap = probe.memory(true).heapAlloc;
-    gc();
-    gc();
-    const m = process.memoryUsage();
-    if (wasm) wasmBytes = wasm.buffer.byteLength;
-    if (probe) wasmBytes = probe.memory(false).wasmMemory;
-    return { js: m.heapUsed + m.external, wasmBytes, goHeap };
-  };
-  const before = measure();
-  const b = await sys.replica(1);
-  sys.catchUp(a, b);
-  const after = measure();
-  const wasmGrowth = after.wasmBytes - before.wasmBytes;
-  // process.memoryUsage().external counts a WebAssembly.Memory's buffer: take its growth out,
-  // or a wasm system's memory growth would be counted twice (once here, once as wasmGrowth
-  // or inside the Go heap).
-  const js = after.js - before.js - wasmGrowth;
-  const go = after.goHeap - before.goHeap;
-  // mapcrdt: the Go heap the replica holds (exact, after a collection); the wasm memory
-  // only grows by whole pages and keeps what the runtime reserved, so it is reported aside.
-  const total = name === "mapcrdt" ? go + Math.max(js, 0) : wasmGrowth + Math.max(js, 0);
-  process.stdout.write(JSON.stringify({ total, js, wasmGrowth, go }) + "\n");
-  globalThis.keep = [a, b];
+  const m = await memoryAfterW2(sys, {
+    gc,
+    // process.memoryUsage().external counts a WebAssembly.Memory's buffer.
+    jsHeap: () => {
+      const u = process.memoryUsage();
+      return u.heapUsed + u.external;
+    },
+    heapCountsWasm: true,
+    wasmMemory: name === "Loro" ? loroMemory() : null,
+  });
+  process.stdout.write(JSON.stringify(m) + "\n");
 }
 
 function memoryOf(name) {

@@ -12,12 +12,11 @@
 // What differs from bench.js:
 // - W2's gzip -9 bytes are computed here, from the payload each run POSTs (a page has no
 //   gzip -9: CompressionStream takes no level).
-// - No memory row. A page has no process to measure each system alone in, and its
-//   figures are not the ones bench.js adds up: performance.memory's JS heap leaves out
-//   what Node's `external` counts, and measureUserAgentSpecificMemory() needs a
-//   cross-origin isolated page and reports when a collection happens to run. The Go heap
-//   alone (engine.memory) would be honest for mapcrdt but has no counterpart in the others.
-//   bench.js's row stands for the browser too: the replicas hold the same data.
+// - The memory row is measured in a page of its own for each system (bench.js: a child
+//   process), whose JS heap is performance.memory.usedJSHeapSize, precise with
+//   --enable-precise-memory-info: it counts what Node's heapUsed + external count, but
+//   not the wasm memories (so no growth is taken out of it); see page.js. --no-memory
+//   leaves it out.
 // - The per-run rows mark Go's collections (*) only: V8's collections of the JS heap are
 //   not observable in a page (Node's PerformanceObserver of `gc` entries).
 
@@ -36,6 +35,7 @@ const args = process.argv.slice(2);
 const RUNS = Number(args.includes("--runs") ? args[args.indexOf("--runs") + 1] : 5);
 const ONLY = args.includes("--only") ? args[args.indexOf("--only") + 1] : null;
 const BRIDGE = !args.includes("--no-bridge");
+const MEMORY = !args.includes("--no-memory");
 const types = { ".js": "text/javascript", ".mjs": "text/javascript", ".wasm": "application/wasm", ".html": "text/html" };
 
 // ------------------------------------------------------------------ the import map
@@ -122,6 +122,36 @@ function chromiumPath() {
   throw new Error("chromium not found: apt-get install -y --no-install-recommends chromium (or set CHROMIUM=/path)");
 }
 
+/** Loads url in a new context of browser; returns the page's window.result. */
+async function pageResult(browser, url) {
+  const context = await browser.newContext();
+  try {
+    const page = await context.newPage();
+    // A module that fails to load (a 404 in its graph, a bare name the import map lacks)
+    // leaves window.result unset: its error ends the wait, not the hang guard.
+    const errors = [];
+    page.on("pageerror", (e) => errors.push(String(e)));
+    page.on("response", (r) => {
+      if (r.status() >= 400) errors.push(`${r.url()}: HTTP ${r.status()}`);
+    });
+    await page.goto(url);
+    // A hang guard only: five runs of the three systems take well under a minute.
+    const deadline = Date.now() + 600_000;
+    let result;
+    while ((result = await page.evaluate(() => window.result)) === undefined) {
+      if (errors.length > 0) throw new Error(`the page failed to load: ${errors.join("\n")}`);
+      if (Date.now() > deadline) throw new Error("the page set no result in 10 minutes");
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    if (result.error) throw new Error(`the page failed: ${[result.error, ...errors].join("\n")}`);
+    if (errors.length > 0) throw new Error(`the page's uncaught errors: ${errors.join("\n")}`);
+    if (!result.isolated) throw new Error("the page is not cross-origin isolated (its clock would be rounded to 100 µs)");
+    return result;
+  } finally {
+    await context.close();
+  }
+}
+
 async function runInChromium() {
   const { chromium } = createRequire(join(root, "package.json"))("playwright-core");
   const server = await serve();
@@ -139,34 +169,21 @@ async function runInChromium() {
       "--no-first-run",
       "--disable-quic",
       "--js-flags=--expose-gc", // gc() between runs, as bench.js
+      "--enable-precise-memory-info", // performance.memory to the byte (the memory row)
     ],
   });
   try {
     const cdp = await browser.newBrowserCDPSession();
     const version = await cdp.send("Browser.getVersion"); // product, jsVersion (V8), userAgent
-    const page = await browser.newPage();
-    // A module that fails to load (a 404 in its graph, a bare name the import map lacks)
-    // leaves window.result unset: its error ends the wait, not the hang guard.
-    const errors = [];
-    page.on("pageerror", (e) => errors.push(String(e)));
-    page.on("response", (r) => {
-      if (r.status() >= 400) errors.push(`${r.url()}: HTTP ${r.status()}`);
-    });
-    const query = new URLSearchParams({ runs: String(RUNS), bridge: BRIDGE ? "1" : "0" });
-    if (ONLY) query.set("only", ONLY);
-    await page.goto(`http://127.0.0.1:${server.address().port}/?${query}`);
-    // A hang guard only: five runs of the three systems take well under a minute.
-    const deadline = Date.now() + 600_000;
-    let result;
-    while ((result = await page.evaluate(() => window.result)) === undefined) {
-      if (errors.length > 0) throw new Error(`the page failed to load: ${errors.join("\n")}`);
-      if (Date.now() > deadline) throw new Error("the page set no result in 10 minutes");
-      await new Promise((resolve) => setTimeout(resolve, 250));
-    }
-    if (result.error) throw new Error(`the page failed: ${[result.error, ...errors].join("\n")}`);
-    if (errors.length > 0) throw new Error(`the page's uncaught errors: ${errors.join("\n")}`);
-    if (!result.isolated) throw new Error("the page is not cross-origin isolated (its clock would be rounded to 100 µs)");
-    return { ...result, product: version.product, v8: version.jsVersion };
+    const url = (query) => `http://127.0.0.1:${server.address().port}/?${new URLSearchParams(query)}`;
+    const query = { runs: String(RUNS), bridge: BRIDGE ? "1" : "0" };
+    if (ONLY) query.only = ONLY;
+    const result = await pageResult(browser, url(query));
+    const names = Object.keys(result.runs);
+    // Each system's memory in a fresh context (its own renderer), after the runs, as bench.js.
+    const mem = MEMORY ? {} : null;
+    if (mem) for (const name of names) mem[name] = (await pageResult(browser, url({ memory: name }))).memory;
+    return { ...result, mem, product: version.product, v8: version.jsVersion };
   } finally {
     await browser.close();
     server.close();
@@ -174,20 +191,27 @@ async function runInChromium() {
 }
 
 async function main() {
-  const { runs, bridge, userAgent, product, v8 } = await runInChromium();
+  const { runs, mem, bridge, userAgent, product, v8 } = await runInChromium();
   const names = Object.keys(runs);
   const results = summarize(runs);
   console.log(`mapcrdt benchmark: ${OPS} ops over ${FEATURES} features × 5 keys; medians of ${RUNS} runs (${product}, V8 ${v8}, headless)`);
   console.log(`userAgent: ${userAgent}`);
   console.log();
-  for (const l of table(names, results, null)) console.log(l);
+  for (const l of table(names, results, mem)) console.log(l);
   console.log("\nmapcrdt per run (run 1 first; * a Go collection ran inside the workload; V8's collections are not observable in a page):");
   for (const l of perRunLines(runs.mapcrdt, null)) console.log(l);
+  if (mem) {
+    console.log(
+      `\nmemory: mapcrdt = Go heap retained (after GC) + JS heap delta; Yjs = JS heap delta; Loro = wasm memory growth + JS heap delta` +
+        `\n        (JS heap delta: performance.memory.usedJSHeapSize, which counts ArrayBuffers but not the wasm memories; each system in a page of its own).` +
+        `\n        mapcrdt wasm memory growth: ${(mem.mapcrdt.wasmGrowth / 1048576).toFixed(2)} MB (pages the Go runtime reserved; never returned)`,
+    );
+  }
   if (bridge) {
     console.log();
     for (const l of bridgeLines(bridge)) console.log(l);
   }
-  if (args.includes("--json")) console.log(JSON.stringify({ browser: { product, v8, userAgent }, results, mem: null, bridge }));
+  if (args.includes("--json")) console.log(JSON.stringify({ browser: { product, v8, userAgent }, results, mem, bridge }));
 }
 
 await main();

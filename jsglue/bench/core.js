@@ -104,6 +104,51 @@ export function summarize(all) {
   return results;
 }
 
+// ------------------------------------------------------------------ memory
+
+/**
+ * The memory the caught-up replica of W2 holds: {total, js, wasmGrowth, go} in bytes, run
+ * on its own (bench.js: a child process per system; browser.js: a page per system).
+ * gc() collects the JS heap; jsHeap() reads it (Node: heapUsed + external; Chromium:
+ * performance.memory.usedJSHeapSize, which counts ArrayBuffers but not wasm memories);
+ * heapCountsWasm says whether that figure counts the system's wasm memory; wasmMemory is
+ * Loro's WebAssembly.Memory. The replicas stay alive (globalThis.keep) after the reading.
+ */
+export async function memoryAfterW2(sys, { gc, jsHeap, heapCountsWasm, wasmMemory }) {
+  const a = await sys.replica(0);
+  for (let i = 0; i < OPS; i++) sys.edit(a, ops[i]);
+  const probe = sys === mapcrdt ? a : null;
+  const measure = () => {
+    let wasmBytes = 0;
+    let goHeap = 0;
+    // Go's collection first: it may grow the wasm memory, which must be in both the wasm
+    // size and the JS heap's figure read below (read before it, 9 pages of growth once
+    // showed up as 0.6 MB of JS heap).
+    if (probe) goHeap = probe.memory(true).heapAlloc;
+    gc();
+    gc();
+    const js = jsHeap();
+    if (wasmMemory) wasmBytes = wasmMemory.buffer.byteLength;
+    if (probe) wasmBytes = probe.memory(false).wasmMemory;
+    return { js, wasmBytes, goHeap };
+  };
+  const before = measure();
+  const b = await sys.replica(1);
+  sys.catchUp(a, b);
+  const after = measure();
+  const wasmGrowth = after.wasmBytes - before.wasmBytes;
+  // Where the JS heap's figure counts a WebAssembly.Memory's buffer, its growth is taken
+  // out, or a wasm system's memory growth would be counted twice (once here, once as
+  // wasmGrowth or inside the Go heap).
+  const js = after.js - before.js - (heapCountsWasm ? wasmGrowth : 0);
+  const go = after.goHeap - before.goHeap;
+  // mapcrdt: the Go heap the replica holds (exact, after a collection); the wasm memory
+  // only grows by whole pages and keeps what the runtime reserved, so it is reported aside.
+  const total = probe ? go + Math.max(js, 0) : wasmGrowth + Math.max(js, 0);
+  globalThis.keep = [a, b];
+  return { total, js, wasmGrowth, go };
+}
+
 // ------------------------------------------------------------------ bridge overhead
 
 export async function bridgeOverhead() {

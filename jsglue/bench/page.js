@@ -7,14 +7,15 @@
 // (isolated: crossOriginIsolated, which gives performance.now() its 5 µs resolution.)
 //
 // The query string: runs=N, only=Yjs,Loro (mapcrdt always runs), bridge=0 (no bridge
-// figures). As in bench.js, the JS heap is collected between runs (gc(), which the browser
+// figures); or memory=NAME alone, for a page of its own that only measures the memory of
+// NAME's caught-up replica (core.js's memoryAfterW2), its result {isolated, memory}. As in bench.js, the JS heap is collected between runs (gc(), which the browser
 // exposes with --js-flags=--expose-gc). W2's gzip -9 size is not taken here (the page's
 // CompressionStream has no level): each run's payload is POSTed to /gzip, out of the timed
 // parts, and browser.js answers with gzip -9's size, as bench.js computes it.
 
 import initLoro from "loro-crdt";
 import { systems as allSystems, mapcrdt } from "./systems.js";
-import { runOnce, bridgeOverhead } from "./core.js";
+import { runOnce, bridgeOverhead, memoryAfterW2 } from "./core.js";
 
 const params = new URLSearchParams(location.search);
 const RUNS = Number(params.get("runs") ?? 5);
@@ -30,9 +31,21 @@ async function gzipSize(payload) {
 async function main() {
   // Loro's web build instantiates its wasm module (fetched next to its index.js) here,
   // once; systems.js's LoroDoc is the same module's.
-  await initLoro();
+  const loroWasm = await initLoro();
   const gc = globalThis.gc;
   if (typeof gc !== "function") throw new Error("gc() is not exposed: launch chromium with --js-flags=--expose-gc");
+  if (params.has("memory")) {
+    const name = params.get("memory");
+    // usedJSHeapSize is rounded to coarse buckets unless chromium runs with
+    // --enable-precise-memory-info. It counts the JS heap and ArrayBuffers, not the
+    // WebAssembly.Memory of a module (Chromium 156: a 50 MB ArrayBuffer showed up as 50 MB,
+    // a memory of 6.5 MB grown by 52 MB as nothing), so no wasm growth is taken out of it.
+    const memory = await memoryAfterW2(
+      allSystems.find((s) => s.name === name),
+      { gc, jsHeap: () => performance.memory.usedJSHeapSize, heapCountsWasm: false, wasmMemory: name === "Loro" ? loroWasm.memory : null },
+    );
+    return { isolated: globalThis.crossOriginIsolated, memory };
+  }
   const runs = Object.fromEntries(systems.map((s) => [s.name, []]));
   for (let run = 0; run < RUNS; run++) {
     for (const sys of systems) {

@@ -1,5 +1,6 @@
 // The benchmark's browser twin (jsglue/bench/browser.js) still runs: one run of W1–W4 for
-// the three systems in headless chromium, every workload converged, the JSON's shape, and
+// the three systems in headless chromium, every workload converged, the JSON's shape (the
+// memory row's too), and
 // the same workload as bench.js's in Node (Loro's bytes, which depend on no clock and no
 // random id, equal to the byte). No timing is asserted. Skipped when chromium is not
 // installed (but in CI, where it fails), as the other browser tests.
@@ -34,7 +35,6 @@ test("browser.js: one run of the three systems in chromium converges, and is ben
   assert.deepEqual(Object.keys(got).sort(), ["bridge", "browser", "mem", "results"]);
   assert.match(got.browser.v8, /^\d+\.\d+\.\d+/);
   assert.match(got.browser.userAgent, /Chrome\/\d+/);
-  assert.equal(got.mem, null);
   assert.deepEqual(Object.keys(got.results), ["mapcrdt", "Yjs", "Loro"]);
   for (const [name, r] of Object.entries(got.results)) {
     for (const key of ["w2ok", "w3ok", "w4ok"]) assert.equal(r[key], true, `${name} ${key}`);
@@ -44,6 +44,14 @@ test("browser.js: one run of the three systems in chromium converges, and is ben
     assert.ok(r.w2gzip < r.w2bytes, `${name}: gzip -9 of W2's payload ${r.w2gzip} ≥ its ${r.w2bytes} bytes`);
     assert.equal(r.w2payload, undefined, `${name}: the payload came back in the results`);
   }
+  // The memory row: each system's caught-up replica measured in its own page.
+  assert.deepEqual(Object.keys(got.mem), ["mapcrdt", "Yjs", "Loro"]);
+  for (const [name, m] of Object.entries(got.mem)) {
+    assert.ok(Number.isFinite(m.total) && m.total > 0, `${name} memory ${m.total}`);
+  }
+  assert.ok(got.mem.mapcrdt.go > 0, "mapcrdt: no Go heap held by the caught-up replica");
+  assert.ok(got.mem.Loro.wasmGrowth > 0, "Loro: its wasm memory did not grow");
+  assert.match(out, /^memory after W2 \(MB\) /m);
   for (const key of ["exportRaw", "exportCall", "funcofCall", "export18", "funcof18", "export10k", "funcof10k"]) {
     assert.ok(Number.isFinite(got.bridge[key]) && got.bridge[key] > 0, `bridge ${key}: ${got.bridge[key]}`);
   }
