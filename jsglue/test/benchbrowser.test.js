@@ -1,9 +1,8 @@
 // The benchmark's browser twin (jsglue/bench/browser.js) still runs: one run of W1–W4 for
 // the three systems in headless chromium, every workload converged, the JSON's shape (the
-// memory row's too), and
-// the same workload as bench.js's in Node (Loro's bytes, which depend on no clock and no
-// random id, equal to the byte). No timing is asserted. Skipped when chromium is not
-// installed (but in CI, where it fails), as the other browser tests.
+// memory row's too), and the same workload as bench.js's in Node (Loro's bytes, which
+// depend on no clock and no random id, equal to the byte). No timing is asserted. Skipped
+// when chromium is not installed (but in CI, where it fails), as the other browser tests.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
