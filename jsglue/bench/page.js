@@ -8,8 +8,10 @@
 //
 // The query string: runs=N, only=Yjs,Loro (mapcrdt always runs), bridge=0 (no bridge
 // figures); or memory=NAME alone, for a page of its own that only measures the memory of
-// NAME's caught-up replica (core.js's memoryAfterW2), its result {isolated, memory}. As in bench.js, the JS heap is collected between runs (gc(), which the browser
-// exposes with --js-flags=--expose-gc). W2's gzip -9 size is not taken here (the page's
+// NAME's caught-up replica (core.js's memoryAfterW2), its result {isolated, memory}.
+//
+// As in bench.js, the JS heap is collected between runs (gc(), which the browser exposes
+// with --js-flags=--expose-gc). W2's gzip -9 size is not taken here (the page's
 // CompressionStream has no level): each run's payload is POSTed to /gzip, out of the timed
 // parts, and browser.js answers with gzip -9's size, as bench.js computes it.
 
