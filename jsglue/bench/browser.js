@@ -203,7 +203,7 @@ async function main() {
   if (mem) {
     console.log(
       `\nmemory: mapcrdt = Go heap retained (after GC) + JS heap delta; Yjs = JS heap delta; Loro = wasm memory growth + JS heap delta` +
-        `\n        (JS heap delta: performance.memory.usedJSHeapSize, which counts ArrayBuffers but not the wasm memories; each system in a page of its own).` +
+        `\n        (JS heap delta: performance.memory.usedJSHeapSize, which counts ArrayBuffers, not wasm memories; a page per system).` +
         `\n        mapcrdt wasm memory growth: ${(mem.mapcrdt.wasmGrowth / 1048576).toFixed(2)} MB (pages the Go runtime reserved; never returned)`,
     );
   }

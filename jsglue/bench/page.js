@@ -42,10 +42,12 @@ async function main() {
     // --enable-precise-memory-info. It counts the JS heap and ArrayBuffers, not the
     // WebAssembly.Memory of a module (Chromium 156: a 50 MB ArrayBuffer showed up as 50 MB,
     // a memory of 6.5 MB grown by 52 MB as nothing), so no wasm growth is taken out of it.
-    const memory = await memoryAfterW2(
-      allSystems.find((s) => s.name === name),
-      { gc, jsHeap: () => performance.memory.usedJSHeapSize, heapCountsWasm: false, wasmMemory: name === "Loro" ? loroWasm.memory : null },
-    );
+    const memory = await memoryAfterW2(allSystems.find((s) => s.name === name), {
+      gc,
+      jsHeap: () => performance.memory.usedJSHeapSize,
+      heapCountsWasm: false,
+      wasmMemory: name === "Loro" ? loroWasm.memory : null,
+    });
     return { isolated: globalThis.crossOriginIsolated, memory };
   }
   const runs = Object.fromEntries(systems.map((s) => [s.name, []]));
