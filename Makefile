@@ -5,6 +5,7 @@
 #   make size    raw / gzip -9 / brotli -q 11 size of the .wasm
 #   make demo    the demo page and relay on http://$(ADDR)
 #   make bench   Go benchmarks, then jsglue/bench/bench.js and gcpause.js
+#   make bench-browser  bench.js's workloads in headless chromium (jsglue/bench/browser.js)
 #   make icount  BENCH=BenchmarkX: instructions per iteration (valgrind)
 #   make fuzz    every Go fuzz target for $(FUZZTIME) each
 #
@@ -34,7 +35,7 @@ E2E_TESTS := $(wildcard demo/e2e/*.test.js)
 NPM_STAMP := jsglue/node_modules/.package-lock.json
 
 .PHONY: all build size vet test test-go test-wasm test-js typecheck test-e2e \
-	fuzz bench icount demo deps clean
+	fuzz bench bench-browser icount demo deps clean
 
 all: build
 
@@ -180,6 +181,9 @@ bench: deps build
 	$(NODE) jsglue/bench/bench.js
 	@echo "== node jsglue/bench/gcpause.js"
 	$(NODE) jsglue/bench/gcpause.js
+
+bench-browser: deps build
+	$(NODE) jsglue/bench/browser.js
 
 # ---------------------------------------------------------------- demo
 

@@ -3,7 +3,9 @@
 //   name
 //   replica(i)          a fresh replica (async), i its index (peer ids differ)
 //   edit(rep, op)       one local edit; returns the message it produces (W1)
-//   catchUp(src, dst)   dst, fresh, catches up on everything src holds; returns the bytes sent
+//   catchUp(src, dst)   dst, fresh, catches up on everything src holds; returns {sent, payload}:
+//                       the messages sent (strings or byte arrays), and all of them as one
+//                       payload (for its gzip -9 size)
 //   apply(rep, msg)     applies one remote message (W3)
 //   sync(a, b)          a and b exchange everything each lacks (W4)
 //   digest(rep)         a canonical text of the visible state (convergence)
@@ -13,8 +15,10 @@
 // (the uMap wire format). In Yjs and Loro a feature is a map (Y.Map / LoroMap) in a root map,
 // keyed by feature id, holding the five keys as flat entries ("properties.name" → value),
 // geometry as a plain JSON value.
+//
+// Nothing here needs Node: browser.js's page imports this module too ("yjs" and
+// "loro-crdt" resolved by its import map, Loro's web build initialized before any run).
 
-import { createRequire } from "node:module";
 import * as Y from "yjs";
 import { LoroDoc, LoroMap } from "loro-crdt";
 import { createEngine } from "../index.js";
@@ -32,13 +36,11 @@ export const mapcrdt = {
   catchUp(src, dst) {
     // dst asks src for what it lacks; src answers with one ListOperationsResponse.
     const { replies } = src.onPeerMessage(dst.syncRequest(src.peerId));
-    let bytes = 0;
     for (const r of replies) {
-      bytes += Buffer.byteLength(r);
       const back = dst.onPeerMessage(r).replies;
       for (const b of back) src.onPeerMessage(b);
     }
-    return { bytes, payload: replies.join("\n") };
+    return { sent: replies, payload: replies.join("\n") };
   },
   apply(e, msg) {
     e.receive(msg);
@@ -96,7 +98,7 @@ export const yjs = {
   catchUp(src, dst) {
     const u = Y.encodeStateAsUpdate(src.doc);
     Y.applyUpdate(dst.doc, u);
-    return { bytes: u.byteLength, payload: u };
+    return { sent: [u], payload: u };
   },
   apply(rep, u) {
     Y.applyUpdate(rep.doc, u);
@@ -142,7 +144,7 @@ export const loro = {
   catchUp(src, dst) {
     const u = src.doc.export({ mode: "update" });
     dst.doc.import(u);
-    return { bytes: u.byteLength, payload: u };
+    return { sent: [u], payload: u };
   },
   apply(rep, u) {
     rep.doc.import(u);
@@ -166,12 +168,5 @@ export const loro = {
     rep.doc.free();
   },
 };
-
-/** The linear memory of Loro's wasm module (for the memory measurement). */
-export function loroMemory() {
-  const require = createRequire(import.meta.url);
-  const path = require.resolve("loro-crdt").replace(/index\.js$/, "loro_wasm.js");
-  return require(path).__wasm.memory;
-}
 
 export const systems = [mapcrdt, yjs, loro];
