@@ -137,7 +137,10 @@ export interface LeafletController {
    * A layer the user is dragging (a marker, a vertex of a line or polygon) is not redrawn
    * until the drag ends: at the release its geometry is sent if the drag changed it (the
    * later write: a peer's geometry received meanwhile is overwritten), then what the engine
-   * holds is drawn. A feature deleted meanwhile is removed at once.
+   * holds is drawn. A feature deleted meanwhile is removed at once. A committed line or
+   * polygon the user goes on drawing (Leaflet.Editable's continueForward, continueBackward,
+   * newShape, newHole) is held the same way until editable:drawing:end, where its geometry
+   * is sent if it changed (committed, or cancelled with the clicked points kept on the layer).
    */
   applyChanges(changes: readonly Change[]): void;
   /** Renders every feature of engine.state() and removes layers of absent features. */

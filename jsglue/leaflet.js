@@ -32,6 +32,11 @@
 // the drag changed it — the later write, which wins over the peer's on "geometry" — and then
 // the feature is drawn from the engine: the peer's other changes, and its geometry only if
 // the release sent none. A deletion is drawn at once (the drag cannot bring it back).
+// A committed line or polygon the user goes on drawing (Leaflet.Editable's continueForward,
+// continueBackward, newShape, newHole: from editable:drawing:start to editable:drawing:end)
+// is held the same way: reshaping it would replace the arrays the editor adds the clicked
+// points to, and they would be lost. At the drawing's end (committed, or cancelled with the
+// points it added kept on the layer) the layer's geometry is sent if it changed.
 //
 // The controller listens on the map (where Leaflet.Editable forwards its events), keeping
 // only layers of its featuresLayer. Layers the controller knows carry their identity in a
@@ -194,10 +199,11 @@ export function bindLeaflet(options) {
 
   /**
    * Per layer: identity and what is rendered.
-   * dragging: the user is dragging the layer (see render); held: a change arrived meanwhile.
+   * dragging: the user is dragging the layer; drawing: the user goes on drawing it (a committed
+   * line or polygon: see render); held: a change arrived meanwhile.
    * @type {WeakMap<any, {id: string, layerId: string, featureType: string, committed: boolean,
    *   engineGeometry: string, renderedGeometry: string, color: string, name: string, properties: any,
-   *   dragging?: boolean, held?: boolean}>}
+   *   dragging?: boolean, drawing?: boolean, held?: boolean}>}
    */
   const infos = new WeakMap();
   /** @type {Map<string, any>} feature id → layer */
@@ -330,7 +336,7 @@ export function bindLeaflet(options) {
     layers.delete(id);
     layer.off(layerEvents);
     const info = infos.get(layer);
-    if (info) info.dragging = false; // removed under the drag: nothing to send
+    if (info) info.dragging = info.drawing = false; // removed under the drag: nothing to send
     if (layer.editEnabled && layer.editEnabled()) layer.disableEdit();
     featuresLayer.removeLayer(layer);
     if (map.hasLayer(layer)) map.removeLayer(layer);
@@ -381,8 +387,8 @@ export function bindLeaflet(options) {
       return "ignored";
     }
     const value = engine.get("feature", { id, layerId: ident.layerId });
-    if (info && info.dragging && value !== undefined && value !== null) {
-      info.held = true; // drawn when the drag ends (endDrag)
+    if (info && (info.dragging || info.drawing) && value !== undefined && value !== null) {
+      info.held = true; // drawn when the drag or the drawing ends (endDrag, endDrawing)
       return "held";
     }
     const geometry = value && value.geometry;
@@ -573,11 +579,20 @@ export function bindLeaflet(options) {
     syncGeometry(e.layer);
   }
 
+  function onDrawingStart(e) {
+    if (unbound || !ours(e.layer)) return;
+    const info = infos.get(e.layer);
+    if (info.committed) info.drawing = true; // drawn on again (a new feature is not in the engine yet)
+  }
+
   function onDrawingEnd(e) {
     if (unbound || !ours(e.layer)) return;
     const layer = e.layer;
     const info = infos.get(layer);
-    if (info.committed) return;
+    if (info.committed) {
+      endDrawing(layer);
+      return;
+    }
     // Cancelled, or committed with too few points: it was never in the engine. Remove it
     // once Leaflet.Editable is done with it.
     setTimeout(() => {
@@ -605,6 +620,18 @@ export function bindLeaflet(options) {
     const info = infos.get(layer);
     if (!info || !info.dragging) return;
     info.dragging = false;
+    if (!info.drawing) finish(layer, info); // a vertex dragged while drawing: the drawing's end finishes
+  }
+
+  // endDrawing ends the drawing on of a committed layer (editable:drawing:end): as endDrag.
+  function endDrawing(layer) {
+    const info = infos.get(layer);
+    if (!info || !info.drawing) return;
+    info.drawing = false;
+    if (!info.dragging) finish(layer, info);
+  }
+
+  function finish(layer, info) {
     if (applying) queueMicrotask(() => finishDrag(layer, info)); // not inside a render
     else finishDrag(layer, info);
   }
@@ -656,6 +683,7 @@ export function bindLeaflet(options) {
     "editable:created": onCreated,
     "editable:drawing:commit": onDrawingCommit,
     "editable:edited": onEdited,
+    "editable:drawing:start": onDrawingStart,
     "editable:drawing:end": onDrawingEnd,
     "editable:vertex:dragstart": onVertexDragStart,
     "editable:vertex:dragend": onVertexDragEndOrDisable,
