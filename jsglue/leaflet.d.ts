@@ -122,7 +122,8 @@ export interface LeafletController {
    * `${layerId}-${index}` (its index in features); a number id is taken as its text.
    * Returns the ids seeded. A feature whose geometry the helper does not draw is skipped:
    * the helper draws Point, LineString, MultiLineString, Polygon and MultiPolygon
-   * geometries whose every position is [lng, lat] in finite numbers, and with no
+   * geometries whose every position is [lng, lat] or [lng, lat, alt] (more members
+   * allowed) in finite numbers only, lat within ±90 and lng within ±1,000,000, and with no
    * degenerate part (a line of fewer than 2 positions, a ring of fewer than 3 vertices, a
    * polygon or multi-geometry with no parts). A peer's feature with such a geometry is
    * not drawn either.

@@ -130,10 +130,11 @@ const POSITION_DEPTH = { Point: 0, LineString: 1, MultiLineString: 2, Polygon: 2
 
 /**
  * A geometry Leaflet can draw: a supported type whose coordinates nest positions as deep
- * as the type says, each position at least [lng, lat] as finite numbers, and no part
- * degenerate (empty, or too few vertices to be seen). A peer may send any JSON as a
- * geometry; Leaflet throws on a position it cannot read ("Invalid LatLng") and on an empty
- * line or ring ("latlngs not passed").
+ * as the type says, each position a place (validPosition), and no part degenerate (empty,
+ * or too few vertices to be seen). A peer may send any JSON as a geometry; Leaflet throws
+ * on a position it cannot read ("Invalid LatLng"), on an empty line or ring ("latlngs not
+ * passed"), and placing the label of a line or polygon far beyond the world (its squared
+ * distances overflow: "Invalid LatLng object: (NaN, NaN)").
  */
 function validGeometry(g) {
   return (
@@ -145,9 +146,23 @@ function validGeometry(g) {
   );
 }
 
+// The largest longitude drawn, either way: a line drawn across the antimeridian on a
+// wrapped world goes past ±180, a million degrees is no place a user drew, and near 1e150
+// Leaflet's distances overflow.
+const MAX_LNG = 1e6;
+
+/**
+ * A position [lng, lat, alt?, …] of numbers only (GeoJSON's; Leaflet reads a string or null
+ * altitude as NaN or 0, sent back so by the next drag), with lat within ±90 (beyond is no
+ * place: Leaflet would clamp it to the map's edge) and lng within ±MAX_LNG.
+ */
+function validPosition(c) {
+  return c.length >= 2 && c.every(Number.isFinite) && Math.abs(c[1]) <= 90 && Math.abs(c[0]) <= MAX_LNG;
+}
+
 function validPositions(c, depth) {
   if (!Array.isArray(c)) return false;
-  if (depth === 0) return c.length >= 2 && Number.isFinite(c[0]) && Number.isFinite(c[1]);
+  if (depth === 0) return validPosition(c);
   for (const x of c) if (!validPositions(x, depth - 1)) return false;
   return true;
 }

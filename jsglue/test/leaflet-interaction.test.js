@@ -31,13 +31,13 @@ function mkmap(cls) {
   featuresLayer.addTo(map);
   return { div, map, featuresLayer };
 }
-window.setup = async () => {
+window.setup = async (extra = {}) => {
   for (const c of current) { c.ctl.unbind(); c.map.remove(); c.div.remove(); }
   const A = mkmap("m"), B = mkmap("m m2");
   const a = await createEngine({ peerId: "a" + ++n });
   const b = await createEngine({ peerId: "b" + n });
-  const ctlA = bindLeaflet({ map: A.map, featuresLayer: A.featuresLayer, engine: a, layerId: "L1", L });
-  const ctlB = bindLeaflet({ map: B.map, featuresLayer: B.featuresLayer, engine: b, layerId: "L1", L });
+  const ctlA = bindLeaflet({ map: A.map, featuresLayer: A.featuresLayer, engine: a, layerId: "L1", L, ...extra });
+  const ctlB = bindLeaflet({ map: B.map, featuresLayer: B.featuresLayer, engine: b, layerId: "L1", L, ...extra });
   current = [{ ...A, ctl: ctlA }, { ...B, ctl: ctlB }];
   const env = { a, b, ctlA, ctlB, A, B };
   env.toA = () => { for (const m of b.flush()) a.receive(m); };
@@ -316,5 +316,141 @@ test("the Leaflet helper under a real drag or drawing when a peer's change or th
   assertConverged(r.many, "many changes during a drag");
   assert.equal(Object.keys(r.many.drawnA).length, 21);
   assert.notDeepEqual(r.many.engineA["L1/M"].coordinates, [2.3, 48.8], "the release wins over the peer's move");
+  assert.deepEqual(errors, []);
+});
+
+// Geometries a peer sends, through the helper and back: each drawn as Leaflet reads it, sent
+// back unchanged by a release that moved nothing, and with only the dragged vertex changed
+// by a vertex drag; positions Leaflet cannot place are not drawn, and stop nothing.
+async function driveGeometries(p) {
+  const ev = (f, arg) => p.evaluate(f, arg);
+  const out = {};
+  const outer = [[2.34, 48.84], [2.36, 48.84], [2.36, 48.86], [2.34, 48.86], [2.34, 48.84]];
+  const hole = [[2.345, 48.845], [2.355, 48.845], [2.355, 48.855], [2.345, 48.845]];
+  const other = [[2.37, 48.84, 30], [2.38, 48.84, 31], [2.38, 48.85, 32], [2.37, 48.84, 30]];
+  const good = {
+    multiPolygon: { type: "MultiPolygon", coordinates: [[outer, hole], [other]] },
+    holes: { type: "Polygon", coordinates: [outer, hole] },
+    multiLine: { type: "MultiLineString", coordinates: [[[2.34, 48.84], [2.35, 48.85]], [[2.36, 48.84], [2.37, 48.85], [2.38, 48.86]]] },
+    oneLine: { type: "MultiLineString", coordinates: [[[2.34, 48.84], [2.35, 48.85]]] },
+    onePolygon: { type: "MultiPolygon", coordinates: [[other]] },
+    altitude: { type: "LineString", coordinates: [[2.34, 48.84, 100], [2.35, 48.85, 120.5], [2.36, 48.85, -3]] },
+    altitudePoint: { type: "Point", coordinates: [2.34, 48.84, 100] },
+    precise: { type: "LineString", coordinates: [[2.3412345678, 48.8412345678], [2.35, 48.85]] },
+    unclosed: { type: "Polygon", coordinates: [[[2.34, 48.84], [2.36, 48.84], [2.36, 48.86]]] },
+    wrapped: { type: "LineString", coordinates: [[179.5, 10], [181.5, 10.5], [-200, -89.5]] },
+  };
+  const bad = {
+    hugeLng: { type: "LineString", coordinates: [[1e300, 48], [2.35, 48.85]] },
+    hugePolygon: { type: "Polygon", coordinates: [[[1e300, 1e300], [2.35, 48.85], [2.36, 48.85], [1e300, 1e300]]] },
+    hugePoint: { type: "Point", coordinates: [1e300, 48] },
+    latBeyond: { type: "Point", coordinates: [2.35, 91] },
+    latBeyondLine: { type: "LineString", coordinates: [[2.35, -200], [2.35, 48.85]] },
+    altString: { type: "LineString", coordinates: [[2.34, 48.84, "x"], [2.35, 48.85]] },
+    altNull: { type: "Point", coordinates: [2.34, 48.84, null] },
+    extraString: { type: "Point", coordinates: [2.34, 48.84, 1, "m"] },
+  };
+  out.geometries = await ev(async ([good, bad]) => {
+    await setup();
+    const errors = [];
+    const onError = (e) => errors.push(String(e.error ?? e.message));
+    window.addEventListener("error", onError);
+    const r = { shown: {}, noopSent: {}, drawn: {} };
+    env.b.batch(() => {
+      for (const [id, g] of Object.entries({ ...good, ...bad })) env.add(env.b, id, g, { name: id });
+      env.add(env.b, "after", { type: "Point", coordinates: [2.352, 48.857] }, { name: "after" });
+    });
+    env.sync();
+    await new Promise((res) => setTimeout(res, 0)); // errors are reported in a microtask
+    env.A.map.setZoom(12); // labels placed again
+    env.A.map.panBy([40, 40], { animate: false });
+    await new Promise((res) => setTimeout(res, 0));
+    window.removeEventListener("error", onError);
+    r.errors = errors;
+    for (const id of [...Object.keys(good), ...Object.keys(bad), "after"]) {
+      const l = env.ctlA.layerFor(id);
+      r.drawn[id] = !!l && env.A.featuresLayer.hasLayer(l);
+      if (l && id in good) {
+        r.shown[id] = l.toGeoJSON(6).geometry;
+        r.noopSent[id] = env.ctlA.syncGeometry(id);
+      }
+    }
+    r.flushed = env.a.flush().length;
+    return r;
+  }, [good, bad]);
+
+  // A vertex of a hole of a multipolygon dragged (as Leaflet.Editable does it): the whole
+  // multipolygon is sent, the other part's altitudes kept; the peer draws the same.
+  out.holeDrag = await ev(async ([g]) => {
+    await setup();
+    env.add(env.b, "MP", g);
+    env.sync();
+    const l = env.ctlA.layerFor("MP");
+    l.enableEdit();
+    const vertex = l.getLatLngs()[0][1][2].__vertex;
+    l.editor.fireAndForward("editable:vertex:dragstart", { vertex });
+    vertex.latlng.update(L.latLng(48.856, 2.356));
+    l.editor.refresh();
+    l.editor.fireAndForward("editable:vertex:dragend", { vertex });
+    l.editor.onEdited();
+    env.sync();
+    return { engine: env.b.get("feature", env.meta("MP")).geometry, drawnB: env.ctlB.layerFor("MP").toGeoJSON(6).geometry };
+  }, [good.multiPolygon]);
+
+  // precision: the decimals of what the helper sends.
+  out.precision = await ev(async () => {
+    await setup({ precision: 3 });
+    env.add(env.b, "Li", { type: "LineString", coordinates: [[2.341234, 48.841234], [2.35, 48.85]] });
+    env.sync();
+    const noop = env.ctlA.syncGeometry("Li");
+    const l = env.ctlA.layerFor("Li");
+    l.enableEdit();
+    const vertex = l.getLatLngs()[1].__vertex;
+    l.editor.fireAndForward("editable:vertex:dragstart", { vertex });
+    vertex.latlng.update(L.latLng(48.8567891, 2.3567891));
+    l.editor.refresh();
+    l.editor.fireAndForward("editable:vertex:dragend", { vertex });
+    l.editor.onEdited();
+    env.sync();
+    return { noop, engine: env.b.get("feature", env.meta("Li")).geometry };
+  });
+  return out;
+}
+
+test("the Leaflet helper round-trips (multi)geometries, holes and altitudes, and draws no position Leaflet cannot place (chromium)", async (t) => {
+  const run = await inChromium(t, page, driveGeometries);
+  if (!run) return;
+  const { driven: r, errors } = run;
+  const g = r.geometries;
+  assert.deepEqual(g.errors, [], "nothing thrown while drawing, zooming, panning");
+  for (const [id, drawn] of Object.entries(g.drawn)) {
+    const expectDrawn = !/^(huge|latBeyond|alt(String|Null)|extraString)/.test(id);
+    assert.equal(drawn, expectDrawn, `${id} ${expectDrawn ? "not " : ""}drawn`);
+  }
+  // Leaflet's reading: the kinds kept, rings closed, 6 decimals, altitudes kept.
+  assert.deepEqual(g.shown.multiPolygon.type, "MultiPolygon");
+  assert.deepEqual(g.shown.multiPolygon.coordinates[0].length, 2, "the hole kept");
+  assert.deepEqual(g.shown.multiPolygon.coordinates[1][0][0], [2.37, 48.84, 30]);
+  assert.deepEqual(g.shown.holes.coordinates.length, 2);
+  assert.deepEqual(g.shown.oneLine.type, "MultiLineString");
+  assert.deepEqual(g.shown.onePolygon.type, "MultiPolygon");
+  assert.deepEqual(g.shown.altitude.coordinates, [[2.34, 48.84, 100], [2.35, 48.85, 120.5], [2.36, 48.85, -3]]);
+  assert.deepEqual(g.shown.altitudePoint.coordinates, [2.34, 48.84, 100]);
+  assert.deepEqual(g.shown.precise.coordinates[0], [2.341235, 48.841235]);
+  assert.deepEqual(g.shown.unclosed.coordinates[0], [[2.34, 48.84], [2.36, 48.84], [2.36, 48.86], [2.34, 48.84]]);
+  assert.deepEqual(g.shown.wrapped.coordinates, [[179.5, 10], [181.5, 10.5], [-200, -89.5]]);
+  // Shown as read, nothing is sent back for it.
+  for (const [id, sent] of Object.entries(g.noopSent)) assert.equal(sent, false, `${id} sent back without an edit`);
+  assert.equal(g.flushed, 0);
+
+  const h = r.holeDrag;
+  assert.equal(h.engine.type, "MultiPolygon");
+  assert.deepEqual(h.engine.coordinates[0][0], [[2.34, 48.84], [2.36, 48.84], [2.36, 48.86], [2.34, 48.86], [2.34, 48.84]]);
+  assert.deepEqual(h.engine.coordinates[0][1], [[2.345, 48.845], [2.355, 48.845], [2.356, 48.856], [2.345, 48.845]]);
+  assert.deepEqual(h.engine.coordinates[1], [[[2.37, 48.84, 30], [2.38, 48.84, 31], [2.38, 48.85, 32], [2.37, 48.84, 30]]]);
+  assert.deepEqual(h.drawnB, h.engine);
+
+  assert.equal(r.precision.noop, false, "a geometry finer than precision is not sent back rounded without an edit");
+  assert.deepEqual(r.precision.engine.coordinates, [[2.341, 48.841], [2.357, 48.857]]);
   assert.deepEqual(errors, []);
 });
