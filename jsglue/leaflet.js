@@ -218,7 +218,7 @@ export function bindLeaflet(options) {
    * line or polygon: see render); held: a change arrived meanwhile.
    * @type {WeakMap<any, {id: string, layerId: string, featureType: string, committed: boolean,
    *   engineGeometry: string, renderedGeometry: string, color: string, name: string, properties: any,
-   *   dragging?: boolean, drawing?: boolean, held?: boolean}>}
+   *   dragging?: boolean, drawing?: boolean, held?: boolean, alt?: number}>}
    */
   const infos = new WeakMap();
   /** @type {Map<string, any>} feature id → layer */
@@ -622,9 +622,14 @@ export function bindLeaflet(options) {
 
   // A drag of a committed feature's layer begins: a marker's (or a path's, with a path drag
   // plugin) own dragstart, or Leaflet.Editable's editable:vertex:dragstart for a vertex.
+  // A marker's drag replaces its LatLng with one without altitude (Leaflet's MarkerDrag); a
+  // vertex drag keeps the vertex's (Leaflet.Editable updates lat and lng only). The marker's
+  // altitude is kept the same way (alt: the one it had at the dragstart).
   function startDrag(layer) {
     const info = infos.get(layer);
-    if (info && info.committed && !unbound) info.dragging = true;
+    if (!info || !info.committed || unbound) return;
+    if (!info.dragging && layer instanceof L.Marker) info.alt = layer.getLatLng().alt;
+    info.dragging = true;
   }
 
   // endDrag ends it: at the layer's dragend or editable:vertex:dragend, or when the drag
@@ -653,6 +658,11 @@ export function bindLeaflet(options) {
 
   function finishDrag(layer, info) {
     if (unbound || infos.get(layer) !== info) return;
+    if (info.alt !== undefined) {
+      const ll = layer.getLatLng();
+      if (ll.alt === undefined) ll.alt = info.alt;
+      info.alt = undefined;
+    }
     syncGeometry(layer);
     if (info.held) {
       info.held = false;

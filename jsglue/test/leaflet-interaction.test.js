@@ -239,6 +239,13 @@ async function drive(p) {
     env.sync();
   });
   out.many = await ev(() => { env.sync(); return outcome(); });
+
+  // A marker with an altitude dragged: its altitude is kept, as a vertex drag keeps a vertex's.
+  await ev(() => setup());
+  await ev(() => { env.add(env.b, "Z", { type: "Point", coordinates: [2.35, 48.85, 100] }); env.sync(); });
+  from = await ev(() => env.iconAt("Z"));
+  await drag(from, { x: from.x + 40, y: from.y + 40 }, () => 0);
+  out.altitude = await ev(() => { env.sync(); return outcome(); });
   return out;
 }
 
@@ -316,6 +323,11 @@ test("the Leaflet helper under a real drag or drawing when a peer's change or th
   assertConverged(r.many, "many changes during a drag");
   assert.equal(Object.keys(r.many.drawnA).length, 21);
   assert.notDeepEqual(r.many.engineA["L1/M"].coordinates, [2.3, 48.8], "the release wins over the peer's move");
+
+  assertConverged(r.altitude, "a marker with an altitude dragged");
+  const z = r.altitude.engineA["L1/Z"].coordinates;
+  assert.ok(z[0] > 2.35 + 1e-3 && z[1] < 48.85 - 1e-3, `moved: ${z}`);
+  assert.equal(z[2], 100, `the altitude kept: ${z}`);
   assert.deepEqual(errors, []);
 });
 
