@@ -77,7 +77,9 @@ export interface BindOptions {
   engine: Engine;
   /**
    * The datalayer of a feature created by drawing: an id, or a function of the new layer
-   * (called on `editable:created`; with null for addFeature without a layerId).
+   * (called on `editable:created`, and again when the drawing is committed — the feature
+   * goes to the datalayer it gives then: the first may have been deleted meanwhile; with
+   * null for addFeature without a layerId).
    */
   layerId: string | ((layer: FeatureLayer | null) => string);
   /** The Leaflet namespace (default: globalThis.L). */

@@ -8,7 +8,7 @@
 // Local edits → engine edits, one per completed change:
 // - creation: `editable:created` gives the new layer its id and datalayer, and
 //   `editable:drawing:commit` upserts the whole GeoJSON feature (subject "feature",
-//   metadata {id, layerId, featureType});
+//   metadata {id, layerId, featureType}), in the datalayer the layerId option gives then;
 // - geometry: `editable:edited` (fired once per completed change: drawing commit, vertex
 //   drag, vertex deletion, marker drag …) and a marker's own `dragend` each give one
 //   update of "geometry" — only when the geometry really changed, so the two events of one
@@ -542,6 +542,9 @@ export function bindLeaflet(options) {
     }
     const geometry = geometryOf(layer);
     if (degenerate(geometry)) return; // a line of one point: drawing:end removes it
+    // The datalayer asked again: the one of editable:created may have gone while the user
+    // drew (a peer deleted it: the feature would go to it, and be drawn nowhere).
+    if (typeof options.layerId === "function") info.layerId = resolveLayerId(layer);
     const text = canonicalJSON(geometry);
     info.committed = true;
     info.renderedGeometry = text;

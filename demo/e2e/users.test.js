@@ -472,7 +472,7 @@ describe('demo: what users meet', { timeout: 600_000 }, () => {
     }
   });
 
-  test('a vertex dragged while a peer deletes its datalayer; an undo pressed during a marker drag and while a line is drawn', async () => {
+  test('a vertex dragged while a peer deletes its datalayer; an undo pressed during a marker drag and while a line is drawn; a polygon drawn while a peer deletes its datalayer', async () => {
     const map = mapName('midinteraction');
     const A = await openDemo(browser, relay, { map, name: 'Alice' });
     const B = await openDemo(browser, relay, { map, name: 'Bob' });
@@ -534,6 +534,28 @@ describe('demo: what users meet', { timeout: 600_000 }, () => {
       const lines = state.filter((o) => o.subject === 'feature' && o.value.geometry.type === 'LineString');
       assert.equal(lines.length, 1);
       assert.equal(lines[0].value.geometry.coordinates.length, 3);
+      assert.deepEqual([...(await ghosts(A.page)), ...(await ghosts(B.page))], []);
+
+      // B draws a polygon; A deletes B's active datalayer between two clicks (every datalayer
+      // there is): finished, the polygon goes to a datalayer alive, drawn in both.
+      await B.page.click('#tool-polygon');
+      for (const [fx, fy] of [[0.6, 0.6], [0.7, 0.6]]) {
+        const p = await mapPoint(B.page, fx, fy);
+        await B.page.mouse.click(p.x, p.y);
+      }
+      const active = await B.page.evaluate(() => window.mapcrdtDemo.datalayers().find((l) => l.active).id);
+      await A.page.click(`#layers li[data-layer-id="${active}"] .layer-delete`);
+      await until(B.page, (id) => !window.mapcrdtDemo.datalayers().some((l) => l.id === id), active, { what: 'the datalayer gone in B' });
+      const last = await mapPoint(B.page, 0.65, 0.7);
+      await B.page.mouse.click(last.x, last.y);
+      await B.page.keyboard.press('Enter');
+      await until(B.page, () => window.mapcrdtDemo.features().some((f) => f.type === 'polygon' && f.visible), null, { what: 'the polygon drawn in B' });
+      state = await sameEverywhere([A, B]);
+      const polygons = state.filter((o) => o.subject === 'feature' && o.value.geometry.type === 'Polygon');
+      assert.equal(polygons.length, 1);
+      assert.notEqual(polygons[0].metadata.layerId, active);
+      assert.ok(state.some((o) => o.subject === 'datalayer' && o.metadata.id === polygons[0].metadata.layerId), 'its datalayer is alive');
+      assert.ok(await A.page.evaluate((id) => window.mapcrdtDemo.feature(id)?.visible, polygons[0].metadata.id), 'drawn in A');
       assert.deepEqual([...(await ghosts(A.page)), ...(await ghosts(B.page))], []);
       assertNoErrors(A, B);
     } finally {

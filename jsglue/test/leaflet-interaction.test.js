@@ -246,6 +246,17 @@ async function drive(p) {
   from = await ev(() => env.iconAt("Z"));
   await drag(from, { x: from.x + 40, y: from.y + 40 }, () => 0);
   out.altitude = await ev(() => { env.sync(); return outcome(); });
+
+  // A polygon drawn while the datalayer the layerId option gives changes (the first deleted
+  // by a peer meanwhile, say): it goes to the one given at the commit.
+  await ev(() => { window.datalayer = "L1"; return setup({ layerId: () => window.datalayer }); });
+  await ev(() => env.A.map.editTools.startPolygon());
+  for (const [i, [lat, lng]] of [[48.84, 2.33], [48.84, 2.34], [48.845, 2.34]].entries()) {
+    const q = await ev(([lat, lng]) => env.placeAt(lat, lng), [lat, lng]);
+    await p.mouse.click(q.x, q.y);
+    if (i === 0) await ev(() => { window.datalayer = "L9"; });
+  }
+  out.datalayerAtCommit = await ev(() => { env.A.map.editTools.commitDrawing(); env.sync(); return outcome(); });
   return out;
 }
 
@@ -328,6 +339,9 @@ test("the Leaflet helper under a real drag or drawing when a peer's change or th
   const z = r.altitude.engineA["L1/Z"].coordinates;
   assert.ok(z[0] > 2.35 + 1e-3 && z[1] < 48.85 - 1e-3, `moved: ${z}`);
   assert.equal(z[2], 100, `the altitude kept: ${z}`);
+
+  assertConverged(r.datalayerAtCommit, "a polygon drawn while the datalayer changed");
+  assert.deepEqual(Object.keys(r.datalayerAtCommit.engineA).map((k) => k.split("/")[0]), ["L9"]);
   assert.deepEqual(errors, []);
 });
 
