@@ -458,6 +458,23 @@ describe('demo: what users meet', { timeout: 600_000 }, () => {
       assert.equal(await B.page.evaluate(() => window.mapcrdtDemo.selected()), 'seedArea');
       assert.deepEqual(await ghosts(B.page), []);
 
+      // B drags the point; A renames it meanwhile: held under the drag, A's name is drawn at
+      // the release, in the map and in B's form.
+      const box = await B.page.locator('.leaflet-marker-icon[data-feature-id="seedArea"]').boundingBox();
+      const at = { x: box.x + box.width / 2, y: box.y + box.height / 3 };
+      await B.page.mouse.move(at.x, at.y);
+      await B.page.mouse.down();
+      await B.page.mouse.move(at.x + 40, at.y + 30, { steps: 4 });
+      await A.page.evaluate(() => {
+        window.mapcrdtDemo.engine.update('feature', { id: 'seedArea', layerId: 'L2', featureType: 'marker' }, 'properties.name', 'renamed by Alice');
+        window.mapcrdtDemo.rename('seedPin1', 'sends the name');
+      });
+      await until(B.page, () => window.mapcrdtDemo.feature('seedPin1').name === 'sends the name', null, { what: 'A’s edits in B' });
+      await B.page.mouse.move(at.x + 60, at.y + 10, { steps: 4 });
+      await B.page.mouse.up();
+      await until(B.page, () => window.mapcrdtDemo.feature('seedArea').name === 'renamed by Alice', null, { what: 'the name drawn in B' });
+      await until(B.page, () => document.querySelector('#feature-name').value === 'renamed by Alice', null, { what: 'the name in B’s form' });
+
       // A deletes it: B's form closes.
       await A.page.evaluate(() => window.mapcrdtDemo.deleteFeature('seedArea'));
       await until(B.page, () => !window.mapcrdtDemo.feature('seedArea'), null, { what: 'the deletion in B' });
