@@ -164,6 +164,31 @@ async function drive(p) {
     };
   }
 
+  // A middle handle dragged (a vertex inserted) while the peer reshapes the ring; a vertex
+  // dragged while the peer sends a geometry Leaflet cannot draw (held: the release repairs it).
+  for (const what of ["middle", "bad"]) {
+    await ev(() => setup());
+    await ev(([r]) => {
+      env.b.upsert("feature", env.meta("P", "polygon"), { type: "Feature", geometry: { type: "Polygon", coordinates: [r] }, properties: {} });
+      env.sync();
+      env.ctlA.layerFor("P").enableEdit();
+    }, [ring]);
+    from = await ev(([what]) => {
+      if (what === "bad") return env.vertexAt("P", 0, 1);
+      const r = env.ctlA.layerFor("P").getLatLngs()[0][1].__vertex.middleMarker.getElement().getBoundingClientRect();
+      return { x: r.x + r.width / 2, y: r.y + r.height / 2 };
+    }, [what]);
+    const drawnDuring = await drag(from, { x: from.x + 20, y: from.y + 40 }, ([what]) => {
+      const meta = env.meta("P", "polygon");
+      const r = env.b.get("feature", meta).geometry.coordinates[0];
+      const g = what === "bad" ? { type: "Polygon", coordinates: [[r[0], [2.36]]] } : { type: "Polygon", coordinates: [[r[0], r[1], r[2], [2.33, 48.856], r[4]]] };
+      env.b.update("feature", meta, "geometry", g);
+      env.sync();
+      return { a: !!env.ctlA.layerFor("P"), b: !!env.ctlB.layerFor("P") };
+    }, [what]);
+    out[what] = { drawnDuring, ...(await ev(() => { env.sync(); return outcome(); })) };
+  }
+
   // The user's own undo (of the drag before) during a second drag, then a redo: the
   // release is the later write.
   await ev(() => setup());
@@ -302,6 +327,14 @@ test("the Leaflet helper under a real drag or drawing when a peer's change or th
   // the one of L2 is the peer's, drawn in both maps.
   assert.deepEqual(Object.keys(r.vertex.datalayer.engineA), ["L2/P"]);
   assert.deepEqual(r.vertex.datalayer.engineA["L2/P"].coordinates, [ring]);
+
+  assertConverged(r.middle, "middle handle dragged during a reshape");
+  const withInserted = r.middle.engineA["L1/P"].coordinates[0];
+  assert.equal(withInserted.length, 6, "the vertex inserted");
+  assert.deepEqual(withInserted.filter((_, i) => i !== 1), ring, "the rest is the ring the user saw");
+  assert.deepEqual(r.bad.drawnDuring, { a: true, b: false }, "held under the drag; not drawn by the peer");
+  assertConverged(r.bad, "vertex dragged while the peer sent a bad geometry");
+  assert.equal(r.bad.engineA["L1/P"].coordinates[0].length, 5, "the release repaired it");
 
   // The undo during the drag is applied in the engine, not drawn under the drag; the release wins.
   assert.equal(r.undoDuring.undone, true);
