@@ -84,7 +84,7 @@ export interface BindOptions {
   layerId: string | ((layer: FeatureLayer | null) => string);
   /** The Leaflet namespace (default: globalThis.L). */
   L?: typeof Leaflet;
-  /** Decimal places of coordinates sent (default 6, as Leaflet's toGeoJSON). */
+  /** Decimal places of coordinates sent: a whole number from 0 to 15 (default 6, as Leaflet's toGeoJSON). */
   precision?: number;
   /** Ids of new features (default: 8 random characters [A-Za-z0-9]). */
   newId?: () => string;

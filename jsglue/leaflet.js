@@ -197,6 +197,10 @@ export function bindLeaflet(options) {
   for (const k of Object.keys(options)) {
     if (!BIND_KEYS.has(k)) throw new TypeError(`bindLeaflet: unknown option ${JSON.stringify(k)} (known: ${[...BIND_KEYS].join(", ")})`);
   }
+  if (options.precision !== undefined && !(Number.isInteger(options.precision) && options.precision >= 0 && options.precision <= 15)) {
+    // NaN or a word would make every coordinate sent NaN (kept as null by the engine).
+    throw new TypeError(`bindLeaflet: precision must be a whole number of decimals from 0 to 15, not ${String(options.precision)}`);
+  }
   const { map, featuresLayer, engine } = options;
   const L = options.L ?? globalThis.L;
   if (!map || !featuresLayer || !engine) throw new TypeError("bindLeaflet needs map, featuresLayer and engine");
