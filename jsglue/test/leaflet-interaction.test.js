@@ -189,6 +189,28 @@ async function drive(p) {
     out[what] = { drawnDuring, ...(await ev(() => { env.sync(); return outcome(); })) };
   }
 
+  // Both users drag the same marker at once (the peer's drag fired as Leaflet fires it);
+  // whoever releases last wrote last, and wins on both maps.
+  for (const last of ["mine", "theirs"]) {
+    await ev(() => setup());
+    await ev(([g]) => { env.add(env.b, "M", g); env.sync(); }, [marker(2.35, 48.85)]);
+    from = await ev(() => env.iconAt("M"));
+    await p.mouse.move(from.x, from.y);
+    await p.mouse.down();
+    await p.mouse.move(from.x + 30, from.y + 30, { steps: 5 });
+    await ev(() => {
+      const m = env.ctlB.layerFor("M");
+      m.fire("dragstart");
+      m.setLatLng([48.86, 2.36]);
+    });
+    if (last === "mine") await ev(() => { env.ctlB.layerFor("M").fire("dragend", { distance: 10 }); env.sync(); });
+    await p.mouse.move(from.x + 60, from.y + 60, { steps: 5 });
+    await p.mouse.up();
+    await ev(() => env.sync());
+    if (last === "theirs") await ev(() => { env.ctlB.layerFor("M").fire("dragend", { distance: 10 }); env.sync(); });
+    out["both-" + last] = await ev(() => outcome());
+  }
+
   // The user's own undo (of the drag before) during a second drag, then a redo: the
   // release is the later write.
   await ev(() => setup());
@@ -327,6 +349,14 @@ test("the Leaflet helper under a real drag or drawing when a peer's change or th
   // the one of L2 is the peer's, drawn in both maps.
   assert.deepEqual(Object.keys(r.vertex.datalayer.engineA), ["L2/P"]);
   assert.deepEqual(r.vertex.datalayer.engineA["L2/P"].coordinates, [ring]);
+
+  for (const last of ["mine", "theirs"]) {
+    const o = r["both-" + last];
+    assertConverged(o, `both dragging, ${last} released last`);
+    const at = o.engineA["L1/M"].coordinates;
+    if (last === "theirs") assert.deepEqual(at, [2.36, 48.86]);
+    else assert.ok(at[0] > 2.35 + 1e-3 && at[1] < 48.85 - 1e-3, `mine: ${at}`);
+  }
 
   assertConverged(r.middle, "middle handle dragged during a reshape");
   const withInserted = r.middle.engineA["L1/P"].coordinates[0];
