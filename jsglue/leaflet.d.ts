@@ -171,7 +171,12 @@ export interface LeafletController {
    * opened (engine.batch, startBatch) they join it.
    */
   setProperties(id: string, values: { [key: string]: JSONValue | undefined }): void;
-  /** Sends the layer's current geometry if it changed (what a completed drag does). */
+  /**
+   * Sends the layer's current geometry if it changed (what a completed drag does). A hole of
+   * a polygon with fewer than 3 vertices (Leaflet.Editable deletes a hole vertex by vertex)
+   * is left out of what is sent, and then of the layer: sent, it would make the polygon
+   * one no map draws.
+   */
   syncGeometry(id: string): boolean;
   /** Deletes a feature (engine.delete) and removes its layer. False if it was not in the engine. */
   deleteFeature(id: string): boolean;

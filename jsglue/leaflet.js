@@ -12,7 +12,9 @@
 // - geometry: `editable:edited` (fired once per completed change: drawing commit, vertex
 //   drag, vertex deletion, marker drag …) and a marker's own `dragend` each give one
 //   update of "geometry" — only when the geometry really changed, so the two events of one
-//   marker drag make one edit. `editable:editing` (many per drag) is never synced;
+//   marker drag make one edit. A polygon's hole left with fewer than 3 vertices (deleted
+//   vertex by vertex) is dropped from what is sent, and from the layer. `editable:editing`
+//   (many per drag) is never synced;
 // - properties and deletion go through the controller: setProperty / setProperties /
 //   deleteFeature (Leaflet.Editable has no deletion event).
 //
@@ -105,6 +107,26 @@ function degenerate(g) {
 
 function degeneratePolygon(rings) {
   return rings.length === 0 || rings.some((ring) => ring.length - (closed(ring) ? 1 : 0) < 3);
+}
+
+/**
+ * g without its degenerate holes: the rings of a polygon after the first with fewer than 3
+ * vertices; g itself if it has none. Leaflet.Editable lets a user delete a hole vertex by
+ * vertex, down to 2, 1, then none: such a hole sent as it is would make the whole polygon
+ * degenerate, drawn by no map, the user's own included.
+ */
+function withoutDegenerateHoles(g) {
+  const keep = (ring) => ring.length - (closed(ring) ? 1 : 0) >= 3;
+  const clean = (rings) => (rings.slice(1).every(keep) ? rings : [rings[0], ...rings.slice(1).filter(keep)]);
+  if (g.type === "Polygon" && g.coordinates.length > 1) {
+    const c = clean(g.coordinates);
+    return c === g.coordinates ? g : { ...g, coordinates: c };
+  }
+  if (g.type === "MultiPolygon") {
+    const c = g.coordinates.map((p) => (p.length > 1 ? clean(p) : p));
+    return c.every((p, i) => p === g.coordinates[i]) ? g : { ...g, coordinates: c };
+  }
+  return g;
 }
 
 /** Whether a ring's last position repeats its first (GeoJSON closes rings; Leaflet drops the repeat). */
@@ -527,7 +549,9 @@ export function bindLeaflet(options) {
     if (applying || unbound) return false;
     const info = infos.get(layer);
     if (!info || !info.committed) return false;
-    const geometry = geometryOf(layer);
+    const drawn = geometryOf(layer);
+    const geometry = withoutDegenerateHoles(drawn);
+    if (geometry !== drawn) redrawLater(layer, info, drawn, geometry);
     const text = canonicalJSON(geometry);
     if (text === info.renderedGeometry) return false;
     info.renderedGeometry = text;
@@ -535,6 +559,24 @@ export function bindLeaflet(options) {
     engine.update("feature", metadata(info), "geometry", geometry, editOptions(info));
     edited({ kind: "geometry", id: info.id, layerId: info.layerId });
     return true;
+  }
+
+  // redrawLater draws geometry (what syncGeometry sent: drawn without its degenerate holes)
+  // on the layer, once Leaflet.Editable is done with the change that made drawn (its vertex
+  // deletion goes on after editable:edited), unless the layer changed meanwhile.
+  function redrawLater(layer, info, drawn, geometry) {
+    const was = canonicalJSON(drawn);
+    queueMicrotask(() => {
+      if (unbound || infos.get(layer) !== info || info.dragging || info.drawing) return;
+      if (canonicalJSON(geometryOf(layer)) !== was) return;
+      applying++;
+      try {
+        setGeometry(layer, geometry);
+        info.renderedGeometry = canonicalJSON(geometryOf(layer));
+      } finally {
+        applying--;
+      }
+    });
   }
 
   function commit(layer) {

@@ -189,6 +189,33 @@ async function drive(p) {
     out[what] = { drawnDuring, ...(await ev(() => { env.sync(); return outcome(); })) };
   }
 
+  // A hole deleted vertex by vertex, by clicks on its handles (Leaflet.Editable lets a hole go
+  // whole): after each click both maps draw what both engines hold.
+  await ev(() => setup());
+  await ev(() => {
+    const outer = [[2.33, 48.84], [2.37, 48.84], [2.37, 48.86], [2.33, 48.86], [2.33, 48.84]];
+    const hole = [[2.34, 48.845], [2.36, 48.845], [2.36, 48.855], [2.34, 48.855], [2.34, 48.845]];
+    env.b.upsert("feature", env.meta("P", "polygon"), { type: "Feature", geometry: { type: "Polygon", coordinates: [outer, hole] }, properties: {} });
+    env.sync();
+    env.ctlA.layerFor("P").enableEdit();
+  });
+  out.hole = [];
+  for (let i = 0; i < 4; i++) {
+    const at = await ev(() => {
+      const h = env.ctlA.layerFor("P")?.getLatLngs()[1];
+      if (!h || h.length === 0) return null;
+      const r = h[0].__vertex.getElement().getBoundingClientRect();
+      return { x: r.x + r.width / 2, y: r.y + r.height / 2 };
+    });
+    if (!at) break;
+    await p.mouse.click(at.x, at.y);
+    await ev(() => new Promise((res) => setTimeout(res, 0)));
+    out.hole.push(await ev(() => {
+      env.sync();
+      return { ...outcome(), rings: env.ctlA.layerFor("P")?.getLatLngs().map((r) => r.length), editing: env.ctlA.layerFor("P")?.editEnabled() };
+    }));
+  }
+
   // Both users drag the same marker at once (the peer's drag fired as Leaflet fires it);
   // whoever releases last wrote last, and wins on both maps.
   for (const last of ["mine", "theirs"]) {
@@ -357,6 +384,15 @@ test("the Leaflet helper under a real drag or drawing when a peer's change or th
     if (last === "theirs") assert.deepEqual(at, [2.36, 48.86]);
     else assert.ok(at[0] > 2.35 + 1e-3 && at[1] < 48.85 - 1e-3, `mine: ${at}`);
   }
+
+  // 4 vertices, then 3, then the hole is gone (2 vertices are no hole: Leaflet draws a
+  // stroke, and the peer would draw nothing of a polygon with such a ring).
+  assert.deepEqual(r.hole.map((o) => o.rings), [[4, 3], [4]]);
+  r.hole.forEach((o, i) => {
+    assertConverged(o, `hole, click ${i + 1}`);
+    assert.equal(o.editing, true, `hole, click ${i + 1}: still edited`);
+  });
+  assert.equal(r.hole[1].engineA["L1/P"].coordinates.length, 1);
 
   assertConverged(r.middle, "middle handle dragged during a reshape");
   const withInserted = r.middle.engineA["L1/P"].coordinates[0];
