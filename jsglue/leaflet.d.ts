@@ -172,10 +172,11 @@ export interface LeafletController {
    */
   setProperties(id: string, values: { [key: string]: JSONValue | undefined }): void;
   /**
-   * Sends the layer's current geometry if it changed (what a completed drag does). A hole of
-   * a polygon with fewer than 3 vertices (Leaflet.Editable deletes a hole vertex by vertex)
-   * is left out of what is sent, and then of the layer: sent, it would make the polygon
-   * one no map draws.
+   * Sends the layer's current geometry if it changed (what a completed drag does). A
+   * degenerate part — a polygon's hole of fewer than 3 vertices (Leaflet.Editable deletes a
+   * hole vertex by vertex), a part of a multi-geometry with too few vertices (a new part
+   * committed after one click) — is left out of what is sent, and then of the layer: sent,
+   * it would make the feature one no map draws.
    */
   syncGeometry(id: string): boolean;
   /** Deletes a feature (engine.delete) and removes its layer. False if it was not in the engine. */

@@ -12,9 +12,9 @@
 // - geometry: `editable:edited` (fired once per completed change: drawing commit, vertex
 //   drag, vertex deletion, marker drag …) and a marker's own `dragend` each give one
 //   update of "geometry" — only when the geometry really changed, so the two events of one
-//   marker drag make one edit. A polygon's hole left with fewer than 3 vertices (deleted
-//   vertex by vertex) is dropped from what is sent, and from the layer. `editable:editing`
-//   (many per drag) is never synced;
+//   marker drag make one edit. A degenerate part (a polygon's hole left with fewer than 3
+//   vertices, deleted vertex by vertex; a part committed with too few clicks) is dropped
+//   from what is sent, and from the layer. `editable:editing` (many per drag) is never synced;
 // - properties and deletion go through the controller: setProperty / setProperties /
 //   deleteFeature (Leaflet.Editable has no deletion event).
 //
@@ -110,23 +110,23 @@ function degeneratePolygon(rings) {
 }
 
 /**
- * g without its degenerate holes: the rings of a polygon after the first with fewer than 3
- * vertices; g itself if it has none. Leaflet.Editable lets a user delete a hole vertex by
- * vertex, down to 2, 1, then none: such a hole sent as it is would make the whole polygon
- * degenerate, drawn by no map, the user's own included.
+ * g without its degenerate parts: a polygon's holes of fewer than 3 vertices, a
+ * multipolygon's polygons whose outer ring has fewer than 3, a multilinestring's lines of
+ * fewer than 2; g itself if it has none, or nothing else. Leaflet.Editable makes such parts
+ * for a moment, or for good: it lets a user delete a hole vertex by vertex (down to 2, 1,
+ * then none), and a new part committed with too few clicks is sent (editable:drawing:commit)
+ * before it is deleted. Sent as they are, they would make the whole feature degenerate,
+ * drawn by no map, the user's own included.
  */
-function withoutDegenerateHoles(g) {
-  const keep = (ring) => ring.length - (closed(ring) ? 1 : 0) >= 3;
-  const clean = (rings) => (rings.slice(1).every(keep) ? rings : [rings[0], ...rings.slice(1).filter(keep)]);
-  if (g.type === "Polygon" && g.coordinates.length > 1) {
-    const c = clean(g.coordinates);
-    return c === g.coordinates ? g : { ...g, coordinates: c };
-  }
-  if (g.type === "MultiPolygon") {
-    const c = g.coordinates.map((p) => (p.length > 1 ? clean(p) : p));
-    return c.every((p, i) => p === g.coordinates[i]) ? g : { ...g, coordinates: c };
-  }
-  return g;
+function withoutDegenerateParts(g) {
+  const ringOk = (ring) => ring.length - (closed(ring) ? 1 : 0) >= 3;
+  const polygon = (rings) => (rings.slice(1).every(ringOk) ? rings : [rings[0], ...rings.slice(1).filter(ringOk)]);
+  let c = g.coordinates;
+  if (g.type === "Polygon" && c.length > 1) c = polygon(c);
+  else if (g.type === "MultiPolygon") c = c.filter((p) => p.length > 0 && ringOk(p[0])).map(polygon);
+  else if (g.type === "MultiLineString") c = c.filter((line) => line.length >= 2);
+  const same = c.length === g.coordinates.length && c.every((x, i) => x === g.coordinates[i]);
+  return same || c.length === 0 ? g : { ...g, coordinates: c };
 }
 
 /** Whether a ring's last position repeats its first (GeoJSON closes rings; Leaflet drops the repeat). */
@@ -550,7 +550,7 @@ export function bindLeaflet(options) {
     const info = infos.get(layer);
     if (!info || !info.committed) return false;
     const drawn = geometryOf(layer);
-    const geometry = withoutDegenerateHoles(drawn);
+    const geometry = withoutDegenerateParts(drawn);
     if (geometry !== drawn) redrawLater(layer, info, drawn, geometry);
     const text = canonicalJSON(geometry);
     if (text === info.renderedGeometry) return false;
@@ -561,7 +561,7 @@ export function bindLeaflet(options) {
     return true;
   }
 
-  // redrawLater draws geometry (what syncGeometry sent: drawn without its degenerate holes)
+  // redrawLater draws geometry (what syncGeometry sent: drawn without its degenerate parts)
   // on the layer, once Leaflet.Editable is done with the change that made drawn (its vertex
   // deletion goes on after editable:edited), unless the layer changed meanwhile.
   function redrawLater(layer, info, drawn, geometry) {

@@ -216,6 +216,42 @@ async function drive(p) {
     }));
   }
 
+  // A new part of a committed multilinestring (multipolygon) committed after one click (two):
+  // Leaflet.Editable sends the commit, then deletes the part. The page sends each edit as
+  // it is made (onEdit flushes, as the helper's docs suggest): no geometry sent is one the
+  // peer would not draw, and the peer draws the feature all along.
+  out.newPart = {};
+  for (const kind of ["line", "polygon"]) {
+    await ev(() => {
+      window.sent = [];
+      return setup({ onEdit: () => { if (window.env) for (const m of env.a.flush()) { window.sent.push(m); env.b.receive(m); } } });
+    });
+    const clicks = await ev(([kind, ring]) => {
+      const line = [[2.34, 48.845], [2.35, 48.85]];
+      const geometry = kind === "line"
+        ? { type: "MultiLineString", coordinates: [line, [[2.36, 48.845], [2.37, 48.85]]] }
+        : { type: "MultiPolygon", coordinates: [[ring]] };
+      env.b.upsert("feature", env.meta("F", kind === "line" ? "polyline" : "polygon"), { type: "Feature", geometry, properties: {} });
+      env.sync();
+      env.removed = 0;
+      env.ctlB.layerFor("F").on("remove", () => env.removed++);
+      const l = env.ctlA.layerFor("F");
+      l.enableEdit();
+      l.editor.newShape();
+      return (kind === "line" ? [[48.852, 2.355]] : [[48.852, 2.355], [48.853, 2.365]]).map(([lat, lng]) => env.placeAt(lat, lng));
+    }, [kind, ring]);
+    for (const q of clicks) await p.mouse.click(q.x, q.y);
+    out.newPart[kind] = await ev(() => {
+      window.sent = [];
+      env.A.map.editTools.commitDrawing();
+      return new Promise((res) => setTimeout(res, 0)).then(() => {
+        env.sync();
+        const geometries = window.sent.map((m) => JSON.parse(m)).filter((m) => m.key === "geometry").map((m) => m.value);
+        return { geometries, removedInB: env.removed, ...outcome() };
+      });
+    });
+  }
+
   // Both users drag the same marker at once (the peer's drag fired as Leaflet fires it);
   // whoever releases last wrote last, and wins on both maps.
   for (const last of ["mine", "theirs"]) {
@@ -393,6 +429,17 @@ test("the Leaflet helper under a real drag or drawing when a peer's change or th
     assert.equal(o.editing, true, `hole, click ${i + 1}: still edited`);
   });
   assert.equal(r.hole[1].engineA["L1/P"].coordinates.length, 1);
+
+  for (const [kind, o] of Object.entries(r.newPart)) {
+    assertConverged(o, `new ${kind} part after too few clicks`);
+    for (const g of o.geometries) {
+      const parts = g.type === "MultiLineString" ? g.coordinates : g.coordinates.map((p) => p[0].slice(1));
+      assert.ok(parts.every((part) => part.length >= 2), `${kind}: a degenerate part sent: ${JSON.stringify(g)}`);
+    }
+    assert.equal(o.removedInB, 0, `${kind}: the peer stopped drawing the feature`);
+  }
+  assert.equal(r.newPart.line.engineA["L1/F"].coordinates.length, 2);
+  assert.equal(r.newPart.polygon.engineA["L1/F"].coordinates.length, 1);
 
   assertConverged(r.middle, "middle handle dragged during a reshape");
   const withInserted = r.middle.engineA["L1/P"].coordinates[0];
