@@ -589,8 +589,9 @@ export function bindLeaflet(options) {
     const geometry = geometryOf(layer);
     if (degenerate(geometry)) return; // a line of one point: drawing:end removes it
     // The datalayer asked again: the one of editable:created may have gone while the user
-    // drew (a peer deleted it: the feature would go to it, and be drawn nowhere).
-    if (typeof options.layerId === "function") info.layerId = resolveLayerId(layer);
+    // drew (a peer deleted it: the feature would go to it, and be drawn nowhere). If the
+    // function throws now, the feature keeps that one (what the user drew is not lost).
+    if (typeof options.layerId === "function") reportLater(() => (info.layerId = resolveLayerId(layer)));
     const text = canonicalJSON(geometry);
     info.committed = true;
     info.renderedGeometry = text;

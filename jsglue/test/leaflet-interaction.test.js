@@ -367,6 +367,26 @@ async function drive(p) {
     if (i === 0) await ev(() => { window.datalayer = "L9"; });
   }
   out.datalayerAtCommit = await ev(() => { env.A.map.editTools.commitDrawing(); env.sync(); return outcome(); });
+
+  // The layerId function throwing at the commit: the polygon goes to the datalayer of its
+  // creation, and the error is reported (not thrown into Leaflet.Editable's commit).
+  await ev(() => { window.datalayer = "L1"; return setup({ layerId: () => { if (window.datalayer === "throw") throw new Error("no datalayer now"); return window.datalayer; } }); });
+  await ev(() => env.A.map.editTools.startPolygon());
+  for (const [i, [lat, lng]] of [[48.84, 2.33], [48.84, 2.34], [48.845, 2.34]].entries()) {
+    const q = await ev(([lat, lng]) => env.placeAt(lat, lng), [lat, lng]);
+    await p.mouse.click(q.x, q.y);
+    if (i === 0) await ev(() => { window.datalayer = "throw"; });
+  }
+  out.datalayerThrows = await ev(async () => {
+    const errors = [];
+    const onError = (e) => { errors.push(String(e.error?.message ?? e.message)); e.preventDefault(); };
+    window.addEventListener("error", onError);
+    env.A.map.editTools.commitDrawing();
+    env.sync();
+    await new Promise((res) => setTimeout(res, 10));
+    window.removeEventListener("error", onError);
+    return { errors, ...outcome() };
+  });
   return out;
 }
 
@@ -488,6 +508,9 @@ test("the Leaflet helper under a real drag or drawing when a peer's change or th
 
   assertConverged(r.datalayerAtCommit, "a polygon drawn while the datalayer changed");
   assert.deepEqual(Object.keys(r.datalayerAtCommit.engineA).map((k) => k.split("/")[0]), ["L9"]);
+  assertConverged(r.datalayerThrows, "a polygon drawn while the layerId function came to throw");
+  assert.deepEqual(Object.keys(r.datalayerThrows.engineA).map((k) => k.split("/")[0]), ["L1"]);
+  assert.deepEqual(r.datalayerThrows.errors, ["no datalayer now"]);
   assert.deepEqual(errors, []);
 });
 
