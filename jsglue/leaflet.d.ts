@@ -137,8 +137,8 @@ export interface LeafletController {
    * The controller draws one layer per feature id: a feature whose id is drawn for another
    * datalayer waits, and is drawn when that one goes (a feature moved to another datalayer
    * ends drawn there, whichever order the move's batch holds).
-   * A layer the user is dragging (a marker, a vertex of a line or polygon) is not redrawn
-   * until the drag ends: at the release its geometry is sent if the drag changed it (the
+   * A layer the user is dragging (a marker, a vertex of a line or polygon; from the press on
+   * it, before the first move) is not redrawn until the drag ends: at the release its geometry is sent if the drag changed it (the
    * later write: a peer's geometry received meanwhile is overwritten), then what the engine
    * holds is drawn. A feature deleted meanwhile is removed at once. A committed line or
    * polygon the user goes on drawing (Leaflet.Editable's continueForward, continueBackward,

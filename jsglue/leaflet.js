@@ -26,9 +26,10 @@
 // the engine's edit methods; a flag set while rendering keeps the Leaflet events it causes
 // from being echoed back to the engine.
 //
-// A layer the user is dragging (a marker, or a vertex of a line or polygon: from its
-// dragstart or editable:vertex:dragstart to the matching end) is not redrawn: moving it,
-// reshaping it (the editor's reset replaces the vertex handles) or restyling a marker
+// A layer the user is dragging (a marker, or a vertex of a line or polygon: from the press
+// on it — Leaflet starts a drag only at the first move — or its dragstart or
+// editable:vertex:dragstart, to the matching end or the press's release) is not redrawn:
+// moving it, reshaping it (the editor's reset replaces the vertex handles) or restyling a marker
 // (setIcon replaces its drag handler) would end the drag, and the rest of it would move
 // nothing. What arrives meanwhile is held. At the release the layer's geometry is sent if
 // the drag changed it — the later write, which wins over the peer's on "geometry" — and then
@@ -724,6 +725,30 @@ export function bindLeaflet(options) {
     startDrag(e.target);
   }
 
+  // A press on a marker, a vertex or a middle handle begins the drag for the helper: Leaflet
+  // starts it only at the first move, and a change drawn in between would replace what is
+  // pressed (setIcon, the editor's reset), so the drag that follows would move nothing. The
+  // press's release ends it after the browser's events of the release (a click on a vertex
+  // deletes it; one on a middle handle leaves the vertex it inserted at the press, with no
+  // edit event: sent then). A drag begun meanwhile ended at its own dragend already.
+  const RELEASES = ["mouseup", "touchend", "touchcancel", "pointerup", "pointercancel"];
+  function onPress(layer) {
+    const info = infos.get(layer);
+    const doc = globalThis.document;
+    if (!info || !info.committed || unbound || info.dragging || !doc) return;
+    startDrag(layer);
+    const release = () => {
+      for (const t of RELEASES) doc.removeEventListener(t, release, true);
+      setTimeout(() => endDrag(layer), 0);
+    };
+    for (const t of RELEASES) doc.addEventListener(t, release, true);
+  }
+
+  function onLayerPress(e) {
+    const layer = e.target;
+    if (layer instanceof L.Marker && layer.dragging && layer.dragging.enabled()) onPress(layer);
+  }
+
   function onLayerDragEnd(e) {
     const layer = e.target;
     if (unbound) return;
@@ -742,12 +767,18 @@ export function bindLeaflet(options) {
   const layerEvents = {
     add: onLayerAdd,
     remove: onLayerRemove,
+    mousedown: onLayerPress,
+    touchstart: onLayerPress,
     dragstart: onLayerDragStart,
     dragend: onLayerDragEnd,
   };
 
   function onVertexDragStart(e) {
     if (ours(e.layer)) startDrag(e.layer);
+  }
+
+  function onVertexPress(e) {
+    if (ours(e.layer)) onPress(e.layer);
   }
 
   function onVertexDragEndOrDisable(e) {
@@ -761,6 +792,8 @@ export function bindLeaflet(options) {
     "editable:drawing:start": onDrawingStart,
     "editable:drawing:end": onDrawingEnd,
     "editable:vertex:dragstart": onVertexDragStart,
+    "editable:vertex:mousedown": onVertexPress,
+    "editable:middlemarker:mousedown": onVertexPress,
     "editable:vertex:dragend": onVertexDragEndOrDisable,
     "editable:disable": onVertexDragEndOrDisable,
   };

@@ -252,6 +252,42 @@ async function drive(p) {
     });
   }
 
+  // A press on a vertex handle, or on a marker, held still while the peer reshapes (recolors)
+  // the feature, then the drag: the handle pressed is the one dragged. And a click on a
+  // middle handle (Leaflet.Editable inserts the vertex at the press, and fires no edit).
+  out.pressed = {};
+  for (const what of ["vertex", "marker", "middle click"]) {
+    await ev(() => setup());
+    from = await ev(([what, r]) => {
+      if (what === "marker") {
+        env.add(env.b, "M", { type: "Point", coordinates: [2.35, 48.85] });
+        env.sync();
+        return env.iconAt("M");
+      }
+      env.b.upsert("feature", env.meta("P", "polygon"), { type: "Feature", geometry: { type: "Polygon", coordinates: [r] }, properties: {} });
+      env.sync();
+      env.ctlA.layerFor("P").enableEdit();
+      if (what === "vertex") return env.vertexAt("P", 0, 1);
+      const e = env.ctlA.layerFor("P").getLatLngs()[0][1].__vertex.middleMarker.getElement().getBoundingClientRect();
+      return { x: e.x + e.width / 2, y: e.y + e.height / 2 };
+    }, [what, ring]);
+    await p.mouse.move(from.x, from.y);
+    await p.mouse.down();
+    await ev(([what]) => {
+      if (what === "marker") env.b.update("feature", env.meta("M"), "properties._umap_options", { color: "red" });
+      else env.b.update("feature", env.meta("P", "polygon"), "properties.name", "theirs");
+      if (what === "vertex") {
+        const r = env.b.get("feature", env.meta("P", "polygon")).geometry.coordinates[0];
+        env.b.update("feature", env.meta("P", "polygon"), "geometry", { type: "Polygon", coordinates: [[r[0], r[1], r[2], [2.33, 48.856], r[4]]] });
+      }
+      env.sync();
+    }, [what]);
+    if (what !== "middle click") await p.mouse.move(from.x + 40, from.y + 30, { steps: 5 });
+    await p.mouse.up();
+    await ev(() => new Promise((res) => setTimeout(res, 10)));
+    out.pressed[what] = await ev(() => { env.sync(); return outcome(); });
+  }
+
   // Both users drag the same marker at once (the peer's drag fired as Leaflet fires it);
   // whoever releases last wrote last, and wins on both maps.
   for (const last of ["mine", "theirs"]) {
@@ -460,6 +496,17 @@ test("the Leaflet helper under a real drag or drawing when a peer's change or th
   }
   assert.equal(r.newPart.line.engineA["L1/F"].coordinates.length, 2);
   assert.equal(r.newPart.polygon.engineA["L1/F"].coordinates.length, 1);
+
+  for (const [what, o] of Object.entries(r.pressed)) assertConverged(o, `pressed ${what}`);
+  const pressedRing = r.pressed.vertex.engineA["L1/P"].coordinates[0];
+  assert.deepEqual(pressedRing.filter((_, i) => i !== 1), ring.filter((_, i) => i !== 1), "the ring the user saw, the pressed vertex moved");
+  assert.ok(pressedRing[1][0] > ring[1][0] + 1e-3 && pressedRing[1][1] < ring[1][1] - 1e-3, `the pressed vertex dragged: ${pressedRing[1]}`);
+  assert.equal(r.pressed.vertex.drawnA.P.name, "theirs");
+  const pressedAt = r.pressed.marker.engineA["L1/M"].coordinates;
+  assert.ok(pressedAt[0] > 2.35 + 1e-3 && pressedAt[1] < 48.85 - 1e-3, `the pressed marker dragged: ${pressedAt}`);
+  assert.equal(r.pressed.marker.drawnA.M.color, "red");
+  assert.equal(r.pressed["middle click"].engineA["L1/P"].coordinates[0].length, 6, "the vertex a click on a middle handle inserted is sent");
+  assert.equal(r.pressed["middle click"].drawnA.P.name, "theirs");
 
   assertConverged(r.middle, "middle handle dragged during a reshape");
   const withInserted = r.middle.engineA["L1/P"].coordinates[0];
