@@ -245,7 +245,7 @@ export function bindLeaflet(options) {
    * line or polygon: see render); held: a change arrived meanwhile.
    * @type {WeakMap<any, {id: string, layerId: string, featureType: string, committed: boolean,
    *   engineGeometry: string, renderedGeometry: string, color: string, name: string, properties: any,
-   *   dragging?: boolean, drawing?: boolean, held?: boolean, alt?: number}>}
+   *   dragging?: boolean, drawing?: boolean, held?: boolean, alt?: number, press?: object}>}
    */
   const infos = new WeakMap();
   /** @type {Map<string, any>} feature id → layer */
@@ -735,11 +735,15 @@ export function bindLeaflet(options) {
   function onPress(layer) {
     const info = infos.get(layer);
     const doc = globalThis.document;
-    if (!info || !info.committed || unbound || info.dragging || !doc) return;
+    if (!info || !info.committed || unbound || !doc) return;
     startDrag(layer);
+    const press = (info.press = {}); // this press's release ends the hold, not an earlier one's
     const release = () => {
       for (const t of RELEASES) doc.removeEventListener(t, release, true);
-      setTimeout(() => endDrag(layer), 0);
+      // Unless a later press came before this timer (input events may: a quick second drag).
+      setTimeout(() => {
+        if (info.press === press) endDrag(layer);
+      }, 0);
     };
     for (const t of RELEASES) doc.addEventListener(t, release, true);
   }

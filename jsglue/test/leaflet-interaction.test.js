@@ -288,6 +288,27 @@ async function drive(p) {
     out.pressed[what] = await ev(() => { env.sync(); return outcome(); });
   }
 
+  // Two presses on a marker in a row, the second before the first's release is done with
+  // (its timer): the second press holds the marker until its own release.
+  await ev(() => setup());
+  out.twoPresses = await ev(async ([g]) => {
+    env.add(env.b, "M", g);
+    env.sync();
+    const el = env.ctlA.layerFor("M").getElement();
+    const r = el.getBoundingClientRect();
+    const opts = { bubbles: true, cancelable: true, button: 0, buttons: 1, clientX: r.x + r.width / 2, clientY: r.y + r.height / 2 };
+    el.dispatchEvent(new MouseEvent("mousedown", opts));
+    el.dispatchEvent(new MouseEvent("mouseup", opts));
+    el.dispatchEvent(new MouseEvent("mousedown", opts));
+    await new Promise((res) => setTimeout(res, 10));
+    env.b.update("feature", env.meta("M"), "properties._umap_options", { color: "red" });
+    env.sync();
+    const held = env.ctlA.layerFor("M").getElement() === el && env.ctlA.features()[0].color !== "red";
+    el.dispatchEvent(new MouseEvent("mouseup", opts));
+    await new Promise((res) => setTimeout(res, 10));
+    return { held, colorAfter: env.ctlA.features()[0].color };
+  }, [marker(2.35, 48.85)]);
+
   // Both users drag the same marker at once (the peer's drag fired as Leaflet fires it);
   // whoever releases last wrote last, and wins on both maps.
   for (const last of ["mine", "theirs"]) {
@@ -497,6 +518,7 @@ test("the Leaflet helper under a real drag or drawing when a peer's change or th
   assert.equal(r.newPart.line.engineA["L1/F"].coordinates.length, 2);
   assert.equal(r.newPart.polygon.engineA["L1/F"].coordinates.length, 1);
 
+  assert.deepEqual(r.twoPresses, { held: true, colorAfter: "red" }, "the second press held the marker until its release");
   for (const [what, o] of Object.entries(r.pressed)) assertConverged(o, `pressed ${what}`);
   const pressedRing = r.pressed.vertex.engineA["L1/P"].coordinates[0];
   assert.deepEqual(pressedRing.filter((_, i) => i !== 1), ring.filter((_, i) => i !== 1), "the ring the user saw, the pressed vertex moved");
