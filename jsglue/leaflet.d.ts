@@ -77,12 +77,14 @@ export interface BindOptions {
   engine: Engine;
   /**
    * The datalayer of a feature created by drawing: an id, or a function of the new layer
-   * (called on `editable:created`; with null for addFeature without a layerId).
+   * (called on `editable:created`, and again when the drawing is committed — the feature
+   * goes to the datalayer it gives then: the first may have been deleted meanwhile; with
+   * null for addFeature without a layerId).
    */
   layerId: string | ((layer: FeatureLayer | null) => string);
   /** The Leaflet namespace (default: globalThis.L). */
   L?: typeof Leaflet;
-  /** Decimal places of coordinates sent (default 6, as Leaflet's toGeoJSON). */
+  /** Decimal places of coordinates sent: a whole number from 0 to 15 (default 6, as Leaflet's toGeoJSON). */
   precision?: number;
   /** Ids of new features (default: 8 random characters [A-Za-z0-9]). */
   newId?: () => string;
@@ -122,7 +124,8 @@ export interface LeafletController {
    * `${layerId}-${index}` (its index in features); a number id is taken as its text.
    * Returns the ids seeded. A feature whose geometry the helper does not draw is skipped:
    * the helper draws Point, LineString, MultiLineString, Polygon and MultiPolygon
-   * geometries whose every position is [lng, lat] in finite numbers, and with no
+   * geometries whose every position is [lng, lat] or [lng, lat, alt] (more members
+   * allowed) in finite numbers only, lat within ±90 and lng within ±1,000,000, and with no
    * degenerate part (a line of fewer than 2 positions, a ring of fewer than 3 vertices, a
    * polygon or multi-geometry with no parts). A peer's feature with such a geometry is
    * not drawn either.
@@ -134,10 +137,13 @@ export interface LeafletController {
    * The controller draws one layer per feature id: a feature whose id is drawn for another
    * datalayer waits, and is drawn when that one goes (a feature moved to another datalayer
    * ends drawn there, whichever order the move's batch holds).
-   * A layer the user is dragging (a marker, a vertex of a line or polygon) is not redrawn
-   * until the drag ends: at the release its geometry is sent if the drag changed it (the
+   * A layer the user is dragging (a marker, a vertex of a line or polygon; from the press on
+   * it, before the first move) is not redrawn until the drag ends: at the release its geometry is sent if the drag changed it (the
    * later write: a peer's geometry received meanwhile is overwritten), then what the engine
-   * holds is drawn. A feature deleted meanwhile is removed at once.
+   * holds is drawn. A feature deleted meanwhile is removed at once. A committed line or
+   * polygon the user goes on drawing (Leaflet.Editable's continueForward, continueBackward,
+   * newShape, newHole) is held the same way until editable:drawing:end, where its geometry
+   * is sent if it changed (committed, or cancelled with the clicked points kept on the layer).
    */
   applyChanges(changes: readonly Change[]): void;
   /** Renders every feature of engine.state() and removes layers of absent features. */
@@ -165,7 +171,13 @@ export interface LeafletController {
    * opened (engine.batch, startBatch) they join it.
    */
   setProperties(id: string, values: { [key: string]: JSONValue | undefined }): void;
-  /** Sends the layer's current geometry if it changed (what a completed drag does). */
+  /**
+   * Sends the layer's current geometry if it changed (what a completed drag does). A
+   * degenerate part — a polygon's hole of fewer than 3 vertices (Leaflet.Editable deletes a
+   * hole vertex by vertex), a part of a multi-geometry with too few vertices (a new part
+   * committed after one click) — is left out of what is sent, and then of the layer: sent,
+   * it would make the feature one no map draws.
+   */
   syncGeometry(id: string): boolean;
   /** Deletes a feature (engine.delete) and removes its layer. False if it was not in the engine. */
   deleteFeature(id: string): boolean;

@@ -8,11 +8,13 @@
 // Local edits → engine edits, one per completed change:
 // - creation: `editable:created` gives the new layer its id and datalayer, and
 //   `editable:drawing:commit` upserts the whole GeoJSON feature (subject "feature",
-//   metadata {id, layerId, featureType});
+//   metadata {id, layerId, featureType}), in the datalayer the layerId option gives then;
 // - geometry: `editable:edited` (fired once per completed change: drawing commit, vertex
 //   drag, vertex deletion, marker drag …) and a marker's own `dragend` each give one
 //   update of "geometry" — only when the geometry really changed, so the two events of one
-//   marker drag make one edit. `editable:editing` (many per drag) is never synced;
+//   marker drag make one edit. A degenerate part (a polygon's hole left with fewer than 3
+//   vertices, deleted vertex by vertex; a part committed with too few clicks) is dropped
+//   from what is sent, and from the layer. `editable:editing` (many per drag) is never synced;
 // - properties and deletion go through the controller: setProperty / setProperties /
 //   deleteFeature (Leaflet.Editable has no deletion event).
 //
@@ -24,14 +26,20 @@
 // the engine's edit methods; a flag set while rendering keeps the Leaflet events it causes
 // from being echoed back to the engine.
 //
-// A layer the user is dragging (a marker, or a vertex of a line or polygon: from its
-// dragstart or editable:vertex:dragstart to the matching end) is not redrawn: moving it,
-// reshaping it (the editor's reset replaces the vertex handles) or restyling a marker
+// A layer the user is dragging (a marker, or a vertex of a line or polygon: from the press
+// on it — Leaflet starts a drag only at the first move — or its dragstart or
+// editable:vertex:dragstart, to the matching end or the press's release) is not redrawn:
+// moving it, reshaping it (the editor's reset replaces the vertex handles) or restyling a marker
 // (setIcon replaces its drag handler) would end the drag, and the rest of it would move
 // nothing. What arrives meanwhile is held. At the release the layer's geometry is sent if
 // the drag changed it — the later write, which wins over the peer's on "geometry" — and then
 // the feature is drawn from the engine: the peer's other changes, and its geometry only if
 // the release sent none. A deletion is drawn at once (the drag cannot bring it back).
+// A committed line or polygon the user goes on drawing (Leaflet.Editable's continueForward,
+// continueBackward, newShape, newHole: from editable:drawing:start to editable:drawing:end)
+// is held the same way: reshaping it would replace the arrays the editor adds the clicked
+// points to, and they would be lost. At the drawing's end (committed, or cancelled with the
+// points it added kept on the layer) the layer's geometry is sent if it changed.
 //
 // The controller listens on the map (where Leaflet.Editable forwards its events), keeping
 // only layers of its featuresLayer. Layers the controller knows carry their identity in a
@@ -102,6 +110,26 @@ function degeneratePolygon(rings) {
   return rings.length === 0 || rings.some((ring) => ring.length - (closed(ring) ? 1 : 0) < 3);
 }
 
+/**
+ * g without its degenerate parts: a polygon's holes of fewer than 3 vertices, a
+ * multipolygon's polygons whose outer ring has fewer than 3, a multilinestring's lines of
+ * fewer than 2; g itself if it has none, or nothing else. Leaflet.Editable makes such parts
+ * for a moment, or for good: it lets a user delete a hole vertex by vertex (down to 2, 1,
+ * then none), and a new part committed with too few clicks is sent (editable:drawing:commit)
+ * before it is deleted. Sent as they are, they would make the whole feature degenerate,
+ * drawn by no map, the user's own included.
+ */
+function withoutDegenerateParts(g) {
+  const ringOk = (ring) => ring.length - (closed(ring) ? 1 : 0) >= 3;
+  const polygon = (rings) => (rings.slice(1).every(ringOk) ? rings : [rings[0], ...rings.slice(1).filter(ringOk)]);
+  let c = g.coordinates;
+  if (g.type === "Polygon" && c.length > 1) c = polygon(c);
+  else if (g.type === "MultiPolygon") c = c.filter((p) => p.length > 0 && ringOk(p[0])).map(polygon);
+  else if (g.type === "MultiLineString") c = c.filter((line) => line.length >= 2);
+  const same = c.length === g.coordinates.length && c.every((x, i) => x === g.coordinates[i]);
+  return same || c.length === 0 ? g : { ...g, coordinates: c };
+}
+
 /** Whether a ring's last position repeats its first (GeoJSON closes rings; Leaflet drops the repeat). */
 function closed(ring) {
   const a = ring[0];
@@ -125,10 +153,11 @@ const POSITION_DEPTH = { Point: 0, LineString: 1, MultiLineString: 2, Polygon: 2
 
 /**
  * A geometry Leaflet can draw: a supported type whose coordinates nest positions as deep
- * as the type says, each position at least [lng, lat] as finite numbers, and no part
- * degenerate (empty, or too few vertices to be seen). A peer may send any JSON as a
- * geometry; Leaflet throws on a position it cannot read ("Invalid LatLng") and on an empty
- * line or ring ("latlngs not passed").
+ * as the type says, each position a place (validPosition), and no part degenerate (empty,
+ * or too few vertices to be seen). A peer may send any JSON as a geometry; Leaflet throws
+ * on a position it cannot read ("Invalid LatLng"), on an empty line or ring ("latlngs not
+ * passed"), and placing the label of a line or polygon far beyond the world (its squared
+ * distances overflow: "Invalid LatLng object: (NaN, NaN)").
  */
 function validGeometry(g) {
   return (
@@ -140,9 +169,23 @@ function validGeometry(g) {
   );
 }
 
+// The largest longitude drawn, either way: a line drawn across the antimeridian on a
+// wrapped world goes past ±180, a million degrees is no place a user drew, and near 1e150
+// Leaflet's distances overflow.
+const MAX_LNG = 1e6;
+
+/**
+ * A position [lng, lat, alt?, …] of numbers only (GeoJSON's; Leaflet reads a string or null
+ * altitude as NaN or 0, sent back so by the next drag), with lat within ±90 (beyond is no
+ * place: Leaflet would clamp it to the map's edge) and lng within ±MAX_LNG.
+ */
+function validPosition(c) {
+  return c.length >= 2 && c.every(Number.isFinite) && Math.abs(c[1]) <= 90 && Math.abs(c[0]) <= MAX_LNG;
+}
+
 function validPositions(c, depth) {
   if (!Array.isArray(c)) return false;
-  if (depth === 0) return c.length >= 2 && Number.isFinite(c[0]) && Number.isFinite(c[1]);
+  if (depth === 0) return validPosition(c);
   for (const x of c) if (!validPositions(x, depth - 1)) return false;
   return true;
 }
@@ -177,6 +220,10 @@ export function bindLeaflet(options) {
   for (const k of Object.keys(options)) {
     if (!BIND_KEYS.has(k)) throw new TypeError(`bindLeaflet: unknown option ${JSON.stringify(k)} (known: ${[...BIND_KEYS].join(", ")})`);
   }
+  if (options.precision !== undefined && !(Number.isInteger(options.precision) && options.precision >= 0 && options.precision <= 15)) {
+    // NaN or a word would make every coordinate sent NaN (kept as null by the engine).
+    throw new TypeError(`bindLeaflet: precision must be a whole number of decimals from 0 to 15, not ${String(options.precision)}`);
+  }
   const { map, featuresLayer, engine } = options;
   const L = options.L ?? globalThis.L;
   if (!map || !featuresLayer || !engine) throw new TypeError("bindLeaflet needs map, featuresLayer and engine");
@@ -194,10 +241,11 @@ export function bindLeaflet(options) {
 
   /**
    * Per layer: identity and what is rendered.
-   * dragging: the user is dragging the layer (see render); held: a change arrived meanwhile.
+   * dragging: the user is dragging the layer; drawing: the user goes on drawing it (a committed
+   * line or polygon: see render); held: a change arrived meanwhile.
    * @type {WeakMap<any, {id: string, layerId: string, featureType: string, committed: boolean,
    *   engineGeometry: string, renderedGeometry: string, color: string, name: string, properties: any,
-   *   dragging?: boolean, held?: boolean}>}
+   *   dragging?: boolean, drawing?: boolean, held?: boolean, alt?: number, press?: object}>}
    */
   const infos = new WeakMap();
   /** @type {Map<string, any>} feature id → layer */
@@ -330,7 +378,7 @@ export function bindLeaflet(options) {
     layers.delete(id);
     layer.off(layerEvents);
     const info = infos.get(layer);
-    if (info) info.dragging = false; // removed under the drag: nothing to send
+    if (info) info.dragging = info.drawing = false; // removed under the drag: nothing to send
     if (layer.editEnabled && layer.editEnabled()) layer.disableEdit();
     featuresLayer.removeLayer(layer);
     if (map.hasLayer(layer)) map.removeLayer(layer);
@@ -381,8 +429,8 @@ export function bindLeaflet(options) {
       return "ignored";
     }
     const value = engine.get("feature", { id, layerId: ident.layerId });
-    if (info && info.dragging && value !== undefined && value !== null) {
-      info.held = true; // drawn when the drag ends (endDrag)
+    if (info && (info.dragging || info.drawing) && value !== undefined && value !== null) {
+      info.held = true; // drawn when the drag or the drawing ends (endDrag, endDrawing)
       return "held";
     }
     const geometry = value && value.geometry;
@@ -502,7 +550,9 @@ export function bindLeaflet(options) {
     if (applying || unbound) return false;
     const info = infos.get(layer);
     if (!info || !info.committed) return false;
-    const geometry = geometryOf(layer);
+    const drawn = geometryOf(layer);
+    const geometry = withoutDegenerateParts(drawn);
+    if (geometry !== drawn) redrawLater(layer, info, drawn, geometry);
     const text = canonicalJSON(geometry);
     if (text === info.renderedGeometry) return false;
     info.renderedGeometry = text;
@@ -510,6 +560,24 @@ export function bindLeaflet(options) {
     engine.update("feature", metadata(info), "geometry", geometry, editOptions(info));
     edited({ kind: "geometry", id: info.id, layerId: info.layerId });
     return true;
+  }
+
+  // redrawLater draws geometry (what syncGeometry sent: drawn without its degenerate parts)
+  // on the layer, once Leaflet.Editable is done with the change that made drawn (its vertex
+  // deletion goes on after editable:edited), unless the layer changed meanwhile.
+  function redrawLater(layer, info, drawn, geometry) {
+    const was = canonicalJSON(drawn);
+    queueMicrotask(() => {
+      if (unbound || infos.get(layer) !== info || info.dragging || info.drawing) return;
+      if (canonicalJSON(geometryOf(layer)) !== was) return;
+      applying++;
+      try {
+        setGeometry(layer, geometry);
+        info.renderedGeometry = canonicalJSON(geometryOf(layer));
+      } finally {
+        applying--;
+      }
+    });
   }
 
   function commit(layer) {
@@ -521,6 +589,10 @@ export function bindLeaflet(options) {
     }
     const geometry = geometryOf(layer);
     if (degenerate(geometry)) return; // a line of one point: drawing:end removes it
+    // The datalayer asked again: the one of editable:created may have gone while the user
+    // drew (a peer deleted it: the feature would go to it, and be drawn nowhere). If the
+    // function throws now, the feature keeps that one (what the user drew is not lost).
+    if (typeof options.layerId === "function") reportLater(() => (info.layerId = resolveLayerId(layer)));
     const text = canonicalJSON(geometry);
     info.committed = true;
     info.renderedGeometry = text;
@@ -573,11 +645,20 @@ export function bindLeaflet(options) {
     syncGeometry(e.layer);
   }
 
+  function onDrawingStart(e) {
+    if (unbound || !ours(e.layer)) return;
+    const info = infos.get(e.layer);
+    if (info.committed) info.drawing = true; // drawn on again (a new feature is not in the engine yet)
+  }
+
   function onDrawingEnd(e) {
     if (unbound || !ours(e.layer)) return;
     const layer = e.layer;
     const info = infos.get(layer);
-    if (info.committed) return;
+    if (info.committed) {
+      endDrawing(layer);
+      return;
+    }
     // Cancelled, or committed with too few points: it was never in the engine. Remove it
     // once Leaflet.Editable is done with it.
     setTimeout(() => {
@@ -592,9 +673,14 @@ export function bindLeaflet(options) {
 
   // A drag of a committed feature's layer begins: a marker's (or a path's, with a path drag
   // plugin) own dragstart, or Leaflet.Editable's editable:vertex:dragstart for a vertex.
+  // A marker's drag replaces its LatLng with one without altitude (Leaflet's MarkerDrag); a
+  // vertex drag keeps the vertex's (Leaflet.Editable updates lat and lng only). The marker's
+  // altitude is kept the same way (alt: the one it had at the dragstart).
   function startDrag(layer) {
     const info = infos.get(layer);
-    if (info && info.committed && !unbound) info.dragging = true;
+    if (!info || !info.committed || unbound) return;
+    if (!info.dragging && layer instanceof L.Marker) info.alt = layer.getLatLng().alt;
+    info.dragging = true;
   }
 
   // endDrag ends it: at the layer's dragend or editable:vertex:dragend, or when the drag
@@ -605,12 +691,29 @@ export function bindLeaflet(options) {
     const info = infos.get(layer);
     if (!info || !info.dragging) return;
     info.dragging = false;
+    if (!info.drawing) finish(layer, info); // a vertex dragged while drawing: the drawing's end finishes
+  }
+
+  // endDrawing ends the drawing on of a committed layer (editable:drawing:end): as endDrag.
+  function endDrawing(layer) {
+    const info = infos.get(layer);
+    if (!info || !info.drawing) return;
+    info.drawing = false;
+    if (!info.dragging) finish(layer, info);
+  }
+
+  function finish(layer, info) {
     if (applying) queueMicrotask(() => finishDrag(layer, info)); // not inside a render
     else finishDrag(layer, info);
   }
 
   function finishDrag(layer, info) {
     if (unbound || infos.get(layer) !== info) return;
+    if (info.alt !== undefined) {
+      const ll = layer.getLatLng();
+      if (ll.alt === undefined) ll.alt = info.alt;
+      info.alt = undefined;
+    }
     syncGeometry(layer);
     if (info.held) {
       info.held = false;
@@ -620,6 +723,34 @@ export function bindLeaflet(options) {
 
   function onLayerDragStart(e) {
     startDrag(e.target);
+  }
+
+  // A press on a marker, a vertex or a middle handle begins the drag for the helper: Leaflet
+  // starts it only at the first move, and a change drawn in between would replace what is
+  // pressed (setIcon, the editor's reset), so the drag that follows would move nothing. The
+  // press's release ends it after the browser's events of the release (a click on a vertex
+  // deletes it; one on a middle handle leaves the vertex it inserted at the press, with no
+  // edit event: sent then). A drag begun meanwhile ended at its own dragend already.
+  const RELEASES = ["mouseup", "touchend", "touchcancel", "pointerup", "pointercancel"];
+  function onPress(layer) {
+    const info = infos.get(layer);
+    const doc = globalThis.document;
+    if (!info || !info.committed || unbound || !doc) return;
+    startDrag(layer);
+    const press = (info.press = {}); // this press's release ends the hold, not an earlier one's
+    const release = () => {
+      for (const t of RELEASES) doc.removeEventListener(t, release, true);
+      // Unless a later press came before this timer (input events may: a quick second drag).
+      setTimeout(() => {
+        if (info.press === press) endDrag(layer);
+      }, 0);
+    };
+    for (const t of RELEASES) doc.addEventListener(t, release, true);
+  }
+
+  function onLayerPress(e) {
+    const layer = e.target;
+    if (layer instanceof L.Marker && layer.dragging && layer.dragging.enabled()) onPress(layer);
   }
 
   function onLayerDragEnd(e) {
@@ -640,12 +771,18 @@ export function bindLeaflet(options) {
   const layerEvents = {
     add: onLayerAdd,
     remove: onLayerRemove,
+    mousedown: onLayerPress,
+    touchstart: onLayerPress,
     dragstart: onLayerDragStart,
     dragend: onLayerDragEnd,
   };
 
   function onVertexDragStart(e) {
     if (ours(e.layer)) startDrag(e.layer);
+  }
+
+  function onVertexPress(e) {
+    if (ours(e.layer)) onPress(e.layer);
   }
 
   function onVertexDragEndOrDisable(e) {
@@ -656,8 +793,11 @@ export function bindLeaflet(options) {
     "editable:created": onCreated,
     "editable:drawing:commit": onDrawingCommit,
     "editable:edited": onEdited,
+    "editable:drawing:start": onDrawingStart,
     "editable:drawing:end": onDrawingEnd,
     "editable:vertex:dragstart": onVertexDragStart,
+    "editable:vertex:mousedown": onVertexPress,
+    "editable:middlemarker:mousedown": onVertexPress,
     "editable:vertex:dragend": onVertexDragEndOrDisable,
     "editable:disable": onVertexDragEndOrDisable,
   };

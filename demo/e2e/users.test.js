@@ -1,7 +1,9 @@
 // Browser tests of the demo as its users meet it: the network going away under an open page,
 // a connection dying without closing, the relay restarting under open pages, a clock minutes
 // off, the page failing to start, drawing into a hidden layer, the feature form while a peer
-// edits the same feature (a name on several lines too). Where pages converge, every page's
+// edits the same feature (a name on several lines too), moves it to another datalayer or
+// deletes it, a peer's deletion under a vertex drag, an undo pressed during a drag or while
+// a line is drawn. Where pages converge, every page's
 // map — its Leaflet layers and their labels, not only its engine — must show what the
 // engine's state() holds
 // (sameEverywhere, drawnVsEngine).
@@ -88,6 +90,43 @@ async function sameEverywhere(views, opts) {
 }
 
 const featureIn = (state, id) => state.find((o) => o.subject === 'feature' && o.metadata.id === id);
+
+/**
+ * What a page's map holds that it should not: a feature layer the helper does not know, a
+ * vertex handle of a layer off the map or of an editor disabled, a layer outside the
+ * features and edit layers. [] when clean.
+ */
+function ghosts(page) {
+  return page.evaluate(() => {
+    const d = window.mapcrdtDemo;
+    const map = d.map;
+    const out = [];
+    map.eachLayer((l) => {
+      if (l instanceof L.LayerGroup || l instanceof L.Renderer || l instanceof L.Tooltip || l instanceof L.TileLayer) return;
+      if (l === map.editTools.forwardLineGuide || l === map.editTools.backwardLineGuide) return;
+      if (l instanceof L.Editable.VertexMarker || l instanceof L.Editable.MiddleMarker) {
+        if (!l.editor.feature._map) out.push('a vertex handle of a layer off the map');
+        else if (!l.editor.enabled()) out.push('a vertex handle of a disabled editor');
+        else if (d.controller.idOf(l.editor.feature) === undefined) out.push('a vertex handle of an unknown layer');
+      } else if (d.controller.idOf(l) === undefined) {
+        out.push('a layer the helper does not know');
+      }
+    });
+    return out;
+  });
+}
+
+/** Presses the mouse on vertex i of a polygon's outer ring and moves it by (dx, dy), not released. */
+async function grabVertex(page, id, i, dx, dy) {
+  const p = await page.evaluate(([id, i]) => {
+    const d = window.mapcrdtDemo;
+    return d.screenPoint(id, d.feature(id).latlngs[0][i]);
+  }, [id, i]);
+  await page.mouse.move(p.x, p.y);
+  await page.mouse.down();
+  await page.mouse.move(p.x + dx, p.y + dy, { steps: 4 });
+  return p;
+}
 
 // The suite's timeout bounds its tests together (as in demo.test.js): a hang guard only.
 describe('demo: what users meet', { timeout: 600_000 }, () => {
@@ -370,6 +409,174 @@ describe('demo: what users meet', { timeout: 600_000 }, () => {
     } finally {
       await context.close();
       await close(B);
+    }
+  });
+
+  test('the feature form and vertex editing while a peer moves the feature to another datalayer, makes it a point, deletes it', async () => {
+    const map = mapName('formmoved');
+    const A = await openDemo(browser, relay, { map, name: 'Alice' });
+    const B = await openDemo(browser, relay, { map, name: 'Bob' });
+    try {
+      await clickFeature(B.page, 'seedArea');
+      await until(B.page, () => window.mapcrdtDemo.selected() === 'seedArea', null, { what: 'selection in B' });
+      await B.page.fill('#feature-name', 'typed by Bob');
+
+      // A moves the polygon to a datalayer of its own, as uMap does: one batch, the feature
+      // made in the new datalayer and deleted from the old one.
+      await A.page.evaluate(() => {
+        const e = window.mapcrdtDemo.engine;
+        e.batch(() => {
+          e.upsert('datalayer', { id: 'L2' }, { name: 'Layer 2' });
+          const meta = { id: 'seedArea', layerId: 'default', featureType: 'polygon' };
+          e.upsert('feature', { ...meta, layerId: 'L2' }, e.get('feature', meta));
+          e.delete('feature', meta);
+        });
+        window.mapcrdtDemo.rename('seedPin1', 'sends it');
+      });
+      await until(B.page, () => window.mapcrdtDemo.feature('seedArea')?.layerId === 'L2', null, { what: 'the move in B' });
+      // B's form is still on it, with what B typed, and its vertices still editable.
+      const inB = await B.page.evaluate(() => ({
+        selected: window.mapcrdtDemo.selected(),
+        formShown: !document.querySelector('#feature-form').hidden,
+        layer: document.querySelector('#feature-layer').textContent,
+        editing: window.mapcrdtDemo.controller.layerFor('seedArea').editEnabled(),
+      }));
+      assert.deepEqual(inB, { selected: 'seedArea', formShown: true, layer: 'Layer 2', editing: true });
+      assert.equal(await B.page.inputValue('#feature-name'), 'typed by Bob');
+      assert.deepEqual(await ghosts(B.page), []);
+      await B.page.click('#feature-apply');
+      let state = await sameEverywhere([A, B]);
+      assert.equal(featureIn(state, 'seedArea').metadata.layerId, 'L2');
+      assert.equal(featureIn(state, 'seedArea').value.properties.name, 'typed by Bob');
+
+      // A makes it a point: still selected in B, a marker now, no vertex handle left.
+      await A.page.evaluate(() => {
+        window.mapcrdtDemo.engine.update('feature', { id: 'seedArea', layerId: 'L2', featureType: 'polygon' }, 'geometry', { type: 'Point', coordinates: [2.35, 48.855] });
+        window.mapcrdtDemo.rename('seedPin1', 'sends the point');
+      });
+      await until(B.page, () => window.mapcrdtDemo.feature('seedArea')?.type === 'marker', null, { what: 'the point in B' });
+      assert.equal(await B.page.evaluate(() => window.mapcrdtDemo.selected()), 'seedArea');
+      assert.deepEqual(await ghosts(B.page), []);
+
+      // B drags the point; A renames it meanwhile: held under the drag, A's name is drawn at
+      // the release, in the map and in B's form.
+      const box = await B.page.locator('.leaflet-marker-icon[data-feature-id="seedArea"]').boundingBox();
+      const at = { x: box.x + box.width / 2, y: box.y + box.height / 3 };
+      await B.page.mouse.move(at.x, at.y);
+      await B.page.mouse.down();
+      await B.page.mouse.move(at.x + 40, at.y + 30, { steps: 4 });
+      await A.page.evaluate(() => {
+        window.mapcrdtDemo.engine.update('feature', { id: 'seedArea', layerId: 'L2', featureType: 'marker' }, 'properties.name', 'renamed by Alice');
+        window.mapcrdtDemo.rename('seedPin1', 'sends the name');
+      });
+      await until(B.page, () => window.mapcrdtDemo.feature('seedPin1').name === 'sends the name', null, { what: 'A’s edits in B' });
+      await B.page.mouse.move(at.x + 60, at.y + 10, { steps: 4 });
+      await B.page.mouse.up();
+      await until(B.page, () => window.mapcrdtDemo.feature('seedArea').name === 'renamed by Alice', null, { what: 'the name drawn in B' });
+      await until(B.page, () => document.querySelector('#feature-name').value === 'renamed by Alice', null, { what: 'the name in B’s form' });
+
+      // A deletes it: B's form closes.
+      await A.page.evaluate(() => window.mapcrdtDemo.deleteFeature('seedArea'));
+      await until(B.page, () => !window.mapcrdtDemo.feature('seedArea'), null, { what: 'the deletion in B' });
+      assert.equal(await B.page.evaluate(() => window.mapcrdtDemo.selected()), null);
+      assert.equal(await B.page.evaluate(() => document.querySelector('#feature-form').hidden), true);
+      state = await sameEverywhere([A, B]);
+      assert.equal(featureIn(state, 'seedArea'), undefined);
+      assert.deepEqual([...(await ghosts(A.page)), ...(await ghosts(B.page))], []);
+      assertNoErrors(A, B);
+    } finally {
+      await close(A, B);
+    }
+  });
+
+  test('a vertex dragged while a peer deletes its datalayer; an undo pressed during a marker drag and while a line is drawn; a polygon drawn while a peer deletes its datalayer', async () => {
+    const map = mapName('midinteraction');
+    const A = await openDemo(browser, relay, { map, name: 'Alice' });
+    const B = await openDemo(browser, relay, { map, name: 'Bob' });
+    try {
+      // B drags a vertex of the polygon; A deletes the datalayer (and its features) meanwhile.
+      await clickFeature(B.page, 'seedArea');
+      await until(B.page, () => window.mapcrdtDemo.selected() === 'seedArea', null, { what: 'selection in B' });
+      const grab = await grabVertex(B.page, 'seedArea', 2, 10, -10);
+      await A.page.click('#layers li[data-layer-id="default"] .layer-delete');
+      await until(B.page, () => !window.mapcrdtDemo.feature('seedArea'), null, { what: 'the deletion in B' });
+      await B.page.mouse.move(grab.x + 40, grab.y - 60, { steps: 4 });
+      await B.page.mouse.up();
+      let state = await sameEverywhere([A, B]);
+      assert.deepEqual(state.filter((o) => o.subject === 'feature'), []);
+      assert.equal(await B.page.evaluate(() => window.mapcrdtDemo.selected()), null);
+      assert.deepEqual([...(await ghosts(A.page)), ...(await ghosts(B.page))], []);
+      await A.page.click('#undo');
+      await until(B.page, () => !!window.mapcrdtDemo.feature('seedArea'), null, { what: 'the undo in B' });
+      await sameEverywhere([A, B]);
+
+      // B adds a marker, then drags the pin, pressing Ctrl+Z during the drag: the marker
+      // goes; the pin ends where B let go, in both.
+      const added = await B.page.evaluate(() => window.mapcrdtDemo.addMarker(48.851, 2.343, { name: 'undone' }));
+      await until(A.page, (id) => !!window.mapcrdtDemo.feature(id), added, { what: 'B’s marker in A' });
+      const box = await B.page.locator('.leaflet-marker-icon[data-feature-id="seedPin1"]').boundingBox();
+      const from = { x: box.x + box.width / 2, y: box.y + box.height / 3 };
+      const pinAt = await B.page.evaluate(() => window.mapcrdtDemo.screenPoint('seedPin1'));
+      await B.page.mouse.move(from.x, from.y);
+      await B.page.mouse.down();
+      await B.page.mouse.move(from.x + 40, from.y + 20, { steps: 4 });
+      await B.page.keyboard.press('Control+z');
+      await until(B.page, (id) => !window.mapcrdtDemo.feature(id), added, { what: 'the undo during the drag' });
+      await B.page.mouse.move(from.x + 80, from.y + 40, { steps: 4 });
+      await B.page.mouse.up();
+      const release = { x: pinAt.x + 80, y: pinAt.y + 40 };
+      await until(B.page, (want) => {
+        const p = window.mapcrdtDemo.screenPoint('seedPin1');
+        return Math.hypot(p.x - want.x, p.y - want.y) <= 2;
+      }, release, { what: 'the pin where B let go' });
+      state = await sameEverywhere([A, B]);
+      assert.equal(featureIn(state, added), undefined);
+
+      // B draws a line: two clicks, Ctrl+Z (undoes the pin's drag), a third click, Enter.
+      await B.page.click('#tool-line');
+      for (const [fx, fy] of [[0.3, 0.7], [0.4, 0.75]]) {
+        const p = await mapPoint(B.page, fx, fy);
+        await B.page.mouse.click(p.x, p.y);
+      }
+      await B.page.keyboard.press('Control+z');
+      await until(B.page, (want) => {
+        const p = window.mapcrdtDemo.screenPoint('seedPin1');
+        return Math.hypot(p.x - want.x, p.y - want.y) <= 2;
+      }, pinAt, { what: 'the pin back where it was' });
+      const third = await mapPoint(B.page, 0.5, 0.7);
+      await B.page.mouse.click(third.x, third.y);
+      await B.page.keyboard.press('Enter');
+      await until(B.page, () => window.mapcrdtDemo.features().some((f) => f.type === 'polyline'), null, { what: 'the line' });
+      state = await sameEverywhere([A, B]);
+      const lines = state.filter((o) => o.subject === 'feature' && o.value.geometry.type === 'LineString');
+      assert.equal(lines.length, 1);
+      assert.equal(lines[0].value.geometry.coordinates.length, 3);
+      assert.deepEqual([...(await ghosts(A.page)), ...(await ghosts(B.page))], []);
+
+      // B draws a polygon; A deletes B's active datalayer between two clicks (every datalayer
+      // there is): finished, the polygon goes to a datalayer alive, drawn in both.
+      await B.page.click('#tool-polygon');
+      for (const [fx, fy] of [[0.6, 0.6], [0.7, 0.6]]) {
+        const p = await mapPoint(B.page, fx, fy);
+        await B.page.mouse.click(p.x, p.y);
+      }
+      const active = await B.page.evaluate(() => window.mapcrdtDemo.datalayers().find((l) => l.active).id);
+      await A.page.click(`#layers li[data-layer-id="${active}"] .layer-delete`);
+      await until(B.page, (id) => !window.mapcrdtDemo.datalayers().some((l) => l.id === id), active, { what: 'the datalayer gone in B' });
+      const last = await mapPoint(B.page, 0.65, 0.7);
+      await B.page.mouse.click(last.x, last.y);
+      await B.page.keyboard.press('Enter');
+      await until(B.page, () => window.mapcrdtDemo.features().some((f) => f.type === 'polygon' && f.visible), null, { what: 'the polygon drawn in B' });
+      state = await sameEverywhere([A, B]);
+      const polygons = state.filter((o) => o.subject === 'feature' && o.value.geometry.type === 'Polygon');
+      assert.equal(polygons.length, 1);
+      assert.notEqual(polygons[0].metadata.layerId, active);
+      assert.ok(state.some((o) => o.subject === 'datalayer' && o.metadata.id === polygons[0].metadata.layerId), 'its datalayer is alive');
+      assert.ok(await A.page.evaluate((id) => window.mapcrdtDemo.feature(id)?.visible, polygons[0].metadata.id), 'drawn in A');
+      assert.deepEqual([...(await ghosts(A.page)), ...(await ghosts(B.page))], []);
+      assertNoErrors(A, B);
+    } finally {
+      await close(A, B);
     }
   });
 });

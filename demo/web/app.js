@@ -474,11 +474,12 @@ const ctl = bindLeaflet({
   isLayerVisible: layerShown,
   defaultColor: DEFAULT_COLOR,
   onEdit: () => afterLocalEdit(),
+  // The selected feature redrawn: the form follows once the change is drawn (the listener of
+  // engine.onChange below). A removal too: a feature a peer moves to another datalayer is
+  // removed, then drawn again there under the same id, and stays selected, with what is
+  // being typed in its form; one gone for good is deselected there.
   onRender: (ev) => {
-    if (ev.id === selectedId) {
-      if (ev.kind === "removed") select(null);
-      else formNeedsRefresh = true;
-    }
+    if (ev.id === selectedId) formNeedsRefresh = true;
   },
 });
 

@@ -33,3 +33,15 @@ test("bindLeaflet knows every option leaflet.d.ts declares, and no other", () =>
   }
   assert.throws(() => bindLeaflet({ ...base, notDeclared: 1 }), /unknown option/);
 });
+
+test("bindLeaflet refuses a precision that is not a whole number of decimals from 0 to 15", () => {
+  // NaN or a word would round every coordinate sent to NaN, which the engine keeps as null.
+  const base = { map: {}, featuresLayer: {}, engine: {}, layerId: "L1" };
+  for (const precision of [NaN, "6", -1, 2.5, 16, null, Infinity]) {
+    assert.throws(() => bindLeaflet({ ...base, precision }), { name: "TypeError", message: /precision/ }, `precision ${String(precision)}`);
+  }
+  for (const precision of [0, 6, 15, undefined]) {
+    // Accepted: what fails after is the missing Leaflet (L).
+    assert.throws(() => bindLeaflet({ ...base, precision, L: undefined }), (e) => !/precision/.test(e.message), `precision ${precision}`);
+  }
+});
