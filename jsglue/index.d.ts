@@ -139,9 +139,10 @@ export interface EngineOptions {
    */
   captureInterval?: number;
   /**
-   * The wall clock, ms since the epoch (default Date.now). Called once per engine call; a
-   * call whose clock throws, or returns anything but a number from 1 to 2^53, throws
-   * "bad_option" and changes nothing.
+   * The wall clock, ms since the epoch (default Date.now). Called at most once per engine
+   * call (never by startBatch, commitBatch, inBatch, memory or close); a call whose clock
+   * throws, or returns anything but a number from 1 to 2^53, throws "bad_option" and
+   * changes nothing.
    */
   now?: () => number;
   /** Limits on input. */
@@ -359,7 +360,10 @@ export interface Engine {
    * value is {} is left out: it cannot be told apart from one never seen (DESIGN §4).
    */
   state(): string;
-  /** The greatest clock issued or seen, "wall:counter:peer". */
+  /**
+   * The replica's clock, "wall:counter:peer": at or after every clock it issued or received
+   * (a received one moves it there, the HLC's receive rule); its next edit is stamped after it.
+   */
   clock(): string;
   /** The version vector: peer → highest contiguous seq held. */
   vector(): Record<string, number>;

@@ -1022,6 +1022,13 @@ class Engine {
     return this.#call.call(this.#bridge, method, this.#handle, 0, this.#now === Date.now ? 0 : this.#now(), [], false);
   }
 
+  // #runClockless is #run for a method that never reads the time: no clock read at all,
+  // options.now's included (0: the module would read the system clock, should it need it).
+  #runClockless(method) {
+    if (this.#closed) throw closed();
+    return this.#call.call(this.#bridge, method, this.#handle, 0, 0, [], false);
+  }
+
   // #emit delivers an event to every listener, in the order the engine made the events: a
   // listener's own edit (a validator replacing a remote value) makes its event while
   // another is being delivered, and that one waits in #queued until every listener has had
@@ -1123,16 +1130,18 @@ class Engine {
     this.#edit(verb, f.subject, f.metadata, key, value, opts);
   }
 
+  // A batch's clock is taken at its first edit: opening, closing or asking about one reads
+  // no clock, so a clock that breaks inside batch(fn) cannot leave its batch open.
   startBatch() {
-    this.#run(this.#m.startBatch, 0, []);
+    this.#runClockless(this.#m.startBatch);
   }
 
   commitBatch() {
-    this.#run(this.#m.commitBatch, 0, []);
+    this.#runClockless(this.#m.commitBatch);
   }
 
   inBatch() {
-    return this.#run(this.#m.inBatch, 0, []) === "true";
+    return this.#runClockless(this.#m.inBatch) === "true";
   }
 
   batch(fn) {
