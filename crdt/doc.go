@@ -125,9 +125,10 @@
 // lastKnownHLC and the saver's version vector; a receiving replica counts as saved exactly
 // its operations the saver held (an edit still on its way to the saver stays dirty, whatever
 // its clock). A SavedMessage without a vector (uMap's plain Journal) saves everything up to
-// its clock, as [Replica.MarkSaved] does — but the local edits not yet sent (the outbox,
-// an open batch), which no saver can hold. Both refuse a clock further ahead than MaxDrift
-// (ErrClockDrift): a horizon in the future would count as saved the edits made until then.
+// its clock but the local edits not yet sent (the outbox, an open batch), which no saver
+// can hold; [Replica.MarkSaved], the replica's own save, saves those too. Both refuse a
+// clock further ahead than MaxDrift (ErrClockDrift): a horizon in the future would count
+// as saved the edits made until then.
 //
 // [Replica.Snapshot] writes the whole replica (format "mapcrdt-snapshot", [SnapshotVersion]):
 // every logged operation in the compact encoding (replaying them rebuilds the state and the

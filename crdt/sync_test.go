@@ -1598,3 +1598,25 @@ func TestSyncVectorCountsTheOriginNotTheSender(t *testing.T) {
 		t.Errorf("alice sends bob %d operations his vector holds: %s", len(ops), resps[0])
 	}
 }
+
+// TestReceiveSameClockTwoContents: two different operations under one clock (a faulty
+// peer) are not told apart — the first one a replica receives is kept, and the second
+// changes nothing there (doc.go, "Tie-break").
+func TestReceiveSameClockTwoContents(t *testing.T) {
+	op := func(value string) []byte {
+		return []byte(`{"kind":"OperationMessage","sender":"mallory","verb":"update","subject":"feature","metadata":` + kitF1 +
+			`,"key":"properties.name","value":` + value + `,"hlc":"` + strconv.FormatInt(kitT0, 10) + `:0:mallory","seq":1}`)
+	}
+	for _, first := range []string{`"one"`, `"two"`} {
+		second := `"two"`
+		if first == second {
+			second = `"one"`
+		}
+		r := kitReplica(t, "alice", hlc.NewManualClock(kitT0))
+		kitRecv(t, r, op(first))
+		if res := kitRecv(t, r, op(second)); len(res.Changes) != 0 {
+			t.Errorf("the second content under the same clock changed %v", res.Changes)
+		}
+		kitWant(t, r, "feature", kitF1, "properties.name", first)
+	}
+}
