@@ -337,7 +337,8 @@ export interface Engine {
   onPeerMessage(message: MessageInput): PeerMessageResult;
   /**
    * A ListOperationsRequest to recipient (default: a random known peer). Throws
-   * "bad_option" for a recipient that is no valid peer id, and "bad_state" when none is
+   * "bad_option" for a recipient that is no valid peer id (as EngineOptions.peerId, but a
+   * `:` is taken: a replica restored from an old snapshot may hold one), and "bad_state" when none is
    * given and no peer is known (peers(): the relay's last peer list, or setPeers).
    */
   syncRequest(recipient?: string): string;

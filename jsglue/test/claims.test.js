@@ -531,3 +531,51 @@ test("merge: too_large over 64 MiB together, too_deep past 64 levels, bad_value 
   await rejectsCode(merge({ type: "Feature" }, fc({}), fc({})), "bad_value");
   await rejectsCode(merge("[1]", fc({}), fc({})), "bad_value");
 });
+
+test("peer ids: createEngine refuses a ':', a clock, syncRequest and setPeers take one (an old snapshot's replica); other faults are refused everywhere", async () => {
+  await rejectsCode(createEngine({ peerId: "a:b" }), "bad_option");
+  const e = await createEngine({ peerId: "e" });
+  const op = (peer) => ({ kind: "OperationMessage", sender: "z", verb: "update", subject: "map", metadata: {}, key: "properties.a", value: peer.length, hlc: `${Date.now()}:0:${peer}`, seq: 1 });
+  e.receive(op("a:b"));
+  assert.deepEqual(e.vector(), { "a:b": 1 });
+  assert.equal(JSON.parse(e.syncRequest("a:b")).recipient, "a:b");
+  e.setPeers(["a:b"]);
+  assert.deepEqual(e.peers(), ["a:b"]);
+  await createEngine({ peerId: "x".repeat(128) }).then((x) => x.close());
+  for (const bad of ["a b", 'a"b', "a\\b", "é", "x".repeat(129)]) {
+    await rejectsCode(createEngine({ peerId: bad }), "bad_option");
+    throwsCode(() => e.receive(op(bad)), "bad_hlc");
+    throwsCode(() => e.syncRequest(bad), "bad_option");
+    throwsCode(() => e.setPeers([bad]), "bad_option");
+  }
+  assert.deepEqual(e.vector(), { "a:b": 1 });
+  e.close();
+});
+
+test("get(): undefined for an object never written, and for one deleted; {} for one written to {}, which state() leaves out", async () => {
+  const e = await createEngine({ peerId: "e" });
+  const m = { id: "x", layerId: "L" };
+  assert.equal(e.get("feature", m), undefined);
+  e.upsert("feature", m, {});
+  assert.deepEqual(e.get("feature", m), {});
+  assert.equal(e.state(), "[]");
+  e.delete("feature", m);
+  assert.equal(e.get("feature", m), undefined);
+  assert.equal(e.get("feature", m, "properties"), undefined);
+  e.close();
+});
+
+test("a message is taken or refused whole: a catch-up with one operation too far ahead changes nothing", async () => {
+  const e = await createEngine({ peerId: "e" });
+  const now = Date.now();
+  const o = (key, wall, seq) => ({ verb: "update", subject: "map", metadata: {}, key, value: 1, hlc: `${wall}:0:z`, seq });
+  const resp = { kind: "PeerMessage", sender: "z", recipient: "e", message: { verb: "ListOperationsResponse", operations: [o("properties.a", now, 1), o("properties.b", now + 120_000, 2)], vector: { z: 2 } } };
+  const clock = e.clock();
+  throwsCode(() => e.receive(resp), "clock_drift");
+  assert.equal(e.state(), "[]");
+  assert.deepEqual(e.vector(), {});
+  assert.equal(e.clock(), clock);
+  e.receive({ ...resp, message: { ...resp.message, operations: [o("properties.a", now, 1)], vector: { z: 1 } } });
+  assert.deepEqual(e.vector(), { z: 1 }, "the same response without that operation is taken");
+  e.close();
+});
