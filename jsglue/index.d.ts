@@ -89,7 +89,11 @@ export interface Limits {
    * that would pass it throws "too_large"); a snapshot may take 4 times it (default 32 MiB).
    */
   maxMessageBytes?: number;
-  /** Deepest JSON nesting (default 64). */
+  /**
+   * Deepest nesting of an object's value, each object and array counted with those its key
+   * path makes (an update of "a.b" to [[1]] nests 4: the object, a, and two arrays), and of
+   * a message's metadata and unknown fields (default 64, at least 3): deeper is "too_deep".
+   */
   maxDepth?: number;
   /**
    * Most sub-operations in a batch, received or local (the edit past it throws

@@ -579,3 +579,42 @@ test("a message is taken or refused whole: a catch-up with one operation too far
   assert.deepEqual(e.vector(), { z: 1 }, "the same response without that operation is taken");
   e.close();
 });
+
+test("limits: each one given is the bound (key bytes and parts too_large, nesting too_deep, counted with the key's parts), undoDepth the steps kept", async () => {
+  const e = await createEngine({ peerId: "e", limits: { maxKeyBytes: 10, maxKeyParts: 2, maxDepth: 3 }, undoDepth: 2 });
+  e.update("map", {}, "a.bcdefghi", 1);
+  throwsCode(() => e.update("map", {}, "a.bcdefghij", 1), "too_large");
+  throwsCode(() => e.update("map", {}, "a.b.c", 1), "too_large");
+  e.update("map", {}, "a.b", [1]);
+  throwsCode(() => e.update("map", {}, "a.b", [[1]]), "too_deep");
+  e.update("map", {}, "a", [[1]]);
+  throwsCode(() => e.update("map", {}, "a", [[[1]]]), "too_deep");
+  e.upsert("map", {}, { a: { b: { c: 1 } } });
+  throwsCode(() => e.upsert("map", {}, { a: { b: { c: { d: 1 } } } }), "too_deep");
+  e.update("feature", { id: "f", layerId: "L", x: { y: { z: 1 } } }, "k", 1); // metadata 3 levels deep
+  throwsCode(() => e.update("feature", { id: "f", layerId: "L", x: { y: { z: { w: 1 } } } }, "k", 1), "too_deep");
+  await rejectsCode(createEngine({ limits: { maxDepth: 2 } }), "bad_option", /MaxDepth above 2/);
+  let steps = 0;
+  while (e.canUndo()) {
+    e.undo();
+    steps++;
+  }
+  assert.equal(steps, 2);
+  assert.equal(e.get("feature", { id: "f", layerId: "L" }, "k"), undefined, "the newest step undone");
+  assert.deepEqual(e.get("map", {}), { a: [[1]] }, "the upsert undone; the older steps are gone: a stays [[1]]");
+  e.close();
+});
+
+test("receive() returns the changes its onChange event carries", async () => {
+  const a = await createEngine({ peerId: "a" });
+  const b = await createEngine({ peerId: "b" });
+  const events = [];
+  b.onChange((ev) => events.push(ev));
+  a.upsert("feature", f1, { type: "Feature", properties: { name: "x" } });
+  const changes = b.receive(a.flush()[0]);
+  assert.equal(events.length, 1);
+  assert.equal(events[0].origin, "remote");
+  assert.deepEqual(events[0].changes, changes);
+  a.close();
+  b.close();
+});
