@@ -618,3 +618,16 @@ test("receive() returns the changes its onChange event carries", async () => {
   a.close();
   b.close();
 });
+
+test("limits.maxMessageBytes: a restore takes a snapshot of up to 4 times it, and refuses a larger one", async () => {
+  const e = await createEngine({ peerId: "e" });
+  for (let i = 0; i < 5; i++) e.update("feature", { id: `f${i}`, layerId: "L" }, "properties.text", "x".repeat(60_000));
+  e.flush();
+  const snap = e.snapshot();
+  assert.ok(snap.length > 4 * 64 * 1024 && snap.length < 4 * 80 * 1024, String(snap.length));
+  await rejectsCode(createEngine({ snapshot: snap, limits: { maxMessageBytes: 64 * 1024 } }), "too_large");
+  const r = await createEngine({ snapshot: snap, limits: { maxMessageBytes: 80 * 1024 } });
+  assert.equal(r.state(), e.state());
+  r.close();
+  e.close();
+});
