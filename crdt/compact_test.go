@@ -673,3 +673,28 @@ func TestCompactRandomTwin(t *testing.T) {
 		t.Fatalf("Compact dropped %d operations, the undo history %d steps: the test tests nothing", compacted, dropped)
 	}
 }
+
+// TestCompactKeepsWhatAnUnsentEditSupersedes: doc.go "Compaction": an operation superseded
+// only by a local edit not yet published (the outbox, an open batch) is kept, and sent —
+// that edit may never go out (a tab closed before the flush).
+func TestCompactKeepsWhatAnUnsentEditSupersedes(t *testing.T) {
+	for _, inBatch := range []bool{false, true} {
+		wall := hlc.NewManualClock(kitT0)
+		alice := kitReplica(t, "alice", wall)
+		bob := kitReplica(t, "bob", wall)
+		kitSet(t, bob, kitF1, "properties.name", `"bob"`)
+		kitDeliver(t, bob.Flush(), alice)
+		wall.Advance(5)
+		if inBatch {
+			kitNoErr(t, alice.StartBatch())
+		}
+		kitSet(t, alice, kitF1, "properties.name", `"alice, unsent"`)
+		if st := alice.Compact(); st.Ops != 0 {
+			t.Errorf("batch %v: Compact dropped %d operations", inBatch, st.Ops)
+		}
+		// The tab closes: what alice held reaches carol, bob's edit included.
+		carol := kitReplica(t, "carol", wall)
+		kitSync(t, carol, alice)
+		kitWant(t, carol, "feature", kitF1, "properties.name", `"bob"`)
+	}
+}

@@ -332,7 +332,9 @@ export interface Engine {
   pending(): number;
   /**
    * Takes one incoming message of any kind (OperationMessage, PeerMessage, SavedMessage,
-   * JoinResponse, ListPeersResponse, pong) and returns the visible changes. Replies it
+   * JoinResponse, ListPeersResponse; {"kind":"pong"} and {"kind":"ping"} change nothing, but
+   * the bare text "pong" uMap's server answers a bare "ping" with is not JSON:
+   * "invalid_json"; another kind is "unknown_kind") and returns the visible changes. Replies it
    * produces wait for the next flush(): a sync request on a JoinResponse or a gap, a probe
    * (a one-way request) of each peer a ListPeersResponse adds, sync answers.
    */

@@ -631,3 +631,30 @@ test("limits.maxMessageBytes: a restore takes a snapshot of up to 4 times it, an
   r.close();
   e.close();
 });
+
+test("receive(): {kind: pong} and {kind: ping} change nothing; the bare text pong is invalid_json, another kind unknown_kind", async () => {
+  const e = await createEngine({ peerId: "e" });
+  for (const m of ['{"kind":"pong"}', { kind: "ping" }]) {
+    assert.deepEqual(e.receive(m), []);
+    assert.equal(e.pending(), 0);
+  }
+  throwsCode(() => e.receive("pong"), "invalid_json");
+  throwsCode(() => e.receive({ kind: "JoinRequest" }), "unknown_kind");
+  assert.equal(e.state(), "[]");
+  e.close();
+});
+
+test("onPeerMessage(): returns the replies receive() would queue, and queues nothing", async () => {
+  const a = await createEngine({ peerId: "a" });
+  const b = await createEngine({ peerId: "b" });
+  a.update("map", {}, "properties.x", 1);
+  a.flush();
+  const { replies } = a.onPeerMessage(b.syncRequest("a"));
+  assert.equal(replies.length, 1);
+  assert.equal(a.pending(), 0);
+  assert.deepEqual(a.flush(), []);
+  a.receive(b.syncRequest("a"));
+  assert.equal(a.pending(), 1, "receive() queues the same reply");
+  a.close();
+  b.close();
+});
