@@ -4,7 +4,7 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { createEngine, jsonText, JSONText, merge, MapcrdtError } from "../index.js";
+import { createEngine, initialize, jsonText, JSONText, merge, MapcrdtError } from "../index.js";
 import { manualClock } from "./net.js";
 
 const f1 = { id: "f1", layerId: "L1", featureType: "marker" };
@@ -657,4 +657,16 @@ test("onPeerMessage(): returns the replies receive() would queue, and queues not
   assert.equal(a.pending(), 1, "receive() queues the same reply");
   a.close();
   b.close();
+});
+
+test("wasmURL: once the module is loaded, initialize and merge naming another URL throw bad_option; the same URL, however written, is taken", async () => {
+  const e = await createEngine({ peerId: "e" });
+  const fc = '{"type":"FeatureCollection","features":[]}';
+  await rejectsCode(initialize({ wasmURL: "/elsewhere/mapcrdt.wasm" }), "bad_option", /already loaded/);
+  await rejectsCode(merge(fc, fc, fc, { wasmURL: "/elsewhere/mapcrdt.wasm" }), "bad_option", /already loaded/);
+  const here = new URL("../mapcrdt.wasm", import.meta.url);
+  await initialize({ wasmURL: here });
+  await initialize({ wasmURL: here.href });
+  (await createEngine({ wasmURL: here })).close();
+  e.close();
 });
