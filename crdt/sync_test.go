@@ -1620,3 +1620,23 @@ func TestReceiveSameClockTwoContents(t *testing.T) {
 		kitWant(t, r, "feature", kitF1, "properties.name", first)
 	}
 }
+
+// TestBatchTakesItsClockAtItsFirstEdit: doc.go: a local batch takes its clock at its first
+// edit — not when it opens, not at its last edit.
+func TestBatchTakesItsClockAtItsFirstEdit(t *testing.T) {
+	wall := hlc.NewManualClock(kitT0)
+	alice := kitReplica(t, "alice", wall)
+	kitNoErr(t, alice.StartBatch())
+	wall.Advance(100)
+	kitSet(t, alice, kitF1, "properties.a", `1`)
+	wall.Advance(100)
+	kitSet(t, alice, kitF2, "properties.b", `2`)
+	kitNoErr(t, alice.CommitBatch())
+	msgs := alice.Flush()
+	if len(msgs) != 1 {
+		t.Fatalf("%d messages, want the batch's one", len(msgs))
+	}
+	if got, want := kitMsgHLC(t, msgs[0]), (hlc.Timestamp{Wall: kitT0 + 100, Peer: "alice"}); got != want {
+		t.Errorf("batch clock %s, want %s (its first edit's)", got, want)
+	}
+}

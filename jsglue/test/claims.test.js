@@ -311,6 +311,12 @@ test("seed: never sent, never undone", async () => {
   assert.equal(e.get("datalayer", { id: "L1" }, "name"), "server");
   assert.deepEqual(e.get("datalayer", { id: "L2" }), { name: "other" });
   assert.equal(e.canUndo(), false);
+  // Nor is a seed a local edit that clears the redo (DESIGN §7); a refused edit is none either.
+  e.seed("datalayer", { id: "L3" }, { name: "third" });
+  throwsCode(() => e.update("datalayer", { id: "L1" }, "", 1), "bad_key");
+  assert.equal(e.canRedo(), true);
+  e.redo();
+  assert.equal(e.get("datalayer", { id: "L1" }, "name"), "mine");
   e.close();
 });
 
