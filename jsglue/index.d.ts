@@ -312,7 +312,7 @@ export interface Engine {
    * Throws "bad_state" if a batch is open already (batches do not nest).
    */
   startBatch(): void;
-  /** Closes the batch and queues its message ("bad_state" if none is open). */
+  /** Closes the batch and queues its message, none for an empty batch ("bad_state" if none is open). */
   commitBatch(): void;
   /** Whether a batch is open. */
   inBatch(): boolean;

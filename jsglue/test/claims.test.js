@@ -676,3 +676,20 @@ test("wasmURL: once the module is loaded, initialize and merge naming another UR
   (await createEngine({ wasmURL: here })).close();
   e.close();
 });
+
+test("commitBatch: an empty batch queues nothing and is no undo step; Edit.key: a literal dot is written \\.", async () => {
+  const e = await createEngine({ peerId: "e" });
+  e.update("map", {}, "properties.a", 1);
+  e.flush();
+  e.startBatch();
+  e.commitBatch();
+  assert.equal(e.pending(), 0);
+  assert.deepEqual(e.flush(), []);
+  e.undo();
+  assert.equal(e.get("map", {}, "properties.a"), undefined, "the undo reverted the edit before the empty batch");
+  e.update("map", {}, "properties.a\\.b", 1);
+  assert.deepEqual(e.get("map", {}, "properties"), { "a.b": 1 });
+  assert.equal(e.get("map", {}, "properties.a\\.b"), 1);
+  assert.equal(e.get("map", {}, "properties.a.b"), undefined);
+  e.close();
+});
