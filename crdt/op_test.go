@@ -1181,3 +1181,33 @@ func TestOperationPassedOnBytes(t *testing.T) {
 		})
 	}
 }
+
+// TestLoneSurrogateElsewhereInAMessage: README "Guarantees and limits": a peer's message
+// whose member names escape a lone surrogate — in its value, its metadata or an unknown
+// field — is refused (bad_value), changing nothing; a string value, or a metadata string
+// that is no identity, keeps its escape.
+func TestLoneSurrogateElsewhereInAMessage(t *testing.T) {
+	msg := func(meta, value, extra string) []byte {
+		return []byte(`{"kind":"OperationMessage","sender":"alice","verb":"update","subject":"feature","metadata":` + meta +
+			`,"key":"properties.n","value":` + value + extra + `,"hlc":"1727184449000:0:alice","seq":1}`)
+	}
+	const meta = `{"id":"h","layerId":"L1"}`
+	for name, m := range map[string][]byte{
+		"value member":    msg(meta, `{"\ud800":1}`, ""),
+		"metadata member": msg(`{"id":"h","layerId":"L1","\udc00":1}`, `1`, ""),
+		"unknown field":   msg(meta, `1`, `,"extra":{"\ud800":1}`),
+	} {
+		r := kitReplica(t, "bob", hlc.NewManualClock(kitT0))
+		if _, err := r.Receive(m); Code(err) != "bad_value" {
+			t.Errorf("%s: error %v, want bad_value", name, err)
+		}
+		if r.State() != "[]" || r.LogLen() != 0 {
+			t.Errorf("%s: the refused message left %s", name, r.State())
+		}
+	}
+	r := kitReplica(t, "bob", hlc.NewManualClock(kitT0))
+	res := kitRecv(t, r, msg(`{"id":"h","layerId":"L1","x":"\udc00"}`, `"\ud800"`, ""))
+	if len(res.Changes) != 1 || res.Changes[0].Metadata != `{"id":"h","layerId":"L1","x":"\udc00"}` || res.Changes[0].Value != `"\ud800"` {
+		t.Errorf("the escapes of string values are kept as they came: %+v", res.Changes)
+	}
+}
