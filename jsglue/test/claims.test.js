@@ -693,3 +693,21 @@ test("commitBatch: an empty batch queues nothing and is no undo step; Edit.key: 
   assert.equal(e.get("map", {}, "properties.a.b"), undefined);
   e.close();
 });
+
+test("syncPage: by default an answer carries 10,000 operations, and says more follow", async () => {
+  const a = await createEngine({ peerId: "a" });
+  const b = await createEngine({ peerId: "b" });
+  for (let i = 0; i <= 10_000; i++) a.update("map", {}, `properties.k${i}`, i);
+  a.flush();
+  const [page] = a.onPeerMessage(b.syncRequest("a")).replies;
+  assert.ok(JSON.parse(page).message.more, "a partial page");
+  const [next] = b.onPeerMessage(page).replies;
+  assert.deepEqual(b.vector(), { a: 10_000 });
+  const [last] = a.onPeerMessage(next).replies;
+  assert.equal(JSON.parse(last).message.more, undefined);
+  b.onPeerMessage(last);
+  assert.deepEqual(b.vector(), { a: 10_001 });
+  assert.equal(b.state(), a.state());
+  a.close();
+  b.close();
+});
