@@ -711,3 +711,17 @@ test("syncPage: by default an answer carries 10,000 operations, and says more fo
   a.close();
   b.close();
 });
+
+test("a clock up to maxDrift ahead moves the receiver's with it: a third peer whose wall clock is behind refuses the receiver's next edit (README)", async () => {
+  const t = 1_727_184_449_010;
+  const ahead = await createEngine({ peerId: "ahead", now: () => t + 59_000 });
+  const middle = await createEngine({ peerId: "middle", now: () => t });
+  const behind = await createEngine({ peerId: "behind", now: () => t - 2_000 });
+  ahead.update("map", {}, "properties.a", 1);
+  middle.receive(ahead.flush()[0]); // 59 s ahead: taken
+  middle.update("map", {}, "properties.b", 1);
+  const [msg] = middle.flush();
+  assert.equal(JSON.parse(msg).hlc.split(":")[0], String(t + 59_000), "stamped at the clock it took");
+  throwsCode(() => behind.receive(msg), "clock_drift");
+  for (const e of [ahead, middle, behind]) e.close();
+});
