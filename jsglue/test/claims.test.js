@@ -725,3 +725,15 @@ test("a clock up to maxDrift ahead moves the receiver's with it: a third peer wh
   throwsCode(() => behind.receive(msg), "clock_drift");
   for (const e of [ahead, middle, behind]) e.close();
 });
+
+test("EngineOptions.snapshot: a damaged one — cut anywhere, not JSON, not an object, too deep — is bad_snapshot", async () => {
+  const a = await createEngine({ peerId: "a" });
+  a.update("map", {}, "properties.x", 1);
+  a.flush();
+  a.update("feature", { id: "f", layerId: "L" }, "properties.y", [1, 2]);
+  const snap = a.snapshot();
+  const damaged = [new TextEncoder().encode("hello"), "[]", "5", "[".repeat(1000), new Uint8Array([0xff, 0xfe]), new TextDecoder().decode(snap) + "x"];
+  for (let i = 1; i < snap.length; i += 5) damaged.push(snap.slice(0, i));
+  for (const s of damaged) await rejectsCode(createEngine({ snapshot: s }), "bad_snapshot");
+  a.close();
+});
