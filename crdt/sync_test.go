@@ -1640,3 +1640,43 @@ func TestBatchTakesItsClockAtItsFirstEdit(t *testing.T) {
 		t.Errorf("batch clock %s, want %s (its first edit's)", got, want)
 	}
 }
+
+// TestSyncCarriesTheLargestEdit: the largest edit a replica takes (its OperationMessage
+// at the message limit) reaches a late joiner with the same limits, and the responder
+// through a push-back: its page wraps it in a PeerMessage, a response's tokens and a
+// vector, which a peer takes up to 4 KiB past the limit (README "Protocol": paged to fit).
+// A message of another kind is still held to the limit.
+func TestSyncCarriesTheLargestEdit(t *testing.T) {
+	small := func(o *Options) { o.Limits.MaxMessageBytes = 4096 }
+	wall := hlc.NewManualClock(kitT0)
+	largest := func(r *Replica, meta string) []byte {
+		for v := 4096; v > 3000; v-- {
+			if _, err := r.Update("feature", meta, "properties.t", `"`+strings.Repeat("x", v)+`"`); err == nil {
+				msgs := r.Flush()
+				if len(msgs) != 1 || len(msgs[0]) < 4000 {
+					t.Fatalf("the largest edit: %d messages", len(msgs))
+				}
+				return msgs[0]
+			}
+		}
+		t.Fatal("no edit taken")
+		return nil
+	}
+	alice := kitReplica(t, "alice", wall, small)
+	msg := largest(alice, kitF1)
+	carol := kitReplica(t, "carol", wall, small)
+	kitSync(t, carol, alice)
+	kitSameState(t, alice, carol)
+	// carol's own largest edit goes back to alice in the push-back of her next catch-up.
+	largest(carol, kitF2)
+	wall.Advance(1)
+	kitSet(t, alice, kitF3, "properties.n", `1`)
+	alice.Flush()
+	kitSync(t, carol, alice)
+	kitSameState(t, alice, carol)
+	// An OperationMessage past the limit is refused, however little.
+	padded := append(append([]byte(nil), msg[:len(msg)-1]...), []byte(strings.Repeat(" ", 4097-len(msg))+"}")...)
+	if _, err := kitReplica(t, "dave", wall, small).Receive(padded); Code(err) != "too_large" {
+		t.Errorf("an OperationMessage of %d bytes: %v, want too_large", len(padded), err)
+	}
+}

@@ -86,7 +86,8 @@ export type MessageInput = string | object | Uint8Array | ArrayBuffer | JSONText
 export interface Limits {
   /**
    * Largest message in bytes, received or made by a local edit (a batch's included: the edit
-   * that would pass it throws "too_large"); a snapshot may take 4 times it (default 32 MiB).
+   * that would pass it throws "too_large"); a PeerMessage received may be 4 KiB larger (a
+   * sync response carrying an edit of the limit); a snapshot may take 4 times it (default 32 MiB).
    */
   maxMessageBytes?: number;
   /**

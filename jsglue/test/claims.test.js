@@ -737,3 +737,27 @@ test("EngineOptions.snapshot: a damaged one — cut anywhere, not JSON, not an o
   for (const s of damaged) await rejectsCode(createEngine({ snapshot: s }), "bad_snapshot");
   a.close();
 });
+
+test("limits.maxMessageBytes: the largest edit an engine takes reaches a late joiner with the same limits (its page is a PeerMessage, taken 4 KiB past the limit)", async () => {
+  const limits = { maxMessageBytes: 4096 };
+  const a = await createEngine({ peerId: "a", limits });
+  let v = 4096;
+  for (;; v--) {
+    try {
+      a.update("feature", f1, "properties.t", "x".repeat(v));
+      break;
+    } catch (e) {
+      if (e.code !== "too_large") throw e;
+    }
+  }
+  const [edit] = a.flush();
+  assert.ok(edit.length > 4000, String(edit.length));
+  const c = await createEngine({ peerId: "c", limits });
+  const [page] = a.onPeerMessage(c.syncRequest("a")).replies;
+  assert.ok(page.length > 4096, `a page of ${page.length} bytes`);
+  c.onPeerMessage(page);
+  assert.equal(c.state(), a.state());
+  throwsCode(() => c.receive(edit.slice(0, -1) + " ".repeat(4097 - edit.length) + "}"), "too_large");
+  a.close();
+  c.close();
+});
