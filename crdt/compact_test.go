@@ -698,3 +698,25 @@ func TestCompactKeepsWhatAnUnsentEditSupersedes(t *testing.T) {
 		kitWant(t, carol, "feature", kitF1, "properties.name", `"bob"`)
 	}
 }
+
+// TestCompactKeepsVisibleOperationsBelowTheSavedHorizon: doc.go "Compaction": an operation
+// still visible is kept however old the saved horizon: dropped, it would let an older write
+// from an offline peer win where it must not.
+func TestCompactKeepsVisibleOperationsBelowTheSavedHorizon(t *testing.T) {
+	wall := hlc.NewManualClock(kitT0)
+	alice := kitReplica(t, "alice", wall)
+	bob := kitReplica(t, "bob", wall) // offline
+	kitSet(t, bob, kitF1, "properties.name", `"bob, offline"`)
+	bob.Flush()
+	wall.Advance(10)
+	kitSet(t, alice, kitF1, "properties.name", `"alice, later"`)
+	alice.Flush()
+	wall.Advance(10)
+	kitNoErr(t, alice.MarkSaved(alice.Clock()))
+	if st := alice.Compact(); st.Ops != 0 {
+		t.Fatalf("Compact dropped %d operations, all visible", st.Ops)
+	}
+	kitSync(t, alice, bob) // bob comes back with his older edit
+	kitWant(t, alice, "feature", kitF1, "properties.name", `"alice, later"`)
+	kitSameState(t, alice, bob)
+}
