@@ -138,7 +138,8 @@ export interface EngineOptions {
    */
   undoDepth?: number;
   /**
-   * Local edits within this many ms join one undo step (default 0: each edit is a step); at
+   * A local edit made within this many ms of the previous one (its wall clock, ends
+   * included; neither in a group) joins its undo step (default 0: each edit is a step); at
    * most 9,223,372,036,854. A step holding more than limits.maxMessageBytes of values to
    * restore takes no more edits: the next starts a step (and the old one goes).
    */

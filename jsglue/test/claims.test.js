@@ -159,14 +159,16 @@ test("EngineOptions.captureInterval: edits within it are one undo step, on the w
   e.update("map", {}, "properties.a", 1);
   clock.advance(400);
   e.update("map", {}, "properties.a", 2);
-  clock.advance(400); // 400 after the last edit: within the interval still
+  clock.advance(500); // 500 after the last edit: within the interval still, 900 after the first
   e.update("map", {}, "properties.a", 3);
   clock.advance(501);
   e.update("map", {}, "properties.a", 4);
+  e.update("map", {}, "properties.b", 1, { group: "g" }); // a group's edit joins no interval
+  e.undo();
   e.undo();
   assert.equal(e.get("map", {}, "properties.a"), 3);
   e.undo();
-  assert.equal(e.get("map", {}, "properties.a"), undefined, "the three edits within 500 ms: one step");
+  assert.equal(e.get("map", {}, "properties.a"), undefined, "the three edits each within 500 ms of the last: one step");
   assert.equal(e.canUndo(), false);
   e.close();
 });
