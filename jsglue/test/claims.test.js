@@ -763,3 +763,15 @@ test("limits.maxMessageBytes: the largest edit an engine takes reaches a late jo
   a.close();
   c.close();
 });
+
+test("Edit.value: a delete takes none (bad_value), an update without one unsets its key", async () => {
+  const e = await createEngine({ peerId: "e" });
+  e.upsert("map", {}, { a: 1, b: 2 });
+  throwsCode(() => e.edit({ verb: "delete", subject: "map", metadata: {}, value: { c: 3 } }), "bad_value", /delete takes no value/);
+  assert.deepEqual(e.get("map", {}), { a: 1, b: 2 });
+  e.edit({ verb: "update", subject: "map", metadata: {}, key: "a" });
+  assert.deepEqual(e.get("map", {}), { b: 2 });
+  e.edit({ verb: "delete", subject: "map", metadata: {} });
+  assert.equal(e.get("map", {}), undefined);
+  e.close();
+});
