@@ -775,3 +775,16 @@ test("Edit.value: a delete takes none (bad_value), an update without one unsets 
   assert.equal(e.get("map", {}), undefined);
   e.close();
 });
+
+test("Metadata: a feature needs layerId and id, a datalayer and its permissions id, the map and its permissions none; other fields travel along", async () => {
+  const e = await createEngine({ peerId: "e" });
+  for (const [subject, meta] of [["feature", { id: "f" }], ["feature", { layerId: "L" }], ["datalayer", {}], ["datalayerpermissions", { layerId: "L" }], ["datalayer", { id: 1 }]]) {
+    throwsCode(() => e.update(subject, meta, "k", 1), "bad_metadata");
+  }
+  e.update("map", { id: "ignored", x: 1 }, "k", 1);
+  e.update("mappermissions", {}, "k", 1);
+  assert.equal(e.get("map", {}, "k"), 1, "the map is one object whatever its metadata");
+  e.update("datalayer", { id: "L", name: "travels" }, "k", 1);
+  assert.equal(e.get("datalayer", { id: "L" }, "k"), 1);
+  e.close();
+});
