@@ -344,10 +344,10 @@ export interface Engine {
   /** Like receive(), but returns the replies instead of queuing them. */
   onPeerMessage(message: MessageInput): PeerMessageResult;
   /**
-   * A ListOperationsRequest to recipient (default: a random known peer). Throws
+   * A ListOperationsRequest to recipient (default: a random known peer, never this one). Throws
    * "bad_option" for a recipient that is no valid peer id (as EngineOptions.peerId, but a
    * `:` is taken: a replica restored from an old snapshot may hold one), and "bad_state" when none is
-   * given and no peer is known (peers(): the relay's last peer list, or setPeers).
+   * given and no other peer is known (peers(): the relay's last peer list, or setPeers).
    */
   syncRequest(recipient?: string): string;
 

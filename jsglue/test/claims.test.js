@@ -421,6 +421,10 @@ test("syncRequest(): with no recipient, one of the known peers", async () => {
   for (let i = 0; i < 60; i++) seen.add(JSON.parse(e.syncRequest()).recipient);
   for (const r of seen) assert.ok(["p1", "p2", "p3"].includes(r), r);
   assert.ok(seen.size > 1, "random among them");
+  e.setPeers(["e", "p2"]);
+  for (let i = 0; i < 20; i++) assert.equal(JSON.parse(e.syncRequest()).recipient, "p2", "never itself");
+  e.setPeers(["e"]);
+  throwsCode(() => e.syncRequest(), "bad_state");
   e.close();
 });
 
