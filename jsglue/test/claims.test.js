@@ -792,3 +792,22 @@ test("Metadata: a feature needs layerId and id, a datalayer and its permissions 
   assert.equal(e.get("datalayer", { id: "L" }, "k"), 1);
   e.close();
 });
+
+test("a catch-up in the compact form is taken or refused whole too: one operation too far ahead refuses all of it", async () => {
+  let t = 1_727_184_449_010;
+  const z = await createEngine({ peerId: "z", now: () => t });
+  const e = await createEngine({ peerId: "e", now: () => 1_727_184_449_010 });
+  z.update("map", {}, "properties.a", 1);
+  t += 120_000; // z's wall clock jumps two minutes ahead
+  z.update("map", {}, "properties.b", 1);
+  z.flush();
+  const [page] = z.onPeerMessage(e.syncRequest("z")).replies;
+  assert.ok(JSON.parse(page).message.state, "the compact form");
+  const clock = e.clock();
+  throwsCode(() => e.onPeerMessage(page), "clock_drift");
+  assert.equal(e.state(), "[]");
+  assert.deepEqual(e.vector(), {});
+  assert.equal(e.clock(), clock);
+  z.close();
+  e.close();
+});
