@@ -134,7 +134,8 @@
 // [Replica.Snapshot] writes the whole replica (format "mapcrdt-snapshot", [SnapshotVersion]):
 // every logged operation in the compact encoding (replaying them rebuilds the state and the
 // per-path clocks), the seeded bases, the vector, the clock, the seq counter, the outbox,
-// the undo and redo stacks, the saved horizon and the known peers. [NewReplicaFromSnapshot]
+// the undo and redo stacks (each within the history's budget: a newest step past it, a
+// batch's, is left out with the steps before it), the saved horizon and the known peers. [NewReplicaFromSnapshot]
 // continues exactly where it stopped; the clock never goes backwards. Other versions are
 // refused with ErrSnapshotVersion, damage with ErrBadSnapshot. A snapshot may be older than
 // what its replica had sent since (a reload from a copy saved before the last flush), so a

@@ -387,7 +387,9 @@ export interface Engine {
   /** Drops superseded operations from the log; the state does not change. */
   compact(): CompactStats;
   /**
-   * The whole replica as bytes (a new Uint8Array each call), for createEngine({snapshot}).
+   * The whole replica as bytes (a new Uint8Array each call), for createEngine({snapshot}); an
+   * undo or redo step holding more than limits.maxMessageBytes of values to restore (a batch
+   * deleting many features), undoable until then, is left out with the steps before it.
    * Throws "bad_state" while a batch is open, and "too_large" for a snapshot over 4 ×
    * limits.maxMessageBytes (what a restore takes).
    */

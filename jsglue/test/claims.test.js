@@ -811,3 +811,23 @@ test("a catch-up in the compact form is taken or refused whole too: one operatio
   z.close();
   e.close();
 });
+
+test("snapshot(): after a batch deleting more than limits.maxMessageBytes of features, it is made, without that undo step; the engine still undoes it", async () => {
+  const limits = { maxMessageBytes: 64 * 1024 };
+  const e = await createEngine({ peerId: "e", limits });
+  const meta = (i) => ({ id: "f" + i, layerId: "L" });
+  for (let i = 0; i < 100; i++) e.upsert("feature", meta(i), { type: "Feature", properties: { t: "x".repeat(3000) } });
+  e.flush();
+  e.batch(() => {
+    for (let i = 0; i < 100; i++) e.delete("feature", meta(i));
+  });
+  e.flush();
+  e.compact();
+  const r = await createEngine({ snapshot: e.snapshot(), limits });
+  assert.equal(r.state(), e.state());
+  assert.equal(r.canUndo(), false);
+  e.undo();
+  assert.equal(e.get("feature", meta(42), "properties.t"), "x".repeat(3000));
+  r.close();
+  e.close();
+});
