@@ -147,7 +147,7 @@ export interface EngineOptions {
   /**
    * The wall clock, ms since the epoch (default Date.now). Called at most once per engine
    * call (never by startBatch, commitBatch, inBatch, memory or close); a call whose clock
-   * throws, or returns anything but a number from 1 to 2^53, throws "bad_option" and
+   * throws, or returns anything but a number from 1 to 2^53 - 1, throws "bad_option" and
    * changes nothing.
    */
   now?: () => number;

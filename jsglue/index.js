@@ -911,7 +911,8 @@ export async function createEngine(options = {}) {
 }
 
 // checkedClock wraps options.now: what it returns must be a time the module takes (ms since
-// 1970, from 1 to 2^53), and what it throws becomes a bad_option error. The module reads
+// 1970, from 1 to 2^53 - 1, hlc.MaxWall: a clock stamped at 2^53 no peer parses), and what
+// it throws becomes a bad_option error. The module reads
 // any other number as "use the system clock", which would hide a broken clock; and a value
 // the call cannot convert (a BigInt) would throw at the boundary.
 function checkedClock(now) {
@@ -922,7 +923,7 @@ function checkedClock(now) {
     } catch (e) {
       throw fail("bad_option", `options.now threw: ${describe(e)}`);
     }
-    if (typeof t !== "number" || !(t >= 1 && t <= 2 ** 53)) {
+    if (typeof t !== "number" || !(t >= 1 && t <= Number.MAX_SAFE_INTEGER)) {
       throw fail("bad_option", `options.now returned ${typeof t === "number" ? t : typeof t}: want milliseconds since 1970`);
     }
     return t;

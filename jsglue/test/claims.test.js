@@ -831,3 +831,17 @@ test("snapshot(): after a batch deleting more than limits.maxMessageBytes of fea
   r.close();
   e.close();
 });
+
+test("EngineOptions.now: 2^53 - 1 is the last time taken; 2^53, a walltime no peer parses, is bad_option", async () => {
+  await rejectsCode(createEngine({ peerId: "e", now: () => 2 ** 53 }), "bad_option", /options.now returned/);
+  let t = 2 ** 53 - 1;
+  const e = await createEngine({ peerId: "e", now: () => t });
+  e.update("map", {}, "properties.a", 1);
+  const [m] = e.flush();
+  assert.equal(JSON.parse(m).hlc, `${2 ** 53 - 1}:0:e`);
+  t = 2 ** 53;
+  throwsCode(() => e.update("map", {}, "properties.a", 2), "bad_option");
+  t = 2 ** 53 - 1;
+  assert.equal(e.get("map", {}, "properties.a"), 1);
+  e.close();
+});
