@@ -673,3 +673,50 @@ func TestCompactRandomTwin(t *testing.T) {
 		t.Fatalf("Compact dropped %d operations, the undo history %d steps: the test tests nothing", compacted, dropped)
 	}
 }
+
+// TestCompactKeepsWhatAnUnsentEditSupersedes: doc.go "Compaction": an operation superseded
+// only by a local edit not yet published (the outbox, an open batch) is kept, and sent —
+// that edit may never go out (a tab closed before the flush).
+func TestCompactKeepsWhatAnUnsentEditSupersedes(t *testing.T) {
+	for _, inBatch := range []bool{false, true} {
+		wall := hlc.NewManualClock(kitT0)
+		alice := kitReplica(t, "alice", wall)
+		bob := kitReplica(t, "bob", wall)
+		kitSet(t, bob, kitF1, "properties.name", `"bob"`)
+		kitDeliver(t, bob.Flush(), alice)
+		wall.Advance(5)
+		if inBatch {
+			kitNoErr(t, alice.StartBatch())
+		}
+		kitSet(t, alice, kitF1, "properties.name", `"alice, unsent"`)
+		if st := alice.Compact(); st.Ops != 0 {
+			t.Errorf("batch %v: Compact dropped %d operations", inBatch, st.Ops)
+		}
+		// The tab closes: what alice held reaches carol, bob's edit included.
+		carol := kitReplica(t, "carol", wall)
+		kitSync(t, carol, alice)
+		kitWant(t, carol, "feature", kitF1, "properties.name", `"bob"`)
+	}
+}
+
+// TestCompactKeepsVisibleOperationsBelowTheSavedHorizon: doc.go "Compaction": an operation
+// still visible is kept however old the saved horizon: dropped, it would let an older write
+// from an offline peer win where it must not.
+func TestCompactKeepsVisibleOperationsBelowTheSavedHorizon(t *testing.T) {
+	wall := hlc.NewManualClock(kitT0)
+	alice := kitReplica(t, "alice", wall)
+	bob := kitReplica(t, "bob", wall) // offline
+	kitSet(t, bob, kitF1, "properties.name", `"bob, offline"`)
+	bob.Flush()
+	wall.Advance(10)
+	kitSet(t, alice, kitF1, "properties.name", `"alice, later"`)
+	alice.Flush()
+	wall.Advance(10)
+	kitNoErr(t, alice.MarkSaved(alice.Clock()))
+	if st := alice.Compact(); st.Ops != 0 {
+		t.Fatalf("Compact dropped %d operations, all visible", st.Ops)
+	}
+	kitSync(t, alice, bob) // bob comes back with his older edit
+	kitWant(t, alice, "feature", kitF1, "properties.name", `"alice, later"`)
+	kitSameState(t, alice, bob)
+}

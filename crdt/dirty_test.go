@@ -235,3 +235,30 @@ func TestDirtyDoesNotDependOnCompaction(t *testing.T) {
 	kitWantDirty(t, alice, "feature f2")
 	kitWantDirty(t, bob, "feature f1")
 }
+
+// TestDirtySavedMessageAheadLeavesLaterEditsDirty: README "Guarantees and limits": a
+// SavedMessage marks nothing saved past what the replica made, and moves its clock past
+// the save, so later edits stay dirty — a save stamped ahead of this replica's wall clock
+// (within MaxDrift), in uMap's plain form or with a vector claiming more of this replica's
+// seqs than it made.
+func TestDirtySavedMessageAheadLeavesLaterEditsDirty(t *testing.T) {
+	ahead := hlc.Timestamp{Wall: kitT0 + 30_000, Peer: "server"}.String()
+	for name, msg := range map[string]string{
+		"plain":       `{"kind":"SavedMessage","sender":"umap","lastKnownHLC":"` + ahead + `"}`,
+		"with vector": `{"kind":"SavedMessage","sender":"bob","lastKnownHLC":"` + ahead + `","vector":{"alice":50}}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			wall := hlc.NewManualClock(kitT0)
+			r := kitReplica(t, "alice", wall)
+			kitSet(t, r, kitF1, "properties.name", `"before"`)
+			r.Flush()
+			kitRecv(t, r, []byte(msg))
+			kitWantDirty(t, r)
+			wall.Advance(10) // the wall clock is still 30 s behind the save
+			kitSet(t, r, kitF2, "properties.name", `"after"`)
+			kitWantDirty(t, r, "feature f2")
+			r.Flush()
+			kitWantDirty(t, r, "feature f2")
+		})
+	}
+}

@@ -88,7 +88,8 @@
 // never be committed (a tab closed first).
 //
 // A response to a mapcrdt peer is paged: at most [Options.SyncPage] operations (10,000),
-// and about half of [Limits.MaxMessageBytes], in clock order. A partial page says "more"
+// and about half of [Limits.MaxMessageBytes], in clock order (a page of one operation as
+// large as a local edit may be passes the limit: a PeerMessage is taken 4 KiB past it). A partial page says "more"
 // (the clock of its last operation) and carries a vector lowered below every operation the
 // requester lacks and does not get in it; the requester answers it with a request for the
 // next page ("after": that clock), and pushes back after the last one. A page of a
@@ -125,14 +126,16 @@
 // lastKnownHLC and the saver's version vector; a receiving replica counts as saved exactly
 // its operations the saver held (an edit still on its way to the saver stays dirty, whatever
 // its clock). A SavedMessage without a vector (uMap's plain Journal) saves everything up to
-// its clock, as [Replica.MarkSaved] does — but the local edits not yet sent (the outbox,
-// an open batch), which no saver can hold. Both refuse a clock further ahead than MaxDrift
-// (ErrClockDrift): a horizon in the future would count as saved the edits made until then.
+// its clock but the local edits not yet sent (the outbox, an open batch), which no saver
+// can hold; [Replica.MarkSaved], the replica's own save, saves those too. Both refuse a
+// clock further ahead than MaxDrift (ErrClockDrift): a horizon in the future would count
+// as saved the edits made until then.
 //
 // [Replica.Snapshot] writes the whole replica (format "mapcrdt-snapshot", [SnapshotVersion]):
 // every logged operation in the compact encoding (replaying them rebuilds the state and the
 // per-path clocks), the seeded bases, the vector, the clock, the seq counter, the outbox,
-// the undo and redo stacks, the saved horizon and the known peers. [NewReplicaFromSnapshot]
+// the undo and redo stacks (each within the history's budget: a newest step past it, a
+// batch's, is left out with the steps before it), the saved horizon and the known peers. [NewReplicaFromSnapshot]
 // continues exactly where it stopped; the clock never goes backwards. Other versions are
 // refused with ErrSnapshotVersion, damage with ErrBadSnapshot. A snapshot may be older than
 // what its replica had sent since (a reload from a copy saved before the last flush), so a

@@ -55,7 +55,8 @@ func parseVerb(s string) (Verb, bool) {
 // datalayer of thousands of features in one upsert or batch).
 type Limits struct {
 	// MaxMessageBytes bounds one message, incoming or made by a local edit (a batch's
-	// included), and a snapshot's size at 4 × MaxMessageBytes. Default 32 MiB.
+	// included), and a snapshot's size at 4 × MaxMessageBytes. Default 32 MiB. A PeerMessage
+	// received may hold 4 KiB more: a sync response around an operation of the limit.
 	MaxMessageBytes int
 	// MaxDepth bounds JSON nesting. Default 64.
 	MaxDepth int

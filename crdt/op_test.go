@@ -1154,3 +1154,60 @@ func TestLoneSurrogateRefused(t *testing.T) {
 		t.Errorf("an escaped pair should decode: %s", r.State())
 	}
 }
+
+// TestOperationPassedOnBytes: README "Protocol": an operation passed on is JSON without
+// whitespace, its known members sorted, the unknown ones after them as they came, every
+// value canonical; a uMap batch's own subject and metadata are kept.
+func TestOperationPassedOnBytes(t *testing.T) {
+	h := `"hlc":"` + stamp(1, 0, "bob") + `"`
+	tests := []struct{ name, in, want string }{
+		{"unknown fields after the known ones",
+			`{"zzz":{"b":1, "a":2},"verb":"update","value":{"y":1,"x":2},"subject":"map","metadata":{},"key":"k","aaa":[1],` + h + `,"seq":1}`,
+			`{` + h + `,"key":"k","metadata":{},"seq":1,"subject":"map","value":{"x":2,"y":1},"verb":"update","zzz":{"a":2,"b":1},"aaa":[1]}`},
+		{"a uMap batch's subject and metadata kept",
+			`{"verb":"batch","subject":"feature","metadata":{"layerId":"L","id":"f"},"operations":[{"verb":"update","subject":"map","metadata":{},"key":"k","value":1}],` + h + `,"seq":1}`,
+			`{` + h + `,"operations":[{"key":"k","metadata":{},"subject":"map","value":1,"verb":"update"}],"seq":1,"verb":"batch","metadata":{"id":"f","layerId":"L"},"subject":"feature"}`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newTestReplica(t, "relay", hlc.NewManualClock(t0+1000))
+			if _, err := r.Receive([]byte(`{"kind":"OperationMessage","sender":"bob",` + tc.in[1:])); err != nil {
+				t.Fatal(err)
+			}
+			resp := recv(t, r, umapRequest("umapjs", "relay", "")).Replies[0]
+			if got := gjson.GetBytes(resp, "message.operations.0").Raw; got != tc.want {
+				t.Errorf("passed on as\n%s\nwant\n%s", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestLoneSurrogateElsewhereInAMessage: README "Guarantees and limits": a peer's message
+// whose member names escape a lone surrogate — in its value, its metadata or an unknown
+// field — is refused (bad_value), changing nothing; a string value, or a metadata string
+// that is no identity, keeps its escape.
+func TestLoneSurrogateElsewhereInAMessage(t *testing.T) {
+	msg := func(meta, value, extra string) []byte {
+		return []byte(`{"kind":"OperationMessage","sender":"alice","verb":"update","subject":"feature","metadata":` + meta +
+			`,"key":"properties.n","value":` + value + extra + `,"hlc":"1727184449000:0:alice","seq":1}`)
+	}
+	const meta = `{"id":"h","layerId":"L1"}`
+	for name, m := range map[string][]byte{
+		"value member":    msg(meta, `{"\ud800":1}`, ""),
+		"metadata member": msg(`{"id":"h","layerId":"L1","\udc00":1}`, `1`, ""),
+		"unknown field":   msg(meta, `1`, `,"extra":{"\ud800":1}`),
+	} {
+		r := kitReplica(t, "bob", hlc.NewManualClock(kitT0))
+		if _, err := r.Receive(m); Code(err) != "bad_value" {
+			t.Errorf("%s: error %v, want bad_value", name, err)
+		}
+		if r.State() != "[]" || r.LogLen() != 0 {
+			t.Errorf("%s: the refused message left %s", name, r.State())
+		}
+	}
+	r := kitReplica(t, "bob", hlc.NewManualClock(kitT0))
+	res := kitRecv(t, r, msg(`{"id":"h","layerId":"L1","x":"\udc00"}`, `"\ud800"`, ""))
+	if len(res.Changes) != 1 || res.Changes[0].Metadata != `{"id":"h","layerId":"L1","x":"\udc00"}` || res.Changes[0].Value != `"\ud800"` {
+		t.Errorf("the escapes of string values are kept as they came: %+v", res.Changes)
+	}
+}

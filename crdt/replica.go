@@ -263,7 +263,8 @@ func (r *Replica) isOwn(origin string) bool {
 // PeerID returns the replica's peer id.
 func (r *Replica) PeerID() string { return r.peer }
 
-// Clock returns the greatest clock the replica has issued or seen.
+// Clock returns the replica's clock: at or after every clock it has issued or received
+// (receiving moves it past the remote clock); its next edit is stamped after it.
 func (r *Replica) Clock() hlc.Timestamp { return r.clock.Last() }
 
 // Vector returns a copy of the version vector.

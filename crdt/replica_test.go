@@ -385,3 +385,40 @@ func TestSnapshotOfMoreThanABatchRestores(t *testing.T) {
 		t.Errorf("a snapshot of %d bytes under a restore limit of %d: %v, want too_large", len(snap), 4*lim.MaxMessageBytes, err)
 	}
 }
+
+// TestDefaultLimitsTakeAnImport: DESIGN §9, doc.go "Errors and limits": the default limits
+// take a real import — a datalayer of thousands of features, as one batch of upserts
+// (uMap's import) and as one datalayer value — and a peer with the same defaults takes
+// what it sends.
+func TestDefaultLimitsTakeAnImport(t *testing.T) {
+	wall := hlc.NewManualClock(kitT0)
+	alice := kitReplica(t, "alice", wall)
+	bob := kitReplica(t, "bob", wall)
+	const n = 10_000
+	feature := func(i int) string {
+		return `{"type":"Feature","geometry":{"type":"Polygon","coordinates":[[[2.3,48.8],[2.4,48.8],[2.4,48.9],[2.3,48.8]]]},` +
+			`"properties":{"name":"feature ` + strconv.Itoa(i) + `","_umap_options":{"color":"DarkRed","weight":3}}}`
+	}
+	kitNoErr(t, alice.StartBatch())
+	kitOK(t)(alice.Upsert("datalayer", `{"id":"L1"}`, `{"type":"FeatureCollection","features":[],"_umap_options":{"name":"import"}}`))
+	for i := 0; i < n; i++ {
+		kitOK(t)(alice.Upsert("feature", `{"id":"f`+strconv.Itoa(i)+`","layerId":"L1","featureType":"polygon"}`, feature(i)))
+	}
+	kitNoErr(t, alice.CommitBatch())
+	var all strings.Builder
+	all.WriteString(`{"type":"FeatureCollection","_umap_options":{"name":"whole"},"features":[`)
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			all.WriteByte(',')
+		}
+		all.WriteString(feature(i))
+	}
+	all.WriteString(`]}`)
+	kitOK(t)(alice.Upsert("datalayer", `{"id":"L2"}`, all.String()))
+	msgs := alice.Flush()
+	if len(msgs) != 2 {
+		t.Fatalf("%d messages, want the batch and the datalayer", len(msgs))
+	}
+	kitDeliver(t, msgs, bob)
+	kitSameState(t, alice, bob)
+}

@@ -443,3 +443,65 @@ func TestRestoreKeepsNoSnapshotText(t *testing.T) {
 	}
 	runtime.KeepAlive(snap)
 }
+
+// TestSnapshotAfterAnUndoStepPastTheBudget: the newest undo step is kept past the budget
+// (a batch deleting a layer's features restores them all), but a snapshot holds each
+// history within it — README: both histories, about twice the message limit at most,
+// within what a restore takes. Such a snapshot used to be over 4 × the limit, and
+// Snapshot refused it (too_large) until the next edit dropped the step.
+func TestSnapshotAfterAnUndoStepPastTheBudget(t *testing.T) {
+	const limit = 64 << 10
+	wall := hlc.NewManualClock(kitT0)
+	alice := kitReplica(t, "alice", wall, kitUndoLimits(limit, 100_000))
+	meta := func(i int) string { return `{"id":"f` + strconv.Itoa(i) + `","layerId":"L1"}` }
+	for i := 0; i < 100; i++ {
+		kitOK(t)(alice.Upsert("feature", meta(i), `{"type":"Feature","properties":{"t":"`+strings.Repeat("x", 3000)+`"}}`))
+	}
+	alice.Flush()
+	kitNoErr(t, alice.StartBatch())
+	for i := 0; i < 100; i++ {
+		kitOK(t)(alice.Delete("feature", meta(i)))
+	}
+	kitNoErr(t, alice.CommitBatch())
+	alice.Flush()
+	alice.Compact()
+	snap, err := alice.Snapshot()
+	if err != nil {
+		t.Fatalf("Snapshot after a batch whose undo restores 300 KB: %v", err)
+	}
+	restored, err := NewReplicaFromSnapshot(Options{Wall: wall, Limits: alice.opts.Limits}, snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kitSameState(t, alice, restored)
+	if restored.CanUndo() {
+		t.Error("the restored replica can undo: the snapshot holds the step past the budget, or older ones without it")
+	}
+	// The replica itself still undoes the delete.
+	kitUndo(t, alice)
+	kitWant(t, alice, "feature", meta(99), "properties.t", `"`+strings.Repeat("x", 3000)+`"`)
+
+	// A redo step past the budget is left out the same way: an import (one group of
+	// upserts, whose undo step restores their absence) undone.
+	bob := kitReplica(t, "bob", wall, kitUndoLimits(limit, 100_000))
+	for i := 0; i < 100; i++ {
+		kitOK(t)(bob.Apply(Edit{Verb: VerbUpsert, Subject: "feature", Metadata: meta(i), Group: "import",
+			Value: `{"type":"Feature","properties":{"t":"` + strings.Repeat("y", 3000) + `"}}`}))
+	}
+	bob.Flush()
+	kitUndo(t, bob)
+	bob.Flush()
+	bob.Compact()
+	if snap, err = bob.Snapshot(); err != nil {
+		t.Fatalf("Snapshot with a redo step of 300 KB: %v", err)
+	}
+	if restored, err = NewReplicaFromSnapshot(Options{Wall: wall, Limits: bob.opts.Limits}, snap); err != nil {
+		t.Fatal(err)
+	}
+	kitSameState(t, bob, restored)
+	if restored.CanRedo() {
+		t.Error("the restored replica can redo the step past the budget")
+	}
+	kitRedo(t, bob)
+	kitWant(t, bob, "feature", meta(99), "properties.t", `"`+strings.Repeat("y", 3000)+`"`)
+}

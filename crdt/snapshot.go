@@ -15,7 +15,8 @@ const SnapshotVersion = 1
 // and its per-path clocks), the seeded base values, the version vector, the clock, the seq
 // counter, the outbox, the undo and redo stacks, the saved horizon and the known peers — as
 // one JSON value (format in doc.go, "Snapshots"). A replica restored from it with
-// NewReplicaFromSnapshot continues exactly where this one stopped. It fails while a batch
+// NewReplicaFromSnapshot continues exactly where this one stopped, but for an undo or redo
+// step past the history's budget, which it leaves out (fitting). It fails while a batch
 // is open, and (ErrTooLarge) when the snapshot would be over 4 × Limits.MaxMessageBytes, what
 // a restore takes.
 func (r *Replica) Snapshot() ([]byte, error) {
@@ -114,9 +115,9 @@ func (r *Replica) Snapshot() ([]byte, error) {
 		b = append(b, ']')
 	}
 	b = append(b, `],"undo":`...)
-	b = appendSteps(b, r.undo.undo)
+	b = appendSteps(b, fitting(r.undo.undo, undoBudget(r.opts)))
 	b = append(b, `,"redo":`...)
-	b = appendSteps(b, r.undo.redo)
+	b = appendSteps(b, fitting(r.undo.redo, undoBudget(r.opts)))
 	b = append(b, '}')
 	// What NewReplicaFromSnapshot takes under the same limits: a snapshot it would refuse
 	// is an error here, not a file that cannot be read back.
@@ -125,6 +126,23 @@ func (r *Replica) Snapshot() ([]byte, error) {
 			strconv.Itoa(max)+", 4 × limits.maxMessageBytes)")
 	}
 	return b, nil
+}
+
+// fitting returns steps, a history as a snapshot holds it: without its newest step when
+// that step held more than budget bytes of values to restore before its last edit — a
+// batch's (a batch deleting a layer's features restores them all), a redo of a group's
+// (an import undone) — and then without the older steps, which could not be undone before
+// it. The history keeps such a step, undoable until a reload; a snapshot holding it could
+// pass what a restore takes. Every other step a history keeps is within the budget, or
+// passed it with its last edit only (a group's, the capture interval's).
+func fitting(steps []undoStep, budget int) []undoStep {
+	if n := len(steps); n > 0 {
+		top := &steps[n-1]
+		if k := len(top.entries); k > 0 && top.bytes-top.entries[k-1].size() > budget {
+			return nil
+		}
+	}
+	return steps
 }
 
 func sortedKeys[V any](m map[string]V) []string {

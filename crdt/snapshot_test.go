@@ -784,3 +784,18 @@ func TestSnapshotOfAnEarlierEngine(t *testing.T) {
 	kitSync(t, fresh, r)
 	kitSameState(t, fresh, r)
 }
+
+// TestSnapshotHoldsNoSession: doc.go "Sync": a replica's session token is the replica
+// object's, never in a snapshot — each restore of one snapshot asks under a token of its
+// own.
+func TestSnapshotHoldsNoSession(t *testing.T) {
+	r, wall := kitRichReplica(t)
+	snap := kitSnapshot(t, r)
+	if bytes.Contains(snap, []byte(r.session)) {
+		t.Fatalf("the snapshot holds the session %q", r.session)
+	}
+	a, b := kitRestore(t, snap, wall), kitRestore(t, snap, wall)
+	if a.session == b.session || a.session == r.session || a.session == "" {
+		t.Fatalf("sessions %q, %q of two restores of %q's snapshot", a.session, b.session, r.session)
+	}
+}

@@ -81,21 +81,35 @@ func (r *Replica) receive(msg []byte) (Result, error) {
 	return res, err
 }
 
+// peerRoom is what a PeerMessage may hold beyond Limits.MaxMessageBytes: the envelope,
+// tokens and vector of a sync response around an operation of the limit (the largest local
+// edit a replica takes), which it must carry to a peer of the same limits. The demo relay's
+// frames allow the same.
+const peerRoom = 4 << 10
+
 func (r *Replica) receiveMessage(msg []byte) (Result, error) {
-	if len(msg) > r.opts.Limits.MaxMessageBytes {
-		return Result{}, newError(ErrTooLarge, "message of "+strconv.Itoa(len(msg))+" bytes, more than "+strconv.Itoa(r.opts.Limits.MaxMessageBytes))
+	lim := r.opts.Limits.MaxMessageBytes
+	if len(msg) > lim+peerRoom {
+		return Result{}, newError(ErrTooLarge, "message of "+strconv.Itoa(len(msg))+" bytes, more than "+strconv.Itoa(lim)+
+			" (and 4096 for a PeerMessage)")
 	}
 	// msg is read in place, without a copy: everything kept is copied out of it (own).
 	s := unsafe.String(unsafe.SliceData(msg), len(msg))
-	if o, sender, ok, err := r.dec.fastOp(s); ok {
-		return r.receiveOp(o, sender, err)
-	}
-	if res, ok, err := r.fastResponse(s); ok {
-		return res, err
+	over := len(msg) > lim // taken only as a PeerMessage: read the slow way, which checks
+	if !over {
+		if o, sender, ok, err := r.dec.fastOp(s); ok {
+			return r.receiveOp(o, sender, err)
+		}
+		if res, ok, err := r.fastResponse(s); ok {
+			return res, err
+		}
 	}
 	members, err := r.dec.parseTop(s)
 	if err != nil {
 		return Result{}, err
+	}
+	if over && field(members, "kind") != `"PeerMessage"` {
+		return Result{}, newError(ErrTooLarge, "message of "+strconv.Itoa(len(msg))+" bytes, more than "+strconv.Itoa(lim))
 	}
 	kind, hasKind := "", false
 	for _, m := range members {

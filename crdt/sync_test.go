@@ -1598,3 +1598,85 @@ func TestSyncVectorCountsTheOriginNotTheSender(t *testing.T) {
 		t.Errorf("alice sends bob %d operations his vector holds: %s", len(ops), resps[0])
 	}
 }
+
+// TestReceiveSameClockTwoContents: two different operations under one clock (a faulty
+// peer) are not told apart — the first one a replica receives is kept, and the second
+// changes nothing there (doc.go, "Tie-break").
+func TestReceiveSameClockTwoContents(t *testing.T) {
+	op := func(value string) []byte {
+		return []byte(`{"kind":"OperationMessage","sender":"mallory","verb":"update","subject":"feature","metadata":` + kitF1 +
+			`,"key":"properties.name","value":` + value + `,"hlc":"` + strconv.FormatInt(kitT0, 10) + `:0:mallory","seq":1}`)
+	}
+	for _, first := range []string{`"one"`, `"two"`} {
+		second := `"two"`
+		if first == second {
+			second = `"one"`
+		}
+		r := kitReplica(t, "alice", hlc.NewManualClock(kitT0))
+		kitRecv(t, r, op(first))
+		if res := kitRecv(t, r, op(second)); len(res.Changes) != 0 {
+			t.Errorf("the second content under the same clock changed %v", res.Changes)
+		}
+		kitWant(t, r, "feature", kitF1, "properties.name", first)
+	}
+}
+
+// TestBatchTakesItsClockAtItsFirstEdit: doc.go: a local batch takes its clock at its first
+// edit — not when it opens, not at its last edit.
+func TestBatchTakesItsClockAtItsFirstEdit(t *testing.T) {
+	wall := hlc.NewManualClock(kitT0)
+	alice := kitReplica(t, "alice", wall)
+	kitNoErr(t, alice.StartBatch())
+	wall.Advance(100)
+	kitSet(t, alice, kitF1, "properties.a", `1`)
+	wall.Advance(100)
+	kitSet(t, alice, kitF2, "properties.b", `2`)
+	kitNoErr(t, alice.CommitBatch())
+	msgs := alice.Flush()
+	if len(msgs) != 1 {
+		t.Fatalf("%d messages, want the batch's one", len(msgs))
+	}
+	if got, want := kitMsgHLC(t, msgs[0]), (hlc.Timestamp{Wall: kitT0 + 100, Peer: "alice"}); got != want {
+		t.Errorf("batch clock %s, want %s (its first edit's)", got, want)
+	}
+}
+
+// TestSyncCarriesTheLargestEdit: the largest edit a replica takes (its OperationMessage
+// at the message limit) reaches a late joiner with the same limits, and the responder
+// through a push-back: its page wraps it in a PeerMessage, a response's tokens and a
+// vector, which a peer takes up to 4 KiB past the limit (README "Protocol": paged to fit).
+// A message of another kind is still held to the limit.
+func TestSyncCarriesTheLargestEdit(t *testing.T) {
+	small := func(o *Options) { o.Limits.MaxMessageBytes = 4096 }
+	wall := hlc.NewManualClock(kitT0)
+	largest := func(r *Replica, meta string) []byte {
+		for v := 4096; v > 3000; v-- {
+			if _, err := r.Update("feature", meta, "properties.t", `"`+strings.Repeat("x", v)+`"`); err == nil {
+				msgs := r.Flush()
+				if len(msgs) != 1 || len(msgs[0]) < 4000 {
+					t.Fatalf("the largest edit: %d messages", len(msgs))
+				}
+				return msgs[0]
+			}
+		}
+		t.Fatal("no edit taken")
+		return nil
+	}
+	alice := kitReplica(t, "alice", wall, small)
+	msg := largest(alice, kitF1)
+	carol := kitReplica(t, "carol", wall, small)
+	kitSync(t, carol, alice)
+	kitSameState(t, alice, carol)
+	// carol's own largest edit goes back to alice in the push-back of her next catch-up.
+	largest(carol, kitF2)
+	wall.Advance(1)
+	kitSet(t, alice, kitF3, "properties.n", `1`)
+	alice.Flush()
+	kitSync(t, carol, alice)
+	kitSameState(t, alice, carol)
+	// An OperationMessage past the limit is refused, however little.
+	padded := append(append([]byte(nil), msg[:len(msg)-1]...), []byte(strings.Repeat(" ", 4097-len(msg))+"}")...)
+	if _, err := kitReplica(t, "dave", wall, small).Receive(padded); Code(err) != "too_large" {
+		t.Errorf("an OperationMessage of %d bytes: %v, want too_large", len(padded), err)
+	}
+}

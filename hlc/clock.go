@@ -93,7 +93,9 @@ func (c *Clock) MaxDrift() Duration { return Duration(c.maxDrift) * Millisecond 
 // Peer returns the peer id the clock stamps.
 func (c *Clock) Peer() string { return c.peer }
 
-// Last returns the greatest timestamp the clock has issued or seen (zero walltime if none).
+// Last returns the clock's timestamp: the last one Now or Update returned, or the one
+// Observe moved it to, under its own peer (zero walltime if none). It is at or after every
+// timestamp the clock has issued or received.
 func (c *Clock) Last() Timestamp { return c.last }
 
 // Now returns a timestamp for a local event (send): strictly greater than every timestamp the

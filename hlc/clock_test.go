@@ -457,3 +457,28 @@ func TestClockAtIsTheWallClockRead(t *testing.T) {
 		}
 	}
 }
+
+// The package documentation's walltime hazard: with the drift guard off, a remote timestamp
+// at MaxWall and MaxCounter is followed by MaxWall+1, whose text no peer parses; with the
+// guard on, that timestamp is refused and the clock stays where it was.
+func TestClockPastMaxWallOnlyWithoutTheGuard(t *testing.T) {
+	remote := ts(hlc.MaxWall, hlc.MaxCounter, "b")
+	c := hlc.New("a", hlc.NewManualClock(1_727_184_449_010))
+	if _, err := c.Update(remote); !errors.Is(err, hlc.ErrClockDrift) {
+		t.Fatalf("guard on: Update(%v) = %v, want ErrClockDrift", remote, err)
+	}
+	if c.Last().Wall > hlc.MaxWall {
+		t.Fatalf("guard on: Last() = %v", c.Last())
+	}
+	c.SetMaxDrift(0)
+	got, err := c.Update(remote)
+	if err != nil {
+		t.Fatalf("guard off: Update(%v): %v", remote, err)
+	}
+	if got != ts(hlc.MaxWall+1, 0, "a") {
+		t.Fatalf("guard off: Update(%v) = %v, want MaxWall+1:0:a", remote, got)
+	}
+	if _, err := hlc.Parse(got.String()); !errors.Is(err, hlc.ErrBadTimestamp) {
+		t.Fatalf("Parse(%q) = %v, want ErrBadTimestamp: no peer parses it", got.String(), err)
+	}
+}

@@ -24,8 +24,10 @@
 //     grows.
 //   - Causal. [Clock.Update] (receive) moves the clock past the remote timestamp, so anything
 //     stamped after receiving an operation sorts after that operation.
-//   - Close to real time. While wall clocks agree, walltime is the wall clock and the counter
-//     is almost always zero; timestamps read as real dates.
+//   - Close to real time. A timestamp made once the wall clock has passed every walltime the
+//     clock issued or received is the wall clock's time with counter 0; the counter grows
+//     only within one millisecond, or while the clock runs ahead of its wall clock (after
+//     a step back, or a remote timestamp ahead). Timestamps read as real dates.
 //
 // # Hazards and what the clock does about them
 //

@@ -86,10 +86,15 @@ export type MessageInput = string | object | Uint8Array | ArrayBuffer | JSONText
 export interface Limits {
   /**
    * Largest message in bytes, received or made by a local edit (a batch's included: the edit
-   * that would pass it throws "too_large"); a snapshot may take 4 times it (default 32 MiB).
+   * that would pass it throws "too_large"); a PeerMessage received may be 4 KiB larger (a
+   * sync response carrying an edit of the limit); a snapshot may take 4 times it (default 32 MiB).
    */
   maxMessageBytes?: number;
-  /** Deepest JSON nesting (default 64). */
+  /**
+   * Deepest nesting of an object's value, each object and array counted with those its key
+   * path makes (an update of "a.b" to [[1]] nests 4: the object, a, and two arrays), and of
+   * a message's metadata and unknown fields (default 64, at least 3): deeper is "too_deep".
+   */
   maxDepth?: number;
   /**
    * Most sub-operations in a batch, received or local (the edit past it throws
@@ -133,15 +138,17 @@ export interface EngineOptions {
    */
   undoDepth?: number;
   /**
-   * Local edits within this many ms join one undo step (default 0: each edit is a step); at
+   * A local edit made within this many ms of the previous one (its wall clock, ends
+   * included; neither in a group) joins its undo step (default 0: each edit is a step); at
    * most 9,223,372,036,854. A step holding more than limits.maxMessageBytes of values to
    * restore takes no more edits: the next starts a step (and the old one goes).
    */
   captureInterval?: number;
   /**
-   * The wall clock, ms since the epoch (default Date.now). Called once per engine call; a
-   * call whose clock throws, or returns anything but a number from 1 to 2^53, throws
-   * "bad_option" and changes nothing.
+   * The wall clock, ms since the epoch (default Date.now). Called at most once per engine
+   * call (never by startBatch, commitBatch, inBatch, memory or close); a call whose clock
+   * throws, or returns anything but a number from 1 to 2^53 - 1, throws "bad_option" and
+   * changes nothing.
    */
   now?: () => number;
   /** Limits on input. */
@@ -307,7 +314,7 @@ export interface Engine {
    * Throws "bad_state" if a batch is open already (batches do not nest).
    */
   startBatch(): void;
-  /** Closes the batch and queues its message ("bad_state" if none is open). */
+  /** Closes the batch and queues its message, none for an empty batch ("bad_state" if none is open). */
   commitBatch(): void;
   /** Whether a batch is open. */
   inBatch(): boolean;
@@ -327,7 +334,9 @@ export interface Engine {
   pending(): number;
   /**
    * Takes one incoming message of any kind (OperationMessage, PeerMessage, SavedMessage,
-   * JoinResponse, ListPeersResponse, pong) and returns the visible changes. Replies it
+   * JoinResponse, ListPeersResponse; {"kind":"pong"} and {"kind":"ping"} change nothing, but
+   * the bare text "pong" uMap's server answers a bare "ping" with is not JSON:
+   * "invalid_json"; another kind is "unknown_kind") and returns the visible changes. Replies it
    * produces wait for the next flush(): a sync request on a JoinResponse or a gap, a probe
    * (a one-way request) of each peer a ListPeersResponse adds, sync answers.
    */
@@ -335,9 +344,10 @@ export interface Engine {
   /** Like receive(), but returns the replies instead of queuing them. */
   onPeerMessage(message: MessageInput): PeerMessageResult;
   /**
-   * A ListOperationsRequest to recipient (default: a random known peer). Throws
-   * "bad_option" for a recipient that is no valid peer id, and "bad_state" when none is
-   * given and no peer is known (peers(): the relay's last peer list, or setPeers).
+   * A ListOperationsRequest to recipient (default: a random known peer, never this one). Throws
+   * "bad_option" for a recipient that is no valid peer id (as EngineOptions.peerId, but a
+   * `:` is taken: a replica restored from an old snapshot may hold one), and "bad_state" when none is
+   * given and no other peer is known (peers(): the relay's last peer list, or setPeers).
    */
   syncRequest(recipient?: string): string;
 
@@ -359,7 +369,10 @@ export interface Engine {
    * value is {} is left out: it cannot be told apart from one never seen (DESIGN §4).
    */
   state(): string;
-  /** The greatest clock issued or seen, "wall:counter:peer". */
+  /**
+   * The replica's clock, "wall:counter:peer": at or after every clock it issued or received
+   * (a received one moves it there, the HLC's receive rule); its next edit is stamped after it.
+   */
   clock(): string;
   /** The version vector: peer → highest contiguous seq held. */
   vector(): Record<string, number>;
@@ -374,7 +387,9 @@ export interface Engine {
   /** Drops superseded operations from the log; the state does not change. */
   compact(): CompactStats;
   /**
-   * The whole replica as bytes (a new Uint8Array each call), for createEngine({snapshot}).
+   * The whole replica as bytes (a new Uint8Array each call), for createEngine({snapshot}); an
+   * undo or redo step holding more than limits.maxMessageBytes of values to restore (a batch
+   * deleting many features), undoable until then, is left out with the steps before it.
    * Throws "bad_state" while a batch is open, and "too_large" for a snapshot over 4 ×
    * limits.maxMessageBytes (what a restore takes).
    */

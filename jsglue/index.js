@@ -911,7 +911,8 @@ export async function createEngine(options = {}) {
 }
 
 // checkedClock wraps options.now: what it returns must be a time the module takes (ms since
-// 1970, from 1 to 2^53), and what it throws becomes a bad_option error. The module reads
+// 1970, from 1 to 2^53 - 1, hlc.MaxWall: a clock stamped at 2^53 no peer parses), and what
+// it throws becomes a bad_option error. The module reads
 // any other number as "use the system clock", which would hide a broken clock; and a value
 // the call cannot convert (a BigInt) would throw at the boundary.
 function checkedClock(now) {
@@ -922,7 +923,7 @@ function checkedClock(now) {
     } catch (e) {
       throw fail("bad_option", `options.now threw: ${describe(e)}`);
     }
-    if (typeof t !== "number" || !(t >= 1 && t <= 2 ** 53)) {
+    if (typeof t !== "number" || !(t >= 1 && t <= Number.MAX_SAFE_INTEGER)) {
       throw fail("bad_option", `options.now returned ${typeof t === "number" ? t : typeof t}: want milliseconds since 1970`);
     }
     return t;
@@ -1020,6 +1021,13 @@ class Engine {
   #runUntimed(method) {
     if (this.#closed) throw closed();
     return this.#call.call(this.#bridge, method, this.#handle, 0, this.#now === Date.now ? 0 : this.#now(), [], false);
+  }
+
+  // #runClockless is #run for a method that never reads the time: no clock read at all,
+  // options.now's included (0: the module would read the system clock, should it need it).
+  #runClockless(method) {
+    if (this.#closed) throw closed();
+    return this.#call.call(this.#bridge, method, this.#handle, 0, 0, [], false);
   }
 
   // #emit delivers an event to every listener, in the order the engine made the events: a
@@ -1123,16 +1131,18 @@ class Engine {
     this.#edit(verb, f.subject, f.metadata, key, value, opts);
   }
 
+  // A batch's clock is taken at its first edit: opening, closing or asking about one reads
+  // no clock, so a clock that breaks inside batch(fn) cannot leave its batch open.
   startBatch() {
-    this.#run(this.#m.startBatch, 0, []);
+    this.#runClockless(this.#m.startBatch);
   }
 
   commitBatch() {
-    this.#run(this.#m.commitBatch, 0, []);
+    this.#runClockless(this.#m.commitBatch);
   }
 
   inBatch() {
-    return this.#run(this.#m.inBatch, 0, []) === "true";
+    return this.#runClockless(this.#m.inBatch) === "true";
   }
 
   batch(fn) {

@@ -57,7 +57,7 @@ const (
 	MethodGet
 	// MethodState [] → the canonical state (crdt.Replica.State).
 	MethodState
-	// MethodClock [] → the greatest clock issued or seen, "wall:counter:peer".
+	// MethodClock [] → the replica's clock (crdt.Replica.Clock), "wall:counter:peer".
 	MethodClock
 	// MethodVector [] → the version vector, {"peer":seq,…} sorted by peer.
 	MethodVector
