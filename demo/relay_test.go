@@ -645,12 +645,12 @@ func TestSlowJoinIsNoDeadLink(t *testing.T) {
 }
 
 // TestRelayDefaultsAreTheREADMEs: README "Protocol": frames up to the engine's message
-// limit plus 4 KiB (32 MiB + 4 KiB), send queues of 256 messages and 2 × the frame limit
+// limit plus 4 KiB (32 MiB + 4 KiB), send queues of 65,536 messages and 2 × the frame limit
 // in bytes, a ping every 30 s and 15 s for its pong.
 func TestRelayDefaultsAreTheREADMEs(t *testing.T) {
 	o := NewRelay(Options{}).opts
 	frame := int64(32<<20 + 4<<10)
-	if o.MaxMessageSize != frame || o.SendQueue != 256 || o.SendQueueBytes != 2*frame ||
+	if o.MaxMessageSize != frame || o.SendQueue != 1<<16 || o.SendQueueBytes != 2*frame ||
 		o.PingInterval != 30*time.Second || o.PingTimeout != 15*time.Second {
 		t.Errorf("defaults: frame %d, queue %d messages and %d bytes, ping %v, pong within %v",
 			o.MaxMessageSize, o.SendQueue, o.SendQueueBytes, o.PingInterval, o.PingTimeout)
