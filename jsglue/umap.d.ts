@@ -17,8 +17,9 @@
 //   with upsert() — and uMap's FeatureUpdater.upsert takes only the geometry of a feature it
 //   has, as it does under uMap's engine; key edits the same message makes after that upsert are
 //   inside that value, where uMap's engine would also call update() for them.
-// - update()'s 6th argument ({undo: false}) is ignored: every edit is an undo step (the engine
-//   has no edit that stays out of the undo history).
+// - update()'s 6th argument: options with a falsy undo ({undo: false}) keep the edit out of the
+//   undo history, as uMap's do (EditOptions.undo: an older step's undo leaves what it wrote,
+//   and lists it skipped) — in a batch too, where uMap's joins the batch's undo step.
 // - commitBatch(subject, metadata) ignores both: the batch message names its first edit's.
 // - A batch opened inside one joins it (uMap's second startBatch drops the first's edits).
 // - Edits made offline (no transport, transport.isOpen false, or offline = true) wait in the
@@ -164,7 +165,10 @@ export class UmapSyncEngine {
 
   /** Replaces the whole object (a feature's GeoJSON, a datalayer); oldValue serves undo where the engine never saw one. */
   upsert(subject: Subject, metadata: Metadata | undefined, value: Value, oldValue?: Value): void;
-  /** Sets key (value undefined: unsets it). The options ({undo}) are ignored: every edit is undoable. */
+  /**
+   * Sets key (value undefined: unsets it). options with a falsy undo ({undo: false}: a
+   * datalayer's _referenceVersion after a save) make no undo step (EditOptions.undo).
+   */
   update(
     subject: Subject,
     metadata: Metadata | undefined,

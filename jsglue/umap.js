@@ -142,12 +142,15 @@ export class UmapSyncEngine {
   }
 
   /**
-   * uMap's update; a value of undefined unsets the key. The 6th argument ({undo}) is
-   * accepted and ignored: every mapcrdt edit is undoable.
+   * uMap's update; a value of undefined unsets the key. As for uMap's, options given with a
+   * falsy undo ({undo: false}: a datalayer's _referenceVersion after a save) keep the edit
+   * out of the undo history (EditOptions.undo) — in a batch too, where uMap's would not.
    */
-  update(subject, metadata, key, value, oldValue, _options) {
-    if (value === undefined) this.#engine.unset(subject, meta(metadata), key, old(oldValue));
-    else this.#engine.update(subject, meta(metadata), key, value, old(oldValue));
+  update(subject, metadata, key, value, oldValue, options) {
+    let opts = old(oldValue);
+    if (options !== undefined && options !== null && !options.undo) opts = { ...opts, undo: false };
+    if (value === undefined) this.#engine.unset(subject, meta(metadata), key, opts);
+    else this.#engine.update(subject, meta(metadata), key, value, opts);
     this.#edited();
   }
 
