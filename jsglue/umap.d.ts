@@ -13,10 +13,15 @@
 //   peer wrote later as it is (UndoResult.skipped). A peer's undo reaches the others as plain
 //   edits: their updaters get it as any remote change.
 // - The engine reports changes coalesced per object and key path over one received message (a
-//   batch, a catch-up): an upsert of a feature a peer shows is one whole-object change, applied
-//   with upsert() — and uMap's FeatureUpdater.upsert takes only the geometry of a feature it
-//   has, as it does under uMap's engine; key edits the same message makes after that upsert are
-//   inside that value, where uMap's engine would also call update() for them.
+//   batch, a catch-up): an upsert of a feature a peer shows, and the key edits the message
+//   makes after it, are one whole-object "set". uMap's upsert of an object its updater has
+//   applies part of the value (FeatureUpdater: the geometry; DataLayerUpdater: nothing), so the
+//   adapter follows upsert() with update() of each top-level key of the value — a feature's
+//   but its geometry, type (a getter of the geometry) and id (the metadata's), and an update
+//   without value of its properties when the value has none: the feature then shows the
+//   engine's value (uMap's own engine leaves a feature's properties as they were on a peer's
+//   upsert of it). A top-level key such a value drops from another object (a datalayer) is
+//   left on uMap's object.
 // - update()'s 6th argument: options with a falsy undo ({undo: false}) keep the edit out of the
 //   undo history, as uMap's do (EditOptions.undo: an older step's undo leaves what it wrote,
 //   and lists it skipped) — in a batch too, where uMap's joins the batch's undo step.

@@ -17,7 +17,8 @@
 //   created                → updater.upsert({verb: "upsert", subject, metadata, value})
 //   set of a key           → updater.update({verb: "update", subject, metadata, key, value})
 //   unset of a key         → updater.update({verb: "update", subject, metadata, key})  (no value: uMap's unset)
-//   set of the whole value → updater.upsert({verb: "upsert", subject, metadata, value})
+//   set of the whole value → updater.upsert({verb: "upsert", subject, metadata, value}), then
+//                            updater.update(…) of each top-level key uMap's upsert leaves
 //   deleted                → updater.delete({verb: "delete", subject, metadata})
 // through updater.applyMessage(operation) when the updater has one (uMap's BaseUpdater), as
 // uMap's _applyOperation does. Local edits are not applied (uMap's UI made them already).
@@ -350,6 +351,22 @@ export class UmapSyncEngine {
       const value = kind === "unset" ? {} : change.value;
       if (typeof updater.upsert === "function") {
         this.#call(updater, "upsert", { verb: "upsert", subject, metadata, value }, change);
+        // A new value of an object the map shows (a "set": it was alive), maybe an upsert and
+        // the key edits after it in one message: uMap's upsert of an object it has applies
+        // part of it (FeatureUpdater: the geometry; DataLayerUpdater: nothing). The rest
+        // follows as updates of its top-level keys.
+        if (kind === "set" && value !== null && typeof value === "object" && !Array.isArray(value)) {
+          const feature = subject === "feature";
+          for (const k of Object.keys(value)) {
+            // A feature's geometry came with upsert; its type is a getter of the geometry, and
+            // its id (like any object's) is the metadata's.
+            if (k === "id" || (feature && (k === "geometry" || k === "type"))) continue;
+            this.#call(updater, "update", { verb: "update", subject, metadata, key: k, value: value[k] }, change);
+          }
+          if (feature && !("properties" in value)) {
+            this.#call(updater, "update", { verb: "update", subject, metadata, key: "properties" }, change);
+          }
+        }
       } else if (value !== null && typeof value === "object" && !Array.isArray(value)) {
         // An updater without upsert (uMap's map and permissions updaters): one update per
         // top-level key.
