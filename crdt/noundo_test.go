@@ -241,3 +241,22 @@ func TestNoUndoEditLeavesTheGroupOpen(t *testing.T) {
 	kitWant(t, alice, "feature", kitF1, "properties.name", "")
 	kitWant(t, alice, "feature", kitF1, "properties._ref", `"v"`)
 }
+
+// Compact moves the operations it keeps out of their blocks (moveOut): a NoUndo write's
+// mark goes with it, and an older step's undo still leaves what it wrote.
+func TestNoUndoEditSurvivesCompact(t *testing.T) {
+	alice, _, _, walls := kitTrio(t)
+	kitSet(t, alice, kitF1, "properties.name", `"a1"`)
+	kitTick(walls, 10)
+	kitNoUndo(t, alice, kitF1, "properties.name", `"sys"`)
+	alice.Flush()
+	alice.Compact()
+	re := kitRestore(t, kitSnapshot(t, alice), walls[0])
+	for _, r := range []*Replica{alice, re} {
+		kitTick(walls, 10)
+		if res := kitUndo(t, r); len(res.Skipped) != 1 {
+			t.Errorf("%s: after Compact, undo skipped %+v, want properties.name", r.PeerID(), res.Skipped)
+		}
+		kitWant(t, r, "feature", kitF1, "properties.name", `"sys"`)
+	}
+}
