@@ -260,3 +260,25 @@ func TestNoUndoEditSurvivesCompact(t *testing.T) {
 		kitWant(t, r, "feature", kitF1, "properties.name", `"sys"`)
 	}
 }
+
+// A NoUndo edit is not one to save (uMap marks dirty only the stages its undo history
+// takes): Dirty does not list an object for it — alone, or in a batch whose other edits are.
+func TestNoUndoEditIsNotDirty(t *testing.T) {
+	alice, _, _, walls := kitTrio(t)
+	kitNoUndo(t, alice, kitL1, "_referenceVersion", `"v1"`)
+	kitWantDirty(t, alice)
+	kitTick(walls, 10)
+	kitNoErr(t, alice.StartBatch())
+	kitNoUndo(t, alice, kitL1, "_referenceVersion", `"v2"`)
+	kitSet(t, alice, kitF1, "properties.name", `"a1"`)
+	kitNoErr(t, alice.CommitBatch())
+	kitWantDirty(t, alice, "feature f1")
+	kitTick(walls, 10)
+	kitSet(t, alice, kitL1, "properties.name", `"roads"`)
+	kitWantDirty(t, alice, "datalayer L1", "feature f1")
+	// A restored replica knows it too.
+	kitTick(walls, 10)
+	kitNoErr(t, alice.MarkSaved(alice.Clock()))
+	kitNoUndo(t, alice, kitL1, "_referenceVersion", `"v3"`)
+	kitWantDirty(t, kitRestore(t, kitSnapshot(t, alice), walls[0]))
+}

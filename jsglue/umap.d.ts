@@ -23,8 +23,9 @@
 //   upsert of it). A top-level key such a value drops from another object (a datalayer) is
 //   left on uMap's object.
 // - update()'s 6th argument: options with a falsy undo ({undo: false}) keep the edit out of the
-//   undo history, as uMap's do (EditOptions.undo: an older step's undo leaves what it wrote,
-//   and lists it skipped) — in a batch too, where uMap's joins the batch's undo step.
+//   undo history and out of what is dirty, as uMap's do (EditOptions.undo: an older step's
+//   undo leaves what it wrote, and lists it skipped) — in a batch too, where uMap's joins the
+//   batch's undo step.
 // - commitBatch(subject, metadata) ignores both: the batch message names its first edit's.
 // - A batch opened inside one joins it (uMap's second startBatch drops the first's edits).
 // - Edits made offline (no transport, transport.isOpen false, or offline = true) wait in the

@@ -145,7 +145,8 @@ export class UmapSyncEngine {
   /**
    * uMap's update; a value of undefined unsets the key. As for uMap's, options given with a
    * falsy undo ({undo: false}: a datalayer's _referenceVersion after a save) keep the edit
-   * out of the undo history (EditOptions.undo) — in a batch too, where uMap's would not.
+   * out of the undo history and of isDirty() (EditOptions.undo) — in a batch too, where
+   * uMap's would not.
    */
   update(subject, metadata, key, value, oldValue, options) {
     let opts = old(oldValue);

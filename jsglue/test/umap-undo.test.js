@@ -47,3 +47,35 @@ test("update(…, {undo: false}) makes no undo step; an older step's undo leaves
   assert.equal(sync.engine.get("datalayer", L1, "properties.c"), undefined);
   assert.equal(sync.canUndo(), false);
 });
+
+test("a save's _referenceVersion update (undo: false) leaves the map saved, as under uMap's engine", async (t) => {
+  // uMap's DataLayer.save() ends with setReferenceVersion({response, sync: true}): an update
+  // of _referenceVersion with {undo: false}, made while the adapter's save() runs. uMap's
+  // UndoManager marks dirty only the stages it adds: that update is never dirty.
+  let version = 0;
+  let sync;
+  const layer = {
+    async save() {
+      sync.update("datalayer", L1, "_referenceVersion", `v${++version}`, null, { undo: false });
+      return true;
+    },
+  };
+  const datalayer = { update() {}, upsert() {}, delete() {}, getStoredObject: () => layer };
+  const states = [];
+  sync = await createUmapSync({ updaters: { datalayer }, engineOptions: { peerId: "alice" }, onStateChange: (s) => states.push(s.dirty) });
+  t.after(() => sync.close());
+  sync.update("datalayer", L1, "properties.name", "roads");
+  assert.equal(sync.isDirty(), true);
+  assert.equal(await sync.save(), true);
+  assert.equal(sync.isDirty(), false, "saved: the version's update is not an edit to save");
+  assert.equal(states.at(-1), false);
+  assert.equal(version, 1);
+  // Nothing to save: no second save of the layer.
+  assert.equal(await sync.save(), true);
+  assert.equal(version, 1);
+  // In a batch too.
+  sync.startBatch();
+  sync.update("datalayer", L1, "_referenceVersion", "v9", null, { undo: false });
+  sync.commitBatch();
+  assert.equal(sync.isDirty(), false);
+});
