@@ -17,11 +17,14 @@
 //   makes after it, are one whole-object "set". uMap's upsert of an object its updater has
 //   applies part of the value (FeatureUpdater: the geometry; DataLayerUpdater: nothing), so the
 //   adapter follows upsert() with update() of each top-level key of the value — a feature's
-//   but its geometry, type (a getter of the geometry) and id (the metadata's), and an update
-//   without value of its properties when the value has none: the feature then shows the
-//   engine's value (uMap's own engine leaves a feature's properties as they were on a peer's
-//   upsert of it). A top-level key such a value drops from another object (a datalayer) is
-//   left on uMap's object.
+//   but its geometry, type (a getter of the geometry) and id (the metadata's), its properties
+//   always (as below): the feature then shows the engine's value (uMap's own engine leaves a
+//   feature's properties as they were on a peer's upsert of it). A top-level key such a value
+//   drops from another object (a datalayer) is left on uMap's object.
+// - A uMap feature always holds properties._umap_options (getOption reads it; toGeoJSON()
+//   leaves out an empty one). A feature's properties or properties._umap_options that the
+//   engine takes away or sets without one — an undo of a marker's first color restores the
+//   absence of _umap_options — reach the updater with an empty one ({}), shown the same.
 // - update()'s 6th argument: options with a falsy undo ({undo: false}) keep the edit out of the
 //   undo history and out of what is dirty, as uMap's do (EditOptions.undo: an older step's
 //   undo leaves what it wrote, and lists it skipped) — in a batch too, where uMap's joins the

@@ -19,6 +19,8 @@
 //   unset of a key         → updater.update({verb: "update", subject, metadata, key})  (no value: uMap's unset)
 //   set of the whole value → updater.upsert({verb: "upsert", subject, metadata, value}), then
 //                            updater.update(…) of each top-level key uMap's upsert leaves
+// (a feature's properties and properties._umap_options are given an empty _umap_options
+// where they have none: see #featureProperties)
 //   deleted                → updater.delete({verb: "delete", subject, metadata})
 // through updater.applyMessage(operation) when the updater has one (uMap's BaseUpdater), as
 // uMap's _applyOperation does. Local edits are not applied (uMap's UI made them already).
@@ -344,6 +346,8 @@ export class UmapSyncEngine {
     const metadata = { ...change.metadata };
     if (kind === "deleted") {
       this.#call(updater, "delete", { verb: "delete", subject, metadata }, change);
+    } else if (key !== undefined && subject === "feature" && (key === "properties" || key === "properties._umap_options")) {
+      this.#featureProperties(updater, metadata, key, kind === "set" ? change.value : undefined, change);
     } else if (key !== undefined && kind === "set") {
       this.#call(updater, "update", { verb: "update", subject, metadata, key, value: change.value }, change);
     } else if (key !== undefined) {
@@ -356,17 +360,15 @@ export class UmapSyncEngine {
         // the key edits after it in one message: uMap's upsert of an object it has applies
         // part of it (FeatureUpdater: the geometry; DataLayerUpdater: nothing). The rest
         // follows as updates of its top-level keys.
-        if (kind === "set" && value !== null && typeof value === "object" && !Array.isArray(value)) {
+        if (kind === "set" && isPlain(value)) {
           const feature = subject === "feature";
           for (const k of Object.keys(value)) {
             // A feature's geometry came with upsert; its type is a getter of the geometry, and
             // its id (like any object's) is the metadata's.
-            if (k === "id" || (feature && (k === "geometry" || k === "type"))) continue;
+            if (k === "id" || (feature && (k === "geometry" || k === "type" || k === "properties"))) continue;
             this.#call(updater, "update", { verb: "update", subject, metadata, key: k, value: value[k] }, change);
           }
-          if (feature && !("properties" in value)) {
-            this.#call(updater, "update", { verb: "update", subject, metadata, key: "properties" }, change);
-          }
+          if (feature) this.#featureProperties(updater, metadata, "properties", value.properties, change);
         }
       } else if (value !== null && typeof value === "object" && !Array.isArray(value)) {
         // An updater without upsert (uMap's map and permissions updaters): one update per
@@ -376,6 +378,19 @@ export class UmapSyncEngine {
         }
       }
     }
+  }
+
+  // A uMap feature always has properties and properties._umap_options (its constructor makes
+  // them; getOption reads the latter: without one, rendering throws), and its toGeoJSON()
+  // leaves out an empty _umap_options. The engine can take them away: an undo of a feature's
+  // first color restores the absence of _umap_options (DESIGN §7), a value upserted from
+  // toGeoJSON() has none. An update of properties (value undefined: an unset) or of
+  // properties._umap_options gives an empty one where the value has none — what uMap shows
+  // the same.
+  #featureProperties(updater, metadata, key, value, change) {
+    value ??= {};
+    if (key === "properties" && isPlain(value) && !("_umap_options" in value)) value = { _umap_options: {}, ...value };
+    this.#call(updater, "update", { verb: "update", subject: "feature", metadata, key, value }, change);
   }
 
   #call(updater, verb, operation, change) {
@@ -413,6 +428,10 @@ function meta(metadata) {
 
 function old(oldValue) {
   return oldValue === undefined ? undefined : { oldValue };
+}
+
+function isPlain(v) {
+  return v !== null && typeof v === "object" && !Array.isArray(v);
 }
 
 // parsedIf gives the message as an object when its kind is one of kinds (a message the engine

@@ -4,8 +4,11 @@
 // feature it has takes the geometry only (updaters.js). The updaters must still end showing
 // the engine's state. The fake updaters here do what uMap's do to the map's objects: a
 // feature is its geometry and properties (makeFeature reads those; its type is a getter of
-// the geometry, its id is the metadata's); upsert of a feature it has sets the geometry only;
-// update sets the key (geometry whole); upsert of a datalayer it has changes nothing.
+// the geometry, its id is the metadata's), and its properties always hold an _umap_options
+// object (the constructor makes one; getOption reads it: without one, rendering throws);
+// upsert of a feature it has sets the geometry only; update sets the key (geometry whole);
+// upsert of a datalayer it has changes nothing. What a feature shows is its toGeoJSON():
+// geometry and properties, an empty _umap_options left out.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -24,6 +27,9 @@ function setPath(obj, key, value) {
   else o[last] = structuredClone(value);
 }
 
+// A uMap feature made from GeoJSON (Feature's constructor).
+const makeFeature = (value) => structuredClone({ geometry: value.geometry, properties: { _umap_options: {}, ...(value.properties ?? {}) } });
+
 function umapUpdaters(model) {
   const calls = [];
   class Base {
@@ -32,17 +38,23 @@ function umapUpdaters(model) {
       return this[op.verb](op);
     }
   }
+  // What uMap's feature.render() after an update needs (getOption reads _umap_options).
+  const renders = (f) => {
+    const o = f.properties?._umap_options;
+    if (o === null || typeof o !== "object") throw new TypeError("Cannot read properties of undefined (reading 'color')");
+  };
   const feature = new (class extends Base {
     upsert({ metadata, value }) {
       const f = model.features[metadata.id];
       if (f) f.geometry = structuredClone(value.geometry);
-      else model.features[metadata.id] = structuredClone({ geometry: value.geometry, properties: value.properties });
+      else model.features[metadata.id] = makeFeature(value);
     }
     update({ key, metadata, value }) {
       const f = model.features[metadata.id];
       if (f === undefined) return; // "Unable to find feature"
       if (key === "geometry") f.geometry = structuredClone(value);
       else setPath(f, key, value);
+      renders(f);
     }
     delete({ metadata }) {
       delete model.features[metadata.id];
@@ -75,11 +87,20 @@ function canonical(v) {
   return "{" + keys.map((k) => JSON.stringify(k) + ":" + canonical(v[k])).join(",") + "}";
 }
 
+// A feature as uMap's toGeoJSON() gives it: geometry and properties, an empty
+// _umap_options left out (cloneProperties).
+function geojson(f) {
+  const properties = { ...(f.properties ?? {}) };
+  const o = properties._umap_options;
+  if (o !== null && typeof o === "object" && Object.keys(o).length === 0) delete properties._umap_options;
+  return { geometry: f.geometry, properties };
+}
+
 // The features and datalayers the engine holds, as uMap's objects show them.
 function engineView(engine) {
   const out = { features: {}, layers: {} };
   for (const { subject, metadata, value } of JSON.parse(engine.state())) {
-    if (subject === "feature") out.features[metadata.id] = { geometry: value.geometry, properties: value.properties };
+    if (subject === "feature") out.features[metadata.id] = geojson(value);
     if (subject === "datalayer") out.layers[metadata.id] = value;
   }
   return canonical(out);
@@ -89,7 +110,9 @@ async function setup(t) {
   const alice = await createEngine({ peerId: "alice" });
   const model = { map: {}, layers: {}, features: {} };
   const { calls, updaters } = umapUpdaters(model);
-  const bob = await createUmapSync({ updaters, engineOptions: { peerId: "bob" } });
+  const errors = [];
+  const bob = await createUmapSync({ updaters, engineOptions: { peerId: "bob" }, onError: (e) => errors.push(e) });
+  t.after(() => assert.deepEqual(errors, [], "no updater threw"));
   t.after(() => {
     alice.close();
     bob.close();
@@ -102,7 +125,7 @@ async function setup(t) {
     alice.receive(bob.engine.syncRequest("alice"));
     deliver();
   };
-  const shown = () => canonical({ features: model.features, layers: model.layers });
+  const shown = () => canonical({ features: Object.fromEntries(Object.entries(model.features).map(([id, f]) => [id, geojson(f)])), layers: model.layers });
   return { alice, bob, model, calls, deliver, catchUp, shown };
 }
 
@@ -114,7 +137,7 @@ test("an upsert of a feature bob shows, with key edits after it in one message, 
   alice.upsert("datalayer", { id: "L1" }, { name: "L" });
   alice.upsert("feature", f1, { type: "Feature", geometry: pt(0, 0), properties: { name: "first", color: "red" } });
   deliver();
-  assert.deepEqual(model.features.f1, { geometry: pt(0, 0), properties: { name: "first", color: "red" } });
+  assert.deepEqual(geojson(model.features.f1), { geometry: pt(0, 0), properties: { name: "first", color: "red" } });
   // One batch: a new value of the whole feature, then a key of it.
   alice.batch(() => {
     alice.upsert("feature", f1, { type: "Feature", geometry: pt(1, 1), properties: { name: "second" } });
@@ -122,7 +145,7 @@ test("an upsert of a feature bob shows, with key edits after it in one message, 
   });
   const n = calls.length;
   deliver();
-  assert.deepEqual(model.features.f1, { geometry: pt(1, 1), properties: { name: "second", size: 3 } });
+  assert.deepEqual(geojson(model.features.f1), { geometry: pt(1, 1), properties: { name: "second", size: 3 } });
   assert.equal(shown(), engineView(bob.engine));
   // uMap's calls: the upsert (its geometry), then the key it leaves.
   assert.deepEqual(
@@ -135,7 +158,7 @@ test("an upsert of a feature bob shows, with key edits after it in one message, 
   // A value without properties: the feature shows none.
   alice.upsert("feature", f1, { type: "Feature", geometry: pt(2, 2) });
   deliver();
-  assert.deepEqual(model.features.f1, { geometry: pt(2, 2) });
+  assert.deepEqual(geojson(model.features.f1), { geometry: pt(2, 2), properties: {} });
   assert.equal(shown(), engineView(bob.engine));
 });
 
@@ -149,7 +172,7 @@ test("a catch-up coalescing an upsert and edits of a feature bob shows shows the
   alice.update("feature", f1, "properties._umap_options.color", "blue");
   alice.flush();
   catchUp();
-  assert.deepEqual(model.features.f1, { geometry: pt(5, 5), properties: { name: "renamed", _umap_options: { color: "blue" } } });
+  assert.deepEqual(geojson(model.features.f1), { geometry: pt(5, 5), properties: { name: "renamed", _umap_options: { color: "blue" } } });
   assert.equal(shown(), engineView(bob.engine));
 });
 
@@ -175,9 +198,10 @@ test("random remote upserts, edits, deletes and undos, live, batched or caught u
       for (const k of ["name", "color", "size"]) if (r() < 0.5) p[k] = pick(["a", "b", 1, 2, null, { x: 1 }]);
       return p;
     };
-    const keys = ["geometry", "geometry.coordinates", "properties", "properties.name", "properties.color", "properties._umap_options.color"];
+    // The keys uMap's features edit (a whole "properties" it never sends for a feature).
+    const keys = ["geometry", "geometry.coordinates", "properties.name", "properties.color", "properties._umap_options", "properties._umap_options.color"];
     const valueAt = (key) =>
-      key === "geometry" ? pt(pick([0, 1, 2]), 3) : key === "geometry.coordinates" ? [pick([4, 5]), 6] : key === "properties" ? props() : pick(["x", "y", 7, true]);
+      key === "geometry" ? pt(pick([0, 1, 2]), 3) : key === "geometry.coordinates" ? [pick([4, 5]), 6] : key === "properties._umap_options" ? pick([{}, { color: "red" }]) : pick(["x", "y", 7, true]);
     const edit = () => {
       const meta = { id: pick(["f1", "f2", "f3"]), layerId: "L1" };
       const k = r();
@@ -188,7 +212,7 @@ test("random remote upserts, edits, deletes and undos, live, batched or caught u
         alice.upsert("feature", meta, v);
       } else if (k < 0.75) {
         const key = pick(keys);
-        if (r() < 0.2) alice.unset("feature", meta, key);
+        if (r() < 0.2 && key !== "properties._umap_options") alice.unset("feature", meta, key);
         else alice.update("feature", meta, key, valueAt(key));
       } else if (k < 0.85) {
         alice.delete("feature", meta);
@@ -203,7 +227,7 @@ test("random remote upserts, edits, deletes and undos, live, batched or caught u
       const v = { type: "Feature", geometry: pt(9, 9), properties: { name: id } };
       alice.seed("feature", { id, layerId: "L1" }, v);
       bob.engine.seed("feature", { id, layerId: "L1" }, v);
-      model.features[id] = { geometry: v.geometry, properties: v.properties };
+      model.features[id] = makeFeature(v);
     }
     let offline = false;
     for (let step = 0; step < 60; step++) {
@@ -228,4 +252,33 @@ test("random remote upserts, edits, deletes and undos, live, batched or caught u
     assert.equal(engineView(bob.engine), engineView(alice), `seed ${seed}: bob's engine ends as alice's`);
     assert.equal(shown(), engineView(bob.engine), `seed ${seed}: at the end`);
   }
+});
+
+test("an undo that takes a feature's _umap_options away leaves uMap's feature one (empty)", async (t) => {
+  // uMap's toGeoJSON() leaves out an empty _umap_options: a new marker's upsert has none. Its
+  // first color makes one; the engine undoes that by restoring its absence (DESIGN §7).
+  // uMap's feature needs one: the updaters get an empty one, which uMap shows the same.
+  const { alice, bob, model, deliver, shown } = await setup(t);
+  alice.upsert("feature", f1, { type: "Feature", geometry: pt(0, 0), properties: { name: "m" } });
+  alice.update("feature", f1, "properties._umap_options.color", "red");
+  deliver();
+  assert.equal(model.features.f1.properties._umap_options.color, "red");
+  alice.undo();
+  deliver();
+  assert.deepEqual(model.features.f1.properties, { name: "m", _umap_options: {} });
+  assert.equal(shown(), engineView(bob.engine));
+  // bob's own undo reaches his own updaters the same way.
+  bob.update("feature", f1, "properties._umap_options.color", "blue");
+  model.features.f1.properties._umap_options.color = "blue"; // what uMap's form did
+  bob.undo();
+  assert.deepEqual(model.features.f1.properties, { name: "m", _umap_options: {} });
+  // A peer's update of the whole properties (uMap sends none for a feature) gets one too.
+  alice.update("feature", f1, "properties", { name: "n" });
+  alice.unset("feature", f1, "properties._umap_options");
+  deliver();
+  assert.deepEqual(model.features.f1.properties, { name: "n", _umap_options: {} });
+  alice.unset("feature", f1, "properties");
+  deliver();
+  assert.deepEqual(model.features.f1.properties, { _umap_options: {} });
+  assert.equal(shown(), engineView(bob.engine));
 });

@@ -279,11 +279,12 @@ test("live edits reach the other peer's updaters with uMap's calls; the editor's
     {
       updater: "feature",
       method: "update",
-      op: { verb: "update", subject: "feature", metadata: fmeta("f3", "L1"), key: "properties", value: { name: "second" } },
+      // uMap's features always hold an _umap_options (empty: toGeoJSON leaves it out).
+      op: { verb: "update", subject: "feature", metadata: fmeta("f3", "L1"), key: "properties", value: { _umap_options: {}, name: "second" } },
       hasValue: true,
     },
   ]);
-  assert.deepEqual(b.model.features.f3, point(8, 8, { name: "second" }));
+  assert.deepEqual(b.model.features.f3, point(8, 8, { _umap_options: {}, name: "second" }));
   a.localDeleteFeature("f3", "L1");
   relay.pump();
   // Every message left through transport.send(kind, payload), payload without its kind.
