@@ -209,6 +209,13 @@ type Edit struct {
 	// the step holds more than the undo budget (Limits.MaxMessageBytes of values to restore):
 	// the next edit starts a step, and the budget drops the old one.
 	Group string
+	// NoUndo keeps the edit out of the undo history (uMap's update(…, {undo: false}): a
+	// datalayer's _referenceVersion after a save). It makes no undo step and joins none —
+	// in a batch it joins the batch's message, not its step — and leaves the redo stack as
+	// it is. The undo or redo of an older step leaves a place it wrote since as it is, like
+	// a peer's later write, and reports it skipped (doc.go, "Undo"). Nor is it an edit to
+	// save (Dirty): uMap marks dirty only the edits its undo history takes.
+	NoUndo bool
 }
 
 // Apply makes one local edit: stamps it, applies it, queues its message in the outbox and
@@ -228,6 +235,13 @@ func (r *Replica) ApplyAppend(changes []Change, e Edit) ([]Change, error) {
 	sub, old, err := r.prepare(e)
 	if err != nil {
 		return nil, err
+	}
+	if e.NoUndo {
+		changes, w := r.commitLocal(sub, old)
+		// Its own clock as the work it "restores": othersClock and othersWroteSince then
+		// take it as another peer's write, and snapshots keep it (appendRestores).
+		w.target().more().restores = w.op.ts
+		return changes, nil
 	}
 	if len(r.undo.redo) > 0 {
 		clear(r.undo.redo) // the array must not keep the steps' operations and values

@@ -11,7 +11,9 @@ import (
 // Undo and redo of local edits (DESIGN §7). An undo step lists, for every place a local edit
 // wrote, the value it had before and the write that changed it. Undoing emits new
 // operations with fresh clocks, so on every other replica an undo is just more edits; a
-// place another peer has written since is left as that peer wrote it and reported skipped.
+// place another peer has written since is left as that peer wrote it and reported skipped
+// (and so is one a local edit made with Edit.NoUndo wrote since: op.restores holds its own
+// clock).
 
 // undoEntry is one place a step changed.
 type undoEntry struct {
@@ -198,7 +200,8 @@ func (s *undoStacks) closeTop() {
 	}
 }
 
-// Skipped names a place an undo or redo left alone because another peer wrote it since.
+// Skipped names a place an undo or redo left alone because another peer wrote it since (or
+// a local edit made with Edit.NoUndo did).
 type Skipped struct {
 	Subject  string // the object's subject ("feature")
 	Metadata string // its metadata, canonical JSON
@@ -211,7 +214,7 @@ type UndoResult struct {
 	Done bool
 	// Changes are the visible changes the step made.
 	Changes []Change
-	// Skipped lists the places left as another peer wrote them.
+	// Skipped lists the places left as another peer (or an Edit.NoUndo edit) wrote them.
 	Skipped []Skipped
 }
 
@@ -362,7 +365,13 @@ func (r *Replica) othersWroteSince(e undoEntry) bool {
 			return compareWrites(w, e.by) > 0
 		}
 		t := w.target()
-		return t.x != nil && t.x.restores.Compare(e.by.op.ts) > 0
+		if t.x == nil {
+			return false
+		}
+		if t.x.restores == w.op.ts { // an edit made with Edit.NoUndo, maybe in the step's batch
+			return compareWrites(w, e.by) > 0
+		}
+		return t.x.restores.Compare(e.by.op.ts) > 0
 	}
 	if newerOther(o.root) {
 		return true
@@ -406,7 +415,8 @@ func (r *Replica) othersIn(o *object, path []string) hlc.Timestamp {
 }
 
 // othersClock is the clock of another peer's work a write holds: its own when another
-// peer made it, the one it restored when a local undo did (op.restores), else zero.
+// peer made it or a local edit made with Edit.NoUndo (taken as a peer's), the one it
+// restored when a local undo did (op.restores), else zero.
 func (r *Replica) othersClock(w write) hlc.Timestamp {
 	if w.op == nil {
 		return hlc.Timestamp{}

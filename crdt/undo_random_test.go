@@ -36,6 +36,9 @@ type urRun struct {
 	undo, redo [][]urModel
 	taken      []int // per replica, how many receives brought operations
 	msgBytes   int   // Limits.MaxMessageBytes, 0 for the default
+	// noUndo draws which edits are made with Edit.NoUndo (one in eight), apart from rng: the
+	// seeds draw the same operations as before it.
+	noUndo *rand.Rand
 }
 
 func (u *urRun) fatalf(format string, args ...any) {
@@ -109,8 +112,10 @@ func (u *urRun) deliver(i int) {
 	u.receive(i, m)
 }
 
-// edit makes one local edit on replica i, with a group one time in six.
-func (u *urRun) edit(i int, group string) {
+// edit makes one local edit on replica i, with a group one time in six; it reports whether
+// it was made with Edit.NoUndo (then it made no step, joined none and left the redo
+// stack: to the steps modelled, it is as a peer's write).
+func (u *urRun) edit(i int, group string) (noUndo bool) {
 	r, rng := u.reps[i], u.rng
 	o := randObjects[rng.IntN(len(randObjects))]
 	e := Edit{Subject: o.sub, Metadata: o.meta, Group: group}
@@ -125,6 +130,25 @@ func (u *urRun) edit(i int, group string) {
 		e.Verb = VerbDelete
 	}
 	before, n := r.State(), len(r.undo.undo)
+	if e.NoUndo = u.noUndo.IntN(8) == 0; e.NoUndo {
+		nr, entries := len(r.undo.redo), 0
+		if n > 0 {
+			entries = len(r.undo.undo[n-1].entries)
+		}
+		u.trace("u%d edit %+v, no undo", i, e)
+		if _, err := r.Apply(e); err != nil {
+			u.fatalf("u%d: %+v: %v", i, e, err)
+		}
+		if len(r.undo.undo) != n || len(r.undo.redo) != nr || n > 0 && len(r.undo.undo[n-1].entries) != entries {
+			u.fatalf("u%d: a NoUndo edit changed the stacks", i)
+		}
+		for _, st := range [][]urModel{u.undo[i], u.redo[i]} {
+			for k := range st {
+				st[k].dirty = true
+			}
+		}
+		return true
+	}
 	// A step not a batch's that holds more than the budget takes no more edits.
 	full := n > 0 && !r.undo.undo[n-1].inBatch && r.undo.undo[n-1].bytes > undoBudget(r.opts)
 	u.trace("u%d edit %+v (steps %d, models %d)", i, e, len(r.undo.undo), len(u.undo[i]))
@@ -147,6 +171,7 @@ func (u *urRun) edit(i int, group string) {
 	if e := top.entries[len(top.entries)-1]; e.path != nil && e.obj.root.op == nil {
 		u.undo[i][len(u.undo[i])-1].partial = true // undone by its path alone (doc.go)
 	}
+	return false
 }
 
 // revert undoes (or redoes) the newest step of replica i and checks what it did.
@@ -299,7 +324,8 @@ func (u *urRun) trim(i int) {
 // undo history's byte budget, undoBudget).
 func runUndoRandom(t *testing.T, seed, msgBytes int) {
 	rng := rand.New(rand.NewPCG(uint64(seed), 77))
-	u := &urRun{t: t, seed: seed, rng: rng, wall: hlc.NewManualClock(kitT0), or: newOracle(t), msgBytes: msgBytes}
+	u := &urRun{t: t, seed: seed, rng: rng, wall: hlc.NewManualClock(kitT0), or: newOracle(t), msgBytes: msgBytes,
+		noUndo: rand.New(rand.NewPCG(uint64(seed), 78))}
 	n := 2 + seed%2
 	interval := hlc.Duration(rng.IntN(2)*3) * hlc.Millisecond
 	seeded := rng.IntN(2) == 0
@@ -348,9 +374,9 @@ func runUndoRandom(t *testing.T, seed, msgBytes int) {
 				}
 			}
 		case k < 6: // a batch, maybe left open across a receive
-			before, taken := r.State(), u.taken[i]
+			before, taken, steps := r.State(), u.taken[i], len(r.undo.undo)
 			kitNoErr(t, r.StartBatch())
-			edits := 1 + rng.IntN(4)
+			edits, noUndo := 1+rng.IntN(4), 0
 			for e := edits; e > 0; e-- {
 				if rng.IntN(4) == 0 {
 					u.deliver(i)
@@ -360,15 +386,24 @@ func runUndoRandom(t *testing.T, seed, msgBytes int) {
 						u.fatalf("u%d: undo in a batch: %v", i, err)
 					}
 				}
-				u.edit(i, "")
+				if u.edit(i, "") {
+					noUndo++
+				}
 			}
 			kitNoErr(t, r.CommitBatch())
-			// Its first edit made a step (StartBatch closed the one before), the others joined it.
-			if top := r.undo.undo[len(r.undo.undo)-1]; len(top.entries) != edits {
-				u.fatalf("u%d: a batch of %d edits is a step of %d", i, edits, len(top.entries))
+			if noUndo == edits { // no step (the oldest may have gone past the depth: <=)
+				if len(r.undo.undo) > steps {
+					u.fatalf("u%d: a batch of NoUndo edits made a step", i)
+				}
+				break
+			}
+			// Its first edit made a step (StartBatch closed the one before), the others joined
+			// it — but for the NoUndo ones.
+			if top := r.undo.undo[len(r.undo.undo)-1]; len(top.entries) != edits-noUndo {
+				u.fatalf("u%d: a batch of %d edits, %d NoUndo, is a step of %d", i, edits, noUndo, len(top.entries))
 			}
 			m := &u.undo[i][len(u.undo[i])-1]
-			m.before, m.dirty = before, u.taken[i] != taken
+			m.before, m.dirty = before, u.taken[i] != taken || noUndo > 0
 		case k < 8:
 			u.revert(i, false)
 		case k < 9:

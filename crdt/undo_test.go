@@ -578,7 +578,7 @@ func kitOthersNewest(t testing.TB, r *Replica, step undoStep) []kitGuard {
 				}
 			})
 		}
-		if best == nil || best.ts.Peer == r.PeerID() {
+		if best == nil || best.ts.Peer == r.PeerID() && !kitNoUndoWrite(best, bestSub) {
 			continue
 		}
 		// The place to watch is where the other peer wrote, when that is below the step's
@@ -597,6 +597,13 @@ func kitOthersNewest(t testing.TB, r *Replica, step undoStep) []kitGuard {
 		out = append(out, g)
 	}
 	return out
+}
+
+// kitNoUndoWrite reports whether the write (o, sub) is a local edit's made with
+// Edit.NoUndo: an undo takes it as another peer's.
+func kitNoUndoWrite(o *op, sub int32) bool {
+	t := write{op: o, sub: sub}.target()
+	return t.x != nil && t.x.restores == o.ts
 }
 
 func kitPrefix(path, prefix []string) bool {

@@ -174,6 +174,17 @@ export interface EditOptions {
   group?: string;
   /** The value before the edit, used by undo only where the engine never saw one. */
   oldValue?: Value;
+  /**
+   * false keeps the edit out of the undo history (uMap's update(…, {undo: false}) of a
+   * datalayer's _referenceVersion after a save; crdt.Edit.NoUndo): it makes no undo step
+   * and joins none — in a batch it joins the batch's message, not its step — and leaves the
+   * redo stack. An older step's undo or redo leaves a place it wrote since as written and
+   * lists it in `skipped`, as a peer's write (a step that wrote the whole object, an
+   * upsert or a delete, is then skipped whole). Nor is it an edit to save: dirty() does not
+   * list it (uMap marks dirty only what its undo history takes). Default true; not a
+   * boolean: "bad_option".
+   */
+  undo?: boolean;
 }
 
 /** A general local edit (crdt.Edit in crdt/apply.go). */

@@ -797,8 +797,8 @@ function splitMessages(text) {
   return text.indexOf(RS) < 0 ? [text] : text.split(RS); // one message: 4× cheaper than split
 }
 
-const editOptionKeys = new Set(["group", "oldValue"]);
-const editKeys = new Set(["verb", "subject", "metadata", "key", "value", "oldValue", "group"]);
+const editOptionKeys = new Set(["group", "oldValue", "undo"]);
+const editKeys = new Set(["verb", "subject", "metadata", "key", "value", "oldValue", "group", "undo"]);
 
 function checkKeys(obj, allowed, what) {
   if (obj === null || typeof obj !== "object") throw fail("bad_option", `${what} must be an object`);
@@ -1076,14 +1076,20 @@ class Engine {
     if (opts !== undefined) {
       checkKeys(opts, editOptionKeys, "edit option");
       // Each read once; a getter that throws is a bad_option error, as in createEngine.
-      let oldValue, group;
+      let oldValue, group, undo;
       try {
         oldValue = opts.oldValue;
         group = opts.group;
+        undo = opts.undo;
       } catch (e) {
         throw fail("bad_option", `edit options cannot be read: ${describe(e)}`);
       }
-      args.push(oldValue === undefined ? "" : json(oldValue, "bad_value", "oldValue"), group === undefined ? "" : groupArg(group));
+      if (undo !== undefined && typeof undo !== "boolean") throw fail("bad_option", `undo must be a boolean, got ${show(undo)}`);
+      args.push(
+        oldValue === undefined ? "" : json(oldValue, "bad_value", "oldValue"),
+        group === undefined ? "" : groupArg(group),
+        undo === false ? "false" : "",
+      );
     }
     const want = this.#listeners.size > 0;
     const text = this.#exec(this.#m.edit, want ? FLAG_CHANGES : 0, args);
@@ -1128,6 +1134,7 @@ class Engine {
     const opts = {};
     if (f.oldValue !== undefined) opts.oldValue = f.oldValue;
     if (f.group !== undefined) opts.group = f.group;
+    if (f.undo !== undefined) opts.undo = f.undo;
     this.#edit(verb, f.subject, f.metadata, key, value, opts);
   }
 

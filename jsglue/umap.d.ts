@@ -13,12 +13,22 @@
 //   peer wrote later as it is (UndoResult.skipped). A peer's undo reaches the others as plain
 //   edits: their updaters get it as any remote change.
 // - The engine reports changes coalesced per object and key path over one received message (a
-//   batch, a catch-up): an upsert of a feature a peer shows is one whole-object change, applied
-//   with upsert() — and uMap's FeatureUpdater.upsert takes only the geometry of a feature it
-//   has, as it does under uMap's engine; key edits the same message makes after that upsert are
-//   inside that value, where uMap's engine would also call update() for them.
-// - update()'s 6th argument ({undo: false}) is ignored: every edit is an undo step (the engine
-//   has no edit that stays out of the undo history).
+//   batch, a catch-up): an upsert of a feature a peer shows, and the key edits the message
+//   makes after it, are one whole-object "set". uMap's upsert of an object its updater has
+//   applies part of the value (FeatureUpdater: the geometry; DataLayerUpdater: nothing), so the
+//   adapter follows upsert() with update() of each top-level key of the value — a feature's
+//   but its geometry, type (a getter of the geometry) and id (the metadata's), its properties
+//   always (as below): the feature then shows the engine's value (uMap's own engine leaves a
+//   feature's properties as they were on a peer's upsert of it). A top-level key such a value
+//   drops from another object (a datalayer) is left on uMap's object.
+// - A uMap feature always holds properties._umap_options (getOption reads it; toGeoJSON()
+//   leaves out an empty one). A feature's properties or properties._umap_options that the
+//   engine takes away or sets without one — an undo of a marker's first color restores the
+//   absence of _umap_options — reach the updater with an empty one ({}), shown the same.
+// - update()'s 6th argument: options with a falsy undo ({undo: false}) keep the edit out of the
+//   undo history and out of what is dirty, as uMap's do (EditOptions.undo: an older step's
+//   undo leaves what it wrote, and lists it skipped) — in a batch too, where uMap's joins the
+//   batch's undo step.
 // - commitBatch(subject, metadata) ignores both: the batch message names its first edit's.
 // - A batch opened inside one joins it (uMap's second startBatch drops the first's edits).
 // - Edits made offline (no transport, transport.isOpen false, or offline = true) wait in the
@@ -164,7 +174,10 @@ export class UmapSyncEngine {
 
   /** Replaces the whole object (a feature's GeoJSON, a datalayer); oldValue serves undo where the engine never saw one. */
   upsert(subject: Subject, metadata: Metadata | undefined, value: Value, oldValue?: Value): void;
-  /** Sets key (value undefined: unsets it). The options ({undo}) are ignored: every edit is undoable. */
+  /**
+   * Sets key (value undefined: unsets it). options with a falsy undo ({undo: false}: a
+   * datalayer's _referenceVersion after a save) make no undo step (EditOptions.undo).
+   */
   update(
     subject: Subject,
     metadata: Metadata | undefined,

@@ -17,7 +17,10 @@
 //   created                → updater.upsert({verb: "upsert", subject, metadata, value})
 //   set of a key           → updater.update({verb: "update", subject, metadata, key, value})
 //   unset of a key         → updater.update({verb: "update", subject, metadata, key})  (no value: uMap's unset)
-//   set of the whole value → updater.upsert({verb: "upsert", subject, metadata, value})
+//   set of the whole value → updater.upsert({verb: "upsert", subject, metadata, value}), then
+//                            updater.update(…) of each top-level key uMap's upsert leaves
+// (a feature's properties and properties._umap_options are given an empty _umap_options
+// where they have none: see #featureProperties)
 //   deleted                → updater.delete({verb: "delete", subject, metadata})
 // through updater.applyMessage(operation) when the updater has one (uMap's BaseUpdater), as
 // uMap's _applyOperation does. Local edits are not applied (uMap's UI made them already).
@@ -142,12 +145,16 @@ export class UmapSyncEngine {
   }
 
   /**
-   * uMap's update; a value of undefined unsets the key. The 6th argument ({undo}) is
-   * accepted and ignored: every mapcrdt edit is undoable.
+   * uMap's update; a value of undefined unsets the key. As for uMap's, options given with a
+   * falsy undo ({undo: false}: a datalayer's _referenceVersion after a save) keep the edit
+   * out of the undo history and of isDirty() (EditOptions.undo) — in a batch too, where
+   * uMap's would not.
    */
-  update(subject, metadata, key, value, oldValue, _options) {
-    if (value === undefined) this.#engine.unset(subject, meta(metadata), key, old(oldValue));
-    else this.#engine.update(subject, meta(metadata), key, value, old(oldValue));
+  update(subject, metadata, key, value, oldValue, options) {
+    let opts = old(oldValue);
+    if (options !== undefined && options !== null && !options.undo) opts = { ...opts, undo: false };
+    if (value === undefined) this.#engine.unset(subject, meta(metadata), key, opts);
+    else this.#engine.update(subject, meta(metadata), key, value, opts);
     this.#edited();
   }
 
@@ -339,6 +346,8 @@ export class UmapSyncEngine {
     const metadata = { ...change.metadata };
     if (kind === "deleted") {
       this.#call(updater, "delete", { verb: "delete", subject, metadata }, change);
+    } else if (key !== undefined && subject === "feature" && (key === "properties" || key === "properties._umap_options")) {
+      this.#featureProperties(updater, metadata, key, kind === "set" ? change.value : undefined, change);
     } else if (key !== undefined && kind === "set") {
       this.#call(updater, "update", { verb: "update", subject, metadata, key, value: change.value }, change);
     } else if (key !== undefined) {
@@ -347,6 +356,20 @@ export class UmapSyncEngine {
       const value = kind === "unset" ? {} : change.value;
       if (typeof updater.upsert === "function") {
         this.#call(updater, "upsert", { verb: "upsert", subject, metadata, value }, change);
+        // A new value of an object the map shows (a "set": it was alive), maybe an upsert and
+        // the key edits after it in one message: uMap's upsert of an object it has applies
+        // part of it (FeatureUpdater: the geometry; DataLayerUpdater: nothing). The rest
+        // follows as updates of its top-level keys.
+        if (kind === "set" && isPlain(value)) {
+          const feature = subject === "feature";
+          for (const k of Object.keys(value)) {
+            // A feature's geometry came with upsert; its type is a getter of the geometry, and
+            // its id (like any object's) is the metadata's.
+            if (k === "id" || (feature && (k === "geometry" || k === "type" || k === "properties"))) continue;
+            this.#call(updater, "update", { verb: "update", subject, metadata, key: k, value: value[k] }, change);
+          }
+          if (feature) this.#featureProperties(updater, metadata, "properties", value.properties, change);
+        }
       } else if (value !== null && typeof value === "object" && !Array.isArray(value)) {
         // An updater without upsert (uMap's map and permissions updaters): one update per
         // top-level key.
@@ -355,6 +378,19 @@ export class UmapSyncEngine {
         }
       }
     }
+  }
+
+  // A uMap feature always has properties and properties._umap_options (its constructor makes
+  // them; getOption reads the latter: without one, rendering throws), and its toGeoJSON()
+  // leaves out an empty _umap_options. The engine can take them away: an undo of a feature's
+  // first color restores the absence of _umap_options (DESIGN §7), a value upserted from
+  // toGeoJSON() has none. An update of properties (value undefined: an unset) or of
+  // properties._umap_options gives an empty one where the value has none — what uMap shows
+  // the same.
+  #featureProperties(updater, metadata, key, value, change) {
+    value ??= {};
+    if (key === "properties" && isPlain(value) && !("_umap_options" in value)) value = { _umap_options: {}, ...value };
+    this.#call(updater, "update", { verb: "update", subject: "feature", metadata, key, value }, change);
   }
 
   #call(updater, verb, operation, change) {
@@ -392,6 +428,10 @@ function meta(metadata) {
 
 function old(oldValue) {
   return oldValue === undefined ? undefined : { oldValue };
+}
+
+function isPlain(v) {
+  return v !== null && typeof v === "object" && !Array.isArray(v);
 }
 
 // parsedIf gives the message as an object when its kind is one of kinds (a message the engine

@@ -27,9 +27,10 @@ const (
 	MethodClose
 	// MethodPeerID [] → the peer id as plain text.
 	MethodPeerID
-	// MethodEdit [verb, subject, metadata, key?, value?, oldValue?, group?] → the changes
+	// MethodEdit [verb, subject, metadata, key?, value?, oldValue?, group?, undo?] → the changes
 	// (the compact JSON array of changes.go) if flags has FlagChanges, else "". verb is update, upsert or delete; an
-	// update without a value unsets the key.
+	// update without a value unsets the key. undo "false" keeps the edit out of the undo
+	// history (crdt.Edit.NoUndo); "" or absent: undoable.
 	MethodEdit
 	// MethodStartBatch, MethodCommitBatch [] → "".
 	MethodStartBatch
@@ -396,6 +397,13 @@ func edit(r *crdt.Replica, dst []byte, c *Call) ([]byte, error) {
 		e.Verb = crdt.VerbDelete
 	default:
 		return nil, &callError{code: "unknown_verb", msg: "a local edit is update, upsert or delete, not " + strconv.Quote(string(c.Args[0]))}
+	}
+	switch undo := c.viewOpt(7); undo {
+	case "":
+	case "false":
+		e.NoUndo = true
+	default:
+		return nil, &callError{code: "bad_option", msg: "undo is \"false\" or empty, not " + strconv.Quote(undo)}
 	}
 	changes, err := r.ApplyAppend(c.changeBuf(), e)
 	if c.Flags&FlagChanges != 0 {

@@ -30,6 +30,7 @@ async function use(): Promise<void> {
   });
   a.upsert("feature", meta, { type: "Feature", geometry: { type: "Point", coordinates: [1, 2] }, properties: {} });
   a.update("feature", meta, "properties.name", "Café", { group: "form" });
+  a.update("datalayer", { id: "L1" }, "_referenceVersion", "v1", { undo: false });
   a.update("feature", jsonText('{"id":"f1","layerId":"L1"}'), "geometry", jsonText('{"type":"Point","coordinates":[3,4]}'));
   a.unset("feature", meta, "properties.name");
   a.edit({ verb: "delete", subject: "feature", metadata: meta });

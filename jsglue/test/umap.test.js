@@ -264,18 +264,27 @@ test("live edits reach the other peer's updaters with uMap's calls; the editor's
   });
   assert.deepEqual(b.model.features, {});
   // An upsert of a feature the peer shows is a whole-object "set": uMap's upsert call (its
-  // FeatureUpdater then takes the geometry only, as it does for uMap's own engine).
+  // FeatureUpdater then takes the geometry only), then an update of the properties it left.
   a.localUpsertFeature("f3", "L1", point(7, 7, { name: "first" }));
   relay.pump();
   a.localUpsertFeature("f3", "L1", point(8, 8, { name: "second" }));
   relay.pump();
-  assert.deepEqual(b.dataCalls().at(-1), {
-    updater: "feature",
-    method: "upsert",
-    op: { verb: "upsert", subject: "feature", metadata: fmeta("f3", "L1"), value: point(8, 8, { name: "second" }) },
-    hasValue: true,
-  });
-  assert.deepEqual(b.model.features.f3, point(8, 8, { name: "first" }));
+  assert.deepEqual(b.dataCalls().slice(-2), [
+    {
+      updater: "feature",
+      method: "upsert",
+      op: { verb: "upsert", subject: "feature", metadata: fmeta("f3", "L1"), value: point(8, 8, { name: "second" }) },
+      hasValue: true,
+    },
+    {
+      updater: "feature",
+      method: "update",
+      // uMap's features always hold an _umap_options (empty: toGeoJSON leaves it out).
+      op: { verb: "update", subject: "feature", metadata: fmeta("f3", "L1"), key: "properties", value: { _umap_options: {}, name: "second" } },
+      hasValue: true,
+    },
+  ]);
+  assert.deepEqual(b.model.features.f3, point(8, 8, { _umap_options: {}, name: "second" }));
   a.localDeleteFeature("f3", "L1");
   relay.pump();
   // Every message left through transport.send(kind, payload), payload without its kind.

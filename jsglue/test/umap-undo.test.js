@@ -1,0 +1,81 @@
+// mapcrdt/umap (umap.js): update()'s 6th argument. uMap's DataLayer.setReferenceVersion calls
+// sync.update('_referenceVersion', version, null, {undo: false}) after each save: the
+// server's version must not become an undo step, nor be reverted by one.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { createUmapSync } from "../umap.js";
+
+const L1 = { id: "L1" };
+
+test("update(…, {undo: false}) makes no undo step; an older step's undo leaves what it wrote", async (t) => {
+  const datalayer = { update() {}, upsert() {}, delete() {} }; // undos reach the updaters
+  const sync = await createUmapSync({ updaters: { datalayer }, engineOptions: { peerId: "alice" } });
+  t.after(() => sync.close());
+  sync.update("datalayer", L1, "properties.name", "roads", undefined);
+  sync.update("datalayer", L1, "_referenceVersion", "v1", null, { undo: false });
+  // The user's undo after the save reverts the user's edit, not the version.
+  assert.equal(sync.canUndo(), true);
+  sync._undoManager.undo();
+  assert.equal(sync.engine.get("datalayer", L1, "properties.name"), undefined);
+  assert.equal(sync.engine.get("datalayer", L1, "_referenceVersion"), "v1");
+  assert.equal(sync.canUndo(), false);
+  // A save while a redo waits leaves the redo (uMap's update with undo false adds no stage).
+  sync.update("datalayer", L1, "_referenceVersion", "v2", null, { undo: false });
+  assert.equal(sync.canRedo(), true);
+  sync._undoManager.redo();
+  assert.equal(sync.engine.get("datalayer", L1, "properties.name"), "roads");
+  // An older step whose place the version's update wrote since: left, and listed as skipped.
+  sync.update("datalayer", L1, "properties.color", "red");
+  sync.update("datalayer", L1, "properties.color", "blue", "red", { undo: false });
+  const r = sync.undo();
+  assert.deepEqual(r.skipped.map((s) => s.key), ["properties.color"]);
+  assert.equal(sync.engine.get("datalayer", L1, "properties.color"), "blue");
+  // As uMap's: options with undo true, or no options, make a step; options without undo
+  // ({}: undo undefined, falsy) make none.
+  sync.update("datalayer", L1, "properties.a", 1, undefined, { undo: true });
+  sync.update("datalayer", L1, "properties.b", 1);
+  sync.update("datalayer", L1, "properties.c", 1, undefined, {});
+  sync.undo();
+  sync.undo();
+  assert.deepEqual(["a", "b", "c"].map((k) => sync.engine.get("datalayer", L1, `properties.${k}`)), [undefined, undefined, 1]);
+  // An unset with undo false makes no step either: the next undo is the name's.
+  sync.update("datalayer", L1, "properties.c", undefined, 1, { undo: false });
+  assert.equal(sync.engine.get("datalayer", L1, "properties.c"), undefined);
+  sync.undo();
+  assert.equal(sync.engine.get("datalayer", L1, "properties.name"), undefined);
+  assert.equal(sync.engine.get("datalayer", L1, "properties.c"), undefined);
+  assert.equal(sync.canUndo(), false);
+});
+
+test("a save's _referenceVersion update (undo: false) leaves the map saved, as under uMap's engine", async (t) => {
+  // uMap's DataLayer.save() ends with setReferenceVersion({response, sync: true}): an update
+  // of _referenceVersion with {undo: false}, made while the adapter's save() runs. uMap's
+  // UndoManager marks dirty only the stages it adds: that update is never dirty.
+  let version = 0;
+  let sync;
+  const layer = {
+    async save() {
+      sync.update("datalayer", L1, "_referenceVersion", `v${++version}`, null, { undo: false });
+      return true;
+    },
+  };
+  const datalayer = { update() {}, upsert() {}, delete() {}, getStoredObject: () => layer };
+  const states = [];
+  sync = await createUmapSync({ updaters: { datalayer }, engineOptions: { peerId: "alice" }, onStateChange: (s) => states.push(s.dirty) });
+  t.after(() => sync.close());
+  sync.update("datalayer", L1, "properties.name", "roads");
+  assert.equal(sync.isDirty(), true);
+  assert.equal(await sync.save(), true);
+  assert.equal(sync.isDirty(), false, "saved: the version's update is not an edit to save");
+  assert.equal(states.at(-1), false);
+  assert.equal(version, 1);
+  // Nothing to save: no second save of the layer.
+  assert.equal(await sync.save(), true);
+  assert.equal(version, 1);
+  // In a batch too.
+  sync.startBatch();
+  sync.update("datalayer", L1, "_referenceVersion", "v9", null, { undo: false });
+  sync.commitBatch();
+  assert.equal(sync.isDirty(), false);
+});
