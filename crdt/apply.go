@@ -213,8 +213,8 @@ type Edit struct {
 	// datalayer's _referenceVersion after a save). It makes no undo step and joins none —
 	// in a batch it joins the batch's message, not its step — and leaves the redo stack as
 	// it is. The undo or redo of an older step leaves a place it wrote since as it is, like
-	// a peer's later write, and reports it skipped (doc.go, "Undo"). Nor is it an edit to
-	// save (Dirty): uMap marks dirty only the edits its undo history takes.
+	// a peer's later write, and reports it skipped (doc.go, "Undo"). It is an edit like
+	// any other for Dirty: what it wrote is to be saved.
 	NoUndo bool
 }
 

@@ -168,8 +168,8 @@
 // _referenceVersion after a save) makes no step, joins none (in a batch: the batch's
 // message, not its step) and leaves the redo stack as it is; an older step's undo or redo
 // leaves a place it wrote since as written, reported as skipped, like a peer's write — a
-// step that wrote the whole object (an upsert, a delete) is then skipped whole. Nor is it an
-// edit to save ([Replica.Dirty]): uMap marks dirty only what its undo history takes.
+// step that wrote the whole object (an upsert, a delete) is then skipped whole. It is an
+// edit to save like any other ([Replica.Dirty] lists it).
 // A group's or a capture interval's step that holds more than Limits.MaxMessageBytes of
 // values to restore (the history's budget) takes no more edits: the next starts a step.
 // Remote operations never enter the stacks. The values an undo restores may be far larger

@@ -261,24 +261,24 @@ func TestNoUndoEditSurvivesCompact(t *testing.T) {
 	}
 }
 
-// A NoUndo edit is not one to save (uMap marks dirty only the stages its undo history
-// takes): Dirty does not list an object for it — alone, or in a batch whose other edits are.
-func TestNoUndoEditIsNotDirty(t *testing.T) {
+// A NoUndo edit is an edit to save like any other: staying out of the undo history says
+// nothing of the server (a program's edit nobody should undo must still be saved). Dirty
+// lists it — alone, in a batch, on a restored replica — until a save covers it.
+func TestNoUndoEditIsDirty(t *testing.T) {
 	alice, _, _, walls := kitTrio(t)
 	kitNoUndo(t, alice, kitL1, "_referenceVersion", `"v1"`)
+	kitWantDirty(t, alice, "datalayer L1")
+	kitTick(walls, 10)
+	kitNoErr(t, alice.MarkSaved(alice.Clock()))
 	kitWantDirty(t, alice)
 	kitTick(walls, 10)
 	kitNoErr(t, alice.StartBatch())
 	kitNoUndo(t, alice, kitL1, "_referenceVersion", `"v2"`)
 	kitSet(t, alice, kitF1, "properties.name", `"a1"`)
 	kitNoErr(t, alice.CommitBatch())
-	kitWantDirty(t, alice, "feature f1")
-	kitTick(walls, 10)
-	kitSet(t, alice, kitL1, "properties.name", `"roads"`)
 	kitWantDirty(t, alice, "datalayer L1", "feature f1")
-	// A restored replica knows it too.
 	kitTick(walls, 10)
 	kitNoErr(t, alice.MarkSaved(alice.Clock()))
 	kitNoUndo(t, alice, kitL1, "_referenceVersion", `"v3"`)
-	kitWantDirty(t, kitRestore(t, kitSnapshot(t, alice), walls[0]))
+	kitWantDirty(t, kitRestore(t, kitSnapshot(t, alice), walls[0]), "datalayer L1")
 }

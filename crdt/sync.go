@@ -1064,8 +1064,7 @@ type DirtyObject struct {
 // and not held by a peer that announced a save — whose work is still visible: what uMap's
 // save() must send. An operation every write of which a newer one superseded (a peer's,
 // whose save is that peer's to make) is not listed, whether or not Compact has dropped it
-// yet. Nor is an edit made with Edit.NoUndo (uMap marks dirty only what its undo history
-// takes). Parents come before their children (a datalayer before its features).
+// yet. Parents come before their children (a datalayer before its features).
 func (r *Replica) Dirty() []DirtyObject {
 	seen := map[*object]bool{}
 	var objs []*object
@@ -1074,9 +1073,6 @@ func (r *Replica) Dirty() []DirtyObject {
 			continue
 		}
 		o.writes(func(w *op, _ int32) {
-			if w.x != nil && w.x.restores == o.ts {
-				return // an edit made with Edit.NoUndo: not one to save
-			}
 			if !seen[w.obj] {
 				seen[w.obj] = true
 				objs = append(objs, w.obj)

@@ -180,9 +180,8 @@ export interface EditOptions {
    * and joins none — in a batch it joins the batch's message, not its step — and leaves the
    * redo stack. An older step's undo or redo leaves a place it wrote since as written and
    * lists it in `skipped`, as a peer's write (a step that wrote the whole object, an
-   * upsert or a delete, is then skipped whole). Nor is it an edit to save: dirty() does not
-   * list it (uMap marks dirty only what its undo history takes). Default true; not a
-   * boolean: "bad_option".
+   * upsert or a delete, is then skipped whole). It is an edit to save like any other
+   * (dirty() lists it). Default true; not a boolean: "bad_option".
    */
   undo?: boolean;
 }

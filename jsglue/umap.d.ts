@@ -26,9 +26,11 @@
 //   engine takes away or sets without one — an undo of a marker's first color restores the
 //   absence of _umap_options — reach the updater with an empty one ({}), shown the same.
 // - update()'s 6th argument: options with a falsy undo ({undo: false}) keep the edit out of the
-//   undo history and out of what is dirty, as uMap's do (EditOptions.undo: an older step's
-//   undo leaves what it wrote, and lists it skipped) — in a batch too, where uMap's joins the
-//   batch's undo step.
+//   undo history, as uMap's do (EditOptions.undo: an older step's undo leaves what it wrote,
+//   and lists it skipped) — in a batch too, where uMap's joins the batch's undo step. Such an
+//   edit made while save() runs (a stored object's save() writing the datalayer's
+//   _referenceVersion) is part of that save: save() marks it saved, unless an undoable edit
+//   was made meanwhile (then it stays dirty, and the next save() sends it again).
 // - commitBatch(subject, metadata) ignores both: the batch message names its first edit's.
 // - A batch opened inside one joins it (uMap's second startBatch drops the first's edits).
 // - Edits made offline (no transport, transport.isOpen false, or offline = true) wait in the

@@ -38,6 +38,8 @@ export class UmapSyncEngine {
   #ownsEngine;
   #off;
   #depth = 0;
+  #saving = 0; // save() calls under way
+  #editedWhileSaving = false;
   #onError;
   #onStateChange;
   #onReconnect;
@@ -147,15 +149,15 @@ export class UmapSyncEngine {
   /**
    * uMap's update; a value of undefined unsets the key. As for uMap's, options given with a
    * falsy undo ({undo: false}: a datalayer's _referenceVersion after a save) keep the edit
-   * out of the undo history and of isDirty() (EditOptions.undo) — in a batch too, where
-   * uMap's would not.
+   * out of the undo history (EditOptions.undo) — in a batch too, where uMap's would not.
    */
   update(subject, metadata, key, value, oldValue, options) {
     let opts = old(oldValue);
-    if (options !== undefined && options !== null && !options.undo) opts = { ...opts, undo: false };
+    const undoable = options === undefined || options === null || !!options.undo;
+    if (!undoable) opts = { ...opts, undo: false };
     if (value === undefined) this.#engine.unset(subject, meta(metadata), key, opts);
     else this.#engine.update(subject, meta(metadata), key, value, opts);
-    this.#edited();
+    this.#edited(undoable);
   }
 
   delete(subject, metadata, oldValue) {
@@ -242,12 +244,23 @@ export class UmapSyncEngine {
       const obj = typeof updater?.getStoredObject === "function" ? updater.getStoredObject({ ...metadata }) : undefined;
       if (obj && !objects.includes(obj)) objects.push(obj);
     }
-    // What is saved: the edits held now, not those made while the saves are under way.
-    const horizon = this.#engine.clock();
+    // What is saved: the edits held now, not those made while the saves are under way —
+    // but for the {undo: false} edits the saves themselves make (uMap's DataLayer.save()
+    // writes the server's _referenceVersion so): when nothing else was edited meanwhile,
+    // the horizon moves past them, or they would stay dirty and every save() make another.
+    let horizon = this.#engine.clock();
     const vector = this.#engine.vector();
-    for (const obj of objects) {
-      if (!(await obj.save())) return false;
+    const outer = this.#saving === 0;
+    if (outer) this.#editedWhileSaving = false;
+    this.#saving++;
+    try {
+      for (const obj of objects) {
+        if (!(await obj.save())) return false;
+      }
+    } finally {
+      this.#saving--;
     }
+    if (outer && !this.#editedWhileSaving) horizon = this.#engine.clock();
     this.saved(horizon, vector);
     return true;
   }
@@ -298,7 +311,11 @@ export class UmapSyncEngine {
 
   // --- internals ---------------------------------------------------------------------------
 
-  #edited() {
+  // undoable false: an edit made with {undo: false}. During save(), any other edit (an
+  // undo, a redo, an edit of the user's) keeps save() from marking saved what came after it
+  // started.
+  #edited(undoable = true) {
+    if (undoable && this.#saving > 0) this.#editedWhileSaving = true;
     if (this.#depth === 0) this.#flush();
     this.#stateChanged();
   }

@@ -50,8 +50,9 @@ test("update(…, {undo: false}) makes no undo step; an older step's undo leaves
 
 test("a save's _referenceVersion update (undo: false) leaves the map saved, as under uMap's engine", async (t) => {
   // uMap's DataLayer.save() ends with setReferenceVersion({response, sync: true}): an update
-  // of _referenceVersion with {undo: false}, made while the adapter's save() runs. uMap's
-  // UndoManager marks dirty only the stages it adds: that update is never dirty.
+  // of _referenceVersion with {undo: false}, made while the adapter's save() runs. It is the
+  // save's own: save() marks it saved with the rest (else every save() would leave the map
+  // dirty, and the next save it again).
   let version = 0;
   let sync;
   const layer = {
@@ -73,9 +74,25 @@ test("a save's _referenceVersion update (undo: false) leaves the map saved, as u
   // Nothing to save: no second save of the layer.
   assert.equal(await sync.save(), true);
   assert.equal(version, 1);
-  // In a batch too.
-  sync.startBatch();
-  sync.update("datalayer", L1, "_referenceVersion", "v9", null, { undo: false });
-  sync.commitBatch();
+  // An edit of the user's while a save is under way stays dirty, and the version's update
+  // made after it with it (save() cannot tell what the save sent): the next save sends both.
+  layer.save = async () => {
+    sync.update("datalayer", L1, "properties.name", "rivers");
+    sync.update("datalayer", L1, "_referenceVersion", `v${++version}`, null, { undo: false });
+    return true;
+  };
+  sync.update("datalayer", L1, "properties.name", "lakes");
+  assert.equal(await sync.save(), true);
+  assert.equal(version, 2);
+  assert.equal(sync.isDirty(), true, "an edit made during the save is not saved by it");
+  layer.save = async () => {
+    sync.update("datalayer", L1, "_referenceVersion", `v${++version}`, null, { undo: false });
+    return true;
+  };
+  assert.equal(await sync.save(), true);
+  assert.equal(version, 3);
   assert.equal(sync.isDirty(), false);
+  // Outside a save, such an edit is one to save (the engine's dirty() lists it).
+  sync.update("datalayer", L1, "_referenceVersion", "v9", null, { undo: false });
+  assert.equal(sync.isDirty(), true);
 });
