@@ -89,7 +89,9 @@
 //
 // A response to a mapcrdt peer is paged: at most [Options.SyncPage] operations (10,000),
 // and about half of [Limits.MaxMessageBytes], in clock order (a page of one operation as
-// large as a local edit may be passes the limit: a PeerMessage is taken 4 KiB past it). A partial page says "more"
+// large as a local edit may be passes the limit: a PeerMessage is taken 4 KiB past it; past
+// that too, with the vector of many origins, it goes with an empty vector and says "more",
+// and the next page brings the vector). A partial page says "more"
 // (the clock of its last operation) and carries a vector lowered below every operation the
 // requester lacks and does not get in it; the requester answers it with a request for the
 // next page ("after": that clock), and pushes back after the last one. A page of a

@@ -676,6 +676,13 @@ func (r *Replica) pagedResponse(recipient string, s *pageScan, pushBack bool, fo
 		vv, more = r.pageEnds(s, page)
 		msg = r.response(recipient, page, pushBack, true, vv, more, forAsker)
 	}
+	if len(page) == 1 && len(msg) > r.opts.Limits.MaxMessageBytes+peerRoom {
+		// An operation of about the limit with the vector of many origins (peerRoom holds
+		// ~60): more than a peer takes, at every request. It goes with an empty vector (it
+		// claims nothing) and says more: the request for the next page brings the vector.
+		ts := page[0].ts
+		msg = r.response(recipient, page, pushBack, true, VersionVector{}, &ts, forAsker)
+	}
 	return msg
 }
 

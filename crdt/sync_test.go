@@ -1641,6 +1641,55 @@ func TestBatchTakesItsClockAtItsFirstEdit(t *testing.T) {
 	}
 }
 
+// TestSyncCarriesTheLargestEditPastManyOrigins: the largest edit reaches a late joiner, and
+// the late joiner's goes back in its push-back, when the vector is more than the 4 KiB a
+// PeerMessage may hold past the limit (here 100 origins of a UUID's length: a map edited over
+// time by many sessions). A page of that edit and the vector was refused at every request:
+// the joiner never got the edit, nor anything after it in clock order. The page goes
+// without a vector, and the vector follows in the next.
+func TestSyncCarriesTheLargestEditPastManyOrigins(t *testing.T) {
+	const limit = 4096
+	small := func(o *Options) { o.Limits.MaxMessageBytes = limit }
+	wall := hlc.NewManualClock(kitT0)
+	largest := func(r *Replica, meta string) {
+		for v := limit; v > 3000; v-- {
+			if _, err := r.Update("feature", meta, "properties.t", `"`+strings.Repeat("x", v)+`"`); err == nil {
+				r.Flush()
+				return
+			}
+		}
+		t.Fatal("no edit taken")
+	}
+	alice := kitReplica(t, "alice", wall, small)
+	for i := range 100 {
+		p := kitReplica(t, fmt.Sprintf("peer-%031d", i), wall, small)
+		kitSet(t, p, kitF3, "properties.n", strconv.Itoa(i))
+		kitDeliver(t, p.Flush(), alice)
+	}
+	largest(alice, kitF1)
+	wall.Advance(1)
+	kitSet(t, alice, kitF2, "properties.n", "1") // after it in clock order
+	alice.Flush()
+	carol := kitReplica(t, "carol", wall, small)
+	_, responses := kitRun(t, []*Replica{carol, alice}, 200, [][]byte{carol.SyncRequest("alice")})
+	kitSameState(t, alice, carol)
+	if !kitEqualVV(alice.Vector(), carol.Vector()) {
+		t.Errorf("carol's vector %v, want alice's %v", carol.Vector(), alice.Vector())
+	}
+	// carol's own largest edit goes back to alice in the push-back of her next catch-up.
+	largest(carol, kitF2)
+	wall.Advance(1)
+	kitSet(t, alice, kitF3, "properties.m", "1")
+	alice.Flush()
+	_, more := kitRun(t, []*Replica{carol, alice}, 200, [][]byte{carol.SyncRequest("alice")})
+	kitSameState(t, alice, carol)
+	for _, m := range append(responses, more...) {
+		if len(m) > limit+4096 {
+			t.Errorf("a response of %d bytes", len(m))
+		}
+	}
+}
+
 // TestSyncCarriesTheLargestEdit: the largest edit a replica takes (its OperationMessage
 // at the message limit) reaches a late joiner with the same limits, and the responder
 // through a push-back: its page wraps it in a PeerMessage, a response's tokens and a

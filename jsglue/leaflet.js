@@ -731,11 +731,17 @@ export function bindLeaflet(options) {
   // press's release ends it after the browser's events of the release (a click on a vertex
   // deletes it; one on a middle handle leaves the vertex it inserted at the press, with no
   // edit event: sent then). A drag begun meanwhile ended at its own dragend already.
+  // A press of another mouse button than the first on a marker or a vertex (ev: its DOM
+  // event) starts no drag (Leaflet's Draggable ignores it) and holds nothing: its release may
+  // never reach the page (the context menu a right press opens takes it), and the hold would
+  // last until the layer's next press. (One on a middle handle inserts a vertex, whichever
+  // the button: it holds, for the release to send it.)
   const RELEASES = ["mouseup", "touchend", "touchcancel", "pointerup", "pointercancel"];
-  function onPress(layer) {
+  function onPress(layer, ev) {
     const info = infos.get(layer);
     const doc = globalThis.document;
     if (!info || !info.committed || unbound || !doc) return;
+    if (ev && typeof ev.button === "number" && !ev.touches && ev.button !== 0) return;
     startDrag(layer);
     const press = (info.press = {}); // this press's release ends the hold, not an earlier one's
     const release = () => {
@@ -750,7 +756,7 @@ export function bindLeaflet(options) {
 
   function onLayerPress(e) {
     const layer = e.target;
-    if (layer instanceof L.Marker && layer.dragging && layer.dragging.enabled()) onPress(layer);
+    if (layer instanceof L.Marker && layer.dragging && layer.dragging.enabled()) onPress(layer, e.originalEvent);
   }
 
   function onLayerDragEnd(e) {
@@ -782,6 +788,10 @@ export function bindLeaflet(options) {
   }
 
   function onVertexPress(e) {
+    if (ours(e.layer)) onPress(e.layer, e.originalEvent);
+  }
+
+  function onMiddlePress(e) {
     if (ours(e.layer)) onPress(e.layer);
   }
 
@@ -797,7 +807,7 @@ export function bindLeaflet(options) {
     "editable:drawing:end": onDrawingEnd,
     "editable:vertex:dragstart": onVertexDragStart,
     "editable:vertex:mousedown": onVertexPress,
-    "editable:middlemarker:mousedown": onVertexPress,
+    "editable:middlemarker:mousedown": onMiddlePress,
     "editable:vertex:dragend": onVertexDragEndOrDisable,
     "editable:disable": onVertexDragEndOrDisable,
   };

@@ -309,6 +309,35 @@ async function drive(p) {
     return { held, colorAfter: env.ctlA.features()[0].color };
   }, [marker(2.35, 48.85)]);
 
+  // A press of another button than the first (a right click) on a marker or a vertex handle,
+  // whose release the page never gets (the browser's context menu, opened at the press on
+  // Linux, takes it): Leaflet starts no drag for it, so nothing is held — the peer's change
+  // is drawn at once.
+  out.otherButton = {};
+  for (const what of ["marker", "vertex"]) {
+    await ev(() => setup());
+    out.otherButton[what] = await ev(async ([what, g, r]) => {
+      let el;
+      if (what === "marker") {
+        env.add(env.b, "M", g);
+        env.sync();
+        el = env.ctlA.layerFor("M").getElement();
+      } else {
+        env.b.upsert("feature", env.meta("P", "polygon"), { type: "Feature", geometry: { type: "Polygon", coordinates: [r] }, properties: {} });
+        env.sync();
+        env.ctlA.layerFor("P").enableEdit();
+        el = env.ctlA.layerFor("P").getLatLngs()[0][1].__vertex.getElement();
+      }
+      const b = el.getBoundingClientRect();
+      el.dispatchEvent(new MouseEvent("mousedown", { bubbles: true, cancelable: true, button: 2, buttons: 2, clientX: b.x + b.width / 2, clientY: b.y + b.height / 2 }));
+      await new Promise((res) => setTimeout(res, 10));
+      const id = what === "marker" ? "M" : "P";
+      env.b.update("feature", env.meta(id, what === "marker" ? "marker" : "polygon"), "properties._umap_options", { color: "red" });
+      env.sync();
+      return env.ctlA.features().find((f) => f.id === id).color;
+    }, [what, marker(2.35, 48.85), ring]);
+  }
+
   // Both users drag the same marker at once (the peer's drag fired as Leaflet fires it);
   // whoever releases last wrote last, and wins on both maps.
   for (const last of ["mine", "theirs"]) {
@@ -519,6 +548,7 @@ test("the Leaflet helper under a real drag or drawing when a peer's change or th
   assert.equal(r.newPart.polygon.engineA["L1/F"].coordinates.length, 1);
 
   assert.deepEqual(r.twoPresses, { held: true, colorAfter: "red" }, "the second press held the marker until its release");
+  assert.deepEqual(r.otherButton, { marker: "red", vertex: "red" }, "a right-button press held the feature (its release may never come)");
   for (const [what, o] of Object.entries(r.pressed)) assertConverged(o, `pressed ${what}`);
   const pressedRing = r.pressed.vertex.engineA["L1/P"].coordinates[0];
   assert.deepEqual(pressedRing.filter((_, i) => i !== 1), ring.filter((_, i) => i !== 1), "the ring the user saw, the pressed vertex moved");
