@@ -6,6 +6,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createEngine, merge, MapcrdtError, _rawBridge } from "../index.js";
+import { inChromium } from "./chromium.js";
 
 const collection = (n, name) => ({
   type: "FeatureCollection",
@@ -155,4 +156,64 @@ test("bytes are measured by their own length, not by what the object says", asyn
   assert.equal(e.get("feature", { id: "f1", layerId: "L1" }, "properties.n"), 1);
   e.close();
   b.close();
+});
+
+// Text is written as UTF-8 by JavaScript below a length that depends on where the glue runs
+// (48 UTF-16 units in Node, 256 in a browser), by TextEncoder.encodeInto above it: either
+// must give TextEncoder's bytes, a lone surrogate as U+FFFD. The module echoes an unknown
+// merge policy in its error (strconv.Quote: an invalid byte would show as \x..), so the
+// text and its TextEncoder bytes, passed as the policy, must be told apart by nothing.
+// textMismatches runs in Node and, as its source, in chromium.
+function textMismatches(raw) {
+  const utf8 = new TextEncoder();
+  const doc = '{"type":"FeatureCollection","features":[]}';
+  const message = (arg) => {
+    try {
+      raw.call(raw.methods.merge, 0, 0, [doc, doc, doc, arg]);
+      return "no error";
+    } catch (e) {
+      return e.code + ": " + e.message;
+    }
+  };
+  const odd = ["é", "ß", "\u07ff", "\u0800", "東", "\uffff", "😀", "\ud800", "\udbff", "\udc00", "\udfff", "\udc00\ud800", "\ud800\ud800\udc00", "\u0080"];
+  const cases = [];
+  for (const len of [0, 1, 2, 47, 48, 49, 85, 86, 87, 200, 254, 255, 256, 257, 300]) {
+    const pad = "a".repeat(len);
+    cases.push(pad);
+    for (const u of odd) cases.push(u + pad, pad + u, pad.slice(0, len >> 1) + u + pad.slice(len >> 1));
+    cases.push("東京 café, Straße ".repeat(Math.ceil(len / 17)).slice(0, len));
+    cases.push("😀".repeat(len >> 1) + "\ud83d");
+  }
+  const bad = [];
+  for (const s of cases) {
+    if (s === "") continue; // no policy: the default's, and no error
+    const asText = message(s);
+    const asBytes = message(utf8.encode(s));
+    if (asText !== asBytes || !asBytes.startsWith("bad_option")) bad.push({ s, asText, asBytes });
+  }
+  return { cases: cases.length, bad: bad.slice(0, 5) };
+}
+
+test("text of any length, non-ASCII and lone surrogates included, arrives as TextEncoder writes it", async () => {
+  const { cases, bad } = textMismatches(await _rawBridge());
+  assert.ok(cases > 400);
+  assert.deepEqual(bad, []);
+});
+
+test("text arrives as TextEncoder writes it in a browser too (chromium)", async (t) => {
+  const page = `<!doctype html><meta charset="utf-8"><script type="module">
+import { _rawBridge } from "./index.js";
+${textMismatches}
+try {
+  window.result = textMismatches(await _rawBridge());
+} catch (e) {
+  window.result = { error: String(e && e.stack || e) };
+}
+</script>`;
+  const run = await inChromium(t, page);
+  if (!run) return;
+  assert.deepEqual(run.errors, []);
+  assert.equal(run.result.error, undefined, run.result.error);
+  assert.ok(run.result.cases > 400);
+  assert.deepEqual(run.result.bad, []);
 });
