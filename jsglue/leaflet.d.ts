@@ -180,9 +180,9 @@ export interface LeafletController {
    * hole vertex by vertex), a part of a multi-geometry with too few vertices (a new part
    * committed after one click) — is left out of what is sent, and then of the layer: sent,
    * it would make the feature one no map draws. A geometry with nothing drawable left — a
-   * line of fewer than 2 vertices, a polygon whose outline has fewer than 3 (its holes go
-   * with it: no hole is made the outline), a multi-geometry whose every part went (one part
-   * left is kept, still a multi-geometry) — deletes the feature, as uMap deletes a feature
+   * line of fewer than 2 vertices, a polygon whose outline has fewer than 3 (whatever its
+   * holes: they go with it), a multi-geometry whose every part went (one part left is
+   * kept, still a multi-geometry) — deletes the feature, as uMap deletes a feature
    * left without geometry: one engine.delete (one undo step, or the feature's group's; its
    * undo brings back the geometry sent before), the layer removed, onEdit told "deleted"
    * (true returned). What editable:edited does, after each vertex or part the user deletes.
