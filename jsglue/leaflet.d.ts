@@ -35,7 +35,10 @@ export interface GeoJSONFeatureCollection {
   [key: string]: unknown;
 }
 
-/** What onEdit receives after each local edit the helper made to the engine. */
+/**
+ * What onEdit receives after each local edit the helper made to the engine ("deleted" also
+ * for a feature whose every vertex or part the user deleted: see syncGeometry).
+ */
 export interface LocalEdit {
   kind: "created" | "geometry" | "property" | "deleted";
   /** The feature id (comma-separated ids for deleteFeatures). */
@@ -176,7 +179,13 @@ export interface LeafletController {
    * degenerate part — a polygon's hole of fewer than 3 vertices (Leaflet.Editable deletes a
    * hole vertex by vertex), a part of a multi-geometry with too few vertices (a new part
    * committed after one click) — is left out of what is sent, and then of the layer: sent,
-   * it would make the feature one no map draws.
+   * it would make the feature one no map draws. A geometry with nothing drawable left — a
+   * line of fewer than 2 vertices, a polygon whose outline has fewer than 3 (whatever its
+   * holes: they go with it), a multi-geometry whose every part went (one part left is
+   * kept, still a multi-geometry) — deletes the feature, as uMap deletes a feature
+   * left without geometry: one engine.delete (one undo step, or the feature's group's; its
+   * undo brings back the geometry sent before), the layer removed, onEdit told "deleted"
+   * (true returned). What editable:edited does, after each vertex or part the user deletes.
    */
   syncGeometry(id: string): boolean;
   /** Deletes a feature (engine.delete) and removes its layer. False if it was not in the engine. */

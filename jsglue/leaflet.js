@@ -14,7 +14,12 @@
 //   update of "geometry" — only when the geometry really changed, so the two events of one
 //   marker drag make one edit. A degenerate part (a polygon's hole left with fewer than 3
 //   vertices, deleted vertex by vertex; a part committed with too few clicks) is dropped
-//   from what is sent, and from the layer. `editable:editing` (many per drag) is never synced;
+//   from what is sent, and from the layer. A geometry with nothing drawable left (every
+//   vertex or part deleted: a line of fewer than 2 vertices, a polygon whose outline has
+//   fewer than 3, whatever its holes, a multi-geometry without a part) deletes the feature,
+//   as uMap's frontend deletes a feature left without geometry: one engine.delete (one undo
+//   step, whose undo brings back the geometry before the last deletion) and the layer
+//   removed. `editable:editing` (many per drag) is never synced;
 // - properties and deletion go through the controller: setProperty / setProperties /
 //   deleteFeature (Leaflet.Editable has no deletion event).
 //
@@ -112,22 +117,30 @@ function degeneratePolygon(rings) {
 
 /**
  * g without its degenerate parts: a polygon's holes of fewer than 3 vertices, a
- * multipolygon's polygons whose outer ring has fewer than 3, a multilinestring's lines of
- * fewer than 2; g itself if it has none, or nothing else. Leaflet.Editable makes such parts
- * for a moment, or for good: it lets a user delete a hole vertex by vertex (down to 2, 1,
- * then none), and a new part committed with too few clicks is sent (editable:drawing:commit)
- * before it is deleted. Sent as they are, they would make the whole feature degenerate,
- * drawn by no map, the user's own included.
+ * multipolygon's polygons whose outer ring has fewer than 3 (their holes with them), a
+ * multilinestring's lines of fewer than 2; g itself if it has none; null if nothing
+ * drawable is left (a line of fewer than 2 positions, a polygon whose outer ring has fewer
+ * than 3 vertices, whatever its holes, a multi-geometry without a part left). Leaflet.Editable
+ * makes such parts for a moment, or for good: it lets a user delete a hole vertex by vertex
+ * (down to 2, 1, then none), a page may delete any vertex or part (uMap's "Delete this vertex",
+ * "Delete this shape": vertex.delete(), deleteShapeAt), and a new part committed with too few
+ * clicks is sent (editable:drawing:commit) before it is deleted. Sent as they are, they would
+ * make the whole feature degenerate, drawn by no map, the user's own included.
  */
 function withoutDegenerateParts(g) {
   const ringOk = (ring) => ring.length - (closed(ring) ? 1 : 0) >= 3;
+  const polygonOk = (rings) => rings.length > 0 && ringOk(rings[0]);
   const polygon = (rings) => (rings.slice(1).every(ringOk) ? rings : [rings[0], ...rings.slice(1).filter(ringOk)]);
   let c = g.coordinates;
-  if (g.type === "Polygon" && c.length > 1) c = polygon(c);
-  else if (g.type === "MultiPolygon") c = c.filter((p) => p.length > 0 && ringOk(p[0])).map(polygon);
+  if (g.type === "LineString") return c.length >= 2 ? g : null;
+  if (g.type === "Polygon") {
+    if (!polygonOk(c)) return null;
+    c = polygon(c);
+  } else if (g.type === "MultiPolygon") c = c.filter(polygonOk).map(polygon);
   else if (g.type === "MultiLineString") c = c.filter((line) => line.length >= 2);
+  if (c.length === 0) return null;
   const same = c.length === g.coordinates.length && c.every((x, i) => x === g.coordinates[i]);
-  return same || c.length === 0 ? g : { ...g, coordinates: c };
+  return same ? g : { ...g, coordinates: c };
 }
 
 /** Whether a ring's last position repeats its first (GeoJSON closes rings; Leaflet drops the repeat). */
@@ -552,6 +565,7 @@ export function bindLeaflet(options) {
     if (!info || !info.committed) return false;
     const drawn = geometryOf(layer);
     const geometry = withoutDegenerateParts(drawn);
+    if (geometry === null) return deleteEmptied(layer, info);
     if (geometry !== drawn) redrawLater(layer, info, drawn, geometry);
     const text = canonicalJSON(geometry);
     if (text === info.renderedGeometry) return false;
@@ -559,6 +573,31 @@ export function bindLeaflet(options) {
     info.engineGeometry = text;
     engine.update("feature", metadata(info), "geometry", geometry, editOptions(info));
     edited({ kind: "geometry", id: info.id, layerId: info.layerId });
+    return true;
+  }
+
+  // deleteEmptied deletes the feature of layer, whose geometry has nothing drawable left
+  // (syncGeometry): what uMap does with a feature left without geometry (Path.isEmpty →
+  // del). One engine.delete: one undo step, whose undo brings back the geometry the engine
+  // held, the one before the last vertex or part went. The layer leaves the helper at once
+  // (the delete's change finds no layer to draw, and Leaflet.Editable's events that follow
+  // are not ours), and the map once Leaflet.Editable is done with the deletion that emptied
+  // it (its vertex deletion goes on after editable:edited).
+  function deleteEmptied(layer, info) {
+    const id = info.id;
+    if (layers.get(id) === layer) layers.delete(id);
+    layer.off(layerEvents);
+    infos.delete(layer);
+    info.dragging = info.drawing = false;
+    engine.delete("feature", metadata(info), editOptions(info));
+    queueMicrotask(() => {
+      if (layer.editEnabled && layer.editEnabled()) layer.disableEdit();
+      featuresLayer.removeLayer(layer);
+      if (map.hasLayer(layer)) map.removeLayer(layer);
+    });
+    reportLater(() => onRender({ id, layerId: info.layerId, kind: "removed", layer }));
+    edited({ kind: "deleted", id, layerId: info.layerId });
+    drawWaiting(id);
     return true;
   }
 
