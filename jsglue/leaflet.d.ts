@@ -143,7 +143,8 @@ export interface LeafletController {
    * A layer the user is dragging (a marker, a vertex of a line or polygon; from the press on
    * it, before the first move) is not redrawn until the drag ends: at the release its geometry is sent if the drag changed it (the
    * later write: a peer's geometry received meanwhile is overwritten), then what the engine
-   * holds is drawn. A feature deleted meanwhile is removed at once. A committed line or
+   * holds is drawn. A press whose release the page may never get ends the hold at a context
+   * menu (Ctrl-click on macOS) or the window's blur. A feature deleted meanwhile is removed at once. A committed line or
    * polygon the user goes on drawing (Leaflet.Editable's continueForward, continueBackward,
    * newShape, newHole) is held the same way until editable:drawing:end, where its geometry
    * is sent if it changed (committed, or cancelled with the clicked points kept on the layer).

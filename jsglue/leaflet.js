@@ -775,7 +775,10 @@ export function bindLeaflet(options) {
   // never reach the page (the context menu a right press opens takes it), and the hold would
   // last until the layer's next press. (One on a middle handle inserts a vertex, whichever
   // the button: it holds, for the release to send it.)
-  const RELEASES = ["mouseup", "touchend", "touchcancel", "pointerup", "pointercancel"];
+  // A release the page may never get ends the hold too: a context menu opened at the press
+  // (Ctrl-click on macOS) takes it, and so may the window losing focus mid-press (its blur).
+  // A drag Leaflet goes on with after that is sent at its own dragend.
+  const RELEASES = ["mouseup", "touchend", "touchcancel", "pointerup", "pointercancel", "contextmenu"];
   function onPress(layer, ev) {
     const info = infos.get(layer);
     const doc = globalThis.document;
@@ -783,14 +786,17 @@ export function bindLeaflet(options) {
     if (ev && typeof ev.button === "number" && !ev.touches && ev.button !== 0) return;
     startDrag(layer);
     const press = (info.press = {}); // this press's release ends the hold, not an earlier one's
+    const win = globalThis.window;
     const release = () => {
       for (const t of RELEASES) doc.removeEventListener(t, release, true);
+      if (win && win.removeEventListener) win.removeEventListener("blur", release);
       // Unless a later press came before this timer (input events may: a quick second drag).
       setTimeout(() => {
         if (info.press === press) endDrag(layer);
       }, 0);
     };
     for (const t of RELEASES) doc.addEventListener(t, release, true);
+    if (win && win.addEventListener) win.addEventListener("blur", release);
   }
 
   function onLayerPress(e) {

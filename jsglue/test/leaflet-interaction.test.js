@@ -338,6 +338,31 @@ async function drive(p) {
     }, [what, marker(2.35, 48.85), ring]);
   }
 
+  // A press on a marker whose release the page never gets: a context menu opened at the
+  // press (Ctrl-click on macOS) or the window losing focus. The hold ends there: the peer's
+  // change is drawn without waiting for the next press.
+  out.lostRelease = {};
+  for (const how of ["contextmenu", "blur"]) {
+    await ev(() => setup());
+    out.lostRelease[how] = await ev(async ([how, g]) => {
+      env.add(env.b, "M", g);
+      env.sync();
+      const el = env.ctlA.layerFor("M").getElement();
+      const b = el.getBoundingClientRect();
+      const at = { bubbles: true, cancelable: true, clientX: b.x + b.width / 2, clientY: b.y + b.height / 2 };
+      el.dispatchEvent(new MouseEvent("mousedown", { ...at, button: 0, buttons: 1, ctrlKey: how === "contextmenu" }));
+      env.b.update("feature", env.meta("M"), "properties._umap_options", { color: "blue" });
+      env.sync();
+      const held = env.ctlA.features().find((f) => f.id === "M").color !== "blue";
+      if (how === "contextmenu") el.dispatchEvent(new MouseEvent("contextmenu", { ...at, button: 0, ctrlKey: true }));
+      else window.dispatchEvent(new FocusEvent("blur"));
+      await new Promise((res) => setTimeout(res, 10));
+      env.b.update("feature", env.meta("M"), "properties._umap_options", { color: "red" });
+      env.sync();
+      return { held, color: env.ctlA.features().find((f) => f.id === "M").color };
+    }, [how, marker(2.35, 48.85)]);
+  }
+
   // Both users drag the same marker at once (the peer's drag fired as Leaflet fires it);
   // whoever releases last wrote last, and wins on both maps.
   for (const last of ["mine", "theirs"]) {
@@ -548,6 +573,7 @@ test("the Leaflet helper under a real drag or drawing when a peer's change or th
   assert.equal(r.newPart.polygon.engineA["L1/F"].coordinates.length, 1);
 
   assert.deepEqual(r.twoPresses, { held: true, colorAfter: "red" }, "the second press held the marker until its release");
+  assert.deepEqual(r.lostRelease, { contextmenu: { held: true, color: "red" }, blur: { held: true, color: "red" } }, "a press whose release never came held the marker");
   assert.deepEqual(r.otherButton, { marker: "red", vertex: "red" }, "a right-button press held the feature (its release may never come)");
   for (const [what, o] of Object.entries(r.pressed)) assertConverged(o, `pressed ${what}`);
   const pressedRing = r.pressed.vertex.engineA["L1/P"].coordinates[0];
