@@ -88,13 +88,16 @@ func TestOperationLargerThanOwnEditsIsRefused(t *testing.T) {
 		t.Fatalf("alice's page to bob holds %d operations, want her large edit alone", len(ops))
 	}
 
-	before, vv, logLen := bob.State(), bob.Vector(), bob.LogLen()
+	before, vv, logLen, interned := bob.State(), bob.Vector(), bob.LogLen(), kitInterned(bob)
 	_, errs := kitRunErrs(t, []*Replica{alice, bob}, [][]byte{bob.SyncRequest("a")})
 	if len(errs) != 1 || Code(errs[0]) != "too_large" {
 		t.Errorf("bob receiving alice's page of an operation of %d bytes: %v, want one too_large", n, errs)
 	}
 	if bob.State() != before || !kitEqualVV(bob.Vector(), vv) || bob.LogLen() != logLen {
 		t.Errorf("bob changed on a refused page: %s, %v, %d operations", bob.State(), bob.Vector(), bob.LogLen())
+	}
+	if got := kitInterned(bob); got != interned {
+		t.Errorf("the refused page's keys stay interned: %+v, was %+v", got, interned)
 	}
 
 	// carol, with bob's limits, catches up from bob on everything he holds.
@@ -133,7 +136,7 @@ func TestOperationLargerThanOwnEditsInABatchIsRefused(t *testing.T) {
 	if len(msgs) != 1 || len(msgs[0]) <= limit {
 		t.Fatalf("alice's batch: %d messages", len(msgs))
 	}
-	before := bob.State()
+	before, interned := bob.State(), kitInterned(bob)
 	responses, errs := kitRunErrs(t, []*Replica{alice, bob}, [][]byte{bob.SyncRequest("a")})
 	if len(responses) == 0 || len(responses[0]) > limit/2 {
 		t.Fatalf("alice's page to bob: %d responses, want one far below bob's limit", len(responses))
@@ -141,8 +144,11 @@ func TestOperationLargerThanOwnEditsInABatchIsRefused(t *testing.T) {
 	if len(errs) != 1 || Code(errs[0]) != "too_large" {
 		t.Errorf("bob receiving alice's batch of %d bytes of text: %v, want one too_large", len(msgs[0]), errs)
 	}
-	if bob.State() != before || bob.LogLen() != 0 {
+	if bob.State() != before || bob.LogLen() != 0 || len(bob.Vector()) != 0 {
 		t.Errorf("bob changed on a refused page: %s", bob.State())
+	}
+	if got := kitInterned(bob); got != interned {
+		t.Errorf("the refused page's peer ids and keys stay interned: %+v, was %+v", got, interned)
 	}
 	// The same batch within bob's limit is taken.
 	carol := kitReplica(t, "c", wall, func(o *Options) { o.Limits.MaxMessageBytes = 8 * limit })
