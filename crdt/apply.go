@@ -23,6 +23,10 @@ func (r *Replica) ingest(ops []*op) ([]Change, bool, error) {
 				return nil, false, err
 			}
 		}
+		if err := r.heldTooLarge(o); err != nil {
+			r.dropPending() // the whole message is refused, as for any bad operation in it
+			return nil, false, err
+		}
 	}
 	pt := r.clock.WallMillis() // once: the drift guard and the merge below see one reading
 	if err := r.clock.CheckDriftAt(newest, pt); err != nil {
@@ -416,6 +420,57 @@ func (r *Replica) envelopeSize() int { return 140 + len(r.peer) + len(r.origin) 
 // {"verb":"update","subject":"…","metadata":…,"key":"…","value":…}.
 func subSize(subject, meta, key, value string) int {
 	return 62 + jsonStringLen(subject) + len(meta) + jsonStringLen(key) + len(value)
+}
+
+// heldTooLarge refuses (ErrTooLarge) a peer's operation o larger than this replica's own
+// edits can be: its text as a sync response lists it in uMap's plain form (appendOp without
+// a sender: a local edit's OperationMessage, less its kind and sender) over
+// Limits.MaxMessageBytes. fitsMessage keeps every local edit's message within the limit, so
+// a peer with the same limits never makes such an operation; one with larger limits can,
+// and it reaches this replica inside a sync response (4 KiB past the limit, peerRoom). Held,
+// it could not be paged to a peer with this replica's limits: a page of one operation is at
+// most its text (the compact form writes no more) and the envelope, within peerRoom. The
+// measure is the operation's own, whatever message carried it, so replicas of the same
+// limits agree on it.
+func (r *Replica) heldTooLarge(o *op) error {
+	max := r.opts.Limits.MaxMessageBytes
+	if textBound(o) <= max {
+		return nil // the usual operation, far below the limit: no need to count its text
+	}
+	if n := r.opTextLen(o, max); n > max {
+		return newError(ErrTooLarge, "an operation of "+strconv.Itoa(n)+" bytes or more: larger than an edit may be (limits.maxMessageBytes "+
+			strconv.Itoa(max)+")")
+	}
+	return nil
+}
+
+// textBound is more than the length of o's text as appendOp writes it without a sender:
+// wireSize counts its values, metadata and unknown fields once, and its keys twice, where a
+// key's text may take 6 bytes a byte (\u00XX) at worst; a batch's own unknown fields apart.
+func textBound(o *op) int { return 3*wireSize(o) + len(o.extra()) }
+
+// opTextLen is the length of o's text as appendOp writes it without a sender — or, once
+// that passes max, a length past max: a batch's text is counted one sub-operation at a time,
+// and the count stops there (a compact response writes an object's metadata once, which
+// each sub-operation's text repeats: a message of the limit may hold a batch whose text is
+// far larger, not to be written whole).
+func (r *Replica) opTextLen(o *op, max int) int {
+	if o.verb != VerbBatch {
+		return len(appendOpWith(&r.dec, nil, o, ""))
+	}
+	head := op{ts: o.ts, seq: o.seq, verb: VerbBatch, x: &opExtra{extra: o.extra()}} // its own members
+	n := len(appendOpWith(nil, nil, &head, ""))
+	var buf []byte
+	for i, s := range o.subOps() {
+		if i > 0 {
+			n++ // the comma
+		}
+		buf = appendOpWith(&r.dec, buf[:0], s, "")
+		if n += len(buf); n > max {
+			break
+		}
+	}
+	return n
 }
 
 // jsonStringLen is the length of s written as a JSON string, quotes excluded, at most.

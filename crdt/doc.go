@@ -91,7 +91,20 @@
 // and about half of [Limits.MaxMessageBytes], in clock order (a page of one operation as
 // large as a local edit may be passes the limit: a PeerMessage is taken 4 KiB past it; past
 // that too, with the vector of many origins, it goes with an empty vector and says "more",
-// and the next page brings the vector). A partial page says "more"
+// and the next page brings the vector). A replica holds no peer's operation larger than its
+// own edits may be, whatever message brought it: an operation whose text, as appendOp
+// writes it without a sender (its OperationMessage less kind and sender), is over
+// Limits.MaxMessageBytes refuses the message holding it (too_large), whole. A local edit's
+// whole message is within the limit, so peers of the same limits take each other's edits,
+// and every operation held fits in a page of one (the compact form writes no more than
+// that text, and the envelope is within the 4 KiB). Only a peer of larger limits makes
+// such an operation; without the rule a replica took it in a page within the 4 KiB, and
+// then could not page it to a late joiner of its own limits, which refused that page at
+// every request. One held all the same (restored from the snapshot of a replica of larger
+// limits, or of an earlier build) is withheld: left out of the pages, the vector lowered
+// below it, its clock named in the page's "withheld"; the asker gets everything else
+// (uMap's plain Journal, which takes any size, still gets it: its response is not paged).
+// A partial page says "more"
 // (the clock of its last operation) and carries a vector lowered below every operation the
 // requester lacks and does not get in it; the requester answers it with a request for the
 // next page ("after": that clock), and pushes back after the last one. A page of a

@@ -56,7 +56,10 @@ func parseVerb(s string) (Verb, bool) {
 type Limits struct {
 	// MaxMessageBytes bounds one message, incoming or made by a local edit (a batch's
 	// included), and a snapshot's size at 4 × MaxMessageBytes. Default 32 MiB. A PeerMessage
-	// received may hold 4 KiB more: a sync response around an operation of the limit.
+	// received may hold 4 KiB more: a sync response around an operation of the limit. A
+	// peer's operation is held to it too, whatever message brought it: its text without a
+	// sender (an OperationMessage less kind and sender) over it is refused (too_large), so
+	// that whatever a replica holds it can page to a peer of the same limits.
 	MaxMessageBytes int
 	// MaxDepth bounds JSON nesting. Default 64.
 	MaxDepth int

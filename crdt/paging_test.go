@@ -163,7 +163,7 @@ func pagingOracleRun(t *testing.T, seed uint64) {
 		res := kitRecv(t, holder, []byte(req))
 		lastKnown, err := optClock(gjsonGet(req, "message.lastKnownHLC"), "lastKnownHLC")
 		kitNoErr(t, err)
-		want := holder.response("umap", oracleMissing(holder, nil, lastKnown), false, false, nil, nil, "")
+		want := holder.response("umap", oracleMissing(holder, nil, lastKnown), false, false, nil, nil, "", nil)
 		if len(res.Replies) != 1 || !bytes.Equal(res.Replies[0], want) {
 			t.Fatalf("seed %d: %s\nis answered with %q,\nwant %s", seed, req, res.Replies, want)
 		}
@@ -256,7 +256,7 @@ func oraclePagedResponse(r *Replica, recipient string, ops []*op, after *hlc.Tim
 	}
 	end := min(len(ops), start+min(r.opts.SyncPage, r.opts.Limits.MaxBatch))
 	vv, more := oraclePageEnds(r, ops, start, end)
-	msg = r.response(recipient, ops[start:end], pushBack, true, vv, more, forAsker)
+	msg = r.response(recipient, ops[start:end], pushBack, true, vv, more, forAsker, nil)
 	budget := r.opts.Limits.MaxMessageBytes / 2
 	if len(msg) > budget && end-start > 1 {
 		size := 0
@@ -267,7 +267,7 @@ func oraclePagedResponse(r *Replica, recipient string, ops []*op, after *hlc.Tim
 			}
 		}
 		vv, more = oraclePageEnds(r, ops, start, end)
-		msg = r.response(recipient, ops[start:end], pushBack, true, vv, more, forAsker)
+		msg = r.response(recipient, ops[start:end], pushBack, true, vv, more, forAsker, nil)
 	}
 	return msg, more != nil
 }

@@ -532,6 +532,10 @@ type pageScan struct {
 	page    []*op
 	skipped bool // the peer lacks operations up to the request's "after", not in the page
 	rest    bool // it lacks operations past the page
+	// withheld are the clocks of the operations it lacks that no peer of this replica's
+	// limits takes (heldTooLarge: restored from a snapshot of a replica of larger limits, or
+	// of a build before the rule), left out of the page: not sent, never claimed.
+	withheld []hlc.Timestamp
 	// The origins met: the seq vv gives each (known), the lowest it lacks outside the page
 	// (low, 0 if none).
 	origins []struct {
@@ -603,6 +607,10 @@ func (r *Replica) scanPage(vv VersionVector, after *hlc.Timestamp, n int) *pageS
 		case j < skip:
 			s.skipped = true
 		case len(s.page) < n:
+			if vv != nil && r.heldTooLarge(o) != nil {
+				s.withheld = append(s.withheld, o.ts)
+				break
+			}
 			s.page = append(s.page, o)
 			continue
 		default:
@@ -640,7 +648,7 @@ func (r *Replica) ReceiveTaught(msg []byte, recipient string) (res Result, plain
 		return res, nil, 0, nil
 	}
 	sortStable(kept, func(a, b *op) int { return a.ts.Compare(b.ts) })
-	plain = r.response(recipient, kept, false, false, nil, nil, "")
+	plain = r.response(recipient, kept, false, false, nil, nil, "", nil)
 	if len(plain) > r.opts.Limits.MaxMessageBytes {
 		plain = nil
 	}
@@ -660,7 +668,7 @@ func (r *Replica) pageSize() int { return min(r.opts.SyncPage, r.opts.Limits.Max
 func (r *Replica) pagedResponse(recipient string, s *pageScan, pushBack bool, forAsker string) []byte {
 	page := s.page
 	vv, more := r.pageEnds(s, page)
-	msg := r.response(recipient, page, pushBack, true, vv, more, forAsker)
+	msg := r.response(recipient, page, pushBack, true, vv, more, forAsker, s.withheld)
 	if budget := r.opts.Limits.MaxMessageBytes / 2; len(msg) > budget && len(page) > 1 {
 		size := 0
 		for i, o := range page {
@@ -673,15 +681,21 @@ func (r *Replica) pagedResponse(recipient string, s *pageScan, pushBack bool, fo
 			s.rest = true
 			s.leaveOut(o)
 		}
+		for i, ts := range s.withheld {
+			if page[len(page)-1].ts.Less(ts) { // past the page: the next one names it
+				s.withheld = s.withheld[:i]
+				break
+			}
+		}
 		vv, more = r.pageEnds(s, page)
-		msg = r.response(recipient, page, pushBack, true, vv, more, forAsker)
+		msg = r.response(recipient, page, pushBack, true, vv, more, forAsker, s.withheld)
 	}
 	if len(page) == 1 && len(msg) > r.opts.Limits.MaxMessageBytes+peerRoom {
 		// An operation of about the limit with the vector of many origins (peerRoom holds
 		// ~60): more than a peer takes, at every request. It goes with an empty vector (it
 		// claims nothing) and says more: the request for the next page brings the vector.
 		ts := page[0].ts
-		msg = r.response(recipient, page, pushBack, true, VersionVector{}, &ts, forAsker)
+		msg = r.response(recipient, page, pushBack, true, VersionVector{}, &ts, forAsker, s.withheld)
 	}
 	return msg
 }
@@ -693,7 +707,7 @@ func (r *Replica) pagedResponse(recipient string, s *pageScan, pushBack bool, fo
 // arrived here between two pages, its clock older than after, is left to the asker's next
 // sync request); more is the clock of the page's last operation when operations remain.
 func (r *Replica) pageEnds(s *pageScan, page []*op) (vv VersionVector, more *hlc.Timestamp) {
-	if !s.skipped && !s.rest {
+	if !s.skipped && !s.rest && len(s.withheld) == 0 {
 		return nil, nil // the usual answer: everything, with this replica's vector
 	}
 	vv = r.vec.vector().Clone()
@@ -749,8 +763,11 @@ func optClock(raw, name string) (*hlc.Timestamp, error) {
 // vv is the vector sent with them, nil for this replica's own; more, if not nil, says more
 // pages follow, and is the clock of the last operation sent (see page). forAsker, if not
 // empty, is echoed as "for" (see Replica.session); a compact response also carries this
-// replica's own token ("session"), for the push-back it may get in return.
-func (r *Replica) response(recipient string, ops []*op, pushBack, compact bool, vv VersionVector, more *hlc.Timestamp, forAsker string) []byte {
+// replica's own token ("session"), for the push-back it may get in return. withheld are
+// the clocks of the operations the asker lacks that this page leaves out as larger than a
+// peer of this replica's limits takes (pageScan), named for whoever reads the exchange
+// ("withheld", after "verb": a reader of an earlier version passes over it).
+func (r *Replica) response(recipient string, ops []*op, pushBack, compact bool, vv VersionVector, more *hlc.Timestamp, forAsker string, withheld []hlc.Timestamp) []byte {
 	if vv == nil {
 		vv = r.vec.vector()
 	}
@@ -806,7 +823,24 @@ func (r *Replica) response(recipient string, ops []*op, pushBack, compact bool, 
 	b = append(b, `"vector":`...)
 	b = appendVector(b, vv)
 	b = append(b, `,"verb":"ListOperationsResponse"`...)
+	if len(withheld) > 0 {
+		b = appendWithheld(b, withheld)
+	}
 	return append(b, "}}"...)
+}
+
+// appendWithheld appends a response's "withheld" member: the clocks of the operations its
+// page left out as larger than a peer of this replica's limits takes.
+func appendWithheld(b []byte, withheld []hlc.Timestamp) []byte {
+	b = append(b, `,"withheld":[`...)
+	for i, ts := range withheld {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = append(ts.AppendText(b), '"')
+	}
+	return append(b, ']')
 }
 
 func (r *Replica) receivePeerMessage(members []member) (Result, error) {
@@ -843,7 +877,7 @@ func (r *Replica) receivePeerMessage(members []member) (Result, error) {
 		}
 		if vv == nil { // uMap's plain Journal: one answer (it would not ask for a next page)
 			ops := r.scanPage(nil, lastKnown, len(r.log.ops)).page // all it lacks
-			return Result{Replies: [][]byte{r.response(sender, ops, false, false, nil, nil, "")}}, nil
+			return Result{Replies: [][]byte{r.response(sender, ops, false, false, nil, nil, "", nil)}}, nil
 		}
 		// A request for the next page of a push-back is answered as a push-back: its last
 		// page gets no push-back in return (two replicas with the same hole in a peer's

@@ -88,6 +88,8 @@ export interface Limits {
    * Largest message in bytes, received or made by a local edit (a batch's included: the edit
    * that would pass it throws "too_large"); a PeerMessage received may be 4 KiB larger (a
    * sync response carrying an edit of the limit); a snapshot may take 4 times it (default 32 MiB).
+   * A peer's operation larger than a local edit may be (from an engine with larger limits),
+   * in whatever message, makes that message "too_large", whole.
    */
   maxMessageBytes?: number;
   /**

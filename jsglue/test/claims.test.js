@@ -768,6 +768,32 @@ test("limits.maxMessageBytes: the largest edit an engine takes reaches a late jo
   c.close();
 });
 
+test("limits.maxMessageBytes: a peer's operation larger than the engine's own edits may be is too_large, in a page within the 4 KiB too, and changes nothing; a late joiner of its limits catches up on the rest", async () => {
+  const a = await createEngine({ peerId: "a", limits: { maxMessageBytes: 16384 } });
+  const limits = { maxMessageBytes: 4096 };
+  const b = await createEngine({ peerId: "b", limits });
+  b.update("feature", f1, "properties.n", 1);
+  b.flush();
+  a.update("feature", f1, "properties.t", "x".repeat(6000)); // an edit b's limits refuse
+  a.flush();
+  const [page] = a.onPeerMessage(b.syncRequest("a")).replies;
+  assert.ok(page.length > 4096 && page.length <= 4096 + 4096, `a page of ${page.length} bytes`);
+  const state = b.state();
+  const vector = b.vector();
+  throwsCode(() => b.onPeerMessage(page), "too_large", /limits\.maxMessageBytes/);
+  assert.equal(b.state(), state);
+  assert.deepEqual(b.vector(), vector);
+  const c = await createEngine({ peerId: "c", limits });
+  for (let msgs = [c.syncRequest("b")]; msgs.length; ) {
+    const m = msgs.shift();
+    msgs.push(...(JSON.parse(m).recipient === "b" ? b : c).onPeerMessage(m).replies);
+  }
+  assert.equal(c.state(), b.state());
+  a.close();
+  b.close();
+  c.close();
+});
+
 test("Edit.value: a delete takes none (bad_value), an update without one unsets its key", async () => {
   const e = await createEngine({ peerId: "e" });
   e.upsert("map", {}, { a: 1, b: 2 });
