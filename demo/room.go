@@ -30,6 +30,40 @@ type room struct {
 
 	mu    sync.Mutex
 	peers []*conn // in join order
+
+	// Group commit, when the replica is a GroupCommitter (gc): what the room sends
+	// after a write of the replica waits in outbox, in order, until a sync has made
+	// the write durable. One goroutine at a time syncs (committing), with the lock
+	// released meanwhile: the writes made meanwhile share the next sync. cond (on mu)
+	// is signalled when a sync ends and when a settle does; settling counts the calls
+	// waiting for every write to be durable, which new writes wait for.
+	gc         GroupCommitter
+	outbox     []outgoing
+	committing bool
+	settling   int
+	cond       *sync.Cond
+}
+
+// outgoing is a message the room sends once the writes before it are durable. A write
+// of the replica is one without a recipient (to); the messages that come of it carry it
+// too (w), and are dropped if it fails.
+type outgoing struct {
+	to  *conn
+	msg []byte
+	w   *write
+}
+
+// write is one write of the replica: done once a sync decided it, err its failure.
+type write struct {
+	done bool
+	err  error
+}
+
+// newRoom returns the room of a map, its replica not opened yet.
+func newRoom(name string) *room {
+	rm := &room{name: name, ready: make(chan struct{})}
+	rm.cond = sync.NewCond(&rm.mu)
+	return rm
 }
 
 // peersMessage is JoinResponse and ListPeersResponse. Peers is written as uMap's server
@@ -82,6 +116,7 @@ func (rm *room) roster(kind string) peersMessage {
 func (rm *room) join(c *conn, peer, name string) {
 	rm.mu.Lock()
 	defer rm.mu.Unlock()
+	rm.settle() // Joined reads the replica: nothing not durable must show
 	if !idPattern.MatchString(peer) || rm.taken(peer) {
 		peer = uuid.NewString()
 	}
@@ -89,10 +124,10 @@ func (rm *room) join(c *conn, peer, name string) {
 	rm.peers = append(rm.peers, c)
 	resp := rm.roster("JoinResponse")
 	resp.Peer = peer
-	c.enqueue(mustJSON(resp))
-	rm.broadcast(nil, mustJSON(rm.roster("ListPeersResponse")))
+	rm.send(c, mustJSON(resp), nil)
+	rm.broadcast(nil, mustJSON(rm.roster("ListPeersResponse")), nil)
 	if h, ok := rm.replica.(JoinHook); ok {
-		c.enqueueAll(h.Joined(peer))
+		rm.sendAll(c, h.Joined(peer), nil)
 	}
 }
 
@@ -125,7 +160,7 @@ func (rm *room) leave(c *conn) (empty bool) {
 	if len(rm.peers) == 0 {
 		return true
 	}
-	rm.broadcast(nil, mustJSON(rm.roster("ListPeersResponse")))
+	rm.broadcast(nil, mustJSON(rm.roster("ListPeersResponse")), nil)
 	return false
 }
 
@@ -142,18 +177,112 @@ func (rm *room) empty() bool {
 func (rm *room) closeReplica(log *slog.Logger) {
 	rm.mu.Lock()
 	defer rm.mu.Unlock()
+	rm.settle()
 	if err := rm.replica.Close(); err != nil {
 		log.Error("closing replica", "map", rm.name, "err", err)
 	}
 }
 
-// broadcast queues msg to every peer but except.
-func (rm *room) broadcast(except *conn, msg []byte) {
+// broadcast sends msg to every peer but except (w: the write it comes of, if any).
+func (rm *room) broadcast(except *conn, msg []byte, w *write) {
 	for _, p := range rm.peers {
 		if p != except {
-			p.enqueue(msg)
+			rm.send(p, msg, w)
 		}
 	}
+}
+
+// send queues msg to c, after what waits in the outbox (w: the write msg comes of, if any).
+func (rm *room) send(c *conn, msg []byte, w *write) {
+	if len(rm.outbox) == 0 {
+		c.enqueue(msg)
+		return
+	}
+	rm.outbox = append(rm.outbox, outgoing{to: c, msg: msg, w: w})
+}
+
+func (rm *room) sendAll(c *conn, msgs [][]byte, w *write) {
+	for _, m := range msgs {
+		rm.send(c, m, w)
+	}
+}
+
+// wrote returns the write the replica call just made, queued in the outbox, or nil if
+// it made none that is not durable yet. Called after a call that succeeded, which
+// writes (Check), or which ran settled (PeerMessage): the bytes not durable are its.
+func (rm *room) wrote() *write {
+	if rm.gc == nil || rm.gc.Unsynced() == 0 {
+		return nil
+	}
+	w := &write{}
+	rm.outbox = append(rm.outbox, outgoing{w: w})
+	return w
+}
+
+// await returns once w (if any) is durable, or failed: then the error its sender is
+// closed with. It syncs if no one else does.
+func (rm *room) await(w *write) error {
+	for w != nil && !w.done {
+		rm.commit()
+	}
+	if w != nil && w.err != nil {
+		return &closeError{websocket.StatusPolicyViolation, w.err.Error()}
+	}
+	return nil
+}
+
+// settle returns once no write waits to be durable, syncing if no one else does; new
+// writes wait meanwhile (one always coming would hold it forever). For the replica's
+// calls that read what it holds, and its close.
+func (rm *room) settle() {
+	rm.settling++
+	for len(rm.outbox) > 0 {
+		rm.commit()
+	}
+	rm.settling--
+	rm.cond.Broadcast()
+}
+
+// commit syncs the replica's writes so far, then sends what waited for them, or it waits
+// for the sync running to end. Called, and returns, with the lock held; it is released
+// while it waits or syncs: writes are made meanwhile, which the next sync takes.
+func (rm *room) commit() {
+	if rm.committing {
+		rm.cond.Wait()
+		return
+	}
+	rm.committing = true
+	n := len(rm.outbox) // the writes the sync takes are in outbox[:n]
+	var err error
+	if rm.gc.Unsynced() > 0 { // else a compaction has made everything durable
+		sync := rm.gc.Sync()
+		rm.mu.Unlock()
+		err = sync()
+		rm.mu.Lock()
+		err = rm.gc.Synced(err)
+	}
+	if err != nil || rm.gc.Unsynced() == 0 {
+		// A failed sync undid every write not durable; a compaction made them all durable.
+		n = len(rm.outbox)
+	}
+	for _, o := range rm.outbox[:n] {
+		if o.w != nil {
+			o.w.done, o.w.err = true, err
+		}
+	}
+	// Send, in order, everything up to the first write still to sync.
+	for len(rm.outbox) > 0 && (rm.outbox[0].w == nil || rm.outbox[0].w.done) {
+		if o := rm.outbox[0]; o.to != nil && (o.w == nil || o.w.err == nil) {
+			o.to.enqueue(o.msg)
+		}
+		rm.outbox[0] = outgoing{}
+		rm.outbox = rm.outbox[1:]
+	}
+	if len(rm.outbox) == 0 {
+		rm.outbox = nil // the array goes back
+	}
+	rm.committing = false
+	rm.cond.Broadcast()
 }
 
 // operation has the replica check an OperationMessage or SavedMessage from
@@ -165,6 +294,9 @@ func (rm *room) operation(c *conn, msg []byte) error {
 	msg = withSender(msg, c.id)
 	rm.mu.Lock()
 	defer rm.mu.Unlock()
+	for rm.settling > 0 {
+		rm.cond.Wait()
+	}
 	if c.out {
 		return nil
 	}
@@ -172,9 +304,10 @@ func (rm *room) operation(c *conn, msg []byte) error {
 	if err != nil {
 		return &closeError{websocket.StatusPolicyViolation, err.Error()}
 	}
-	c.enqueueAll(replies)
-	rm.broadcast(c, msg)
-	return nil
+	w := rm.wrote()
+	rm.sendAll(c, replies, w)
+	rm.broadcast(c, msg, w)
+	return rm.await(w)
 }
 
 // peerMessage routes a PeerMessage from c (data: its text, fields: its
@@ -199,6 +332,10 @@ func (rm *room) peerMessage(c *conn, data []byte, fields map[string]json.RawMess
 		return nil
 	}
 	if recipient == rm.replicaID {
+		rm.settle() // the answer reads the replica: nothing not durable must show
+		if c.out {
+			return nil
+		}
 		var replies, forward [][]byte
 		var err error
 		if f, ok := rm.replica.(Forwarder); ok {
@@ -209,14 +346,15 @@ func (rm *room) peerMessage(c *conn, data []byte, fields map[string]json.RawMess
 		if err != nil {
 			return &closeError{websocket.StatusPolicyViolation, err.Error()}
 		}
-		c.enqueueAll(replies)
+		w := rm.wrote()
+		rm.sendAll(c, replies, w)
 		for _, m := range forward {
-			rm.broadcast(c, m)
+			rm.broadcast(c, m, w)
 		}
-		return nil
+		return rm.await(w)
 	}
 	if p := rm.find(recipient); p != nil {
-		p.enqueue(msg)
+		rm.send(p, msg, nil)
 	}
 	return nil
 }
