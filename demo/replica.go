@@ -61,11 +61,14 @@ type Forwarder interface {
 // for it to be durable, so that the writes of several calls share one sync
 // (group commit). The relay then sends nothing that comes after such a write
 // — its replies, its broadcast, and anything else the room sends meanwhile,
-// in order — until a sync has made it durable, and answers its sender only
-// then; a failed sync refuses every write it undid, as an error of Check
-// would. Unsynced and Synced, like every other method, run under the room's
-// serialization; the function Sync returns runs outside it, concurrently
-// with the other methods, and never with another such function.
+// in order — until a sync has made it durable; it reads on meanwhile, so the
+// messages a peer sends in a burst share a sync too. A failed sync closes
+// the sender of every write it undid, as an error of Check would (what they
+// sent after it is dropped). It calls PeerMessage (PeerMessageForward),
+// Joined and Close, which read what the replica holds, only when no write
+// waits for a sync. Unsynced and Synced, like every other method, run
+// under the room's serialization; the function Sync returns runs outside it,
+// concurrently with the other methods, and never with another such function.
 type GroupCommitter interface {
 	// Unsynced returns how many bytes were written and are not durable yet.
 	Unsynced() int64

@@ -33,12 +33,14 @@ type room struct {
 
 	// Group commit, when the replica is a GroupCommitter (gc): what the room sends
 	// after a write of the replica waits in outbox, in order, until a sync has made
-	// the write durable. One goroutine at a time syncs (committing), with the lock
-	// released meanwhile: the writes made meanwhile share the next sync. cond (on mu)
-	// is signalled when a sync ends and when a settle does; settling counts the calls
-	// waiting for every write to be durable, which new writes wait for.
+	// the write durable. A goroutine (commitAll, while committer is set) syncs while
+	// writes wait, with the lock released during each sync: the writes made meanwhile
+	// share the next. One sync runs at a time (committing). cond (on mu) is signalled
+	// when a sync ends and when a settle does; settling counts the calls waiting for
+	// every write to be durable, which new writes wait for.
 	gc         GroupCommitter
 	outbox     []outgoing
+	committer  bool
 	committing bool
 	settling   int
 	cond       *sync.Cond
@@ -46,11 +48,11 @@ type room struct {
 
 // outgoing is a message the room sends once the writes before it are durable. A write
 // of the replica is one without a recipient (to); the messages that come of it carry it
-// too (w), and are dropped if it fails.
+// too (w), and are dropped if it fails, with those that come after it of its sender's.
 type outgoing struct {
-	to  *conn
-	msg []byte
-	w   *write
+	to, from *conn // from: whose message it comes of (nil: the room's)
+	msg      []byte
+	w        *write
 }
 
 // write is one write of the replica: done once a sync decided it, err its failure.
@@ -124,7 +126,7 @@ func (rm *room) join(c *conn, peer, name string) {
 	rm.peers = append(rm.peers, c)
 	resp := rm.roster("JoinResponse")
 	resp.Peer = peer
-	rm.send(c, mustJSON(resp), nil)
+	rm.send(c, mustJSON(resp), nil, nil)
 	rm.broadcast(nil, mustJSON(rm.roster("ListPeersResponse")), nil)
 	if h, ok := rm.replica.(JoinHook); ok {
 		rm.sendAll(c, h.Joined(peer), nil)
@@ -183,52 +185,80 @@ func (rm *room) closeReplica(log *slog.Logger) {
 	}
 }
 
-// broadcast sends msg to every peer but except (w: the write it comes of, if any).
-func (rm *room) broadcast(except *conn, msg []byte, w *write) {
+// broadcast sends msg to every peer but from, whose message it comes of (w: the write
+// it comes of, if any).
+func (rm *room) broadcast(from *conn, msg []byte, w *write) {
 	for _, p := range rm.peers {
-		if p != except {
-			rm.send(p, msg, w)
+		if p != from {
+			rm.send(p, msg, from, w)
 		}
 	}
 }
 
-// send queues msg to c, after what waits in the outbox (w: the write msg comes of, if any).
-func (rm *room) send(c *conn, msg []byte, w *write) {
+// send queues msg to c, after what waits in the outbox; from is whose message it comes
+// of (nil: the room's), w the write it comes of, if any.
+func (rm *room) send(c *conn, msg []byte, from *conn, w *write) {
 	if len(rm.outbox) == 0 {
 		c.enqueue(msg)
 		return
 	}
-	rm.outbox = append(rm.outbox, outgoing{to: c, msg: msg, w: w})
+	rm.outbox = append(rm.outbox, outgoing{to: c, from: from, msg: msg, w: w})
 }
 
 func (rm *room) sendAll(c *conn, msgs [][]byte, w *write) {
 	for _, m := range msgs {
-		rm.send(c, m, w)
+		rm.send(c, m, c, w)
 	}
 }
 
-// wrote returns the write the replica call just made, queued in the outbox, or nil if
-// it made none that is not durable yet. Called after a call that succeeded, which
-// writes (Check), or which ran settled (PeerMessage): the bytes not durable are its.
-func (rm *room) wrote() *write {
+// reply sends c msg after what the room sends before it: a pong follows the replies
+// to the messages c sent before its ping.
+func (rm *room) reply(c *conn, msg []byte) {
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	rm.send(c, msg, c, nil)
+}
+
+// wrote returns the write the replica call for a message of from just made, queued in
+// the outbox, or nil if it made none that is not durable yet, and has a goroutine sync
+// it. Called after a call that succeeded, which writes (Check), or which ran settled
+// (PeerMessage): the bytes not durable are its.
+func (rm *room) wrote(from *conn) *write {
 	if rm.gc == nil || rm.gc.Unsynced() == 0 {
 		return nil
 	}
 	w := &write{}
-	rm.outbox = append(rm.outbox, outgoing{w: w})
+	rm.outbox = append(rm.outbox, outgoing{from: from, w: w})
+	if !rm.committer {
+		rm.committer = true
+		go rm.commitAll()
+	}
 	return w
 }
 
-// await returns once w (if any) is durable, or failed: then the error its sender is
-// closed with. It syncs if no one else does.
-func (rm *room) await(w *write) error {
-	for w != nil && !w.done {
+// maxUnsynced bounds the log bytes written and not durable, a message past it: a sender
+// waits for a sync then (as it waited for its own before group commit), so that peers
+// sending faster than the disk syncs cannot make the room hold more.
+const maxUnsynced = 1 << 20
+
+// waitWrite waits, with the lock held (released meanwhile), until a write may be made,
+// and reports whether c's message is still to be handled.
+func (rm *room) waitWrite(c *conn) bool {
+	for rm.settling > 0 || rm.gc != nil && rm.gc.Unsynced() >= maxUnsynced {
+		rm.cond.Wait()
+	}
+	return !c.out && !c.kicked()
+}
+
+// commitAll syncs until no write waits, in a goroutine of its own: the peers' messages
+// are handled meanwhile, and their writes share the next sync.
+func (rm *room) commitAll() {
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	for len(rm.outbox) > 0 {
 		rm.commit()
 	}
-	if w != nil && w.err != nil {
-		return &closeError{websocket.StatusPolicyViolation, w.err.Error()}
-	}
-	return nil
+	rm.committer = false
 }
 
 // settle returns once no write waits to be durable, syncing if no one else does; new
@@ -246,6 +276,10 @@ func (rm *room) settle() {
 // commit syncs the replica's writes so far, then sends what waited for them, or it waits
 // for the sync running to end. Called, and returns, with the lock held; it is released
 // while it waits or syncs: writes are made meanwhile, which the next sync takes.
+//
+// A failed sync undid every write not durable: their senders are closed as if the
+// replica had refused their messages (what they sent after is dropped, as a closed
+// connection's), and what comes of the writes is not sent.
 func (rm *room) commit() {
 	if rm.committing {
 		rm.cond.Wait()
@@ -271,8 +305,19 @@ func (rm *room) commit() {
 		}
 	}
 	// Send, in order, everything up to the first write still to sync.
+	var failed map[*conn]bool
 	for len(rm.outbox) > 0 && (rm.outbox[0].w == nil || rm.outbox[0].w.done) {
-		if o := rm.outbox[0]; o.to != nil && (o.w == nil || o.w.err == nil) {
+		o := rm.outbox[0]
+		switch {
+		case o.w != nil && o.w.err != nil:
+			if failed == nil {
+				failed = map[*conn]bool{}
+			}
+			if !failed[o.from] {
+				failed[o.from] = true
+				o.from.kick(websocket.StatusPolicyViolation, o.w.err.Error())
+			}
+		case o.to != nil && !failed[o.from]:
 			o.to.enqueue(o.msg)
 		}
 		rm.outbox[0] = outgoing{}
@@ -294,20 +339,17 @@ func (rm *room) operation(c *conn, msg []byte) error {
 	msg = withSender(msg, c.id)
 	rm.mu.Lock()
 	defer rm.mu.Unlock()
-	for rm.settling > 0 {
-		rm.cond.Wait()
-	}
-	if c.out {
+	if !rm.waitWrite(c) {
 		return nil
 	}
 	replies, err := rm.replica.Check(msg)
 	if err != nil {
 		return &closeError{websocket.StatusPolicyViolation, err.Error()}
 	}
-	w := rm.wrote()
+	w := rm.wrote(c)
 	rm.sendAll(c, replies, w)
 	rm.broadcast(c, msg, w)
-	return rm.await(w)
+	return nil
 }
 
 // peerMessage routes a PeerMessage from c (data: its text, fields: its
@@ -328,12 +370,12 @@ func (rm *room) peerMessage(c *conn, data []byte, fields map[string]json.RawMess
 
 	rm.mu.Lock()
 	defer rm.mu.Unlock()
-	if c.out {
+	if c.out || c.kicked() {
 		return nil
 	}
 	if recipient == rm.replicaID {
 		rm.settle() // the answer reads the replica: nothing not durable must show
-		if c.out {
+		if c.out || c.kicked() {
 			return nil
 		}
 		var replies, forward [][]byte
@@ -346,15 +388,15 @@ func (rm *room) peerMessage(c *conn, data []byte, fields map[string]json.RawMess
 		if err != nil {
 			return &closeError{websocket.StatusPolicyViolation, err.Error()}
 		}
-		w := rm.wrote()
+		w := rm.wrote(c)
 		rm.sendAll(c, replies, w)
 		for _, m := range forward {
 			rm.broadcast(c, m, w)
 		}
-		return rm.await(w)
+		return nil
 	}
 	if p := rm.find(recipient); p != nil {
-		rm.send(p, msg, nil)
+		rm.send(p, msg, c, nil)
 	}
 	return nil
 }
