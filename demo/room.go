@@ -12,7 +12,9 @@ import (
 
 // room is one map's joined connections and replica. Its mutex serializes
 // membership changes, replica calls and the queueing of broadcasts, so every
-// peer sees the room's messages in one order. A connection's messages are
+// peer sees the room's messages in one order (with a GroupCommitter replica,
+// they wait in the outbox in that order until the writes before them are
+// durable). A connection's messages are
 // handled only while it is in the room: one kicked leaves at once, while its
 // reader may still hold a message read before the kick, and that message
 // must not reach a replica its room's last leave has closed.
