@@ -388,3 +388,42 @@ func TestConcurrentSendersAreAllDurableInTheLogsOrder(t *testing.T) {
 	defer back.Close()
 	sameState(t, "read back after a crash", back.r.State(), want)
 }
+
+// A sync request to the relay is answered from what is durable only: it waits for the
+// writes before it to be fsync'd. Answered at once, from the replica holding an operation
+// whose fsync then failed, it handed a peer that operation, which the relay lost.
+func TestSyncAnswerWaitsForTheWritesBeforeIt(t *testing.T) {
+	gr := newGateRelay(t)
+	cs := gr.joinAll("bob", "dave")
+	b, d := cs[0], cs[1]
+	rb, rd := newCRDT(t, "bob"), newCRDT(t, "dave")
+
+	h := gr.g.hold()
+	gr.handle(b, rename(t, rb, "b1"))
+	release := held(t, h)
+	answered := make(chan error, 1)
+	go func() { answered <- d.handle(rd.SyncRequest("relay")) }()
+	rm := gr.room()
+	waitFor(t, "dave's request handled or waiting", func() bool {
+		rm.mu.Lock()
+		defer rm.mu.Unlock()
+		return rm.settling > 0 || len(answered) > 0
+	})
+	release <- errors.New("input/output error")
+	if err := <-answered; err != nil {
+		t.Fatal(err)
+	}
+	settled(rm)
+	if !b.kicked() || d.kicked() {
+		t.Fatalf("closed: bob %v (his operation failed its fsync), dave %v (%v): want bob only", b.kicked(), d.kicked(), d.reason)
+	}
+	got := drain(d)
+	if len(got) == 0 || kindOf(got[len(got)-1]) != "PeerMessage" {
+		t.Fatalf("dave received %q, want an answer to his sync request", got)
+	}
+	for _, m := range got {
+		if bytes.Contains(m, []byte(`f-bob`)) {
+			t.Fatalf("dave received %q, which carries bob's operation that failed its fsync", m)
+		}
+	}
+}
