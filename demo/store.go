@@ -25,8 +25,8 @@ import (
 //
 // Durability: Check or PeerMessage appends a message to the log, and the
 // relay has it fsync'd (GroupCommitter: Sync, Synced) before it broadcasts it
-// or answers it; the messages appended meanwhile, by the other peers of the
-// room, share that fsync (group commit). Whatever any peer has seen from the
+// or answers it; the messages appended meanwhile, by any peer of the room (the
+// rest of one peer's burst too), share that fsync (group commit). Whatever any peer has seen from the
 // relay survives a crash or power loss. A failed fsync cuts the log back to
 // its last fsync'd byte and reloads the replica: every message appended since
 // is refused (errStore), as one that could not be written is.
