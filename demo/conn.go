@@ -171,9 +171,23 @@ func (c *conn) written(msg []byte) {
 	c.qmu.Unlock()
 }
 
-func (c *conn) enqueueAll(msgs [][]byte) {
-	for _, m := range msgs {
-		c.enqueue(m)
+// reply queues msg for writing, after what c's room, if it joined one, still holds
+// back for it (group commit: the replies to c's earlier messages).
+func (c *conn) reply(msg []byte) {
+	if c.room == nil {
+		c.enqueue(msg)
+		return
+	}
+	c.room.reply(c, msg)
+}
+
+// kicked reports whether c is being closed.
+func (c *conn) kicked() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -270,7 +284,7 @@ func (c *conn) handle(data []byte) error {
 	if string(data) == "ping" {
 		// uMap's keep-alive: WebSocketTransport sends the text "ping" and waits for the
 		// text "pong" (websocket.js connect, onMessage; umap/sync/app.py sync answers it).
-		c.enqueue([]byte("pong"))
+		c.reply([]byte("pong"))
 		return nil
 	}
 	var fields map[string]json.RawMessage
@@ -295,7 +309,7 @@ func (c *conn) handle(data []byte) error {
 	}
 	switch kind {
 	case "ping":
-		c.enqueue([]byte(`{"kind":"pong"}`))
+		c.reply([]byte(`{"kind":"pong"}`))
 		return nil
 	case "JoinRequest", "OperationMessage", "SavedMessage", "PeerMessage":
 	default:

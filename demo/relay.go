@@ -301,7 +301,7 @@ func (r *Relay) join(c *conn, peer, name string) error {
 	var previous chan struct{}
 	opener := rm == nil
 	if opener {
-		rm = &room{name: c.mapName, ready: make(chan struct{})}
+		rm = newRoom(c.mapName)
 		r.rooms[c.mapName] = rm
 		previous = r.closing[c.mapName]
 	}
@@ -316,6 +316,7 @@ func (r *Relay) join(c *conn, peer, name string) error {
 			rm.openErr = err
 		} else {
 			rm.replica, rm.replicaID = rep, rep.ID()
+			rm.gc, _ = rep.(GroupCommitter)
 		}
 		close(rm.ready)
 	}

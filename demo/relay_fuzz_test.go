@@ -79,6 +79,7 @@ func FuzzRelayMessages(f *testing.F) {
 		for _, msg := range msgs {
 			before, beforeLen := store.r.State(), store.r.LogLen()
 			err := alice.handle(msg)
+			settled(rm) // what msg brings waits for its sync (group commit)
 			got := drain(bob)
 			if err != nil {
 				if _, ok := err.(*closeError); !ok {
@@ -152,6 +153,14 @@ func reopen(o storeOptions) (*storeReplica, error) {
 		return nil, err
 	}
 	return r.(*storeReplica), nil
+}
+
+// settled returns once rm holds back nothing for a sync (group commit): the messages
+// handled so far are durable, and what comes of them queued.
+func settled(rm *room) {
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	rm.settle()
 }
 
 // drain returns the messages queued for c, emptying its queue.

@@ -56,6 +56,30 @@ type Forwarder interface {
 	PeerMessageForward(msg []byte) (replies, forward [][]byte, err error)
 }
 
+// GroupCommitter is optionally implemented by a Replica whose Check and
+// PeerMessage (or PeerMessageForward) write what they store without waiting
+// for it to be durable, so that the writes of several calls share one sync
+// (group commit). The relay then sends nothing that comes after such a write
+// — its replies, its broadcast, and anything else the room sends meanwhile,
+// in order — until a sync has made it durable; it reads on meanwhile, so the
+// messages a peer sends in a burst share a sync too. A failed sync closes
+// the sender of every write it undid, as an error of Check would (what they
+// sent after it is dropped). It calls PeerMessage (PeerMessageForward),
+// Joined and Close, which read what the replica holds, only when no write
+// waits for a sync. Unsynced and Synced, like every other method, run
+// under the room's serialization; the function Sync returns runs outside it,
+// concurrently with the other methods, and never with another such function.
+type GroupCommitter interface {
+	// Unsynced returns how many bytes were written and are not durable yet.
+	Unsynced() int64
+	// Sync returns the function that makes durable what was written so far.
+	// Synced is called with its error before the next Sync.
+	Sync() func() error
+	// Synced ends a Sync. Given an error, it undoes every write not durable
+	// (the replica as before them) and returns the error their senders get.
+	Synced(err error) error
+}
+
 // ReplicaFactory opens the Replica of the map named mapName (already
 // validated against [A-Za-z0-9_-]{1,64}, so it is safe as a file name). It is
 // called when the first peer joins a room; an error refuses that join.

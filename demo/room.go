@@ -12,7 +12,9 @@ import (
 
 // room is one map's joined connections and replica. Its mutex serializes
 // membership changes, replica calls and the queueing of broadcasts, so every
-// peer sees the room's messages in one order. A connection's messages are
+// peer sees the room's messages in one order (with a GroupCommitter replica,
+// they wait in the outbox in that order until the writes before them are
+// durable). A connection's messages are
 // handled only while it is in the room: one kicked leaves at once, while its
 // reader may still hold a message read before the kick, and that message
 // must not reach a replica its room's last leave has closed.
@@ -30,6 +32,42 @@ type room struct {
 
 	mu    sync.Mutex
 	peers []*conn // in join order
+
+	// Group commit, when the replica is a GroupCommitter (gc): what the room sends
+	// after a write of the replica waits in outbox, in order, until a sync has made
+	// the write durable. A goroutine (commitAll, while committer is set) syncs while
+	// writes wait, with the lock released during each sync: the writes made meanwhile
+	// share the next. One sync runs at a time (committing). cond (on mu) is signalled
+	// when a sync ends and when a settle does; settling counts the calls waiting for
+	// every write to be durable, which new writes wait for.
+	gc         GroupCommitter
+	outbox     []outgoing
+	committer  bool
+	committing bool
+	settling   int
+	cond       *sync.Cond
+}
+
+// outgoing is a message the room sends once the writes before it are durable. A write
+// of the replica is one without a recipient (to); the messages that come of it carry it
+// too (w), and are dropped if it fails, with those that come after it of its sender's.
+type outgoing struct {
+	to, from *conn // from: whose message it comes of (nil: the room's)
+	msg      []byte
+	w        *write
+}
+
+// write is one write of the replica: done once a sync decided it, err its failure.
+type write struct {
+	done bool
+	err  error
+}
+
+// newRoom returns the room of a map, its replica not opened yet.
+func newRoom(name string) *room {
+	rm := &room{name: name, ready: make(chan struct{})}
+	rm.cond = sync.NewCond(&rm.mu)
+	return rm
 }
 
 // peersMessage is JoinResponse and ListPeersResponse. Peers is written as uMap's server
@@ -82,6 +120,7 @@ func (rm *room) roster(kind string) peersMessage {
 func (rm *room) join(c *conn, peer, name string) {
 	rm.mu.Lock()
 	defer rm.mu.Unlock()
+	rm.settle() // Joined reads the replica: nothing not durable must show
 	if !idPattern.MatchString(peer) || rm.taken(peer) {
 		peer = uuid.NewString()
 	}
@@ -89,10 +128,10 @@ func (rm *room) join(c *conn, peer, name string) {
 	rm.peers = append(rm.peers, c)
 	resp := rm.roster("JoinResponse")
 	resp.Peer = peer
-	c.enqueue(mustJSON(resp))
-	rm.broadcast(nil, mustJSON(rm.roster("ListPeersResponse")))
+	rm.send(c, mustJSON(resp), nil, nil)
+	rm.broadcast(nil, mustJSON(rm.roster("ListPeersResponse")), nil)
 	if h, ok := rm.replica.(JoinHook); ok {
-		c.enqueueAll(h.Joined(peer))
+		rm.sendAll(c, h.Joined(peer), nil)
 	}
 }
 
@@ -125,7 +164,7 @@ func (rm *room) leave(c *conn) (empty bool) {
 	if len(rm.peers) == 0 {
 		return true
 	}
-	rm.broadcast(nil, mustJSON(rm.roster("ListPeersResponse")))
+	rm.broadcast(nil, mustJSON(rm.roster("ListPeersResponse")), nil)
 	return false
 }
 
@@ -142,18 +181,155 @@ func (rm *room) empty() bool {
 func (rm *room) closeReplica(log *slog.Logger) {
 	rm.mu.Lock()
 	defer rm.mu.Unlock()
+	rm.settle()
 	if err := rm.replica.Close(); err != nil {
 		log.Error("closing replica", "map", rm.name, "err", err)
 	}
 }
 
-// broadcast queues msg to every peer but except.
-func (rm *room) broadcast(except *conn, msg []byte) {
+// broadcast sends msg to every peer but from, whose message it comes of (w: the write
+// it comes of, if any).
+func (rm *room) broadcast(from *conn, msg []byte, w *write) {
 	for _, p := range rm.peers {
-		if p != except {
-			p.enqueue(msg)
+		if p != from {
+			rm.send(p, msg, from, w)
 		}
 	}
+}
+
+// send queues msg to c, after what waits in the outbox; from is whose message it comes
+// of (nil: the room's), w the write it comes of, if any.
+func (rm *room) send(c *conn, msg []byte, from *conn, w *write) {
+	if len(rm.outbox) == 0 {
+		c.enqueue(msg)
+		return
+	}
+	rm.outbox = append(rm.outbox, outgoing{to: c, from: from, msg: msg, w: w})
+}
+
+func (rm *room) sendAll(c *conn, msgs [][]byte, w *write) {
+	for _, m := range msgs {
+		rm.send(c, m, c, w)
+	}
+}
+
+// reply sends c msg after what the room sends before it: a pong follows the replies
+// to the messages c sent before its ping.
+func (rm *room) reply(c *conn, msg []byte) {
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	rm.send(c, msg, c, nil)
+}
+
+// wrote returns the write the replica call for a message of from just made, queued in
+// the outbox, or nil if it made none that is not durable yet, and has a goroutine sync
+// it. Called after a call that succeeded, which writes (Check), or which ran settled
+// (PeerMessage): the bytes not durable are its.
+func (rm *room) wrote(from *conn) *write {
+	if rm.gc == nil || rm.gc.Unsynced() == 0 {
+		return nil
+	}
+	w := &write{}
+	rm.outbox = append(rm.outbox, outgoing{from: from, w: w})
+	if !rm.committer {
+		rm.committer = true
+		go rm.commitAll()
+	}
+	return w
+}
+
+// maxUnsynced bounds the log bytes written and not durable, a message past it: a sender
+// waits for a sync then (as it waited for its own before group commit), so that peers
+// sending faster than the disk syncs cannot make the room hold more.
+const maxUnsynced = 1 << 20
+
+// waitWrite waits, with the lock held (released meanwhile), until a write may be made,
+// and reports whether c's message is still to be handled.
+func (rm *room) waitWrite(c *conn) bool {
+	for rm.settling > 0 || rm.gc != nil && rm.gc.Unsynced() >= maxUnsynced {
+		rm.cond.Wait()
+	}
+	return !c.out && !c.kicked()
+}
+
+// commitAll syncs until no write waits, in a goroutine of its own: the peers' messages
+// are handled meanwhile, and their writes share the next sync.
+func (rm *room) commitAll() {
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	for len(rm.outbox) > 0 {
+		rm.commit()
+	}
+	rm.committer = false
+}
+
+// settle returns once no write waits to be durable, syncing if no one else does; new
+// writes wait meanwhile (one always coming would hold it forever). For the replica's
+// calls that read what it holds, and its close.
+func (rm *room) settle() {
+	rm.settling++
+	for len(rm.outbox) > 0 {
+		rm.commit()
+	}
+	rm.settling--
+	rm.cond.Broadcast()
+}
+
+// commit syncs the replica's writes so far, then sends what waited for them, or it waits
+// for the sync running to end. Called, and returns, with the lock held; it is released
+// while it waits or syncs: writes are made meanwhile, which the next sync takes.
+//
+// A failed sync undid every write not durable: their senders are closed as if the
+// replica had refused their messages (what they sent after is dropped, as a closed
+// connection's), and what comes of the writes is not sent.
+func (rm *room) commit() {
+	if rm.committing {
+		rm.cond.Wait()
+		return
+	}
+	rm.committing = true
+	n := len(rm.outbox) // the writes the sync takes are in outbox[:n]
+	var err error
+	if rm.gc.Unsynced() > 0 { // else a compaction has made everything durable
+		sync := rm.gc.Sync()
+		rm.mu.Unlock()
+		err = sync()
+		rm.mu.Lock()
+		err = rm.gc.Synced(err)
+	}
+	if err != nil || rm.gc.Unsynced() == 0 {
+		// A failed sync undid every write not durable; a compaction made them all durable.
+		n = len(rm.outbox)
+	}
+	for _, o := range rm.outbox[:n] {
+		if o.w != nil {
+			o.w.done, o.w.err = true, err
+		}
+	}
+	// Send, in order, everything up to the first write still to sync.
+	var failed map[*conn]bool
+	for len(rm.outbox) > 0 && (rm.outbox[0].w == nil || rm.outbox[0].w.done) {
+		o := rm.outbox[0]
+		switch {
+		case o.w != nil && o.w.err != nil:
+			if failed == nil {
+				failed = map[*conn]bool{}
+			}
+			if !failed[o.from] {
+				failed[o.from] = true
+				o.from.kick(websocket.StatusPolicyViolation, o.w.err.Error())
+			}
+		case o.to != nil && !failed[o.from]:
+			o.to.enqueue(o.msg)
+		}
+		rm.outbox[0] = outgoing{}
+		rm.outbox = rm.outbox[1:]
+	}
+	if len(rm.outbox) == 0 {
+		rm.outbox = nil // the array goes back
+	}
+	rm.committing = false
+	rm.cond.Broadcast()
 }
 
 // operation has the replica check an OperationMessage or SavedMessage from
@@ -165,15 +341,16 @@ func (rm *room) operation(c *conn, msg []byte) error {
 	msg = withSender(msg, c.id)
 	rm.mu.Lock()
 	defer rm.mu.Unlock()
-	if c.out {
+	if !rm.waitWrite(c) {
 		return nil
 	}
 	replies, err := rm.replica.Check(msg)
 	if err != nil {
 		return &closeError{websocket.StatusPolicyViolation, err.Error()}
 	}
-	c.enqueueAll(replies)
-	rm.broadcast(c, msg)
+	w := rm.wrote(c)
+	rm.sendAll(c, replies, w)
+	rm.broadcast(c, msg, w)
 	return nil
 }
 
@@ -195,10 +372,14 @@ func (rm *room) peerMessage(c *conn, data []byte, fields map[string]json.RawMess
 
 	rm.mu.Lock()
 	defer rm.mu.Unlock()
-	if c.out {
+	if c.out || c.kicked() {
 		return nil
 	}
 	if recipient == rm.replicaID {
+		rm.settle() // the answer reads the replica: nothing not durable must show
+		if c.out || c.kicked() {
+			return nil
+		}
 		var replies, forward [][]byte
 		var err error
 		if f, ok := rm.replica.(Forwarder); ok {
@@ -209,14 +390,15 @@ func (rm *room) peerMessage(c *conn, data []byte, fields map[string]json.RawMess
 		if err != nil {
 			return &closeError{websocket.StatusPolicyViolation, err.Error()}
 		}
-		c.enqueueAll(replies)
+		w := rm.wrote(c)
+		rm.sendAll(c, replies, w)
 		for _, m := range forward {
-			rm.broadcast(c, m)
+			rm.broadcast(c, m, w)
 		}
 		return nil
 	}
 	if p := rm.find(recipient); p != nil {
-		p.enqueue(msg)
+		rm.send(p, msg, c, nil)
 	}
 	return nil
 }

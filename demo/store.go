@@ -23,9 +23,13 @@ import (
 //	<map>.log       every message the replica accepted since that snapshot,
 //	                one JSON text per line, in the order received
 //
-// Durability: a message is appended to the log and fsync'd before Check or
-// PeerMessage returns, that is before the relay broadcasts it or answers it.
-// Whatever any peer has seen from the relay survives a crash or power loss.
+// Durability: Check or PeerMessage appends a message to the log, and the
+// relay has it fsync'd (GroupCommitter: Sync, Synced) before it broadcasts it
+// or answers it; the messages appended meanwhile, by any peer of the room (the
+// rest of one peer's burst too), share that fsync (group commit). Whatever any peer has seen from the
+// relay survives a crash or power loss. A failed fsync cuts the log back to
+// its last fsync'd byte and reloads the replica: every message appended since
+// is refused (errStore), as one that could not be written is.
 // A message is written only after the replica accepted it, so a rejected one
 // (malformed, far-future clock, …) never reaches the disk.
 //
@@ -128,6 +132,9 @@ type storeOptions struct {
 	Replica crdt.Options
 	// Log receives storage events (default slog.Default()).
 	Log *slog.Logger
+	// syncLog makes the log's writes durable (default (*os.File).Sync); tests
+	// replace it to watch or fail the fsyncs.
+	syncLog func(*os.File) error
 }
 
 // newStoreFactory returns a ReplicaFactory opening crdt replicas persisted
@@ -141,6 +148,9 @@ func newStoreFactory(o storeOptions) ReplicaFactory {
 	}
 	if o.Log == nil {
 		o.Log = slog.Default()
+	}
+	if o.syncLog == nil {
+		o.syncLog = (*os.File).Sync
 	}
 	if o.Replica.Limits == (crdt.Limits{}) {
 		o.Replica.Limits = crdt.DefaultLimits()
@@ -168,6 +178,11 @@ type storeReplica struct {
 	// 1,000,000 live paths: a ~50 MB snapshot and seconds of Compact and Snapshot, with the
 	// room waiting, per 1,000 messages).
 	snapBytes int64
+	// synced is the log's bytes known durable; syncing is set from Sync to Synced,
+	// syncTo the log's bytes when Sync was called.
+	synced  int64
+	syncing bool
+	syncTo  int64
 }
 
 func openStore(o storeOptions, name string) (*storeReplica, error) {
@@ -319,6 +334,7 @@ func (s *storeReplica) keepLog(keep int64) error {
 		}
 	}
 	s.compactAt, s.compactBytesAt = s.lines+s.opts.CompactEvery, s.logBytes+s.opts.CompactBytes
+	s.synced = s.logBytes
 	return s.logFile.Sync()
 }
 
@@ -451,7 +467,8 @@ func peerVerb(msg []byte) string {
 // errStore wraps a storage failure reported to a peer (its text is the close reason).
 var errStore = errors.New("internal: the relay could not store the message")
 
-// append writes msg as one log line and fsyncs it, then compacts if due.
+// append writes msg as one log line, then compacts if due and no fsync is running (the
+// compaction makes it durable). Sync and Synced fsync it, with whatever follows it.
 func (s *storeReplica) append(msg []byte) error {
 	line := make([]byte, 0, len(msg)+1)
 	line = append(line, msg...)
@@ -468,13 +485,16 @@ func (s *storeReplica) append(msg []byte) error {
 		s.dropTail()
 		return errStore
 	}
-	if err := s.logFile.Sync(); err != nil {
-		s.opts.Log.Error("syncing the log", "map", s.name, "err", err)
-		s.dropTail()
-		return errStore
-	}
 	s.lines++
 	s.logBytes += int64(len(line))
+	if !s.syncing {
+		s.compactIfDue()
+	}
+	return nil
+}
+
+// compactIfDue compacts when the log has grown enough since the last compaction.
+func (s *storeReplica) compactIfDue() {
 	if s.lines >= s.compactAt && s.logBytes >= s.snapBytes/8 || s.logBytes >= s.compactBytesAt {
 		if err := s.compact(); err != nil {
 			// The log still holds everything: retry after as much again.
@@ -482,6 +502,35 @@ func (s *storeReplica) append(msg []byte) error {
 			s.compactAt, s.compactBytesAt = s.lines+s.opts.CompactEvery, s.logBytes+s.opts.CompactBytes
 		}
 	}
+}
+
+// Unsynced returns how many of the log's bytes are not fsync'd yet.
+func (s *storeReplica) Unsynced() int64 { return s.logBytes - s.synced }
+
+// Sync returns the fsync of the log as written so far, to be run without the room's lock
+// while more is appended; Synced takes its result. No compaction runs meanwhile: a log
+// truncated under a running fsync would leave what it covers unknown.
+func (s *storeReplica) Sync() func() error {
+	s.syncing, s.syncTo = true, s.logBytes
+	f, sync := s.logFile, s.opts.syncLog
+	return func() error { return sync(f) }
+}
+
+// Synced ends a Sync. After an fsync that failed, the log is cut back to its last fsync'd
+// byte, dropping every line written since (the sync's and those appended meanwhile), and
+// the replica reloaded from the files, so that none of those messages, all refused
+// (errStore), stays in it; as after a failed write. Else the compaction, if due, runs now.
+func (s *storeReplica) Synced(err error) error {
+	s.syncing = false
+	if err != nil {
+		s.opts.Log.Error("syncing the log", "map", s.name, "err", err)
+		s.logBytes = s.synced
+		s.dropTail()
+		s.reload()
+		return errStore
+	}
+	s.synced = s.syncTo
+	s.compactIfDue()
 	return nil
 }
 
@@ -525,7 +574,7 @@ func (s *storeReplica) compact() error {
 	// The log is empty from here, whatever the sync says: logBytes is where a failed
 	// append cuts it back to (dropTail), and a stale one would pad it with zeros.
 	logged := s.lines
-	s.lines, s.logBytes = 0, 0
+	s.lines, s.logBytes, s.synced = 0, 0, 0
 	if err := s.logFile.Sync(); err != nil {
 		return err
 	}
