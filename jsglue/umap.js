@@ -18,7 +18,9 @@
 //   set of a key           → updater.update({verb: "update", subject, metadata, key, value})
 //   unset of a key         → updater.update({verb: "update", subject, metadata, key})  (no value: uMap's unset)
 //   set of the whole value → updater.upsert({verb: "upsert", subject, metadata, value}), then
-//                            updater.update(…) of each top-level key uMap's upsert leaves
+//                            updater.update(…) of each top-level key uMap's upsert leaves,
+//                            then updater.update({…, key}) (no value) of each top-level key
+//                            uMap's object holds and the value lacks
 // (a feature's properties and properties._umap_options are given an empty _umap_options
 // where they have none: see #featureProperties)
 //   deleted                → updater.delete({verb: "delete", subject, metadata})
@@ -38,6 +40,11 @@ export class UmapSyncEngine {
   #ownsEngine;
   #off;
   #depth = 0;
+  // object (subject + metadata) → the top-level keys its uMap object holds (#track); features
+  // apart, and only for keys beside id, type, geometry and properties (an entry only when it
+  // has some: most features have none).
+  #shown = new Map();
+  #shownFeatures = new Map();
   #saving = 0; // save() calls under way
   #editedWhileSaving = false;
   #onError;
@@ -70,9 +77,21 @@ export class UmapSyncEngine {
     this.#onError = onError ?? ((error) => queueMicrotask(() => { throw error; }));
     this.#onStateChange = onStateChange;
     this.#onReconnect = onReconnect;
+    // The top-level keys uMap's objects hold, as far as the engine told (see #track): what a
+    // new whole value of an object must take away. An engine handed over may hold objects
+    // already (shown by whoever built the map from it).
+    if (!this.#ownsEngine) {
+      for (const { subject, metadata, value } of JSON.parse(engine.state())) {
+        this.#track({ kind: "created", subject, metadata, value });
+      }
+    }
     this.#off = engine.onChange((event) => {
-      if (event.origin === "local") return; // uMap's UI already shows its own edits
-      for (const change of event.changes) this.#apply(change);
+      // uMap's UI already shows its own edits: they are only tracked.
+      const remote = event.origin !== "local";
+      for (const change of event.changes) {
+        if (remote) this.#apply(change);
+        this.#track(change);
+      }
     });
     // uMap's code reads the undo manager of its engine (undo, redo, isDirty, toggleState).
     this._undoManager = {
@@ -394,6 +413,62 @@ export class UmapSyncEngine {
           this.#call(updater, "update", { verb: "update", subject, metadata, key: k, value: value[k] }, change);
         }
       }
+      // The keys the new value lacks and uMap's object still holds: uMap's upsert of an
+      // object it has leaves them (DataLayerUpdater: it changes nothing), and the updates
+      // above set only what the value holds. An update without value takes each away
+      // (setObjectValue deletes the key), as uMap's unset does; the id is the metadata's.
+      if (kind === "set") {
+        for (const k of this.#shownKeys(change)) {
+          if (k !== "id" && !(isPlain(value) && Object.hasOwn(value, k))) {
+            this.#call(updater, "update", { verb: "update", subject, metadata, key: k }, change);
+          }
+        }
+      }
+    }
+  }
+
+  // The top-level keys uMap's object for the change's object holds, as #track recorded them.
+  #shownKeys({ subject, metadata }) {
+    const shown = subject === "feature" ? this.#shownFeatures : this.#shown;
+    if (shown.size === 0) return [];
+    return [...(shown.get(subject + "\0" + JSON.stringify(metadata)) ?? [])];
+  }
+
+  // #track records, from every change the engine reports (local ones too: uMap's UI made
+  // them on its objects), which top-level keys each object's uMap object holds: a whole value
+  // gives its keys, a set of a path adds its first key, an unset of a top-level key takes it
+  // away (an unset below one leaves the key, maybe {}), a delete forgets the object.
+  #track({ kind, subject, metadata, key, value }) {
+    const feature = subject === "feature";
+    const shown = feature ? this.#shownFeatures : this.#shown;
+    let top;
+    let whole = true;
+    if (key !== undefined) {
+      [top, whole] = topKey(key);
+      if (feature && FEATURE_KEYS.has(top)) return;
+      if (kind !== "set" && shown.size === 0) return;
+    } else if (kind === "deleted" || !isPlain(value)) {
+      if (shown.size > 0) shown.delete(subject + "\0" + JSON.stringify(metadata));
+      return;
+    }
+    let keys;
+    if (key === undefined) {
+      keys = Object.keys(value);
+      if (feature) keys = keys.filter((k) => !FEATURE_KEYS.has(k));
+      if (keys.length === 0 && shown.size === 0) return;
+    }
+    const id = subject + "\0" + JSON.stringify(metadata);
+    if (key === undefined) {
+      if (keys.length > 0) shown.set(id, new Set(keys));
+      else shown.delete(id);
+    } else if (kind === "set") {
+      let held = shown.get(id);
+      if (held === undefined) shown.set(id, (held = new Set()));
+      held.add(top);
+    } else if (whole) {
+      const held = shown.get(id);
+      held?.delete(top);
+      if (held?.size === 0) shown.delete(id);
     }
   }
 
@@ -445,6 +520,27 @@ function meta(metadata) {
 
 function old(oldValue) {
   return oldValue === undefined ? undefined : { oldValue };
+}
+
+// A feature's keys uMap's FeatureUpdater handles itself (upsert: geometry; type is a getter of
+// it; properties: #featureProperties; id: the metadata's).
+const FEATURE_KEYS = new Set(["id", "type", "geometry", "properties"]);
+
+// topKey gives a key path's first name (unescaped: the path a\.b is the name "a.b") and whether it
+// is the whole path.
+function topKey(key) {
+  if (!key.includes("\\")) {
+    const dot = key.indexOf(".");
+    return dot < 0 ? [key, true] : [key.slice(0, dot), false];
+  }
+  let name = "";
+  for (let i = 0; i < key.length; i++) {
+    const c = key[i];
+    if (c === "\\" && i + 1 < key.length) name += key[++i];
+    else if (c === ".") return [name, false];
+    else name += c;
+  }
+  return [name, true];
 }
 
 function isPlain(v) {
