@@ -202,13 +202,16 @@ export class UmapSyncEngine {
   redo(): UndoResult;
   canUndo(): boolean;
   canRedo(): boolean;
-  /** Whether there are unsaved local edits (engine.dirty()). */
+  /**
+   * Whether there are unsaved local edits (engine.dirty()), or the map was never saved: the map
+   * updater's getStoredObject() (uMap's: the map) has no id, as uMap's isDirty() says.
+   */
   isDirty(): boolean;
   /**
    * Saves each stored object with unsaved edits once (getStoredObject(metadata).save(), parents
-   * first), stopping at the first falsy result (false); then saved() with the clock taken before
-   * the saves, so edits made meanwhile stay unsaved. Returns true when all saved. (uMap's also
-   * saves a map that has no id yet without any edit: the page does that one itself.)
+   * first; the map first, edited or not, when it has no id yet, as uMap's save() does),
+   * stopping at the first falsy result (false); then saved() with the clock taken before the
+   * saves, so edits made meanwhile stay unsaved. Returns true when all saved.
    */
   save(): Promise<boolean>;
   /** Marks the local edits up to horizon (default: all) saved and sends a SavedMessage. */

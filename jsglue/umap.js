@@ -244,20 +244,35 @@ export class UmapSyncEngine {
     return this.#engine.canRedo();
   }
 
-  /** Whether local edits are not saved yet (engine.dirty()). */
+  /**
+   * Whether local edits are not saved yet (engine.dirty()), or the map is not (uMap's
+   * isDirty(): a map without an id, never saved, is dirty).
+   */
   isDirty() {
-    return this.#engine.dirty().length > 0;
+    return this.#newMap() !== undefined || this.#engine.dirty().length > 0;
+  }
+
+  // The map's stored object (uMap's MapUpdater.getStoredObject(): the map itself) when it has
+  // no id yet: a map the server has not made, which uMap's engine counts dirty and saves
+  // first (_getDirtyObjects), whatever else is.
+  #newMap() {
+    const updater = this.updaters.map;
+    if (typeof updater?.getStoredObject !== "function") return undefined;
+    const map = updater.getStoredObject({});
+    return map !== null && typeof map === "object" && !map.id ? map : undefined;
   }
 
   // --- saving ------------------------------------------------------------------------------
 
   /**
    * uMap's save(): calls save() once on each stored object (updater.getStoredObject(metadata))
-   * with unsaved local edits, parents first; stops at the first that resolves falsy (false).
+   * with unsaved local edits, parents first — the map first when it has no id yet (a new map,
+   * uMap's _getDirtyObjects) —; stops at the first that resolves falsy (false).
    * Then announces the save to the peers (saved()) and returns true.
    */
   async save() {
-    const objects = [];
+    const newMap = this.#newMap();
+    const objects = newMap === undefined ? [] : [newMap];
     for (const { subject, metadata } of this.#engine.dirty()) {
       const updater = this.updaters[subject];
       const obj = typeof updater?.getStoredObject === "function" ? updater.getStoredObject({ ...metadata }) : undefined;
