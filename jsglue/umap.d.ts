@@ -174,7 +174,11 @@ export class UmapSyncEngine {
   /** stop(), stops applying the engine's changes, closes the engine createUmapSync made. */
   close(): void;
 
-  /** Replaces the whole object (a feature's GeoJSON, a datalayer); oldValue serves undo where the engine never saw one. */
+  /**
+   * Replaces the whole object (a feature's GeoJSON, a datalayer); oldValue serves undo where
+   * the engine never saw one. null (uMap's new features pass it) or none: the object was not
+   * there, and an undo deletes it.
+   */
   upsert(subject: Subject, metadata: Metadata | undefined, value: Value, oldValue?: Value): void;
   /**
    * Sets key (value undefined: unsets it). options with a falsy undo ({undo: false}: a

@@ -160,8 +160,14 @@ export class UmapSyncEngine {
 
   // --- local edits (engine.js SyncEngine) -----------------------------------------------
 
+  /**
+   * uMap's upsert. An oldValue of null (uMap's features pass it when they are made:
+   * sync.upsert(toGeoJSON(), null)) says the object was not there, as for uMap's UndoManager,
+   * whose undo then deletes it: the engine is given no oldValue, and its undo deletes the
+   * object (given null, the engine would undo to a value of null).
+   */
   upsert(subject, metadata, value, oldValue) {
-    this.#engine.upsert(subject, meta(metadata), value, old(oldValue));
+    this.#engine.upsert(subject, meta(metadata), value, oldValue === null ? undefined : old(oldValue));
     this.#edited();
   }
 
@@ -395,6 +401,13 @@ export class UmapSyncEngine {
       return;
     }
     const metadata = { ...change.metadata };
+    // A whole value of null (an undo, by another client, of an upsert made with oldValue
+    // null): uMap's UndoManager turns an upsert of null into a delete (copyOperation); its
+    // updaters' upsert would throw on it. A later value makes the object again (upsert).
+    if (key === undefined && change.value === null) {
+      if (kind === "set") this.#call(updater, "delete", { verb: "delete", subject, metadata }, change);
+      return;
+    }
     if (kind === "deleted") {
       this.#call(updater, "delete", { verb: "delete", subject, metadata }, change);
     } else if (key !== undefined && subject === "feature" && (key === "properties" || key === "properties._umap_options")) {
