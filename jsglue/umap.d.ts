@@ -109,7 +109,13 @@ export interface UmapSyncOptions {
    * the peers fetch it when this replica rejoins). Default: thrown from a microtask.
    */
   onError?: (error: unknown, change: import("./index.js").Change | undefined) => void;
-  /** After every edit, undo, redo, save, visible remote change and peer's SavedMessage (uMap's toggleState moments). */
+  /**
+   * After every edit (a batch's: at its commit), undo, redo, save, visible remote change and
+   * peer's SavedMessage (uMap's toggleState moments), and _undoManager.toggleState(). Default: what uMap's toggleState does
+   * to the page when there is a document — the .edit-undo and .edit-redo buttons disabled
+   * when there is nothing to undo or redo, the body's umap-is-dirty class, the
+   * .disabled-on-dirty and .enabled-on-dirty buttons.
+   */
   onStateChange?: (state: UmapSyncState) => void;
   /** After reconnect() (the socket closed unasked): where the page's reconnection policy starts. */
   onReconnect?: (sync: UmapSyncEngine) => void;

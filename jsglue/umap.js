@@ -75,7 +75,7 @@ export class UmapSyncEngine {
     this.offline = false;
     this.peers = undefined;
     this.#onError = onError ?? ((error) => queueMicrotask(() => { throw error; }));
-    this.#onStateChange = onStateChange;
+    this.#onStateChange = onStateChange ?? toggleState;
     this.#onReconnect = onReconnect;
     // The top-level keys uMap's objects hold, as far as the engine told (see #track): what a
     // new whole value of an object must take away. An engine handed over may hold objects
@@ -385,7 +385,10 @@ export class UmapSyncEngine {
   }
 
   #stateChanged() {
-    if (!this.#onStateChange) return;
+    // uMap's toggleState comes with each undo step, a batch's at its commit (and isDirty()
+    // reads the engine's dirty objects: not once per edit of an import). The default's work
+    // needs a page.
+    if (this.#depth > 0 || (this.#onStateChange === toggleState && globalThis.document === undefined)) return;
     try {
       this.#onStateChange({ canUndo: this.#engine.canUndo(), canRedo: this.#engine.canRedo(), dirty: this.isDirty() });
     } catch (e) {
@@ -539,6 +542,21 @@ export async function createUmapSync(options) {
     made.close();
     throw e;
   }
+}
+
+// The default onStateChange: what uMap's UndoManager.toggleState() does to the page (its
+// undo and redo buttons, the body's umap-is-dirty class, the buttons disabled or enabled on
+// dirty); nothing without a document, as uMap's.
+function toggleState({ canUndo, canRedo, dirty }) {
+  const document = globalThis.document;
+  if (document === undefined) return;
+  const undoButton = document.querySelector(".edit-undo");
+  const redoButton = document.querySelector(".edit-redo");
+  if (undoButton) undoButton.disabled = !canUndo;
+  if (redoButton) redoButton.disabled = !canRedo;
+  document.body.classList.toggle("umap-is-dirty", dirty);
+  for (const button of document.querySelectorAll(".disabled-on-dirty")) button.disabled = dirty;
+  for (const button of document.querySelectorAll(".enabled-on-dirty")) button.disabled = !dirty;
 }
 
 // uMap's map has no metadata (getSyncMetadata gives {subject: "map"}): the engine takes {}.
