@@ -163,7 +163,8 @@ export class UmapSyncEngine {
   peers: unknown;
   /** What uMap's code reads of its engine's UndoManager. */
   readonly _undoManager: {
-    undo(): UndoResult;
+    /** undo(true) redoes, as uMap's UndoManager.undo(redo) does. */
+    undo(redo?: boolean): UndoResult;
     redo(): UndoResult;
     isDirty(): boolean;
     toggleState(): void;

@@ -95,7 +95,8 @@ export class UmapSyncEngine {
     });
     // uMap's code reads the undo manager of its engine (undo, redo, isDirty, toggleState).
     this._undoManager = {
-      undo: () => this.undo(),
+      // uMap's UndoManager.undo(redo = false): undo(true) is its redo.
+      undo: (redo = false) => (redo ? this.redo() : this.undo()),
       redo: () => this.redo(),
       isDirty: () => this.isDirty(),
       toggleState: () => this.#stateChanged(),

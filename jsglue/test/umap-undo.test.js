@@ -177,3 +177,15 @@ test("a whole value of null (an undo, by other code on the same engine, of an up
   assert.deepEqual(errors, []);
   assert.deepEqual(features.f1.geometry, { type: "Point", coordinates: [1, 2] });
 });
+
+test("_undoManager.undo(true) redoes, as uMap's UndoManager.undo(redo) does", async (t) => {
+  const sync = await createUmapSync({ updaters: { datalayer: { update() {} } }, engineOptions: { peerId: "alice" } });
+  t.after(() => sync.close());
+  sync.update("datalayer", L1, "name", "roads");
+  sync._undoManager.undo();
+  assert.equal(sync.engine.get("datalayer", L1, "name"), undefined);
+  assert.equal(sync._undoManager.undo(true).done, true);
+  assert.equal(sync.engine.get("datalayer", L1, "name"), "roads");
+  sync._undoManager.undo(false);
+  assert.equal(sync.engine.get("datalayer", L1, "name"), undefined);
+});
