@@ -200,6 +200,14 @@ test("over uMap's server (it echoes to the sender, validates, never rewrites sen
   assert.equal(a.sync.isDirty(), false);
   assert.equal(b.sync.isDirty(), true);
   assert.deepEqual(a.model, b.model);
+  // An edit and its undo before any echo comes back: the echoes change nothing.
+  a.model.features.f1.properties.name = "w";
+  a.sync.update("feature", fmeta("f1"), "properties.name", "w", "z");
+  const seen = a.calls.length;
+  a.sync.undo();
+  server.pump();
+  assert.deepEqual(a.calls.slice(seen).map((c) => [c.key, c.value]), [["properties.name", "z"]], "alice's updaters got her undo only");
+  assert.deepEqual(a.model, b.model);
   // A late joiner: its JoinResponse, then the ListPeersResponse every peer gets.
   const c = await makePeer(t, "carol");
   c.sync.attach(server.connect(c.sync, "Carol"));
@@ -209,4 +217,43 @@ test("over uMap's server (it echoes to the sender, validates, never rewrites sen
   for (const { from, message } of server.sent) {
     if (message.sender !== undefined) assert.equal(message.sender, from, "each message names its own sender");
   }
+});
+
+test("over uMap's server: a dropped socket, edits on both sides meanwhile, a new socket: both maps end equal", async (t) => {
+  const server = new UmapServer();
+  const a = await makePeer(t, "alice");
+  const b = await makePeer(t, "bob");
+  a.sync.attach(server.connect(a.sync, "Alice"));
+  const first = server.connect(b.sync, "Bob");
+  b.sync.attach(first);
+  server.pump();
+  a.model.layers.L1 = { id: "L1", name: "Roads" };
+  a.sync.upsert("datalayer", { id: "L1" }, { id: "L1", name: "Roads" });
+  server.pump();
+  // The socket drops: the server forgets bob; uMap's transport, not asked to close, calls
+  // reconnect().
+  first.isOpen = false;
+  server.disconnect("bob");
+  assert.equal(b.sync.closeRequested, false);
+  b.sync.reconnect();
+  assert.equal(b.sync.websocketConnected, false);
+  b.model.layers.L1.color = "Red";
+  b.sync.update("datalayer", { id: "L1" }, "color", "Red");
+  a.model.layers.L1.name = "Streets";
+  a.sync.update("datalayer", { id: "L1" }, "name", "Streets", "Roads");
+  server.pump();
+  assert.deepEqual(a.model.layers.L1, { id: "L1", name: "Streets" });
+  // A new socket (uMap's engine: authenticate() after a delay).
+  b.sync.attach(server.connect(b.sync, "Bob"));
+  server.pump();
+  assert.equal(b.sync.websocketConnected, true);
+  assert.deepEqual(a.model.layers.L1, { id: "L1", name: "Streets", color: "Red" });
+  assert.deepEqual(b.model, a.model);
+  // stop(): uMap's transport.close() sets closeRequested, so its onclose does not reconnect.
+  b.sync.stop();
+  assert.equal(b.sync.closeRequested, true);
+  assert.deepEqual(b.sync.getPeers(), { alice: "Alice", bob: "Bob" }, "the last list, as uMap's keeps it");
+  server.pump();
+  assert.deepEqual(a.sync.getPeers(), { alice: "Alice" });
+  assert.deepEqual(server.dropped, []);
 });
