@@ -22,7 +22,8 @@
 //                            then updater.update({…, key}) (no value) of each top-level key
 //                            uMap's object holds and the value lacks
 // (a feature's properties and properties._umap_options are given an empty _umap_options
-// where they have none: see #featureProperties)
+// where they have none: see #featureProperties; a datalayer's value is upserted without its
+// "options" / "properties" key, whose leaves follow as updates of options.… paths)
 //   deleted                → updater.delete({verb: "delete", subject, metadata})
 // through updater.applyMessage(operation) when the updater has one (uMap's BaseUpdater), as
 // uMap's _applyOperation does. Local edits are not applied (uMap's UI made them already).
@@ -422,15 +423,31 @@ export class UmapSyncEngine {
       this.#call(updater, "update", { verb: "update", subject, metadata, key }, change);
     } else {
       const value = kind === "unset" ? {} : change.value;
+      // A datalayer's value is what uMap upserts, its options (uMap 3: its properties), but
+      // uMap's form edits them as options.name (properties.name): a path on the DataLayer,
+      // which the engine keeps under the value's "options" key. uMap's upsert would take that
+      // key for an option (a late joiner would show the name the layer was made with): it is
+      // left out of the upsert, and its leaves follow as updates of those paths, as the edits
+      // reached the peers that were there.
+      let base = value;
+      const paths = [];
+      if (subject === "datalayer" && isPlain(value)) {
+        for (const k of DATALAYER_PATHS) {
+          if (!isPlain(value[k])) continue;
+          if (base === value) base = { ...value };
+          delete base[k];
+          leaves(value[k], k, paths);
+        }
+      }
       if (typeof updater.upsert === "function") {
-        this.#call(updater, "upsert", { verb: "upsert", subject, metadata, value }, change);
+        this.#call(updater, "upsert", { verb: "upsert", subject, metadata, value: base }, change);
         // A new value of an object the map shows (a "set": it was alive), maybe an upsert and
         // the key edits after it in one message: uMap's upsert of an object it has applies
         // part of it (FeatureUpdater: the geometry; DataLayerUpdater: nothing). The rest
         // follows as updates of its top-level keys.
         if (kind === "set" && isPlain(value)) {
           const feature = subject === "feature";
-          for (const k of Object.keys(value)) {
+          for (const k of Object.keys(base)) {
             // A feature's geometry came with upsert; its type is a getter of the geometry, and
             // its id (like any object's) is the metadata's.
             if (k === "id" || (feature && (k === "geometry" || k === "type" || k === "properties"))) continue;
@@ -438,6 +455,7 @@ export class UmapSyncEngine {
           }
           if (feature) this.#featureProperties(updater, metadata, "properties", value.properties, change);
         }
+        for (const [k, v] of paths) this.#call(updater, "update", { verb: "update", subject, metadata, key: k, value: v }, change);
       } else if (value !== null && typeof value === "object" && !Array.isArray(value)) {
         // An updater without upsert (uMap's map and permissions updaters): one update per
         // top-level key.
@@ -567,6 +585,21 @@ function meta(metadata) {
 
 function old(oldValue) {
   return oldValue === undefined ? undefined : { oldValue };
+}
+
+// The keys of a datalayer's value under which the engine keeps uMap's edits of its
+// options.name / properties.name paths (see #apply).
+const DATALAYER_PATHS = ["options", "properties"];
+
+// leaves appends [path, value] for each leaf of obj (a value that is not a non-empty plain
+// object) under prefix: uMap's setObjectValue writes into the objects on the way, so each
+// leaf written keeps what uMap's object holds beside it, as the path edits did.
+function leaves(obj, prefix, out) {
+  for (const [k, v] of Object.entries(obj)) {
+    if (isPlain(v) && Object.keys(v).length > 0) leaves(v, `${prefix}.${k}`, out);
+    else out.push([`${prefix}.${k}`, v]);
+  }
+  return out;
 }
 
 // A feature's keys uMap's FeatureUpdater handles itself (upsert: geometry; type is a getter of

@@ -188,7 +188,9 @@ test("a peer's upsert of the map (an updater without upsert) takes away the keys
 
 test("over an engine that held the datalayer before the adapter came, its keys are known", async (t) => {
   const bobEngine = await createEngine({ peerId: "bob" });
-  const early = await createEngine({ peerId: "carol" });
+  // "aaron" < "alice": in the same millisecond, alice's later write still wins (HLC ties go
+  // to the greater peer id).
+  const early = await createEngine({ peerId: "aaron" });
   early.upsert("datalayer", L1, { id: "L1", name: "Roads", color: "Red" });
   for (const m of early.flush()) bobEngine.receive(m);
   early.close();
@@ -218,4 +220,67 @@ test("a feature's top-level key beside geometry and properties, gone from its ne
     calls.map((c) => [c.verb, c.key]),
     [["upsert", undefined], ["update", "properties"], ["update", "bbox"]],
   );
+});
+
+// uMap's DataLayer as its updaters see it: createDataLayer(value._umap_options || value)
+// makes one whose options are that value (setOptions; a remoteData object at least), and its
+// form edits options.name: DataLayerUpdater.update writes the key on the DataLayer with
+// setObjectValue when fieldInSchema(key) (options.name → name: in the schema).
+function realDataLayers(layers, calls) {
+  return {
+    applyMessage(payload) {
+      calls.push(structuredClone(payload));
+      return this[payload.verb](payload);
+    },
+    upsert({ value }) {
+      if (layers[value.id]) return;
+      const options = structuredClone(value._umap_options || value);
+      options.remoteData ??= {};
+      layers[value.id] = { options };
+    },
+    update({ key, metadata, value }) {
+      const layer = layers[metadata.id];
+      if (layer === undefined) throw new TypeError("Cannot read properties of undefined (reading 'render')");
+      if (fieldInSchema(key)) setObjectValue(layer, key, value);
+    },
+    delete({ metadata }) {
+      delete layers[metadata.id];
+    },
+  };
+}
+
+test("a datalayer renamed after it was made (options.name) shows its name on a peer that joins later", async (t) => {
+  const alice = await createEngine({ peerId: "alice" });
+  t.after(() => alice.close());
+  const peers = {};
+  for (const name of ["carol", "bob"]) {
+    const layers = {};
+    const calls = [];
+    const errors = [];
+    const sync = await createUmapSync({ updaters: { datalayer: realDataLayers(layers, calls) }, engineOptions: { peerId: name }, onError: (e) => errors.push(e) });
+    t.after(() => sync.close());
+    peers[name] = { sync, layers, calls, errors };
+  }
+  const { carol, bob } = peers;
+  // uMap's createDataLayer: sync.upsert(datalayer.options); then its form's edits.
+  alice.upsert("datalayer", L1, { id: "L1", name: "Layer 1", displayOnLoad: true, remoteData: { format: "geojson" } });
+  for (const m of alice.flush()) carol.sync.receive(m);
+  alice.update("datalayer", L1, "options.name", "Roads");
+  alice.update("datalayer", L1, "options.remoteData.url", "https://example.org/roads.geojson");
+  alice.update("datalayer", L1, "options.color", "Red");
+  for (const m of alice.flush()) carol.sync.receive(m);
+  const expected = { options: { id: "L1", name: "Roads", displayOnLoad: true, color: "Red", remoteData: { format: "geojson", url: "https://example.org/roads.geojson" } } };
+  assert.deepEqual(carol.layers.L1, expected, "carol, there all along");
+  // Bob joins: one catch-up message, one "created" of the layer with every edit in it.
+  alice.receive(bob.sync.engine.syncRequest("alice"));
+  for (const m of alice.flush()) bob.sync.receive(m);
+  assert.deepEqual([carol.errors, bob.errors], [[], []]);
+  assert.deepEqual(bob.layers.L1, expected, "bob shows what carol shows");
+  assert.equal(bob.calls[0].verb, "upsert");
+  assert.deepEqual(bob.calls.slice(1).map((c) => [c.verb, c.key]).sort(), [
+    ["update", "options.color"],
+    ["update", "options.name"],
+    ["update", "options.remoteData.url"],
+  ]);
+  assert.equal("options" in bob.calls[0].value, false, "the upsert's value holds the options only");
 });
