@@ -199,7 +199,7 @@ export class UmapSyncEngine {
     oldValue?: Value,
     options?: { undo?: boolean },
   ): void;
-  /** Deletes the object (uMap's third argument is its old value, for undo). */
+  /** Deletes the object (uMap's third argument is its old value, for undo; null: none). */
   delete(subject: Subject, metadata: Metadata | undefined, oldValue?: Value): void;
   /** Opens a batch (one inside one joins it). */
   startBatch(): void;

@@ -187,8 +187,9 @@ export class UmapSyncEngine {
     this.#edited(undoable);
   }
 
+  /** uMap's delete. An oldValue of null is none, as for upsert (its undo would restore null). */
   delete(subject, metadata, oldValue) {
-    this.#engine.delete(subject, meta(metadata), old(oldValue));
+    this.#engine.delete(subject, meta(metadata), oldValue === null ? undefined : old(oldValue));
     this.#edited();
   }
 

@@ -157,6 +157,27 @@ test("an undo of a feature uMap made (sync.upsert(toGeoJSON(), null)) deletes it
   assert.deepEqual([a.errors, b.errors], [[], []]);
 });
 
+test("an undo of a delete given oldValue null sends nothing a peer refuses", async (t) => {
+  const f2 = { featureType: "marker", id: "f2", layerId: "L1" };
+  const peers = [];
+  for (const name of ["alice", "bob"]) {
+    const features = {};
+    const calls = [];
+    const errors = [];
+    const sync = await createUmapSync({ updaters: { feature: featureUpdater(features, calls) }, engineOptions: { peerId: name }, onError: (e) => errors.push(e) });
+    t.after(() => sync.close());
+    peers.push({ sync, features, calls, errors });
+  }
+  const [a, b] = peers;
+  // A feature from the saved map (never upserted), deleted with no value to restore.
+  a.sync.delete("feature", f2, null);
+  a.sync.undo();
+  for (const m of a.sync.engine.flush()) b.sync.receive(m); // threw bad_value (an upsert of null)
+  assert.deepEqual([a.errors, b.errors], [[], []]);
+  assert.equal(a.sync.engine.get("feature", f2), undefined);
+  assert.ok(a.calls.every((c) => c.value !== null), "no upsert of null");
+});
+
 test("a whole value of null (an undo, by other code on the same engine, of an upsert with oldValue null) deletes the object", async (t) => {
   const f1 = { featureType: "marker", id: "f1", layerId: "L1" };
   const features = {};
