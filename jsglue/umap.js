@@ -22,8 +22,8 @@
 //                            then updater.update({…, key}) (no value) of each top-level key
 //                            uMap's object holds and the value lacks
 // (a feature's properties and properties._umap_options are given an empty _umap_options
-// where they have none: see #featureProperties; a datalayer's value is upserted without its
-// "options" / "properties" key, whose leaves follow as updates of options.… paths)
+// where they have none: see #featureProperties; a datalayer's value is its options, which
+// uMap's DataLayer holds under options.…: see #datalayerValue and #datalayerPath)
 //   deleted                → updater.delete({verb: "delete", subject, metadata})
 // through updater.applyMessage(operation) when the updater has one (uMap's BaseUpdater), as
 // uMap's _applyOperation does. Local edits are not applied (uMap's UI made them already).
@@ -418,37 +418,25 @@ export class UmapSyncEngine {
       this.#call(updater, "delete", { verb: "delete", subject, metadata }, change);
     } else if (key !== undefined && subject === "feature" && (key === "properties" || key === "properties._umap_options")) {
       this.#featureProperties(updater, metadata, key, kind === "set" ? change.value : undefined, change);
+    } else if (key !== undefined && subject === "datalayer" && this.#datalayerPath(updater, kind, metadata, change)) {
+      // done
     } else if (key !== undefined && kind === "set") {
       this.#call(updater, "update", { verb: "update", subject, metadata, key, value: change.value }, change);
     } else if (key !== undefined) {
       this.#call(updater, "update", { verb: "update", subject, metadata, key }, change);
+    } else if (subject === "datalayer" && isPlain(change.value)) {
+      this.#datalayerValue(updater, kind, metadata, change);
     } else {
       const value = kind === "unset" ? {} : change.value;
-      // A datalayer's value is what uMap upserts, its options (uMap 3: its properties), but
-      // uMap's form edits them as options.name (properties.name): a path on the DataLayer,
-      // which the engine keeps under the value's "options" key. uMap's upsert would take that
-      // key for an option (a late joiner would show the name the layer was made with): it is
-      // left out of the upsert, and its leaves follow as updates of those paths, as the edits
-      // reached the peers that were there.
-      let base = value;
-      const paths = [];
-      if (subject === "datalayer" && isPlain(value)) {
-        for (const k of DATALAYER_PATHS) {
-          if (!isPlain(value[k])) continue;
-          if (base === value) base = { ...value };
-          delete base[k];
-          leaves(value[k], k, paths);
-        }
-      }
       if (typeof updater.upsert === "function") {
-        this.#call(updater, "upsert", { verb: "upsert", subject, metadata, value: base }, change);
+        this.#call(updater, "upsert", { verb: "upsert", subject, metadata, value }, change);
         // A new value of an object the map shows (a "set": it was alive), maybe an upsert and
         // the key edits after it in one message: uMap's upsert of an object it has applies
-        // part of it (FeatureUpdater: the geometry; DataLayerUpdater: nothing). The rest
-        // follows as updates of its top-level keys.
+        // part of it (FeatureUpdater: the geometry). The rest follows as updates of its
+        // top-level keys.
         if (kind === "set" && isPlain(value)) {
           const feature = subject === "feature";
-          for (const k of Object.keys(base)) {
+          for (const k of Object.keys(value)) {
             // A feature's geometry came with upsert; its type is a getter of the geometry, and
             // its id (like any object's) is the metadata's.
             if (k === "id" || (feature && (k === "geometry" || k === "type" || k === "properties"))) continue;
@@ -456,7 +444,6 @@ export class UmapSyncEngine {
           }
           if (feature) this.#featureProperties(updater, metadata, "properties", value.properties, change);
         }
-        for (const [k, v] of paths) this.#call(updater, "update", { verb: "update", subject, metadata, key: k, value: v }, change);
       } else if (value !== null && typeof value === "object" && !Array.isArray(value)) {
         // An updater without upsert (uMap's map and permissions updaters): one update per
         // top-level key.
@@ -464,10 +451,9 @@ export class UmapSyncEngine {
           this.#call(updater, "update", { verb: "update", subject, metadata, key: k, value: value[k] }, change);
         }
       }
-      // The keys the new value lacks and uMap's object still holds: uMap's upsert of an
-      // object it has leaves them (DataLayerUpdater: it changes nothing), and the updates
-      // above set only what the value holds. An update without value takes each away
-      // (setObjectValue deletes the key), as uMap's unset does; the id is the metadata's.
+      // The keys the new value lacks and uMap's object still holds: the updates above set
+      // only what the value holds. An update without value takes each away (setObjectValue
+      // deletes the key), as uMap's unset does; the id is the metadata's.
       if (kind === "set") {
         for (const k of this.#shownKeys(change)) {
           if (k !== "id" && !(isPlain(value) && Object.hasOwn(value, k))) {
@@ -476,6 +462,99 @@ export class UmapSyncEngine {
         }
       }
     }
+  }
+
+  // A change under a datalayer value's "options" key (see #datalayerValue), in uMap's terms:
+  // each option it touches is what the value's key and the one under "options" make together.
+  // A set of a path below an option is written as it is (as uMap's peers got it); an unset,
+  // or a set of the whole "options" (uMap's restore()), gives each option it touches that
+  // value, or takes it away when there is none — never an update of "options" itself, which
+  // uMap's DataLayerUpdater drops (no such field) and setObjectValue would delete whole.
+  // Returns false for any other change.
+  #datalayerPath(updater, kind, metadata, change) {
+    const path = segments(change.key);
+    if (!DATALAYER_PATHS.includes(path[0]) || (kind === "set" && path.length > 1)) return false;
+    const { subject } = change;
+    const value = this.#engine.get(subject, metadata);
+    let names;
+    if (path.length > 1) names = [path[1]];
+    else {
+      names = new Set(this.#shownKeys(change));
+      if (kind === "set" && isPlain(change.value)) for (const name of Object.keys(change.value)) names.add(name);
+    }
+    for (const name of names) {
+      if (name === "id") continue;
+      const v = optionValue(value, name);
+      const key = `${path[0]}.${name}`;
+      if (v === undefined) this.#call(updater, "update", { verb: "update", subject, metadata, key }, change);
+      else this.#call(updater, "update", { verb: "update", subject, metadata, key, value: v }, change);
+    }
+    return true;
+  }
+
+  // A datalayer's whole value. It is what uMap upserts, the datalayer's options
+  // (createDataLayer: sync.upsert(datalayer.options); uMap 3: its properties), which uMap's
+  // DataLayer holds under datalayer.options, where its form edits them: update("options.name"),
+  // which the engine keeps under the value's "options" key. DataLayerUpdater.upsert makes a
+  // datalayer from the value and leaves one it has as it is; its update writes a key path on
+  // the DataLayer (setObjectValue). So: the upsert gets the value without that key (uMap's
+  // would take it for an option: a late joiner would show the name the layer was made with);
+  // a datalayer uMap has gets each option as an update of options.<name>; the edits under the
+  // key follow as updates of their paths, as they reached the peers that were there; and an
+  // option uMap's datalayer holds and the value lacks is taken away (options.<name>, no value).
+  #datalayerValue(updater, kind, metadata, change) {
+    const { subject, value } = change;
+    const nested = DATALAYER_PATHS.filter((k) => isPlain(value[k]));
+    const prefix = nested[0] ?? DATALAYER_PATHS[0];
+    let base = value;
+    if (nested.length > 0) {
+      base = { ...value };
+      for (const k of nested) delete base[k];
+    }
+    const set = (key, v) => this.#call(updater, "update", { verb: "update", subject, metadata, key, value: v }, change);
+    const upserts = typeof updater.upsert === "function";
+    if (upserts) this.#call(updater, "upsert", { verb: "upsert", subject, metadata, value: base }, change);
+    if (kind === "set" || !upserts) {
+      for (const k of Object.keys(base)) if (k !== "id") set(`${prefix}.${k}`, base[k]);
+    }
+    for (const k of nested) for (const [path, v] of leaves(value[k], k, [])) set(path, v);
+    if (kind === "set") {
+      const names = optionNames(value);
+      for (const name of this.#shownKeys(change)) {
+        if (name !== "id" && !names.has(name)) {
+          this.#call(updater, "update", { verb: "update", subject, metadata, key: `${prefix}.${name}` }, change);
+        }
+      }
+    }
+  }
+
+  // #trackDatalayer records a datalayer's option names, what uMap's datalayer.options holds:
+  // a whole value's (optionNames), a path options.<name>… adds name (any other path its
+  // first name), an unset of options.<name> takes it away, one of options all of them.
+  #trackDatalayer({ kind, subject, metadata, key, value }) {
+    const id = subject + "\0" + JSON.stringify(metadata);
+    if (key === undefined) {
+      if (kind === "deleted" || !isPlain(value)) this.#shown.delete(id);
+      else this.#shown.set(id, optionNames(value));
+      return;
+    }
+    const path = segments(key);
+    const under = DATALAYER_PATHS.includes(path[0]);
+    let held = this.#shown.get(id);
+    if (kind === "set" && held === undefined) this.#shown.set(id, (held = new Set()));
+    if (under && path.length === 1) {
+      if (kind === "set") {
+        if (isPlain(value)) for (const name of Object.keys(value)) held.add(name);
+      } else {
+        const now = this.#engine.get(subject, metadata);
+        if (isPlain(now)) this.#shown.set(id, optionNames(now));
+        else this.#shown.delete(id);
+      }
+      return;
+    }
+    const [name, whole] = under ? [path[1], path.length === 2] : [path[0], path.length === 1];
+    if (kind === "set") held.add(name);
+    else if (whole) held?.delete(name);
   }
 
   // The top-level keys uMap's object for the change's object holds, as #track recorded them.
@@ -489,7 +568,12 @@ export class UmapSyncEngine {
   // them on its objects), which top-level keys each object's uMap object holds: a whole value
   // gives its keys, a set of a path adds its first key, an unset of a top-level key takes it
   // away (an unset below one leaves the key, maybe {}), a delete forgets the object.
-  #track({ kind, subject, metadata, key, value }) {
+  #track(change) {
+    const { kind, subject, metadata, key, value } = change;
+    if (subject === "datalayer") {
+      this.#trackDatalayer(change);
+      return;
+    }
     const feature = subject === "feature";
     const shown = feature ? this.#shownFeatures : this.#shown;
     let top;
@@ -592,6 +676,36 @@ function old(oldValue) {
 // options.name / properties.name paths (see #apply).
 const DATALAYER_PATHS = ["options", "properties"];
 
+// optionNames gives the names of the options uMap's datalayer holds for a whole value of it:
+// the value's keys and those under its "options" / "properties" key.
+function optionNames(value) {
+  const names = new Set();
+  for (const [k, v] of Object.entries(value)) {
+    if (DATALAYER_PATHS.includes(k) && isPlain(v)) for (const name of Object.keys(v)) names.add(name);
+    else names.add(k);
+  }
+  return names;
+}
+
+// optionValue gives what uMap's datalayer.options[name] is for a datalayer's value: the
+// value's own, and over it (merged into an object) the one under "options" / "properties".
+function optionValue(value, name) {
+  if (!isPlain(value)) return undefined;
+  let v = value[name];
+  for (const k of DATALAYER_PATHS) {
+    const over = value[k];
+    if (!isPlain(over) || !Object.hasOwn(over, name)) continue;
+    v = isPlain(v) && isPlain(over[name]) ? merged(v, over[name]) : over[name];
+  }
+  return v;
+}
+
+function merged(a, b) {
+  const out = { ...a };
+  for (const [k, v] of Object.entries(b)) out[k] = isPlain(out[k]) && isPlain(v) ? merged(out[k], v) : v;
+  return out;
+}
+
 // leaves appends [path, value] for each leaf of obj (a value that is not a non-empty plain
 // object) under prefix: uMap's setObjectValue writes into the objects on the way, so each
 // leaf written keeps what uMap's object holds beside it, as the path edits did.
@@ -622,6 +736,23 @@ function topKey(key) {
     else name += c;
   }
   return [name, true];
+}
+
+// segments splits a key path into its names (unescaped: the path a\.b is the one name "a.b").
+function segments(key) {
+  if (!key.includes("\\")) return key.split(".");
+  const out = [];
+  let name = "";
+  for (let i = 0; i < key.length; i++) {
+    const c = key[i];
+    if (c === "\\" && i + 1 < key.length) name += key[++i];
+    else if (c === ".") {
+      out.push(name);
+      name = "";
+    } else name += c;
+  }
+  out.push(name);
+  return out;
 }
 
 function isPlain(v) {

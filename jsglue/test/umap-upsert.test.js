@@ -9,8 +9,9 @@
 // is), from value._umap_options || value; DataLayerUpdater.update and MapUpdater.update
 // write the key with Utils.setObjectValue (a value of undefined deletes the key; a path whose
 // parent is missing is dropped) when Utils.fieldInSchema(key) says the field is uMap's, and
-// drop it else; the map updater has no upsert. A datalayer object is modelled as the options
-// it was made from (uMap keeps them in datalayer.options), which the engine's value is.
+// drop it else; the map updater has no upsert. A datalayer is modelled as uMap's DataLayer
+// holds it: {options}, its options the upserted value (createDataLayer → setOptions, with a
+// remoteData object at least); uMap's form edits them as the path options.name.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -50,7 +51,9 @@ function umapUpdaters(model) {
   const datalayer = new (class extends BaseUpdater {
     upsert({ value }) {
       if (model.layers[value.id]) return; // getDataLayerFromID found it
-      model.layers[value.id] = structuredClone(value._umap_options || value); // createDataLayer
+      const options = structuredClone(value._umap_options || value); // createDataLayer
+      options.remoteData ??= {};
+      model.layers[value.id] = { options };
     }
     update({ key, metadata, value }) {
       const layer = model.layers[metadata.id];
@@ -112,67 +115,73 @@ const L1 = { id: "L1" };
 
 test("a peer's upsert of a datalayer bob shows, its options without name, takes the name away", async (t) => {
   const { alice, bob, model, calls, deliver } = await setup(t);
-  alice.upsert("datalayer", L1, { id: "L1", name: "Roads", color: "Red", displayOnLoad: true });
+  alice.upsert("datalayer", L1, { id: "L1", name: "Roads", color: "Red", displayOnLoad: true, remoteData: {} });
   deliver();
-  assert.deepEqual(model.layers.L1, { id: "L1", name: "Roads", color: "Red", displayOnLoad: true });
+  assert.deepEqual(model.layers.L1.options, { id: "L1", name: "Roads", color: "Red", displayOnLoad: true, remoteData: {} });
   calls.length = 0;
-  alice.upsert("datalayer", L1, { id: "L1", color: "Blue", displayOnLoad: true });
+  alice.upsert("datalayer", L1, { id: "L1", color: "Blue", displayOnLoad: true, remoteData: {} });
   deliver();
-  assert.deepEqual(model.layers.L1, bob.engine.get("datalayer", L1), "bob's datalayer is the engine's");
-  assert.deepEqual(model.layers.L1, { id: "L1", color: "Blue", displayOnLoad: true });
-  // uMap's calls: the upsert (a no-op on a datalayer it has), the value's keys, then an
-  // update without value (setObjectValue deletes) for the key the value lacks.
+  assert.deepEqual(model.layers.L1.options, bob.engine.get("datalayer", L1), "bob's datalayer is the engine's");
+  assert.deepEqual(model.layers.L1.options, { id: "L1", color: "Blue", displayOnLoad: true, remoteData: {} });
+  // uMap's calls: the upsert (a no-op on a datalayer it has), each option as a path of the
+  // DataLayer, then an update without value (setObjectValue deletes) of the one the value lacks.
   const op = (rest) => ({ subject: "datalayer", metadata: { id: "L1" }, ...rest });
   assert.deepEqual(calls, [
-    op({ verb: "upsert", value: { id: "L1", color: "Blue", displayOnLoad: true }, hasValue: true }),
-    op({ verb: "update", key: "color", value: "Blue", hasValue: true }),
-    op({ verb: "update", key: "displayOnLoad", value: true, hasValue: true }),
-    op({ verb: "update", key: "name", hasValue: false }),
+    op({ verb: "upsert", value: { id: "L1", color: "Blue", displayOnLoad: true, remoteData: {} }, hasValue: true }),
+    op({ verb: "update", key: "options.color", value: "Blue", hasValue: true }),
+    op({ verb: "update", key: "options.displayOnLoad", value: true, hasValue: true }),
+    op({ verb: "update", key: "options.remoteData", value: {}, hasValue: true }),
+    op({ verb: "update", key: "options.name", hasValue: false }),
   ]);
-  // A key set by an update since, then a whole value without it: it goes too.
-  alice.update("datalayer", L1, "description", "main roads");
+  // An option set since by uMap's form (options.description), then a whole value without it.
+  alice.update("datalayer", L1, "options.description", "main roads");
   deliver();
-  assert.equal(model.layers.L1.description, "main roads");
-  alice.upsert("datalayer", L1, { id: "L1", name: "Streets" });
+  assert.equal(model.layers.L1.options.description, "main roads");
+  alice.upsert("datalayer", L1, { id: "L1", name: "Streets", remoteData: {} });
   deliver();
-  assert.deepEqual(model.layers.L1, { id: "L1", name: "Streets" });
-  // A delete, then an upsert: created afresh, nothing of the old layer is taken twice.
+  assert.deepEqual(model.layers.L1.options, { id: "L1", name: "Streets", remoteData: {} });
+  // A delete, then an upsert: the layer shows the new value, then only what it held is
+  // taken away by the next.
   alice.delete("datalayer", L1);
   alice.upsert("datalayer", L1, { id: "L1", opacity: 0.5 });
   deliver();
+  assert.deepEqual(model.layers.L1.options, { id: "L1", opacity: 0.5 });
   alice.upsert("datalayer", L1, { id: "L1", color: "Green" });
   calls.length = 0;
   deliver();
-  assert.deepEqual(model.layers.L1, { id: "L1", color: "Green" });
+  assert.deepEqual(model.layers.L1.options, { id: "L1", color: "Green" });
   assert.deepEqual(
     calls.filter((c) => !c.hasValue).map((c) => c.key),
-    ["opacity"],
+    ["options.opacity"],
   );
 });
 
-test("an undo or redo of bob's own upsert of a datalayer takes away the keys the value it restores lacks", async (t) => {
+test("an undo or redo of bob's own upsert of a datalayer takes away the options the value it restores lacks", async (t) => {
   const { bob, model } = await setup(t);
   // uMap's UI makes the datalayer, then syncs its options (createDataLayer), then a second
-  // upsert (what a restore of an older version of its options does in one step).
-  model.layers.L1 = { id: "L1", name: "Roads" };
-  bob.upsert("datalayer", L1, { id: "L1", name: "Roads" });
-  model.layers.L1 = { id: "L1", name: "Roads", description: "all of them", color: "Red" };
-  bob.upsert("datalayer", L1, { id: "L1", name: "Roads", description: "all of them", color: "Red" }, { id: "L1", name: "Roads" });
+  // upsert of it (as a mapcrdt client may make; uMap's restore() updates options whole).
+  model.layers.L1 = { options: { id: "L1", name: "Roads", remoteData: {} } };
+  bob.upsert("datalayer", L1, { id: "L1", name: "Roads", remoteData: {} });
+  model.layers.L1.options = { id: "L1", name: "Roads", description: "all of them", color: "Red", remoteData: {} };
+  bob.upsert("datalayer", L1, { id: "L1", name: "Roads", description: "all of them", color: "Red", remoteData: {} }, { id: "L1", name: "Roads", remoteData: {} });
   bob.undo();
-  assert.deepEqual(model.layers.L1, { id: "L1", name: "Roads" });
-  assert.deepEqual(model.layers.L1, bob.engine.get("datalayer", L1));
+  assert.deepEqual(model.layers.L1.options, { id: "L1", name: "Roads", remoteData: {} });
+  assert.deepEqual(model.layers.L1.options, bob.engine.get("datalayer", L1));
   bob.redo();
-  assert.deepEqual(model.layers.L1, { id: "L1", name: "Roads", description: "all of them", color: "Red" });
-  // An update of bob's, then an undo of an upsert that came before it: the update's key,
-  // which the restored value lacks, goes.
-  model.layers.L1.opacity = 0.4;
-  bob.update("datalayer", L1, "opacity", 0.4);
-  bob.update("datalayer", L1, "color", "Blue", "Red");
-  bob.undo(); // color back to Red
-  bob.undo(); // opacity unset
+  assert.deepEqual(model.layers.L1.options, { id: "L1", name: "Roads", description: "all of them", color: "Red", remoteData: {} });
+  // uMap's form edits, then an undo of the upsert that came before them: the option the
+  // form added, which the restored value lacks, goes.
+  model.layers.L1.options.opacity = 0.4;
+  bob.update("datalayer", L1, "options.opacity", 0.4);
+  model.layers.L1.options.color = "Blue";
+  bob.update("datalayer", L1, "options.color", "Blue", "Red");
+  bob.undo(); // options.color back to the oldValue uMap gave: Red
+  assert.deepEqual(model.layers.L1.options, { id: "L1", name: "Roads", description: "all of them", color: "Red", opacity: 0.4, remoteData: {} });
+  bob.undo(); // the first edit under options: the engine takes "options" away whole
+  assert.deepEqual(model.layers.L1.options, { id: "L1", name: "Roads", description: "all of them", color: "Red", remoteData: {} });
   bob.undo(); // the second upsert
-  assert.deepEqual(model.layers.L1, { id: "L1", name: "Roads" });
-  assert.deepEqual(model.layers.L1, bob.engine.get("datalayer", L1));
+  assert.deepEqual(model.layers.L1.options, { id: "L1", name: "Roads", remoteData: {} });
+  assert.deepEqual(model.layers.L1.options, bob.engine.get("datalayer", L1));
 });
 
 test("a peer's upsert of the map (an updater without upsert) takes away the keys the value lacks", async (t) => {
@@ -195,10 +204,10 @@ test("over an engine that held the datalayer before the adapter came, its keys a
   for (const m of early.flush()) bobEngine.receive(m);
   early.close();
   const { alice, model, deliver } = await setup(t, bobEngine);
-  model.layers.L1 = { id: "L1", name: "Roads", color: "Red" }; // the page drew the engine's map
+  model.layers.L1 = { options: { id: "L1", name: "Roads", color: "Red" } }; // the page drew the engine's map
   alice.upsert("datalayer", L1, { id: "L1", color: "Red" });
   deliver();
-  assert.deepEqual(model.layers.L1, { id: "L1", color: "Red" });
+  assert.deepEqual(model.layers.L1.options, { id: "L1", color: "Red" });
 });
 
 test("a feature's top-level key beside geometry and properties, gone from its new value, goes", async (t) => {
@@ -283,4 +292,42 @@ test("a datalayer renamed after it was made (options.name) shows its name on a p
     ["update", "options.remoteData.url"],
   ]);
   assert.equal("options" in bob.calls[0].value, false, "the upsert's value holds the options only");
+});
+
+test("a datalayer's first color set in uMap's form, then undone, goes from every map", async (t) => {
+  const peers = {};
+  for (const name of ["alice", "bob"]) {
+    const layers = {};
+    const calls = [];
+    const errors = [];
+    const sync = await createUmapSync({ updaters: { datalayer: realDataLayers(layers, calls) }, engineOptions: { peerId: name }, onError: (e) => errors.push(e) });
+    t.after(() => sync.close());
+    peers[name] = { sync, layers, calls, errors };
+  }
+  const { alice, bob } = peers;
+  const deliver = () => {
+    for (const m of alice.sync.engine.flush()) bob.sync.receive(m);
+  };
+  // createDataLayer, then the form: options.color had no value (oldValue undefined).
+  alice.layers.L1 = { options: { id: "L1", name: "Roads", remoteData: {} } };
+  alice.sync.upsert("datalayer", L1, { id: "L1", name: "Roads", remoteData: {} });
+  alice.layers.L1.options.color = "Red";
+  alice.sync.update("datalayer", L1, "options.color", "Red", undefined);
+  alice.layers.L1.options.name = "Streets";
+  alice.sync.update("datalayer", L1, "options.name", "Streets", "Roads");
+  deliver();
+  assert.deepEqual(bob.layers.L1, alice.layers.L1);
+  alice.sync.undo(); // the name: back to Roads
+  alice.sync.undo(); // the color: the engine takes "options" away (it held the color only)
+  deliver();
+  const expected = { options: { id: "L1", name: "Roads", remoteData: {} } };
+  assert.deepEqual(alice.layers.L1, expected, "alice's map");
+  assert.deepEqual(bob.layers.L1, expected, "bob's map");
+  assert.deepEqual([alice.errors, bob.errors], [[], []]);
+  assert.ok(![...alice.calls, ...bob.calls].some((c) => c.key === "options"), "no update of options itself");
+  alice.sync.redo();
+  alice.sync.redo();
+  deliver();
+  assert.deepEqual(bob.layers.L1, { options: { id: "L1", name: "Streets", color: "Red", remoteData: {} } });
+  assert.deepEqual(alice.layers.L1, bob.layers.L1);
 });
