@@ -530,7 +530,8 @@ export class UmapSyncEngine {
 
   // #trackDatalayer records a datalayer's option names, what uMap's datalayer.options holds:
   // a whole value's (optionNames), a path options.<name>… adds name (any other path its
-  // first name), an unset of options.<name> takes it away, one of options all of them.
+  // first name), an unset of options.<name> takes it away unless the value's own key holds
+  // it still, one of options leaves the value's own.
   #trackDatalayer({ kind, subject, metadata, key, value }) {
     const id = subject + "\0" + JSON.stringify(metadata);
     if (key === undefined) {
@@ -554,7 +555,7 @@ export class UmapSyncEngine {
     }
     const [name, whole] = under ? [path[1], path.length === 2] : [path[0], path.length === 1];
     if (kind === "set") held.add(name);
-    else if (whole) held?.delete(name);
+    else if (whole && !(under && optionValue(this.#engine.get(subject, metadata), name) !== undefined)) held?.delete(name);
   }
 
   // The top-level keys uMap's object for the change's object holds, as #track recorded them.

@@ -331,3 +331,21 @@ test("a datalayer's first color set in uMap's form, then undone, goes from every
   assert.deepEqual(bob.layers.L1, { options: { id: "L1", name: "Streets", color: "Red", remoteData: {} } });
   assert.deepEqual(alice.layers.L1, bob.layers.L1);
 });
+
+test("an unset under options shows the option the value holds itself again, and a later value still takes it away", async (t) => {
+  const { alice, bob, model, deliver } = await setup(t);
+  alice.upsert("datalayer", L1, { id: "L1", name: "Roads", color: "Red" });
+  alice.update("datalayer", L1, "options.name", "Streets", { oldValue: "Roads" });
+  alice.update("datalayer", L1, "options.color", "Blue"); // no old value: undo takes the path away
+  deliver();
+  assert.deepEqual(model.layers.L1.options, { id: "L1", name: "Streets", color: "Blue", remoteData: {} });
+  alice.undo(); // unset of options.color: the layer's own color shows again
+  deliver();
+  assert.deepEqual(model.layers.L1.options, { id: "L1", name: "Streets", color: "Red", remoteData: {} });
+  // A whole value without color (a delete and an upsert in one message: one change, "set").
+  alice.delete("datalayer", L1);
+  alice.upsert("datalayer", L1, { id: "L1", name: "Avenues", remoteData: {} });
+  deliver();
+  assert.deepEqual(model.layers.L1.options, { id: "L1", name: "Avenues", remoteData: {} });
+  assert.deepEqual(model.layers.L1.options, bob.engine.get("datalayer", L1));
+});
