@@ -19,8 +19,20 @@
 //   adapter follows upsert() with update() of each top-level key of the value — a feature's
 //   but its geometry, type (a getter of the geometry) and id (the metadata's), its properties
 //   always (as below): the feature then shows the engine's value (uMap's own engine leaves a
-//   feature's properties as they were on a peer's upsert of it). A top-level key such a value
-//   drops from another object (a datalayer) is left on uMap's object.
+//   feature's properties as they were on a peer's upsert of it). A top-level key uMap's object
+//   holds (as far as the engine's changes, local ones too, told) and the new value lacks is
+//   taken away: update() without value.
+// - A datalayer's value is what uMap upserts, its options (uMap 3: properties), which uMap's
+//   DataLayer holds in datalayer.options, where its form edits them (update("options.name"):
+//   the engine keeps those under the value's "options" key). The adapter speaks the
+//   DataLayer's paths: the upsert gets the value without "options", whose leaves follow as
+//   updates of options.… (a late joiner shows the name given after the layer was made); a
+//   new value of a datalayer uMap has comes as updates of options.<name> (options.<name>
+//   without value for one it lacks; the prefix is "options" unless the value holds its edits
+//   under "properties"); an unset under options — an undo of a datalayer's first form edit
+//   made with no old value takes the whole "options" away — gives each option it touches the
+//   value the engine's value still makes for it, or takes it away (uMap drops an update of
+//   "options" itself: not a schema field).
 // - A uMap feature always holds properties._umap_options (getOption reads it; toGeoJSON()
 //   leaves out an empty one). A feature's properties or properties._umap_options that the
 //   engine takes away or sets without one — an undo of a marker's first color restores the
