@@ -43,6 +43,9 @@
 //   edit made while save() runs (a stored object's save() writing the datalayer's
 //   _referenceVersion) is part of that save: save() marks it saved, unless an undoable edit
 //   was made meanwhile (then it stays dirty, and the next save() sends it again).
+// - isDirty() is engine.dirty() (or a map without an id, as uMap's): an undo of an unsaved
+//   edit leaves the map dirty, where uMap's UndoManager toggles the step back to clean; a
+//   save() that fails part way marks nothing saved (uMap's marks the objects saved before).
 // - commitBatch(subject, metadata) ignores both: the batch message names its first edit's.
 // - A batch opened inside one joins it (uMap's second startBatch drops the first's edits).
 // - Edits made offline (no transport, transport.isOpen false, or offline = true) wait in the
