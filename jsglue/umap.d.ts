@@ -19,8 +19,20 @@
 //   adapter follows upsert() with update() of each top-level key of the value — a feature's
 //   but its geometry, type (a getter of the geometry) and id (the metadata's), its properties
 //   always (as below): the feature then shows the engine's value (uMap's own engine leaves a
-//   feature's properties as they were on a peer's upsert of it). A top-level key such a value
-//   drops from another object (a datalayer) is left on uMap's object.
+//   feature's properties as they were on a peer's upsert of it). A top-level key uMap's object
+//   holds (as far as the engine's changes, local ones too, told) and the new value lacks is
+//   taken away: update() without value.
+// - A datalayer's value is what uMap upserts, its options (uMap 3: properties), which uMap's
+//   DataLayer holds in datalayer.options, where its form edits them (update("options.name"):
+//   the engine keeps those under the value's "options" key). The adapter speaks the
+//   DataLayer's paths: the upsert gets the value without "options", whose leaves follow as
+//   updates of options.… (a late joiner shows the name given after the layer was made); a
+//   new value of a datalayer uMap has comes as updates of options.<name> (options.<name>
+//   without value for one it lacks; the prefix is "options" unless the value holds its edits
+//   under "properties"); an unset under options — an undo of a datalayer's first form edit
+//   made with no old value takes the whole "options" away — gives each option it touches the
+//   value the engine's value still makes for it, or takes it away (uMap drops an update of
+//   "options" itself: not a schema field).
 // - A uMap feature always holds properties._umap_options (getOption reads it; toGeoJSON()
 //   leaves out an empty one). A feature's properties or properties._umap_options that the
 //   engine takes away or sets without one — an undo of a marker's first color restores the
@@ -31,6 +43,9 @@
 //   edit made while save() runs (a stored object's save() writing the datalayer's
 //   _referenceVersion) is part of that save: save() marks it saved, unless an undoable edit
 //   was made meanwhile (then it stays dirty, and the next save() sends it again).
+// - isDirty() is engine.dirty() (or a map without an id, as uMap's): an undo of an unsaved
+//   edit leaves the map dirty, where uMap's UndoManager toggles the step back to clean; a
+//   save() that fails part way marks nothing saved (uMap's marks the objects saved before).
 // - commitBatch(subject, metadata) ignores both: the batch message names its first edit's.
 // - A batch opened inside one joins it (uMap's second startBatch drops the first's edits).
 // - Edits made offline (no transport, transport.isOpen false, or offline = true) wait in the
@@ -109,7 +124,13 @@ export interface UmapSyncOptions {
    * the peers fetch it when this replica rejoins). Default: thrown from a microtask.
    */
   onError?: (error: unknown, change: import("./index.js").Change | undefined) => void;
-  /** After every edit, undo, redo, save, visible remote change and peer's SavedMessage (uMap's toggleState moments). */
+  /**
+   * After every edit (a batch's: at its commit), undo, redo, save, visible remote change and
+   * peer's SavedMessage (uMap's toggleState moments), and _undoManager.toggleState(). Default: what uMap's toggleState does
+   * to the page when there is a document — the .edit-undo and .edit-redo buttons disabled
+   * when there is nothing to undo or redo, the body's umap-is-dirty class, the
+   * .disabled-on-dirty and .enabled-on-dirty buttons.
+   */
   onStateChange?: (state: UmapSyncState) => void;
   /** After reconnect() (the socket closed unasked): where the page's reconnection policy starts. */
   onReconnect?: (sync: UmapSyncEngine) => void;
@@ -157,7 +178,8 @@ export class UmapSyncEngine {
   peers: unknown;
   /** What uMap's code reads of its engine's UndoManager. */
   readonly _undoManager: {
-    undo(): UndoResult;
+    /** undo(true) redoes, as uMap's UndoManager.undo(redo) does. */
+    undo(redo?: boolean): UndoResult;
     redo(): UndoResult;
     isDirty(): boolean;
     toggleState(): void;
@@ -174,7 +196,11 @@ export class UmapSyncEngine {
   /** stop(), stops applying the engine's changes, closes the engine createUmapSync made. */
   close(): void;
 
-  /** Replaces the whole object (a feature's GeoJSON, a datalayer); oldValue serves undo where the engine never saw one. */
+  /**
+   * Replaces the whole object (a feature's GeoJSON, a datalayer); oldValue serves undo where
+   * the engine never saw one. null (uMap's new features pass it) or none: the object was not
+   * there, and an undo deletes it.
+   */
   upsert(subject: Subject, metadata: Metadata | undefined, value: Value, oldValue?: Value): void;
   /**
    * Sets key (value undefined: unsets it). options with a falsy undo ({undo: false}: a
@@ -188,7 +214,7 @@ export class UmapSyncEngine {
     oldValue?: Value,
     options?: { undo?: boolean },
   ): void;
-  /** Deletes the object (uMap's third argument is its old value, for undo). */
+  /** Deletes the object (uMap's third argument is its old value, for undo; null: none). */
   delete(subject: Subject, metadata: Metadata | undefined, oldValue?: Value): void;
   /** Opens a batch (one inside one joins it). */
   startBatch(): void;
@@ -202,13 +228,16 @@ export class UmapSyncEngine {
   redo(): UndoResult;
   canUndo(): boolean;
   canRedo(): boolean;
-  /** Whether there are unsaved local edits (engine.dirty()). */
+  /**
+   * Whether there are unsaved local edits (engine.dirty()), or the map was never saved: the map
+   * updater's getStoredObject() (uMap's: the map) has no id, as uMap's isDirty() says.
+   */
   isDirty(): boolean;
   /**
    * Saves each stored object with unsaved edits once (getStoredObject(metadata).save(), parents
-   * first), stopping at the first falsy result (false); then saved() with the clock taken before
-   * the saves, so edits made meanwhile stay unsaved. Returns true when all saved. (uMap's also
-   * saves a map that has no id yet without any edit: the page does that one itself.)
+   * first; the map first, edited or not, when it has no id yet, as uMap's save() does),
+   * stopping at the first falsy result (false); then saved() with the clock taken before the
+   * saves, so edits made meanwhile stay unsaved. Returns true when all saved.
    */
   save(): Promise<boolean>;
   /** Marks the local edits up to horizon (default: all) saved and sends a SavedMessage. */

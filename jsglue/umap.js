@@ -18,9 +18,12 @@
 //   set of a key           → updater.update({verb: "update", subject, metadata, key, value})
 //   unset of a key         → updater.update({verb: "update", subject, metadata, key})  (no value: uMap's unset)
 //   set of the whole value → updater.upsert({verb: "upsert", subject, metadata, value}), then
-//                            updater.update(…) of each top-level key uMap's upsert leaves
+//                            updater.update(…) of each top-level key uMap's upsert leaves,
+//                            then updater.update({…, key}) (no value) of each top-level key
+//                            uMap's object holds and the value lacks
 // (a feature's properties and properties._umap_options are given an empty _umap_options
-// where they have none: see #featureProperties)
+// where they have none: see #featureProperties; a datalayer's value is its options, which
+// uMap's DataLayer holds under options.…: see #datalayerValue and #datalayerPath)
 //   deleted                → updater.delete({verb: "delete", subject, metadata})
 // through updater.applyMessage(operation) when the updater has one (uMap's BaseUpdater), as
 // uMap's _applyOperation does. Local edits are not applied (uMap's UI made them already).
@@ -38,6 +41,11 @@ export class UmapSyncEngine {
   #ownsEngine;
   #off;
   #depth = 0;
+  // object (subject + metadata) → the top-level keys its uMap object holds (#track); features
+  // apart, and only for keys beside id, type, geometry and properties (an entry only when it
+  // has some: most features have none).
+  #shown = new Map();
+  #shownFeatures = new Map();
   #saving = 0; // save() calls under way
   #editedWhileSaving = false;
   #onError;
@@ -68,15 +76,28 @@ export class UmapSyncEngine {
     this.offline = false;
     this.peers = undefined;
     this.#onError = onError ?? ((error) => queueMicrotask(() => { throw error; }));
-    this.#onStateChange = onStateChange;
+    this.#onStateChange = onStateChange ?? toggleState;
     this.#onReconnect = onReconnect;
+    // The top-level keys uMap's objects hold, as far as the engine told (see #track): what a
+    // new whole value of an object must take away. An engine handed over may hold objects
+    // already (shown by whoever built the map from it).
+    if (!this.#ownsEngine) {
+      for (const { subject, metadata, value } of JSON.parse(engine.state())) {
+        this.#track({ kind: "created", subject, metadata, value });
+      }
+    }
     this.#off = engine.onChange((event) => {
-      if (event.origin === "local") return; // uMap's UI already shows its own edits
-      for (const change of event.changes) this.#apply(change);
+      // uMap's UI already shows its own edits: they are only tracked.
+      const remote = event.origin !== "local";
+      for (const change of event.changes) {
+        if (remote) this.#apply(change);
+        this.#track(change);
+      }
     });
     // uMap's code reads the undo manager of its engine (undo, redo, isDirty, toggleState).
     this._undoManager = {
-      undo: () => this.undo(),
+      // uMap's UndoManager.undo(redo = false): undo(true) is its redo.
+      undo: (redo = false) => (redo ? this.redo() : this.undo()),
       redo: () => this.redo(),
       isDirty: () => this.isDirty(),
       toggleState: () => this.#stateChanged(),
@@ -141,8 +162,14 @@ export class UmapSyncEngine {
 
   // --- local edits (engine.js SyncEngine) -----------------------------------------------
 
+  /**
+   * uMap's upsert. An oldValue of null (uMap's features pass it when they are made:
+   * sync.upsert(toGeoJSON(), null)) says the object was not there, as for uMap's UndoManager,
+   * whose undo then deletes it: the engine is given no oldValue, and its undo deletes the
+   * object (given null, the engine would undo to a value of null).
+   */
   upsert(subject, metadata, value, oldValue) {
-    this.#engine.upsert(subject, meta(metadata), value, old(oldValue));
+    this.#engine.upsert(subject, meta(metadata), value, oldValue === null ? undefined : old(oldValue));
     this.#edited();
   }
 
@@ -160,8 +187,9 @@ export class UmapSyncEngine {
     this.#edited(undoable);
   }
 
+  /** uMap's delete. An oldValue of null is none, as for upsert (its undo would restore null). */
   delete(subject, metadata, oldValue) {
-    this.#engine.delete(subject, meta(metadata), old(oldValue));
+    this.#engine.delete(subject, meta(metadata), oldValue === null ? undefined : old(oldValue));
     this.#edited();
   }
 
@@ -225,20 +253,35 @@ export class UmapSyncEngine {
     return this.#engine.canRedo();
   }
 
-  /** Whether local edits are not saved yet (engine.dirty()). */
+  /**
+   * Whether local edits are not saved yet (engine.dirty()), or the map is not (uMap's
+   * isDirty(): a map without an id, never saved, is dirty).
+   */
   isDirty() {
-    return this.#engine.dirty().length > 0;
+    return this.#newMap() !== undefined || this.#engine.dirty().length > 0;
+  }
+
+  // The map's stored object (uMap's MapUpdater.getStoredObject(): the map itself) when it has
+  // no id yet: a map the server has not made, which uMap's engine counts dirty and saves
+  // first (_getDirtyObjects), whatever else is.
+  #newMap() {
+    const updater = this.updaters.map;
+    if (typeof updater?.getStoredObject !== "function") return undefined;
+    const map = updater.getStoredObject({});
+    return map !== null && typeof map === "object" && !map.id ? map : undefined;
   }
 
   // --- saving ------------------------------------------------------------------------------
 
   /**
    * uMap's save(): calls save() once on each stored object (updater.getStoredObject(metadata))
-   * with unsaved local edits, parents first; stops at the first that resolves falsy (false).
+   * with unsaved local edits, parents first — the map first when it has no id yet (a new map,
+   * uMap's _getDirtyObjects) —; stops at the first that resolves falsy (false).
    * Then announces the save to the peers (saved()) and returns true.
    */
   async save() {
-    const objects = [];
+    const newMap = this.#newMap();
+    const objects = newMap === undefined ? [] : [newMap];
     for (const { subject, metadata } of this.#engine.dirty()) {
       const updater = this.updaters[subject];
       const obj = typeof updater?.getStoredObject === "function" ? updater.getStoredObject({ ...metadata }) : undefined;
@@ -345,7 +388,10 @@ export class UmapSyncEngine {
   }
 
   #stateChanged() {
-    if (!this.#onStateChange) return;
+    // uMap's toggleState comes with each undo step, a batch's at its commit (and isDirty()
+    // reads the engine's dirty objects: not once per edit of an import). The default's work
+    // needs a page.
+    if (this.#depth > 0 || (this.#onStateChange === toggleState && globalThis.document === undefined)) return;
     try {
       this.#onStateChange({ canUndo: this.#engine.canUndo(), canRedo: this.#engine.canRedo(), dirty: this.isDirty() });
     } catch (e) {
@@ -361,22 +407,33 @@ export class UmapSyncEngine {
       return;
     }
     const metadata = { ...change.metadata };
+    // A whole value of null (an undo, by another client, of an upsert made with oldValue
+    // null): uMap's UndoManager turns an upsert of null into a delete (copyOperation); its
+    // updaters' upsert would throw on it. A later value makes the object again (upsert).
+    if (key === undefined && change.value === null) {
+      if (kind === "set") this.#call(updater, "delete", { verb: "delete", subject, metadata }, change);
+      return;
+    }
     if (kind === "deleted") {
       this.#call(updater, "delete", { verb: "delete", subject, metadata }, change);
     } else if (key !== undefined && subject === "feature" && (key === "properties" || key === "properties._umap_options")) {
       this.#featureProperties(updater, metadata, key, kind === "set" ? change.value : undefined, change);
+    } else if (key !== undefined && subject === "datalayer" && this.#datalayerPath(updater, kind, metadata, change)) {
+      // done
     } else if (key !== undefined && kind === "set") {
       this.#call(updater, "update", { verb: "update", subject, metadata, key, value: change.value }, change);
     } else if (key !== undefined) {
       this.#call(updater, "update", { verb: "update", subject, metadata, key }, change);
+    } else if (subject === "datalayer" && isPlain(change.value)) {
+      this.#datalayerValue(updater, kind, metadata, change);
     } else {
       const value = kind === "unset" ? {} : change.value;
       if (typeof updater.upsert === "function") {
         this.#call(updater, "upsert", { verb: "upsert", subject, metadata, value }, change);
         // A new value of an object the map shows (a "set": it was alive), maybe an upsert and
         // the key edits after it in one message: uMap's upsert of an object it has applies
-        // part of it (FeatureUpdater: the geometry; DataLayerUpdater: nothing). The rest
-        // follows as updates of its top-level keys.
+        // part of it (FeatureUpdater: the geometry). The rest follows as updates of its
+        // top-level keys.
         if (kind === "set" && isPlain(value)) {
           const feature = subject === "feature";
           for (const k of Object.keys(value)) {
@@ -394,6 +451,160 @@ export class UmapSyncEngine {
           this.#call(updater, "update", { verb: "update", subject, metadata, key: k, value: value[k] }, change);
         }
       }
+      // The keys the new value lacks and uMap's object still holds: the updates above set
+      // only what the value holds. An update without value takes each away (setObjectValue
+      // deletes the key), as uMap's unset does; the id is the metadata's.
+      if (kind === "set") {
+        for (const k of this.#shownKeys(change)) {
+          if (k !== "id" && !(isPlain(value) && Object.hasOwn(value, k))) {
+            this.#call(updater, "update", { verb: "update", subject, metadata, key: k }, change);
+          }
+        }
+      }
+    }
+  }
+
+  // A change under a datalayer value's "options" key (see #datalayerValue), in uMap's terms:
+  // each option it touches is what the value's key and the one under "options" make together.
+  // A set of a path below an option is written as it is (as uMap's peers got it); an unset,
+  // or a set of the whole "options" (uMap's restore()), gives each option it touches that
+  // value, or takes it away when there is none — never an update of "options" itself, which
+  // uMap's DataLayerUpdater drops (no such field) and setObjectValue would delete whole.
+  // Returns false for any other change.
+  #datalayerPath(updater, kind, metadata, change) {
+    const path = segments(change.key);
+    if (!DATALAYER_PATHS.includes(path[0]) || (kind === "set" && path.length > 1)) return false;
+    const { subject } = change;
+    const value = this.#engine.get(subject, metadata);
+    let names;
+    if (path.length > 1) names = [path[1]];
+    else {
+      names = new Set(this.#shownKeys(change));
+      if (kind === "set" && isPlain(change.value)) for (const name of Object.keys(change.value)) names.add(name);
+    }
+    for (const name of names) {
+      if (name === "id") continue;
+      const v = optionValue(value, name);
+      const key = `${path[0]}.${name}`;
+      if (v === undefined) this.#call(updater, "update", { verb: "update", subject, metadata, key }, change);
+      else this.#call(updater, "update", { verb: "update", subject, metadata, key, value: v }, change);
+    }
+    return true;
+  }
+
+  // A datalayer's whole value. It is what uMap upserts, the datalayer's options
+  // (createDataLayer: sync.upsert(datalayer.options); uMap 3: its properties), which uMap's
+  // DataLayer holds under datalayer.options, where its form edits them: update("options.name"),
+  // which the engine keeps under the value's "options" key. DataLayerUpdater.upsert makes a
+  // datalayer from the value and leaves one it has as it is; its update writes a key path on
+  // the DataLayer (setObjectValue). So: the upsert gets the value without that key (uMap's
+  // would take it for an option: a late joiner would show the name the layer was made with);
+  // a datalayer uMap has gets each option as an update of options.<name>; the edits under the
+  // key follow as updates of their paths, as they reached the peers that were there; and an
+  // option uMap's datalayer holds and the value lacks is taken away (options.<name>, no value).
+  #datalayerValue(updater, kind, metadata, change) {
+    const { subject, value } = change;
+    const nested = DATALAYER_PATHS.filter((k) => isPlain(value[k]));
+    const prefix = nested[0] ?? DATALAYER_PATHS[0];
+    let base = value;
+    if (nested.length > 0) {
+      base = { ...value };
+      for (const k of nested) delete base[k];
+    }
+    const set = (key, v) => this.#call(updater, "update", { verb: "update", subject, metadata, key, value: v }, change);
+    const upserts = typeof updater.upsert === "function";
+    if (upserts) this.#call(updater, "upsert", { verb: "upsert", subject, metadata, value: base }, change);
+    if (kind === "set" || !upserts) {
+      for (const k of Object.keys(base)) if (k !== "id") set(`${prefix}.${k}`, base[k]);
+    }
+    for (const k of nested) for (const [path, v] of leaves(value[k], k, [])) set(path, v);
+    if (kind === "set") {
+      const names = optionNames(value);
+      for (const name of this.#shownKeys(change)) {
+        if (name !== "id" && !names.has(name)) {
+          this.#call(updater, "update", { verb: "update", subject, metadata, key: `${prefix}.${name}` }, change);
+        }
+      }
+    }
+  }
+
+  // #trackDatalayer records a datalayer's option names, what uMap's datalayer.options holds:
+  // a whole value's (optionNames), a path options.<name>… adds name (any other path its
+  // first name), an unset of options.<name> takes it away unless the value's own key holds
+  // it still, one of options leaves the value's own.
+  #trackDatalayer({ kind, subject, metadata, key, value }) {
+    const id = subject + "\0" + JSON.stringify(metadata);
+    if (key === undefined) {
+      if (kind === "deleted" || !isPlain(value)) this.#shown.delete(id);
+      else this.#shown.set(id, optionNames(value));
+      return;
+    }
+    const path = segments(key);
+    const under = DATALAYER_PATHS.includes(path[0]);
+    let held = this.#shown.get(id);
+    if (kind === "set" && held === undefined) this.#shown.set(id, (held = new Set()));
+    if (under && path.length === 1) {
+      if (kind === "set") {
+        if (isPlain(value)) for (const name of Object.keys(value)) held.add(name);
+      } else {
+        const now = this.#engine.get(subject, metadata);
+        if (isPlain(now)) this.#shown.set(id, optionNames(now));
+        else this.#shown.delete(id);
+      }
+      return;
+    }
+    const [name, whole] = under ? [path[1], path.length === 2] : [path[0], path.length === 1];
+    if (kind === "set") held.add(name);
+    else if (whole && !(under && optionValue(this.#engine.get(subject, metadata), name) !== undefined)) held?.delete(name);
+  }
+
+  // The top-level keys uMap's object for the change's object holds, as #track recorded them.
+  #shownKeys({ subject, metadata }) {
+    const shown = subject === "feature" ? this.#shownFeatures : this.#shown;
+    if (shown.size === 0) return [];
+    return [...(shown.get(subject + "\0" + JSON.stringify(metadata)) ?? [])];
+  }
+
+  // #track records, from every change the engine reports (local ones too: uMap's UI made
+  // them on its objects), which top-level keys each object's uMap object holds: a whole value
+  // gives its keys, a set of a path adds its first key, an unset of a top-level key takes it
+  // away (an unset below one leaves the key, maybe {}), a delete forgets the object.
+  #track(change) {
+    const { kind, subject, metadata, key, value } = change;
+    if (subject === "datalayer") {
+      this.#trackDatalayer(change);
+      return;
+    }
+    const feature = subject === "feature";
+    const shown = feature ? this.#shownFeatures : this.#shown;
+    let top;
+    let whole = true;
+    if (key !== undefined) {
+      [top, whole] = topKey(key);
+      if (feature && FEATURE_KEYS.has(top)) return;
+      if (kind !== "set" && shown.size === 0) return;
+    } else if (kind === "deleted" || !isPlain(value)) {
+      if (shown.size > 0) shown.delete(subject + "\0" + JSON.stringify(metadata));
+      return;
+    }
+    let keys;
+    if (key === undefined) {
+      keys = Object.keys(value);
+      if (feature) keys = keys.filter((k) => !FEATURE_KEYS.has(k));
+      if (keys.length === 0 && shown.size === 0) return;
+    }
+    const id = subject + "\0" + JSON.stringify(metadata);
+    if (key === undefined) {
+      if (keys.length > 0) shown.set(id, new Set(keys));
+      else shown.delete(id);
+    } else if (kind === "set") {
+      let held = shown.get(id);
+      if (held === undefined) shown.set(id, (held = new Set()));
+      held.add(top);
+    } else if (whole) {
+      const held = shown.get(id);
+      held?.delete(top);
+      if (held?.size === 0) shown.delete(id);
     }
   }
 
@@ -438,6 +649,21 @@ export async function createUmapSync(options) {
   }
 }
 
+// The default onStateChange: what uMap's UndoManager.toggleState() does to the page (its
+// undo and redo buttons, the body's umap-is-dirty class, the buttons disabled or enabled on
+// dirty); nothing without a document, as uMap's.
+function toggleState({ canUndo, canRedo, dirty }) {
+  const document = globalThis.document;
+  if (document === undefined) return;
+  const undoButton = document.querySelector(".edit-undo");
+  const redoButton = document.querySelector(".edit-redo");
+  if (undoButton) undoButton.disabled = !canUndo;
+  if (redoButton) redoButton.disabled = !canRedo;
+  document.body.classList.toggle("umap-is-dirty", dirty);
+  for (const button of document.querySelectorAll(".disabled-on-dirty")) button.disabled = dirty;
+  for (const button of document.querySelectorAll(".enabled-on-dirty")) button.disabled = !dirty;
+}
+
 // uMap's map has no metadata (getSyncMetadata gives {subject: "map"}): the engine takes {}.
 function meta(metadata) {
   return metadata === undefined ? {} : metadata;
@@ -445,6 +671,89 @@ function meta(metadata) {
 
 function old(oldValue) {
   return oldValue === undefined ? undefined : { oldValue };
+}
+
+// The keys of a datalayer's value under which the engine keeps uMap's edits of its
+// options.name / properties.name paths (see #apply).
+const DATALAYER_PATHS = ["options", "properties"];
+
+// optionNames gives the names of the options uMap's datalayer holds for a whole value of it:
+// the value's keys and those under its "options" / "properties" key.
+function optionNames(value) {
+  const names = new Set();
+  for (const [k, v] of Object.entries(value)) {
+    if (DATALAYER_PATHS.includes(k) && isPlain(v)) for (const name of Object.keys(v)) names.add(name);
+    else names.add(k);
+  }
+  return names;
+}
+
+// optionValue gives what uMap's datalayer.options[name] is for a datalayer's value: the
+// value's own, and over it (merged into an object) the one under "options" / "properties".
+function optionValue(value, name) {
+  if (!isPlain(value)) return undefined;
+  let v = value[name];
+  for (const k of DATALAYER_PATHS) {
+    const over = value[k];
+    if (!isPlain(over) || !Object.hasOwn(over, name)) continue;
+    v = isPlain(v) && isPlain(over[name]) ? merged(v, over[name]) : over[name];
+  }
+  return v;
+}
+
+function merged(a, b) {
+  const out = { ...a };
+  for (const [k, v] of Object.entries(b)) out[k] = isPlain(out[k]) && isPlain(v) ? merged(out[k], v) : v;
+  return out;
+}
+
+// leaves appends [path, value] for each leaf of obj (a value that is not a non-empty plain
+// object) under prefix: uMap's setObjectValue writes into the objects on the way, so each
+// leaf written keeps what uMap's object holds beside it, as the path edits did.
+function leaves(obj, prefix, out) {
+  for (const [k, v] of Object.entries(obj)) {
+    if (isPlain(v) && Object.keys(v).length > 0) leaves(v, `${prefix}.${k}`, out);
+    else out.push([`${prefix}.${k}`, v]);
+  }
+  return out;
+}
+
+// A feature's keys uMap's FeatureUpdater handles itself (upsert: geometry; type is a getter of
+// it; properties: #featureProperties; id: the metadata's).
+const FEATURE_KEYS = new Set(["id", "type", "geometry", "properties"]);
+
+// topKey gives a key path's first name (unescaped: the path a\.b is the name "a.b") and whether it
+// is the whole path.
+function topKey(key) {
+  if (!key.includes("\\")) {
+    const dot = key.indexOf(".");
+    return dot < 0 ? [key, true] : [key.slice(0, dot), false];
+  }
+  let name = "";
+  for (let i = 0; i < key.length; i++) {
+    const c = key[i];
+    if (c === "\\" && i + 1 < key.length) name += key[++i];
+    else if (c === ".") return [name, false];
+    else name += c;
+  }
+  return [name, true];
+}
+
+// segments splits a key path into its names (unescaped: the path a\.b is the one name "a.b").
+function segments(key) {
+  if (!key.includes("\\")) return key.split(".");
+  const out = [];
+  let name = "";
+  for (let i = 0; i < key.length; i++) {
+    const c = key[i];
+    if (c === "\\" && i + 1 < key.length) name += key[++i];
+    else if (c === ".") {
+      out.push(name);
+      name = "";
+    } else name += c;
+  }
+  out.push(name);
+  return out;
 }
 
 function isPlain(v) {

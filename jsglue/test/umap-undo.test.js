@@ -96,3 +96,117 @@ test("a save's _referenceVersion update (undo: false) leaves the map saved, as u
   sync.update("datalayer", L1, "_referenceVersion", "v9", null, { undo: false });
   assert.equal(sync.isDirty(), true);
 });
+
+// uMap's FeatureUpdater (updaters.js): upsert of a feature it has sets value.geometry, else
+// datalayer.makeFeature(value) (geojson.geometry || geojson); delete removes it. Both throw a
+// TypeError on a value of null, as uMap's do.
+function featureUpdater(features, calls) {
+  return {
+    applyMessage(op) {
+      calls.push(structuredClone(op));
+      return this[op.verb](op);
+    },
+    upsert({ metadata, value }) {
+      const f = features[metadata.id];
+      if (f) f.geometry = structuredClone(value.geometry);
+      else features[metadata.id] = structuredClone({ geometry: value.geometry || value, properties: { _umap_options: {}, ...value.properties } });
+    },
+    update({ key, metadata, value }) {
+      const f = features[metadata.id];
+      if (f && key === "geometry") f.geometry = structuredClone(value);
+    },
+    delete({ metadata }) {
+      delete features[metadata.id];
+    },
+  };
+}
+
+test("an undo of a feature uMap made (sync.upsert(toGeoJSON(), null)) deletes it on every map", async (t) => {
+  const f1 = { featureType: "marker", id: "f1", layerId: "L1" };
+  const geojson = { type: "Feature", geometry: { type: "Point", coordinates: [1, 2] }, properties: { name: "x" } };
+  const peers = [];
+  for (const name of ["alice", "bob"]) {
+    const features = {};
+    const calls = [];
+    const errors = [];
+    const sync = await createUmapSync({ updaters: { feature: featureUpdater(features, calls) }, engineOptions: { peerId: name }, onError: (e) => errors.push(e) });
+    t.after(() => sync.close());
+    peers.push({ sync, features, calls, errors });
+  }
+  const [a, b] = peers;
+  const deliver = () => {
+    for (const m of a.sync.engine.flush()) b.sync.receive(m);
+  };
+  // uMap's DataLayer.makeFeature: the feature is drawn, then synced with oldValue null.
+  a.features.f1 = { geometry: geojson.geometry, properties: { _umap_options: {}, name: "x" } };
+  a.sync.upsert("feature", f1, geojson, null);
+  deliver();
+  assert.ok(b.features.f1);
+  a.sync._undoManager.undo();
+  deliver();
+  assert.deepEqual([a.errors, b.errors], [[], []], "no updater threw");
+  assert.equal(a.features.f1, undefined, "alice's map no longer shows it");
+  assert.equal(b.features.f1, undefined, "nor bob's");
+  assert.equal(a.sync.engine.get("feature", f1), undefined);
+  assert.equal(a.calls.at(-1).verb, "delete");
+  // The redo makes it again on both.
+  a.sync._undoManager.redo();
+  deliver();
+  assert.equal(a.features.f1.geometry.coordinates[0], 1);
+  assert.equal(b.features.f1.geometry.coordinates[0], 1);
+  assert.deepEqual([a.errors, b.errors], [[], []]);
+});
+
+test("an undo of a delete given oldValue null sends nothing a peer refuses", async (t) => {
+  const f2 = { featureType: "marker", id: "f2", layerId: "L1" };
+  const peers = [];
+  for (const name of ["alice", "bob"]) {
+    const features = {};
+    const calls = [];
+    const errors = [];
+    const sync = await createUmapSync({ updaters: { feature: featureUpdater(features, calls) }, engineOptions: { peerId: name }, onError: (e) => errors.push(e) });
+    t.after(() => sync.close());
+    peers.push({ sync, features, calls, errors });
+  }
+  const [a, b] = peers;
+  // A feature from the saved map (never upserted), deleted with no value to restore.
+  a.sync.delete("feature", f2, null);
+  a.sync.undo();
+  for (const m of a.sync.engine.flush()) b.sync.receive(m); // threw bad_value (an upsert of null)
+  assert.deepEqual([a.errors, b.errors], [[], []]);
+  assert.equal(a.sync.engine.get("feature", f2), undefined);
+  assert.ok(a.calls.every((c) => c.value !== null), "no upsert of null");
+});
+
+test("a whole value of null (an undo, by other code on the same engine, of an upsert with oldValue null) deletes the object", async (t) => {
+  const f1 = { featureType: "marker", id: "f1", layerId: "L1" };
+  const features = {};
+  const calls = [];
+  const errors = [];
+  const sync = await createUmapSync({ updaters: { feature: featureUpdater(features, calls) }, engineOptions: { peerId: "bob" }, onError: (e) => errors.push(e) });
+  t.after(() => sync.close());
+  // Another user of the engine (the Leaflet helper, a script) makes a feature the adapter's
+  // updaters did not draw, with oldValue null, and undoes it: the engine restores null.
+  sync.engine.upsert("feature", f1, { type: "Feature", geometry: { type: "Point", coordinates: [1, 2] }, properties: {} }, { oldValue: null });
+  features.f1 = { geometry: { type: "Point", coordinates: [1, 2] }, properties: { _umap_options: {} } };
+  sync.engine.undo();
+  assert.equal(sync.engine.get("feature", f1), null);
+  assert.deepEqual(errors, []);
+  assert.equal(features.f1, undefined);
+  assert.equal(calls.at(-1).verb, "delete");
+  sync.engine.redo();
+  assert.deepEqual(errors, []);
+  assert.deepEqual(features.f1.geometry, { type: "Point", coordinates: [1, 2] });
+});
+
+test("_undoManager.undo(true) redoes, as uMap's UndoManager.undo(redo) does", async (t) => {
+  const sync = await createUmapSync({ updaters: { datalayer: { update() {} } }, engineOptions: { peerId: "alice" } });
+  t.after(() => sync.close());
+  sync.update("datalayer", L1, "name", "roads");
+  sync._undoManager.undo();
+  assert.equal(sync.engine.get("datalayer", L1, "name"), undefined);
+  assert.equal(sync._undoManager.undo(true).done, true);
+  assert.equal(sync.engine.get("datalayer", L1, "name"), "roads");
+  sync._undoManager.undo(false);
+  assert.equal(sync.engine.get("datalayer", L1, "name"), undefined);
+});
