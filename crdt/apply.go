@@ -207,7 +207,9 @@ type Edit struct {
 	// object of an upsert (a delete takes none: ErrBadValue).
 	Value string
 	// OldValue is JSON text of the value before the edit, used by undo only when the engine
-	// itself has nothing at the path (a value it never saw). Optional.
+	// itself has nothing at the path (a value it never saw). Optional. For an upsert or a
+	// delete it is the whole object before, or null: there was none (the undo deletes it);
+	// any other value is ErrBadValue.
 	OldValue string
 	// Group joins consecutive edits with the same non-empty group into one undo step — until
 	// the step holds more than the undo budget (Limits.MaxMessageBytes of values to restore):
@@ -357,6 +359,15 @@ func (r *Replica) prepare(e Edit) (*op, oldValue, error) {
 		if !old.present && e.OldValue != "" {
 			if old.value, err = r.canonicalValue(nil, e.OldValue); err == nil {
 				old.present, old.fromCaller = true, true
+				if e.Verb != VerbUpdate && !isObject(old.value) {
+					// The whole object before: null says there was none (uMap's
+					// upsert(value, null) of a feature it makes); nothing else is one.
+					if old.value == "null" {
+						old = oldValue{others: old.others}
+					} else {
+						err = newError(ErrBadValue, "the old value of an "+e.Verb.String()+" is the whole object before it, or null for none, not "+quote(old.value))
+					}
+				}
 			}
 		}
 	}

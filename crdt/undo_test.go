@@ -539,6 +539,55 @@ func TestUndoUsesOldValueForAPathNeverSeen(t *testing.T) {
 	}
 }
 
+// TestUndoOfWholeObjectOldValueNull: uMap makes a feature with upsert(value, null), the
+// null saying there was none. Its undo deletes the feature everywhere — it sent an upsert
+// of null, which every peer refused (bad_value), while the undoer kept null. An old value
+// of an upsert or delete that is neither an object nor null is refused, changing nothing.
+func TestUndoOfWholeObjectOldValueNull(t *testing.T) {
+	alice, bob, _, walls := kitTrio(t)
+	feature := `{"geometry":{"coordinates":[1,2],"type":"Point"},"properties":{"name":"new"},"type":"Feature"}`
+	kitOK(t)(alice.Apply(Edit{Verb: VerbUpsert, Subject: "feature", Metadata: kitF1, Value: feature, OldValue: "null"}))
+	kitDeliver(t, alice.Flush(), bob)
+	kitTick(walls, 10)
+	kitUndo(t, alice)
+	kitDeliver(t, alice.Flush(), bob)
+	for _, r := range []*Replica{alice, bob} {
+		if v, ok, _ := r.Get("feature", kitF1, ""); ok {
+			t.Errorf("%s: the undone creation left %s", r.PeerID(), v)
+		}
+	}
+	kitTick(walls, 10)
+	kitRedo(t, alice)
+	kitDeliver(t, alice.Flush(), bob)
+	kitWant(t, bob, "feature", kitF1, "", feature)
+	// A delete of a feature the engine never saw, with null for its old value: its undo
+	// sends nothing a peer refuses.
+	kitTick(walls, 10)
+	kitOK(t)(alice.Apply(Edit{Verb: VerbDelete, Subject: "feature", Metadata: kitF2, OldValue: "null"}))
+	kitDeliver(t, alice.Flush(), bob)
+	kitTick(walls, 10)
+	kitUndo(t, alice)
+	kitDeliver(t, alice.Flush(), bob)
+	if alice.State() != bob.State() {
+		t.Errorf("diverged:\n%s\n%s", alice.State(), bob.State())
+	}
+	before := alice.State()
+	for _, old := range []string{"5", `"x"`, "[]", "true"} {
+		for _, v := range []Verb{VerbUpsert, VerbDelete} {
+			e := Edit{Verb: v, Subject: "feature", Metadata: kitF3, OldValue: old}
+			if v == VerbUpsert {
+				e.Value = feature
+			}
+			if _, err := alice.Apply(e); Code(err) != "bad_value" {
+				t.Errorf("%s with old value %s: %v, want bad_value", v, old, err)
+			}
+		}
+	}
+	if alice.State() != before || len(alice.Flush()) != 0 {
+		t.Error("a refused edit changed the state or queued a message")
+	}
+}
+
 // TestUndoProperty: three replicas make random local edits, undos and redos, with random
 // delivery (and the sync requests gaps trigger). Before each undo or redo, every place of
 // the step whose newest write belongs to another peer is recorded; after it, those places

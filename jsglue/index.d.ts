@@ -174,7 +174,11 @@ export interface EditOptions {
    * step (and the old one goes). A lone surrogate in it is a "bad_option" error.
    */
   group?: string;
-  /** The value before the edit, used by undo only where the engine never saw one. */
+  /**
+   * The value before the edit, used by undo only where the engine never saw one. For an
+   * upsert or a delete, the whole object before, or null for none (uMap's upsert(value,
+   * null): its undo deletes the object); any other value is a "bad_value" error.
+   */
   oldValue?: Value;
   /**
    * false keeps the edit out of the undo history (uMap's update(…, {undo: false}) of a
