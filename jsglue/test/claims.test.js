@@ -871,3 +871,22 @@ test("EngineOptions.now: 2^53 - 1 is the last time taken; 2^53, a walltime no pe
   assert.equal(e.get("map", {}, "properties.a"), 1);
   e.close();
 });
+
+test("EditOptions.oldValue: null before an upsert says there was none (its undo deletes the object everywhere); a non-object is bad_value", async () => {
+  const a = await createEngine({ peerId: "alice" });
+  const b = await createEngine({ peerId: "bob" });
+  const feature = { type: "Feature", geometry: { type: "Point", coordinates: [1, 2] }, properties: {} };
+  a.upsert("feature", f1, feature, { oldValue: null });
+  deliver(a, b);
+  a.undo();
+  deliver(a, b);
+  assert.equal(a.get("feature", f1), undefined);
+  assert.equal(b.get("feature", f1), undefined);
+  const before = a.state();
+  throwsCode(() => a.upsert("feature", f1, feature, { oldValue: 5 }), "bad_value");
+  throwsCode(() => a.delete("feature", f1, { oldValue: "x" }), "bad_value");
+  assert.equal(a.state(), before);
+  assert.deepEqual(a.flush(), []);
+  a.close();
+  b.close();
+});
