@@ -464,7 +464,11 @@ export interface MergeResult {
   conflicts: MergeConflict[];
 }
 
-/** A GeoJSON document argument: JSON text, UTF-8 bytes (Uint8Array or ArrayBuffer), or an object (written with JSON.stringify). */
+/**
+ * A GeoJSON document argument: JSON text, UTF-8 bytes (Uint8Array or ArrayBuffer), or an
+ * object (written with JSON.stringify). A lone surrogate in a string of the text, raw or
+ * escaped, is kept as JSON.parse reads it (as from an object).
+ */
 export type DocumentInput = string | Uint8Array | ArrayBuffer | object;
 
 /**

@@ -1142,6 +1142,31 @@ test("merge: a string holding a lone surrogate is kept, and told from another", 
   assert.deepEqual(JSON.parse(ids.document).features.map((x) => x.id), ["z", "\udbff"]);
 });
 
+test("merge: a document given as text keeps a raw lone surrogate as JSON.parse reads it, as from an object", async () => {
+  // JSON text built by JavaScript may hold a lone surrogate as it is, not escaped: JSON.parse
+  // reads it. Encoded as UTF-8 it would reach the module as U+FFFD: "x\ud800" and "x\udbff"
+  // would be one value, and latest's edit from one to the other lost.
+  const text = (...features) =>
+    `{"type":"FeatureCollection","features":[${features
+      .map(([id, n]) => `{"type":"Feature","id":"${id}","geometry":null,"properties":{"n":"x${n}"}}`)
+      .join(",")}]}`;
+  const docs = [text(["a", "\ud800"]), text(["a", "\udbff"]), text(["a", "\ud800"])];
+  const res = await merge(...docs);
+  assert.deepEqual(JSON.parse(res.document).features[0].properties, { n: "x\udbff" });
+  assert.equal(res.document, (await merge(...docs.map((d) => JSON.parse(d)))).document);
+  // Ids differing by their lone surrogate are two features, as from objects.
+  const ids = await merge(text(["\ud800", ""]), text(["\ud800", ""], ["z", ""]), text(["\udbff", ""]));
+  assert.deepEqual(JSON.parse(ids.document).features.map((f) => f.id), ["z", "\udbff"]);
+  // A member name holding one is refused, as from an object; after an escaping backslash it
+  // is no JSON.
+  const fc = '{"type":"FeatureCollection","features":[]';
+  await rejectsCode(merge(`${fc},"\ud800":1}`, `${fc}}`, `${fc}}`), "bad_value");
+  await rejectsCode(merge(`${fc},"x":"\\\ud800"}`, `${fc}}`, `${fc}}`), "invalid_json");
+  const x = `${fc},"x":"\\\\\ud800"`; // an escaped backslash, then the surrogate
+  const kept = await merge(`${x}}`, `${x}}`, `${x},"y":1}`);
+  assert.equal(JSON.parse(kept.document).x, "\\\ud800");
+});
+
 test("options.now: a clock that throws or returns no time makes the call throw bad_option, changing nothing", async () => {
   for (const [name, bad] of [
     ["NaN", NaN],
