@@ -773,11 +773,18 @@ var (
 	genMergeValues = []any{"x", "y", "Café", 1, 2.5, true, nil, []any{1, 2}, map[string]any{"k": "v"}}
 )
 
+// genMergeValue is one of genMergeValues, a copy: a document holding the shared map or
+// slice itself would change it for every later round when edited (mutateMergeLayer edits an
+// "_umap_options" in place), or come to hold itself, which json.Marshal cannot write.
+func genMergeValue(rnd *rand.Rand) any {
+	return mergeDeepCopy(genMergeValues[rnd.IntN(len(genMergeValues))])
+}
+
 func genMergeOptions(rnd *rand.Rand) map[string]any {
 	o := map[string]any{}
 	for _, k := range genMergeOpts {
 		if rnd.IntN(2) == 0 {
-			o[k] = genMergeValues[rnd.IntN(len(genMergeValues))]
+			o[k] = genMergeValue(rnd)
 		}
 	}
 	return o
@@ -826,9 +833,9 @@ func genMergeProps(rnd *rand.Rand) map[string]any {
 			case "_umap_options":
 				p[k] = genMergeOptions(rnd)
 			case "nested":
-				p[k] = map[string]any{"deep": map[string]any{"x": genMergeValues[rnd.IntN(len(genMergeValues))]}}
+				p[k] = map[string]any{"deep": map[string]any{"x": genMergeValue(rnd)}}
 			default:
-				p[k] = genMergeValues[rnd.IntN(len(genMergeValues))]
+				p[k] = genMergeValue(rnd)
 			}
 		}
 	}
@@ -850,7 +857,7 @@ func mutateMergeLayer(rnd *rand.Rand, d map[string]any) map[string]any {
 				if rnd.IntN(3) == 0 {
 					delete(opts, k)
 				} else {
-					opts[k] = genMergeValues[rnd.IntN(len(genMergeValues))]
+					opts[k] = genMergeValue(rnd)
 				}
 			}
 			continue
@@ -863,7 +870,7 @@ func mutateMergeLayer(rnd *rand.Rand, d map[string]any) map[string]any {
 		case 1:
 			f["geometry"] = genMergeGeometry(rnd)
 		case 2:
-			f["properties"].(map[string]any)[genMergeKeys[rnd.IntN(len(genMergeKeys))]] = genMergeValues[rnd.IntN(len(genMergeValues))]
+			f["properties"].(map[string]any)[genMergeKeys[rnd.IntN(len(genMergeKeys))]] = genMergeValue(rnd)
 		case 3:
 			delete(f["properties"].(map[string]any), genMergeKeys[rnd.IntN(len(genMergeKeys))])
 		case 4:
@@ -873,10 +880,10 @@ func mutateMergeLayer(rnd *rand.Rand, d map[string]any) map[string]any {
 				o = map[string]any{}
 				p["_umap_options"] = o
 			}
-			o[genMergeOpts[rnd.IntN(len(genMergeOpts))]] = genMergeValues[rnd.IntN(len(genMergeValues))]
+			o[genMergeOpts[rnd.IntN(len(genMergeOpts))]] = genMergeValue(rnd)
 		case 5:
 			p := f["properties"].(map[string]any)
-			p["nested"] = map[string]any{"deep": map[string]any{"x": genMergeValues[rnd.IntN(len(genMergeValues))]}}
+			p["nested"] = map[string]any{"deep": map[string]any{"x": genMergeValue(rnd)}}
 		default:
 			slices.Reverse(fs) // reorder
 		}
