@@ -98,8 +98,10 @@ type MergeResult struct {
 	// included.
 	Document []byte
 	// Conflicts lists every conflict found, layer-level ones first, then by feature in the
-	// merge order, keys sorted within a feature. Under MergeLatestWins and
-	// MergeIncomingWins they are resolved in Document; under MergeFail nothing is merged.
+	// merge order, and within a feature in key path order (member names compared level by
+	// level: "properties.a.z" comes before "properties.a-", though the joined keys sort the
+	// other way). Under MergeLatestWins and MergeIncomingWins they are resolved in Document;
+	// under MergeFail nothing is merged.
 	Conflicts []Conflict
 }
 

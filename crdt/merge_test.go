@@ -638,6 +638,41 @@ func TestMergeConflictMessages(t *testing.T) {
 	}
 }
 
+// TestMergeConflictOrder: layer-level conflicts first, then features in the merge order
+// (latest's, then incoming's new ones), and within a feature the keys in path order, member
+// names compared level by level: "properties.a.z" before "properties.a-", though "-" sorts
+// before "." in the joined key.
+func TestMergeConflictOrder(t *testing.T) {
+	f := func(id string, v int) string {
+		n := strconv.Itoa(v)
+		return `{"type":"Feature","id":"` + id + `","geometry":null,"properties":{"a-":` + n + `,"a":{"z":` + n + `},"b":` + n + `}}`
+	}
+	doc := func(v int, ids ...string) []byte {
+		var fs []string
+		for _, id := range ids {
+			fs = append(fs, f(id, v))
+		}
+		return []byte(`{"type":"FeatureCollection","_umap_options":{"name":` + strconv.Itoa(v) + `},"features":[` + strings.Join(fs, ",") + `]}`)
+	}
+	// Latest holds y before x; incoming adds w (the same id as latest's w, other values).
+	res, err := Merge(doc(1, "x", "y"), doc(2, "y", "x", "w"), doc(3, "x", "y", "w"), MergeLatestWins)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range res.Conflicts {
+		got = append(got, c.FeatureID+" "+c.Key)
+	}
+	var want []string
+	want = append(want, " _umap_options.name")
+	for _, id := range []string{"y", "x", "w"} {
+		want = append(want, id+" properties.a.z", id+" properties.a-", id+" properties.b")
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("conflicts in order\n%q\nwant\n%q", got, want)
+	}
+}
+
 func TestMergeErrors(t *testing.T) {
 	ok := `{"type":"FeatureCollection","features":[]}`
 	deep := `{"type":"FeatureCollection","features":[],"x":` + strings.Repeat("[", 70) + strings.Repeat("]", 70) + `}`
