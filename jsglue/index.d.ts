@@ -446,7 +446,11 @@ export type MergePolicy = "fail" | "latest" | "incoming";
 
 /** One conflict of a merge (crdt.Conflict in crdt/merge.go). */
 export interface MergeConflict {
-  /** The feature id; "" for a layer-level conflict. */
+  /**
+   * The feature's id as text: a number id as JavaScript writes it (7 → "7"), a lone
+   * surrogate of a string id as U+FFFD; "" for a layer-level conflict (features without an
+   * id never conflict).
+   */
   featureId: string;
   /** The key path ("" for the whole feature). */
   key: string;

@@ -1120,6 +1120,13 @@ test("merge: three-way merge of datalayer saves", async () => {
   const forced = await merge(ref, latest, clash, { policy: "incoming" });
   assert.equal(JSON.parse(forced.document).features[0].properties.name, "mine");
   assert.equal(forced.conflicts.length, 1);
+  // A number id is named by its text; the side that deleted the feature (latest changed its
+  // id: one deleted, one added) has no value.
+  const byNumber = await merge(fc([f(7, "r")]), fc([f(7.5, "r")]), fc([f(7, "incoming")]), { policy: "latest" });
+  assert.deepEqual(byNumber.conflicts, [
+    { featureId: "7", key: "", reference: f(7, "r"), incoming: f(7, "incoming") },
+  ]);
+  assert.ok(!("latest" in byNumber.conflicts[0]));
   await rejectsCode(merge(ref, latest, clash, { policy: "mine" }), "bad_option");
   await rejectsCode(merge(ref, latest, clash, { polcy: "latest" }), "bad_option", /"polcy"/);
   await rejectsCode(merge("{", latest, clash), "invalid_json");
