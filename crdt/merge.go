@@ -139,7 +139,10 @@ type MergeResult struct {
 // coordinates of two drags makes a shape nobody drew. Properties merge key by key, through
 // nested objects ("properties._umap_options.color"). A key one side deleted and the other
 // left as it was is deleted: leaving a value unchanged is not setting it. A JSON null is a
-// value like any other, not a deletion.
+// value like any other, not a deletion. A feature's "properties._umap_options" absent
+// counts as an empty object, since uMap writes a feature without options without it: one
+// side resetting a feature's options and the other setting one merge option by option, and
+// a merge that leaves none writes none.
 //
 // Features are matched by their top-level "id" (where uMap writes it; "properties.id" is an
 // ordinary property): a non-empty string or a number, compared as values (so "7" and 7
@@ -456,6 +459,16 @@ func (m *merger) value(path []string, r, l, i slot) slot {
 	case i == r:
 		return l
 	}
+	if m.inFeature && len(path) == 2 && path[0] == "properties" && path[1] == "_umap_options" &&
+		objectOrAbsent(r) && objectOrAbsent(l) && objectOrAbsent(i) {
+		// uMap writes a feature's empty _umap_options as none: absent is {}, and a merge
+		// that leaves no option writes none.
+		v := slot{raw: m.object(path, r.raw, l.raw, i.raw), ok: true}
+		if v.raw == "{}" {
+			return slot{}
+		}
+		return v
+	}
 	atomic := m.inFeature && len(path) == 1 && path[0] == "geometry"
 	if !atomic && l.ok && i.ok && isObject(l.raw) && isObject(i.raw) && (!r.ok || isObject(r.raw)) {
 		return slot{raw: m.object(path, r.raw, l.raw, i.raw), ok: true}
@@ -472,6 +485,9 @@ func (m *merger) value(path []string, r, l, i slot) slot {
 	}
 	return l
 }
+
+// objectOrAbsent says whether s is absent or an object.
+func objectOrAbsent(s slot) bool { return !s.ok || isObject(s.raw) }
 
 // object merges three objects (r may be "": absent) member by member, and returns the
 // canonical result.

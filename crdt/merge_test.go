@@ -267,13 +267,47 @@ func TestMergeTable(t *testing.T) {
 			},
 		},
 		{
+			// uMap writes a feature without options without "_umap_options" (its
+			// Feature.cloneProperties drops an empty one): latest reset every option. That
+			// is, option by option, three deleted and one deleted against an edit.
 			name:     "_umap_options removed on one side, one option changed on the other",
 			latest:   func(d mdoc) { delete(d.props("NTE1Y"), "_umap_options") },
 			incoming: func(d mdoc) { d.opts("NTE1Y")["fillOpacity"] = "0.6" },
-			conflicts: []Conflict{{FeatureID: "NTE1Y", Key: "properties._umap_options",
-				Reference: "*", Latest: "", Incoming: "*"}},
-			wantLatestWins:   func(d mdoc) { delete(d.props("NTE1Y"), "_umap_options") },
-			wantIncomingWins: func(d mdoc) { d.opts("NTE1Y")["fillOpacity"] = "0.6" },
+			conflicts: []Conflict{{FeatureID: "NTE1Y", Key: "properties._umap_options.fillOpacity",
+				Reference: `"0.4"`, Latest: "", Incoming: `"0.6"`}},
+			wantLatestWins: func(d mdoc) { delete(d.props("NTE1Y"), "_umap_options") },
+			wantIncomingWins: func(d mdoc) {
+				d.props("NTE1Y")["_umap_options"] = map[string]any{"fillOpacity": "0.6"}
+			},
+		},
+		{
+			// One user resets the feature's options (uMap then writes no "_umap_options"),
+			// the other sets one it did not have: no conflict, key by key.
+			name:     "_umap_options removed on one side, a new option set on the other",
+			latest:   func(d mdoc) { delete(d.props("UxNjQ"), "_umap_options") },
+			incoming: func(d mdoc) { d.opts("UxNjQ")["showLabel"] = true },
+			want: func(d mdoc) {
+				d.props("UxNjQ")["_umap_options"] = map[string]any{"showLabel": true}
+			},
+		},
+		{
+			// Mzc1M has no options; both sides give it one: an object added on both sides.
+			// And a merge that leaves no option writes none, as uMap does.
+			name: "_umap_options added on both sides; emptied by the merge",
+			latest: func(d mdoc) {
+				d.props("Mzc1M")["_umap_options"] = map[string]any{"color": "Red"}
+				delete(d.opts("Mzk2N"), "color")
+				delete(d.opts("Mzk2N"), "weight")
+			},
+			incoming: func(d mdoc) {
+				d.props("Mzc1M")["_umap_options"] = map[string]any{"weight": "3"}
+				delete(d.opts("Mzk2N"), "dashArray")
+				delete(d.opts("Mzk2N"), "smoothFactor")
+			},
+			want: func(d mdoc) {
+				d.props("Mzc1M")["_umap_options"] = map[string]any{"color": "Red", "weight": "3"}
+				delete(d.props("Mzk2N"), "_umap_options")
+			},
 		},
 		{
 			name: "geometry on one side, properties on the other",
