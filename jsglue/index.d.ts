@@ -469,11 +469,11 @@ export interface MergeResult {
 }
 
 /**
- * A GeoJSON document argument: JSON text, UTF-8 bytes (Uint8Array or ArrayBuffer), or an
- * object (written with JSON.stringify). A lone surrogate in a string of the text, raw or
- * escaped, is kept as JSON.parse reads it (as from an object).
+ * A GeoJSON document argument: JSON text (a string or jsonText()), UTF-8 bytes (Uint8Array
+ * or ArrayBuffer), or an object (written with JSON.stringify). A lone surrogate in a string
+ * of the text, raw or escaped, is kept as JSON.parse reads it (as from an object).
  */
-export type DocumentInput = string | Uint8Array | ArrayBuffer | object;
+export type DocumentInput = string | JSONText | Uint8Array | ArrayBuffer | object;
 
 /**
  * Three-way merge of two saves of a datalayer against their common reference (DESIGN §8).

@@ -997,10 +997,10 @@ export async function merge(reference, latest, incoming, options = {}) {
   if (!policies.has(policy)) throw fail("bad_option", `policy must be "fail", "latest" or "incoming", not ${show(policy)}`);
   const bridge = await load(o.wasmURL);
   const doc = (d, name) => {
-    if (typeof d === "string") return wellFormed(d) ? d : escapeLoneSurrogates(d);
     if (isBytes(d)) return d;
     if (d instanceof ArrayBuffer) return bytesOf(d); // as receive() and snapshot take it
-    return json(d, "bad_value", name);
+    const text = typeof d === "string" ? d : json(d, "bad_value", name); // a JSONText's own
+    return wellFormed(text) ? text : escapeLoneSurrogates(text);
   };
   const text = bridge.call(
     bridge.m.merge,

@@ -1161,6 +1161,7 @@ test("merge: a document given as text keeps a raw lone surrogate as JSON.parse r
   const res = await merge(...docs);
   assert.deepEqual(JSON.parse(res.document).features[0].properties, { n: "x\udbff" });
   assert.equal(res.document, (await merge(...docs.map((d) => JSON.parse(d)))).document);
+  assert.equal(res.document, (await merge(...docs.map((d) => jsonText(d)))).document, "as jsonText");
   // Ids differing by their lone surrogate are two features, as from objects.
   const ids = await merge(text(["\ud800", ""]), text(["\ud800", ""], ["z", ""]), text(["\udbff", ""]));
   assert.deepEqual(JSON.parse(ids.document).features.map((f) => f.id), ["z", "\udbff"]);
