@@ -631,6 +631,12 @@ func TestMergeLoneSurrogates(t *testing.T) {
 	if !errors.Is(err, ErrConflict) || len(res.Conflicts) != 1 || res.Conflicts[0].Latest != `"\udbff"` || res.Conflicts[0].Incoming != `"\udc00"` {
 		t.Errorf("conflict: %v %+v", err, res.Conflicts)
 	}
+	// A conflict in a feature whose id holds a lone surrogate names it with U+FFFD there
+	// (Conflict.FeatureID is decoded text).
+	res, err = Merge(doc(f(`"x\ud800"`, `"n":1`)), doc(f(`"x\ud800"`, `"n":2`)), doc(f(`"x\ud800"`, `"n":3`)), MergeFail)
+	if !errors.Is(err, ErrConflict) || len(res.Conflicts) != 1 || res.Conflicts[0].FeatureID != "x\uFFFD" || res.Conflicts[0].Key != "properties.n" {
+		t.Errorf("conflict in a feature whose id holds a lone surrogate: %v %+v", err, res.Conflicts)
+	}
 }
 
 // TestMergeDuplicateIDs: the k-th feature of an id is matched with the k-th of the others.
