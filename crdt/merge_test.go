@@ -655,6 +655,43 @@ func TestMergeDuplicateIDs(t *testing.T) {
 	if want := mergeCanon(t, doc("a2", "b2", "c")); string(res.Document) != want {
 		t.Errorf("got  %s\nwant %s", res.Document, want)
 	}
+
+	// Which of several features of one id an edited one was cannot be told: they are
+	// matched by content, as features without an id. Latest deleted the first, incoming
+	// renamed it: the deletion, and incoming's feature kept (as a new one), not incoming's
+	// edit merged into the second.
+	res, err = Merge(doc("a", "b"), doc("b"), doc("a2", "b"), MergeFail)
+	if err != nil || len(res.Conflicts) != 0 {
+		t.Fatalf("deleted against edited: %v %+v", err, res.Conflicts)
+	}
+	if want := mergeCanon(t, doc("b", "a2")); string(res.Document) != want {
+		t.Errorf("deleted against edited:\ngot  %s\nwant %s", res.Document, want)
+	}
+	// The same with an edit that does not touch what tells them apart: matched by place,
+	// incoming's new color went silently to the feature latest kept.
+	colored := func(fs ...[2]string) []byte {
+		var out []string
+		for _, f := range fs {
+			out = append(out, `{"type":"Feature","id":"dup","geometry":null,"properties":{"name":"`+f[0]+`","_umap_options":{"color":"`+f[1]+`"}}}`)
+		}
+		return []byte(`{"type":"FeatureCollection","features":[` + strings.Join(out, ",") + `]}`)
+	}
+	res, err = Merge(colored([2]string{"a", "Red"}, [2]string{"b", "Red"}), colored([2]string{"b", "Red"}),
+		colored([2]string{"a", "Blue"}, [2]string{"b", "Red"}), MergeFail)
+	if want := mergeCanon(t, colored([2]string{"b", "Red"}, [2]string{"a", "Blue"})); err != nil || string(res.Document) != want {
+		t.Errorf("deleted against recolored: %v\ngot  %s\nwant %s", err, res.Document, want)
+	}
+	// Latest reordered them, incoming edited one: nothing else changes.
+	res, err = Merge(doc("a", "b", "c"), doc("b", "c", "a"), doc("a", "b2", "c"), MergeFail)
+	if want := mergeCanon(t, doc("c", "a", "b2")); err != nil || string(res.Document) != want {
+		t.Errorf("reordered: %v\ngot  %s\nwant %s", err, res.Document, want)
+	}
+	// An id shared in one document only (latest added a second "dup") is matched by
+	// content in all three: incoming's edit of the first is a deletion and an addition.
+	res, err = Merge(doc("a"), doc("a", "b"), doc("a2"), MergeFail)
+	if want := mergeCanon(t, doc("b", "a2")); err != nil || string(res.Document) != want {
+		t.Errorf("shared in latest only: %v\ngot  %s\nwant %s", err, res.Document, want)
+	}
 }
 
 func TestMergeConflictMessages(t *testing.T) {
