@@ -448,8 +448,8 @@ export type MergePolicy = "fail" | "latest" | "incoming";
 export interface MergeConflict {
   /**
    * The feature's id as text: a number id as JavaScript writes it (7 → "7"), a lone
-   * surrogate of a string id as U+FFFD; "" for a layer-level conflict (features without an
-   * id never conflict).
+   * surrogate of a string id as U+FFFD; "" for a layer-level conflict (features matched by
+   * content, without an id or of an id several features share, never conflict).
    */
   featureId: string;
   /** The key path ("" for the whole feature). */
