@@ -47,8 +47,8 @@ const (
 type Conflict struct {
 	// FeatureID is the id of the feature (a string id as its decoded text, a lone UTF-16
 	// surrogate in it as U+FFFD; a number id as JavaScript writes it), or "" for a
-	// layer-level conflict. Features without an id never conflict, so "" always means the
-	// layer.
+	// layer-level conflict. Features matched by content (without an id, or of an id several
+	// share) never conflict, so "" always means the layer.
 	FeatureID string
 	// Key is the escaped key path of the place (see JoinPath): "" for the whole feature (one
 	// side deleted it, the other edited it), "geometry", "properties.name",
@@ -98,8 +98,10 @@ type MergeResult struct {
 	// included.
 	Document []byte
 	// Conflicts lists every conflict found, layer-level ones first, then by feature in the
-	// merge order, keys sorted within a feature. Under MergeLatestWins and
-	// MergeIncomingWins they are resolved in Document; under MergeFail nothing is merged.
+	// merge order, and within a feature in key path order (member names compared level by
+	// level: "properties.a.z" comes before "properties.a-", though the joined keys sort the
+	// other way). Under MergeLatestWins and MergeIncomingWins they are resolved in Document;
+	// under MergeFail nothing is merged.
 	Conflicts []Conflict
 }
 
@@ -137,16 +139,21 @@ type MergeResult struct {
 // coordinates of two drags makes a shape nobody drew. Properties merge key by key, through
 // nested objects ("properties._umap_options.color"). A key one side deleted and the other
 // left as it was is deleted: leaving a value unchanged is not setting it. A JSON null is a
-// value like any other, not a deletion.
+// value like any other, not a deletion. A feature's "properties._umap_options" absent
+// counts as an empty object, since uMap writes a feature without options without it: one
+// side resetting a feature's options and the other setting one merge option by option, and
+// a merge that leaves none writes none.
 //
 // Features are matched by their top-level "id" (where uMap writes it; "properties.id" is an
 // ordinary property): a non-empty string or a number, compared as values (so "7" and 7
 // are two ids, 7 and 7.0 one). A feature without a usable id (none, "", null, an object …)
 // is matched by content, identical canonical JSON; edited on one side it is, to Merge, one
 // feature deleted and another added, so it never conflicts and every edit of it is kept. A
-// feature whose id changed is likewise one deleted and one added. When a document
-// holds several features of the same identity, the k-th is matched with the k-th of the
-// other documents.
+// feature whose id changed is likewise one deleted and one added. So are the features of
+// an id several features of one of the three documents share: which of them an edited one
+// was cannot be told, and matched by place an edit would go to whichever feature came to
+// be at that place. Several features of equal content are matched in order, the k-th with
+// the k-th.
 //
 // Feature order: latest's order, then the features of incoming that latest does not hold
 // (new ones, or ones latest deleted and incoming edited, kept by MergeIncomingWins), in
@@ -198,6 +205,7 @@ func Merge(reference, latest, incoming []byte, policy MergePolicy) (MergeResult,
 
 // mergeLayers merges three parsed documents by the rules, without the shortcuts of Merge.
 func mergeLayers(r, l, i *layerDoc, policy MergePolicy) (MergeResult, error) {
+	matchByContent(r, l, i)
 	m := merger{policy: policy}
 	top := m.object(nil, r.top, l.top, i.top)
 
@@ -295,6 +303,38 @@ type docFeature struct {
 type featureKey struct {
 	ident string
 	n     int
+}
+
+// matchByContent gives the features whose id is shared by several features of one
+// document (of any of docs) the identity of a feature without an id: their content. Which
+// of them an edited one was cannot be told; matched by place, an edit would be merged into
+// whichever feature came to be at that place (latest deleting the first of two, incoming's
+// edit of it went to the second).
+func matchByContent(docs ...*layerDoc) {
+	shared := map[string]int{}
+	for _, d := range docs {
+		for _, f := range d.feats {
+			if f.key.n == 1 && f.key.ident[0] != 'c' {
+				shared[f.key.ident] = 1
+			}
+		}
+	}
+	if len(shared) == 0 {
+		return
+	}
+	for _, d := range docs {
+		seen := map[string]int{}
+		d.index = map[featureKey]int{}
+		for j := range d.feats {
+			f := &d.feats[j]
+			if shared[f.key.ident] > 0 {
+				f.key.ident, f.id = "c"+f.raw, ""
+			}
+			f.key.n = seen[f.key.ident]
+			seen[f.key.ident]++
+			d.index[f.key] = j
+		}
+	}
 }
 
 func (d *layerDoc) lookup(k featureKey) slot {
@@ -454,6 +494,16 @@ func (m *merger) value(path []string, r, l, i slot) slot {
 	case i == r:
 		return l
 	}
+	if m.inFeature && len(path) == 2 && path[0] == "properties" && path[1] == "_umap_options" &&
+		objectOrAbsent(r) && objectOrAbsent(l) && objectOrAbsent(i) {
+		// uMap writes a feature's empty _umap_options as none: absent is {}, and a merge
+		// that leaves no option writes none.
+		v := slot{raw: m.object(path, r.raw, l.raw, i.raw), ok: true}
+		if v.raw == "{}" {
+			return slot{}
+		}
+		return v
+	}
 	atomic := m.inFeature && len(path) == 1 && path[0] == "geometry"
 	if !atomic && l.ok && i.ok && isObject(l.raw) && isObject(i.raw) && (!r.ok || isObject(r.raw)) {
 		return slot{raw: m.object(path, r.raw, l.raw, i.raw), ok: true}
@@ -470,6 +520,9 @@ func (m *merger) value(path []string, r, l, i slot) slot {
 	}
 	return l
 }
+
+// objectOrAbsent says whether s is absent or an object.
+func objectOrAbsent(s slot) bool { return !s.ok || isObject(s.raw) }
 
 // object merges three objects (r may be "": absent) member by member, and returns the
 // canonical result.

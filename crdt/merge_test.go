@@ -267,13 +267,47 @@ func TestMergeTable(t *testing.T) {
 			},
 		},
 		{
+			// uMap writes a feature without options without "_umap_options" (its
+			// Feature.cloneProperties drops an empty one): latest reset every option. That
+			// is, option by option, three deleted and one deleted against an edit.
 			name:     "_umap_options removed on one side, one option changed on the other",
 			latest:   func(d mdoc) { delete(d.props("NTE1Y"), "_umap_options") },
 			incoming: func(d mdoc) { d.opts("NTE1Y")["fillOpacity"] = "0.6" },
-			conflicts: []Conflict{{FeatureID: "NTE1Y", Key: "properties._umap_options",
-				Reference: "*", Latest: "", Incoming: "*"}},
-			wantLatestWins:   func(d mdoc) { delete(d.props("NTE1Y"), "_umap_options") },
-			wantIncomingWins: func(d mdoc) { d.opts("NTE1Y")["fillOpacity"] = "0.6" },
+			conflicts: []Conflict{{FeatureID: "NTE1Y", Key: "properties._umap_options.fillOpacity",
+				Reference: `"0.4"`, Latest: "", Incoming: `"0.6"`}},
+			wantLatestWins: func(d mdoc) { delete(d.props("NTE1Y"), "_umap_options") },
+			wantIncomingWins: func(d mdoc) {
+				d.props("NTE1Y")["_umap_options"] = map[string]any{"fillOpacity": "0.6"}
+			},
+		},
+		{
+			// One user resets the feature's options (uMap then writes no "_umap_options"),
+			// the other sets one it did not have: no conflict, key by key.
+			name:     "_umap_options removed on one side, a new option set on the other",
+			latest:   func(d mdoc) { delete(d.props("UxNjQ"), "_umap_options") },
+			incoming: func(d mdoc) { d.opts("UxNjQ")["showLabel"] = true },
+			want: func(d mdoc) {
+				d.props("UxNjQ")["_umap_options"] = map[string]any{"showLabel": true}
+			},
+		},
+		{
+			// Mzc1M has no options; both sides give it one: an object added on both sides.
+			// And a merge that leaves no option writes none, as uMap does.
+			name: "_umap_options added on both sides; emptied by the merge",
+			latest: func(d mdoc) {
+				d.props("Mzc1M")["_umap_options"] = map[string]any{"color": "Red"}
+				delete(d.opts("Mzk2N"), "color")
+				delete(d.opts("Mzk2N"), "weight")
+			},
+			incoming: func(d mdoc) {
+				d.props("Mzc1M")["_umap_options"] = map[string]any{"weight": "3"}
+				delete(d.opts("Mzk2N"), "dashArray")
+				delete(d.opts("Mzk2N"), "smoothFactor")
+			},
+			want: func(d mdoc) {
+				d.props("Mzc1M")["_umap_options"] = map[string]any{"color": "Red", "weight": "3"}
+				delete(d.props("Mzk2N"), "_umap_options")
+			},
 		},
 		{
 			name: "geometry on one side, properties on the other",
@@ -597,6 +631,12 @@ func TestMergeLoneSurrogates(t *testing.T) {
 	if !errors.Is(err, ErrConflict) || len(res.Conflicts) != 1 || res.Conflicts[0].Latest != `"\udbff"` || res.Conflicts[0].Incoming != `"\udc00"` {
 		t.Errorf("conflict: %v %+v", err, res.Conflicts)
 	}
+	// A conflict in a feature whose id holds a lone surrogate names it with U+FFFD there
+	// (Conflict.FeatureID is decoded text).
+	res, err = Merge(doc(f(`"x\ud800"`, `"n":1`)), doc(f(`"x\ud800"`, `"n":2`)), doc(f(`"x\ud800"`, `"n":3`)), MergeFail)
+	if !errors.Is(err, ErrConflict) || len(res.Conflicts) != 1 || res.Conflicts[0].FeatureID != "x\uFFFD" || res.Conflicts[0].Key != "properties.n" {
+		t.Errorf("conflict in a feature whose id holds a lone surrogate: %v %+v", err, res.Conflicts)
+	}
 }
 
 // TestMergeDuplicateIDs: the k-th feature of an id is matched with the k-th of the others.
@@ -614,6 +654,43 @@ func TestMergeDuplicateIDs(t *testing.T) {
 	}
 	if want := mergeCanon(t, doc("a2", "b2", "c")); string(res.Document) != want {
 		t.Errorf("got  %s\nwant %s", res.Document, want)
+	}
+
+	// Which of several features of one id an edited one was cannot be told: they are
+	// matched by content, as features without an id. Latest deleted the first, incoming
+	// renamed it: the deletion, and incoming's feature kept (as a new one), not incoming's
+	// edit merged into the second.
+	res, err = Merge(doc("a", "b"), doc("b"), doc("a2", "b"), MergeFail)
+	if err != nil || len(res.Conflicts) != 0 {
+		t.Fatalf("deleted against edited: %v %+v", err, res.Conflicts)
+	}
+	if want := mergeCanon(t, doc("b", "a2")); string(res.Document) != want {
+		t.Errorf("deleted against edited:\ngot  %s\nwant %s", res.Document, want)
+	}
+	// The same with an edit that does not touch what tells them apart: matched by place,
+	// incoming's new color went silently to the feature latest kept.
+	colored := func(fs ...[2]string) []byte {
+		var out []string
+		for _, f := range fs {
+			out = append(out, `{"type":"Feature","id":"dup","geometry":null,"properties":{"name":"`+f[0]+`","_umap_options":{"color":"`+f[1]+`"}}}`)
+		}
+		return []byte(`{"type":"FeatureCollection","features":[` + strings.Join(out, ",") + `]}`)
+	}
+	res, err = Merge(colored([2]string{"a", "Red"}, [2]string{"b", "Red"}), colored([2]string{"b", "Red"}),
+		colored([2]string{"a", "Blue"}, [2]string{"b", "Red"}), MergeFail)
+	if want := mergeCanon(t, colored([2]string{"b", "Red"}, [2]string{"a", "Blue"})); err != nil || string(res.Document) != want {
+		t.Errorf("deleted against recolored: %v\ngot  %s\nwant %s", err, res.Document, want)
+	}
+	// Latest reordered them, incoming edited one: nothing else changes.
+	res, err = Merge(doc("a", "b", "c"), doc("b", "c", "a"), doc("a", "b2", "c"), MergeFail)
+	if want := mergeCanon(t, doc("c", "a", "b2")); err != nil || string(res.Document) != want {
+		t.Errorf("reordered: %v\ngot  %s\nwant %s", err, res.Document, want)
+	}
+	// An id shared in one document only (latest added a second "dup") is matched by
+	// content in all three: incoming's edit of the first is a deletion and an addition.
+	res, err = Merge(doc("a"), doc("a", "b"), doc("a2"), MergeFail)
+	if want := mergeCanon(t, doc("b", "a2")); err != nil || string(res.Document) != want {
+		t.Errorf("shared in latest only: %v\ngot  %s\nwant %s", err, res.Document, want)
 	}
 }
 
@@ -635,6 +712,41 @@ func TestMergeConflictMessages(t *testing.T) {
 		if err == nil || err.Error() != tc.want {
 			t.Errorf("got %v, want %s", err, tc.want)
 		}
+	}
+}
+
+// TestMergeConflictOrder: layer-level conflicts first, then features in the merge order
+// (latest's, then incoming's new ones), and within a feature the keys in path order, member
+// names compared level by level: "properties.a.z" before "properties.a-", though "-" sorts
+// before "." in the joined key.
+func TestMergeConflictOrder(t *testing.T) {
+	f := func(id string, v int) string {
+		n := strconv.Itoa(v)
+		return `{"type":"Feature","id":"` + id + `","geometry":null,"properties":{"a-":` + n + `,"a":{"z":` + n + `},"b":` + n + `}}`
+	}
+	doc := func(v int, ids ...string) []byte {
+		var fs []string
+		for _, id := range ids {
+			fs = append(fs, f(id, v))
+		}
+		return []byte(`{"type":"FeatureCollection","_umap_options":{"name":` + strconv.Itoa(v) + `},"features":[` + strings.Join(fs, ",") + `]}`)
+	}
+	// Latest holds y before x; incoming adds w (the same id as latest's w, other values).
+	res, err := Merge(doc(1, "x", "y"), doc(2, "y", "x", "w"), doc(3, "x", "y", "w"), MergeLatestWins)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range res.Conflicts {
+		got = append(got, c.FeatureID+" "+c.Key)
+	}
+	var want []string
+	want = append(want, " _umap_options.name")
+	for _, id := range []string{"y", "x", "w"} {
+		want = append(want, id+" properties.a.z", id+" properties.a-", id+" properties.b")
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("conflicts in order\n%q\nwant\n%q", got, want)
 	}
 }
 
@@ -773,11 +885,18 @@ var (
 	genMergeValues = []any{"x", "y", "Café", 1, 2.5, true, nil, []any{1, 2}, map[string]any{"k": "v"}}
 )
 
+// genMergeValue is one of genMergeValues, a copy: a document holding the shared map or
+// slice itself would change it for every later round when edited (mutateMergeLayer edits an
+// "_umap_options" in place), or come to hold itself, which json.Marshal cannot write.
+func genMergeValue(rnd *rand.Rand) any {
+	return mergeDeepCopy(genMergeValues[rnd.IntN(len(genMergeValues))])
+}
+
 func genMergeOptions(rnd *rand.Rand) map[string]any {
 	o := map[string]any{}
 	for _, k := range genMergeOpts {
 		if rnd.IntN(2) == 0 {
-			o[k] = genMergeValues[rnd.IntN(len(genMergeValues))]
+			o[k] = genMergeValue(rnd)
 		}
 	}
 	return o
@@ -826,9 +945,9 @@ func genMergeProps(rnd *rand.Rand) map[string]any {
 			case "_umap_options":
 				p[k] = genMergeOptions(rnd)
 			case "nested":
-				p[k] = map[string]any{"deep": map[string]any{"x": genMergeValues[rnd.IntN(len(genMergeValues))]}}
+				p[k] = map[string]any{"deep": map[string]any{"x": genMergeValue(rnd)}}
 			default:
-				p[k] = genMergeValues[rnd.IntN(len(genMergeValues))]
+				p[k] = genMergeValue(rnd)
 			}
 		}
 	}
@@ -850,7 +969,7 @@ func mutateMergeLayer(rnd *rand.Rand, d map[string]any) map[string]any {
 				if rnd.IntN(3) == 0 {
 					delete(opts, k)
 				} else {
-					opts[k] = genMergeValues[rnd.IntN(len(genMergeValues))]
+					opts[k] = genMergeValue(rnd)
 				}
 			}
 			continue
@@ -863,7 +982,7 @@ func mutateMergeLayer(rnd *rand.Rand, d map[string]any) map[string]any {
 		case 1:
 			f["geometry"] = genMergeGeometry(rnd)
 		case 2:
-			f["properties"].(map[string]any)[genMergeKeys[rnd.IntN(len(genMergeKeys))]] = genMergeValues[rnd.IntN(len(genMergeValues))]
+			f["properties"].(map[string]any)[genMergeKeys[rnd.IntN(len(genMergeKeys))]] = genMergeValue(rnd)
 		case 3:
 			delete(f["properties"].(map[string]any), genMergeKeys[rnd.IntN(len(genMergeKeys))])
 		case 4:
@@ -873,10 +992,10 @@ func mutateMergeLayer(rnd *rand.Rand, d map[string]any) map[string]any {
 				o = map[string]any{}
 				p["_umap_options"] = o
 			}
-			o[genMergeOpts[rnd.IntN(len(genMergeOpts))]] = genMergeValues[rnd.IntN(len(genMergeValues))]
+			o[genMergeOpts[rnd.IntN(len(genMergeOpts))]] = genMergeValue(rnd)
 		case 5:
 			p := f["properties"].(map[string]any)
-			p["nested"] = map[string]any{"deep": map[string]any{"x": genMergeValues[rnd.IntN(len(genMergeValues))]}}
+			p["nested"] = map[string]any{"deep": map[string]any{"x": genMergeValue(rnd)}}
 		default:
 			slices.Reverse(fs) // reorder
 		}

@@ -452,7 +452,11 @@ export type MergePolicy = "fail" | "latest" | "incoming";
 
 /** One conflict of a merge (crdt.Conflict in crdt/merge.go). */
 export interface MergeConflict {
-  /** The feature id; "" for a layer-level conflict. */
+  /**
+   * The feature's id as text: a number id as JavaScript writes it (7 → "7"), a lone
+   * surrogate of a string id as U+FFFD; "" for a layer-level conflict (features matched by
+   * content, without an id or of an id several features share, never conflict).
+   */
   featureId: string;
   /** The key path ("" for the whole feature). */
   key: string;
@@ -470,8 +474,12 @@ export interface MergeResult {
   conflicts: MergeConflict[];
 }
 
-/** A GeoJSON document argument: JSON text, UTF-8 bytes (Uint8Array or ArrayBuffer), or an object (written with JSON.stringify). */
-export type DocumentInput = string | Uint8Array | ArrayBuffer | object;
+/**
+ * A GeoJSON document argument: JSON text (a string or jsonText()), UTF-8 bytes (Uint8Array
+ * or ArrayBuffer), or an object (written with JSON.stringify). A lone surrogate in a string
+ * of the text, raw or escaped, is kept as JSON.parse reads it (as from an object).
+ */
+export type DocumentInput = string | JSONText | Uint8Array | ArrayBuffer | object;
 
 /**
  * Three-way merge of two saves of a datalayer against their common reference (DESIGN §8).

@@ -997,9 +997,10 @@ export async function merge(reference, latest, incoming, options = {}) {
   if (!policies.has(policy)) throw fail("bad_option", `policy must be "fail", "latest" or "incoming", not ${show(policy)}`);
   const bridge = await load(o.wasmURL);
   const doc = (d, name) => {
-    if (typeof d === "string" || isBytes(d)) return d;
+    if (isBytes(d)) return d;
     if (d instanceof ArrayBuffer) return bytesOf(d); // as receive() and snapshot take it
-    return json(d, "bad_value", name);
+    const text = typeof d === "string" ? d : json(d, "bad_value", name); // a JSONText's own
+    return wellFormed(text) ? text : escapeLoneSurrogates(text);
   };
   const text = bridge.call(
     bridge.m.merge,
@@ -1011,6 +1012,32 @@ export async function merge(reference, latest, incoming, options = {}) {
   );
   const i = text.indexOf(RS);
   return { document: text.slice(0, i), conflicts: JSON.parse(text.slice(i + 1)) };
+}
+
+// escapeLoneSurrogates writes each lone surrogate of JSON text as its escape (\udXXX), which
+// JSON.parse reads as the same string, as JSON.stringify writes it: encoded as UTF-8 it would
+// reach the module as U+FFFD, and "x\ud800" and "x\udbff" would be one value. One right
+// after an escaping backslash (no JSON) is left as it is: the module refuses the text.
+function escapeLoneSurrogates(text) {
+  let out = "";
+  let from = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0xd800 || c > 0xdfff) continue;
+    if (c < 0xdc00 && i + 1 < text.length) {
+      const d = text.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d <= 0xdfff) {
+        i++; // a pair
+        continue;
+      }
+    }
+    let k = i;
+    while (k > 0 && text.charCodeAt(k - 1) === 0x5c) k--;
+    if ((i - k) % 2 === 1) continue;
+    out += text.slice(from, i) + "\\u" + c.toString(16);
+    from = i + 1;
+  }
+  return out + text.slice(from);
 }
 
 class Engine {

@@ -1120,6 +1120,13 @@ test("merge: three-way merge of datalayer saves", async () => {
   const forced = await merge(ref, latest, clash, { policy: "incoming" });
   assert.equal(JSON.parse(forced.document).features[0].properties.name, "mine");
   assert.equal(forced.conflicts.length, 1);
+  // A number id is named by its text; the side that deleted the feature (latest changed its
+  // id: one deleted, one added) has no value.
+  const byNumber = await merge(fc([f(7, "r")]), fc([f(7.5, "r")]), fc([f(7, "incoming")]), { policy: "latest" });
+  assert.deepEqual(byNumber.conflicts, [
+    { featureId: "7", key: "", reference: f(7, "r"), incoming: f(7, "incoming") },
+  ]);
+  assert.ok(!("latest" in byNumber.conflicts[0]));
   await rejectsCode(merge(ref, latest, clash, { policy: "mine" }), "bad_option");
   await rejectsCode(merge(ref, latest, clash, { polcy: "latest" }), "bad_option", /"polcy"/);
   await rejectsCode(merge("{", latest, clash), "invalid_json");
@@ -1140,6 +1147,32 @@ test("merge: a string holding a lone surrogate is kept, and told from another", 
   // Two ids differing by their lone surrogate are two features: incoming replaced one.
   const ids = await merge(fc(f("\ud800", {})), fc(f("\ud800", {}), f("z", {})), fc(f("\udbff", {})));
   assert.deepEqual(JSON.parse(ids.document).features.map((x) => x.id), ["z", "\udbff"]);
+});
+
+test("merge: a document given as text keeps a raw lone surrogate as JSON.parse reads it, as from an object", async () => {
+  // JSON text built by JavaScript may hold a lone surrogate as it is, not escaped: JSON.parse
+  // reads it. Encoded as UTF-8 it would reach the module as U+FFFD: "x\ud800" and "x\udbff"
+  // would be one value, and latest's edit from one to the other lost.
+  const text = (...features) =>
+    `{"type":"FeatureCollection","features":[${features
+      .map(([id, n]) => `{"type":"Feature","id":"${id}","geometry":null,"properties":{"n":"x${n}"}}`)
+      .join(",")}]}`;
+  const docs = [text(["a", "\ud800"]), text(["a", "\udbff"]), text(["a", "\ud800"])];
+  const res = await merge(...docs);
+  assert.deepEqual(JSON.parse(res.document).features[0].properties, { n: "x\udbff" });
+  assert.equal(res.document, (await merge(...docs.map((d) => JSON.parse(d)))).document);
+  assert.equal(res.document, (await merge(...docs.map((d) => jsonText(d)))).document, "as jsonText");
+  // Ids differing by their lone surrogate are two features, as from objects.
+  const ids = await merge(text(["\ud800", ""]), text(["\ud800", ""], ["z", ""]), text(["\udbff", ""]));
+  assert.deepEqual(JSON.parse(ids.document).features.map((f) => f.id), ["z", "\udbff"]);
+  // A member name holding one is refused, as from an object; after an escaping backslash it
+  // is no JSON.
+  const fc = '{"type":"FeatureCollection","features":[]';
+  await rejectsCode(merge(`${fc},"\ud800":1}`, `${fc}}`, `${fc}}`), "bad_value");
+  await rejectsCode(merge(`${fc},"x":"\\\ud800"}`, `${fc}}`, `${fc}}`), "invalid_json");
+  const x = `${fc},"x":"\\\\\ud800"`; // an escaped backslash, then the surrogate
+  const kept = await merge(`${x}}`, `${x}}`, `${x},"y":1}`);
+  assert.equal(JSON.parse(kept.document).x, "\\\ud800");
 });
 
 test("options.now: a clock that throws or returns no time makes the call throw bad_option, changing nothing", async () => {
