@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -92,6 +93,38 @@ func (c *client) send(msg string) {
 	defer cancel()
 	if err := c.ws.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
 		c.t.Fatalf("write: %v", err)
+	}
+}
+
+// trySend writes msg and returns the write's error.
+func (c *client) trySend(msg string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), c.wait)
+	defer cancel()
+	return c.ws.Write(ctx, websocket.MessageText, []byte(msg))
+}
+
+// expectClosedOrReset is expectClosed for a message the relay refuses while it is still
+// being written: the relay closes with the rest of it unread, and the kernel may then
+// reset the connection before the close frame is read — or the write itself fails.
+// writeErr is the error of that write.
+func (c *client) expectClosedOrReset(writeErr error, code websocket.StatusCode, want string) {
+	c.t.Helper()
+	if writeErr == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		for writeErr == nil {
+			_, _, writeErr = c.ws.Read(ctx)
+		}
+		var ce websocket.CloseError
+		if errors.As(writeErr, &ce) {
+			if ce.Code != code || !strings.Contains(ce.Reason, want) {
+				c.t.Fatalf("%s: closed with %d %q, want %d containing %q", c.id, ce.Code, ce.Reason, code, want)
+			}
+			return
+		}
+	}
+	if !errors.Is(writeErr, syscall.ECONNRESET) {
+		c.t.Fatalf("%s: want close %d or a reset, got %v", c.id, code, writeErr)
 	}
 }
 
