@@ -30,12 +30,16 @@ package crdt
 //     origin's seqs: a reload's new origin numbers the edits after it from 1, which moves
 //     the holes, and so what such a save covers. A replica holding operations above a hole
 //     sends no SavedMessage here;
+//   - an answer to a request made before a reload is followed by a new request (doc.go,
+//     "Sync"): after a probe, whose answer goes one way, that makes a two-way exchange, so
+//     B reloads no replica during a probe's exchange;
 //   - a response to uMap's plain Journal leaves out the operations compaction dropped;
 //   - sync messages (vectors, sessions, pages) and the replies a gap asks with differ: the
 //     gap's replies are not routed (the script's explicit syncs and the end's sync rounds
 //     heal every gap in both worlds).
 
 import (
+	"errors"
 	"flag"
 	"math/rand/v2"
 	"regexp"
@@ -65,6 +69,7 @@ type mmRun struct {
 	step   int
 	what   string
 	rng    *rand.Rand
+	brng   *rand.Rand // world B's own choices, in its sync exchanges (more messages than A's)
 	wall   *hlc.ManualClock
 	a, b   *mmWorld
 	events []string // the script so far, printed on a failure
@@ -144,6 +149,7 @@ func (m *mmRun) newReplica(w *mmWorld, i int) {
 // exchange runs the sync exchange msg starts in world w until nothing is left to route,
 // and checks that the changes each replica returned render its state.
 func (m *mmRun) exchange(w *mmWorld, msg []byte) {
+	probe := gjson.GetBytes(msg, "message.pushBack").Bool()
 	queue := [][]byte{msg}
 	for n := 0; len(queue) > 0; n++ {
 		if n > 2000 {
@@ -153,9 +159,25 @@ func (m *mmRun) exchange(w *mmWorld, msg []byte) {
 		queue = queue[1:]
 		to := gjson.GetBytes(msg, "recipient").String()
 		i, _ := strconv.Atoi(strings.TrimPrefix(to, "p"))
-		r := w.reps[i]
-		if r == nil || !strings.HasPrefix(to, "p") {
+		if w.reps[i] == nil || !strings.HasPrefix(to, "p") {
 			m.fatalf("world %s: a message to %q: %s", w.name, to, msg)
+		}
+		if w == m.b { // between two messages of the exchange (two pages), B's replicas too
+			switch m.brng.IntN(12) {
+			case 0:
+				m.events = append(m.events, "  (B) p"+strconv.Itoa(i)+" compacts before it receives "+string(msg))
+				m.compact(i)
+			case 1:
+				if probe {
+					break // a reloaded prober answers the answer with a request: a two-way sync
+				}
+				m.events = append(m.events, "  (B) p"+strconv.Itoa(i)+" reloads before it receives "+string(msg))
+				m.reload(i) // an answer to a request made before: its vector is not taken
+			}
+		}
+		r := w.reps[i]
+		if w == m.b && gjson.GetBytes(msg, "message.more").Exists() {
+			mmDone.pages++
 		}
 		res, err := r.Receive(msg)
 		if err != nil {
@@ -285,20 +307,34 @@ func mmAny(a any) string {
 
 // TestMetamorphicCompactSnapshotPaging: see the top of this file.
 func TestMetamorphicCompactSnapshotPaging(t *testing.T) {
-	for seed := *mmFirst; seed < *mmFirst+*seeds/10; seed++ { // 200 seeds by default
+	mmDone.dropped, mmDone.reloads, mmDone.pages = 0, 0, 0
+	n := *seeds / 10 // 200 by default
+	for seed := *mmFirst; seed < *mmFirst+n; seed++ {
 		runMetamorphic(t, seed)
 	}
+	if n >= 10 && (mmDone.dropped == 0 || mmDone.reloads == 0 || mmDone.pages == 0) && *mmOnly == "csp" {
+		t.Fatalf("world B dropped %d operations, reloaded %d times, sent %d partial pages: the test tests nothing", mmDone.dropped, mmDone.reloads, mmDone.pages)
+	}
+	t.Logf("world B dropped %d operations, reloaded %d times, sent %d partial pages", mmDone.dropped, mmDone.reloads, mmDone.pages)
 }
 
 func runMetamorphic(t *testing.T, seed int) {
 	defer func(f func(int) int) { randIntN = f }(randIntN)
 	randIntN = rand.New(rand.NewPCG(uint64(seed), 5151)).IntN
 	rng := rand.New(rand.NewPCG(uint64(seed), 5150))
-	m := &mmRun{t: t, seed: seed, rng: rng, wall: hlc.NewManualClock(1_700_000_000_000)}
+	m := &mmRun{t: t, seed: seed, rng: rng, brng: rand.New(rand.NewPCG(uint64(seed), 5152)),
+		wall: hlc.NewManualClock(1_700_000_000_000)}
 	const n = 4
 	opts := Options{Wall: m.wall}
 	if rng.IntN(3) == 0 {
 		opts.CaptureInterval = 2 * hlc.Millisecond
+	}
+	if rng.IntN(4) == 0 { // a short history, trimmed all the time
+		opts.UndoDepth = 1 + rng.IntN(3)
+	}
+	if rng.IntN(4) == 0 { // pages of half the limit in both worlds; the history's budget
+		opts.Limits = DefaultLimits()
+		opts.Limits.MaxMessageBytes = 2048 << rng.IntN(3)
 	}
 	m.a = &mmWorld{name: "A", opts: opts}
 	if page := 1 + rng.IntN(3); strings.Contains(*mmOnly, "p") {
@@ -430,28 +466,42 @@ func runMetamorphic(t *testing.T, seed int) {
 				m.compact(i)
 				break
 			}
-			if !strings.Contains(*mmOnly, "s") {
-				break
-			}
 			m.event("p%v reloads from its snapshot (B)", i)
-			snap, err := m.b.reps[i].Snapshot()
-			if err != nil {
-				m.fatalf("snapshot: %v", err)
-			}
-			r, err := NewReplicaFromSnapshot(m.b.opts, snap)
-			if err != nil {
-				m.fatalf("restore: %v", err)
-			}
-			m.b.reps[i] = r
+			m.reload(i)
 		}
 		m.check()
 	}
 	m.finish()
 }
 
+// mmDone counts what world B did over a run's seeds: a test whose B never compacts,
+// reloads or pages tests nothing.
+var mmDone struct{ dropped, reloads, pages int }
+
+// reload replaces replica i of world B by one restored from its snapshot (not while a
+// batch is open: Snapshot refuses).
+func (m *mmRun) reload(i int) {
+	if !strings.Contains(*mmOnly, "s") || m.b.reps[i].InBatch() {
+		return
+	}
+	snap, err := m.b.reps[i].Snapshot()
+	if errors.Is(err, ErrTooLarge) {
+		return // more than a restore takes (4 × the message limit)
+	}
+	if err != nil {
+		m.fatalf("p%d: snapshot: %v", i, err)
+	}
+	r, err := NewReplicaFromSnapshot(m.b.opts, snap)
+	if err != nil {
+		m.fatalf("p%d: restore: %v", i, err)
+	}
+	m.b.reps[i] = r
+	mmDone.reloads++
+}
+
 func (m *mmRun) compact(i int) {
 	if strings.Contains(*mmOnly, "c") {
-		m.b.reps[i].Compact()
+		mmDone.dropped += m.b.reps[i].Compact().Ops
 	}
 }
 
