@@ -440,6 +440,7 @@ func runMetamorphic(t *testing.T, seed int) {
 			}
 			probe := rng.IntN(4) == 0
 			plain := !probe && rng.IntN(4) == 0
+			since := rng.IntN(2) == 0
 			m.event("p%v syncs with p%v, probe "+strconv.FormatBool(probe)+", plain "+strconv.FormatBool(plain), i, j)
 			for _, w := range []*mmWorld{m.a, m.b} {
 				r := w.reps[i]
@@ -448,13 +449,15 @@ func runMetamorphic(t *testing.T, seed int) {
 				case probe:
 					req = r.ProbeRequest("p" + strconv.Itoa(j))
 				case plain:
-					// uMap's plain Journal's request, for everything: the answer's vector is
-					// the responder's, which a mapcrdt replica adopts. (Not one for what
-					// follows lastKnownHLC: its answer carries that vector too, which claims
-					// what it does not hold, and a replica adopting it misses operations
-					// for good. uMap's client reads no vector, and a replica never asks so.)
+					// uMap's plain Journal's request: for everything (its answer's vector is
+					// the responder's), or for what follows the asker's newest operation
+					// (no vector).
+					last := "null"
+					if n := r.LogLen(); n > 0 && since {
+						last = `"` + r.log.ops[n-1].ts.String() + `"`
+					}
 					req = []byte(`{"kind":"PeerMessage","sender":"p` + strconv.Itoa(i) + `","recipient":"p` + strconv.Itoa(j) +
-						`","message":{"verb":"ListOperationsRequest","lastKnownHLC":null}}`)
+						`","message":{"verb":"ListOperationsRequest","lastKnownHLC":` + last + `}}`)
 				}
 				m.exchange(w, req)
 			}
