@@ -88,6 +88,7 @@ func (m *mmRun) fatalf(format string, args ...any) {
 var (
 	mmTail  = flag.Int("mmtail", 12, "how many steps a failure of TestMetamorphicCompactSnapshotPaging prints")
 	mmFirst = flag.Int("mmfirst", 0, "the first seed of TestMetamorphicCompactSnapshotPaging")
+	mmLong  = flag.Bool("mmlong", false, "TestMetamorphicCompactSnapshotPaging: 5 replicas, 200-300 steps a seed")
 	mmOnly  = flag.String("mmonly", "csp", "what world B of TestMetamorphicCompactSnapshotPaging does: c compacts, s reloads from snapshots, p pages (to tell which one a failure needs)")
 )
 
@@ -334,7 +335,10 @@ func runMetamorphic(t *testing.T, seed int) {
 	rng := rand.New(rand.NewPCG(uint64(seed), 5150))
 	m := &mmRun{t: t, seed: seed, rng: rng, brng: rand.New(rand.NewPCG(uint64(seed), 5152)),
 		wall: hlc.NewManualClock(1_700_000_000_000)}
-	const n = 4
+	n := 4
+	if *mmLong {
+		n = 5
+	}
 	opts := Options{Wall: m.wall}
 	if rng.IntN(3) == 0 {
 		opts.CaptureInterval = 2 * hlc.Millisecond
@@ -359,6 +363,9 @@ func runMetamorphic(t *testing.T, seed int) {
 		m.newReplica(m.b, i)
 	}
 	steps := 60 + rng.IntN(60)
+	if *mmLong {
+		steps += 140 + rng.IntN(40)
+	}
 	for m.step = 0; m.step < steps; m.step++ {
 		// The wall clock moves at every step: an edit stamped in the millisecond of a
 		// receive would take a counter past the receives' (a paged exchange is several),
