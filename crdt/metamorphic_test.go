@@ -58,12 +58,11 @@ import (
 // mmWorld is one of the twin worlds: its replicas (nil until one joins) and, per replica,
 // the OperationMessages and SavedMessages on their way to it.
 type mmWorld struct {
-	name   string
-	opts   Options
-	reps   []*Replica
-	views  []*view
-	inbox  [][][]byte
-	paging bool
+	name  string
+	opts  Options
+	reps  []*Replica
+	views []*view
+	inbox [][][]byte
 }
 
 type mmRun struct {
@@ -118,23 +117,20 @@ func mmUndo(res UndoResult, err error) string {
 	for _, k := range res.Skipped {
 		s += "skipped " + k.Subject + " " + k.Metadata + " " + k.Key + "\n"
 	}
-	if err != nil {
-		s += "error " + err.Error()
-	}
-	return s
+	return s + mmErr(err)
 }
 
 func mmErr(err error) string {
 	if err == nil {
 		return ""
 	}
-	return err.Error()
+	return mmNorm(err.Error(), false) // an error may quote a clock
 }
 
 func (m *mmRun) same(what, a, b string) {
 	m.t.Helper()
 	if a != b {
-		m.fatalf("%s differs\n  A (plain):     %s\n  B (compacted): %s", what, a, b)
+		m.fatalf("%s differs\n  A (plain): %s\n  B:         %s", what, a, b)
 	}
 }
 
@@ -354,7 +350,7 @@ func runMetamorphic(t *testing.T, seed int) {
 	if page := 1 + rng.IntN(3); strings.Contains(*mmOnly, "p") {
 		opts.SyncPage = page
 	}
-	m.b = &mmWorld{name: "B", opts: opts, paging: true}
+	m.b = &mmWorld{name: "B", opts: opts}
 	for _, w := range []*mmWorld{m.a, m.b} {
 		w.reps, w.views, w.inbox = make([]*Replica, n), make([]*view, n), make([][][]byte, n)
 	}
