@@ -41,7 +41,7 @@ func (r *Replica) ingest(ops []*op) ([]Change, bool, error) {
 	}
 	// The log first: it tells the operations it did not hold (the duplicates left out), in
 	// clock order. The state is read (watch) before any of them is applied.
-	added := r.log.insertMany(ops)
+	added := r.log.insertMany(r.unheld(ops))
 	t := r.track(r.changeBuf)
 	t.watch(added)
 	gap := false
@@ -77,6 +77,10 @@ func (r *Replica) ingest(ops []*op) ([]Change, bool, error) {
 // usual message), without the tracker: the one place it can change is read before and
 // after — or not at all when the operation is a duplicate or superseded on arrival.
 func (r *Replica) ingestOne(o *op, pt int64) ([]Change, bool) {
+	if o.seq > 0 && r.vec.holds(o.ts.Peer, o.seq) {
+		forget(o)
+		return nil, false // a duplicate, or held and dropped by Compact (see unheld)
+	}
 	gap := o.seq > 0 && r.vec.add(o.ts.Peer, o.seq) && r.vec.worthAsking(o.ts.Peer, o.seq)
 	if !r.log.insert(o) {
 		forget(o)
@@ -98,6 +102,27 @@ func (r *Replica) ingestOne(o *op, pt int64) ([]Change, bool) {
 		return nil, gap
 	}
 	return r.changeAt(s, o, r.changeBuf), gap
+}
+
+// unheld returns ops without those the vector holds: held before and dropped by Compact
+// (superseded by what the replica holds), they are duplicates as they are to a replica that
+// never compacted, and taking them again would move the clock (an open batch would be sent
+// in two parts) and put them back in the log. ops itself when it holds none.
+func (r *Replica) unheld(ops []*op) []*op {
+	var out []*op
+	for i, o := range ops {
+		if o.seq > 0 && r.vec.holds(o.ts.Peer, o.seq) {
+			if out == nil {
+				out = append(make([]*op, 0, len(ops)), ops[:i]...)
+			}
+		} else if out != nil {
+			out = append(out, o)
+		}
+	}
+	if out == nil {
+		return ops
+	}
+	return out
 }
 
 // forgetDuplicates clears the operations of ops the log did not take (see forget).

@@ -720,3 +720,54 @@ func TestCompactKeepsVisibleOperationsBelowTheSavedHorizon(t *testing.T) {
 	kitWant(t, alice, "feature", kitF1, "properties.name", `"alice, later"`)
 	kitSameState(t, alice, bob)
 }
+
+// TestCompactedDuplicateIsADuplicate: an operation Compact dropped (superseded) that
+// arrives again — a duplicate on the network, a relay's resend; a batch's too — is a duplicate as it is
+// to a replica that never compacted: the vector holds its seq. Taken as new, it moved the
+// clock, which splits an open batch into two messages (seed 98 of
+// TestMetamorphicCompactSnapshotPaging), and went back into the log.
+func TestCompactedDuplicateIsADuplicate(t *testing.T) {
+	for _, c := range []struct{ compact, batch bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
+		compact := c.compact
+		wall := hlc.NewManualClock(kitT0)
+		alice, bob := kitReplica(t, "alice", wall), kitReplica(t, "bob", wall)
+		if c.batch { // a batch operation: ingest's path for several operations
+			kitNoErr(t, bob.StartBatch())
+			kitSet(t, bob, kitF1, "properties.color", `"bob"`)
+		}
+		kitSet(t, bob, kitF1, "properties.name", `"bob"`)
+		if c.batch {
+			kitNoErr(t, bob.CommitBatch())
+		}
+		dup := bob.Flush()
+		kitDeliver(t, dup, alice)
+		if c.batch {
+			kitSet(t, bob, kitF1, "properties.color", `"bob again"`) // the batch's other write superseded
+			kitDeliver(t, bob.Flush(), alice)
+		}
+		wall.Advance(1)
+		kitSet(t, alice, kitF1, "properties.name", `"alice"`)
+		alice.Flush()
+		if compact {
+			if st := alice.Compact(); st.Ops != 1 {
+				t.Fatalf("Compact dropped %d operations, want bob's", st.Ops)
+			}
+		}
+		wall.Advance(1)
+		kitNoErr(t, alice.StartBatch())
+		kitSet(t, alice, kitF2, "properties.name", `"one"`)
+		wall.Advance(1)
+		logLen := alice.LogLen()
+		if res := kitRecv(t, alice, dup[0]); len(res.Changes) != 0 || len(res.Replies) != 0 {
+			t.Fatalf("compact %v: a duplicate changed %v, replied %q", compact, res.Changes, res.Replies)
+		}
+		if alice.LogLen() != logLen {
+			t.Errorf("compact %v: a duplicate took the log from %d to %d operations", compact, logLen, alice.LogLen())
+		}
+		kitSet(t, alice, kitF2, "properties.color", `"red"`)
+		kitNoErr(t, alice.CommitBatch())
+		if msgs := alice.Flush(); len(msgs) != 1 {
+			t.Errorf("compact %v: the batch went out as %d messages, want 1 (a duplicate moved the clock)", compact, len(msgs))
+		}
+	}
+}

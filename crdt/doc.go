@@ -125,7 +125,9 @@
 //
 // [Replica.Compact] drops operations whose every write is superseded; sync responses never
 // carry them. A vector still covers their seqs: whatever superseded them is held and sent,
-// and a requester adopts the responder's vector after a complete response. Not while what
+// and a requester adopts the responder's vector after a complete response. One that
+// arrives again is a duplicate, as to a replica that never compacted: a seq the vector
+// holds is not taken twice. Not while what
 // superseded them is a local edit not yet published (the outbox, an open batch): it may
 // never go out (a tab closed before the flush, a reload from an older snapshot), so an
 // operation on an object such an edit writes is kept, and sent, superseded or not.

@@ -214,6 +214,19 @@ func (v *vectorState) add(peer string, seq uint64) (gap bool) {
 	return true
 }
 
+// holds reports whether seq of peer is held: at or below the vector, or above it.
+func (v *vectorState) holds(peer string, seq uint64) bool {
+	have := v.settled[peer]
+	if v.hotSet && samePeer(peer, v.hot) {
+		have = v.hotSeq // not written back: a stream from the hot peer stays off the map
+	}
+	if seq <= have || len(v.above) == 0 {
+		return seq <= have
+	}
+	_, found := slices.BinarySearch(v.above[peer], seq)
+	return found
+}
+
 // worthAsking says, for a seq of peer that add has just recorded as leaving a gap, whether
 // to ask a peer for what is missing now: at once for a new hole (seq-1 neither the
 // contiguous end nor held above it); for a seq that extends what is held above a hole

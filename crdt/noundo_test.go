@@ -282,3 +282,39 @@ func TestNoUndoEditIsDirty(t *testing.T) {
 	kitNoUndo(t, alice, kitL1, "_referenceVersion", `"v3"`)
 	kitWantDirty(t, kitRestore(t, kitSnapshot(t, alice), walls[0]), "datalayer L1")
 }
+
+// TestNoUndoEditQueuedAcrossAReload: a NoUndo edit still in the outbox when the replica
+// is reloaded from its snapshot moves to the new origin (reincarnate) and stays a NoUndo
+// edit: the undo of the step before it leaves what it wrote, the whole upsert skipped, as
+// without the reload (seed 270 of TestMetamorphicCompactSnapshotPaging). Renamed, it was
+// taken for an edit of the step's own, and the undo restored the object under it.
+func TestNoUndoEditQueuedAcrossAReload(t *testing.T) {
+	var want string
+	for _, reload := range []bool{false, true} {
+		for _, batch := range []bool{false, true} {
+			wall := hlc.NewManualClock(kitT0)
+			alice := kitReplica(t, "alice", wall)
+			if batch {
+				kitNoErr(t, alice.StartBatch())
+			}
+			kitOK(t)(alice.Upsert("datalayer", kitL1, `{"name":"roads"}`))
+			kitNoUndo(t, alice, kitL1, "_referenceVersion", `"v1"`)
+			if batch {
+				kitNoErr(t, alice.CommitBatch())
+			}
+			if reload {
+				alice = kitRestore(t, kitSnapshot(t, alice), wall)
+			}
+			alice.Flush() // a reloaded replica's queued edits take its new origin
+			wall.Advance(1)
+			res := kitUndo(t, alice)
+			got := fmtAny(res.Skipped) + " " + alice.State()
+			if !reload && !batch {
+				want = got
+			}
+			if len(res.Skipped) != 1 || got != want {
+				t.Errorf("reload %v, batch %v: the undo skipped %+v and left %s\nwant %s", reload, batch, res.Skipped, got, want)
+			}
+		}
+	}
+}

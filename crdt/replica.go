@@ -214,7 +214,18 @@ func (r *Replica) reincarnate() {
 			// still, or the new origin's suffix could sort the edit after it, dirty again.
 			r.saved.Peer = r.origin
 		}
+		was := o.ts
 		o.ts.Peer = r.origin
+		// An edit made with Edit.NoUndo names its own clock as the work it restores
+		// (ApplyAppend): it names it still, or an undo would take it for the step's own.
+		if o.x != nil && o.x.restores == was {
+			o.x.restores = o.ts
+		}
+		for _, t := range o.subOps() {
+			if t.x != nil && t.x.restores == was {
+				t.x.restores = o.ts
+			}
+		}
 	}
 	sortStable(r.log.ops, func(a, b *op) int { return a.ts.Compare(b.ts) })
 	r.rebuild()

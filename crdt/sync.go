@@ -760,15 +760,18 @@ func optClock(raw, name string) (*hlc.Timestamp, error) {
 // or, for a mapcrdt peer (compact), in the compact encoding of compact.go — about a third
 // of the bytes before compression, and half after.
 //
-// vv is the vector sent with them, nil for this replica's own; more, if not nil, says more
-// pages follow, and is the clock of the last operation sent (see page). forAsker, if not
+// vv is the vector sent with them, nil for this replica's own — in uMap's form, an empty
+// one given is left out (the operations after a lastKnownHLC: a vector would claim those
+// before it, which the asker may lack); more, if not nil, says more pages follow, and is
+// the clock of the last operation sent (see page). forAsker, if not
 // empty, is echoed as "for" (see Replica.session); a compact response also carries this
 // replica's own token ("session"), for the push-back it may get in return. withheld are
 // the clocks of the operations the asker lacks that this page leaves out as larger than a
 // peer of this replica's limits takes (pageScan), named for whoever reads the exchange
 // ("withheld", after "verb": a reader of an earlier version passes over it).
 func (r *Replica) response(recipient string, ops []*op, pushBack, compact bool, vv VersionVector, more *hlc.Timestamp, forAsker string, withheld []hlc.Timestamp) []byte {
-	if vv == nil {
+	own := vv == nil
+	if own {
 		vv = r.vec.vector()
 	}
 	b := r.peerEnvelope(recipient)
@@ -820,9 +823,12 @@ func (r *Replica) response(recipient string, ops []*op, pushBack, compact bool, 
 		b = enc.appendState(b, ops, size) // one buffer, not a doubling series
 		b = append(b, ',')
 	}
-	b = append(b, `"vector":`...)
-	b = appendVector(b, vv)
-	b = append(b, `,"verb":"ListOperationsResponse"`...)
+	if compact || own || len(vv) > 0 {
+		b = append(b, `"vector":`...)
+		b = appendVector(b, vv)
+		b = append(b, ',')
+	}
+	b = append(b, `"verb":"ListOperationsResponse"`...)
 	if len(withheld) > 0 {
 		b = appendWithheld(b, withheld)
 	}
@@ -877,7 +883,12 @@ func (r *Replica) receivePeerMessage(members []member) (Result, error) {
 		}
 		if vv == nil { // uMap's plain Journal: one answer (it would not ask for a next page)
 			ops := r.scanPage(nil, lastKnown, len(r.log.ops)).page // all it lacks
-			return Result{Replies: [][]byte{r.response(sender, ops, false, false, nil, nil, "", nil)}}, nil
+			if lastKnown != nil {
+				// What follows lastKnownHLC only: no vector, which would claim the operations
+				// before it (a mapcrdt replica asking so would adopt it, and miss them).
+				vv = VersionVector{}
+			}
+			return Result{Replies: [][]byte{r.response(sender, ops, false, false, vv, nil, "", nil)}}, nil
 		}
 		// A request for the next page of a push-back is answered as a push-back: its last
 		// page gets no push-back in return (two replicas with the same hole in a peer's

@@ -1729,3 +1729,41 @@ func TestSyncCarriesTheLargestEdit(t *testing.T) {
 		t.Errorf("an OperationMessage of %d bytes: %v, want too_large", len(padded), err)
 	}
 }
+
+// TestPlainAnswerAfterLastKnownHLCClaimsNoVector: the answer to a request in uMap's plain
+// form with a lastKnownHLC holds only what follows that clock: it carries no vector, which
+// would claim the operations before it. A mapcrdt replica asking so (the metamorphic test's
+// script did) adopted it and never got them: no later sync sent them.
+func TestPlainAnswerAfterLastKnownHLCClaimsNoVector(t *testing.T) {
+	wall := hlc.NewManualClock(kitT0)
+	alice, bob := kitReplica(t, "alice", wall), kitReplica(t, "bob", wall)
+	kitSet(t, bob, kitF1, "properties.name", `"bob"`)
+	bob.Flush() // lost on its way to alice
+	wall.Advance(5)
+	kitSet(t, alice, kitF2, "properties.name", `"alice"`)
+	alice.Flush()
+	req := []byte(`{"kind":"PeerMessage","sender":"alice","recipient":"bob","message":{"verb":"ListOperationsRequest","lastKnownHLC":"` + alice.Clock().String() + `"}}`)
+	_, resps := kitRun(t, []*Replica{alice, bob}, 50, [][]byte{req})
+	if len(resps) == 0 || gjson.GetBytes(resps[0], "message.vector").Exists() {
+		t.Errorf("the answer after a lastKnownHLC claims a vector: %q", resps)
+	}
+	kitSync(t, alice, bob)
+	kitWant(t, alice, "feature", kitF1, "properties.name", `"bob"`)
+	kitSameState(t, alice, bob)
+}
+
+// TestPlainAnswerCarriesAnEmptyVector: the answer to uMap's plain request for everything
+// carries the responder's vector, empty too (an empty one is left out only after a
+// lastKnownHLC): a mapcrdt asker then pushes back what the responder lacks.
+func TestPlainAnswerCarriesAnEmptyVector(t *testing.T) {
+	wall := hlc.NewManualClock(kitT0)
+	alice, bob := kitReplica(t, "alice", wall), kitReplica(t, "bob", wall)
+	kitSet(t, alice, kitF1, "properties.name", `"alice"`)
+	alice.Flush()
+	req := []byte(`{"kind":"PeerMessage","sender":"alice","recipient":"bob","message":{"verb":"ListOperationsRequest","lastKnownHLC":null}}`)
+	_, resps := kitRun(t, []*Replica{alice, bob}, 50, [][]byte{req})
+	if len(resps) == 0 || gjson.GetBytes(resps[0], "message.vector").Raw != "{}" {
+		t.Errorf("bob's answer, his vector empty: %q", resps)
+	}
+	kitSameState(t, alice, bob)
+}
