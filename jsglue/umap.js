@@ -407,8 +407,8 @@ export class UmapSyncEngine {
       return;
     }
     const metadata = { ...change.metadata };
-    // A whole value of null (an undo, by another client, of an upsert made with oldValue
-    // null): uMap's UndoManager turns an upsert of null into a delete (copyOperation); its
+    // A whole value of null (held by an engine of a build before 2026-11-25, whose undo of
+    // an upsert made with oldValue null restored null; now it deletes): uMap's UndoManager turns an upsert of null into a delete (copyOperation); its
     // updaters' upsert would throw on it. A later value makes the object again (upsert).
     if (key === undefined && change.value === null) {
       if (kind === "set") this.#call(updater, "delete", { verb: "delete", subject, metadata }, change);
