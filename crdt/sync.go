@@ -624,7 +624,8 @@ func (r *Replica) scanPage(vv VersionVector, after *hlc.Timestamp, n int) *pageS
 // ReceiveTaught is Receive, and returns too what msg taught this replica: the operations
 // a ListOperationsResponse brought that it did not hold (but those superseded on arrival),
 // how many, and a ListOperationsResponse to recipient holding them in uMap's plain form (a
-// list of operations, which uMap's client and mapcrdt peers both read) — nil when there
+// list of operations, which uMap's client and mapcrdt peers both read; no vector, which
+// would claim what the message did not teach) — nil when there
 // are none, or when it would pass Limits.MaxMessageBytes. The demo relay passes on to
 // every peer what a newcomer's answer taught its replica with it. Only what this message
 // brought is counted: operations held before (beyond a hole in their origin's seqs, which
@@ -648,7 +649,8 @@ func (r *Replica) ReceiveTaught(msg []byte, recipient string) (res Result, plain
 		return res, nil, 0, nil
 	}
 	sortStable(kept, func(a, b *op) int { return a.ts.Compare(b.ts) })
-	plain = r.response(recipient, kept, false, false, nil, nil, "", nil)
+	// No vector: this replica's would claim what the message did not teach.
+	plain = r.response(recipient, kept, false, false, VersionVector{}, nil, "", nil)
 	if len(plain) > r.opts.Limits.MaxMessageBytes {
 		plain = nil
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/mapcrdt/mapcrdt/hlc"
+	"github.com/tidwall/gjson"
 )
 
 // The messages below are built as uMap's own frontend builds them (umap-project/umap):
@@ -331,6 +332,10 @@ func TestReceiveTaught(t *testing.T) {
 	}
 	if err := json.Unmarshal(got, &env); err != nil || n != 1 || len(env.Message.Operations) != 1 || env.Message.Operations[0]["key"] != "properties.old" {
 		t.Fatalf("%v, %d: %s", err, n, got)
+	}
+	// No vector: the relay's would claim bob's seq 2 to a peer taking only seq 1 from it.
+	if gjson.GetBytes(got, "message.vector").Exists() {
+		t.Fatalf("what was taught carries a vector: %s", got)
 	}
 	if _, got, n, err := relay.ReceiveTaught(answer(), ""); err != nil || got != nil || n != 0 {
 		t.Fatalf("nothing learned, got %d: %s (%v)", n, got, err)
