@@ -54,9 +54,9 @@ type conn struct {
 	busy    atomic.Bool
 	handled atomic.Uint64
 
-	// Set on join by the reading goroutine, under the relay's and the
-	// room's lock; left is set, under the relay's lock, once the connection
-	// has left its room (or was kicked before joining one).
+	// Set on join by the reading goroutine: room under the relay's lock, id and
+	// name under the room's; left is set, under the relay's lock, once the
+	// connection has left its room (or was kicked before joining one).
 	room     *room
 	id, name string
 	left     bool

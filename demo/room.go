@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"log/slog"
+	"slices"
 	"sync"
 
 	"github.com/coder/websocket"
@@ -116,15 +117,19 @@ func (rm *room) roster(kind string) peersMessage {
 
 // join gives c a peer id (peer if valid and free, else a fresh uuid), sends
 // it the JoinResponse, everyone the new ListPeersResponse, and c what the
-// replica's JoinHook returns, if it has one.
+// replica's JoinHook returns, if it has one. A c kicked meanwhile is not added.
+// Called without the relay's lock (Relay.join sets c.room after).
 func (rm *room) join(c *conn, peer, name string) {
 	rm.mu.Lock()
 	defer rm.mu.Unlock()
 	rm.settle() // Joined reads the replica: nothing not durable must show
+	if c.kicked() {
+		return
+	}
 	if !idPattern.MatchString(peer) || rm.taken(peer) {
 		peer = uuid.NewString()
 	}
-	c.id, c.name, c.room = peer, name, rm
+	c.id, c.name = peer, name
 	rm.peers = append(rm.peers, c)
 	resp := rm.roster("JoinResponse")
 	resp.Peer = peer
@@ -155,16 +160,16 @@ func (rm *room) leave(c *conn) (empty bool) {
 	rm.mu.Lock()
 	defer rm.mu.Unlock()
 	c.out = true
-	for i, p := range rm.peers {
-		if p == c {
-			rm.peers = append(rm.peers[:i], rm.peers[i+1:]...)
-			break
-		}
+	i := slices.Index(rm.peers, c)
+	if i >= 0 {
+		rm.peers = slices.Delete(rm.peers, i, i+1)
 	}
 	if len(rm.peers) == 0 {
 		return true
 	}
-	rm.broadcast(nil, mustJSON(rm.roster("ListPeersResponse")), nil)
+	if i >= 0 { // else c was kicked before it entered (join): the roster is unchanged
+		rm.broadcast(nil, mustJSON(rm.roster("ListPeersResponse")), nil)
+	}
 	return false
 }
 
