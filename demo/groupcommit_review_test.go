@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"testing"
 	"time"
@@ -126,5 +127,61 @@ func TestKickedWhileJoiningWaitsForNoFsyncAndLeavesNothing(t *testing.T) {
 	gr.relay.mu.Unlock()
 	if rooms != 0 {
 		t.Fatalf("%d rooms open after the last peer left", rooms)
+	}
+}
+
+// heldFor returns how many messages, and bytes, the room holds back for c (outbox).
+func heldFor(rm *room, c *conn) (n int, bytes int) {
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	for _, o := range rm.outbox {
+		if o.to == c {
+			n++
+			bytes += len(o.msg)
+		}
+	}
+	return n, bytes
+}
+
+// What waits for a connection is bounded (SendQueue, SendQueueBytes) while it waits in the
+// room's outbox for a sync too: a peer that pings without reading its pongs, or one that
+// receives more peer messages than it reads, is closed "too slow" while an fsync runs, as
+// it is without one, and the room holds no more for it. The outbox took any number of
+// messages while an fsync ran, so a peer could make the relay hold memory without bound
+// (a disk that stalls, or writes kept coming to keep the outbox full).
+func TestOutboxHoldsNoMoreForAPeerThanItsSendQueue(t *testing.T) {
+	const queue, queueBytes = 8, 4096
+	gr := newGateRelay(t)
+	gr.relay = NewRelay(Options{NewReplica: newStoreFactory(gr.so), Log: gr.so.Log,
+		SendQueue: queue, SendQueueBytes: queueBytes})
+	cs := gr.joinAll("alice", "bob", "carol", "dave")
+	a, b, c, d := cs[0], cs[1], cs[2], cs[3]
+	h := gr.g.hold()
+	gr.handle(a, rename(t, newCRDT(t, "alice"), "a1"))
+	release := held(t, h)
+	rm := gr.room()
+
+	for range 3 * queue {
+		gr.handle(b, []byte(`{"kind":"ping"}`))
+	}
+	big := `{"kind":"PeerMessage","recipient":"carol","message":{"verb":"x","pad":"` + string(bytes.Repeat([]byte("p"), 1000)) + `"}}`
+	for range 3 * queueBytes / 1000 {
+		gr.handle(d, []byte(big))
+	}
+	if n, _ := heldFor(rm, b); n > queue || !b.kicked() || b.reason.reason != "too slow" {
+		t.Fatalf("bob sent %d pings and read none: %d pongs held, closed %v (%q), want at most %d, closed too slow",
+			3*queue, n, b.kicked(), b.reason.reason, queue)
+	}
+	if _, size := heldFor(rm, c); size > queueBytes || !c.kicked() || c.reason.reason != "too slow" {
+		t.Fatalf("carol was sent %d bytes and read none: %d bytes held, closed %v (%q), want at most %d, closed too slow",
+			3*queueBytes, size, c.kicked(), c.reason.reason, queueBytes)
+	}
+	if a.kicked() || d.kicked() {
+		t.Fatalf("closed: alice %v, dave %v (%q): they read what they were sent", a.kicked(), d.kicked(), d.reason.reason)
+	}
+	release <- nil
+	settled(rm)
+	if got := opsIn(drain(d)); len(got) != 1 {
+		t.Fatalf("dave received %q, want alice's operation", got)
 	}
 }

@@ -203,13 +203,16 @@ func (rm *room) broadcast(from *conn, msg []byte, w *write) {
 }
 
 // send queues msg to c, after what waits in the outbox; from is whose message it comes
-// of (nil: the room's), w the write it comes of, if any.
+// of (nil: the room's), w the write it comes of, if any. What waits in the outbox for c
+// counts against c's send queue (conn.hold).
 func (rm *room) send(c *conn, msg []byte, from *conn, w *write) {
 	if len(rm.outbox) == 0 {
 		c.enqueue(msg)
 		return
 	}
-	rm.outbox = append(rm.outbox, outgoing{to: c, from: from, msg: msg, w: w})
+	if c.hold(msg) {
+		rm.outbox = append(rm.outbox, outgoing{to: c, from: from, msg: msg, w: w})
+	}
 }
 
 func (rm *room) sendAll(c *conn, msgs [][]byte, w *write) {
@@ -315,17 +318,15 @@ func (rm *room) commit() {
 	var failed map[*conn]bool
 	for len(rm.outbox) > 0 && (rm.outbox[0].w == nil || rm.outbox[0].w.done) {
 		o := rm.outbox[0]
-		switch {
-		case o.w != nil && o.w.err != nil:
+		if o.w != nil && o.w.err != nil && !failed[o.from] {
 			if failed == nil {
 				failed = map[*conn]bool{}
 			}
-			if !failed[o.from] {
-				failed[o.from] = true
-				o.from.kick(websocket.StatusPolicyViolation, o.w.err.Error())
-			}
-		case o.to != nil && !failed[o.from]:
-			o.to.enqueue(o.msg)
+			failed[o.from] = true
+			o.from.kick(websocket.StatusPolicyViolation, o.w.err.Error())
+		}
+		if o.to != nil {
+			o.to.release(o.msg, !failed[o.from])
 		}
 		rm.outbox[0] = outgoing{}
 		rm.outbox = rm.outbox[1:]
