@@ -3,6 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -183,5 +187,54 @@ func TestOutboxHoldsNoMoreForAPeerThanItsSendQueue(t *testing.T) {
 	settled(rm)
 	if got := opsIn(drain(d)); len(got) != 1 {
 		t.Fatalf("dave received %q, want alice's operation", got)
+	}
+}
+
+// A failed fsync whose reload of the replica fails too (the files cannot be read back)
+// leaves a replica that still holds the operations the failed fsync lost: it must not
+// hand them to anyone. The replica is broken then: every later call that reads or
+// writes it is refused (its sender closed), until the room closes and the map is opened
+// anew from its files. It answered a sync request with bob's lost operation.
+func TestFailedFsyncWhoseReloadFailsHandsOutNothingLost(t *testing.T) {
+	gr := newGateRelay(t)
+	cs := gr.joinAll("bob", "dave")
+	b, d := cs[0], cs[1]
+	rb, rd := newCRDT(t, "bob"), newCRDT(t, "dave")
+
+	h := gr.g.hold()
+	gr.handle(b, rename(t, rb, "b1"))
+	release := held(t, h)
+	snap := filepath.Join(gr.dir, "m.snapshot") // unreadable: the reload fails
+	os.Remove(snap)
+	if err := os.Mkdir(snap, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	release <- errors.New("input/output error")
+	settled(gr.room())
+	if !b.kicked() {
+		t.Fatal("bob's operation failed its fsync, and bob was not closed")
+	}
+	err := d.handle(rd.SyncRequest("relay"))
+	for _, m := range drain(d) {
+		if bytes.Contains(m, []byte(`f-bob`)) {
+			t.Fatalf("dave received %.200q, which carries bob's operation that failed its fsync", m)
+		}
+	}
+	if err == nil {
+		t.Fatal("dave's sync request was answered by a replica its files could not restore")
+	}
+
+	// The room closes; the map opens anew from its files once they can be read.
+	gr.relay.leave(b)
+	gr.relay.leave(d)
+	if err := os.Remove(snap); err != nil {
+		t.Fatal(err)
+	}
+	e := gr.join("eve")
+	e.room.mu.Lock()
+	state := e.room.replica.(*storeReplica).r.State()
+	e.room.mu.Unlock()
+	if strings.Contains(state, "f-bob") {
+		t.Fatalf("the map opened again holds bob's operation that failed its fsync: %.300s", state)
 	}
 }
