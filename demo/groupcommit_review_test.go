@@ -238,3 +238,100 @@ func TestFailedFsyncWhoseReloadFailsHandsOutNothingLost(t *testing.T) {
 		t.Fatalf("the map opened again holds bob's operation that failed its fsync: %.300s", state)
 	}
 }
+
+// The last peer leaves while its operation's fsync runs: the room's close waits for it
+// (the replica is closed only once nothing waits for a sync), and a join of the map
+// meanwhile opens a new room, whose replica, opened after that close, holds the
+// operation. The old room's committer has ended.
+func TestRoomClosingDuringAnFsyncReopensWithTheWrite(t *testing.T) {
+	gr := newGateRelay(t)
+	a := gr.join("alice")
+	h := gr.g.hold()
+	gr.handle(a, rename(t, newCRDT(t, "alice"), "a1"))
+	release := held(t, h)
+	old := gr.room()
+	a.kick(websocket.StatusGoingAway, "bye")
+	left := make(chan struct{})
+	go func() { gr.relay.leave(a); close(left) }()
+	waitFor(t, "the room's close waiting for alice's fsync", func() bool {
+		old.mu.Lock()
+		defer old.mu.Unlock()
+		return old.settling > 0
+	})
+	b := newConn(gr.relay, nil, "m")
+	bobJoined := joinAsync(b, "bob")
+	release <- nil
+	<-left
+	if err := <-bobJoined; err != nil {
+		t.Fatal(err)
+	}
+	gr.conns = append(gr.conns, b)
+	if b.room == old {
+		t.Fatal("bob joined the room that was closing")
+	}
+	b.room.mu.Lock()
+	state := b.room.replica.(*storeReplica).r.State()
+	b.room.mu.Unlock()
+	if !strings.Contains(state, "f-alice") {
+		t.Fatalf("the map opened again lacks alice's operation: %.300s", state)
+	}
+	old.mu.Lock()
+	defer old.mu.Unlock()
+	if old.committer || len(old.outbox) > 0 {
+		t.Fatalf("the closed room: committer %v, %d messages held", old.committer, len(old.outbox))
+	}
+}
+
+// Two fsyncs that fail in a row, the first with a compaction due and its writer already
+// gone: each fails only its own group (bob, who left, and carol; then alice), nothing of
+// them reaches eve, and the map goes on (dave's operations, compacted) with only what
+// was durable, in memory and on disk.
+func TestTwoFailedFsyncsInARow(t *testing.T) {
+	gr := newGateRelay(t)
+	gr.so.CompactEvery = 3 // due at carol's operation, while the first fsync runs
+	gr.relay = NewRelay(Options{NewReplica: newStoreFactory(gr.so), Log: gr.so.Log})
+	cs := gr.joinAll("alice", "bob", "carol", "dave", "eve")
+	a, b, c, d, e := cs[0], cs[1], cs[2], cs[3], cs[4]
+	ra, rb, rc, rd := newCRDT(t, "alice"), newCRDT(t, "bob"), newCRDT(t, "carol"), newCRDT(t, "dave")
+	gr.handle(a, rename(t, ra, "a1"))
+	settled(gr.room())
+
+	h := gr.g.hold()
+	gr.handle(b, rename(t, rb, "b1"))
+	release := held(t, h)
+	gr.handle(c, rename(t, rc, "c1"))
+	gr.relay.leave(b)
+	release <- errors.New("input/output error")
+	settled(gr.room())
+	h = gr.g.hold()
+	gr.handle(a, rename(t, ra, "a2"))
+	release = held(t, h)
+	release <- errors.New("input/output error")
+	settled(gr.room())
+	if !a.kicked() || !b.kicked() || !c.kicked() || d.kicked() || e.kicked() {
+		t.Fatalf("closed: alice %v, bob %v, carol %v, dave %v, eve %v: want alice, bob and carol",
+			a.kicked(), b.kicked(), c.kicked(), d.kicked(), e.kicked())
+	}
+	if got := opsIn(drain(e)); len(got) != 1 || !strings.Contains(got[0], `"a1"`) {
+		t.Fatalf("eve received %q, want alice's first operation only", got)
+	}
+
+	gr.handle(d, rename(t, rd, "d1"))
+	gr.handle(d, rename(t, rd, "d2"))
+	settled(gr.room())
+	if got := opsIn(drain(e)); len(got) != 2 {
+		t.Fatalf("eve received %q, want dave's two operations", got)
+	}
+	gr.room().mu.Lock()
+	state := gr.store().r.State()
+	gr.room().mu.Unlock()
+	for _, lost := range []string{`"b1"`, `"c1"`, `"a2"`} {
+		if strings.Contains(state, lost) {
+			t.Fatalf("the replica holds %s, which failed its fsync: %.300s", lost, state)
+		}
+	}
+	if !strings.Contains(state, `"a1"`) || !strings.Contains(state, `"d2"`) {
+		t.Fatalf("the replica lacks a1 or d2: %.300s", state)
+	}
+	sameState(t, "read back after a crash", reopenCopy(t, gr.so), state)
+}
