@@ -45,7 +45,10 @@ type conn struct {
 	qmu    sync.Mutex
 	queue  [][]byte
 	queued int64
-	wake   chan struct{} // a message was queued (capacity 1)
+	// held counts the messages the room holds back for c until a sync (group commit,
+	// room.send): they count against the queue's bounds, their bytes in queued.
+	held int
+	wake chan struct{} // a message was queued (capacity 1)
 	// joining is set when the JoinRequest arrives: JoinTimeout no longer applies.
 	joining atomic.Bool
 	// busy is set while the reading goroutine handles a message (a join may wait for
@@ -54,9 +57,9 @@ type conn struct {
 	busy    atomic.Bool
 	handled atomic.Uint64
 
-	// Set on join by the reading goroutine, under the relay's and the
-	// room's lock; left is set, under the relay's lock, once the connection
-	// has left its room (or was kicked before joining one).
+	// Set on join by the reading goroutine: room under the relay's lock, id and
+	// name under the room's; left is set, under the relay's lock, once the
+	// connection has left its room (or was kicked before joining one).
 	room     *room
 	id, name string
 	left     bool
@@ -126,24 +129,60 @@ func (c *conn) kick(code websocket.StatusCode, reason string) {
 // enqueue queues msg for writing without blocking; a full queue (SendQueue
 // messages, or SendQueueBytes bytes with msg) kicks c.
 func (c *conn) enqueue(msg []byte) {
-	select {
-	case <-c.done:
-		return
-	default:
+	if c.count(msg, false) {
+		c.qmu.Lock()
+		c.queue = append(c.queue, msg)
+		c.qmu.Unlock()
+		c.woken()
+	}
+}
+
+// hold counts msg, which the room holds back for c until a sync, as queued: it reports
+// whether it fits, and a full queue kicks c, as enqueue does. The room then passes it on
+// with release.
+func (c *conn) hold(msg []byte) bool { return c.count(msg, true) }
+
+// release queues msg, which c's room held back (hold), for writing, or drops it.
+func (c *conn) release(msg []byte, send bool) {
+	c.qmu.Lock()
+	c.held--
+	send = send && !c.kicked()
+	if send {
+		c.queue = append(c.queue, msg)
+	} else {
+		c.queued -= int64(len(msg))
+	}
+	c.qmu.Unlock()
+	if send {
+		c.woken()
+	}
+}
+
+// count counts msg into the queue's bounds, queued or held, unless c is being closed or
+// the queue is full, which kicks c; it reports whether it did.
+func (c *conn) count(msg []byte, held bool) bool {
+	if c.kicked() {
+		return false
 	}
 	size := int64(len(msg))
 	c.qmu.Lock()
-	full := len(c.queue) >= c.relay.opts.SendQueue ||
+	full := len(c.queue)+c.held >= c.relay.opts.SendQueue ||
 		c.queued+size > c.relay.opts.SendQueueBytes && c.queued > 0
 	if !full {
-		c.queue = append(c.queue, msg)
 		c.queued += size
+		if held {
+			c.held++
+		}
 	}
 	c.qmu.Unlock()
 	if full {
 		c.kick(websocket.StatusPolicyViolation, "too slow")
-		return
 	}
+	return !full
+}
+
+// woken wakes the writer.
+func (c *conn) woken() {
 	select {
 	case c.wake <- struct{}{}:
 	default: // the writer is already woken

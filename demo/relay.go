@@ -287,8 +287,9 @@ func (r *Relay) Shutdown(ctx context.Context) error {
 
 // join adds c to the room of its map, opening the room (and its replica) if
 // needed, and tells the room. It is called from c's reading goroutine. The
-// replica is opened without the relay's lock (loading a large map takes a
-// while: joins and leaves of other maps go on meanwhile), after the close of
+// replica is opened, and c added to the room, without the relay's lock (loading
+// a large map takes a while, and the room waits for its writes to be durable:
+// joins and leaves of other maps go on meanwhile), after the close of
 // the map's previous room, if one is closing, has ended: two replicas of a
 // map would share its files.
 func (r *Relay) join(c *conn, peer, name string) error {
@@ -321,6 +322,12 @@ func (r *Relay) join(c *conn, peer, name string) error {
 		close(rm.ready)
 	}
 	<-rm.ready
+	if rm.openErr == nil {
+		// Without the relay's lock: the room first waits for its writes to be durable
+		// (settle), and one map's fsync must not hold back the others, nor Shutdown. The
+		// room stays open for c meanwhile (joining).
+		rm.join(c, peer, name)
+	}
 
 	r.mu.Lock()
 	rm.joining--
@@ -330,10 +337,10 @@ func (r *Relay) join(c *conn, peer, name string) error {
 		if rm.joining == 0 && r.rooms[rm.name] == rm {
 			delete(r.rooms, rm.name)
 		}
-	case c.left: // kicked while the replica opened: the room may be left empty
-		done = r.retire(rm, rm.empty())
+	case c.left: // kicked meanwhile (its leave found no room): it leaves, maybe emptying it
+		done = r.retire(rm, rm.leave(c))
 	default:
-		rm.join(c, peer, name)
+		c.room = rm // its leave, from now on, leaves rm
 	}
 	r.mu.Unlock()
 	if done != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"log/slog"
+	"slices"
 	"sync"
 
 	"github.com/coder/websocket"
@@ -116,15 +117,19 @@ func (rm *room) roster(kind string) peersMessage {
 
 // join gives c a peer id (peer if valid and free, else a fresh uuid), sends
 // it the JoinResponse, everyone the new ListPeersResponse, and c what the
-// replica's JoinHook returns, if it has one.
+// replica's JoinHook returns, if it has one. A c kicked meanwhile is not added.
+// Called without the relay's lock (Relay.join sets c.room after).
 func (rm *room) join(c *conn, peer, name string) {
 	rm.mu.Lock()
 	defer rm.mu.Unlock()
 	rm.settle() // Joined reads the replica: nothing not durable must show
+	if c.kicked() {
+		return
+	}
 	if !idPattern.MatchString(peer) || rm.taken(peer) {
 		peer = uuid.NewString()
 	}
-	c.id, c.name, c.room = peer, name, rm
+	c.id, c.name = peer, name
 	rm.peers = append(rm.peers, c)
 	resp := rm.roster("JoinResponse")
 	resp.Peer = peer
@@ -155,16 +160,16 @@ func (rm *room) leave(c *conn) (empty bool) {
 	rm.mu.Lock()
 	defer rm.mu.Unlock()
 	c.out = true
-	for i, p := range rm.peers {
-		if p == c {
-			rm.peers = append(rm.peers[:i], rm.peers[i+1:]...)
-			break
-		}
+	i := slices.Index(rm.peers, c)
+	if i >= 0 {
+		rm.peers = slices.Delete(rm.peers, i, i+1)
 	}
 	if len(rm.peers) == 0 {
 		return true
 	}
-	rm.broadcast(nil, mustJSON(rm.roster("ListPeersResponse")), nil)
+	if i >= 0 { // else c was kicked before it entered (join): the roster is unchanged
+		rm.broadcast(nil, mustJSON(rm.roster("ListPeersResponse")), nil)
+	}
 	return false
 }
 
@@ -198,13 +203,16 @@ func (rm *room) broadcast(from *conn, msg []byte, w *write) {
 }
 
 // send queues msg to c, after what waits in the outbox; from is whose message it comes
-// of (nil: the room's), w the write it comes of, if any.
+// of (nil: the room's), w the write it comes of, if any. What waits in the outbox for c
+// counts against c's send queue (conn.hold).
 func (rm *room) send(c *conn, msg []byte, from *conn, w *write) {
 	if len(rm.outbox) == 0 {
 		c.enqueue(msg)
 		return
 	}
-	rm.outbox = append(rm.outbox, outgoing{to: c, from: from, msg: msg, w: w})
+	if c.hold(msg) {
+		rm.outbox = append(rm.outbox, outgoing{to: c, from: from, msg: msg, w: w})
+	}
 }
 
 func (rm *room) sendAll(c *conn, msgs [][]byte, w *write) {
@@ -310,17 +318,15 @@ func (rm *room) commit() {
 	var failed map[*conn]bool
 	for len(rm.outbox) > 0 && (rm.outbox[0].w == nil || rm.outbox[0].w.done) {
 		o := rm.outbox[0]
-		switch {
-		case o.w != nil && o.w.err != nil:
+		if o.w != nil && o.w.err != nil && !failed[o.from] {
 			if failed == nil {
 				failed = map[*conn]bool{}
 			}
-			if !failed[o.from] {
-				failed[o.from] = true
-				o.from.kick(websocket.StatusPolicyViolation, o.w.err.Error())
-			}
-		case o.to != nil && !failed[o.from]:
-			o.to.enqueue(o.msg)
+			failed[o.from] = true
+			o.from.kick(websocket.StatusPolicyViolation, o.w.err.Error())
+		}
+		if o.to != nil {
+			o.to.release(o.msg, !failed[o.from])
 		}
 		rm.outbox[0] = outgoing{}
 		rm.outbox = rm.outbox[1:]

@@ -29,7 +29,8 @@ import (
 // rest of one peer's burst too), share that fsync (group commit). Whatever any peer has seen from the
 // relay survives a crash or power loss. A failed fsync cuts the log back to
 // its last fsync'd byte and reloads the replica: every message appended since
-// is refused (errStore), as one that could not be written is.
+// is refused (errStore), as one that could not be written is. If the files cannot be
+// read back then, the replica refuses every message until its room closes.
 // A message is written only after the replica accepted it, so a rejected one
 // (malformed, far-future clock, …) never reaches the disk.
 //
@@ -183,6 +184,10 @@ type storeReplica struct {
 	synced  int64
 	syncing bool
 	syncTo  int64
+	// broken is set when the replica could not be reloaded after a storage failure
+	// (reload): it may hold messages the files lost, so it answers and takes nothing
+	// more, and Close does not compact it. The map's next open reads its files anew.
+	broken bool
 }
 
 func openStore(o storeOptions, name string) (*storeReplica, error) {
@@ -356,6 +361,9 @@ func (s *storeReplica) ID() string { return relayPeerID }
 // then logs it. The replica's replies (a sync request when msg reveals a
 // gap) go back to the sender.
 func (s *storeReplica) Check(msg []byte) ([][]byte, error) {
+	if s.broken {
+		return nil, errStore
+	}
 	res, err := s.r.Receive(msg)
 	if err != nil {
 		return nil, err
@@ -390,6 +398,9 @@ func (s *storeReplica) PeerMessage(msg []byte) ([][]byte, error) {
 // edits cross the room twice. A response that brings nothing new (a newcomer
 // without offline edits, the usual join) is not passed on.
 func (s *storeReplica) PeerMessageForward(msg []byte) (replies, forward [][]byte, err error) {
+	if s.broken {
+		return nil, nil, errStore
+	}
 	// In uMap's plain form, which uMap's client reads too (the compact form made it
 	// throw), and with what the replica learned from msg only.
 	res, plain, taught, err := s.r.ReceiveTaught(msg, "")
@@ -426,6 +437,9 @@ const maxPlainGrowth = 8
 // catches up through its own request; a push-back too would send it the map
 // twice.
 func (s *storeReplica) Joined(peer string) [][]byte {
+	if s.broken {
+		return nil
+	}
 	return [][]byte{s.r.ProbeRequest(peer)}
 }
 
@@ -434,7 +448,7 @@ func (s *storeReplica) Joined(peer string) [][]byte {
 // map names, or a typo, must not fill the data directory with empty logs.
 func (s *storeReplica) Close() error {
 	var err error
-	if s.lines > 0 {
+	if s.lines > 0 && !s.broken {
 		err = s.compact()
 	}
 	st, serr := s.logFile.Stat()
@@ -544,11 +558,14 @@ func (s *storeReplica) dropTail() {
 
 // reload puts the replica back to what the files hold, after it applied a message that
 // could not be stored: the message is refused (its sender closed), so it must not stay in
-// the replica, which would hand it to peers and lose it at the next restart.
+// the replica, which would hand it to peers and lose it at the next restart. If the files
+// cannot be read back, the replica is broken: it refuses every later message.
 func (s *storeReplica) reload() {
 	r, n, _, err := s.load()
 	if err != nil {
-		s.opts.Log.Error("reloading the map after a storage failure", "map", s.name, "err", err)
+		s.opts.Log.Error("reloading the map after a storage failure: refusing it until it is opened again",
+			"map", s.name, "err", err)
+		s.broken = true
 		return
 	}
 	s.r, s.lines = r, n
