@@ -2,6 +2,7 @@ package crdt
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -366,19 +367,68 @@ func TestMergeTable(t *testing.T) {
 			wantIncomingWins: func(d mdoc) { d.layerOpts()["color"] = "Gold" },
 		},
 		{
-			name: "layer fields (an array) are one value",
+			// uMap adds a field to the layer's list for each property key a user adds: two
+			// users adding one each is ordinary concurrent editing, not a conflict.
+			name: "layer fields, each side appends one: both kept, latest's first",
 			latest: func(d mdoc) {
 				d.layerOpts()["fields"] = append(d.layerOpts()["fields"].([]any), map[string]any{"key": "phone", "type": "String"})
 			},
 			incoming: func(d mdoc) {
 				d.layerOpts()["fields"] = append(d.layerOpts()["fields"].([]any), map[string]any{"key": "hours", "type": "String"})
 			},
+			want: func(d mdoc) {
+				d.layerOpts()["fields"] = append(d.layerOpts()["fields"].([]any),
+					map[string]any{"key": "phone", "type": "String"}, map[string]any{"key": "hours", "type": "String"})
+			},
+		},
+		{
+			name: "layer fields, both sides append the same one: kept once",
+			latest: func(d mdoc) {
+				d.layerOpts()["fields"] = append(d.layerOpts()["fields"].([]any), map[string]any{"key": "phone", "type": "String"})
+			},
+			incoming: func(d mdoc) {
+				d.layerOpts()["fields"] = append(d.layerOpts()["fields"].([]any),
+					map[string]any{"type": "String", "key": "phone"}, map[string]any{"key": "hours", "type": "String"})
+			},
+			want: func(d mdoc) {
+				d.layerOpts()["fields"] = append(d.layerOpts()["fields"].([]any),
+					map[string]any{"key": "phone", "type": "String"}, map[string]any{"key": "hours", "type": "String"})
+			},
+		},
+		{
+			name: "layer fields, one side appends, the other removes one: a conflict",
+			latest: func(d mdoc) {
+				d.layerOpts()["fields"] = append(d.layerOpts()["fields"].([]any), map[string]any{"key": "phone", "type": "String"})
+			},
+			incoming: func(d mdoc) {
+				d.layerOpts()["fields"] = slices.Delete(d.layerOpts()["fields"].([]any), 1, 2)
+			},
 			conflicts: []Conflict{{FeatureID: "", Key: "_umap_options.fields", Reference: "*", Latest: "*", Incoming: "*"}},
 			wantLatestWins: func(d mdoc) {
 				d.layerOpts()["fields"] = append(d.layerOpts()["fields"].([]any), map[string]any{"key": "phone", "type": "String"})
 			},
 			wantIncomingWins: func(d mdoc) {
-				d.layerOpts()["fields"] = append(d.layerOpts()["fields"].([]any), map[string]any{"key": "hours", "type": "String"})
+				d.layerOpts()["fields"] = slices.Delete(d.layerOpts()["fields"].([]any), 1, 2)
+			},
+		},
+		{
+			name: "layer fields, one side appends, the other reorders and appends: a conflict",
+			latest: func(d mdoc) {
+				fs := d.layerOpts()["fields"].([]any)
+				fs[0], fs[1] = fs[1], fs[0]
+				d.layerOpts()["fields"] = append(fs, map[string]any{"key": "hours", "type": "String"})
+			},
+			incoming: func(d mdoc) {
+				d.layerOpts()["fields"] = append(d.layerOpts()["fields"].([]any), map[string]any{"key": "phone", "type": "String"})
+			},
+			conflicts: []Conflict{{FeatureID: "", Key: "_umap_options.fields", Reference: "*", Latest: "*", Incoming: "*"}},
+			wantLatestWins: func(d mdoc) {
+				fs := d.layerOpts()["fields"].([]any)
+				fs[0], fs[1] = fs[1], fs[0]
+				d.layerOpts()["fields"] = append(fs, map[string]any{"key": "hours", "type": "String"})
+			},
+			wantIncomingWins: func(d mdoc) {
+				d.layerOpts()["fields"] = append(d.layerOpts()["fields"].([]any), map[string]any{"key": "phone", "type": "String"})
 			},
 		},
 		{
@@ -1219,5 +1269,87 @@ func TestMergeLoneSurrogateNames(t *testing.T) {
 	doc := []byte(`{"type":"FeatureCollection","features":[{"type":"Feature","id":"a","properties":{"\ud800":1,"\udc00":2},"geometry":null}]}`)
 	if _, err := Merge(empty, empty, doc, MergeFail); !errors.Is(err, ErrBadValue) {
 		t.Fatalf("got %v, want bad_value", err)
+	}
+}
+
+// TestMergeAppendedArrays: where both sides changed an array only by appending to the
+// reference's elements, the merge keeps the reference's elements, latest's appended ones,
+// then incoming's but for those equal to one of latest's (each of latest's absorbing one);
+// in feature properties as at layer level, never in a geometry; any other concurrent change
+// of an array is a conflict.
+func TestMergeAppendedArrays(t *testing.T) {
+	// layer builds a document whose layer option "list" is opt (absent if "") and whose
+	// feature "f" has property "tags" tags (absent if "") and geometry geom.
+	layer := func(opt, tags, geom string) string {
+		o, p := "", ""
+		if opt != "" {
+			o = `"_umap_options":{"list":` + opt + `},`
+		}
+		if tags != "" {
+			p = `,"tags":` + tags
+		}
+		return `{"type":"FeatureCollection",` + o + `"features":[{"type":"Feature","id":"f","geometry":` + geom +
+			`,"properties":{"name":"x","nested":{"deep":{"list":` + cmp.Or(tags, "null") + `}}` + p + `}}]}`
+	}
+	const line = `{"type":"LineString","coordinates":[[0,0],[1,1]]}`
+	tests := []struct {
+		name                string
+		reference, lat, inc string // the tags (and the nested list) of each side
+		want, wantSwapped   string // the merged tags; "" for a conflict
+	}{
+		{"each side appends one", `["a"]`, `["a","b"]`, `["a","c"]`, `["a","b","c"]`, `["a","c","b"]`},
+		{"each side appends several", `["a"]`, `["a","b","c"]`, `["a","d","e"]`, `["a","b","c","d","e"]`, `["a","d","e","b","c"]`},
+		{"from an empty array", `[]`, `["b"]`, `["c"]`, `["b","c"]`, `["c","b"]`},
+		{"the same one on both sides: once", `["a"]`, `["a",{"k":1,"t":"S"}]`, `["a",{"t":"S","k":1.0}]`, `["a",{"k":1,"t":"S"}]`, `["a",{"k":1,"t":"S"}]`},
+		{"the same one and others", `["a"]`, `["a","b","c"]`, `["a","c","d"]`, `["a","b","c","d"]`, `["a","c","d","b"]`},
+		{"one side appends twice what the other appends once", `["a"]`, `["a","b"]`, `["a","b","b"]`, `["a","b","b"]`, `["a","b","b"]`},
+		{"one side removes", `["a","b"]`, `["a","b","c"]`, `["a"]`, "", ""},
+		{"one side empties", `["a"]`, `["a","b"]`, `[]`, "", ""},
+		{"one side reorders and appends", `["a","b"]`, `["a","b","c"]`, `["b","a","d"]`, "", ""},
+		{"one side changes an element and appends", `["a","b"]`, `["a","b","c"]`, `["a","x","d"]`, "", ""},
+		{"one side makes it a string", `["a"]`, `["a","b"]`, `"a"`, "", ""},
+		{"no reference array: both added", ``, `["b"]`, `["c"]`, "", ""},
+		{"a reference that is not an array", `"a"`, `["a","b"]`, `["a","c"]`, "", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			// The same arrays as a feature property, nested in one, and as a layer option.
+			r, l, i := layer(tc.reference, tc.reference, line), layer(tc.lat, tc.lat, line), layer(tc.inc, tc.inc, line)
+			for _, swapped := range []bool{false, true} {
+				a, b, want := l, i, tc.want
+				if swapped {
+					a, b, want = i, l, tc.wantSwapped
+				}
+				for _, policy := range []MergePolicy{MergeFail, MergeLatestWins, MergeIncomingWins} {
+					res, err := Merge([]byte(r), []byte(a), []byte(b), policy)
+					if want == "" {
+						if len(res.Conflicts) != 3 || res.Conflicts[0].Key != "_umap_options.list" ||
+							res.Conflicts[1].Key != "properties.nested.deep.list" || res.Conflicts[2].Key != "properties.tags" {
+							t.Fatalf("swapped %v, policy %d: conflicts %+v (%v), want the list, the nested list and the tags", swapped, policy, res.Conflicts, err)
+						}
+						continue
+					}
+					if err != nil || len(res.Conflicts) > 0 {
+						t.Fatalf("swapped %v, policy %d: %v %+v", swapped, policy, err, res.Conflicts)
+					}
+					if got, w := string(res.Document), mergeCanon(t, []byte(layer(want, want, line))); got != w {
+						t.Fatalf("swapped %v, policy %d:\n got  %s\n want %s", swapped, policy, got, w)
+					}
+				}
+			}
+		})
+	}
+
+	// A geometry stays one value: coordinates appended on both sides conflict, and so do
+	// appends to a geometry that is an array itself (not GeoJSON, but taken).
+	for _, g := range [][3]string{
+		{line, `{"type":"LineString","coordinates":[[0,0],[1,1],[2,2]]}`, `{"type":"LineString","coordinates":[[0,0],[1,1],[3,3]]}`},
+		{`[1]`, `[1,2]`, `[1,3]`},
+	} {
+		r, l, i := layer(`["a"]`, "", g[0]), layer(`["a"]`, "", g[1]), layer(`["a"]`, "", g[2])
+		res, err := Merge([]byte(r), []byte(l), []byte(i), MergeFail)
+		if Code(err) != "conflict" || len(res.Conflicts) != 1 || res.Conflicts[0].Key != "geometry" {
+			t.Fatalf("geometry %s: %v %+v, want a conflict on the geometry", g[0], err, res.Conflicts)
+		}
 	}
 }
