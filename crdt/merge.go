@@ -546,43 +546,26 @@ func (m *merger) value(path []string, r, l, i slot) slot {
 // appended): r's elements, l's appended ones, then i's appended ones but for those equal to
 // one of l's (each of l's stands for one of i's). ok is false if they are not such arrays.
 func appendedUnion(r, l, i string) (string, bool) {
-	la, ok := appendedTo(r, l)
-	ia, ok2 := appendedTo(r, i)
-	if !ok || !ok2 {
+	if r[0] != '[' || l[0] != '[' || i[0] != '[' {
 		return "", false
 	}
-	var ls []string
-	eachElement(la, func(e string) bool {
-		ls = append(ls, e)
-		return true
-	})
+	re, le, ie := elements(r), elements(l), elements(i)
+	n := len(re)
+	if len(le) <= n || len(ie) <= n || !slices.Equal(re, le[:n]) || !slices.Equal(re, ie[:n]) {
+		return "", false
+	}
 	out := []byte(l[:len(l)-1])
-	eachElement(ia, func(e string) bool {
-		if j := slices.Index(ls, e); j >= 0 {
-			ls[j] = "" // taken: no element is ""
-		} else {
-			out = append(append(out, ','), e...)
+next:
+	for _, e := range ie[n:] {
+		for j, x := range le[n:] {
+			if x == e {
+				le[n+j] = "" // taken: no element is ""
+				continue next
+			}
 		}
-		return true
-	})
-	return string(append(out, ']')), true
-}
-
-// appendedTo returns, as an array, the elements the canonical array x holds after those of
-// the canonical array r, if r's elements begin x's and x holds more. In canonical text r's
-// elements begin x's exactly where x's text is r's without its "]", then a "," (or r is
-// "[]"): a complete JSON value is never the beginning of a longer one before a ",".
-func appendedTo(r, x string) (string, bool) {
-	n := len(r) - 1
-	switch {
-	case len(r) < 2 || r[0] != '[' || x[0] != '[' || len(x) <= len(r):
-		return "", false
-	case n == 1:
-		return x, true
-	case x[:n] != r[:n] || x[n] != ',':
-		return "", false
+		out = append(append(out, ','), e...)
 	}
-	return "[" + x[n+1:], true
+	return string(append(out, ']')), true
 }
 
 // objectOrAbsent says whether s is absent or an object.
