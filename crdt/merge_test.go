@@ -921,6 +921,9 @@ func genMergeLayer(rnd *rand.Rand) map[string]any {
 		"type":          "FeatureCollection",
 		"_umap_options": genMergeOptions(rnd),
 	}
+	if rnd.IntN(4) > 0 {
+		d["_umap_options"].(map[string]any)["fields"] = []any{"name"}
+	}
 	fs := []any{}
 	for n := rnd.IntN(8); n > 0; n-- {
 		fs = append(fs, genMergeFeature(rnd))
@@ -933,6 +936,8 @@ var (
 	genMergeKeys   = []string{"name", "description", "url", "a.b", "_umap_options", "nested"}
 	genMergeOpts   = []string{"color", "weight", "iconClass", "showLabel", "fillOpacity"}
 	genMergeValues = []any{"x", "y", "Café", 1, 2.5, true, nil, []any{1, 2}, map[string]any{"k": "v"}}
+	// genMergeAppends are appended to arrays: few, so that both sides often append the same.
+	genMergeAppends = []any{"x", 3}
 )
 
 // genMergeValue is one of genMergeValues, a copy: a document holding the shared map or
@@ -1001,12 +1006,29 @@ func genMergeProps(rnd *rand.Rand) map[string]any {
 			}
 		}
 	}
+	if rnd.IntN(2) == 0 {
+		p["list"] = []any{"a"}
+	}
 	return p
+}
+
+// mergeAppend returns v with one or two of genMergeAppends appended, if it is an array;
+// otherwise an array of one.
+func mergeAppend(rnd *rand.Rand, v any) any {
+	a, _ := v.([]any)
+	for n := 1 + rnd.IntN(2); n > 0; n-- {
+		a = append(a, genMergeAppends[rnd.IntN(len(genMergeAppends))])
+	}
+	return a
 }
 
 // mutateMergeLayer makes a few random edits, as a user between two saves.
 func mutateMergeLayer(rnd *rand.Rand, d map[string]any) map[string]any {
 	d = mergeDeepCopy(d).(map[string]any)
+	if rnd.IntN(3) == 0 { // a property key added: uMap appends a field to the layer's
+		opts := d["_umap_options"].(map[string]any)
+		opts["fields"] = mergeAppend(rnd, opts["fields"])
+	}
 	for n := rnd.IntN(5); n > 0; n-- {
 		fs := d["features"].([]any)
 		if len(fs) == 0 || rnd.IntN(6) == 0 {
@@ -1026,9 +1048,11 @@ func mutateMergeLayer(rnd *rand.Rand, d map[string]any) map[string]any {
 		}
 		j := rnd.IntN(len(fs))
 		f := fs[j].(map[string]any)
-		switch rnd.IntN(7) {
+		switch rnd.IntN(8) {
 		case 0:
 			d["features"] = slices.Delete(fs, j, j+1)
+		case 7:
+			f["properties"].(map[string]any)["list"] = mergeAppend(rnd, f["properties"].(map[string]any)["list"])
 		case 1:
 			f["geometry"] = genMergeGeometry(rnd)
 		case 2:
@@ -1141,7 +1165,9 @@ func TestMergeProperties(t *testing.T) {
 // TestMergeSymmetry: without conflicts, merge(r, a, b) and merge(r, b, a) hold the same
 // features and values; with conflicts, merge(r, a, b) under MergeLatestWins is
 // merge(r, b, a) under MergeIncomingWins, and the conflicts are the same with sides swapped.
-// Each resolved conflict's value is in the document at its key.
+// Each resolved conflict's value is in the document at its key. Values are compared with
+// every array's elements sorted: the elements both sides appended to an array come in the
+// order of the arguments (TestMergeAppendedArrays checks that order).
 func TestMergeSymmetry(t *testing.T) {
 	rnd := rand.New(rand.NewPCG(8, 7))
 	clean, conflicted := 0, 0
@@ -1156,7 +1182,7 @@ func TestMergeSymmetry(t *testing.T) {
 		}
 		if err1 == nil {
 			clean++
-			if got, want := mergeFeatureSet(t, ab1.Document), mergeFeatureSet(t, ba1.Document); !reflect.DeepEqual(got, want) {
+			if got, want := mergeFeatureSet(t, mergeSortArrays(t, ab1.Document)), mergeFeatureSet(t, mergeSortArrays(t, ba1.Document)); !reflect.DeepEqual(got, want) {
 				t.Fatalf("round %d: merge(r,a,b) and merge(r,b,a) differ:\n%v\n%v", round, got, want)
 			}
 			continue
@@ -1179,7 +1205,7 @@ func TestMergeSymmetry(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got, want := mergeFeatureSet(t, lw.Document), mergeFeatureSet(t, iw.Document); !reflect.DeepEqual(got, want) {
+		if got, want := mergeFeatureSet(t, mergeSortArrays(t, lw.Document)), mergeFeatureSet(t, mergeSortArrays(t, iw.Document)); !reflect.DeepEqual(got, want) {
 			t.Fatalf("round %d: latest-wins(r,a,b) and incoming-wins(r,b,a) differ:\n%v\n%v", round, got, want)
 		}
 		checkMergeResolved(t, lw, func(c Conflict) string { return c.Latest })
@@ -1190,6 +1216,30 @@ func TestMergeSymmetry(t *testing.T) {
 	if clean < mergeRounds/10 || conflicted < mergeRounds/10 {
 		t.Errorf("the generator gives too few of one kind: %d clean, %d with conflicts", clean, conflicted)
 	}
+}
+
+// mergeSortArrays returns doc with the elements of every array in it sorted by their JSON.
+func mergeSortArrays(t *testing.T, doc []byte) []byte {
+	var sortIn func(v any) any
+	sortIn = func(v any) any {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, x := range v {
+				v[k] = sortIn(x)
+			}
+		case []any:
+			for k, x := range v {
+				v[k] = sortIn(x)
+			}
+			slices.SortFunc(v, func(a, b any) int {
+				ja, _ := json.Marshal(a)
+				jb, _ := json.Marshal(b)
+				return bytes.Compare(ja, jb)
+			})
+		}
+		return v
+	}
+	return mergeJSON(t, sortIn(map[string]any(decodeMDoc(t, doc))))
 }
 
 // checkMergeResolved checks that the value each conflict was resolved to is at its key (with
