@@ -554,16 +554,17 @@ func appendedUnion(r, l, i string) (string, bool) {
 	if len(le) <= n || len(ie) <= n || !slices.Equal(re, le[:n]) || !slices.Equal(re, ie[:n]) {
 		return "", false
 	}
+	left := map[string]int{} // latest's appended elements not yet matched to incoming's
+	for _, e := range le[n:] {
+		left[e]++
+	}
 	out := []byte(l[:len(l)-1])
-next:
 	for _, e := range ie[n:] {
-		for j, x := range le[n:] {
-			if x == e {
-				le[n+j] = "" // taken: no element is ""
-				continue next
-			}
+		if left[e] > 0 {
+			left[e]--
+		} else {
+			out = append(append(out, ','), e...)
 		}
-		out = append(append(out, ','), e...)
 	}
 	return string(append(out, ']')), true
 }
