@@ -122,6 +122,13 @@ type MergeResult struct {
 //   - otherwise, if l and i are both objects and r is an object or absent: their members
 //     merge one by one by the same rule (so two sides that add the same feature or member
 //     with different content merge it member by member);
+//   - otherwise, if r, l and i are arrays, r's elements begin both l's and i's (each side
+//     only appended), and the place is not a feature's geometry: r's elements, then the
+//     elements latest appended, then those incoming appended but for the ones equal to one
+//     latest appended (each of latest's stands for one equal of incoming's). So two users
+//     adding a property key each, which makes uMap append a field to the layer's
+//     "_umap_options.fields", keep both fields, and the same field added by both is kept
+//     once;
 //   - otherwise it is a conflict: both sides changed the place differently, or one edited
 //     what the other deleted. It is reported, and policy picks l or i.
 //
@@ -134,8 +141,10 @@ type MergeResult struct {
 // that form: canonical JSON (members sorted, no whitespace), strings minimally escaped,
 // numbers as JavaScript's JSON.stringify writes them.
 //
-// Arrays and scalars are atomic. A feature's geometry is one value ("geometry", never
-// "geometry.coordinates"): two different edits of one shape conflict, since mixing the
+// Scalars are atomic, and so are arrays but for appends on both sides (any other change of
+// an array on both sides, an element removed, changed or moved, is a conflict). A feature's
+// geometry is one value ("geometry", never "geometry.coordinates"), appends to its
+// coordinates included: two different edits of one shape conflict, since mixing the
 // coordinates of two drags makes a shape nobody drew. Properties merge key by key, through
 // nested objects ("properties._umap_options.color"). A key one side deleted and the other
 // left as it was is deleted: leaving a value unchanged is not setting it. A JSON null is a
@@ -159,6 +168,13 @@ type MergeResult struct {
 // (new ones, or ones latest deleted and incoming edited, kept by MergeIncomingWins), in
 // incoming's order. When one side left the document as the reference was (equal canonical
 // JSON), or both sides are equal, the result is the other side as it is, order included.
+//
+// Swapping latest and incoming changes, in a merge without conflicts, the order of the
+// features (above) and the order of the elements both sides appended to one array, nothing
+// else: merge(r, a, b) holds such an array as r's elements, a's appended ones, then b's
+// other appended ones, and merge(r, b, a) as r's, b's appended ones, then a's other ones;
+// the same elements either way, each appended one as many times as the side that appended
+// it more often did.
 //
 // Errors, each an *Error with a stable Code:
 //   - "conflict" (ErrConflict): policy is MergeFail and there are conflicts; the result
@@ -505,6 +521,11 @@ func (m *merger) value(path []string, r, l, i slot) slot {
 		return v
 	}
 	atomic := m.inFeature && len(path) == 1 && path[0] == "geometry"
+	if !atomic && r.ok && l.ok && i.ok {
+		if v, ok := appendedUnion(r.raw, l.raw, i.raw); ok {
+			return slot{raw: v, ok: true}
+		}
+	}
 	if !atomic && l.ok && i.ok && isObject(l.raw) && isObject(i.raw) && (!r.ok || isObject(r.raw)) {
 		return slot{raw: m.object(path, r.raw, l.raw, i.raw), ok: true}
 	}
@@ -519,6 +540,33 @@ func (m *merger) value(path []string, r, l, i slot) slot {
 		return i
 	}
 	return l
+}
+
+// appendedUnion merges three arrays of which r begins both l and i (each side only
+// appended): r's elements, l's appended ones, then i's appended ones but for those equal to
+// one of l's (each of l's stands for one of i's). ok is false if they are not such arrays.
+func appendedUnion(r, l, i string) (string, bool) {
+	if r[0] != '[' || l[0] != '[' || i[0] != '[' {
+		return "", false
+	}
+	re, le, ie := elements(r), elements(l), elements(i)
+	n := len(re)
+	if len(le) <= n || len(ie) <= n || !slices.Equal(re, le[:n]) || !slices.Equal(re, ie[:n]) {
+		return "", false
+	}
+	left := map[string]int{} // latest's appended elements not yet matched to incoming's
+	for _, e := range le[n:] {
+		left[e]++
+	}
+	out := []byte(l[:len(l)-1])
+	for _, e := range ie[n:] {
+		if left[e] > 0 {
+			left[e]--
+		} else {
+			out = append(append(out, ','), e...)
+		}
+	}
+	return string(append(out, ']')), true
 }
 
 // objectOrAbsent says whether s is absent or an object.

@@ -41,6 +41,11 @@ func FuzzMerge(f *testing.F) {
 		[]byte(`{"type":"FeatureCollection","features":[],"_umap_options":{"color":"Blue","rank":0}}`),
 		[]byte(`{"type":"FeatureCollection","features":[],"_umap_options":{"color":"Red","rank":1e0}}`),
 		uint8(MergeFail))
+	// Fields appended on both sides, one the same; a property array appended on both sides.
+	f.Add([]byte(`{"type":"FeatureCollection","features":[{"type":"Feature","id":1,"properties":{"t":[1]}}],"_umap_options":{"fields":[{"key":"name","type":"String"}]}}`),
+		[]byte(`{"type":"FeatureCollection","features":[{"type":"Feature","id":1,"properties":{"t":[1,2]}}],"_umap_options":{"fields":[{"key":"name","type":"String"},{"key":"phone","type":"String"}]}}`),
+		[]byte(`{"type":"FeatureCollection","features":[{"type":"Feature","id":1,"properties":{"t":[1,3,2]}}],"_umap_options":{"fields":[{"key":"name","type":"String"},{"type":"String","key":"phone"},{"key":"hours","type":"String"}]}}`),
+		uint8(MergeFail))
 	// Invalid: not JSON, not a FeatureCollection, a feature not an object, a bad policy.
 	f.Add([]byte(`{"type":"FeatureCollection","features":[`), []byte(empty), []byte(empty), uint8(MergeFail))
 	f.Add([]byte(empty), []byte(`{"type":"Feature","features":[]}`), []byte(empty), uint8(MergeFail))

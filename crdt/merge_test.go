@@ -2,6 +2,7 @@ package crdt
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -366,19 +367,68 @@ func TestMergeTable(t *testing.T) {
 			wantIncomingWins: func(d mdoc) { d.layerOpts()["color"] = "Gold" },
 		},
 		{
-			name: "layer fields (an array) are one value",
+			// uMap adds a field to the layer's list for each property key a user adds: two
+			// users adding one each is ordinary concurrent editing, not a conflict.
+			name: "layer fields, each side appends one: both kept, latest's first",
 			latest: func(d mdoc) {
 				d.layerOpts()["fields"] = append(d.layerOpts()["fields"].([]any), map[string]any{"key": "phone", "type": "String"})
 			},
 			incoming: func(d mdoc) {
 				d.layerOpts()["fields"] = append(d.layerOpts()["fields"].([]any), map[string]any{"key": "hours", "type": "String"})
 			},
+			want: func(d mdoc) {
+				d.layerOpts()["fields"] = append(d.layerOpts()["fields"].([]any),
+					map[string]any{"key": "phone", "type": "String"}, map[string]any{"key": "hours", "type": "String"})
+			},
+		},
+		{
+			name: "layer fields, both sides append the same one: kept once",
+			latest: func(d mdoc) {
+				d.layerOpts()["fields"] = append(d.layerOpts()["fields"].([]any), map[string]any{"key": "phone", "type": "String"})
+			},
+			incoming: func(d mdoc) {
+				d.layerOpts()["fields"] = append(d.layerOpts()["fields"].([]any),
+					map[string]any{"type": "String", "key": "phone"}, map[string]any{"key": "hours", "type": "String"})
+			},
+			want: func(d mdoc) {
+				d.layerOpts()["fields"] = append(d.layerOpts()["fields"].([]any),
+					map[string]any{"key": "phone", "type": "String"}, map[string]any{"key": "hours", "type": "String"})
+			},
+		},
+		{
+			name: "layer fields, one side appends, the other removes one: a conflict",
+			latest: func(d mdoc) {
+				d.layerOpts()["fields"] = append(d.layerOpts()["fields"].([]any), map[string]any{"key": "phone", "type": "String"})
+			},
+			incoming: func(d mdoc) {
+				d.layerOpts()["fields"] = slices.Delete(d.layerOpts()["fields"].([]any), 1, 2)
+			},
 			conflicts: []Conflict{{FeatureID: "", Key: "_umap_options.fields", Reference: "*", Latest: "*", Incoming: "*"}},
 			wantLatestWins: func(d mdoc) {
 				d.layerOpts()["fields"] = append(d.layerOpts()["fields"].([]any), map[string]any{"key": "phone", "type": "String"})
 			},
 			wantIncomingWins: func(d mdoc) {
-				d.layerOpts()["fields"] = append(d.layerOpts()["fields"].([]any), map[string]any{"key": "hours", "type": "String"})
+				d.layerOpts()["fields"] = slices.Delete(d.layerOpts()["fields"].([]any), 1, 2)
+			},
+		},
+		{
+			name: "layer fields, one side appends, the other reorders and appends: a conflict",
+			latest: func(d mdoc) {
+				fs := d.layerOpts()["fields"].([]any)
+				fs[0], fs[1] = fs[1], fs[0]
+				d.layerOpts()["fields"] = append(fs, map[string]any{"key": "hours", "type": "String"})
+			},
+			incoming: func(d mdoc) {
+				d.layerOpts()["fields"] = append(d.layerOpts()["fields"].([]any), map[string]any{"key": "phone", "type": "String"})
+			},
+			conflicts: []Conflict{{FeatureID: "", Key: "_umap_options.fields", Reference: "*", Latest: "*", Incoming: "*"}},
+			wantLatestWins: func(d mdoc) {
+				fs := d.layerOpts()["fields"].([]any)
+				fs[0], fs[1] = fs[1], fs[0]
+				d.layerOpts()["fields"] = append(fs, map[string]any{"key": "hours", "type": "String"})
+			},
+			wantIncomingWins: func(d mdoc) {
+				d.layerOpts()["fields"] = append(d.layerOpts()["fields"].([]any), map[string]any{"key": "phone", "type": "String"})
 			},
 		},
 		{
@@ -871,6 +921,9 @@ func genMergeLayer(rnd *rand.Rand) map[string]any {
 		"type":          "FeatureCollection",
 		"_umap_options": genMergeOptions(rnd),
 	}
+	if rnd.IntN(4) > 0 {
+		d["_umap_options"].(map[string]any)["fields"] = []any{"name"}
+	}
 	fs := []any{}
 	for n := rnd.IntN(8); n > 0; n-- {
 		fs = append(fs, genMergeFeature(rnd))
@@ -883,6 +936,8 @@ var (
 	genMergeKeys   = []string{"name", "description", "url", "a.b", "_umap_options", "nested"}
 	genMergeOpts   = []string{"color", "weight", "iconClass", "showLabel", "fillOpacity"}
 	genMergeValues = []any{"x", "y", "Café", 1, 2.5, true, nil, []any{1, 2}, map[string]any{"k": "v"}}
+	// genMergeAppends are appended to arrays: few, so that both sides often append the same.
+	genMergeAppends = []any{"x", 3}
 )
 
 // genMergeValue is one of genMergeValues, a copy: a document holding the shared map or
@@ -951,12 +1006,29 @@ func genMergeProps(rnd *rand.Rand) map[string]any {
 			}
 		}
 	}
+	if rnd.IntN(2) == 0 {
+		p["list"] = []any{"a"}
+	}
 	return p
+}
+
+// mergeAppend returns v with one or two of genMergeAppends appended, if it is an array;
+// otherwise an array of one.
+func mergeAppend(rnd *rand.Rand, v any) any {
+	a, _ := v.([]any)
+	for n := 1 + rnd.IntN(2); n > 0; n-- {
+		a = append(a, genMergeAppends[rnd.IntN(len(genMergeAppends))])
+	}
+	return a
 }
 
 // mutateMergeLayer makes a few random edits, as a user between two saves.
 func mutateMergeLayer(rnd *rand.Rand, d map[string]any) map[string]any {
 	d = mergeDeepCopy(d).(map[string]any)
+	if rnd.IntN(3) == 0 { // a property key added: uMap appends a field to the layer's
+		opts := d["_umap_options"].(map[string]any)
+		opts["fields"] = mergeAppend(rnd, opts["fields"])
+	}
 	for n := rnd.IntN(5); n > 0; n-- {
 		fs := d["features"].([]any)
 		if len(fs) == 0 || rnd.IntN(6) == 0 {
@@ -976,9 +1048,11 @@ func mutateMergeLayer(rnd *rand.Rand, d map[string]any) map[string]any {
 		}
 		j := rnd.IntN(len(fs))
 		f := fs[j].(map[string]any)
-		switch rnd.IntN(7) {
+		switch rnd.IntN(8) {
 		case 0:
 			d["features"] = slices.Delete(fs, j, j+1)
+		case 7:
+			f["properties"].(map[string]any)["list"] = mergeAppend(rnd, f["properties"].(map[string]any)["list"])
 		case 1:
 			f["geometry"] = genMergeGeometry(rnd)
 		case 2:
@@ -1091,7 +1165,9 @@ func TestMergeProperties(t *testing.T) {
 // TestMergeSymmetry: without conflicts, merge(r, a, b) and merge(r, b, a) hold the same
 // features and values; with conflicts, merge(r, a, b) under MergeLatestWins is
 // merge(r, b, a) under MergeIncomingWins, and the conflicts are the same with sides swapped.
-// Each resolved conflict's value is in the document at its key.
+// Each resolved conflict's value is in the document at its key. Values are compared with
+// every array's elements sorted: the elements both sides appended to an array come in the
+// order of the arguments (TestMergeAppendedArrays checks that order).
 func TestMergeSymmetry(t *testing.T) {
 	rnd := rand.New(rand.NewPCG(8, 7))
 	clean, conflicted := 0, 0
@@ -1106,7 +1182,7 @@ func TestMergeSymmetry(t *testing.T) {
 		}
 		if err1 == nil {
 			clean++
-			if got, want := mergeFeatureSet(t, ab1.Document), mergeFeatureSet(t, ba1.Document); !reflect.DeepEqual(got, want) {
+			if got, want := mergeFeatureSet(t, mergeSortArrays(t, ab1.Document)), mergeFeatureSet(t, mergeSortArrays(t, ba1.Document)); !reflect.DeepEqual(got, want) {
 				t.Fatalf("round %d: merge(r,a,b) and merge(r,b,a) differ:\n%v\n%v", round, got, want)
 			}
 			continue
@@ -1129,7 +1205,7 @@ func TestMergeSymmetry(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got, want := mergeFeatureSet(t, lw.Document), mergeFeatureSet(t, iw.Document); !reflect.DeepEqual(got, want) {
+		if got, want := mergeFeatureSet(t, mergeSortArrays(t, lw.Document)), mergeFeatureSet(t, mergeSortArrays(t, iw.Document)); !reflect.DeepEqual(got, want) {
 			t.Fatalf("round %d: latest-wins(r,a,b) and incoming-wins(r,b,a) differ:\n%v\n%v", round, got, want)
 		}
 		checkMergeResolved(t, lw, func(c Conflict) string { return c.Latest })
@@ -1140,6 +1216,30 @@ func TestMergeSymmetry(t *testing.T) {
 	if clean < mergeRounds/10 || conflicted < mergeRounds/10 {
 		t.Errorf("the generator gives too few of one kind: %d clean, %d with conflicts", clean, conflicted)
 	}
+}
+
+// mergeSortArrays returns doc with the elements of every array in it sorted by their JSON.
+func mergeSortArrays(t *testing.T, doc []byte) []byte {
+	var sortIn func(v any) any
+	sortIn = func(v any) any {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, x := range v {
+				v[k] = sortIn(x)
+			}
+		case []any:
+			for k, x := range v {
+				v[k] = sortIn(x)
+			}
+			slices.SortFunc(v, func(a, b any) int {
+				ja, _ := json.Marshal(a)
+				jb, _ := json.Marshal(b)
+				return bytes.Compare(ja, jb)
+			})
+		}
+		return v
+	}
+	return mergeJSON(t, sortIn(map[string]any(decodeMDoc(t, doc))))
 }
 
 // checkMergeResolved checks that the value each conflict was resolved to is at its key (with
@@ -1219,5 +1319,87 @@ func TestMergeLoneSurrogateNames(t *testing.T) {
 	doc := []byte(`{"type":"FeatureCollection","features":[{"type":"Feature","id":"a","properties":{"\ud800":1,"\udc00":2},"geometry":null}]}`)
 	if _, err := Merge(empty, empty, doc, MergeFail); !errors.Is(err, ErrBadValue) {
 		t.Fatalf("got %v, want bad_value", err)
+	}
+}
+
+// TestMergeAppendedArrays: where both sides changed an array only by appending to the
+// reference's elements, the merge keeps the reference's elements, latest's appended ones,
+// then incoming's but for those equal to one of latest's (each of latest's absorbing one);
+// in feature properties as at layer level, never in a geometry; any other concurrent change
+// of an array is a conflict.
+func TestMergeAppendedArrays(t *testing.T) {
+	// layer builds a document whose layer option "list" is opt (absent if "") and whose
+	// feature "f" has property "tags" tags (absent if "") and geometry geom.
+	layer := func(opt, tags, geom string) string {
+		o, p := "", ""
+		if opt != "" {
+			o = `"_umap_options":{"list":` + opt + `},`
+		}
+		if tags != "" {
+			p = `,"tags":` + tags
+		}
+		return `{"type":"FeatureCollection",` + o + `"features":[{"type":"Feature","id":"f","geometry":` + geom +
+			`,"properties":{"name":"x","nested":{"deep":{"list":` + cmp.Or(tags, "null") + `}}` + p + `}}]}`
+	}
+	const line = `{"type":"LineString","coordinates":[[0,0],[1,1]]}`
+	tests := []struct {
+		name                string
+		reference, lat, inc string // the tags (and the nested list) of each side
+		want, wantSwapped   string // the merged tags; "" for a conflict
+	}{
+		{"each side appends one", `["a"]`, `["a","b"]`, `["a","c"]`, `["a","b","c"]`, `["a","c","b"]`},
+		{"each side appends several", `["a"]`, `["a","b","c"]`, `["a","d","e"]`, `["a","b","c","d","e"]`, `["a","d","e","b","c"]`},
+		{"from an empty array", `[]`, `["b"]`, `["c"]`, `["b","c"]`, `["c","b"]`},
+		{"the same one on both sides: once", `["a"]`, `["a",{"k":1,"t":"S"}]`, `["a",{"t":"S","k":1.0}]`, `["a",{"k":1,"t":"S"}]`, `["a",{"k":1,"t":"S"}]`},
+		{"the same one and others", `["a"]`, `["a","b","c"]`, `["a","c","d"]`, `["a","b","c","d"]`, `["a","c","d","b"]`},
+		{"one side appends twice what the other appends once", `["a"]`, `["a","b"]`, `["a","b","b"]`, `["a","b","b"]`, `["a","b","b"]`},
+		{"one side removes", `["a","b"]`, `["a","b","c"]`, `["a"]`, "", ""},
+		{"one side empties", `["a"]`, `["a","b"]`, `[]`, "", ""},
+		{"one side reorders and appends", `["a","b"]`, `["a","b","c"]`, `["b","a","d"]`, "", ""},
+		{"one side changes an element and appends", `["a","b"]`, `["a","b","c"]`, `["a","x","d"]`, "", ""},
+		{"one side makes it a string", `["a"]`, `["a","b"]`, `"a"`, "", ""},
+		{"no reference array: both added", ``, `["b"]`, `["c"]`, "", ""},
+		{"a reference that is not an array", `"a"`, `["a","b"]`, `["a","c"]`, "", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			// The same arrays as a feature property, nested in one, and as a layer option.
+			r, l, i := layer(tc.reference, tc.reference, line), layer(tc.lat, tc.lat, line), layer(tc.inc, tc.inc, line)
+			for _, swapped := range []bool{false, true} {
+				a, b, want := l, i, tc.want
+				if swapped {
+					a, b, want = i, l, tc.wantSwapped
+				}
+				for _, policy := range []MergePolicy{MergeFail, MergeLatestWins, MergeIncomingWins} {
+					res, err := Merge([]byte(r), []byte(a), []byte(b), policy)
+					if want == "" {
+						if len(res.Conflicts) != 3 || res.Conflicts[0].Key != "_umap_options.list" ||
+							res.Conflicts[1].Key != "properties.nested.deep.list" || res.Conflicts[2].Key != "properties.tags" {
+							t.Fatalf("swapped %v, policy %d: conflicts %+v (%v), want the list, the nested list and the tags", swapped, policy, res.Conflicts, err)
+						}
+						continue
+					}
+					if err != nil || len(res.Conflicts) > 0 {
+						t.Fatalf("swapped %v, policy %d: %v %+v", swapped, policy, err, res.Conflicts)
+					}
+					if got, w := string(res.Document), mergeCanon(t, []byte(layer(want, want, line))); got != w {
+						t.Fatalf("swapped %v, policy %d:\n got  %s\n want %s", swapped, policy, got, w)
+					}
+				}
+			}
+		})
+	}
+
+	// A geometry stays one value: coordinates appended on both sides conflict, and so do
+	// appends to a geometry that is an array itself (not GeoJSON, but taken).
+	for _, g := range [][3]string{
+		{line, `{"type":"LineString","coordinates":[[0,0],[1,1],[2,2]]}`, `{"type":"LineString","coordinates":[[0,0],[1,1],[3,3]]}`},
+		{`[1]`, `[1,2]`, `[1,3]`},
+	} {
+		r, l, i := layer(`["a"]`, "", g[0]), layer(`["a"]`, "", g[1]), layer(`["a"]`, "", g[2])
+		res, err := Merge([]byte(r), []byte(l), []byte(i), MergeFail)
+		if Code(err) != "conflict" || len(res.Conflicts) != 1 || res.Conflicts[0].Key != "geometry" {
+			t.Fatalf("geometry %s: %v %+v, want a conflict on the geometry", g[0], err, res.Conflicts)
+		}
 	}
 }
