@@ -77,11 +77,15 @@ func (r *Replica) ingest(ops []*op) ([]Change, bool, error) {
 // usual message), without the tracker: the one place it can change is read before and
 // after — or not at all when the operation is a duplicate or superseded on arrival.
 func (r *Replica) ingestOne(o *op, pt int64) ([]Change, bool) {
-	if o.seq > 0 && r.vec.holds(o.ts.Peer, o.seq) {
-		forget(o)
-		return nil, false // a duplicate, or held and dropped by Compact (see unheld)
+	gap := false
+	if o.seq > 0 {
+		var held bool
+		if held, gap = r.vec.take(o.ts.Peer, o.seq); held {
+			forget(o)
+			return nil, false // a duplicate, or held and dropped by Compact (see unheld)
+		}
+		gap = gap && r.vec.worthAsking(o.ts.Peer, o.seq)
 	}
-	gap := o.seq > 0 && r.vec.add(o.ts.Peer, o.seq) && r.vec.worthAsking(o.ts.Peer, o.seq)
 	if !r.log.insert(o) {
 		forget(o)
 		return nil, false // a duplicate: asked about when first received
@@ -483,7 +487,20 @@ func (r *Replica) heldTooLarge(o *op) error {
 // textBound is more than the length of o's text as appendOp writes it without a sender:
 // wireSize counts its values, metadata and unknown fields once, and its keys twice, where a
 // key's text may take 6 bytes a byte (\u00XX) at worst; a batch's own unknown fields apart.
-func textBound(o *op) int { return 3*wireSize(o) + len(o.extra()) }
+func textBound(o *op) int {
+	if o.verb == VerbBatch {
+		return 3*wireSize(o) + len(o.extra())
+	}
+	// wireSize of one write, without its walk (a receive's hot path)
+	n := 96 + len(o.ts.Peer) + 64 + len(o.value) + len(o.obj.meta) + len(o.obj.subject.Name)
+	for _, part := range o.path {
+		n += 2 * (len(part) + 1)
+	}
+	if o.x != nil {
+		n += len(o.x.key) + len(o.x.extra) + len(o.x.meta)
+	}
+	return 3*n + len(o.extra())
+}
 
 // opTextLen is the length of o's text as appendOp writes it without a sender — or, once
 // that passes max, a length past max: a batch's text is counted one sub-operation at a time,

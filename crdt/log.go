@@ -171,24 +171,31 @@ func samePeer(a, b string) bool {
 
 // add records seq from peer; it reports whether seq leaves a gap (is not the next one).
 func (v *vectorState) add(peer string, seq uint64) (gap bool) {
+	_, gap = v.take(peer, seq)
+	return gap
+}
+
+// take is add, reporting too whether seq was held already (holds; nothing changes then):
+// a receive's one look at the vector.
+func (v *vectorState) take(peer string, seq uint64) (held, gap bool) {
 	if v.hotSet && samePeer(peer, v.hot) {
 		switch {
 		case seq <= v.hotSeq:
-			return false
+			return true, false
 		case seq == v.hotSeq+1 && len(v.above) == 0: // nothing held above any peer's seqs
 			v.hotSeq = seq
-			return false
+			return false, false
 		}
 	}
 	vv := v.vector()
 	have := vv[peer]
 	switch {
 	case seq <= have:
-		return false
+		return true, false
 	case seq == have+1:
 		if len(v.above) == 0 { // nothing held above any peer's contiguous seqs
 			v.hot, v.hotSeq, v.hotSet = peer, seq, true // vv[peer] is written back by vector()
-			return false
+			return false, false
 		}
 		have = seq
 		rest := v.above[peer]
@@ -204,21 +211,23 @@ func (v *vectorState) add(peer string, seq uint64) (gap bool) {
 		} else {
 			v.above[peer] = rest
 		}
-		return false
+		return false, false
 	}
 	rest := v.above[peer]
 	i, found := slices.BinarySearch(rest, seq)
 	if !found {
 		v.above[peer] = slices.Insert(rest, i, seq)
 	}
-	return true
+	return found, true
 }
 
 // holds reports whether seq of peer is held: at or below the vector, or above it.
 func (v *vectorState) holds(peer string, seq uint64) bool {
-	have := v.settled[peer]
+	var have uint64
 	if v.hotSet && samePeer(peer, v.hot) {
 		have = v.hotSeq // not written back: a stream from the hot peer stays off the map
+	} else {
+		have = v.settled[peer]
 	}
 	if seq <= have || len(v.above) == 0 {
 		return seq <= have
