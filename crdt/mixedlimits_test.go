@@ -62,7 +62,6 @@ type mlRun struct {
 	extra  []map[hlc.Timestamp]bool
 	queued []bool // restored with smaller limits, with edits in its outbox
 	events []string
-
 }
 
 func (m *mlRun) fatalf(format string, args ...any) {
