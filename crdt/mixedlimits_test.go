@@ -207,14 +207,15 @@ func mlHeld(r *Replica, o mlOp, seq int) bool {
 
 func (m *mlRun) seqOf(o mlOp) int { return int(gjson.GetBytes(o.msg, "seq").Int()) }
 
-// checkClaims: replica i's vector claims no operation it never took and that would change
-// its state: one over its limit is claimed only as superseded — left out of a page by a
-// responder that held what supersedes it (doc.go, "Sync", "Compaction") — so that adding
-// it to the replay of what it holds (held, whose replay is want) changes nothing.
+// checkClaims: replica i's vector claims no operation within its limit that it never took
+// and that would change its state: one is claimed only as superseded — left out of a page
+// by a responder that held what supersedes it (doc.go, "Sync", "Compaction") — so that
+// adding it to the replay of what it holds (held, whose replay is want) changes nothing.
+// (One over its limit it may claim, superseded by another over its limit: it takes neither.)
 func (m *mlRun) checkClaims(i int, held [][]byte, took map[hlc.Timestamp]bool, want string) {
 	vv := m.reps[i].Vector()
 	for _, x := range m.ops {
-		if took[x.ts] || vv[x.ts.Peer] < uint64(m.seqOf(x)) {
+		if took[x.ts] || x.size > m.limits[i] || vv[x.ts.Peer] < uint64(m.seqOf(x)) {
 			continue
 		}
 		o := newOracle(m.t)
