@@ -461,9 +461,12 @@ func (m *mlRun) finish() {
 			m.fatalf("p%d (limit %d) after the sync rounds:\n  got  %.600s\n  want %.600s", i, m.limits[i], got, want)
 		}
 		m.checkClaims(i, held, took, want)
+	}
+	for _, i := range joined {
+		r := m.reps[i]
 		for _, j := range joined {
 			if j > i && m.limits[j] == m.limits[i] && len(m.extra[i]) == 0 && len(m.extra[j]) == 0 && r.State() != m.reps[j].State() {
-				m.fatalf("p%d and p%d, of the same limits, differ", i, j)
+				m.fatalf("p%d and p%d, of the same limits, differ:\n  %s\n  %s", i, j, r.State(), m.reps[j].State())
 			}
 		}
 	}
