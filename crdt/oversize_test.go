@@ -334,3 +334,33 @@ func TestSmallerAskerGetsAllButAnOperationOverItsLimit(t *testing.T) {
 		}
 	}
 }
+
+// TestWithheldOperationsSupersededAreNotClaimed: bob (64 KiB) wrote a datalayer's
+// properties.color, which carol (16 KiB, like alice) took live, then its properties whole,
+// over their limit, superseding it. alice asks bob: he withholds the large write and does
+// not send the one it superseded, yet his vector claimed both, and alice adopted it: she
+// held neither, claimed both, and carol, who holds the color, never sent it to her —
+// alice and carol, of the same limits, differed for good. A page naming operations
+// withheld from its asker is taken without its vector.
+func TestWithheldOperationsSupersededAreNotClaimed(t *testing.T) {
+	const limit = 16 << 10
+	small := func(o *Options) { o.Limits.MaxMessageBytes = limit }
+	wall := hlc.NewManualClock(kitT0)
+	bob := kitReplica(t, "bob", wall, func(o *Options) { o.Limits.MaxMessageBytes = 4 * limit })
+	alice := kitReplica(t, "alice", wall, small)
+	carol := kitReplica(t, "carol", wall, small)
+	kitSet(t, bob, kitL1, "properties.color", "[1,2,3]")
+	kitDeliver(t, bob.Flush(), carol)
+	wall.Advance(1)
+	kitSet(t, bob, kitL1, "properties", kitText("x", limit+2000))
+	bob.Flush()
+	if _, errs := kitRunErrs(t, []*Replica{alice, bob}, [][]byte{alice.SyncRequest("bob")}); len(errs) != 0 {
+		t.Fatal(errs)
+	}
+	if got := alice.Vector()["bob"]; got != 0 {
+		t.Errorf("alice's vector claims bob's seq %d; she holds none of his operations", got)
+	}
+	kitSync(t, alice, carol)
+	kitSameState(t, alice, carol)
+	kitWant(t, alice, "datalayer", kitL1, "properties.color", "[1,2,3]")
+}

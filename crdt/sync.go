@@ -535,8 +535,8 @@ type pageScan struct {
 	rest    bool // it lacks operations past the page
 	// withheld are the clocks of the operations it lacks over its limit (tooLarge, the
 	// smaller of its and this replica's: restored from a snapshot of a replica of larger
-	// limits, or of a build before the rule; or the peer's limit is smaller), left out of
-	// the page: not sent, never claimed.
+	// limits, or of a build before the rule; or the peer's limit is smaller), in the page
+	// or not: never sent, never claimed, named in every page.
 	withheld []hlc.Timestamp
 	// The origins met: the seq vv gives each (known), the lowest it lacks outside the page
 	// (low, 0 if none).
@@ -605,12 +605,15 @@ func (r *Replica) scanPage(vv VersionVector, after *hlc.Timestamp, n, limit int)
 		if !r.sendable(o, unpublished) || o.seq > 0 && vv != nil && o.seq <= s.origins[s.origin(o.ts.Peer)].known {
 			continue
 		}
+		big := vv != nil && r.tooLarge(o, limit) != nil
+		if big {
+			s.withheld = append(s.withheld, o.ts)
+		}
 		switch {
 		case j < skip:
 			s.skipped = true
 		case len(s.page) < n:
-			if vv != nil && r.tooLarge(o, limit) != nil {
-				s.withheld = append(s.withheld, o.ts)
+			if big {
 				break
 			}
 			s.page = append(s.page, o)
@@ -711,12 +714,6 @@ func (r *Replica) pagedResponse(recipient string, s *pageScan, pushBack bool, fo
 			s.rest = true
 			s.leaveOut(o)
 		}
-		for i, ts := range s.withheld {
-			if page[len(page)-1].ts.Less(ts) { // past the page: the next one names it
-				s.withheld = s.withheld[:i]
-				break
-			}
-		}
 		vv, more = r.pageEnds(s, page)
 		msg = r.response(recipient, page, pushBack, true, vv, more, forAsker, s.withheld)
 	}
@@ -746,6 +743,7 @@ func (r *Replica) pageEnds(s *pageScan, page []*op) (vv VersionVector, more *hlc
 			vv[g.peer] = g.low - 1
 		}
 	}
+
 	if s.rest {
 		ts := page[len(page)-1].ts
 		more = &ts
@@ -998,6 +996,7 @@ func (r *Replica) receivePeerMessage(members []member) (Result, error) {
 		if err == nil {
 			tokens.limit, err = r.peerLimit(field(msg, "maxMessageBytes"))
 		}
+		tokens.withheld = field(msg, "withheld") != ""
 		if err != nil {
 			r.dropPending()
 			return Result{}, err
@@ -1036,7 +1035,12 @@ func (r *Replica) takeResponse(ops []*op, vv VersionVector, pushBack bool, sende
 			delete(vv, r.origin)
 		}
 		stale := tokens.forAsker != "" && tokens.forAsker != r.session
-		if !stale {
+		// A page naming operations withheld from this replica (over its limit): what they
+		// superseded the sender does not send (dead, or compacted away), and its vector
+		// claims it, whatever its origin. Adopted, this replica would claim it and never
+		// take it, not even from a peer of its limits that holds it: the vector only says
+		// what to push back.
+		if !stale && !tokens.withheld {
 			r.vec.adopt(vv)
 		}
 		for origin := range r.origins {
@@ -1075,6 +1079,9 @@ func (r *Replica) takeResponse(ops []*op, vv VersionVector, pushBack bool, sende
 type sessionTokens struct {
 	forAsker, responder string
 	limit               int
+	// withheld says the response names operations withheld from this replica: its vector
+	// is not adopted (see takeResponse).
+	withheld bool
 }
 
 // maxToken bounds a session token received: a request's is echoed in every page answering
