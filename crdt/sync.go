@@ -743,7 +743,6 @@ func (r *Replica) pageEnds(s *pageScan, page []*op) (vv VersionVector, more *hlc
 			vv[g.peer] = g.low - 1
 		}
 	}
-
 	if s.rest {
 		ts := page[len(page)-1].ts
 		more = &ts
