@@ -472,8 +472,10 @@ func subSize(subject, meta, key, value string) int {
 // most its text (the compact form writes no more) and the envelope, within peerRoom. The
 // measure is the operation's own, whatever message carried it, so replicas of the same
 // limits agree on it.
-func (r *Replica) heldTooLarge(o *op) error {
-	max := r.opts.Limits.MaxMessageBytes
+func (r *Replica) heldTooLarge(o *op) error { return r.tooLarge(o, r.opts.Limits.MaxMessageBytes) }
+
+// tooLarge is heldTooLarge against the limit max: a peer's (peerLimit), for a page to it.
+func (r *Replica) tooLarge(o *op, max int) error {
 	if textBound(o) <= max {
 		return nil // the usual operation, far below the limit: no need to count its text
 	}

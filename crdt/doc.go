@@ -104,6 +104,12 @@
 // limits, or of an earlier build) is withheld: left out of the pages, the vector lowered
 // below it, its clock named in the page's "withheld"; the asker gets everything else
 // (uMap's plain Journal, which takes any size, still gets it: its response is not paged).
+// A request, and a compact response (for the pages pushed back), say their writer's
+// limit ("maxMessageBytes"): the pages to it are made to the smaller of the two limits,
+// and an operation over its limit is withheld from it the same way. Every page names all
+// that is withheld from its asker, and is taken without its vector: what a withheld
+// operation superseded is not sent, and the vector claims it (the asker would never take
+// it, not even from a peer of its limits that holds it).
 // A partial page says "more"
 // (the clock of its last operation) and carries a vector lowered below every operation the
 // requester lacks and does not get in it; the requester answers it with a request for the

@@ -23,6 +23,7 @@ const (
 	respRecipient = `,"recipient":`
 	respMessage   = `,"message":{`
 	respFor       = `"for":`
+	respLimit     = `"maxMessageBytes":`
 	respMore      = `"more":"`
 	respPushBack  = `"pushBack":true,`
 	respSession   = `"session":`
@@ -121,6 +122,19 @@ func (r *Replica) readResponse(s string) (ops []*op, vv VersionVector, pushBack 
 			return nil, nil, false, nil, "", sessionTokens{}, false
 		}
 		i++
+	}
+	tokens.limit = r.opts.Limits.MaxMessageBytes // a responder of an earlier version: this replica's
+	if hasAt(s, i, respLimit) {                  // the responder's limit (peerLimit)
+		j := i + len(respLimit)
+		k := j
+		for k < len(s) && s[k] >= '0' && s[k] <= '9' {
+			k++
+		}
+		n, err := r.peerLimit(s[j:k])
+		if err != nil || !hasAt(s, k, ",") {
+			return nil, nil, false, nil, "", sessionTokens{}, false // the general path says why
+		}
+		tokens.limit, i = n, k+1
 	}
 	if hasAt(s, i, respMore) { // a partial page: the clock of its last operation
 		j := strings.IndexByte(s[i+len(respMore):], '"')

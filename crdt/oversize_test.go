@@ -1,6 +1,7 @@
 package crdt
 
 import (
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -39,6 +40,12 @@ func kitRunErrs(t testing.TB, reps []*Replica, msgs [][]byte) (responses [][]byt
 	return responses, errs
 }
 
+// kitEarlier is a sync request or response as a replica of a version before
+// "maxMessageBytes" writes it: its peer pages to its own limit.
+func kitEarlier(msg []byte) []byte {
+	return regexp.MustCompile(`"maxMessageBytes":[0-9]+,`).ReplaceAll(msg, nil)
+}
+
 // kitText is an update value: a JSON string of n bytes, quotes included.
 func kitText(c string, n int) string { return `"` + strings.Repeat(c, n-2) + `"` }
 
@@ -65,7 +72,7 @@ func TestOperationLargerThanOwnEditsIsRefused(t *testing.T) {
 	// alice's large edit, then one after it in clock order, sized so that her page of it to
 	// bob is as large as bob takes: the limit + 4 KiB.
 	pageToBob := func() []byte {
-		res := kitRecv(t, alice, bob.SyncRequest("a"))
+		res := kitRecv(t, alice, kitEarlier(bob.SyncRequest("a")))
 		return res.Replies[0]
 	}
 	n := limit + 1000
@@ -89,7 +96,7 @@ func TestOperationLargerThanOwnEditsIsRefused(t *testing.T) {
 	}
 
 	before, vv, logLen, interned := bob.State(), bob.Vector(), bob.LogLen(), kitInterned(bob)
-	_, errs := kitRunErrs(t, []*Replica{alice, bob}, [][]byte{bob.SyncRequest("a")})
+	_, errs := kitRunErrs(t, []*Replica{alice, bob}, [][]byte{kitEarlier(bob.SyncRequest("a"))})
 	if len(errs) != 1 || Code(errs[0]) != "too_large" {
 		t.Errorf("bob receiving alice's page of an operation of %d bytes: %v, want one too_large", n, errs)
 	}
@@ -137,7 +144,7 @@ func TestOperationLargerThanOwnEditsInABatchIsRefused(t *testing.T) {
 		t.Fatalf("alice's batch: %d messages", len(msgs))
 	}
 	before, interned := bob.State(), kitInterned(bob)
-	responses, errs := kitRunErrs(t, []*Replica{alice, bob}, [][]byte{bob.SyncRequest("a")})
+	responses, errs := kitRunErrs(t, []*Replica{alice, bob}, [][]byte{kitEarlier(bob.SyncRequest("a"))})
 	if len(responses) == 0 || len(responses[0]) > limit/2 {
 		t.Fatalf("alice's page to bob: %d responses, want one far below bob's limit", len(responses))
 	}
@@ -258,4 +265,102 @@ func TestOpTextLen(t *testing.T) {
 			t.Errorf("textBound %d, under the %d bytes of %s", b, len(text), text)
 		}
 	}
+}
+
+// TestSmallerAskerCatchesUpFromLargerResponder: alice (16 KiB messages) catching up from
+// bob (64 KiB) on many small edits: bob paged to half his own limit, a page alice refused
+// (too_large) at every request, and she never caught up. A request says the asker's
+// limit ("maxMessageBytes"), and the pages are made to the smaller of the two.
+func TestSmallerAskerCatchesUpFromLargerResponder(t *testing.T) {
+	const limit = 16 << 10
+	wall := hlc.NewManualClock(kitT0)
+	alice := kitReplica(t, "alice", wall, func(o *Options) { o.Limits.MaxMessageBytes = limit })
+	bob := kitReplica(t, "bob", wall, func(o *Options) { o.Limits.MaxMessageBytes = 4 * limit })
+	for i := range 40 {
+		wall.Advance(1)
+		kitSet(t, bob, kitF1, "properties.p"+strconv.Itoa(i), kitText("v", 1000))
+	}
+	bob.Flush()
+	responses, errs := kitRunErrs(t, []*Replica{alice, bob}, [][]byte{alice.SyncRequest("bob")})
+	if len(errs) != 0 {
+		t.Fatalf("alice catching up from bob: %v", errs)
+	}
+	kitSameState(t, alice, bob)
+	for _, m := range responses {
+		if len(m) > limit+peerRoom {
+			t.Errorf("a response of %d bytes to alice", len(m))
+		}
+	}
+	// The other way: bob asks alice, and pushes back his edits in pages alice takes.
+	carol := kitReplica(t, "carol", wall, func(o *Options) { o.Limits.MaxMessageBytes = limit })
+	if _, errs := kitRunErrs(t, []*Replica{carol, bob}, [][]byte{bob.SyncRequest("carol")}); len(errs) != 0 {
+		t.Fatalf("bob's push-back to carol: %v", errs)
+	}
+	kitSameState(t, carol, bob)
+}
+
+// TestSmallerAskerGetsAllButAnOperationOverItsLimit: bob (64 KiB) holds an edit over
+// alice's limit (16 KiB) between two she can take, all in one of his pages: alice refused
+// the page whole at every request, and never got the edit after it. bob withholds it from
+// her (named in "withheld", her vector below it), and she takes the rest.
+func TestSmallerAskerGetsAllButAnOperationOverItsLimit(t *testing.T) {
+	const limit = 16 << 10
+	wall := hlc.NewManualClock(kitT0)
+	alice := kitReplica(t, "alice", wall, func(o *Options) { o.Limits.MaxMessageBytes = limit })
+	bob := kitReplica(t, "bob", wall, func(o *Options) { o.Limits.MaxMessageBytes = 4 * limit })
+	kitSet(t, bob, kitF2, "properties.n", "1")
+	wall.Advance(1)
+	kitSet(t, bob, kitF1, "properties.t", kitText("x", limit+2000))
+	wall.Advance(1)
+	kitSet(t, bob, kitF3, "properties.n", "3")
+	bob.Flush()
+	for range 2 { // and the next sync too
+		responses, errs := kitRunErrs(t, []*Replica{alice, bob}, [][]byte{alice.SyncRequest("bob")})
+		if len(errs) != 0 {
+			t.Fatalf("alice catching up from bob: %v", errs)
+		}
+		kitWant(t, alice, "feature", kitF2, "properties.n", "1")
+		kitWant(t, alice, "feature", kitF3, "properties.n", "3")
+		kitWant(t, alice, "feature", kitF1, "properties.t", "")
+		named := 0
+		for _, m := range responses {
+			named += len(gjson.GetBytes(m, "message.withheld").Array())
+		}
+		if named != 1 {
+			t.Errorf("the pages named %d operations withheld, want 1", named)
+		}
+		if got := alice.Vector()["bob"]; got >= 2 {
+			t.Errorf("alice's vector claims bob's seq %d, the one withheld is 2", got)
+		}
+	}
+}
+
+// TestWithheldOperationsSupersededAreNotClaimed: bob (64 KiB) wrote a datalayer's
+// properties.color, which carol (16 KiB, like alice) took live, then its properties whole,
+// over their limit, superseding it. alice asks bob: he withholds the large write and does
+// not send the one it superseded, yet his vector claimed both, and alice adopted it: she
+// held neither, claimed both, and carol, who holds the color, never sent it to her —
+// alice and carol, of the same limits, differed for good. A page naming operations
+// withheld from its asker is taken without its vector.
+func TestWithheldOperationsSupersededAreNotClaimed(t *testing.T) {
+	const limit = 16 << 10
+	small := func(o *Options) { o.Limits.MaxMessageBytes = limit }
+	wall := hlc.NewManualClock(kitT0)
+	bob := kitReplica(t, "bob", wall, func(o *Options) { o.Limits.MaxMessageBytes = 4 * limit })
+	alice := kitReplica(t, "alice", wall, small)
+	carol := kitReplica(t, "carol", wall, small)
+	kitSet(t, bob, kitL1, "properties.color", "[1,2,3]")
+	kitDeliver(t, bob.Flush(), carol)
+	wall.Advance(1)
+	kitSet(t, bob, kitL1, "properties", kitText("x", limit+2000))
+	bob.Flush()
+	if _, errs := kitRunErrs(t, []*Replica{alice, bob}, [][]byte{alice.SyncRequest("bob")}); len(errs) != 0 {
+		t.Fatal(errs)
+	}
+	if got := alice.Vector()["bob"]; got != 0 {
+		t.Errorf("alice's vector claims bob's seq %d; she holds none of his operations", got)
+	}
+	kitSync(t, alice, carol)
+	kitSameState(t, alice, carol)
+	kitWant(t, alice, "datalayer", kitL1, "properties.color", "[1,2,3]")
 }

@@ -453,6 +453,7 @@ func (r *Replica) syncRequest(recipient string, after *hlc.Timestamp, pushBack b
 		b = r.log.ops[n-1].ts.AppendText(b)
 		b = append(b, `",`...)
 	}
+	b = r.appendLimit(b)
 	if pushBack {
 		b = append(b, `"pushBack":true,`...)
 	}
@@ -532,9 +533,10 @@ type pageScan struct {
 	page    []*op
 	skipped bool // the peer lacks operations up to the request's "after", not in the page
 	rest    bool // it lacks operations past the page
-	// withheld are the clocks of the operations it lacks that no peer of this replica's
-	// limits takes (heldTooLarge: restored from a snapshot of a replica of larger limits, or
-	// of a build before the rule), left out of the page: not sent, never claimed.
+	// withheld are the clocks of the operations it lacks over its limit (tooLarge, the
+	// smaller of its and this replica's: restored from a snapshot of a replica of larger
+	// limits, or of a build before the rule; or the peer's limit is smaller), in the page
+	// or not: never sent, never claimed, named in every page.
 	withheld []hlc.Timestamp
 	// The origins met: the seq vv gives each (known), the lowest it lacks outside the page
 	// (low, 0 if none).
@@ -589,7 +591,7 @@ func (s *pageScan) leaveOut(o *op) {
 // past an operation this replica lacks too would otherwise be sent the same page again.
 // With a nil vv (uMap's plain Journal, after its lastKnownHLC), the page is what it lacks
 // after after, and no vector goes with it.
-func (r *Replica) scanPage(vv VersionVector, after *hlc.Timestamp, n int) *pageScan {
+func (r *Replica) scanPage(vv VersionVector, after *hlc.Timestamp, n, limit int) *pageScan {
 	s := &pageScan{vv: vv, index: map[string]int32{}}
 	ops, skip := r.log.ops, 0 // the operations up to after
 	if after != nil {
@@ -603,12 +605,15 @@ func (r *Replica) scanPage(vv VersionVector, after *hlc.Timestamp, n int) *pageS
 		if !r.sendable(o, unpublished) || o.seq > 0 && vv != nil && o.seq <= s.origins[s.origin(o.ts.Peer)].known {
 			continue
 		}
+		big := vv != nil && r.tooLarge(o, limit) != nil
+		if big {
+			s.withheld = append(s.withheld, o.ts)
+		}
 		switch {
 		case j < skip:
 			s.skipped = true
 		case len(s.page) < n:
-			if vv != nil && r.heldTooLarge(o) != nil {
-				s.withheld = append(s.withheld, o.ts)
+			if big {
 				break
 			}
 			s.page = append(s.page, o)
@@ -661,17 +666,43 @@ func (r *Replica) ReceiveTaught(msg []byte, recipient string) (res Result, plain
 // a peer takes in one response).
 func (r *Replica) pageSize() int { return min(r.opts.SyncPage, r.opts.Limits.MaxBatch) }
 
+// appendLimit appends a sync message's "maxMessageBytes": this replica's
+// Limits.MaxMessageBytes, to which its peer makes the pages it sends it.
+func (r *Replica) appendLimit(b []byte) []byte {
+	b = append(b, `"maxMessageBytes":`...)
+	b = strconv.AppendInt(b, int64(r.opts.Limits.MaxMessageBytes), 10)
+	return append(b, ',')
+}
+
+// peerLimit is the limit the pages to a peer are made to, from its sync message's
+// "maxMessageBytes" (raw JSON, "" if absent: a peer of an earlier version): the smaller of
+// its and this replica's. Pages to a larger peer are kept to this replica's limit, which
+// its own edits and the operations it holds are within; pages to a smaller peer to its
+// limit, an operation over it withheld (pageScan): made to this replica's own, they passed
+// it, and the peer refused them at every request.
+func (r *Replica) peerLimit(raw string) (int, error) {
+	own := r.opts.Limits.MaxMessageBytes
+	if raw == "" {
+		return own, nil
+	}
+	n, err := strconv.Atoi(raw)
+	if err != nil || n <= 0 {
+		return 0, newError(ErrBadMessage, "maxMessageBytes must be a positive integer, got "+quote(raw))
+	}
+	return min(n, own), nil
+}
+
 // pagedResponse is the compact response to recipient, a mapcrdt peer, of the page s of
 // what it lacks (scanPage). A page is also kept to about half of Limits.MaxMessageBytes (an
 // answer over it is written again, cut by wireSize), but always one operation at least.
 //
 // forAsker is the session token of the replica whose vector s was worked out from (the
 // request's, or for a push-back the page's it answers), echoed as "for".
-func (r *Replica) pagedResponse(recipient string, s *pageScan, pushBack bool, forAsker string) []byte {
+func (r *Replica) pagedResponse(recipient string, s *pageScan, pushBack bool, forAsker string, limit int) []byte {
 	page := s.page
 	vv, more := r.pageEnds(s, page)
 	msg := r.response(recipient, page, pushBack, true, vv, more, forAsker, s.withheld)
-	if budget := r.opts.Limits.MaxMessageBytes / 2; len(msg) > budget && len(page) > 1 {
+	if budget := limit / 2; len(msg) > budget && len(page) > 1 {
 		size := 0
 		for i, o := range page {
 			if size += wireSize(o); size > budget && i > 0 {
@@ -683,16 +714,10 @@ func (r *Replica) pagedResponse(recipient string, s *pageScan, pushBack bool, fo
 			s.rest = true
 			s.leaveOut(o)
 		}
-		for i, ts := range s.withheld {
-			if page[len(page)-1].ts.Less(ts) { // past the page: the next one names it
-				s.withheld = s.withheld[:i]
-				break
-			}
-		}
 		vv, more = r.pageEnds(s, page)
 		msg = r.response(recipient, page, pushBack, true, vv, more, forAsker, s.withheld)
 	}
-	if len(page) == 1 && len(msg) > r.opts.Limits.MaxMessageBytes+peerRoom {
+	if len(page) == 1 && len(msg) > limit+peerRoom {
 		// An operation of about the limit with the vector of many origins (peerRoom holds
 		// ~60): more than a peer takes, at every request. It goes with an empty vector (it
 		// claims nothing) and says more: the request for the next page brings the vector.
@@ -768,8 +793,8 @@ func optClock(raw, name string) (*hlc.Timestamp, error) {
 // the clock of the last operation sent (see page). forAsker, if not
 // empty, is echoed as "for" (see Replica.session); a compact response also carries this
 // replica's own token ("session"), for the push-back it may get in return. withheld are
-// the clocks of the operations the asker lacks that this page leaves out as larger than a
-// peer of this replica's limits takes (pageScan), named for whoever reads the exchange
+// the clocks of the operations the asker lacks that this page leaves out as larger than
+// its limit takes (pageScan), named for whoever reads the exchange
 // ("withheld", after "verb": a reader of an earlier version passes over it).
 func (r *Replica) response(recipient string, ops []*op, pushBack, compact bool, vv VersionVector, more *hlc.Timestamp, forAsker string, withheld []hlc.Timestamp) []byte {
 	own := vv == nil
@@ -782,6 +807,9 @@ func (r *Replica) response(recipient string, ops []*op, pushBack, compact bool, 
 		b = append(b, `"for":`...)
 		b = appendString(b, forAsker)
 		b = append(b, ',')
+	}
+	if compact {
+		b = r.appendLimit(b)
 	}
 	if more != nil {
 		b = append(b, `"more":"`...)
@@ -884,7 +912,7 @@ func (r *Replica) receivePeerMessage(members []member) (Result, error) {
 			return Result{}, newError(ErrBadMessage, "ListOperationsRequest without a sender")
 		}
 		if vv == nil { // uMap's plain Journal: one answer (it would not ask for a next page)
-			ops := r.scanPage(nil, lastKnown, len(r.log.ops)).page // all it lacks
+			ops := r.scanPage(nil, lastKnown, len(r.log.ops), 0).page // all it lacks
 			if lastKnown != nil {
 				// What follows lastKnownHLC only: no vector, which would claim the operations
 				// before it (a mapcrdt replica asking so would adopt it, and miss them).
@@ -901,7 +929,11 @@ func (r *Replica) receivePeerMessage(members []member) (Result, error) {
 		if err != nil {
 			return Result{}, err
 		}
-		page := r.pagedResponse(sender, r.scanPage(vv, after, r.pageSize()), pushBack, session)
+		limit, err := r.peerLimit(field(msg, "maxMessageBytes"))
+		if err != nil {
+			return Result{}, err
+		}
+		page := r.pagedResponse(sender, r.scanPage(vv, after, r.pageSize(), limit), pushBack, session, limit)
 		// No ask-back of what the asker holds and this replica lacks: the asker pushes it
 		// back when it has taken the last page (takeResponse), and a request here too would
 		// have it sent twice.
@@ -960,6 +992,10 @@ func (r *Replica) receivePeerMessage(members []member) (Result, error) {
 		if err == nil {
 			tokens.responder, err = optToken(field(msg, "session"), "session")
 		}
+		if err == nil {
+			tokens.limit, err = r.peerLimit(field(msg, "maxMessageBytes"))
+		}
+		tokens.withheld = field(msg, "withheld") != ""
 		if err != nil {
 			r.dropPending()
 			return Result{}, err
@@ -998,7 +1034,12 @@ func (r *Replica) takeResponse(ops []*op, vv VersionVector, pushBack bool, sende
 			delete(vv, r.origin)
 		}
 		stale := tokens.forAsker != "" && tokens.forAsker != r.session
-		if !stale {
+		// A page naming operations withheld from this replica (over its limit): what they
+		// superseded the sender does not send (dead, or compacted away), and its vector
+		// claims it, whatever its origin. Adopted, this replica would claim it and never
+		// take it, not even from a peer of its limits that holds it: the vector only says
+		// what to push back.
+		if !stale && !tokens.withheld {
 			r.vec.adopt(vv)
 		}
 		for origin := range r.origins {
@@ -1019,8 +1060,8 @@ func (r *Replica) takeResponse(ops []*op, vv VersionVector, pushBack bool, sende
 		if !pushBack && sender != "" {
 			// Pushed back even empty when this vector is ahead: its operations beyond the
 			// sender's may all be compacted away, and the sender adopts the vector.
-			if theirs := r.scanPage(vv, nil, r.pageSize()); len(theirs.page) > 0 || r.vec.ahead(vv) {
-				page := r.pagedResponse(sender, theirs, true, tokens.responder)
+			if theirs := r.scanPage(vv, nil, r.pageSize(), tokens.limit); len(theirs.page) > 0 || r.vec.ahead(vv) {
+				page := r.pagedResponse(sender, theirs, true, tokens.responder, tokens.limit)
 				res.Replies = append(res.Replies, page)
 			}
 		}
@@ -1032,7 +1073,15 @@ func (r *Replica) takeResponse(ops []*op, vv VersionVector, pushBack bool, sende
 // forAsker ("for") is the token of the replica whose vector it answers, responder
 // ("session") its writer's own, which a push-back in return echoes. Either is "" when
 // absent (a peer of an earlier version: its vector is adopted, as then).
-type sessionTokens struct{ forAsker, responder string }
+// sessionTokens are a response's session tokens, and the limit of its writer (peerLimit),
+// for the pages pushed back to it.
+type sessionTokens struct {
+	forAsker, responder string
+	limit               int
+	// withheld says the response names operations withheld from this replica: its vector
+	// is not adopted (see takeResponse).
+	withheld bool
+}
 
 // maxToken bounds a session token received: a request's is echoed in every page answering
 // it, and a peer's own are 8 bytes.
