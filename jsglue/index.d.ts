@@ -486,15 +486,36 @@ export type DocumentInput = string | JSONText | Uint8Array | ArrayBuffer | objec
  * Under policy "fail" (the default) a conflict throws a MapcrdtError of code "conflict"
  * whose `conflicts` lists them. The promise rejects too with "invalid_json" (a document that
  * is not JSON), "bad_value" (not a FeatureCollection, or an object JSON.stringify refuses),
- * "too_large" / "too_deep" (over 64 MiB together / 64 levels) and "bad_option" (an unknown
- * option, a policy not listed).
+ * "too_large" / "too_deep" (over 64 MiB together / 64 levels), "bad_option" (an unknown
+ * option, a policy not listed, an offThread not boolean) and "internal" (the merge's worker
+ * stopped).
+ *
+ * Documents of over 1 MiB together are merged in a worker (`merge-worker.js`, next to
+ * index.js: a module Web Worker, or a Node worker thread), on its own instance of the module,
+ * so that the event loop goes on (a merge takes 25–40 ms a MiB; the worker's start 40–60 ms,
+ * and it stops 5 s after its last merge). Objects are written with JSON.stringify on the
+ * calling thread first. Where no worker can start (no Worker, a page's policy, a bundle
+ * without merge-worker.js), every merge runs on the calling thread.
  */
 export function merge(
   reference: DocumentInput,
   latest: DocumentInput,
   incoming: DocumentInput,
-  options?: { policy?: MergePolicy; wasmURL?: string | URL },
+  options?: MergeOptions,
 ): Promise<MergeResult>;
+
+/** The options of merge. */
+export interface MergeOptions {
+  /** "fail" (the default), "latest" or "incoming". */
+  policy?: MergePolicy;
+  /** The module's URL (as createEngine's): the worker loads it from there too. */
+  wasmURL?: string | URL;
+  /**
+   * true: merge in a worker whatever the size; false: on the calling thread, blocking it for
+   * the merge's time. Unset: in a worker for documents of over 1 MiB together.
+   */
+  offThread?: boolean;
+}
 
 /** @internal Raw access to the module's call table, for tests and measurements. Unstable. */
 export function _rawBridge(options?: { wasmURL?: string | URL }): Promise<{

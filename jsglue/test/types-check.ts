@@ -69,6 +69,9 @@ async function use(): Promise<void> {
   try {
     await merge('{"type":"FeatureCollection","features":[]}', { type: "FeatureCollection", features: [] }, new Uint8Array(), { policy: "latest" });
     await merge(new ArrayBuffer(0), new Uint8Array(), "{}");
+    await merge("{}", "{}", "{}", { offThread: true, wasmURL: new URL("https://x/mapcrdt.wasm") });
+    // @ts-expect-error offThread is a boolean
+    await merge("{}", "{}", "{}", { offThread: "yes" });
   } catch (e) {
     if (e instanceof MapcrdtError && e.code === "conflict") void e.conflicts?.[0]?.featureId;
   }
