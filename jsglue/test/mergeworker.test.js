@@ -177,3 +177,44 @@ try {
   assert.equal(run.result.error, undefined, run.result.error);
   assert.deepEqual(run.result, { same: true, conflicts: 1, code: "conflict:1" });
 });
+
+test("merge: in a browser where no worker starts (its script missing, or Worker refused), it merges on the page", async (t) => {
+  // Two instances of the glue (index.js?missing, index.js?refused): one whose worker script
+  // fails to load (the error event comes later), one whose Worker constructor throws (as
+  // under a Content-Security-Policy without worker-src).
+  const page = `<!doctype html><meta charset="utf-8"><script type="module">
+try {
+  const fc = (...features) => ({ type: "FeatureCollection", features });
+  const f = (id, name) => ({ type: "Feature", id, geometry: null, properties: { name } });
+  const docs = [fc(f("a", "r")), fc(f("a", "l")), fc(f("a", "r"), f("b", "i"))];
+  const Real = window.Worker;
+  let started = 0;
+  window.Worker = class extends Real {
+    constructor(url, options) {
+      started++;
+      super(new URL("./no-such-worker.js", url), options);
+    }
+  };
+  const missing = await import("./index.js?missing");
+  const a = await missing.merge(...docs, { offThread: true });
+  const a2 = await missing.merge(...docs, { offThread: true });
+  window.Worker = class {
+    constructor() {
+      started++;
+      throw new DOMException("refused", "SecurityError");
+    }
+  };
+  const refused = await import("./index.js?refused");
+  const b = await refused.merge(...docs, { offThread: true });
+  const here = await refused.merge(...docs, { offThread: false });
+  window.result = { same: [a, a2, b].every((r) => JSON.stringify(r) === JSON.stringify(here)), started, n: JSON.parse(here.document).features.length };
+} catch (e) {
+  window.result = { error: String(e && e.stack || e) };
+}
+</script>`;
+  const run = await inChromium(t, page);
+  if (!run) return;
+  assert.equal(run.result.error, undefined, run.result.error);
+  // One try each: the second merge of the first glue does not try again.
+  assert.deepEqual(run.result, { same: true, started: 2, n: 2 });
+});
