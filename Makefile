@@ -4,7 +4,7 @@
 #   make build   jsglue/mapcrdt.wasm + jsglue/wasm_exec.js
 #   make size    raw / gzip -9 / brotli -q 11 size of the .wasm
 #   make demo    the demo page and relay on http://$(ADDR)
-#   make bench   Go benchmarks, then jsglue/bench/bench.js and gcpause.js
+#   make bench   Go benchmarks, then jsglue/bench/bench.js, gcpause.js and restore.js
 #   make bench-browser  bench.js's workloads in headless chromium (jsglue/bench/browser.js)
 #   make icount  BENCH=BenchmarkX: instructions per iteration (valgrind)
 #   make fuzz    every Go fuzz target for $(FUZZTIME) each
@@ -181,6 +181,8 @@ bench: deps build
 	$(NODE) jsglue/bench/bench.js
 	@echo "== node jsglue/bench/gcpause.js"
 	$(NODE) jsglue/bench/gcpause.js
+	@echo "== node jsglue/bench/restore.js"
+	$(NODE) jsglue/bench/restore.js
 
 bench-browser: deps build
 	$(NODE) jsglue/bench/browser.js

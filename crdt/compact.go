@@ -1,6 +1,7 @@
 package crdt
 
 import (
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -384,6 +385,30 @@ func (e *opsEncoder) appendState(b []byte, ops []*op, opsSize int) []byte {
 // bounds how many (Limits.MaxBatch for a sync response); 0 means no bound but the size of
 // raw (a snapshot's log holds every live operation of the replica).
 func (r *Replica) decodeOps(raw string, maxOps int) ([]*op, error) {
+	d, err := r.startOps(raw, maxOps)
+	for err == nil {
+		var done bool
+		if done, err = r.stepOps(d, math.MaxInt); done {
+			return d.ops, err
+		}
+	}
+	return nil, err
+}
+
+// opsDecoder is decodeOps under way: a restore (Restore) decodes a snapshot's log a share
+// at a time.
+type opsDecoder struct {
+	peers       []string
+	objs        listedObjects
+	it          elemIter // over the operations
+	wall        int64    // the last operation's walltime (each holds the difference)
+	n, maxOps   int
+	ops         []*op
+	buf, subBuf [8]string
+}
+
+// startOps reads the peers and objects of a compact encoding, and readies its operations.
+func (r *Replica) startOps(raw string, maxOps int) (*opsDecoder, error) {
 	if !isObject(raw) {
 		return nil, newError(ErrBadMessage, "compact operations must be an object")
 	}
@@ -423,61 +448,60 @@ func (r *Replica) decodeOps(raw string, maxOps int) ([]*op, error) {
 		return nil, err
 	}
 	r.reserve(len(idents)) // room for the new ones, without growing
-	objs := newListedObjects(idents)
 	rawOps := field(ms, "ops")
 	if len(rawOps) == 0 || rawOps[0] != '[' {
 		return nil, bad("ops must be an array")
 	}
-	var ops []*op
-	var wall int64
-	n := 0
-	var buf, subBuf [8]string
-	for it := elementsOf(rawOps); ; {
-		p, el, more := it.nextParts(buf[:0])
+	return &opsDecoder{peers: peers, objs: newListedObjects(idents), it: elementsOf(rawOps), maxOps: maxOps}, nil
+}
+
+// stepOps decodes operations until work is spent (an operation counts 1, and 1 for each of
+// its sub-operations); done is true at the end of the list.
+func (r *Replica) stepOps(d *opsDecoder, work int) (done bool, err error) {
+	bad := func(why string) error { return newError(ErrBadMessage, "compact operations: "+why) }
+	for work > 0 {
+		p, el, more := d.it.nextParts(d.buf[:0])
 		if !more {
-			break
+			return true, d.objs.rest(r)
 		}
-		if n++; maxOps > 0 && n > maxOps {
-			err = newError(ErrTooLarge, "more than "+strconv.Itoa(maxOps)+" operations")
-			break
+		if d.n++; d.maxOps > 0 && d.n > d.maxOps {
+			return false, newError(ErrTooLarge, "more than "+strconv.Itoa(d.maxOps)+" operations")
 		}
-		if n%gcEvery == 0 {
+		if d.n%gcEvery == 0 {
 			gcPoint()
 		}
+		work--
 		if isObject(el) {
 			m := r.dec.elemMembers(el)
-			var o *op
-			if o, err = r.dec.decodeOp(m, true); err != nil {
-				break
+			o, err := r.dec.decodeOp(m, true)
+			if err != nil {
+				return false, err
 			}
-			ops = append(ops, o)
+			d.ops = append(d.ops, o)
 			continue
 		}
 		if len(p) < 6 {
-			err = bad("an operation array is too short: " + quote(el))
-			break
+			return false, bad("an operation array is too short: " + quote(el))
 		}
 		dw, ok1 := decimal(p[0], true)
 		cnt, ok2 := decimal(p[1], false)
 		pi, ok3 := decimal(p[2], false)
 		sq, ok4 := decimal(p[3], false)
-		if !ok1 || !ok2 || !ok3 || !ok4 || pi >= int64(len(peers)) || cnt > hlc.MaxCounter || sq >= 1<<53 {
-			err = bad("bad clock or seq in " + quote(el))
-			break
+		if !ok1 || !ok2 || !ok3 || !ok4 || pi >= int64(len(d.peers)) || cnt > hlc.MaxCounter || sq >= 1<<53 {
+			return false, bad("bad clock or seq in " + quote(el))
 		}
-		wall += dw
-		if wall < 0 || wall > hlc.MaxWall {
-			err = newError(ErrBadHLC, "walltime out of range in "+quote(el))
-			break
+		d.wall += dw
+		if d.wall < 0 || d.wall > hlc.MaxWall {
+			return false, newError(ErrBadHLC, "walltime out of range in "+quote(el))
 		}
-		ts := hlc.Timestamp{Wall: wall, Counter: uint32(cnt), Peer: r.dec.peer(peers[pi])}
+		ts := hlc.Timestamp{Wall: d.wall, Counter: uint32(cnt), Peer: r.dec.peer(d.peers[pi])}
 		seq := uint64(sq)
 		var o *op
 		if p[4] == "4" {
 			o = r.bulk.op(op{ts: ts, seq: seq, verb: VerbBatch})
 			eachElement(p[5], func(s string) bool {
 				var sub *op
-				if sub, err = r.decodeSub(appendElements(subBuf[:0], s), &objs); err != nil {
+				if sub, err = r.decodeSub(appendElements(d.subBuf[:0], s), &d.objs); err != nil {
 					return false
 				}
 				o.addSub(sub)
@@ -486,21 +510,16 @@ func (r *Replica) decodeOps(raw string, maxOps int) ([]*op, error) {
 			if err == nil && len(o.subOps()) == 0 {
 				err = bad("an empty batch")
 			}
-		} else if o, err = r.decodeSub(p[4:], &objs); err == nil {
+			work -= len(o.subOps())
+		} else if o, err = r.decodeSub(p[4:], &d.objs); err == nil {
 			o.ts, o.seq = ts, seq
 		}
 		if err != nil {
-			break
+			return false, err
 		}
-		ops = append(ops, o)
+		d.ops = append(d.ops, o)
 	}
-	if err == nil {
-		err = objs.rest(r)
-	}
-	if err != nil {
-		return nil, err
-	}
-	return ops, nil
+	return false, nil
 }
 
 func (r *Replica) decodeSub(p []string, objs *listedObjects) (*op, error) {

@@ -547,7 +547,12 @@ func (m *mmRun) reload(i int) {
 	if err != nil {
 		m.fatalf("p%d: snapshot: %v", i, err)
 	}
-	r, err := NewReplicaFromSnapshot(m.b.opts, snap)
+	var r *Replica
+	if m.rng.IntN(2) == 0 {
+		r, err = NewReplicaFromSnapshot(m.b.opts, snap)
+	} else { // in steps (the wasm module's createEngine)
+		r, _, err = restoreInSteps(m.b.opts, snap, 1+m.rng.IntN(40))
+	}
 	if err != nil {
 		m.fatalf("p%d: restore: %v", i, err)
 	}

@@ -218,13 +218,62 @@ func appendSteps(b []byte, steps []undoStep) []byte {
 // over 4 × opts.Limits.MaxMessageBytes with ErrTooLarge. snap is not retained: the caller
 // may reuse it once the call returns.
 func NewReplicaFromSnapshot(opts Options, snap []byte) (*Replica, error) {
-	bad := func(why string) error { return newError(ErrBadSnapshot, why) }
-	wrap := func(err error) error {
-		if e, ok := err.(*Error); ok && (e.sentinel == ErrBadSnapshot || e.sentinel == ErrSnapshotVersion || e.sentinel == ErrBadOption) {
-			return err
+	x, err := StartRestore(opts, snap)
+	for err == nil {
+		var r *Replica
+		if r, err = x.Step(math.MaxInt); r != nil {
+			return r, nil
 		}
-		return bad(err.Error())
 	}
+	return nil, err
+}
+
+// A Restore is NewReplicaFromSnapshot done in steps, each a bounded share of the work, so
+// that a caller on an event loop (the wasm module's glue) can restore a large snapshot
+// without blocking the loop for the whole of it: a snapshot of 100,000 live paths takes a
+// quarter of a second or more in wasm. StartRestore reads and checks the snapshot's text
+// and its header; Step goes on. The replica is the caller's once a Step returns it; until
+// then nothing else may use it (nothing else has it). A Restore is not safe for concurrent
+// use.
+type Restore struct {
+	r      *Replica
+	ms     []member // the snapshot's members: views of its text, a copy the Restore owns
+	clock  hlc.Timestamp
+	phase  int // restoreOps, restoreApply, …
+	ops    *opsDecoder
+	queued []*op // the outbox
+	i      int   // the next operation to apply, base to seed or step to read
+	list   []string
+	steps  []undoStep
+	err    error // the error that ended the restore
+}
+
+// The phases of a Restore, in order.
+const (
+	restoreOps   = iota // decoding the log's operations
+	restoreApply        // applying them
+	restoreBases        // seeding the bases
+	restoreUndo         // reading the undo steps
+	restoreRedo         // reading the redo steps
+	restoreDone
+)
+
+// restoreBad and restoreWrap make a restore's errors ErrBadSnapshot, but for the codes a
+// snapshot's reader gives itself.
+func restoreBad(why string) error { return newError(ErrBadSnapshot, why) }
+
+func restoreWrap(err error) error {
+	if e, ok := err.(*Error); ok && (e.sentinel == ErrBadSnapshot || e.sentinel == ErrSnapshotVersion || e.sentinel == ErrBadOption) {
+		return err
+	}
+	return restoreBad(err.Error())
+}
+
+// StartRestore begins a restore of snap (see NewReplicaFromSnapshot, whose errors it and
+// Step return): it checks the snapshot's text whole, and reads its header. snap is not
+// retained: the caller may reuse it once the call returns.
+func StartRestore(opts Options, snap []byte) (*Restore, error) {
+	bad, wrap := restoreBad, restoreWrap
 	lim := opts.Limits
 	if lim == (Limits{}) {
 		lim = DefaultLimits()
@@ -350,57 +399,125 @@ func NewReplicaFromSnapshot(opts Options, snap []byte) (*Replica, error) {
 	for i, p := range r.peers {
 		r.peers[i] = strings.Clone(p)
 	}
-	ops, err := r.decodeOps(field(ms, "log"), 0)
-	if err != nil {
+	x := &Restore{r: r, ms: ms, clock: clock}
+	if x.ops, err = r.startOps(field(ms, "log"), 0); err != nil {
 		r.dropPending()
 		return nil, wrap(err)
 	}
-	r.commitPending()
-	// The outbox: operations stamped but not yet sent when the snapshot was taken. They
-	// move to a new origin before they leave (see reincarnate).
-	var queued []*op
-	for _, s := range elements(field(ms, "outbox")) {
-		i, e := strconv.Atoi(s)
-		if e != nil || i < 0 || i >= len(ops) || ops[i].seq != 0 || !r.isOwn(ops[i].ts.Peer) {
-			return nil, bad("outbox: bad index " + quote(s))
-		}
-		queued = append(queued, ops[i])
+	return x, nil
+}
+
+// Step goes on with the restore for about work units (an operation or sub-operation to
+// decode or apply, an undo entry, a base: each a few microseconds in wasm), and returns the
+// replica once restored, nil before. An error ends the restore: every later Step returns it.
+func (x *Restore) Step(work int) (*Replica, error) {
+	if x.err == nil && x.phase < restoreDone {
+		x.err = x.step(max(work, 1))
 	}
-	for i, o := range ops {
-		if i%gcEvery == gcEvery-1 {
-			gcPoint()
-		}
-		if r.log.insert(o) {
-			r.applyOp(o)
-		}
+	if x.err != nil {
+		x.r, x.ms, x.ops, x.queued, x.list, x.steps = nil, nil, nil, nil, nil, nil
+		return nil, x.err
 	}
-	r.outbox = queued
-	if err := decodeRestores(field(ms, "restores"), ops); err != nil {
-		return nil, err
+	if x.phase < restoreDone {
+		return nil, nil
 	}
-	r.clock.Observe(clock)
-	if n := len(r.log.ops); n > 0 {
-		r.clock.Observe(r.log.ops[n-1].ts)
-	}
-	for _, el := range elements(field(ms, "bases")) {
-		p := elements(el)
-		if len(p) != 3 {
-			return nil, bad("a base is [subject, metadata, value]")
-		}
-		sub, _ := stringValue((p[0]))
-		if _, err := r.Seed(sub, p[1], p[2]); err != nil {
-			return nil, wrap(err)
-		}
-	}
-	if r.undo.undo, err = r.decodeSteps(field(ms, "undo")); err != nil {
-		return nil, err
-	}
-	if r.undo.redo, err = r.decodeSteps(field(ms, "redo")); err != nil {
-		return nil, err
-	}
-	r.undo.settle(r.opts)
-	r.dec.forget() // the snapshot's text: not kept by the parser's buffers
+	r := x.r
+	x.r, x.ms = nil, nil
 	return r, nil
+}
+
+func (x *Restore) step(work int) error {
+	r, ms := x.r, x.ms
+	bad, wrap := restoreBad, restoreWrap
+	for work > 0 && x.phase < restoreDone {
+		switch x.phase {
+		case restoreOps:
+			done, err := r.stepOps(x.ops, work)
+			if err != nil {
+				r.dropPending()
+				return wrap(err)
+			}
+			if !done {
+				return nil
+			}
+			work -= len(x.ops.ops) // what is left of it, roughly
+			r.commitPending()
+			// The outbox: operations stamped but not yet sent when the snapshot was taken.
+			// They move to a new origin before they leave (see reincarnate).
+			ops := x.ops.ops
+			for _, s := range elements(field(ms, "outbox")) {
+				i, e := strconv.Atoi(s)
+				if e != nil || i < 0 || i >= len(ops) || ops[i].seq != 0 || !r.isOwn(ops[i].ts.Peer) {
+					return bad("outbox: bad index " + quote(s))
+				}
+				x.queued = append(x.queued, ops[i])
+			}
+			x.phase, x.i = restoreApply, 0
+		case restoreApply:
+			ops := x.ops.ops
+			for ; x.i < len(ops) && work > 0; x.i++ {
+				if x.i%gcEvery == gcEvery-1 {
+					gcPoint()
+				}
+				o := ops[x.i]
+				work -= 1 + len(o.subOps())
+				if r.log.insert(o) {
+					r.applyOp(o)
+				}
+			}
+			if x.i < len(ops) {
+				return nil
+			}
+			r.outbox = x.queued
+			if err := decodeRestores(field(ms, "restores"), ops); err != nil {
+				return err
+			}
+			x.ops = nil
+			r.clock.Observe(x.clock)
+			if n := len(r.log.ops); n > 0 {
+				r.clock.Observe(r.log.ops[n-1].ts)
+			}
+			x.phase, x.i, x.list = restoreBases, 0, elements(field(ms, "bases"))
+		case restoreBases:
+			for ; x.i < len(x.list) && work > 0; x.i++ {
+				work--
+				p := elements(x.list[x.i])
+				if len(p) != 3 {
+					return bad("a base is [subject, metadata, value]")
+				}
+				sub, _ := stringValue((p[0]))
+				if _, err := r.Seed(sub, p[1], p[2]); err != nil {
+					return wrap(err)
+				}
+			}
+			if x.i < len(x.list) {
+				return nil
+			}
+			x.phase, x.i, x.list = restoreUndo, 0, elements(field(ms, "undo")) // an array: see StartRestore
+		case restoreUndo, restoreRedo:
+			for ; x.i < len(x.list) && work > 0; x.i++ {
+				s, err := r.decodeStep(x.list[x.i])
+				if err != nil {
+					return err
+				}
+				work -= 1 + len(s.entries)
+				x.steps = append(x.steps, s)
+			}
+			if x.i < len(x.list) {
+				return nil
+			}
+			if x.phase == restoreUndo {
+				r.undo.undo, x.steps = x.steps, nil
+				x.phase, x.i, x.list = restoreRedo, 0, elements(field(ms, "redo"))
+				continue
+			}
+			r.undo.redo, x.steps = x.steps, nil
+			r.undo.settle(r.opts)
+			r.dec.forget() // the snapshot's text: not kept by the parser's buffers
+			x.phase = restoreDone
+		}
+	}
+	return nil
 }
 
 // detach returns vv with its peer ids copied. What a restored replica keeps must not point
@@ -416,105 +533,90 @@ func detach(vv VersionVector) VersionVector {
 	return out
 }
 
-func (r *Replica) decodeSteps(raw string) ([]undoStep, error) {
+// decodeStep reads one undo or redo step of a snapshot.
+func (r *Replica) decodeStep(el string) (undoStep, error) {
 	bad := func(why string) error { return newError(ErrBadSnapshot, "undo: "+why) }
-	if len(raw) == 0 || raw[0] != '[' {
-		return nil, bad("must be an array")
+	var s undoStep
+	ms, e := parseObject(el, r.opts.Limits.wireDepth())
+	if e != nil {
+		return s, bad(e.Error())
 	}
-	var steps []undoStep
-	var err error
-	eachElement(string(raw), func(el string) bool {
-		ms, e := parseObject(el, r.opts.Limits.wireDepth())
+	// Nothing kept may be a view of the snapshot's text (see detach): the group, the
+	// keys, the clocks' peers are copied or interned.
+	s.group, _ = stringValue(field(ms, "group"))
+	s.group = strings.Clone(s.group)
+	s.at, _ = strconv.ParseInt(field(ms, "at"), 10, 64)
+	s.closed = field(ms, "closed") == "true"
+	s.inBatch = field(ms, "inBatch") == "true"
+	if ents := field(ms, "entries"); len(ents) == 0 || ents[0] != '[' {
+		return s, bad("entries must be an array")
+	}
+	var fields [8]string
+	ents := elements(field(ms, "entries"))
+	s.entries = make([]undoEntry, 0, len(ents))
+	for _, en := range ents {
+		p := appendElements(fields[:0], en)
+		if len(p) != 7 && len(p) != 8 {
+			return s, bad("an entry has 7 or 8 fields, got " + quote(en))
+		}
+		sub, _ := stringValue((p[0]))
+		// Snapshot writes an entry's object by its canonical text, the one the object
+		// was first seen with: found by it, without parsing and sorting it again (an
+		// undo step of a large import names thousands of objects, each many times).
+		obj, e := r.identifyListed(sub, p[1], false)
+		var ent undoEntry
+		if e == nil && p[2] != "null" {
+			key, _ := stringValue((p[2]))
+			ent.path, e = r.dec.parseKey(key)
+		}
 		if e != nil {
-			err = bad(e.Error())
-			return false
+			r.dropPending()
+			return s, bad(e.Error())
 		}
-		var s undoStep
-		// Nothing kept may be a view of the snapshot's text (see detach): the group, the
-		// keys, the clocks' peers are copied or interned.
-		s.group, _ = stringValue(field(ms, "group"))
-		s.group = strings.Clone(s.group)
-		s.at, _ = strconv.ParseInt(field(ms, "at"), 10, 64)
-		s.closed = field(ms, "closed") == "true"
-		s.inBatch = field(ms, "inBatch") == "true"
-		if ents := field(ms, "entries"); len(ents) == 0 || ents[0] != '[' {
-			err = bad("entries must be an array")
-			return false
+		r.commitPending()
+		if r.dec.known(p[1]) == nil && textEqual(obj.meta, p[1]) {
+			r.dec.remember(obj)
 		}
-		var fields [8]string
-		ents := elements(field(ms, "entries"))
-		s.entries = make([]undoEntry, 0, len(ents))
-		for _, en := range ents {
-			p := appendElements(fields[:0], en)
-			if len(p) != 7 && len(p) != 8 {
-				err = bad("an entry has 7 or 8 fields, got " + quote(en))
-				return false
-			}
-			sub, _ := stringValue((p[0]))
-			// Snapshot writes an entry's object by its canonical text, the one the object
-			// was first seen with: found by it, without parsing and sorting it again (an
-			// undo step of a large import names thousands of objects, each many times).
-			obj, e := r.identifyListed(sub, p[1], false)
-			var ent undoEntry
-			if e == nil && p[2] != "null" {
-				key, _ := stringValue((p[2]))
-				ent.path, e = r.dec.parseKey(key)
-			}
-			if e != nil {
-				r.dropPending()
-				err = bad(e.Error())
-				return false
-			}
-			r.commitPending()
-			if r.dec.known(p[1]) == nil && textEqual(obj.meta, p[1]) {
-				r.dec.remember(obj)
-			}
-			ent.obj = obj
-			ent.oldPresent = p[3] == "true"
-			if ent.oldPresent {
-				ent.old, ent.own = strings.Clone(p[4]), true // not a view of the snapshot's text
-			}
-			hs, _ := stringValue((p[5]))
-			t, e := hlc.Parse(hs)
-			if e != nil {
-				err = bad(e.Error())
-				return false
-			}
-			idx, e := strconv.Atoi(p[6])
-			if e != nil || idx < 0 || idx > r.opts.Limits.MaxBatch || idx > math.MaxInt32 {
-				// A sub index past the batch limit names no sub-operation (and would
-				// overflow the index's int32).
-				err = bad("bad sub index " + quote(p[6]))
-				return false
-			}
-			var by *op
-			if i, ok := r.log.find(t); ok {
-				by = r.log.ops[i]
-			} else {
-				t.Peer = strings.Clone(t.Peer)
-				by = &op{ts: t} // compacted away: the clock is all undo needs
-			}
-			if idx > 0 && (by.verb != VerbBatch || idx > len(by.subOps())) {
-				// A batch compacted away: its clock and the index order the write
-				// (compareWrites); it has no sub-operations to read (undoEntry.byMeta).
-				by = &op{ts: t, verb: VerbBatch}
-			}
-			ent.by = write{op: by, sub: int32(idx)}
-			if len(p) == 8 {
-				hs, _ := stringValue(p[7])
-				if ent.others, e = hlc.Parse(hs); e != nil {
-					err = bad(e.Error())
-					return false
-				}
-				ent.others.Peer = strings.Clone(ent.others.Peer)
-			}
-			s.entries = append(s.entries, ent)
-			s.bytes += ent.size()
+		ent.obj = obj
+		ent.oldPresent = p[3] == "true"
+		if ent.oldPresent {
+			ent.old, ent.own = strings.Clone(p[4]), true // not a view of the snapshot's text
 		}
-		steps = append(steps, s)
-		return true
-	})
-	return steps, err
+		hs, _ := stringValue((p[5]))
+		t, e := hlc.Parse(hs)
+		if e != nil {
+			return s, bad(e.Error())
+		}
+		idx, e := strconv.Atoi(p[6])
+		if e != nil || idx < 0 || idx > r.opts.Limits.MaxBatch || idx > math.MaxInt32 {
+			// A sub index past the batch limit names no sub-operation (and would
+			// overflow the index's int32).
+			return s, bad("bad sub index " + quote(p[6]))
+		}
+		var by *op
+		if i, ok := r.log.find(t); ok {
+			by = r.log.ops[i]
+		} else {
+			t.Peer = strings.Clone(t.Peer)
+			by = &op{ts: t} // compacted away: the clock is all undo needs
+		}
+		if idx > 0 && (by.verb != VerbBatch || idx > len(by.subOps())) {
+			// A batch compacted away: its clock and the index order the write
+			// (compareWrites); it has no sub-operations to read (undoEntry.byMeta).
+			by = &op{ts: t, verb: VerbBatch}
+		}
+		ent.by = write{op: by, sub: int32(idx)}
+		if len(p) == 8 {
+			hs, _ := stringValue(p[7])
+			if ent.others, e = hlc.Parse(hs); e != nil {
+				return s, bad(e.Error())
+			}
+			ent.others.Peer = strings.Clone(ent.others.Peer)
+		}
+		s.entries = append(s.entries, ent)
+		s.bytes += ent.size()
+	}
+	return s, nil
 }
 
 // appendRestores appends ,"restores":[[index, sub, "clock"], …], the writes of local undos

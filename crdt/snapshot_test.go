@@ -7,6 +7,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"strconv"
@@ -554,6 +556,11 @@ func FuzzSnapshot(f *testing.F) {
 		opts := DefaultOptions()
 		opts.Wall = hlc.NewManualClock(kitT0 + 100_000)
 		r, err := NewReplicaFromSnapshot(opts, snap)
+		// A restore in steps of 3 ends as the one in a single call.
+		stepped, _, serr := restoreInSteps(opts, snap, 3)
+		if (err == nil) != (serr == nil) || (err != nil && err.Error() != serr.Error()) {
+			t.Fatalf("restored with %v, in steps with %v", err, serr)
+		}
 		if err != nil {
 			switch Code(err) {
 			case "bad_snapshot", "snapshot_version", "too_large":
@@ -562,6 +569,9 @@ func FuzzSnapshot(f *testing.F) {
 			t.Fatalf("refused with %v", err)
 		}
 		state := r.State()
+		if got := stepped.State(); got != state {
+			t.Fatalf("restored in steps to\n%s\nnot\n%s", got, state)
+		}
 		checkStateCanonical(t, state)
 		again, err := r.Snapshot()
 		if err != nil {
@@ -822,5 +832,88 @@ func TestSnapshotStepsAreCanonical(t *testing.T) {
 		if canon != raw {
 			t.Fatalf("%s steps not canonical:\n got %s\nwant %s", name, raw, canon)
 		}
+	}
+}
+
+// restoreInSteps restores snap with StartRestore and Steps of work, and counts the Steps.
+func restoreInSteps(opts Options, snap []byte, work int) (*Replica, int, error) {
+	x, err := StartRestore(opts, snap)
+	if err != nil {
+		return nil, 0, err
+	}
+	for n := 1; ; n++ {
+		r, err := x.Step(work)
+		if err != nil {
+			if _, again := x.Step(work); again != err {
+				return nil, n, fmt.Errorf("a Step after the error %v gave %v", err, again)
+			}
+			return nil, n, err
+		}
+		if r != nil {
+			if r2, err := x.Step(work); r2 != nil || err != nil {
+				return nil, n, fmt.Errorf("a Step after the end gave %v, %v", r2, err)
+			}
+			return r, n, nil
+		}
+	}
+}
+
+// TestRestoreInSteps: a Restore's Steps, of whatever work, end with the replica a single
+// NewReplicaFromSnapshot gives (state, snapshot, undo and redo, outbox), and a Step does a
+// bounded share: Steps of 1 take at least as many as the log's operations and undo steps.
+func TestRestoreInSteps(t *testing.T) {
+	rich, wall := kitRichReplica(t)
+	if _, err := rich.Undo(); err != nil { // a redo step too
+		t.Fatal(err)
+	}
+	big := kitReplica(t, "bulk", wall)
+	kitOK(t)(big.Seed("feature", kitF2, `{"type":"Feature","properties":{"n":0}}`))
+	for b := 0; b < 20; b++ {
+		kitNoErr(t, big.StartBatch())
+		for i := 0; i < 50; i++ {
+			kitSet(t, big, `{"id":"g`+strconv.Itoa(i)+`","layerId":"L1"}`, "properties.v", strconv.Itoa(b))
+		}
+		kitNoErr(t, big.CommitBatch())
+		wall.Advance(1000)
+	}
+	kitSet(t, big, kitF1, "properties.name", `"queued"`) // in the outbox
+	for name, r := range map[string]*Replica{"rich": rich, "bulk": big} {
+		snap := kitSnapshot(t, r)
+		opts := DefaultOptions()
+		opts.Wall = wall
+		want := kitRestore(t, snap, wall)
+		wantSnap := kitSnapshot(t, want)
+		for _, work := range []int{1, 2, 7, 100, math.MaxInt} {
+			got, steps, err := restoreInSteps(opts, snap, work)
+			if err != nil {
+				t.Fatalf("%s, steps of %d: %v", name, work, err)
+			}
+			if g := kitSnapshot(t, got); !bytes.Equal(g, wantSnap) {
+				t.Fatalf("%s, steps of %d: restored to\n%s\nnot\n%s", name, work, g, wantSnap)
+			}
+			if got.State() != want.State() || got.CanUndo() != want.CanUndo() || got.CanRedo() != want.CanRedo() || got.Pending() != want.Pending() {
+				t.Fatalf("%s, steps of %d: state, undo, redo or outbox differ", name, work)
+			}
+			least := len(want.log.ops) + len(want.undo.undo) + len(want.undo.redo)
+			switch {
+			case work == 1 && steps < least:
+				t.Fatalf("%s: %d Steps of 1 for %d operations and undo steps", name, steps, least)
+			case work == math.MaxInt && steps != 1:
+				t.Fatalf("%s: %d Steps of any size", name, steps)
+			}
+		}
+		if _, err := kitRestore(t, snap, wall).Undo(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A damaged snapshot fails at the Step that meets the damage, and every Step after.
+	snap := kitSnapshot(t, big)
+	bad := bytes.Replace(snap, []byte(`"bases":[[`), []byte(`"bases":[[1,`), 1)
+	if bytes.Equal(bad, snap) {
+		t.Fatal("no base to damage")
+	}
+	_, steps, err := restoreInSteps(DefaultOptions(), bad, 5)
+	if Code(err) != "bad_snapshot" || steps < 2 {
+		t.Fatalf("after %d Steps: %v", steps, err)
 	}
 }

@@ -24,6 +24,7 @@ const RS = "\x1e"; // separates the messages of a list result (never in valid JS
 const US = "\x1f"; // separates the objects of compact changes (never in valid JSON text)
 const FLAG_CHANGES = 1;
 const FLAG_GC = 2;
+const FLAG_STEPWISE = 4;
 const PROTOCOL = "1";
 
 /** An error from the engine or the glue; `code` is the stable code of DESIGN §9. */
@@ -948,8 +949,51 @@ export async function createEngine(options = {}) {
   ];
   const bridge = await load(o.wasmURL);
   const now = o.now === undefined ? Date.now : checkedClock(o.now);
-  const handle = Number(bridge.call(bridge.m.create, 0, 0, now(), args, false));
+  if (snapshot === "" || bridge.m.restoreStep === undefined) {
+    const handle = Number(bridge.call(bridge.m.create, 0, 0, now(), args, false));
+    return new Engine(bridge, handle, now, o.bridge === "funcof");
+  }
+  // A snapshot is restored a share at a time, the event loop running in between (DESIGN
+  // §10): one of 100,000 live paths takes a quarter of a second or more in wasm. Each
+  // share is sized to take ~4–16 ms.
+  const handle = Number(bridge.call(bridge.m.create, 0, FLAG_STEPWISE, now(), args, false));
+  let work = RESTORE_WORK;
+  try {
+    for (;;) {
+      const t0 = performance.now();
+      if (bridge.call(bridge.m.restoreStep, handle, 0, now(), [String(work)], false) === "done") break;
+      const took = performance.now() - t0;
+      if (took < 4) work = Math.min(work * 2, 1 << 24);
+      else if (took > 16) work = Math.max(work >> 1, 64);
+      await nextTask();
+    }
+  } catch (e) {
+    try {
+      bridge.call(bridge.m.close, handle, 0, 0, [], false); // a restore ended by a throwing clock
+    } catch {
+      // the module is gone
+    }
+    throw e;
+  }
   return new Engine(bridge, handle, now, o.bridge === "funcof");
+}
+
+// The first share of a restore in steps: operations (or undo entries) restored in a call.
+const RESTORE_WORK = 2048;
+
+// nextTask resolves in a later task of the event loop, after what waits there (I/O, timers,
+// input): setImmediate in Node, a MessageChannel's message in a browser (a timer of 0 waits
+// 4 ms once nested).
+function nextTask() {
+  if (typeof setImmediate === "function") return new Promise((resolve) => setImmediate(resolve));
+  return new Promise((resolve) => {
+    const channel = new MessageChannel();
+    channel.port1.onmessage = () => {
+      channel.port1.close();
+      resolve();
+    };
+    channel.port2.postMessage(0);
+  });
 }
 
 // checkedClock wraps options.now: what it returns must be a time the module takes (ms since

@@ -83,6 +83,10 @@ const (
 	// MethodMemory [] → {"heapAlloc","heapInuse","heapSys","sys","totalAlloc","mallocs","numGC"} of the Go heap;
 	// with FlagGC, after a garbage collection. Handle is ignored.
 	MethodMemory
+	// MethodRestoreStep [work] → "" while the restore of a snapshot that MethodCreate began
+	// under FlagStepwise goes on, "done" once the engine is ready under its handle: each
+	// call does about work units of it (crdt.Restore.Step). An error ends the restore.
+	MethodRestoreStep
 
 	numMethods
 )
@@ -96,6 +100,7 @@ var methodNames = [numMethods]string{
 	MethodClock: "clock", MethodVector: "vector", MethodPeers: "peers", MethodSetPeers: "setPeers",
 	MethodMarkSaved: "markSaved", MethodSavedMessage: "savedMessage", MethodDirty: "dirty",
 	MethodCompact: "compact", MethodSnapshot: "snapshot", MethodMerge: "merge", MethodMemory: "memory",
+	MethodRestoreStep: "restoreStep",
 }
 
 // Methods returns the names of the call table, by index.
@@ -118,6 +123,10 @@ const (
 	FlagChanges uint32 = 1 << iota
 	// FlagGC asks memory to collect garbage first.
 	FlagGC
+	// FlagStepwise asks create, given a snapshot, to begin its restore and return the
+	// handle the engine will have: MethodRestoreStep goes on with it, a share a call, so
+	// that the event loop is not held for the whole restore.
+	FlagStepwise
 )
 
 // RecordSeparator separates the messages of a list result. Valid JSON text never holds the
@@ -181,6 +190,8 @@ func (c *Call) keep(used []crdt.Change) {
 // use (there is one thread in a wasm module).
 type Host struct {
 	engines map[uint32]*crdt.Replica
+	// restores are the engines whose snapshot is being restored (FlagStepwise), by handle.
+	restores map[uint32]*crdt.Restore
 	// The engine of the last call and its handle: a page's calls mostly go to one engine.
 	lastHandle uint32
 	lastEngine *crdt.Replica
@@ -191,7 +202,9 @@ type Host struct {
 }
 
 // NewHost returns an empty handle table.
-func NewHost() *Host { return &Host{engines: map[uint32]*crdt.Replica{}} }
+func NewHost() *Host {
+	return &Host{engines: map[uint32]*crdt.Replica{}, restores: map[uint32]*crdt.Restore{}}
+}
 
 // wall is the wall clock every replica of the host reads: the value the current call
 // brought, or the system clock.
@@ -365,10 +378,13 @@ func (h *Host) run(dst []byte, c *Call) ([]byte, error) {
 		return h.create(dst, c)
 	case MethodClose:
 		delete(h.engines, c.Handle)
+		delete(h.restores, c.Handle)
 		h.lastHandle, h.lastEngine = 0, nil
 		return dst, nil
 	case MethodMerge, MethodMemory:
 		return handlers[c.Method](nil, dst, c)
+	case MethodRestoreStep:
+		return h.restoreStep(dst, c)
 	}
 	r := h.lastEngine
 	if c.Handle != h.lastHandle || r == nil {
@@ -582,7 +598,15 @@ func (h *Host) create(dst []byte, c *Call) ([]byte, error) {
 		return nil, err
 	}
 	var r *crdt.Replica
-	if len(c.Args) > 9 && len(c.Args[9]) > 0 {
+	if len(c.Args) > 9 && len(c.Args[9]) > 0 && c.Flags&FlagStepwise != 0 {
+		x, err := crdt.StartRestore(opts, c.Args[9]) // it copies the snapshot's text
+		if err != nil {
+			return nil, err
+		}
+		h.last++
+		h.restores[h.last] = x
+		return strconv.AppendUint(dst, uint64(h.last), 10), nil
+	} else if len(c.Args) > 9 && len(c.Args[9]) > 0 {
 		r, err = fromSnapshot(opts, append([]byte(nil), c.Args[9]...))
 	} else {
 		r, err = crdt.NewReplica(opts)
@@ -593,6 +617,29 @@ func (h *Host) create(dst []byte, c *Call) ([]byte, error) {
 	h.last++
 	h.engines[h.last] = r
 	return strconv.AppendUint(dst, uint64(h.last), 10), nil
+}
+
+// restoreStep runs MethodRestoreStep.
+func (h *Host) restoreStep(dst []byte, c *Call) ([]byte, error) {
+	x := h.restores[c.Handle]
+	if x == nil {
+		return nil, &callError{code: "bad_state", msg: "no restore under way for " + strconv.FormatUint(uint64(c.Handle), 10)}
+	}
+	work, err := strconv.Atoi(c.opt(0))
+	if err != nil || work < 1 {
+		return nil, &callError{code: "bad_option", msg: "work must be a positive integer, got " + strconv.Quote(c.opt(0))}
+	}
+	r, err := x.Step(work)
+	if err != nil {
+		delete(h.restores, c.Handle)
+		return nil, err
+	}
+	if r == nil {
+		return dst, nil
+	}
+	delete(h.restores, c.Handle)
+	h.engines[c.Handle] = r
+	return append(dst, "done"...), nil
 }
 
 // appendUndoResult writes {"done":…,"skipped":[…]}, then RecordSeparator and the changes

@@ -110,7 +110,7 @@ func TestMethodTable(t *testing.T) {
 		if !ok || int(m) != i {
 			t.Fatalf("MethodByName(%q) = %d, %v", name, m, ok)
 		}
-		if Method(i) != MethodCreate && Method(i) != MethodClose && handlers[i] == nil {
+		if Method(i) != MethodCreate && Method(i) != MethodClose && Method(i) != MethodRestoreStep && handlers[i] == nil {
 			t.Fatalf("method %q has no handler", name)
 		}
 	}
@@ -659,4 +659,63 @@ func TestEditKeepsNoArgument(t *testing.T) {
 	if !strings.Contains(state, `"kept"`) || !strings.Contains(msgs, `properties.a\\.b`) || !strings.Contains(snap, `"grp"`) {
 		t.Errorf("edits lost:\nstate %s\nmessages %s\nsnapshot %s", state, msgs, snap)
 	}
+}
+
+// TestRestoreInSteps: create under FlagStepwise begins a snapshot's restore and gives the
+// engine's handle, which answers nothing but restoreStep and close until restoreStep says
+// "done"; the engine is then the one a plain create gives. An error ends the restore.
+func TestRestoreInSteps(t *testing.T) {
+	x := newTester(t)
+	a := x.create("a")
+	for i := 0; i < 30; i++ {
+		x.must(MethodEdit, a, "update", "feature", `{"id":"f`+strconv.Itoa(i)+`","layerId":"L1"}`, "properties.n", strconv.Itoa(i))
+	}
+	x.must(MethodFlush, a)
+	x.must(MethodEdit, a, "update", "feature", `{"id":"g","layerId":"L1"}`, "properties.n", `"last"`)
+	snap := x.must(MethodSnapshot, a)
+	stepwise := func(s string) uint32 {
+		out, ok := x.call(MethodCreate, 0, FlagStepwise, "", "", "", "", "", "", "", "", "", s)
+		if !ok {
+			t.Fatalf("create: %s", out)
+		}
+		n, _ := strconv.Atoi(out)
+		return uint32(n)
+	}
+	h := stepwise(snap)
+	x.fails("bad_state", MethodState, h)
+	x.fails("bad_option", MethodRestoreStep, h, "0")
+	steps := 0
+	for x.must(MethodRestoreStep, h, "1") != "done" {
+		steps++
+	}
+	if steps < 30 {
+		t.Fatalf("restored in %d steps of 1, for 31 operations", steps)
+	}
+	if x.must(MethodState, h) != x.must(MethodState, a) || x.must(MethodCanUndo, h) != "true" || x.must(MethodPending, h) != "1" {
+		t.Fatal("the restore in steps lost something")
+	}
+	x.fails("bad_state", MethodRestoreStep, h, "1") // done: no restore under way
+	// Closed during its restore: gone.
+	c := stepwise(snap)
+	x.must(MethodRestoreStep, c, "1")
+	x.must(MethodClose, c)
+	x.fails("bad_state", MethodRestoreStep, c, "1")
+	x.fails("bad_state", MethodState, c)
+	// Damage met at a later step ends the restore with its code.
+	bad := strings.Replace(snap, `"properties.n","\"last\""`, `"properties..n","\"last\""`, 1)
+	if bad == snap {
+		bad = strings.Replace(snap, `"outbox":[`, `"outbox":[99,`, 1)
+	}
+	d := stepwise(bad)
+	var out string
+	for ok := true; ok; {
+		if out, ok = x.call(MethodRestoreStep, d, 0, "1"); ok && out == "done" {
+			t.Fatalf("a damaged snapshot restored:\n%s", bad)
+		}
+	}
+	if !strings.Contains(out, `"code":"bad_snapshot"`) {
+		t.Fatalf("damaged: %s", out)
+	}
+	x.fails("bad_state", MethodRestoreStep, d, "1")
+	x.fails("bad_snapshot", MethodCreate, 0, "", "", "", "", "", "", "", "", "", `{"format":"nope"}`)
 }
