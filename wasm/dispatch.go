@@ -48,7 +48,8 @@ const (
 	MethodReceive
 	// MethodSyncRequest [recipient?] → the message.
 	MethodSyncRequest
-	// MethodUndo, MethodRedo [] → {"done":bool,"changes":compact,"skipped":[{subject,metadata,key}]}.
+	// MethodUndo, MethodRedo [] → {"done":bool,"skipped":[{subject,metadata,key}]}, 0x1E, then
+	// the changes (compact, see changes.go).
 	MethodUndo
 	MethodRedo
 	// MethodCanUndo, MethodCanRedo [] → "true" | "false".

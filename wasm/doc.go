@@ -9,6 +9,7 @@
 //	  version: "1",                 // the call protocol below; the glue checks it
 //	  methods: ["create", …],       // the call table, by index (see Methods)
 //	  call(method, handle, flags, now, ...args) → [ok, result]   // the js.FuncOf bridge
+//	  idle()                        // does nothing: lets the scheduler end a collection (below)
 //	}
 //
 // Engines live in a handle table inside the module: "create" returns a handle (a small
@@ -23,8 +24,8 @@
 // Two bridges reach it:
 //
 //   - __mapcrdt.call, a js.FuncOf function: arguments are JavaScript strings or Uint8Arrays,
-//     the result comes back as [true, text|Uint8Array] or [false, errorJSON]. About 7 µs per
-//     call on Node 20 — kept for diagnostics, for measuring, and as a fallback.
+//     the result comes back as [true, text|Uint8Array] or [false, errorJSON]. About 9–18 µs
+//     per call (README, "Measured") — kept for diagnostics, for measuring, and as a fallback.
 //   - //go:wasmexport functions over shared buffers, what the glue uses: the glue asks
 //     mapcrdt_in(n) for an input buffer of n bytes (its address is returned; it is owned by
 //     Go and reused), writes the arguments one after another (TextEncoder.encodeInto) and their
@@ -33,7 +34,7 @@
 //     success, -n-1 an error; the bytes are at mapcrdt_out(), an address the call also
 //     writes into the uint32 array (lens[18]: the glue reads it there instead of calling
 //     again). The memory may grow during a call: the glue then makes its views of
-//     memory.buffer again. About 6 ns per call plus the copying. A result is valid until
+//     memory.buffer again. About 12 ns per empty call (README) plus the copying. A result is valid until
 //     the next mapcrdt_in or mapcrdt_call: a large result's buffer becomes the next input
 //     buffer when that one must be as large (a catch-up's answer, handed to the engine that
 //     asked for it, is not copied into a second half-megabyte buffer).
@@ -50,8 +51,8 @@
 // callback's return, or a wait inside the call). So the word after the
 // argument lengths (lens[16]) is 1 when a call leaves a collection marking, and the glue
 // then calls __mapcrdt.idle(), a callback that does nothing: returning from it, the
-// scheduler finishes the collection. Measured (README): W1 (10k edits) 243 → 165 ms, W4
-// 140 → 104 ms; the price is one pause per collection, the whole mark at once.
+// scheduler finishes the collection. Measured (jsglue/bench/HISTORY.md): W1 (10k edits) 243 →
+// 165 ms, W4 140 → 104 ms; the price is one pause per collection, the whole mark at once.
 // A collection that starts inside a long call (a catch-up, an answer, a snapshot) is ended
 // sooner, inside the call, at the engine's next gcPoint (crdt/gcpoint.go): every 256
 // operations the engine checks the flag and, when set, waits for the idle mark worker.
@@ -75,6 +76,7 @@
 // the changes. The glue (jsglue/index.js) turns each into the JavaScript value its .d.ts
 // promises.
 //
-// The module avoids fmt, encoding/json and reflect (each costs hundreds of kilobytes of
-// .wasm): JSON is written with strconv and a small string escaper (json.go).
+// The module avoids fmt, os and encoding/json (with what they pull in, tens to hundreds of
+// kilobytes of .wasm; wasm/deps_test.go checks): JSON is written with strconv and a small
+// string escaper (crdt/json.go).
 package main
