@@ -56,5 +56,6 @@
 // MaxDrift.
 //
 // The wall clock is injected through the one-method [WallClock] interface: [SystemClock] in
-// production, the wasm module passes JavaScript's Date.now(), and tests use [ManualClock].
+// production, the wasm module the time each call brings (the glue's `now` option, Date.now()
+// by default), and tests use [ManualClock].
 package hlc
