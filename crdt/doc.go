@@ -159,7 +159,8 @@
 // per-path clocks), the seeded bases, the vector, the clock, the seq counter, the outbox,
 // the undo and redo stacks (each within the history's budget: a newest step past it, a
 // batch's, is left out with the steps before it), the saved horizon and the known peers. [NewReplicaFromSnapshot]
-// continues exactly where it stopped; the clock never goes backwards. Other versions are
+// (or [StartRestore] and [Restore.Step], a share of the work a call) continues exactly where
+// it stopped; the clock never goes backwards. Other versions are
 // refused with ErrSnapshotVersion, damage with ErrBadSnapshot. A snapshot may be older than
 // what its replica had sent since (a reload from a copy saved before the last flush), so a
 // restored replica stamps its next edits, and the operations still in its outbox, under a
