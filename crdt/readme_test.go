@@ -1,7 +1,9 @@
 package crdt
 
 import (
+	"io/fs"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -94,6 +96,47 @@ func TestREADMENamesEverySyncMember(t *testing.T) {
 		for _, name := range names {
 			if name != "withheld" && !seen[verb][name] {
 				t.Errorf("README.md lists %s.%s, which no message of the exchange holds", verb, name)
+			}
+		}
+	}
+}
+
+// TestREADMELayoutNamesFiles: every file or folder README "Layout" names in a row
+// (`state.go`, `jumps/`, `merge-worker.js` …) is in that row's folder or below it: a file
+// renamed or removed without the README fails here.
+func TestREADMELayoutNamesFiles(t *testing.T) {
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := regexp.MustCompile("(?m)^\\| `([a-z]+)/` \\| (.*) \\|$").FindAllStringSubmatch(string(b), -1)
+	if len(rows) < 5 {
+		t.Fatalf("README.md's Layout has %d rows", len(rows))
+	}
+	name := regexp.MustCompile("`([A-Za-z][\\w.-]*(?:\\.(?:go|js|ts|md|sh)|/))`")
+	for _, row := range rows {
+		dir := "../" + row[1]
+		held := map[string]bool{}
+		err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if d.IsDir() {
+				if d.Name() == "node_modules" {
+					return filepath.SkipDir
+				}
+				held[d.Name()+"/"] = true
+			} else {
+				held[d.Name()] = true
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range name.FindAllStringSubmatch(row[2], -1) {
+			if !held[m[1]] {
+				t.Errorf("README.md's Layout names %s under %s/, which holds no such file", m[1], row[1])
 			}
 		}
 	}
