@@ -357,11 +357,15 @@ describe('demo: what users meet', { timeout: 600_000 }, () => {
       assert.equal(featureIn(state, 'seedPin1').value.properties.name, 'renamed during the outage');
       assert.deepEqual(featureIn(state, id).value.geometry.coordinates, [2.341, 48.856]);
       assertNoErrors(A, B);
+      const text = await A.page.evaluate(() => window.mapcrdtDemo.engine.state());
 
       await close(A, B);
       await own.stop();
       own = await again();
       C = await openDemo(browser, own, { map, name: 'Carol' });
+      // Online comes with the JoinResponse, before the catch-up the page asks for then:
+      // one page alone has converged with itself at once.
+      await until(C.page, (t) => window.mapcrdtDemo.engine.state() === t, text, { what: 'Carol caught up from the relay', timeout: 30_000 });
       assert.deepEqual(await sameEverywhere([C]), state);
       assertNoErrors(C);
     } finally {
