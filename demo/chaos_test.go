@@ -1,0 +1,980 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/mapcrdt/mapcrdt/crdt"
+)
+
+// TestRelayChaos is an adversarial end-to-end test of the relay: for each seed, browsers
+// (crdt replicas speaking the relay protocol over real WebSockets on 127.0.0.1) and uMap
+// clients (its plain form) edit one or two maps through a relay storing them, while, at
+// random, messages pile up unread, peers leave cleanly or abruptly (the socket closed
+// without a close frame, or in the middle of a frame), edit offline and come back, compact
+// their logs, and the relay shuts down and restarts on its data directory, or crashes (its
+// fsyncs fail from then on, and its log is cut at a random byte of what was written and
+// not fsync'd). Unlike TestChaosThroughTheRelay, nothing waits for quiet between steps.
+//
+// It checks what the relay promises: after every restart, its stored map holds every
+// message a peer sent before a pong it got (a pong follows the writes of the messages
+// before it: they were fsync'd); at the end, everyone back and synced to quiescence,
+// every browser's State, the relay's and a replay of every edit made (the uMap clients':
+// those acknowledged) are equal. A failure names its seed: -chaos.seed N runs it alone,
+// -chaos.seeds N runs N seeds.
+func TestRelayChaos(t *testing.T) {
+	n, first := 3, uint64(1)
+	if *chaosSeeds > 0 {
+		n = *chaosSeeds
+	}
+	if *chaosSeed > 0 {
+		n, first = 1, *chaosSeed
+	}
+	for i := range uint64(n) {
+		seed := first + i
+		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
+			defer func() {
+				if t.Failed() {
+					t.Logf("seed %d failed: go test ./demo -run TestRelayChaos -chaos.seed %d -v", seed, seed)
+				}
+			}()
+			relayChaos(t, seed, 400)
+		})
+	}
+}
+
+var (
+	chaosSeeds = flag.Int("chaos.seeds", 0, "TestRelayChaos: how many seeds to run (default 3)")
+	chaosSeed  = flag.Uint64("chaos.seed", 0, "TestRelayChaos: run this seed only")
+)
+
+// errCrashed is what a crashed relay's replicas answer, and its fsyncs return.
+var errCrashed = errors.New("chaos: the relay crashed")
+
+// crashState is one relay instance's crash: once crashed, its replicas take and answer
+// nothing, its maps do not open, its fsyncs fail and its closes compact nothing. tails
+// holds each log's text as a failing fsync found it: what was written and not durable.
+type crashState struct {
+	mu      sync.RWMutex // held for reading by an open and a close, for writing to crash
+	crashed atomic.Bool
+	tailsMu sync.Mutex
+	tails   map[string][]byte
+}
+
+func (cs *crashState) sync(f *os.File) error {
+	if cs.crashed.Load() {
+		if text, err := os.ReadFile(f.Name()); err == nil {
+			cs.tailsMu.Lock()
+			if len(text) > len(cs.tails[f.Name()]) {
+				cs.tails[f.Name()] = text
+			}
+			cs.tailsMu.Unlock()
+		}
+		return errCrashed
+	}
+	return f.Sync()
+}
+
+// chaosReplica is a stored replica that stops at its relay's crash.
+type chaosReplica struct {
+	*storeReplica
+	cs *crashState
+}
+
+func (c chaosReplica) Check(msg []byte) ([][]byte, error) {
+	if c.cs.crashed.Load() {
+		return nil, errCrashed
+	}
+	return c.storeReplica.Check(msg)
+}
+
+func (c chaosReplica) PeerMessage(msg []byte) ([][]byte, error) {
+	replies, _, err := c.PeerMessageForward(msg)
+	return replies, err
+}
+
+func (c chaosReplica) PeerMessageForward(msg []byte) ([][]byte, [][]byte, error) {
+	if c.cs.crashed.Load() {
+		return nil, nil, errCrashed
+	}
+	return c.storeReplica.PeerMessageForward(msg)
+}
+
+func (c chaosReplica) Joined(peer string) [][]byte {
+	if c.cs.crashed.Load() {
+		return nil
+	}
+	return c.storeReplica.Joined(peer)
+}
+
+func (c chaosReplica) Close() error {
+	c.cs.mu.RLock()
+	defer c.cs.mu.RUnlock()
+	if c.cs.crashed.Load() {
+		return c.logFile.Close()
+	}
+	return c.storeReplica.Close()
+}
+
+// chaosWorld is one seed's run.
+type chaosWorld struct {
+	t     *testing.T
+	rng   *rand.Rand
+	seed  uint64
+	so    storeOptions
+	logs  *syncBuffer
+	relay *Relay
+	srv   *httptest.Server
+	cs    *crashState
+	maps  []string
+	peers []*chaosPeer
+	umaps []*umapPeer
+	// oracle, per map, takes every message a browser flushed and every uMap operation
+	// acknowledged: the state everyone must reach.
+	oracle map[string]*crdt.Replica
+	// acked, per map, holds the messages carrying operations that a peer sent to the relay
+	// before a pong it received: they were fsync'd, and no restart may lose them.
+	acked    map[string][][]byte
+	restarts int
+	crashes  int
+	// cuts counts the logs a crash cut in what was not fsync'd, torn those it left a torn
+	// line at the end of.
+	cuts, torn int
+	// trace holds the last events, printed with a failure.
+	trace []string
+}
+
+// tracef notes an event.
+func (w *chaosWorld) tracef(format string, args ...any) {
+	if len(w.trace) == 400 {
+		w.trace = w.trace[1:]
+	}
+	w.trace = append(w.trace, fmt.Sprintf(format, args...))
+}
+
+// short is msg clipped for a trace.
+func short(msg []byte) string {
+	if len(msg) > 160 {
+		return string(msg[:160]) + "…"
+	}
+	return string(msg)
+}
+
+func (w *chaosWorld) fatalf(format string, args ...any) {
+	w.t.Helper()
+	logs := w.logs.String()
+	if len(logs) > 4000 {
+		logs = "…" + logs[len(logs)-4000:]
+	}
+	w.t.Fatalf("seed %d: "+format+"\nstore log (end):\n%s\ntrace:\n%s", append(append([]any{w.seed}, args...), logs,
+		strings.Join(w.trace, "\n"))...)
+}
+
+func (w *chaosWorld) startRelay() {
+	cs := &crashState{tails: map[string][]byte{}}
+	so := w.so
+	so.syncLog = cs.sync
+	so.Log = slog.New(slog.NewTextHandler(w.logs, nil))
+	factory := newStoreFactory(so)
+	opts := Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		NewReplica: func(name string) (Replica, error) {
+			cs.mu.RLock()
+			defer cs.mu.RUnlock()
+			if cs.crashed.Load() {
+				return nil, errCrashed
+			}
+			rep, err := factory(name)
+			if err != nil {
+				return nil, err
+			}
+			return chaosReplica{rep.(*storeReplica), cs}, nil
+		}}
+	w.cs, w.relay = cs, NewRelay(opts)
+	w.srv = httptest.NewServer(w.relay)
+}
+
+// stopRelay shuts the relay down (a crash first, if crash), and checks what its maps'
+// files then hold: every acknowledged message.
+func (w *chaosWorld) stopRelay(crash bool) {
+	if crash {
+		w.cs.mu.Lock()
+		w.cs.crashed.Store(true)
+		w.cs.mu.Unlock()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := w.relay.Shutdown(ctx); err != nil {
+		w.fatalf("Shutdown: %v", err)
+	}
+	w.srv.Close()
+	if crash {
+		// What a crash leaves: each log cut at a random byte of what was written and not
+		// fsync'd (the failed fsync cut it back to what was), or a torn line after it.
+		for _, name := range w.maps {
+			path := filepath.Join(w.so.Dir, name+".log")
+			now, err := os.ReadFile(path)
+			if err != nil {
+				continue
+			}
+			w.cs.tailsMu.Lock()
+			tail := w.cs.tails[path]
+			w.cs.tailsMu.Unlock()
+			switch {
+			case len(tail) > len(now) && bytes.HasPrefix(tail, now):
+				tail = tail[:len(now)+w.rng.IntN(len(tail)-len(now)+1)]
+				w.cuts++
+			case len(tail) > len(now):
+				w.fatalf("%s: the log after the failed fsync (%d bytes) is not a prefix of what was written (%d)", name, len(now), len(tail))
+			default:
+				tail = now
+				if msgs := w.acked[name]; len(msgs) > 0 && w.rng.IntN(2) == 0 {
+					m := msgs[w.rng.IntN(len(msgs))]
+					tail = append(bytes.Clone(now), m[:1+w.rng.IntN(len(m)-1)]...)
+					w.torn++
+				}
+			}
+			writeFile(w.t, path, string(tail))
+		}
+	}
+	for _, p := range w.peers {
+		p.gone()
+	}
+	for _, u := range w.umaps {
+		u.gone()
+	}
+	for _, name := range w.maps {
+		w.checkDurable(name)
+	}
+}
+
+// checkDurable opens the stored map name and checks that it holds every message
+// acknowledged: taking them all again changes nothing.
+func (w *chaosWorld) checkDurable(name string) {
+	if len(w.acked[name]) == 0 {
+		return
+	}
+	logs := &syncBuffer{}
+	so := w.so
+	so.Log = slog.New(slog.NewTextHandler(logs, nil))
+	rep, err := newStoreFactory(so)(name)
+	if err != nil {
+		w.fatalf("reopening %s after %d restarts and %d crashes: %v\n%s", name, w.restarts, w.crashes, err, logs)
+	}
+	s := rep.(*storeReplica)
+	defer s.Close()
+	snap, err := s.r.Snapshot()
+	if err != nil {
+		w.fatalf("%s: snapshot: %v", name, err)
+	}
+	check, err := crdt.NewReplicaFromSnapshot(crdt.Options{PeerID: relayPeerID}, snap)
+	if err != nil {
+		w.fatalf("%s: %v", name, err)
+	}
+	for _, m := range w.acked[name] {
+		if _, err := check.Receive(m); err != nil {
+			w.fatalf("%s: the checker refuses an acknowledged message %.300s: %v", name, m, err)
+		}
+	}
+	if got, want := s.r.State(), check.State(); got != want {
+		w.fatalf("%s lost acknowledged messages (after %d restarts, %d crashes):\nstored %s\nwith the acknowledged %s",
+			name, w.restarts, w.crashes, got, want)
+	}
+}
+
+// inbox is what a connection's reader received, in order, and how it ended.
+type inbox struct {
+	mu     sync.Mutex
+	msgs   []string
+	closed error // set once the reader ends
+	notify chan struct{}
+}
+
+func (in *inbox) push(msg string, err error) {
+	in.mu.Lock()
+	if err != nil {
+		in.closed = err
+	} else {
+		in.msgs = append(in.msgs, msg)
+	}
+	in.mu.Unlock()
+	select {
+	case in.notify <- struct{}{}:
+	default:
+	}
+}
+
+// pop returns the next message; ok is false when none is there (closed, if the reader
+// ended).
+func (in *inbox) pop() (msg string, ok bool, closed error) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if len(in.msgs) > 0 {
+		msg = in.msgs[0]
+		in.msgs = in.msgs[1:]
+		return msg, true, nil
+	}
+	return "", false, in.closed
+}
+
+// wsConn is one client connection: its WebSocket, its TCP connection (to cut it), and
+// its reader's inbox.
+type wsConn struct {
+	ws  *websocket.Conn
+	raw net.Conn
+	in  *inbox
+	// pings lists, per ping sent and not answered, the messages sent before it.
+	pings [][][]byte
+	// sent are the messages carrying operations sent since the last ping.
+	sent [][]byte
+}
+
+// dialChaos connects to mapName on the world's relay.
+func (w *chaosWorld) dial(mapName string) (*wsConn, error) {
+	c := &wsConn{in: &inbox{notify: make(chan struct{}, 1)}}
+	var rawMu sync.Mutex
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		rawMu.Lock()
+		c.raw = conn
+		rawMu.Unlock()
+		return conn, err
+	}}}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(w.srv.URL, "http")+"/ws/sync/"+mapName,
+		&websocket.DialOptions{HTTPClient: hc})
+	if err != nil {
+		return nil, err
+	}
+	ws.SetReadLimit(64 << 20)
+	c.ws = ws
+	go func() {
+		for {
+			_, data, err := ws.Read(context.Background())
+			if err != nil {
+				c.in.push("", err)
+				return
+			}
+			c.in.push(string(data), nil)
+		}
+	}()
+	return c, nil
+}
+
+func (c *wsConn) write(msg []byte) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return c.ws.Write(ctx, websocket.MessageText, msg)
+}
+
+// cutMidFrame writes the first part of msg's frame on the TCP connection, then closes it:
+// a browser gone in the middle of a message.
+func (c *wsConn) cutMidFrame(rng *rand.Rand, msg []byte) {
+	frame := []byte{0x81}
+	switch n := len(msg); {
+	case n < 126:
+		frame = append(frame, 0x80|byte(n))
+	case n < 1<<16:
+		frame = append(frame, 0x80|126)
+		frame = binary.BigEndian.AppendUint16(frame, uint16(n))
+	default:
+		frame = append(frame, 0x80|127)
+		frame = binary.BigEndian.AppendUint64(frame, uint64(n))
+	}
+	mask := [4]byte{1, 2, 3, 4}
+	frame = append(frame, mask[:]...)
+	for i, b := range msg {
+		frame = append(frame, b^mask[i%4])
+	}
+	c.raw.Write(frame[:1+rng.IntN(len(frame)-1)])
+	c.raw.Close()
+	c.ws.CloseNow()
+}
+
+// chaosPeer is a browser: a crdt replica and, while online, its connection.
+type chaosPeer struct {
+	w        *chaosWorld
+	id, map_ string
+	r        *crdt.Replica
+	c        *wsConn // nil: offline
+	joined   bool
+}
+
+func (p *chaosPeer) String() string { return p.map_ + "/" + p.id }
+
+// gone forgets p's connection, closed (its unanswered pings with it).
+func (p *chaosPeer) gone() {
+	if p.c != nil {
+		p.w.tracef("%s: offline", p)
+		p.c.ws.CloseNow()
+		p.c, p.joined = nil, false
+	}
+}
+
+// send writes msgs to the relay, noting those that carry operations for the relay (acked
+// once a later pong comes). A failed write leaves p offline: what it carried reaches the
+// relay from p's log, in its answer to the next greeting probe.
+func (p *chaosPeer) send(msgs [][]byte) {
+	for _, m := range msgs {
+		if p.c == nil {
+			return
+		}
+		if err := p.c.write(m); err != nil {
+			p.w.tracef("%s: send failed: %v", p, err)
+			p.gone()
+			return
+		}
+		p.w.tracef("%s > %s", p, short(m))
+		if carriesOps(m) {
+			p.c.sent = append(p.c.sent, m)
+		}
+	}
+}
+
+// carriesOps reports whether msg is an OperationMessage, or a ListOperationsResponse to
+// the relay.
+func carriesOps(msg []byte) bool {
+	var m struct {
+		Kind, Recipient string
+		Message         struct{ Verb string }
+	}
+	if json.Unmarshal(msg, &m) != nil {
+		return false
+	}
+	return m.Kind == "OperationMessage" ||
+		m.Kind == "PeerMessage" && m.Recipient == relayPeerID && m.Message.Verb == "ListOperationsResponse"
+}
+
+// flush sends p's pending edits, if online, and has the oracle take them.
+func (p *chaosPeer) flush() {
+	if p.c == nil || !p.joined {
+		return
+	}
+	msgs := p.r.Flush()
+	for _, m := range msgs {
+		if _, err := p.w.oracle[p.map_].Receive(m); err != nil {
+			p.w.fatalf("oracle refuses %s's %.200s: %v", p, m, err)
+		}
+	}
+	p.send(msgs)
+}
+
+func (p *chaosPeer) ping() {
+	if p.c == nil || !p.joined {
+		return
+	}
+	if err := p.c.write([]byte(`{"kind":"ping"}`)); err != nil {
+		p.gone()
+		return
+	}
+	p.c.pings = append(p.c.pings, p.c.sent)
+	p.c.sent = nil
+}
+
+// handle takes one message from the relay; it reports whether it was a pong.
+func (p *chaosPeer) handle(msg string) (pong bool) {
+	w := p.w
+	w.tracef("%s < %s", p, short([]byte(msg)))
+	if msg == `{"kind":"pong"}` {
+		if len(p.c.pings) == 0 {
+			w.fatalf("%s: a pong for no ping", p)
+		}
+		w.acked[p.map_] = append(w.acked[p.map_], p.c.pings[0]...)
+		p.c.pings = p.c.pings[1:]
+		return true
+	}
+	if kindOf([]byte(msg)) == "JoinResponse" {
+		var resp struct{ Peer string }
+		json.Unmarshal([]byte(msg), &resp)
+		if resp.Peer != p.id {
+			p.gone() // its id is still taken (its previous connection not yet gone): later
+			return false
+		}
+		p.joined = true
+	}
+	res, err := p.r.Receive([]byte(msg))
+	if err != nil {
+		w.fatalf("%s refuses %.300s: %v", p, msg, err)
+	}
+	replies := res.Replies
+	if kindOf([]byte(msg)) == "JoinResponse" {
+		// As the page does (web/app.js flushNow): it catches up from the relay, not from
+		// the peer the engine picked (maybe a uMap client, which this one does not answer).
+		replies = [][]byte{p.r.SyncRequest(relayPeerID)}
+		for _, m := range res.Replies {
+			if !bytes.Contains(m, []byte(`"verb":"ListOperationsRequest"`)) || bytes.Contains(m, []byte(`"pushBack":true`)) {
+				replies = append(replies, m)
+			}
+		}
+	}
+	p.send(replies)
+	p.flush()
+	return false
+}
+
+// deliver has p take up to n of the messages it received; a connection that ended
+// leaves p offline once its messages are taken.
+func (p *chaosPeer) deliver(n int) {
+	for ; n > 0 && p.c != nil; n-- {
+		msg, ok, closed := p.c.in.pop()
+		if !ok {
+			if closed != nil {
+				p.checkClose(closed)
+				p.gone()
+			}
+			return
+		}
+		p.handle(msg)
+	}
+}
+
+// checkClose fails on a close the relay should not have made: a refusal, but by a
+// crashed relay.
+func (p *chaosPeer) checkClose(err error) {
+	var ce websocket.CloseError
+	if errors.As(err, &ce) && ce.Code != websocket.StatusGoingAway && ce.Code != websocket.StatusNormalClosure &&
+		!strings.Contains(ce.Reason, errCrashed.Error()) {
+		p.w.fatalf("%s closed by the relay: %d %q", p, ce.Code, ce.Reason)
+	}
+}
+
+// connect joins p's map, if its id is free in the room.
+func (p *chaosPeer) connect() {
+	if p.c != nil {
+		return
+	}
+	w := p.w
+	c, err := w.dial(p.map_)
+	if err != nil {
+		w.fatalf("%s: dial: %v", p, err)
+	}
+	p.c = c
+	p.send([][]byte{[]byte(`{"kind":"JoinRequest","token":"t","peer":"` + p.id + `","name":"` + p.id + `"}`)})
+}
+
+// next waits for the next message (a minute at most); false if the connection ended,
+// which leaves p offline.
+func (p *chaosPeer) next() (string, bool) {
+	deadline := time.Now().Add(time.Minute)
+	for p.c != nil {
+		msg, ok, closed := p.c.in.pop()
+		if ok {
+			return msg, true
+		}
+		if closed != nil {
+			p.checkClose(closed)
+			p.gone()
+			return "", false
+		}
+		select {
+		case <-p.c.in.notify:
+		case <-time.After(time.Until(deadline)):
+			p.w.fatalf("%s: nothing within a minute", p)
+		}
+	}
+	return "", false
+}
+
+// settle waits for p's JoinResponse if it has not come yet, then pings and takes every
+// message until the pong; it reports whether anything else came (or p went offline).
+func (p *chaosPeer) settle() (busy bool) {
+	for p.c != nil && !p.joined {
+		msg, ok := p.next()
+		if !ok {
+			return true
+		}
+		p.handle(msg)
+		busy = true
+	}
+	p.ping()
+	for p.c != nil {
+		msg, ok := p.next()
+		if !ok {
+			return true
+		}
+		if p.handle(msg) {
+			return busy
+		}
+		busy = true
+	}
+	return true
+}
+
+// umapPeer is uMap's client: it sends operations in uMap's form, each followed by the bare
+// "ping" whose "pong" acknowledges it, and reads nothing else.
+type umapPeer struct {
+	w        *chaosWorld
+	id, map_ string
+	c        *wsConn
+	clock    int64
+	counter  int
+}
+
+func (u *umapPeer) String() string { return u.map_ + "/" + u.id + " (uMap)" }
+
+func (u *umapPeer) gone() {
+	if u.c != nil {
+		u.c.ws.CloseNow()
+		u.c = nil
+	}
+}
+
+// waitFor reads until a message for which want holds, dropping the others; false if the
+// connection ended.
+func (u *umapPeer) waitFor(want func(string) bool) (got string, ok bool) {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		msg, ok, closed := u.c.in.pop()
+		if ok {
+			if want(msg) {
+				return msg, true
+			}
+			continue
+		}
+		if closed != nil {
+			return "", false
+		}
+		select {
+		case <-u.c.in.notify:
+		case <-time.After(time.Until(deadline)):
+			u.w.fatalf("%s: nothing within a minute", u)
+		}
+	}
+}
+
+// edit connects if needed, sends one operation and waits for its pong.
+func (u *umapPeer) edit(rng *rand.Rand) {
+	w := u.w
+	if u.c == nil {
+		c, err := w.dial(u.map_)
+		if err != nil {
+			w.fatalf("%s: dial: %v", u, err)
+		}
+		u.c = c
+		if u.c.write([]byte(`{"token":"tok","peer":"`+u.id+`","username":"U","kind":"JoinRequest"}`)) != nil {
+			u.gone()
+			return
+		}
+		resp, ok := u.waitFor(func(m string) bool { return kindOf([]byte(m)) == "JoinResponse" })
+		if !ok {
+			u.gone()
+			return
+		}
+		if !strings.Contains(resp, `"peer":"`+u.id+`"`) {
+			u.gone() // its id still taken: later
+			return
+		}
+	}
+	now := time.Now().UnixMilli()
+	if now > u.clock {
+		u.clock, u.counter = now, 0
+	} else {
+		u.counter++
+	}
+	hlc := fmt.Sprintf("%d:%d:%s", u.clock, u.counter, u.id)
+	f := chaosFeatures[rng.IntN(len(chaosFeatures))]
+	var op string
+	if rng.IntN(6) == 0 {
+		op = `{"sender":"` + u.id + `","verb":"delete","subject":"feature","metadata":` + f + `,"hlc":"` + hlc + `","kind":"OperationMessage"}`
+	} else {
+		op = `{"sender":"` + u.id + `","verb":"update","subject":"feature","metadata":` + f +
+			`,"key":"` + chaosKeys[rng.IntN(len(chaosKeys))] + `","value":` + chaosValue(rng) + `,"hlc":"` + hlc + `","kind":"OperationMessage"}`
+	}
+	if u.c.write([]byte(op)) != nil || u.c.write([]byte("ping")) != nil {
+		w.fatalf("%s: the relay closed the connection while it sent an operation", u)
+	}
+	if _, ok := u.waitFor(func(m string) bool { return m == "pong" }); !ok {
+		w.fatalf("%s: the relay closed the connection before the pong of an operation: %v", u, u.c.in.closed)
+	}
+	if _, err := w.oracle[u.map_].Receive([]byte(op)); err != nil {
+		w.fatalf("oracle refuses %s's %s: %v", u, op, err)
+	}
+	w.acked[u.map_] = append(w.acked[u.map_], []byte(op))
+}
+
+var (
+	chaosFeatures = []string{`{"id":"f1","layerId":"L1"}`, `{"id":"f2","layerId":"L1"}`, `{"id":"f3","layerId":"L2"}`}
+	chaosKeys     = []string{"properties", "properties.name", "properties._umap_options", "properties._umap_options.color",
+		"properties._umap_options.weight", "geometry"}
+)
+
+func chaosValue(rng *rand.Rand) string {
+	switch rng.IntN(5) {
+	case 0:
+		return fmt.Sprintf(`"v%d"`, rng.IntN(100))
+	case 1:
+		return strconv.Itoa(rng.IntN(10))
+	case 2:
+		return fmt.Sprintf(`{"type":"Point","coordinates":[%d,%d]}`, rng.IntN(90), rng.IntN(45))
+	case 3:
+		return fmt.Sprintf(`{"color":"c%d","weight":%d}`, rng.IntN(9), rng.IntN(9))
+	default:
+		return fmt.Sprintf(`{"name":"n%d","_umap_options":{"weight":%d}}`, rng.IntN(9), rng.IntN(9))
+	}
+}
+
+// edit makes one random edit in r.
+func chaosEdit(t *testing.T, rng *rand.Rand, r *crdt.Replica) {
+	t.Helper()
+	var err error
+	switch f := chaosFeatures[rng.IntN(len(chaosFeatures))]; rng.IntN(10) {
+	case 0:
+		_, err = r.Upsert("feature", f, `{"type":"Feature","properties":{"name":"up","_umap_options":{"color":"red"}},"geometry":{"type":"Point","coordinates":[1,2]}}`)
+	case 1:
+		_, err = r.Delete("feature", f)
+	case 2:
+		_, err = r.Unset("feature", f, chaosKeys[rng.IntN(len(chaosKeys))])
+	case 3:
+		_, err = r.Update("datalayer", `{"id":"L1"}`, "_umap_options.name", chaosValue(rng))
+	case 4:
+		_, err = r.Update("map", `{}`, "properties.zoom", strconv.Itoa(rng.IntN(18)))
+	case 5:
+		if r.CanUndo() && !r.InBatch() {
+			_, err = r.Undo()
+		}
+	default:
+		_, err = r.Update("feature", f, chaosKeys[rng.IntN(len(chaosKeys))], chaosValue(rng))
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func relayChaos(t *testing.T, seed uint64, steps int) {
+	rng := rand.New(rand.NewPCG(seed, 0xc4a05))
+	w := &chaosWorld{t: t, rng: rng, seed: seed, logs: &syncBuffer{},
+		oracle: map[string]*crdt.Replica{}, acked: map[string][][]byte{}}
+	w.so = storeOptions{Dir: t.TempDir(), CompactEvery: []int{2, 5, 30, 1000}[rng.IntN(4)],
+		CompactBytes: []int64{2000, 1 << 20}[rng.IntN(2)]}
+	w.maps = []string{"m1"}
+	if rng.IntN(2) == 0 {
+		w.maps = append(w.maps, "m2")
+	}
+	for _, name := range w.maps {
+		w.oracle[name] = newCRDT(t, "oracle")
+		for _, id := range []string{"ana", "ben", "cho"}[:2+rng.IntN(2)] {
+			w.peers = append(w.peers, &chaosPeer{w: w, id: id, map_: name, r: newCRDT(t, id)})
+		}
+		if rng.IntN(2) == 0 {
+			w.umaps = append(w.umaps, &umapPeer{w: w, id: "umap" + name, map_: name})
+		}
+	}
+	w.startRelay()
+	defer func() {
+		for _, p := range w.peers {
+			p.gone()
+		}
+		for _, u := range w.umaps {
+			u.gone()
+		}
+		w.relay.Shutdown(context.Background())
+		w.srv.Close()
+	}()
+	for _, p := range w.peers {
+		p.connect()
+	}
+
+	for step := 0; step < steps; step++ {
+		p := w.peers[rng.IntN(len(w.peers))]
+		switch k := rng.IntN(100); {
+		case k < 25: // edits, sent at once or later
+			if rng.IntN(4) == 0 {
+				if err := p.r.StartBatch(); err != nil {
+					t.Fatal(err)
+				}
+				for n := 2 + rng.IntN(3); n > 0; n-- {
+					chaosEdit(t, rng, p.r)
+				}
+				if err := p.r.CommitBatch(); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				for n := 1 + rng.IntN(3); n > 0; n-- {
+					chaosEdit(t, rng, p.r)
+				}
+			}
+			if rng.IntN(3) > 0 {
+				p.flush()
+			}
+		case k < 50: // some of what came is read
+			p.deliver(1 + rng.IntN(8))
+		case k < 58:
+			p.ping()
+		case k < 64: // a clean leave
+			if p.c != nil {
+				p.c.ws.Close(websocket.StatusNormalClosure, "")
+				p.gone()
+			}
+		case k < 70: // an abrupt one: the socket closed, maybe in the middle of a frame
+			if p.c != nil {
+				msgs := p.r.Flush()
+				for _, m := range msgs {
+					if _, err := w.oracle[p.map_].Receive(m); err != nil {
+						w.fatalf("oracle refuses %.200s: %v", m, err)
+					}
+				}
+				if len(msgs) > 0 && p.joined {
+					p.send(msgs[:len(msgs)-1])
+					if p.c != nil {
+						p.c.cutMidFrame(rng, msgs[len(msgs)-1])
+					}
+				} else {
+					p.c.ws.CloseNow()
+				}
+				p.gone()
+			}
+		case k < 80:
+			p.connect()
+		case k < 83:
+			w.tracef("%s: compacts", p)
+			p.r.Compact()
+		case k < 86:
+			if p.c != nil && p.joined {
+				p.send([][]byte{p.r.SavedMessage()})
+			}
+		case k < 91:
+			if len(w.umaps) > 0 {
+				w.umaps[rng.IntN(len(w.umaps))].edit(rng)
+			}
+		case k < 92: // the relay restarts
+			w.restarts++
+			w.tracef("restart")
+			w.stopRelay(false)
+			w.startRelay()
+		case k < 94: // it crashes
+			w.crashes++
+			w.tracef("crash")
+			w.stopRelay(true)
+			w.startRelay()
+		default: // everyone reads a while
+			for _, q := range w.peers {
+				q.deliver(rng.IntN(20))
+			}
+		}
+	}
+
+	// Everyone back, synced until a round brings nothing new.
+	for round := 0; ; round++ {
+		if round == 50 {
+			w.fatalf("no quiet after 50 rounds")
+		}
+		busy := false
+		for _, p := range w.peers {
+			for p.c == nil || !p.joined {
+				if p.c == nil {
+					w.waitIDFree(p)
+					p.connect()
+				}
+				p.settle()
+				busy = true
+			}
+			p.flush()
+			if p.settle() {
+				busy = true
+			}
+		}
+		if !busy {
+			break
+		}
+	}
+	for _, name := range w.maps {
+		want := w.oracle[name].State()
+		var relayState string
+		w.withReplica(name, func(r *crdt.Replica) { relayState = r.State() })
+		if relayState != want {
+			w.fatalf("%s: the relay holds\n%s\nthe edits make\n%s", name, relayState, want)
+		}
+		for _, p := range w.peers {
+			if p.map_ == name {
+				if got := p.r.State(); got != want {
+					w.fatalf("%s holds\n%s\nthe edits make\n%s", p, got, want)
+				}
+			}
+		}
+	}
+	w.restarts++
+	w.stopRelay(false) // and what was stored holds it all
+	for _, name := range w.maps {
+		so := w.so
+		so.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		rep, err := newStoreFactory(so)(name)
+		if err != nil {
+			w.fatalf("%s: %v", name, err)
+		}
+		got := rep.(*storeReplica).r.State()
+		rep.Close()
+		if want := w.oracle[name].State(); got != want {
+			w.fatalf("%s reopened holds\n%s\nthe edits make\n%s", name, got, want)
+		}
+	}
+	w.startRelay()
+	if testing.Verbose() {
+		t.Logf("seed %d: %d maps, %d browsers, %d uMap clients, %d restarts, %d crashes (%d logs cut in what was not fsync'd, %d torn lines), %d acknowledged messages",
+			seed, len(w.maps), len(w.peers), len(w.umaps), w.restarts, w.crashes, w.cuts, w.torn, len(w.acked["m1"])+len(w.acked["m2"]))
+	}
+}
+
+// waitIDFree waits until p's id is free in its room: its previous connection gone.
+func (w *chaosWorld) waitIDFree(p *chaosPeer) {
+	for deadline := time.Now().Add(30 * time.Second); !w.idFree(p.map_, p.id); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			buf = buf[:runtime.Stack(buf, true)]
+			var stacks []string
+			for _, g := range strings.Split(string(buf), "\n\n") {
+				if strings.Contains(g, "mapcrdt/demo.") && !strings.Contains(g, "relayChaos") {
+					stacks = append(stacks, g)
+				}
+			}
+			w.fatalf("%s's id is still taken after 30 s; the relay's goroutines:\n%s", p, strings.Join(stacks, "\n\n"))
+		}
+	}
+}
+
+// idFree reports whether id is free in mapName's room.
+func (w *chaosWorld) idFree(mapName, id string) bool {
+	w.relay.mu.Lock()
+	rm := w.relay.rooms[mapName]
+	w.relay.mu.Unlock()
+	if rm == nil {
+		return true
+	}
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	return rm.find(id) == nil
+}
+
+// withReplica calls fn with the crdt replica of mapName's open room, under its lock.
+func (w *chaosWorld) withReplica(mapName string, fn func(*crdt.Replica)) {
+	w.relay.mu.Lock()
+	rm := w.relay.rooms[mapName]
+	w.relay.mu.Unlock()
+	if rm == nil {
+		w.fatalf("room %s is not open", mapName)
+	}
+	<-rm.ready
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	fn(rm.replica.(chaosReplica).r)
+}
