@@ -59,7 +59,7 @@ func TestRelayChaos(t *testing.T) {
 					t.Logf("seed %d failed: go test ./demo -run TestRelayChaos -chaos.seed %d -v", seed, seed)
 				}
 			}()
-			relayChaos(t, seed, 400)
+			relayChaos(t, seed, 600)
 		})
 	}
 }
@@ -80,9 +80,19 @@ type crashState struct {
 	crashed atomic.Bool
 	tailsMu sync.Mutex
 	tails   map[string][]byte
+	// hold, when not nil, holds the fsyncs until it is closed; failNext fails the next.
+	holdMu   sync.Mutex
+	hold     chan struct{}
+	failNext atomic.Bool
 }
 
 func (cs *crashState) sync(f *os.File) error {
+	cs.holdMu.Lock()
+	hold := cs.hold
+	cs.holdMu.Unlock()
+	if hold != nil {
+		<-hold
+	}
 	if cs.crashed.Load() {
 		if text, err := os.ReadFile(f.Name()); err == nil {
 			cs.tailsMu.Lock()
@@ -93,7 +103,58 @@ func (cs *crashState) sync(f *os.File) error {
 		}
 		return errCrashed
 	}
+	if cs.failNext.CompareAndSwap(true, false) {
+		return errChaosIO
+	}
 	return f.Sync()
+}
+
+// errChaosIO is the error of an fsync the test fails.
+var errChaosIO = errors.New("chaos: input/output error")
+
+// holdSyncs has the fsyncs wait until releaseSyncs: a slow disk, while writes pile up.
+func (cs *crashState) holdSyncs() {
+	cs.holdMu.Lock()
+	defer cs.holdMu.Unlock()
+	if cs.hold == nil {
+		cs.hold = make(chan struct{})
+	}
+}
+
+func (cs *crashState) releaseSyncs() {
+	cs.holdMu.Lock()
+	defer cs.holdMu.Unlock()
+	if cs.hold != nil {
+		close(cs.hold)
+		cs.hold = nil
+	}
+}
+
+// unsynced reports whether a room of the relay holds writes not fsync'd.
+func (w *chaosWorld) unsynced() bool {
+	w.relay.mu.Lock()
+	var rooms []*room
+	for _, rm := range w.relay.rooms {
+		rooms = append(rooms, rm)
+	}
+	w.relay.mu.Unlock()
+	for _, rm := range rooms {
+		select {
+		case <-rm.ready:
+		default:
+			continue
+		}
+		rm.mu.Lock()
+		n := int64(0)
+		if rm.gc != nil {
+			n = rm.gc.Unsynced()
+		}
+		rm.mu.Unlock()
+		if n > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // chaosReplica is a stored replica that stops at its relay's crash.
@@ -161,6 +222,10 @@ type chaosWorld struct {
 	// cuts counts the logs a crash cut in what was not fsync'd, torn those it left a torn
 	// line at the end of.
 	cuts, torn int
+	// closing counts the clean closes under way.
+	closing sync.WaitGroup
+	// generation numbers the browsers that replace those gone for good.
+	generation int
 	// trace holds the last events, printed with a failure.
 	trace []string
 }
@@ -170,7 +235,7 @@ func (w *chaosWorld) tracef(format string, args ...any) {
 	if len(w.trace) == 400 {
 		w.trace = w.trace[1:]
 	}
-	w.trace = append(w.trace, fmt.Sprintf(format, args...))
+	w.trace = append(w.trace, time.Now().Format("05.000 ")+fmt.Sprintf(format, args...))
 }
 
 // short is msg clipped for a trace.
@@ -218,10 +283,27 @@ func (w *chaosWorld) startRelay() {
 // files then hold: every acknowledged message.
 func (w *chaosWorld) stopRelay(crash bool) {
 	if crash {
+		if w.rng.IntN(2) == 0 {
+			// The disk is slow: the peers online edit, and the relay writes what they
+			// send, while its fsyncs wait — and then it crashes.
+			w.cs.holdSyncs()
+			sent := false
+			for _, p := range w.peers {
+				if p.c != nil && p.joined {
+					chaosEdit(w.t, w.rng, p.r)
+					sent = sent || p.r.Pending() > 0
+					p.flush()
+				}
+			}
+			for deadline := time.Now().Add(500 * time.Millisecond); sent && !w.unsynced() && time.Now().Before(deadline); {
+				time.Sleep(time.Millisecond)
+			}
+		}
 		w.cs.mu.Lock()
 		w.cs.crashed.Store(true)
 		w.cs.mu.Unlock()
 	}
+	w.cs.releaseSyncs()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := w.relay.Shutdown(ctx); err != nil {
@@ -432,6 +514,19 @@ func (p *chaosPeer) gone() {
 	}
 }
 
+// leave closes p's connection cleanly: a close frame, answered by the relay's once it reads
+// it (a reader waiting for a held fsync reads it late: the handshake runs in the background).
+func (p *chaosPeer) leave() {
+	p.w.tracef("%s: leaves", p)
+	ws := p.c.ws
+	p.c, p.joined = nil, false
+	p.w.closing.Add(1)
+	go func() {
+		defer p.w.closing.Done()
+		ws.Close(websocket.StatusNormalClosure, "")
+	}()
+}
+
 // send writes msgs to the relay, noting those that carry operations for the relay (acked
 // once a later pong comes). A failed write leaves p offline: what it carried reaches the
 // relay from p's log, in its answer to the next greeting probe.
@@ -554,7 +649,7 @@ func (p *chaosPeer) deliver(n int) {
 func (p *chaosPeer) checkClose(err error) {
 	var ce websocket.CloseError
 	if errors.As(err, &ce) && ce.Code != websocket.StatusGoingAway && ce.Code != websocket.StatusNormalClosure &&
-		!strings.Contains(ce.Reason, errCrashed.Error()) {
+		!strings.Contains(ce.Reason, errCrashed.Error()) && !strings.Contains(ce.Reason, errStore.Error()) {
 		p.w.fatalf("%s closed by the relay: %d %q", p, ce.Code, ce.Reason)
 	}
 }
@@ -701,10 +796,19 @@ func (u *umapPeer) edit(rng *rand.Rand) {
 		op = `{"sender":"` + u.id + `","verb":"update","subject":"feature","metadata":` + f +
 			`,"key":"` + chaosKeys[rng.IntN(len(chaosKeys))] + `","value":` + chaosValue(rng) + `,"hlc":"` + hlc + `","kind":"OperationMessage"}`
 	}
-	if u.c.write([]byte(op)) != nil || u.c.write([]byte("ping")) != nil {
-		w.fatalf("%s: the relay closed the connection while it sent an operation", u)
+	w.tracef("%s > %s", u, op)
+	if u.c.write([]byte(op)) == nil {
+		u.c.write([]byte("ping")) // fails if the relay refused op meanwhile: the close says
 	}
 	if _, ok := u.waitFor(func(m string) bool { return m == "pong" }); !ok {
+		var ce websocket.CloseError
+		if errors.As(u.c.in.closed, &ce) && ce.Code == websocket.StatusPolicyViolation && ce.Reason == errStore.Error() {
+			// Its fsync failed (failNext): refused, the operation is not in the map, and a
+			// uMap client does not send it again.
+			w.tracef("%s: refused %s", u, op)
+			u.gone()
+			return
+		}
 		w.fatalf("%s: the relay closed the connection before the pong of an operation: %v", u, u.c.in.closed)
 	}
 	if _, err := w.oracle[u.map_].Receive([]byte(op)); err != nil {
@@ -788,8 +892,10 @@ func relayChaos(t *testing.T, seed uint64, steps int) {
 		for _, u := range w.umaps {
 			u.gone()
 		}
+		w.cs.releaseSyncs()
 		w.relay.Shutdown(context.Background())
 		w.srv.Close()
+		w.closing.Wait()
 	}()
 	for _, p := range w.peers {
 		p.connect()
@@ -797,7 +903,7 @@ func relayChaos(t *testing.T, seed uint64, steps int) {
 
 	for step := 0; step < steps; step++ {
 		p := w.peers[rng.IntN(len(w.peers))]
-		switch k := rng.IntN(100); {
+		switch k := rng.IntN(112); {
 		case k < 25: // edits, sent at once or later
 			if rng.IntN(4) == 0 {
 				if err := p.r.StartBatch(); err != nil {
@@ -823,8 +929,7 @@ func relayChaos(t *testing.T, seed uint64, steps int) {
 			p.ping()
 		case k < 64: // a clean leave
 			if p.c != nil {
-				p.c.ws.Close(websocket.StatusNormalClosure, "")
-				p.gone()
+				p.leave()
 			}
 		case k < 70: // an abrupt one: the socket closed, maybe in the middle of a frame
 			if p.c != nil {
@@ -855,6 +960,7 @@ func relayChaos(t *testing.T, seed uint64, steps int) {
 			}
 		case k < 91:
 			if len(w.umaps) > 0 {
+				w.cs.releaseSyncs() // it waits for its pong
 				w.umaps[rng.IntN(len(w.umaps))].edit(rng)
 			}
 		case k < 92: // the relay restarts
@@ -867,6 +973,40 @@ func relayChaos(t *testing.T, seed uint64, steps int) {
 			w.tracef("crash")
 			w.stopRelay(true)
 			w.startRelay()
+		case k < 98: // the disk slows down (the fsyncs wait, the writes pile up), or is back
+			w.tracef("fsyncs held or released")
+			if rng.IntN(2) == 0 {
+				w.cs.holdSyncs()
+			} else {
+				w.cs.releaseSyncs()
+			}
+		case k < 100: // the next fsync fails
+			w.tracef("the next fsync fails")
+			w.cs.failNext.Store(true)
+		case k < 104: // a burst: the peers online write one key before anyone reads
+			f := chaosFeatures[rng.IntN(len(chaosFeatures))]
+			for _, q := range w.peers {
+				if _, err := q.r.Update("feature", f, "properties.name", strconv.Quote("by "+q.id)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, q := range w.peers {
+				q.flush()
+			}
+		case k < 106: // a browser leaves for good once synced (its storage wiped): a new one comes
+			if p.c != nil && p.joined {
+				w.cs.releaseSyncs()
+				p.flush()
+				for i := 0; i < 10 && p.c != nil && p.settle(); i++ {
+				}
+				if p.c != nil {
+					w.tracef("%s leaves for good", p)
+					p.leave()
+					w.generation++
+					p.id = fmt.Sprintf("%s-%d", p.id[:3], w.generation)
+					p.r = newCRDT(t, p.id)
+				}
+			}
 		default: // everyone reads a while
 			for _, q := range w.peers {
 				q.deliver(rng.IntN(20))
@@ -875,6 +1015,7 @@ func relayChaos(t *testing.T, seed uint64, steps int) {
 	}
 
 	// Everyone back, synced until a round brings nothing new.
+	w.cs.releaseSyncs()
 	for round := 0; ; round++ {
 		if round == 50 {
 			w.fatalf("no quiet after 50 rounds")
@@ -929,6 +1070,9 @@ func relayChaos(t *testing.T, seed uint64, steps int) {
 		}
 	}
 	w.startRelay()
+	if os.Getenv("CHAOS_TRACE") != "" {
+		t.Log(strings.Join(w.trace, "\n"))
+	}
 	if testing.Verbose() {
 		t.Logf("seed %d: %d maps, %d browsers, %d uMap clients, %d restarts, %d crashes (%d logs cut in what was not fsync'd, %d torn lines), %d acknowledged messages",
 			seed, len(w.maps), len(w.peers), len(w.umaps), w.restarts, w.crashes, w.cuts, w.torn, len(w.acked["m1"])+len(w.acked["m2"]))
