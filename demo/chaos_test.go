@@ -234,7 +234,7 @@ type chaosWorld struct {
 
 // tracef notes an event.
 func (w *chaosWorld) tracef(format string, args ...any) {
-	if len(w.trace) == 400 {
+	if len(w.trace) == 20000 {
 		w.trace = w.trace[1:]
 	}
 	w.trace = append(w.trace, time.Now().Format("05.000 ")+fmt.Sprintf(format, args...))
@@ -242,7 +242,7 @@ func (w *chaosWorld) tracef(format string, args ...any) {
 
 // short is msg clipped for a trace.
 func short(msg []byte) string {
-	if len(msg) > 160 {
+	if len(msg) > 160 && os.Getenv("CHAOS_FULL") == "" {
 		return string(msg[:160]) + "…"
 	}
 	return string(msg)
@@ -699,7 +699,7 @@ func (p *chaosPeer) next() (string, bool) {
 }
 
 // settle waits for p's JoinResponse if it has not come yet, then pings and takes every
-// message until the pong; it reports whether anything else came (or p went offline).
+// message until the pong of that ping; it reports whether anything else came (or p went offline).
 func (p *chaosPeer) settle() (busy bool) {
 	for p.c != nil && !p.joined {
 		msg, ok := p.next()
@@ -715,8 +715,12 @@ func (p *chaosPeer) settle() (busy bool) {
 		if !ok {
 			return true
 		}
+		// Its own pong: the last (the pongs of earlier pings may come first).
 		if p.handle(msg) {
-			return busy
+			if p.c != nil && len(p.c.pings) == 0 {
+				return busy
+			}
+			continue
 		}
 		busy = true
 	}
@@ -1060,7 +1064,13 @@ func relayChaos(t *testing.T, seed uint64, steps int) {
 		var relayState string
 		w.withReplica(name, func(r *crdt.Replica) { relayState = r.State() })
 		if relayState != want {
-			w.fatalf("%s: the relay holds\n%s\nthe edits make\n%s", name, relayState, want)
+			var who []string
+			for _, p := range w.peers {
+				if p.map_ == name {
+					who = append(who, fmt.Sprintf("%s: as the edits %v, as the relay %v", p, p.r.State() == want, p.r.State() == relayState))
+				}
+			}
+			w.fatalf("%s: the relay holds\n%s\nthe edits make\n%s\n%s", name, relayState, want, strings.Join(who, "\n"))
 		}
 		for _, p := range w.peers {
 			if p.map_ == name {
