@@ -226,6 +226,8 @@ type chaosWorld struct {
 	pages int
 	// closing counts the clean closes under way.
 	closing sync.WaitGroup
+	// pingInterval is the relay's (0: its default).
+	pingInterval time.Duration
 	// generation numbers the browsers that replace those gone for good.
 	generation int
 	// trace holds the last events, printed with a failure.
@@ -266,6 +268,9 @@ func (w *chaosWorld) startRelay() {
 	factory := newStoreFactory(so)
 	opts := Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		MaxMessageSize: FrameLimit(w.so.Replica.Limits.MaxMessageBytes),
+		// Pinged often, or not (the default 30 s): a healthy browser's link is never
+		// taken for dead, however long its reader on the relay waits for an fsync.
+		PingInterval: w.pingInterval, PingTimeout: 5 * time.Second,
 		NewReplica: func(name string) (Replica, error) {
 			cs.mu.RLock()
 			defer cs.mu.RUnlock()
@@ -654,6 +659,9 @@ func (p *chaosPeer) deliver(n int) {
 // crashed relay.
 func (p *chaosPeer) checkClose(err error) {
 	var ce websocket.CloseError
+	if errors.As(err, &ce) && ce.Code == websocket.StatusGoingAway && ce.Reason == "no pong" {
+		p.w.fatalf("%s, alive, closed by the relay: %d %q", p, ce.Code, ce.Reason)
+	}
 	if errors.As(err, &ce) && ce.Code != websocket.StatusGoingAway && ce.Code != websocket.StatusNormalClosure &&
 		!strings.Contains(ce.Reason, errCrashed.Error()) && !strings.Contains(ce.Reason, errStore.Error()) &&
 		ce.Reason != "too slow" { // it left its messages unread: with small limits, its queue fills
@@ -891,6 +899,9 @@ func relayChaos(t *testing.T, seed uint64, steps int) {
 	w.so = storeOptions{Dir: t.TempDir(), CompactEvery: []int{2, 5, 30, 1000}[rng.IntN(4)],
 		CompactBytes: []int64{2000, 1 << 20}[rng.IntN(2)], Replica: crdt.Options{Limits: w.limits()}}
 	mixed := rng.IntN(2) == 0 // else every browser has the relay's limits
+	if rng.IntN(2) == 0 {
+		w.pingInterval = 20 * time.Millisecond
+	}
 	w.maps = []string{"m1"}
 	if rng.IntN(2) == 0 {
 		w.maps = append(w.maps, "m2")
