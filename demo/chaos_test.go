@@ -215,7 +215,8 @@ type chaosWorld struct {
 	// acknowledged: the state everyone must reach.
 	oracle map[string]*crdt.Replica
 	// acked, per map, holds the messages carrying operations that a peer sent to the relay
-	// before a pong it received: they were fsync'd, and no restart may lose them.
+	// before a pong it received, and the operations the relay broadcast: they were
+	// fsync'd, and no restart may lose them.
 	acked    map[string][][]byte
 	restarts int
 	crashes  int
@@ -345,6 +346,9 @@ func (w *chaosWorld) stopRelay(crash bool) {
 				}
 			}
 			writeFile(w.t, path, string(tail))
+			if w.rng.IntN(4) == 0 { // and a compaction's temporary snapshot, torn
+				writeFile(w.t, filepath.Join(w.so.Dir, name+".snapshot.tmp"), `{"objects":[["feat`)
+			}
 		}
 	}
 	for _, p := range w.peers {
@@ -609,6 +613,10 @@ func (p *chaosPeer) handle(msg string) (pong bool) {
 		w.acked[p.map_] = append(w.acked[p.map_], p.c.pings[0]...)
 		p.c.pings = p.c.pings[1:]
 		return true
+	}
+	if kindOf([]byte(msg)) == "OperationMessage" {
+		// Another's operation, broadcast once its write was durable: no restart may lose it.
+		w.acked[p.map_] = append(w.acked[p.map_], []byte(msg))
 	}
 	if kindOf([]byte(msg)) == "JoinResponse" {
 		var resp struct{ Peer string }
