@@ -232,12 +232,15 @@ type chaosWorld struct {
 	// generation numbers the browsers that replace those gone for good.
 	generation int
 	// trace holds the last events, printed with a failure.
-	trace []string
+	traceMu sync.Mutex
+	trace   []string
 }
 
 // tracef notes an event.
 func (w *chaosWorld) tracef(format string, args ...any) {
-	if len(w.trace) == 20000 {
+	w.traceMu.Lock()
+	defer w.traceMu.Unlock()
+	if len(w.trace) == 3000 {
 		w.trace = w.trace[1:]
 	}
 	w.trace = append(w.trace, time.Now().Format("05.000 ")+fmt.Sprintf(format, args...))
@@ -257,8 +260,10 @@ func (w *chaosWorld) fatalf(format string, args ...any) {
 	if len(logs) > 4000 {
 		logs = "…" + logs[len(logs)-4000:]
 	}
-	w.t.Fatalf("seed %d: "+format+"\nstore log (end):\n%s\ntrace:\n%s", append(append([]any{w.seed}, args...), logs,
-		strings.Join(w.trace, "\n"))...)
+	w.traceMu.Lock()
+	trace := strings.Join(w.trace, "\n")
+	w.traceMu.Unlock()
+	w.t.Fatalf("seed %d: "+format+"\nstore log (end):\n%s\ntrace:\n%s", append(append([]any{w.seed}, args...), logs, trace)...)
 }
 
 func (w *chaosWorld) startRelay() {
@@ -1029,9 +1034,22 @@ func relayChaos(t *testing.T, seed uint64, steps int) {
 					t.Fatal(err)
 				}
 			}
+			// Sent at once, each browser from a goroutine of its own.
+			var wg sync.WaitGroup
 			for _, q := range w.peers {
-				q.flush()
+				if q.c == nil || !q.joined {
+					continue
+				}
+				msgs := q.r.Flush()
+				for _, m := range msgs {
+					if _, err := w.oracle[q.map_].Receive(m); err != nil {
+						w.fatalf("oracle refuses %.200s: %v", m, err)
+					}
+				}
+				wg.Add(1)
+				go func() { defer wg.Done(); q.send(msgs) }()
 			}
+			wg.Wait()
 		case k < 106: // a browser leaves for good once synced (its storage wiped): a new one comes
 			if p.c != nil && p.joined {
 				w.cs.releaseSyncs()
