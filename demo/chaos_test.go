@@ -29,20 +29,31 @@ import (
 )
 
 // TestRelayChaos is an adversarial end-to-end test of the relay: for each seed, browsers
-// (crdt replicas speaking the relay protocol over real WebSockets on 127.0.0.1) and uMap
-// clients (its plain form) edit one or two maps through a relay storing them, while, at
-// random, messages pile up unread, peers leave cleanly or abruptly (the socket closed
-// without a close frame, or in the middle of a frame), edit offline and come back, compact
-// their logs, and the relay shuts down and restarts on its data directory, or crashes (its
-// fsyncs fail from then on, and its log is cut at a random byte of what was written and
-// not fsync'd). Unlike TestChaosThroughTheRelay, nothing waits for quiet between steps.
+// (crdt replicas speaking the relay protocol over real WebSockets on 127.0.0.1, as
+// web/app.js does) and uMap clients (its plain form) edit one or two maps through a relay
+// storing them, with the engine's message limits or small ones (sync answers in pages),
+// the same for all or mixed. At random: messages pile up unread; peers leave cleanly or
+// abruptly (no close frame, or the socket cut in the middle of a frame), edit offline and
+// come back, compact their logs, send SavedMessages; the browsers online all write one
+// key at once; a browser synced to quiet leaves for good (its storage wiped) and a new
+// one comes; the relay's fsyncs wait a while (writes pile up, joins and sync answers wait
+// on them) or one fails (its writes' senders are refused); the relay pings every 20 ms
+// or not; it shuts down and restarts on its data directory, or crashes: its fsyncs fail
+// from then on (maybe while writes wait for them), each log is cut at a random byte of
+// what was written and not fsync'd, or left with a torn line. Unlike
+// TestChaosThroughTheRelay, nothing waits for quiet between steps.
 //
-// It checks what the relay promises: after every restart, its stored map holds every
+// It checks what the relay promises. After every restart its stored maps hold every
 // message a peer sent before a pong it got (a pong follows the writes of the messages
-// before it: they were fsync'd); at the end, everyone back and synced to quiescence,
-// every browser's State, the relay's and a replay of every edit made (the uMap clients':
-// those acknowledged) are equal. A failure names its seed: -chaos.seed N runs it alone,
-// -chaos.seeds N runs N seeds.
+// before it: they were fsync'd) and every operation it broadcast (sent once durable). No
+// peer is closed by the relay but for what the test provoked. At the end, everyone back
+// and synced to quiescence, every browser's State, the relay's, the stored map's and a
+// replay of every edit made (the uMap clients': those acknowledged) are equal.
+//
+// A failure names its seed: -chaos.seed N runs it alone, -chaos.seeds N runs N seeds. A
+// seed fixes the steps, not how the relay's goroutines interleave with them: a failing
+// seed may need a few runs to fail again. It prints the last events; CHAOS_FULL=1 prints
+// the messages whole, CHAOS_TRACE=1 prints the events of a seed that passes too.
 func TestRelayChaos(t *testing.T) {
 	n, first := 20, uint64(1)
 	if *chaosSeeds > 0 {
@@ -86,6 +97,8 @@ type crashState struct {
 	failNext atomic.Bool
 }
 
+// sync is the stores' syncLog: it waits while held, fails once crashed (noting what the log
+// holds), or once when failNext is set.
 func (cs *crashState) sync(f *os.File) error {
 	cs.holdMu.Lock()
 	hold := cs.hold
@@ -121,6 +134,7 @@ func (cs *crashState) holdSyncs() {
 	}
 }
 
+// releaseSyncs lets the fsyncs held go on.
 func (cs *crashState) releaseSyncs() {
 	cs.holdMu.Lock()
 	defer cs.holdMu.Unlock()
@@ -163,6 +177,7 @@ type chaosReplica struct {
 	cs *crashState
 }
 
+// Check refuses everything once crashed.
 func (c chaosReplica) Check(msg []byte) ([][]byte, error) {
 	if c.cs.crashed.Load() {
 		return nil, errCrashed
@@ -170,11 +185,13 @@ func (c chaosReplica) Check(msg []byte) ([][]byte, error) {
 	return c.storeReplica.Check(msg)
 }
 
+// PeerMessage is PeerMessageForward's replies.
 func (c chaosReplica) PeerMessage(msg []byte) ([][]byte, error) {
 	replies, _, err := c.PeerMessageForward(msg)
 	return replies, err
 }
 
+// PeerMessageForward refuses everything once crashed.
 func (c chaosReplica) PeerMessageForward(msg []byte) ([][]byte, [][]byte, error) {
 	if c.cs.crashed.Load() {
 		return nil, nil, errCrashed
@@ -182,6 +199,7 @@ func (c chaosReplica) PeerMessageForward(msg []byte) ([][]byte, [][]byte, error)
 	return c.storeReplica.PeerMessageForward(msg)
 }
 
+// Joined greets no one once crashed.
 func (c chaosReplica) Joined(peer string) [][]byte {
 	if c.cs.crashed.Load() {
 		return nil
@@ -189,6 +207,7 @@ func (c chaosReplica) Joined(peer string) [][]byte {
 	return c.storeReplica.Joined(peer)
 }
 
+// Close only closes the log once crashed: no compaction.
 func (c chaosReplica) Close() error {
 	c.cs.mu.RLock()
 	defer c.cs.mu.RUnlock()
@@ -266,6 +285,7 @@ func (w *chaosWorld) fatalf(format string, args ...any) {
 	w.t.Fatalf("seed %d: "+format+"\nstore log (end):\n%s\ntrace:\n%s", append(append([]any{w.seed}, args...), logs, trace)...)
 }
 
+// startRelay serves a new relay on the world's data directory.
 func (w *chaosWorld) startRelay() {
 	cs := &crashState{tails: map[string][]byte{}}
 	so := w.so
@@ -481,6 +501,7 @@ func (w *chaosWorld) dial(mapName string) (*wsConn, error) {
 	return c, nil
 }
 
+// write sends msg as a text message.
 func (c *wsConn) write(msg []byte) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -513,14 +534,15 @@ func (c *wsConn) cutMidFrame(rng *rand.Rand, msg []byte) {
 
 // chaosPeer is a browser: a crdt replica and, while online, its connection.
 type chaosPeer struct {
-	w        *chaosWorld
-	id, map_ string
-	r        *crdt.Replica
-	c        *wsConn // nil: offline
-	joined   bool
+	w           *chaosWorld
+	id, mapName string
+	r           *crdt.Replica
+	c           *wsConn // nil: offline
+	joined      bool
 }
 
-func (p *chaosPeer) String() string { return p.map_ + "/" + p.id }
+// String names p in failures and traces.
+func (p *chaosPeer) String() string { return p.mapName + "/" + p.id }
 
 // gone forgets p's connection, closed (its unanswered pings with it).
 func (p *chaosPeer) gone() {
@@ -585,13 +607,14 @@ func (p *chaosPeer) flush() {
 	}
 	msgs := p.r.Flush()
 	for _, m := range msgs {
-		if _, err := p.w.oracle[p.map_].Receive(m); err != nil {
+		if _, err := p.w.oracle[p.mapName].Receive(m); err != nil {
 			p.w.fatalf("oracle refuses %s's %.200s: %v", p, m, err)
 		}
 	}
 	p.send(msgs)
 }
 
+// ping sends a ping; its pong acknowledges what p sent before it (c.pings).
 func (p *chaosPeer) ping() {
 	if p.c == nil || !p.joined {
 		return
@@ -615,13 +638,13 @@ func (p *chaosPeer) handle(msg string) (pong bool) {
 		if len(p.c.pings) == 0 {
 			w.fatalf("%s: a pong for no ping", p)
 		}
-		w.acked[p.map_] = append(w.acked[p.map_], p.c.pings[0]...)
+		w.acked[p.mapName] = append(w.acked[p.mapName], p.c.pings[0]...)
 		p.c.pings = p.c.pings[1:]
 		return true
 	}
 	if kindOf([]byte(msg)) == "OperationMessage" {
 		// Another's operation, broadcast once its write was durable: no restart may lose it.
-		w.acked[p.map_] = append(w.acked[p.map_], []byte(msg))
+		w.acked[p.mapName] = append(w.acked[p.mapName], []byte(msg))
 	}
 	if kindOf([]byte(msg)) == "JoinResponse" {
 		var resp struct{ Peer string }
@@ -688,7 +711,7 @@ func (p *chaosPeer) connect() {
 		return
 	}
 	w := p.w
-	c, err := w.dial(p.map_)
+	c, err := w.dial(p.mapName)
 	if err != nil {
 		w.fatalf("%s: dial: %v", p, err)
 	}
@@ -751,15 +774,17 @@ func (p *chaosPeer) settle() (busy bool) {
 // umapPeer is uMap's client: it sends operations in uMap's form, each followed by the bare
 // "ping" whose "pong" acknowledges it, and reads nothing else.
 type umapPeer struct {
-	w        *chaosWorld
-	id, map_ string
-	c        *wsConn
-	clock    int64
-	counter  int
+	w           *chaosWorld
+	id, mapName string
+	c           *wsConn
+	clock       int64
+	counter     int
 }
 
-func (u *umapPeer) String() string { return u.map_ + "/" + u.id + " (uMap)" }
+// String names u in failures and traces.
+func (u *umapPeer) String() string { return u.mapName + "/" + u.id + " (uMap)" }
 
+// gone forgets u's connection, closed.
 func (u *umapPeer) gone() {
 	if u.c != nil {
 		u.c.ws.CloseNow()
@@ -794,7 +819,7 @@ func (u *umapPeer) waitFor(want func(string) bool) (got string, ok bool) {
 func (u *umapPeer) edit(rng *rand.Rand) {
 	w := u.w
 	if u.c == nil {
-		c, err := w.dial(u.map_)
+		c, err := w.dial(u.mapName)
 		if err != nil {
 			w.fatalf("%s: dial: %v", u, err)
 		}
@@ -843,10 +868,10 @@ func (u *umapPeer) edit(rng *rand.Rand) {
 		}
 		w.fatalf("%s: the relay closed the connection before the pong of an operation: %v", u, u.c.in.closed)
 	}
-	if _, err := w.oracle[u.map_].Receive([]byte(op)); err != nil {
+	if _, err := w.oracle[u.mapName].Receive([]byte(op)); err != nil {
 		w.fatalf("oracle refuses %s's %s: %v", u, op, err)
 	}
-	w.acked[u.map_] = append(w.acked[u.map_], []byte(op))
+	w.acked[u.mapName] = append(w.acked[u.mapName], []byte(op))
 }
 
 var (
@@ -878,7 +903,8 @@ func chaosValue(rng *rand.Rand) string {
 	}
 }
 
-// edit makes one random edit in r.
+// chaosEdit makes one random edit in r (an update, upsert, unset or delete of a feature at
+// a parent or child path, of the datalayer or the map, or an undo).
 func chaosEdit(t *testing.T, rng *rand.Rand, r *crdt.Replica) {
 	t.Helper()
 	var err error
@@ -905,6 +931,8 @@ func chaosEdit(t *testing.T, rng *rand.Rand, r *crdt.Replica) {
 	}
 }
 
+// relayChaos runs one seed of TestRelayChaos: steps random steps, then everyone back and
+// synced, and the checks.
 func relayChaos(t *testing.T, seed uint64, steps int) {
 	rng := rand.New(rand.NewPCG(seed, 0xc4a05))
 	w := &chaosWorld{t: t, rng: rng, seed: seed, logs: &syncBuffer{},
@@ -922,10 +950,10 @@ func relayChaos(t *testing.T, seed uint64, steps int) {
 	for _, name := range w.maps {
 		w.oracle[name] = newCRDT(t, "oracle")
 		for _, id := range []string{"ana", "ben", "cho"}[:2+rng.IntN(2)] {
-			w.peers = append(w.peers, &chaosPeer{w: w, id: id, map_: name, r: w.newBrowser(id, mixed)})
+			w.peers = append(w.peers, &chaosPeer{w: w, id: id, mapName: name, r: w.newBrowser(id, mixed)})
 		}
 		if rng.IntN(2) == 0 {
-			w.umaps = append(w.umaps, &umapPeer{w: w, id: "umap" + name, map_: name})
+			w.umaps = append(w.umaps, &umapPeer{w: w, id: "umap" + name, mapName: name})
 		}
 	}
 	w.startRelay()
@@ -979,7 +1007,7 @@ func relayChaos(t *testing.T, seed uint64, steps int) {
 			if p.c != nil {
 				msgs := p.r.Flush()
 				for _, m := range msgs {
-					if _, err := w.oracle[p.map_].Receive(m); err != nil {
+					if _, err := w.oracle[p.mapName].Receive(m); err != nil {
 						w.fatalf("oracle refuses %.200s: %v", m, err)
 					}
 				}
@@ -1042,7 +1070,7 @@ func relayChaos(t *testing.T, seed uint64, steps int) {
 				}
 				msgs := q.r.Flush()
 				for _, m := range msgs {
-					if _, err := w.oracle[q.map_].Receive(m); err != nil {
+					if _, err := w.oracle[q.mapName].Receive(m); err != nil {
 						w.fatalf("oracle refuses %.200s: %v", m, err)
 					}
 				}
@@ -1103,14 +1131,14 @@ func relayChaos(t *testing.T, seed uint64, steps int) {
 		if relayState != want {
 			var who []string
 			for _, p := range w.peers {
-				if p.map_ == name {
+				if p.mapName == name {
 					who = append(who, fmt.Sprintf("%s: as the edits %v, as the relay %v", p, p.r.State() == want, p.r.State() == relayState))
 				}
 			}
 			w.fatalf("%s: the relay holds\n%s\nthe edits make\n%s\n%s", name, relayState, want, strings.Join(who, "\n"))
 		}
 		for _, p := range w.peers {
-			if p.map_ == name {
+			if p.mapName == name {
 				if got := p.r.State(); got != want {
 					w.fatalf("%s holds\n%s\nthe edits make\n%s", p, got, want)
 				}
@@ -1145,7 +1173,7 @@ func relayChaos(t *testing.T, seed uint64, steps int) {
 
 // waitIDFree waits until p's id is free in its room: its previous connection gone.
 func (w *chaosWorld) waitIDFree(p *chaosPeer) {
-	for deadline := time.Now().Add(30 * time.Second); !w.idFree(p.map_, p.id); time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); !w.idFree(p.mapName, p.id); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			buf := make([]byte, 1<<20)
 			buf = buf[:runtime.Stack(buf, true)]
