@@ -772,13 +772,15 @@ func (p *chaosPeer) settle() (busy bool) {
 }
 
 // umapPeer is uMap's client: it sends operations in uMap's form, each followed by the bare
-// "ping" whose "pong" acknowledges it, and reads nothing else.
+// "ping" whose "pong" acknowledges it, and answers sync requests with its operations (while
+// it waits for a pong or its JoinResponse); it takes nothing in.
 type umapPeer struct {
 	w           *chaosWorld
 	id, mapName string
 	c           *wsConn
 	clock       int64
 	counter     int
+	journal     []umapOp // the operations it made
 }
 
 // String names u in failures and traces.
@@ -802,6 +804,7 @@ func (u *umapPeer) waitFor(want func(string) bool) (got string, ok bool) {
 			if want(msg) {
 				return msg, true
 			}
+			u.answer(msg)
 			continue
 		}
 		if closed != nil {
@@ -846,13 +849,14 @@ func (u *umapPeer) edit(rng *rand.Rand) {
 	}
 	hlc := fmt.Sprintf("%d:%d:%s", u.clock, u.counter, u.id)
 	f := chaosFeatures[rng.IntN(len(chaosFeatures))]
-	var op string
+	var fields string // as uMap's Journal keeps it
 	if rng.IntN(6) == 0 {
-		op = `{"sender":"` + u.id + `","verb":"delete","subject":"feature","metadata":` + f + `,"hlc":"` + hlc + `","kind":"OperationMessage"}`
+		fields = `"verb":"delete","subject":"feature","metadata":` + f + `,"hlc":"` + hlc + `"`
 	} else {
-		op = `{"sender":"` + u.id + `","verb":"update","subject":"feature","metadata":` + f +
-			`,"key":"` + chaosKeys[rng.IntN(len(chaosKeys))] + `","value":` + chaosValue(rng) + `,"hlc":"` + hlc + `","kind":"OperationMessage"}`
+		fields = `"verb":"update","subject":"feature","metadata":` + f +
+			`,"key":"` + chaosKeys[rng.IntN(len(chaosKeys))] + `","value":` + chaosValue(rng) + `,"hlc":"` + hlc + `"`
 	}
+	op := `{"sender":"` + u.id + `",` + fields + `,"kind":"OperationMessage"}`
 	w.tracef("%s > %s", u, op)
 	if u.c.write([]byte(op)) == nil {
 		u.c.write([]byte("ping")) // fails if the relay refused op meanwhile: the close says
@@ -872,6 +876,44 @@ func (u *umapPeer) edit(rng *rand.Rand) {
 		w.fatalf("oracle refuses %s's %s: %v", u, op, err)
 	}
 	w.acked[u.mapName] = append(w.acked[u.mapName], []byte(op))
+	u.journal = append(u.journal, umapOp{u.clock, u.counter, "{" + fields + "}"})
+}
+
+// umapOp is an operation of a uMap client's Journal, and its clock.
+type umapOp struct {
+	wall    int64
+	counter int
+	text    string
+}
+
+// answer answers a ListOperationsRequest as uMap's client does (engine.js
+// onListOperationsRequest): the operations of its Journal after the asker's lastKnownHLC,
+// in uMap's plain form, without a vector (its own only here, the last five at most: it
+// cannot page, and an asker of small limits would refuse a large answer).
+func (u *umapPeer) answer(msg string) {
+	var req struct {
+		Kind, Sender string
+		Message      struct{ Verb, LastKnownHLC string }
+	}
+	if json.Unmarshal([]byte(msg), &req) != nil || req.Kind != "PeerMessage" || req.Message.Verb != "ListOperationsRequest" {
+		return
+	}
+	var since umapOp
+	if parts := strings.Split(req.Message.LastKnownHLC, ":"); len(parts) == 3 {
+		since.wall, _ = strconv.ParseInt(parts[0], 10, 64)
+		since.counter, _ = strconv.Atoi(parts[1])
+	}
+	var ops []string
+	for _, o := range u.journal {
+		if o.wall > since.wall || o.wall == since.wall && o.counter > since.counter {
+			ops = append(ops, o.text)
+		}
+	}
+	ops = ops[max(0, len(ops)-5):]
+	resp := `{"sender":"` + u.id + `","recipient":` + strconv.Quote(req.Sender) +
+		`,"message":{"verb":"ListOperationsResponse","operations":[` + strings.Join(ops, ",") + `]},"kind":"PeerMessage"}`
+	u.w.tracef("%s > %s", u, short([]byte(resp)))
+	u.c.write([]byte(resp))
 }
 
 var (
