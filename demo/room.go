@@ -382,6 +382,12 @@ func (rm *room) peerMessage(c *conn, data []byte, fields map[string]json.RawMess
 		return nil
 	}
 	if recipient == rm.replicaID {
+		// It may write (a response is logged): it waits, as an operation does, for a settle
+		// running (a join's) to end. Settling alongside it instead, and writing once its own
+		// settle ended, it could keep a join's settle waiting for ever.
+		if !rm.waitWrite(c) {
+			return nil
+		}
 		rm.settle() // the answer reads the replica: nothing not durable must show
 		if c.out || c.kicked() {
 			return nil
