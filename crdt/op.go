@@ -1077,7 +1077,7 @@ func appendOpWith(d *decoder, b []byte, o *op, senderJSON string) []byte {
 	// end ("verb" is always there). Fewer, longer appends: each is a call in wasm.
 	start := len(b)
 	if !o.ts.IsZero() {
-		b = append(b, `,"hlc":"`...)
+		b = appendLit(b, `,"hlc":"`)
 		b = o.ts.AppendText(b)
 		b = append(b, '"')
 	}
@@ -1093,7 +1093,7 @@ func appendOpWith(d *decoder, b []byte, o *op, senderJSON string) []byte {
 		if senderJSON != "" {
 			b = append(b, `,"kind":"OperationMessage","operations":[`...)
 		} else {
-			b = append(b, `,"operations":[`...)
+			b = appendLit(b, `,"operations":[`)
 		}
 		for i, s := range o.subOps() {
 			if i > 0 {
@@ -1106,7 +1106,7 @@ func appendOpWith(d *decoder, b []byte, o *op, senderJSON string) []byte {
 		if senderJSON != "" {
 			b = append(b, `,"kind":"OperationMessage","metadata":`...)
 		} else {
-			b = append(b, `,"metadata":`...)
+			b = appendLit(b, `,"metadata":`)
 		}
 		if m := o.meta(); m != "" {
 			b = append(b, m...)
@@ -1115,7 +1115,7 @@ func appendOpWith(d *decoder, b []byte, o *op, senderJSON string) []byte {
 		}
 	}
 	if senderJSON != "" {
-		b = append(b, `,"sender":`...)
+		b = appendLit(b, `,"sender":`)
 		b = append(b, senderJSON...)
 	}
 	if o.seq != 0 {
@@ -1126,19 +1126,19 @@ func appendOpWith(d *decoder, b []byte, o *op, senderJSON string) []byte {
 		// uMap's server takes an OperationMessage only with a subject (umap/sync/payloads.py),
 		// a batch's too: its first operation's, as uMap's client names the object its batch
 		// edits (engine.js commitBatch). Messages only: a sync response's batches go without.
-		b = append(b, `,"subject":`...)
+		b = appendLit(b, `,"subject":`)
 		b = appendString(b, o.subOps()[0].obj.subject.Name)
 	}
 	if o.verb != VerbBatch {
-		b = append(b, `,"subject":`...)
+		b = appendLit(b, `,"subject":`)
 		b = appendString(b, o.obj.subject.Name)
 		if o.value != "" {
-			b = append(b, `,"value":`...)
+			b = appendLit(b, `,"value":`)
 			b = append(b, o.value...)
 		}
 	}
 	if int(o.verb) < len(verbMembers) && verbMembers[o.verb] != "" {
-		b = append(b, verbMembers[o.verb]...)
+		b = appendLit(b, verbMembers[o.verb])
 	} else {
 		b = append(b, `,"verb":"`...)
 		b = append(b, o.verb.String()...)
