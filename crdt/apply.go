@@ -267,12 +267,16 @@ func (r *Replica) Apply(e Edit) ([]Change, error) {
 func (r *Replica) ApplyAppend(changes []Change, e Edit) ([]Change, error) {
 	r.changeBuf = changes[:0]
 	defer func() { r.changeBuf = nil }()
-	sub, old, err := r.prepare(e)
+	// The edit, what it overwrites, the undo entry and the options go by address: in wasm a
+	// struct of more than 16 bytes passed or returned by value is a memory.copy (a call into
+	// the engine, ~8 ns), and these were ten of them an edit.
+	var old oldValue
+	sub, err := r.prepare(&e, &old)
 	if err != nil {
 		return nil, err
 	}
 	if e.NoUndo {
-		changes, w := r.commitLocal(sub, old)
+		changes, w := r.commitLocal(sub, &old)
 		// Its own clock as the work it "restores": othersClock and othersWroteSince then
 		// take it as another peer's write, and snapshots keep it (appendRestores).
 		w.target().more().restores = w.op.ts
@@ -282,16 +286,16 @@ func (r *Replica) ApplyAppend(changes []Change, e Edit) ([]Change, error) {
 		clear(r.undo.redo) // the array must not keep the steps' operations and values
 		r.undo.redo = r.undo.redo[:0]
 	}
-	place, before, present, others := r.undoPlace(sub.obj, rootOrPath(sub), old)
-	changes, w := r.commitLocal(sub, old)
+	place, before, present, others := r.undoPlace(sub.obj, rootOrPath(sub), &old)
+	changes, w := r.commitLocal(sub, &old)
 	// The capture interval is on the wall clock: the clock's own walltime can run ahead of it
 	// for as long as a peer's clock is ahead of ours, and would join edits made far apart.
 	var at int64
 	if r.opts.CaptureInterval > 0 {
 		at = r.clock.WallMillis()
 	}
-	r.undo.record(undoEntry{obj: sub.obj, path: place, old: before, oldPresent: present, by: w, others: others},
-		e.Group, r.batch != nil, at, r.opts)
+	r.undo.record(&undoEntry{obj: sub.obj, path: place, old: before, oldPresent: present, by: w, others: others},
+		e.Group, r.batch != nil, at, &r.opts)
 	return changes, nil
 }
 
@@ -326,14 +330,15 @@ type oldValue struct {
 }
 
 // prepare validates a local edit into a sub-operation (no clock yet) and reads the value it
-// will overwrite. Nothing changes on error.
-func (r *Replica) prepare(e Edit) (*op, oldValue, error) {
+// will overwrite into old (zero on entry). Nothing changes on error.
+func (r *Replica) prepare(e *Edit, old *oldValue) (*op, error) {
 	obj, meta, err := r.identifyWithMeta(e.Subject, e.Metadata, e.Verb == VerbUpdate)
 	if err != nil {
 		r.dropPending()
-		return nil, oldValue{}, err
+		return nil, err
 	}
-	o := r.bulk.op(op{verb: e.Verb, obj: obj})
+	o := r.bulk.next()
+	o.verb, o.obj = e.Verb, obj
 	if !textEqual(meta, obj.meta) {
 		o.setMeta(strings.Clone(meta)) // featureType and the like travel with the edit
 	}
@@ -372,7 +377,6 @@ func (r *Replica) prepare(e Edit) (*op, oldValue, error) {
 	if err == nil {
 		size, err = r.fitsMessage(o, meta, e.Key)
 	}
-	var old oldValue
 	if err == nil {
 		var from write
 		var one bool
@@ -392,7 +396,7 @@ func (r *Replica) prepare(e Edit) (*op, oldValue, error) {
 					// The whole object before: null says there was none (uMap's
 					// upsert(value, null) of a feature it makes); nothing else is one.
 					if old.value == "null" {
-						old = oldValue{others: old.others}
+						*old = oldValue{others: old.others}
 					} else {
 						err = newError(ErrBadValue, "the old value of an "+e.Verb.String()+" is the whole object before it, or null for none, not "+quote(old.value))
 					}
@@ -402,7 +406,7 @@ func (r *Replica) prepare(e Edit) (*op, oldValue, error) {
 	}
 	if err != nil {
 		r.dropPending()
-		return nil, oldValue{}, err
+		return nil, err
 	}
 	r.commitPending()
 	if r.batch != nil {
@@ -411,7 +415,7 @@ func (r *Replica) prepare(e Edit) (*op, oldValue, error) {
 		}
 		r.batchBytes += size
 	}
-	return o, old, nil
+	return o, nil
 }
 
 // fitsMessage refuses (ErrTooLarge) a local edit whose message would be more than a peer
@@ -550,7 +554,7 @@ func rootOrPath(o *op) []string {
 
 // commitLocal stamps sub (inside the open batch, or as an operation of its own), applies it
 // and queues it. It returns the changes and the write it made.
-func (r *Replica) commitLocal(sub *op, old oldValue) ([]Change, write) {
+func (r *Replica) commitLocal(sub *op, old *oldValue) ([]Change, write) {
 	var top *op
 	var idx int32
 	if r.batch != nil {

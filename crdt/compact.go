@@ -579,6 +579,24 @@ const (
 	bulkLongText = 1 << 10 // a longer value gets its own allocation
 )
 
+// next returns a zero operation, marked as taken from a block (op.blk): the block's
+// operations are handed out once, as new() made them. A nil b allocates it alone. (A local
+// edit sets its two fields in place: op's 104 bytes built then copied are a memory.fill
+// and two memory.copy calls in wasm.)
+func (b *bulk) next() *op {
+	if b == nil {
+		return new(op)
+	}
+	if len(b.ops) == 0 {
+		b.block = new([bulkOps]op)
+		b.ops = b.block[:]
+	}
+	o := &b.ops[0]
+	b.ops = b.ops[1:]
+	o.blk = true
+	return o
+}
+
 // op returns an operation holding v, marked as taken from a block (op.blk). A nil b
 // allocates it alone.
 func (b *bulk) op(v op) *op {

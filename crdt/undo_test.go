@@ -912,13 +912,13 @@ func TestUndoPushSlidesWithoutAllocating(t *testing.T) {
 	}
 	n := 0
 	for ; n < 100; n++ {
-		s.push(undoStep{at: int64(n + 1)}, opts)
+		s.push(&undoStep{at: int64(n + 1)}, &opts)
 		check(n + 1)
 	}
 	pushes := func() {
 		for k := 0; k < 100; k++ {
 			n++
-			s.push(undoStep{at: int64(n)}, opts)
+			s.push(&undoStep{at: int64(n)}, &opts)
 		}
 	}
 	if a := testing.AllocsPerRun(20, pushes); a != 0 {
@@ -928,7 +928,7 @@ func TestUndoPushSlidesWithoutAllocating(t *testing.T) {
 	s.undo = append([]undoStep(nil), s.undo...) // replaced: another array
 	for k := 0; k < 50; k++ {
 		n++
-		s.push(undoStep{at: int64(n)}, opts)
+		s.push(&undoStep{at: int64(n)}, &opts)
 		check(n)
 	}
 }
