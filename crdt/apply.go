@@ -105,7 +105,7 @@ func (r *Replica) ingestOne(o *op, pt int64) ([]Change, bool) {
 	if !o.obj.apply(write{op: o}) {
 		return nil, gap
 	}
-	return r.changeAt(s, o, r.changeBuf), gap
+	return r.changeAt(&s, o, r.changeBuf), gap
 }
 
 // unheld returns ops without those the vector holds: held before and dropped by Compact
@@ -164,11 +164,7 @@ func (r *Replica) setPath(o *op) (changes []Change, done bool) {
 		return nil, ok
 	}
 	s := spot{obj: o.obj, path: o.path, first: o.ts, before: before, present: present, watched: true}
-	c, changed := r.dec.change(&s, o.value, true)
-	if !changed {
-		return nil, true
-	}
-	return append(r.changeBuf[:0], c), true
+	return r.dec.appendChange(r.changeBuf, &s, o.value, true), true
 }
 
 // watchOne returns the place write sub can change, with what it holds now.
@@ -185,13 +181,13 @@ func (r *Replica) watchOne(sub *op, ts hlc.Timestamp) spot {
 
 // applyAt applies w, the write of sub, whose place s is watched, and appends the change
 // it made, if any, to out[:0] (nil when there is none).
-func (r *Replica) applyAt(s spot, sub *op, w write, out []Change) []Change {
+func (r *Replica) applyAt(s *spot, sub *op, w write, out []Change) []Change {
 	sub.obj.apply(w)
 	return r.changeAt(s, sub, out)
 }
 
 // changeAt is applyAt once the write is applied.
-func (r *Replica) changeAt(s spot, sub *op, out []Change) []Change {
+func (r *Replica) changeAt(s *spot, sub *op, out []Change) []Change {
 	obj := sub.obj
 	// A set at its own place of an alive object, with nothing newer kept below it: the
 	// place holds its value, without reading the state.
@@ -201,11 +197,7 @@ func (r *Replica) changeAt(s spot, sub *op, out []Change) []Change {
 			known = false
 		}
 	}
-	c, ok := r.dec.change(&s, sub.value, known)
-	if !ok {
-		return nil
-	}
-	return append(out[:0], c)
+	return r.dec.appendChange(out, s, sub.value, known)
 }
 
 func (r *Replica) applyOp(o *op) {
@@ -424,7 +416,7 @@ func (r *Replica) prepare(e *Edit, old *oldValue) (*op, error) {
 // sent: the edit would stay on this replica alone. It returns the bytes the edit adds to a
 // batch's message (an upper bound).
 func (r *Replica) fitsMessage(o *op, meta, key string) (int, error) {
-	lim := r.opts.Limits
+	lim := &r.opts.Limits
 	envelope := r.envelopeSize()
 	if r.batch == nil {
 		// The usual edit, far below the limit even with every byte of the key and subject
@@ -573,8 +565,9 @@ func (r *Replica) commitLocal(sub *op, old *oldValue) ([]Change, write) {
 	}
 	var s spot
 	if path := spotOf(sub); len(path) == len(rootOrPath(sub)) && !old.fromCaller {
-		// The place is the written path: what prepare read there is the "before".
-		s = spot{obj: sub.obj, path: path, first: top.ts, before: old.value, present: old.present, watched: true}
+		// The place is the written path: what prepare read there is the "before". (Set
+		// field by field: a spot literal is built, then copied, a memory.copy in wasm.)
+		s.obj, s.path, s.first, s.before, s.present, s.watched = sub.obj, path, top.ts, old.value, old.present, true
 	} else {
 		s = r.watchOne(sub, top.ts)
 	}
@@ -582,13 +575,13 @@ func (r *Replica) commitLocal(sub *op, old *oldValue) ([]Change, write) {
 	if sub.verb == VerbUpdate && sub.value != "" && len(s.path) == len(sub.path) && !generalOnly {
 		// A set at its own place: as setPath does for a received one.
 		if _, _, kept, ok := sub.obj.setAt(w, sub.path, false); ok {
-			if c, changed := r.dec.change(&s, sub.value, true); kept && changed {
-				return append(r.changeBuf[:0], c), w
+			if kept {
+				return r.dec.appendChange(r.changeBuf, &s, sub.value, true), w
 			}
 			return nil, w
 		}
 	}
-	return r.applyAt(s, sub, w, r.changeBuf), w
+	return r.applyAt(&s, sub, w, r.changeBuf), w
 }
 
 // StartBatch opens a local batch: the edits until CommitBatch become one batch operation

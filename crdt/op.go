@@ -89,7 +89,7 @@ func (l Limits) wireDepth() int { return l.MaxDepth + wrapDepth }
 // checkDepth applies MaxDepth to what a write makes of its object: a value written at a
 // path of n parts sits n levels down, so update values get MaxDepth-n levels. Every object
 // then fits in MaxDepth, and so does anything an undo or a snapshot sends of it.
-func (l Limits) checkDepth(value string, path []string) error {
+func (l *Limits) checkDepth(value string, path []string) error {
 	if value == "" || (value[0] != '{' && value[0] != '[') {
 		return nil
 	}
@@ -108,7 +108,7 @@ func (l Limits) checkDepth(value string, path []string) error {
 // metadata, a batch's, an unknown field), name: a message nested up to MaxDepth +
 // wrapDepth held it, but a sync response or a snapshot wraps an operation deeper than an
 // OperationMessage does, and every peer refused the responses and snapshots holding it.
-func (l Limits) checkMemberDepth(name, value string) error {
+func (l *Limits) checkMemberDepth(name, value string) error {
 	if value == "" || (value[0] != '{' && value[0] != '[') || len(value) <= 2*l.MaxDepth {
 		return nil
 	}
