@@ -286,8 +286,9 @@ func (r *Replica) ApplyAppend(changes []Change, e Edit) ([]Change, error) {
 	if r.opts.CaptureInterval > 0 {
 		at = r.clock.WallMillis()
 	}
-	r.undo.record(&undoEntry{obj: sub.obj, path: place, old: before, oldPresent: present, by: w, others: others},
-		e.Group, r.batch != nil, at, &r.opts)
+	u := r.undo.entry()
+	u.obj, u.path, u.old, u.oldPresent, u.by, u.others = sub.obj, place, before, present, w, others
+	r.undo.record(u, e.Group, r.batch != nil, at, &r.opts)
 	return changes, nil
 }
 

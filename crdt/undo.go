@@ -76,12 +76,26 @@ type undoStacks struct {
 // the replica's memory grow by a value each and its snapshot too large to take.
 func undoBudget(opts *Options) int { return opts.Limits.MaxMessageBytes }
 
-// one returns a slice holding just e, cut from a shared chunk (appending to it copies).
+// entry returns the slot of the shared chunk the next entry is cut from, zero, for a
+// local edit to write its entry in field by field and record it: an entry built then
+// copied into the chunk was a memory.fill and a memory.copy in wasm (calls out of the
+// wasm code). record gives it back zero when the entry joins a step instead.
+func (s *undoStacks) entry() *undoEntry {
+	if len(s.chunk) == 0 {
+		s.chunk = make([]undoEntry, 32)
+	}
+	return &s.chunk[0]
+}
+
+// one returns a slice holding just e, cut from a shared chunk (appending to it copies); e
+// may be the chunk's next slot (entry), which is then not copied.
 func (s *undoStacks) one(e *undoEntry) []undoEntry {
 	if len(s.chunk) == 0 {
 		s.chunk = make([]undoEntry, 32)
 	}
-	s.chunk[0] = *e
+	if e != &s.chunk[0] {
+		s.chunk[0] = *e
+	}
 	out := s.chunk[:1:1]
 	s.chunk = s.chunk[1:]
 	return out
@@ -105,6 +119,9 @@ func (s *undoStacks) record(e *undoEntry, group string, inBatch bool, now int64,
 			top.entries = append(top.entries, *e)
 			top.at = now
 			n := e.size()
+			if len(s.chunk) > 0 && e == &s.chunk[0] {
+				*e = undoEntry{} // the slot entry gave: given back zero
+			}
 			top.bytes += n
 			if s.held += n; s.held > undoBudget(opts) {
 				s.dropOldest(opts.UndoDepth, undoBudget(opts))
@@ -149,7 +166,8 @@ func (s *undoStacks) push(st *undoStep, opts *Options) {
 func (s *undoStacks) dropOldest(depth, budget int) {
 	for len(s.undo) > depth || len(s.undo) > 1 && s.held > budget {
 		s.held -= s.undo[0].bytes
-		s.undo[0] = undoStep{}
+		st := &s.undo[0] // cleared field by field: undoStep{} stored whole is a memory.fill in wasm
+		st.entries, st.bytes, st.group, st.at, st.closed, st.inBatch = nil, 0, "", 0, false, false
 		s.undo = s.undo[1:]
 	}
 }
