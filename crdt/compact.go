@@ -474,7 +474,8 @@ func (r *Replica) decodeOps(raw string, maxOps int) ([]*op, error) {
 		seq := uint64(sq)
 		var o *op
 		if p[4] == "4" {
-			o = r.bulk.op(op{ts: ts, seq: seq, verb: VerbBatch})
+			o = r.bulk.next()
+			o.ts, o.seq, o.verb = ts, seq, VerbBatch
 			eachElement(p[5], func(s string) bool {
 				var sub *op
 				if sub, err = r.decodeSub(appendElements(subBuf[:0], s), &objs); err != nil {
@@ -519,7 +520,8 @@ func (r *Replica) decodeSub(p []string, objs *listedObjects) (*op, error) {
 	if err != nil {
 		return nil, err
 	}
-	o := r.bulk.op(op{verb: Verb(v), obj: obj})
+	o := r.bulk.next()
+	o.verb, o.obj = Verb(v), obj
 	switch o.verb {
 	case VerbUpdate:
 		if len(p) < 3 || len(p) > 4 {
@@ -580,9 +582,9 @@ const (
 )
 
 // next returns a zero operation, marked as taken from a block (op.blk): the block's
-// operations are handed out once, as new() made them. A nil b allocates it alone. (A local
-// edit sets its two fields in place: op's 104 bytes built then copied are a memory.fill
-// and two memory.copy calls in wasm.)
+// operations are handed out once, as new() made them. A nil b allocates it alone. The
+// caller sets its fields in place: an op (104 bytes) built then copied in is a memory.fill
+// and two memory.copy calls in wasm.
 func (b *bulk) next() *op {
 	if b == nil {
 		return new(op)
@@ -593,25 +595,6 @@ func (b *bulk) next() *op {
 	}
 	o := &b.ops[0]
 	b.ops = b.ops[1:]
-	o.blk = true
-	return o
-}
-
-// op returns an operation holding v, marked as taken from a block (op.blk). A nil b
-// allocates it alone.
-func (b *bulk) op(v op) *op {
-	if b == nil {
-		o := new(op)
-		*o = v
-		return o
-	}
-	if len(b.ops) == 0 {
-		b.block = new([bulkOps]op)
-		b.ops = b.block[:]
-	}
-	o := &b.ops[0]
-	b.ops = b.ops[1:]
-	*o = v
 	o.blk = true
 	return o
 }

@@ -828,7 +828,8 @@ func (d *decoder) decodeOp(members []member, top bool) (*op, error) {
 
 // build checks the members of one operation together and makes the op (see decodeOp).
 func (d *decoder) build(f *opFields, top bool) (*op, error) {
-	o := d.blk.op(op{seq: f.seq})
+	o := d.blk.next()
+	o.seq = f.seq
 	extra := f.extra
 	if !f.hasVerb {
 		return nil, newError(ErrBadMessage, "operation without a verb")

@@ -419,13 +419,17 @@ const typedArrayLength = Object.getOwnPropertyDescriptor(typedArrayProto, "byteL
 const typedArrayName = Object.getOwnPropertyDescriptor(typedArrayProto, Symbol.toStringTag).get;
 const apply = Reflect.apply;
 
+// The arguments of a call that takes none (flush, pending, canUndo…, and the getters
+// above): one array for all.
+const noArgs = Object.freeze([]);
+
 function byteLength(a) {
-  return apply(typedArrayLength, a, []);
+  return apply(typedArrayLength, a, noArgs);
 }
 
 /** Whether v is a Uint8Array (of any realm: a Node Buffer too), not an object posing as one. */
 function isBytes(v) {
-  return apply(typedArrayName, v, []) === "Uint8Array";
+  return apply(typedArrayName, v, noArgs) === "Uint8Array";
 }
 
 function decode(u8, p, n) {
@@ -870,9 +874,6 @@ function parseOne(text, objs) {
   ch.hlc = text.slice(h + 1, n - 2);
   return [ch];
 }
-
-// The arguments of a call that takes none (flush, pending, canUndo…): one array for all.
-const noArgs = Object.freeze([]);
 
 function splitMessages(text) {
   if (text === "") return [];
