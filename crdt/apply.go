@@ -163,7 +163,8 @@ func (r *Replica) setPath(o *op) (changes []Change, done bool) {
 	if !ok || !kept {
 		return nil, ok
 	}
-	s := spot{obj: o.obj, path: o.path, first: o.ts, before: before, present: present, watched: true}
+	var s spot // set field by field: a spot literal is built, then copied (memory.copy in wasm)
+	s.obj, s.path, s.first, s.before, s.present, s.watched = o.obj, o.path, o.ts, before, present, true
 	return r.dec.appendChange(r.changeBuf, &s, o.value, true), true
 }
 
