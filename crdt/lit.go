@@ -26,3 +26,16 @@ func appendLit(b []byte, s string) []byte {
 	}
 	return append(b, s...)
 }
+
+// appendLit4 is appendLit for a text of 4 to 8 bytes (`,"key":`): two 4-byte stores.
+func appendLit4(b []byte, s string) []byte {
+	n := len(s)
+	if wordCopies && n >= 4 && n <= 8 && cap(b)-len(b) >= 8 {
+		p := unsafe.Add(unsafe.Pointer(unsafe.SliceData(b)), len(b))
+		q := unsafe.Pointer(unsafe.StringData(s))
+		*(*uint32)(p) = *(*uint32)(q)
+		*(*uint32)(unsafe.Add(p, n-4)) = *(*uint32)(unsafe.Add(q, n-4))
+		return b[:len(b)+n]
+	}
+	return append(b, s...)
+}

@@ -1083,7 +1083,7 @@ func appendOpWith(d *decoder, b []byte, o *op, senderJSON string) []byte {
 		b = append(b, '"')
 	}
 	if o.verb == VerbUpdate {
-		b = append(b, `,"key":`...)
+		b = appendLit4(b, `,"key":`)
 		if o.x != nil && o.x.key != "" {
 			b = appendString(b, o.x.key)
 		} else {
@@ -1120,7 +1120,7 @@ func appendOpWith(d *decoder, b []byte, o *op, senderJSON string) []byte {
 		b = append(b, senderJSON...)
 	}
 	if o.seq != 0 {
-		b = append(b, `,"seq":`...)
+		b = appendLit4(b, `,"seq":`)
 		b = appendNum(b, o.seq)
 	}
 	if o.verb == VerbBatch && senderJSON != "" && len(o.subOps()) > 0 && !extraHas(o.extra(), "subject") {
