@@ -105,7 +105,7 @@ func (r *Replica) ingestOne(o *op, pt int64) ([]Change, bool) {
 	if !o.obj.apply(write{op: o}) {
 		return nil, gap
 	}
-	return r.changeAt(s, o, r.changeBuf), gap
+	return r.changeAt(&s, o, r.changeBuf), gap
 }
 
 // unheld returns ops without those the vector holds: held before and dropped by Compact
@@ -163,12 +163,9 @@ func (r *Replica) setPath(o *op) (changes []Change, done bool) {
 	if !ok || !kept {
 		return nil, ok
 	}
-	s := spot{obj: o.obj, path: o.path, first: o.ts, before: before, present: present, watched: true}
-	c, changed := r.dec.change(&s, o.value, true)
-	if !changed {
-		return nil, true
-	}
-	return append(r.changeBuf[:0], c), true
+	var s spot // set field by field: a spot literal is built, then copied (memory.copy in wasm)
+	s.obj, s.path, s.first, s.before, s.present, s.watched = o.obj, o.path, o.ts, before, present, true
+	return r.dec.appendChange(r.changeBuf, &s, o.value, true), true
 }
 
 // watchOne returns the place write sub can change, with what it holds now.
@@ -185,13 +182,13 @@ func (r *Replica) watchOne(sub *op, ts hlc.Timestamp) spot {
 
 // applyAt applies w, the write of sub, whose place s is watched, and appends the change
 // it made, if any, to out[:0] (nil when there is none).
-func (r *Replica) applyAt(s spot, sub *op, w write, out []Change) []Change {
+func (r *Replica) applyAt(s *spot, sub *op, w write, out []Change) []Change {
 	sub.obj.apply(w)
 	return r.changeAt(s, sub, out)
 }
 
 // changeAt is applyAt once the write is applied.
-func (r *Replica) changeAt(s spot, sub *op, out []Change) []Change {
+func (r *Replica) changeAt(s *spot, sub *op, out []Change) []Change {
 	obj := sub.obj
 	// A set at its own place of an alive object, with nothing newer kept below it: the
 	// place holds its value, without reading the state.
@@ -201,11 +198,7 @@ func (r *Replica) changeAt(s spot, sub *op, out []Change) []Change {
 			known = false
 		}
 	}
-	c, ok := r.dec.change(&s, sub.value, known)
-	if !ok {
-		return nil
-	}
-	return append(out[:0], c)
+	return r.dec.appendChange(out, s, sub.value, known)
 }
 
 func (r *Replica) applyOp(o *op) {
@@ -267,12 +260,16 @@ func (r *Replica) Apply(e Edit) ([]Change, error) {
 func (r *Replica) ApplyAppend(changes []Change, e Edit) ([]Change, error) {
 	r.changeBuf = changes[:0]
 	defer func() { r.changeBuf = nil }()
-	sub, old, err := r.prepare(e)
+	// The edit, what it overwrites, the undo entry and the options go by address: in wasm a
+	// struct of more than 16 bytes passed or returned by value is a memory.copy (a call into
+	// the engine, ~8 ns), and these were ten of them an edit.
+	var old oldValue
+	sub, err := r.prepare(&e, &old)
 	if err != nil {
 		return nil, err
 	}
 	if e.NoUndo {
-		changes, w := r.commitLocal(sub, old)
+		changes, w := r.commitLocal(sub, &old)
 		// Its own clock as the work it "restores": othersClock and othersWroteSince then
 		// take it as another peer's write, and snapshots keep it (appendRestores).
 		w.target().more().restores = w.op.ts
@@ -282,16 +279,17 @@ func (r *Replica) ApplyAppend(changes []Change, e Edit) ([]Change, error) {
 		clear(r.undo.redo) // the array must not keep the steps' operations and values
 		r.undo.redo = r.undo.redo[:0]
 	}
-	place, before, present, others := r.undoPlace(sub.obj, rootOrPath(sub), old)
-	changes, w := r.commitLocal(sub, old)
+	place, before, present, others := r.undoPlace(sub.obj, rootOrPath(sub), &old)
+	changes, w := r.commitLocal(sub, &old)
 	// The capture interval is on the wall clock: the clock's own walltime can run ahead of it
 	// for as long as a peer's clock is ahead of ours, and would join edits made far apart.
 	var at int64
 	if r.opts.CaptureInterval > 0 {
 		at = r.clock.WallMillis()
 	}
-	r.undo.record(undoEntry{obj: sub.obj, path: place, old: before, oldPresent: present, by: w, others: others},
-		e.Group, r.batch != nil, at, r.opts)
+	u := r.undo.entry()
+	u.obj, u.path, u.old, u.oldPresent, u.by, u.others = sub.obj, place, before, present, w, others
+	r.undo.record(u, e.Group, r.batch != nil, at, &r.opts)
 	return changes, nil
 }
 
@@ -326,14 +324,15 @@ type oldValue struct {
 }
 
 // prepare validates a local edit into a sub-operation (no clock yet) and reads the value it
-// will overwrite. Nothing changes on error.
-func (r *Replica) prepare(e Edit) (*op, oldValue, error) {
+// will overwrite into old (zero on entry). Nothing changes on error.
+func (r *Replica) prepare(e *Edit, old *oldValue) (*op, error) {
 	obj, meta, err := r.identifyWithMeta(e.Subject, e.Metadata, e.Verb == VerbUpdate)
 	if err != nil {
 		r.dropPending()
-		return nil, oldValue{}, err
+		return nil, err
 	}
-	o := r.bulk.op(op{verb: e.Verb, obj: obj})
+	o := r.bulk.next()
+	o.verb, o.obj = e.Verb, obj
 	if !textEqual(meta, obj.meta) {
 		o.setMeta(strings.Clone(meta)) // featureType and the like travel with the edit
 	}
@@ -372,7 +371,6 @@ func (r *Replica) prepare(e Edit) (*op, oldValue, error) {
 	if err == nil {
 		size, err = r.fitsMessage(o, meta, e.Key)
 	}
-	var old oldValue
 	if err == nil {
 		var from write
 		var one bool
@@ -392,7 +390,7 @@ func (r *Replica) prepare(e Edit) (*op, oldValue, error) {
 					// The whole object before: null says there was none (uMap's
 					// upsert(value, null) of a feature it makes); nothing else is one.
 					if old.value == "null" {
-						old = oldValue{others: old.others}
+						*old = oldValue{others: old.others}
 					} else {
 						err = newError(ErrBadValue, "the old value of an "+e.Verb.String()+" is the whole object before it, or null for none, not "+quote(old.value))
 					}
@@ -402,7 +400,7 @@ func (r *Replica) prepare(e Edit) (*op, oldValue, error) {
 	}
 	if err != nil {
 		r.dropPending()
-		return nil, oldValue{}, err
+		return nil, err
 	}
 	r.commitPending()
 	if r.batch != nil {
@@ -411,7 +409,7 @@ func (r *Replica) prepare(e Edit) (*op, oldValue, error) {
 		}
 		r.batchBytes += size
 	}
-	return o, old, nil
+	return o, nil
 }
 
 // fitsMessage refuses (ErrTooLarge) a local edit whose message would be more than a peer
@@ -420,7 +418,7 @@ func (r *Replica) prepare(e Edit) (*op, oldValue, error) {
 // sent: the edit would stay on this replica alone. It returns the bytes the edit adds to a
 // batch's message (an upper bound).
 func (r *Replica) fitsMessage(o *op, meta, key string) (int, error) {
-	lim := r.opts.Limits
+	lim := &r.opts.Limits
 	envelope := r.envelopeSize()
 	if r.batch == nil {
 		// The usual edit, far below the limit even with every byte of the key and subject
@@ -550,7 +548,7 @@ func rootOrPath(o *op) []string {
 
 // commitLocal stamps sub (inside the open batch, or as an operation of its own), applies it
 // and queues it. It returns the changes and the write it made.
-func (r *Replica) commitLocal(sub *op, old oldValue) ([]Change, write) {
+func (r *Replica) commitLocal(sub *op, old *oldValue) ([]Change, write) {
 	var top *op
 	var idx int32
 	if r.batch != nil {
@@ -569,8 +567,9 @@ func (r *Replica) commitLocal(sub *op, old oldValue) ([]Change, write) {
 	}
 	var s spot
 	if path := spotOf(sub); len(path) == len(rootOrPath(sub)) && !old.fromCaller {
-		// The place is the written path: what prepare read there is the "before".
-		s = spot{obj: sub.obj, path: path, first: top.ts, before: old.value, present: old.present, watched: true}
+		// The place is the written path: what prepare read there is the "before". (Set
+		// field by field: a spot literal is built, then copied, a memory.copy in wasm.)
+		s.obj, s.path, s.first, s.before, s.present, s.watched = sub.obj, path, top.ts, old.value, old.present, true
 	} else {
 		s = r.watchOne(sub, top.ts)
 	}
@@ -578,13 +577,13 @@ func (r *Replica) commitLocal(sub *op, old oldValue) ([]Change, write) {
 	if sub.verb == VerbUpdate && sub.value != "" && len(s.path) == len(sub.path) && !generalOnly {
 		// A set at its own place: as setPath does for a received one.
 		if _, _, kept, ok := sub.obj.setAt(w, sub.path, false); ok {
-			if c, changed := r.dec.change(&s, sub.value, true); kept && changed {
-				return append(r.changeBuf[:0], c), w
+			if kept {
+				return r.dec.appendChange(r.changeBuf, &s, sub.value, true), w
 			}
 			return nil, w
 		}
 	}
-	return r.applyAt(s, sub, w, r.changeBuf), w
+	return r.applyAt(&s, sub, w, r.changeBuf), w
 }
 
 // StartBatch opens a local batch: the edits until CommitBatch become one batch operation

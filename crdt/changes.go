@@ -240,6 +240,36 @@ func (d *decoder) change(s *spot, after string, known bool) (Change, bool) {
 	return c, true
 }
 
+// appendChange is change for a path write whose caller reports its one change: the change,
+// if any, as out[:0] with it, written in out's array field by field — where a Change
+// built, returned and appended was a memory.fill and three memory.copy calls in wasm (and
+// typedmemmove's call). nil when there is none.
+func (d *decoder) appendChange(out []Change, s *spot, after string, known bool) []Change {
+	if s.path == nil || cap(out) == 0 {
+		if c, ok := d.change(s, after, known); ok {
+			return append(out[:0], c)
+		}
+		return nil
+	}
+	present := known
+	if !known {
+		after, present = s.obj.valueAt(s.path)
+	}
+	if present == s.present && textEqual(after, s.before) {
+		return nil
+	}
+	out = out[:1]
+	c := &out[0]
+	c.Subject, c.Metadata, c.HLC = s.obj.subject.Name, s.obj.meta, s.first
+	c.Key = d.keyOf(s.path)
+	if present {
+		c.Kind, c.Value = Set, after
+	} else {
+		c.Kind, c.Value = Unset, ""
+	}
+	return out
+}
+
 // track returns the replica's tracker, reset for one call that reports changes (ingest,
 // commitLocal, Seed, an undo step: they never nest). Reusing it saves an allocation per
 // edit and per message; changes() appends to out[:0].

@@ -498,7 +498,8 @@ func (r *Replica) stepOps(d *opsDecoder, work int) (done bool, err error) {
 		seq := uint64(sq)
 		var o *op
 		if p[4] == "4" {
-			o = r.bulk.op(op{ts: ts, seq: seq, verb: VerbBatch})
+			o = r.bulk.next()
+			o.ts, o.seq, o.verb = ts, seq, VerbBatch
 			eachElement(p[5], func(s string) bool {
 				var sub *op
 				if sub, err = r.decodeSub(appendElements(d.subBuf[:0], s), &d.objs); err != nil {
@@ -538,7 +539,8 @@ func (r *Replica) decodeSub(p []string, objs *listedObjects) (*op, error) {
 	if err != nil {
 		return nil, err
 	}
-	o := r.bulk.op(op{verb: Verb(v), obj: obj})
+	o := r.bulk.next()
+	o.verb, o.obj = Verb(v), obj
 	switch o.verb {
 	case VerbUpdate:
 		if len(p) < 3 || len(p) > 4 {
@@ -598,13 +600,13 @@ const (
 	bulkLongText = 1 << 10 // a longer value gets its own allocation
 )
 
-// op returns an operation holding v, marked as taken from a block (op.blk). A nil b
-// allocates it alone.
-func (b *bulk) op(v op) *op {
+// next returns a zero operation, marked as taken from a block (op.blk): the block's
+// operations are handed out once, as new() made them. A nil b allocates it alone. The
+// caller sets its fields in place: an op (104 bytes) built then copied in is a memory.fill
+// and two memory.copy calls in wasm.
+func (b *bulk) next() *op {
 	if b == nil {
-		o := new(op)
-		*o = v
-		return o
+		return new(op)
 	}
 	if len(b.ops) == 0 {
 		b.block = new([bulkOps]op)
@@ -612,7 +614,6 @@ func (b *bulk) op(v op) *op {
 	}
 	o := &b.ops[0]
 	b.ops = b.ops[1:]
-	*o = v
 	o.blk = true
 	return o
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"reflect"
 	"runtime"
 	"strconv"
 	"strings"
@@ -362,9 +363,9 @@ func TestBulkCopies(t *testing.T) {
 	}
 	seen := map[*op]bool{}
 	for i := range 3 * bulkOps {
-		o := b.op(op{seq: uint64(i + 1)})
-		if seen[o] || o.verb != 0 || o.obj != nil || o.value != "" || o.seq != uint64(i+1) || !o.blk {
-			t.Fatalf("op %d: handed out twice, or not what was given, or not marked", i)
+		o := b.next()
+		if seen[o] || !o.blk || !reflect.DeepEqual(*o, op{blk: true}) {
+			t.Fatalf("op %d: handed out twice, or not zero, or not marked", i)
 		}
 		seen[o] = true
 		o.verb, o.value = VerbUpdate, "v"

@@ -265,7 +265,8 @@ func (r *Replica) fastOps(p *jparser, s string, i int, objs *listedObjects) (ops
 		ts := hlc.Timestamp{Wall: wall, Counter: uint32(cnt)}
 		var o *op
 		if i+2 < len(s) && s[i] == '4' && s[i+1] == ',' && s[i+2] == '[' { // a batch: [verb, obj, …], …
-			o = r.bulk.op(op{ts: ts, seq: uint64(sq), verb: VerbBatch})
+			o = r.bulk.next()
+			o.ts, o.seq, o.verb = ts, uint64(sq), VerbBatch
 			for i += 3; i < len(s) && s[i] == '['; i++ {
 				var q []string
 				if q, i = fastParts(p, s, i+1, parts[:0], subValueDepth); i < 0 {

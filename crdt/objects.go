@@ -185,9 +185,11 @@ func (b *objectBlocks) object(sub *Subject, key []byte, meta string, paths bool)
 		if len(b.plain) == 0 {
 			b.plain = make([]object, plainBlockLen)
 		}
+		// A block's objects are handed out once, zero: their fields are set in place (an
+		// object literal stored whole is a memory.fill and a memory.copy in wasm).
 		o := &b.plain[0]
 		b.plain = b.plain[1:]
-		*o = object{key: all[:len(key)], subject: sub, meta: all[len(key):]}
+		o.key, o.subject, o.meta = all[:len(key)], sub, all[len(key):]
 		return o
 	}
 	if len(b.withPaths) == 0 {
@@ -195,7 +197,7 @@ func (b *objectBlocks) object(sub *Subject, key []byte, meta string, paths bool)
 	}
 	a := &b.withPaths[0]
 	b.withPaths = b.withPaths[1:]
-	a.object = object{key: all[:len(key)], subject: sub, meta: all[len(key):]}
+	a.object.key, a.object.subject, a.object.meta = all[:len(key)], sub, all[len(key):]
 	a.object.paths = a.paths[:0:len(a.paths)]
 	return &a.object
 }

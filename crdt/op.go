@@ -89,7 +89,7 @@ func (l Limits) wireDepth() int { return l.MaxDepth + wrapDepth }
 // checkDepth applies MaxDepth to what a write makes of its object: a value written at a
 // path of n parts sits n levels down, so update values get MaxDepth-n levels. Every object
 // then fits in MaxDepth, and so does anything an undo or a snapshot sends of it.
-func (l Limits) checkDepth(value string, path []string) error {
+func (l *Limits) checkDepth(value string, path []string) error {
 	if value == "" || (value[0] != '{' && value[0] != '[') {
 		return nil
 	}
@@ -108,7 +108,7 @@ func (l Limits) checkDepth(value string, path []string) error {
 // metadata, a batch's, an unknown field), name: a message nested up to MaxDepth +
 // wrapDepth held it, but a sync response or a snapshot wraps an operation deeper than an
 // OperationMessage does, and every peer refused the responses and snapshots holding it.
-func (l Limits) checkMemberDepth(name, value string) error {
+func (l *Limits) checkMemberDepth(name, value string) error {
 	if value == "" || (value[0] != '{' && value[0] != '[') || len(value) <= 2*l.MaxDepth {
 		return nil
 	}
@@ -828,7 +828,8 @@ func (d *decoder) decodeOp(members []member, top bool) (*op, error) {
 
 // build checks the members of one operation together and makes the op (see decodeOp).
 func (d *decoder) build(f *opFields, top bool) (*op, error) {
-	o := d.blk.op(op{seq: f.seq})
+	o := d.blk.next()
+	o.seq = f.seq
 	extra := f.extra
 	if !f.hasVerb {
 		return nil, newError(ErrBadMessage, "operation without a verb")
@@ -1077,12 +1078,12 @@ func appendOpWith(d *decoder, b []byte, o *op, senderJSON string) []byte {
 	// end ("verb" is always there). Fewer, longer appends: each is a call in wasm.
 	start := len(b)
 	if !o.ts.IsZero() {
-		b = append(b, `,"hlc":"`...)
+		b = appendLit(b, `,"hlc":"`)
 		b = o.ts.AppendText(b)
 		b = append(b, '"')
 	}
 	if o.verb == VerbUpdate {
-		b = append(b, `,"key":`...)
+		b = appendLit4(b, `,"key":`)
 		if o.x != nil && o.x.key != "" {
 			b = appendString(b, o.x.key)
 		} else {
@@ -1093,7 +1094,7 @@ func appendOpWith(d *decoder, b []byte, o *op, senderJSON string) []byte {
 		if senderJSON != "" {
 			b = append(b, `,"kind":"OperationMessage","operations":[`...)
 		} else {
-			b = append(b, `,"operations":[`...)
+			b = appendLit(b, `,"operations":[`)
 		}
 		for i, s := range o.subOps() {
 			if i > 0 {
@@ -1106,7 +1107,7 @@ func appendOpWith(d *decoder, b []byte, o *op, senderJSON string) []byte {
 		if senderJSON != "" {
 			b = append(b, `,"kind":"OperationMessage","metadata":`...)
 		} else {
-			b = append(b, `,"metadata":`...)
+			b = appendLit(b, `,"metadata":`)
 		}
 		if m := o.meta(); m != "" {
 			b = append(b, m...)
@@ -1115,30 +1116,30 @@ func appendOpWith(d *decoder, b []byte, o *op, senderJSON string) []byte {
 		}
 	}
 	if senderJSON != "" {
-		b = append(b, `,"sender":`...)
+		b = appendLit(b, `,"sender":`)
 		b = append(b, senderJSON...)
 	}
 	if o.seq != 0 {
-		b = append(b, `,"seq":`...)
+		b = appendLit4(b, `,"seq":`)
 		b = appendNum(b, o.seq)
 	}
 	if o.verb == VerbBatch && senderJSON != "" && len(o.subOps()) > 0 && !extraHas(o.extra(), "subject") {
 		// uMap's server takes an OperationMessage only with a subject (umap/sync/payloads.py),
 		// a batch's too: its first operation's, as uMap's client names the object its batch
 		// edits (engine.js commitBatch). Messages only: a sync response's batches go without.
-		b = append(b, `,"subject":`...)
+		b = appendLit(b, `,"subject":`)
 		b = appendString(b, o.subOps()[0].obj.subject.Name)
 	}
 	if o.verb != VerbBatch {
-		b = append(b, `,"subject":`...)
+		b = appendLit(b, `,"subject":`)
 		b = appendString(b, o.obj.subject.Name)
 		if o.value != "" {
-			b = append(b, `,"value":`...)
+			b = appendLit(b, `,"value":`)
 			b = append(b, o.value...)
 		}
 	}
 	if int(o.verb) < len(verbMembers) && verbMembers[o.verb] != "" {
-		b = append(b, verbMembers[o.verb]...)
+		b = appendLit(b, verbMembers[o.verb])
 	} else {
 		b = append(b, `,"verb":"`...)
 		b = append(b, o.verb.String()...)

@@ -48,20 +48,20 @@ func TestUndoHistoryBoundedInBytes(t *testing.T) {
 		for _, st := range r.undo.undo {
 			held += st.bytes
 		}
-		if held != r.undo.held || held > undoBudget(r.opts) {
-			t.Fatalf("after %d edits: the undo steps hold %d bytes (counted %d), more than %d", i, held, r.undo.held, undoBudget(r.opts))
+		if held != r.undo.held || held > undoBudget(&r.opts) {
+			t.Fatalf("after %d edits: the undo steps hold %d bytes (counted %d), more than %d", i, held, r.undo.held, undoBudget(&r.opts))
 		}
 	}
 	steps := len(r.undo.undo)
 	if steps < 5 || steps >= edits {
-		t.Fatalf("%d undo steps kept of %d edits of %d bytes under a budget of %d", steps, edits+1, size, undoBudget(r.opts))
+		t.Fatalf("%d undo steps kept of %d edits of %d bytes under a budget of %d", steps, edits+1, size, undoBudget(&r.opts))
 	}
 	r.Compact()
 	snap, err := r.Snapshot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(snap) > 2*undoBudget(r.opts) {
+	if len(snap) > 2*undoBudget(&r.opts) {
 		t.Fatalf("snapshot of %d bytes with %d undo steps", len(snap), steps)
 	}
 	// Every step kept undoes; the redo stack stays within the budget too.
@@ -76,7 +76,7 @@ func TestUndoHistoryBoundedInBytes(t *testing.T) {
 		for _, st := range r.undo.redo {
 			held += st.bytes
 		}
-		if held > undoBudget(r.opts) {
+		if held > undoBudget(&r.opts) {
 			t.Fatalf("after %d undos the redo steps hold %d bytes", k, held)
 		}
 	}
@@ -113,7 +113,7 @@ func TestUndoHistoryBoundedInBytes(t *testing.T) {
 	for _, st := range r.undo.redo {
 		held += st.bytes
 	}
-	if held > undoBudget(r.opts) || len(r.undo.redo) < 5 {
+	if held > undoBudget(&r.opts) || len(r.undo.redo) < 5 {
 		t.Fatalf("%d redo steps hold %d bytes", len(r.undo.redo), held)
 	}
 }
@@ -134,7 +134,7 @@ func TestUndoGroupPastTheBudgetStartsAStep(t *testing.T) {
 				o.CaptureInterval = hlc.Second
 			}
 		})
-		budget, entry := undoBudget(r.opts), len(meta)+48+size+4
+		budget, entry := undoBudget(&r.opts), len(meta)+48+size+4
 		group := ""
 		if mode == "group" {
 			group = "drag"
@@ -189,7 +189,7 @@ func TestUndoGroupPastTheBudgetStartsAStep(t *testing.T) {
 		kitOK(t)(r.Update("feature", f, "geometry", `"small"`))
 	}
 	kitNoErr(t, r.CommitBatch())
-	if top := r.undo.undo[len(r.undo.undo)-1]; len(r.undo.undo) != 1 || len(top.entries) != 12 || top.bytes <= undoBudget(r.opts) {
+	if top := r.undo.undo[len(r.undo.undo)-1]; len(r.undo.undo) != 1 || len(top.entries) != 12 || top.bytes <= undoBudget(&r.opts) {
 		t.Fatalf("a batch of 12 edits: %d steps, the newest of %d edits and %d bytes", len(r.undo.undo), len(top.entries), top.bytes)
 	}
 }

@@ -115,9 +115,9 @@ func (r *Replica) Snapshot() ([]byte, error) {
 		b = append(b, ']')
 	}
 	b = append(b, `],"undo":`...)
-	b = appendSteps(b, fitting(r.undo.undo, undoBudget(r.opts)))
+	b = appendSteps(b, fitting(r.undo.undo, undoBudget(&r.opts)))
 	b = append(b, `,"redo":`...)
-	b = appendSteps(b, fitting(r.undo.redo, undoBudget(r.opts)))
+	b = appendSteps(b, fitting(r.undo.redo, undoBudget(&r.opts)))
 	b = append(b, '}')
 	// What NewReplicaFromSnapshot takes under the same limits: a snapshot it would refuse
 	// is an error here, not a file that cannot be read back.
@@ -512,7 +512,7 @@ func (x *Restore) step(work int) error {
 				continue
 			}
 			r.undo.redo, x.steps = x.steps, nil
-			r.undo.settle(r.opts)
+			r.undo.settle(&r.opts)
 			r.dec.forget() // the snapshot's text: not kept by the parser's buffers
 			x.phase = restoreDone
 		}

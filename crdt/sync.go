@@ -27,10 +27,9 @@ type Result struct {
 // keeps that block, and appending to its Changes copies them.
 func (r *Replica) Receive(msg []byte) (Result, error) {
 	r.changeBuf = r.chunk()
-	res, err := r.receive(msg)
+	changes, replies, err := r.receive(msg)
 	r.changeBuf = nil
-	res.Changes = r.cut(res.Changes)
-	return res, err
+	return Result{Changes: r.cut(changes), Replies: replies}, err
 }
 
 // chunk returns the room left in the block the changes of Receive and Apply are cut from
@@ -58,17 +57,17 @@ func (r *Replica) cut(changes []Change) []Change {
 // used again.
 func (r *Replica) ReceiveAppend(changes []Change, msg []byte) (Result, error) {
 	r.changeBuf = changes[:0]
-	res, err := r.receive(msg)
+	changes, replies, err := r.receive(msg)
 	r.changeBuf = nil
-	return res, err
+	return Result{Changes: changes, Replies: replies}, err
 }
 
 // keptText is the size of a message above which receive clears the parser's buffers of
 // it (decoder.forget): a smaller one kept by them until the next message costs little.
 const keptText = 16 << 10
 
-func (r *Replica) receive(msg []byte) (Result, error) {
-	res, err := r.receiveMessage(msg)
+func (r *Replica) receive(msg []byte) ([]Change, [][]byte, error) {
+	changes, replies, err := r.receiveMessage(msg)
 	// The memo of where msg's values end names addresses of msg: not valid past this call.
 	// (Cleared here rather than deferred in receiveMessage, whose many returns would make
 	// the defer a slow, not open-coded one. parseTop clears it too.)
@@ -78,7 +77,7 @@ func (r *Replica) receive(msg []byte) (Result, error) {
 	if len(msg) > keptText {
 		r.dec.forget()
 	}
-	return res, err
+	return changes, replies, err
 }
 
 // peerRoom is what a PeerMessage may hold beyond Limits.MaxMessageBytes: the envelope,
@@ -87,10 +86,13 @@ func (r *Replica) receive(msg []byte) (Result, error) {
 // frames allow the same.
 const peerRoom = 4 << 10
 
-func (r *Replica) receiveMessage(msg []byte) (Result, error) {
+// receiveMessage is receive's work. It and receiveOp return a Result's two slices, not a
+// Result: in wasm a struct of more than 16 bytes returned is a memory.copy at each level
+// (a call out of the wasm code), the slices' words are not.
+func (r *Replica) receiveMessage(msg []byte) ([]Change, [][]byte, error) {
 	lim := r.opts.Limits.MaxMessageBytes
 	if len(msg) > lim+peerRoom {
-		return Result{}, newError(ErrTooLarge, "message of "+strconv.Itoa(len(msg))+" bytes, more than "+strconv.Itoa(lim)+
+		return nil, nil, newError(ErrTooLarge, "message of "+strconv.Itoa(len(msg))+" bytes, more than "+strconv.Itoa(lim)+
 			" (and 4096 for a PeerMessage)")
 	}
 	// msg is read in place, without a copy: everything kept is copied out of it (own).
@@ -101,21 +103,21 @@ func (r *Replica) receiveMessage(msg []byte) (Result, error) {
 			return r.receiveOp(o, sender, err)
 		}
 		if res, ok, err := r.fastResponse(s); ok {
-			return res, err
+			return res.Changes, res.Replies, err
 		}
 	}
 	members, err := r.dec.parseTop(s)
 	if err != nil {
-		return Result{}, err
+		return nil, nil, err
 	}
 	if over && field(members, "kind") != `"PeerMessage"` {
-		return Result{}, newError(ErrTooLarge, "message of "+strconv.Itoa(len(msg))+" bytes, more than "+strconv.Itoa(lim))
+		return nil, nil, newError(ErrTooLarge, "message of "+strconv.Itoa(len(msg))+" bytes, more than "+strconv.Itoa(lim))
 	}
 	kind, hasKind := "", false
 	for _, m := range members {
 		if m.name == "kind" {
 			if kind, hasKind = stringValue(m.val); !hasKind {
-				return Result{}, newError(ErrBadMessage, "kind must be a string, got "+quote(m.val))
+				return nil, nil, newError(ErrBadMessage, "kind must be a string, got "+quote(m.val))
 			}
 		}
 	}
@@ -127,19 +129,20 @@ func (r *Replica) receiveMessage(msg []byte) (Result, error) {
 		o, err := r.dec.decodeOp(members, true)
 		return r.receiveOp(o, field(members, "sender"), err)
 	case "PeerMessage":
-		return r.receivePeerMessage(members)
+		res, err := r.receivePeerMessage(members)
+		return res.Changes, res.Replies, err
 	case "SavedMessage":
 		raw := field(members, "lastKnownHLC")
 		s, ok := stringValue(raw)
 		if !ok {
-			return Result{}, newError(ErrBadHLC, "SavedMessage needs lastKnownHLC")
+			return nil, nil, newError(ErrBadHLC, "SavedMessage needs lastKnownHLC")
 		}
 		ts, err := hlc.Parse(s)
 		if err != nil {
-			return Result{}, hlcError(err)
+			return nil, nil, hlcError(err)
 		}
 		if err := r.clock.CheckDrift(ts); err != nil {
-			return Result{}, hlcError(err) // a save "in the future" would hide later edits
+			return nil, nil, hlcError(err) // a save "in the future" would hide later edits
 		}
 		ts.Peer = strings.Clone(ts.Peer) // kept (MarkSaved): not the message's text
 		if raw := field(members, "vector"); raw != "" {
@@ -147,7 +150,7 @@ func (r *Replica) receiveMessage(msg []byte) (Result, error) {
 			// operation still on its way to it is not, whatever its clock.
 			vv, err := parseVector(raw)
 			if err != nil {
-				return Result{}, err
+				return nil, nil, err
 			}
 			for origin := range r.origins {
 				// Not past what this replica made: a save cannot hold an edit not made yet.
@@ -158,14 +161,14 @@ func (r *Replica) receiveMessage(msg []byte) (Result, error) {
 					r.savedBy[origin] = s
 				}
 			}
-			return Result{}, nil
+			return nil, nil, nil
 		}
 		r.markSaved(r.publishedUpTo(ts)) // uMap's plain Journal: everything sent up to its clock (drift checked above)
-		return Result{}, nil
+		return nil, nil, nil
 	case "JoinResponse", "ListPeersResponse":
 		peers, err := peerList(field(members, "peers"))
 		if err != nil {
-			return Result{}, err
+			return nil, nil, err
 		}
 		for i, p := range peers {
 			peers[i] = strings.Clone(p) // kept: not the message's text
@@ -174,39 +177,38 @@ func (r *Replica) receiveMessage(msg []byte) (Result, error) {
 		r.peers = peers
 		if kind == "JoinResponse" {
 			if to := r.pickPeer(); to != "" {
-				return Result{Replies: [][]byte{r.SyncRequest(to)}}, nil
+				return nil, [][]byte{r.SyncRequest(to)}, nil
 			}
-			return Result{}, nil
+			return nil, nil, nil
 		}
-		return Result{Replies: r.probeNewcomers(before, peers)}, nil
+		return nil, r.probeNewcomers(before, peers), nil
 	case "pong", "ping":
-		return Result{}, nil
+		return nil, nil, nil
 	}
-	return Result{}, newError(ErrUnknownKind, "unknown message kind "+quote(kind))
+	return nil, nil, newError(ErrUnknownKind, "unknown message kind "+quote(kind))
 }
 
 // receiveOp ingests o, the operation of an OperationMessage whose sender member is the raw
 // text sender ("" if none), or fails with err, the error of its decoding.
-func (r *Replica) receiveOp(o *op, sender string, err error) (Result, error) {
+func (r *Replica) receiveOp(o *op, sender string, err error) ([]Change, [][]byte, error) {
 	if err != nil {
 		r.dropPending()
-		return Result{}, err
+		return nil, nil, err
 	}
 	r.one[0] = o
 	changes, gap, err := r.ingest(r.one[:])
 	r.one[0] = nil
 	if err != nil {
-		return Result{}, err
+		return nil, nil, err
 	}
-	res := Result{Changes: changes}
 	if gap {
 		to, _ := stringValue(sender)
 		if to == "" || to == r.peer {
 			to = o.ts.Peer
 		}
-		res.Replies = append(res.Replies, r.SyncRequest(to))
+		return changes, [][]byte{r.SyncRequest(to)}, nil
 	}
-	return res, nil
+	return changes, nil, nil
 }
 
 // field returns the raw value of the last member called name, "" if there is none. It is

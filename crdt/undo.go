@@ -74,14 +74,28 @@ type undoStacks struct {
 // polygon of 500,000 vertices dragged a hundred times is a hundred copies of ~11 MB —
 // and a snapshot holds them all: without a bound, a few drags of a large geometry made
 // the replica's memory grow by a value each and its snapshot too large to take.
-func undoBudget(opts Options) int { return opts.Limits.MaxMessageBytes }
+func undoBudget(opts *Options) int { return opts.Limits.MaxMessageBytes }
 
-// one returns a slice holding just e, cut from a shared chunk (appending to it copies).
-func (s *undoStacks) one(e undoEntry) []undoEntry {
+// entry returns the slot of the shared chunk the next entry is cut from, zero, for a
+// local edit to write its entry in field by field and record it: an entry built then
+// copied into the chunk was a memory.fill and a memory.copy in wasm (calls out of the
+// wasm code). record gives it back zero when the entry joins a step instead.
+func (s *undoStacks) entry() *undoEntry {
 	if len(s.chunk) == 0 {
 		s.chunk = make([]undoEntry, 32)
 	}
-	s.chunk[0] = e
+	return &s.chunk[0]
+}
+
+// one returns a slice holding just e, cut from a shared chunk (appending to it copies); e
+// may be the chunk's next slot (entry), which is then not copied.
+func (s *undoStacks) one(e *undoEntry) []undoEntry {
+	if len(s.chunk) == 0 {
+		s.chunk = make([]undoEntry, 32)
+	}
+	if e != &s.chunk[0] {
+		s.chunk[0] = *e
+	}
 	out := s.chunk[:1:1]
 	s.chunk = s.chunk[1:]
 	return out
@@ -92,7 +106,7 @@ func (s *undoStacks) one(e undoEntry) []undoEntry {
 // budget takes no more edits (it is closed): a group of drags of a large polygon would grow
 // by a copy of the geometry per drag, past what a snapshot holds; as steps of their own,
 // the budget drops the oldest. A batch is atomic: it stays one step.
-func (s *undoStacks) record(e undoEntry, group string, inBatch bool, now int64, opts Options) {
+func (s *undoStacks) record(e *undoEntry, group string, inBatch bool, now int64, opts *Options) {
 	if n := len(s.undo); n > 0 {
 		top := &s.undo[n-1]
 		if !top.inBatch && top.bytes > undoBudget(opts) {
@@ -102,9 +116,12 @@ func (s *undoStacks) record(e undoEntry, group string, inBatch bool, now int64, 
 			!inBatch && !top.inBatch && (group != "" && group == top.group ||
 				group == "" && top.group == "" && opts.CaptureInterval > 0 && now-top.at <= opts.CaptureInterval.Milliseconds()))
 		if join {
-			top.entries = append(top.entries, e)
+			top.entries = append(top.entries, *e)
 			top.at = now
 			n := e.size()
+			if len(s.chunk) > 0 && e == &s.chunk[0] {
+				*e = undoEntry{} // the slot entry gave: given back zero
+			}
 			top.bytes += n
 			if s.held += n; s.held > undoBudget(opts) {
 				s.dropOldest(opts.UndoDepth, undoBudget(opts))
@@ -112,7 +129,7 @@ func (s *undoStacks) record(e undoEntry, group string, inBatch bool, now int64, 
 			return
 		}
 	}
-	s.push(undoStep{entries: s.one(e), bytes: e.size(), group: strings.Clone(group), at: now, inBatch: inBatch}, opts)
+	s.push(&undoStep{entries: s.one(e), bytes: e.size(), group: strings.Clone(group), at: now, inBatch: inBatch}, opts)
 }
 
 // push adds a step on top of the undo stack and drops the oldest past depth. The stack is a
@@ -120,7 +137,7 @@ func (s *undoStacks) record(e undoEntry, group string, inBatch bool, now int64, 
 // the whole stack per edit would cost more than the edit), and when the window reaches the
 // array's end its steps move back to the start — where append would allocate a new array
 // every depth or so steps.
-func (s *undoStacks) push(st undoStep, opts Options) {
+func (s *undoStacks) push(st *undoStep, opts *Options) {
 	if n := len(s.undo); n > 0 && n == cap(s.undo) && cap(s.base) > 0 {
 		const size = unsafe.Sizeof(undoStep{})
 		start := uintptr(unsafe.Pointer(unsafe.SliceData(s.base)))
@@ -133,7 +150,7 @@ func (s *undoStacks) push(st undoStep, opts Options) {
 		}
 	}
 	old := unsafe.SliceData(s.undo)
-	s.undo = append(s.undo, st)
+	s.undo = append(s.undo, *st)
 	if unsafe.SliceData(s.undo) != old { // a new array, the window at its start
 		s.base = s.undo[:cap(s.undo)]
 	}
@@ -149,14 +166,15 @@ func (s *undoStacks) push(st undoStep, opts Options) {
 func (s *undoStacks) dropOldest(depth, budget int) {
 	for len(s.undo) > depth || len(s.undo) > 1 && s.held > budget {
 		s.held -= s.undo[0].bytes
-		s.undo[0] = undoStep{}
+		st := &s.undo[0] // cleared field by field: undoStep{} stored whole is a memory.fill in wasm
+		st.entries, st.bytes, st.group, st.at, st.closed, st.inBatch = nil, 0, "", 0, false, false
 		s.undo = s.undo[1:]
 	}
 }
 
 // settle sums the undo stack's bytes again, and drops the oldest steps of each stack past
 // the budget, but for the newest (after a revert moved a step, a restore).
-func (s *undoStacks) settle(opts Options) {
+func (s *undoStacks) settle(opts *Options) {
 	budget := undoBudget(opts)
 	s.held = 0
 	for i := range s.undo {
@@ -276,7 +294,7 @@ func (r *Replica) revert(from, to *[]undoStep) (UndoResult, error) {
 	(*from)[n-1] = undoStep{} // the array must not keep the step's operations and values
 	*from = (*from)[:n-1]
 	if len(subs) == 0 {
-		r.undo.settle(r.opts) // the step went: held must not count it
+		r.undo.settle(&r.opts) // the step went: held must not count it
 		return res, nil
 	}
 	// One operation, or one batch, with a fresh clock — or, when the values restored are
@@ -306,7 +324,7 @@ func (r *Replica) revert(from, to *[]undoStep) (UndoResult, error) {
 			// As a local edit's (undoPlace): a write below a value that is not an object
 			// (geometry "s1", by a write of geometry.c) goes back by restoring that value
 			// whole — restoring "absent at geometry.c" would leave geometry {}.
-			place, old, oldPresent, others := r.undoPlace(sub.obj, sub.path, oldValue{value: cur, present: present, others: r.othersIn(sub.obj, sub.path)})
+			place, old, oldPresent, others := r.undoPlace(sub.obj, sub.path, &oldValue{value: cur, present: present, others: r.othersIn(sub.obj, sub.path)})
 			sub.obj.apply(w)
 			back.entries = append(back.entries, undoEntry{obj: sub.obj, path: place, old: old, oldPresent: oldPresent, by: w, others: others})
 			back.bytes += back.entries[len(back.entries)-1].size()
@@ -314,7 +332,7 @@ func (r *Replica) revert(from, to *[]undoStep) (UndoResult, error) {
 		r.outbox = append(r.outbox, top)
 	}
 	*to = append(*to, back)
-	r.undo.settle(r.opts)
+	r.undo.settle(&r.opts)
 	res.Changes = t.changes()
 	return res, nil
 }
@@ -438,7 +456,7 @@ func (r *Replica) othersClock(w write) hlc.Timestamp {
 // whole value is known (upserted or seeded) is so undone: of one loaded from the saved map
 // and only edited, the engine knows the paths written, and restoring "no _umap_options"
 // would drop the members it never saw.
-func (r *Replica) undoPlace(obj *object, path []string, old oldValue) ([]string, string, bool, hlc.Timestamp) {
+func (r *Replica) undoPlace(obj *object, path []string, old *oldValue) ([]string, string, bool, hlc.Timestamp) {
 	if old.present || old.fromCaller || len(path) < 2 || obj.root.op == nil {
 		return path, old.value, old.present, old.others
 	}

@@ -150,7 +150,7 @@ func (u *urRun) edit(i int, group string) (noUndo bool) {
 		return true
 	}
 	// A step not a batch's that holds more than the budget takes no more edits.
-	full := n > 0 && !r.undo.undo[n-1].inBatch && r.undo.undo[n-1].bytes > undoBudget(r.opts)
+	full := n > 0 && !r.undo.undo[n-1].inBatch && r.undo.undo[n-1].bytes > undoBudget(&r.opts)
 	u.trace("u%d edit %+v (steps %d, models %d)", i, e, len(r.undo.undo), len(u.undo[i]))
 	if _, err := r.Apply(e); err != nil {
 		u.fatalf("u%d: %+v: %v", i, e, err)
@@ -280,7 +280,7 @@ func (u *urRun) revert(i int, redo bool) {
 // steps kept then still undo and redo as modelled.
 func (u *urRun) trim(i int) {
 	r := u.reps[i]
-	budget := undoBudget(r.opts)
+	budget := undoBudget(&r.opts)
 	for k, st := range []struct {
 		name  string
 		got   []undoStep

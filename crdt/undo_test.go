@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/mapcrdt/mapcrdt/hlc"
 	"github.com/tidwall/gjson"
@@ -912,13 +914,13 @@ func TestUndoPushSlidesWithoutAllocating(t *testing.T) {
 	}
 	n := 0
 	for ; n < 100; n++ {
-		s.push(undoStep{at: int64(n + 1)}, opts)
+		s.push(&undoStep{at: int64(n + 1)}, &opts)
 		check(n + 1)
 	}
 	pushes := func() {
 		for k := 0; k < 100; k++ {
 			n++
-			s.push(undoStep{at: int64(n)}, opts)
+			s.push(&undoStep{at: int64(n)}, &opts)
 		}
 	}
 	if a := testing.AllocsPerRun(20, pushes); a != 0 {
@@ -928,7 +930,7 @@ func TestUndoPushSlidesWithoutAllocating(t *testing.T) {
 	s.undo = append([]undoStep(nil), s.undo...) // replaced: another array
 	for k := 0; k < 50; k++ {
 		n++
-		s.push(undoStep{at: int64(n)}, opts)
+		s.push(&undoStep{at: int64(n)}, &opts)
 		check(n)
 	}
 }
@@ -1176,5 +1178,43 @@ func TestUndoKeepsAPeersWorkAnOwnLaterEditOverwrote(t *testing.T) {
 			}
 			kitWant(t, re, "feature", kitF1, "properties.name", `"bob"`)
 		})
+	}
+}
+
+// TestDroppedStepIsCleared: a step dropped past the depth is cleared field by field in the
+// stack's array (dropOldest), so that it keeps nothing alive; every field of undoStep,
+// whatever fields it gains, is zero after it.
+func TestDroppedStepIsCleared(t *testing.T) {
+	full := func() *undoStep {
+		var st undoStep
+		v := reflect.ValueOf(&st).Elem()
+		for i := range v.NumField() {
+			f := reflect.NewAt(v.Field(i).Type(), unsafe.Pointer(v.Field(i).UnsafeAddr())).Elem() // settable, unexported
+			switch f.Kind() {
+			case reflect.Slice:
+				f.Set(reflect.MakeSlice(f.Type(), 1, 1))
+			case reflect.String:
+				f.SetString("g")
+			case reflect.Int, reflect.Int64:
+				f.SetInt(1)
+			case reflect.Bool:
+				f.SetBool(true)
+			default:
+				t.Fatalf("undoStep has a field %s of kind %s: set it here, and clear it in dropOldest", v.Type().Field(i).Name, f.Kind())
+			}
+		}
+		return &st
+	}
+	opts := DefaultOptions()
+	opts.UndoDepth = 2
+	var s undoStacks
+	for range 3 {
+		s.push(full(), &opts)
+	}
+	if len(s.undo) != 2 || len(s.base) < 3 || &s.base[1] != &s.undo[0] {
+		t.Fatalf("the stack is not the window of base it should be: %d steps, base %d", len(s.undo), len(s.base))
+	}
+	if !reflect.ValueOf(s.base[0]).IsZero() {
+		t.Fatalf("the dropped step holds %+v, want the zero undoStep", s.base[0])
 	}
 }

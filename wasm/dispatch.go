@@ -174,11 +174,13 @@ func (c *Call) changeBuf() []crdt.Change {
 // keep gives the buffer back after the changes were written out.
 func (c *Call) keep(used []crdt.Change) {
 	// The buffer must not keep a replica's values alive. (One change, the usual, without
-	// clear's calls of the runtime.)
+	// clear's calls of the runtime, and field by field: a Change{} stored whole is a
+	// memory.fill in wasm, a call into the engine.)
 	switch len(used) {
 	case 0:
 	case 1:
-		used[0] = crdt.Change{}
+		u := &used[0]
+		u.Kind, u.Subject, u.Metadata, u.Key, u.Value, u.HLC = "", "", "", "", "", hlc.Timestamp{}
 	default:
 		clear(used)
 	}

@@ -2,11 +2,13 @@ package main
 
 import (
 	"encoding/json"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/mapcrdt/mapcrdt/crdt"
+	"github.com/mapcrdt/mapcrdt/hlc"
 )
 
 // The dispatcher is plain Go: these tests run natively (go test ./wasm/...) and under Node
@@ -718,4 +720,28 @@ func TestRestoreInSteps(t *testing.T) {
 	}
 	x.fails("bad_state", MethodRestoreStep, d, "1")
 	x.fails("bad_snapshot", MethodCreate, 0, "", "", "", "", "", "", "", "", "", `{"format":"nope"}`)
+}
+
+// TestKeepClearsTheChange: the one change of a call (an edit's) is cleared field by field
+// in the reused buffer, so that it keeps no replica's value alive; every field of Change,
+// whatever fields it gains, is zero after keep.
+func TestKeepClearsTheChange(t *testing.T) {
+	var c crdt.Change
+	v := reflect.ValueOf(&c).Elem()
+	for i := range v.NumField() {
+		f := v.Field(i)
+		switch {
+		case f.Kind() == reflect.String:
+			f.SetString("x")
+		case f.Type() == reflect.TypeOf(hlc.Timestamp{}):
+			f.Set(reflect.ValueOf(hlc.Timestamp{Wall: 1, Counter: 1, Peer: "p"}))
+		default:
+			t.Fatalf("Change has a field %s of type %s: set it here, and clear it in keep", v.Type().Field(i).Name, f.Type())
+		}
+	}
+	buf := []crdt.Change{c}
+	(&Call{}).keep(buf)
+	if !reflect.ValueOf(buf[0]).IsZero() {
+		t.Fatalf("after keep: %+v, want the zero Change", buf[0])
+	}
 }

@@ -169,8 +169,12 @@ func exportCall(method, handle, flags, nargs uint32, now float64) (n int32) {
 	if cap(outBuf) > keptBuffer {
 		outBuf = make([]byte, 0, 64<<10) // don't keep a large result's buffer
 	}
+	// Field by field: a Call literal assigned whole is built on the stack and copied (a
+	// memory.fill and a memory.copy in wasm, ~8 ns each).
 	c := &call
-	*c = Call{Method: Method(method), Handle: handle, Flags: flags, Now: millis(now), Args: argv[:nargs], Objects: lens[objectsWord]}
+	c.Method, c.Handle, c.Flags, c.Now = Method(method), handle, flags, millis(now)
+	c.Args, c.Objects = argv[:nargs], lens[objectsWord]
+	c.changes, c.rows = nil, nil
 	off := uint32(0)
 	for i := range nargs {
 		c.Args[i] = inBuf[off : off+lens[i]]

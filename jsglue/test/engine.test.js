@@ -1370,3 +1370,19 @@ test("a snapshot restores the engine that wrote it: its peer id comes with it, a
   }
   a.close();
 });
+
+test("a number, boolean or null value is sent as JSON.stringify writes it", async () => {
+  // json() writes these without JSON.stringify: the message must carry the same text, and
+  // a value JSON has no number for (NaN, ±Infinity) goes as null, as JSON.stringify's.
+  const values = [0, -0, 5, -3, 0.1 + 0.2, 2.35 + 1 / 1e6, 1e21, 1e-7, 5e-324, Number.MAX_VALUE, -1.5e300, NaN, Infinity, -Infinity, true, false, null];
+  const e = await createEngine({ peerId: "n" });
+  for (const v of values) {
+    e.update("feature", meta("f1"), "properties.v", v);
+    const [msg] = e.flush();
+    const m = /"value":(.*),"verb":"update"}$/.exec(msg);
+    assert.ok(m, msg);
+    assert.equal(m[1], JSON.stringify(v), `the value ${String(v)} in ${msg}`);
+    assert.equal(e.get("feature", meta("f1"), "properties.v"), JSON.parse(JSON.stringify(v)));
+  }
+  e.close();
+});
