@@ -1,0 +1,386 @@
+// A seeded random walk of users editing two or three Leaflet maps at once, each map bound by
+// the Leaflet helper (leaflet.js) to its own engine, in headless Debian chromium (see
+// chromium.js), with playwright's mouse: markers, lines and polygons drawn by clicks,
+// markers and vertices dragged, vertices added (middle handles) and deleted (click,
+// Alt+click, Shift+click as uMap's), lines and polygons drawn on (continue, new part, new
+// hole), features deleted and their properties changed as uMap does (through the engine and
+// the controller), moved to another datalayer, undo and redo; a marker or vertex dragged
+// on one map while another map deletes or edits the same feature and its messages arrive
+// mid-drag; edits of one feature on two maps before either hears of the other's. The maps'
+// engines talk through a test network (leaflet-random-page.js) that delays, reorders,
+// duplicates and loses messages, and takes a map offline for a while (its edits held, or
+// lost and healed by sync) before it catches up with syncRequest / onPeerMessage.
+//
+// At the end, everyone synced: every engine's state() is the same; each map draws what its
+// engine holds — every feature with a geometry Leaflet draws, once, as a layer of the right
+// kind with its geometry, name and color, no layer of a feature gone, no vertex handle of a
+// layer gone, markers draggable, a line or polygon edited only if its user made it so, its
+// handles those of its vertices; the maps draw the same; and a fresh page drawing a
+// snapshot of the state draws it the same.
+//
+//   node --test jsglue/test/leaflet-random.test.js                        # 2 seeds
+//   LEAFLET_RANDOM_SEEDS=50 node --test jsglue/test/leaflet-random.test.js  # seeds 1..50
+//   LEAFLET_RANDOM_SEED=17 node --test jsglue/test/leaflet-random.test.js   # that seed
+//   LEAFLET_RANDOM_STEPS=200 …                                            # longer walks (default 60)
+// A failure names its seed, and the walk's last actions.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { inChromium } from "./chromium.js";
+
+const page = `<!doctype html><meta charset="utf-8">
+<link rel="stylesheet" href="/node_modules/leaflet/dist/leaflet.css">
+<style>body{margin:0}</style>
+<script src="/node_modules/leaflet/dist/leaflet-src.js"></script>
+<script src="/node_modules/leaflet-editable/src/Leaflet.Editable.js"></script>
+<script type="module" src="/test/leaflet-random-page.js"></script>`;
+
+/** mulberry32, as random.test.js. */
+function rng(seed) {
+  let a = seed >>> 0;
+  const next = () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  return { next, int: (n) => Math.floor(next() * n), pick: (xs) => xs[Math.floor(next() * xs.length)], chance: (p) => next() < p };
+}
+
+/** Picks a key of weights by weight. */
+function weighted(r, weights) {
+  const total = Object.values(weights).reduce((a, b) => a + b, 0);
+  let x = r.next() * total;
+  for (const [k, w] of Object.entries(weights)) {
+    if ((x -= w) < 0) return k;
+  }
+  return Object.keys(weights)[0];
+}
+
+/** One walk on page p: returns what was done (the log) and the outcome to check. */
+async function walk(p, seed, steps) {
+  const r = rng(seed);
+  const n = r.chance(0.5) ? 3 : 2;
+  const ev = (f, arg) => p.evaluate(f, arg);
+  await ev(([seed, n]) => R.setup(seed, n), [seed, n]);
+  const log = [];
+  const say = (s) => log.push(s);
+  const counts = {};
+  const count = (k) => (counts[k] = (counts[k] ?? 0) + 1);
+  let offline = null; // {i, until}: the map offline, and the step it comes back at
+  let hot = null; // the feature edited last: often edited again, on another map
+
+  const features = (i) => ev((i) => R.features(i), i);
+  const pickFeature = async (i, types) => {
+    const fs = (await features(i)).filter((f) => !types || types.includes(f.type));
+    if (fs.length === 0) return null;
+    const h = fs.find((f) => f.id === hot);
+    const f = h && r.chance(0.5) ? h : r.pick(fs);
+    hot = f.id;
+    return f;
+  };
+  const tick = () => ev(() => R.tick());
+  const idle = (ms = 0) => ev((ms) => R.idle(ms), ms);
+  const other = (i) => (i + 1 + r.int(n - 1)) % n;
+  const engineEdits = ["name", "color", "props", "geometry", "delete", "move", "undo", "redo", "name", "geometry"];
+
+  // A mouse drag from a to b; during() runs half way (the pointer down, moving).
+  const drag = async (a, b, during) => {
+    await p.mouse.move(a.x, a.y);
+    await p.mouse.down();
+    const steps = 2 + r.int(3);
+    const mid = { x: (a.x + b.x) / 2, y: (a.y + b.y) / 2 };
+    await p.mouse.move(mid.x, mid.y, { steps });
+    if (during) await during();
+    await p.mouse.move(b.x, b.y, { steps });
+    await p.mouse.up();
+    await idle(5); // the helper's release timer
+  };
+  const clickAt = async (q, modifier) => {
+    if (modifier) await p.keyboard.down(modifier);
+    await p.mouse.click(q.x, q.y);
+    if (modifier) await p.keyboard.up(modifier);
+    await idle(0);
+  };
+  // What another map does to the feature under a drag, and its messages delivered mid-drag.
+  const peerDuring = (i, id) => async () => {
+    const j = r.chance(0.85) ? other(i) : i; // sometimes the dragging user's own undo
+    const what = j === i ? r.pick(["undo", "redo"]) : r.pick(engineEdits);
+    const did = await ev(([j, id, what]) => R.engineEdit(j, id, what), [j, id, what]);
+    say(`  mid-drag: map ${j} ${what} ${id} → ${did}`);
+    await ev(() => {
+      R.pump();
+      R.deliver(R.queue.length);
+      R.pump();
+    });
+  };
+
+  for (let step = 0; step < steps; step++) {
+    const i = r.int(n);
+    const action = weighted(r, {
+      marker: 6,
+      line: 5,
+      polygon: 5,
+      dragMarker: 8,
+      dragVertex: 8,
+      middle: 4,
+      clickVertex: 5,
+      drawOn: 4,
+      engine: 12,
+      concurrent: 6,
+      dragDuring: 10,
+      deleteMany: 1,
+      undo: 5,
+      redo: 3,
+      toggleEdit: 3,
+      offline: 2,
+      tick: 6,
+    });
+    count(action);
+    switch (action) {
+      case "marker": {
+        await ev((i) => R.start(i, "marker"), i);
+        const q = await ev((i) => R.place(i), i);
+        say(`map ${i}: marker drawn at ${q.x},${q.y}`);
+        await p.mouse.move(q.x - 3, q.y - 3);
+        await clickAt(q);
+        break;
+      }
+      case "line":
+      case "polygon": {
+        const kind = action === "line" ? "polyline" : "polygon";
+        await ev(([i, kind]) => R.start(i, kind), [i, kind]);
+        const clicks = (kind === "polyline" ? 1 : 2) + r.int(4); // sometimes too few
+        say(`map ${i}: ${kind} drawn, ${clicks} clicks`);
+        for (let k = 0; k < clicks; k++) {
+          const q = await ev((i) => R.place(i), i);
+          await clickAt(q);
+          if (r.chance(0.3)) await tick(); // peers' edits arrive while it is drawn
+        }
+        const end = r.pick(["commit", "commit", "click", "cancel"]);
+        if (end === "click") {
+          // Finish as a user does: a click on the last vertex (a line) or the first (a polygon).
+          const v = await ev(([i, k]) => R.drawingVertex(i, k), [i, kind === "polyline" ? -1 : 0]);
+          if (v) await clickAt(v);
+        }
+        const ended = await ev(([i, c]) => R.endDrawing(i, c), [i, end !== "cancel"]);
+        say(`  ${end}${ended && end === "click" ? " (still drawing: committed)" : ""}`);
+        await idle(0);
+        break;
+      }
+      case "dragMarker": {
+        const f = await pickFeature(i, ["marker"]);
+        if (!f) break;
+        const a = await ev(([i, id]) => R.iconAt(i, id), [i, f.id]);
+        if (!a) break;
+        const b = await ev((i) => R.place(i), i);
+        say(`map ${i}: marker ${f.id} dragged`);
+        await drag(a, { x: b.x, y: b.y + 17 }); // the icon's anchor is below its centre
+        break;
+      }
+      case "dragVertex":
+      case "middle":
+      case "clickVertex": {
+        const f = await pickFeature(i, ["polyline", "polygon"]);
+        if (!f) break;
+        await ev(([i, id]) => R.edit(i, id, true), [i, f.id]);
+        const handles = await ev(([i, id, m]) => (m ? R.middles(i, id) : R.vertices(i, id)), [i, f.id, action === "middle"]);
+        if (handles.length === 0) break;
+        const h = r.pick(handles);
+        if (action === "clickVertex") {
+          const mod = r.pick([undefined, undefined, "Alt", "Shift"]);
+          say(`map ${i}: ${mod ? mod + "+" : ""}click on vertex ${h.k} of ${f.id}`);
+          await clickAt(h, mod);
+        } else {
+          const b = await ev((i) => R.place(i), i);
+          say(`map ${i}: ${action === "middle" ? "middle handle" : "vertex"} ${h.k} of ${f.id} dragged`);
+          await drag(h, b);
+        }
+        break;
+      }
+      case "drawOn": {
+        const f = await pickFeature(i, ["polyline", "polygon"]);
+        if (!f) break;
+        const how = r.pick(["forward", "backward", "hole", "shape"]);
+        const ok = await ev(([i, id, how]) => R.drawOn(i, id, how), [i, f.id, how]);
+        if (!ok) break;
+        const clicks = 1 + r.int(3);
+        say(`map ${i}: ${f.id} drawn on (${how}), ${clicks} clicks`);
+        for (let k = 0; k < clicks; k++) {
+          const q = await ev((i) => R.place(i), i);
+          await clickAt(q);
+          if (r.chance(0.4)) await tick();
+        }
+        const commit = r.chance(0.75);
+        say(`  ${commit ? "commit" : "cancel"}`);
+        await ev(([i, c]) => R.endDrawing(i, c), [i, commit]);
+        await idle(0);
+        break;
+      }
+      case "engine": {
+        const f = await pickFeature(i);
+        if (!f) break;
+        const what = r.pick(engineEdits);
+        say(`map ${i}: ${what} ${f.id} → ${await ev(([i, id, w]) => R.engineEdit(i, id, w), [i, f.id, what])}`);
+        break;
+      }
+      case "concurrent": {
+        // The same feature edited on two maps before either hears of the other's edit.
+        const f = await pickFeature(i);
+        if (!f) break;
+        const j = other(i);
+        await ev(() => R.pump());
+        for (const k of [i, j]) {
+          const what = r.pick(engineEdits);
+          say(`map ${k} (concurrent): ${what} ${f.id} → ${await ev(([k, id, w]) => R.engineEdit(k, id, w), [k, f.id, what])}`);
+        }
+        break;
+      }
+      case "dragDuring": {
+        // A drag on map i while another map edits or deletes the same feature.
+        const f = await pickFeature(i);
+        if (!f) break;
+        let a;
+        if (f.type === "marker") a = await ev(([i, id]) => R.iconAt(i, id), [i, f.id]);
+        else {
+          await ev(([i, id]) => R.edit(i, id, true), [i, f.id]);
+          const hs = await ev(([i, id, m]) => (m ? R.middles(i, id) : R.vertices(i, id)), [i, f.id, r.chance(0.25)]);
+          a = hs.length > 0 ? r.pick(hs) : null;
+        }
+        if (!a) break;
+        const b = await ev((i) => R.place(i), i);
+        say(`map ${i}: ${f.type} ${f.id} dragged while another map edits it`);
+        await ev(([i, id]) => (R.dragging = { i, id }), [i, f.id]);
+        await drag(a, b, peerDuring(i, f.id));
+        await ev(() => (R.dragging = null));
+        break;
+      }
+      case "deleteMany":
+        say(`map ${i}: deleteFeatures → ${await ev((i) => R.deleteMany(i), i)}`);
+        break;
+      case "undo":
+        say(`map ${i}: undo → ${await ev((i) => R.undo(i), i)}`);
+        break;
+      case "redo":
+        say(`map ${i}: redo → ${await ev((i) => R.redo(i), i)}`);
+        break;
+      case "toggleEdit": {
+        const f = await pickFeature(i, ["polyline", "polygon"]);
+        if (!f) break;
+        const on = r.chance(0.5);
+        say(`map ${i}: editing of ${f.id} ${on ? "on" : "off"}`);
+        await ev(([i, id, on]) => R.edit(i, id, on), [i, f.id, on]);
+        break;
+      }
+      case "offline": {
+        if (offline) break; // one map offline at a time
+        const lose = r.chance(0.5);
+        offline = { i, until: step + 3 + r.int(10) };
+        say(`map ${i}: offline until step ${offline.until} (its messages ${lose ? "lost" : "held"})`);
+        await ev(([i, lose]) => R.setOnline(i, false, lose), [i, lose]);
+        break;
+      }
+      case "tick":
+        break;
+    }
+    if (offline && step >= offline.until) {
+      say(`map ${offline.i}: back online, syncs`);
+      await ev((i) => R.setOnline(i, true), offline.i);
+      offline = null;
+    }
+    if (r.chance(0.6)) await tick();
+    if (process.env.LEAFLET_RANDOM_VERBOSE) say(`    ${JSON.stringify(await ev(() => R.stats))}`);
+  }
+  if (process.env.LEAFLET_RANDOM_VERBOSE) console.log(`seed ${seed}:\n  ${log.join("\n  ")}`);
+
+  // Everyone back, every message delivered, every pair synced; then the helpers' timers.
+  await ev(() => {
+    for (let i = 0; i < R.peers.length; i++) R.endDrawing(i, true);
+  });
+  await idle(5);
+  await ev(() => R.settle());
+  await idle(5);
+  const pending = await ev(() => R.settle());
+  const outcome = await ev(() => ({
+    states: R.states(),
+    problems: R.peers.map((p) => R.problems(p.i)),
+    drawn: R.peers.map((p) => R.drawn(p.i)),
+    twins: R.twins(0),
+    snapshot: R.snapshot(0),
+    stats: R.stats,
+  }));
+  return { log, counts, pending, ...outcome, n };
+}
+
+async function drive(p) {
+  const one = process.env.LEAFLET_RANDOM_SEED;
+  const seeds = one !== undefined ? [Number(one)] : Array.from({ length: Number(process.env.LEAFLET_RANDOM_SEEDS ?? 2) }, (_, s) => s + 1);
+  const steps = Number(process.env.LEAFLET_RANDOM_STEPS ?? 60);
+  const url = p.url();
+  const fresh = await p.context().browser().newPage(); // a page of its own (its own context)
+  const runs = [];
+  for (const seed of seeds) {
+    await p.goto(url);
+    await p.waitForFunction(() => window.R !== undefined);
+    const errors = [];
+    const onError = (e) => errors.push(String(e));
+    p.on("pageerror", onError);
+    let w;
+    try {
+      w = await walk(p, seed, steps);
+    } catch (e) {
+      runs.push({ seed, thrown: String(e && e.stack ? e.stack : e) });
+      p.off("pageerror", onError);
+      continue;
+    }
+    await fresh.goto(url);
+    await fresh.waitForFunction(() => window.R !== undefined);
+    const freshDrawn = await fresh.evaluate((b64) => R.fresh(b64), w.snapshot);
+    await new Promise((res) => setTimeout(res, 20));
+    p.off("pageerror", onError);
+    delete w.snapshot;
+    runs.push({ seed, ...w, freshDrawn, errors });
+  }
+  return runs;
+}
+
+function withoutIds(drawn, ids) {
+  const out = { ...drawn };
+  for (const id of ids) delete out[id];
+  return out;
+}
+
+function check(run) {
+  assert.equal(run.thrown, undefined, "the walk threw");
+  assert.deepEqual(run.errors, [], "errors on the page");
+  assert.ok(run.pending.every((x) => x === 0), `messages left unsent: ${run.pending}`);
+  for (let i = 1; i < run.states.length; i++) assert.equal(run.states[i], run.states[0], `map ${i}'s engine differs from map 0's`);
+  run.problems.forEach((ps, i) => assert.deepEqual(ps, [], `map ${i} does not draw what its engine holds`));
+  const base = withoutIds(run.drawn[0], run.twins);
+  for (let i = 1; i < run.drawn.length; i++) assert.deepEqual(withoutIds(run.drawn[i], run.twins), base, `map ${i} draws otherwise than map 0`);
+  assert.deepEqual(withoutIds(run.freshDrawn, run.twins), base, "a fresh page drawing the state draws otherwise than map 0");
+}
+
+test("random edits of two or three Leaflet maps through the helper converge, and each map draws its engine's state (chromium)", async (t) => {
+  const res = await inChromium(t, page, drive);
+  if (!res) return;
+  let failed = 0;
+  let activity = 0;
+  for (const run of res.driven) {
+    try {
+      check(run);
+      activity += Object.keys(run.drawn[0]).length + (run.stats?.delivered ?? 0);
+    } catch (e) {
+      failed++;
+      const tail = (run.log ?? []).slice(-25).join("\n  ");
+      console.error(`leaflet-random: seed ${run.seed} failed (LEAFLET_RANDOM_SEED=${run.seed} to run it again): ${e.message}\n  last actions:\n  ${tail}`);
+      if (failed === 1) t.diagnostic(`first failing seed ${run.seed}`);
+      if (res.driven.length === 1) throw e;
+    }
+  }
+  for (const run of res.driven) t.diagnostic(`seed ${run.seed}: ${run.n} maps, ${Object.keys(run.drawn?.[0] ?? {}).length} features at the end; actions ${JSON.stringify(run.counts)}; ${JSON.stringify(run.stats)}`);
+  assert.equal(failed, 0, `${failed} of ${res.driven.length} seeds failed (see above)`);
+  assert.ok(activity > 0, "the walks did nothing");
+  assert.deepEqual(res.errors, []);
+});
