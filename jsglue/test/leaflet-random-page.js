@@ -91,6 +91,8 @@ function mkmap(left) {
     scrollWheelZoom: false,
     boxZoom: false,
     keyboard: false,
+    zoomControl: false, // no control under the clicks
+    attributionControl: false,
   }).setView([48.85, 2.35], 14);
   featuresLayer.addTo(map);
   // uMap's "Delete this vertex (Alt+Click)" and "Delete this shape" (Shift+click).
@@ -159,6 +161,8 @@ const R = {
     const r = rng(seed ^ 0x5eed);
     R.r = r;
     R.log = [];
+    R.trace = [];
+    globalThis.TRACE = new URLSearchParams(location.search).has("trace");
     R.queue = [];
     R.stats = { edits: {}, delivered: 0, duplicated: 0, lost: 0, held: 0, remoteDuringDrag: 0 };
     let t = 1_790_000_000_000;
@@ -180,9 +184,16 @@ const R = {
           R.stats.edits[e.kind] = (R.stats.edits[e.kind] ?? 0) + 1;
         },
         onRender: (e) => {
+          if (globalThis.TRACE) R.trace.push(`map ${i} render ${e.kind} ${e.id} handles=${e.layer.editor ? e.layer.editor.editLayer.getLayers().length : "-"}`);
           if (R.dragging && R.dragging.i === i && R.dragging.id === e.id) R.stats.remoteDuringDrag++;
         },
       });
+      if (globalThis.TRACE) {
+        for (const t of ["editable:vertex:mousedown", "editable:vertex:dragstart", "editable:vertex:dragend", "editable:vertex:click", "editable:vertex:deleted", "editable:edited", "editable:enable", "editable:disable", "editable:drawing:start", "editable:drawing:end", "editable:vertex:new"]) {
+          m.map.on(t, (e) => R.trace.push(`map ${i} ${t} ${peer.ctl.idOf(e.layer)} handles=${e.layer.editor ? e.layer.editor.editLayer.getLayers().length : "-"}`));
+        }
+      }
+      if (globalThis.TRACE) m.map.on("movestart", () => R.trace.push(`map ${i} movestart ${new Error().stack}`));
       // Drawing with the editor: the user's layer stays edited after the commit.
       m.map.on("editable:drawing:start", (e) => peer.wantEdit.set(e.layer, true));
       R.peers.push(peer);
@@ -464,7 +475,17 @@ const R = {
     const g = l.toGeoJSON().geometry;
     if (how === "forward" && g.type === "LineString") l.editor.continueForward();
     else if (how === "backward" && g.type === "LineString") l.editor.continueBackward();
-    else if (how === "hole" && g.type === "Polygon") l.editor.newHole();
+    else if (how === "hole" && (g.type === "Polygon" || g.type === "MultiPolygon")) {
+      // uMap's "Start a hole here": at a place within the polygon (the hole's first vertex).
+      let at = null;
+      for (let k = 0; k < 40 && !at; k++) {
+        const q = R.place(i);
+        const ll = L.latLng(q.lat, q.lng);
+        if (l.shapeAt(ll)) at = ll;
+      }
+      if (!at) return false;
+      l.editor.newHole(at);
+    }
     else if (how === "shape") l.editor.newShape();
     else return false;
     return true;
@@ -519,7 +540,8 @@ const R = {
         else if (ctl.idOf(f) === undefined) out.push("a vertex handle of a layer the controller does not know");
       } else out.push("a layer outside featuresLayer: " + (l.constructor.name || "?"));
     });
-    // Editing: markers drag (the helper's default), a path is edited only if the user made it so.
+    // Editing: markers drag (the helper's default), a path is edited only if the user made it so,
+    // with a handle on each vertex.
     for (const layer of featuresLayer.getLayers()) {
       const id = ctl.idOf(layer);
       if (layer instanceof L.Marker) {
@@ -530,10 +552,14 @@ const R = {
       const editing = !!layer.editEnabled();
       if (editing !== want) out.push(`${id}: editing ${editing}, the user made it ${want}`);
       if (layer.editEnabled()) {
-        const lls = flatLatLngs(layer.getLatLngs());
+        // A handle on each vertex within the map's view (Leaflet.Editable makes those only,
+        // and more as the view moves), and no handle of a vertex the layer no longer has.
+        const bounds = map.getBounds();
+        const all = flatLatLngs(layer.getLatLngs());
         const handles = layer.editor.editLayer.getLayers().filter((h) => h instanceof L.Editable.VertexMarker);
-        if (handles.length !== lls.length) out.push(`${id}: ${handles.length} vertex handles for ${lls.length} vertices`);
-        for (const ll of lls) if (!ll.__vertex || !ll.__vertex._map || ll.__vertex.latlng !== ll) out.push(`${id}: a vertex without its handle`);
+        const stale = handles.filter((h) => !all.includes(h.latlng)).length;
+        const missing = all.filter((ll) => bounds.contains(ll) && !(ll.__vertex && ll.__vertex._map && ll.__vertex.latlng === ll)).length;
+        if (stale > 0 || missing > 0) out.push(`${id}: ${stale} vertex handles of no vertex, ${missing} vertices in view without a handle (of ${all.length})`);
       }
     }
     if (map.editTools.drawing()) out.push("still drawing");

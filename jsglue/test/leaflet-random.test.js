@@ -116,6 +116,13 @@ async function walk(p, seed, steps) {
     });
   };
 
+  try {
+    await steps_();
+  } catch (e) {
+    e.log = log;
+    throw e;
+  }
+  async function steps_() {
   for (let step = 0; step < steps; step++) {
     const i = r.int(n);
     const action = weighted(r, {
@@ -145,6 +152,10 @@ async function walk(p, seed, steps) {
         say(`map ${i}: marker drawn at ${q.x},${q.y}`);
         await p.mouse.move(q.x - 3, q.y - 3);
         await clickAt(q);
+        // A click on another feature (a marker does not pass it on to the map) places nothing:
+        // the user clicks elsewhere.
+        for (let k = 0; k < 5 && (await ev((i) => R.drawing(i), i)); k++) await clickAt(await ev((i) => R.place(i), i));
+        if (await ev((i) => R.endDrawing(i, false), i)) say("  not placed: cancelled");
         break;
       }
       case "line":
@@ -245,12 +256,13 @@ async function walk(p, seed, steps) {
         if (f.type === "marker") a = await ev(([i, id]) => R.iconAt(i, id), [i, f.id]);
         else {
           await ev(([i, id]) => R.edit(i, id, true), [i, f.id]);
-          const hs = await ev(([i, id, m]) => (m ? R.middles(i, id) : R.vertices(i, id)), [i, f.id, r.chance(0.25)]);
-          a = hs.length > 0 ? r.pick(hs) : null;
+          const middle = r.chance(0.25);
+          const hs = await ev(([i, id, m]) => (m ? R.middles(i, id) : R.vertices(i, id)), [i, f.id, middle]);
+          a = hs.length > 0 ? { ...r.pick(hs), what: middle ? "middle handle" : "vertex" } : null;
         }
         if (!a) break;
         const b = await ev((i) => R.place(i), i);
-        say(`map ${i}: ${f.type} ${f.id} dragged while another map edits it`);
+        say(`map ${i}: ${f.type} ${f.id}${a.what ? ` (${a.what} ${a.k})` : ""} dragged while another map edits it`);
         await ev(([i, id]) => (R.dragging = { i, id }), [i, f.id]);
         await drag(a, b, peerDuring(i, f.id));
         await ev(() => (R.dragging = null));
@@ -290,7 +302,15 @@ async function walk(p, seed, steps) {
       offline = null;
     }
     if (r.chance(0.6)) await tick();
+    // Between two actions (no drag, no drawing under way) each map draws what its engine holds.
+    await idle(0);
+    const problems = await ev(() => R.peers.map((p) => R.problems(p.i)));
+    for (const [k, ps] of problems.entries()) {
+      if (ps.length > 0 && process.env.LEAFLET_RANDOM_VERBOSE) console.log((await ev(() => R.trace)).slice(-60).join("\n"));
+      if (ps.length > 0) throw new Error(`after step ${step}, map ${k} does not draw what its engine holds: ${ps.join("; ")}`);
+    }
     if (process.env.LEAFLET_RANDOM_VERBOSE) say(`    ${JSON.stringify(await ev(() => R.stats))}`);
+  }
   }
   if (process.env.LEAFLET_RANDOM_VERBOSE) console.log(`seed ${seed}:\n  ${log.join("\n  ")}`);
 
@@ -317,7 +337,7 @@ async function drive(p) {
   const one = process.env.LEAFLET_RANDOM_SEED;
   const seeds = one !== undefined ? [Number(one)] : Array.from({ length: Number(process.env.LEAFLET_RANDOM_SEEDS ?? 2) }, (_, s) => s + 1);
   const steps = Number(process.env.LEAFLET_RANDOM_STEPS ?? 60);
-  const url = p.url();
+  const url = p.url() + (process.env.LEAFLET_RANDOM_VERBOSE ? "?trace" : "");
   const fresh = await p.context().browser().newPage(); // a page of its own (its own context)
   const runs = [];
   for (const seed of seeds) {
@@ -330,7 +350,7 @@ async function drive(p) {
     try {
       w = await walk(p, seed, steps);
     } catch (e) {
-      runs.push({ seed, thrown: String(e && e.stack ? e.stack : e) });
+      runs.push({ seed, thrown: String(e && e.stack ? e.stack : e), log: e.log });
       p.off("pageerror", onError);
       continue;
     }
@@ -373,7 +393,7 @@ test("random edits of two or three Leaflet maps through the helper converge, and
       activity += Object.keys(run.drawn[0]).length + (run.stats?.delivered ?? 0);
     } catch (e) {
       failed++;
-      const tail = (run.log ?? []).slice(-25).join("\n  ");
+      const tail = (run.log ?? []).slice(process.env.LEAFLET_RANDOM_VERBOSE ? 0 : -25).join("\n  ");
       console.error(`leaflet-random: seed ${run.seed} failed (LEAFLET_RANDOM_SEED=${run.seed} to run it again): ${e.message}\n  last actions:\n  ${tail}`);
       if (failed === 1) t.diagnostic(`first failing seed ${run.seed}`);
       if (res.driven.length === 1) throw e;
