@@ -161,43 +161,18 @@ const R = {
     const r = rng(seed ^ 0x5eed);
     R.r = r;
     R.log = [];
+    R.reloads = 0;
+    R.saved = [];
+    R.fake = null;
     R.trace = [];
     globalThis.TRACE = new URLSearchParams(location.search).has("trace");
     R.queue = [];
     R.stats = { edits: {}, delivered: 0, duplicated: 0, lost: 0, held: 0, remoteDuringDrag: 0 };
     let t = 1_790_000_000_000;
     const now = () => (t += 1 + r.int(3)); // one clock for all: deterministic, no drift
+    R.now = now;
     R.peers = [];
-    for (let i = 0; i < n; i++) {
-      const m = mkmap(i * (W + GAP));
-      const engine = await createEngine({ peerId: "p" + i, now });
-      let k = 0;
-      const peer = new Peer(i, engine, null, m);
-      peer.ctl = bindLeaflet({
-        map: m.map,
-        featuresLayer: m.featuresLayer,
-        engine,
-        layerId: "L1",
-        L,
-        newId: () => `f${i}x${++k}`,
-        onEdit: (e) => {
-          R.stats.edits[e.kind] = (R.stats.edits[e.kind] ?? 0) + 1;
-        },
-        onRender: (e) => {
-          if (globalThis.TRACE) R.trace.push(`map ${i} render ${e.kind} ${e.id} handles=${e.layer.editor ? e.layer.editor.editLayer.getLayers().length : "-"}`);
-          if (R.dragging && R.dragging.i === i && R.dragging.id === e.id) R.stats.remoteDuringDrag++;
-        },
-      });
-      if (globalThis.TRACE) {
-        for (const t of ["editable:vertex:mousedown", "editable:vertex:dragstart", "editable:vertex:dragend", "editable:vertex:click", "editable:vertex:deleted", "editable:edited", "editable:enable", "editable:disable", "editable:drawing:start", "editable:drawing:end", "editable:vertex:new"]) {
-          m.map.on(t, (e) => R.trace.push(`map ${i} ${t} ${peer.ctl.idOf(e.layer)} handles=${e.layer.editor ? e.layer.editor.editLayer.getLayers().length : "-"}`));
-        }
-      }
-      if (globalThis.TRACE) m.map.on("movestart", () => R.trace.push(`map ${i} movestart ${new Error().stack}`));
-      // Drawing with the editor: the user's layer stays edited after the commit.
-      m.map.on("editable:drawing:start", (e) => peer.wantEdit.set(e.layer, true));
-      R.peers.push(peer);
-    }
+    for (let i = 0; i < n; i++) R.peers.push(R.bind(i, await createEngine({ peerId: "p" + i, now })));
     // The datalayer every map loaded from the server (seeded: never sent, never undone).
     const features = [];
     const spot = () => {
@@ -220,6 +195,59 @@ const R = {
     return true;
   },
 
+  /** Map i: a new map bound to engine (at setup, and when the page is reloaded). */
+  bind(i, engine) {
+    const m = mkmap(i * (W + GAP));
+    let k = 0;
+    const peer = new Peer(i, engine, null, m);
+    peer.ctl = bindLeaflet({
+      map: m.map,
+      featuresLayer: m.featuresLayer,
+      engine,
+      layerId: "L1",
+      L,
+      newId: () => `f${i}x${++k}r${R.reloads}`,
+      onEdit: (e) => {
+        R.stats.edits[e.kind] = (R.stats.edits[e.kind] ?? 0) + 1;
+      },
+      onRender: (e) => {
+        if (globalThis.TRACE) R.trace.push(`map ${i} render ${e.kind} ${e.id} handles=${e.layer.editor ? e.layer.editor.editLayer.getLayers().length : "-"}`);
+        if (R.dragging && R.dragging.i === i && R.dragging.id === e.id) R.stats.remoteDuringDrag++;
+      },
+    });
+    if (globalThis.TRACE) {
+      for (const t of ["editable:vertex:mousedown", "editable:vertex:dragstart", "editable:vertex:dragend", "editable:vertex:click", "editable:vertex:deleted", "editable:edited", "editable:enable", "editable:disable", "editable:drawing:start", "editable:drawing:end", "editable:vertex:new"]) {
+        m.map.on(t, (e) => R.trace.push(`map ${i} ${t} ${peer.ctl.idOf(e.layer)} handles=${e.layer.editor ? e.layer.editor.editLayer.getLayers().length : "-"}`));
+      }
+      m.map.on("movestart", () => R.trace.push(`map ${i} movestart ${new Error().stack}`));
+    }
+    // Drawing with the editor: the user's layer stays edited after the commit.
+    m.map.on("editable:drawing:start", (e) => peer.wantEdit.set(e.layer, true));
+    return peer;
+  },
+  /**
+   * Map i's page reloaded: its engine restored from a snapshot — taken now, or the one saved
+   * earlier (older: what it did since, unsent, is lost) — and drawn on a new map.
+   */
+  async reload(i, older) {
+    const p = R.peers[i];
+    if (p.online) R.pump();
+    const snap = older && R.saved[i] ? R.saved[i] : p.engine.snapshot();
+    p.ctl.unbind();
+    p.map.remove();
+    p.div.remove();
+    p.engine.close();
+    R.reloads++;
+    const q = R.bind(i, await createEngine({ snapshot: snap, now: R.now }));
+    q.online = p.online;
+    q.lose = p.lose;
+    R.peers[i] = q;
+    return older && R.saved[i] ? "older snapshot" : "snapshot";
+  },
+  save(i) {
+    R.saved[i] = R.peers[i].engine.snapshot();
+  },
+
   // ------------------------------------------------------------ network
 
   /** Moves every online peer's outbox into the network (one copy per recipient). */
@@ -237,7 +265,7 @@ const R = {
   route(from, m) {
     const msg = JSON.parse(m);
     if (msg.kind === "PeerMessage") {
-      const to = R.peers.findIndex((p) => p.engine.peerId === msg.recipient);
+      const to = R.peers.findIndex((p) => p.engine.peerId === msg.recipient || p.engine.peerId === String(msg.recipient).split("~")[0]);
       if (to >= 0) R.queue.push({ to, m });
       return;
     }
@@ -386,6 +414,43 @@ const R = {
         return el && el.style.opacity !== "0" ? { ...R.center(el), k } : null;
       })
       .filter((v) => v && R.insideMap(i, v));
+  },
+
+  /**
+   * A drag on map j of feature id, as Leaflet and Leaflet.Editable fire it (the page's one
+   * mouse is on another map): begun and moved now, ended by fakeDragEnd.
+   */
+  fakeDragStart(j, id) {
+    const p = R.peers[j];
+    const l = p.ctl.layerFor(id);
+    if (!l || R.fake) return "none";
+    const q = R.place(j);
+    const ll = L.latLng(q.lat, q.lng);
+    if (l instanceof L.Marker) {
+      if (!l.dragging || !l.dragging.enabled()) return "none";
+      l.fire("movestart").fire("dragstart");
+      l.setLatLng(ll);
+      l.fire("drag", { latlng: ll });
+      R.fake = { layer: l, marker: true };
+      return "marker drag";
+    }
+    R.edit(j, id, true);
+    const vs = flatLatLngs(l.getLatLngs()).filter((x) => x.__vertex && x.__vertex._map);
+    if (vs.length === 0) return "none";
+    const v = vs[R.r.int(vs.length)].__vertex;
+    v.fire("dragstart");
+    L.DomUtil.setPosition(v._icon, p.map.latLngToLayerPoint(ll));
+    v.fire("drag");
+    R.fake = { layer: l, vertex: v };
+    return "vertex drag";
+  },
+  fakeDragEnd() {
+    const f = R.fake;
+    R.fake = null;
+    if (!f) return false;
+    if (f.marker) f.layer.fire("moveend").fire("dragend", { distance: 10 });
+    else f.vertex.fire("dragend");
+    return true;
   },
 
   // ------------------------------------------------------------ edits through the engine

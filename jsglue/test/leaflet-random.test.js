@@ -104,10 +104,21 @@ async function walk(p, seed, steps) {
     await idle(0);
   };
   // What another map does to the feature under a drag, and its messages delivered mid-drag.
+  // Or that map's user drags it too (fired as Leaflet fires a drag: the page has one mouse),
+  // released after this one or before.
+  let fakeEnd = null;
   const peerDuring = (i, id) => async () => {
     const j = r.chance(0.85) ? other(i) : i; // sometimes the dragging user's own undo
-    const what = j === i ? r.pick(["undo", "redo"]) : r.pick(engineEdits);
-    const did = await ev(([j, id, what]) => R.engineEdit(j, id, what), [j, id, what]);
+    const what = j === i ? r.pick(["undo", "redo"]) : r.pick([...engineEdits, "drag", "drag"]);
+    let did;
+    if (what === "drag") {
+      did = await ev(([j, id]) => R.fakeDragStart(j, id), [j, id]);
+      fakeEnd = r.chance(0.5) ? "after" : "during";
+      if (fakeEnd === "during") {
+        await ev(() => (R.pump(), R.deliver(R.queue.length)));
+        await ev(() => R.fakeDragEnd());
+      }
+    } else did = await ev(([j, id, what]) => R.engineEdit(j, id, what), [j, id, what]);
     say(`  mid-drag: map ${j} ${what} ${id} → ${did}`);
     await ev(() => {
       R.pump();
@@ -142,6 +153,8 @@ async function walk(p, seed, steps) {
       redo: 3,
       toggleEdit: 3,
       offline: 2,
+      reload: 1,
+      save: 1,
       tick: 6,
     });
     count(action);
@@ -221,7 +234,13 @@ async function walk(p, seed, steps) {
         for (let k = 0; k < clicks; k++) {
           const q = await ev((i) => R.place(i), i);
           await clickAt(q);
-          if (r.chance(0.4)) await tick();
+          if (r.chance(0.3)) {
+            // Another map edits the feature being drawn on (or this user undoes), heard at once.
+            const j = r.chance(0.8) ? other(i) : i;
+            const what = j === i ? "undo" : r.pick(engineEdits);
+            say(`  between clicks: map ${j} ${what} ${f.id} → ${await ev(([j, id, w]) => R.engineEdit(j, id, w), [j, f.id, what])}`);
+            await ev(() => (R.pump(), R.deliver(R.queue.length)));
+          } else if (r.chance(0.4)) await tick();
         }
         const commit = r.chance(0.75);
         say(`  ${commit ? "commit" : "cancel"}`);
@@ -266,6 +285,12 @@ async function walk(p, seed, steps) {
         await ev(([i, id]) => (R.dragging = { i, id }), [i, f.id]);
         await drag(a, b, peerDuring(i, f.id));
         await ev(() => (R.dragging = null));
+        if (fakeEnd === "after") {
+          await ev(() => (R.pump(), R.deliver(R.queue.length)));
+          say("  the other map's drag released");
+        }
+        await ev(() => R.fakeDragEnd());
+        fakeEnd = null;
         break;
       }
       case "deleteMany":
@@ -293,6 +318,14 @@ async function walk(p, seed, steps) {
         await ev(([i, lose]) => R.setOnline(i, false, lose), [i, lose]);
         break;
       }
+      case "reload": {
+        const older = r.chance(0.3);
+        say(`map ${i}: page reloaded from ${await ev(([i, o]) => R.reload(i, o), [i, older])}`);
+        break;
+      }
+      case "save":
+        await ev((i) => R.save(i), i);
+        break;
       case "tick":
         break;
     }
