@@ -108,7 +108,9 @@ function mkmap(left) {
 function drawnSummary(ctl, featuresLayer) {
   const out = {};
   const byLayer = new Map(ctl.features().map((f) => [f.layer, f]));
-  for (const layer of featuresLayer.getLayers()) {
+  // The layers shown, and those the controller keeps hidden (a datalayer not shown).
+  const layers = [...featuresLayer.getLayers(), ...ctl.features().filter((f) => !f.visible).map((f) => f.layer)];
+  for (const layer of layers) {
     const f = byLayer.get(layer);
     const id = ctl.idOf(layer) ?? "?unknown";
     out[id] = {
@@ -149,6 +151,8 @@ class Peer {
     this.ctl = ctl;
     Object.assign(this, m);
     this.online = true;
+    /** Datalayers this map's user hid. */
+    this.hidden = new Set();
     this.lose = false; // while offline: what it flushes is lost (true) or held in its outbox
     /** Layers whose editing the test (the user) turned on or off: layer → wanted. */
     this.wantEdit = new WeakMap();
@@ -206,6 +210,7 @@ const R = {
       engine,
       layerId: "L1",
       L,
+      isLayerVisible: (layerId) => !peer.hidden.has(layerId),
       newId: () => `f${i}x${++k}r${R.reloads}`,
       onEdit: (e) => {
         R.stats.edits[e.kind] = (R.stats.edits[e.kind] ?? 0) + 1;
@@ -371,7 +376,7 @@ const R = {
   features(i) {
     return R.peers[i].ctl
       .features()
-      .map((f) => ({ id: f.id, type: f.featureType }))
+      .map((f) => ({ id: f.id, type: f.featureType, visible: f.visible }))
       .sort((a, b) => (a.id < b.id ? -1 : 1));
   },
   /** The page point of feature id's marker icon on map i, or null. */
@@ -451,6 +456,30 @@ const R = {
     if (f.marker) f.layer.fire("moveend").fire("dragend", { distance: 10 });
     else f.vertex.fire("dragend");
     return true;
+  },
+
+  /** The user shows or hides datalayer layerId on map i (uMap's datalayer toggle). */
+  toggleLayer(i, layerId) {
+    const p = R.peers[i];
+    const hide = !p.hidden.has(layerId);
+    if (hide) {
+      p.hidden.add(layerId);
+      // Hidden, a line or polygon is edited no more (the helper disables it; shown again,
+      // only markers are made editable).
+      for (const f of p.ctl.features()) if (f.layerId === layerId) p.wantEdit.set(f.layer, false);
+    } else p.hidden.delete(layerId);
+    p.ctl.refreshVisibility();
+    return hide ? "hidden" : "shown";
+  },
+  /** The user pans or zooms map i a little (Leaflet.Editable makes the handles now in view). */
+  moveView(i) {
+    const r = R.r;
+    const { map } = R.peers[i];
+    const z = map.getZoom();
+    const zoom = r.chance(0.3) ? (z >= 15 ? z - 1 : z <= 13 ? z + 1 : z + (r.chance(0.5) ? 1 : -1)) : z;
+    const c = L.latLng(48.85 + (r.next() - 0.5) * 0.004, 2.35 + (r.next() - 0.5) * 0.006);
+    map.setView(c, zoom, { animate: false });
+    return `${zoom}`;
   },
 
   // ------------------------------------------------------------ edits through the engine
@@ -592,7 +621,11 @@ const R = {
     }
     for (const id of Object.keys(drawn)) if (!expected.has(id)) out.push(`${id}: drawn, not in the engine`);
     if (ctl.features().length !== Object.keys(drawn).length) out.push(`features() lists ${ctl.features().length}, ${Object.keys(drawn).length} drawn`);
-    for (const f of ctl.features()) if (!f.visible) out.push(`${f.id}: known to the controller, not in featuresLayer`);
+    for (const f of ctl.features()) {
+      const shown = !p.hidden.has(f.layerId);
+      if (f.visible !== shown) out.push(`${f.id}: visible ${f.visible}, its datalayer ${shown ? "shown" : "hidden"}`);
+      if (featuresLayer.hasLayer(f.layer) !== shown || map.hasLayer(f.layer) !== shown) out.push(`${f.id}: on the map ${map.hasLayer(f.layer)}, its datalayer ${shown ? "shown" : "hidden"}`);
+    }
     // Ghosts: layers nobody knows, vertex handles of layers gone or not edited.
     map.eachLayer((l) => {
       if (l instanceof L.LayerGroup || l instanceof L.Renderer || l instanceof L.Tooltip) return;
@@ -609,6 +642,7 @@ const R = {
     // with a handle on each vertex.
     for (const layer of featuresLayer.getLayers()) {
       const id = ctl.idOf(layer);
+      if (!layer._map) continue; // reported above
       if (layer instanceof L.Marker) {
         if (!layer.editEnabled() || !layer.dragging || !layer.dragging.enabled()) out.push(`${id}: a marker that does not drag`);
         continue;
@@ -627,6 +661,7 @@ const R = {
         if (stale > 0 || missing > 0) out.push(`${id}: ${stale} vertex handles of no vertex, ${missing} vertices in view without a handle (of ${all.length})`);
       }
     }
+    for (const f of ctl.features()) if (!f.visible && f.layer.editEnabled && f.layer.editEnabled()) out.push(`${f.id}: hidden, and edited`);
     if (map.editTools.drawing()) out.push("still drawing");
     return out;
   },

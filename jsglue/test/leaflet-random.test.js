@@ -72,8 +72,9 @@ async function walk(p, seed, steps) {
   let hot = null; // the feature edited last: often edited again, on another map
 
   const features = (i) => ev((i) => R.features(i), i);
-  const pickFeature = async (i, types) => {
-    const fs = (await features(i)).filter((f) => !types || types.includes(f.type));
+  // A feature of map i (of those types; shown, for the mouse), often the one edited last.
+  const pickFeature = async (i, types, shown = !!types) => {
+    const fs = (await features(i)).filter((f) => (!types || types.includes(f.type)) && (!shown || f.visible));
     if (fs.length === 0) return null;
     const h = fs.find((f) => f.id === hot);
     const f = h && r.chance(0.5) ? h : r.pick(fs);
@@ -83,6 +84,12 @@ async function walk(p, seed, steps) {
   const tick = () => ev(() => R.tick());
   const idle = (ms = 0) => ev((ms) => R.idle(ms), ms);
   const other = (i) => (i + 1 + r.int(n - 1)) % n;
+  // Where a drag ends: a place on the map, or now and then beyond its edge.
+  const target = async (i) => {
+    const q = await ev((i) => R.place(i), i);
+    if (r.chance(0.1)) return { x: q.x, y: q.y + 60 + r.int(40), beyond: true };
+    return q;
+  };
   const engineEdits = ["name", "color", "props", "geometry", "delete", "move", "undo", "redo", "name", "geometry"];
 
   // A mouse drag from a to b; during() runs half way (the pointer down, moving).
@@ -155,6 +162,8 @@ async function walk(p, seed, steps) {
       offline: 2,
       reload: 1,
       save: 1,
+      toggleLayer: 2,
+      view: 2,
       tick: 6,
     });
     count(action);
@@ -180,6 +189,7 @@ async function walk(p, seed, steps) {
         for (let k = 0; k < clicks; k++) {
           const q = await ev((i) => R.place(i), i);
           await clickAt(q);
+          if (r.chance(0.1)) say(`  between clicks: undo → ${await ev((i) => R.undo(i), i)}`);
           if (r.chance(0.3)) await tick(); // peers' edits arrive while it is drawn
         }
         const end = r.pick(["commit", "commit", "click", "cancel"]);
@@ -198,8 +208,8 @@ async function walk(p, seed, steps) {
         if (!f) break;
         const a = await ev(([i, id]) => R.iconAt(i, id), [i, f.id]);
         if (!a) break;
-        const b = await ev((i) => R.place(i), i);
-        say(`map ${i}: marker ${f.id} dragged`);
+        const b = await target(i);
+        say(`map ${i}: marker ${f.id} dragged${b.beyond ? " beyond the map's edge" : ""}`);
         await drag(a, { x: b.x, y: b.y + 17 }); // the icon's anchor is below its centre
         break;
       }
@@ -217,8 +227,8 @@ async function walk(p, seed, steps) {
           say(`map ${i}: ${mod ? mod + "+" : ""}click on vertex ${h.k} of ${f.id}`);
           await clickAt(h, mod);
         } else {
-          const b = await ev((i) => R.place(i), i);
-          say(`map ${i}: ${action === "middle" ? "middle handle" : "vertex"} ${h.k} of ${f.id} dragged`);
+          const b = await target(i);
+          say(`map ${i}: ${action === "middle" ? "middle handle" : "vertex"} ${h.k} of ${f.id} dragged${b.beyond ? " beyond the map's edge" : ""}`);
           await drag(h, b);
         }
         break;
@@ -269,7 +279,7 @@ async function walk(p, seed, steps) {
       }
       case "dragDuring": {
         // A drag on map i while another map edits or deletes the same feature.
-        const f = await pickFeature(i);
+        const f = await pickFeature(i, null, true);
         if (!f) break;
         let a;
         if (f.type === "marker") a = await ev(([i, id]) => R.iconAt(i, id), [i, f.id]);
@@ -280,8 +290,10 @@ async function walk(p, seed, steps) {
           a = hs.length > 0 ? { ...r.pick(hs), what: middle ? "middle handle" : "vertex" } : null;
         }
         if (!a) break;
-        const b = await ev((i) => R.place(i), i);
-        say(`map ${i}: ${f.type} ${f.id}${a.what ? ` (${a.what} ${a.k})` : ""} dragged while another map edits it`);
+        // Sometimes pressed and released in place (a click: nothing moved, nothing sent).
+        const still = r.chance(0.25);
+        const b = still ? a : await ev((i) => R.place(i), i);
+        say(`map ${i}: ${f.type} ${f.id}${a.what ? ` (${a.what} ${a.k})` : ""} ${still ? "pressed" : "dragged"} while another map edits it`);
         await ev(([i, id]) => (R.dragging = { i, id }), [i, f.id]);
         await drag(a, b, peerDuring(i, f.id));
         await ev(() => (R.dragging = null));
@@ -318,6 +330,14 @@ async function walk(p, seed, steps) {
         await ev(([i, lose]) => R.setOnline(i, false, lose), [i, lose]);
         break;
       }
+      case "toggleLayer": {
+        const lid = r.pick(["L1", "L2"]);
+        say(`map ${i}: datalayer ${lid} ${await ev(([i, l]) => R.toggleLayer(i, l), [i, lid])}`);
+        break;
+      }
+      case "view":
+        say(`map ${i}: view moved, zoom ${await ev((i) => R.moveView(i), i)}`);
+        break;
       case "reload": {
         const older = r.chance(0.3);
         say(`map ${i}: page reloaded from ${await ev(([i, o]) => R.reload(i, o), [i, older])}`);
