@@ -228,6 +228,9 @@ const R = {
     }
     // Drawing with the editor: the user's layer stays edited after the commit.
     m.map.on("editable:drawing:start", (e) => peer.wantEdit.set(e.layer, true));
+    // Hidden (its datalayer hidden), a line or polygon is edited no more: shown again, only
+    // markers are made editable (BindOptions.editable).
+    m.featuresLayer.on("layerremove", (e) => peer.wantEdit.set(e.layer, false));
     return peer;
   },
   /**
@@ -395,7 +398,7 @@ const R = {
   edit(i, id, on = true) {
     const p = R.peers[i];
     const l = p.ctl.layerFor(id);
-    if (!l || l instanceof L.Marker) return false;
+    if (!l || l instanceof L.Marker || !l._map) return false;
     if (on && !l.editEnabled()) l.enableEdit();
     if (!on && l.editEnabled()) l.disableEdit();
     p.wantEdit.set(l, on);
@@ -428,7 +431,7 @@ const R = {
   fakeDragStart(j, id) {
     const p = R.peers[j];
     const l = p.ctl.layerFor(id);
-    if (!l || R.fake) return "none";
+    if (!l || !l._map || R.fake) return "none"; // hidden there: no drag
     const q = R.place(j);
     const ll = L.latLng(q.lat, q.lng);
     if (l instanceof L.Marker) {
@@ -462,14 +465,13 @@ const R = {
   toggleLayer(i, layerId) {
     const p = R.peers[i];
     const hide = !p.hidden.has(layerId);
-    if (hide) {
-      p.hidden.add(layerId);
-      // Hidden, a line or polygon is edited no more (the helper disables it; shown again,
-      // only markers are made editable).
-      for (const f of p.ctl.features()) if (f.layerId === layerId) p.wantEdit.set(f.layer, false);
-    } else p.hidden.delete(layerId);
+    if (hide) p.hidden.add(layerId);
+    else p.hidden.delete(layerId);
     p.ctl.refreshVisibility();
     return hide ? "hidden" : "shown";
+  },
+  layerIdOf(i, id) {
+    return R.peers[i].ctl.metadataOf(id)?.layerId;
   },
   /** The user pans or zooms map i a little (Leaflet.Editable makes the handles now in view). */
   moveView(i) {
@@ -513,6 +515,26 @@ const R = {
         const shift = (c) => (typeof c[0] === "number" ? [round6(c[0] + d()), round6(c[1] + d()), ...c.slice(2)] : c.map(shift));
         const ng = { ...g, coordinates: shift(g.coordinates) };
         e.update("feature", meta, "geometry", closedRings(ng));
+        return what;
+      }
+      case "kind": {
+        // A geometry of another kind (a polygon made a point …): the helper draws a new layer.
+        const type = e.get("feature", { id, layerId: meta.layerId }, "geometry.type");
+        const spot = () => {
+          const q = R.place(i);
+          return [round6(q.lng), round6(q.lat)];
+        };
+        const kinds = ["Point", "LineString", "Polygon"].filter((t) => t !== type);
+        const t = r.pick(kinds);
+        const a = spot();
+        const g = t === "Point" ? { type: t, coordinates: a } : t === "LineString" ? { type: t, coordinates: [a, spot()] } : { type: t, coordinates: [[a, spot(), spot(), a]] };
+        e.update("feature", meta, "geometry", g);
+        return `${what} ${t}`;
+      }
+      case "bad": {
+        // A geometry no map draws (a peer's bug, an old client): not drawn until fixed.
+        const q = R.place(i);
+        e.update("feature", meta, "geometry", r.chance(0.5) ? { type: "LineString", coordinates: [[round6(q.lng), round6(q.lat)]] } : { type: "Polygon", coordinates: [] });
         return what;
       }
       case "delete":

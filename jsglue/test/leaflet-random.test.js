@@ -90,7 +90,7 @@ async function walk(p, seed, steps) {
     if (r.chance(0.1)) return { x: q.x, y: q.y + 60 + r.int(40), beyond: true };
     return q;
   };
-  const engineEdits = ["name", "color", "props", "geometry", "delete", "move", "undo", "redo", "name", "geometry"];
+  const engineEdits = ["name", "color", "props", "geometry", "delete", "move", "undo", "redo", "name", "geometry", "kind", "bad"];
 
   // A mouse drag from a to b; during() runs half way (the pointer down, moving).
   const drag = async (a, b, during) => {
@@ -116,9 +116,13 @@ async function walk(p, seed, steps) {
   let fakeEnd = null;
   const peerDuring = (i, id) => async () => {
     const j = r.chance(0.85) ? other(i) : i; // sometimes the dragging user's own undo
-    const what = j === i ? r.pick(["undo", "redo"]) : r.pick([...engineEdits, "drag", "drag"]);
+    const what = j === i ? r.pick(["undo", "redo", "hide"]) : r.pick([...engineEdits, "drag", "drag"]);
     let did;
-    if (what === "drag") {
+    if (what === "hide") {
+      // The user's page hides the feature's datalayer under the drag (uMap hides one a peer
+      // deleted, say).
+      did = await ev(([i, id]) => { const lid = R.layerIdOf(i, id); return lid ? R.toggleLayer(i, lid) : "none"; }, [i, id]);
+    } else if (what === "drag") {
       did = await ev(([j, id]) => R.fakeDragStart(j, id), [j, id]);
       fakeEnd = r.chance(0.5) ? "after" : "during";
       if (fakeEnd === "during") {
@@ -247,8 +251,9 @@ async function walk(p, seed, steps) {
           if (r.chance(0.3)) {
             // Another map edits the feature being drawn on (or this user undoes), heard at once.
             const j = r.chance(0.8) ? other(i) : i;
-            const what = j === i ? "undo" : r.pick(engineEdits);
-            say(`  between clicks: map ${j} ${what} ${f.id} → ${await ev(([j, id, w]) => R.engineEdit(j, id, w), [j, f.id, what])}`);
+            const what = j === i ? r.pick(["undo", "hide"]) : r.pick(engineEdits);
+            if (what === "hide") say(`  between clicks: its datalayer ${await ev(([i, id]) => { const lid = R.layerIdOf(i, id); return lid ? R.toggleLayer(i, lid) : "none"; }, [i, f.id])}`);
+            else say(`  between clicks: map ${j} ${what} ${f.id} → ${await ev(([j, id, w]) => R.engineEdit(j, id, w), [j, f.id, what])}`);
             await ev(() => (R.pump(), R.deliver(R.queue.length)));
           } else if (r.chance(0.4)) await tick();
         }
