@@ -18,8 +18,9 @@
 // handles those of its vertices; the maps draw the same; and a fresh page drawing a
 // snapshot of the state draws it the same.
 //
-//   node --test jsglue/test/leaflet-random.test.js                        # 2 seeds
+//   node --test jsglue/test/leaflet-random.test.js                        # seeds 1..3
 //   LEAFLET_RANDOM_SEEDS=50 node --test jsglue/test/leaflet-random.test.js  # seeds 1..50
+//   LEAFLET_RANDOM_FIRST=100 LEAFLET_RANDOM_SEEDS=50 …                    # seeds 100..149
 //   LEAFLET_RANDOM_SEED=17 node --test jsglue/test/leaflet-random.test.js   # that seed
 //   LEAFLET_RANDOM_STEPS=200 …                                            # longer walks (default 60)
 // A failure names its seed, and the walk's last actions.
@@ -228,8 +229,19 @@ async function walk(p, seed, steps) {
         const h = r.pick(handles);
         if (action === "clickVertex") {
           const mod = r.pick([undefined, undefined, "Alt", "Shift"]);
-          say(`map ${i}: ${mod ? mod + "+" : ""}click on vertex ${h.k} of ${f.id}`);
-          await clickAt(h, mod);
+          const slow = r.chance(0.3); // another map's edit arrives between the press and the release
+          say(`map ${i}: ${mod ? mod + "+" : ""}click on vertex ${h.k} of ${f.id}${slow ? ", slow" : ""}`);
+          if (slow) {
+            if (mod) await p.keyboard.down(mod);
+            await p.mouse.move(h.x, h.y);
+            await p.mouse.down();
+            await peerDuring(i, f.id)();
+            await p.mouse.up();
+            if (mod) await p.keyboard.up(mod);
+            await idle(5);
+            await ev(() => R.fakeDragEnd());
+            fakeEnd = null;
+          } else await clickAt(h, mod);
         } else {
           const b = await target(i);
           say(`map ${i}: ${action === "middle" ? "middle handle" : "vertex"} ${h.k} of ${f.id} dragged${b.beyond ? " beyond the map's edge" : ""}`);
@@ -393,7 +405,8 @@ async function walk(p, seed, steps) {
 
 async function drive(p) {
   const one = process.env.LEAFLET_RANDOM_SEED;
-  const seeds = one !== undefined ? [Number(one)] : Array.from({ length: Number(process.env.LEAFLET_RANDOM_SEEDS ?? 2) }, (_, s) => s + 1);
+  const first = Number(process.env.LEAFLET_RANDOM_FIRST ?? 1);
+  const seeds = one !== undefined ? [Number(one)] : Array.from({ length: Number(process.env.LEAFLET_RANDOM_SEEDS ?? 3) }, (_, s) => first + s);
   const steps = Number(process.env.LEAFLET_RANDOM_STEPS ?? 60);
   const url = p.url() + (process.env.LEAFLET_RANDOM_VERBOSE ? "?trace" : "");
   const fresh = await p.context().browser().newPage(); // a page of its own (its own context)
