@@ -151,6 +151,8 @@ class Peer {
     this.ctl = ctl;
     Object.assign(this, m);
     this.online = true;
+    /** The datalayer new drawings go to (if the map asks: see bind). */
+    this.datalayer = "L1";
     /** Datalayers this map's user hid. */
     this.hidden = new Set();
     this.lose = false; // while offline: what it flushes is lost (true) or held in its outbox
@@ -204,11 +206,16 @@ const R = {
     const m = mkmap(i * (W + GAP));
     let k = 0;
     const peer = new Peer(i, engine, null, m);
+    // Some maps draw into the datalayer the user picked last (the layerId function, asked at
+    // the drawing's start and its commit), some group each feature's edits in one undo step.
+    const picking = R.r.chance(0.5);
+    const grouping = R.r.chance(0.5) ? { group: (id) => "g" + id } : {};
     peer.ctl = bindLeaflet({
       map: m.map,
       featuresLayer: m.featuresLayer,
       engine,
-      layerId: "L1",
+      layerId: picking ? () => peer.datalayer : "L1",
+      ...grouping,
       L,
       isLayerVisible: (layerId) => !peer.hidden.has(layerId),
       newId: () => `f${i}x${++k}r${R.reloads}`,
@@ -472,6 +479,10 @@ const R = {
   },
   layerIdOf(i, id) {
     return R.peers[i].ctl.metadataOf(id)?.layerId;
+  },
+  /** The user picks the datalayer new drawings go to. */
+  pickDatalayer(i, layerId) {
+    R.peers[i].datalayer = layerId;
   },
   /** The user pans or zooms map i a little (Leaflet.Editable makes the handles now in view). */
   moveView(i) {

@@ -168,6 +168,7 @@ async function walk(p, seed, steps) {
       reload: 1,
       save: 1,
       toggleLayer: 2,
+      datalayer: 2,
       view: 2,
       tick: 6,
     });
@@ -195,6 +196,11 @@ async function walk(p, seed, steps) {
           const q = await ev((i) => R.place(i), i);
           await clickAt(q);
           if (r.chance(0.1)) say(`  between clicks: undo → ${await ev((i) => R.undo(i), i)}`);
+          if (r.chance(0.1)) {
+            const lid = r.pick(["L1", "L2"]);
+            await ev(([i, l]) => R.pickDatalayer(i, l), [i, lid]);
+            say(`  between clicks: draws into ${lid}`);
+          }
           if (r.chance(0.3)) await tick(); // peers' edits arrive while it is drawn
         }
         const end = r.pick(["commit", "commit", "click", "cancel"]);
@@ -350,6 +356,12 @@ async function walk(p, seed, steps) {
       case "toggleLayer": {
         const lid = r.pick(["L1", "L2"]);
         say(`map ${i}: datalayer ${lid} ${await ev(([i, l]) => R.toggleLayer(i, l), [i, lid])}`);
+        break;
+      }
+      case "datalayer": {
+        const lid = r.pick(["L1", "L2"]);
+        await ev(([i, l]) => R.pickDatalayer(i, l), [i, lid]);
+        say(`map ${i}: draws into ${lid} (if it asks)`);
         break;
       }
       case "view":
