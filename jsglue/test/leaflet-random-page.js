@@ -197,7 +197,8 @@ const R = {
       features.push({ type: "Feature", id: "s" + k, geometry, properties: { name: "seeded " + k } });
     }
     if (r.chance(0.5)) features.push({ type: "Feature", id: "s6", geometry: { type: "MultiLineString", coordinates: [[spot(), spot()], [spot(), spot()]] }, properties: {} });
-    for (const p of R.peers) p.ctl.seed({ type: "FeatureCollection", features }, "L1");
+    R.collection = { type: "FeatureCollection", features };
+    for (const p of R.peers) p.ctl.seed(R.collection, "L1");
     return true;
   },
 
@@ -244,20 +245,30 @@ const R = {
    * Map i's page reloaded: its engine restored from a snapshot — taken now, or the one saved
    * earlier (older: what it did since, unsent, is lost) — and drawn on a new map.
    */
-  async reload(i, older) {
+  async reload(i, how) {
     const p = R.peers[i];
     if (p.online) R.pump();
-    const snap = older && R.saved[i] ? R.saved[i] : p.engine.snapshot();
+    const snap = how === "older" && R.saved[i] ? R.saved[i] : how === "fresh" ? null : p.engine.snapshot();
     p.ctl.unbind();
     p.map.remove();
     p.div.remove();
     p.engine.close();
     R.reloads++;
-    const q = R.bind(i, await createEngine({ snapshot: snap, now: R.now }));
+    // Without a snapshot (none stored, or storage cleared) the page is a new peer: its edits
+    // not sent are lost, and it catches up by sync.
+    const engine = snap ? await createEngine({ snapshot: snap, now: R.now }) : await createEngine({ peerId: `p${i}n${R.reloads}`, now: R.now });
+    const q = R.bind(i, engine);
     q.online = p.online;
     q.lose = p.lose;
     R.peers[i] = q;
-    return older && R.saved[i] ? "older snapshot" : "snapshot";
+    // uMap loads the datalayer from the server again, then syncs.
+    q.ctl.seed(R.collection, "L1");
+    if (!snap && q.online) {
+      const others = R.peers.filter((x) => x !== q && x.online);
+      if (others.length > 0) R.route(i, q.engine.syncRequest(others[R.r.int(others.length)].engine.peerId));
+      for (const x of others) if (R.r.chance(0.5)) R.route(x.i, x.engine.syncRequest(q.engine.peerId)); // their probes
+    }
+    return snap ? (how === "older" ? "older snapshot" : "snapshot") : "nothing (a new peer)";
   },
   save(i) {
     R.saved[i] = R.peers[i].engine.snapshot();

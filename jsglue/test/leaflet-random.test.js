@@ -368,8 +368,8 @@ async function walk(p, seed, steps) {
         say(`map ${i}: view moved, zoom ${await ev((i) => R.moveView(i), i)}`);
         break;
       case "reload": {
-        const older = r.chance(0.3);
-        say(`map ${i}: page reloaded from ${await ev(([i, o]) => R.reload(i, o), [i, older])}`);
+        const how = r.pick(["now", "now", "older", "fresh"]);
+        say(`map ${i}: page reloaded from ${await ev(([i, h]) => R.reload(i, h), [i, how])}`);
         break;
       }
       case "save":
