@@ -170,6 +170,7 @@ const R = {
     R.reloads = 0;
     R.saved = [];
     R.fake = null;
+    R.deliverAtRelease = false;
     R.trace = [];
     globalThis.TRACE = new URLSearchParams(location.search).has("trace");
     R.queue = [];
@@ -188,8 +189,8 @@ const R = {
     for (let k = 0; k < 6; k++) {
       const kind = k % 3;
       let geometry;
-      if (kind === 0) geometry = { type: "Point", coordinates: spot() };
-      else if (kind === 1) geometry = { type: "LineString", coordinates: [spot(), spot(), spot()] };
+      if (kind === 0) geometry = { type: "Point", coordinates: k === 0 ? [...spot(), 35] : spot() };
+      else if (kind === 1) geometry = { type: "LineString", coordinates: k === 1 ? [[...spot(), 10], [...spot(), 12.5], [...spot(), -3]] : [spot(), spot(), spot()] };
       else {
         const ring = [spot(), spot(), spot(), spot()];
         geometry = { type: "Polygon", coordinates: [[...ring, ring[0]]] };
@@ -742,6 +743,21 @@ const R = {
     return el ? R.center(el) : null;
   },
 };
+
+// A message that arrives right after a release, before the helper's own timer for it runs
+// (a window capture listener sees the mouseup before the helper's document one).
+window.addEventListener(
+  "mouseup",
+  () => {
+    if (!R.deliverAtRelease) return;
+    R.deliverAtRelease = false;
+    setTimeout(() => {
+      R.pump();
+      R.deliver(R.queue.length);
+    }, 0);
+  },
+  true,
+);
 
 window.R = R;
 window.result = {};

@@ -131,6 +131,12 @@ async function walk(p, seed, steps) {
         await ev(() => R.fakeDragEnd());
       }
     } else did = await ev(([j, id, what]) => R.engineEdit(j, id, what), [j, id, what]);
+    if (r.chance(0.3)) {
+      // Heard only right after the release (before the helper's timer for it).
+      say(`  mid-drag: map ${j} ${what} ${id} → ${did}, heard at the release`);
+      await ev(() => (R.deliverAtRelease = true));
+      return;
+    }
     say(`  mid-drag: map ${j} ${what} ${id} → ${did}`);
     await ev(() => {
       R.pump();
