@@ -97,6 +97,8 @@ function mkmap(left) {
   featuresLayer.addTo(map);
   // uMap's "Delete this vertex (Alt+Click)" and "Delete this shape" (Shift+click).
   map.on("editable:vertex:altclick", (e) => e.vertex.delete());
+  // uMap's "Continue line" (from a line's first or last vertex), here on Ctrl+click.
+  map.on("editable:vertex:ctrlclick", (e) => e.vertex.continue());
   map.on("editable:vertex:shiftclick", (e) => {
     const shape = e.layer instanceof L.Polygon ? e.layer.parentShape(e.vertex.latlngs) : e.vertex.latlngs;
     e.layer.editor.deleteShape(shape);

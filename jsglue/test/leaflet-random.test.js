@@ -240,7 +240,7 @@ async function walk(p, seed, steps) {
         if (handles.length === 0) break;
         const h = r.pick(handles);
         if (action === "clickVertex") {
-          const mod = r.pick([undefined, undefined, "Alt", "Shift"]);
+          const mod = r.pick([undefined, undefined, "Alt", "Shift", "Control"]);
           const slow = r.chance(0.3); // another map's edit arrives between the press and the release
           say(`map ${i}: ${mod ? mod + "+" : ""}click on vertex ${h.k} of ${f.id}${slow ? ", slow" : ""}`);
           if (slow) {
@@ -254,6 +254,18 @@ async function walk(p, seed, steps) {
             await ev(() => R.fakeDragEnd());
             fakeEnd = null;
           } else await clickAt(h, mod);
+          if (await ev((i) => R.drawing(i), i)) {
+            // Ctrl+click on a line's end: drawn on from there (uMap's "Continue line").
+            const clicks = r.int(3);
+            for (let k = 0; k < clicks; k++) {
+              await clickAt(await ev((i) => R.place(i), i));
+              if (r.chance(0.4)) await tick();
+            }
+            const commit = r.chance(0.75);
+            say(`  continued, ${clicks} clicks, ${commit ? "commit" : "cancel"}`);
+            await ev(([i, c]) => R.endDrawing(i, c), [i, commit]);
+            await idle(0);
+          }
         } else {
           const b = await target(i);
           say(`map ${i}: ${action === "middle" ? "middle handle" : "vertex"} ${h.k} of ${f.id} dragged${b.beyond ? " beyond the map's edge" : ""}`);
