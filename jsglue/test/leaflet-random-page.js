@@ -584,6 +584,11 @@ const R = {
     }
     return "none";
   },
+  /** Map i renames and recolors every feature it draws. */
+  probe(i) {
+    const p = R.peers[i];
+    for (const f of p.ctl.features()) p.ctl.setProperties(f.id, { name: `probe ${i} ${f.id}`, "_umap_options.color": ["red", "green", "blue"][i] });
+  },
   deleteMany(i) {
     const p = R.peers[i];
     const ids = R.features(i)

@@ -421,6 +421,14 @@ async function walk(p, seed, steps) {
   await idle(5);
   await ev(() => R.settle());
   await idle(5);
+  await ev(() => R.settle());
+  // A probe: every feature renamed and recolored by each map in turn, synced: a layer whose
+  // drag or drawing the helper still thinks under way (held) would not show it.
+  for (let k = 0; k < n; k++) {
+    await ev((k) => R.probe(k), k);
+    await ev(() => R.settle());
+    await idle(5);
+  }
   const pending = await ev(() => R.settle());
   const outcome = await ev(() => ({
     states: R.states(),
