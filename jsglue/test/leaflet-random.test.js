@@ -18,11 +18,11 @@
 // handles those of its vertices; the maps draw the same; and a fresh page drawing a
 // snapshot of the state draws it the same.
 //
-//   node --test jsglue/test/leaflet-random.test.js                        # seeds 1..3
+//   node --test jsglue/test/leaflet-random.test.js                        # seeds 1..4
 //   LEAFLET_RANDOM_SEEDS=50 node --test jsglue/test/leaflet-random.test.js  # seeds 1..50
 //   LEAFLET_RANDOM_FIRST=100 LEAFLET_RANDOM_SEEDS=50 …                    # seeds 100..149
 //   LEAFLET_RANDOM_SEED=17 node --test jsglue/test/leaflet-random.test.js   # that seed
-//   LEAFLET_RANDOM_STEPS=200 …                                            # longer walks (default 60)
+//   LEAFLET_RANDOM_STEPS=200 …                                            # longer walks (default 70)
 // A failure names its seed, and the walk's last actions.
 
 import { test } from "node:test";
@@ -444,8 +444,8 @@ async function walk(p, seed, steps) {
 async function drive(p) {
   const one = process.env.LEAFLET_RANDOM_SEED;
   const first = Number(process.env.LEAFLET_RANDOM_FIRST ?? 1);
-  const seeds = one !== undefined ? [Number(one)] : Array.from({ length: Number(process.env.LEAFLET_RANDOM_SEEDS ?? 3) }, (_, s) => first + s);
-  const steps = Number(process.env.LEAFLET_RANDOM_STEPS ?? 60);
+  const seeds = one !== undefined ? [Number(one)] : Array.from({ length: Number(process.env.LEAFLET_RANDOM_SEEDS ?? 4) }, (_, s) => first + s);
+  const steps = Number(process.env.LEAFLET_RANDOM_STEPS ?? 70);
   const url = p.url() + (process.env.LEAFLET_RANDOM_VERBOSE ? "?trace" : "");
   const fresh = await p.context().browser().newPage(); // a page of its own (its own context)
   const runs = [];
