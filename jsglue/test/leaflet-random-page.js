@@ -115,12 +115,18 @@ function drawnSummary(ctl, featuresLayer) {
   for (const layer of layers) {
     const f = byLayer.get(layer);
     const id = ctl.idOf(layer) ?? "?unknown";
+    // What the user sees, read from the layer rather than the controller's bookkeeping: the
+    // label's text, the path's stroke or the pin's fill.
+    const tooltip = layer.getTooltip();
+    const label = tooltip ? new DOMParser().parseFromString(String(tooltip.getContent()), "text/html").body.textContent : "";
+    const el = layer instanceof L.Marker ? layer.options.icon.options.html : null;
+    const fill = el ? (/fill="([^"]*)"/.exec(el) || [])[1] : layer.options.color;
     out[id] = {
       layerId: f?.layerId,
       type: f?.featureType,
       geometry: canonicalJSON(round6(layer.toGeoJSON(6).geometry)),
-      name: f?.name,
-      color: f?.color,
+      name: label,
+      color: fill,
     };
   }
   return out;
@@ -176,7 +182,7 @@ const R = {
     R.trace = [];
     globalThis.TRACE = new URLSearchParams(location.search).has("trace");
     R.queue = [];
-    R.stats = { edits: {}, delivered: 0, duplicated: 0, lost: 0, held: 0, remoteDuringDrag: 0 };
+    R.stats = { edits: {}, delivered: 0, duplicated: 0, lost: 0, remoteDuringDrag: 0 };
     let t = 1_790_000_000_000;
     const now = () => (t += 1 + r.int(3)); // one clock for all: deterministic, no drift
     R.now = now;
@@ -523,7 +529,7 @@ const R = {
     const e = p.engine;
     switch (what) {
       case "name":
-        if (r.chance(0.7)) p.ctl.setProperty(id, "name", "n" + r.int(100));
+        if (r.chance(0.7)) p.ctl.setProperty(id, "name", r.chance(0.2) ? `<b>"${r.int(9)}" & 'co'</b>` : "n" + r.int(100));
         else p.ctl.setProperty(id, "name", undefined);
         return what;
       case "color":
@@ -713,7 +719,11 @@ const R = {
         if (stale > 0 || missing > 0) out.push(`${id}: ${stale} vertex handles of no vertex, ${missing} vertices in view without a handle (of ${all.length})`);
       }
     }
-    for (const f of ctl.features()) if (!f.visible && f.layer.editEnabled && f.layer.editEnabled()) out.push(`${f.id}: hidden, and edited`);
+    for (const f of ctl.features()) {
+      if (!f.visible && f.layer.editEnabled && f.layer.editEnabled()) out.push(`${f.id}: hidden, and edited`);
+      const t = f.layer.getTooltip();
+      if (f.visible && t && !t.isOpen()) out.push(`${f.id}: its label not shown`);
+    }
     if (map.editTools.drawing()) out.push("still drawing");
     return out;
   },
