@@ -34,6 +34,7 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { inChromium } from "./chromium.js";
 
 const page = `<!doctype html><meta charset="utf-8">
@@ -101,14 +102,19 @@ async function walk(p, seed, steps) {
   const engineEdits = ["name", "color", "props", "geometry", "delete", "move", "undo", "redo", "name", "geometry", "kind", "bad"];
 
   // A mouse drag from a to b; during() runs half way (the pointer down, moving).
+  // Leaflet moves what is dragged at the next animation frame: one is waited for after the
+  // moves, so where the drag ends does not depend on the machine's speed (a seed replays).
+  const frame = () => ev(() => new Promise((res) => requestAnimationFrame(() => res())));
   const drag = async (a, b, during) => {
     await p.mouse.move(a.x, a.y);
     await p.mouse.down();
     const steps = 2 + r.int(3);
     const mid = { x: (a.x + b.x) / 2, y: (a.y + b.y) / 2 };
     await p.mouse.move(mid.x, mid.y, { steps });
+    await frame();
     if (during) await during();
     await p.mouse.move(b.x, b.y, { steps });
+    await frame();
     await p.mouse.up();
     await idle(5); // the helper's release timer
   };
@@ -519,7 +525,7 @@ test("random edits of two or three Leaflet maps through the helper converge, and
     // Twins (one id alive in two datalayers: a move concurrent with an edit) are drawn as
     // either, one layer per id (leaflet.d.ts, applyChanges): maps may differ there.
     const twinsDiffer = (run.twins ?? []).filter((id) => run.drawn.some((d) => JSON.stringify(d[id]) !== JSON.stringify(run.drawn[0][id])));
-    t.diagnostic(`seed ${run.seed}: ${run.n} maps, ${Object.keys(run.drawn?.[0] ?? {}).length} features at the end${run.twins?.length ? `, twins ${run.twins} (drawn differently: ${twinsDiffer})` : ""}; actions ${JSON.stringify(run.counts)}; ${JSON.stringify(run.stats)}`);
+    t.diagnostic(`seed ${run.seed}: ${run.n} maps, ${Object.keys(run.drawn?.[0] ?? {}).length} features at the end (state ${createHash("sha1").update(run.states?.[0] ?? "").digest("hex").slice(0, 8)})${run.twins?.length ? `, twins ${run.twins} (drawn differently: ${twinsDiffer})` : ""}; actions ${JSON.stringify(run.counts)}; ${JSON.stringify(run.stats)}`);
   }
   assert.equal(failed, 0, `${failed} of ${res.driven.length} seeds failed (see above)`);
   assert.ok(activity > 0, "the walks did nothing");
