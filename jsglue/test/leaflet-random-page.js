@@ -184,7 +184,7 @@ const R = {
     R.queue = [];
     R.stats = { edits: {}, delivered: 0, duplicated: 0, lost: 0, remoteDuringDrag: 0 };
     let t = 1_790_000_000_000;
-    const now = () => (t += 1 + r.int(3)); // one clock for all: deterministic, no drift
+    const now = () => ++t; // one clock for all: deterministic (reads take nothing from r), no drift
     R.now = now;
     R.peers = [];
     for (let i = 0; i < n; i++) R.peers.push(R.bind(i, await createEngine({ peerId: "p" + i, now })));
