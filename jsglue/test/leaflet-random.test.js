@@ -435,6 +435,7 @@ async function walk(p, seed, steps) {
   await ev(() => R.settle());
   await idle(5);
   await ev(() => R.settle());
+  const statesBeforeProbe = await ev(() => R.states());
   // A probe: every feature renamed and recolored by each map in turn, synced: a layer whose
   // drag or drawing the helper still thinks under way (held) would not show it.
   for (let k = 0; k < n; k++) {
@@ -451,7 +452,7 @@ async function walk(p, seed, steps) {
     snapshot: R.snapshot(0),
     stats: R.stats,
   }));
-  return { log, counts, pending, ...outcome, n };
+  return { log, counts, pending, statesBeforeProbe, ...outcome, n };
 }
 
 async function drive(p) {
@@ -497,7 +498,10 @@ function check(run) {
   assert.equal(run.thrown, undefined, "the walk threw");
   assert.deepEqual(run.errors, [], "errors on the page");
   assert.ok(run.pending.every((x) => x === 0), `messages left unsent: ${run.pending}`);
-  for (let i = 1; i < run.states.length; i++) assert.equal(run.states[i], run.states[0], `map ${i}'s engine differs from map 0's`);
+  for (let i = 1; i < run.states.length; i++) {
+    assert.equal(run.statesBeforeProbe[i], run.statesBeforeProbe[0], `map ${i}'s engine differs from map 0's`);
+    assert.equal(run.states[i], run.states[0], `after the probe, map ${i}'s engine differs from map 0's`);
+  }
   run.problems.forEach((ps, i) => assert.deepEqual(ps, [], `map ${i} does not draw what its engine holds`));
   const base = withoutIds(run.drawn[0], run.twins);
   for (let i = 1; i < run.drawn.length; i++) assert.deepEqual(withoutIds(run.drawn[i], run.twins), base, `map ${i} draws otherwise than map 0`);
