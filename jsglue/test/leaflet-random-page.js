@@ -243,6 +243,10 @@ const R = {
       }
       m.map.on("movestart", () => R.trace.push(`map ${i} movestart ${new Error().stack}`));
     }
+    // A marker focused near the map's edge pans the map (Leaflet's autoPanOnFocus), animated:
+    // Leaflet.Editable makes the handles of the vertices it brings into view at its moveend.
+    m.map.on("movestart", () => (peer.moving = true));
+    m.map.on("moveend", () => (peer.moving = false));
     // Drawing with the editor: the user's layer stays edited after the commit.
     m.map.on("editable:drawing:start", (e) => peer.wantEdit.set(e.layer, true));
     // Hidden (its datalayer hidden), a line or polygon is edited no more: shown again, only
@@ -655,6 +659,10 @@ const R = {
   /** Waits for the helper's timers (a release's, a cancelled drawing's). */
   idle(ms = 0) {
     return new Promise((res) => setTimeout(res, ms));
+  },
+  /** Waits until no map is moving (an animated pan: at most 2 s). */
+  async still() {
+    for (let k = 0; k < 100 && R.peers.some((p) => p.moving); k++) await R.idle(20);
   },
 
   // ------------------------------------------------------------ checks

@@ -417,6 +417,7 @@ async function walk(p, seed, steps) {
     if (r.chance(0.6)) await tick();
     // Between two actions (no drag, no drawing under way) each map draws what its engine holds.
     await idle(0);
+    await ev(() => R.still());
     const problems = await ev(() => R.peers.map((p) => R.problems(p.i)));
     for (const [k, ps] of problems.entries()) {
       if (ps.length > 0 && process.env.LEAFLET_RANDOM_VERBOSE) console.log((await ev(() => R.trace)).slice(-60).join("\n"));
@@ -444,6 +445,7 @@ async function walk(p, seed, steps) {
     await idle(5);
   }
   const pending = await ev(() => R.settle());
+  await ev(() => R.still());
   const outcome = await ev(() => ({
     states: R.states(),
     problems: R.peers.map((p) => R.problems(p.i)),
