@@ -236,14 +236,7 @@ type chaosWorld struct {
 	// acked, per map, holds the messages carrying operations that a peer sent to the relay
 	// before a pong it received, and the operations the relay broadcast: they were
 	// fsync'd, and no restart may lose them.
-	acked map[string][][]byte
-	// maybe, per map, holds the uMap operations the relay refused (errStore, their fsync
-	// failed): each may or may not be in the map at the end (resolveMaybe). A crash
-	// leaves what was written and not fsync'd partly on disk; and in about one run in ten
-	// of seed 19 a refused operation was found in the map after later crashes and
-	// restarts, by a way not found yet (session 34's note). A real uMap client keeps a
-	// refused operation in its Journal, and its peers get it from there.
-	maybe    map[string][][]byte
+	acked    map[string][][]byte
 	restarts int
 	crashes  int
 	// cuts counts the logs a crash cut in what was not fsync'd, torn those it left a torn
@@ -260,45 +253,6 @@ type chaosWorld struct {
 	// trace holds the last events, printed with a failure.
 	traceMu sync.Mutex
 	trace   []string
-}
-
-// resolveMaybe returns the state the map must hold: the oracle's, with those of the map's
-// maybe operations that the relay's state shows it holds (the oracle takes them).
-func (w *chaosWorld) resolveMaybe(name, relayState string) string {
-	want, ops := w.oracle[name].State(), w.maybe[name]
-	if want == relayState || len(ops) == 0 {
-		return want
-	}
-	if len(ops) > 10 {
-		ops = ops[len(ops)-10:] // those of the last crashes
-	}
-	snap, err := w.oracle[name].Snapshot()
-	if err != nil {
-		w.fatalf("oracle snapshot: %v", err)
-	}
-	for mask := 1; mask < 1<<len(ops); mask++ {
-		r, err := crdt.NewReplicaFromSnapshot(crdt.Options{}, snap)
-		if err != nil {
-			w.fatalf("oracle restore: %v", err)
-		}
-		for i, op := range ops {
-			if mask&(1<<i) != 0 {
-				if _, err := r.Receive(op); err != nil {
-					w.fatalf("oracle refuses %s: %v", op, err)
-				}
-			}
-		}
-		if r.State() == relayState {
-			for i, op := range ops {
-				if mask&(1<<i) != 0 {
-					w.tracef("%s: the relay holds %s", name, op)
-					w.oracle[name].Receive(op)
-				}
-			}
-			return relayState
-		}
-	}
-	return want
 }
 
 // tracef notes an event.
@@ -910,10 +864,9 @@ func (u *umapPeer) edit(rng *rand.Rand) {
 	if _, ok := u.waitFor(func(m string) bool { return m == "pong" }); !ok {
 		var ce websocket.CloseError
 		if errors.As(u.c.in.closed, &ce) && ce.Code == websocket.StatusPolicyViolation && ce.Reason == errStore.Error() {
-			// Its fsync failed (failNext, or a crash): refused, and a uMap client does not
-			// send it again; it may be in the map all the same (see maybe).
+			// Its fsync failed (failNext): refused, the operation is not in the map, and a
+			// uMap client does not send it again.
 			w.tracef("%s: refused %s", u, op)
-			w.maybe[u.mapName] = append(w.maybe[u.mapName], []byte(op))
 			u.gone()
 			return
 		}
@@ -1025,7 +978,7 @@ func chaosEdit(t *testing.T, rng *rand.Rand, r *crdt.Replica) {
 func relayChaos(t *testing.T, seed uint64, steps int) {
 	rng := rand.New(rand.NewPCG(seed, 0xc4a05))
 	w := &chaosWorld{t: t, rng: rng, seed: seed, logs: &syncBuffer{},
-		oracle: map[string]*crdt.Replica{}, acked: map[string][][]byte{}, maybe: map[string][][]byte{}}
+		oracle: map[string]*crdt.Replica{}, acked: map[string][][]byte{}}
 	w.so = storeOptions{Dir: t.TempDir(), CompactEvery: []int{2, 5, 30, 1000}[rng.IntN(4)],
 		CompactBytes: []int64{2000, 1 << 20}[rng.IntN(2)], Replica: crdt.Options{Limits: w.limits()}}
 	mixed := rng.IntN(2) == 0 // else every browser has the relay's limits
@@ -1214,9 +1167,9 @@ func relayChaos(t *testing.T, seed uint64, steps int) {
 		}
 	}
 	for _, name := range w.maps {
+		want := w.oracle[name].State()
 		var relayState string
 		w.withReplica(name, func(r *crdt.Replica) { relayState = r.State() })
-		want := w.resolveMaybe(name, relayState)
 		if relayState != want {
 			var who []string
 			for _, p := range w.peers {

@@ -234,7 +234,18 @@ func (rm *room) reply(c *conn, msg []byte) {
 // it. Called after a call that succeeded, which writes (Check), or which ran settled
 // (PeerMessage): the bytes not durable are its.
 func (rm *room) wrote(from *conn) *write {
-	if rm.gc == nil || rm.gc.Unsynced() == 0 {
+	if rm.gc == nil {
+		return nil
+	}
+	if rm.gc.Unsynced() == 0 {
+		// Nothing written is waiting: a compaction (the store's, in this call's append)
+		// made durable every write before too. They are decided now, not by the next sync,
+		// whose failure would refuse them though they stay in the map.
+		for _, o := range rm.outbox {
+			if o.w != nil && !o.w.done {
+				o.w.done, o.w.err = true, nil
+			}
+		}
 		return nil
 	}
 	w := &write{}
@@ -310,7 +321,7 @@ func (rm *room) commit() {
 		n = len(rm.outbox)
 	}
 	for _, o := range rm.outbox[:n] {
-		if o.w != nil {
+		if o.w != nil && !o.w.done { // one a compaction made durable is decided (wrote)
 			o.w.done, o.w.err = true, err
 		}
 	}
